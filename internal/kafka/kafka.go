@@ -1,0 +1,198 @@
+// Package kafka holds the Kafka plumbing every component shares: broker
+// configuration, writers that wait for all in-sync replicas, consumer-group
+// readers that commit only when told, topic creation, and the embedded
+// Kafka-protocol broker (kfake) that the all-in-one runs.
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/auditpipe/auditpipe/internal/tlsconfig"
+)
+
+// Config is the Kafka part of a component's configuration.
+type Config struct {
+	// Brokers are the bootstrap addresses, host:port. No default: required.
+	Brokers []string `yaml:"brokers"`
+	// ClientID names this client to the brokers. Default "auditpipe".
+	ClientID string `yaml:"client_id"`
+	// TLS for the broker connections. Default off.
+	TLS tlsconfig.Config `yaml:"tls"`
+	// DialTimeout bounds one connection attempt. Default 10s.
+	DialTimeout time.Duration `yaml:"dial_timeout"`
+}
+
+// WithDefaults returns c with empty fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.ClientID == "" {
+		c.ClientID = "auditpipe"
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = 10 * time.Second
+	}
+	return c
+}
+
+// Validate names the first bad field; prefix is the enclosing field, e.g. "kafka".
+func (c Config) Validate(prefix string) error {
+	if len(c.Brokers) == 0 {
+		return fmt.Errorf("%s.brokers: at least one broker address is required", prefix)
+	}
+	for _, b := range c.Brokers {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			return fmt.Errorf("%s.brokers: %q: %w", prefix, b, err)
+		}
+	}
+	return c.TLS.Validate(prefix + ".tls")
+}
+
+func (c Config) transport() (*kafkago.Transport, error) {
+	c = c.WithDefaults()
+	tc, err := c.TLS.Build()
+	if err != nil {
+		return nil, err
+	}
+	return &kafkago.Transport{
+		ClientID:    c.ClientID,
+		TLS:         tc,
+		DialTimeout: c.DialTimeout,
+		IdleTimeout: 30 * time.Second,
+		MetadataTTL: 10 * time.Second,
+	}, nil
+}
+
+// Dialer returns a dialer for readers and admin connections.
+func (c Config) Dialer() (*kafkago.Dialer, error) {
+	c = c.WithDefaults()
+	tc, err := c.TLS.Build()
+	if err != nil {
+		return nil, err
+	}
+	return &kafkago.Dialer{ClientID: c.ClientID, Timeout: c.DialTimeout, DualStack: true, TLS: tc}, nil
+}
+
+// NewWriter returns a synchronous writer to topic that waits for all
+// in-sync replicas (acks=all) and partitions by key hash, so one host's
+// events stay in order on one partition. The caller batches; WriteMessages
+// returns once the whole batch is acknowledged or has failed.
+func (c Config) NewWriter(topic string) (*kafkago.Writer, error) {
+	tr, err := c.transport()
+	if err != nil {
+		return nil, fmt.Errorf("kafka: writer for %s: %w", topic, err)
+	}
+	return &kafkago.Writer{
+		Addr:                   kafkago.TCP(c.Brokers...),
+		Topic:                  topic,
+		Balancer:               &kafkago.Hash{},
+		RequiredAcks:           kafkago.RequireAll,
+		MaxAttempts:            3,
+		WriteBackoffMin:        50 * time.Millisecond,
+		WriteBackoffMax:        time.Second,
+		BatchSize:              10000,
+		BatchBytes:             16 << 20,
+		BatchTimeout:           5 * time.Millisecond,
+		Transport:              tr,
+		AllowAutoTopicCreation: false,
+	}, nil
+}
+
+// ReaderConfig is what a consumer group member needs beyond the brokers.
+type ReaderConfig struct {
+	Group  string
+	Topics []string
+	// MaxBytes bounds one fetch. Default 16 MiB.
+	MaxBytes int
+	// MaxWait bounds how long a fetch waits for data. Default 500ms.
+	MaxWait time.Duration
+}
+
+// NewReader returns a consumer-group reader that never commits on its own:
+// the caller commits with CommitMessages after its sink has the data. A new
+// group starts at the earliest offset.
+func (c Config) NewReader(rc ReaderConfig) (*kafkago.Reader, error) {
+	d, err := c.Dialer()
+	if err != nil {
+		return nil, fmt.Errorf("kafka: reader for group %s: %w", rc.Group, err)
+	}
+	if rc.MaxBytes == 0 {
+		rc.MaxBytes = 16 << 20
+	}
+	if rc.MaxWait == 0 {
+		rc.MaxWait = 500 * time.Millisecond
+	}
+	return kafkago.NewReader(kafkago.ReaderConfig{
+		Brokers:           c.Brokers,
+		GroupID:           rc.Group,
+		GroupTopics:       rc.Topics,
+		Dialer:            d,
+		MinBytes:          1,
+		MaxBytes:          rc.MaxBytes,
+		MaxWait:           rc.MaxWait,
+		CommitInterval:    0, // synchronous, explicit commits only
+		StartOffset:       kafkago.FirstOffset,
+		HeartbeatInterval: time.Second,
+		SessionTimeout:    10 * time.Second,
+		RebalanceTimeout:  10 * time.Second,
+		ReadBackoffMin:    50 * time.Millisecond,
+		ReadBackoffMax:    time.Second,
+	}), nil
+}
+
+// Topic describes a topic to create.
+type Topic struct {
+	Name       string
+	Partitions int
+	// Compacted sets cleanup.policy=compact (the grants topic).
+	Compacted bool
+}
+
+// PipelineTopics are the topics auditpipe uses, with their layouts.
+func PipelineTopics(partitions int) []Topic {
+	return []Topic{
+		{Name: "opctl.audit.v1", Partitions: partitions},
+		{Name: "opctl.deadletter.v1", Partitions: 1},
+		{Name: "opctl.grants.v1", Partitions: 1, Compacted: true},
+		{Name: "opctl.lifecycle.v1", Partitions: 1},
+		{Name: "opctl.dispatch.v1", Partitions: partitions},
+	}
+}
+
+// EnsureTopics creates the topics that do not exist yet; existing topics
+// are left as they are.
+func (c Config) EnsureTopics(ctx context.Context, topics ...Topic) error {
+	tr, err := c.transport()
+	if err != nil {
+		return fmt.Errorf("kafka: ensure topics: %w", err)
+	}
+	defer tr.CloseIdleConnections()
+	cl := &kafkago.Client{Addr: kafkago.TCP(c.Brokers...), Transport: tr, Timeout: 30 * time.Second}
+	req := &kafkago.CreateTopicsRequest{}
+	for _, t := range topics {
+		tc := kafkago.TopicConfig{Topic: t.Name, NumPartitions: t.Partitions, ReplicationFactor: -1}
+		if t.Compacted {
+			tc.ConfigEntries = []kafkago.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}}
+		}
+		req.Topics = append(req.Topics, tc)
+	}
+	resp, err := cl.CreateTopics(ctx, req)
+	if err != nil {
+		return fmt.Errorf("kafka: create topics: %w", err)
+	}
+	var errs []error
+	for name, e := range resp.Errors {
+		if e != nil && !errors.Is(e, kafkago.TopicAlreadyExists) {
+			errs = append(errs, fmt.Errorf("kafka: create topic %s: %w", name, e))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// HostPort joins host and port for a broker address.
+func HostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }

@@ -1,0 +1,236 @@
+package schemas
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"unicode/utf8"
+)
+
+// Kind is the value of an event's "event" field.
+type Kind string
+
+// Event kinds.
+const (
+	KindLogin   Kind = "login"
+	KindLogout  Kind = "logout"
+	KindCommand Kind = "command"
+	KindKeys    Kind = "keys"
+)
+
+// Kinds lists every event kind, in a stable order.
+var Kinds = []Kind{KindLogin, KindLogout, KindCommand, KindKeys}
+
+// Valid reports whether k is one of the documented kinds.
+func (k Kind) Valid() bool {
+	switch k {
+	case KindLogin, KindLogout, KindCommand, KindKeys:
+		return true
+	}
+	return false
+}
+
+// Event is one audit event on topic opctl.audit.v1, as the seed's examples
+// 1-2 (login), 1-3 (logout) and 1-4 (command) show it, plus the keystroke
+// event and the fields auditpipe adds. Field names are the contract: they
+// are never renamed, only added to.
+//
+// All seed fields are strings, as in the seed; Args is an array.
+type Event struct {
+	// Seed fields.
+	Layer     string   `json:"layer"`
+	ReqAuthID string   `json:"req_auth_id"`
+	Event     Kind     `json:"event"`
+	SrcHost   string   `json:"srchost,omitempty"`  // login/logout: hostname= of the record
+	Res       string   `json:"res,omitempty"`      // "success" or "failed"
+	DestHost  string   `json:"desthost,omitempty"` // login/logout: addr= of the record
+	PID       string   `json:"pid,omitempty"`
+	Title     string   `json:"title,omitempty"` // command: proctitle, NUL between arguments
+	Args      []string `json:"args,omitempty"`  // command: argv (always present for commands)
+	RecID     string   `json:"rec_id"`          // audit serial
+	TTY       string   `json:"tty"`
+	Host      string   `json:"host"`
+	Time      string   `json:"time"` // ctime form, UTC: "Thu Oct 29 03:20:22 2020"
+	RawData   string   `json:"raw_data"`
+	LoginID   string   `json:"loginid"`
+
+	// Added by auditpipe.
+	PPID    string `json:"ppid,omitempty"` // command: parent pid
+	Ses     string `json:"ses,omitempty"`  // audit session id
+	EUID    string `json:"euid,omitempty"` // command: effective user, resolved to a name
+	Exe     string `json:"exe,omitempty"`  // command: executable path
+	Cwd     string `json:"cwd,omitempty"`  // command: working directory
+	Keys    string `json:"keys,omitempty"` // keys: the keystrokes, decoded
+	EventID string `json:"event_id"`       // 32 hex digits, see NewEventID
+	TS      string `json:"ts"`             // RFC 3339, milliseconds, UTC
+	Seq     uint64 `json:"seq"`            // per-host sequence number of the collector
+}
+
+// Validate checks the invariants every event on the wire must hold.
+func (e *Event) Validate() error {
+	if !e.Event.Valid() {
+		return fmt.Errorf("event: unknown kind %q", e.Event)
+	}
+	if len(e.EventID) != 32 {
+		return fmt.Errorf("event: event_id %q: want 32 hex digits", e.EventID)
+	}
+	if e.Host == "" {
+		return fmt.Errorf("event: host is empty")
+	}
+	if e.TS == "" {
+		return fmt.Errorf("event: ts is empty")
+	}
+	return nil
+}
+
+// MarshalJSON encodes the event with AppendJSON.
+func (e *Event) MarshalJSON() ([]byte, error) {
+	return e.AppendJSON(make([]byte, 0, 256+len(e.RawData)+len(e.Title))), nil
+}
+
+// AppendJSON appends the event's JSON encoding to dst. It writes each kind's
+// seed fields in the seed's order, then the added fields, and always writes
+// "args" for commands (an empty array when there are none). Strings that are
+// not valid UTF-8 have each invalid byte replaced by U+FFFD; the collector
+// never hands such strings over (see package collector/auditlog's escaping).
+func (e *Event) AppendJSON(dst []byte) []byte {
+	dst = append(dst, '{')
+	dst = appendField(dst, "layer", e.Layer, true)
+	dst = appendField(dst, "req_auth_id", e.ReqAuthID, false)
+	dst = appendField(dst, "event", string(e.Event), false)
+	switch e.Event {
+	case KindLogin, KindLogout:
+		dst = appendField(dst, "srchost", e.SrcHost, false)
+		dst = appendField(dst, "res", e.Res, false)
+		dst = appendField(dst, "desthost", e.DestHost, false)
+		dst = appendField(dst, "pid", e.PID, false)
+	case KindCommand:
+		dst = appendField(dst, "title", e.Title, false)
+		dst = append(dst, `,"args":[`...)
+		for i, a := range e.Args {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendString(dst, a)
+		}
+		dst = append(dst, ']')
+		dst = appendField(dst, "pid", e.PID, false)
+		dst = appendField(dst, "ppid", e.PPID, false)
+		dst = appendField(dst, "euid", e.EUID, false)
+		dst = appendField(dst, "exe", e.Exe, false)
+		dst = appendField(dst, "cwd", e.Cwd, false)
+		dst = appendField(dst, "res", e.Res, false)
+	case KindKeys:
+		dst = appendField(dst, "pid", e.PID, false)
+		dst = appendField(dst, "keys", e.Keys, false)
+	}
+	dst = appendField(dst, "rec_id", e.RecID, false)
+	dst = appendField(dst, "tty", e.TTY, false)
+	dst = appendField(dst, "host", e.Host, false)
+	dst = appendField(dst, "time", e.Time, false)
+	dst = appendField(dst, "raw_data", e.RawData, false)
+	dst = appendField(dst, "loginid", e.LoginID, false)
+	if e.Ses != "" {
+		dst = appendField(dst, "ses", e.Ses, false)
+	}
+	dst = appendField(dst, "event_id", e.EventID, false)
+	dst = appendField(dst, "ts", e.TS, false)
+	dst = append(dst, `,"seq":`...)
+	dst = strconv.AppendUint(dst, e.Seq, 10)
+	return append(dst, '}')
+}
+
+// UnmarshalJSON decodes an event strictly: unknown fields are an error, so a
+// producer that drifts from the contract is caught at the first consumer.
+func (e *Event) UnmarshalJSON(b []byte) error {
+	type plain Event
+	var p plain
+	if err := decodeStrict(b, &p); err != nil {
+		return fmt.Errorf("event: %w", err)
+	}
+	*e = Event(p)
+	return nil
+}
+
+func appendField(dst []byte, name, value string, first bool) []byte {
+	if !first {
+		dst = append(dst, ',')
+	}
+	dst = append(dst, '"')
+	dst = append(dst, name...)
+	dst = append(dst, '"', ':')
+	return appendString(dst, value)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string, escaping as encoding/json does
+// except that HTML characters are left alone.
+func appendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return fmt.Errorf("trailing data after JSON object")
+	}
+	return nil
+}
+
+// Time layouts of the contract.
+const (
+	// CtimeLayout is the seed's "time" field: "Thu Oct 29 03:20:22 2020", UTC.
+	CtimeLayout = "Mon Jan _2 15:04:05 2006"
+	// TSLayout is the "ts" field: RFC 3339 with milliseconds, UTC.
+	TSLayout = "2006-01-02T15:04:05.000Z07:00"
+)

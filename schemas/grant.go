@@ -1,0 +1,45 @@
+package schemas
+
+import (
+	"fmt"
+	"time"
+)
+
+// Audit types of an access request, set by the approver.
+const (
+	AuditCommand          = "COMMAND_AUDIT"
+	AuditCommandKeystroke = "COMMAND_KEYSTROKE_AUDIT"
+)
+
+// Grant is a message on topic opctl.grants.v1 (compacted, key = LoginID):
+// the unique login user an approval created, bound to its access request.
+// A tombstone (nil value) for the key revokes it. Collectors use grants to
+// fill req_auth_id; agents use them to create and remove users.
+type Grant struct {
+	LoginID   string    `json:"loginid"`     // 32 hex digits, the login user
+	ReqAuthID string    `json:"req_auth_id"` // the access request
+	Resource  string    `json:"resource,omitempty"`
+	Actions   []string  `json:"actions,omitempty"`
+	AuditType string    `json:"audit_type,omitempty"` // AuditCommand or AuditCommandKeystroke
+	Expires   time.Time `json:"expires,omitzero"`
+}
+
+// Validate checks the fields a consumer relies on.
+func (g *Grant) Validate() error {
+	if g.LoginID == "" {
+		return fmt.Errorf("grant: loginid is empty")
+	}
+	if g.ReqAuthID == "" {
+		return fmt.Errorf("grant %s: req_auth_id is empty", g.LoginID)
+	}
+	switch g.AuditType {
+	case "", AuditCommand, AuditCommandKeystroke:
+	default:
+		return fmt.Errorf("grant %s: unknown audit_type %q", g.LoginID, g.AuditType)
+	}
+	return nil
+}
+
+// Keystrokes reports whether the grant asks for keystroke events too. An
+// empty audit type means the strictest reading: keystrokes are recorded.
+func (g *Grant) Keystrokes() bool { return g.AuditType != AuditCommand }
