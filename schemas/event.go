@@ -56,15 +56,20 @@ type Event struct {
 	LoginID   string   `json:"loginid"`
 
 	// Added by auditpipe.
-	PPID    string `json:"ppid,omitempty"` // command: parent pid
-	Ses     string `json:"ses,omitempty"`  // audit session id
-	EUID    string `json:"euid,omitempty"` // command: effective user, resolved to a name
-	Exe     string `json:"exe,omitempty"`  // command: executable path
-	Cwd     string `json:"cwd,omitempty"`  // command: working directory
-	Keys    string `json:"keys,omitempty"` // keys: the keystrokes, decoded
-	EventID string `json:"event_id"`       // 32 hex digits, see NewEventID
-	TS      string `json:"ts"`             // RFC 3339, milliseconds, UTC
-	Seq     uint64 `json:"seq"`            // per-host sequence number of the collector
+	PPID string `json:"ppid,omitempty"` // command: parent pid
+	Ses  string `json:"ses,omitempty"`  // audit session id
+	EUID string `json:"euid,omitempty"` // command: effective user, resolved to a name
+	Exe  string `json:"exe,omitempty"`  // command: executable path
+	Cwd  string `json:"cwd,omitempty"`  // command: working directory
+	Keys string `json:"keys,omitempty"` // keys: the keystrokes, decoded
+	// Escaped lists the fields whose value held bytes that are not UTF-8:
+	// in those values (and only those) a backslash is written \\ and each
+	// invalid byte \xNN, so the original bytes can be restored exactly
+	// (see UnescapeInvalidUTF8).
+	Escaped []string `json:"escaped,omitempty"`
+	EventID string   `json:"event_id"` // 32 hex digits, see NewEventID
+	TS      string   `json:"ts"`       // RFC 3339, milliseconds, UTC
+	Seq     uint64   `json:"seq"`      // per-host sequence number of the collector
 }
 
 // Validate checks the invariants every event on the wire must hold.
@@ -133,6 +138,16 @@ func (e *Event) AppendJSON(dst []byte) []byte {
 	dst = appendField(dst, "loginid", e.LoginID, false)
 	if e.Ses != "" {
 		dst = appendField(dst, "ses", e.Ses, false)
+	}
+	if len(e.Escaped) > 0 {
+		dst = append(dst, `,"escaped":[`...)
+		for i, name := range e.Escaped {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendString(dst, name)
+		}
+		dst = append(dst, ']')
 	}
 	dst = appendField(dst, "event_id", e.EventID, false)
 	dst = appendField(dst, "ts", e.TS, false)

@@ -1,0 +1,252 @@
+// Package assemble groups parsed audit records into events. Records of one
+// event share node and serial; multi-record kernel events end with an EOE
+// record; user-space and standalone records are events on their own. An
+// event that never sees its EOE is flushed, marked incomplete, when it is
+// older than the timeout or when more than MaxInFlight events are open.
+// Gaps in the serial numbers are counted as lost events.
+package assemble
+
+import (
+	"bytes"
+	"time"
+
+	"github.com/auditpipe/auditpipe/collector/auditlog"
+)
+
+// Record types that steer assembly.
+const (
+	typeEOE             = 1320
+	typeTTY             = 1319
+	typeFirstKernel     = 1300
+	typeFirstStandalone = 2100 // AUDIT_ANOM_LOGIN_FAILURES and above
+)
+
+// Event is an assembled event. Records own their Line bytes.
+type Event struct {
+	Node     string
+	Sec      int64
+	Msec     int
+	Serial   uint64
+	Records  []auditlog.Record
+	Complete bool // false when flushed by timeout, window or Flush
+	// FirstTag and LastTag are the caller's tags of the first and last
+	// record (the collector uses line numbers, for its checkpoint).
+	FirstTag, LastTag uint64
+
+	opened time.Time
+	done   bool
+}
+
+// Options tune the assembler. Zero values take the defaults.
+type Options struct {
+	// MaxInFlight bounds the open events; the oldest is flushed beyond it. Default 512.
+	MaxInFlight int
+	// Timeout flushes an event this long after its first record. Default 3s.
+	Timeout time.Duration
+	// RecentKeys is how many emitted (node, serial) keys are remembered to
+	// recognise records that arrive after their event was flushed. Default 4096.
+	RecentKeys int
+}
+
+// Stats counts what the assembler saw; the collector exports them as metrics.
+type Stats struct {
+	Events     uint64 // events emitted
+	Incomplete uint64 // events emitted without their EOE
+	Gaps       uint64 // serial numbers skipped (lost events)
+	Late       uint64 // records whose event had already been emitted
+	OrphanEOE  uint64 // EOE records with no open event
+}
+
+type key struct {
+	node   string
+	serial uint64
+}
+
+// Assembler is not safe for concurrent use.
+type Assembler struct {
+	opts    Options
+	emit    func(*Event)
+	open    map[key]*Event
+	order   []*Event // open events by arrival; done ones are skipped
+	recent  map[key]struct{}
+	ring    []key
+	ringPos int
+	maxSer  map[string]uint64
+	node    []byte
+	nodeStr string
+	stats   Stats
+}
+
+// New returns an assembler that hands complete events to emit. emit owns
+// the event; it must not keep it past the call if it calls Release.
+func New(opts Options, emit func(*Event)) *Assembler {
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = 512
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 3 * time.Second
+	}
+	if opts.RecentKeys <= 0 {
+		opts.RecentKeys = 4096
+	}
+	return &Assembler{
+		opts:   opts,
+		emit:   emit,
+		open:   make(map[key]*Event),
+		recent: make(map[key]struct{}, opts.RecentKeys),
+		ring:   make([]key, opts.RecentKeys),
+		maxSer: make(map[string]uint64),
+	}
+}
+
+// Stats returns the counters so far.
+func (a *Assembler) Stats() Stats { return a.stats }
+
+// ErrLate is returned by Push for a record whose event was already emitted.
+type lateError struct{}
+
+func (lateError) Error() string { return "record arrived after its event was emitted" }
+
+// ErrLate marks a late record; the caller dead-letters it, nothing is dropped silently.
+var ErrLate error = lateError{}
+
+// Push adds a parsed record; line is copied. tag is the caller's label of
+// the record's position. now is the arrival time. It returns ErrLate when
+// the record's event was already emitted.
+func (a *Assembler) Push(rec *auditlog.Record, tag uint64, now time.Time) error {
+	node := a.nodeString(rec.Node())
+	k := key{node, rec.Serial}
+	a.countGap(node, rec.Serial)
+	if rec.TypeNum == typeEOE {
+		if ev, ok := a.open[k]; ok {
+			ev.Complete = true
+			ev.LastTag = tag
+			a.finish(k, ev)
+		} else {
+			a.stats.OrphanEOE++
+		}
+		return nil
+	}
+	standalone := rec.TypeNum != 0 && (rec.TypeNum < typeFirstKernel || rec.TypeNum >= typeFirstStandalone || rec.TypeNum == typeTTY)
+	ev, ok := a.open[k]
+	if !ok {
+		if _, seen := a.recent[k]; seen && !standalone {
+			a.stats.Late++
+			return ErrLate
+		}
+		ev = &Event{Node: node, Sec: rec.Sec, Msec: rec.Msec, Serial: rec.Serial, FirstTag: tag, opened: now}
+		if standalone {
+			ev.Records = []auditlog.Record{copyRecord(rec)}
+			ev.LastTag = tag
+			ev.Complete = true
+			a.stats.Events++
+			a.emit(ev)
+			return nil
+		}
+		a.open[k] = ev
+		a.order = append(a.order, ev)
+	}
+	ev.Records = append(ev.Records, copyRecord(rec))
+	ev.LastTag = tag
+	if len(a.open) > a.opts.MaxInFlight {
+		a.evictOldest()
+	}
+	return nil
+}
+
+// Maintain flushes events older than the timeout.
+func (a *Assembler) Maintain(now time.Time) {
+	for {
+		ev := a.front()
+		if ev == nil || now.Sub(ev.opened) < a.opts.Timeout {
+			return
+		}
+		a.finish(key{ev.Node, ev.Serial}, ev)
+	}
+}
+
+// Flush emits every open event, oldest first, marked incomplete.
+func (a *Assembler) Flush() {
+	for ev := a.front(); ev != nil; ev = a.front() {
+		a.finish(key{ev.Node, ev.Serial}, ev)
+	}
+}
+
+// OldestOpenTag returns the first tag of the oldest open event.
+func (a *Assembler) OldestOpenTag() (uint64, bool) {
+	oldest, found := uint64(0), false
+	for _, ev := range a.open {
+		if !found || ev.FirstTag < oldest {
+			oldest, found = ev.FirstTag, true
+		}
+	}
+	return oldest, found
+}
+
+// Open returns the number of open events.
+func (a *Assembler) Open() int { return len(a.open) }
+
+func (a *Assembler) front() *Event {
+	for len(a.order) > 0 && a.order[0].done {
+		a.order[0] = nil
+		a.order = a.order[1:]
+	}
+	if len(a.order) == 0 {
+		return nil
+	}
+	return a.order[0]
+}
+
+func (a *Assembler) evictOldest() {
+	if ev := a.front(); ev != nil {
+		a.finish(key{ev.Node, ev.Serial}, ev)
+	}
+}
+
+func (a *Assembler) finish(k key, ev *Event) {
+	delete(a.open, k)
+	ev.done = true
+	if !ev.Complete {
+		a.stats.Incomplete++
+	}
+	// Remember the key so that stragglers are recognised as late.
+	old := a.ring[a.ringPos]
+	if old != (key{}) {
+		delete(a.recent, old)
+	}
+	a.ring[a.ringPos] = k
+	a.recent[k] = struct{}{}
+	a.ringPos = (a.ringPos + 1) % len(a.ring)
+	a.stats.Events++
+	a.emit(ev)
+}
+
+func (a *Assembler) countGap(node string, serial uint64) {
+	last, ok := a.maxSer[node]
+	switch {
+	case !ok:
+		a.maxSer[node] = serial
+	case serial > last:
+		if serial-last > 1 && serial-last < 1<<20 {
+			a.stats.Gaps += serial - last - 1
+		}
+		a.maxSer[node] = serial
+	case last-serial > 1<<20:
+		// The kernel's counter started again (reboot): follow it.
+		a.maxSer[node] = serial
+	}
+}
+
+func (a *Assembler) nodeString(b []byte) string {
+	if !bytes.Equal(b, a.node) {
+		a.node = append(a.node[:0], b...)
+		a.nodeStr = string(b)
+	}
+	return a.nodeStr
+}
+
+func copyRecord(r *auditlog.Record) auditlog.Record {
+	c := *r
+	c.Line = append(make([]byte, 0, len(r.Line)), r.Line...)
+	return c
+}

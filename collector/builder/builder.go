@@ -1,0 +1,500 @@
+// Package builder turns assembled audit events into the contract events of
+// package schemas: it classifies them (login, logout, command, keys),
+// renders raw_data in interpreted form, extracts title, args and the other
+// fields, ties the login user to its access request through grants, and
+// leaves out sessions that no grant covers unless told otherwise.
+package builder
+
+import (
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/auditpipe/auditpipe/collector/assemble"
+	"github.com/auditpipe/auditpipe/collector/auditlog"
+	"github.com/auditpipe/auditpipe/schemas"
+)
+
+// Grants finds the grant of a login user.
+type Grants interface {
+	Lookup(loginID string) (schemas.Grant, bool)
+}
+
+// StaticGrants is a fixed set of grants, keyed by login user.
+type StaticGrants map[string]schemas.Grant
+
+// Lookup implements Grants.
+func (g StaticGrants) Lookup(loginID string) (schemas.Grant, bool) {
+	gr, ok := g[loginID]
+	return gr, ok
+}
+
+// Config configures a Builder.
+type Config struct {
+	// Layer is written to every event (CPS, HOST, CELL, GUESTVM, SWITCH, ILOM).
+	Layer string
+	// Host names events whose records carry no node= prefix.
+	Host string
+	// AllUsers emits events of users without a grant (req_auth_id empty).
+	AllUsers bool
+	// Names resolves ids; nil resolves nothing (ids print as unknown(N)).
+	Names *Names
+	// Grants ties login users to access requests; nil means none.
+	Grants Grants
+}
+
+// Outcome says what Build did with an event.
+type Outcome uint8
+
+// Outcomes of Build.
+const (
+	Emitted      Outcome = iota
+	NotAudited           // not a login, logout, command or keystroke event
+	NoGrant              // the user has no grant (and AllUsers is off)
+	KeysNotAsked         // keystrokes of a grant with COMMAND_AUDIT only
+)
+
+// String names the outcome for metrics.
+func (o Outcome) String() string {
+	switch o {
+	case Emitted:
+		return "emitted"
+	case NotAudited:
+		return "not_audited"
+	case NoGrant:
+		return "no_grant"
+	case KeysNotAsked:
+		return "keys_not_asked"
+	}
+	return "unknown"
+}
+
+// Builder is not safe for concurrent use.
+type Builder struct {
+	cfg     Config
+	names   *Names
+	seq     map[string]uint64
+	scratch []byte
+	raw     []byte
+	argBufs [][]byte
+	// MissingArgs counts command arguments that argc announced but no
+	// EXECVE record carried.
+	MissingArgs uint64
+}
+
+// New returns a Builder.
+func New(cfg Config) *Builder {
+	return &Builder{cfg: cfg, names: cfg.Names, seq: map[string]uint64{}}
+}
+
+// Seq returns the last sequence number given per host (for checkpoints).
+func (b *Builder) Seq() map[string]uint64 {
+	m := make(map[string]uint64, len(b.seq))
+	for k, v := range b.seq {
+		m[k] = v
+	}
+	return m
+}
+
+// SetSeq restores sequence numbers from a checkpoint.
+func (b *Builder) SetSeq(m map[string]uint64) {
+	for k, v := range m {
+		b.seq[k] = v
+	}
+}
+
+// Build fills out from ev when it is an audited event of a covered user.
+// out is overwritten either way.
+func (b *Builder) Build(ev *assemble.Event, out *schemas.Event) Outcome {
+	*out = schemas.Event{}
+	var sys, execve, login, keys *auditlog.Record
+	var proctitle, cwd *auditlog.Record
+	kind := schemas.Kind("")
+	for i := range ev.Records {
+		r := &ev.Records[i]
+		switch string(r.Type()) {
+		case "SYSCALL":
+			sys = r
+		case "EXECVE":
+			if execve == nil {
+				execve = r
+			}
+		case "PROCTITLE":
+			proctitle = r
+		case "CWD":
+			cwd = r
+		case "USER_LOGIN":
+			login, kind = r, schemas.KindLogin
+		case "USER_LOGOUT":
+			login, kind = r, schemas.KindLogout
+		case "TTY", "USER_TTY":
+			keys, kind = r, schemas.KindKeys
+		}
+	}
+	if kind == "" && (execve != nil || (sys != nil && isExecSyscall(sys))) {
+		kind = schemas.KindCommand
+	}
+	if kind == "" {
+		return NotAudited
+	}
+	out.Event = kind
+	out.Layer = b.cfg.Layer
+	out.Host = ev.Node
+	if out.Host == "" {
+		out.Host = b.cfg.Host
+	}
+	out.RecID = strconv.FormatUint(ev.Serial, 10)
+
+	switch kind {
+	case schemas.KindLogin, schemas.KindLogout:
+		b.fillLogin(login, out)
+	case schemas.KindCommand:
+		b.fillCommand(ev, sys, proctitle, cwd, out)
+	case schemas.KindKeys:
+		b.fillKeys(keys, out)
+	}
+
+	var grant schemas.Grant
+	var ok bool
+	if b.cfg.Grants != nil && out.LoginID != "" {
+		grant, ok = b.cfg.Grants.Lookup(out.LoginID)
+	}
+	switch {
+	case ok:
+		out.ReqAuthID = grant.ReqAuthID
+		if kind == schemas.KindKeys && !grant.Keystrokes() {
+			return KeysNotAsked
+		}
+	case !b.cfg.AllUsers:
+		return NoGrant
+	}
+
+	// raw_data: the records in ausearch's order (last record first).
+	raw := b.raw[:0]
+	for i := len(ev.Records) - 1; i >= 0; i-- {
+		raw = b.appendRecord(raw, &ev.Records[i])
+	}
+	b.raw = raw
+	out.RawData = string(raw)
+
+	t := time.Unix(ev.Sec, int64(ev.Msec)*int64(time.Millisecond)).UTC()
+	b.scratch = t.AppendFormat(b.scratch[:0], schemas.CtimeLayout)
+	out.Time = string(b.scratch)
+	b.scratch = t.AppendFormat(b.scratch[:0], schemas.TSLayout)
+	out.TS = string(b.scratch)
+	out.EventID = schemas.NewEventID(out.Host, ev.Sec, ev.Msec, ev.Serial)
+	b.seq[out.Host]++
+	out.Seq = b.seq[out.Host]
+	escapeInvalid(out)
+	return Emitted
+}
+
+func isExecSyscall(sys *auditlog.Record) bool {
+	f, ok := auditlog.Lookup(sys.Body(), "syscall")
+	if !ok {
+		return false
+	}
+	arch := ""
+	if a, ok := auditlog.Lookup(sys.Body(), "arch"); ok {
+		arch = archName(a.Value)
+	}
+	name := syscallName(arch, f.Value)
+	return name == "execve" || name == "execveat"
+}
+
+// fillLogin reads a USER_LOGIN / USER_LOGOUT record. Its fields live in the
+// nested msg='…': op, id or acct, exe, hostname, addr, terminal, res.
+func (b *Builder) fillLogin(r *auditlog.Record, out *schemas.Event) {
+	st := recState{enriched: r.Enriched()}
+	var auid []byte
+	body := r.Body()
+	for {
+		f, rest, ok := auditlog.NextField(body)
+		if !ok {
+			break
+		}
+		body = rest
+		switch string(f.Key) {
+		case "pid":
+			out.PID = string(f.Value)
+		case "ses":
+			out.Ses = string(f.Value)
+		case "auid":
+			auid = b.appendID(nil, f, &st, true)
+		case "msg":
+			b.fillLoginMsg(f.Value, &st, out)
+		}
+	}
+	if out.LoginID == "" && auid != nil && string(auid) != "unset" {
+		out.LoginID = string(auid)
+	}
+}
+
+func (b *Builder) fillLoginMsg(msg []byte, st *recState, out *schemas.Event) {
+	for {
+		f, rest, ok := auditlog.NextField(msg)
+		if !ok {
+			return
+		}
+		msg = rest
+		switch string(f.Key) {
+		case "id":
+			if v := b.appendID(nil, f, st, true); string(v) != "unset" {
+				out.LoginID = string(v)
+			}
+		case "acct":
+			if out.LoginID == "" {
+				out.LoginID = string(decodeValue(nil, f))
+			}
+		case "hostname":
+			out.SrcHost = string(f.Value)
+		case "addr":
+			out.DestHost = string(f.Value)
+		case "terminal":
+			out.TTY = string(f.Value)
+		case "res":
+			out.Res = resWord(f.Value)
+		}
+	}
+}
+
+// fillCommand reads SYSCALL, EXECVE (all of them: long arguments are split
+// over several), PROCTITLE and CWD records.
+func (b *Builder) fillCommand(ev *assemble.Event, sys, proctitle, cwd *auditlog.Record, out *schemas.Event) {
+	if sys != nil {
+		st := recState{enriched: sys.Enriched()}
+		body := sys.Body()
+		for {
+			f, rest, ok := auditlog.NextField(body)
+			if !ok {
+				break
+			}
+			body = rest
+			switch string(f.Key) {
+			case "pid":
+				out.PID = string(f.Value)
+			case "ppid":
+				out.PPID = string(f.Value)
+			case "ses":
+				out.Ses = string(f.Value)
+			case "tty":
+				out.TTY = string(f.Value)
+			case "success":
+				out.Res = resWord(f.Value)
+			case "exe":
+				out.Exe = string(decodeValue(nil, f))
+			case "auid":
+				if v := b.appendID(nil, f, &st, true); string(v) != "unset" {
+					out.LoginID = string(v)
+				}
+			case "euid":
+				out.EUID = string(b.appendID(nil, f, &st, true))
+			}
+		}
+	}
+	if cwd != nil {
+		if f, ok := auditlog.Lookup(cwd.Body(), "cwd"); ok {
+			out.Cwd = string(decodeValue(nil, f))
+		}
+	}
+	out.Args = b.args(ev)
+	if proctitle != nil {
+		if f, ok := auditlog.Lookup(proctitle.Body(), "proctitle"); ok {
+			t := decodeValue(b.scratch[:0], f)
+			for len(t) > 0 && t[len(t)-1] == 0 {
+				t = t[:len(t)-1]
+			}
+			out.Title = string(t)
+			b.scratch = t
+		}
+	}
+	if out.Title == "" && len(out.Args) > 0 {
+		t := b.scratch[:0]
+		for i, a := range out.Args {
+			if i > 0 {
+				t = append(t, 0)
+			}
+			t = append(t, a...)
+		}
+		out.Title = string(t)
+		b.scratch = t
+	}
+}
+
+// args collects argv from every EXECVE record of the event: aN=VALUE, or
+// aN_len=L with aN[0]=…, aN[1]=… chunks. Arguments that argc announces but
+// no record carries become empty strings and are counted in MissingArgs.
+func (b *Builder) args(ev *assemble.Event) []string {
+	argc := -1
+	bufs := b.argBufs[:0]
+	var present []bool
+	for i := range ev.Records {
+		r := &ev.Records[i]
+		if string(r.Type()) != "EXECVE" {
+			continue
+		}
+		body := r.Body()
+		for {
+			f, rest, ok := auditlog.NextField(body)
+			if !ok {
+				break
+			}
+			body = rest
+			if string(f.Key) == "argc" {
+				if n, err := strconv.Atoi(string(f.Value)); err == nil && n >= 0 && n < maxArgs {
+					argc = n
+				}
+				continue
+			}
+			idx, chunked, ok := argIndex(f.Key)
+			if !ok || idx >= maxArgs {
+				continue
+			}
+			for len(bufs) <= idx {
+				if len(bufs) < cap(bufs) {
+					bufs = bufs[:len(bufs)+1]
+					bufs[len(bufs)-1] = bufs[len(bufs)-1][:0]
+				} else {
+					bufs = append(bufs, nil)
+				}
+				present = append(present, false)
+			}
+			if present[idx] && !chunked {
+				continue // a repeated aN: keep the first
+			}
+			present[idx] = true
+			bufs[idx] = decodeValue(bufs[idx], f)
+		}
+	}
+	b.argBufs = bufs
+	n := max(argc, len(bufs))
+	args := make([]string, n)
+	missing := 0
+	for i := range n {
+		if i < len(bufs) && present[i] {
+			args[i] = string(bufs[i])
+		} else {
+			missing++
+		}
+	}
+	b.MissingArgs += uint64(missing)
+	return args
+}
+
+// maxArgs bounds argc and argument indexes (the kernel's own limit on
+// arguments is far lower for real input).
+const maxArgs = 1 << 17
+
+// argIndex parses aN and aN[M] keys.
+func argIndex(k []byte) (idx int, chunked, ok bool) {
+	if !isExecveArgKey(k) {
+		return 0, false, false
+	}
+	i := 1
+	for i < len(k) && k[i] >= '0' && k[i] <= '9' {
+		idx = idx*10 + int(k[i]-'0')
+		if idx >= maxArgs {
+			return idx, false, true
+		}
+		i++
+	}
+	return idx, i < len(k), true
+}
+
+// fillKeys reads a TTY or USER_TTY record.
+func (b *Builder) fillKeys(r *auditlog.Record, out *schemas.Event) {
+	st := recState{enriched: r.Enriched()}
+	var major, minor []byte
+	var walk func(body []byte)
+	walk = func(body []byte) {
+		for {
+			f, rest, ok := auditlog.NextField(body)
+			if !ok {
+				return
+			}
+			body = rest
+			switch string(f.Key) {
+			case "pid":
+				out.PID = string(f.Value)
+			case "ses":
+				out.Ses = string(f.Value)
+			case "auid":
+				if v := b.appendID(nil, f, &st, true); string(v) != "unset" {
+					out.LoginID = string(v)
+				}
+			case "major":
+				major = f.Value
+			case "minor":
+				minor = f.Value
+			case "tty", "terminal":
+				if !f.Bare {
+					out.TTY = string(f.Value)
+				}
+			case "data":
+				out.Keys = string(decodeValue(nil, f))
+			case "msg":
+				if f.Quote == '\'' {
+					walk(f.Value)
+				}
+			}
+		}
+	}
+	walk(r.Body())
+	if out.TTY == "" && major != nil {
+		out.TTY = ttyName(major, minor)
+	}
+}
+
+// ttyName names a terminal from its device numbers: pts for majors 136-143,
+// ttyN for major 4.
+func ttyName(major, minor []byte) string {
+	ma, err1 := strconv.Atoi(string(major))
+	mi, err2 := strconv.Atoi(string(minor))
+	if err1 != nil || err2 != nil {
+		return ""
+	}
+	switch {
+	case ma >= 136 && ma <= 143:
+		return "pts" + strconv.Itoa((ma-136)*256+mi)
+	case ma == 4 && mi < 64:
+		return "tty" + strconv.Itoa(mi)
+	}
+	return strconv.Itoa(ma) + ":" + strconv.Itoa(mi)
+}
+
+// escapeInvalid makes the event's strings valid UTF-8 reversibly: a value
+// with invalid bytes gets its backslashes doubled and each invalid byte
+// written \xNN, and its field name listed in Escaped. Valid values are
+// left exactly as they are.
+func escapeInvalid(e *schemas.Event) {
+	fix := func(name string, s *string) {
+		if utf8.ValidString(*s) {
+			return
+		}
+		*s = schemas.EscapeInvalidUTF8(*s)
+		e.Escaped = append(e.Escaped, name)
+	}
+	fix("title", &e.Title)
+	fix("raw_data", &e.RawData)
+	fix("keys", &e.Keys)
+	fix("exe", &e.Exe)
+	fix("cwd", &e.Cwd)
+	fix("tty", &e.TTY)
+	fix("srchost", &e.SrcHost)
+	fix("desthost", &e.DestHost)
+	fix("loginid", &e.LoginID)
+	fix("euid", &e.EUID)
+	argsBad := false
+	for _, a := range e.Args {
+		if !utf8.ValidString(a) {
+			argsBad = true
+			break
+		}
+	}
+	if argsBad {
+		for i := range e.Args {
+			e.Args[i] = schemas.EscapeInvalidUTF8(e.Args[i])
+		}
+		e.Escaped = append(e.Escaped, "args")
+	}
+}

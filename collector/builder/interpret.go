@@ -1,0 +1,418 @@
+package builder
+
+import (
+	"bytes"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/elastic/go-libaudit/v2/auparse"
+
+	"github.com/auditpipe/auditpipe/collector/auditlog"
+)
+
+// This file renders records in interpreted form, as `ausearch -i` does:
+// ids resolved to names, hex-encoded strings decoded, arch, syscall, exit
+// code and file mode made symbolic, the timestamp in UTC calendar form.
+
+// fieldKind says how a field's value is interpreted.
+type fieldKind uint8
+
+const (
+	kindPlain fieldKind = iota
+	kindUID
+	kindGID
+	kindEncoded // hex when unquoted, literal when quoted
+	kindProctitle
+	kindArch
+	kindSyscall
+	kindExit
+	kindSyscallArg
+	kindMode
+	kindRes
+	kindTTYData
+	kindNested // msg='…' of user-space records
+)
+
+func classifyField(key []byte, recType []byte) fieldKind {
+	switch string(key) {
+	case "auid", "uid", "euid", "suid", "fsuid", "ouid", "oauid", "obj_uid", "id",
+		"old-auid", "new-auid", "sauid", "inode_uid", "iuid", "loginuid":
+		return kindUID
+	case "gid", "egid", "sgid", "fsgid", "ogid", "obj_gid", "new_gid", "inode_gid", "igid":
+		return kindGID
+	case "comm", "exe", "name", "cwd", "path", "acct", "cmd", "key", "ocomm",
+		"root_dir", "watch", "dir", "file", "old_name", "new_name":
+		return kindEncoded
+	case "proctitle":
+		return kindProctitle
+	case "arch":
+		return kindArch
+	case "syscall":
+		return kindSyscall
+	case "exit":
+		return kindExit
+	case "a0", "a1", "a2", "a3":
+		if string(recType) == "EXECVE" {
+			return kindEncoded
+		}
+		if string(recType) == "SYSCALL" {
+			return kindSyscallArg
+		}
+		return kindPlain
+	case "mode":
+		return kindMode
+	case "res", "result":
+		return kindRes
+	case "data":
+		return kindTTYData
+	case "msg":
+		return kindNested
+	}
+	if string(recType) == "EXECVE" && isExecveArgKey(key) {
+		return kindEncoded
+	}
+	return kindPlain
+}
+
+// isExecveArgKey matches aN and aN[M] (not argc, not aN_len).
+func isExecveArgKey(k []byte) bool {
+	if len(k) < 2 || k[0] != 'a' {
+		return false
+	}
+	i := 1
+	for i < len(k) && k[i] >= '0' && k[i] <= '9' {
+		i++
+	}
+	if i == 1 {
+		return false
+	}
+	if i == len(k) {
+		return true
+	}
+	if k[i] != '[' || k[len(k)-1] != ']' {
+		return false
+	}
+	for j := i + 1; j < len(k)-1; j++ {
+		if k[j] < '0' || k[j] > '9' {
+			return false
+		}
+	}
+	return len(k)-1 > i+1
+}
+
+// recState carries what later fields of a record need from earlier ones.
+type recState struct {
+	arch     string
+	enriched []byte
+}
+
+// appendRecord appends rec in interpreted form, ending in " \n".
+func (b *Builder) appendRecord(dst []byte, rec *auditlog.Record) []byte {
+	if n := rec.Node(); len(n) > 0 {
+		dst = append(dst, "node="...)
+		dst = append(dst, n...)
+		dst = append(dst, ' ')
+	}
+	dst = append(dst, "type="...)
+	dst = append(dst, rec.Type()...)
+	dst = append(dst, " msg=audit("...)
+	dst = appendAuditTime(dst, rec.Sec, rec.Msec)
+	dst = append(dst, ':')
+	dst = strconv.AppendUint(dst, rec.Serial, 10)
+	dst = append(dst, ") : "...)
+	st := recState{enriched: rec.Enriched()}
+	dst = b.appendFields(dst, rec.Body(), rec.Type(), &st)
+	return append(dst, " \n"...)
+}
+
+func (b *Builder) appendFields(dst, body, recType []byte, st *recState) []byte {
+	first := true
+	for {
+		f, rest, ok := auditlog.NextField(body)
+		if !ok {
+			return dst
+		}
+		body = rest
+		if !first {
+			dst = append(dst, ' ')
+		}
+		first = false
+		dst = append(dst, f.Key...)
+		if f.Bare {
+			continue
+		}
+		dst = append(dst, '=')
+		dst = b.appendValue(dst, f, recType, st)
+	}
+}
+
+func (b *Builder) appendValue(dst []byte, f auditlog.Field, recType []byte, st *recState) []byte {
+	switch classifyField(f.Key, recType) {
+	case kindUID:
+		return b.appendID(dst, f, st, true)
+	case kindGID:
+		return b.appendID(dst, f, st, false)
+	case kindEncoded:
+		return appendDecoded(dst, f, false)
+	case kindProctitle:
+		return appendDecoded(dst, f, true)
+	case kindArch:
+		st.arch = archName(f.Value)
+		if st.arch != "" {
+			return append(dst, st.arch...)
+		}
+	case kindSyscall:
+		if name := syscallName(st.arch, f.Value); name != "" {
+			return append(dst, name...)
+		}
+	case kindExit:
+		return appendExit(dst, f.Value)
+	case kindSyscallArg:
+		if f.Quote == 0 && len(f.Value) > 0 && !bytes.HasPrefix(f.Value, []byte("0x")) {
+			dst = append(dst, "0x"...)
+		}
+	case kindMode:
+		return appendMode(dst, f.Value)
+	case kindRes:
+		return append(dst, resWord(f.Value)...)
+	case kindTTYData:
+		if f.Quote == 0 && auditlog.IsHex(f.Value) {
+			return appendReadableKeys(dst, auditlog.AppendHexDecoded(b.scratch[:0], f.Value))
+		}
+		return appendReadableKeys(dst, f.Value)
+	case kindNested:
+		if f.Quote == '\'' {
+			dst = append(dst, '\'')
+			dst = b.appendFields(dst, f.Value, recType, st)
+			return append(dst, '\'')
+		}
+	}
+	if f.Quote == '"' {
+		return append(dst, f.Value...)
+	}
+	if f.Quote != 0 {
+		dst = append(dst, f.Quote)
+		dst = append(dst, f.Value...)
+		return append(dst, f.Quote)
+	}
+	return append(dst, f.Value...)
+}
+
+// appendID resolves a uid or gid: the ENRICHED section's name first (the
+// host resolved it when it wrote the record), then the passwd/group files.
+func (b *Builder) appendID(dst []byte, f auditlog.Field, st *recState, user bool) []byte {
+	if f.Quote != 0 {
+		return append(dst, f.Value...)
+	}
+	if v, ok := lookupEnriched(st.enriched, f.Key); ok {
+		return append(dst, v...)
+	}
+	id, err := strconv.ParseInt(string(f.Value), 10, 64)
+	if err != nil {
+		return append(dst, f.Value...)
+	}
+	if id == -1 || id == 4294967295 {
+		return append(dst, "unset"...)
+	}
+	var name string
+	var ok bool
+	if user {
+		name, ok = b.names.User(uint64(id))
+	} else {
+		name, ok = b.names.Group(uint64(id))
+	}
+	if ok {
+		return append(dst, name...)
+	}
+	dst = append(dst, "unknown("...)
+	dst = append(dst, f.Value...)
+	return append(dst, ')')
+}
+
+// lookupEnriched finds KEY (the upper-case name of key) in the ENRICHED part.
+func lookupEnriched(enriched, key []byte) ([]byte, bool) {
+	for len(enriched) > 0 {
+		f, rest, ok := auditlog.NextField(enriched)
+		if !ok {
+			break
+		}
+		enriched = rest
+		if bytes.EqualFold(f.Key, key) {
+			return f.Value, true
+		}
+	}
+	return nil, false
+}
+
+// appendDecoded decodes an encoded string: quoted means literal, unquoted
+// hex is decoded, anything else ("(null)", "?") stays. nulAsSpace renders
+// proctitle's NUL separators as spaces, as ausearch does.
+func appendDecoded(dst []byte, f auditlog.Field, nulAsSpace bool) []byte {
+	if f.Quote != 0 || !auditlog.IsHex(f.Value) {
+		return append(dst, f.Value...)
+	}
+	start := len(dst)
+	dst = auditlog.AppendHexDecoded(dst, f.Value)
+	if nulAsSpace {
+		end := len(dst)
+		for end > start && dst[end-1] == 0 {
+			end--
+		}
+		dst = dst[:end]
+		for i := start; i < end; i++ {
+			if dst[i] == 0 {
+				dst[i] = ' '
+			}
+		}
+	}
+	return dst
+}
+
+// decodeValue returns the decoded bytes of an encoded field, appended to dst.
+func decodeValue(dst []byte, f auditlog.Field) []byte {
+	if f.Quote != 0 || !auditlog.IsHex(f.Value) {
+		return append(dst, f.Value...)
+	}
+	return auditlog.AppendHexDecoded(dst, f.Value)
+}
+
+func archName(v []byte) string {
+	n, err := strconv.ParseUint(string(v), 16, 32)
+	if err != nil {
+		return ""
+	}
+	return auparse.AuditArchNames[auparse.AuditArch(n)]
+}
+
+func syscallName(arch string, v []byte) string {
+	if arch == "" {
+		arch = "x86_64"
+	}
+	n, err := strconv.Atoi(string(v))
+	if err != nil {
+		return ""
+	}
+	return auparse.AuditSyscalls[arch][n]
+}
+
+// appendExit renders a negative exit code as ausearch does:
+// ENOENT(No such file or directory).
+func appendExit(dst, v []byte) []byte {
+	n, err := strconv.Atoi(string(v))
+	if err != nil || n >= 0 {
+		return append(dst, v...)
+	}
+	name, ok := auparse.AuditErrnoToName[-n]
+	if !ok {
+		return append(dst, v...)
+	}
+	dst = append(dst, name...)
+	msg := syscall.Errno(-n).Error()
+	if msg == "" {
+		return dst
+	}
+	dst = append(dst, '(')
+	if c := msg[0]; c >= 'a' && c <= 'z' {
+		dst = append(dst, c-'a'+'A')
+		msg = msg[1:]
+	}
+	dst = append(dst, msg...)
+	return append(dst, ')')
+}
+
+// appendMode renders an octal st_mode as ausearch does: file,755 or dir,sticky,777.
+func appendMode(dst, v []byte) []byte {
+	m, err := strconv.ParseUint(string(v), 8, 32)
+	if err != nil {
+		return append(dst, v...)
+	}
+	switch m & 0o170000 {
+	case 0o140000:
+		dst = append(dst, "socket,"...)
+	case 0o120000:
+		dst = append(dst, "link,"...)
+	case 0o100000:
+		dst = append(dst, "file,"...)
+	case 0o060000:
+		dst = append(dst, "block,"...)
+	case 0o040000:
+		dst = append(dst, "dir,"...)
+	case 0o020000:
+		dst = append(dst, "character,"...)
+	case 0o010000:
+		dst = append(dst, "fifo,"...)
+	}
+	if m&0o4000 != 0 {
+		dst = append(dst, "suid,"...)
+	}
+	if m&0o2000 != 0 {
+		dst = append(dst, "sgid,"...)
+	}
+	if m&0o1000 != 0 {
+		dst = append(dst, "sticky,"...)
+	}
+	p := m & 0o777
+	return append(dst, byte('0'+p>>6), byte('0'+(p>>3)&7), byte('0'+p&7))
+}
+
+func resWord(v []byte) string {
+	switch string(v) {
+	case "1", "success", "yes":
+		return "success"
+	case "0", "failed", "fail", "no":
+		return "failed"
+	}
+	return string(v)
+}
+
+// appendReadableKeys renders keystrokes as ausearch does for TTY data:
+// printable characters as they are, the rest as <ret>, <backspace>, <up>, <^C>….
+func appendReadableKeys(dst, keys []byte) []byte {
+	for i := 0; i < len(keys); i++ {
+		c := keys[i]
+		if c == 0x1b && i+2 < len(keys) && keys[i+1] == '[' {
+			if name := arrowKey(keys[i+2]); name != "" {
+				dst = append(dst, name...)
+				i += 2
+				continue
+			}
+		}
+		switch {
+		case c == '\r' || c == '\n':
+			dst = append(dst, "<ret>"...)
+		case c == 0x7f || c == 0x08:
+			dst = append(dst, "<backspace>"...)
+		case c == '\t':
+			dst = append(dst, "<tab>"...)
+		case c == 0x1b:
+			dst = append(dst, "<esc>"...)
+		case c < 0x20:
+			dst = append(dst, '<', '^', c+'@', '>')
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}
+
+func arrowKey(c byte) string {
+	switch c {
+	case 'A':
+		return "<up>"
+	case 'B':
+		return "<down>"
+	case 'C':
+		return "<right>"
+	case 'D':
+		return "<left>"
+	}
+	return ""
+}
+
+// appendAuditTime appends "10/29/2020 03:20:29.418" (UTC).
+func appendAuditTime(dst []byte, sec int64, msec int) []byte {
+	t := time.Unix(sec, 0).UTC()
+	dst = t.AppendFormat(dst, "01/02/2006 15:04:05")
+	return append(dst, '.', byte('0'+msec/100), byte('0'+msec/10%10), byte('0'+msec%10))
+}

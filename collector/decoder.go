@@ -1,0 +1,129 @@
+package collector
+
+import (
+	"errors"
+	"time"
+
+	"github.com/auditpipe/auditpipe/collector/assemble"
+	"github.com/auditpipe/auditpipe/collector/auditlog"
+	"github.com/auditpipe/auditpipe/collector/builder"
+	"github.com/auditpipe/auditpipe/schemas"
+)
+
+// ReasonLate labels records that arrived after their event was emitted.
+const ReasonLate = "late_record"
+
+// Reject is an input line that could not be used, with the reason.
+type Reject struct {
+	Reason string // auditlog.Reason* or ReasonLate
+	Err    error
+	Line   []byte // valid only during the callback
+	Tag    uint64
+}
+
+// DecoderStats counts what a Decoder saw.
+type DecoderStats struct {
+	Records  uint64
+	Rejects  map[string]uint64
+	Events   map[schemas.Kind]uint64
+	Outcomes map[builder.Outcome]uint64
+}
+
+// Decoder chains parsing, assembly and building. It is not safe for
+// concurrent use.
+type Decoder struct {
+	types    *auditlog.Types
+	asm      *assemble.Assembler
+	bld      *builder.Builder
+	onEvent  func(*schemas.Event, *assemble.Event)
+	onReject func(Reject)
+	rec      auditlog.Record
+	ev       schemas.Event
+	stats    DecoderStats
+}
+
+// NewDecoder returns a Decoder. onEvent receives every emitted event (the
+// contract event, valid during the call, and the assembled records it came
+// from); onReject every rejected line.
+func NewDecoder(cfg builder.Config, opts assemble.Options, onEvent func(*schemas.Event, *assemble.Event), onReject func(Reject)) *Decoder {
+	d := &Decoder{
+		types:    auditlog.NewTypes(),
+		bld:      builder.New(cfg),
+		onEvent:  onEvent,
+		onReject: onReject,
+		stats: DecoderStats{
+			Rejects:  map[string]uint64{},
+			Events:   map[schemas.Kind]uint64{},
+			Outcomes: map[builder.Outcome]uint64{},
+		},
+	}
+	d.asm = assemble.New(opts, d.assembled)
+	return d
+}
+
+// Line feeds one line; tag labels its position (the collector passes a
+// line counter, for its checkpoint).
+func (d *Decoder) Line(line []byte, tag uint64, now time.Time) {
+	d.stats.Records++
+	if err := d.types.Parse(line, &d.rec); err != nil {
+		var pe *auditlog.ParseError
+		reason := "parse"
+		if errors.As(err, &pe) {
+			reason = pe.Reason
+		}
+		d.reject(Reject{Reason: reason, Err: err, Line: line, Tag: tag})
+		return
+	}
+	if err := d.asm.Push(&d.rec, tag, now); err != nil {
+		d.reject(Reject{Reason: ReasonLate, Err: err, Line: line, Tag: tag})
+	}
+}
+
+// RejectLine reports a line the reader could not deliver whole (for
+// instance one over the length limit), so it is counted like the others.
+func (d *Decoder) RejectLine(reason string, err error, line []byte, tag uint64) {
+	d.stats.Records++
+	d.reject(Reject{Reason: reason, Err: err, Line: line, Tag: tag})
+}
+
+func (d *Decoder) reject(r Reject) {
+	d.stats.Rejects[r.Reason]++
+	if d.onReject != nil {
+		d.onReject(r)
+	}
+}
+
+// Tick flushes events that waited longer than the assembly timeout.
+func (d *Decoder) Tick(now time.Time) { d.asm.Maintain(now) }
+
+// Flush emits every open event (end of input).
+func (d *Decoder) Flush() { d.asm.Flush() }
+
+// OldestOpenTag is the tag of the first record of the oldest event still
+// being assembled.
+func (d *Decoder) OldestOpenTag() (uint64, bool) { return d.asm.OldestOpenTag() }
+
+// Stats returns the counters so far.
+func (d *Decoder) Stats() DecoderStats { return d.stats }
+
+// AssemblyStats returns the assembler's counters.
+func (d *Decoder) AssemblyStats() assemble.Stats { return d.asm.Stats() }
+
+// MissingArgs counts command arguments announced by argc but absent.
+func (d *Decoder) MissingArgs() uint64 { return d.bld.MissingArgs }
+
+// Seq and SetSeq save and restore the per-host sequence numbers.
+func (d *Decoder) Seq() map[string]uint64     { return d.bld.Seq() }
+func (d *Decoder) SetSeq(m map[string]uint64) { d.bld.SetSeq(m) }
+
+func (d *Decoder) assembled(ev *assemble.Event) {
+	o := d.bld.Build(ev, &d.ev)
+	d.stats.Outcomes[o]++
+	if o != builder.Emitted {
+		return
+	}
+	d.stats.Events[d.ev.Event]++
+	if d.onEvent != nil {
+		d.onEvent(&d.ev, ev)
+	}
+}
