@@ -3,6 +3,7 @@ package collector
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/auditpipe/auditpipe/collector/assemble"
+	"github.com/auditpipe/auditpipe/collector/auditlog"
 	"github.com/auditpipe/auditpipe/collector/builder"
 	"github.com/auditpipe/auditpipe/schemas"
 )
@@ -19,26 +21,35 @@ var update = flag.Bool("update", false, "rewrite golden files")
 
 // decodeFile runs a fixture through a Decoder and returns the events as
 // JSON lines and the rejects as "reason: error" lines.
-func decodeFile(t *testing.T, path string, cfg builder.Config) (events [][]byte, rejects []string) {
+func decodeFile(t *testing.T, path string, cfg builder.Config) (events [][]byte, rejects []string, d *Decoder) {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := NewDecoder(cfg, assemble.Options{}, func(e *schemas.Event, _ *assemble.Event) {
+	defer f.Close()
+	d = NewDecoder(cfg, assemble.Options{}, func(e *schemas.Event, _ *assemble.Event) {
 		events = append(events, e.AppendJSON(nil))
 	}, func(r Reject) {
 		rejects = append(rejects, r.Reason+": "+r.Err.Error())
 	})
 	now := time.Unix(0, 0)
-	for i, line := range bytes.SplitAfter(data, []byte("\n")) {
-		if len(line) == 0 {
-			continue
+	tag := uint64(0)
+	err = ReadLines(f, DefaultMaxLineBytes, func(line []byte, err error) error {
+		tag++
+		var tl *LineTooLongError
+		if errors.As(err, &tl) {
+			d.RejectLine(auditlog.ReasonTooLong, err, tl.Prefix, tag)
+			return nil
 		}
-		d.Line(line, uint64(i), now)
+		d.Line(line, tag, now)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	d.Flush()
-	return events, rejects
+	return events, rejects, d
 }
 
 func seedConfig(t *testing.T) builder.Config {
@@ -89,7 +100,7 @@ func TestSeedExamples(t *testing.T) {
 	cfg := seedConfig(t)
 	for _, name := range []string{"example-1-2-login", "example-1-3-logout", "example-1-4-command"} {
 		t.Run(name, func(t *testing.T) {
-			events, rejects := decodeFile(t, filepath.Join("testdata/seed", name+".log"), cfg)
+			events, rejects, _ := decodeFile(t, filepath.Join("testdata/seed", name+".log"), cfg)
 			if len(rejects) > 0 {
 				t.Fatalf("rejects: %v", rejects)
 			}
