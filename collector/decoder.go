@@ -42,9 +42,9 @@ type Decoder struct {
 	stats    DecoderStats
 }
 
-// NewDecoder returns a Decoder. onEvent receives every emitted event (the
-// contract event, valid during the call, and the assembled records it came
-// from); onReject every rejected line.
+// NewDecoder returns a Decoder. onEvent receives every emitted event: the
+// contract event and the assembled records it came from, both valid only
+// during the call (they are reused); onReject every rejected line.
 func NewDecoder(cfg builder.Config, opts assemble.Options, onEvent func(*schemas.Event, *assemble.Event), onReject func(Reject)) *Decoder {
 	d := &Decoder{
 		types:    auditlog.NewTypes(),
@@ -117,6 +117,7 @@ func (d *Decoder) Seq() map[string]uint64     { return d.bld.Seq() }
 func (d *Decoder) SetSeq(m map[string]uint64) { d.bld.SetSeq(m) }
 
 func (d *Decoder) assembled(ev *assemble.Event) {
+	defer d.asm.Release(ev)
 	o := d.bld.Build(ev, &d.ev)
 	d.stats.Outcomes[o]++
 	if o != builder.Emitted {

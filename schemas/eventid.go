@@ -12,6 +12,11 @@ import (
 // record read twice (after a restart, from a spool, by a backfill) gets the
 // same id, which is the dedup key everywhere downstream.
 func NewEventID(host string, sec int64, msec int, serial uint64) string {
+	return string(AppendEventID(nil, host, sec, msec, serial))
+}
+
+// AppendEventID appends the id NewEventID returns to dst.
+func AppendEventID(dst []byte, host string, sec int64, msec int, serial uint64) []byte {
 	var buf [128]byte
 	b := append(buf[:0], host...)
 	b = append(b, 0)
@@ -21,5 +26,5 @@ func NewEventID(host string, sec int64, msec int, serial uint64) string {
 	b = append(b, 0)
 	b = strconv.AppendUint(b, serial, 10)
 	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:16])
+	return hex.AppendEncode(dst, sum[:16])
 }

@@ -31,7 +31,9 @@ type command struct {
 
 // commands is the one place subcommands are wired in.
 func commands() map[string]command {
-	return map[string]command{}
+	return map[string]command{
+		"parse": {"raw auditd lines in, contract events (JSON lines) out", cmdParse},
+	}
 }
 
 func main() {

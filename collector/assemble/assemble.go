@@ -35,6 +35,19 @@ type Event struct {
 
 	opened time.Time
 	done   bool
+	id     uint64 // distinguishes reuses of this Event in the order queue
+	buf    []byte // the records' lines, back to back
+}
+
+// addRecord appends a copy of rec whose Line lives in the event's buffer.
+// When the buffer grows, earlier records keep pointing into the old array,
+// which stays valid: lines are never written after they are copied.
+func (e *Event) addRecord(rec *auditlog.Record) {
+	start := len(e.buf)
+	e.buf = append(e.buf, rec.Line...)
+	c := *rec
+	c.Line = e.buf[start:len(e.buf):len(e.buf)]
+	e.Records = append(e.Records, c)
 }
 
 // Options tune the assembler. Zero values take the defaults.
@@ -57,6 +70,13 @@ type Stats struct {
 	OrphanEOE  uint64 // EOE records with no open event
 }
 
+type orderEntry struct {
+	ev *Event
+	id uint64
+}
+
+func (o orderEntry) stale() bool { return o.ev.done || o.ev.id != o.id }
+
 type key struct {
 	node   string
 	serial uint64
@@ -67,7 +87,8 @@ type Assembler struct {
 	opts    Options
 	emit    func(*Event)
 	open    map[key]*Event
-	order   []*Event // open events by arrival; done ones are skipped
+	order   []orderEntry // open events by arrival; stale entries are skipped
+	nextID  uint64
 	recent  map[key]struct{}
 	ring    []key
 	ringPos int
@@ -75,6 +96,7 @@ type Assembler struct {
 	node    []byte
 	nodeStr string
 	stats   Stats
+	free    []*Event
 }
 
 // New returns an assembler that hands complete events to emit. emit owns
@@ -134,9 +156,10 @@ func (a *Assembler) Push(rec *auditlog.Record, tag uint64, now time.Time) error 
 			a.stats.Late++
 			return ErrLate
 		}
-		ev = &Event{Node: node, Sec: rec.Sec, Msec: rec.Msec, Serial: rec.Serial, FirstTag: tag, opened: now}
+		ev = a.newEvent()
+		ev.Node, ev.Sec, ev.Msec, ev.Serial, ev.FirstTag, ev.opened = node, rec.Sec, rec.Msec, rec.Serial, tag, now
 		if standalone {
-			ev.Records = []auditlog.Record{copyRecord(rec)}
+			ev.addRecord(rec)
 			ev.LastTag = tag
 			ev.Complete = true
 			a.stats.Events++
@@ -144,9 +167,9 @@ func (a *Assembler) Push(rec *auditlog.Record, tag uint64, now time.Time) error 
 			return nil
 		}
 		a.open[k] = ev
-		a.order = append(a.order, ev)
+		a.order = append(a.order, orderEntry{ev, ev.id})
 	}
-	ev.Records = append(ev.Records, copyRecord(rec))
+	ev.addRecord(rec)
 	ev.LastTag = tag
 	if len(a.open) > a.opts.MaxInFlight {
 		a.evictOldest()
@@ -187,14 +210,14 @@ func (a *Assembler) OldestOpenTag() (uint64, bool) {
 func (a *Assembler) Open() int { return len(a.open) }
 
 func (a *Assembler) front() *Event {
-	for len(a.order) > 0 && a.order[0].done {
-		a.order[0] = nil
+	for len(a.order) > 0 && a.order[0].stale() {
+		a.order[0] = orderEntry{}
 		a.order = a.order[1:]
 	}
 	if len(a.order) == 0 {
 		return nil
 	}
-	return a.order[0]
+	return a.order[0].ev
 }
 
 func (a *Assembler) evictOldest() {
@@ -245,8 +268,23 @@ func (a *Assembler) nodeString(b []byte) string {
 	return a.nodeStr
 }
 
-func copyRecord(r *auditlog.Record) auditlog.Record {
-	c := *r
-	c.Line = append(make([]byte, 0, len(r.Line)), r.Line...)
-	return c
+// Release hands an emitted event back for reuse; the caller must not use
+// it afterwards. Callers that keep events simply do not call it.
+func (a *Assembler) Release(ev *Event) {
+	if len(a.free) < 64 && cap(ev.buf) <= 64<<10 {
+		a.free = append(a.free, ev)
+	}
+}
+
+func (a *Assembler) newEvent() *Event {
+	a.nextID++
+	n := len(a.free)
+	if n == 0 {
+		return &Event{Records: make([]auditlog.Record, 0, 8), buf: make([]byte, 0, 2048), id: a.nextID}
+	}
+	ev := a.free[n-1]
+	a.free = a.free[:n-1]
+	clear(ev.Records)
+	*ev = Event{Records: ev.Records[:0], buf: ev.buf[:0], id: a.nextID}
+	return ev
 }

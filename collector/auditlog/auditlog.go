@@ -29,7 +29,7 @@ type ParseError struct {
 	Detail string
 }
 
-func (e *ParseError) Error() string { return "auditlog: " + e.Reason + ": " + e.Detail }
+func (e *ParseError) Error() string { return "auditlog: " + e.Detail }
 
 // ErrEmpty is returned (wrapped in a *ParseError) for a blank line.
 var ErrEmpty = errors.New("empty line")

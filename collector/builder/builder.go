@@ -74,9 +74,11 @@ type Builder struct {
 	cfg     Config
 	names   *Names
 	seq     map[string]uint64
+	tab     strtab
 	scratch []byte
-	raw     []byte
 	argBufs [][]byte
+	present []bool
+	times   timeCache
 	// MissingArgs counts command arguments that argc announced but no
 	// EXECVE record carried.
 	MissingArgs uint64
@@ -107,8 +109,9 @@ func (b *Builder) SetSeq(m map[string]uint64) {
 // out is overwritten either way.
 func (b *Builder) Build(ev *assemble.Event, out *schemas.Event) Outcome {
 	*out = schemas.Event{}
-	var sys, execve, login, keys *auditlog.Record
+	var sys, login, keys *auditlog.Record
 	var proctitle, cwd *auditlog.Record
+	hasExecve := false
 	kind := schemas.Kind("")
 	for i := range ev.Records {
 		r := &ev.Records[i]
@@ -116,9 +119,7 @@ func (b *Builder) Build(ev *assemble.Event, out *schemas.Event) Outcome {
 		case "SYSCALL":
 			sys = r
 		case "EXECVE":
-			if execve == nil {
-				execve = r
-			}
+			hasExecve = true
 		case "PROCTITLE":
 			proctitle = r
 		case "CWD":
@@ -131,19 +132,19 @@ func (b *Builder) Build(ev *assemble.Event, out *schemas.Event) Outcome {
 			keys, kind = r, schemas.KindKeys
 		}
 	}
-	if kind == "" && (execve != nil || (sys != nil && isExecSyscall(sys))) {
+	if kind == "" && (hasExecve || (sys != nil && isExecSyscall(sys))) {
 		kind = schemas.KindCommand
 	}
 	if kind == "" {
 		return NotAudited
 	}
+	b.tab.reset()
 	out.Event = kind
 	out.Layer = b.cfg.Layer
 	out.Host = ev.Node
 	if out.Host == "" {
 		out.Host = b.cfg.Host
 	}
-	out.RecID = strconv.FormatUint(ev.Serial, 10)
 
 	switch kind {
 	case schemas.KindLogin, schemas.KindLogout:
@@ -169,24 +170,54 @@ func (b *Builder) Build(ev *assemble.Event, out *schemas.Event) Outcome {
 		return NoGrant
 	}
 
-	// raw_data: the records in ausearch's order (last record first).
-	raw := b.raw[:0]
-	for i := len(ev.Records) - 1; i >= 0; i-- {
-		raw = b.appendRecord(raw, &ev.Records[i])
-	}
-	b.raw = raw
-	out.RawData = string(raw)
+	t := &b.tab
+	m := t.mark()
+	t.buf = strconv.AppendUint(t.buf, ev.Serial, 10)
+	t.setFrom(&out.RecID, m)
 
-	t := time.Unix(ev.Sec, int64(ev.Msec)*int64(time.Millisecond)).UTC()
-	b.scratch = t.AppendFormat(b.scratch[:0], schemas.CtimeLayout)
-	out.Time = string(b.scratch)
-	b.scratch = t.AppendFormat(b.scratch[:0], schemas.TSLayout)
-	out.TS = string(b.scratch)
-	out.EventID = schemas.NewEventID(out.Host, ev.Sec, ev.Msec, ev.Serial)
+	// raw_data: the records in ausearch's order (last record first).
+	m = t.mark()
+	for i := len(ev.Records) - 1; i >= 0; i-- {
+		t.buf = b.appendRecord(t.buf, &ev.Records[i])
+	}
+	t.setFrom(&out.RawData, m)
+
+	b.times.set(ev.Sec)
+	t.set(&out.Time, b.times.ctime)
+	m = t.mark()
+	t.buf = append(t.buf, b.times.iso...)
+	t.buf = append(t.buf, '.', byte('0'+ev.Msec/100), byte('0'+ev.Msec/10%10), byte('0'+ev.Msec%10), 'Z')
+	t.setFrom(&out.TS, m)
+	m = t.mark()
+	t.buf = schemas.AppendEventID(t.buf, out.Host, ev.Sec, ev.Msec, ev.Serial)
+	t.setFrom(&out.EventID, m)
+	t.commit()
+
 	b.seq[out.Host]++
 	out.Seq = b.seq[out.Host]
 	escapeInvalid(out)
 	return Emitted
+}
+
+// timeCache keeps the formatted forms of the last second seen: events
+// come in bursts within one second.
+type timeCache struct {
+	sec   int64
+	valid bool
+	ctime []byte // Thu Oct 29 03:20:22 2020
+	iso   []byte // 2020-10-29T03:20:22
+	audit []byte // 10/29/2020 03:20:22
+}
+
+func (c *timeCache) set(sec int64) {
+	if c.valid && c.sec == sec {
+		return
+	}
+	t := time.Unix(sec, 0).UTC()
+	c.sec, c.valid = sec, true
+	c.ctime = t.AppendFormat(c.ctime[:0], schemas.CtimeLayout)
+	c.iso = t.AppendFormat(c.iso[:0], "2006-01-02T15:04:05")
+	c.audit = t.AppendFormat(c.audit[:0], "01/02/2006 15:04:05")
 }
 
 func isExecSyscall(sys *auditlog.Record) bool {
@@ -200,6 +231,13 @@ func isExecSyscall(sys *auditlog.Record) bool {
 	}
 	name := syscallName(arch, f.Value)
 	return name == "execve" || name == "execveat"
+}
+
+// setLoginID sets the login user from a resolved id, ignoring "unset".
+func setLoginID(out *schemas.Event, v []byte) {
+	if len(v) > 0 && string(v) != "unset" {
+		out.LoginID = string(v)
+	}
 }
 
 // fillLogin reads a USER_LOGIN / USER_LOGOUT record. Its fields live in the
@@ -216,17 +254,17 @@ func (b *Builder) fillLogin(r *auditlog.Record, out *schemas.Event) {
 		body = rest
 		switch string(f.Key) {
 		case "pid":
-			out.PID = string(f.Value)
+			b.tab.set(&out.PID, f.Value)
 		case "ses":
-			out.Ses = string(f.Value)
+			b.tab.set(&out.Ses, f.Value)
 		case "auid":
-			auid = b.appendID(nil, f, &st, true)
+			auid = b.appendID(auid[:0], f, &st, true)
 		case "msg":
 			b.fillLoginMsg(f.Value, &st, out)
 		}
 	}
-	if out.LoginID == "" && auid != nil && string(auid) != "unset" {
-		out.LoginID = string(auid)
+	if out.LoginID == "" {
+		setLoginID(out, auid)
 	}
 }
 
@@ -239,19 +277,19 @@ func (b *Builder) fillLoginMsg(msg []byte, st *recState, out *schemas.Event) {
 		msg = rest
 		switch string(f.Key) {
 		case "id":
-			if v := b.appendID(nil, f, st, true); string(v) != "unset" {
-				out.LoginID = string(v)
-			}
+			b.scratch = b.appendID(b.scratch[:0], f, st, true)
+			setLoginID(out, b.scratch)
 		case "acct":
 			if out.LoginID == "" {
-				out.LoginID = string(decodeValue(nil, f))
+				b.scratch = decodeValue(b.scratch[:0], f)
+				setLoginID(out, b.scratch)
 			}
 		case "hostname":
-			out.SrcHost = string(f.Value)
+			b.tab.set(&out.SrcHost, f.Value)
 		case "addr":
-			out.DestHost = string(f.Value)
+			b.tab.set(&out.DestHost, f.Value)
 		case "terminal":
-			out.TTY = string(f.Value)
+			b.tab.set(&out.TTY, f.Value)
 		case "res":
 			out.Res = resWord(f.Value)
 		}
@@ -261,6 +299,7 @@ func (b *Builder) fillLoginMsg(msg []byte, st *recState, out *schemas.Event) {
 // fillCommand reads SYSCALL, EXECVE (all of them: long arguments are split
 // over several), PROCTITLE and CWD records.
 func (b *Builder) fillCommand(ev *assemble.Event, sys, proctitle, cwd *auditlog.Record, out *schemas.Event) {
+	t := &b.tab
 	if sys != nil {
 		st := recState{enriched: sys.Enriched()}
 		body := sys.Body()
@@ -272,52 +311,60 @@ func (b *Builder) fillCommand(ev *assemble.Event, sys, proctitle, cwd *auditlog.
 			body = rest
 			switch string(f.Key) {
 			case "pid":
-				out.PID = string(f.Value)
+				t.set(&out.PID, f.Value)
 			case "ppid":
-				out.PPID = string(f.Value)
+				t.set(&out.PPID, f.Value)
 			case "ses":
-				out.Ses = string(f.Value)
+				t.set(&out.Ses, f.Value)
 			case "tty":
-				out.TTY = string(f.Value)
+				t.set(&out.TTY, f.Value)
 			case "success":
 				out.Res = resWord(f.Value)
 			case "exe":
-				out.Exe = string(decodeValue(nil, f))
+				m := t.mark()
+				t.buf = decodeValue(t.buf, f)
+				t.setFrom(&out.Exe, m)
 			case "auid":
-				if v := b.appendID(nil, f, &st, true); string(v) != "unset" {
-					out.LoginID = string(v)
-				}
+				b.scratch = b.appendID(b.scratch[:0], f, &st, true)
+				setLoginID(out, b.scratch)
 			case "euid":
-				out.EUID = string(b.appendID(nil, f, &st, true))
+				m := t.mark()
+				t.buf = b.appendID(t.buf, f, &st, true)
+				t.setFrom(&out.EUID, m)
 			}
 		}
 	}
 	if cwd != nil {
 		if f, ok := auditlog.Lookup(cwd.Body(), "cwd"); ok {
-			out.Cwd = string(decodeValue(nil, f))
+			m := t.mark()
+			t.buf = decodeValue(t.buf, f)
+			t.setFrom(&out.Cwd, m)
 		}
 	}
 	out.Args = b.args(ev)
+	hasTitle := false
 	if proctitle != nil {
 		if f, ok := auditlog.Lookup(proctitle.Body(), "proctitle"); ok {
-			t := decodeValue(b.scratch[:0], f)
-			for len(t) > 0 && t[len(t)-1] == 0 {
-				t = t[:len(t)-1]
+			m := t.mark()
+			t.buf = decodeValue(t.buf, f)
+			for len(t.buf) > m && t.buf[len(t.buf)-1] == 0 {
+				t.buf = t.buf[:len(t.buf)-1]
 			}
-			out.Title = string(t)
-			b.scratch = t
+			t.setFrom(&out.Title, m)
+			hasTitle = len(t.buf) > m
 		}
 	}
-	if out.Title == "" && len(out.Args) > 0 {
-		t := b.scratch[:0]
-		for i, a := range out.Args {
+	if !hasTitle && len(out.Args) > 0 {
+		m := t.mark()
+		for i := range out.Args {
 			if i > 0 {
-				t = append(t, 0)
+				t.buf = append(t.buf, 0)
 			}
-			t = append(t, a...)
+			if i < len(b.argBufs) && b.present[i] {
+				t.buf = append(t.buf, b.argBufs[i]...)
+			}
 		}
-		out.Title = string(t)
-		b.scratch = t
+		t.setFrom(&out.Title, m)
 	}
 }
 
@@ -327,7 +374,7 @@ func (b *Builder) fillCommand(ev *assemble.Event, sys, proctitle, cwd *auditlog.
 func (b *Builder) args(ev *assemble.Event) []string {
 	argc := -1
 	bufs := b.argBufs[:0]
-	var present []bool
+	present := b.present[:0]
 	for i := range ev.Records {
 		r := &ev.Records[i]
 		if string(r.Type()) != "EXECVE" {
@@ -366,13 +413,13 @@ func (b *Builder) args(ev *assemble.Event) []string {
 			bufs[idx] = decodeValue(bufs[idx], f)
 		}
 	}
-	b.argBufs = bufs
+	b.argBufs, b.present = bufs, present
 	n := max(argc, len(bufs))
 	args := make([]string, n)
 	missing := 0
 	for i := range n {
 		if i < len(bufs) && present[i] {
-			args[i] = string(bufs[i])
+			b.tab.set(&args[i], bufs[i])
 		} else {
 			missing++
 		}
@@ -405,6 +452,7 @@ func argIndex(k []byte) (idx int, chunked, ok bool) {
 func (b *Builder) fillKeys(r *auditlog.Record, out *schemas.Event) {
 	st := recState{enriched: r.Enriched()}
 	var major, minor []byte
+	haveTTY := false
 	var walk func(body []byte)
 	walk = func(body []byte) {
 		for {
@@ -415,23 +463,25 @@ func (b *Builder) fillKeys(r *auditlog.Record, out *schemas.Event) {
 			body = rest
 			switch string(f.Key) {
 			case "pid":
-				out.PID = string(f.Value)
+				b.tab.set(&out.PID, f.Value)
 			case "ses":
-				out.Ses = string(f.Value)
+				b.tab.set(&out.Ses, f.Value)
 			case "auid":
-				if v := b.appendID(nil, f, &st, true); string(v) != "unset" {
-					out.LoginID = string(v)
-				}
+				b.scratch = b.appendID(b.scratch[:0], f, &st, true)
+				setLoginID(out, b.scratch)
 			case "major":
 				major = f.Value
 			case "minor":
 				minor = f.Value
 			case "tty", "terminal":
 				if !f.Bare {
-					out.TTY = string(f.Value)
+					b.tab.set(&out.TTY, f.Value)
+					haveTTY = true
 				}
 			case "data":
-				out.Keys = string(decodeValue(nil, f))
+				m := b.tab.mark()
+				b.tab.buf = decodeValue(b.tab.buf, f)
+				b.tab.setFrom(&out.Keys, m)
 			case "msg":
 				if f.Quote == '\'' {
 					walk(f.Value)
@@ -440,8 +490,10 @@ func (b *Builder) fillKeys(r *auditlog.Record, out *schemas.Event) {
 		}
 	}
 	walk(r.Body())
-	if out.TTY == "" && major != nil {
-		out.TTY = ttyName(major, minor)
+	if major != nil && !haveTTY {
+		if name := ttyName(major, minor); name != "" {
+			b.tab.set(&out.TTY, []byte(name))
+		}
 	}
 }
 

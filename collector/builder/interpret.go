@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"strconv"
 	"syscall"
-	"time"
 
 	"github.com/elastic/go-libaudit/v2/auparse"
 
@@ -117,7 +116,9 @@ func (b *Builder) appendRecord(dst []byte, rec *auditlog.Record) []byte {
 	dst = append(dst, "type="...)
 	dst = append(dst, rec.Type()...)
 	dst = append(dst, " msg=audit("...)
-	dst = appendAuditTime(dst, rec.Sec, rec.Msec)
+	b.times.set(rec.Sec)
+	dst = append(dst, b.times.audit...)
+	dst = append(dst, '.', byte('0'+rec.Msec/100), byte('0'+rec.Msec/10%10), byte('0'+rec.Msec%10))
 	dst = append(dst, ':')
 	dst = strconv.AppendUint(dst, rec.Serial, 10)
 	dst = append(dst, ") : "...)
@@ -408,11 +409,4 @@ func arrowKey(c byte) string {
 		return "<left>"
 	}
 	return ""
-}
-
-// appendAuditTime appends "10/29/2020 03:20:29.418" (UTC).
-func appendAuditTime(dst []byte, sec int64, msec int) []byte {
-	t := time.Unix(sec, 0).UTC()
-	dst = t.AppendFormat(dst, "01/02/2006 15:04:05")
-	return append(dst, '.', byte('0'+msec/100), byte('0'+msec/10%10), byte('0'+msec%10))
 }

@@ -1,0 +1,167 @@
+package collector
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	libaudit "github.com/elastic/go-libaudit/v2"
+	"github.com/elastic/go-libaudit/v2/aucoalesce"
+	"github.com/elastic/go-libaudit/v2/auparse"
+
+	"github.com/auditpipe/auditpipe/collector/assemble"
+	"github.com/auditpipe/auditpipe/collector/builder"
+	"github.com/auditpipe/auditpipe/schemas"
+)
+
+// benchCorpus is an operator session as auditd writes it: per 10 events, 8
+// commands (7 records each: SYSCALL, EXECVE, CWD, 2 PATH, PROCTITLE, EOE),
+// one login and one keystroke record. No node= prefixes and no split
+// arguments, so that go-libaudit's stock path can read all of it.
+func benchCorpus(events int) (lines [][]byte, records int) {
+	var b bytes.Buffer
+	cmds := [][]string{{"ls", "-l", "/var/log"}, {"tail", "-n", "10", "/var/log/messages"}, {"grep", "-r", "error code", "/etc"},
+		{"sudo", "systemctl", "restart", "cellsrv"}, {"cat", "/proc/meminfo"}, {"ps", "-ef"}, {"df", "-h"}, {"netstat", "-an"}}
+	sec := int64(1700000000)
+	for i := range events {
+		serial := 1000 + i
+		ts := fmt.Sprintf("%d.%03d:%d", sec+int64(i/100), i%1000, serial)
+		switch i % 10 {
+		case 0:
+			fmt.Fprintf(&b, "type=USER_LOGIN msg=audit(%s): pid=%d uid=0 auid=1001 ses=7 msg='op=login id=1001 exe=\"/usr/sbin/sshd\" hostname=10.0.0.5 addr=10.0.0.5 terminal=/dev/pts/0 res=success'\n", ts, 900+i)
+			records++
+		case 1:
+			fmt.Fprintf(&b, "type=TTY msg=audit(%s): tty pid=%d uid=0 auid=1001 ses=7 major=136 minor=0 comm=\"bash\" data=%s\n", ts, 900+i, hex.EncodeToString([]byte("ls -l /var/log\r")))
+			records++
+		default:
+			argv := cmds[i%len(cmds)]
+			fmt.Fprintf(&b, "type=SYSCALL msg=audit(%s): arch=c000003e syscall=59 success=yes exit=0 a0=55d1c2 a1=55d1d0 a2=55d1e8 a3=0 items=2 ppid=4000 pid=%d auid=1001 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=pts0 ses=7 comm=\"%s\" exe=\"/usr/bin/%s\" key=\"opctl\"\n", ts, 5000+i, argv[0], argv[0])
+			fmt.Fprintf(&b, "type=EXECVE msg=audit(%s): argc=%d", ts, len(argv))
+			for j, a := range argv {
+				if bytes.ContainsAny([]byte(a), " \"") {
+					fmt.Fprintf(&b, " a%d=%s", j, hex.EncodeToString([]byte(a)))
+				} else {
+					fmt.Fprintf(&b, " a%d=\"%s\"", j, a)
+				}
+			}
+			b.WriteByte('\n')
+			fmt.Fprintf(&b, "type=CWD msg=audit(%s): cwd=\"/root\"\n", ts)
+			fmt.Fprintf(&b, "type=PATH msg=audit(%s): item=0 name=\"/usr/bin/%s\" inode=1189225 dev=fd:00 mode=0100755 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0\n", ts, argv[0])
+			fmt.Fprintf(&b, "type=PATH msg=audit(%s): item=1 name=\"/lib64/ld-linux-x86-64.so.2\" inode=1182648 dev=fd:00 mode=0100755 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0\n", ts)
+			title := bytes.Join(toBytes(argv), []byte{0})
+			fmt.Fprintf(&b, "type=PROCTITLE msg=audit(%s): proctitle=%X\n", ts, title)
+			fmt.Fprintf(&b, "type=EOE msg=audit(%s): \n", ts)
+			records += 7
+		}
+	}
+	return bytes.SplitAfter(bytes.TrimSuffix(b.Bytes(), []byte("\n")), []byte("\n")), records
+}
+
+func toBytes(ss []string) [][]byte {
+	out := make([][]byte, len(ss))
+	for i, s := range ss {
+		out[i] = []byte(s)
+	}
+	return out
+}
+
+const benchEvents = 10000
+
+// BenchmarkDecoder is auditpipe's path: parse, assemble, build, encode JSON.
+func BenchmarkDecoder(b *testing.B) {
+	lines, records := benchCorpus(benchEvents)
+	names := builder.NewNames(map[uint64]string{0: "root", 1001: "op1"}, map[uint64]string{0: "root"})
+	cfg := builder.Config{Layer: "CPS", Host: "bench", Names: names,
+		Grants: builder.StaticGrants{"op1": {LoginID: "op1", ReqAuthID: "1"}}}
+	var out []byte
+	emitted := 0
+	b.ReportAllocs()
+	b.ResetTimer()
+	m0 := mallocs()
+	for range b.N {
+		emitted = 0
+		d := NewDecoder(cfg, assemble.Options{}, func(e *schemas.Event, _ *assemble.Event) {
+			out = e.AppendJSON(out[:0])
+			emitted++
+		}, nil)
+		now := time.Now()
+		for i, l := range lines {
+			d.Line(l, uint64(i), now)
+		}
+		d.Flush()
+	}
+	m1 := mallocs()
+	if emitted != benchEvents {
+		b.Fatalf("emitted %d events, want %d", emitted, benchEvents)
+	}
+	reportRates(b, records, emitted, m1-m0)
+}
+
+// BenchmarkStockLibaudit is go-libaudit's stock path on the same corpus:
+// auparse.ParseLogLine, its Reassembler, aucoalesce.CoalesceMessages and
+// json.Marshal.
+func BenchmarkStockLibaudit(b *testing.B) {
+	lines, records := benchCorpus(benchEvents)
+	strs := make([]string, len(lines))
+	for i, l := range lines {
+		strs[i] = string(bytes.TrimSuffix(l, []byte("\n")))
+	}
+	var emitted int
+	b.ReportAllocs()
+	b.ResetTimer()
+	m0 := mallocs()
+	for range b.N {
+		st := &stockStream{}
+		r, err := libaudit.NewReassembler(1024, 2*time.Second, st)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, s := range strs {
+			msg, err := auparse.ParseLogLine(s)
+			if err != nil {
+				continue
+			}
+			r.PushMessage(msg)
+		}
+		r.Close()
+		emitted = st.events
+	}
+	m1 := mallocs()
+	if emitted != benchEvents {
+		b.Fatalf("stock path emitted %d events, want %d", emitted, benchEvents)
+	}
+	reportRates(b, records, emitted, m1-m0)
+}
+
+type stockStream struct{ events int }
+
+func (s *stockStream) ReassemblyComplete(msgs []*auparse.AuditMessage) {
+	ev, err := aucoalesce.CoalesceMessages(msgs)
+	if err != nil {
+		return
+	}
+	if _, err := json.Marshal(ev); err == nil {
+		s.events++
+	}
+}
+
+func (s *stockStream) EventsLost(int) {}
+
+// reportRates adds records/s, events/s and allocs/event; mallocs is the
+// number of allocations during the timed loop.
+func reportRates(b *testing.B, records, events int, mallocs uint64) {
+	sec := b.Elapsed().Seconds()
+	b.ReportMetric(float64(records)*float64(b.N)/sec, "records/s")
+	b.ReportMetric(float64(events)*float64(b.N)/sec, "events/s")
+	b.ReportMetric(float64(mallocs)/float64(events*b.N), "allocs/event")
+}
+
+func mallocs() uint64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.Mallocs
+}
