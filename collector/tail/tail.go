@@ -1,0 +1,763 @@
+// Package tail follows a log file by name, line by line, the way auditd
+// writes it: across rotation (the file is renamed to NAME.1 and a new NAME
+// is created) and across copytruncate-style truncation.
+//
+// A file is identified by device and inode plus a fingerprint of its first
+// 64 bytes, so a checkpointed Position finds its file again after the file
+// was rotated while the process was stopped, and a reused inode is not
+// mistaken for the old file. Resuming from the End of the last line the
+// caller processed neither loses nor repeats a line.
+//
+// The Follower polls; it needs no inotify.
+package tail
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults for Options.
+const (
+	DefaultPollInterval = 250 * time.Millisecond
+	DefaultMaxLineBytes = 64 << 10
+)
+
+// ErrClosed is returned by Next after Close.
+var ErrClosed = errors.New("tail: follower closed")
+
+// Options tune a Follower. The zero value is usable.
+type Options struct {
+	// PollInterval is how long Next sleeps at the end of the file before
+	// looking for new data, rotation or truncation again. Default 250ms.
+	PollInterval time.Duration
+	// MaxLineBytes is the longest line, without its newline, that Next
+	// returns. A longer line is reported as a *LineTooLongError and
+	// skipped. Default 64 KiB.
+	MaxLineBytes int
+	// PartialLineTimeout, when positive, makes Next return an unterminated
+	// last line of the live file (Line.Partial) once the file has not grown
+	// for this long. Whatever is appended to that line later is returned
+	// as a line of its own. Default 0: wait for the newline for ever.
+	// An unterminated last line of a rotated or truncated file is always
+	// returned as a partial line, since no newline can follow.
+	PartialLineTimeout time.Duration
+	// Logger receives warnings about gaps and notices about rotation.
+	// Default: no logging.
+	Logger *slog.Logger
+	// OnGap, if set, is called for every loss of data the Follower detects
+	// (also logged), so the caller can count it. Default: none.
+	OnGap func(Gap)
+}
+
+// Gap describes data that could not be read.
+type Gap struct {
+	// At is the last known position before the gap.
+	At Position
+	// Bytes is the number of bytes lost, or -1 when unknown.
+	Bytes int64
+	// Reason says what happened, e.g. "checkpointed file not found".
+	Reason string
+}
+
+// Line is one line of the file.
+type Line struct {
+	// Data is the line without its trailing newline. It is valid until the
+	// next call of Next or Close.
+	Data []byte
+	// Start is the position of the line's first byte; End the position
+	// just after its newline. Checkpoint End, once the line is processed.
+	Start, End Position
+	// Partial is set for a line returned without a newline (see
+	// Options.PartialLineTimeout).
+	Partial bool
+}
+
+// LineTooLongError reports a line longer than Options.MaxLineBytes. The line
+// has been skipped; the Follower continues with the next line, and Next may
+// be called again.
+type LineTooLongError struct {
+	// Start and End delimit the line, newline included, as in Line.
+	Start, End Position
+	// Len is the line's length without the newline.
+	Len int64
+	// Limit is the MaxLineBytes in force.
+	Limit int
+	// Prefix holds the line's first Limit bytes (a copy, the caller's to
+	// keep), for a dead-letter record.
+	Prefix []byte
+}
+
+func (e *LineTooLongError) Error() string {
+	return fmt.Sprintf("tail: line at %s is %d bytes long, over the limit of %d", e.Start, e.Len, e.Limit)
+}
+
+// source is an open file still to be read.
+type source struct {
+	f    *os.File
+	id   fileID
+	name string
+	live bool // the file at the followed path, which may still grow or rotate
+	off  int64
+}
+
+// Follower reads lines from a file by name. It is not safe for concurrent
+// use.
+type Follower struct {
+	path string
+	opts Options
+	log  *slog.Logger
+
+	cur   source // cur.f == nil while waiting for the path to appear
+	queue []source
+	fp    string
+	fpLen int
+
+	buf        []byte
+	base       int64 // file offset of buf[0]
+	r, w       int
+	lastGrowth time.Time
+	atEOF      bool // the last read reached the end of the file
+
+	skipping   bool
+	skipStart  Position
+	skipLen    int64
+	skipPrefix []byte
+
+	out     []byte // holds a partial line returned across a switch of file
+	waiting bool   // logged that the path is missing
+	closed  bool
+}
+
+// Open starts following the file at path from position from. The zero
+// Position starts at the beginning of the file currently at path. Otherwise
+// the file of from is searched for: at path, or among the rotated files in
+// the same directory (names starting with path's base name, such as
+// audit.log.1); reading resumes at from.Offset in that file, then continues
+// with the newer rotated files, oldest first, and then the file at path.
+// When the file of from is gone, the gap is reported (Options.OnGap and the
+// log) and reading starts at the beginning of the file at path.
+//
+// A missing file at path is not an error: Next waits for it to appear.
+func Open(path string, from Position, opts Options) (*Follower, error) {
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = DefaultPollInterval
+	}
+	if opts.MaxLineBytes <= 0 {
+		opts.MaxLineBytes = DefaultMaxLineBytes
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	f := &Follower{
+		path:       path,
+		opts:       opts,
+		log:        log.With("path", path),
+		buf:        make([]byte, max(opts.MaxLineBytes+1, 32<<10)),
+		lastGrowth: time.Now(),
+	}
+	if err := f.start(from); err != nil {
+		f.closeAll()
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *Follower) start(from Position) error {
+	live, err := openSource(f.path)
+	if err != nil {
+		return err
+	}
+	live.live = true
+	if from.IsZero() {
+		if live.f != nil {
+			return f.switchTo(live)
+		}
+		return nil
+	}
+	want := fileID{dev: from.Dev, ino: from.Inode}
+
+	if live.f != nil && live.id == want {
+		ok, err := matchFingerprint(live.f, from.Fingerprint)
+		if err != nil {
+			live.f.Close()
+			return fmt.Errorf("tail: checking %s: %w", f.path, err)
+		}
+		if ok {
+			live.off = f.checkOffset(live, from)
+			return f.switchTo(live)
+		}
+		f.gap(Gap{At: from, Bytes: -1, Reason: "inode reused or file rewritten since checkpoint; reading from its start"})
+		return f.switchTo(live)
+	}
+
+	rotated, err := f.rotatedFiles(live)
+	if err != nil {
+		if live.f != nil {
+			live.f.Close()
+		}
+		return err
+	}
+	found := -1
+	for i, s := range rotated {
+		if s.id != want {
+			continue
+		}
+		ok, err := matchFingerprint(s.f, from.Fingerprint)
+		if err == nil && ok {
+			found = i
+			break
+		}
+	}
+	if found < 0 {
+		for _, s := range rotated {
+			s.f.Close()
+		}
+		f.gap(Gap{At: from, Bytes: -1, Reason: "checkpointed file not found; starting at the beginning of the current file"})
+		if live.f != nil {
+			return f.switchTo(live)
+		}
+		return nil
+	}
+	for _, s := range rotated[:found] {
+		s.f.Close()
+	}
+	first := rotated[found]
+	first.off = f.checkOffset(first, from)
+	f.queue = append(f.queue, rotated[found+1:]...)
+	if live.f != nil {
+		f.queue = append(f.queue, live)
+	}
+	f.log.Info("resuming in rotated file", "file", first.name, "offset", first.off, "newer_files", len(f.queue))
+	return f.switchTo(first)
+}
+
+// checkOffset returns where to resume in s for from, reporting a gap when
+// the file is shorter than the checkpointed offset.
+func (f *Follower) checkOffset(s source, from Position) int64 {
+	fi, err := s.f.Stat()
+	if err != nil || fi.Size() >= from.Offset {
+		return from.Offset
+	}
+	f.gap(Gap{At: from, Bytes: -1, Reason: fmt.Sprintf("file %s is shorter (%d bytes) than the checkpoint; reading from its start", s.name, fi.Size())})
+	return 0
+}
+
+// openSource opens name; a missing file gives a zero source and no error.
+func openSource(name string) (source, error) {
+	fh, err := os.Open(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return source{}, nil
+	}
+	if err != nil {
+		return source{}, fmt.Errorf("tail: %w", err)
+	}
+	id, _, err := fileIdentity(fh)
+	if err != nil {
+		fh.Close()
+		return source{}, fmt.Errorf("tail: %w", err)
+	}
+	return source{f: fh, id: id, name: name}, nil
+}
+
+// rotatedFiles opens the rotated siblings of the followed path, oldest
+// first: files in the same directory whose name starts with the path's base
+// name, except compressed ones and the live file itself. Names that are
+// base.N (auditd) are ordered by N, highest (oldest) first; other names by
+// modification time. The listing is retried until it is consistent, as a
+// rotation may rename files while they are being listed.
+func (f *Follower) rotatedFiles(live source) ([]source, error) {
+	var (
+		cands []candidate
+		err   error
+	)
+	for try := range 10 {
+		var stable bool
+		cands, stable, err = f.listRotated(live)
+		if err != nil || stable || try == 9 {
+			break
+		}
+		for _, c := range cands {
+			c.f.Close()
+		}
+		cands = nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	numeric := true
+	for _, c := range cands {
+		numeric = numeric && c.numbered
+	}
+	slices.SortStableFunc(cands, func(a, b candidate) int {
+		if numeric {
+			return cmp.Compare(b.num, a.num)
+		}
+		if c := a.mtime.Compare(b.mtime); c != 0 {
+			return c
+		}
+		return strings.Compare(a.name, b.name)
+	})
+	out := make([]source, len(cands))
+	for i, c := range cands {
+		out[i] = c.source
+	}
+	return out, nil
+}
+
+type candidate struct {
+	source
+	mtime    time.Time
+	num      int
+	numbered bool
+}
+
+// listRotated opens the rotated files once. stable reports that every name
+// still named the same file after all were opened.
+func (f *Follower) listRotated(live source) (cands []candidate, stable bool, err error) {
+	dir, base := filepath.Split(f.path)
+	if dir == "" {
+		dir = "."
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, false, fmt.Errorf("tail: listing rotated files: %w", err)
+	}
+	stable = true
+	for _, e := range ents {
+		name := e.Name()
+		if name == base || !strings.HasPrefix(name, base) || !e.Type().IsRegular() || compressed(name) {
+			continue
+		}
+		s, err := openSource(filepath.Join(dir, name))
+		if err != nil || s.f == nil {
+			stable = false // vanished or unreadable: renamed under us?
+			continue
+		}
+		if live.f != nil && s.id == live.id {
+			s.f.Close()
+			continue
+		}
+		fi, err := s.f.Stat()
+		if err != nil {
+			s.f.Close()
+			continue
+		}
+		num, nerr := strconv.Atoi(strings.TrimPrefix(name[len(base):], "."))
+		cands = append(cands, candidate{source: s, mtime: fi.ModTime(), num: num, numbered: nerr == nil && num >= 0})
+	}
+	for _, c := range cands {
+		fi, err := os.Stat(c.name)
+		if err != nil {
+			stable = false
+			break
+		}
+		if id, ok := statID(fi); !ok || id != c.id {
+			stable = false
+			break
+		}
+	}
+	return cands, stable, nil
+}
+
+func compressed(name string) bool {
+	switch filepath.Ext(name) {
+	case ".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip", ".Z":
+		return true
+	}
+	return false
+}
+
+// Next returns the next complete line. It blocks, polling every
+// Options.PollInterval, until one is available or ctx is done, in which case
+// it returns ctx.Err(). A *LineTooLongError is not fatal: call Next again.
+// Other errors (I/O errors) are.
+func (f *Follower) Next(ctx context.Context) (Line, error) {
+	for {
+		if f.closed {
+			return Line{}, ErrClosed
+		}
+		if err := ctx.Err(); err != nil {
+			return Line{}, err
+		}
+		if f.cur.f == nil {
+			if !f.advance() {
+				if err := f.openLive(); err != nil {
+					return Line{}, err
+				}
+			}
+			if f.cur.f == nil {
+				if err := f.sleep(ctx); err != nil {
+					return Line{}, err
+				}
+			}
+			continue
+		}
+		if line, err, ok := f.scan(); ok {
+			return line, err
+		}
+		if f.atEOF && f.cur.live {
+			// The file may have been truncated and regrown past our
+			// offset since we saw its end: check before reading on.
+			if line, err, ok, terr := f.checkTruncated(); terr != nil {
+				return Line{}, terr
+			} else if ok {
+				return line, err
+			}
+		}
+		n, err := f.fill()
+		if err != nil {
+			return Line{}, err
+		}
+		if n > 0 {
+			continue
+		}
+
+		// At the end of the current file.
+		if !f.cur.live {
+			line, err, ok := f.takeLeftover()
+			f.closeCur()
+			if ok {
+				return line, err
+			}
+			continue
+		}
+		rotated, err := f.rotated()
+		if err != nil {
+			return Line{}, err
+		}
+		if rotated {
+			// Read what was written before the rename, then switch.
+			n, err := f.fill()
+			if err != nil {
+				return Line{}, err
+			}
+			if n > 0 {
+				continue
+			}
+			f.log.Info("file rotated", "file", f.cur.name, "offset", f.base+int64(f.w))
+			if err := f.queueNewer(); err != nil {
+				return Line{}, err
+			}
+			line, err, ok := f.takeLeftover()
+			f.closeCur()
+			if ok {
+				return line, err
+			}
+			continue
+		}
+		if f.opts.PartialLineTimeout > 0 && (f.w > f.r || f.skipping) &&
+			time.Since(f.lastGrowth) >= f.opts.PartialLineTimeout {
+			line, err, ok := f.takeLeftover()
+			if ok {
+				return line, err
+			}
+		}
+		if err := f.sleep(ctx); err != nil {
+			return Line{}, err
+		}
+	}
+}
+
+// scan looks for a complete line in the buffer.
+func (f *Follower) scan() (Line, error, bool) {
+	i := bytes.IndexByte(f.buf[f.r:f.w], '\n')
+	if f.skipping {
+		if i < 0 {
+			f.skipLen += int64(f.w - f.r)
+			f.r = f.w
+			return Line{}, nil, false
+		}
+		f.skipLen += int64(i)
+		f.r += i + 1
+		return Line{}, f.tooLong(f.pos(f.base + int64(f.r))), true
+	}
+	if i < 0 {
+		if f.w-f.r > f.opts.MaxLineBytes {
+			f.skipping = true
+			f.skipStart = f.pos(f.base + int64(f.r))
+			f.skipPrefix = bytes.Clone(f.buf[f.r : f.r+f.opts.MaxLineBytes])
+			f.skipLen = int64(f.w - f.r)
+			f.r = f.w
+		}
+		return Line{}, nil, false
+	}
+	start := f.pos(f.base + int64(f.r))
+	if i > f.opts.MaxLineBytes {
+		f.skipStart = start
+		f.skipPrefix = bytes.Clone(f.buf[f.r : f.r+f.opts.MaxLineBytes])
+		f.skipLen = int64(i)
+		f.r += i + 1
+		return Line{}, f.tooLong(f.pos(f.base + int64(f.r))), true
+	}
+	line := Line{Data: f.buf[f.r : f.r+i], Start: start}
+	f.r += i + 1
+	line.End = f.pos(f.base + int64(f.r))
+	return line, nil, true
+}
+
+func (f *Follower) tooLong(end Position) error {
+	err := &LineTooLongError{
+		Start:  f.skipStart,
+		End:    end,
+		Len:    f.skipLen,
+		Limit:  f.opts.MaxLineBytes,
+		Prefix: f.skipPrefix,
+	}
+	f.skipping, f.skipLen, f.skipPrefix = false, 0, nil
+	return err
+}
+
+// takeLeftover returns the unterminated rest of the buffer, if any, as a
+// partial line (or a *LineTooLongError), and empties the buffer.
+func (f *Follower) takeLeftover() (Line, error, bool) {
+	if f.skipping {
+		f.skipLen += int64(f.w - f.r)
+		f.r = f.w
+		return Line{}, f.tooLong(f.pos(f.base + int64(f.r))), true
+	}
+	if f.w == f.r {
+		return Line{}, nil, false
+	}
+	f.out = append(f.out[:0], f.buf[f.r:f.w]...)
+	line := Line{Data: f.out, Start: f.pos(f.base + int64(f.r)), Partial: true}
+	f.r = f.w
+	line.End = f.pos(f.base + int64(f.r))
+	return line, nil, true
+}
+
+// fill reads more of the current file into the buffer.
+func (f *Follower) fill() (int, error) {
+	if f.r > 0 {
+		copy(f.buf, f.buf[f.r:f.w])
+		f.base += int64(f.r)
+		f.w -= f.r
+		f.r = 0
+	}
+	n, err := f.cur.f.ReadAt(f.buf[f.w:], f.base+int64(f.w))
+	f.w += n
+	f.atEOF = errors.Is(err, io.EOF)
+	if err != nil && !f.atEOF {
+		return n, fmt.Errorf("tail: reading %s: %w", f.cur.name, err)
+	}
+	if n > 0 {
+		f.lastGrowth = time.Now()
+		if f.fpLen < fingerprintBytes && f.base+int64(f.w) > int64(f.fpLen) {
+			if err := f.refreshFingerprint(); err != nil {
+				return n, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (f *Follower) refreshFingerprint() error {
+	n, fp, err := fingerprint(f.cur.f)
+	if err != nil {
+		return fmt.Errorf("tail: %w", err)
+	}
+	f.fpLen, f.fp = n, fp
+	return nil
+}
+
+// checkTruncated detects that the live file was truncated (copytruncate) or
+// rewritten, reports the gap and restarts at its beginning. A leftover
+// partial line is returned first.
+func (f *Follower) checkTruncated() (Line, error, bool, error) {
+	fi, err := f.cur.f.Stat()
+	if err != nil {
+		return Line{}, nil, false, fmt.Errorf("tail: %w", err)
+	}
+	end := f.base + int64(f.w)
+	truncated := fi.Size() < end
+	if !truncated && f.fpLen > 0 {
+		ok, err := matchFingerprint(f.cur.f, f.fp)
+		if err != nil {
+			return Line{}, nil, false, fmt.Errorf("tail: %w", err)
+		}
+		truncated = !ok
+	}
+	if !truncated {
+		return Line{}, nil, false, nil
+	}
+	f.gap(Gap{At: f.pos(end), Bytes: -1, Reason: fmt.Sprintf("file truncated to %d bytes; reading from its start", fi.Size())})
+	line, lerr, ok := f.takeLeftover()
+	f.base, f.r, f.w = 0, 0, 0
+	f.fpLen, f.fp = 0, ""
+	if err := f.refreshFingerprint(); err != nil {
+		return Line{}, nil, false, err
+	}
+	return line, lerr, ok, nil
+}
+
+// rotated reports whether the path now names another file than the
+// current one. A missing path (between rename and create) is not rotation
+// yet.
+func (f *Follower) rotated() (bool, error) {
+	fi, err := os.Stat(f.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("tail: %w", err)
+	}
+	id, ok := statID(fi)
+	return ok && id != f.cur.id, nil
+}
+
+// queueNewer queues the files to read after the current one, which was
+// rotated away: the rotated files newer than it (the path may have rotated
+// more than once since the last poll), oldest first, then the file now at
+// the path.
+func (f *Follower) queueNewer() error {
+	live, err := openSource(f.path)
+	if err != nil {
+		return err
+	}
+	live.live = true
+	rotated, err := f.rotatedFiles(live)
+	if err != nil {
+		if live.f != nil {
+			live.f.Close()
+		}
+		return err
+	}
+	idx := slices.IndexFunc(rotated, func(s source) bool { return s.id == f.cur.id })
+	var curTime time.Time
+	if idx < 0 {
+		// Deleted already (more rotations than kept files while we
+		// lagged) or moved away: every rotated file not older than it is
+		// newer. Files in between may have been deleted too: unknowable.
+		f.log.Warn("rotated file no longer beside the path; reading the newer rotated files", "file", f.cur.name)
+		if fi, err := f.cur.f.Stat(); err == nil {
+			curTime = fi.ModTime()
+		}
+	}
+	for i, s := range rotated {
+		keep := i > idx
+		if idx < 0 {
+			fi, err := s.f.Stat()
+			keep = err == nil && !fi.ModTime().Before(curTime)
+		}
+		if !keep {
+			s.f.Close()
+			continue
+		}
+		f.queue = append(f.queue, s)
+	}
+	if live.f != nil {
+		f.queue = append(f.queue, live)
+	}
+	return nil
+}
+
+// advance switches to the next queued file; false if none.
+func (f *Follower) advance() bool {
+	if len(f.queue) == 0 {
+		return false
+	}
+	next := f.queue[0]
+	f.queue = f.queue[1:]
+	if err := f.switchTo(next); err != nil {
+		f.log.Warn("skipping queued file", "file", next.name, "err", err)
+	}
+	return true
+}
+
+func (f *Follower) openLive() error {
+	s, err := openSource(f.path)
+	if err != nil {
+		return err
+	}
+	if s.f == nil {
+		if !f.waiting {
+			f.log.Info("waiting for file to appear")
+			f.waiting = true
+		}
+		return nil
+	}
+	f.waiting = false
+	s.live = true
+	return f.switchTo(s)
+}
+
+func (f *Follower) switchTo(s source) error {
+	f.closeCur()
+	f.cur = s
+	f.base, f.r, f.w = s.off, 0, 0
+	f.lastGrowth = time.Now()
+	if err := f.refreshFingerprint(); err != nil {
+		f.closeCur()
+		return err
+	}
+	return nil
+}
+
+func (f *Follower) closeCur() {
+	if f.cur.f != nil {
+		f.cur.f.Close()
+	}
+	f.cur = source{}
+	f.base, f.r, f.w = 0, 0, 0
+	f.atEOF = false
+	f.fpLen, f.fp = 0, ""
+	f.skipping, f.skipLen, f.skipPrefix = false, 0, nil
+}
+
+func (f *Follower) pos(off int64) Position {
+	return Position{
+		Path:        f.cur.name,
+		Dev:         f.cur.id.dev,
+		Inode:       f.cur.id.ino,
+		Fingerprint: f.fp,
+		Offset:      off,
+	}
+}
+
+func (f *Follower) gap(g Gap) {
+	f.log.Warn("data lost", "reason", g.Reason, "at", g.At.String(), "bytes", g.Bytes)
+	if f.opts.OnGap != nil {
+		f.opts.OnGap(g)
+	}
+}
+
+func (f *Follower) sleep(ctx context.Context) error {
+	t := time.NewTimer(f.opts.PollInterval)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func (f *Follower) closeAll() {
+	f.closeCur()
+	for _, s := range f.queue {
+		s.f.Close()
+	}
+	f.queue = nil
+}
+
+// Close releases the open files. Next returns ErrClosed afterwards.
+func (f *Follower) Close() error {
+	if f.closed {
+		return nil
+	}
+	f.closed = true
+	f.closeAll()
+	return nil
+}
