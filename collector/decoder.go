@@ -112,6 +112,9 @@ func (d *Decoder) AssemblyStats() assemble.Stats { return d.asm.Stats() }
 // MissingArgs counts command arguments announced by argc but absent.
 func (d *Decoder) MissingArgs() uint64 { return d.bld.MissingArgs }
 
+// SetSkip names events delivered before a restart (see builder.SetSkip).
+func (d *Decoder) SetSkip(eventIDs []string) { d.bld.SetSkip(eventIDs) }
+
 // Seq and SetSeq save and restore the per-host sequence numbers.
 func (d *Decoder) Seq() map[string]uint64     { return d.bld.Seq() }
 func (d *Decoder) SetSeq(m map[string]uint64) { d.bld.SetSeq(m) }

@@ -32,7 +32,8 @@ type command struct {
 // commands is the one place subcommands are wired in.
 func commands() map[string]command {
 	return map[string]command{
-		"parse": {"raw auditd lines in, contract events (JSON lines) out", cmdParse},
+		"parse":     {"raw auditd lines in, contract events (JSON lines) out", cmdParse},
+		"collector": {"the long-running collector: audit log → Kafka (--config FILE)", cmdCollector},
 	}
 }
 

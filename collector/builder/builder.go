@@ -52,6 +52,7 @@ const (
 	NotAudited           // not a login, logout, command or keystroke event
 	NoGrant              // the user has no grant (and AllUsers is off)
 	KeysNotAsked         // keystrokes of a grant with COMMAND_AUDIT only
+	Replayed             // already delivered before a restart (see SetSkip)
 )
 
 // String names the outcome for metrics.
@@ -65,6 +66,8 @@ func (o Outcome) String() string {
 		return "no_grant"
 	case KeysNotAsked:
 		return "keys_not_asked"
+	case Replayed:
+		return "replayed"
 	}
 	return "unknown"
 }
@@ -79,6 +82,8 @@ type Builder struct {
 	argBufs [][]byte
 	present []bool
 	times   timeCache
+	skip    map[string]struct{}
+	idBuf   []byte
 	// MissingArgs counts command arguments that argc announced but no
 	// EXECVE record carried.
 	MissingArgs uint64
@@ -102,6 +107,16 @@ func (b *Builder) Seq() map[string]uint64 {
 func (b *Builder) SetSeq(m map[string]uint64) {
 	for k, v := range m {
 		b.seq[k] = v
+	}
+}
+
+// SetSkip names events already delivered: Build reports them as Replayed
+// (once each) without giving them a sequence number. The collector uses it
+// for events it re-reads after a restart.
+func (b *Builder) SetSkip(eventIDs []string) {
+	b.skip = make(map[string]struct{}, len(eventIDs))
+	for _, id := range eventIDs {
+		b.skip[id] = struct{}{}
 	}
 }
 
@@ -170,6 +185,14 @@ func (b *Builder) Build(ev *assemble.Event, out *schemas.Event) Outcome {
 		return NoGrant
 	}
 
+	b.idBuf = schemas.AppendEventID(b.idBuf[:0], out.Host, ev.Sec, ev.Msec, ev.Serial)
+	if len(b.skip) > 0 {
+		if _, ok := b.skip[string(b.idBuf)]; ok {
+			delete(b.skip, string(b.idBuf))
+			return Replayed
+		}
+	}
+
 	t := &b.tab
 	m := t.mark()
 	t.buf = strconv.AppendUint(t.buf, ev.Serial, 10)
@@ -188,9 +211,7 @@ func (b *Builder) Build(ev *assemble.Event, out *schemas.Event) Outcome {
 	t.buf = append(t.buf, b.times.iso...)
 	t.buf = append(t.buf, '.', byte('0'+ev.Msec/100), byte('0'+ev.Msec/10%10), byte('0'+ev.Msec%10), 'Z')
 	t.setFrom(&out.TS, m)
-	m = t.mark()
-	t.buf = schemas.AppendEventID(t.buf, out.Host, ev.Sec, ev.Msec, ev.Serial)
-	t.setFrom(&out.EventID, m)
+	t.set(&out.EventID, b.idBuf)
 	t.commit()
 
 	b.seq[out.Host]++

@@ -1,0 +1,592 @@
+package collector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/auditpipe/auditpipe/collector/assemble"
+	"github.com/auditpipe/auditpipe/collector/auditlog"
+	"github.com/auditpipe/auditpipe/collector/builder"
+	"github.com/auditpipe/auditpipe/collector/checkpoint"
+	"github.com/auditpipe/auditpipe/collector/netlinksrc"
+	"github.com/auditpipe/auditpipe/collector/spool"
+	"github.com/auditpipe/auditpipe/collector/tail"
+	"github.com/auditpipe/auditpipe/schemas"
+)
+
+// Collector reads audit records from one input and pushes contract events
+// to Kafka. Create it with New and run it with Run.
+//
+// Delivery: a batch is pushed every FlushInterval or when full; after Kafka
+// acknowledges it (or after it is written to the spool while Kafka is
+// away), the checkpoint records the file position of the oldest event
+// still being assembled, the events already delivered past that position
+// (so a restart does not send them again) and the per-host sequence
+// numbers. A stop by context cancellation therefore delivers every event
+// exactly once. A crash between Kafka's acknowledgement and the checkpoint
+// write can send the last batch again: downstream dedups by event_id.
+type Collector struct {
+	cfg    Config
+	log    *slog.Logger
+	m      *metrics
+	stdin  io.Reader
+	grants *GrantTable
+	// ready is closed when the grants that existed at start are known.
+	ready chan struct{}
+}
+
+// Deps are the collector's collaborators; zero values are fine.
+type Deps struct {
+	Log      *slog.Logger
+	Registry prometheus.Registerer
+	// Stdin is read for input type stdin. Default os.Stdin.
+	Stdin io.Reader
+}
+
+// New validates cfg and returns a collector.
+func New(cfg Config, deps Deps) (*Collector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Log == nil {
+		deps.Log = slog.New(slog.DiscardHandler)
+	}
+	if deps.Stdin == nil {
+		deps.Stdin = os.Stdin
+	}
+	static := map[string]schemas.Grant{}
+	for login, id := range cfg.Grants {
+		static[login] = schemas.Grant{LoginID: login, ReqAuthID: id, AuditType: schemas.AuditCommandKeystroke}
+	}
+	return &Collector{
+		cfg:    cfg,
+		log:    deps.Log.With("component", "collector"),
+		m:      newMetrics(deps.Registry),
+		stdin:  deps.Stdin,
+		grants: NewGrantTable(static),
+		ready:  make(chan struct{}),
+	}, nil
+}
+
+// Grants returns the collector's grant table.
+func (c *Collector) Grants() *GrantTable { return c.grants }
+
+// state is the checkpoint.
+type state struct {
+	Position tail.Position     `json:"position"`
+	Seq      map[string]uint64 `json:"seq"`
+	// Skip lists events already delivered whose records lie after
+	// Position (they completed while an older event was still open).
+	Skip []string `json:"skip,omitempty"`
+}
+
+// spoolMeta rides with each spooled batch.
+type spoolMeta struct {
+	DeadLetters int `json:"dead_letters"` // the last N messages go to the dead-letter topic
+}
+
+// inLine is one input line handed from the reader goroutine.
+type inLine struct {
+	data    []byte
+	start   tail.Position
+	end     tail.Position
+	tooLong *tail.LineTooLongError
+}
+
+type emitted struct {
+	id    string
+	first uint64
+}
+
+// run holds the state of one Run.
+type run struct {
+	c          *Collector
+	dec        *Decoder
+	ckpt       *checkpoint.File
+	sp         *spool.Spool
+	events     *kafkago.Writer
+	dead       *kafkago.Writer
+	batch      []kafkago.Message
+	batchBytes int
+	dl         []kafkago.Message
+	nextTag    uint64
+	starts     []tagPos // start positions of lines still needed for the checkpoint
+	lastEnd    tail.Position
+	delivered  []emitted // delivered events that a restart from the checkpoint would re-read
+	pending    []emitted // events in the current batch
+	source     string
+	ehost      string
+	st         state
+	dirty      bool
+}
+
+type tagPos struct {
+	tag uint64
+	pos tail.Position
+}
+
+// Run collects until ctx is cancelled (or, for stdin, until end of input),
+// then pushes what is complete, saves the checkpoint and returns.
+func (c *Collector) Run(ctx context.Context) error {
+	cfg := c.cfg
+	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
+		return fmt.Errorf("collector: state dir: %w", err)
+	}
+	names, err := builder.LoadNames(cfg.Passwd, cfg.Group)
+	if err != nil {
+		return fmt.Errorf("collector: %w", err)
+	}
+	r := &run{c: c, ckpt: checkpoint.New(filepath.Join(cfg.StateDir, "checkpoint.json"))}
+	if _, err := r.ckpt.Load(&r.st); err != nil {
+		return fmt.Errorf("collector: %w", err)
+	}
+	r.sp, err = spool.Open(filepath.Join(cfg.StateDir, "spool"), spool.Options{
+		MaxBytes: cfg.SpoolMaxBytes, MaxAge: cfg.SpoolMaxAge, Logger: c.log,
+		OnExpired: func(n int, b int64) {
+			c.m.spoolExpired.Add(float64(n))
+			c.log.Error("spool: batches expired unsent: audit data lost", "batches", n, "bytes", b, "max_age", cfg.SpoolMaxAge)
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("collector: %w", err)
+	}
+	defer r.sp.Close()
+	if r.events, err = cfg.Kafka.NewWriter(cfg.Topic); err != nil {
+		return fmt.Errorf("collector: %w", err)
+	}
+	defer r.events.Close()
+	if r.dead, err = cfg.Kafka.NewWriter(cfg.DeadLetterTopic); err != nil {
+		return fmt.Errorf("collector: %w", err)
+	}
+	defer r.dead.Close()
+
+	r.dec = NewDecoder(builder.Config{
+		Layer: cfg.Layer, Host: cfg.Host, AllUsers: cfg.AllUsers, Names: names, Grants: c.grants,
+	}, assemble.Options{Timeout: cfg.AssemblyTimeout}, r.onEvent, r.onReject)
+	r.dec.SetSeq(r.st.Seq)
+	r.dec.SetSkip(r.st.Skip)
+	r.lastEnd = r.st.Position
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+
+	if cfg.FollowGrants == nil || *cfg.FollowGrants {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := followGrants(ctx, cfg.Kafka, schemas.TopicGrants, c.grants, c.ready, c.log); err != nil {
+				c.log.Error("grants: follower stopped", "err", err)
+			}
+		}()
+		if err := c.waitGrants(ctx); err != nil {
+			return nil // cancelled while waiting: nothing read, nothing to save
+		}
+	} else {
+		close(c.ready)
+	}
+	c.m.grants.Set(float64(c.grants.Len()))
+
+	lines := make(chan []inLine, 4)
+	inErr := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(lines)
+		inErr <- c.readInput(ctx, r.st.Position, lines)
+	}()
+
+	flushT := time.NewTicker(cfg.FlushInterval)
+	defer flushT.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	c.log.Info("collecting", "input", cfg.Input.Type, "path", cfg.Input.Path, "from", r.st.Position.String(), "flush_interval", cfg.FlushInterval)
+	for {
+		select {
+		case chunk, ok := <-lines:
+			if !ok {
+				err := <-inErr
+				if cfg.Input.Type != InputFile && err == nil {
+					r.dec.Flush() // end of a stream: nothing more can complete the open events
+				}
+				ferr := r.flush(context.WithoutCancel(ctx), true)
+				if err != nil && ctx.Err() == nil {
+					return errors.Join(fmt.Errorf("collector: input: %w", err), ferr)
+				}
+				return ferr
+			}
+			for i := range chunk {
+				r.line(&chunk[i])
+			}
+			r.pruneStarts()
+			c.m.sync(r.dec)
+			c.m.queueDepth.Set(float64(len(r.pending)))
+			if len(r.pending) >= cfg.BatchMaxEvents || r.batchBytes >= cfg.BatchMaxBytes {
+				if err := r.flush(ctx, false); err != nil {
+					return err
+				}
+			}
+		case now := <-tick.C:
+			r.dec.Tick(now)
+			c.m.sync(r.dec)
+			c.m.grants.Set(float64(c.grants.Len()))
+		case <-flushT.C:
+			if err := r.flush(ctx, false); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (c *Collector) waitGrants(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ready:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			c.log.Warn("waiting for the grants topic before reading audit records (events cannot be attributed without it)")
+		}
+	}
+}
+
+// readInput sends chunks of lines until ctx is done or the input ends.
+func (c *Collector) readInput(ctx context.Context, from tail.Position, out chan<- []inLine) error {
+	const chunkLines = 512
+	var chunk []inLine
+	send := func() bool {
+		if len(chunk) == 0 {
+			return true
+		}
+		select {
+		case out <- chunk:
+			chunk = nil
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	switch c.cfg.Input.Type {
+	case InputFile:
+		f, err := tail.Open(c.cfg.Input.Path, from, tail.Options{
+			PollInterval: c.cfg.Input.PollInterval, MaxLineBytes: c.cfg.Input.MaxLineBytes, Logger: c.log,
+			OnGap: func(g tail.Gap) {
+				c.m.inputGaps.Inc()
+				c.log.Error("input gap: audit data lost before the collector read it", "at", g.At.String(), "bytes", g.Bytes, "reason", g.Reason)
+			},
+		})
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		for {
+			// Hand over what was read as soon as the file has nothing more.
+			lctx, cancel := context.WithTimeout(ctx, c.cfg.Input.PollInterval)
+			l, err := f.Next(lctx)
+			cancel()
+			var tl *tail.LineTooLongError
+			switch {
+			case errors.As(err, &tl):
+				chunk = append(chunk, inLine{start: tl.Start, end: tl.End, tooLong: tl})
+			case err != nil && ctx.Err() != nil:
+				send()
+				return nil
+			case errors.Is(err, context.DeadlineExceeded):
+				if !send() {
+					return nil
+				}
+				continue
+			case err != nil:
+				send()
+				return err
+			default:
+				chunk = append(chunk, inLine{data: append([]byte(nil), l.Data...), start: l.Start, end: l.End})
+			}
+			if len(chunk) >= chunkLines && !send() {
+				return nil
+			}
+		}
+	case InputStdin:
+		err := ReadLines(c.stdin, c.cfg.Input.MaxLineBytes, func(line []byte, err error) error {
+			var tl *LineTooLongError
+			if errors.As(err, &tl) {
+				chunk = append(chunk, inLine{tooLong: &tail.LineTooLongError{Len: int64(tl.Len), Limit: tl.Limit, Prefix: tl.Prefix}})
+			} else {
+				chunk = append(chunk, inLine{data: append([]byte(nil), line...)})
+			}
+			if len(chunk) >= chunkLines && !send() {
+				return ctx.Err()
+			}
+			return nil
+		})
+		send()
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	case InputNetlink:
+		src, err := netlinksrc.Open(netlinksrc.Options{Logger: c.log})
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		for {
+			lctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+			l, err := src.Next(lctx)
+			cancel()
+			switch {
+			case err != nil && ctx.Err() != nil:
+				send()
+				return nil
+			case errors.Is(err, context.DeadlineExceeded):
+				if !send() {
+					return nil
+				}
+				continue
+			case errors.Is(err, netlinksrc.ErrOverrun):
+				c.m.inputGaps.Inc()
+				c.log.Error("netlink: the kernel dropped audit messages", "err", err)
+				continue
+			case err != nil:
+				send()
+				return err
+			}
+			chunk = append(chunk, inLine{data: append([]byte(nil), l...)})
+			if len(chunk) >= chunkLines && !send() {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("unknown input type %q", c.cfg.Input.Type)
+}
+
+// line feeds one input line to the decoder.
+func (r *run) line(l *inLine) {
+	tag := r.nextTag
+	r.nextTag++
+	r.dirty = true
+	if r.c.cfg.Input.Type == InputFile {
+		r.starts = append(r.starts, tagPos{tag, l.start})
+		r.source = l.start.String()
+	}
+	if l.tooLong != nil {
+		r.dec.RejectLine(auditlog.ReasonTooLong, l.tooLong, l.tooLong.Prefix, tag)
+	} else {
+		r.dec.Line(l.data, tag, time.Now())
+	}
+	r.lastEnd = l.end
+}
+
+func (r *run) onEvent(e *schemas.Event, ev *assemble.Event) {
+	val := e.AppendJSON(make([]byte, 0, 512+len(e.RawData)))
+	r.batch = append(r.batch, kafkago.Message{Key: []byte(e.Host), Value: val})
+	r.batchBytes += len(val)
+	r.pending = append(r.pending, emitted{e.EventID, ev.FirstTag})
+}
+
+func (r *run) onReject(rej Reject) {
+	d := schemas.NewDeadLetter("collector", rej.Reason, rej.Err, rej.Line, time.Now())
+	d.Host = r.c.cfg.Host
+	d.Source = r.source
+	val, err := json.Marshal(d)
+	if err != nil {
+		r.c.log.Error("dead letter: encode", "err", err)
+		return
+	}
+	r.c.log.Warn("rejected input line", "reason", rej.Reason, "err", rej.Err, "source", r.source)
+	r.dl = append(r.dl, kafkago.Message{Key: []byte(d.Host), Value: val})
+	r.batchBytes += len(val)
+}
+
+// pruneStarts forgets line positions that no future checkpoint needs: the
+// checkpoint is always at or after the oldest open event's first line.
+func (r *run) pruneStarts() {
+	keep := r.nextTag
+	if t, ok := r.dec.OldestOpenTag(); ok {
+		keep = t
+	}
+	i := 0
+	for i < len(r.starts) && r.starts[i].tag < keep {
+		i++
+	}
+	if i > 0 {
+		r.starts = append(r.starts[:0], r.starts[i:]...)
+	}
+}
+
+// checkpointState computes the state to save once the current batch is
+// durable.
+func (r *run) checkpointState() state {
+	st := state{Seq: r.dec.Seq(), Position: r.lastEnd}
+	keep := r.nextTag
+	if t, ok := r.dec.OldestOpenTag(); ok {
+		keep = t
+		for _, sp := range r.starts {
+			if sp.tag == t {
+				st.Position = sp.pos
+				break
+			}
+		}
+	}
+	all := append(r.delivered, r.pending...)
+	r.delivered = r.delivered[:0]
+	for _, e := range all {
+		if e.first >= keep {
+			r.delivered = append(r.delivered, e)
+			st.Skip = append(st.Skip, e.id)
+		}
+	}
+	if r.c.cfg.Input.Type != InputFile {
+		st.Position = tail.Position{}
+		st.Skip = nil
+	}
+	return st
+}
+
+// flush makes the current batch durable (in Kafka, else in the spool),
+// saves the checkpoint, then tries to drain the spool. final is the last
+// flush before Run returns: it may not block on a full spool.
+func (r *run) flush(ctx context.Context, final bool) error {
+	c := r.c
+	r.dec.Tick(time.Now())
+	c.m.sync(r.dec)
+	if len(r.batch) == 0 && len(r.dl) == 0 && !r.dirty {
+		return r.drain(ctx)
+	}
+	msgs := append(r.batch, r.dl...)
+	meta := spoolMeta{DeadLetters: len(r.dl)}
+	st := r.checkpointState()
+	delivered := false
+	if len(msgs) > 0 && r.sp.Entries() == 0 {
+		delivered = r.produce(ctx, msgs, meta) == nil
+	}
+	if len(msgs) > 0 && !delivered {
+		if err := r.spoolAppend(ctx, msgs, meta, final); err != nil {
+			return err
+		}
+	}
+	if len(msgs) > 0 {
+		c.m.batchEvents.Observe(float64(len(r.batch)))
+	}
+	if err := r.ckpt.Save(st); err != nil {
+		return fmt.Errorf("collector: save checkpoint: %w", err)
+	}
+	r.batch, r.dl, r.pending, r.batchBytes, r.dirty = nil, nil, nil, 0, false
+	c.m.queueDepth.Set(0)
+	if final {
+		return nil
+	}
+	return r.drain(ctx)
+}
+
+// produce pushes one batch: events to the audit topic, then dead letters.
+// A push in flight is not cancelled with ctx: cut short, it might have
+// reached Kafka anyway and be sent again from the spool. It is bounded by
+// ProduceTimeout instead.
+func (r *run) produce(ctx context.Context, msgs []kafkago.Message, meta spoolMeta) error {
+	c := r.c
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.ProduceTimeout)
+	defer cancel()
+	t0 := time.Now()
+	n := len(msgs) - meta.DeadLetters
+	var err error
+	if n > 0 {
+		err = r.events.WriteMessages(ctx, msgs[:n]...)
+	}
+	if err == nil && meta.DeadLetters > 0 {
+		err = r.dead.WriteMessages(ctx, msgs[n:]...)
+		if err == nil {
+			c.m.deadLetters.Add(float64(meta.DeadLetters))
+		}
+	}
+	c.m.produceSeconds.Observe(time.Since(t0).Seconds())
+	if err != nil {
+		c.m.produceErrors.Inc()
+		c.log.Warn("push to Kafka failed; batch goes to the spool", "messages", len(msgs), "err", err)
+		return fmt.Errorf("collector: produce: %w", err)
+	}
+	c.m.produced.Add(float64(len(msgs)))
+	return nil
+}
+
+// spoolAppend writes a batch to the spool, waiting (and draining) while the
+// spool is full: reading pauses, nothing is dropped.
+func (r *run) spoolAppend(ctx context.Context, msgs []kafkago.Message, meta spoolMeta, final bool) error {
+	e := spool.Entry{Messages: make([]spool.Message, len(msgs))}
+	for i, m := range msgs {
+		e.Messages[i] = spool.Message{Key: m.Key, Value: m.Value}
+	}
+	e.Meta, _ = json.Marshal(meta)
+	for {
+		err := r.sp.Append(e)
+		r.c.m.spoolBytes.Set(float64(r.sp.Bytes()))
+		r.c.m.spoolEntries.Set(float64(r.sp.Entries()))
+		if !errors.Is(err, spool.ErrFull) {
+			if err != nil {
+				return fmt.Errorf("collector: spool: %w", err)
+			}
+			return nil
+		}
+		r.c.m.spoolFull.Inc()
+		r.c.log.Error("spool full: reading paused until Kafka takes the backlog", "spool_bytes", r.sp.Bytes())
+		if final {
+			return fmt.Errorf("collector: spool full at shutdown: the last batch is not saved; the checkpoint is not advanced, so it is read again at restart")
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("collector: spool full at shutdown: %w", ctx.Err())
+		case <-time.After(time.Second):
+		}
+		if err := r.drain(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// drain sends spooled batches in order until the spool is empty or Kafka
+// fails again.
+func (r *run) drain(ctx context.Context) error {
+	for r.sp.Entries() > 0 {
+		e, ok, err := r.sp.Oldest()
+		if err != nil {
+			return fmt.Errorf("collector: spool: %w", err)
+		}
+		if !ok {
+			break
+		}
+		var meta spoolMeta
+		if err := json.Unmarshal(e.Meta, &meta); err != nil {
+			return fmt.Errorf("collector: spool entry meta: %w", err)
+		}
+		msgs := make([]kafkago.Message, len(e.Messages))
+		for i, m := range e.Messages {
+			msgs[i] = kafkago.Message{Key: m.Key, Value: m.Value}
+		}
+		if err := r.produce(ctx, msgs, meta); err != nil {
+			return nil // Kafka still away: try again at the next flush
+		}
+		if err := r.sp.Ack(); err != nil {
+			return fmt.Errorf("collector: spool ack: %w", err)
+		}
+		r.c.m.spoolBytes.Set(float64(r.sp.Bytes()))
+		r.c.m.spoolEntries.Set(float64(r.sp.Entries()))
+		r.c.log.Info("spooled batch delivered", "messages", len(msgs), "left", r.sp.Entries())
+	}
+	return nil
+}

@@ -1,0 +1,427 @@
+package collector
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
+	"github.com/auditpipe/auditpipe/schemas"
+)
+
+// sessionLines returns n command events of user 1001 (USERNAME in the seed
+// passwd), serials from first, as auditd writes them.
+func sessionLines(first, n int) string {
+	var b strings.Builder
+	for i := range n {
+		serial := first + i
+		ts := fmt.Sprintf("%d.%03d:%d", 1700000000+serial/1000, serial%1000, serial)
+		fmt.Fprintf(&b, "type=SYSCALL msg=audit(%s): arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 a2=3 a3=0 items=1 ppid=1 pid=%d auid=1001 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=pts0 ses=7 comm=\"echo\" exe=\"/usr/bin/echo\" key=(null)\n", ts, serial)
+		fmt.Fprintf(&b, "type=EXECVE msg=audit(%s): argc=2 a0=\"echo\" a1=\"%d\"\n", ts, serial)
+		fmt.Fprintf(&b, "type=CWD msg=audit(%s): cwd=\"/root\"\n", ts)
+		fmt.Fprintf(&b, "type=PROCTITLE msg=audit(%s): proctitle=%X\n", ts, "echo\x00"+strconv.Itoa(serial))
+		fmt.Fprintf(&b, "type=EOE msg=audit(%s): \n", ts)
+	}
+	return b.String()
+}
+
+func appendFile(t *testing.T, path, text string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(text); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testConfig(t *testing.T, kcfg kafka.Config, dir string) Config {
+	cfg := DefaultConfig()
+	cfg.Layer = "CPS"
+	cfg.Host = "testhost"
+	cfg.Input.Path = filepath.Join(dir, "audit.log")
+	cfg.Input.PollInterval = 20 * time.Millisecond
+	cfg.StateDir = filepath.Join(dir, "state")
+	cfg.Passwd = "testdata/seed/passwd"
+	cfg.Group = "testdata/seed/group"
+	cfg.Grants = map[string]string{"USERNAME": "1"}
+	no := false
+	cfg.FollowGrants = &no
+	cfg.Kafka = kcfg
+	cfg.FlushInterval = 100 * time.Millisecond
+	cfg.ProduceTimeout = 2 * time.Second
+	cfg.MetricsAddr = ""
+	return cfg
+}
+
+// startCollector runs a collector until the returned stop is called.
+func startCollector(t *testing.T, cfg Config, reg prometheus.Registerer) (stop func() error) {
+	t.Helper()
+	c, err := New(cfg, Deps{Registry: reg, Log: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- c.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-errc:
+			case <-time.After(30 * time.Second):
+				runErr = fmt.Errorf("collector did not stop")
+			}
+		})
+		return runErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
+}
+
+// consumer reads every partition of a topic from the start, without a
+// consumer group (so that nothing it sees twice is its own doing).
+type consumer struct {
+	ch   chan kafkago.Message
+	msgs []kafkago.Message
+}
+
+func newConsumer(t *testing.T, kcfg kafka.Config, topic string, partitions int) *consumer {
+	c := &consumer{ch: make(chan kafkago.Message, 1024)}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	for p := range partitions {
+		r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: kcfg.Brokers, Topic: topic, Partition: p,
+			MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 50 * time.Millisecond, StartOffset: kafkago.FirstOffset})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer r.Close()
+			for {
+				m, err := r.FetchMessage(ctx)
+				if err != nil {
+					return
+				}
+				select {
+				case c.ch <- m:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	return c
+}
+
+// waitFor reads until pred holds for the messages read so far.
+func (c *consumer) waitFor(t *testing.T, what string, timeout time.Duration, pred func([]kafkago.Message) bool) {
+	t.Helper()
+	deadline := time.After(timeout)
+	for !pred(c.msgs) {
+		select {
+		case m := <-c.ch:
+			c.msgs = append(c.msgs, m)
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s (%d messages read)", what, len(c.msgs))
+		}
+	}
+}
+
+// drain reads whatever else arrives within a short while.
+func (c *consumer) drain(t *testing.T) {
+	t.Helper()
+	for {
+		select {
+		case m := <-c.ch:
+			c.msgs = append(c.msgs, m)
+		case <-time.After(500 * time.Millisecond):
+			return
+		}
+	}
+}
+
+func atLeast(n int) func([]kafkago.Message) bool {
+	return func(m []kafkago.Message) bool { return len(m) >= n }
+}
+
+// eventIDs decodes events and checks each event_id appears once; it returns
+// the events in Kafka order.
+func decodeAll(t *testing.T, msgs []kafkago.Message) []schemas.Event {
+	t.Helper()
+	var out []schemas.Event
+	for _, m := range msgs {
+		var e schemas.Event
+		if err := json.Unmarshal(m.Value, &e); err != nil {
+			t.Fatalf("bad event in Kafka: %v", err)
+		}
+		if string(m.Key) != e.Host {
+			t.Errorf("key %q, host %q", m.Key, e.Host)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func checkExactlyOnce(t *testing.T, events []schemas.Event, want int) {
+	t.Helper()
+	seen := map[string]int{}
+	for _, e := range events {
+		seen[e.EventID]++
+	}
+	dups := 0
+	for _, n := range seen {
+		if n > 1 {
+			dups += n - 1
+		}
+	}
+	if len(seen) != want || dups != 0 {
+		var d []string
+		for _, e := range events {
+			if seen[e.EventID] > 1 {
+				d = append(d, e.RecID+"/"+strconv.FormatUint(e.Seq, 10))
+			}
+		}
+		t.Logf("duplicated rec_id/seq: %v", d)
+		t.Fatalf("%d distinct events (want %d), %d duplicates", len(seen), want, dups)
+	}
+	// seq is contiguous from 1 for the host: no event skipped, none twice.
+	seqs := map[uint64]bool{}
+	for _, e := range events {
+		seqs[e.Seq] = true
+	}
+	for s := uint64(1); s <= uint64(want); s++ {
+		if !seqs[s] {
+			t.Fatalf("seq %d missing", s)
+		}
+	}
+}
+
+// TestRestartExactlyOnce stops the collector in the middle of a file and
+// starts it again: every event is in Kafka exactly once, seq contiguous.
+func TestRestartExactlyOnce(t *testing.T) {
+	kcfg, _ := kafkatest.Start(t, 2)
+	dir := t.TempDir()
+	cfg := testConfig(t, kcfg, dir)
+	cfg.BatchMaxEvents = 40
+	appendFile(t, cfg.Input.Path, sessionLines(1, 600))
+	cons := newConsumer(t, kcfg, schemas.TopicAudit, 2)
+
+	stop := startCollector(t, cfg, nil)
+	cons.waitFor(t, "first batches", 20*time.Second, atLeast(80))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	// While it is down, the log grows.
+	appendFile(t, cfg.Input.Path, sessionLines(601, 100))
+	stop = startCollector(t, cfg, nil)
+	cons.waitFor(t, "all events", 30*time.Second, atLeast(700))
+	time.Sleep(3 * cfg.FlushInterval) // duplicates, if any, would arrive now
+	cons.drain(t)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	checkExactlyOnce(t, decodeAll(t, cons.msgs), 700)
+}
+
+// TestRotation rotates the log (rename + new file) while the collector
+// runs and while it is stopped.
+func TestRotation(t *testing.T) {
+	kcfg, _ := kafkatest.Start(t, 1)
+	dir := t.TempDir()
+	cfg := testConfig(t, kcfg, dir)
+	log := cfg.Input.Path
+	appendFile(t, log, sessionLines(1, 100))
+	cons := newConsumer(t, kcfg, schemas.TopicAudit, 1)
+	stop := startCollector(t, cfg, nil)
+	cons.waitFor(t, "before rotation", 20*time.Second, atLeast(100))
+
+	// Rotation while running: the old file gets a last write, then is renamed.
+	appendFile(t, log, sessionLines(101, 20))
+	if err := os.Rename(log, log+".1"); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, log, sessionLines(121, 50))
+	cons.waitFor(t, "after rotation", 20*time.Second, atLeast(170))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Rotation while stopped: more lines in the current file, rotated away,
+	// then a new file.
+	appendFile(t, log, sessionLines(171, 30))
+	if err := os.Rename(log+".1", log+".2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(log, log+".1"); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, log, sessionLines(201, 40))
+	stop = startCollector(t, cfg, nil)
+	cons.waitFor(t, "after restart", 20*time.Second, atLeast(240))
+	time.Sleep(3 * cfg.FlushInterval)
+	cons.drain(t)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	checkExactlyOnce(t, decodeAll(t, cons.msgs), 240)
+}
+
+// TestKafkaDown stops the broker: batches go to the spool, then drain in
+// order when the broker is back, nothing lost.
+func TestKafkaDown(t *testing.T) {
+	brokerDir := t.TempDir()
+	port := freePort(t)
+	broker, err := kafka.StartEmbedded(port, brokerDir, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kcfg := kafka.Config{Brokers: broker.Brokers()}.WithDefaults()
+	kcfg.DialTimeout = time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := kcfg.EnsureTopics(ctx, kafka.PipelineTopics(1)...); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg := testConfig(t, kcfg, dir)
+	cfg.ProduceTimeout = 500 * time.Millisecond
+	reg := prometheus.NewRegistry()
+	appendFile(t, cfg.Input.Path, sessionLines(1, 50))
+	stop := startCollector(t, cfg, reg)
+	m := func(name string) float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == name {
+				return mf.GetMetric()[0].GetGauge().GetValue() + mf.GetMetric()[0].GetCounter().GetValue()
+			}
+		}
+		return 0
+	}
+	waitUntil(t, "first batch produced", 20*time.Second, func() bool { return m("auditpipe_collector_produced_messages_total") >= 50 })
+
+	broker.Close()
+	appendFile(t, cfg.Input.Path, sessionLines(51, 100))
+	waitUntil(t, "batches spooled", 20*time.Second, func() bool { return m("auditpipe_collector_spool_entries") >= 1 })
+	appendFile(t, cfg.Input.Path, sessionLines(151, 50))
+	waitUntil(t, "more batches spooled", 20*time.Second, func() bool { return m("auditpipe_collector_spool_entries") >= 2 })
+	if m("auditpipe_collector_produce_errors_total") == 0 {
+		t.Fatal("no produce error counted while the broker was down")
+	}
+
+	broker, err = kafka.StartEmbedded(port, brokerDir, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer broker.Close()
+	waitUntil(t, "spool drained", 30*time.Second, func() bool { return m("auditpipe_collector_spool_entries") == 0 })
+	cons := newConsumer(t, kcfg, schemas.TopicAudit, 1)
+	cons.waitFor(t, "all events", 30*time.Second, atLeast(200))
+	cons.drain(t)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	events := decodeAll(t, cons.msgs)
+	checkExactlyOnce(t, events, 200)
+	// One partition, one host: Kafka order is collector order.
+	for i := 1; i < len(events); i++ {
+		if events[i].Seq <= events[i-1].Seq {
+			t.Fatalf("out of order after drain: seq %d after %d", events[i].Seq, events[i-1].Seq)
+		}
+	}
+}
+
+// TestDeadLettersAndGrants: rejected lines reach the dead-letter topic with
+// their reason and raw text; grants published on the grants topic attribute
+// events to their access request.
+func TestDeadLettersAndGrants(t *testing.T) {
+	kcfg, _ := kafkatest.Start(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w, err := kcfg.NewWriter(schemas.TopicGrants)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _ := json.Marshal(schemas.Grant{LoginID: "USERNAME", ReqAuthID: "ocid1.req.42", AuditType: schemas.AuditCommand})
+	if err := w.WriteMessages(ctx, kafkago.Message{Key: []byte("USERNAME"), Value: g}); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+
+	dir := t.TempDir()
+	cfg := testConfig(t, kcfg, dir)
+	cfg.Grants = nil
+	yes := true
+	cfg.FollowGrants = &yes
+	appendFile(t, cfg.Input.Path, sessionLines(1, 3)+"garbage line\n"+sessionLines(4, 2))
+	events := newConsumer(t, kcfg, schemas.TopicAudit, 1)
+	dead := newConsumer(t, kcfg, schemas.TopicDeadLetter, 1)
+	stop := startCollector(t, cfg, nil)
+	events.waitFor(t, "events", 20*time.Second, atLeast(5))
+	dead.waitFor(t, "dead letter", 20*time.Second, atLeast(1))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range decodeAll(t, events.msgs) {
+		if e.ReqAuthID != "ocid1.req.42" {
+			t.Errorf("event %s: req_auth_id %q, want the grant's", e.RecID, e.ReqAuthID)
+		}
+	}
+	var d schemas.DeadLetter
+	if err := json.Unmarshal(dead.msgs[0].Value, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Reason != "no_type" || d.Raw != "garbage line" || d.Component != "collector" || !strings.Contains(d.Source, "audit.log") {
+		t.Errorf("dead letter %+v", d)
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

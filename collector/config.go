@@ -1,0 +1,155 @@
+package collector
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/schemas"
+)
+
+// Input kinds.
+const (
+	InputFile    = "file"    // follow an audit log file
+	InputStdin   = "stdin"   // read lines from stdin, as an auditd plugin
+	InputNetlink = "netlink" // read from the kernel (root only)
+)
+
+// Config is the collector's configuration file. Every field has a default
+// (DefaultConfig) and Validate names the field that is wrong.
+type Config struct {
+	// Layer is written to every event: CPS, HOST, CELL, GUESTVM, SWITCH or ILOM. Default HOST.
+	Layer string `yaml:"layer"`
+	// Host names events whose records carry no node= prefix. Default: the hostname.
+	Host string `yaml:"host"`
+	// Input is where records come from.
+	Input InputConfig `yaml:"input"`
+	// StateDir holds the checkpoint and the spool. Default /var/lib/auditpipe/collector.
+	StateDir string `yaml:"state_dir"`
+	// Passwd and Group resolve ids to names. Defaults /etc/passwd, /etc/group.
+	Passwd string `yaml:"passwd"`
+	Group  string `yaml:"group"`
+	// AllUsers emits events of users without a grant. Default false: only
+	// sessions of operator users with a grant are audited, as the seed says.
+	AllUsers bool `yaml:"all_users"`
+	// Grants are static login → req_auth_id bindings, besides those followed
+	// on the grants topic. Default none.
+	Grants map[string]string `yaml:"grants"`
+	// FollowGrants reads opctl.grants.v1 for login → req_auth_id. Default true.
+	FollowGrants *bool `yaml:"follow_grants"`
+	// Kafka is the broker connection.
+	Kafka kafka.Config `yaml:"kafka"`
+	// Topic receives the events. Default opctl.audit.v1.
+	Topic string `yaml:"topic"`
+	// DeadLetterTopic receives rejected input. Default opctl.deadletter.v1.
+	DeadLetterTopic string `yaml:"dead_letter_topic"`
+	// FlushInterval is the push cadence. Default 30s (the seed's).
+	FlushInterval time.Duration `yaml:"flush_interval"`
+	// BatchMaxEvents and BatchMaxBytes push a batch early when it is full.
+	// Defaults 5000 events, 4 MiB.
+	BatchMaxEvents int `yaml:"batch_max_events"`
+	BatchMaxBytes  int `yaml:"batch_max_bytes"`
+	// ProduceTimeout bounds one push to Kafka before the batch is spooled. Default 10s.
+	ProduceTimeout time.Duration `yaml:"produce_timeout"`
+	// SpoolMaxBytes and SpoolMaxAge bound the disk spool used while Kafka is
+	// unreachable. Defaults 1 GiB and 7 days. When the spool is full the
+	// collector stops reading (the audit log itself buffers); it never drops.
+	SpoolMaxBytes int64         `yaml:"spool_max_bytes"`
+	SpoolMaxAge   time.Duration `yaml:"spool_max_age"`
+	// AssemblyTimeout flushes an event that never saw its EOE. Default 3s.
+	AssemblyTimeout time.Duration `yaml:"assembly_timeout"`
+	// MetricsAddr serves /metrics. Default ":9461"; empty turns it off.
+	MetricsAddr string `yaml:"metrics_addr"`
+}
+
+// InputConfig says where records come from.
+type InputConfig struct {
+	// Type is file, stdin or netlink. Default file.
+	Type string `yaml:"type"`
+	// Path is the audit log followed. Default /var/log/audit/audit.log.
+	Path string `yaml:"path"`
+	// PollInterval is how often the file is checked for new data. Default 250ms.
+	PollInterval time.Duration `yaml:"poll_interval"`
+	// MaxLineBytes rejects longer lines. Default 64 KiB.
+	MaxLineBytes int `yaml:"max_line_bytes"`
+}
+
+// DefaultConfig returns the configuration with every default filled in.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	follow := true
+	return Config{
+		Layer:           "HOST",
+		Host:            host,
+		Input:           InputConfig{Type: InputFile, Path: "/var/log/audit/audit.log", PollInterval: 250 * time.Millisecond, MaxLineBytes: DefaultMaxLineBytes},
+		StateDir:        "/var/lib/auditpipe/collector",
+		Passwd:          "/etc/passwd",
+		Group:           "/etc/group",
+		FollowGrants:    &follow,
+		Kafka:           kafka.Config{Brokers: []string{"localhost:9092"}}.WithDefaults(),
+		Topic:           schemas.TopicAudit,
+		DeadLetterTopic: schemas.TopicDeadLetter,
+		FlushInterval:   30 * time.Second,
+		BatchMaxEvents:  5000,
+		BatchMaxBytes:   4 << 20,
+		ProduceTimeout:  10 * time.Second,
+		SpoolMaxBytes:   1 << 30,
+		SpoolMaxAge:     7 * 24 * time.Hour,
+		AssemblyTimeout: 3 * time.Second,
+		MetricsAddr:     ":9461",
+	}
+}
+
+// Validate checks the configuration; each error names its field.
+func (c Config) Validate() error {
+	var errs []error
+	switch c.Layer {
+	case "CPS", "HOST", "CELL", "GUESTVM", "SWITCH", "ILOM":
+	default:
+		errs = append(errs, fmt.Errorf("collector.layer: %q is not one of CPS, HOST, CELL, GUESTVM, SWITCH, ILOM", c.Layer))
+	}
+	if c.Host == "" {
+		errs = append(errs, errors.New("collector.host: empty (and the hostname is unknown)"))
+	}
+	switch c.Input.Type {
+	case InputFile:
+		if c.Input.Path == "" {
+			errs = append(errs, errors.New("collector.input.path: required for input type file"))
+		}
+	case InputStdin, InputNetlink:
+	default:
+		errs = append(errs, fmt.Errorf("collector.input.type: %q is not file, stdin or netlink", c.Input.Type))
+	}
+	if c.Input.MaxLineBytes < 1024 {
+		errs = append(errs, fmt.Errorf("collector.input.max_line_bytes: %d is below 1024", c.Input.MaxLineBytes))
+	}
+	if c.StateDir == "" {
+		errs = append(errs, errors.New("collector.state_dir: required"))
+	}
+	if c.Topic == "" || c.DeadLetterTopic == "" {
+		errs = append(errs, errors.New("collector.topic, collector.dead_letter_topic: required"))
+	}
+	if c.FlushInterval <= 0 {
+		errs = append(errs, fmt.Errorf("collector.flush_interval: %v must be positive", c.FlushInterval))
+	}
+	if c.BatchMaxEvents <= 0 || c.BatchMaxBytes <= 0 {
+		errs = append(errs, errors.New("collector.batch_max_events, collector.batch_max_bytes: must be positive"))
+	}
+	if c.ProduceTimeout <= 0 {
+		errs = append(errs, errors.New("collector.produce_timeout: must be positive"))
+	}
+	if c.SpoolMaxBytes <= 0 || c.SpoolMaxAge <= 0 {
+		errs = append(errs, errors.New("collector.spool_max_bytes, collector.spool_max_age: must be positive"))
+	}
+	for login, id := range c.Grants {
+		if login == "" || id == "" {
+			errs = append(errs, fmt.Errorf("collector.grants: %q: %q: login and req_auth_id must not be empty", login, id))
+		}
+	}
+	if err := c.Kafka.Validate("collector.kafka"); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
