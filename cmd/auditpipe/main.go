@@ -34,6 +34,11 @@ func commands() map[string]command {
 	return map[string]command{
 		"parse":     {"raw auditd lines in, contract events (JSON lines) out", cmdParse},
 		"collector": {"the long-running collector: audit log → Kafka (--config FILE)", cmdCollector},
+
+		// indexer (issue 3)
+		"index":   {"load contract events (JSON lines, file or stdin) into ClickHouse, idempotently", runIndex},
+		"indexer": {"index Kafka topics into ClickHouse or embedded chDB (--config FILE)", runIndexer},
+		"query":   {"run SQL or a named query against ClickHouse, chDB or a query endpoint", runQuery},
 	}
 }
 

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/auditpipe/auditpipe/indexer"
+	"github.com/auditpipe/auditpipe/internal/config"
+	"github.com/auditpipe/auditpipe/internal/httpserve"
+)
+
+// storeFlags are the flags that choose a ClickHouse: --embedded DIR or
+// --clickhouse ADDR (native protocol), with --chdb-lib for libchdb.so.
+type storeFlags struct {
+	embedded, clickhouse, chdbLib, user, password, database string
+}
+
+func (s *storeFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&s.embedded, "embedded", "", "embedded chDB data directory (default data/chdb when no --clickhouse)")
+	fs.StringVar(&s.clickhouse, "clickhouse", "", "ClickHouse server host:port (native protocol)")
+	fs.StringVar(&s.chdbLib, "chdb-lib", "", "path of libchdb.so (default $AUDITPIPE_CHDB_LIB or $AUDITPIPE_CACHE/chdb/libchdb.so)")
+	fs.StringVar(&s.user, "user", "default", "ClickHouse user")
+	fs.StringVar(&s.password, "password", os.Getenv("CLICKHOUSE_PASSWORD"), "ClickHouse password (default $CLICKHOUSE_PASSWORD)")
+	fs.StringVar(&s.database, "database", "default", "ClickHouse database")
+}
+
+func (s *storeFlags) config() (indexer.StoreConfig, error) {
+	if s.embedded != "" && s.clickhouse != "" {
+		return indexer.StoreConfig{}, errors.New("--embedded and --clickhouse exclude each other")
+	}
+	st := indexer.DefaultConfig().Store
+	st.Embedded.Lib = s.chdbLib
+	if s.embedded != "" {
+		st.Embedded.Dir = s.embedded
+	}
+	if s.clickhouse != "" {
+		st.ClickHouse.Addr = []string{s.clickhouse}
+		st.ClickHouse.Username = s.user
+		st.ClickHouse.Password = indexer.Secret(s.password)
+		st.ClickHouse.Database = s.database
+	}
+	if err := st.Validate("store"); err != nil {
+		return st, err
+	}
+	st.RetentionDays = -1 // a client never changes the store's retention
+	return st, nil
+}
+
+// runIndex is `auditpipe index [--embedded DIR | --clickhouse ADDR] [FILE|-]`:
+// it loads contract events (JSON lines, or dead letters holding one) into
+// ClickHouse, idempotently by event_id.
+func runIndex(ctx context.Context, e env) error {
+	fs := flag.NewFlagSet("index", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	var sf storeFlags
+	sf.register(fs)
+	batch := fs.Int("batch", 10000, "rows per insert")
+	rejects := fs.String("rejects", "", "write rejected lines as dead letters (JSON lines) to this file (default: stderr)")
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "usage: auditpipe index [--embedded DIR | --clickhouse ADDR] [flags] [FILE|-]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(e.args); err != nil {
+		return errUsage
+	}
+	if fs.NArg() > 1 {
+		fs.Usage()
+		return errUsage
+	}
+	st, err := sf.config()
+	if err != nil {
+		return err
+	}
+	in, name := e.stdin, "-"
+	var size int64
+	if fs.NArg() == 1 && fs.Arg(0) != "-" {
+		f, err := os.Open(fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if fi, err := f.Stat(); err == nil {
+			size = fi.Size()
+		}
+		in, name = f, fs.Arg(0)
+	}
+	var rw io.Writer = e.stderr
+	if *rejects != "" {
+		f, err := os.Create(*rejects)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		rw = f
+	}
+	eng, err := indexer.OpenEngine(ctx, st)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	if _, err := indexer.Migrate(ctx, eng, st.RetentionDays, e.log); err != nil {
+		return err
+	}
+	start := time.Now()
+	opt := indexer.LoadOptions{BatchRows: *batch, Source: name, Rejects: rw}
+	tty := isTerminal(e.stderr)
+	if tty {
+		opt.Progress = func(s indexer.LoadStats) {
+			rate := float64(s.Inserted) / time.Since(start).Seconds()
+			if size > 0 {
+				fmt.Fprintf(e.stderr, "\r%s %5.1f%%  %d events  %.0f/s ", bar(float64(s.Bytes)/float64(size), 30), 100*float64(s.Bytes)/float64(size), s.Inserted, rate)
+			} else {
+				fmt.Fprintf(e.stderr, "\r%d events  %.0f/s ", s.Inserted, rate)
+			}
+		}
+	}
+	stats, err := indexer.Load(ctx, eng, in, opt)
+	if tty {
+		fmt.Fprintln(e.stderr)
+	}
+	fmt.Fprintf(e.stderr, "indexed %d events from %s in %s, %d rejected\n", stats.Inserted, name, time.Since(start).Round(time.Millisecond), stats.Rejected)
+	if err != nil {
+		return err
+	}
+	if stats.Rejected > 0 {
+		return fmt.Errorf("%d line(s) rejected", stats.Rejected)
+	}
+	return nil
+}
+
+func bar(frac float64, width int) string {
+	n := int(frac*float64(width) + 0.5)
+	n = max(0, min(n, width))
+	b := make([]byte, 0, width+2)
+	b = append(b, '[')
+	for i := 0; i < width; i++ {
+		if i < n {
+			b = append(b, '#')
+		} else {
+			b = append(b, ' ')
+		}
+	}
+	return string(append(b, ']'))
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// runIndexer is `auditpipe indexer --config FILE`: the long-running
+// consumer, serving /metrics (and, with the embedded engine, the
+// ClickHouse-style query endpoint on /) on http_addr.
+func runIndexer(ctx context.Context, e env) error {
+	fs := flag.NewFlagSet("indexer", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	path := fs.String("config", "", "YAML configuration file (see indexer/README.md)")
+	if err := fs.Parse(e.args); err != nil || fs.NArg() > 0 {
+		return errUsage
+	}
+	cfg := indexer.DefaultConfig()
+	if err := config.Load(*path, &cfg); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	eng, err := indexer.OpenEngine(ctx, cfg.Store)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	reg := prometheus.NewRegistry()
+	ix, err := indexer.New(cfg, indexer.Deps{Engine: eng, Log: e.log, Registry: reg})
+	if err != nil {
+		return err
+	}
+	mux := httpserve.MetricsHandler(reg)
+	if fq, ok := eng.(indexer.FormatQuerier); ok {
+		mux.Handle("/", indexer.NewQueryHandler(fq, e.log, indexer.QueryHandlerOptions{}))
+	}
+	// Either part ending ends the other.
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	var httpErr error
+	wg.Go(func() {
+		defer cancel()
+		httpErr = httpserve.Run(rctx, cfg.HTTPAddr, mux, e.log, func(a net.Addr) { e.log.Info("indexer http", "addr", a.String()) })
+	})
+	runErr := ix.Run(rctx)
+	cancel()
+	wg.Wait()
+	return errors.Join(runErr, httpErr)
+}

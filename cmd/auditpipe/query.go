@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/auditpipe/auditpipe/indexer"
+)
+
+// runQuery is `auditpipe query [--embedded DIR | --clickhouse ADDR |
+// --server URL] [--output table|json|csv] SQL-or-named-query [ARGS]`.
+func runQuery(ctx context.Context, e env) error {
+	fs := flag.NewFlagSet("query", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	var sf storeFlags
+	sf.register(fs)
+	server := fs.String("server", "", "query endpoint URL of a running all-in-one or indexer (e.g. http://127.0.0.1:9464/), or a ClickHouse HTTP interface")
+	output := fs.String("output", indexer.OutputTable, "output format: table, json or csv")
+	all := fs.Bool("all", false, "run every named query and print the answers")
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "usage: auditpipe query [--embedded DIR | --clickhouse ADDR | --server URL] [--output table|json|csv] SQL | NAME [ARGS] | --all")
+		fmt.Fprintln(e.stderr, "\nnamed queries:")
+		for _, q := range indexer.NamedQueries() {
+			fmt.Fprintf(e.stderr, "  %-18s %s %s\n", q.Name, strings.Join(q.Args, " "), "- "+q.Summary)
+		}
+		fmt.Fprintln(e.stderr, "\nflags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(e.args); err != nil {
+		return errUsage
+	}
+	if fs.NArg() == 0 && !*all {
+		fs.Usage()
+		return errUsage
+	}
+	var q indexer.Querier
+	if *server != "" {
+		if sf.embedded != "" || sf.clickhouse != "" {
+			return fmt.Errorf("--server excludes --embedded and --clickhouse")
+		}
+		q = &indexer.HTTPClient{URL: *server}
+	} else {
+		st, err := sf.config()
+		if err != nil {
+			return err
+		}
+		eng, err := indexer.OpenEngine(ctx, st)
+		if err != nil {
+			return err
+		}
+		defer eng.Close()
+		q = eng
+	}
+	if *all {
+		return indexer.PrintNamedQueries(ctx, q, e.stdout, *output)
+	}
+	sql, named, err := indexer.Named(fs.Arg(0), fs.Args()[1:])
+	if err != nil {
+		return err
+	}
+	if !named {
+		sql = strings.Join(fs.Args(), " ")
+	}
+	res, err := q.Query(ctx, sql)
+	if err != nil {
+		return err
+	}
+	return indexer.WriteResult(e.stdout, res, *output)
+}

@@ -1,0 +1,86 @@
+package indexer
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
+	"github.com/auditpipe/auditpipe/schemas"
+)
+
+// TestThroughputIndexerVsChDB compares, in one run, rows/s through the
+// indexer (kfake → consumer group → decode → insert into chDB → commit)
+// with chDB's own INSERT … FORMAT JSONEachRow of the same rows in batches
+// of the same size. It runs when AUDITPIPE_BENCH=1 (scripts/bench.d/indexer.sh);
+// AUDITPIPE_BENCH_ROWS sets the row count (default 200000).
+func TestThroughputIndexerVsChDB(t *testing.T) {
+	if os.Getenv("AUDITPIPE_BENCH") != "1" {
+		t.Skip("skipping: a benchmark; set AUDITPIPE_BENCH=1 (make bench)")
+	}
+	n := 200000
+	if v, err := strconv.Atoi(os.Getenv("AUDITPIPE_BENCH_ROWS")); err == nil && v > 0 {
+		n = v
+	}
+	const batchRows = 10000
+	eng := openTestEngine(t, "")
+	ctx := context.Background()
+	if _, err := Migrate(ctx, eng, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Exec(ctx, "CREATE TABLE baseline AS audit_events"); err != nil {
+		t.Fatal(err)
+	}
+	evs := manyEvents(n, time.Now().Add(-time.Hour))
+	msgs := eventMessages(evs)
+	var bytes int
+	for _, m := range msgs {
+		bytes += len(m.Value)
+	}
+
+	// chDB alone: the same JSON rows, the same batch size.
+	start := time.Now()
+	for i := 0; i < n; i += batchRows {
+		b := []byte("INSERT INTO baseline FORMAT JSONEachRow\n")
+		for _, m := range msgs[i:min(i+batchRows, n)] {
+			b = append(b, m.Value...)
+			b = append(b, '\n')
+		}
+		if err := eng.Exec(ctx, string(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := time.Since(start)
+
+	// The indexer: every row already in Kafka; the clock runs from Run
+	// (consumer-group join included) to the last row indexed.
+	kc, _ := kafkatest.Start(t, 3)
+	produce(t, kc, schemas.TopicAudit, msgs)
+	cfg := testConfig(kc, "bench")
+	cfg.Batch.MaxRows = batchRows
+	cfg.Batch.MaxWait = time.Second
+	ix, err := New(cfg, Deps{Engine: eng})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	stop := startIndexer(t, ix)
+	waitFor(t, "all rows indexed", 10*time.Minute, func() bool {
+		return countOr(eng, "SELECT count() FROM audit_events SETTINGS final = 0") >= n
+	})
+	idx := time.Since(start)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	baseRate := float64(n) / base.Seconds()
+	idxRate := float64(n) / idx.Seconds()
+	report := fmt.Sprintf("rows=%d avg_row_bytes=%d batch_rows=%d\nchdb_insert_jsoneachrow: %.0f rows/s (%.2fs)\nindexer_kafka_to_chdb:   %.0f rows/s (%.2fs)\nratio: %.0f%% (target >= 70%%)\n",
+		n, bytes/n, batchRows, baseRate, base.Seconds(), idxRate, idx.Seconds(), 100*idxRate/baseRate)
+	t.Log("\n" + report)
+	if out := os.Getenv("AUDITPIPE_BENCH_OUT"); out != "" {
+		_ = os.WriteFile(out, []byte(report), 0o644)
+	}
+}

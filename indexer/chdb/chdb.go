@@ -1,0 +1,257 @@
+// Package chdb is a small, lazy binding of libchdb.so (embedded ClickHouse)
+// through purego, without cgo.
+//
+// chdb-go's own purego package opens the library in init() and panics when
+// it is missing, which would make every binary that links it unusable on a
+// machine without libchdb. This package opens the library only when Open is
+// called and returns an error when it cannot, so the auditpipe binary runs
+// without libchdb whenever a ClickHouse server is configured. It binds the
+// same C API that chdb-go v1.11.0 uses (chdb.h: chdb_connect, chdb_query,
+// chdb_result_*), for libchdb from npm @chdb/lib-linux-x64-gnu@26.7.3-stable.1.
+package chdb
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"unsafe"
+
+	"github.com/ebitengine/purego"
+)
+
+// EnvLib is the environment variable that names libchdb.so.
+const EnvLib = "AUDITPIPE_CHDB_LIB"
+
+// ErrNotFound is returned by FindLibrary when no libchdb.so is found.
+var ErrNotFound = errors.New("chdb: libchdb.so not found (run 'make deps', or set " + EnvLib + ")")
+
+// FindLibrary returns the path of libchdb.so: flag when not empty, else
+// $AUDITPIPE_CHDB_LIB, else $AUDITPIPE_CACHE/chdb/libchdb.so, else
+// ~/.cache/auditpipe/chdb/libchdb.so (where 'make deps' puts it). It
+// returns ErrNotFound, wrapped with the places it looked, when none exists.
+func FindLibrary(flag string) (string, error) {
+	var candidates []string
+	if flag != "" {
+		candidates = append(candidates, flag)
+	} else {
+		if p := os.Getenv(EnvLib); p != "" {
+			candidates = append(candidates, p)
+		}
+		if c := os.Getenv("AUDITPIPE_CACHE"); c != "" {
+			candidates = append(candidates, filepath.Join(c, "chdb", "libchdb.so"))
+		}
+		if h, err := os.UserHomeDir(); err == nil {
+			candidates = append(candidates, filepath.Join(h, ".cache", "auditpipe", "chdb", "libchdb.so"))
+		}
+	}
+	for _, p := range candidates {
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%w; looked at %v", ErrNotFound, candidates)
+}
+
+// lib holds the functions of a loaded libchdb.
+type lib struct {
+	connect      func(argc int32, argv unsafe.Pointer) unsafe.Pointer
+	closeConn    func(conn unsafe.Pointer)
+	query        func(conn unsafe.Pointer, query, format *byte) unsafe.Pointer
+	destroy      func(res unsafe.Pointer)
+	buffer       func(res unsafe.Pointer) unsafe.Pointer
+	length       func(res unsafe.Pointer) uintptr
+	resultError  func(res unsafe.Pointer) *byte
+	rowsRead     func(res unsafe.Pointer) uint64
+	bytesRead    func(res unsafe.Pointer) uint64
+	elapsed      func(res unsafe.Pointer) float64
+	storageRows  func(res unsafe.Pointer) uint64
+	storageBytes func(res unsafe.Pointer) uint64
+}
+
+// libs caches loaded libraries by path. dlopen of the same path returns the
+// same handle anyway; the cache only avoids re-registering functions.
+type libCache struct {
+	mu   sync.Mutex
+	libs map[string]*lib
+}
+
+func (c *libCache) load(path string) (l *lib, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if l := c.libs[path]; l != nil {
+		return l, nil
+	}
+	h, err := purego.Dlopen(path, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+	if err != nil {
+		return nil, fmt.Errorf("chdb: dlopen %s: %w", path, err)
+	}
+	defer func() {
+		// RegisterLibFunc panics when a symbol is missing (an incompatible
+		// libchdb); turn that into an error.
+		if r := recover(); r != nil {
+			l, err = nil, fmt.Errorf("chdb: %s: incompatible library: %v", path, r)
+		}
+	}()
+	l = &lib{}
+	purego.RegisterLibFunc(&l.connect, h, "chdb_connect")
+	purego.RegisterLibFunc(&l.closeConn, h, "chdb_close_conn")
+	purego.RegisterLibFunc(&l.query, h, "chdb_query")
+	purego.RegisterLibFunc(&l.destroy, h, "chdb_destroy_query_result")
+	purego.RegisterLibFunc(&l.buffer, h, "chdb_result_buffer")
+	purego.RegisterLibFunc(&l.length, h, "chdb_result_length")
+	purego.RegisterLibFunc(&l.resultError, h, "chdb_result_error")
+	purego.RegisterLibFunc(&l.rowsRead, h, "chdb_result_rows_read")
+	purego.RegisterLibFunc(&l.bytesRead, h, "chdb_result_bytes_read")
+	purego.RegisterLibFunc(&l.elapsed, h, "chdb_result_elapsed")
+	purego.RegisterLibFunc(&l.storageRows, h, "chdb_result_storage_rows_read")
+	purego.RegisterLibFunc(&l.storageBytes, h, "chdb_result_storage_bytes_read")
+	if c.libs == nil {
+		c.libs = make(map[string]*lib)
+	}
+	c.libs[path] = l
+	return l, nil
+}
+
+// loaded is the process's set of loaded libraries. A shared library is a
+// process-wide resource by nature, so this one cache is process-wide too.
+var loaded libCache
+
+// Session is an open chDB data directory. chDB allows one session per
+// process at a time, and one process per directory; a Session serialises
+// its queries, so it is safe for concurrent use and can be shared between
+// the indexer and the HTTP query endpoint.
+type Session struct {
+	mu   sync.Mutex
+	lib  *lib
+	conn unsafe.Pointer // chdb_connection* as returned by chdb_connect
+	dir  string
+}
+
+// Open loads the library at libPath and opens (creating it if needed) the
+// data directory dir. An empty dir opens an in-memory session.
+func Open(libPath, dir string) (*Session, error) {
+	l, err := loaded.load(libPath)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"clickhouse"}
+	if dir != "" {
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return nil, fmt.Errorf("chdb: data directory: %w", err)
+		}
+		if err := os.MkdirAll(abs, 0o750); err != nil {
+			return nil, fmt.Errorf("chdb: data directory: %w", err)
+		}
+		dir = abs
+		args = append(args, "--path="+abs)
+	}
+	cargs := make([][]byte, len(args))
+	argv := make([]*byte, len(args)+1)
+	for i, a := range args {
+		cargs[i] = append([]byte(a), 0)
+		argv[i] = &cargs[i][0]
+	}
+	conn := l.connect(int32(len(args)), unsafe.Pointer(&argv[0]))
+	runtime.KeepAlive(cargs)
+	runtime.KeepAlive(argv)
+	if conn == nil || *(*unsafe.Pointer)(conn) == nil {
+		return nil, fmt.Errorf("chdb: open %q: connection failed (is the directory used by another process?)", dir)
+	}
+	return &Session{lib: l, conn: conn, dir: dir}, nil
+}
+
+// Dir returns the session's data directory ("" for in-memory).
+func (s *Session) Dir() string { return s.dir }
+
+// Result is the outcome of a query.
+type Result struct {
+	// Data is the query's output in the requested format, copied out of chDB.
+	Data []byte
+	// RowsRead and BytesRead are what the query read.
+	RowsRead, BytesRead uint64
+	// Elapsed is the query's time in seconds, as chDB measured it.
+	Elapsed float64
+}
+
+// Query runs one SQL statement and returns its output in format (a
+// ClickHouse format name such as "JSONEachRow", "TabSeparated", "CSV",
+// "JSON"; a FORMAT clause in the query wins). The query must not contain a
+// NUL byte.
+func (s *Session) Query(query, format string) (Result, error) {
+	q := make([]byte, len(query)+1)
+	copy(q, query)
+	return s.QueryBytes(q, format)
+}
+
+// QueryBytes is Query for a NUL-terminated query in q (its last byte must
+// be 0), so that large INSERT statements are not copied once more.
+func (s *Session) QueryBytes(q []byte, format string) (Result, error) {
+	if len(q) == 0 || q[len(q)-1] != 0 {
+		return Result{}, errors.New("chdb: query not NUL-terminated")
+	}
+	f := append([]byte(format), 0)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil {
+		return Result{}, errors.New("chdb: session closed")
+	}
+	l := s.lib
+	res := l.query(*(*unsafe.Pointer)(s.conn), &q[0], &f[0])
+	runtime.KeepAlive(q)
+	runtime.KeepAlive(f)
+	if res == nil {
+		return Result{}, nil
+	}
+	defer l.destroy(res)
+	if msg := l.resultError(res); msg != nil {
+		if e := cString(msg); e != "" {
+			return Result{}, &Error{Message: e}
+		}
+	}
+	r := Result{
+		RowsRead:  l.rowsRead(res),
+		BytesRead: l.bytesRead(res),
+		Elapsed:   l.elapsed(res),
+	}
+	if n := l.length(res); n > 0 {
+		if buf := l.buffer(res); buf != nil {
+			r.Data = append([]byte(nil), unsafe.Slice((*byte)(buf), n)...)
+		}
+	}
+	return r, nil
+}
+
+// Close closes the session and releases the data directory's lock.
+func (s *Session) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil {
+		return nil
+	}
+	s.lib.closeConn(s.conn)
+	s.conn = nil
+	return nil
+}
+
+// Error is an error reported by chDB for a query: a ClickHouse exception's
+// text ("Code: 62. DB::Exception: …").
+type Error struct {
+	Message string
+}
+
+func (e *Error) Error() string { return "chdb: " + e.Message }
+
+func cString(p *byte) string {
+	if p == nil {
+		return ""
+	}
+	n := 0
+	for *(*byte)(unsafe.Add(unsafe.Pointer(p), n)) != 0 {
+		n++
+	}
+	return string(unsafe.Slice(p, n))
+}

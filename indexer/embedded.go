@@ -1,0 +1,165 @@
+package indexer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"github.com/auditpipe/auditpipe/indexer/chdb"
+)
+
+// Embedded is the chDB engine: ClickHouse in this process, on a data
+// directory that only this process can open. Open it once (OpenEmbedded)
+// and share it between the indexer, the HTTP query endpoint and named
+// queries: chDB allows one session per process.
+type Embedded struct {
+	sess *chdb.Session
+}
+
+var _ Engine = (*Embedded)(nil)
+
+// OpenEmbedded loads libchdb.so (found by chdb.FindLibrary(libPath): the
+// flag, $AUDITPIPE_CHDB_LIB, or $AUDITPIPE_CACHE/chdb/libchdb.so) and opens
+// dir, creating it when needed. The session runs with final = 1, so every
+// SELECT sees each event once even before ReplacingMergeTree has merged.
+func OpenEmbedded(libPath, dir string) (*Embedded, error) {
+	p, err := chdb.FindLibrary(libPath)
+	if err != nil {
+		return nil, fmt.Errorf("indexer: embedded engine: %w", err)
+	}
+	s, err := chdb.Open(p, dir)
+	if err != nil {
+		return nil, fmt.Errorf("indexer: embedded engine: %w", err)
+	}
+	e := &Embedded{sess: s}
+	if _, err := s.Query("SET final = 1", ""); err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("indexer: embedded engine: %w", err)
+	}
+	return e, nil
+}
+
+// Dir returns the data directory.
+func (e *Embedded) Dir() string { return e.sess.Dir() }
+
+// Exec implements Engine.
+func (e *Embedded) Exec(_ context.Context, sql string) error {
+	if _, err := e.sess.Query(sql, ""); err != nil {
+		return err
+	}
+	return nil
+}
+
+// QueryFormat runs sql and returns its output in a ClickHouse format
+// (JSONEachRow, TabSeparated, CSV, JSON, Native, …); a FORMAT clause in the
+// query wins. It is what the HTTP query endpoint serves.
+func (e *Embedded) QueryFormat(_ context.Context, sql, format string) ([]byte, error) {
+	r, err := e.sess.Query(sql, format)
+	if err != nil {
+		return nil, err
+	}
+	return r.Data, nil
+}
+
+// Query implements Engine.
+func (e *Embedded) Query(ctx context.Context, sql string) (*Result, error) {
+	b, err := e.QueryFormat(ctx, sql, "JSONCompact")
+	if err != nil {
+		return nil, err
+	}
+	return decodeJSONCompact(b)
+}
+
+const eventsInsertHead = "INSERT INTO audit_events SETTINGS insert_deduplication_token = %s, " +
+	"date_time_input_format = 'best_effort', input_format_skip_unknown_fields = 0 FORMAT JSONEachRow\n"
+
+// InsertEvents implements Engine: the events' own JSON goes to chDB as it
+// came, with the Kafka position spliced in, so no re-encoding is needed.
+func (e *Embedded) InsertEvents(_ context.Context, token string, rows []EventRow) error {
+	n := len(eventsInsertHead) + 64
+	for i := range rows {
+		n += len(rows[i].JSON) + 48
+	}
+	b := fmt.Appendf(make([]byte, 0, n), eventsInsertHead, quoteString(token))
+	for i := range rows {
+		r := &rows[i]
+		j := bytes.TrimSpace(r.JSON)
+		b = append(b, j[:len(j)-1]...)
+		if r.Partition >= 0 {
+			b = append(b, `,"kafka_partition":`...)
+			b = strconv.AppendInt(b, int64(r.Partition), 10)
+			b = append(b, `,"kafka_offset":`...)
+			b = strconv.AppendInt(b, r.Offset, 10)
+		}
+		b = append(b, '}', '\n')
+	}
+	b = append(b, 0)
+	_, err := e.sess.QueryBytes(b, "")
+	return err
+}
+
+// InsertMessages implements Engine.
+func (e *Embedded) InsertMessages(_ context.Context, token string, rows []MessageRow) error {
+	n := 128
+	for i := range rows {
+		n += len(rows[i].Payload) + len(rows[i].Key) + 128
+	}
+	b := fmt.Appendf(make([]byte, 0, n), "INSERT INTO pipeline_messages SETTINGS insert_deduplication_token = %s FORMAT JSONEachRow\n", quoteString(token))
+	for i := range rows {
+		r := &rows[i]
+		b = append(b, `{"topic":`...)
+		b = appendJSONString(b, r.Topic)
+		b = append(b, `,"partition":`...)
+		b = strconv.AppendInt(b, int64(r.Partition), 10)
+		b = append(b, `,"offset":`...)
+		b = strconv.AppendInt(b, r.Offset, 10)
+		b = append(b, `,"key":`...)
+		b = appendJSONString(b, r.Key)
+		b = append(b, `,"ts":"`...)
+		b = r.TS.UTC().AppendFormat(b, "2006-01-02 15:04:05.000")
+		b = append(b, '"')
+		b = append(b, `,"payload":`...)
+		b = appendJSONString(b, string(r.Payload))
+		b = append(b, '}', '\n')
+	}
+	b = append(b, 0)
+	_, err := e.sess.QueryBytes(b, "")
+	return err
+}
+
+// Close implements Engine: it closes the chDB session and releases the
+// data directory.
+func (e *Embedded) Close() error { return e.sess.Close() }
+
+func appendJSONString(b []byte, s string) []byte {
+	j, _ := json.Marshal(s) // a string always encodes
+	return append(b, j...)
+}
+
+// decodeJSONCompact decodes ClickHouse's JSONCompact output.
+func decodeJSONCompact(b []byte) (*Result, error) {
+	res := &Result{}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return res, nil
+	}
+	var v struct {
+		Meta []struct {
+			Name string `json:"name"`
+			Type string `json:"type"`
+		} `json:"meta"`
+		Data [][]any `json:"data"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("indexer: decode JSONCompact: %w", err)
+	}
+	for _, m := range v.Meta {
+		res.Columns = append(res.Columns, m.Name)
+		res.Types = append(res.Types, m.Type)
+	}
+	res.Rows = v.Data
+	return res, nil
+}

@@ -1,0 +1,114 @@
+package indexer
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/auditpipe/auditpipe/schemas"
+)
+
+// Engine is a ClickHouse the indexer writes to and queries: a server
+// through clickhouse-go/v2 (OpenServer) or embedded chDB (OpenEmbedded).
+// Implementations are safe for concurrent use.
+type Engine interface {
+	// Exec runs one statement that returns no rows (DDL, ALTER, SET).
+	Exec(ctx context.Context, sql string) error
+	// InsertEvents inserts audit events into audit_events. token is the
+	// insert_deduplication_token: inserting the same rows with the same
+	// token again is a no-op.
+	InsertEvents(ctx context.Context, token string, rows []EventRow) error
+	// InsertMessages inserts messages of other topics into pipeline_messages.
+	InsertMessages(ctx context.Context, token string, rows []MessageRow) error
+	// Query runs a SELECT and returns its rows.
+	Query(ctx context.Context, sql string) (*Result, error)
+	// Close releases the engine. An engine shared through Shared is closed
+	// by its owner only.
+	Close() error
+}
+
+// EventRow is one audit event to insert.
+type EventRow struct {
+	Event schemas.Event
+	// TS is Event.TS parsed.
+	TS time.Time
+	// JSON is the event as received, on one line, ending in '}'.
+	JSON []byte
+	// Partition and Offset locate the Kafka message; -1 for backfills.
+	Partition int32
+	Offset    int64
+}
+
+// MessageRow is one message of a topic other than the audit topic.
+type MessageRow struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       string
+	TS        time.Time
+	Payload   []byte // valid UTF-8
+}
+
+// Result is the outcome of a query: column names and types, and rows of
+// values (string, json.Number, bool, nil, []any, map[string]any for the
+// embedded and HTTP engines; the Go types of clickhouse-go for a server).
+type Result struct {
+	Columns []string
+	Types   []string
+	Rows    [][]any
+}
+
+// eventsToken is the deduplication token of an insert of rows: a digest of
+// their event ids in order, so the same rows retried give the same token.
+func eventsToken(rows []EventRow) string {
+	h := sha256.New()
+	for i := range rows {
+		h.Write([]byte(rows[i].Event.EventID))
+	}
+	return "ev-" + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+func messagesToken(rows []MessageRow) string {
+	h := sha256.New()
+	var b []byte
+	for i := range rows {
+		b = append(b[:0], rows[i].Topic...)
+		b = append(b, 0)
+		b = strconv.AppendInt(b, int64(rows[i].Partition), 10)
+		b = append(b, 0)
+		b = strconv.AppendInt(b, rows[i].Offset, 10)
+		b = append(b, 0)
+		h.Write(b)
+	}
+	return "msg-" + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// quoteString returns s as a ClickHouse string literal.
+func quoteString(s string) string {
+	var b strings.Builder
+	b.Grow(len(s) + 2)
+	b.WriteByte('\'')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '\\', '\'':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case 0:
+			b.WriteString(`\0`)
+		case '\n':
+			b.WriteString(`\n`)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('\'')
+	return b.String()
+}
+
+// quoteIdent returns name as a ClickHouse identifier.
+func quoteIdent(name string) string {
+	return "`" + strings.NewReplacer("\\", "\\\\", "`", "\\`").Replace(name) + "`"
+}

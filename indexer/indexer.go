@@ -1,0 +1,517 @@
+// Package indexer moves auditpipe's Kafka topics into ClickHouse and
+// answers SQL over them.
+//
+// The Indexer is a consumer group on opctl.audit.v1 (and the other
+// configured topics) that batches messages by rows, bytes and time, inserts
+// each batch into an Engine — a ClickHouse server through clickhouse-go/v2
+// (OpenServer) or embedded chDB (OpenEmbedded) — and commits the Kafka
+// offsets only after the insert succeeded. A batch that is inserted again
+// after a crash does not show twice: every insert carries a deduplication
+// token derived from its rows, and audit_events is a ReplacingMergeTree
+// keyed by event_id, read with FINAL (see schemas/clickhouse). Messages
+// that cannot be indexed go to the dead-letter topic with the reason,
+// without stopping their batch.
+//
+// Wiring, for the all-in-one:
+//
+//	eng, err := indexer.OpenEngine(ctx, cfg.Store) // once per process
+//	defer eng.Close()
+//	ix, err := indexer.New(cfg, indexer.Deps{Engine: eng, Log: log, Registry: reg})
+//	// run ix.Run(ctx) in the process's run group, and serve
+//	// indexer.NewQueryHandler(eng.(indexer.FormatQuerier), log) over HTTP;
+//	// indexer.PrintNamedQueries(ctx, eng, os.Stdout, "table") prints the
+//	// auditor's answers.
+package indexer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/schemas"
+)
+
+// Deps are what an Indexer needs besides its configuration.
+type Deps struct {
+	// Engine is where rows go; required. The Indexer does not close it.
+	Engine Engine
+	// Log receives structured logs; nil discards them.
+	Log *slog.Logger
+	// Registry receives the indexer's metrics; nil registers nothing.
+	Registry prometheus.Registerer
+}
+
+// Indexer is a consumer group member that indexes Kafka topics into
+// ClickHouse. Create it with New and run it with Run.
+type Indexer struct {
+	cfg Config
+	eng Engine
+	log *slog.Logger
+	m   *metrics
+	now func() time.Time
+
+	// beforeCommit, when set (tests), runs after a batch was inserted and
+	// before its offsets are committed; an error ends Run as a crash would.
+	beforeCommit func() error
+}
+
+// OpenEngine opens the engine that store configures: the ClickHouse
+// server when store.ClickHouse.Addr is set, else embedded chDB in
+// store.Embedded.Dir. The caller closes it.
+func OpenEngine(ctx context.Context, store StoreConfig) (Engine, error) {
+	if len(store.ClickHouse.Addr) > 0 {
+		return OpenServer(ctx, store.ClickHouse)
+	}
+	return OpenEmbedded(store.Embedded.Lib, store.Embedded.Dir)
+}
+
+// New checks cfg and returns an Indexer; it connects to nothing yet.
+func New(cfg Config, d Deps) (*Indexer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if d.Engine == nil {
+		return nil, errors.New("indexer: no engine")
+	}
+	log := d.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Indexer{cfg: cfg, eng: d.Engine, log: log, m: newMetrics(d.Registry), now: time.Now}, nil
+}
+
+// item is one fetched message, decoded.
+type item struct {
+	msg kafkago.Message
+	ev  *EventRow
+	mr  *MessageRow
+	dl  *schemas.DeadLetter
+}
+
+// Run applies the migrations, then consumes until ctx is cancelled. On
+// cancellation it stops fetching, inserts and commits the batch it holds
+// (bounded by ShutdownTimeout) and returns nil. It returns an error when
+// the migrations fail, or when the consumer fails for good.
+func (ix *Indexer) Run(ctx context.Context) error {
+	if _, err := Migrate(ctx, ix.eng, ix.cfg.Store.RetentionDays, ix.log); err != nil {
+		return err
+	}
+	reader, err := ix.cfg.Kafka.NewReader(kafka.ReaderConfig{Group: ix.cfg.Group, Topics: ix.cfg.Topics})
+	if err != nil {
+		return fmt.Errorf("indexer: %w", err)
+	}
+	dlw, err := ix.cfg.Kafka.NewWriter(ix.cfg.DeadLetterTopic)
+	if err != nil {
+		_ = reader.Close()
+		return fmt.Errorf("indexer: %w", err)
+	}
+
+	// flushCtx outlives ctx by ShutdownTimeout, so the last batch can be
+	// inserted and committed after a SIGTERM, and a flush stuck retrying
+	// against a dead store still ends.
+	flushCtx, cancelFlush := context.WithCancel(context.WithoutCancel(ctx))
+	var timerMu sync.Mutex
+	var shutdownTimer *time.Timer
+	stopAfter := context.AfterFunc(ctx, func() {
+		timerMu.Lock()
+		shutdownTimer = time.AfterFunc(ix.cfg.ShutdownTimeout, cancelFlush)
+		timerMu.Unlock()
+	})
+
+	fetchCtx, cancelFetch := context.WithCancel(ctx)
+	items := make(chan item, ix.cfg.Batch.MaxRows)
+	fetchErr := make(chan error, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() { fetchErr <- ix.fetch(fetchCtx, reader, items) })
+
+	defer func() {
+		cancelFetch()
+		wg.Wait()
+		stopAfter()
+		timerMu.Lock()
+		if shutdownTimer != nil {
+			shutdownTimer.Stop()
+		}
+		timerMu.Unlock()
+		cancelFlush()
+		if err := dlw.Close(); err != nil {
+			ix.log.Warn("close dead-letter writer", "err", err)
+		}
+		if err := reader.Close(); err != nil {
+			ix.log.Warn("close reader", "err", err)
+		}
+	}()
+
+	ix.log.Info("indexer running", "group", ix.cfg.Group, "topics", ix.cfg.Topics)
+	var (
+		b       batch
+		timer   = time.NewTimer(time.Hour)
+		timeout <-chan time.Time
+	)
+	timer.Stop()
+	defer timer.Stop()
+	flush := func() error {
+		timer.Stop()
+		timeout = nil
+		err := ix.flush(flushCtx, reader, dlw, &b)
+		b.reset()
+		ix.m.pendingRows.Set(0)
+		return err
+	}
+	for {
+		select {
+		case it := <-items:
+			if b.len() == 0 {
+				timer.Reset(ix.cfg.Batch.MaxWait)
+				timeout = timer.C
+			}
+			b.add(it)
+			ix.m.pendingRows.Set(float64(b.len()))
+			if b.len() >= ix.cfg.Batch.MaxRows || b.bytes >= ix.cfg.Batch.MaxBytes {
+				if err := flush(); err != nil {
+					return ix.stopErr(ctx, err)
+				}
+			}
+		case <-timeout:
+			if err := flush(); err != nil {
+				return ix.stopErr(ctx, err)
+			}
+		case err := <-fetchErr:
+			if ctx.Err() != nil {
+				continue // shutting down: the ctx.Done case flushes
+			}
+			ferr := flush()
+			return errors.Join(fmt.Errorf("indexer: fetch: %w", err), ferr)
+		case <-ctx.Done():
+			// Stop fetching, take what was already fetched, flush it.
+			cancelFetch()
+			wg.Wait()
+			for drained := false; !drained; {
+				select {
+				case it := <-items:
+					b.add(it)
+				default:
+					drained = true
+				}
+			}
+			if b.len() > 0 {
+				ix.log.Info("flushing last batch", "rows", b.len())
+			}
+			if err := flush(); err != nil {
+				return ix.stopErr(ctx, err)
+			}
+			return nil
+		}
+	}
+}
+
+// stopErr turns a flush error into Run's result.
+func (ix *Indexer) stopErr(ctx context.Context, err error) error {
+	if errors.Is(err, errCrash) {
+		return err
+	}
+	if ctx.Err() != nil {
+		ix.m.batches.WithLabelValues("aborted").Inc()
+		ix.log.Warn("last batch not committed at shutdown; it will be redelivered", "err", err)
+		return nil
+	}
+	return err
+}
+
+// fetch reads messages, decodes them, and hands them over until ctx ends.
+func (ix *Indexer) fetch(ctx context.Context, r *kafkago.Reader, out chan<- item) error {
+	for {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, io.EOF) {
+				return errors.New("reader closed")
+			}
+			return err
+		}
+		ix.m.consumed.WithLabelValues(m.Topic).Inc()
+		if m.HighWaterMark > 0 {
+			ix.m.lag.WithLabelValues(m.Topic, strconv.Itoa(m.Partition)).Set(float64(max(m.HighWaterMark-m.Offset-1, 0)))
+		}
+		it := ix.decode(m)
+		select {
+		case out <- it:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+func (ix *Indexer) decode(m kafkago.Message) item {
+	it := item{msg: m}
+	src := fmt.Sprintf("%s/%d/%d", m.Topic, m.Partition, m.Offset)
+	if m.Topic == schemas.TopicAudit {
+		row, err := DecodeEvent(m.Value, ix.cfg.MaxRowBytes)
+		if err != nil {
+			it.dl = ix.deadLetter(RejectReason(err), err, m.Value, string(m.Key), src)
+			return it
+		}
+		row.Partition, row.Offset = int32(m.Partition), m.Offset
+		it.ev = &row
+		return it
+	}
+	if err := decodeMessage(m.Topic, m.Value, ix.cfg.MaxRowBytes); err != nil {
+		if m.Topic == ix.cfg.DeadLetterTopic {
+			// A dead letter of a dead letter would loop: keep it, lossy.
+			ix.log.Warn("dead-letter message stored with invalid bytes replaced", "source", src, "err", err)
+			m.Value = []byte(toValidUTF8(m.Value))
+		} else {
+			it.dl = ix.deadLetter(RejectReason(err), err, m.Value, string(m.Key), src)
+			return it
+		}
+	}
+	ts := m.Time
+	if ts.IsZero() {
+		ts = ix.now()
+	}
+	it.mr = &MessageRow{Topic: m.Topic, Partition: int32(m.Partition), Offset: m.Offset, Key: string(m.Key), TS: ts.UTC(), Payload: m.Value}
+	return it
+}
+
+func (ix *Indexer) deadLetter(reason string, err error, raw []byte, host, source string) *schemas.DeadLetter {
+	d := schemas.NewDeadLetter("indexer", reason, err, raw, ix.now())
+	d.Host = host
+	d.Source = source
+	return &d
+}
+
+// batch is what the indexer inserts and commits at once.
+type batch struct {
+	events   []EventRow
+	messages []MessageRow
+	dead     []*schemas.DeadLetter
+	last     map[string]kafkago.Message // last message per topic/partition
+	n        int
+	bytes    int
+}
+
+func (b *batch) len() int { return b.n }
+
+func (b *batch) add(it item) {
+	switch {
+	case it.ev != nil:
+		b.events = append(b.events, *it.ev)
+	case it.mr != nil:
+		b.messages = append(b.messages, *it.mr)
+	case it.dl != nil:
+		b.dead = append(b.dead, it.dl)
+	}
+	if b.last == nil {
+		b.last = make(map[string]kafkago.Message)
+	}
+	k := it.msg.Topic + "/" + strconv.Itoa(it.msg.Partition)
+	if prev, ok := b.last[k]; !ok || it.msg.Offset > prev.Offset {
+		b.last[k] = it.msg
+	}
+	b.n++
+	b.bytes += len(it.msg.Value)
+}
+
+func (b *batch) reset() {
+	b.events = b.events[:0]
+	b.messages = b.messages[:0]
+	b.dead = b.dead[:0]
+	clear(b.last)
+	b.n, b.bytes = 0, 0
+}
+
+// errCrash is returned when the test hook simulates a crash.
+var errCrash = errors.New("indexer: simulated crash before commit")
+
+// flush inserts the batch, writes its dead letters, then commits its
+// offsets. Each step is retried with backoff until it succeeds or ctx ends;
+// the offsets are committed only when everything before succeeded.
+func (ix *Indexer) flush(ctx context.Context, r *kafkago.Reader, dlw *kafkago.Writer, b *batch) error {
+	if b.len() == 0 {
+		return nil
+	}
+	ix.m.batchRows.Observe(float64(b.len()))
+	if len(b.events) > 0 {
+		rejected, err := ix.insertEvents(ctx, b.events)
+		if err != nil {
+			return err
+		}
+		b.dead = append(b.dead, rejected...)
+	}
+	if len(b.messages) > 0 {
+		rejected, err := ix.insertMessages(ctx, b.messages)
+		if err != nil {
+			return err
+		}
+		b.dead = append(b.dead, rejected...)
+	}
+	if len(b.dead) > 0 {
+		msgs := make([]kafkago.Message, 0, len(b.dead))
+		for _, d := range b.dead {
+			v, err := jsonMarshal(d)
+			if err != nil {
+				return fmt.Errorf("indexer: encode dead letter: %w", err)
+			}
+			msgs = append(msgs, kafkago.Message{Key: []byte(d.Host), Value: v})
+		}
+		if err := ix.retry(ctx, "write dead letters", ix.m.commitErrors, func() error {
+			return dlw.WriteMessages(ctx, msgs...)
+		}); err != nil {
+			return err
+		}
+		for _, d := range b.dead {
+			ix.m.deadLetters.WithLabelValues(d.Reason).Inc()
+			ix.log.Warn("message dead-lettered", "reason", d.Reason, "source", d.Source, "err", d.Error)
+		}
+	}
+	if ix.beforeCommit != nil {
+		if err := ix.beforeCommit(); err != nil {
+			return errCrash
+		}
+	}
+	commit := make([]kafkago.Message, 0, len(b.last))
+	for _, m := range b.last {
+		commit = append(commit, m)
+	}
+	if err := ix.retry(ctx, "commit offsets", ix.m.commitErrors, func() error {
+		return r.CommitMessages(ctx, commit...)
+	}); err != nil {
+		return err
+	}
+	ix.m.batches.WithLabelValues("ok").Inc()
+	ix.log.Debug("batch indexed", "events", len(b.events), "messages", len(b.messages), "dead_letters", len(b.dead))
+	return nil
+}
+
+func (ix *Indexer) timedInsert(f func() error) error {
+	start := time.Now()
+	err := f()
+	ix.m.insertDuration.Observe(time.Since(start).Seconds())
+	return err
+}
+
+// insertEvents inserts rows. When ClickHouse refuses the insert, it splits
+// the rows in halves until it finds the rows that it refuses alone; those
+// come back as dead letters and the rest is inserted. When every row is
+// refused, the cause is the store rather than the rows, and the whole
+// insert is retried with backoff instead.
+func (ix *Indexer) insertEvents(ctx context.Context, rows []EventRow) ([]*schemas.DeadLetter, error) {
+	for attempt := 0; ; attempt++ {
+		var rejected []*schemas.DeadLetter
+		err := ix.insertSplit(ctx, rows, &rejected)
+		if err == nil && (len(rejected) < len(rows) || len(rows) == 1) {
+			return rejected, nil
+		}
+		if err == nil {
+			err = fmt.Errorf("every row refused, first: %s", rejected[0].Error)
+		}
+		ix.m.insertErrors.Inc()
+		ix.log.Warn("insert failed; retrying", "rows", len(rows), "attempt", attempt+1, "err", err)
+		if werr := ix.wait(ctx, attempt); werr != nil {
+			return nil, fmt.Errorf("indexer: insert batch: %w", errors.Join(err, werr))
+		}
+	}
+}
+
+// insertSplit inserts rows, bisecting on refusals; it returns an error
+// only for failures that are not about the rows (connection, context).
+func (ix *Indexer) insertSplit(ctx context.Context, rows []EventRow, rejected *[]*schemas.DeadLetter) error {
+	err := ix.timedInsert(func() error { return ix.eng.InsertEvents(ctx, eventsToken(rows), rows) })
+	if err == nil {
+		ix.m.rowsInserted.WithLabelValues("audit_events").Add(float64(len(rows)))
+		return nil
+	}
+	if !isRowError(err) || ctx.Err() != nil {
+		return err
+	}
+	ix.m.insertErrors.Inc()
+	if len(rows) == 1 {
+		r := &rows[0]
+		*rejected = append(*rejected, ix.deadLetter(ReasonInsertRejected, err, r.JSON, r.Event.Host,
+			fmt.Sprintf("%s/%d/%d", schemas.TopicAudit, r.Partition, r.Offset)))
+		return nil
+	}
+	mid := len(rows) / 2
+	if err := ix.insertSplit(ctx, rows[:mid], rejected); err != nil {
+		return err
+	}
+	return ix.insertSplit(ctx, rows[mid:], rejected)
+}
+
+// insertMessages inserts rows into pipeline_messages; when the store
+// refuses the insert, it inserts them one by one and dead-letters those it
+// refuses alone (all refused: the store is at fault, retry).
+func (ix *Indexer) insertMessages(ctx context.Context, rows []MessageRow) ([]*schemas.DeadLetter, error) {
+	for attempt := 0; ; attempt++ {
+		err := ix.timedInsert(func() error { return ix.eng.InsertMessages(ctx, messagesToken(rows), rows) })
+		if err == nil {
+			ix.m.rowsInserted.WithLabelValues("pipeline_messages").Add(float64(len(rows)))
+			return nil, nil
+		}
+		ix.m.insertErrors.Inc()
+		if isRowError(err) && ctx.Err() == nil {
+			var rejected []*schemas.DeadLetter
+			for i := range rows {
+				one := rows[i : i+1]
+				if err1 := ix.eng.InsertMessages(ctx, messagesToken(one), one); err1 != nil {
+					if !isRowError(err1) {
+						err = err1
+						break
+					}
+					rejected = append(rejected, ix.deadLetter(ReasonInsertRejected, err1, one[0].Payload, one[0].Key,
+						fmt.Sprintf("%s/%d/%d", one[0].Topic, one[0].Partition, one[0].Offset)))
+				}
+			}
+			if len(rejected) < len(rows) || len(rows) == 1 {
+				ix.m.rowsInserted.WithLabelValues("pipeline_messages").Add(float64(len(rows) - len(rejected)))
+				return rejected, nil
+			}
+		}
+		ix.log.Warn("insert messages failed; retrying", "rows", len(rows), "attempt", attempt+1, "err", err)
+		if werr := ix.wait(ctx, attempt); werr != nil {
+			return nil, fmt.Errorf("indexer: insert messages: %w", errors.Join(err, werr))
+		}
+	}
+}
+
+// retry runs f until it succeeds, waiting with backoff between attempts,
+// until ctx ends.
+func (ix *Indexer) retry(ctx context.Context, what string, errs prometheus.Counter, f func() error) error {
+	for attempt := 0; ; attempt++ {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		errs.Inc()
+		ix.log.Warn(what+" failed; retrying", "attempt", attempt+1, "err", err)
+		if werr := ix.wait(ctx, attempt); werr != nil {
+			return fmt.Errorf("indexer: %s: %w", what, errors.Join(err, werr))
+		}
+	}
+}
+
+func (ix *Indexer) wait(ctx context.Context, attempt int) error {
+	d := ix.cfg.RetryBackoff << min(attempt, 16)
+	if d > ix.cfg.RetryBackoffMax || d <= 0 {
+		d = ix.cfg.RetryBackoffMax
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

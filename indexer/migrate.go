@@ -1,0 +1,124 @@
+package indexer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	chschema "github.com/auditpipe/auditpipe/schemas/clickhouse"
+)
+
+// Migrate applies the migrations of schemas/clickhouse that are not yet
+// recorded in schema_migrations, in order, records each, and then sets the
+// tables' TTL to retentionDays (0 removes it; a negative value leaves the
+// TTL as it is, for clients such as `auditpipe index`). Running it again changes
+// nothing. It fails when an applied migration's file has changed since.
+// It returns the versions it applied.
+func Migrate(ctx context.Context, eng Engine, retentionDays int, log *slog.Logger) ([]uint32, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ms, err := chschema.Migrations()
+	if err != nil {
+		return nil, fmt.Errorf("indexer: migrate: %w", err)
+	}
+	// The first migration creates the migrations table itself; it is
+	// idempotent, so run it before reading what was applied.
+	for _, st := range ms[0].Statements {
+		if err := eng.Exec(ctx, st); err != nil {
+			return nil, fmt.Errorf("indexer: migrate %04d_%s: %w", ms[0].Version, ms[0].Name, err)
+		}
+	}
+	res, err := eng.Query(ctx, "SELECT toString(version), toString(checksum) FROM schema_migrations FINAL ORDER BY version")
+	if err != nil {
+		return nil, fmt.Errorf("indexer: migrate: read schema_migrations: %w", err)
+	}
+	applied := make(map[string]string, len(res.Rows))
+	for _, r := range res.Rows {
+		applied[valueString(r[0])] = valueString(r[1])
+	}
+	var done []uint32
+	for _, m := range ms {
+		v := fmt.Sprint(m.Version)
+		if sum, ok := applied[v]; ok {
+			if sum != m.Checksum {
+				return done, fmt.Errorf("indexer: migrate: %04d_%s changed after it was applied (checksum %s, applied %s): add a new migration instead", m.Version, m.Name, m.Checksum, sum)
+			}
+			continue
+		}
+		for _, st := range m.Statements {
+			if err := eng.Exec(ctx, st); err != nil {
+				return done, fmt.Errorf("indexer: migrate %04d_%s: %w", m.Version, m.Name, err)
+			}
+		}
+		rec := fmt.Sprintf("INSERT INTO schema_migrations (version, name, checksum) VALUES (%d, %s, %s)",
+			m.Version, quoteString(m.Name), quoteString(m.Checksum))
+		if err := eng.Exec(ctx, rec); err != nil {
+			return done, fmt.Errorf("indexer: migrate %04d_%s: record: %w", m.Version, m.Name, err)
+		}
+		log.Info("migration applied", "version", m.Version, "name", m.Name)
+		done = append(done, m.Version)
+	}
+	if retentionDays < 0 {
+		return done, nil
+	}
+	if err := setRetention(ctx, eng, retentionDays, log); err != nil {
+		return done, err
+	}
+	return done, nil
+}
+
+// ttlTables are the tables whose TTL follows the configured retention.
+var ttlTables = []string{"audit_events", "pipeline_messages"}
+
+func setRetention(ctx context.Context, eng Engine, days int, log *slog.Logger) error {
+	res, err := eng.Query(ctx, "SELECT name, engine_full FROM system.tables WHERE database = currentDatabase() AND name IN ('"+strings.Join(ttlTables, "','")+"')")
+	if err != nil {
+		return fmt.Errorf("indexer: migrate: read TTL: %w", err)
+	}
+	current := map[string]string{}
+	for _, r := range res.Rows {
+		current[valueString(r[0])] = valueString(r[1])
+	}
+	want := fmt.Sprintf("TTL toDateTime(ts) + toIntervalDay(%d)", days)
+	for _, t := range ttlTables {
+		full := current[t]
+		var stmt string
+		switch {
+		case days == 0 && strings.Contains(full, " TTL "):
+			stmt = "ALTER TABLE " + t + " REMOVE TTL"
+		case days > 0 && !strings.Contains(full, want):
+			stmt = fmt.Sprintf("ALTER TABLE %s MODIFY TTL toDateTime(ts) + INTERVAL %d DAY", t, days)
+		default:
+			continue
+		}
+		if err := eng.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("indexer: migrate: set retention of %s: %w", t, err)
+		}
+		log.Info("retention set", "table", t, "days", days)
+	}
+	return nil
+}
+
+// valueString renders one result value as text.
+func valueString(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "NULL"
+	case string:
+		return x
+	case json.Number:
+		return x.String()
+	case []byte:
+		return string(x)
+	case fmt.Stringer:
+		return x.String()
+	case []any, map[string]any, []string:
+		b, _ := json.Marshal(x)
+		return string(b)
+	default:
+		return fmt.Sprint(x)
+	}
+}

@@ -1,0 +1,146 @@
+package indexer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// Server is the engine for a ClickHouse server, through clickhouse-go/v2
+// over the native or the HTTP protocol.
+type Server struct {
+	conn driver.Conn
+}
+
+var _ Engine = (*Server)(nil)
+
+// OpenServer connects to the servers of cfg and checks the connection with
+// a ping.
+func OpenServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
+	tc, err := cfg.TLS.Build()
+	if err != nil {
+		return nil, fmt.Errorf("indexer: clickhouse: %w", err)
+	}
+	opt := &clickhouse.Options{
+		Addr:        cfg.Addr,
+		Protocol:    clickhouse.Native,
+		TLS:         tc,
+		DialTimeout: cfg.DialTimeout,
+		Auth: clickhouse.Auth{
+			Database: cfg.Database,
+			Username: cfg.Username,
+			Password: string(cfg.Password),
+		},
+		// Every SELECT through this engine sees each event once.
+		Settings: clickhouse.Settings{"final": 1},
+	}
+	if cfg.Protocol == "http" {
+		opt.Protocol = clickhouse.HTTP
+	}
+	if opt.DialTimeout == 0 {
+		opt.DialTimeout = 10 * time.Second
+	}
+	conn, err := clickhouse.Open(opt)
+	if err != nil {
+		return nil, fmt.Errorf("indexer: clickhouse: open: %w", err)
+	}
+	if err := conn.Ping(ctx); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("indexer: clickhouse: ping %v: %w", cfg.Addr, err)
+	}
+	return &Server{conn: conn}, nil
+}
+
+// Exec implements Engine.
+func (s *Server) Exec(ctx context.Context, sql string) error {
+	return s.conn.Exec(ctx, sql)
+}
+
+var eventColumns = "ts, event, layer, host, req_auth_id, loginid, event_id, seq, srchost, desthost, res, " +
+	"pid, ppid, ses, rec_id, tty, euid, exe, cwd, title, args, keys, time, raw_data, kafka_partition, kafka_offset"
+
+// InsertEvents implements Engine with a typed batch.
+func (s *Server) InsertEvents(ctx context.Context, token string, rows []EventRow) error {
+	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplication_token": token}))
+	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO audit_events ("+eventColumns+")")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = b.Abort() }()
+	for i := range rows {
+		r := &rows[i]
+		e := &r.Event
+		args := e.Args
+		if args == nil {
+			args = []string{}
+		}
+		if err := b.Append(r.TS, string(e.Event), e.Layer, e.Host, e.ReqAuthID, e.LoginID, e.EventID, e.Seq,
+			e.SrcHost, e.DestHost, e.Res, e.PID, e.PPID, e.Ses, e.RecID, e.TTY, e.EUID, e.Exe, e.Cwd,
+			e.Title, args, e.Keys, e.Time, e.RawData, r.Partition, r.Offset); err != nil {
+			return fmt.Errorf("row %d (event_id %s): %w: %w", i, e.EventID, errRowAppend, err)
+		}
+	}
+	return b.Send()
+}
+
+// InsertMessages implements Engine.
+func (s *Server) InsertMessages(ctx context.Context, token string, rows []MessageRow) error {
+	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplication_token": token}))
+	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO pipeline_messages (topic, partition, offset, key, ts, payload)")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = b.Abort() }()
+	for i := range rows {
+		r := &rows[i]
+		if err := b.Append(r.Topic, r.Partition, r.Offset, r.Key, r.TS, string(r.Payload)); err != nil {
+			return fmt.Errorf("row %d: %w: %w", i, errRowAppend, err)
+		}
+	}
+	return b.Send()
+}
+
+// Query implements Engine.
+func (s *Server) Query(ctx context.Context, sql string) (*Result, error) {
+	rows, err := s.conn.Query(ctx, sql)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	res := &Result{}
+	cts := rows.ColumnTypes()
+	for _, ct := range cts {
+		res.Columns = append(res.Columns, ct.Name())
+		res.Types = append(res.Types, ct.DatabaseTypeName())
+	}
+	for rows.Next() {
+		ptrs := make([]any, len(cts))
+		for i, ct := range cts {
+			ptrs[i] = reflect.New(ct.ScanType()).Interface()
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		row := make([]any, len(cts))
+		for i, p := range ptrs {
+			row[i] = reflect.ValueOf(p).Elem().Interface()
+		}
+		res.Rows = append(res.Rows, row)
+	}
+	return res, rows.Err()
+}
+
+// Close implements Engine.
+func (s *Server) Close() error { return s.conn.Close() }
+
+// isServerException reports whether err is ClickHouse refusing a query (as
+// opposed to a connection failure), i.e. something about the data.
+func isServerException(err error) bool {
+	var ex *clickhouse.Exception
+	return errors.As(err, &ex)
+}

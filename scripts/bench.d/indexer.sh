@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Indexer throughput: rows/s through the indexer (kfake → consumer group →
+# decode → chDB → commit) against chDB's own INSERT … FORMAT JSONEachRow of
+# the same rows, in the same run. Target: at least 70 %. See bench/README.md.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+: "${AUDITPIPE_CACHE:=$HOME/.cache/auditpipe}"
+export AUDITPIPE_CACHE AUDITPIPE_BENCH=1
+out="$(mktemp)"
+trap 'rm -f "$out"' EXIT
+AUDITPIPE_BENCH_OUT="$out" go test -count=1 -timeout 20m -run '^TestThroughputIndexerVsChDB$' ./indexer >/dev/null
+echo "== indexer"
+cat "$out"
