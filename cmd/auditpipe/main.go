@@ -35,6 +35,10 @@ func commands() map[string]command {
 		"parse":     {"raw auditd lines in, contract events (JSON lines) out", cmdParse},
 		"collector": {"the long-running collector: audit log → Kafka (--config FILE)", cmdCollector},
 
+		// forwarder (issue 4)
+		"forward":   {"send contract events (JSON lines, file or stdin) to a SIEM over syslog TLS", runForward},
+		"forwarder": {"forward audit events from Kafka to SIEMs (--config FILE); 'forwarder check' tests a SIEM connection", runForwarder},
+
 		// indexer (issue 3)
 		"index":   {"load contract events (JSON lines, file or stdin) into ClickHouse, idempotently", runIndex},
 		"indexer": {"index Kafka topics into ClickHouse or embedded chDB (--config FILE)", runIndexer},

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/auditpipe/auditpipe/forwarder"
+	"github.com/auditpipe/auditpipe/internal/config"
+	"github.com/auditpipe/auditpipe/internal/httpserve"
+)
+
+// siemFlags are the flags that name a SIEM destination. The all-in-one
+// registers them with prefix "siem-" (--siem-ca, --siem-cert, --siem-key);
+// forward and forwarder check with no prefix (--ca, --cert, --key).
+type siemFlags struct {
+	addr, ca, cert, key, serverName string
+	plainTCP                        bool
+	appName                         string
+	maxSize                         int
+}
+
+func (s *siemFlags) register(fs *flag.FlagSet, prefix string) {
+	fs.StringVar(&s.addr, "siem", "", "SIEM syslog TLS listener, `HOST:PORT` (6514 is the registered port)")
+	fs.StringVar(&s.ca, prefix+"ca", "", "SIEM's CA certificate `FILE`, PEM (.pem, .cer, .crt); default: the system's CAs")
+	fs.StringVar(&s.cert, prefix+"cert", "", "client certificate `FILE` for mutual TLS (PEM)")
+	fs.StringVar(&s.key, prefix+"key", "", "client key `FILE` for mutual TLS (PEM)")
+	fs.StringVar(&s.serverName, prefix+"server-name", "", "name to verify in the SIEM's certificate (default: the host of --siem)")
+	fs.BoolVar(&s.plainTCP, prefix+"plain-tcp", false, "send in clear over TCP, without TLS (never the default)")
+	fs.StringVar(&s.appName, prefix+"app-name", forwarder.DefaultAppName, "RFC 5424 APP-NAME")
+	fs.IntVar(&s.maxSize, prefix+"max-message-size", forwarder.DefaultMaxMessageSize, "largest message in bytes; longer events are split into parts")
+}
+
+// set reports whether --siem was given.
+func (s *siemFlags) set() bool { return s.addr != "" }
+
+func (s *siemFlags) destination() forwarder.Destination {
+	return forwarder.Destination{
+		Name:           "siem",
+		Address:        s.addr,
+		PlainTCP:       s.plainTCP,
+		TLS:            forwarder.TLS{CAFile: s.ca, CertFile: s.cert, KeyFile: s.key, ServerName: s.serverName},
+		AppName:        s.appName,
+		MaxMessageSize: s.maxSize,
+	}
+}
+
+func newForwardFlagSet(name string, e env, usage string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "usage: auditpipe %s\n\nflags:\n", usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseForwardFlags parses args; done is true when the caller should
+// return err at once (nil after -h, errUsage after a bad flag).
+func parseForwardFlags(fs *flag.FlagSet, args []string) (done bool, err error) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return true, nil
+		}
+		return true, errUsage
+	}
+	return false, nil
+}
+
+// runForward sends contract events (JSON lines) from a file or stdin to a
+// SIEM and exits once the SIEM confirmed it read them all.
+func runForward(ctx context.Context, e env) error {
+	var s siemFlags
+	fs := newForwardFlagSet("forward", e, "forward --siem HOST:PORT --ca FILE [--cert FILE --key FILE] [FILE|-]")
+	s.register(fs, "")
+	if done, err := parseForwardFlags(fs, e.args); done {
+		return err
+	}
+	if !s.set() || fs.NArg() > 1 {
+		fs.Usage()
+		return errUsage
+	}
+	in := e.stdin
+	if name := fs.Arg(0); name != "" && name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return fmt.Errorf("input: %w", err)
+		}
+		defer f.Close()
+		in = f
+	}
+	st, err := forwarder.Send(ctx, s.destination(), in, forwarder.SendOptions{Log: e.log})
+	fmt.Fprintf(e.stderr, "forward: %d events sent as %d messages, %d lines rejected\n", st.Events, st.Messages, st.Rejected)
+	return err
+}
+
+// runForwarder is the long-running forwarder (--config FILE) or, with
+// "check", a step-by-step connection test.
+func runForwarder(ctx context.Context, e env) error {
+	if len(e.args) > 0 && e.args[0] == "check" {
+		return runForwarderCheck(ctx, e, e.args[1:])
+	}
+	fs := newForwardFlagSet("forwarder", e, "forwarder --config FILE [--metrics-addr ADDR]\n       auditpipe forwarder check --siem HOST:PORT --ca FILE [--cert FILE --key FILE]")
+	path := fs.String("config", "", "YAML configuration `FILE` (see forwarder/README.md)")
+	metricsAddr := fs.String("metrics-addr", "", "serve /metrics on `ADDR` (overrides metrics_addr; default 127.0.0.1:9464)")
+	if done, err := parseForwardFlags(fs, e.args); done {
+		return err
+	}
+	if *path == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return errUsage
+	}
+	fc := forwarderFile{MetricsAddr: "127.0.0.1:9464"}
+	if err := config.Load(*path, &fc); err != nil {
+		return err
+	}
+	if *metricsAddr != "" {
+		fc.MetricsAddr = *metricsAddr
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	f, err := forwarder.New(fc.Config, forwarder.Options{Log: e.log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	return runForwardGroup(ctx,
+		func(ctx context.Context) error { return f.Run(ctx) },
+		func(ctx context.Context) error {
+			if fc.MetricsAddr == "" {
+				<-ctx.Done()
+				return nil
+			}
+			return httpserve.Run(ctx, fc.MetricsAddr, httpserve.MetricsHandler(reg), e.log, nil)
+		},
+	)
+}
+
+// forwarderFile is the forwarder's YAML file: forwarder.Config plus the
+// metrics listener.
+type forwarderFile struct {
+	forwarder.Config `yaml:",inline"`
+	// MetricsAddr serves /metrics; "" turns it off. Default 127.0.0.1:9464.
+	MetricsAddr string `yaml:"metrics_addr"`
+}
+
+// runForwardGroup runs fns until ctx ends or one returns; it cancels the rest and
+// returns the first error.
+func runForwardGroup(ctx context.Context, fns ...func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, len(fns))
+	var wg sync.WaitGroup
+	for i, fn := range fns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fn(ctx)
+			cancel()
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func runForwarderCheck(ctx context.Context, e env, args []string) error {
+	var s siemFlags
+	fs := newForwardFlagSet("forwarder check", e, "forwarder check --siem HOST:PORT --ca FILE [--cert FILE --key FILE]")
+	s.register(fs, "")
+	if done, err := parseForwardFlags(fs, args); done {
+		return err
+	}
+	if !s.set() || fs.NArg() > 0 {
+		fs.Usage()
+		return errUsage
+	}
+	return forwarder.Check(ctx, s.destination(), e.stdout)
+}

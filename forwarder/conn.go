@@ -1,0 +1,234 @@
+package forwarder
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// ErrPeerClosed means the SIEM closed the connection (or it broke) while
+// the forwarder was writing: messages not yet settled are sent again.
+var ErrPeerClosed = errors.New("connection closed by the SIEM")
+
+// dialer opens connections to one SIEM: TLS unless plain TCP was asked for.
+type dialer struct {
+	addr    string
+	tls     *tls.Config // nil: plain TCP
+	timeout time.Duration
+}
+
+// dial connects and, for TLS, completes the handshake, so a certificate
+// problem is reported here and no byte of a message is ever written on an
+// unverified connection.
+func (d *dialer) dial(ctx context.Context) (*conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	nd := net.Dialer{KeepAlive: 30 * time.Second}
+	raw, err := nd.DialContext(ctx, "tcp", d.addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", d.addr, err)
+	}
+	counted := &countingConn{Conn: raw}
+	var nc net.Conn = counted
+	if d.tls != nil {
+		tc := tls.Client(counted, d.tls)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			return nil, fmt.Errorf("TLS handshake with %s: %w", d.addr, err)
+		}
+		nc = tc
+	}
+	c := newConn(nc, raw, counted)
+	if err := c.probe(ctx); err != nil {
+		return nil, fmt.Errorf("%s: %w", d.addr, err)
+	}
+	return c, nil
+}
+
+// ErrRejected means the SIEM closed the connection right after the TLS
+// handshake, before any message: with TLS 1.3 this is how a receiver that
+// requires a client certificate, or distrusts ours, says no.
+var ErrRejected = errors.New("connection closed by the SIEM right after the handshake")
+
+// probeTime is how long a new connection is watched before the first
+// write, so a SIEM that rejects the client after the handshake is noticed
+// before any message is written into the connection.
+const probeTime = 100 * time.Millisecond
+
+func newConn(nc, raw net.Conn, counted *countingConn) *conn {
+	c := &conn{nc: nc, raw: raw, counted: counted, bw: bufio.NewWriterSize(nc, 64<<10), dead: make(chan struct{})}
+	c.wg.Add(1)
+	go c.watch()
+	return c
+}
+
+// probe waits probeTime for the SIEM to close the new connection.
+func (c *conn) probe(ctx context.Context) error {
+	t := time.NewTimer(probeTime)
+	defer t.Stop()
+	select {
+	case <-c.dead:
+		err := fmt.Errorf("%w: %v", ErrRejected, c.deadErr)
+		c.close()
+		return err
+	case <-ctx.Done():
+		c.close()
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// tlsFor returns cfg with ServerName set to the host of addr when the
+// configuration left it empty: verification is on by default.
+func tlsFor(cfg *tls.Config, addr string) *tls.Config {
+	if cfg == nil || cfg.ServerName != "" {
+		return cfg
+	}
+	cfg = cfg.Clone()
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		cfg.ServerName = host
+	}
+	return cfg
+}
+
+// conn is one connection to a SIEM. Writes go through a buffer; a watcher
+// goroutine reads (a syslog receiver never sends anything) to notice at
+// once when the peer closes, so little is written into a dead connection.
+type conn struct {
+	nc      net.Conn
+	raw     net.Conn
+	counted *countingConn
+	bw      *bufio.Writer
+
+	dead    chan struct{} // closed by watch when the peer closed or the read failed
+	deadErr error         // set before dead is closed
+	wg      sync.WaitGroup
+	closed  bool
+}
+
+func (c *conn) watch() {
+	defer c.wg.Done()
+	_, err := io.Copy(io.Discard, c.nc)
+	if err == nil {
+		err = io.EOF
+	}
+	c.deadErr = err
+	close(c.dead)
+}
+
+// alive reports an error when the peer is known to be gone.
+func (c *conn) alive() error {
+	select {
+	case <-c.dead:
+		return fmt.Errorf("%w: %v", ErrPeerClosed, c.deadErr)
+	default:
+		return nil
+	}
+}
+
+// write buffers framed messages; the buffer may write through to the
+// connection when full.
+func (c *conn) write(frames [][]byte, deadline time.Time) error {
+	if err := c.alive(); err != nil {
+		return err
+	}
+	if err := c.nc.SetWriteDeadline(deadline); err != nil {
+		return fmt.Errorf("set write deadline: %w", err)
+	}
+	for _, f := range frames {
+		if _, err := c.bw.Write(f); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+	}
+	return nil
+}
+
+// flush writes the buffer to the connection and returns the position (in
+// bytes on the wire) after it.
+func (c *conn) flush(deadline time.Time) (int64, error) {
+	if err := c.alive(); err != nil {
+		return 0, err
+	}
+	if c.bw.Buffered() > 0 {
+		if err := c.nc.SetWriteDeadline(deadline); err != nil {
+			return 0, fmt.Errorf("set write deadline: %w", err)
+		}
+		if err := c.bw.Flush(); err != nil {
+			return 0, fmt.Errorf("write: %w", err)
+		}
+	}
+	return c.counted.written(), nil
+}
+
+// acked returns the position up to which the peer's TCP stack has
+// acknowledged the bytes written, or ok=false where the platform cannot tell.
+func (c *conn) acked() (pos int64, ok bool) {
+	unacked, ok := unackedBytes(c.raw)
+	if !ok {
+		return 0, false
+	}
+	return c.counted.written() - int64(unacked), true
+}
+
+// closeGracefully flushes, sends TLS close_notify and a TCP FIN, and waits
+// until timeout for the peer to close its side. A receiver closes only after
+// it has read everything before the FIN, so drained=true means every byte
+// written was read by the SIEM.
+func (c *conn) closeGracefully(timeout time.Duration) (drained bool) {
+	deadline := time.Now().Add(timeout)
+	// A peer that closed before our close may not have read everything.
+	if _, err := c.flush(deadline); err == nil && c.alive() == nil {
+		if tc, ok := c.nc.(*tls.Conn); ok {
+			_ = tc.CloseWrite()
+		}
+		if tcp, ok := c.raw.(*net.TCPConn); ok {
+			_ = tcp.CloseWrite()
+		}
+		select {
+		case <-c.dead:
+			drained = true
+		case <-time.After(time.Until(deadline)):
+		}
+	}
+	c.close()
+	return drained
+}
+
+// close tears the connection down and waits for the watcher.
+func (c *conn) close() {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	c.raw.Close()
+	c.wg.Wait()
+}
+
+// countingConn counts the bytes written to the TCP connection, below TLS,
+// so written positions can be compared with what the peer acknowledged.
+type countingConn struct {
+	net.Conn
+	mu sync.Mutex
+	n  int64
+}
+
+func (c *countingConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.mu.Lock()
+	c.n += int64(n)
+	c.mu.Unlock()
+	return n, err
+}
+
+func (c *countingConn) written() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}

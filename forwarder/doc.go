@@ -1,0 +1,25 @@
+// Package forwarder sends audit events to the owner's SIEM as RFC 5424
+// syslog messages over TLS with RFC 5425 octet-counting framing, at least
+// once and never dropping an event silently.
+//
+// A Forwarder runs one pipeline per Destination. Each pipeline has its own
+// Kafka consumer group and filter, so a slow or unreachable SIEM never holds
+// back another. A pipeline commits a Kafka offset only after the message's
+// bytes were written to the SIEM's TCP connection, acknowledged by the
+// SIEM's TCP stack, and the connection stayed up for the settle time
+// afterwards; when a connection breaks, every message not yet settled is
+// sent again on the next connection. A receiver therefore sees each event at
+// least once, sometimes twice, in order per host; event_id is the dedup key.
+//
+// Events longer than the destination's maximum message size are split into
+// numbered parts that share the event_id (SD params part and parts); the
+// MSG of the parts, concatenated in order, is the event's raw_data. Events
+// that cannot be sent at all (undecodable, or headers alone over the limit)
+// go to the dead-letter topic with the reason; nothing is truncated or
+// skipped silently.
+//
+// Destinations come from configuration today. The policy service will
+// supply one Destination per resource assignment (the assignment's syslog
+// address and CA certificate, Filter.Hosts set to the resource's hosts) and
+// run it with Forwarder.RunDestination: that is the seam left for it.
+package forwarder

@@ -1,0 +1,388 @@
+package forwarder
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/schemas"
+)
+
+// Options are the forwarder's collaborators.
+type Options struct {
+	// Log receives structured logs. Default: discard.
+	Log *slog.Logger
+	// Registerer receives the metrics. Default: none registered.
+	Registerer prometheus.Registerer
+}
+
+// Forwarder consumes audit events from Kafka and sends them to each
+// destination. Build it with New and run it with Run.
+type Forwarder struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+}
+
+// New validates cfg (defaults applied first) and returns a Forwarder.
+func New(cfg Config, opts Options) (*Forwarder, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("forwarder config: %w", err)
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Forwarder{cfg: cfg, log: log, metrics: newMetrics(opts.Registerer)}, nil
+}
+
+// Run runs every configured destination until ctx is cancelled or one of
+// them fails; it returns after all of them stopped. An unreachable SIEM is
+// not a failure: its destination retries, holding its offsets, forever.
+func (f *Forwarder) Run(ctx context.Context) error {
+	dlw, err := f.cfg.Kafka.NewWriter(f.cfg.DeadLetterTopic)
+	if err != nil {
+		return fmt.Errorf("forwarder: %w", err)
+	}
+	defer dlw.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, len(f.cfg.Destinations))
+	var wg sync.WaitGroup
+	for _, d := range f.cfg.Destinations {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f.runDestination(ctx, d, dlw); err != nil {
+				errc <- err
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	var errs []error
+	for err := range errc {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// RunDestination runs one more destination with the forwarder's Kafka and
+// dead-letter settings until ctx is cancelled: the seam through which the
+// policy service runs a destination per resource assignment. d gets its
+// defaults and is validated first.
+func (f *Forwarder) RunDestination(ctx context.Context, d Destination) error {
+	d = d.WithDefaults()
+	if err := d.Validate("destination"); err != nil {
+		return fmt.Errorf("forwarder: %w", err)
+	}
+	dlw, err := f.cfg.Kafka.NewWriter(f.cfg.DeadLetterTopic)
+	if err != nil {
+		return fmt.Errorf("forwarder: %w", err)
+	}
+	defer dlw.Close()
+	return f.runDestination(ctx, d, dlw)
+}
+
+// deadLetterWriter is the part of a Kafka writer the pipeline uses.
+type deadLetterWriter interface {
+	WriteMessages(ctx context.Context, msgs ...kafkago.Message) error
+}
+
+func (f *Forwarder) runDestination(ctx context.Context, d Destination, dlw deadLetterWriter) error {
+	log := f.log.With("destination", d.Name)
+	fm, err := newFormatter(d.format())
+	if err != nil {
+		return fmt.Errorf("destination %s: %w", d.Name, err)
+	}
+	dl, err := d.newDialer()
+	if err != nil {
+		return err
+	}
+	if d.PlainTCP {
+		log.Warn("sending to the SIEM in clear (plain_tcp is set)", "address", d.Address)
+	}
+	if d.TLS.InsecureSkipVerify {
+		log.Warn("the SIEM's certificate is NOT verified (insecure_skip_verify is set)", "address", d.Address)
+	}
+	r, err := f.cfg.Kafka.NewReader(kafka.ReaderConfig{Group: d.Group, Topics: []string{schemas.TopicAudit}})
+	if err != nil {
+		return fmt.Errorf("destination %s: %w", d.Name, err)
+	}
+	p := &pipeline{
+		d: d, log: log, m: f.metrics.forDestination(d.Name), fm: fm, reader: r, dlw: dlw,
+	}
+	p.sink = newSink(d.sinkConfig(dl), log, p.m)
+	log.Info("forwarding", "address", d.Address, "group", d.Group, "tls", !d.PlainTCP)
+	err = p.run(ctx)
+	if cerr := r.Close(); cerr != nil && err == nil {
+		log.Warn("closing Kafka reader", "error", cerr)
+	}
+	return err
+}
+
+// fetchReader is the part of a kafka-go consumer-group reader the
+// pipeline uses.
+type fetchReader interface {
+	FetchMessage(ctx context.Context) (kafkago.Message, error)
+	CommitMessages(ctx context.Context, msgs ...kafkago.Message) error
+	Stats() kafkago.ReaderStats
+}
+
+// pipeline is one destination: a fetch goroutine that decodes, filters
+// and renders events, and the sending loop that writes, settles and commits.
+type pipeline struct {
+	d      Destination
+	log    *slog.Logger
+	m      *destMetrics
+	fm     *formatter
+	reader fetchReader
+	dlw    deadLetterWriter
+	sink   *sink
+}
+
+func (p *pipeline) run(ctx context.Context) error {
+	fetchCtx, stopFetch := context.WithCancel(ctx)
+	defer stopFetch()
+	items := make(chan *entry, 4096)
+	var wg sync.WaitGroup
+	var fetchErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(items)
+		fetchErr = p.fetch(fetchCtx, items)
+	}()
+	err := p.send(ctx, items)
+	stopFetch()
+	// Drain so the fetcher is never blocked on a full channel; entries
+	// drained here were never written and are not committed.
+	for range items {
+	}
+	wg.Wait()
+	if err == nil && fetchErr != nil && !errors.Is(fetchErr, context.Canceled) {
+		err = fetchErr
+	}
+	return err
+}
+
+// fetch reads events in Kafka order and hands them on, rendered.
+func (p *pipeline) fetch(ctx context.Context, out chan<- *entry) error {
+	for {
+		msg, err := p.reader.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("destination %s: fetch: %w", p.d.Name, err)
+		}
+		e, err := p.render(ctx, msg)
+		if err != nil {
+			return err
+		}
+		select {
+		case out <- e:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// render turns a Kafka message into an entry: the frames to send, or none
+// when the filter skips the event or it went to the dead-letter topic.
+func (p *pipeline) render(ctx context.Context, msg kafkago.Message) (*entry, error) {
+	e := &entry{token: commitRef{topic: msg.Topic, partition: msg.Partition, offset: msg.Offset}, born: msg.Time}
+	var ev schemas.Event
+	// UnmarshalJSON directly: json.Unmarshal would scan the input once
+	// more before calling it, and decoding is the pipeline's hot spot.
+	if err := ev.UnmarshalJSON(msg.Value); err != nil {
+		return e, p.deadLetter(ctx, msg, reasonDecode, err, "")
+	}
+	if err := ev.Validate(); err != nil {
+		return e, p.deadLetter(ctx, msg, reasonInvalid, err, ev.Host)
+	}
+	if !p.d.Filter.Match(&ev) {
+		p.m.filtered.Inc()
+		return e, nil
+	}
+	frames, err := p.fm.frames(&ev)
+	if err != nil {
+		reason := reasonRendering
+		if errors.Is(err, ErrHeaderTooLarge) {
+			reason = reasonOversize
+		}
+		return e, p.deadLetter(ctx, msg, reason, err, ev.Host)
+	}
+	if len(frames) > 1 {
+		p.m.split.Inc()
+		p.m.parts.Add(float64(len(frames)))
+	}
+	e.frames = frames
+	return e, nil
+}
+
+// deadLetter writes msg to the dead-letter topic, retrying until it is
+// written or ctx ends: an event leaves the pipeline only through the SIEM
+// or the dead-letter topic.
+func (p *pipeline) deadLetter(ctx context.Context, msg kafkago.Message, reason string, cause error, host string) error {
+	dl := schemas.NewDeadLetter("forwarder", reason, fmt.Errorf("destination %s: %w", p.d.Name, cause), msg.Value, time.Now())
+	dl.Host = host
+	dl.Source = msg.Topic + "/" + strconv.Itoa(msg.Partition) + "/" + strconv.FormatInt(msg.Offset, 10)
+	b, err := json.Marshal(dl)
+	if err != nil {
+		return fmt.Errorf("destination %s: encode dead letter: %w", p.d.Name, err)
+	}
+	p.log.Warn("event not sendable; written to the dead-letter topic", "reason", reason, "source", dl.Source, "error", cause)
+	for attempt := 0; ; attempt++ {
+		err := p.dlw.WriteMessages(ctx, kafkago.Message{Key: []byte(host), Value: b})
+		if err == nil {
+			p.m.deadLettered.WithLabelValues(reason).Inc()
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		d := backoff(attempt, p.d.BackoffMin, p.d.BackoffMax)
+		p.log.Error("writing dead letter failed; retrying", "error", err, "retry_in", d)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(d):
+		}
+	}
+}
+
+// flushDelay is how long written messages may wait in the buffer for
+// more to join them in one write.
+const flushDelay = 2 * time.Millisecond
+
+// commitRef is what a settled entry needs to be committed.
+type commitRef struct {
+	topic     string
+	partition int
+	offset    int64
+}
+
+// send writes entries, settles them and commits their offsets, until ctx
+// ends; then it closes the connection gracefully and commits what the SIEM
+// confirmed.
+func (p *pipeline) send(ctx context.Context, items <-chan *entry) error {
+	tick := time.NewTicker(min(p.d.Settle/4, 50*time.Millisecond))
+	defer tick.Stop()
+	commitTick := time.NewTicker(p.d.CommitInterval)
+	defer commitTick.Stop()
+	pending := map[[2]any]commitRef{} // settled, not committed: newest per partition
+	collect := func(es []*entry) {
+		for _, e := range es {
+			ref := e.token.(commitRef)
+			pending[[2]any{ref.topic, ref.partition}] = ref
+		}
+	}
+	commit := func(cctx context.Context) {
+		if len(pending) == 0 {
+			return
+		}
+		msgs := make([]kafkago.Message, 0, len(pending))
+		for _, ref := range pending {
+			msgs = append(msgs, kafkago.Message{Topic: ref.topic, Partition: ref.partition, Offset: ref.offset})
+		}
+		if err := p.reader.CommitMessages(cctx, msgs...); err != nil {
+			p.m.commitErrors.Inc()
+			p.log.Warn("committing offsets failed; retried with the next commit", "error", err)
+			return
+		}
+		clear(pending)
+	}
+	gauges := func(now time.Time) {
+		if t := p.sink.oldest(); !t.IsZero() {
+			p.m.oldestAge.Set(now.Sub(t).Seconds())
+		} else {
+			p.m.oldestAge.Set(0)
+		}
+	}
+	flushTimer := time.NewTimer(time.Hour)
+	flushTimer.Stop()
+	defer flushTimer.Stop()
+	flushArmed := false
+	for {
+		n, b := p.sink.inFlight()
+		in := items
+		if n >= p.d.MaxInFlight || b >= p.d.MaxInFlightBytes {
+			in = nil // window full: wait for entries to settle
+		}
+		select {
+		case <-ctx.Done():
+			return p.stop(ctx, collect, commit)
+		case e, ok := <-in:
+			if !ok {
+				return p.stop(ctx, collect, commit)
+			}
+			if err := p.sink.add(ctx, e); err != nil {
+				return p.stop(ctx, collect, commit)
+			}
+			// Take what else is ready before flushing, to write in batches.
+			for more := true; more && n < p.d.MaxInFlight; n++ {
+				select {
+				case e, ok := <-items:
+					if !ok {
+						more = false
+						break
+					}
+					if err := p.sink.add(ctx, e); err != nil {
+						return p.stop(ctx, collect, commit)
+					}
+				default:
+					more = false
+				}
+			}
+			// Linger briefly before flushing so that messages go out in
+			// full TLS records rather than one write per message.
+			if !flushArmed {
+				flushTimer.Reset(flushDelay)
+				flushArmed = true
+			}
+		case <-flushTimer.C:
+			flushArmed = false
+			if err := p.sink.flush(ctx); err != nil {
+				return p.stop(ctx, collect, commit)
+			}
+		case now := <-tick.C:
+			if err := p.sink.flush(ctx); err != nil {
+				return p.stop(ctx, collect, commit)
+			}
+			collect(p.sink.settled(now))
+			if p.sink.conn == nil && len(p.sink.unsettled) > 0 {
+				// The connection broke while idle: repair it now.
+				if err := p.sink.ensureConn(ctx); err != nil {
+					return p.stop(ctx, collect, commit)
+				}
+			}
+			gauges(now)
+		case <-commitTick.C:
+			commit(ctx)
+			p.m.lag.Set(float64(p.reader.Stats().Lag))
+		}
+	}
+}
+
+// stop settles what the SIEM confirms on a graceful close and commits it
+// with a context of its own, since ctx has ended.
+func (p *pipeline) stop(ctx context.Context, collect func([]*entry), commit func(context.Context)) error {
+	collect(p.sink.close(ctx))
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	commit(cctx)
+	p.m.inFlight.Set(0)
+	return nil
+}

@@ -1,0 +1,317 @@
+package forwarder
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/auditpipe/auditpipe/forwarder/internal/siemtest"
+	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
+	"github.com/auditpipe/auditpipe/schemas"
+)
+
+func produce(t testing.TB, ctx context.Context, cfg kafka.Config, evs []*schemas.Event) {
+	t.Helper()
+	w, err := cfg.NewWriter(schemas.TopicAudit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	msgs := make([]kafkago.Message, len(evs))
+	for i, ev := range evs {
+		msgs[i] = kafkago.Message{Key: []byte(ev.Host), Value: ev.AppendJSON(nil)}
+	}
+	for len(msgs) > 0 { // batches the broker accepts
+		n := min(len(msgs), 2000)
+		if err := w.WriteMessages(ctx, msgs[:n]...); err != nil {
+			t.Fatal(err)
+		}
+		msgs = msgs[n:]
+	}
+}
+
+// eventIDs counts the event_ids among received messages.
+func eventIDs(t *testing.T, msgs []string) map[string]int {
+	t.Helper()
+	ids := map[string]int{}
+	for _, m := range msgs {
+		sm := parse(t, []byte(m))
+		ids[(*sm.StructuredData)["opctl@32473"]["event_id"]]++
+	}
+	return ids
+}
+
+func runForwarder(t *testing.T, ctx context.Context, cfg Config, reg prometheus.Registerer) (stop func() error) {
+	t.Helper()
+	f, err := New(cfg, Options{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	return func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(30 * time.Second):
+			t.Fatal("forwarder did not stop within 30s")
+			return nil
+		}
+	}
+}
+
+// TestRestartMidStream: rsyslog is restarted while events flow; every
+// event_id still arrives (duplicates allowed and counted, none lost).
+func TestRestartMidStream(t *testing.T) {
+	s := startSIEM(t, siemtest.RsyslogOptions{})
+	kcfg, _ := kafkatest.Start(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	reg := prometheus.NewRegistry()
+	stop := runForwarder(t, ctx, Config{Kafka: kcfg, Destinations: []Destination{s.destination()}}, reg)
+
+	const batches, perBatch = 20, 100
+	var all []*schemas.Event
+	for b := range batches {
+		var evs []*schemas.Event
+		for i := range perBatch {
+			evs = append(evs, testEvent(b*perBatch+i))
+		}
+		produce(t, ctx, kcfg, evs)
+		all = append(all, evs...)
+		if b == batches/2 {
+			s.rs.Stop(t)
+			// Events keep coming while the SIEM is down.
+			time.Sleep(300 * time.Millisecond)
+			s.rs.Start(t)
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	var ids map[string]int
+	for time.Now().Before(deadline) {
+		ids = eventIDs(t, s.rs.Messages(t))
+		missing := 0
+		for _, ev := range all {
+			if ids[ev.EventID] == 0 {
+				missing++
+			}
+		}
+		if missing == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	dups := 0
+	for _, ev := range all {
+		switch n := ids[ev.EventID]; {
+		case n == 0:
+			t.Errorf("event %s (seq %d) never arrived", ev.EventID, ev.Seq)
+		case n > 1:
+			dups += n - 1
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d events, %d duplicates after the restart; reconnects %v, resent %v", len(all), dups,
+		metricSum(t, reg, "auditpipe_forwarder_reconnects_total"), metricSum(t, reg, "auditpipe_forwarder_messages_resent_total"))
+	if metricSum(t, reg, "auditpipe_forwarder_reconnects_total") < 1 {
+		t.Errorf("no reconnect counted")
+	}
+}
+
+// TestDestinationsFiltersAndCommits: two destinations with their own
+// filters and groups; a second forwarder in the same groups finds nothing
+// left to send (offsets were committed), and undecodable input goes to the
+// dead-letter topic.
+func TestDestinationsFiltersAndCommits(t *testing.T) {
+	a := startSIEM(t, siemtest.RsyslogOptions{})
+	b := startSIEM(t, siemtest.RsyslogOptions{})
+	kcfg, _ := kafkatest.Start(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	da := a.destination()
+	da.Name, da.Filter = "a", Filter{Hosts: []string{"host0"}}
+	db := b.destination()
+	db.Name, db.Filter = "b", Filter{Hosts: []string{"host1", "host2"}, Events: []string{"command"}}
+	cfg := Config{Kafka: kcfg, Destinations: []Destination{da, db}}
+
+	var evs []*schemas.Event
+	for i := range 300 {
+		evs = append(evs, testEvent(i))
+	}
+	produce(t, ctx, kcfg, evs)
+	w, err := kcfg.NewWriter(schemas.TopicAudit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteMessages(ctx, kafkago.Message{Key: []byte("x"), Value: []byte(`{"not":"an event"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+
+	reg := prometheus.NewRegistry()
+	stop := runForwarder(t, ctx, cfg, reg)
+	gotA := a.rs.WaitMessages(t, 100, 30*time.Second)
+	gotB := b.rs.WaitMessages(t, 200, 30*time.Second)
+	waitFor(t, 10*time.Second, func() bool {
+		return metricSum(t, reg, "auditpipe_forwarder_events_dead_lettered_total") == 2 // once per destination
+	})
+	time.Sleep(1500 * time.Millisecond) // a commit interval
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	for id, n := range eventIDs(t, gotA) {
+		if n != 1 {
+			t.Errorf("a: event %s arrived %d times", id, n)
+		}
+	}
+	if len(gotA) != 100 || len(gotB) != 200 {
+		t.Fatalf("a received %d (want 100), b received %d (want 200)", len(gotA), len(gotB))
+	}
+	for _, m := range gotA {
+		if !strings.Contains(m, `host="host0"`) {
+			t.Fatalf("a received an event outside its filter: %q", m)
+		}
+	}
+
+	// Everything was committed on the graceful stop: a restart sends nothing again.
+	stop = runForwarder(t, ctx, cfg, prometheus.NewRegistry())
+	time.Sleep(2 * time.Second)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(a.rs.Messages(t)); n != 100 {
+		t.Fatalf("after restart a has %d messages, want 100 (no re-send of committed events)", n)
+	}
+
+	r, err := kcfg.NewReader(kafka.ReaderConfig{Group: "t-dl", Topics: []string{schemas.TopicDeadLetter}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	m, err := r.FetchMessage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(m.Value), `"reason":"decode"`) || !strings.Contains(string(m.Value), "not") {
+		t.Fatalf("dead letter %s", m.Value)
+	}
+}
+
+// metricSum sums every series of the named metric in reg.
+func metricSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return sum
+}
+
+func waitFor(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in time")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	dir := t.TempDir()
+	ca := siemtest.NewCA(t, dir, "ca")
+	good := func() Config {
+		return Config{Kafka: kafka.Config{Brokers: []string{"127.0.0.1:9092"}},
+			Destinations: []Destination{{Address: "siem.example:6514", TLS: TLS{CAFile: ca.CertPEM}}}}
+	}
+	tests := []struct {
+		name    string
+		edit    func(*Config)
+		wantErr string
+	}{
+		{name: "good"},
+		{name: "no brokers", edit: func(c *Config) { c.Kafka.Brokers = nil }, wantErr: "kafka.brokers"},
+		{name: "no destinations", edit: func(c *Config) { c.Destinations = nil }, wantErr: "destinations: at least one"},
+		{name: "no address", edit: func(c *Config) { c.Destinations[0].Address = "" }, wantErr: "destinations[0].address"},
+		{name: "address without port", edit: func(c *Config) { c.Destinations[0].Address = "siem" }, wantErr: "destinations[0].address"},
+		{name: "CA with a wrong extension", edit: func(c *Config) { c.Destinations[0].TLS.CAFile = "/etc/hosts" }, wantErr: "destinations[0].tls.ca_file"},
+		{name: "cert without key", edit: func(c *Config) { c.Destinations[0].TLS.CertFile = ca.CertPEM }, wantErr: "cert_file and key_file"},
+		{name: "plain and TLS", edit: func(c *Config) { c.Destinations[0].PlainTCP = true }, wantErr: "destinations[0].plain_tcp"},
+		{name: "plain alone", edit: func(c *Config) { c.Destinations[0].PlainTCP = true; c.Destinations[0].TLS = TLS{} }},
+		{name: "two unnamed", edit: func(c *Config) { c.Destinations = append(c.Destinations, c.Destinations[0]) }, wantErr: "destinations[1].name"},
+		{name: "same group", edit: func(c *Config) {
+			c.Destinations = append(c.Destinations, c.Destinations[0])
+			c.Destinations[0].Name, c.Destinations[1].Name = "a", "b"
+			c.Destinations[0].Group, c.Destinations[1].Group = "g", "g"
+		}, wantErr: "destinations[1].group"},
+		{name: "bad event kind", edit: func(c *Config) { c.Destinations[0].Filter.Events = []string{"logon"} }, wantErr: "destinations[0].filter.events"},
+		{name: "bad app name", edit: func(c *Config) { c.Destinations[0].AppName = "op ctl" }, wantErr: "app_name"},
+		{name: "small max size", edit: func(c *Config) { c.Destinations[0].MaxMessageSize = 100 }, wantErr: "max_message_size"},
+		{name: "negative settle", edit: func(c *Config) { c.Destinations[0].Settle = -time.Second }, wantErr: "destinations[0].settle"},
+		{name: "backoff inverted", edit: func(c *Config) {
+			c.Destinations[0].BackoffMin, c.Destinations[0].BackoffMax = time.Minute, time.Second
+		}, wantErr: "destinations[0].backoff_max"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := good()
+			if tc.edit != nil {
+				tc.edit(&c)
+			}
+			err := c.WithDefaults().Validate()
+			if tc.wantErr == "" && err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("error %v, want one naming %s", err, tc.wantErr)
+			}
+		})
+	}
+	c := good().WithDefaults()
+	d := c.Destinations[0]
+	if d.Name != "siem" || d.Group != "auditpipe-forwarder-siem" || d.AppName != "opctl" || *d.Facility != 13 || d.MaxMessageSize != 8192 {
+		t.Errorf("defaults: %+v", d)
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	for n := range 12 {
+		d := backoff(n, 100*time.Millisecond, 5*time.Second)
+		ceil := min(100*time.Millisecond<<n, 5*time.Second)
+		if d < ceil/2 || d > ceil {
+			t.Errorf("attempt %d: %s, want within [%s, %s]", n, d, ceil/2, ceil)
+		}
+	}
+}
+
+func TestExplain(t *testing.T) {
+	if got := Explain(errors.New("boom")); got != "boom" {
+		t.Errorf("plain error: %q", got)
+	}
+	if got := Explain(ErrRejected); !strings.Contains(got, "client certificate") {
+		t.Errorf("rejected: %q", got)
+	}
+}

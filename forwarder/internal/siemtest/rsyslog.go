@@ -1,0 +1,263 @@
+package siemtest
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// RsyslogOptions configure a test rsyslog.
+type RsyslogOptions struct {
+	// CA, CertFile and KeyFile are rsyslog's TLS identity (required).
+	CA                *CA
+	CertFile, KeyFile string
+	// ClientAuth requires a client certificate signed by CA (mutual TLS).
+	ClientAuth bool
+	// MaxMessageSize is rsyslog's maxMessageSize. Default 8k, rsyslog's own default.
+	MaxMessageSize int
+}
+
+// Rsyslog is an rsyslogd run in the foreground by a test, receiving
+// RFC 5425 (syslog over TLS, octet counting) on a loopback port and writing
+// each received message's raw bytes, JSON-escaped, as one line of a file.
+type Rsyslog struct {
+	Addr string // 127.0.0.1:port
+	dir  string
+	conf string
+	out  string
+	pid  string
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  *os.File
+	bin  string
+
+	count    int
+	countOff int64
+}
+
+// Binary returns the path of rsyslogd, or skips the test with the reason.
+func Binary(t testing.TB) string {
+	t.Helper()
+	for _, p := range []string{"rsyslogd", "/usr/sbin/rsyslogd", "/sbin/rsyslogd"} {
+		if path, err := exec.LookPath(p); err == nil {
+			// The GnuTLS driver is a separate Debian package.
+			if _, err := os.Stat("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so"); err != nil {
+				if m, _ := filepath.Glob("/usr/lib/*/rsyslog/lmnsd_gtls.so"); len(m) == 0 {
+					t.Skip("siemtest: rsyslog-gnutls (lmnsd_gtls.so) not installed; run `make deps`")
+				}
+			}
+			return path
+		}
+	}
+	t.Skip("siemtest: rsyslogd not found (Debian packages rsyslog and rsyslog-gnutls); run `make deps`")
+	return ""
+}
+
+// StartRsyslog writes a configuration into a fresh directory, starts
+// rsyslogd on a free loopback port, and waits until it accepts connections.
+// It is stopped when the test ends.
+func StartRsyslog(t testing.TB, o RsyslogOptions) *Rsyslog {
+	t.Helper()
+	bin := Binary(t)
+	dir := t.TempDir()
+	if o.MaxMessageSize == 0 {
+		o.MaxMessageSize = 8192
+	}
+	r := &Rsyslog{
+		Addr: "127.0.0.1:" + strconv.Itoa(freePort(t)),
+		dir:  dir,
+		conf: filepath.Join(dir, "rsyslog.conf"),
+		out:  filepath.Join(dir, "received.jsonl"),
+		pid:  filepath.Join(dir, "rsyslogd.pid"),
+	}
+	auth := "anon"
+	if o.ClientAuth {
+		auth = "x509/certvalid"
+	}
+	_, port, _ := net.SplitHostPort(r.Addr)
+	conf := fmt.Sprintf(`# written by siemtest
+global(
+  workDirectory=%q
+  maxMessageSize="%d"
+  defaultNetstreamDriver="gtls"
+  defaultNetstreamDriverCAFile=%q
+  defaultNetstreamDriverCertFile=%q
+  defaultNetstreamDriverKeyFile=%q
+  parser.escapeControlCharactersOnReceive="off"
+  parser.dropTrailingLFOnReception="off"
+)
+main_queue(queue.timeoutShutdown="10000" queue.timeoutActionCompletion="10000")
+module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode=%q)
+input(type="imtcp" address="127.0.0.1" port=%q)
+template(name="rawjson" type="list") {
+  constant(value="{\"raw\":\"")
+  property(name="rawmsg" format="json")
+  constant(value="\"}\n")
+}
+if $inputname == "imtcp" then {
+  action(type="omfile" file=%q template="rawjson")
+  stop
+}
+action(type="omfile" file=%q)
+`, dir, o.MaxMessageSize, o.CA.CertPEM, o.CertFile, o.KeyFile, auth, port, r.out, filepath.Join(dir, "internal.log"))
+	if err := os.WriteFile(r.conf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lf, err := os.Create(filepath.Join(dir, "rsyslogd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.log = lf
+	t.Cleanup(func() {
+		r.Stop(t)
+		lf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "rsyslogd.log"))
+			i, _ := os.ReadFile(filepath.Join(dir, "internal.log"))
+			t.Logf("rsyslogd output:\n%s\nrsyslog internal log:\n%s", b, i)
+		}
+	})
+	r.bin = bin
+	r.Start(t)
+	return r
+}
+
+// Start starts rsyslogd (again, after Stop) and waits until it listens.
+func (r *Rsyslog) Start(t testing.TB) {
+	t.Helper()
+	cmd := exec.Command(r.bin, "-n", "-f", r.conf, "-i", r.pid)
+	cmd.Stdout, cmd.Stderr = r.log, r.log
+	cmd.Dir = r.dir
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("siemtest: start rsyslogd: %v", err)
+	}
+	r.cmd = cmd
+	r.done = make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(r.done)
+	}()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", r.Addr, time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		select {
+		case <-r.done:
+			b, _ := os.ReadFile(filepath.Join(r.dir, "rsyslogd.log"))
+			t.Fatalf("siemtest: rsyslogd exited at start:\n%s", b)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("siemtest: rsyslogd does not listen on %s after 15s", r.Addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop stops rsyslogd with SIGTERM (it drains its queues) and waits.
+func (r *Rsyslog) Stop(t testing.TB) {
+	t.Helper()
+	if r.cmd == nil {
+		return
+	}
+	_ = r.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-r.done:
+	case <-time.After(20 * time.Second):
+		_ = r.cmd.Process.Kill()
+		<-r.done
+	}
+	r.cmd = nil
+	_ = os.Remove(r.pid)
+}
+
+// Messages returns the raw messages received so far, in order.
+func (r *Rsyslog) Messages(t testing.TB) []string {
+	t.Helper()
+	b, err := os.ReadFile(r.out)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		var m struct {
+			Raw string `json:"raw"`
+		}
+		if err := json.Unmarshal(line, &m); err != nil {
+			// The last line may be half written.
+			if !strings.HasSuffix(string(b), "\n") {
+				break
+			}
+			t.Fatalf("siemtest: received.jsonl: %v: %q", err, line)
+		}
+		out = append(out, m.Raw)
+	}
+	return out
+}
+
+// WaitMessages waits until at least n messages were received, or timeout,
+// and returns what was received.
+func (r *Rsyslog) WaitMessages(t testing.TB, n int, timeout time.Duration) []string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got := r.Messages(t)
+		if len(got) >= n || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// WaitCount waits until at least n messages were received, or timeout,
+// and returns how many were. It reads only what was appended since its
+// last call, so it is cheap enough for benchmarks.
+func (r *Rsyslog) WaitCount(n int, timeout time.Duration) int {
+	deadline := time.Now().Add(timeout)
+	for {
+		if f, err := os.Open(r.out); err == nil {
+			if _, err := f.Seek(r.countOff, 0); err == nil {
+				b, _ := io.ReadAll(f)
+				if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+					r.count += bytes.Count(b[:i+1], []byte{'\n'})
+					r.countOff += int64(i + 1)
+				}
+			}
+			f.Close()
+		}
+		if r.count >= n || time.Now().After(deadline) {
+			return r.count
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

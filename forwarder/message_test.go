@@ -1,0 +1,312 @@
+package forwarder
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/leodido/go-syslog/v4/rfc5424"
+
+	"github.com/auditpipe/auditpipe/schemas"
+)
+
+func testFormat() Format {
+	return Format{AppName: "opctl", SDName: "opctl", EnterpriseID: 32473, Facility: 13, Severity: 6, MaxSize: 8192}
+}
+
+func loginEvent() *schemas.Event {
+	return &schemas.Event{
+		Layer: "CPS", ReqAuthID: "ocid1.req.oc1..aaaa", Event: schemas.KindLogin, Host: "scaqar05dv0511m",
+		LoginID: "830916abb78e4157b9e45b641e34fcf6", EventID: "0123456789abcdef0123456789abcdef",
+		TS: "2021-04-12T07:38:05.752Z", Time: "Mon Apr 12 07:38:05 2021",
+		RawData: "type=USER_LOGIN msg=audit(04/12/2021 07:38:05.752:1742859) : pid=65327 uid=root auid=830916abb78e4157b9e45b641e34fcf6 ses=32770 msg='op=login id=830916abb78e4157b9e45b641e34fcf6 exe=/usr/sbin/sshd hostname=localhost.localdomain addr=127.0.0.1 terminal=/dev/pts/3 res=success' \n",
+	}
+}
+
+// unframe strips the RFC 5425 "LEN SP" prefix and checks LEN.
+func unframe(t testing.TB, f []byte) []byte {
+	t.Helper()
+	sp := bytes.IndexByte(f, ' ')
+	if sp < 1 {
+		t.Fatalf("frame %q: no length prefix", f)
+	}
+	n, err := strconv.Atoi(string(f[:sp]))
+	if err != nil || n != len(f)-sp-1 {
+		t.Fatalf("frame %q: length %q, want %d", f[:min(len(f), 40)], f[:sp], len(f)-sp-1)
+	}
+	return f[sp+1:]
+}
+
+func parse(t testing.TB, msg []byte) *rfc5424.SyslogMessage {
+	t.Helper()
+	m, err := rfc5424.NewParser().Parse(msg)
+	if err != nil {
+		t.Fatalf("go-syslog rejects %q: %v", msg, err)
+	}
+	return m.(*rfc5424.SyslogMessage)
+}
+
+func str(p *string) string {
+	if p == nil {
+		return "-"
+	}
+	return *p
+}
+
+func TestFormatRoundTrip(t *testing.T) {
+	tests := []struct {
+		name     string
+		edit     func(*schemas.Event)
+		wantHost string
+		wantMsg  string // "" = the event's raw_data
+		wantTS   string // "" = the event's ts
+	}{
+		{name: "login as in the seed", wantHost: "scaqar05dv0511m"},
+		{name: "command with NUL, quote, backslash and bracket in SD values",
+			edit: func(e *schemas.Event) {
+				e.Event = schemas.KindCommand
+				e.LoginID = `a"b\c]d`
+				e.ReqAuthID = `]]\\""`
+				e.RawData = "type=PROCTITLE msg=audit(…) : proctitle=ls\x00/ \n"
+			}, wantHost: "scaqar05dv0511m"},
+		{name: "empty raw_data", edit: func(e *schemas.Event) { e.RawData = "" }, wantHost: "scaqar05dv0511m"},
+		{name: "host with spaces and non-ASCII is sanitised",
+			edit: func(e *schemas.Event) { e.Host = "höst name" }, wantHost: "h__st_name"},
+		{name: "host over 255 is cut", edit: func(e *schemas.Event) { e.Host = strings.Repeat("h", 300) }, wantHost: strings.Repeat("h", 255)},
+		{name: "empty host is the NILVALUE", edit: func(e *schemas.Event) { e.Host = "" }, wantHost: "-"},
+		{name: "unparsable ts is the NILVALUE", edit: func(e *schemas.Event) { e.TS = "yesterday" }, wantHost: "scaqar05dv0511m", wantTS: "-"},
+		{name: "non-UTC ts is sent in UTC", edit: func(e *schemas.Event) { e.TS = "2021-04-12T09:38:05.752+02:00" }, wantHost: "scaqar05dv0511m", wantTS: "2021-04-12T07:38:05.752Z"},
+		{name: "raw_data starting with spaces and with newlines", edit: func(e *schemas.Event) { e.RawData = "  a \n b \n" }, wantHost: "scaqar05dv0511m"},
+		{name: "invalid UTF-8 in SD value is replaced", edit: func(e *schemas.Event) { e.LoginID = "a\xffb" }, wantHost: "scaqar05dv0511m"},
+	}
+	fm, err := newFormatter(testFormat())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ev := loginEvent()
+			if tc.edit != nil {
+				tc.edit(ev)
+			}
+			frames, err := fm.frames(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(frames) != 1 {
+				t.Fatalf("%d frames, want 1", len(frames))
+			}
+			m := parse(t, unframe(t, frames[0]))
+			if *m.Priority != 13*8+6 || m.Version != 1 {
+				t.Errorf("PRI %d version %d", *m.Priority, m.Version)
+			}
+			if got := str(m.Hostname); got != tc.wantHost {
+				t.Errorf("HOSTNAME %q, want %q", got, tc.wantHost)
+			}
+			if str(m.Appname) != "opctl" || str(m.MsgID) != string(ev.Event) || m.ProcID != nil {
+				t.Errorf("APP-NAME %q MSGID %q PROCID %q", str(m.Appname), str(m.MsgID), str(m.ProcID))
+			}
+			wantTS := tc.wantTS
+			if wantTS == "" {
+				wantTS = ev.TS
+			}
+			gotTS := "-"
+			if m.Timestamp != nil {
+				gotTS = m.Timestamp.UTC().Format(schemas.TSLayout)
+			}
+			if wantTS != "-" {
+				w, _ := time.Parse(time.RFC3339Nano, wantTS)
+				wantTS = w.UTC().Format(schemas.TSLayout)
+			}
+			if gotTS != wantTS {
+				t.Errorf("TIMESTAMP %q, want %q", gotTS, wantTS)
+			}
+			sd := (*m.StructuredData)["opctl@32473"]
+			want := map[string]string{
+				"req_auth_id": ev.ReqAuthID, "layer": ev.Layer, "event": string(ev.Event),
+				"loginid": strings.ToValidUTF8(ev.LoginID, "\uFFFD"), "host": ev.Host, "event_id": ev.EventID,
+			}
+			for k, v := range want {
+				if sd[k] != v {
+					t.Errorf("SD %s = %q, want %q", k, sd[k], v)
+				}
+			}
+			if len(sd) != len(want) {
+				t.Errorf("SD has %d params, want %d: %v", len(sd), len(want), sd)
+			}
+			wantMsg := ev.RawData
+			if got := str(m.Message); (m.Message == nil && wantMsg != "") || (m.Message != nil && got != wantMsg) {
+				t.Errorf("MSG %q, want %q", got, wantMsg)
+			}
+		})
+	}
+}
+
+func TestFormatterConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		edit    func(*Format)
+		wantErr string
+	}{
+		{name: "defaults"},
+		{name: "app name with space", edit: func(f *Format) { f.AppName = "op ctl" }, wantErr: "app_name"},
+		{name: "app name too long", edit: func(f *Format) { f.AppName = strings.Repeat("a", 49) }, wantErr: "app_name"},
+		{name: "app name 48", edit: func(f *Format) { f.AppName = strings.Repeat("a", 48) }},
+		{name: "sd name with =", edit: func(f *Format) { f.SDName = "a=b" }, wantErr: "sd_name"},
+		{name: "sd name too long", edit: func(f *Format) { f.SDName = strings.Repeat("s", 30) }, wantErr: "sd_name"},
+		{name: "facility", edit: func(f *Format) { f.Facility = 24 }, wantErr: "facility"},
+		{name: "severity", edit: func(f *Format) { f.Severity = -1 }, wantErr: "severity"},
+		{name: "size", edit: func(f *Format) { f.MaxSize = 479 }, wantErr: "max_message_size"},
+		{name: "enterprise", edit: func(f *Format) { f.EnterpriseID = 0 }, wantErr: "enterprise_id"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := testFormat()
+			if tc.edit != nil {
+				tc.edit(&f)
+			}
+			_, err := newFormatter(f)
+			if tc.wantErr == "" && err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("error %v, want one naming %s", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// reassemble parses parts and returns the joined MSG, checking that they
+// number 1..n, agree on n and on event_id.
+func reassemble(t testing.TB, max int, frames [][]byte) (msg, eventID string) {
+	t.Helper()
+	var b strings.Builder
+	for i, f := range frames {
+		raw := unframe(t, f)
+		if len(raw) > max {
+			t.Fatalf("part %d: %d bytes, over the limit %d", i+1, len(raw), max)
+		}
+		m := parse(t, raw)
+		sd := (*m.StructuredData)["opctl@32473"]
+		if len(frames) > 1 {
+			if sd["part"] != strconv.Itoa(i+1) || sd["parts"] != strconv.Itoa(len(frames)) {
+				t.Fatalf("part %d: part=%q parts=%q", i+1, sd["part"], sd["parts"])
+			}
+		} else if _, ok := sd["part"]; ok {
+			t.Fatalf("single message carries part=%q", sd["part"])
+		}
+		if i == 0 {
+			eventID = sd["event_id"]
+		} else if sd["event_id"] != eventID {
+			t.Fatalf("part %d: event_id %q, want %q", i+1, sd["event_id"], eventID)
+		}
+		if m.Message != nil {
+			b.WriteString(*m.Message)
+		}
+	}
+	return b.String(), eventID
+}
+
+func TestSplit(t *testing.T) {
+	tests := []struct {
+		name      string
+		max       int
+		raw       string
+		wantParts int
+	}{
+		{name: "fits", max: 8192, raw: strings.Repeat("x", 1000), wantParts: 1},
+		{name: "just over", max: 8192, raw: strings.Repeat("x", 8192), wantParts: 2},
+		{name: "many parts", max: 1024, raw: strings.Repeat("0123456789", 5000), wantParts: 0},
+		{name: "multi-byte runes not cut", max: 600, raw: strings.Repeat("日本語のログ", 500), wantParts: 0},
+		{name: "over ten parts", max: 480, raw: strings.Repeat("a", 20000), wantParts: 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := testFormat()
+			f.MaxSize = tc.max
+			fm, err := newFormatter(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev := loginEvent()
+			ev.RawData = tc.raw
+			frames, err := fm.frames(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantParts > 0 && len(frames) != tc.wantParts {
+				t.Errorf("%d parts, want %d", len(frames), tc.wantParts)
+			}
+			msg, id := reassemble(t, tc.max, frames)
+			if msg != tc.raw {
+				t.Errorf("reassembled MSG differs: %d bytes, want %d", len(msg), len(tc.raw))
+			}
+			if id != ev.EventID {
+				t.Errorf("event_id %q", id)
+			}
+		})
+	}
+}
+
+func TestSplitHeaderTooLarge(t *testing.T) {
+	f := testFormat()
+	f.MaxSize = 480
+	fm, err := newFormatter(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := loginEvent()
+	ev.LoginID = strings.Repeat("l", 500)
+	if _, err := fm.frames(ev); err == nil || !strings.Contains(err.Error(), ErrHeaderTooLarge.Error()) {
+		t.Fatalf("error %v, want ErrHeaderTooLarge", err)
+	}
+}
+
+// FuzzFrames checks that any event renders to messages go-syslog accepts,
+// within the size limit, whose parts reassemble to the raw_data.
+func FuzzFrames(f *testing.F) {
+	ev := loginEvent()
+	f.Add(ev.Host, ev.LoginID, ev.RawData, ev.TS, 8192)
+	f.Add("h o s t", `"]\`, strings.Repeat("日本", 3000), "2021-04-12T07:38:05Z", 600)
+	f.Add("", "", "", "", 480)
+	f.Fuzz(func(t *testing.T, host, login, raw, ts string, max int) {
+		if max < MinMessageSize || max > 1<<16 {
+			return
+		}
+		fo := testFormat()
+		fo.MaxSize = max
+		fm, err := newFormatter(fo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := loginEvent()
+		ev.Host, ev.LoginID, ev.RawData, ev.TS = host, login, raw, ts
+		frames, err := fm.frames(ev)
+		if err != nil {
+			if strings.Contains(err.Error(), ErrHeaderTooLarge.Error()) {
+				return
+			}
+			t.Fatal(err)
+		}
+		msg, _ := reassemble(t, max, frames)
+		if want := strings.ToValidUTF8(raw, "\uFFFD"); msg != want {
+			t.Fatalf("reassembled %q, want %q", msg, want)
+		}
+	})
+}
+
+func BenchmarkFrames(b *testing.B) {
+	fm, err := newFormatter(testFormat())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ev := loginEvent()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := fm.frames(ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

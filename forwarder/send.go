@@ -1,0 +1,124 @@
+package forwarder
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/auditpipe/auditpipe/schemas"
+)
+
+// SendStats counts what Send did.
+type SendStats struct {
+	Events   int // events sent (each as one message or as parts)
+	Messages int // syslog messages written, parts included, duplicates after a reconnect not
+	Rejected int // input lines that were not valid contract events
+}
+
+// SendOptions tune Send.
+type SendOptions struct {
+	// Log receives structured logs. Default: discard.
+	Log *slog.Logger
+	// Registerer receives the metrics. Default: none.
+	Registerer prometheus.Registerer
+	// MaxAttempts bounds consecutive failed connection attempts. Default 5.
+	MaxAttempts int
+}
+
+// Send writes the contract events in r (JSON, one per line; blank lines
+// are skipped) to d and returns once the SIEM confirmed it read them all
+// (it closed its side after our close). It is how events a SIEM missed are
+// sent again: `auditpipe query … --output json | auditpipe forward …`.
+// Lines that are not valid events are reported in the error, counted in
+// Rejected, and skipped; everything else is still sent.
+func Send(ctx context.Context, d Destination, r io.Reader, opts SendOptions) (SendStats, error) {
+	var st SendStats
+	if d.Name == "" {
+		d.Name = "siem"
+	}
+	d = d.WithDefaults()
+	if err := d.Validate("siem"); err != nil {
+		return st, err
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.MaxAttempts == 0 {
+		opts.MaxAttempts = 5
+	}
+	fm, err := newFormatter(d.format())
+	if err != nil {
+		return st, err
+	}
+	dl, err := d.newDialer()
+	if err != nil {
+		return st, err
+	}
+	sc := d.sinkConfig(dl)
+	sc.maxAttempts = opts.MaxAttempts
+	s := newSink(sc, log, newMetrics(opts.Registerer).forDestination(d.Name))
+	if err := s.ensureConn(ctx); err != nil {
+		return st, fmt.Errorf("connect: %s", Explain(err))
+	}
+
+	var bad []error
+	br := bufio.NewReaderSize(r, 1<<20)
+	for line := 1; ; line++ {
+		b, rerr := br.ReadBytes('\n')
+		if rerr != nil && !errors.Is(rerr, io.EOF) {
+			return st, fmt.Errorf("read input: %w", rerr)
+		}
+		if b = bytes.TrimSpace(b); len(b) > 0 {
+			var ev schemas.Event
+			err := json.Unmarshal(b, &ev)
+			if err == nil {
+				err = ev.Validate()
+			}
+			var frames [][]byte
+			if err == nil && d.Filter.Match(&ev) {
+				frames, err = fm.frames(&ev)
+			}
+			if err != nil {
+				st.Rejected++
+				if len(bad) < 10 {
+					bad = append(bad, fmt.Errorf("line %d: %w", line, err))
+				}
+			} else if len(frames) > 0 {
+				if err := s.add(ctx, &entry{frames: frames, born: time.Now()}); err != nil {
+					return st, fmt.Errorf("send: %s", Explain(err))
+				}
+				st.Events++
+				st.Messages += len(frames)
+				if n, _ := s.inFlight(); n >= 1024 {
+					if err := s.flush(ctx); err != nil {
+						return st, fmt.Errorf("send: %s", Explain(err))
+					}
+					s.settled(time.Now())
+				}
+			}
+		}
+		if errors.Is(rerr, io.EOF) {
+			break
+		}
+	}
+	if err := s.flush(ctx); err != nil {
+		return st, fmt.Errorf("send: %s", Explain(err))
+	}
+	s.close(ctx)
+	if n, _ := s.inFlight(); n > 0 {
+		return st, fmt.Errorf("the SIEM did not confirm reading the last %d events in %s: they may be lost, send them again", n, d.CloseTimeout)
+	}
+	if st.Rejected > 0 {
+		return st, fmt.Errorf("%d input lines rejected: %w", st.Rejected, errors.Join(bad...))
+	}
+	return st, nil
+}
