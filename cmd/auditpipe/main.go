@@ -32,8 +32,9 @@ type command struct {
 // commands is the one place subcommands are wired in.
 func commands() map[string]command {
 	return map[string]command{
-		"parse":     {"raw auditd lines in, contract events (JSON lines) out", cmdParse},
-		"collector": {"the long-running collector: audit log → Kafka (--config FILE)", cmdCollector},
+		"parse":      {"raw auditd lines in, contract events (JSON lines) out", cmdParse},
+		"collector":  {"the long-running collector: audit log → Kafka (--config FILE)", cmdCollector},
+		"all-in-one": {"the whole pipeline in one process: kfake, collector, indexer into chDB, query endpoint", cmdAllInOne},
 
 		// forwarder (issue 4)
 		"forward":   {"send contract events (JSON lines, file or stdin) to a SIEM over syslog TLS", runForward},

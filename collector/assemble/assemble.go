@@ -1,6 +1,7 @@
 // Package assemble groups parsed audit records into events. Records of one
-// event share node and serial; multi-record kernel events end with an EOE
-// record; user-space and standalone records are events on their own. An
+// event share node, timestamp and serial; multi-record kernel events end
+// with an EOE record; user-space and standalone records are events on
+// their own. An
 // event that never sees its EOE is flushed, marked incomplete, when it is
 // older than the timeout or when more than MaxInFlight events are open.
 // Gaps in the serial numbers are counted as lost events.
@@ -38,6 +39,8 @@ type Event struct {
 	id     uint64 // distinguishes reuses of this Event in the order queue
 	buf    []byte // the records' lines, back to back
 }
+
+func (e *Event) key() key { return key{e.Node, e.Serial, e.Sec, e.Msec} }
 
 // addRecord appends a copy of rec whose Line lives in the event's buffer.
 // When the buffer grows, earlier records keep pointing into the old array,
@@ -77,9 +80,14 @@ type orderEntry struct {
 
 func (o orderEntry) stale() bool { return o.ev.done || o.ev.id != o.id }
 
+// key identifies an event: the kernel gives all records of one event the
+// same timestamp and serial. The timestamp is part of the key because the
+// serial starts again at each boot.
 type key struct {
 	node   string
 	serial uint64
+	sec    int64
+	msec   int
 }
 
 // Assembler is not safe for concurrent use.
@@ -137,7 +145,7 @@ var ErrLate error = lateError{}
 // the record's event was already emitted.
 func (a *Assembler) Push(rec *auditlog.Record, tag uint64, now time.Time) error {
 	node := a.nodeString(rec.Node())
-	k := key{node, rec.Serial}
+	k := key{node, rec.Serial, rec.Sec, rec.Msec}
 	a.countGap(node, rec.Serial)
 	if rec.TypeNum == typeEOE {
 		if ev, ok := a.open[k]; ok {
@@ -184,14 +192,14 @@ func (a *Assembler) Maintain(now time.Time) {
 		if ev == nil || now.Sub(ev.opened) < a.opts.Timeout {
 			return
 		}
-		a.finish(key{ev.Node, ev.Serial}, ev)
+		a.finish(ev.key(), ev)
 	}
 }
 
 // Flush emits every open event, oldest first, marked incomplete.
 func (a *Assembler) Flush() {
 	for ev := a.front(); ev != nil; ev = a.front() {
-		a.finish(key{ev.Node, ev.Serial}, ev)
+		a.finish(ev.key(), ev)
 	}
 }
 
@@ -222,7 +230,7 @@ func (a *Assembler) front() *Event {
 
 func (a *Assembler) evictOldest() {
 	if ev := a.front(); ev != nil {
-		a.finish(key{ev.Node, ev.Serial}, ev)
+		a.finish(ev.key(), ev)
 	}
 }
 

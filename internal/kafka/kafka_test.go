@@ -66,3 +66,39 @@ func TestWriteReadCommit(t *testing.T) {
 		t.Fatalf("second read: got %v, want only \"late\"", got)
 	}
 }
+
+func TestLag(t *testing.T) {
+	cfg, _ := kafkatest.Start(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	w, err := cfg.NewWriter("opctl.audit.v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for i := range 10 {
+		if err := w.WriteMessages(ctx, kafkago.Message{Key: []byte(fmt.Sprint(i)), Value: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if lag, err := cfg.Lag(ctx, "nobody", "opctl.audit.v1"); err != nil || lag != 10 {
+		t.Fatalf("lag of a new group = %d, %v; want 10", lag, err)
+	}
+	r, err := cfg.NewReader(kafka.ReaderConfig{Group: "g", Topics: []string{"opctl.audit.v1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for range 4 {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.CommitMessages(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if lag, err := cfg.Lag(ctx, "g", "opctl.audit.v1"); err != nil || lag != 6 {
+		t.Fatalf("lag after 4 commits = %d, %v; want 6", lag, err)
+	}
+}
