@@ -1,10 +1,10 @@
 // Package assemble groups parsed audit records into events. Records of one
 // event share node, timestamp and serial; multi-record kernel events end
 // with an EOE record; user-space and standalone records are events on
-// their own. An
-// event that never sees its EOE is flushed, marked incomplete, when it is
-// older than the timeout or when more than MaxInFlight events are open.
-// Gaps in the serial numbers are counted as lost events.
+// their own. An event that never sees its EOE is flushed, marked
+// incomplete, when it is older than the timeout or when more than
+// MaxInFlight events are open. Gaps in the serial numbers are counted as
+// lost events.
 package assemble
 
 import (
