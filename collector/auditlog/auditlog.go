@@ -6,6 +6,7 @@
 package auditlog
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strconv"
@@ -197,10 +198,11 @@ func hasPrefixAt(b []byte, i int, p string) bool {
 }
 
 func indexByteFrom(b []byte, i int, c byte) int {
-	for ; i < len(b); i++ {
-		if b[i] == c {
-			return i
-		}
+	if i >= len(b) {
+		return -1
+	}
+	if j := bytes.IndexByte(b[i:], c); j >= 0 {
+		return i + j
 	}
 	return -1
 }

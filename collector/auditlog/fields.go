@@ -29,23 +29,20 @@ func NextField(b []byte) (f Field, rest []byte, ok bool) {
 	i++ // '='
 	if i < len(b) && (b[i] == '"' || b[i] == '\'') {
 		q := b[i]
-		i++
-		v := i
-		for i < len(b) && b[i] != q {
-			i++
+		v := i + 1
+		end := indexByteFrom(b, v, q)
+		if end < 0 {
+			return Field{Key: f.Key, Value: b[v:], Quote: q}, nil, true
 		}
-		f.Value, f.Quote = b[v:i], q
-		if i < len(b) {
-			i++
-		}
-		return f, b[i:], true
+		f.Value, f.Quote = b[v:end], q
+		return f, b[end+1:], true
 	}
-	v := i
-	for i < len(b) && b[i] != ' ' {
-		i++
+	end := indexByteFrom(b, i, ' ')
+	if end < 0 {
+		end = len(b)
 	}
-	f.Value = b[v:i]
-	return f, b[i:], true
+	f.Value = b[i:end]
+	return f, b[end:], true
 }
 
 // Lookup returns the unquoted value of the first field named key in body.

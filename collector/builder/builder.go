@@ -82,6 +82,7 @@ type Builder struct {
 	argBufs [][]byte
 	present []bool
 	times   timeCache
+	memo    lookupMemo
 	skip    map[string]struct{}
 	idBuf   []byte
 	// MissingArgs counts command arguments that argc announced but no
@@ -147,7 +148,7 @@ func (b *Builder) Build(ev *assemble.Event, out *schemas.Event) Outcome {
 			keys, kind = r, schemas.KindKeys
 		}
 	}
-	if kind == "" && (hasExecve || (sys != nil && isExecSyscall(sys))) {
+	if kind == "" && (hasExecve || (sys != nil && b.isExecSyscall(sys))) {
 		kind = schemas.KindCommand
 	}
 	if kind == "" {
@@ -241,16 +242,16 @@ func (c *timeCache) set(sec int64) {
 	c.audit = t.AppendFormat(c.audit[:0], "01/02/2006 15:04:05")
 }
 
-func isExecSyscall(sys *auditlog.Record) bool {
+func (b *Builder) isExecSyscall(sys *auditlog.Record) bool {
 	f, ok := auditlog.Lookup(sys.Body(), "syscall")
 	if !ok {
 		return false
 	}
 	arch := ""
 	if a, ok := auditlog.Lookup(sys.Body(), "arch"); ok {
-		arch = archName(a.Value)
+		arch = b.archName(a.Value)
 	}
-	name := syscallName(arch, f.Value)
+	name := b.syscallName(arch, f.Value)
 	return name == "execve" || name == "execveat"
 }
 

@@ -159,12 +159,12 @@ func (b *Builder) appendValue(dst []byte, f auditlog.Field, recType []byte, st *
 	case kindProctitle:
 		return appendDecoded(dst, f, true)
 	case kindArch:
-		st.arch = archName(f.Value)
+		st.arch = b.archName(f.Value)
 		if st.arch != "" {
 			return append(dst, st.arch...)
 		}
 	case kindSyscall:
-		if name := syscallName(st.arch, f.Value); name != "" {
+		if name := b.syscallName(st.arch, f.Value); name != "" {
 			return append(dst, name...)
 		}
 	case kindExit:
@@ -278,23 +278,45 @@ func decodeValue(dst []byte, f auditlog.Field) []byte {
 	return auditlog.AppendHexDecoded(dst, f.Value)
 }
 
-func archName(v []byte) string {
-	n, err := strconv.ParseUint(string(v), 16, 32)
-	if err != nil {
-		return ""
-	}
-	return auparse.AuditArchNames[auparse.AuditArch(n)]
+// lookupMemo remembers the last arch and syscall resolved: a collector
+// sees the same few values over and over.
+type lookupMemo struct {
+	archHex, arch []byte
+	archName      string
+	sysArch       string
+	sysNum        []byte
+	sysName       string
+	archCached    bool
 }
 
-func syscallName(arch string, v []byte) string {
+func (b *Builder) archName(v []byte) string {
+	m := &b.memo
+	if m.archCached && bytes.Equal(v, m.archHex) {
+		return m.archName
+	}
+	name := ""
+	if n, err := strconv.ParseUint(string(v), 16, 32); err == nil {
+		name = auparse.AuditArchNames[auparse.AuditArch(n)]
+	}
+	m.archHex, m.archName, m.archCached = append(m.archHex[:0], v...), name, true
+	return name
+}
+
+func (b *Builder) syscallName(arch string, v []byte) string {
 	if arch == "" {
 		arch = "x86_64"
+	}
+	m := &b.memo
+	if m.sysName != "" && arch == m.sysArch && bytes.Equal(v, m.sysNum) {
+		return m.sysName
 	}
 	n, err := strconv.Atoi(string(v))
 	if err != nil {
 		return ""
 	}
-	return auparse.AuditSyscalls[arch][n]
+	name := auparse.AuditSyscalls[arch][n]
+	m.sysArch, m.sysNum, m.sysName = arch, append(m.sysNum[:0], v...), name
+	return name
 }
 
 // appendExit renders a negative exit code as ausearch does:
