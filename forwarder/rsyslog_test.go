@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/auditpipe/auditpipe/forwarder/internal/siemtest"
+	"github.com/auditpipe/auditpipe/internal/siemtest"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 

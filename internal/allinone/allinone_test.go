@@ -14,8 +14,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/auditpipe/auditpipe/forwarder"
 	"github.com/auditpipe/auditpipe/indexer"
 	"github.com/auditpipe/auditpipe/indexer/chdb"
+	"github.com/auditpipe/auditpipe/internal/siemtest"
 )
 
 // sampleHalves splits the bundled sample log at an event boundary.
@@ -207,4 +209,53 @@ func TestAllInOne(t *testing.T) {
 		t.Errorf("req2 commands: %s, want 8", got)
 	}
 	r.stop(t)
+}
+
+// TestAllInOneSIEM runs the all-in-one with --siem against a real rsyslog
+// over TLS: every audited event of the sample arrives, and is also in
+// ClickHouse.
+func TestAllInOneSIEM(t *testing.T) {
+	if _, err := chdb.FindLibrary(""); err != nil {
+		t.Skipf("skipping: needs libchdb.so (run 'make deps'): %v", err)
+	}
+	dir := t.TempDir()
+	ca := siemtest.NewCA(t, dir, "siem-ca")
+	cert, key := ca.Issue(t, dir, "siem", siemtest.CertOptions{})
+	rs := siemtest.StartRsyslog(t, siemtest.RsyslogOptions{CA: ca, CertFile: cert, KeyFile: key})
+
+	log := filepath.Join(dir, "audit.log")
+	b, err := os.ReadFile("../../deploy/sample/audit.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendTo(t, log, string(b))
+	cfg := Config{
+		DataDir:       filepath.Join(dir, "data"),
+		AuditLog:      log,
+		FlushInterval: 200 * time.Millisecond,
+		Host:          "cell01",
+		Passwd:        "../../deploy/sample/passwd",
+		Group:         "../../deploy/sample/group",
+		Grants: map[string]string{
+			"830916abb78e4157b9e45b641e34fcf6": "req1",
+			"5f1c0e9d2a7b4c3e8d6f0a1b2c3d4e5f": "req2",
+		},
+		HTTPAddr: "127.0.0.1:0",
+		SIEM:     forwarder.Destination{Address: rs.Addr, TLS: forwarder.TLS{CAFile: ca.CertPEM}},
+	}
+	r := start(t, cfg)
+	msgs := rs.WaitMessages(t, 18, 30*time.Second)
+	waitCount(t, r.url, "SELECT count() FROM audit_events", "18", 30*time.Second)
+	r.stop(t)
+	ids := map[string]bool{}
+	for _, m := range msgs {
+		i := strings.Index(m, `event_id="`)
+		if i < 0 || !strings.Contains(m, " opctl ") {
+			t.Fatalf("not an auditpipe message: %q", m)
+		}
+		ids[m[i+10:i+42]] = true
+	}
+	if len(ids) != 18 {
+		t.Fatalf("%d distinct events at the SIEM, want 18", len(ids))
+	}
 }
