@@ -158,39 +158,31 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	mux.Handle("/", indexer.NewQueryHandler(fq, log, indexer.QueryHandlerOptions{}))
 
 	// Each stage runs under its own context, so shutdown can go in order.
+	// A stage that ends by itself before shutdown stops the others.
 	type stage struct {
 		name   string
 		cancel context.CancelFunc
 		done   chan error
 	}
+	ended := make(chan string, 4)
 	start := func(name string, run func(context.Context) error) *stage {
 		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		s := &stage{name: name, cancel: cancel, done: make(chan error, 1)}
-		go func() { s.done <- run(sctx) }()
-		return s
-	}
-	failed := make(chan string, 4)
-	watch := func(s *stage) *stage {
-		// A stage that ends on its own, before shutdown, stops the rest.
 		go func() {
-			err := <-s.done
-			s.done <- err
-			select {
-			case failed <- s.name:
-			default:
-			}
+			s.done <- run(sctx)
+			ended <- name
 		}()
 		return s
 	}
-	httpStage := watch(start("http", func(c context.Context) error {
+	httpStage := start("http", func(c context.Context) error {
 		return httpserve.Run(c, cfg.HTTPAddr, mux, log, deps.Ready)
-	}))
-	ixStage := watch(start("indexer", ix.Run))
+	})
+	ixStage := start("indexer", ix.Run)
 	var fwStage *stage
 	if fw != nil {
-		fwStage = watch(start("forwarder", fw.Run))
+		fwStage = start("forwarder", fw.Run)
 	}
-	colStage := watch(start("collector", col.Run))
+	colStage := start("collector", col.Run)
 	log.Info("all-in-one running", "audit_log", colCfg.Input.Path, "data", cfg.DataDir, "http", cfg.HTTPAddr,
 		"flush_interval", colCfg.FlushInterval, "siem", cfg.SIEM.Address)
 
@@ -198,7 +190,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	select {
 	case <-ctx.Done():
 		log.Info("all-in-one: stopping")
-	case name := <-failed:
+	case name := <-ended:
 		log.Error("all-in-one: a stage stopped; stopping the others", "stage", name)
 	}
 	stop := func(s *stage) {
