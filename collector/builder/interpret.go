@@ -31,6 +31,7 @@ const (
 	kindRes
 	kindTTYData
 	kindNested // msg='…' of user-space records
+	kindSession
 )
 
 func classifyField(key []byte, recType []byte) fieldKind {
@@ -67,6 +68,8 @@ func classifyField(key []byte, recType []byte) fieldKind {
 		return kindTTYData
 	case "msg":
 		return kindNested
+	case "ses", "old-ses":
+		return kindSession
 	}
 	if string(recType) == "EXECVE" && isExecveArgKey(key) {
 		return kindEncoded
@@ -182,6 +185,10 @@ func (b *Builder) appendValue(dst []byte, f auditlog.Field, recType []byte, st *
 			return appendReadableKeys(dst, auditlog.AppendHexDecoded(b.scratch[:0], f.Value))
 		}
 		return appendReadableKeys(dst, f.Value)
+	case kindSession:
+		if string(f.Value) == "4294967295" {
+			return append(dst, "unset"...)
+		}
 	case kindNested:
 		if f.Quote == '\'' {
 			dst = append(dst, '\'')
