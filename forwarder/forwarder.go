@@ -204,9 +204,9 @@ func (p *pipeline) fetch(ctx context.Context, out chan<- *entry) error {
 func (p *pipeline) render(ctx context.Context, msg kafkago.Message) (*entry, error) {
 	e := &entry{token: commitRef{topic: msg.Topic, partition: msg.Partition, offset: msg.Offset}, born: msg.Time}
 	var ev schemas.Event
-	// UnmarshalJSON directly: json.Unmarshal would scan the input once
-	// more before calling it, and decoding is the pipeline's hot spot.
-	if err := ev.UnmarshalJSON(msg.Value); err != nil {
+	// DecodeJSON directly: json.Unmarshal would scan the input once more
+	// before calling it, and decoding is the pipeline's hot spot.
+	if err := ev.DecodeJSON(msg.Value); err != nil {
 		return e, p.deadLetter(ctx, msg, reasonDecode, err, "")
 	}
 	if err := ev.Validate(); err != nil {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -79,7 +78,7 @@ func Send(ctx context.Context, d Destination, r io.Reader, opts SendOptions) (Se
 		}
 		if b = bytes.TrimSpace(b); len(b) > 0 {
 			var ev schemas.Event
-			err := json.Unmarshal(b, &ev)
+			err := ev.DecodeJSON(b)
 			if err == nil {
 				err = ev.Validate()
 			}

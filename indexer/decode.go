@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 	"unicode/utf8"
+
+	"github.com/auditpipe/auditpipe/schemas"
 )
 
 // Dead-letter reasons of the indexer.
@@ -43,9 +45,8 @@ func DecodeEvent(value []byte, maxRowBytes int) (EventRow, error) {
 	if len(v) < 2 || v[0] != '{' || v[len(v)-1] != '}' {
 		return r, &rejectError{ReasonInvalidJSON, errors.New("not a JSON object")}
 	}
-	if err := json.Unmarshal(v, &r.Event); err != nil {
-		var se *json.SyntaxError
-		if errors.As(err, &se) || !json.Valid(v) {
+	if err := r.Event.DecodeJSON(v); err != nil {
+		if errors.Is(err, schemas.ErrSyntax) || !json.Valid(v) {
 			return r, &rejectError{ReasonInvalidJSON, err}
 		}
 		return r, &rejectError{ReasonSchemaMismatch, err}

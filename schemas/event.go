@@ -1,8 +1,6 @@
 package schemas
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"unicode/utf8"
@@ -158,14 +156,9 @@ func (e *Event) AppendJSON(dst []byte) []byte {
 
 // UnmarshalJSON decodes an event strictly: unknown fields are an error, so a
 // producer that drifts from the contract is caught at the first consumer.
+// It is DecodeJSON, which see.
 func (e *Event) UnmarshalJSON(b []byte) error {
-	type plain Event
-	var p plain
-	if err := decodeStrict(b, &p); err != nil {
-		return fmt.Errorf("event: %w", err)
-	}
-	*e = Event(p)
-	return nil
+	return e.DecodeJSON(b)
 }
 
 func appendField(dst []byte, name, value string, first bool) []byte {
@@ -228,18 +221,6 @@ func appendString(dst []byte, s string) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
-}
-
-func decodeStrict(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return fmt.Errorf("trailing data after JSON object")
-	}
-	return nil
 }
 
 // Time layouts of the contract.
