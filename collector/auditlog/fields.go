@@ -1,5 +1,7 @@
 package auditlog
 
+import "iter"
+
 // Field is one key=value pair of a record body. Value excludes its quotes;
 // Quote is '"' or '\” when the value was quoted, else 0. A bare word (no
 // '=') has a nil Value and Bare set.
@@ -45,18 +47,27 @@ func NextField(b []byte) (f Field, rest []byte, ok bool) {
 	return f, b[end:], true
 }
 
+// Fields iterates over the fields of body.
+func Fields(body []byte) iter.Seq[Field] {
+	return func(yield func(Field) bool) {
+		for {
+			f, rest, ok := NextField(body)
+			if !ok || !yield(f) {
+				return
+			}
+			body = rest
+		}
+	}
+}
+
 // Lookup returns the unquoted value of the first field named key in body.
 func Lookup(body []byte, key string) (Field, bool) {
-	for {
-		f, rest, ok := NextField(body)
-		if !ok {
-			return Field{}, false
-		}
+	for f := range Fields(body) {
 		if string(f.Key) == key {
 			return f, true
 		}
-		body = rest
 	}
+	return Field{}, false
 }
 
 // IsHex reports whether b is a non-empty, even-length string of hex digits

@@ -268,12 +268,7 @@ func (b *Builder) fillLogin(r *auditlog.Record, out *schemas.Event) {
 	st := recState{enriched: r.Enriched()}
 	var auid []byte
 	body := r.Body()
-	for {
-		f, rest, ok := auditlog.NextField(body)
-		if !ok {
-			break
-		}
-		body = rest
+	for f := range auditlog.Fields(body) {
 		switch string(f.Key) {
 		case "pid":
 			b.tab.set(&out.PID, f.Value)
@@ -291,12 +286,7 @@ func (b *Builder) fillLogin(r *auditlog.Record, out *schemas.Event) {
 }
 
 func (b *Builder) fillLoginMsg(msg []byte, st *recState, out *schemas.Event) {
-	for {
-		f, rest, ok := auditlog.NextField(msg)
-		if !ok {
-			return
-		}
-		msg = rest
+	for f := range auditlog.Fields(msg) {
 		switch string(f.Key) {
 		case "id":
 			b.scratch = b.appendID(b.scratch[:0], f, st, true)
@@ -325,12 +315,7 @@ func (b *Builder) fillCommand(ev *assemble.Event, sys, proctitle, cwd *auditlog.
 	if sys != nil {
 		st := recState{enriched: sys.Enriched()}
 		body := sys.Body()
-		for {
-			f, rest, ok := auditlog.NextField(body)
-			if !ok {
-				break
-			}
-			body = rest
+		for f := range auditlog.Fields(body) {
 			switch string(f.Key) {
 			case "pid":
 				t.set(&out.PID, f.Value)
@@ -403,12 +388,7 @@ func (b *Builder) args(ev *assemble.Event) []string {
 			continue
 		}
 		body := r.Body()
-		for {
-			f, rest, ok := auditlog.NextField(body)
-			if !ok {
-				break
-			}
-			body = rest
+		for f := range auditlog.Fields(body) {
 			if string(f.Key) == "argc" {
 				if n, err := strconv.Atoi(string(f.Value)); err == nil && n >= 0 && n < maxArgs {
 					argc = n
@@ -477,12 +457,7 @@ func (b *Builder) fillKeys(r *auditlog.Record, out *schemas.Event) {
 	haveTTY := false
 	var walk func(body []byte)
 	walk = func(body []byte) {
-		for {
-			f, rest, ok := auditlog.NextField(body)
-			if !ok {
-				return
-			}
-			body = rest
+		for f := range auditlog.Fields(body) {
 			switch string(f.Key) {
 			case "pid":
 				b.tab.set(&out.PID, f.Value)

@@ -132,12 +132,7 @@ func (b *Builder) appendRecord(dst []byte, rec *auditlog.Record) []byte {
 
 func (b *Builder) appendFields(dst, body, recType []byte, st *recState) []byte {
 	first := true
-	for {
-		f, rest, ok := auditlog.NextField(body)
-		if !ok {
-			return dst
-		}
-		body = rest
+	for f := range auditlog.Fields(body) {
 		if !first {
 			dst = append(dst, ' ')
 		}
@@ -149,6 +144,7 @@ func (b *Builder) appendFields(dst, body, recType []byte, st *recState) []byte {
 		dst = append(dst, '=')
 		dst = b.appendValue(dst, f, recType, st)
 	}
+	return dst
 }
 
 func (b *Builder) appendValue(dst []byte, f auditlog.Field, recType []byte, st *recState) []byte {
@@ -240,12 +236,7 @@ func (b *Builder) appendID(dst []byte, f auditlog.Field, st *recState, user bool
 
 // lookupEnriched finds KEY (the upper-case name of key) in the ENRICHED part.
 func lookupEnriched(enriched, key []byte) ([]byte, bool) {
-	for len(enriched) > 0 {
-		f, rest, ok := auditlog.NextField(enriched)
-		if !ok {
-			break
-		}
-		enriched = rest
+	for f := range auditlog.Fields(enriched) {
 		if bytes.EqualFold(f.Key, key) {
 			return f.Value, true
 		}

@@ -90,7 +90,7 @@ func (f *File) Save(v any) (err error) {
 	if err := os.Rename(tmp.Name(), f.path); err != nil {
 		return fmt.Errorf("saving checkpoint %s: %w", f.path, err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := SyncDir(dir); err != nil {
 		// The rename happened; only its durability is in doubt. Report it,
 		// but do not remove the (already renamed) temporary file.
 		return fmt.Errorf("saving checkpoint %s: syncing directory: %w", f.path, err)
@@ -98,8 +98,8 @@ func (f *File) Save(v any) (err error) {
 	return nil
 }
 
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
+// SyncDir makes a rename or a new file in dir durable.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

@@ -329,7 +329,7 @@ func (s *Spool) newSegment() error {
 		err = f.Sync()
 	}
 	if err == nil {
-		err = syncDir(s.dir)
+		err = checkpoint.SyncDir(s.dir)
 	}
 	if err != nil {
 		f.Close()
@@ -543,16 +543,4 @@ func (s *Spool) closeFiles() error {
 		return fmt.Errorf("spool: closing: %w", err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
