@@ -105,6 +105,8 @@ type Assembler struct {
 	nodeStr string
 	stats   Stats
 	free    []*Event
+	last    *Event // the open event of the last record, see lookup
+	lastKey key
 }
 
 // New returns an assembler that hands complete events to emit. emit owns
@@ -148,7 +150,7 @@ func (a *Assembler) Push(rec *auditlog.Record, tag uint64, now time.Time) error 
 	k := key{node, rec.Serial, rec.Sec, rec.Msec}
 	a.countGap(node, rec.Serial)
 	if rec.TypeNum == typeEOE {
-		if ev, ok := a.open[k]; ok {
+		if ev, ok := a.lookup(k); ok {
 			ev.Complete = true
 			ev.LastTag = tag
 			a.finish(k, ev)
@@ -158,7 +160,7 @@ func (a *Assembler) Push(rec *auditlog.Record, tag uint64, now time.Time) error 
 		return nil
 	}
 	standalone := rec.TypeNum != 0 && (rec.TypeNum < typeFirstKernel || rec.TypeNum >= typeFirstStandalone || rec.TypeNum == typeTTY)
-	ev, ok := a.open[k]
+	ev, ok := a.lookup(k)
 	if !ok {
 		if _, seen := a.recent[k]; seen && !standalone {
 			a.stats.Late++
@@ -176,6 +178,7 @@ func (a *Assembler) Push(rec *auditlog.Record, tag uint64, now time.Time) error 
 		}
 		a.open[k] = ev
 		a.order = append(a.order, orderEntry{ev, ev.id})
+		a.last, a.lastKey = ev, k
 	}
 	ev.addRecord(rec)
 	ev.LastTag = tag
@@ -183,6 +186,19 @@ func (a *Assembler) Push(rec *auditlog.Record, tag uint64, now time.Time) error 
 		a.evictOldest()
 	}
 	return nil
+}
+
+// lookup finds an open event; the last one touched is checked first, since
+// an event's records mostly come one after another.
+func (a *Assembler) lookup(k key) (*Event, bool) {
+	if a.last != nil && a.lastKey == k {
+		return a.last, true
+	}
+	ev, ok := a.open[k]
+	if ok {
+		a.last, a.lastKey = ev, k
+	}
+	return ev, ok
 }
 
 // Maintain flushes events older than the timeout.
@@ -236,6 +252,9 @@ func (a *Assembler) evictOldest() {
 
 func (a *Assembler) finish(k key, ev *Event) {
 	delete(a.open, k)
+	if a.last == ev {
+		a.last = nil
+	}
 	ev.done = true
 	if !ev.Complete {
 		a.stats.Incomplete++

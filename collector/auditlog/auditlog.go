@@ -88,6 +88,21 @@ func NewTypes() *Types {
 // Num returns the number of a type name, parsing "UNKNOWN[n]" forms; 0
 // when unknown.
 func (t *Types) Num(name []byte) uint16 {
+	// The records of command events first: they are most of any log.
+	switch string(name) {
+	case "SYSCALL":
+		return 1300
+	case "PATH":
+		return 1302
+	case "CWD":
+		return 1307
+	case "EXECVE":
+		return 1309
+	case "EOE":
+		return 1320
+	case "PROCTITLE":
+		return 1327
+	}
 	if n, ok := t.byName[string(name)]; ok {
 		return n
 	}

@@ -39,9 +39,10 @@ func NextField(b []byte) (f Field, rest []byte, ok bool) {
 		f.Value, f.Quote = b[v:end], q
 		return f, b[end+1:], true
 	}
-	end := indexByteFrom(b, i, ' ')
-	if end < 0 {
-		end = len(b)
+	// Unquoted values are short: a plain loop beats IndexByte's call.
+	end := i
+	for end < len(b) && b[end] != ' ' {
+		end++
 	}
 	f.Value = b[i:end]
 	return f, b[end:], true

@@ -74,17 +74,18 @@ func (o Outcome) String() string {
 
 // Builder is not safe for concurrent use.
 type Builder struct {
-	cfg     Config
-	names   *Names
-	seq     map[string]uint64
-	tab     strtab
-	scratch []byte
-	argBufs [][]byte
-	present []bool
-	times   timeCache
-	memo    lookupMemo
-	skip    map[string]struct{}
-	idBuf   []byte
+	cfg                Config
+	names              *Names
+	seq                map[string]uint64
+	tab                strtab
+	scratch            []byte
+	argBufs            [][]byte
+	present            []bool
+	times              timeCache
+	memo               lookupMemo
+	uidCache, gidCache idCache
+	skip               map[string]struct{}
+	idBuf              []byte
 	// MissingArgs counts command arguments that argc announced but no
 	// EXECVE record carried.
 	MissingArgs uint64

@@ -212,9 +212,47 @@ func (b *Builder) appendID(dst []byte, f auditlog.Field, st *recState, user bool
 	if v, ok := lookupEnriched(st.enriched, f.Key); ok {
 		return append(dst, v...)
 	}
-	id, err := strconv.ParseInt(string(f.Value), 10, 64)
+	cache := &b.gidCache
+	if user {
+		cache = &b.uidCache
+	}
+	if name, ok := cache.get(f.Value); ok {
+		return append(dst, name...)
+	}
+	start := len(dst)
+	dst = b.appendResolvedID(dst, f.Value, user)
+	cache.put(f.Value, dst[start:])
+	return dst
+}
+
+// idCache remembers the last few ids resolved: a log repeats the same
+// handful (root, the operator, the service account) on every record.
+type idCache struct {
+	keys, names [4][]byte
+	next        int
+}
+
+func (c *idCache) get(id []byte) ([]byte, bool) {
+	for i := range c.keys {
+		if c.names[i] != nil && bytes.Equal(c.keys[i], id) {
+			return c.names[i], true
+		}
+	}
+	return nil, false
+}
+
+func (c *idCache) put(id, name []byte) {
+	i := c.next
+	c.keys[i] = append(c.keys[i][:0], id...)
+	c.names[i] = append(c.names[i][:0], name...)
+	c.next = (i + 1) % len(c.keys)
+}
+
+// appendResolvedID resolves a numeric id through the passwd/group files.
+func (b *Builder) appendResolvedID(dst, v []byte, user bool) []byte {
+	id, err := strconv.ParseInt(string(v), 10, 64)
 	if err != nil {
-		return append(dst, f.Value...)
+		return append(dst, v...)
 	}
 	if id == -1 || id == 4294967295 {
 		return append(dst, "unset"...)
@@ -230,7 +268,7 @@ func (b *Builder) appendID(dst []byte, f auditlog.Field, st *recState, user bool
 		return append(dst, name...)
 	}
 	dst = append(dst, "unknown("...)
-	dst = append(dst, f.Value...)
+	dst = append(dst, v...)
 	return append(dst, ')')
 }
 
