@@ -230,15 +230,16 @@ func (c *Collector) Run(ctx context.Context) error {
 			}
 			for i := range chunk {
 				r.line(&chunk[i])
+				if len(r.pending) >= cfg.BatchMaxEvents || r.batchBytes >= cfg.BatchMaxBytes {
+					r.pruneStarts()
+					if err := r.flush(ctx, false); err != nil {
+						return err
+					}
+				}
 			}
 			r.pruneStarts()
 			c.m.sync(r.dec)
 			c.m.queueDepth.Set(float64(len(r.pending)))
-			if len(r.pending) >= cfg.BatchMaxEvents || r.batchBytes >= cfg.BatchMaxBytes {
-				if err := r.flush(ctx, false); err != nil {
-					return err
-				}
-			}
 		case now := <-tick.C:
 			r.dec.Tick(now)
 			c.m.sync(r.dec)
