@@ -184,9 +184,12 @@ func load64(b string) uint64 {
 // and neither '"' nor '\\': bytes a JSON string holds as they are.
 func plain8(x uint64) bool {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	hasLess := func(x, n uint64) uint64 { return (x - ones*n) & ^x & highs } // some byte < n (for bytes < 0x80)
-	hasZero := func(x uint64) uint64 { return (x - ones) & ^x & highs }
-	return (x&highs)|hasLess(x, 0x20)|hasZero(x^(ones*'"'))|hasZero(x^(ones*'\\')) == 0
+	// (v - ones) & ^v & highs is non-zero iff some byte of v is zero (the
+	// classic test); bytes ≥ 0x80 are ruled out first by x & highs.
+	lt20 := (x - ones*0x20) & ^x & highs
+	q := x ^ (ones * '"')
+	bs := x ^ (ones * '\\')
+	return (x&highs)|lt20|((q-ones)&^q&highs)|((bs-ones)&^bs&highs) == 0
 }
 
 // appendString appends s as a JSON string, escaping as encoding/json does
