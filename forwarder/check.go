@@ -99,10 +99,10 @@ func Check(ctx context.Context, d Destination, w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("build test message: %w", err)
 	}
-	if err := c.write(frames, time.Now().Add(d.WriteTimeout)); err != nil {
+	if err := c.write(frames, d.WriteTimeout); err != nil {
 		return fmt.Errorf("send test message: %s", Explain(err))
 	}
-	if _, err := c.flush(time.Now().Add(d.WriteTimeout)); err != nil {
+	if _, err := c.flush(d.WriteTimeout); err != nil {
 		return fmt.Errorf("send test message: %s", Explain(err))
 	}
 	fmt.Fprintf(w, "send      %s", frames[0])

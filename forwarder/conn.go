@@ -62,7 +62,8 @@ var ErrRejected = errors.New("connection closed by the SIEM right after the hand
 const probeTime = 100 * time.Millisecond
 
 func newConn(nc, raw net.Conn, counted *countingConn) *conn {
-	c := &conn{nc: nc, raw: raw, counted: counted, bw: bufio.NewWriterSize(nc, 64<<10), dead: make(chan struct{})}
+	c := &conn{nc: nc, raw: raw, counted: counted, dead: make(chan struct{})}
+	c.bw = bufio.NewWriterSize(timedWriter{c}, 64<<10)
 	c.wg.Add(1)
 	go c.watch()
 	return c
@@ -105,7 +106,8 @@ type conn struct {
 	nc      net.Conn
 	raw     net.Conn
 	counted *countingConn
-	bw      *bufio.Writer
+	bw      *bufio.Writer // writes to nc through timedWriter
+	timeout time.Duration // write timeout of each write to nc, set by write and flush
 
 	dead    chan struct{} // closed by watch when the peer closed or the read failed
 	deadErr error         // set before dead is closed
@@ -133,15 +135,31 @@ func (c *conn) alive() error {
 	}
 }
 
-// write buffers framed messages; the buffer may write through to the
-// connection when full.
-func (c *conn) write(frames [][]byte, deadline time.Time) error {
+// write buffers framed messages; the buffer writes through to the
+// connection when full, each write to the connection bounded by timeout.
+func (c *conn) write(frames [][]byte, timeout time.Duration) error {
 	if err := c.alive(); err != nil {
 		return err
 	}
-	if err := c.nc.SetWriteDeadline(deadline); err != nil {
-		return fmt.Errorf("set write deadline: %w", err)
+	c.timeout = timeout
+	return c.writeFrames(frames)
+}
+
+// writeEntries is write for the frames of several entries, in order.
+func (c *conn) writeEntries(es []*entry, timeout time.Duration) error {
+	if err := c.alive(); err != nil {
+		return err
 	}
+	c.timeout = timeout
+	for _, e := range es {
+		if err := c.writeFrames(e.frames); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *conn) writeFrames(frames [][]byte) error {
 	for _, f := range frames {
 		if _, err := c.bw.Write(f); err != nil {
 			return fmt.Errorf("write: %w", err)
@@ -150,21 +168,32 @@ func (c *conn) write(frames [][]byte, deadline time.Time) error {
 	return nil
 }
 
-// flush writes the buffer to the connection and returns the position (in
-// bytes on the wire) after it.
-func (c *conn) flush(deadline time.Time) (int64, error) {
+// flush writes the buffer to the connection, each write bounded by
+// timeout, and returns the position (in bytes on the wire) after it.
+func (c *conn) flush(timeout time.Duration) (int64, error) {
 	if err := c.alive(); err != nil {
 		return 0, err
 	}
 	if c.bw.Buffered() > 0 {
-		if err := c.nc.SetWriteDeadline(deadline); err != nil {
-			return 0, fmt.Errorf("set write deadline: %w", err)
-		}
+		c.timeout = timeout
 		if err := c.bw.Flush(); err != nil {
 			return 0, fmt.Errorf("write: %w", err)
 		}
 	}
 	return c.counted.written(), nil
+}
+
+// timedWriter is what the buffer writes to: the connection, with the
+// write deadline moved before each write, so a write timeout bounds every
+// write to the socket (about 64 KiB) and costs no deadline update per
+// message.
+type timedWriter struct{ c *conn }
+
+func (w timedWriter) Write(b []byte) (int, error) {
+	if err := w.c.nc.SetWriteDeadline(time.Now().Add(w.c.timeout)); err != nil {
+		return 0, fmt.Errorf("set write deadline: %w", err)
+	}
+	return w.c.nc.Write(b)
 }
 
 // acked returns the position up to which the peer's TCP stack has
@@ -184,7 +213,7 @@ func (c *conn) acked() (pos int64, ok bool) {
 func (c *conn) closeGracefully(timeout time.Duration) (drained bool) {
 	deadline := time.Now().Add(timeout)
 	// A peer that closed before our close may not have read everything.
-	if _, err := c.flush(deadline); err == nil && c.alive() == nil {
+	if _, err := c.flush(timeout); err == nil && c.alive() == nil {
 		if tc, ok := c.nc.(*tls.Conn); ok {
 			_ = tc.CloseWrite()
 		}

@@ -211,7 +211,7 @@ func TestDestinationsFiltersAndCommits(t *testing.T) {
 }
 
 // metricSum sums every series of the named metric in reg.
-func metricSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
+func metricSum(t testing.TB, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {

@@ -89,22 +89,19 @@ func newFormatter(f Format) (*formatter, error) {
 	return &formatter{pri: pri, appName: f.AppName, sdID: sdID, maxSize: f.MaxSize}, nil
 }
 
-// sdParams are the event fields carried in the structured data, in order.
-func sdParams(ev *schemas.Event) [6][2]string {
-	return [6][2]string{
-		{"req_auth_id", ev.ReqAuthID},
-		{"layer", ev.Layer},
-		{"event", string(ev.Event)},
-		{"loginid", ev.LoginID},
-		{"host", ev.Host},
-		{"event_id", ev.EventID},
-	}
-}
-
 // frames renders ev as one framed message, or as numbered parts when the
 // message would exceed the maximum size. Each frame is "LEN SP MSG".
 func (f *formatter) frames(ev *schemas.Event) ([][]byte, error) {
-	head := f.header(make([]byte, 0, 256), ev)
+	return f.appendFrames(nil, nil, ev)
+}
+
+// appendFrames is frames appending to dst, with the bytes of an unsplit
+// message taken from a (nil: allocated on their own). The header is built
+// on the stack, so an event costs one exact-size copy and no allocation of
+// its own when a is set.
+func (f *formatter) appendFrames(dst [][]byte, a *arena, ev *schemas.Event) ([][]byte, error) {
+	var scratch [512]byte
+	head := f.header(scratch[:0], ev)
 	head = f.appendSD(head, ev, 0, 0)
 	msg := ev.RawData
 	if !utf8.ValidString(msg) {
@@ -115,9 +112,13 @@ func (f *formatter) frames(ev *schemas.Event) ([][]byte, error) {
 		size += 1 + len(msg)
 	}
 	if size <= f.maxSize {
-		return [][]byte{frame(head, msg)}, nil
+		return append(dst, appendFrame(a.alloc(size+frameDigits(size)+1), head, msg)), nil
 	}
-	return f.split(ev, msg)
+	parts, err := f.split(ev, msg)
+	if err != nil {
+		return dst, err
+	}
+	return append(dst, parts...), nil
 }
 
 // split cuts msg into the fewest parts whose messages fit maxSize, at UTF-8
@@ -193,13 +194,24 @@ func (f *formatter) header(b []byte, ev *schemas.Event) []byte {
 }
 
 // appendSD appends the structured-data element; part and parts are added
-// when parts > 0.
+// when parts > 0: SD-ID, then req_auth_id, layer, event, loginid, host and
+// event_id.
 func (f *formatter) appendSD(b []byte, ev *schemas.Event, part, parts int) []byte {
 	b = append(b, '[')
 	b = append(b, f.sdID...)
-	for _, p := range sdParams(ev) {
-		b = appendParam(b, p[0], p[1])
-	}
+	b = append(b, ` req_auth_id="`...)
+	b = appendParamValue(b, ev.ReqAuthID)
+	b = append(b, `" layer="`...)
+	b = appendParamValue(b, ev.Layer)
+	b = append(b, `" event="`...)
+	b = appendParamValue(b, string(ev.Event))
+	b = append(b, `" loginid="`...)
+	b = appendParamValue(b, ev.LoginID)
+	b = append(b, `" host="`...)
+	b = appendParamValue(b, ev.Host)
+	b = append(b, `" event_id="`...)
+	b = appendParamValue(b, ev.EventID)
+	b = append(b, '"')
 	if parts > 0 {
 		b = append(b, ` part="`...)
 		b = strconv.AppendInt(b, int64(part), 10)
@@ -210,17 +222,29 @@ func (f *formatter) appendSD(b []byte, ev *schemas.Event, part, parts int) []byt
 	return append(b, ']')
 }
 
-// appendParam appends ` name="value"` with the value escaped as RFC 5424
-// section 6.3.3 requires: '"', '\' and ']' get a backslash.
-func appendParam(b []byte, name, value string) []byte {
-	b = append(b, ' ')
-	b = append(b, name...)
-	b = append(b, '=', '"')
-	if !utf8.ValidString(value) {
-		value = toValidUTF8(value)
+// appendParamValue appends an SD-PARAM value escaped as RFC 5424 section
+// 6.3.3 requires: '"', '\' and ']' get a backslash. Invalid UTF-8 becomes
+// U+FFFD.
+func appendParamValue(b []byte, value string) []byte {
+	// Fast path: plain ASCII with nothing to escape, the usual value,
+	// checked 8 bytes at a time.
+	i := 0
+	for ; i+8 <= len(value); i += 8 {
+		if sdSpecial8(value[i : i+8]) {
+			break
+		}
+	}
+	for i < len(value) && !sdSpecial[value[i]] {
+		i++
+	}
+	if i == len(value) {
+		return append(b, value...)
+	}
+	if !utf8.ValidString(value[i:]) {
+		value = value[:i] + toValidUTF8(value[i:])
 	}
 	start := 0
-	for i := 0; i < len(value); i++ {
+	for ; i < len(value); i++ {
 		switch value[i] {
 		case '"', '\\', ']':
 			b = append(b, value[start:i]...)
@@ -228,8 +252,28 @@ func appendParam(b []byte, name, value string) []byte {
 			start = i + 1
 		}
 	}
-	b = append(b, value[start:]...)
-	return append(b, '"')
+	return append(b, value[start:]...)
+}
+
+// sdSpecial marks the bytes that end appendParamValue's fast path: those
+// to escape, and every non-ASCII byte (UTF-8 is checked on the slow path).
+var sdSpecial = func() (t [256]bool) {
+	t['"'], t['\\'], t[']'] = true, true, true
+	for c := 0x80; c < 0x100; c++ {
+		t[c] = true
+	}
+	return t
+}()
+
+// sdSpecial8 reports whether any of the 8 bytes of s is one sdSpecial
+// marks: a zero byte after XOR with '"', '\\' or ']', or a high bit set.
+func sdSpecial8(s string) bool {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	_ = s[7]
+	x := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+	q, bs, br := x^(lo*'"'), x^(lo*'\\'), x^(lo*']')
+	return ((q-lo)&^q|(bs-lo)&^bs|(br-lo)&^br|x)&hi != 0
 }
 
 // appendHeaderField appends s as a header field of at most max printable
@@ -242,7 +286,12 @@ func appendHeaderField(b []byte, s string, max int) []byte {
 	if len(s) > max {
 		s = s[:max]
 	}
-	for i := 0; i < len(s); i++ {
+	i := 0
+	for i < len(s) && s[i] >= 33 && s[i] <= 126 {
+		i++
+	}
+	b = append(b, s[:i]...)
+	for ; i < len(s); i++ {
 		c := s[i]
 		if c < 33 || c > 126 {
 			c = '_'
@@ -255,11 +304,45 @@ func appendHeaderField(b []byte, s string, max int) []byte {
 // appendTimestamp appends the event's ts (RFC 3339) as an RFC 5424
 // TIMESTAMP in UTC with milliseconds, or the NILVALUE when ts is not a time.
 func appendTimestamp(b []byte, ts string) []byte {
+	if canonicalTS(ts) {
+		// Already what the slow path would print: the contract's form.
+		return append(b, ts...)
+	}
 	t, err := time.Parse(time.RFC3339Nano, ts)
 	if err != nil {
 		return append(b, '-')
 	}
 	return t.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
+}
+
+// canonicalTS reports whether ts is a valid time in exactly the form
+// appendTimestamp prints, "2006-01-02T15:04:05.000Z" (the contract's ts),
+// so it can be copied as it is. Anything else takes time.Parse.
+func canonicalTS(ts string) bool {
+	const layout = "dddd-dd-ddTdd:dd:dd.dddZ" // d: a decimal digit
+	if len(ts) != len(layout) {
+		return false
+	}
+	for i := 0; i < len(layout); i++ {
+		if layout[i] == 'd' {
+			if ts[i]-'0' > 9 {
+				return false
+			}
+		} else if ts[i] != layout[i] {
+			return false
+		}
+	}
+	num := func(i int) int { return int(ts[i]-'0')*10 + int(ts[i+1]-'0') }
+	year := num(0)*100 + num(2)
+	month, day := num(5), num(8)
+	if month < 1 || month > 12 || day < 1 || num(11) > 23 || num(14) > 59 || num(17) > 59 {
+		return false
+	}
+	days := [...]int{31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}[month-1]
+	if month == 2 && year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+		days = 29
+	}
+	return day <= days
 }
 
 // frame returns "LEN SP head[ SP msg]".
@@ -268,7 +351,15 @@ func frame(head []byte, msg string) []byte {
 	if msg != "" {
 		n += 1 + len(msg)
 	}
-	b := make([]byte, 0, n+8)
+	return appendFrame(make([]byte, 0, n+frameDigits(n)+1), head, msg)
+}
+
+// appendFrame appends "LEN SP head[ SP msg]" to b.
+func appendFrame(b, head []byte, msg string) []byte {
+	n := len(head)
+	if msg != "" {
+		n += 1 + len(msg)
+	}
 	b = strconv.AppendInt(b, int64(n), 10)
 	b = append(b, ' ')
 	b = append(b, head...)
@@ -277,6 +368,40 @@ func frame(head []byte, msg string) []byte {
 		b = append(b, msg...)
 	}
 	return b
+}
+
+// frameDigits is the number of decimal digits of n > 0.
+func frameDigits(n int) int {
+	d := 1
+	for ; n >= 10; n /= 10 {
+		d++
+	}
+	return d
+}
+
+// arena hands out the bytes of frames from large chunks, so rendering a
+// message does not allocate on its own and the garbage collector sees a
+// few large objects instead of one per message. A chunk lives as long as
+// any frame in it: with the in-flight window, about one chunk more than
+// the window's bytes. Not safe for concurrent use; a nil arena allocates.
+type arena struct{ buf []byte }
+
+const (
+	arenaChunk = 256 << 10
+	arenaMax   = arenaChunk / 16 // larger frames get their own allocation
+)
+
+// alloc returns an empty slice with capacity n.
+func (a *arena) alloc(n int) []byte {
+	if a == nil || n > arenaMax {
+		return make([]byte, 0, n)
+	}
+	if cap(a.buf)-len(a.buf) < n {
+		a.buf = make([]byte, 0, arenaChunk)
+	}
+	l := len(a.buf)
+	a.buf = a.buf[:l+n]
+	return a.buf[l : l : l+n]
 }
 
 // toValidUTF8 replaces each run of invalid bytes with U+FFFD: RFC 5424

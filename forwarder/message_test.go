@@ -294,19 +294,102 @@ func FuzzFrames(f *testing.F) {
 		if want := strings.ToValidUTF8(raw, "\uFFFD"); msg != want {
 			t.Fatalf("reassembled %q, want %q", msg, want)
 		}
+		// SD-PARAM values come back unescaped, as they were.
+		sd := (*parse(t, unframe(t, frames[0])).StructuredData)["opctl@32473"]
+		if want := strings.ToValidUTF8(login, "\uFFFD"); sd["loginid"] != want {
+			t.Fatalf("loginid %q, want %q", sd["loginid"], want)
+		}
+		if want := strings.ToValidUTF8(host, "\uFFFD"); sd["host"] != want {
+			t.Fatalf("host %q, want %q", sd["host"], want)
+		}
 	})
 }
 
+// BenchmarkFrames renders the seed's login event: "alone" as frames does
+// (its own allocations), "arena" as the pipeline does (frames taken from
+// an arena, appended to a reused slice).
 func BenchmarkFrames(b *testing.B) {
 	fm, err := newFormatter(testFormat())
 	if err != nil {
 		b.Fatal(err)
 	}
 	ev := loginEvent()
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := fm.frames(ev); err != nil {
-			b.Fatal(err)
+	b.Run("alone", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := fm.frames(ev); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("arena", func(b *testing.B) {
+		b.ReportAllocs()
+		var a arena
+		dst := make([][]byte, 0, 1024)
+		for b.Loop() {
+			if len(dst) == cap(dst) {
+				dst = dst[:0]
+			}
+			if dst, err = fm.appendFrames(dst, &a, ev); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// slowTimestamp is appendTimestamp without its fast path.
+func slowTimestamp(ts string) string {
+	t, err := time.Parse(time.RFC3339Nano, ts)
+	if err != nil {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02T15:04:05.000Z07:00")
+}
+
+// TestTimestampFastPath checks that the contract's ts, copied as it is,
+// gives what time.Parse and Format give, valid or not.
+func TestTimestampFastPath(t *testing.T) {
+	for _, ts := range []string{
+		"2021-04-12T07:38:05.752Z", "0000-01-01T00:00:00.000Z", "9999-12-31T23:59:59.999Z",
+		"2000-02-29T00:00:00.000Z", "1900-02-29T00:00:00.000Z", "2024-02-29T12:00:00.000Z", "2023-02-29T12:00:00.000Z",
+		"2021-04-31T07:38:05.752Z", "2021-00-12T07:38:05.752Z", "2021-13-12T07:38:05.752Z", "2021-04-00T07:38:05.752Z",
+		"2021-04-12T24:00:00.000Z", "2021-04-12T23:60:00.000Z", "2021-04-12T23:59:60.000Z",
+		"2021-04-12t07:38:05.752Z", "2021-04-12T07:38:05.752z", "2021-04-12T07:38:05,752Z", "2021-04-12T07:38:05.75aZ",
+		"2021-04-12T07:38:05.752+00:00", "2021-04-12T07:38:05Z", "2021-04-12T07:38:05.7520Z", "",
+	} {
+		if got, want := string(appendTimestamp(nil, ts)), slowTimestamp(ts); got != want {
+			t.Errorf("%q: %q, want %q (time.Parse)", ts, got, want)
+		}
+	}
+}
+
+// FuzzTimestamp compares appendTimestamp with time.Parse and Format.
+func FuzzTimestamp(f *testing.F) {
+	f.Add("2021-04-12T07:38:05.752Z")
+	f.Add("2000-02-29T23:59:59.999Z")
+	f.Add("2021-04-12T09:38:05.752+02:00")
+	f.Fuzz(func(t *testing.T, ts string) {
+		if got, want := string(appendTimestamp(nil, ts)), slowTimestamp(ts); got != want {
+			t.Fatalf("%q: %q, want %q (time.Parse)", ts, got, want)
+		}
+	})
+}
+
+// TestParamValueEscaping compares appendParamValue's fast path (8 bytes at
+// a time) with the plain escaping rule on values around 8-byte edges.
+func TestParamValueEscaping(t *testing.T) {
+	plain := func(v string) string {
+		v = strings.ToValidUTF8(v, "\uFFFD")
+		return strings.NewReplacer(`"`, `\"`, `\`, `\\`, `]`, `\]`).Replace(v)
+	}
+	for _, special := range []string{`"`, `\`, `]`, "é", "\xff", "\x80", "\x7f", "[", "!", "#"} {
+		for n := 0; n < 20; n++ {
+			for at := 0; at <= n; at++ {
+				v := strings.Repeat("a", at) + special + strings.Repeat("b", n-at)
+				if got, want := string(appendParamValue(nil, v)), plain(v); got != want {
+					t.Fatalf("%q: %q, want %q", v, got, want)
+				}
+			}
 		}
 	}
 }

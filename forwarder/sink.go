@@ -13,7 +13,7 @@ import (
 type entry struct {
 	frames [][]byte
 	bytes  int
-	token  any       // the caller's: a Kafka message to commit, a line number
+	ref    commitRef // the Kafka message to commit once settled (the pipeline's)
 	born   time.Time // when the event entered the pipeline (Kafka timestamp)
 
 	pos     int64     // wire position after the flush that carried it; -1 until flushed
@@ -67,29 +67,34 @@ func (s *sink) oldest() time.Time {
 	return s.unsettled[0].born
 }
 
-// add writes e (buffered). It returns an error only when ctx ends or
-// maxAttempts connection attempts failed; a broken connection is repaired
-// on the way.
-func (s *sink) add(ctx context.Context, e *entry) error {
-	e.pos = -1
-	for _, f := range e.frames {
-		e.bytes += len(f)
+// add writes the entries (buffered), in order. It returns an error only
+// when ctx ends or maxAttempts connection attempts failed; a broken
+// connection is repaired on the way.
+func (s *sink) add(ctx context.Context, es ...*entry) error {
+	frames := false
+	for _, e := range es {
+		e.pos = -1
+		e.bytes = 0
+		for _, f := range e.frames {
+			e.bytes += len(f)
+		}
+		s.inFlightB += e.bytes
+		frames = frames || len(e.frames) > 0
 	}
-	s.unsettled = append(s.unsettled, e)
-	s.unflushed++
-	s.inFlightB += e.bytes
+	s.unsettled = append(s.unsettled, es...)
+	s.unflushed += len(es)
 	s.m.inFlight.Set(float64(len(s.unsettled)))
-	if len(e.frames) == 0 {
+	if !frames {
 		return nil
 	}
 	if s.conn != nil {
-		err := s.conn.write(e.frames, time.Now().Add(s.cfg.writeTimeout))
+		err := s.conn.writeEntries(es, s.cfg.writeTimeout)
 		if err == nil {
 			return nil
 		}
 		s.broken(err)
 	}
-	// A new connection starts with every unsettled entry, e included.
+	// A new connection starts with every unsettled entry, es included.
 	return s.ensureConn(ctx)
 }
 
@@ -108,24 +113,32 @@ func (s *sink) flush(ctx context.Context) error {
 		var pos int64
 		if s.conn != nil {
 			var err error
-			pos, err = s.conn.flush(start.Add(s.cfg.writeTimeout))
+			pos, err = s.conn.flush(s.cfg.writeTimeout)
 			if err != nil {
 				s.broken(err)
 				continue
 			}
 			s.m.writeSeconds.Observe(time.Since(start).Seconds())
 		}
-		now := time.Now()
-		for _, e := range s.unsettled[len(s.unsettled)-s.unflushed:] {
-			e.pos, e.written = pos, now
-			if len(e.frames) > 0 {
-				s.m.sent.Add(float64(len(e.frames)))
-				s.m.bytes.Add(float64(e.bytes))
-			}
-		}
-		s.unflushed = 0
+		s.flushed(pos)
 		return nil
 	}
+}
+
+// flushed marks the unflushed entries as flushed up to wire position pos.
+func (s *sink) flushed(pos int64) {
+	now := time.Now()
+	frames, bytes := 0, 0
+	for _, e := range s.unsettled[len(s.unsettled)-s.unflushed:] {
+		e.pos, e.written = pos, now
+		frames += len(e.frames)
+		bytes += e.bytes
+	}
+	if frames > 0 {
+		s.m.sent.Add(float64(frames))
+		s.m.bytes.Add(float64(bytes))
+	}
+	s.unflushed = 0
 }
 
 func (s *sink) hasFrames() bool {
@@ -233,19 +246,11 @@ func (s *sink) flushOnce() error {
 	if s.unflushed == 0 {
 		return nil
 	}
-	pos, err := s.conn.flush(time.Now().Add(s.cfg.writeTimeout))
+	pos, err := s.conn.flush(s.cfg.writeTimeout)
 	if err != nil {
 		return err
 	}
-	now := time.Now()
-	for _, e := range s.unsettled[len(s.unsettled)-s.unflushed:] {
-		e.pos, e.written = pos, now
-		if len(e.frames) > 0 {
-			s.m.sent.Add(float64(len(e.frames)))
-			s.m.bytes.Add(float64(e.bytes))
-		}
-	}
-	s.unflushed = 0
+	s.flushed(pos)
 	return nil
 }
 
@@ -303,16 +308,10 @@ func (s *sink) ensureConn(ctx context.Context) error {
 		s.conn = c
 		// Write the window again, in order, before anything new.
 		frames := 0
-		var werr error
 		for _, e := range s.unsettled {
-			if len(e.frames) == 0 {
-				continue
-			}
-			if werr = c.write(e.frames, time.Now().Add(s.cfg.writeTimeout)); werr != nil {
-				break
-			}
 			frames += len(e.frames)
 		}
+		werr := c.writeEntries(s.unsettled, s.cfg.writeTimeout)
 		if werr == nil && len(s.unsettled) > s.unflushed {
 			// Entries flushed before are now buffered again: mark them so.
 			s.unflushed = len(s.unsettled)
