@@ -11,13 +11,15 @@ url="http://127.0.0.1:$port/"
 rm -rf "$data"
 mkdir -p "$data"
 cp deploy/sample/audit.log "$data/audit.log"
+# The sample's dates are fixed: --retention-days 0 so that a TTL never
+# removes them, whatever the date of the run.
 
 "$bin" all-in-one --data "$data" --audit-log "$data/audit.log" --flush-interval 2s \
 	--layer CELL --host cell01.example.com \
 	--passwd deploy/sample/passwd --group deploy/sample/group \
 	--grant 830916abb78e4157b9e45b641e34fcf6=ocid1.opctlaccessrequest.oc1..req1 \
 	--grant 5f1c0e9d2a7b4c3e8d6f0a1b2c3d4e5f=ocid1.opctlaccessrequest.oc1..req2 \
-	--http "127.0.0.1:$port" 2>"$data/all-in-one.log" &
+	--retention-days 0 --http "127.0.0.1:$port" 2>"$data/all-in-one.log" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
 

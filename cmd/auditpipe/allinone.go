@@ -28,7 +28,7 @@ func cmdAllInOne(ctx context.Context, e env) error {
 	fs.BoolVar(&cfg.AllUsers, "all-users", false, "audit every user, not only those with a grant")
 	fs.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:9464", "query endpoint and /metrics address")
 	fs.StringVar(&cfg.ChDBLib, "chdb-lib", "", "path of libchdb.so (default: $AUDITPIPE_CHDB_LIB, then the make deps cache)")
-	fs.IntVar(&cfg.RetentionDays, "retention-days", 365, "how long audit events are kept")
+	fs.IntVar(&cfg.RetentionDays, "retention-days", 365, "how long audit events are kept, in days; 0 keeps them for ever")
 	grants := grantFlags{}
 	fs.Var(grants, "grant", "LOGIN=REQ_AUTH_ID: the login user's access request (repeatable)")
 	var siem siemFlags

@@ -45,7 +45,8 @@ type Config struct {
 	// ChDBLib is the path of libchdb.so. Default: the indexer's lookup
 	// (AUDITPIPE_CHDB_LIB, then the deps cache).
 	ChDBLib string
-	// RetentionDays is audit_events' TTL. Default 365.
+	// RetentionDays is audit_events' TTL; 0 keeps events for ever. The
+	// command's flag defaults to 365.
 	RetentionDays int
 	// SIEM, when its Address is set, adds a forwarder to that destination.
 	SIEM forwarder.Destination
@@ -124,9 +125,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	ixCfg.Group = indexerGroup
 	ixCfg.Store.Embedded.Dir = filepath.Join(cfg.DataDir, "chdb")
 	ixCfg.Store.Embedded.Lib = cfg.ChDBLib
-	if cfg.RetentionDays > 0 {
-		ixCfg.Store.RetentionDays = cfg.RetentionDays
-	}
+	ixCfg.Store.RetentionDays = cfg.RetentionDays
 	ixCfg.HTTPAddr = ""
 	eng, err := indexer.OpenEngine(ctx, ixCfg.Store)
 	if err != nil {
