@@ -22,6 +22,7 @@ import (
 	"github.com/auditpipe/auditpipe/collector/netlinksrc"
 	"github.com/auditpipe/auditpipe/collector/spool"
 	"github.com/auditpipe/auditpipe/collector/tail"
+	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -115,8 +116,8 @@ type run struct {
 	dec        *Decoder
 	ckpt       *checkpoint.File
 	sp         *spool.Spool
-	events     *kafkago.Writer
-	dead       *kafkago.Writer
+	events     *kafka.Writer
+	dead       *kafka.Writer
 	batch      []kafkago.Message
 	batchBytes int
 	dl         []kafkago.Message

@@ -337,7 +337,7 @@ var errCrash = errors.New("indexer: simulated crash before commit")
 // flush inserts the batch, writes its dead letters, then commits its
 // offsets. Each step is retried with backoff until it succeeds or ctx ends;
 // the offsets are committed only when everything before succeeded.
-func (ix *Indexer) flush(ctx context.Context, r *kafkago.Reader, dlw *kafkago.Writer, b *batch) error {
+func (ix *Indexer) flush(ctx context.Context, r *kafkago.Reader, dlw *kafka.Writer, b *batch) error {
 	if b.len() == 0 {
 		return nil
 	}

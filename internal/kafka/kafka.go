@@ -78,16 +78,30 @@ func (c Config) Dialer() (*kafkago.Dialer, error) {
 	return &kafkago.Dialer{ClientID: c.ClientID, Timeout: c.DialTimeout, DualStack: true, TLS: tc}, nil
 }
 
+// Writer is a kafka-go writer that owns its transport: Close also closes
+// the transport's pooled connections, so no goroutine outlives it.
+type Writer struct {
+	*kafkago.Writer
+	tr *kafkago.Transport
+}
+
+// Close flushes and closes the writer, then its connections.
+func (w *Writer) Close() error {
+	err := w.Writer.Close()
+	w.tr.CloseIdleConnections()
+	return err
+}
+
 // NewWriter returns a synchronous writer to topic that waits for all
 // in-sync replicas (acks=all) and partitions by key hash, so one host's
 // events stay in order on one partition. The caller batches; WriteMessages
 // returns once the whole batch is acknowledged or has failed.
-func (c Config) NewWriter(topic string) (*kafkago.Writer, error) {
+func (c Config) NewWriter(topic string) (*Writer, error) {
 	tr, err := c.transport()
 	if err != nil {
 		return nil, fmt.Errorf("kafka: writer for %s: %w", topic, err)
 	}
-	return &kafkago.Writer{
+	return &Writer{tr: tr, Writer: &kafkago.Writer{
 		Addr:                   kafkago.TCP(c.Brokers...),
 		Topic:                  topic,
 		Balancer:               &kafkago.Hash{},
@@ -100,7 +114,7 @@ func (c Config) NewWriter(topic string) (*kafkago.Writer, error) {
 		BatchTimeout:           5 * time.Millisecond,
 		Transport:              tr,
 		AllowAutoTopicCreation: false,
-	}, nil
+	}}, nil
 }
 
 // ReaderConfig is what a consumer group member needs beyond the brokers.
