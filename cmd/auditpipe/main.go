@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -71,7 +72,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	if err := c.run(ctx, env{args: args[1:], stdin: stdin, stdout: stdout, stderr: stderr, log: log}); err != nil {
-		if err == errUsage {
+		if errors.Is(err, errUsage) {
 			return 2
 		}
 		fmt.Fprintf(stderr, "auditpipe %s: %v\n", args[0], err)
@@ -80,7 +81,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return 0
 }
 
-var errUsage = fmt.Errorf("usage")
+var errUsage = errors.New("usage")
 
 func usage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "usage: auditpipe <command> [flags] [args]")
