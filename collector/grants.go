@@ -72,19 +72,29 @@ func (t *GrantTable) apply(key, value []byte) error {
 
 // followGrants reads every partition of the grants topic from the start
 // and keeps following it. ready is closed once the messages that existed at
-// start have been applied.
+// start have been applied, or at once when the topic does not exist (no
+// policy service yet: only static grants apply until it appears).
 func followGrants(ctx context.Context, kcfg kafka.Config, topic string, t *GrantTable, ready chan<- struct{}, log *slog.Logger) error {
 	d, err := kcfg.Dialer()
 	if err != nil {
 		return err
 	}
+	var once sync.Once
+	markReady := func() { once.Do(func() { close(ready) }) }
 	var ends map[int]int64
-	for {
+	for attempt := 0; ; attempt++ {
 		ends, err = partitionEnds(ctx, d, kcfg.Brokers, topic)
 		if err == nil {
 			break
 		}
-		log.Warn("grants: cannot read the grants topic yet; retrying", "topic", topic, "err", err)
+		if errors.Is(err, kafkago.UnknownTopicOrPartition) {
+			if attempt == 0 {
+				log.Warn("grants: the grants topic does not exist; only static grants apply until it does", "topic", topic)
+			}
+			markReady()
+		} else {
+			log.Warn("grants: cannot read the grants topic yet; retrying", "topic", topic, "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -99,11 +109,11 @@ func followGrants(ctx context.Context, kcfg kafka.Config, topic string, t *Grant
 		defer mu.Unlock()
 		pending--
 		if pending == 0 {
-			close(ready)
+			markReady()
 		}
 	}
 	if pending == 0 {
-		close(ready)
+		markReady()
 	}
 	errc := make(chan error, len(ends))
 	for p, end := range ends {

@@ -1,0 +1,65 @@
+package collector
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/schemas"
+)
+
+// TestGrantsTopicMissing: against a broker that does not create topics on
+// demand and has no grants topic (no policy service yet), the collector
+// does not wait for it: static grants apply.
+func TestGrantsTopicMissing(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	kcfg := kafka.Config{Brokers: c.ListenAddrs()}.WithDefaults()
+	table := NewGrantTable(map[string]schemas.Grant{"op": {LoginID: "op", ReqAuthID: "1"}})
+	ready := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var logs syncBuffer
+	go func() { done <- followGrants(ctx, kcfg, schemas.TopicGrants, table, ready, slog.New(slog.NewTextHandler(&logs, nil))) }()
+	select {
+	case <-ready:
+	case <-time.After(20 * time.Second):
+		t.Fatal("not ready without a grants topic")
+	}
+	if g, ok := table.Lookup("op"); !ok || g.ReqAuthID != "1" {
+		t.Fatalf("static grant lost: %+v %v", g, ok)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "the grants topic does not exist") {
+		t.Fatalf("ready for another reason than the missing topic; log: %s", logs.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
