@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -105,9 +106,11 @@ type inLine struct {
 	tooLong *tail.LineTooLongError
 }
 
+// emitted is an event handed over, with the tag of its last line: a
+// restart from a checkpoint before that line would read (part of) it again.
 type emitted struct {
-	id    string
-	first uint64
+	id   string
+	last uint64
 }
 
 // run holds the state of one Run.
@@ -154,6 +157,10 @@ func (c *Collector) Run(ctx context.Context) error {
 	}
 	r.sp, err = spool.Open(filepath.Join(cfg.StateDir, "spool"), spool.Options{
 		MaxBytes: cfg.SpoolMaxBytes, MaxAge: cfg.SpoolMaxAge, Logger: c.log,
+		OnCorrupt: func(e *spool.CorruptError) {
+			c.m.spoolCorrupt.Inc()
+			c.log.Error("spool: damaged data cut off: audit data lost", "err", e)
+		},
 		OnExpired: func(n int, b int64) {
 			c.m.spoolExpired.Add(float64(n))
 			c.log.Error("spool: batches expired unsent: audit data lost", "batches", n, "bytes", b, "max_age", cfg.SpoolMaxAge)
@@ -203,11 +210,16 @@ func (c *Collector) Run(ctx context.Context) error {
 
 	lines := make(chan []inLine, 4)
 	inErr := make(chan error, 1)
+	// quit tells the reader that nobody takes lines any more (Run is
+	// returning); until then, lines read before a stop are still handed
+	// over, since stdin and netlink cannot read them again.
+	quit := make(chan struct{})
+	defer close(quit)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		defer close(lines)
-		inErr <- c.readInput(ctx, r.st.Position, lines)
+		inErr <- c.readInput(ctx, r.st.Position, lines, quit)
 	}()
 
 	flushT := time.NewTicker(cfg.FlushInterval)
@@ -269,18 +281,20 @@ func (c *Collector) waitGrants(ctx context.Context) error {
 }
 
 // readInput sends chunks of lines until ctx is done or the input ends.
-func (c *Collector) readInput(ctx context.Context, from tail.Position, out chan<- []inLine) error {
+// With stdin input a read blocked on the pipe does not see ctx: Run then
+// returns when auditd closes the pipe (it does, after its SIGTERM).
+func (c *Collector) readInput(ctx context.Context, from tail.Position, out chan<- []inLine, quit <-chan struct{}) error {
 	const chunkLines = 512
 	var chunk []inLine
 	send := func() bool {
 		if len(chunk) == 0 {
-			return true
+			return ctx.Err() == nil
 		}
 		select {
 		case out <- chunk:
 			chunk = nil
-			return true
-		case <-ctx.Done():
+			return ctx.Err() == nil
+		case <-quit:
 			return false
 		}
 	}
@@ -328,7 +342,7 @@ func (c *Collector) readInput(ctx context.Context, from tail.Position, out chan<
 		err := ReadLines(c.stdin, c.cfg.Input.MaxLineBytes, func(line []byte, err error) error {
 			var tl *LineTooLongError
 			if errors.As(err, &tl) {
-				chunk = append(chunk, inLine{tooLong: &tail.LineTooLongError{Len: int64(tl.Len), Limit: tl.Limit, Prefix: tl.Prefix}})
+				chunk = append(chunk, inLine{tooLong: &tail.LineTooLongError{Len: int64(tl.Len), Limit: tl.Limit, Prefix: bytes.Clone(tl.Prefix)}})
 			} else {
 				chunk = append(chunk, inLine{data: append([]byte(nil), line...)})
 			}
@@ -397,21 +411,32 @@ func (r *run) line(l *inLine) {
 
 func (r *run) onEvent(e *schemas.Event, ev *assemble.Event) {
 	val := e.AppendJSON(make([]byte, 0, 512+len(e.RawData)))
+	r.pending = append(r.pending, emitted{e.EventID, ev.LastTag})
+	if len(val) > r.c.cfg.MaxEventBytes {
+		err := fmt.Errorf("event %s of %d bytes is over max_event_bytes (%d)", e.EventID, len(val), r.c.cfg.MaxEventBytes)
+		r.c.m.rejects.WithLabelValues(ReasonEventTooLarge).Inc()
+		r.deadLetter(ReasonEventTooLarge, err, val, e.Host)
+		return
+	}
 	r.batch = append(r.batch, kafkago.Message{Key: []byte(e.Host), Value: val})
 	r.batchBytes += len(val)
-	r.pending = append(r.pending, emitted{e.EventID, ev.FirstTag})
 }
 
 func (r *run) onReject(rej Reject) {
-	d := schemas.NewDeadLetter("collector", rej.Reason, rej.Err, rej.Line, time.Now())
-	d.Host = r.c.cfg.Host
+	r.c.log.Warn("rejected input line", "reason", rej.Reason, "err", rej.Err, "source", r.source)
+	r.deadLetter(rej.Reason, rej.Err, rej.Line, r.c.cfg.Host)
+}
+
+// deadLetter queues a dead letter with the current batch.
+func (r *run) deadLetter(reason string, cause error, raw []byte, host string) {
+	d := schemas.NewDeadLetter("collector", reason, cause, raw, time.Now())
+	d.Host = host
 	d.Source = r.source
 	val, err := json.Marshal(d)
 	if err != nil {
 		r.c.log.Error("dead letter: encode", "err", err)
 		return
 	}
-	r.c.log.Warn("rejected input line", "reason", rej.Reason, "err", rej.Err, "source", r.source)
 	r.dl = append(r.dl, kafkago.Message{Key: []byte(d.Host), Value: val})
 	r.batchBytes += len(val)
 }
@@ -449,7 +474,7 @@ func (r *run) checkpointState() state {
 	all := append(r.delivered, r.pending...)
 	r.delivered = r.delivered[:0]
 	for _, e := range all {
-		if e.first >= keep {
+		if e.last >= keep {
 			r.delivered = append(r.delivered, e)
 			st.Skip = append(st.Skip, e.id)
 		}

@@ -425,3 +425,81 @@ func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() boo
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Regression: an event that started before the oldest open event and
+// ended after it was left out of the checkpoint's skip list, so a restart
+// re-read its last records and sent a partial copy (same event_id, no
+// loginid) that replaced the good row downstream.
+func TestInterleavedRestart(t *testing.T) {
+	kcfg, _ := kafkatest.Start(t, 1)
+	dir := t.TempDir()
+	cfg := testConfig(t, kcfg, dir)
+	cfg.AllUsers = true
+	ev := func(serial int) []string { return strings.SplitAfter(sessionLines(serial, 1), "\n") }
+	e, a := ev(10), ev(11) // E completes while A, begun after E, stays open
+	appendFile(t, cfg.Input.Path, e[0]+a[0]+e[1]+e[2]+e[3]+e[4])
+	cons := newConsumer(t, kcfg, schemas.TopicAudit, 1)
+	stop := startCollector(t, cfg, nil)
+	cons.waitFor(t, "E", 20*time.Second, atLeast(1))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, cfg.Input.Path, a[1]+a[2]+a[3]+a[4])
+	stop = startCollector(t, cfg, nil)
+	cons.waitFor(t, "A", 20*time.Second, atLeast(2))
+	time.Sleep(3 * cfg.FlushInterval)
+	cons.drain(t)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	events := decodeAll(t, cons.msgs)
+	checkExactlyOnce(t, events, 2)
+	for _, e := range events {
+		if e.LoginID != "USERNAME" || e.PID == "" {
+			t.Errorf("event %s arrived incomplete: loginid %q pid %q", e.RecID, e.LoginID, e.PID)
+		}
+	}
+}
+
+// Regression: a batch over the broker's 1 MB message.max.bytes was refused
+// and retried from the spool for ever. Batches are now cut below it, and
+// an event larger than max_event_bytes goes to the dead-letter topic.
+func TestLargeBatchesAndOversizeEvent(t *testing.T) {
+	kcfg, _ := kafkatest.Start(t, 1)
+	dir := t.TempDir()
+	cfg := testConfig(t, kcfg, dir)
+	cfg.FlushInterval = time.Second // one batch of megabytes
+	// A command whose argument is 1.2 MB, split over EXECVE records as the
+	// kernel does (each line under the 64 KiB line limit).
+	const argLen = 1_200_000
+	hexArg := strings.Repeat("41", argLen)
+	var big strings.Builder
+	msg := "msg=audit(1700009999.000:99999):"
+	fmt.Fprintf(&big, "type=SYSCALL %s arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 a2=3 a3=0 items=1 ppid=1 pid=9 auid=1001 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=pts0 ses=7 comm=\"echo\" exe=\"/usr/bin/echo\" key=(null)\n", msg)
+	fmt.Fprintf(&big, "type=EXECVE %s argc=2 a0=\"echo\" a1_len=%d\n", msg, argLen)
+	for i, j := 0, 0; i < len(hexArg); i, j = i+60000, j+1 {
+		fmt.Fprintf(&big, "type=EXECVE %s a1[%d]=%s\n", msg, j, hexArg[i:min(i+60000, len(hexArg))])
+	}
+	fmt.Fprintf(&big, "type=EOE %s\n", msg)
+	appendFile(t, cfg.Input.Path, sessionLines(1, 3000)+big.String())
+
+	events := newConsumer(t, kcfg, schemas.TopicAudit, 1)
+	dead := newConsumer(t, kcfg, schemas.TopicDeadLetter, 1)
+	stop := startCollector(t, cfg, nil)
+	events.waitFor(t, "3000 events", 30*time.Second, atLeast(3000))
+	dead.waitFor(t, "the oversize event", 30*time.Second, atLeast(1))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	checkExactlyOnce(t, decodeAll(t, events.msgs), 3000)
+	var d schemas.DeadLetter
+	if err := json.Unmarshal(dead.msgs[0].Value, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Reason != ReasonEventTooLarge || !d.Truncated || d.RawBytes < argLen || len(d.Raw) != schemas.MaxDeadLetterRaw || len(d.RawSHA256) != 64 {
+		t.Errorf("dead letter: reason %q truncated %v raw_bytes %d len(raw) %d sha %q", d.Reason, d.Truncated, d.RawBytes, len(d.Raw), d.RawSHA256)
+	}
+	if len(dead.msgs[0].Value) > 400<<10 {
+		t.Errorf("dead letter of %d bytes", len(dead.msgs[0].Value))
+	}
+}

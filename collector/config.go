@@ -51,6 +51,11 @@ type Config struct {
 	// Defaults 5000 events, 4 MiB.
 	BatchMaxEvents int `yaml:"batch_max_events"`
 	BatchMaxBytes  int `yaml:"batch_max_bytes"`
+	// MaxEventBytes bounds one event's JSON: a Kafka message must fit the
+	// brokers' 1 MB default. A longer event (an EXECVE of megabytes of
+	// arguments) goes to the dead-letter topic with reason
+	// event_too_large, its first 256 KiB, length and SHA-256. Default 900000.
+	MaxEventBytes int `yaml:"max_event_bytes"`
 	// ProduceTimeout bounds one push to Kafka before the batch is spooled. Default 10s.
 	ProduceTimeout time.Duration `yaml:"produce_timeout"`
 	// SpoolMaxBytes and SpoolMaxAge bound the disk spool used while Kafka is
@@ -94,6 +99,7 @@ func DefaultConfig() Config {
 		FlushInterval:   30 * time.Second,
 		BatchMaxEvents:  5000,
 		BatchMaxBytes:   4 << 20,
+		MaxEventBytes:   900_000,
 		ProduceTimeout:  10 * time.Second,
 		SpoolMaxBytes:   1 << 30,
 		SpoolMaxAge:     7 * 24 * time.Hour,
@@ -136,6 +142,9 @@ func (c Config) Validate() error {
 	}
 	if c.BatchMaxEvents <= 0 || c.BatchMaxBytes <= 0 {
 		errs = append(errs, errors.New("collector.batch_max_events, collector.batch_max_bytes: must be positive"))
+	}
+	if c.MaxEventBytes < 64<<10 || c.MaxEventBytes > kafka.MaxBatchBytes-16<<10 {
+		errs = append(errs, fmt.Errorf("collector.max_event_bytes: %d is outside 64 KiB..%d", c.MaxEventBytes, kafka.MaxBatchBytes-16<<10))
 	}
 	if c.ProduceTimeout <= 0 {
 		errs = append(errs, errors.New("collector.produce_timeout: must be positive"))

@@ -10,8 +10,13 @@ import (
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
-// ReasonLate labels records that arrived after their event was emitted.
-const ReasonLate = "late_record"
+// Reasons of the collector's own rejects, besides the parser's.
+const (
+	// ReasonLate labels records that arrived after their event was emitted.
+	ReasonLate = "late_record"
+	// ReasonEventTooLarge labels events over max_event_bytes.
+	ReasonEventTooLarge = "event_too_large"
+)
 
 // Reject is an input line that could not be used, with the reason.
 type Reject struct {

@@ -17,18 +17,19 @@ import (
 
 // GrantTable is the collector's view of the grants: static ones from the
 // configuration and those followed on opctl.grants.v1. A revoked grant (a
-// tombstone) stays known for attribution: what its user did after the
-// revocation is exactly what an auditor wants to see tied to the request.
+// tombstone) stays known for attribution while the process runs: what its
+// user did after the revocation is exactly what an auditor wants to see
+// tied to the request. (After compaction and a restart it is gone; the
+// policy service's agent removes the user and ends its sessions on revoke.)
 // It is safe for concurrent use.
 type GrantTable struct {
-	mu      sync.RWMutex
-	grants  map[string]schemas.Grant
-	revoked map[string]bool
+	mu     sync.RWMutex
+	grants map[string]schemas.Grant
 }
 
 // NewGrantTable returns a table holding the static grants.
 func NewGrantTable(static map[string]schemas.Grant) *GrantTable {
-	t := &GrantTable{grants: map[string]schemas.Grant{}, revoked: map[string]bool{}}
+	t := &GrantTable{grants: map[string]schemas.Grant{}}
 	for k, v := range static {
 		t.grants[k] = v
 	}
@@ -55,8 +56,7 @@ func (t *GrantTable) apply(key, value []byte) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if value == nil {
-		t.revoked[string(key)] = true
-		return nil
+		return nil // a tombstone: the grant stays known for attribution
 	}
 	var g schemas.Grant
 	if err := json.Unmarshal(value, &g); err != nil {
@@ -66,7 +66,6 @@ func (t *GrantTable) apply(key, value []byte) error {
 		return err
 	}
 	t.grants[g.LoginID] = g
-	delete(t.revoked, g.LoginID)
 	return nil
 }
 

@@ -29,7 +29,9 @@ func TestGrantsTopicMissing(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	var logs syncBuffer
-	go func() { done <- followGrants(ctx, kcfg, schemas.TopicGrants, table, ready, slog.New(slog.NewTextHandler(&logs, nil))) }()
+	go func() {
+		done <- followGrants(ctx, kcfg, schemas.TopicGrants, table, ready, slog.New(slog.NewTextHandler(&logs, nil)))
+	}()
 	select {
 	case <-ready:
 	case <-time.After(20 * time.Second):

@@ -29,6 +29,7 @@ type metrics struct {
 	spoolEntries   prometheus.Gauge
 	spoolExpired   prometheus.Counter
 	spoolFull      prometheus.Counter
+	spoolCorrupt   prometheus.Counter
 	grants         prometheus.Gauge
 
 	// last values seen from the decoder, to turn its counts into increments
@@ -82,13 +83,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Spooled batches dropped for age (spool_max_age): data lost, loudly."}),
 		spoolFull: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditpipe_collector_spool_full_total",
 			Help: "Times the spool was full and reading paused."}),
+		spoolCorrupt: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditpipe_collector_spool_corrupt_total",
+			Help: "Damaged spool records cut off at start (after a crash): data lost, loudly."}),
 		grants: prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditpipe_collector_grants",
 			Help: "Grants known for enrichment."}),
 	}
 	for _, k := range schemas.Kinds {
 		m.events.WithLabelValues(string(k))
 	}
-	for _, r := range []string{auditlog.ReasonEmpty, auditlog.ReasonNoType, auditlog.ReasonBadTimestamp, auditlog.ReasonTooLong, ReasonLate} {
+	for _, r := range []string{auditlog.ReasonEmpty, auditlog.ReasonNoType, auditlog.ReasonBadTimestamp, auditlog.ReasonTooLong, ReasonLate, ReasonEventTooLarge} {
 		m.rejects.WithLabelValues(r)
 	}
 	for _, o := range []builder.Outcome{builder.NotAudited, builder.NoGrant, builder.KeysNotAsked, builder.Replayed} {
@@ -97,7 +100,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.records, m.events, m.rejects, m.skipped, m.gaps, m.incomplete, m.missingArgs, m.inputGaps,
 			m.openEvents, m.queueDepth, m.batchEvents, m.produceSeconds, m.produceErrors, m.produced, m.deadLetters,
-			m.spoolBytes, m.spoolEntries, m.spoolExpired, m.spoolFull, m.grants)
+			m.spoolBytes, m.spoolEntries, m.spoolExpired, m.spoolFull, m.spoolCorrupt, m.grants)
 	}
 	m.last.events = map[schemas.Kind]uint64{}
 	m.last.rejects = map[string]uint64{}

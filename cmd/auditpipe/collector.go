@@ -33,7 +33,13 @@ func cmdCollector(ctx context.Context, e env) error {
 	defer cancel()
 	errc := make(chan error, 1)
 	if cfg.MetricsAddr != "" {
-		go func() { errc <- httpserve.Run(ctx, cfg.MetricsAddr, httpserve.MetricsHandler(reg), e.log, nil) }()
+		go func() {
+			err := httpserve.Run(ctx, cfg.MetricsAddr, httpserve.MetricsHandler(reg), e.log, nil)
+			if err != nil {
+				cancel() // no /metrics: stop rather than run blind
+			}
+			errc <- err
+		}()
 	} else {
 		close(errc)
 	}

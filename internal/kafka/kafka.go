@@ -78,6 +78,14 @@ func (c Config) Dialer() (*kafkago.Dialer, error) {
 	return &kafkago.Dialer{ClientID: c.ClientID, Timeout: c.DialTimeout, DualStack: true, TLS: tc}, nil
 }
 
+// MaxBatchBytes bounds the messages of one produced record batch: below
+// the brokers' default message.max.bytes (1048588), which refuses a larger
+// batch with MESSAGE_TOO_LARGE. Larger writes are split into several
+// batches; a single message larger than this is refused by the writer
+// (kafkago.MessageTooLargeError) and must be cut or dead-lettered by the
+// caller.
+const MaxBatchBytes = 1_000_000
+
 // Writer is a kafka-go writer that owns its transport: Close also closes
 // the transport's pooled connections, so no goroutine outlives it.
 type Writer struct {
@@ -110,7 +118,7 @@ func (c Config) NewWriter(topic string) (*Writer, error) {
 		WriteBackoffMin:        50 * time.Millisecond,
 		WriteBackoffMax:        time.Second,
 		BatchSize:              10000,
-		BatchBytes:             16 << 20,
+		BatchBytes:             MaxBatchBytes,
 		BatchTimeout:           5 * time.Millisecond,
 		Transport:              tr,
 		AllowAutoTopicCreation: false,
