@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -21,8 +22,11 @@ type FormatQuerier interface {
 
 // QueryHandlerOptions tune NewQueryHandler.
 type QueryHandlerOptions struct {
-	// AllowWrites lets statements other than SELECT, WITH, SHOW, DESCRIBE,
-	// EXISTS and EXPLAIN through. Default false: the endpoint is read-only.
+	// AllowWrites turns the read-only guard off (guardSQL: one SELECT,
+	// WITH, SHOW, DESCRIBE, EXISTS or EXPLAIN statement, no function that
+	// reaches files, URLs, other servers or programs, no INTO OUTFILE, run
+	// with readonly = 1). Default false: the endpoint is read-only. The
+	// cross-site check (crossSite) applies either way.
 	AllowWrites bool
 	// MaxQueryBytes bounds the query text (URL plus body). Default 1 MiB.
 	MaxQueryBytes int64
@@ -41,6 +45,11 @@ type QueryHandlerOptions struct {
 // TabSeparated. Errors answer 500 (400 for a refused statement) with the
 // ClickHouse exception text and the X-ClickHouse-Exception-Code header.
 // Other URL parameters (database, user, settings) are ignored.
+//
+// The endpoint has no authentication, so it refuses (403) what a browser
+// sends on behalf of another site: see crossSite. Clients that are not
+// browsers (curl, HTTPClient, clickhouse-go) send neither Origin nor
+// Sec-Fetch-Site and are not affected.
 func NewQueryHandler(q FormatQuerier, log *slog.Logger, opt QueryHandlerOptions) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -58,6 +67,11 @@ func NewQueryHandler(q FormatQuerier, log *slog.Logger, opt QueryHandlerOptions)
 		if r.Method != http.MethodGet && r.Method != http.MethodPost {
 			w.Header().Set("Allow", "GET, POST")
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		if why := crossSite(r); why != "" {
+			log.Warn("query endpoint: refused a cross-site request", "why", why, "origin", r.Header.Get("Origin"), "remote", r.RemoteAddr)
+			exception(w, http.StatusForbidden, 497, "cross-site request refused: "+why)
 			return
 		}
 		sql := r.URL.Query().Get("query")
@@ -85,15 +99,25 @@ func NewQueryHandler(q FormatQuerier, log *slog.Logger, opt QueryHandlerOptions)
 			exception(w, http.StatusBadRequest, 27, "query contains a NUL byte")
 			return
 		}
-		if !opt.AllowWrites && !readOnlyStatement(sql) {
-			exception(w, http.StatusForbidden, 164, "this endpoint is read-only: only SELECT, WITH, SHOW, DESCRIBE, EXISTS and EXPLAIN are allowed (READONLY)")
-			return
+		run := sql
+		if !opt.AllowWrites {
+			g, err := guardSQL(sql)
+			if err != nil {
+				log.Info("query endpoint: refused a statement", "err", err, "remote", r.RemoteAddr)
+				exception(w, http.StatusForbidden, 164, err.Error()+" (READONLY)")
+				return
+			}
+			run = g
 		}
 		format := r.URL.Query().Get("default_format")
 		if format == "" {
 			format = "TabSeparated"
 		}
-		out, err := q.QueryFormat(r.Context(), sql, format)
+		if !formatNameRE.MatchString(format) {
+			exception(w, http.StatusBadRequest, 73, "bad default_format")
+			return
+		}
+		out, err := q.QueryFormat(r.Context(), run, format)
 		if err != nil {
 			code := 1000
 			if m := codeRE.FindStringSubmatch(err.Error()); m != nil {
@@ -103,45 +127,66 @@ func NewQueryHandler(q FormatQuerier, log *slog.Logger, opt QueryHandlerOptions)
 			exception(w, http.StatusInternalServerError, code, strings.TrimPrefix(err.Error(), "chdb: "))
 			return
 		}
-		if f := formatClause(sql); f != "" {
+		if f := queryFormat(sql); f != "" {
 			format = f
 		}
 		w.Header().Set("Content-Type", contentType(format))
 		w.Header().Set("X-ClickHouse-Format", format)
 		w.Header().Set("X-ClickHouse-Server-Display-Name", "auditpipe")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Write(out)
 	})
 	return mux
 }
 
 var (
-	codeRE   = regexp.MustCompile(`Code: (\d+)\.`)
-	formatRE = regexp.MustCompile(`(?is)\bFORMAT\s+([A-Za-z0-9_]+)\s*;?\s*$`)
-	// leading comments and whitespace before the first keyword
-	leadRE = regexp.MustCompile(`^(?s)(\s+|--[^\n]*\n?|/\*.*?\*/)*`)
+	codeRE       = regexp.MustCompile(`Code: (\d+)\.`)
+	formatNameRE = regexp.MustCompile(`^[A-Za-z0-9_]{1,64}$`)
 )
 
-func formatClause(sql string) string {
-	if m := formatRE.FindStringSubmatch(sql); m != nil {
-		return m[1]
+// crossSite returns why r looks like a request that a browser sent for a
+// page of another origin, or "" when it does not. Browsers mark every
+// request: Sec-Fetch-Site (all current browsers) and, on cross-origin
+// requests and on POST, Origin. So:
+//
+//   - Sec-Fetch-Site other than same-origin or none (none: typed in the
+//     address bar) is refused: cross-site, and same-site too (another port
+//     of the same host is another site's page for this purpose);
+//   - an Origin other than this request's own scheme://host is refused
+//     ("null" included);
+//   - when either header is there (a browser), the Host must be an IP
+//     address or localhost: a page that rebinds its own DNS name to
+//     127.0.0.1 is same-origin to the browser, but its Host is its name.
+//
+// Requests with neither header (curl, Go, clickhouse-go, other programs)
+// pass: they are not sent by a browser on behalf of a page.
+func crossSite(r *http.Request) string {
+	site := r.Header.Get("Sec-Fetch-Site")
+	origin := r.Header.Get("Origin")
+	if site == "" && origin == "" {
+		return ""
+	}
+	switch strings.ToLower(site) {
+	case "", "same-origin", "none":
+	default:
+		return "Sec-Fetch-Site: " + site
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if origin != "" && !strings.EqualFold(origin, scheme+"://"+r.Host) {
+		return "Origin " + origin + " is not " + scheme + "://" + r.Host
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if net.ParseIP(host) == nil && !strings.EqualFold(host, "localhost") {
+		return "Host " + r.Host + " is a name, not an address or localhost (DNS rebinding guard for browsers)"
 	}
 	return ""
-}
-
-func readOnlyStatement(sql string) bool {
-	s := leadRE.ReplaceAllString(sql, "")
-	s = strings.TrimLeft(s, "(")
-	words := strings.FieldsFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
-	})
-	if len(words) == 0 {
-		return false
-	}
-	switch strings.ToUpper(words[0]) {
-	case "SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN":
-		return !strings.Contains(strings.TrimRight(strings.TrimSpace(sql), ";"), ";")
-	}
-	return false
 }
 
 func contentType(format string) string {

@@ -1,0 +1,390 @@
+package indexer
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// The read-only guard of the query endpoint. chDB runs in this process with
+// this process's rights, and ClickHouse can read and write files, call URLs
+// and other servers and run programs from SQL (file(), url(), remote(),
+// executable(), INTO OUTFILE, …). A statement is let through only when:
+//
+//   - it is one statement (a ';' may only end it) that starts with SELECT,
+//     WITH, SHOW, DESCRIBE/DESC, EXISTS or EXPLAIN (or '(' then one of them);
+//   - no function (table or scalar) it calls is one that reaches files,
+//     URLs, other servers, dictionaries or programs (blockedFunction);
+//   - it has no INTO OUTFILE or FROM INFILE;
+//   - every setting it sets in a SETTINGS clause is on a short list of
+//     harmless ones (allowedSettings): settings can also reach files
+//     (format_schema, output_format_schema, format_template_*, …);
+//   - it has no '$' outside literals (heredoc strings are not needed, and
+//     refusing them keeps this lexer's idea of a string equal to
+//     ClickHouse's).
+//
+// The check runs on tokens, as ClickHouse's own lexer (src/Parsers/Lexer.cpp)
+// cuts them: string literals, quoted identifiers and comments (--, //, "# ",
+// nested /* */) are skipped, so a ';' or a function name inside a string
+// changes nothing, and a comment between a name and its '(' hides nothing.
+//
+// Then, as a second layer, the statement runs with readonly = 1 appended as
+// a query-level setting (guardSQL): in chDB 26.7 that refuses every table
+// function with a source (file, url, remote, executable, s3, mysql, …) even if
+// the list above missed one, and any write. It does not stop INTO OUTFILE or
+// the scalar file() function, which is why the lexer check comes first.
+
+// errRefused is wrapped by every refusal of guardSQL.
+var errRefused = errors.New("this endpoint is read-only")
+
+type tokKind int
+
+const (
+	tokWord   tokKind = iota // bare word: keyword, identifier, number
+	tokQuoted                // "identifier" or `identifier`
+	tokString                // 'literal'
+	tokPunct                 // one other character: ( ) , ; = . …
+)
+
+type sqlToken struct {
+	kind       tokKind
+	text       string // the word, the punctuation, or the raw quoted token
+	start, end int    // byte offsets in the statement
+}
+
+// lexSQL cuts sql into significant tokens, dropping whitespace and
+// comments. It fails on an unclosed literal or comment, a nested block
+// comment, and on '$' outside literals.
+func lexSQL(sql string) ([]sqlToken, error) {
+	var toks []sqlToken
+	i, n := 0, len(sql)
+	for i < n {
+		c := sql[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
+			i++
+		case c >= 0x80:
+			// ClickHouse skips Unicode whitespace and refuses any other
+			// non-ASCII byte outside literals; either way it separates.
+			i++
+		case c == '-' && i+1 < n && sql[i+1] == '-',
+			c == '/' && i+1 < n && sql[i+1] == '/',
+			c == '#' && i+1 < n && (sql[i+1] == ' ' || sql[i+1] == '!'):
+			// Line comment: to the next '\n' only, as ClickHouse does.
+			j := strings.IndexByte(sql[i:], '\n')
+			if j < 0 {
+				i = n
+			} else {
+				i += j + 1
+			}
+		case c == '/' && i+1 < n && sql[i+1] == '*':
+			// ClickHouse nests block comments. Refuse nesting rather than
+			// rely on every reader of the text agreeing on it.
+			j := strings.Index(sql[i+2:], "*/")
+			if j < 0 {
+				return nil, fmt.Errorf("%w: unclosed comment", errRefused)
+			}
+			if strings.Contains(sql[i+2:i+2+j], "/*") {
+				return nil, fmt.Errorf("%w: nested comment", errRefused)
+			}
+			i += 2 + j + 2
+		case c == '\'' || c == '"' || c == '`':
+			j := i + 1
+			for {
+				if j >= n {
+					return nil, fmt.Errorf("%w: unclosed %c", errRefused, c)
+				}
+				if sql[j] == '\\' {
+					j += 2
+					continue
+				}
+				if sql[j] == c {
+					if j+1 < n && sql[j+1] == c {
+						j += 2
+						continue
+					}
+					break
+				}
+				j++
+			}
+			k := tokString
+			if c != '\'' {
+				k = tokQuoted
+			}
+			toks = append(toks, sqlToken{kind: k, text: sql[i : j+1], start: i, end: j + 1})
+			i = j + 1
+		case c == '$':
+			return nil, fmt.Errorf("%w: '$' (heredoc strings) not allowed", errRefused)
+		case isWordByte(c):
+			j := i + 1
+			for j < n && isWordByte(sql[j]) {
+				j++
+			}
+			if j < n && sql[j] == '$' {
+				return nil, fmt.Errorf("%w: '$' (heredoc strings) not allowed", errRefused)
+			}
+			toks = append(toks, sqlToken{kind: tokWord, text: sql[i:j], start: i, end: j})
+			i = j
+		case c == '=' && i+1 < n && sql[i+1] == '=':
+			// "==" is one token (equals) to ClickHouse.
+			toks = append(toks, sqlToken{kind: tokPunct, text: "==", start: i, end: i + 2})
+			i += 2
+		default:
+			toks = append(toks, sqlToken{kind: tokPunct, text: sql[i : i+1], start: i, end: i + 1})
+			i++
+		}
+	}
+	return toks, nil
+}
+
+func isWordByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
+}
+
+// quotedName returns the name in a quoted identifier, and false when it has
+// a backslash escape (whose meaning this lexer does not decode).
+func quotedName(raw string) (string, bool) {
+	q := raw[:1]
+	inner := raw[1 : len(raw)-1]
+	if strings.ContainsRune(inner, '\\') {
+		return "", false
+	}
+	return strings.ReplaceAll(inner, q+q, q), true
+}
+
+// readOnlyFirstWords are the statements the endpoint runs.
+var readOnlyFirstWords = map[string]bool{
+	"SELECT": true, "WITH": true, "SHOW": true, "DESCRIBE": true, "DESC": true, "EXISTS": true, "EXPLAIN": true,
+}
+
+// blockedExact and blockedPrefixes name, lower-cased, the functions (table
+// or scalar) that reach outside the store: files, URLs, object stores, other
+// servers and databases, message brokers, programs, dictionaries (whose
+// sources can be any of those) and models loaded from files. A name is
+// refused when it equals one of blockedExact or starts with one of
+// blockedPrefixes.
+var (
+	blockedExact = map[string]bool{
+		"url": true, "urlcluster": true, "input": true, "oss": true, "osscluster": true,
+		"cosn": true, "hive": true, "jdbc": true, "odbc": true, "cluster": true,
+		"clusterallreplicas": true, "remote": true, "remotesecure": true,
+	}
+	blockedPrefixes = []string{
+		"file", // file, fileCluster, and filesystem* (harmless, refused with them)
+		"s3", "gcs", "hdfs", "azure", "iceberg", "deltalake", "hudi", "paimon",
+		"datalake", "arrowflight", "ytsaurus",
+		"mysql", "postgres", "mongo", "redis", "sqlite", "kafka", "nats", "rabbitmq",
+		"executable", "dict", "catboost", "python",
+	}
+)
+
+func blockedFunction(name string) bool {
+	l := strings.ToLower(name)
+	if blockedExact[l] {
+		return true
+	}
+	for _, p := range blockedPrefixes {
+		if strings.HasPrefix(l, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// allowedSettings are the settings a statement may set in its own SETTINGS
+// clause: limits and output details, none of which names a file.
+var allowedSettings = map[string]bool{
+	"max_threads": true, "max_execution_time": true, "max_memory_usage": true,
+	"max_result_rows": true, "max_result_bytes": true, "result_overflow_mode": true,
+	"max_rows_to_read": true, "max_bytes_to_read": true, "read_overflow_mode": true,
+	"timeout_overflow_mode": true, "max_block_size": true, "join_use_nulls": true,
+	"date_time_output_format": true, "output_format_json_quote_64bit_integers": true,
+	"output_format_json_quote_denormals": true, "output_format_decimal_trailing_zeros": true,
+	"session_timezone": true, "final": true,
+}
+
+// guardSQL checks that sql is a read-only statement (see the comment at the
+// top of this file) and returns it with readonly = 1 added as a query-level
+// setting, ready to run; or an error wrapping errRefused that says why not.
+func guardSQL(sql string) (string, error) {
+	toks, err := lexSQL(sql)
+	if err != nil {
+		return "", err
+	}
+	// One statement: a ';' may only end it.
+	for i, t := range toks {
+		if t.kind == tokPunct && t.text == ";" {
+			if i != len(toks)-1 {
+				return "", fmt.Errorf("%w: one statement per request", errRefused)
+			}
+			toks = toks[:i]
+		}
+	}
+	first := 0
+	for first < len(toks) && toks[first].kind == tokPunct && toks[first].text == "(" {
+		first++
+	}
+	if first >= len(toks) || toks[first].kind != tokWord || !readOnlyFirstWords[strings.ToUpper(toks[first].text)] {
+		return "", fmt.Errorf("%w: only SELECT, WITH, SHOW, DESCRIBE, EXISTS and EXPLAIN are allowed", errRefused)
+	}
+
+	depth := 0
+	lastSettings := -1 // token index of the last top-level SETTINGS clause
+	for i, t := range toks {
+		next := func(k int) *sqlToken {
+			if i+k < len(toks) {
+				return &toks[i+k]
+			}
+			return nil
+		}
+		switch t.kind {
+		case tokPunct:
+			switch t.text {
+			case "(":
+				depth++
+			case ")":
+				depth--
+			}
+		case tokQuoted:
+			if nx := next(1); nx != nil && nx.text == "(" && nx.kind == tokPunct {
+				name, ok := quotedName(t.text)
+				if !ok {
+					return "", fmt.Errorf("%w: escaped quoted function name %s", errRefused, t.text)
+				}
+				if blockedFunction(name) {
+					return "", fmt.Errorf("%w: function %s reaches outside the store", errRefused, name)
+				}
+			}
+		case tokWord:
+			u := strings.ToUpper(t.text)
+			switch u {
+			case "OUTFILE", "INFILE":
+				return "", fmt.Errorf("%w: INTO OUTFILE and FROM INFILE are not allowed", errRefused)
+			case "READONLY":
+				return "", fmt.Errorf("%w: the readonly setting cannot be changed", errRefused)
+			}
+			if nx := next(1); nx != nil && nx.kind == tokPunct && nx.text == "(" && blockedFunction(t.text) {
+				return "", fmt.Errorf("%w: function %s reaches outside the store", errRefused, t.text)
+			}
+			if u == "SETTINGS" && (i == 0 || toks[i-1].text != ".") {
+				if n1, n2 := next(1), next(2); n1 != nil && n2 != nil && isEquals(*n2) {
+					if err := checkSettings(toks[i+1:]); err != nil {
+						return "", err
+					}
+					if depth == 0 {
+						lastSettings = i
+					}
+				}
+			}
+		}
+	}
+
+	// readonly = 1: after the keyword of the statement's own last top-level
+	// SETTINGS clause (two clauses in a row are a syntax error), else in a
+	// clause of its own at the end, after any FORMAT, on a new line (the
+	// statement may end in a -- comment).
+	body := sql
+	if len(toks) > 0 {
+		body = sql[:toks[len(toks)-1].end]
+	}
+	if lastSettings >= 0 {
+		at := toks[lastSettings].end
+		return body[:at] + " readonly = 1," + body[at:], nil
+	}
+	return body + "\nSETTINGS readonly = 1", nil
+}
+
+// checkSettings checks the settings of a SETTINGS clause, toks starting
+// after the keyword: name = value [, name = value]…. A value is skipped up
+// to the next ',' outside brackets; the clause ends at a ')' that closes
+// an enclosing bracket, a ';', or a word that cannot be in a value (FORMAT,
+// INTO, UNION, …). Reading too far can only refuse more, never less.
+func checkSettings(toks []sqlToken) error {
+	i := 0
+	for {
+		if i+1 >= len(toks) || !isEquals(toks[i+1]) {
+			return nil
+		}
+		name := toks[i].text
+		switch toks[i].kind {
+		case tokQuoted:
+			var ok bool
+			if name, ok = quotedName(name); !ok {
+				return fmt.Errorf("%w: escaped setting name %s", errRefused, toks[i].text)
+			}
+		case tokWord:
+		default:
+			return nil
+		}
+		if !allowedSettings[strings.ToLower(name)] {
+			return fmt.Errorf("%w: setting %s is not allowed here", errRefused, name)
+		}
+		d := 0
+		for i += 2; ; i++ {
+			if i >= len(toks) {
+				return nil
+			}
+			t := toks[i]
+			if t.kind == tokWord && settingsEnd[strings.ToUpper(t.text)] {
+				return nil
+			}
+			if t.kind != tokPunct {
+				continue
+			}
+			switch t.text {
+			case "(", "[", "{":
+				d++
+			case ")", "]", "}":
+				d--
+				if d < 0 {
+					return nil
+				}
+			case ";":
+				return nil
+			}
+			if t.text == "," && d == 0 {
+				break
+			}
+		}
+		i++
+	}
+}
+
+// settingsEnd are the words that end a SETTINGS clause.
+var settingsEnd = map[string]bool{
+	"FORMAT": true, "INTO": true, "UNION": true, "EXCEPT": true, "INTERSECT": true, "SETTINGS": true,
+}
+
+func isEquals(t sqlToken) bool { return t.kind == tokPunct && (t.text == "=" || t.text == "==") }
+
+// queryFormat returns the name in the statement's top-level FORMAT clause,
+// or "".
+func queryFormat(sql string) string {
+	toks, err := lexSQL(sql)
+	if err != nil {
+		return ""
+	}
+	depth, f := 0, ""
+	for i, t := range toks {
+		switch {
+		case t.kind == tokPunct && t.text == "(":
+			depth++
+		case t.kind == tokPunct && t.text == ")":
+			depth--
+		case depth == 0 && t.kind == tokWord && strings.EqualFold(t.text, "FORMAT") && i+1 < len(toks):
+			// FORMAT name, then the end or a SETTINGS clause.
+			if i+2 < len(toks) && !strings.EqualFold(toks[i+2].text, "SETTINGS") && toks[i+2].text != ";" {
+				continue
+			}
+			nx := toks[i+1]
+			if nx.kind == tokWord {
+				f = nx.text
+			} else if nx.kind == tokQuoted {
+				if name, ok := quotedName(nx.text); ok {
+					f = name
+				}
+			}
+		}
+	}
+	return f
+}
