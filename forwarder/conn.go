@@ -207,9 +207,8 @@ func (c *conn) acked() (pos int64, ok bool) {
 }
 
 // closeGracefully flushes, sends TLS close_notify and a TCP FIN, and waits
-// until timeout for the peer to close its side. A receiver closes only after
-// it has read everything before the FIN, so drained=true means every byte
-// written was read by the SIEM.
+// until timeout for the peer to close its side. drained=true means every
+// byte written was read by the SIEM: see peerDrained.
 func (c *conn) closeGracefully(timeout time.Duration) (drained bool) {
 	deadline := time.Now().Add(timeout)
 	// A peer that closed before our close may not have read everything.
@@ -222,12 +221,32 @@ func (c *conn) closeGracefully(timeout time.Duration) (drained bool) {
 		}
 		select {
 		case <-c.dead:
-			drained = true
+			drained = c.peerDrained()
 		case <-time.After(time.Until(deadline)):
 		}
 	}
 	c.close()
 	return drained
+}
+
+// peerDrained reports, once the watcher has stopped, whether the peer's
+// close confirms it read everything: the read ended with a clean end of
+// stream (a TCP FIN, or TLS close_notify), and, where the platform can tell,
+// the peer's TCP stack acknowledged every byte sent, our FIN included.
+//
+// Any other read error is not a confirmation: Linux resets the connection
+// (RST, "connection reset by peer") precisely when the receiver closes its
+// socket with data it has not read, or when data arrives after it closed.
+// A FIN that came before our last bytes (or our FIN) were acknowledged means
+// the peer closed without having seen them.
+func (c *conn) peerDrained() bool {
+	if !errors.Is(c.deadErr, io.EOF) {
+		return false
+	}
+	if n, ok := unackedBytes(c.raw); ok && n != 0 {
+		return false
+	}
+	return true
 }
 
 // close tears the connection down and waits for the watcher.

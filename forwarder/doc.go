@@ -7,8 +7,10 @@
 // back another. A pipeline commits a Kafka offset only after the message's
 // bytes were written to the SIEM's TCP connection, acknowledged by the
 // SIEM's TCP stack, and the connection stayed up for the settle time
-// afterwards; when a connection breaks, every message not yet settled is
-// sent again on the next connection. A receiver therefore sees each event at
+// afterwards; when a connection breaks, every message not yet settled counts
+// as unwritten and is sent again on the next connection. On a stop, the rest
+// is committed only when the SIEM closes its side cleanly (not with a reset)
+// after reading everything. A receiver therefore sees each event at
 // least once, sometimes twice, in order per host; event_id is the dedup key.
 //
 // Events longer than the destination's maximum message size are split into

@@ -16,6 +16,9 @@ type entry struct {
 	ref    commitRef // the Kafka message to commit once settled (the pipeline's)
 	born   time.Time // when the event entered the pipeline (Kafka timestamp)
 
+	// pos and written describe the entry on the current connection only:
+	// when that connection is dropped, unwrite resets them, since nothing
+	// written to it is known to have been read.
 	pos     int64     // wire position after the flush that carried it; -1 until flushed
 	written time.Time // when that flush returned
 }
@@ -39,7 +42,9 @@ type sinkConfig struct {
 // exponential backoff and jitter and writes those entries again, in order,
 // before anything new. An entry settles when it was flushed, the peer's TCP
 // stack acknowledged its bytes (where the platform can tell), and the
-// connection stayed up for the settle time after the flush.
+// connection stayed up for the settle time after the flush. Without a
+// connection no entry with frames settles: what was written to a dropped
+// connection counts as not written at all.
 type sink struct {
 	cfg sinkConfig
 	log *slog.Logger
@@ -151,7 +156,8 @@ func (s *sink) hasFrames() bool {
 }
 
 // settled removes and returns the entries at the head of the window that
-// have settled, in order.
+// have settled, in order. With no connection only entries without frames
+// (skipped events) can settle: there is nothing to confirm the others.
 func (s *sink) settled(now time.Time) []*entry {
 	if err := s.checkAlive(); err != nil {
 		s.broken(err)
@@ -167,6 +173,11 @@ func (s *sink) settled(now time.Time) []*entry {
 			break
 		}
 		if len(e.frames) > 0 {
+			if s.conn == nil {
+				// Written, if at all, to a connection that is gone
+				// (broken resets pos; this guards the invariant).
+				break
+			}
 			if now.Sub(e.written) < s.cfg.settle {
 				break
 			}
@@ -197,8 +208,10 @@ func (s *sink) checkAlive() error {
 }
 
 // close flushes and closes the connection gracefully. When the SIEM
-// confirms it read everything (it closes its side in time), every entry is
-// settled and returned; otherwise only those settled already are.
+// confirms it read everything (it closes its side cleanly in time, see
+// conn.closeGracefully), every entry is settled and returned; otherwise only
+// those settled already are. With no connection (the SIEM is down) nothing
+// with frames is returned: only skipped entries at the head of the window.
 func (s *sink) close(ctx context.Context) []*entry {
 	if s.conn == nil {
 		if s.hasFramesAny() {
@@ -211,8 +224,7 @@ func (s *sink) close(ctx context.Context) []*entry {
 	}
 	if err := s.flushOnce(); err != nil {
 		s.log.Warn("final flush failed; unsettled messages are sent again after restart", "destination", s.cfg.name, "error", err)
-		s.conn.close()
-		s.conn = nil
+		s.drop()
 		return nil
 	}
 	pre := s.settled(time.Now())
@@ -225,7 +237,7 @@ func (s *sink) close(ctx context.Context) []*entry {
 		s.conn = nil
 		return out
 	}
-	s.conn = nil
+	s.drop() // closed already by closeGracefully
 	s.log.Warn("SIEM did not confirm the close in time; unsettled messages are sent again after restart",
 		"destination", s.cfg.name, "unsettled", len(s.unsettled))
 	_ = ctx
@@ -257,10 +269,7 @@ func (s *sink) flushOnce() error {
 // broken drops the connection after err; the unsettled entries are
 // written again by the next ensureConn.
 func (s *sink) broken(err error) {
-	if s.conn != nil {
-		s.conn.close()
-		s.conn = nil
-	}
+	s.drop()
 	frames := 0
 	for _, e := range s.unsettled {
 		frames += len(e.frames)
@@ -269,6 +278,27 @@ func (s *sink) broken(err error) {
 	s.log.Warn("SIEM connection lost; unsettled messages will be sent again",
 		"destination", s.cfg.name, "error", Explain(err), "unsettled_messages", frames)
 	s.hadConnErr = true
+}
+
+// drop closes the connection, if any, and marks every unsettled entry as
+// not written: the SIEM may have read none of what went to that connection
+// (its TCP stack acknowledging bytes in its receive buffer says nothing of
+// that), so neither the settle time nor an acknowledgement from it may ever
+// settle them. They are all flushed again on the next connection.
+func (s *sink) drop() {
+	if s.conn != nil {
+		s.conn.close()
+		s.conn = nil
+	}
+	s.unwrite()
+}
+
+// unwrite marks every unsettled entry as buffered, not flushed.
+func (s *sink) unwrite() {
+	for _, e := range s.unsettled {
+		e.pos, e.written = -1, time.Time{}
+	}
+	s.unflushed = len(s.unsettled)
 }
 
 // ensureConn connects when there is no connection, with exponential
@@ -312,12 +342,10 @@ func (s *sink) ensureConn(ctx context.Context) error {
 			frames += len(e.frames)
 		}
 		werr := c.writeEntries(s.unsettled, s.cfg.writeTimeout)
-		if werr == nil && len(s.unsettled) > s.unflushed {
-			// Entries flushed before are now buffered again: mark them so.
-			s.unflushed = len(s.unsettled)
-			for _, e := range s.unsettled {
-				e.pos = -1
-			}
+		if werr == nil {
+			// The whole window is buffered on the new connection: an
+			// entry is flushed, and may settle, only once that buffer is.
+			s.unwrite()
 		}
 		if werr != nil {
 			s.broken(werr)

@@ -1,0 +1,373 @@
+package forwarder
+
+// Tests of the delivery guarantee: an offset is committed only for messages
+// the SIEM has read (duplicates possible, drops never). Each test names the
+// bug it guards against.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
+	"github.com/auditpipe/auditpipe/schemas"
+)
+
+// Bug (review 1): when the connection broke, the sink kept each unsettled
+// entry's wire position and write time, and with no connection settled()
+// only checked the settle time, so stopping while the SIEM was down
+// committed every message written to the dead connection. Here the SIEM
+// accepts, reads nothing (its kernel still ACKs the bytes), resets the
+// connection and stays down; the forwarder is stopped while it retries.
+// The SIEM read nothing: nothing may be committed.
+func TestStopWhileSIEMDownCommitsNothing(t *testing.T) {
+	kcfg, _ := kafkatest.Start(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var evs []*schemas.Event
+	for i := range 50 {
+		evs = append(evs, testEvent(i))
+	}
+	produce(t, ctx, kcfg, evs)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		time.Sleep(700 * time.Millisecond) // the data arrives in the kernel buffer, never read
+		ln.Close()                         // down from now on: reconnects are refused
+		c.Close()                          // unread data: Linux sends RST
+	}()
+	defer func() { ln.Close(); <-done }()
+	d := Destination{Name: "siem", Address: ln.Addr().String(), PlainTCP: true, Settle: 2 * time.Second}
+	stop := runForwarder(t, ctx, Config{Kafka: kcfg, Destinations: []Destination{d}}, prometheus.NewRegistry())
+	time.Sleep(4 * time.Second) // past the settle time of the first (only) write
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	lag, err := kcfg.Lag(ctx, "auditpipe-forwarder-siem", schemas.TopicAudit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lag != 50 {
+		t.Fatalf("%d of 50 events committed although the SIEM read none of them", 50-lag)
+	}
+}
+
+// Bug (review 2): the graceful close took any end of the peer's side,
+// a connection reset included, as "the SIEM read everything". Linux resets
+// exactly when the receiver closes with unread data. Here the SIEM reads
+// nothing and resets the connection while the stopping forwarder waits for
+// it to close: nothing may be committed.
+func TestCloseResetBySIEMCommitsNothing(t *testing.T) {
+	kcfg, _ := kafkatest.Start(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var evs []*schemas.Event
+	for i := range 50 {
+		evs = append(evs, testEvent(i))
+	}
+	produce(t, ctx, kcfg, evs)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		time.Sleep(2500 * time.Millisecond) // the forwarder stops at 2s and waits for our close
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close() // RST: nothing was read
+	}()
+	defer func() { ln.Close(); <-done }()
+	// A settle time longer than the test: only the close could settle.
+	d := Destination{Name: "siem", Address: ln.Addr().String(), PlainTCP: true, Settle: 30 * time.Second}
+	stop := runForwarder(t, ctx, Config{Kafka: kcfg, Destinations: []Destination{d}}, prometheus.NewRegistry())
+	time.Sleep(2 * time.Second)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	lag, err := kcfg.Lag(ctx, "auditpipe-forwarder-siem", schemas.TopicAudit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lag != 50 {
+		t.Fatalf("%d of 50 events committed although the SIEM reset the connection without reading", 50-lag)
+	}
+}
+
+// testSink returns a sink to addr over plain TCP with a settle time the
+// tests step over by passing settled a time in the future.
+func testSink(addr string) *sink {
+	dl := &dialer{addr: addr, timeout: 5 * time.Second}
+	return newSink(sinkConfig{
+		name: "t", dialer: dl, settle: time.Hour, writeTimeout: 5 * time.Second,
+		backoffMin: 10 * time.Millisecond, backoffMax: 50 * time.Millisecond, closeTimeout: 5 * time.Second,
+	}, slog.New(slog.DiscardHandler), newMetrics(nil).forDestination("t"))
+}
+
+// testEntries returns entries from..to-1, each with one frame "msg-i\n";
+// those whose index is in skipped have no frames (a filtered event).
+func testEntries(from, to int, skipped ...int) []*entry {
+	var es []*entry
+	for i := from; i < to; i++ {
+		e := &entry{ref: commitRef{offset: int64(i)}}
+		skip := false
+		for _, s := range skipped {
+			skip = skip || s == i
+		}
+		if !skip {
+			e.frames = [][]byte{fmt.Appendf(nil, "msg-%03d\n", i)}
+		}
+		es = append(es, e)
+	}
+	return es
+}
+
+func offsets(es []*entry) []int64 {
+	var out []int64
+	for _, e := range es {
+		out = append(out, e.ref.offset)
+	}
+	return out
+}
+
+// Bug (review 1), at the sink: after the connection breaks, no entry
+// written to it settles, however long ago that was, and close() without a
+// connection returns nothing written; then the reconnect writes the whole
+// window again, in order, and every entry settles exactly once.
+func TestSinkBrokenConnectionUnwritesAndResendsInOrder(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reset := make(chan struct{}) // closed by the test: reset the first connection
+	var second bytes.Buffer      // what the second connection read, until our FIN
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		<-reset
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close() // nothing read: RST
+		c, err = ln.Accept()
+		if err != nil {
+			return
+		}
+		io.Copy(&second, c) // read everything, then close cleanly
+		c.Close()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := testSink(ln.Addr().String())
+	var resetOnce sync.Once
+	defer func() { // also when the test fails midway
+		s.drop()
+		ln.Close()
+		resetOnce.Do(func() { close(reset) })
+		wg.Wait()
+	}()
+	later := func() time.Time { return time.Now().Add(2 * time.Hour) } // past the settle time
+	var got []*entry
+	// Entries 0 and 5 are skipped (no frames): they settle in order too.
+	if err := s.add(ctx, testEntries(0, 10, 0, 5)...); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The peer's kernel acknowledges the bytes without anyone reading them.
+	waitFor(t, 5*time.Second, func() bool {
+		acked, ok := s.conn.acked()
+		return !ok || acked == s.conn.counted.written()
+	})
+	resetOnce.Do(func() { close(reset) })
+	waitFor(t, 5*time.Second, func() bool { return s.conn.alive() != nil })
+
+	got = append(got, s.settled(later())...) // notices the break
+	if s.conn != nil {
+		t.Fatal("the sink kept a connection the peer reset")
+	}
+	got = append(got, s.settled(later())...) // no connection
+	if len(got) != 0 {
+		t.Fatalf("settled %v after the connection broke, written only to the connection that broke", offsets(got))
+	}
+	if s.unflushed != len(s.unsettled) {
+		t.Errorf("unflushed %d after the break, want the whole window (%d)", s.unflushed, len(s.unsettled))
+	}
+	for _, e := range s.unsettled {
+		if e.pos != -1 {
+			t.Errorf("entry %d keeps wire position %d of the dropped connection", e.ref.offset, e.pos)
+		}
+	}
+
+	// New entries reconnect; the window goes first, in order.
+	if err := s.add(ctx, testEntries(10, 20, 12)...); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool {
+		got = append(got, s.settled(later())...)
+		n, _ := s.inFlight()
+		return n == 0
+	})
+	if rest := s.close(ctx); len(rest) != 0 {
+		t.Errorf("close returned %v, all settled before", offsets(rest))
+	}
+	wg.Wait()
+
+	var want []int64
+	for i := range 20 {
+		want = append(want, int64(i))
+	}
+	if fmt.Sprint(offsets(got)) != fmt.Sprint(want) {
+		t.Errorf("settled %v, want each of 0..19 once, in order", offsets(got))
+	}
+	var wantBytes []byte
+	for _, e := range testEntries(0, 20, 0, 5, 12) {
+		for _, f := range e.frames {
+			wantBytes = append(wantBytes, f...)
+		}
+	}
+	if !bytes.Equal(second.Bytes(), wantBytes) {
+		t.Errorf("the second connection carried\n%s\nwant\n%s", second.Bytes(), wantBytes)
+	}
+}
+
+// Bug (review 1), at close(): a sink whose connection broke and that is
+// closed before it reconnects returns nothing written to the dead
+// connection, even with the settle time long past.
+func TestSinkCloseWithoutConnectionReturnsNothingWritten(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+		ln.Close() // down from now on
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := testSink(ln.Addr().String())
+	defer func() { s.drop(); ln.Close(); wg.Wait() }()
+	s.cfg.settle = 0 // settle time never holds anything back
+	if err := s.add(ctx, testEntries(0, 10)...); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return s.conn.alive() != nil })
+	s.broken(s.conn.alive())
+	if got := s.close(ctx); len(got) != 0 {
+		t.Fatalf("close without a connection returned %v, written only to the connection that broke", offsets(got))
+	}
+	if n, _ := s.inFlight(); n != 10 {
+		t.Fatalf("%d entries in flight after close, want 10", n)
+	}
+}
+
+// Bug (review 2), at the connection: closeGracefully reports drained only
+// for a clean close (EOF) with every byte acknowledged, never for a reset.
+func TestCloseGracefullyDrainedOnlyOnCleanClose(t *testing.T) {
+	tests := []struct {
+		name  string
+		peer  func(c *net.TCPConn) // what the SIEM does with the connection
+		drain bool
+	}{
+		{name: "reads everything then closes", peer: func(c *net.TCPConn) {
+			io.Copy(io.Discard, c)
+			c.Close()
+		}, drain: true},
+		{name: "reads nothing, closes with unread data (RST)", peer: func(c *net.TCPConn) {
+			time.Sleep(300 * time.Millisecond)
+			c.Close()
+		}},
+		{name: "reads nothing, resets (linger 0)", peer: func(c *net.TCPConn) {
+			time.Sleep(300 * time.Millisecond)
+			c.SetLinger(0)
+			c.Close()
+		}},
+		{name: "reads part, then resets", peer: func(c *net.TCPConn) {
+			io.CopyN(io.Discard, c, 100)
+			time.Sleep(300 * time.Millisecond)
+			c.SetLinger(0)
+			c.Close()
+		}},
+		{name: "never closes (timeout)", peer: func(c *net.TCPConn) {
+			time.Sleep(1500 * time.Millisecond)
+			io.Copy(io.Discard, c)
+			c.Close()
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				tc.peer(c.(*net.TCPConn))
+			}()
+			defer func() { ln.Close(); wg.Wait() }()
+			dl := &dialer{addr: ln.Addr().String(), timeout: 5 * time.Second}
+			c, err := dl.dial(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.close() // closeGracefully closes too; close is idempotent
+			for _, e := range testEntries(0, 100) {
+				if err := c.write(e.frames, 5*time.Second); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := c.flush(5 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if got := c.closeGracefully(time.Second); got != tc.drain {
+				t.Fatalf("drained = %v, want %v (read ended with %v)", got, tc.drain, c.deadErr)
+			}
+		})
+	}
+}
