@@ -51,16 +51,6 @@ func (s *siemFlags) destination() forwarder.Destination {
 	}
 }
 
-func newForwardFlagSet(name string, e env, usage string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "usage: auditpipe %s\n\nflags:\n", usage)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
 // parseForwardFlags parses args; done is true when the caller should
 // return err at once (nil after -h, errUsage after a bad flag).
 func parseForwardFlags(fs *flag.FlagSet, args []string) (done bool, err error) {
@@ -77,7 +67,7 @@ func parseForwardFlags(fs *flag.FlagSet, args []string) (done bool, err error) {
 // SIEM and exits once the SIEM confirmed it read them all.
 func runForward(ctx context.Context, e env) error {
 	var s siemFlags
-	fs := newForwardFlagSet("forward", e, "forward --siem HOST:PORT --ca FILE [--cert FILE --key FILE] [FILE|-]")
+	fs := newFlagSet("forward", "forward --siem HOST:PORT --ca FILE [--cert FILE --key FILE] [FILE|-]", e.stderr)
 	s.register(fs, "")
 	if done, err := parseForwardFlags(fs, e.args); done {
 		return err
@@ -106,7 +96,7 @@ func runForwarder(ctx context.Context, e env) error {
 	if len(e.args) > 0 && e.args[0] == "check" {
 		return runForwarderCheck(ctx, e, e.args[1:])
 	}
-	fs := newForwardFlagSet("forwarder", e, "forwarder --config FILE [--metrics-addr ADDR]\n       auditpipe forwarder check --siem HOST:PORT --ca FILE [--cert FILE --key FILE]")
+	fs := newFlagSet("forwarder", "forwarder --config FILE [--metrics-addr ADDR]\n       auditpipe forwarder check --siem HOST:PORT --ca FILE [--cert FILE --key FILE]", e.stderr)
 	path := fs.String("config", "", "YAML configuration `FILE` (see forwarder/README.md)")
 	metricsAddr := fs.String("metrics-addr", "", "serve /metrics on `ADDR` (overrides metrics_addr; default 127.0.0.1:9464)")
 	if done, err := parseForwardFlags(fs, e.args); done {
@@ -170,7 +160,7 @@ func runForwardGroup(ctx context.Context, fns ...func(context.Context) error) er
 
 func runForwarderCheck(ctx context.Context, e env, args []string) error {
 	var s siemFlags
-	fs := newForwardFlagSet("forwarder check", e, "forwarder check --siem HOST:PORT --ca FILE [--cert FILE --key FILE]")
+	fs := newFlagSet("forwarder check", "forwarder check --siem HOST:PORT --ca FILE [--cert FILE --key FILE]", e.stderr)
 	s.register(fs, "")
 	if done, err := parseForwardFlags(fs, args); done {
 		return err
