@@ -35,6 +35,23 @@ func sampleHalves(t *testing.T) (first, second string) {
 	return strings.Join(lines[:mid], ""), strings.Join(lines[mid:], "")
 }
 
+// sampleConfig runs the all-in-one on log, in dir, with the bundled
+// sample's users and grants.
+func sampleConfig(dir, log string) Config {
+	return Config{
+		DataDir:  filepath.Join(dir, "data"),
+		AuditLog: log,
+		Host:     "cell01",
+		Passwd:   "../../deploy/sample/passwd",
+		Group:    "../../deploy/sample/group",
+		Grants: map[string]string{
+			"830916abb78e4157b9e45b641e34fcf6": "req1",
+			"5f1c0e9d2a7b4c3e8d6f0a1b2c3d4e5f": "req2",
+		},
+		HTTPAddr: "127.0.0.1:0",
+	}
+}
+
 func appendTo(t *testing.T, path, text string) {
 	t.Helper()
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -150,20 +167,9 @@ func TestAllInOne(t *testing.T) {
 	dir := t.TempDir()
 	log := filepath.Join(dir, "audit.log")
 	first, second := sampleHalves(t)
-	cfg := Config{
-		DataDir:       filepath.Join(dir, "data"),
-		AuditLog:      log,
-		FlushInterval: 300 * time.Millisecond,
-		Layer:         "CELL",
-		Host:          "cell01",
-		Passwd:        "../../deploy/sample/passwd",
-		Group:         "../../deploy/sample/group",
-		Grants: map[string]string{
-			"830916abb78e4157b9e45b641e34fcf6": "req1",
-			"5f1c0e9d2a7b4c3e8d6f0a1b2c3d4e5f": "req2",
-		},
-		HTTPAddr: "127.0.0.1:0",
-	}
+	cfg := sampleConfig(dir, log)
+	cfg.FlushInterval = 300 * time.Millisecond
+	cfg.Layer = "CELL"
 	appendTo(t, log, first)
 	r := start(t, cfg)
 	const all = "SELECT count(), uniqExact(event_id) FROM audit_events"
@@ -229,20 +235,9 @@ func TestAllInOneSIEM(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendTo(t, log, string(b))
-	cfg := Config{
-		DataDir:       filepath.Join(dir, "data"),
-		AuditLog:      log,
-		FlushInterval: 200 * time.Millisecond,
-		Host:          "cell01",
-		Passwd:        "../../deploy/sample/passwd",
-		Group:         "../../deploy/sample/group",
-		Grants: map[string]string{
-			"830916abb78e4157b9e45b641e34fcf6": "req1",
-			"5f1c0e9d2a7b4c3e8d6f0a1b2c3d4e5f": "req2",
-		},
-		HTTPAddr: "127.0.0.1:0",
-		SIEM:     forwarder.Destination{Address: rs.Addr, TLS: forwarder.TLS{CAFile: ca.CertPEM}},
-	}
+	cfg := sampleConfig(dir, log)
+	cfg.FlushInterval = 200 * time.Millisecond
+	cfg.SIEM = forwarder.Destination{Address: rs.Addr, TLS: forwarder.TLS{CAFile: ca.CertPEM}}
 	r := start(t, cfg)
 	msgs := rs.WaitMessages(t, 18, 30*time.Second)
 	waitCount(t, r.url, "SELECT count() FROM audit_events", "18", 30*time.Second)
