@@ -280,6 +280,10 @@ func (c *Collector) waitGrants(ctx context.Context) error {
 	}
 }
 
+// errPollSkip is how a line source tells readInput's poll loop that it met
+// a loss it has already counted and logged, and that reading goes on.
+var errPollSkip = errors.New("collector: input loss counted, reading on")
+
 // readInput sends chunks of lines until ctx is done or the input ends.
 // With stdin input a read blocked on the pipe does not see ctx: Run then
 // returns when auditd closes the pipe (it does, after its SIGTERM).
@@ -298,6 +302,35 @@ func (c *Collector) readInput(ctx context.Context, from tail.Position, out chan<
 			return false
 		}
 	}
+	// poll reads lines with next until ctx ends, handing them over when a
+	// chunk is full and whenever the source has been idle for idle.
+	// next returns errPollSkip for a loss it has counted and logged.
+	poll := func(idle time.Duration, next func(context.Context) (inLine, error)) error {
+		for {
+			lctx, cancel := context.WithTimeout(ctx, idle)
+			l, err := next(lctx)
+			cancel()
+			switch {
+			case err != nil && ctx.Err() != nil:
+				send()
+				return nil
+			case errors.Is(err, context.DeadlineExceeded):
+				if !send() {
+					return nil
+				}
+				continue
+			case errors.Is(err, errPollSkip):
+				continue
+			case err != nil:
+				send()
+				return err
+			}
+			chunk = append(chunk, l)
+			if len(chunk) >= chunkLines && !send() {
+				return nil
+			}
+		}
+	}
 	switch c.cfg.Input.Type {
 	case InputFile:
 		f, err := tail.Open(c.cfg.Input.Path, from, tail.Options{
@@ -311,33 +344,17 @@ func (c *Collector) readInput(ctx context.Context, from tail.Position, out chan<
 			return err
 		}
 		defer f.Close()
-		for {
-			// Hand over what was read as soon as the file has nothing more.
-			lctx, cancel := context.WithTimeout(ctx, c.cfg.Input.PollInterval)
-			l, err := f.Next(lctx)
-			cancel()
+		return poll(c.cfg.Input.PollInterval, func(ctx context.Context) (inLine, error) {
+			l, err := f.Next(ctx)
 			var tl *tail.LineTooLongError
-			switch {
-			case errors.As(err, &tl):
-				chunk = append(chunk, inLine{start: tl.Start, end: tl.End, tooLong: tl})
-			case err != nil && ctx.Err() != nil:
-				send()
-				return nil
-			case errors.Is(err, context.DeadlineExceeded):
-				if !send() {
-					return nil
-				}
-				continue
-			case err != nil:
-				send()
-				return err
-			default:
-				chunk = append(chunk, inLine{data: append([]byte(nil), l.Data...), start: l.Start, end: l.End})
+			if errors.As(err, &tl) {
+				return inLine{start: tl.Start, end: tl.End, tooLong: tl}, nil
 			}
-			if len(chunk) >= chunkLines && !send() {
-				return nil
+			if err != nil {
+				return inLine{}, err
 			}
-		}
+			return inLine{data: append([]byte(nil), l.Data...), start: l.Start, end: l.End}, nil
+		})
 	case InputStdin:
 		err := ReadLines(c.stdin, c.cfg.Input.MaxLineBytes, func(line []byte, err error) error {
 			var tl *LineTooLongError
@@ -362,32 +379,18 @@ func (c *Collector) readInput(ctx context.Context, from tail.Position, out chan<
 			return err
 		}
 		defer src.Close()
-		for {
-			lctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-			l, err := src.Next(lctx)
-			cancel()
-			switch {
-			case err != nil && ctx.Err() != nil:
-				send()
-				return nil
-			case errors.Is(err, context.DeadlineExceeded):
-				if !send() {
-					return nil
-				}
-				continue
-			case errors.Is(err, netlinksrc.ErrOverrun):
+		return poll(100*time.Millisecond, func(ctx context.Context) (inLine, error) {
+			l, err := src.Next(ctx)
+			if errors.Is(err, netlinksrc.ErrOverrun) {
 				c.m.inputGaps.Inc()
 				c.log.Error("netlink: the kernel dropped audit messages", "err", err)
-				continue
-			case err != nil:
-				send()
-				return err
+				return inLine{}, errPollSkip
 			}
-			chunk = append(chunk, inLine{data: append([]byte(nil), l...)})
-			if len(chunk) >= chunkLines && !send() {
-				return nil
+			if err != nil {
+				return inLine{}, err
 			}
-		}
+			return inLine{data: append([]byte(nil), l...)}, nil
+		})
 	}
 	return fmt.Errorf("unknown input type %q", c.cfg.Input.Type)
 }
