@@ -5,11 +5,13 @@
 package kafka
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -75,7 +77,81 @@ func (c Config) Dialer() (*kafkago.Dialer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &kafkago.Dialer{ClientID: c.ClientID, Timeout: c.DialTimeout, DualStack: true, TLS: tc}, nil
+	nd := &net.Dialer{Timeout: c.DialTimeout}
+	return &kafkago.Dialer{
+		ClientID: c.ClientID, Timeout: c.DialTimeout, TLS: tc,
+		// kafka-go reads a connection through a 4 KiB buffer, so a 1 MiB
+		// fetch cost hundreds of read system calls; a larger buffer
+		// underneath makes that a few.
+		DialFunc: func(ctx context.Context, network, address string) (net.Conn, error) {
+			conn, err := nd.DialContext(ctx, network, address)
+			if err != nil {
+				return nil, err
+			}
+			return &bufferedConn{Conn: conn, r: bufio.NewReaderSize(conn, readBufferSize)}, nil
+		},
+	}, nil
+}
+
+// readBufferSize is the read buffer under each reader connection.
+const readBufferSize = 256 << 10
+
+// bufferedConn is a connection whose reads go through a buffer. kafka-go
+// also sets a read deadline before every message it parses; a deadline
+// only matters to a read that may block, so one set while the buffer holds
+// data is applied to the connection only when the buffer runs dry (or at
+// once, if a read is blocked on the connection right then).
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+
+	mu       sync.Mutex
+	deadline time.Time // the latest read deadline asked for
+	applied  bool      // deadline is the connection's
+	blocked  bool      // a Read is waiting on the connection
+}
+
+func (c *bufferedConn) Read(b []byte) (int, error) {
+	if c.r.Buffered() > 0 {
+		return c.r.Read(b)
+	}
+	c.mu.Lock()
+	if !c.applied {
+		if err := c.Conn.SetReadDeadline(c.deadline); err != nil {
+			c.mu.Unlock()
+			return 0, err
+		}
+		c.applied = true
+	}
+	c.blocked = true
+	c.mu.Unlock()
+	n, err := c.r.Read(b)
+	c.mu.Lock()
+	c.blocked = false
+	c.mu.Unlock()
+	return n, err
+}
+
+// SetReadDeadline records t, applying it now only if a read is waiting on
+// the connection.
+func (c *bufferedConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.deadline = t
+	if c.blocked {
+		c.applied = true
+		return c.Conn.SetReadDeadline(t)
+	}
+	c.applied = false
+	return nil
+}
+
+// SetDeadline is SetReadDeadline and the connection's SetWriteDeadline.
+func (c *bufferedConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.Conn.SetWriteDeadline(t)
 }
 
 // MaxBatchBytes bounds the messages of one produced record batch: below
