@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"sync"
 	"unicode"
 	"unicode/utf16"
@@ -437,6 +438,14 @@ func (d *decoder) key() (int, error) {
 	data := d.data
 	start := d.off + 1
 	i := start
+	if i+8 <= len(data) {
+		// Keys are short: the first word usually holds the closing quote.
+		if m := special8(binary.LittleEndian.Uint64(data[i:])); m != 0 {
+			i += bits.TrailingZeros64(m) >> 3
+		} else {
+			i += 8
+		}
+	}
 	for i < len(data) && plain[data[i]] {
 		i++
 	}
@@ -691,18 +700,20 @@ func (d *decoder) str() error {
 	i := d.off + 1
 	start := i // bytes since start are plain and not yet in buf
 	for {
-		for i+16 <= len(data) {
-			w := data[i : i+16]
-			if special8(binary.LittleEndian.Uint64(w[:8]))|special8(binary.LittleEndian.Uint64(w[8:])) != 0 {
+		// The next byte that is not plain, 8 bytes at a time: the lowest
+		// byte that special8 marks is exact.
+		for {
+			if i+8 > len(data) {
+				for i < len(data) && plain[data[i]] {
+					i++
+				}
 				break
 			}
-			i += 16
-		}
-		for i+8 <= len(data) && special8(binary.LittleEndian.Uint64(data[i:i+8])) == 0 {
+			if m := special8(binary.LittleEndian.Uint64(data[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				break
+			}
 			i += 8
-		}
-		for i < len(data) && plain[data[i]] {
-			i++
 		}
 		if i >= len(data) {
 			return d.eof()
