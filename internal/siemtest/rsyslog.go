@@ -26,6 +26,9 @@ type RsyslogOptions struct {
 	ClientAuth bool
 	// MaxMessageSize is rsyslog's maxMessageSize. Default 8k, rsyslog's own default.
 	MaxMessageSize int
+	// CPUs, when set, is the CPU list (taskset -c syntax, e.g. "1") that
+	// rsyslogd and all its threads are bound to.
+	CPUs string
 }
 
 // Rsyslog is an rsyslogd run in the foreground by a test, receiving
@@ -41,9 +44,12 @@ type Rsyslog struct {
 	done chan struct{}
 	log  *os.File
 	bin  string
+	cpus string
 
-	count    int
-	countOff int64
+	count     int
+	countOff  int64
+	countFile *os.File
+	countBuf  []byte
 }
 
 // Binary returns the path of rsyslogd, or skips the test with the reason.
@@ -122,6 +128,9 @@ action(type="omfile" file=%q)
 	t.Cleanup(func() {
 		r.Stop(t)
 		lf.Close()
+		if r.countFile != nil {
+			r.countFile.Close()
+		}
 		if t.Failed() {
 			b, _ := os.ReadFile(filepath.Join(dir, "rsyslogd.log"))
 			i, _ := os.ReadFile(filepath.Join(dir, "internal.log"))
@@ -129,6 +138,7 @@ action(type="omfile" file=%q)
 		}
 	})
 	r.bin = bin
+	r.cpus = o.CPUs
 	r.Start(t)
 	return r
 }
@@ -137,6 +147,13 @@ action(type="omfile" file=%q)
 func (r *Rsyslog) Start(t testing.TB) {
 	t.Helper()
 	cmd := exec.Command(r.bin, "-n", "-f", r.conf, "-i", r.pid)
+	if r.cpus != "" {
+		ts, err := exec.LookPath("taskset")
+		if err != nil {
+			t.Fatalf("siemtest: binding rsyslogd to CPUs %s: %v", r.cpus, err)
+		}
+		cmd = exec.Command(ts, "-c", r.cpus, r.bin, "-n", "-f", r.conf, "-i", r.pid)
+	}
 	cmd.Stdout, cmd.Stderr = r.log, r.log
 	cmd.Dir = r.dir
 	if err := cmd.Start(); err != nil {
@@ -188,31 +205,42 @@ func (r *Rsyslog) Stop(t testing.TB) {
 // Messages returns the raw messages received so far, in order.
 func (r *Rsyslog) Messages(t testing.TB) []string {
 	t.Helper()
-	b, err := os.ReadFile(r.out)
+	msgs, _ := r.MessagesFrom(t, 0)
+	return msgs
+}
+
+// MessagesFrom returns the raw messages written to the output file from
+// byte offset off on, in order, and the offset after the last complete
+// one: the off of the next call, for reading a long stream in parts.
+func (r *Rsyslog) MessagesFrom(t testing.TB, off int64) ([]string, int64) {
+	t.Helper()
+	f, err := os.Open(r.out)
 	if os.IsNotExist(err) {
-		return nil
+		return nil, off
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer f.Close()
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
 	var out []string
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
+	br := bufio.NewReaderSize(f, 1<<20)
+	for {
+		line, err := br.ReadBytes('\n')
+		if err != nil {
+			return out, off // EOF: the last line may be half written
+		}
 		var m struct {
 			Raw string `json:"raw"`
 		}
 		if err := json.Unmarshal(line, &m); err != nil {
-			// The last line may be half written.
-			if !strings.HasSuffix(string(b), "\n") {
-				break
-			}
 			t.Fatalf("siemtest: received.jsonl: %v: %q", err, line)
 		}
 		out = append(out, m.Raw)
+		off += int64(len(line))
 	}
-	return out
 }
 
 // WaitMessages waits until at least n messages were received, or timeout,
@@ -231,24 +259,43 @@ func (r *Rsyslog) WaitMessages(t testing.TB, n int, timeout time.Duration) []str
 
 // WaitCount waits until at least n messages were received, or timeout,
 // and returns how many were. It reads only what was appended since its
-// last call, so it is cheap enough for benchmarks.
+// last call, through one reused buffer, so it is cheap enough for
+// benchmarks (it runs beside what they measure).
 func (r *Rsyslog) WaitCount(n int, timeout time.Duration) int {
 	deadline := time.Now().Add(timeout)
 	for {
-		if f, err := os.Open(r.out); err == nil {
-			if _, err := f.Seek(r.countOff, 0); err == nil {
-				b, _ := io.ReadAll(f)
-				if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
-					r.count += bytes.Count(b[:i+1], []byte{'\n'})
-					r.countOff += int64(i + 1)
-				}
-			}
-			f.Close()
-		}
+		r.countAppended()
 		if r.count >= n || time.Now().After(deadline) {
 			return r.count
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// countAppended counts the complete lines appended to the output file
+// since the last call.
+func (r *Rsyslog) countAppended() {
+	if r.countFile == nil {
+		f, err := os.Open(r.out)
+		if err != nil {
+			return // not written yet
+		}
+		r.countFile = f
+		r.countBuf = make([]byte, 1<<20)
+	}
+	for {
+		k, err := r.countFile.ReadAt(r.countBuf, r.countOff)
+		i := bytes.LastIndexByte(r.countBuf[:k], '\n')
+		if i >= 0 {
+			r.count += bytes.Count(r.countBuf[:i+1], []byte{'\n'})
+			r.countOff += int64(i + 1)
+		}
+		if err != nil || k < len(r.countBuf) {
+			return
+		}
+		if i < 0 { // a line longer than the buffer
+			r.countBuf = make([]byte, 2*len(r.countBuf))
+		}
 	}
 }
 
@@ -260,4 +307,30 @@ func freePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// CPU returns the user and system CPU time rsyslogd (all its threads) used
+// so far, from /proc (Linux only; 10 ms resolution).
+func (r *Rsyslog) CPU() (time.Duration, error) {
+	if r.cmd == nil {
+		return 0, fmt.Errorf("siemtest: rsyslogd is not running")
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", r.cmd.Process.Pid))
+	if err != nil {
+		return 0, fmt.Errorf("siemtest: rsyslogd CPU: %w", err)
+	}
+	// The fields after the command name (which may hold spaces) start
+	// with the state; utime and stime are the 12th and 13th after it.
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("siemtest: rsyslogd CPU: short /proc stat line")
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("siemtest: rsyslogd CPU: bad /proc stat line")
+	}
+	// USER_HZ is 100 on every Linux this runs on.
+	return time.Duration(ut+st) * 10 * time.Millisecond, nil
 }
