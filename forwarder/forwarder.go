@@ -116,11 +116,13 @@ func (f *Forwarder) runDestination(ctx context.Context, d Destination, dlw deadL
 	if d.TLS.InsecureSkipVerify {
 		log.Warn("the SIEM's certificate is NOT verified (insecure_skip_verify is set)", "address", d.Address)
 	}
-	// Fetches of 1 MiB (kafka-go's own default) rather than the shared
-	// 16 MiB: a destination is bounded by its SIEM, not by fetch size, and
-	// the embedded broker (kfake) spends several times the CPU building
-	// 16 MiB responses (profile of BenchmarkForwarderVsRaw).
-	r, err := f.cfg.Kafka.NewReader(kafka.ReaderConfig{Group: d.Group, Topics: []string{schemas.TopicAudit}, MaxBytes: fetchMaxBytes})
+	// Fetches of 1 MiB rather than the shared 16 MiB: a destination is
+	// bounded by its SIEM, not by fetch size, and the embedded broker
+	// (kfake) spends several times the CPU building 16 MiB responses
+	// (profile of BenchmarkForwarderVsRaw).
+	r, err := f.cfg.Kafka.NewGroupReader(kafka.GroupReaderConfig{
+		Group: d.Group, Topics: []string{schemas.TopicAudit}, MaxBytes: fetchMaxBytes, Log: log,
+	})
 	if err != nil {
 		return fmt.Errorf("destination %s: %w", d.Name, err)
 	}
@@ -130,8 +132,10 @@ func (f *Forwarder) runDestination(ctx context.Context, d Destination, dlw deadL
 	p.sink = newSink(d.sinkConfig(dl), log, p.m)
 	log.Info("forwarding", "address", d.Address, "group", d.Group, "tls", !d.PlainTCP)
 	err = p.run(ctx)
+	// Leaving the group only now: the offsets the SIEM confirmed at the
+	// stop were committed under the generation they were read in.
 	if cerr := r.Close(); cerr != nil && err == nil {
-		log.Warn("closing Kafka reader", "error", cerr)
+		log.Warn("leaving the consumer group", "error", cerr)
 	}
 	return err
 }
@@ -139,47 +143,51 @@ func (f *Forwarder) runDestination(ctx context.Context, d Destination, dlw deadL
 // fetchMaxBytes bounds one Kafka fetch of a destination's reader.
 const fetchMaxBytes = 1 << 20
 
-// fetchReader is the part of a kafka-go consumer-group reader the
-// pipeline uses.
-type fetchReader interface {
-	FetchMessage(ctx context.Context) (kafkago.Message, error)
-	CommitMessages(ctx context.Context, msgs ...kafkago.Message) error
-	Stats() kafkago.ReaderStats
+// groupReader is the part of a consumer-group member the pipeline uses.
+type groupReader interface {
+	Run(ctx context.Context, handle func(context.Context, kafka.Batch) error) error
+	Lag() int64
 }
 
-// pipeline is one destination: a fetch goroutine that decodes, filters
-// and renders events, and the sending loop that writes, settles and commits.
+// pipeline is one destination: the group reader's goroutines (one per
+// assigned partition) decode, filter and render events, and the sending
+// loop writes, settles and commits them.
 type pipeline struct {
 	d      Destination
 	log    *slog.Logger
 	m      *destMetrics
 	fm     *formatter
-	reader fetchReader
+	reader groupReader
 	dlw    deadLetterWriter
 	sink   *sink
 
-	// Rendering state of the fetch goroutine: entries, frame slices and
-	// frame bytes are taken from chunks, not allocated one by one.
+	renderers sync.Pool // of *renderer
+}
+
+// renderer is the rendering state of one partition's goroutine: entries,
+// frame slices and frame bytes are taken from chunks, not allocated one by
+// one.
+type renderer struct {
 	arena   arena
 	entries []entry
 	slots   [][]byte
 }
 
-// Chunk sizes of the fetch goroutine's entries and frame slices. A chunk
-// is kept alive by any entry in it: entries settle in order, so that is
-// at most a chunk more than the in-flight window.
+// Chunk sizes of a renderer's entries and frame slices. A chunk is kept
+// alive by any entry in it: entries settle in order, so that is at most a
+// chunk more than the in-flight window, per partition.
 const (
 	entryChunk = 256
 	slotChunk  = 1024
 )
 
 // newEntry returns a zeroed entry from the current chunk.
-func (p *pipeline) newEntry() *entry {
-	if len(p.entries) == 0 {
-		p.entries = make([]entry, entryChunk)
+func (rd *renderer) newEntry() *entry {
+	if len(rd.entries) == 0 {
+		rd.entries = make([]entry, entryChunk)
 	}
-	e := &p.entries[0]
-	p.entries = p.entries[1:]
+	e := &rd.entries[0]
+	rd.entries = rd.entries[1:]
 	return e
 }
 
@@ -193,48 +201,50 @@ func (p *pipeline) run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		defer close(items)
-		fetchErr = p.fetch(fetchCtx, items)
+		fetchErr = p.reader.Run(fetchCtx, func(ctx context.Context, b kafka.Batch) error {
+			return p.handle(ctx, b, items)
+		})
 	}()
 	err := p.send(ctx, items)
 	stopFetch()
-	// Drain so the fetcher is never blocked on a full channel; entries
+	// Drain so the readers are never blocked on a full channel; entries
 	// drained here were never written and are not committed.
 	for range items {
 	}
 	wg.Wait()
-	if err == nil && fetchErr != nil && !errors.Is(fetchErr, context.Canceled) {
-		err = fetchErr
+	if err == nil && fetchErr != nil {
+		err = fmt.Errorf("destination %s: %w", p.d.Name, fetchErr)
 	}
 	return err
 }
 
-// fetch reads events in Kafka order and hands them on, rendered.
-func (p *pipeline) fetch(ctx context.Context, out chan<- *entry) error {
-	for {
-		msg, err := p.reader.FetchMessage(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("destination %s: fetch: %w", p.d.Name, err)
-		}
-		e, err := p.render(ctx, msg)
+// handle renders one partition's batch and hands its entries on, in
+// Kafka order.
+func (p *pipeline) handle(ctx context.Context, b kafka.Batch, out chan<- *entry) error {
+	rd, _ := p.renderers.Get().(*renderer)
+	if rd == nil {
+		rd = new(renderer)
+	}
+	defer p.renderers.Put(rd)
+	for i := range b.Messages {
+		e, err := p.render(ctx, rd, b.Generation, &b.Messages[i])
 		if err != nil {
 			return err
 		}
 		select {
 		case out <- e:
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil // stopping or rebalancing: not handed on, not committed
 		}
 	}
+	return nil
 }
 
 // render turns a Kafka message into an entry: the frames to send, or none
 // when the filter skips the event or it went to the dead-letter topic.
-func (p *pipeline) render(ctx context.Context, msg kafkago.Message) (*entry, error) {
-	e := p.newEntry()
-	e.ref = commitRef{topic: msg.Topic, partition: msg.Partition, offset: msg.Offset}
+func (p *pipeline) render(ctx context.Context, rd *renderer, gen *kafka.Generation, msg *kafkago.Message) (*entry, error) {
+	e := rd.newEntry()
+	e.ref = commitRef{gen: gen, topic: msg.Topic, partition: msg.Partition, offset: msg.Offset}
 	e.born = msg.Time
 	var ev schemas.Event
 	// DecodeJSON directly: json.Unmarshal would scan the input once more
@@ -249,11 +259,11 @@ func (p *pipeline) render(ctx context.Context, msg kafkago.Message) (*entry, err
 		p.m.filtered.Inc()
 		return e, nil
 	}
-	if cap(p.slots)-len(p.slots) < 1 {
-		p.slots = make([][]byte, 0, slotChunk)
+	if cap(rd.slots)-len(rd.slots) < 1 {
+		rd.slots = make([][]byte, 0, slotChunk)
 	}
-	first := len(p.slots)
-	slots, err := p.fm.appendFrames(p.slots, &p.arena, &ev)
+	first := len(rd.slots)
+	slots, err := p.fm.appendFrames(rd.slots, &rd.arena, &ev)
 	if err != nil {
 		reason := reasonRendering
 		if errors.Is(err, ErrHeaderTooLarge) {
@@ -263,7 +273,7 @@ func (p *pipeline) render(ctx context.Context, msg kafkago.Message) (*entry, err
 	}
 	// The entry's frames are its own part of the chunk (capacity capped),
 	// even when a split event made append move to a new array.
-	p.slots = slots
+	rd.slots = slots
 	e.frames = slots[first:len(slots):len(slots)]
 	if len(e.frames) > 1 {
 		p.m.split.Inc()
@@ -275,7 +285,7 @@ func (p *pipeline) render(ctx context.Context, msg kafkago.Message) (*entry, err
 // deadLetter writes msg to the dead-letter topic, retrying until it is
 // written or ctx ends: an event leaves the pipeline only through the SIEM
 // or the dead-letter topic.
-func (p *pipeline) deadLetter(ctx context.Context, msg kafkago.Message, reason string, cause error, host string) error {
+func (p *pipeline) deadLetter(ctx context.Context, msg *kafkago.Message, reason string, cause error, host string) error {
 	dl := schemas.NewDeadLetter("forwarder", reason, fmt.Errorf("destination %s: %w", p.d.Name, cause), msg.Value, time.Now())
 	dl.Host = host
 	dl.Source = msg.Topic + "/" + strconv.Itoa(msg.Partition) + "/" + strconv.FormatInt(msg.Offset, 10)
@@ -309,6 +319,7 @@ const flushDelay = 2 * time.Millisecond
 
 // commitRef is what a settled entry needs to be committed.
 type commitRef struct {
+	gen       *kafka.Generation // under which the message was read
 	topic     string
 	partition int
 	offset    int64
@@ -332,20 +343,41 @@ func (p *pipeline) send(ctx context.Context, items <-chan *entry) error {
 			pending[topicPartition{e.ref.topic, e.ref.partition}] = e.ref
 		}
 	}
-	commit := func(cctx context.Context) {
+	// commit commits the pending offsets, each under the generation it
+	// was read in. Those of a generation that ended (a rebalance) are
+	// dropped: the partition's next owner reads them again.
+	commit := func() {
 		if len(pending) == 0 {
 			return
 		}
-		msgs := make([]kafkago.Message, 0, len(pending))
+		byGen := map[*kafka.Generation]map[string]map[int]int64{}
 		for _, ref := range pending {
-			msgs = append(msgs, kafkago.Message{Topic: ref.topic, Partition: ref.partition, Offset: ref.offset})
+			offs := byGen[ref.gen]
+			if offs == nil {
+				offs = map[string]map[int]int64{}
+				byGen[ref.gen] = offs
+			}
+			if offs[ref.topic] == nil {
+				offs[ref.topic] = map[int]int64{}
+			}
+			offs[ref.topic][ref.partition] = ref.offset + 1
 		}
-		if err := p.reader.CommitMessages(cctx, msgs...); err != nil {
+		for gen, offs := range byGen {
+			err := gen.Commit(offs)
+			if err == nil || gen.Ended() {
+				if err != nil {
+					p.log.Info("not committed: the consumer group rebalanced; the partitions' next owners send those events again", "error", err)
+				}
+				for tp, ref := range pending {
+					if ref.gen == gen {
+						delete(pending, tp)
+					}
+				}
+				continue
+			}
 			p.m.commitErrors.Inc()
 			p.log.Warn("committing offsets failed; retried with the next commit", "error", err)
-			return
 		}
-		clear(pending)
 	}
 	gauges := func(now time.Time) {
 		if t := p.sink.oldest(); !t.IsZero() {
@@ -438,19 +470,17 @@ func (p *pipeline) send(ctx context.Context, items <-chan *entry) error {
 			}
 			gauges(now)
 		case <-commitTick.C:
-			commit(ctx)
-			p.m.lag.Set(float64(p.reader.Stats().Lag))
+			commit()
+			p.m.lag.Set(float64(p.reader.Lag()))
 		}
 	}
 }
 
 // stop settles what the SIEM confirms on a graceful close and commits it
-// with a context of its own, since ctx has ended.
-func (p *pipeline) stop(ctx context.Context, collect func([]*entry), commit func(context.Context)) error {
+// (the group reader is still a member of the group: the generation lasts).
+func (p *pipeline) stop(ctx context.Context, collect func([]*entry), commit func()) error {
 	collect(p.sink.close(ctx))
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	commit(cctx)
+	commit()
 	p.m.inFlight.Set(0)
 	return nil
 }

@@ -130,6 +130,68 @@ func TestRestartMidStream(t *testing.T) {
 	}
 }
 
+// TestTwoForwardersShareAGroup: a second forwarder joins the first one's
+// group mid-stream and the first one leaves: the partitions move between
+// them, every event_id arrives, and once the survivor has sent everything
+// and stopped, the group has nothing left (its commits went through the
+// generation they were read in).
+func TestTwoForwardersShareAGroup(t *testing.T) {
+	s := startSIEM(t, siemtest.RsyslogOptions{})
+	kcfg, _ := kafkatest.Start(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	d := s.destination()
+	d.Group = "shared"
+	cfg := Config{Kafka: kcfg, Destinations: []Destination{d}}
+
+	const batches, perBatch = 12, 100
+	var all []*schemas.Event
+	var stopA func() error
+	stopB := func() error { return nil }
+	for b := range batches {
+		var evs []*schemas.Event
+		for i := range perBatch {
+			evs = append(evs, testEvent(b*perBatch+i))
+		}
+		produce(t, ctx, kcfg, evs)
+		all = append(all, evs...)
+		switch b {
+		case 0:
+			stopA = runForwarder(t, ctx, cfg, prometheus.NewRegistry())
+		case 4:
+			stopB = runForwarder(t, ctx, cfg, prometheus.NewRegistry())
+		case 8:
+			if err := stopA(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ids := eventIDs(t, s.rs.Messages(t))
+		missing := 0
+		for _, ev := range all {
+			if ids[ev.EventID] == 0 {
+				missing++
+			}
+		}
+		if missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d events never arrived", missing, len(all))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := stopB(); err != nil {
+		t.Fatal(err)
+	}
+	if lag, err := kcfg.Lag(ctx, "shared", schemas.TopicAudit); err != nil || lag != 0 {
+		t.Fatalf("group lag after both stopped = %d, %v; want 0", lag, err)
+	}
+}
+
 // TestDestinationsFiltersAndCommits: two destinations with their own
 // filters and groups; a second forwarder in the same groups finds nothing
 // left to send (offsets were committed), and undecodable input goes to the

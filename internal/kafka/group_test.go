@@ -1,0 +1,279 @@
+package kafka_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
+)
+
+const topic = "opctl.audit.v1"
+
+// write produces values from..to-1 ("v<i>"), keyed over 6 hosts.
+func write(t *testing.T, cfg kafka.Config, from, to int) {
+	t.Helper()
+	w, err := cfg.NewWriter(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var msgs []kafkago.Message
+	for i := from; i < to; i++ {
+		msgs = append(msgs, kafkago.Message{Key: []byte(fmt.Sprintf("host%d", i%6)), Value: []byte(fmt.Sprintf("v%d", i))})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// member is a running GroupReader that records what it read and commits
+// every batch it was handed.
+type member struct {
+	r    *kafka.GroupReader
+	stop context.CancelFunc
+	done chan error
+
+	mu        sync.Mutex
+	seen      map[string]int
+	last      map[int]int64 // partition -> last offset handed
+	gens      []*kafka.Generation
+	commitErr error
+	orderErr  error
+}
+
+func join(t *testing.T, cfg kafka.Config, group string) *member {
+	t.Helper()
+	r, err := cfg.NewGroupReader(kafka.GroupReaderConfig{Group: group, Topics: []string{topic}, MaxWait: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &member{r: r, stop: cancel, done: make(chan error, 1), seen: map[string]int{}, last: map[int]int64{}}
+	go func() {
+		m.done <- r.Run(ctx, func(_ context.Context, b kafka.Batch) error {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if len(m.gens) == 0 || m.gens[len(m.gens)-1] != b.Generation {
+				// A new assignment starts each partition at its
+				// committed offset.
+				m.gens = append(m.gens, b.Generation)
+				clear(m.last)
+			}
+			for _, msg := range b.Messages {
+				if last, ok := m.last[b.Partition]; ok && msg.Offset != last+1 && m.orderErr == nil {
+					m.orderErr = fmt.Errorf("partition %d: offset %d after %d", b.Partition, msg.Offset, last)
+				}
+				m.last[b.Partition] = msg.Offset
+				m.seen[string(msg.Value)]++
+			}
+			last := b.Messages[len(b.Messages)-1]
+			if err := b.Generation.Commit(map[string]map[int]int64{b.Topic: {b.Partition: last.Offset + 1}}); err != nil && !b.Generation.Ended() {
+				m.commitErr = err
+			}
+			return nil
+		})
+	}()
+	return m
+}
+
+func (m *member) count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.seen)
+}
+
+// leave stops reading and leaves the group; it fails the test on any
+// error the member met.
+func (m *member) leave(t *testing.T) {
+	t.Helper()
+	m.stop()
+	if err := <-m.done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	if err := m.r.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.commitErr != nil {
+		t.Errorf("commit in a live generation: %v", m.commitErr)
+	}
+	if m.orderErr != nil {
+		t.Errorf("order: %v", m.orderErr)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestGroupReaderCommitsAndResumes: every message is handed once, in
+// offset order per partition; a later member of the group resumes after
+// what was committed.
+func TestGroupReaderCommitsAndResumes(t *testing.T) {
+	cfg, _ := kafkatest.Start(t, 3)
+	write(t, cfg, 0, 3000)
+	a := join(t, cfg, "g")
+	waitFor(t, "3000 values", func() bool { return a.count() == 3000 })
+	a.leave(t)
+	for v, n := range a.seen {
+		if n != 1 {
+			t.Fatalf("%s handed %d times", v, n)
+		}
+	}
+
+	write(t, cfg, 3000, 3010)
+	b := join(t, cfg, "g")
+	waitFor(t, "the 10 new values", func() bool { return b.count() >= 10 })
+	time.Sleep(300 * time.Millisecond) // anything more would show up now
+	b.leave(t)
+	if len(b.seen) != 10 {
+		t.Fatalf("the second member read %d values, want only the 10 written after the first one committed", len(b.seen))
+	}
+	for i := 3000; i < 3010; i++ {
+		if b.seen[fmt.Sprintf("v%d", i)] != 1 {
+			t.Fatalf("v%d not read once by the second member: %v", i, b.seen)
+		}
+	}
+}
+
+// TestGroupReaderRebalance: a second member takes partitions over; the
+// first member's generation ends (its commits are refused) and it goes on
+// with what it keeps; between them every message is read; when the second
+// leaves, the first gets everything back.
+func TestGroupReaderRebalance(t *testing.T) {
+	cfg, _ := kafkatest.Start(t, 3)
+	write(t, cfg, 0, 300)
+	a := join(t, cfg, "g")
+	waitFor(t, "the first member's 300 values", func() bool { return a.count() == 300 })
+	a.mu.Lock()
+	first := a.gens[0]
+	a.mu.Unlock()
+
+	b := join(t, cfg, "g")
+	waitFor(t, "the first generation to end", first.Ended)
+	if err := first.Commit(map[string]map[int]int64{topic: {0: 1}}); err == nil {
+		t.Fatal("a commit through an ended generation was accepted")
+	}
+	write(t, cfg, 300, 600)
+	union := func() int {
+		a.mu.Lock()
+		b.mu.Lock()
+		defer a.mu.Unlock()
+		defer b.mu.Unlock()
+		n := 0
+		for i := range 600 {
+			v := fmt.Sprintf("v%d", i)
+			if a.seen[v] > 0 || b.seen[v] > 0 {
+				n++
+			}
+		}
+		return n
+	}
+	waitFor(t, "all 600 values between the two members", func() bool { return union() == 600 })
+	if b.count() == 0 {
+		t.Fatal("the second member was given nothing")
+	}
+	b.leave(t)
+
+	write(t, cfg, 600, 700)
+	waitFor(t, "the first member to read on alone", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		for i := 600; i < 700; i++ {
+			if a.seen[fmt.Sprintf("v%d", i)] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	a.leave(t)
+}
+
+// TestGroupReaderBrokerRestart: the broker goes away and comes back (same
+// port, same data): reading goes on.
+func TestGroupReaderBrokerRestart(t *testing.T) {
+	dir := t.TempDir()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	broker, err := kafka.StartEmbedded(port, dir, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := kafka.Config{Brokers: broker.Brokers(), DialTimeout: time.Second}.WithDefaults()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cfg.EnsureTopics(ctx, kafka.PipelineTopics(2)...); err != nil {
+		t.Fatal(err)
+	}
+	write(t, cfg, 0, 100)
+	a := join(t, cfg, "g")
+	waitFor(t, "100 values", func() bool { return a.count() == 100 })
+
+	broker.Close()
+	time.Sleep(500 * time.Millisecond)
+	broker, err = kafka.StartEmbedded(port, dir, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer broker.Close()
+	write(t, cfg, 100, 200)
+	waitFor(t, "the 100 values written after the restart", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		for i := 100; i < 200; i++ {
+			if a.seen[fmt.Sprintf("v%d", i)] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	a.stop()
+	if err := <-a.done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if err := a.r.Close(); err != nil {
+		t.Logf("Close after a broker restart: %v", err)
+	}
+}
+
+// TestGroupReaderHandlerError: Run stops and returns what the handler
+// returned.
+func TestGroupReaderHandlerError(t *testing.T) {
+	cfg, _ := kafkatest.Start(t, 2)
+	write(t, cfg, 0, 10)
+	r, err := cfg.NewGroupReader(kafka.GroupReaderConfig{Group: "g", Topics: []string{topic}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	boom := errors.New("boom")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = r.Run(ctx, func(context.Context, kafka.Batch) error { return boom })
+	var he *kafka.HandlerError
+	if !errors.Is(err, boom) || !errors.As(err, &he) {
+		t.Fatalf("Run = %v, want the handler's error", err)
+	}
+}
