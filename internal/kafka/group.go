@@ -198,8 +198,8 @@ func (r *GroupReader) Run(ctx context.Context, handle func(ctx context.Context, 
 	}
 }
 
-// Lag is how many messages of the assigned partitions are not read yet,
-// as of each partition's last fetch.
+// Lag is how many messages of the assigned partitions were not fetched
+// yet, as of each partition's last fetch.
 func (r *GroupReader) Lag() int64 {
 	var n int64
 	r.lags.Range(func(_, v any) bool {
@@ -295,15 +295,19 @@ func (r *GroupReader) read(ctx context.Context, conn *kafkago.Conn, g *Generatio
 		}
 		hw := b.HighWaterMark()
 		err := b.Close()
+		next := offset
+		if len(msgs) > 0 {
+			next = msgs[len(msgs)-1].Offset + 1
+		}
+		if hw >= next {
+			lag.Store(hw - next)
+		}
 		if len(msgs) > 0 {
 			if herr := handle(ctx, Batch{Topic: topic, Partition: partition, Messages: msgs, Generation: g}); herr != nil {
 				return offset, &HandlerError{herr}
 			}
-			offset = msgs[len(msgs)-1].Offset + 1
+			offset = next
 			clear(msgs) // the values are the handler's now
-		}
-		if hw >= offset {
-			lag.Store(hw - offset)
 		}
 		if err != nil {
 			if errors.Is(err, kafkago.OffsetOutOfRange) {

@@ -277,3 +277,48 @@ func TestGroupReaderHandlerError(t *testing.T) {
 		t.Fatalf("Run = %v, want the handler's error", err)
 	}
 }
+
+// TestGroupReaderLag: the lag is what the partitions hold beyond what was
+// fetched, and 0 once everything was.
+func TestGroupReaderLag(t *testing.T) {
+	cfg, _ := kafkatest.Start(t, 1)
+	for i := 0; i < 1000; i += 10 {
+		write(t, cfg, i, i+10) // record batches of 10
+	}
+	r, err := cfg.NewGroupReader(kafka.GroupReaderConfig{Group: "g", Topics: []string{topic}, MaxBytes: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	first := make(chan int, 1)
+	release := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- r.Run(ctx, func(ctx context.Context, b kafka.Batch) error {
+			select {
+			case first <- len(b.Messages):
+				select { // hold the first batch
+				case <-release:
+				case <-ctx.Done():
+				}
+			default:
+			}
+			return nil
+		})
+	}()
+	n := <-first
+	if n >= 1000 {
+		t.Fatalf("the first fetch of at most 1 KiB held %d messages", n)
+	}
+	if lag := r.Lag(); lag != int64(1000-n) {
+		t.Fatalf("lag after a first fetch of %d = %d, want %d", n, lag, 1000-n)
+	}
+	close(release)
+	waitFor(t, "lag 0", func() bool { return r.Lag() == 0 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
