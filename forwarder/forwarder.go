@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/auditpipe/auditpipe/internal/backoff"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/schemas"
 )
@@ -303,7 +304,7 @@ func (p *pipeline) deadLetter(ctx context.Context, msg *kafkago.Message, reason 
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		d := backoff(attempt, p.d.BackoffMin, p.d.BackoffMax)
+		d := backoff.Delay(attempt, p.d.BackoffMin, p.d.BackoffMax)
 		p.log.Error("writing dead letter failed; retrying", "error", err, "retry_in", d)
 		select {
 		case <-ctx.Done():

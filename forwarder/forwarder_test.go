@@ -47,6 +47,26 @@ func eventIDs(t *testing.T, msgs []string) map[string]int {
 	return ids
 }
 
+// waitArrived waits until every event of all has reached s, or timeout,
+// and returns how many times each event_id arrived.
+func waitArrived(t *testing.T, s *siem, all []*schemas.Event, timeout time.Duration) map[string]int {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ids := eventIDs(t, s.rs.Messages(t))
+		missing := 0
+		for _, ev := range all {
+			if ids[ev.EventID] == 0 {
+				missing++
+			}
+		}
+		if missing == 0 || time.Now().After(deadline) {
+			return ids
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func runForwarder(t *testing.T, ctx context.Context, cfg Config, reg prometheus.Registerer) (stop func() error) {
 	t.Helper()
 	f, err := New(cfg, Options{Registerer: reg})
@@ -96,21 +116,7 @@ func TestRestartMidStream(t *testing.T) {
 		}
 		time.Sleep(30 * time.Millisecond)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	var ids map[string]int
-	for time.Now().Before(deadline) {
-		ids = eventIDs(t, s.rs.Messages(t))
-		missing := 0
-		for _, ev := range all {
-			if ids[ev.EventID] == 0 {
-				missing++
-			}
-		}
-		if missing == 0 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	ids := waitArrived(t, s, all, 60*time.Second)
 	dups := 0
 	for _, ev := range all {
 		switch n := ids[ev.EventID]; {
@@ -167,22 +173,11 @@ func TestTwoForwardersShareAGroup(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ids := eventIDs(t, s.rs.Messages(t))
-		missing := 0
-		for _, ev := range all {
-			if ids[ev.EventID] == 0 {
-				missing++
-			}
+	ids := waitArrived(t, s, all, 60*time.Second)
+	for _, ev := range all {
+		if ids[ev.EventID] == 0 {
+			t.Fatalf("event %s (seq %d) never arrived", ev.EventID, ev.Seq)
 		}
-		if missing == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d events never arrived", missing, len(all))
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	if err := stopB(); err != nil {
 		t.Fatal(err)
@@ -356,16 +351,6 @@ func TestConfigValidate(t *testing.T) {
 	d := c.Destinations[0]
 	if d.Name != "siem" || d.Group != "auditpipe-forwarder-siem" || d.AppName != "opctl" || *d.Facility != 13 || d.MaxMessageSize != 8192 {
 		t.Errorf("defaults: %+v", d)
-	}
-}
-
-func TestBackoff(t *testing.T) {
-	for n := range 12 {
-		d := backoff(n, 100*time.Millisecond, 5*time.Second)
-		ceil := min(100*time.Millisecond<<n, 5*time.Second)
-		if d < ceil/2 || d > ceil {
-			t.Errorf("attempt %d: %s, want within [%s, %s]", n, d, ceil/2, ceil)
-		}
 	}
 }
 

@@ -4,8 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"time"
+
+	"github.com/auditpipe/auditpipe/internal/backoff"
 )
 
 // entry is one unit of delivery: the framed messages of one event (none for
@@ -319,7 +320,7 @@ func (s *sink) ensureConn(ctx context.Context) error {
 			if s.cfg.maxAttempts > 0 && attempt+1 >= s.cfg.maxAttempts {
 				return fmt.Errorf("giving up after %d attempts: %w", attempt+1, err)
 			}
-			d := backoff(attempt, s.cfg.backoffMin, s.cfg.backoffMax)
+			d := backoff.Delay(attempt, s.cfg.backoffMin, s.cfg.backoffMax)
 			attempt++
 			s.log.Warn("cannot reach SIEM; retrying", "destination", s.cfg.name, "error", Explain(err), "retry_in", d.Round(time.Millisecond))
 			t := time.NewTimer(d)
@@ -356,19 +357,4 @@ func (s *sink) ensureConn(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// backoff returns the delay before retry attempt n (from 0): exponential
-// from min, capped at max, with full jitter over its upper half so a fleet
-// of forwarders does not reconnect in step.
-func backoff(n int, min, max time.Duration) time.Duration {
-	d := min
-	for i := 0; i < n && d < max; i++ {
-		d *= 2
-	}
-	if d > max {
-		d = max
-	}
-	half := d / 2
-	return half + rand.N(half+1)
 }

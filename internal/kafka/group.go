@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/auditpipe/auditpipe/internal/backoff"
 )
 
 // GroupReader is a consumer-group member that reads each partition
@@ -148,9 +149,9 @@ func (r *GroupReader) Run(ctx context.Context, handle func(ctx context.Context, 
 			if errors.Is(err, kafkago.ErrGroupClosed) {
 				return nil
 			}
-			d := backoff(attempt, 100*time.Millisecond, 5*time.Second)
+			d := backoff.Delay(attempt, 100*time.Millisecond, 5*time.Second)
 			r.cfg.Log.Warn("joining the consumer group failed; retrying", "group", r.cfg.Group, "error", err, "retry_in", d)
-			if !sleep(ctx, d) {
+			if !backoff.Sleep(ctx, d) {
 				return nil
 			}
 			continue
@@ -234,7 +235,7 @@ func (r *GroupReader) readPartition(ctx context.Context, g *Generation, topic st
 	defer lag.Store(0) // no longer this member's
 	log := r.cfg.Log.With("topic", topic, "partition", partition)
 	for attempt := 0; ; attempt++ {
-		if attempt > 0 && !sleep(ctx, backoff(attempt-1, 50*time.Millisecond, time.Second)) {
+		if attempt > 0 && !backoff.Sleep(ctx, backoff.Delay(attempt-1, 50*time.Millisecond, time.Second)) {
 			return nil
 		}
 		broker := r.brokers[attempt%len(r.brokers)]
@@ -332,25 +333,4 @@ func (r *GroupReader) resetOffset(conn *kafkago.Conn, offset int64, cause error)
 		return first, fmt.Errorf("offset %d is gone (retention): going on from %d, the first offset: %w", offset, first, cause)
 	}
 	return offset, cause
-}
-
-// backoff is exponential from lo to hi with full jitter.
-func backoff(attempt int, lo, hi time.Duration) time.Duration {
-	d := lo << min(attempt, 20)
-	if d > hi || d <= 0 {
-		d = hi
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
-// sleep waits d or until ctx ends; it reports whether d elapsed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
