@@ -7,6 +7,7 @@ package forwarder
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,7 +17,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
 	"github.com/auditpipe/auditpipe/schemas"
 )
@@ -369,5 +372,43 @@ func TestCloseGracefullyDrainedOnlyOnCleanClose(t *testing.T) {
 				t.Fatalf("drained = %v, want %v (read ended with %v)", got, tc.drain, c.deadErr)
 			}
 		})
+	}
+}
+
+// failingWriter is a dead-letter topic that refuses every write.
+type failingWriter struct{ calls chan struct{} }
+
+func (w failingWriter) WriteMessages(context.Context, ...kafkago.Message) error {
+	select {
+	case w.calls <- struct{}{}:
+	default:
+	}
+	return errors.New("dead-letter topic unavailable")
+}
+
+// A partition's batch is being handled when the group rebalances (its
+// context ends) while a dead letter cannot be written: the handler gives
+// up without an error, hands nothing on, and so commits nothing. Returning
+// the context's error would stop the whole forwarder.
+func TestHandleGivesUpQuietlyWhenRebalancedDuringADeadLetter(t *testing.T) {
+	d := Destination{Name: "x", Address: "127.0.0.1:1", BackoffMin: time.Millisecond, BackoffMax: 10 * time.Millisecond}.WithDefaults()
+	fm, err := newFormatter(d.format())
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := make(chan struct{}, 1)
+	p := &pipeline{d: d, log: slog.New(slog.DiscardHandler), m: newMetrics(nil).forDestination("x"), fm: fm, dlw: failingWriter{calls}}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-calls // the dead letter is being retried
+		cancel()
+	}()
+	out := make(chan *entry, 1)
+	b := kafka.Batch{Topic: schemas.TopicAudit, Messages: []kafkago.Message{{Topic: schemas.TopicAudit, Value: []byte("not json")}}}
+	if err := p.handle(ctx, b, out); err != nil {
+		t.Fatalf("handle = %v, want nil", err)
+	}
+	if len(out) != 0 {
+		t.Fatal("an entry was handed on although its dead letter was never written")
 	}
 }

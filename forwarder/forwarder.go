@@ -230,6 +230,9 @@ func (p *pipeline) handle(ctx context.Context, b kafka.Batch, out chan<- *entry)
 	for i := range b.Messages {
 		e, err := p.render(ctx, rd, b.Generation, &b.Messages[i])
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil // stopping or rebalancing during a dead-letter write: not committed
+			}
 			return err
 		}
 		select {
