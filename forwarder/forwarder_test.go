@@ -141,9 +141,20 @@ func TestRestartMidStream(t *testing.T) {
 // them, every event_id arrives, and once the survivor has sent everything
 // and stopped, the group has nothing left (its commits went through the
 // generation they were read in).
+// It runs against the embedded broker and against a real Apache Kafka.
 func TestTwoForwardersShareAGroup(t *testing.T) {
+	t.Run("kfake", func(t *testing.T) {
+		kcfg, _ := kafkatest.Start(t, 3)
+		testTwoForwardersShareAGroup(t, kcfg)
+	})
+	t.Run("apache", func(t *testing.T) {
+		kcfg, _ := kafkatest.StartApache(t, 3)
+		testTwoForwardersShareAGroup(t, kcfg)
+	})
+}
+
+func testTwoForwardersShareAGroup(t *testing.T, kcfg kafka.Config) {
 	s := startSIEM(t, siemtest.RsyslogOptions{})
-	kcfg, _ := kafkatest.Start(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	d := s.destination()
@@ -184,6 +195,45 @@ func TestTwoForwardersShareAGroup(t *testing.T) {
 	}
 	if lag, err := kcfg.Lag(ctx, "shared", schemas.TopicAudit); err != nil || lag != 0 {
 		t.Fatalf("group lag after both stopped = %d, %v; want 0", lag, err)
+	}
+}
+
+// TestKafkaBrokerKilledMidStream: a real Apache Kafka broker is killed
+// (SIGKILL) while the forwarder reads and comes back with its data: every
+// event_id reaches the SIEM, and once the forwarder has stopped, its group
+// has nothing left to read.
+func TestKafkaBrokerKilledMidStream(t *testing.T) {
+	kcfg, broker := kafkatest.StartApache(t, 3)
+	s := startSIEM(t, siemtest.RsyslogOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	stop := runForwarder(t, ctx, Config{Kafka: kcfg, Destinations: []Destination{s.destination()}}, prometheus.NewRegistry())
+
+	var all []*schemas.Event
+	for b := range 6 {
+		var evs []*schemas.Event
+		for i := range 100 {
+			evs = append(evs, testEvent(b*100+i))
+		}
+		produce(t, ctx, kcfg, evs)
+		all = append(all, evs...)
+		if b == 2 {
+			broker.Kill(t)
+			time.Sleep(time.Second)
+			broker.Start(t)
+		}
+	}
+	ids := waitArrived(t, s, all, 2*time.Minute)
+	for _, ev := range all {
+		if ids[ev.EventID] == 0 {
+			t.Fatalf("event %s (seq %d) never arrived", ev.EventID, ev.Seq)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if lag, err := kcfg.Lag(ctx, s.destination().WithDefaults().Group, schemas.TopicAudit); err != nil || lag != 0 {
+		t.Fatalf("group lag after the stop = %d, %v; want 0", lag, err)
 	}
 }
 

@@ -17,6 +17,62 @@ import (
 
 const topic = "opctl.audit.v1"
 
+// broker starts a broker for a test and returns its configuration and a
+// function that takes it away and brings it back with its data.
+type broker struct {
+	name  string
+	start func(t *testing.T, partitions int) (kafka.Config, func(*testing.T))
+}
+
+// brokers are the group reader's test brokers: the embedded one (kfake)
+// and a real Apache Kafka (skipped, saying why, where it is not installed).
+var brokers = []broker{
+	{"kfake", func(t *testing.T, partitions int) (kafka.Config, func(*testing.T)) {
+		dir := t.TempDir()
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		e, err := kafka.StartEmbedded(port, dir, partitions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close() })
+		cfg := kafka.Config{Brokers: e.Brokers(), DialTimeout: time.Second}.WithDefaults()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := cfg.EnsureTopics(ctx, kafka.PipelineTopics(partitions)...); err != nil {
+			t.Fatal(err)
+		}
+		return cfg, func(t *testing.T) {
+			e.Close()
+			time.Sleep(500 * time.Millisecond)
+			if e, err = kafka.StartEmbedded(port, dir, partitions); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}},
+	{"apache", func(t *testing.T, partitions int) (kafka.Config, func(*testing.T)) {
+		cfg, a := kafkatest.StartApache(t, partitions)
+		return cfg, func(t *testing.T) {
+			a.Kill(t)
+			a.Start(t)
+		}
+	}},
+}
+
+// forBrokers runs test against each broker.
+func forBrokers(t *testing.T, partitions int, test func(t *testing.T, cfg kafka.Config, restart func(*testing.T))) {
+	for _, b := range brokers {
+		t.Run(b.name, func(t *testing.T) {
+			cfg, restart := b.start(t, partitions)
+			test(t, cfg, restart)
+		})
+	}
+}
+
 // write produces values from..to-1 ("v<i>"), keyed over 6 hosts.
 func write(t *testing.T, cfg kafka.Config, from, to int) {
 	t.Helper()
@@ -128,7 +184,10 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // offset order per partition; a later member of the group resumes after
 // what was committed.
 func TestGroupReaderCommitsAndResumes(t *testing.T) {
-	cfg, _ := kafkatest.Start(t, 3)
+	forBrokers(t, 3, testCommitsAndResumes)
+}
+
+func testCommitsAndResumes(t *testing.T, cfg kafka.Config, _ func(*testing.T)) {
 	write(t, cfg, 0, 3000)
 	a := join(t, cfg, "g")
 	waitFor(t, "3000 values", func() bool { return a.count() == 3000 })
@@ -159,7 +218,10 @@ func TestGroupReaderCommitsAndResumes(t *testing.T) {
 // with what it keeps; between them every message is read; when the second
 // leaves, the first gets everything back.
 func TestGroupReaderRebalance(t *testing.T) {
-	cfg, _ := kafkatest.Start(t, 3)
+	forBrokers(t, 3, testRebalance)
+}
+
+func testRebalance(t *testing.T, cfg kafka.Config, _ func(*testing.T)) {
 	write(t, cfg, 0, 300)
 	a := join(t, cfg, "g")
 	waitFor(t, "the first member's 300 values", func() bool { return a.count() == 300 })
@@ -210,34 +272,15 @@ func TestGroupReaderRebalance(t *testing.T) {
 // TestGroupReaderBrokerRestart: the broker goes away and comes back (same
 // port, same data): reading goes on.
 func TestGroupReaderBrokerRestart(t *testing.T) {
-	dir := t.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	broker, err := kafka.StartEmbedded(port, dir, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := kafka.Config{Brokers: broker.Brokers(), DialTimeout: time.Second}.WithDefaults()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := cfg.EnsureTopics(ctx, kafka.PipelineTopics(2)...); err != nil {
-		t.Fatal(err)
-	}
+	forBrokers(t, 2, testBrokerRestart)
+}
+
+func testBrokerRestart(t *testing.T, cfg kafka.Config, restart func(*testing.T)) {
 	write(t, cfg, 0, 100)
 	a := join(t, cfg, "g")
 	waitFor(t, "100 values", func() bool { return a.count() == 100 })
 
-	broker.Close()
-	time.Sleep(500 * time.Millisecond)
-	broker, err = kafka.StartEmbedded(port, dir, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer broker.Close()
+	restart(t)
 	write(t, cfg, 100, 200)
 	waitFor(t, "the 100 values written after the restart", func() bool {
 		a.mu.Lock()

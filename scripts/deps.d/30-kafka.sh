@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs a real Apache Kafka broker for the fault tests: the kafka_2.13
+# jar and its runtime dependencies, resolved by Maven from Maven Central,
+# into "$AUDITPIPE_CACHE/kafka/<version>/lib" (about 43 MB). The tests run
+# it in KRaft mode with the machine's Java 17 (internal/kafka/kafkatest).
+# Idempotent: does nothing when that version is already there.
+set -euo pipefail
+: "${AUDITPIPE_CACHE:=$HOME/.cache/auditpipe}"
+version="4.4.0"
+dest="$AUDITPIPE_CACHE/kafka/$version"
+
+if [ -f "$dest/READY" ]; then
+	exit 0
+fi
+for tool in mvn java; do
+	if ! command -v "$tool" >/dev/null 2>&1; then
+		echo "deps: kafka: $tool not found; install Java 17 and Maven to fetch Apache Kafka $version" >&2
+		exit 1
+	fi
+done
+
+echo "deps: kafka: fetching org.apache.kafka:kafka_2.13:$version and its dependencies from Maven Central" >&2
+mkdir -p "$dest"
+tmp="$(mktemp -d "$dest/.tmp.XXXXXX")"
+trap 'rm -rf "$tmp"' EXIT
+cat >"$tmp/pom.xml" <<POM
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>auditpipe</groupId>
+  <artifactId>kafka-broker</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka_2.13</artifactId>
+      <version>$version</version>
+    </dependency>
+  </dependencies>
+</project>
+POM
+mvn -q -B -Dstyle.color=never -f "$tmp/pom.xml" dependency:copy-dependencies -DoutputDirectory="$tmp/lib" -DincludeScope=runtime
+if [ ! -f "$tmp/lib/kafka_2.13-$version.jar" ]; then
+	echo "deps: kafka: kafka_2.13-$version.jar missing after resolution" >&2
+	exit 1
+fi
+rm -rf "$dest/lib"
+mv "$tmp/lib" "$dest/lib"
+echo "$version" >"$dest/READY"
+echo "deps: kafka: installed $dest/lib" >&2
