@@ -287,21 +287,37 @@ func TestRotation(t *testing.T) {
 }
 
 // TestKafkaDown stops the broker: batches go to the spool, then drain in
-// order when the broker is back, nothing lost.
+// order when the broker is back, nothing lost. It runs against the
+// embedded broker and against a real Apache Kafka killed with SIGKILL.
 func TestKafkaDown(t *testing.T) {
-	brokerDir := t.TempDir()
-	port := freePort(t)
-	broker, err := kafka.StartEmbedded(port, brokerDir, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kcfg := kafka.Config{Brokers: broker.Brokers()}.WithDefaults()
+	t.Run("kfake", func(t *testing.T) {
+		brokerDir := t.TempDir()
+		port := freePort(t)
+		broker, err := kafka.StartEmbedded(port, brokerDir, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { broker.Close() })
+		kcfg := kafka.Config{Brokers: broker.Brokers()}.WithDefaults()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := kcfg.EnsureTopics(ctx, kafka.PipelineTopics(1)...); err != nil {
+			t.Fatal(err)
+		}
+		testKafkaDown(t, kcfg, broker.Close, func() {
+			if broker, err = kafka.StartEmbedded(port, brokerDir, 1); err != nil {
+				t.Fatal(err)
+			}
+		})
+	})
+	t.Run("apache", func(t *testing.T) {
+		kcfg, broker := kafkatest.StartApache(t, 1)
+		testKafkaDown(t, kcfg, func() { broker.Kill(t) }, func() { broker.Start(t) })
+	})
+}
+
+func testKafkaDown(t *testing.T, kcfg kafka.Config, down, up func()) {
 	kcfg.DialTimeout = time.Second
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := kcfg.EnsureTopics(ctx, kafka.PipelineTopics(1)...); err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	cfg := testConfig(t, kcfg, dir)
 	cfg.ProduceTimeout = 500 * time.Millisecond
@@ -322,7 +338,7 @@ func TestKafkaDown(t *testing.T) {
 	}
 	waitUntil(t, "first batch produced", 20*time.Second, func() bool { return m("auditpipe_collector_produced_messages_total") >= 50 })
 
-	broker.Close()
+	down()
 	appendFile(t, cfg.Input.Path, sessionLines(51, 100))
 	waitUntil(t, "batches spooled", 20*time.Second, func() bool { return m("auditpipe_collector_spool_entries") >= 1 })
 	appendFile(t, cfg.Input.Path, sessionLines(151, 50))
@@ -331,11 +347,7 @@ func TestKafkaDown(t *testing.T) {
 		t.Fatal("no produce error counted while the broker was down")
 	}
 
-	broker, err = kafka.StartEmbedded(port, brokerDir, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer broker.Close()
+	up()
 	waitUntil(t, "spool drained", 30*time.Second, func() bool { return m("auditpipe_collector_spool_entries") == 0 })
 	cons := newConsumer(t, kcfg, schemas.TopicAudit, 1)
 	cons.waitFor(t, "all events", 30*time.Second, atLeast(200))

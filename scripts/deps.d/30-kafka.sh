@@ -39,7 +39,11 @@ cat >"$tmp/pom.xml" <<POM
   </dependencies>
 </project>
 POM
-mvn -q -B -Dstyle.color=never -f "$tmp/pom.xml" dependency:copy-dependencies -DoutputDirectory="$tmp/lib" -DincludeScope=runtime
+if ! mvn -q -B -f "$tmp/pom.xml" dependency:copy-dependencies -DoutputDirectory="$tmp/lib" -DincludeScope=runtime >"$tmp/mvn.log" 2>&1; then
+	cat "$tmp/mvn.log" >&2
+	echo "deps: kafka: Maven could not resolve kafka_2.13:$version" >&2
+	exit 1
+fi
 if [ ! -f "$tmp/lib/kafka_2.13-$version.jar" ]; then
 	echo "deps: kafka: kafka_2.13-$version.jar missing after resolution" >&2
 	exit 1
