@@ -3,10 +3,13 @@ package kafka
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"testing"
 	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
 )
 
 // TestBufferedConnDeadlines checks that the reader connections' buffer
@@ -63,5 +66,25 @@ func TestBufferedConnDeadlines(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("a deadline set during a waiting read did not wake it")
+	}
+}
+
+// TestBrief: one error per message becomes one line with counts, and the
+// original stays reachable.
+func TestBrief(t *testing.T) {
+	refused := errors.New("dial tcp 127.0.0.1:9092: connect: connection refused")
+	we := kafkago.WriteErrors{refused, refused, nil, kafkago.MessageTooLargeError{}, refused}
+	err := Brief(fmt.Errorf("wrapped: %w", we))
+	want := "4 of 5 messages not written: dial tcp 127.0.0.1:9092: connect: connection refused (3 times); " + kafkago.MessageTooLargeError{}.Error()
+	if err.Error() != want {
+		t.Fatalf("Brief = %q\nwant %q", err, want)
+	}
+	var got kafkago.WriteErrors
+	if !errors.As(err, &got) || len(got) != 5 {
+		t.Fatalf("the original WriteErrors is not reachable through %v", err)
+	}
+	plain := errors.New("boom")
+	if Brief(plain) != plain || Brief(nil) != nil {
+		t.Fatal("Brief changed an error that is not a WriteErrors")
 	}
 }

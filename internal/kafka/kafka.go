@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -168,6 +169,55 @@ type Writer struct {
 	*kafkago.Writer
 	tr *kafkago.Transport
 }
+
+// WriteMessages is kafka-go's, with a failure told briefly (see Brief).
+func (w *Writer) WriteMessages(ctx context.Context, msgs ...kafkago.Message) error {
+	return Brief(w.Writer.WriteMessages(ctx, msgs...))
+}
+
+// Brief shortens a kafka-go kafkago.WriteErrors, which holds one error per
+// message (a broker that went away made a log line of 100 identical
+// errors): it tells how many messages were not written and each distinct
+// error once, with its count. The result unwraps to err; any other error
+// is returned as it is.
+func Brief(err error) error {
+	var we kafkago.WriteErrors
+	if !errors.As(err, &we) {
+		return err
+	}
+	counts := map[string]int{}
+	var distinct []string
+	for _, e := range we {
+		if e == nil {
+			continue
+		}
+		s := e.Error()
+		if counts[s] == 0 {
+			distinct = append(distinct, s)
+		}
+		counts[s]++
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d of %d messages not written: ", we.Count(), len(we))
+	for i, s := range distinct {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(s)
+		if counts[s] > 1 {
+			fmt.Fprintf(&b, " (%d times)", counts[s])
+		}
+	}
+	return &briefError{err: err, msg: b.String()}
+}
+
+type briefError struct {
+	err error
+	msg string
+}
+
+func (e *briefError) Error() string { return e.msg }
+func (e *briefError) Unwrap() error { return e.err }
 
 // Close flushes and closes the writer, then its connections.
 func (w *Writer) Close() error {
