@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -42,9 +43,13 @@ func newFlagSet(name, synopsis string, w io.Writer) *flag.FlagSet {
 	return fs
 }
 
-// parseFlags parses args; -h and bad flags become errUsage (usage printed).
+// parseFlags parses args. After -h (usage printed) it returns errHelp, for
+// an exit status of 0; after a bad flag, errUsage (status 2).
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
+		}
 		return errUsage
 	}
 	return nil

@@ -51,25 +51,13 @@ func (s *siemFlags) destination() forwarder.Destination {
 	}
 }
 
-// parseForwardFlags parses args; done is true when the caller should
-// return err at once (nil after -h, errUsage after a bad flag).
-func parseForwardFlags(fs *flag.FlagSet, args []string) (done bool, err error) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return true, nil
-		}
-		return true, errUsage
-	}
-	return false, nil
-}
-
 // runForward sends contract events (JSON lines) from a file or stdin to a
 // SIEM and exits once the SIEM confirmed it read them all.
 func runForward(ctx context.Context, e env) error {
 	var s siemFlags
 	fs := newFlagSet("forward", "forward --siem HOST:PORT --ca FILE [--cert FILE --key FILE] [FILE|-]", e.stderr)
 	s.register(fs, "")
-	if done, err := parseForwardFlags(fs, e.args); done {
+	if err := parseFlags(fs, e.args); err != nil {
 		return err
 	}
 	if !s.set() || fs.NArg() > 1 {
@@ -99,7 +87,7 @@ func runForwarder(ctx context.Context, e env) error {
 	fs := newFlagSet("forwarder", "forwarder --config FILE [--metrics-addr ADDR]\n       auditpipe forwarder check --siem HOST:PORT --ca FILE [--cert FILE --key FILE]", e.stderr)
 	path := fs.String("config", "", "YAML configuration `FILE` (see forwarder/README.md)")
 	metricsAddr := fs.String("metrics-addr", "", "serve /metrics on `ADDR` (overrides metrics_addr; default 127.0.0.1:9464)")
-	if done, err := parseForwardFlags(fs, e.args); done {
+	if err := parseFlags(fs, e.args); err != nil {
 		return err
 	}
 	if *path == "" || fs.NArg() > 0 {
@@ -162,7 +150,7 @@ func runForwarderCheck(ctx context.Context, e env, args []string) error {
 	var s siemFlags
 	fs := newFlagSet("forwarder check", "forwarder check --siem HOST:PORT --ca FILE [--cert FILE --key FILE]", e.stderr)
 	s.register(fs, "")
-	if done, err := parseForwardFlags(fs, args); done {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if !s.set() || fs.NArg() > 0 {

@@ -69,8 +69,8 @@ func runIndex(ctx context.Context, e env) error {
 		fmt.Fprintln(e.stderr, "usage: auditpipe index [--embedded DIR | --clickhouse ADDR] [flags] [FILE|-]")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(e.args); err != nil {
-		return errUsage
+	if err := parseFlags(fs, e.args); err != nil {
+		return err
 	}
 	if fs.NArg() > 1 {
 		fs.Usage()
@@ -165,10 +165,13 @@ func isTerminal(w io.Writer) bool {
 // consumer, serving /metrics (and, with the embedded engine, the
 // ClickHouse-style query endpoint on /) on http_addr.
 func runIndexer(ctx context.Context, e env) error {
-	fs := flag.NewFlagSet("indexer", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs := newFlagSet("indexer", "indexer --config FILE", e.stderr)
 	path := fs.String("config", "", "YAML configuration file (see indexer/README.md)")
-	if err := fs.Parse(e.args); err != nil || fs.NArg() > 0 {
+	if err := parseFlags(fs, e.args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
 		return errUsage
 	}
 	cfg := indexer.DefaultConfig()

@@ -72,6 +72,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	if err := c.run(ctx, env{args: args[1:], stdin: stdin, stdout: stdout, stderr: stderr, log: log}); err != nil {
+		if errors.Is(err, errHelp) {
+			return 0
+		}
 		if errors.Is(err, errUsage) {
 			return 2
 		}
@@ -81,7 +84,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return 0
 }
 
-var errUsage = errors.New("usage")
+// errUsage and errHelp end a command that printed its usage: after a bad
+// flag or argument (exit status 2), or when asked with -h (status 0).
+var (
+	errUsage = errors.New("usage")
+	errHelp  = errors.New("help")
+)
 
 func usage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "usage: auditpipe <command> [flags] [args]")

@@ -88,6 +88,23 @@ func TestUsage(t *testing.T) {
 	}
 }
 
+// TestHelpAndBadFlags: every command prints its usage and exits 0 when
+// asked with -h, and exits 2 after an unknown flag.
+func TestHelpAndBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"parse"}, {"collector"}, {"all-in-one"}, {"forward"}, {"forwarder"}, {"forwarder", "check"},
+		{"index"}, {"indexer"}, {"query"},
+	} {
+		name := strings.Join(args, " ")
+		if code, _, errOut := runCmd(t, "", append(args, "-h")...); code != 0 || !strings.Contains(errOut, "usage: auditpipe "+args[0]) {
+			t.Errorf("%s -h: exit %d, %q", name, code, errOut)
+		}
+		if code, _, errOut := runCmd(t, "", append(args, "--no-such-flag")...); code != 2 || !strings.Contains(errOut, "no-such-flag") {
+			t.Errorf("%s --no-such-flag: exit %d, %q", name, code, errOut)
+		}
+	}
+}
+
 // TestCollectorConfigErrorsNameTheField: a bad configuration stops the
 // collector at start with the field's name.
 func TestCollectorConfigErrorsNameTheField(t *testing.T) {

@@ -28,8 +28,8 @@ func runQuery(ctx context.Context, e env) error {
 		fmt.Fprintln(e.stderr, "\nflags:")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(e.args); err != nil {
-		return errUsage
+	if err := parseFlags(fs, e.args); err != nil {
+		return err
 	}
 	if fs.NArg() == 0 && !*all {
 		fs.Usage()
