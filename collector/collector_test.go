@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
+	"github.com/auditpipe/auditpipe/internal/proctest"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -292,7 +292,7 @@ func TestRotation(t *testing.T) {
 func TestKafkaDown(t *testing.T) {
 	t.Run("kfake", func(t *testing.T) {
 		brokerDir := t.TempDir()
-		port := freePort(t)
+		port := proctest.FreePort(t)
 		broker, err := kafka.StartEmbedded(port, brokerDir, 1)
 		if err != nil {
 			t.Fatal(err)
@@ -415,16 +415,6 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(b)))
 	return len(b), nil
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {

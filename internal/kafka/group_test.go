@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
+	"github.com/auditpipe/auditpipe/internal/proctest"
 )
 
 const topic = "opctl.audit.v1"
@@ -29,12 +29,7 @@ type broker struct {
 var brokers = []broker{
 	{"kfake", func(t *testing.T, partitions int) (kafka.Config, func(*testing.T)) {
 		dir := t.TempDir()
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
+		port := proctest.FreePort(t)
 		e, err := kafka.StartEmbedded(port, dir, partitions)
 		if err != nil {
 			t.Fatal(err)

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/auditpipe/auditpipe/internal/proctest"
 )
 
 // RsyslogOptions configure a test rsyslog.
@@ -40,8 +42,7 @@ type Rsyslog struct {
 	conf string
 	out  string
 	pid  string
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc *proctest.Proc
 	log  *os.File
 	bin  string
 	cpus string
@@ -81,7 +82,7 @@ func StartRsyslog(t testing.TB, o RsyslogOptions) *Rsyslog {
 		o.MaxMessageSize = 8192
 	}
 	r := &Rsyslog{
-		Addr: "127.0.0.1:" + strconv.Itoa(freePort(t)),
+		Addr: "127.0.0.1:" + strconv.Itoa(proctest.FreePort(t)),
 		dir:  dir,
 		conf: filepath.Join(dir, "rsyslog.conf"),
 		out:  filepath.Join(dir, "received.jsonl"),
@@ -156,49 +157,17 @@ func (r *Rsyslog) Start(t testing.TB) {
 	}
 	cmd.Stdout, cmd.Stderr = r.log, r.log
 	cmd.Dir = r.dir
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("siemtest: start rsyslogd: %v", err)
-	}
-	r.cmd = cmd
-	r.done = make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(r.done)
-	}()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", r.Addr, time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case <-r.done:
-			b, _ := os.ReadFile(filepath.Join(r.dir, "rsyslogd.log"))
-			t.Fatalf("siemtest: rsyslogd exited at start:\n%s", b)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("siemtest: rsyslogd does not listen on %s after 15s", r.Addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	r.proc = proctest.Start(t, "rsyslogd", cmd, r.Addr, 15*time.Second, filepath.Join(r.dir, "rsyslogd.log"))
 }
 
 // Stop stops rsyslogd with SIGTERM (it drains its queues) and waits.
 func (r *Rsyslog) Stop(t testing.TB) {
 	t.Helper()
-	if r.cmd == nil {
+	if r.proc == nil {
 		return
 	}
-	_ = r.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-r.done:
-	case <-time.After(20 * time.Second):
-		_ = r.cmd.Process.Kill()
-		<-r.done
-	}
-	r.cmd = nil
+	r.proc.Stop(syscall.SIGTERM, 20*time.Second)
+	r.proc = nil
 	_ = os.Remove(r.pid)
 }
 
@@ -299,23 +268,14 @@ func (r *Rsyslog) countAppended() {
 	}
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // CPU returns the user and system CPU time rsyslogd (all its threads) used
 // so far, from /proc (Linux only; 10 ms resolution).
 func (r *Rsyslog) CPU() (time.Duration, error) {
-	if r.cmd == nil {
+	if r.proc == nil {
 		return 0, fmt.Errorf("siemtest: rsyslogd is not running")
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", r.cmd.Process.Pid))
+	// Under taskset too: taskset execs rsyslogd in its own process.
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", r.proc.Pid()))
 	if err != nil {
 		return 0, fmt.Errorf("siemtest: rsyslogd CPU: %w", err)
 	}

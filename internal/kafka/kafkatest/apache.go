@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/proctest"
 )
 
 // ApacheVersion is the Apache Kafka release scripts/deps.d/30-kafka.sh
@@ -31,8 +31,7 @@ type Apache struct {
 
 	java, lib, props, dir string
 	addr                  string
-	cmd                   *exec.Cmd
-	done                  chan struct{}
+	proc                  *proctest.Proc
 	log                   *os.File
 }
 
@@ -68,7 +67,7 @@ func StartApache(t testing.TB, partitions int) (kafka.Config, *Apache) {
 	}
 	dir := t.TempDir()
 	a := &Apache{java: java, lib: lib, dir: dir, props: filepath.Join(dir, "server.properties")}
-	port, cport := freePort(t), freePort(t)
+	port, cport := proctest.FreePort(t), proctest.FreePort(t)
 	a.addr = "127.0.0.1:" + strconv.Itoa(port)
 	props := fmt.Sprintf(`process.roles=broker,controller
 node.id=1
@@ -133,53 +132,17 @@ func (a *Apache) Start(t testing.TB) {
 	t.Helper()
 	cmd := exec.Command(a.java, "-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-cp", filepath.Join(a.lib, "*"), "kafka.Kafka", a.props)
 	cmd.Stdout, cmd.Stderr = a.log, a.log
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("kafkatest: start the broker: %v", err)
-	}
-	a.cmd = cmd
-	a.done = make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(a.done)
-	}()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if c, err := net.DialTimeout("tcp", a.addr, time.Second); err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case <-a.done:
-			b, _ := os.ReadFile(a.log.Name())
-			t.Fatalf("kafkatest: the broker exited at start:\n%s", tail(b, 4096))
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("kafkatest: the broker does not listen on %s after 60s", a.addr)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	a.proc = proctest.Start(t, "the Kafka broker", cmd, a.addr, 60*time.Second, a.log.Name())
 }
 
 // Kill stops the broker with SIGKILL, as a crash would, and waits for it.
 func (a *Apache) Kill(t testing.TB) {
 	t.Helper()
-	if a.cmd == nil {
+	if a.proc == nil {
 		return
 	}
-	_ = a.cmd.Process.Signal(syscall.SIGKILL)
-	<-a.done
-	a.cmd = nil
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	a.proc.Stop(syscall.SIGKILL, time.Minute)
+	a.proc = nil
 }
 
 func tail(b []byte, n int) []byte {
