@@ -137,6 +137,18 @@ func join(t *testing.T, cfg kafka.Config, group string) *member {
 	return m
 }
 
+// hasAll reports whether the member read every value from..to-1.
+func (m *member) hasAll(from, to int) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := from; i < to; i++ {
+		if m.seen[fmt.Sprintf("v%d", i)] == 0 {
+			return false
+		}
+	}
+	return true
+}
+
 func (m *member) count() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -251,16 +263,7 @@ func testRebalance(t *testing.T, cfg kafka.Config, _ func(*testing.T)) {
 	b.leave(t)
 
 	write(t, cfg, 600, 700)
-	waitFor(t, "the first member to read on alone", func() bool {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		for i := 600; i < 700; i++ {
-			if a.seen[fmt.Sprintf("v%d", i)] == 0 {
-				return false
-			}
-		}
-		return true
-	})
+	waitFor(t, "the first member to read on alone", func() bool { return a.hasAll(600, 700) })
 	a.leave(t)
 }
 
@@ -277,16 +280,7 @@ func testBrokerRestart(t *testing.T, cfg kafka.Config, restart func(*testing.T))
 
 	restart(t)
 	write(t, cfg, 100, 200)
-	waitFor(t, "the 100 values written after the restart", func() bool {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		for i := 100; i < 200; i++ {
-			if a.seen[fmt.Sprintf("v%d", i)] == 0 {
-				return false
-			}
-		}
-		return true
-	})
+	waitFor(t, "the 100 values written after the restart", func() bool { return a.hasAll(100, 200) })
 	a.stop()
 	if err := <-a.done; err != nil {
 		t.Fatalf("Run: %v", err)
