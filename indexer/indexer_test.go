@@ -15,6 +15,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/auditpipe/auditpipe/indexer/chdb"
+	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
 	"github.com/auditpipe/auditpipe/schemas"
 )
@@ -116,20 +117,28 @@ func TestEndToEndKafkaToChDB(t *testing.T) {
 
 // Regression guard for the exactly-once promise: a batch inserted but not
 // committed (the process died in between) is delivered again after the
-// restart, and SELECT still shows every event exactly once.
+// restart, and SELECT still shows every event exactly once. The last case
+// runs against a real Apache Kafka broker.
 func TestCrashAfterInsertBeforeCommit(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		maxRows int
 		n       int
+		apache  bool
 	}{
-		{"one batch", 10000, 500},
-		{"many batches", 100, 1000},
+		{"one batch", 10000, 500, false},
+		{"many batches", 100, 1000, false},
+		{"many batches, Apache Kafka", 100, 1000, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			eng := openTestEngine(t, dir)
-			kc, _ := kafkatest.Start(t, 3)
+			var kc kafka.Config
+			if tc.apache {
+				kc, _ = kafkatest.StartApache(t, 3)
+			} else {
+				kc, _ = kafkatest.Start(t, 3)
+			}
 			evs := manyEvents(tc.n, time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC))
 			produce(t, kc, schemas.TopicAudit, eventMessages(evs))
 
