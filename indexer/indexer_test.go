@@ -128,7 +128,7 @@ func TestCrashAfterInsertBeforeCommit(t *testing.T) {
 	}{
 		{"one batch", 10000, 500, false},
 		{"many batches", 100, 1000, false},
-		{"many batches, Apache Kafka", 100, 1000, true},
+		{"many batches on Apache Kafka", 100, 1000, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()

@@ -65,7 +65,13 @@ func StartApache(t testing.TB, partitions int) (kafka.Config, *Apache) {
 	if _, err := os.Stat(filepath.Join(lib, "kafka_2.13-"+ApacheVersion+".jar")); err != nil {
 		t.Skipf("kafkatest: Apache Kafka %s not installed in %s; run `make deps`", ApacheVersion, lib)
 	}
-	dir := t.TempDir()
+	// Not t.TempDir(): log.dirs is a comma-separated list, and a test's
+	// name may hold a comma.
+	dir, err := os.MkdirTemp("", "auditpipe-kafka-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	a := &Apache{java: java, lib: lib, dir: dir, props: filepath.Join(dir, "server.properties")}
 	port, cport := proctest.FreePort(t), proctest.FreePort(t)
 	a.addr = "127.0.0.1:" + strconv.Itoa(port)
