@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/auditpipe/auditpipe/indexer/chdb"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -112,3 +114,14 @@ func quoteString(s string) string {
 func quoteIdent(name string) string {
 	return "`" + strings.NewReplacer("\\", "\\\\", "`", "\\`").Replace(name) + "`"
 }
+
+// isRowError reports whether err is the store refusing the insert (a
+// ClickHouse exception), which may be about particular rows, rather than
+// failing to reach it.
+func isRowError(err error) bool {
+	var ce *chdb.Error
+	return errors.As(err, &ce) || isServerException(err) || errors.Is(err, errRowAppend)
+}
+
+// errRowAppend marks a row that clickhouse-go could not append to a batch.
+var errRowAppend = errors.New("row does not fit the table")

@@ -25,11 +25,13 @@ package indexer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -270,7 +272,7 @@ func (ix *Indexer) decode(m kafkago.Message) item {
 		if m.Topic == ix.cfg.DeadLetterTopic {
 			// A dead letter of a dead letter would loop: keep it, lossy.
 			ix.log.Warn("dead-letter message stored with invalid bytes replaced", "source", src, "err", err)
-			m.Value = []byte(toValidUTF8(m.Value))
+			m.Value = []byte(strings.ToValidUTF8(string(m.Value), "\uFFFD"))
 		} else {
 			it.dl = ix.deadLetter(RejectReason(err), err, m.Value, string(m.Key), src)
 			return it
@@ -359,7 +361,7 @@ func (ix *Indexer) flush(ctx context.Context, r *kafkago.Reader, dlw *kafka.Writ
 	if len(b.dead) > 0 {
 		msgs := make([]kafkago.Message, 0, len(b.dead))
 		for _, d := range b.dead {
-			v, err := jsonMarshal(d)
+			v, err := json.Marshal(d)
 			if err != nil {
 				return fmt.Errorf("indexer: encode dead letter: %w", err)
 			}
