@@ -16,7 +16,6 @@ import (
 
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
 	"github.com/auditpipe/auditpipe/internal/siemtest"
-	"github.com/auditpipe/auditpipe/schemas"
 )
 
 // BenchmarkForwarderVsRaw measures, against the same rsyslog in the same
@@ -51,10 +50,7 @@ func BenchmarkForwarderVsRaw(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
-	evs := make([]*schemas.Event, n)
-	for i := range evs {
-		evs[i] = testEvent(i)
-	}
+	evs := testEvents(0, n)
 	produce(b, ctx, kcfg, evs)
 	d := Destination{Name: "bench", Address: rs.Addr, TLS: TLS{CAFile: ca.CertPEM}}.WithDefaults()
 	fm, err := newFormatter(d.format())

@@ -102,10 +102,7 @@ func TestRestartMidStream(t *testing.T) {
 	const batches, perBatch = 20, 100
 	var all []*schemas.Event
 	for b := range batches {
-		var evs []*schemas.Event
-		for i := range perBatch {
-			evs = append(evs, testEvent(b*perBatch+i))
-		}
+		evs := testEvents(b*perBatch, perBatch)
 		produce(t, ctx, kcfg, evs)
 		all = append(all, evs...)
 		if b == batches/2 {
@@ -166,10 +163,7 @@ func testTwoForwardersShareAGroup(t *testing.T, kcfg kafka.Config) {
 	var stopA func() error
 	stopB := func() error { return nil }
 	for b := range batches {
-		var evs []*schemas.Event
-		for i := range perBatch {
-			evs = append(evs, testEvent(b*perBatch+i))
-		}
+		evs := testEvents(b*perBatch, perBatch)
 		produce(t, ctx, kcfg, evs)
 		all = append(all, evs...)
 		switch b {
@@ -211,10 +205,7 @@ func TestKafkaBrokerKilledMidStream(t *testing.T) {
 
 	var all []*schemas.Event
 	for b := range 6 {
-		var evs []*schemas.Event
-		for i := range 100 {
-			evs = append(evs, testEvent(b*100+i))
-		}
+		evs := testEvents(b*100, 100)
 		produce(t, ctx, kcfg, evs)
 		all = append(all, evs...)
 		if b == 2 {
@@ -254,10 +245,7 @@ func TestDestinationsFiltersAndCommits(t *testing.T) {
 	db.Name, db.Filter = "b", Filter{Hosts: []string{"host1", "host2"}, Events: []string{"command"}}
 	cfg := Config{Kafka: kcfg, Destinations: []Destination{da, db}}
 
-	var evs []*schemas.Event
-	for i := range 300 {
-		evs = append(evs, testEvent(i))
-	}
+	evs := testEvents(0, 300)
 	produce(t, ctx, kcfg, evs)
 	w, err := kcfg.NewWriter(schemas.TopicAudit)
 	if err != nil {

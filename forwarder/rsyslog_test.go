@@ -51,6 +51,15 @@ func testEvent(i int) *schemas.Event {
 	}
 }
 
+// testEvents returns events from to from+n-1 of the stream of testEvent.
+func testEvents(from, n int) []*schemas.Event {
+	evs := make([]*schemas.Event, n)
+	for i := range evs {
+		evs[i] = testEvent(from + i)
+	}
+	return evs
+}
+
 func jsonLines(t *testing.T, evs []*schemas.Event) io.Reader {
 	t.Helper()
 	var b bytes.Buffer
@@ -83,10 +92,7 @@ func expected(t *testing.T, d Destination, evs []*schemas.Event) []string {
 
 func TestSendToRsyslog(t *testing.T) {
 	s := startSIEM(t, siemtest.RsyslogOptions{})
-	var evs []*schemas.Event
-	for i := range 500 {
-		evs = append(evs, testEvent(i))
-	}
+	evs := testEvents(0, 500)
 	d := s.destination()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
