@@ -38,11 +38,7 @@ func Start(t testing.TB, name string, cmd *exec.Cmd, addr string, timeout time.D
 		}
 		select {
 		case <-p.done:
-			b, _ := os.ReadFile(logFile)
-			if len(b) > 4096 {
-				b = b[len(b)-4096:]
-			}
-			t.Fatalf("proctest: %s exited at start:\n%s", name, b)
+			t.Fatalf("proctest: %s exited at start:\n%s", name, Tail(logFile))
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -62,6 +58,33 @@ func (p *Proc) Stop(sig os.Signal, grace time.Duration) {
 		_ = p.cmd.Process.Kill()
 		<-p.done
 	}
+}
+
+// LogFile creates path for a daemon's output. When the test ends, after
+// the cleanups registered later (the one stopping the daemon), the file is
+// closed and, if the test failed, its end is logged under name.
+func LogFile(t testing.TB, path, name string) *os.File {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		f.Close()
+		if t.Failed() {
+			t.Logf("%s output (last 4 KiB):\n%s", name, Tail(path))
+		}
+	})
+	return f
+}
+
+// Tail returns the last 4 KiB of the file at path (nothing if unreadable).
+func Tail(path string) []byte {
+	b, _ := os.ReadFile(path)
+	if len(b) > 4096 {
+		b = b[len(b)-4096:]
+	}
+	return b
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago.

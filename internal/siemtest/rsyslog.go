@@ -121,21 +121,14 @@ action(type="omfile" file=%q)
 	if err := os.WriteFile(r.conf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	lf, err := os.Create(filepath.Join(dir, "rsyslogd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.log = lf
+	r.log = proctest.LogFile(t, filepath.Join(dir, "rsyslogd.log"), "rsyslogd")
 	t.Cleanup(func() {
 		r.Stop(t)
-		lf.Close()
 		if r.countFile != nil {
 			r.countFile.Close()
 		}
 		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "rsyslogd.log"))
-			i, _ := os.ReadFile(filepath.Join(dir, "internal.log"))
-			t.Logf("rsyslogd output:\n%s\nrsyslog internal log:\n%s", b, i)
+			t.Logf("rsyslog internal log (last 4 KiB):\n%s", proctest.Tail(filepath.Join(dir, "internal.log")))
 		}
 	})
 	r.bin = bin

@@ -96,19 +96,8 @@ group.initial.rebalance.delay.ms=0
 	if err := os.WriteFile(a.props, []byte(props), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	lf, err := os.Create(filepath.Join(dir, "kafka.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.log = lf
-	t.Cleanup(func() {
-		a.Kill(t)
-		lf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(lf.Name())
-			t.Logf("kafka broker output (last 4 KiB):\n%s", tail(b, 4096))
-		}
-	})
+	a.log = proctest.LogFile(t, filepath.Join(dir, "kafka.log"), "the Kafka broker")
+	t.Cleanup(func() { a.Kill(t) })
 	// The cluster id: 16 random bytes, base64url without padding, not
 	// starting with '-' (an option to the tool), as `kafka-storage
 	// random-uuid` prints.
@@ -149,11 +138,4 @@ func (a *Apache) Kill(t testing.TB) {
 	}
 	a.proc.Stop(syscall.SIGKILL, time.Minute)
 	a.proc = nil
-}
-
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
-	}
-	return b
 }
