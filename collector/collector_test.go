@@ -67,7 +67,6 @@ func testConfig(t *testing.T, kcfg kafka.Config, dir string) Config {
 	cfg.Kafka = kcfg
 	cfg.FlushInterval = 100 * time.Millisecond
 	cfg.ProduceTimeout = 2 * time.Second
-	cfg.MetricsAddr = ""
 	return cfg
 }
 

@@ -39,8 +39,9 @@ type Config struct {
 	Grants map[string]string `yaml:"grants"`
 	// FollowGrants reads opctl.grants.v1 for login → req_auth_id. Default true.
 	FollowGrants *bool `yaml:"follow_grants"`
-	// Kafka is the broker connection.
-	Kafka kafka.Config `yaml:"kafka"`
+	// Kafka is the broker connection: the configuration file's top-level
+	// kafka section, set by the composition root.
+	Kafka kafka.Config `yaml:"-"`
 	// Topic receives the events. Default opctl.audit.v1.
 	Topic string `yaml:"topic"`
 	// DeadLetterTopic receives rejected input. Default opctl.deadletter.v1.
@@ -65,8 +66,6 @@ type Config struct {
 	SpoolMaxAge   time.Duration `yaml:"spool_max_age"`
 	// AssemblyTimeout flushes an event that never saw its EOE. Default 3s.
 	AssemblyTimeout time.Duration `yaml:"assembly_timeout"`
-	// MetricsAddr serves /metrics. Default ":9461"; empty turns it off.
-	MetricsAddr string `yaml:"metrics_addr"`
 }
 
 // InputConfig says where records come from.
@@ -104,7 +103,6 @@ func DefaultConfig() Config {
 		SpoolMaxBytes:   1 << 30,
 		SpoolMaxAge:     7 * 24 * time.Hour,
 		AssemblyTimeout: 3 * time.Second,
-		MetricsAddr:     ":9461",
 	}
 }
 
@@ -156,9 +154,6 @@ func (c Config) Validate() error {
 		if login == "" || id == "" {
 			errs = append(errs, fmt.Errorf("collector.grants: %q: %q: login and req_auth_id must not be empty", login, id))
 		}
-	}
-	if err := c.Kafka.Validate("collector.kafka"); err != nil {
-		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

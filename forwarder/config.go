@@ -15,8 +15,9 @@ import (
 
 // Config is the forwarder's configuration.
 type Config struct {
-	// Kafka is where the events are read. Required.
-	Kafka kafka.Config `yaml:"kafka"`
+	// Kafka is where the events are read: the configuration file's
+	// top-level kafka section, set by the composition root. Required.
+	Kafka kafka.Config `yaml:"-"`
 	// Destinations are the SIEMs, each with its own consumer group and
 	// filter. At least one is required.
 	Destinations []Destination `yaml:"destinations"`
@@ -211,25 +212,22 @@ func setDur(p *time.Duration, v time.Duration) {
 // Validate names every bad field. Call it on a config with defaults applied.
 func (c Config) Validate() error {
 	var errs []error
-	if err := c.Kafka.Validate("kafka"); err != nil {
-		errs = append(errs, err)
-	}
 	if len(c.Destinations) == 0 {
-		errs = append(errs, errors.New("destinations: at least one destination is required"))
+		errs = append(errs, errors.New("forwarder.destinations: at least one destination is required"))
 	}
 	names := map[string]int{}
 	groups := map[string]int{}
 	for i, d := range c.Destinations {
-		prefix := fmt.Sprintf("destinations[%d]", i)
+		prefix := fmt.Sprintf("forwarder.destinations[%d]", i)
 		if err := d.Validate(prefix); err != nil {
 			errs = append(errs, err)
 		}
 		if j, ok := names[d.Name]; ok && d.Name != "" {
-			errs = append(errs, fmt.Errorf("%s.name: %q is also the name of destinations[%d]", prefix, d.Name, j))
+			errs = append(errs, fmt.Errorf("%s.name: %q is also the name of forwarder.destinations[%d]", prefix, d.Name, j))
 		}
 		names[d.Name] = i
 		if j, ok := groups[d.Group]; ok && d.Group != "" {
-			errs = append(errs, fmt.Errorf("%s.group: %q is also the group of destinations[%d]: each destination needs its own", prefix, d.Group, j))
+			errs = append(errs, fmt.Errorf("%s.group: %q is also the group of forwarder.destinations[%d]: each destination needs its own", prefix, d.Group, j))
 		}
 		groups[d.Group] = i
 	}

@@ -15,8 +15,9 @@ import (
 // Config is the indexer's configuration: the YAML file of `auditpipe
 // indexer --config FILE`. Every field has a default (DefaultConfig).
 type Config struct {
-	// Kafka is the broker to consume from. Brokers are required.
-	Kafka kafka.Config `yaml:"kafka"`
+	// Kafka is the broker to consume from: the configuration file's
+	// top-level kafka section, set by the composition root.
+	Kafka kafka.Config `yaml:"-"`
 	// Group is the consumer group. Default "auditpipe-indexer".
 	Group string `yaml:"group"`
 	// Topics are consumed. Audit events (opctl.audit.v1) go to audit_events;
@@ -40,11 +41,9 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// Store is where rows go: a ClickHouse server when Store.ClickHouse.Addr
 	// is set, else embedded chDB.
-	Store StoreConfig `yaml:"store"`
-	// HTTPAddr is where `auditpipe indexer` serves /metrics and, with the
-	// embedded engine, the ClickHouse-style query endpoint. Default
-	// "127.0.0.1:9464"; empty string in YAML ("") keeps the default.
-	HTTPAddr string `yaml:"http_addr"`
+	// The configuration file's top-level clickhouse section, set by the
+	// composition root.
+	Store StoreConfig `yaml:"-"`
 }
 
 // BatchConfig bounds a batch: it is inserted when any bound is reached.
@@ -125,16 +124,12 @@ func DefaultConfig() Config {
 			Embedded:      EmbeddedConfig{Dir: "data/chdb"},
 			RetentionDays: 365,
 		},
-		HTTPAddr: "127.0.0.1:9464",
 	}
 }
 
 // Validate names the first bad field of each kind, prefixed with "indexer".
 func (c Config) Validate() error {
 	var errs []error
-	if err := c.Kafka.Validate("indexer.kafka"); err != nil {
-		errs = append(errs, err)
-	}
 	if c.Group == "" {
 		errs = append(errs, errors.New("indexer.group: must not be empty"))
 	}
@@ -171,9 +166,6 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("indexer.shutdown_timeout: %v: must be positive", c.ShutdownTimeout))
-	}
-	if err := c.Store.Validate("indexer.store"); err != nil {
-		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

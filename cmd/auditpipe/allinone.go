@@ -2,33 +2,32 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
-	"net"
-	"os"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
-	"github.com/auditpipe/auditpipe/internal/allinone"
+	"github.com/auditpipe/auditpipe/internal/app"
 )
 
-// cmdAllInOne runs the embedded pipeline in one process.
+// cmdAllInOne is `run --target all` on the embedded defaults, with flags
+// for what a newcomer sets most.
 func cmdAllInOne(ctx context.Context, e env) error {
-	fs := newFlagSet("all-in-one", "all-in-one --data DIR [--audit-log FILE] [--flush-interval D] [--grant LOGIN=REQ_AUTH_ID]... [--siem HOST:PORT --siem-ca FILE [--siem-cert FILE --siem-key FILE]]", e.stderr)
-	hostname, _ := os.Hostname()
-	var cfg allinone.Config
-	fs.StringVar(&cfg.DataDir, "data", "", "data directory: broker log, chDB store, collector state (required)")
-	fs.StringVar(&cfg.AuditLog, "audit-log", "/var/log/audit/audit.log", "audit log to follow")
-	fs.DurationVar(&cfg.FlushInterval, "flush-interval", 30*time.Second, "collector push cadence")
-	fs.StringVar(&cfg.Layer, "layer", "HOST", "layer written to every event (CPS, HOST, CELL, GUESTVM, SWITCH, ILOM)")
-	fs.StringVar(&cfg.Host, "host", hostname, "host of records without a node= prefix")
-	fs.StringVar(&cfg.Passwd, "passwd", "/etc/passwd", "passwd file for uid → name")
-	fs.StringVar(&cfg.Group, "group", "/etc/group", "group file for gid → name")
-	fs.BoolVar(&cfg.AllUsers, "all-users", false, "audit every user, not only those with a grant")
-	fs.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:9464", "query endpoint and /metrics address")
-	fs.StringVar(&cfg.ChDBLib, "chdb-lib", "", "path of libchdb.so (default: $AUDITPIPE_CHDB_LIB, then the make deps cache)")
-	fs.IntVar(&cfg.RetentionDays, "retention-days", 365, "how long audit events are kept, in days; 0 keeps them for ever")
+	fs := newFlagSet("all-in-one", "all-in-one --data DIR [--audit-log FILE] [--flush-interval D] [--grant LOGIN=REQ_AUTH_ID]... [--siem HOST:PORT --siem-ca FILE [--siem-cert FILE --siem-key FILE]] [--config FILE]", e.stderr)
+	var f runFlags
+	f.register(fs, app.TargetAll)
+	def := app.DefaultConfig()
+	var (
+		data      = fs.String("data", "", "data directory: broker log, chDB store, collector state (required unless the file sets embedded.data_dir)")
+		auditLog  = fs.String("audit-log", def.Collector.Input.Path, "audit log to follow")
+		flush     = fs.Duration("flush-interval", def.Collector.FlushInterval, "collector push cadence")
+		allUsers  = fs.Bool("all-users", false, "audit every user, not only those with a grant")
+		httpAddr  = fs.String("http", "", "query endpoint and /metrics address (same as --http.addr; default "+app.DefaultHTTPAddr(app.TargetAll)+")")
+		chdbLib   = fs.String("chdb-lib", "", "path of libchdb.so (default: $AUDITPIPE_CHDB_LIB, then the make deps cache)")
+		retention = fs.Int("retention-days", def.ClickHouse.RetentionDays, "how long audit events are kept, in days; 0 keeps them for ever")
+	)
+	fs.String("layer", def.Collector.Layer, "layer written to every event (CPS, HOST, CELL, GUESTVM, SWITCH, ILOM)")
+	fs.String("host", def.Collector.Host, "host of records without a node= prefix")
+	fs.String("passwd", def.Collector.Passwd, "passwd file for uid → name")
+	fs.String("group", def.Collector.Group, "group file for gid → name")
 	grants := grantFlags{}
 	fs.Var(grants, "grant", "LOGIN=REQ_AUTH_ID: the login user's access request (repeatable)")
 	var siem siemFlags
@@ -36,20 +35,66 @@ func cmdAllInOne(ctx context.Context, e env) error {
 	if err := parseFlags(fs, e.args); err != nil {
 		return err
 	}
-	if cfg.DataDir == "" || fs.NArg() > 0 {
+	if (*data == "" && f.config == "") || fs.NArg() > 0 {
 		fs.Usage()
 		return errUsage
 	}
-	cfg.Grants = map[string]string{}
-	for login, g := range grants {
-		cfg.Grants[login] = g.ReqAuthID
+	load := func() (app.Config, error) {
+		cfg, err := f.load()
+		if err != nil {
+			return cfg, err
+		}
+		set := map[string]bool{}
+		fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+		if *data != "" {
+			cfg.Embedded.DataDir = *data
+		}
+		if set["audit-log"] || f.config == "" {
+			cfg.Collector.Input.Path = *auditLog
+		}
+		if set["flush-interval"] {
+			cfg.Collector.FlushInterval = *flush
+		}
+		for name, dst := range map[string]*string{"layer": &cfg.Collector.Layer, "host": &cfg.Collector.Host, "passwd": &cfg.Collector.Passwd, "group": &cfg.Collector.Group} {
+			if set[name] {
+				*dst = fs.Lookup(name).Value.String()
+			}
+		}
+		if set["all-users"] {
+			cfg.Collector.AllUsers = *allUsers
+		}
+		if *httpAddr != "" {
+			cfg.Server.HTTPAddr = *httpAddr
+		}
+		if *chdbLib != "" {
+			cfg.ClickHouse.Embedded.Lib = *chdbLib
+		}
+		if set["retention-days"] {
+			cfg.ClickHouse.RetentionDays = *retention
+		}
+		if len(grants) > 0 {
+			if cfg.Collector.Grants == nil {
+				cfg.Collector.Grants = map[string]string{}
+			}
+			for login, g := range grants {
+				cfg.Collector.Grants[login] = g.ReqAuthID
+			}
+		}
+		if siem.set() {
+			cfg.Forwarder.Destinations = append(cfg.Forwarder.Destinations, siem.destination())
+		}
+		return cfg, nil
 	}
-	if siem.set() {
-		cfg.SIEM = siem.destination()
+	cfg, err := load()
+	if err != nil {
+		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return allinone.Run(ctx, cfg, allinone.Deps{Log: e.log, Registry: reg, Ready: func(a net.Addr) {
-		fmt.Fprintf(e.stderr, "auditpipe all-in-one: queries at http://%s/ (auditpipe query --server http://%s/ --all)\n", a, a)
-	}})
+	ready := e.ready
+	e.ready = func(addr string) {
+		fmt.Fprintf(e.stderr, "auditpipe all-in-one: queries at http://%s/ (auditpipe query --server http://%s/ --all)\n", addr, addr)
+		if ready != nil {
+			ready(addr)
+		}
+	}
+	return runApp(ctx, e, cfg, load)
 }

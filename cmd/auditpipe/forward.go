@@ -2,18 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"sync"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/auditpipe/auditpipe/forwarder"
-	"github.com/auditpipe/auditpipe/internal/config"
-	"github.com/auditpipe/auditpipe/internal/httpserve"
+	"github.com/auditpipe/auditpipe/internal/app"
 )
 
 // siemFlags are the flags that name a SIEM destination. The all-in-one
@@ -78,72 +72,13 @@ func runForward(ctx context.Context, e env) error {
 	return err
 }
 
-// runForwarder is the long-running forwarder (--config FILE) or, with
-// "check", a step-by-step connection test.
+// runForwarder is the long-running forwarder (run --target forwarder) or,
+// with "check", a step-by-step connection test.
 func runForwarder(ctx context.Context, e env) error {
 	if len(e.args) > 0 && e.args[0] == "check" {
 		return runForwarderCheck(ctx, e, e.args[1:])
 	}
-	fs := newFlagSet("forwarder", "forwarder --config FILE [--metrics-addr ADDR]\n       auditpipe forwarder check --siem HOST:PORT --ca FILE [--cert FILE --key FILE]", e.stderr)
-	path := fs.String("config", "", "YAML configuration `FILE` (see forwarder/README.md)")
-	metricsAddr := fs.String("metrics-addr", "", "serve /metrics on `ADDR` (overrides metrics_addr; default 127.0.0.1:9464)")
-	if err := parseFlags(fs, e.args); err != nil {
-		return err
-	}
-	if *path == "" || fs.NArg() > 0 {
-		fs.Usage()
-		return errUsage
-	}
-	fc := forwarderFile{MetricsAddr: "127.0.0.1:9464"}
-	if err := config.Load(*path, &fc); err != nil {
-		return err
-	}
-	if *metricsAddr != "" {
-		fc.MetricsAddr = *metricsAddr
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	f, err := forwarder.New(fc.Config, forwarder.Options{Log: e.log, Registerer: reg})
-	if err != nil {
-		return err
-	}
-	return runForwardGroup(ctx,
-		func(ctx context.Context) error { return f.Run(ctx) },
-		func(ctx context.Context) error {
-			if fc.MetricsAddr == "" {
-				<-ctx.Done()
-				return nil
-			}
-			return httpserve.Run(ctx, fc.MetricsAddr, httpserve.MetricsHandler(reg), e.log, nil)
-		},
-	)
-}
-
-// forwarderFile is the forwarder's YAML file: forwarder.Config plus the
-// metrics listener.
-type forwarderFile struct {
-	forwarder.Config `yaml:",inline"`
-	// MetricsAddr serves /metrics; "" turns it off. Default 127.0.0.1:9464.
-	MetricsAddr string `yaml:"metrics_addr"`
-}
-
-// runForwardGroup runs fns until ctx ends or one returns; it cancels the rest and
-// returns the first error.
-func runForwardGroup(ctx context.Context, fns ...func(context.Context) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errs := make([]error, len(fns))
-	var wg sync.WaitGroup
-	for i, fn := range fns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = fn(ctx)
-			cancel()
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return targetCommand(app.TargetForwarder)(ctx, e)
 }
 
 func runForwarderCheck(ctx context.Context, e env, args []string) error {

@@ -6,16 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/auditpipe/auditpipe/indexer"
-	"github.com/auditpipe/auditpipe/internal/config"
-	"github.com/auditpipe/auditpipe/internal/httpserve"
 )
 
 // storeFlags are the flags that choose a ClickHouse: --embedded DIR or
@@ -159,53 +153,4 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-// runIndexer is `auditpipe indexer --config FILE`: the long-running
-// consumer, serving /metrics (and, with the embedded engine, the
-// ClickHouse-style query endpoint on /) on http_addr.
-func runIndexer(ctx context.Context, e env) error {
-	fs := newFlagSet("indexer", "indexer --config FILE", e.stderr)
-	path := fs.String("config", "", "YAML configuration file (see indexer/README.md)")
-	if err := parseFlags(fs, e.args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return errUsage
-	}
-	cfg := indexer.DefaultConfig()
-	if err := config.Load(*path, &cfg); err != nil {
-		return err
-	}
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	eng, err := indexer.OpenEngine(ctx, cfg.Store)
-	if err != nil {
-		return err
-	}
-	defer eng.Close()
-	reg := prometheus.NewRegistry()
-	ix, err := indexer.New(cfg, indexer.Deps{Engine: eng, Log: e.log, Registry: reg})
-	if err != nil {
-		return err
-	}
-	mux := httpserve.MetricsHandler(reg)
-	if fq, ok := eng.(indexer.FormatQuerier); ok {
-		mux.Handle("/", indexer.NewQueryHandler(fq, e.log, indexer.QueryHandlerOptions{}))
-	}
-	// Either part ending ends the other.
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	var httpErr error
-	wg.Go(func() {
-		defer cancel()
-		httpErr = httpserve.Run(rctx, cfg.HTTPAddr, mux, e.log, func(a net.Addr) { e.log.Info("indexer http", "addr", a.String()) })
-	})
-	runErr := ix.Run(rctx)
-	cancel()
-	wg.Wait()
-	return errors.Join(runErr, httpErr)
 }

@@ -13,6 +13,8 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+
+	"github.com/auditpipe/auditpipe/internal/app"
 )
 
 // env is what a subcommand gets from main: its arguments and the process's
@@ -23,6 +25,10 @@ type env struct {
 	stdout io.Writer
 	stderr io.Writer
 	log    *slog.Logger
+	// hup receives SIGHUP: long-running targets reload on it.
+	hup <-chan os.Signal
+	// ready, when set (tests), receives the HTTP address of a running target.
+	ready func(addr string)
 }
 
 type command struct {
@@ -33,30 +39,41 @@ type command struct {
 // commands is the one place subcommands are wired in.
 func commands() map[string]command {
 	return map[string]command{
-		"parse":      {"raw auditd lines in, contract events (JSON lines) out", cmdParse},
-		"collector":  {"the long-running collector: audit log → Kafka (--config FILE)", cmdCollector},
-		"all-in-one": {"the whole pipeline in one process: kfake, collector, indexer into chDB, query endpoint", cmdAllInOne},
+		// Long-running targets (internal/app wires them).
+		"run":        {"run a target: --target collector|indexer|forwarder|all [--config FILE]", cmdRun},
+		"collector":  {"run --target collector: audit log → Kafka", targetCommand(app.TargetCollector)},
+		"indexer":    {"run --target indexer: Kafka → ClickHouse or embedded chDB, query endpoint", targetCommand(app.TargetIndexer)},
+		"forwarder":  {"run --target forwarder: Kafka → SIEMs; 'forwarder check' tests a SIEM connection", runForwarder},
+		"all-in-one": {"run --target all on the embedded defaults: kfake, collector, indexer into chDB, query endpoint", cmdAllInOne},
+		"config":     {"'config validate FILE' checks a configuration file; 'config defaults' prints every field", cmdConfig},
+		"version":    {"print the version", cmdVersion},
 
-		// forwarder (issue 4)
-		"forward":   {"send contract events (JSON lines, file or stdin) to a SIEM over syslog TLS", runForward},
-		"forwarder": {"forward audit events from Kafka to SIEMs (--config FILE); 'forwarder check' tests a SIEM connection", runForwarder},
-
-		// indexer (issue 3)
+		// Clients.
+		"parse":   {"raw auditd lines in, contract events (JSON lines) out", cmdParse},
+		"forward": {"send contract events (JSON lines, file or stdin) to a SIEM over syslog TLS", runForward},
 		"index":   {"load contract events (JSON lines, file or stdin) into ClickHouse, idempotently", runIndex},
-		"indexer": {"index Kafka topics into ClickHouse or embedded chDB (--config FILE)", runIndexer},
 		"query":   {"run SQL or a named query against ClickHouse, chDB or a query endpoint", runQuery},
 	}
 }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	// SIGHUP reloads; it never ends the process (auditd sends it to its
+	// plugins when it reloads).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	code := run(ctx, env{args: os.Args[1:], stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, hup: hup})
 	stop()
 	os.Exit(code)
 }
 
-func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+// run runs the command e.args names and returns the exit status.
+func run(ctx context.Context, e env) int {
+	args, stderr := e.args, e.stderr
 	cmds := commands()
+	if len(args) > 0 && args[0] == "--version" {
+		args[0] = "version"
+	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr, cmds)
 		if len(args) == 0 {
@@ -70,8 +87,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		usage(stderr, cmds)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	if err := c.run(ctx, env{args: args[1:], stdin: stdin, stdout: stdout, stderr: stderr, log: log}); err != nil {
+	e.log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	e.args = args[1:]
+	if err := c.run(ctx, e); err != nil {
 		if errors.Is(err, errHelp) {
 			return 0
 		}
@@ -79,6 +97,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return 2
 		}
 		fmt.Fprintf(stderr, "auditpipe %s: %v\n", args[0], err)
+		var ee *exitError
+		if errors.As(err, &ee) {
+			return ee.code
+		}
 		return 1
 	}
 	return 0

@@ -13,7 +13,7 @@ import (
 func runCmd(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code = run(context.Background(), args, strings.NewReader(stdin), &out, &errb)
+	code = run(context.Background(), env{args: args, stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb})
 	return code, out.String(), errb.String()
 }
 
@@ -110,10 +110,10 @@ func TestHelpAndBadFlags(t *testing.T) {
 func TestCollectorConfigErrorsNameTheField(t *testing.T) {
 	dir := t.TempDir()
 	tests := []struct{ yaml, want string }{
-		{"layer: MOON\n", "collector.layer"},
-		{"input: {type: socket}\n", "collector.input.type"},
-		{"flush_interval: -1s\n", "collector.flush_interval"},
-		{"kafka: {brokers: [nohost]}\n", "collector.kafka.brokers"},
+		{"collector: {layer: MOON}\n", "collector.layer"},
+		{"collector: {input: {type: socket}}\n", "collector.input.type"},
+		{"collector: {flush_interval: -1s}\n", "collector.flush_interval"},
+		{"kafka: {brokers: [nohost]}\n", "kafka.brokers"},
 		{"typo_field: 1\n", "typo_field"},
 	}
 	for _, tt := range tests {

@@ -1,4 +1,4 @@
-package allinone
+package app
 
 import (
 	"testing"

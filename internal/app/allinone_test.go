@@ -1,18 +1,15 @@
-package allinone
+package app
 
 import (
 	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/auditpipe/auditpipe/forwarder"
 	"github.com/auditpipe/auditpipe/indexer"
@@ -35,21 +32,22 @@ func sampleHalves(t *testing.T) (first, second string) {
 	return strings.Join(lines[:mid], ""), strings.Join(lines[mid:], "")
 }
 
-// sampleConfig runs the all-in-one on log, in dir, with the bundled
-// sample's users and grants.
+// sampleConfig runs the all-in-one (target all) on log, in dir, with the
+// bundled sample's users and grants.
 func sampleConfig(dir, log string) Config {
-	return Config{
-		DataDir:  filepath.Join(dir, "data"),
-		AuditLog: log,
-		Host:     "cell01",
-		Passwd:   "../../deploy/sample/passwd",
-		Group:    "../../deploy/sample/group",
-		Grants: map[string]string{
-			"830916abb78e4157b9e45b641e34fcf6": "req1",
-			"5f1c0e9d2a7b4c3e8d6f0a1b2c3d4e5f": "req2",
-		},
-		HTTPAddr: "127.0.0.1:0",
+	cfg := DefaultConfig()
+	cfg.Target = TargetAll
+	cfg.Embedded.DataDir = filepath.Join(dir, "data")
+	cfg.Collector.Input.Path = log
+	cfg.Collector.Host = "cell01"
+	cfg.Collector.Passwd = "../../deploy/sample/passwd"
+	cfg.Collector.Group = "../../deploy/sample/group"
+	cfg.Collector.Grants = map[string]string{
+		"830916abb78e4157b9e45b641e34fcf6": "req1",
+		"5f1c0e9d2a7b4c3e8d6f0a1b2c3d4e5f": "req2",
 	}
+	cfg.Server.HTTPAddr = "127.0.0.1:0"
+	return cfg
 }
 
 func appendTo(t *testing.T, path, text string) {
@@ -68,7 +66,7 @@ func appendTo(t *testing.T, path, text string) {
 
 type running struct {
 	url    string
-	reg    *prometheus.Registry
+	app    *App
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -76,10 +74,14 @@ type running struct {
 func start(t *testing.T, cfg Config) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	addr := make(chan net.Addr, 1)
-	r := &running{cancel: cancel, done: make(chan error, 1), reg: prometheus.NewRegistry()}
+	addr := make(chan string, 1)
+	a, err := New(cfg, Deps{Log: slog.New(slog.NewTextHandler(testLog{t}, nil)), Ready: func(s string) { addr <- s }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &running{cancel: cancel, done: make(chan error, 1), app: a}
 	go func() {
-		r.done <- Run(ctx, cfg, Deps{Registry: r.reg, Log: slog.New(slog.NewTextHandler(testLog{t}, nil)), Ready: func(a net.Addr) { addr <- a }})
+		r.done <- a.Run(ctx)
 	}()
 	select {
 	case a := <-addr:
@@ -118,8 +120,8 @@ func (w testLog) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func recordsRead(t *testing.T, reg *prometheus.Registry) float64 {
-	mfs, err := reg.Gather()
+func recordsRead(t *testing.T, a *App) float64 {
+	mfs, err := a.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,8 +170,8 @@ func TestAllInOne(t *testing.T) {
 	log := filepath.Join(dir, "audit.log")
 	first, second := sampleHalves(t)
 	cfg := sampleConfig(dir, log)
-	cfg.FlushInterval = 300 * time.Millisecond
-	cfg.Layer = "CELL"
+	cfg.Collector.FlushInterval = 300 * time.Millisecond
+	cfg.Collector.Layer = "CELL"
 	appendTo(t, log, first)
 	r := start(t, cfg)
 	const all = "SELECT count(), uniqExact(event_id) FROM audit_events"
@@ -185,16 +187,16 @@ func TestAllInOne(t *testing.T) {
 	appendTo(t, log, more)
 	lines := strings.Count(first+second+more, "\n")
 	deadline := time.Now().Add(10 * time.Second)
-	for recordsRead(t, r.reg) < float64(lines) {
+	for recordsRead(t, r.app) < float64(lines) {
 		if time.Now().After(deadline) {
-			t.Fatalf("collector read %v of %d lines", recordsRead(t, r.reg), lines)
+			t.Fatalf("collector read %v of %d lines", recordsRead(t, r.app), lines)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	r.stop(t)
 	// The process is gone: open its store directly. The batch read just
 	// before the stop was pushed, indexed and committed on the way out.
-	eng, err := indexer.OpenEmbedded("", filepath.Join(cfg.DataDir, "chdb"))
+	eng, err := indexer.OpenEmbedded("", filepath.Join(cfg.Embedded.DataDir, "chdb"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +209,7 @@ func TestAllInOne(t *testing.T) {
 	r = start(t, cfg)
 	waitCount(t, r.url, all, "26 26", 30*time.Second)
 	// Nothing more arrives later: no event is read twice after the restart.
-	time.Sleep(4 * cfg.FlushInterval)
+	time.Sleep(4 * cfg.Collector.FlushInterval)
 	if got := count(t, r.url, all); got != "26 26" {
 		t.Fatalf("after restart: %s, want 26 26", got)
 	}
@@ -236,8 +238,8 @@ func TestAllInOneSIEM(t *testing.T) {
 	}
 	appendTo(t, log, string(b))
 	cfg := sampleConfig(dir, log)
-	cfg.FlushInterval = 200 * time.Millisecond
-	cfg.SIEM = forwarder.Destination{Address: rs.Addr, TLS: forwarder.TLS{CAFile: ca.CertPEM}}
+	cfg.Collector.FlushInterval = 200 * time.Millisecond
+	cfg.Forwarder.Destinations = []forwarder.Destination{{Address: rs.Addr, TLS: forwarder.TLS{CAFile: ca.CertPEM}}}
 	r := start(t, cfg)
 	msgs := rs.WaitMessages(t, 18, 30*time.Second)
 	waitCount(t, r.url, "SELECT count() FROM audit_events", "18", 30*time.Second)

@@ -1,0 +1,207 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/auditpipe/auditpipe/collector"
+	"github.com/auditpipe/auditpipe/forwarder"
+	"github.com/auditpipe/auditpipe/indexer"
+	"github.com/auditpipe/auditpipe/internal/kafka"
+)
+
+// Config is the one configuration file of every target: a section per
+// component, each with its defaults and its own Validate, and the
+// process-wide settings.
+type Config struct {
+	// Target is what the process runs: collector, indexer, forwarder or
+	// all (the all-in-one). Default all; the --target flag overrides it.
+	Target string `yaml:"target"`
+	// Log is the process's log output.
+	Log LogConfig `yaml:"log"`
+	// Server is the process's one HTTP listener.
+	Server ServerConfig `yaml:"server"`
+	// DrainTimeout bounds the wait, at shutdown of a process that runs the
+	// collector beside a consumer, for the consumer to take the
+	// collector's last batch. Default 30s.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// Embedded is the all-in-one's embedded broker and store.
+	Embedded EmbeddedConfig `yaml:"embedded"`
+	// Kafka is the broker connection every component shares. Brokers are
+	// required unless the target is all (the embedded broker).
+	Kafka kafka.Config `yaml:"kafka"`
+	// ClickHouse is the store the indexer writes and the query endpoint
+	// reads: a server when clickhouse.clickhouse.addr is set, else chDB.
+	ClickHouse indexer.StoreConfig `yaml:"clickhouse"`
+	// Collector, Indexer and Forwarder are the components' own sections.
+	Collector collector.Config `yaml:"collector"`
+	Indexer   indexer.Config   `yaml:"indexer"`
+	Forwarder forwarder.Config `yaml:"forwarder"`
+}
+
+// LogConfig is the log output.
+type LogConfig struct {
+	// Level is debug, info, warn or error. Default info.
+	Level LogLevel `yaml:"level"`
+	// Format is logfmt or json. Default logfmt.
+	Format string `yaml:"format"`
+}
+
+// LogLevel is a slog level written as debug, info, warn or error.
+type LogLevel string
+
+// Level returns the slog level (info when unknown; Validate rejects that).
+func (l LogLevel) Level() slog.Level {
+	var v slog.Level
+	if err := v.UnmarshalText([]byte(l)); err != nil {
+		return slog.LevelInfo
+	}
+	return v
+}
+
+// ServerConfig is the HTTP listener: /metrics, /-/healthy, /-/ready and
+// the target's API.
+type ServerConfig struct {
+	// HTTPAddr is host:port. Default by target (loopback): collector
+	// 127.0.0.1:9461, indexer 127.0.0.1:9462, forwarder 127.0.0.1:9463,
+	// all 127.0.0.1:9464. "off" serves nothing.
+	HTTPAddr string `yaml:"http_addr"`
+}
+
+// EmbeddedConfig configures the all-in-one's embedded parts.
+type EmbeddedConfig struct {
+	// DataDir holds the broker's log (kafka/), the chDB store (chdb/) and
+	// the collector's state (collector/); in target all, these replace
+	// collector.state_dir and clickhouse.embedded.dir. Default data.
+	DataDir string `yaml:"data_dir"`
+	// Partitions of the audit topic on the embedded broker. Default 1.
+	Partitions int `yaml:"partitions"`
+}
+
+// Target names.
+const (
+	TargetAll       = "all"
+	TargetCollector = "collector"
+	TargetIndexer   = "indexer"
+	TargetForwarder = "forwarder"
+)
+
+// DefaultConfig returns every default. The Kafka brokers are empty: a
+// separate process must name them.
+func DefaultConfig() Config {
+	col := collector.DefaultConfig()
+	col.Kafka = kafka.Config{}.WithDefaults()
+	ix := indexer.DefaultConfig()
+	return Config{
+		Target:       TargetAll,
+		Log:          LogConfig{Level: "info", Format: "logfmt"},
+		DrainTimeout: 30 * time.Second,
+		Embedded:     EmbeddedConfig{DataDir: "data", Partitions: 1},
+		Kafka:        kafka.Config{}.WithDefaults(),
+		ClickHouse:   ix.Store,
+		Collector:    col,
+		Indexer:      ix,
+		Forwarder:    forwarder.Config{}.WithDefaults(),
+	}
+}
+
+// DefaultHTTPAddr is the listener of a target when none is configured.
+func DefaultHTTPAddr(target string) string {
+	switch target {
+	case TargetCollector:
+		return "127.0.0.1:9461"
+	case TargetIndexer:
+		return "127.0.0.1:9462"
+	case TargetForwarder:
+		return "127.0.0.1:9463"
+	default:
+		return "127.0.0.1:9464"
+	}
+}
+
+// resolved returns cfg with what the sections share filled in: the one
+// Kafka connection in every component, the store in the indexer, and in
+// target all the paths under the data directory.
+func (c Config) resolved() Config {
+	if c.Server.HTTPAddr == "" {
+		c.Server.HTTPAddr = DefaultHTTPAddr(c.Target)
+	}
+	if c.Target == TargetAll {
+		c.Collector.StateDir = filepath.Join(c.Embedded.DataDir, "collector")
+		c.ClickHouse.Embedded.Dir = filepath.Join(c.Embedded.DataDir, "chdb")
+		if len(c.Kafka.Brokers) == 0 {
+			// Replaced by the embedded broker's address at start; set
+			// here so that validation of the sections passes.
+			c.Kafka.Brokers = []string{"127.0.0.1:0"}
+		}
+	}
+	c.Kafka = c.Kafka.WithDefaults()
+	c.Collector.Kafka = c.Kafka
+	c.Indexer.Kafka = c.Kafka
+	c.Indexer.Store = c.ClickHouse
+	c.Forwarder.Kafka = c.Kafka
+	c.Forwarder = c.Forwarder.WithDefaults()
+	return c
+}
+
+// Validate checks the process-wide settings and the sections the target
+// runs; every error names its field.
+func (c Config) Validate() error {
+	var errs []error
+	if _, ok := targets()[c.Target]; !ok {
+		errs = append(errs, fmt.Errorf("target: %q is not one of %s", c.Target, strings.Join(Targets(), ", ")))
+		return errors.Join(errs...)
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(c.Log.Level)); err != nil {
+		errs = append(errs, fmt.Errorf("log.level: %q is not debug, info, warn or error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "logfmt", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log.format: %q is not logfmt or json", c.Log.Format))
+	}
+	if c.DrainTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("drain_timeout: %v must be positive", c.DrainTimeout))
+	}
+	r := c.resolved()
+	mods, err := Modules(c.Target)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	has := func(m string) bool {
+		for _, n := range mods {
+			if n == m {
+				return true
+			}
+		}
+		return false
+	}
+	if c.Target == TargetAll {
+		if c.Embedded.DataDir == "" {
+			errs = append(errs, errors.New("embedded.data_dir: required for target all"))
+		}
+		if c.Embedded.Partitions < 1 {
+			errs = append(errs, fmt.Errorf("embedded.partitions: %d must be at least 1", c.Embedded.Partitions))
+		}
+	} else if err := r.Kafka.Validate("kafka"); err != nil {
+		errs = append(errs, err)
+	}
+	if has("collector") {
+		errs = append(errs, r.Collector.Validate())
+	}
+	if has("indexer") {
+		errs = append(errs, r.Indexer.Validate())
+	}
+	if has("store") {
+		errs = append(errs, r.ClickHouse.Validate("clickhouse"))
+	}
+	if has("forwarder") && (c.Target == TargetForwarder || len(c.Forwarder.Destinations) > 0) {
+		errs = append(errs, r.Forwarder.Validate())
+	}
+	return errors.Join(errs...)
+}

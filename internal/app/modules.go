@@ -1,0 +1,195 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/auditpipe/auditpipe/collector"
+	"github.com/auditpipe/auditpipe/forwarder"
+	"github.com/auditpipe/auditpipe/indexer"
+	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/schemas"
+)
+
+// shared is what modules hand to the modules that depend on them.
+type shared struct {
+	kafka  kafka.Config
+	engine indexer.Engine
+}
+
+// modules is the one list of auditpipe's modules. Adding a component is
+// one package plus one entry here (and its name in the targets that run
+// it). Modules that do not depend on each other start in this order.
+func modules() []Module {
+	return []Module{
+		{Name: "server", Init: initServer},
+		{Name: "broker", Init: initBroker},
+		{Name: "kafka", After: []string{"broker"}, Init: initKafka},
+		{Name: "store", Init: initStore},
+		{Name: "query", Deps: []string{"store", "server"}, Init: initQuery},
+		{Name: "indexer", Deps: []string{"kafka", "store"}, Init: initIndexer},
+		{Name: "forwarder", Deps: []string{"kafka"}, Init: initForwarder},
+		// The collector starts after the consumers of its process, so
+		// that at shutdown it stops first and they drain its last batch.
+		{Name: "collector", Deps: []string{"kafka"}, After: []string{"indexer", "forwarder"}, Init: initCollector},
+	}
+}
+
+// targets maps each target to the modules it names; their dependencies
+// come with them.
+func targets() map[string][]string {
+	return map[string][]string{
+		TargetCollector: {"server", "collector"},
+		TargetIndexer:   {"server", "query", "indexer"},
+		TargetForwarder: {"server", "forwarder"},
+		TargetAll:       {"broker", "server", "query", "indexer", "forwarder", "collector"},
+	}
+}
+
+// initServer makes the process's one HTTP listener; the other modules add
+// their handlers to its mux while they are initialised.
+func initServer(_ context.Context, a *App) (Service, error) {
+	if a.Config.Server.HTTPAddr == "off" {
+		return nil, nil
+	}
+	return ServiceFunc(func(ctx context.Context) error {
+		return a.http.serve(ctx, a.resolvedConfig().Server.HTTPAddr, a.Log, a.deps.Ready)
+	}), nil
+}
+
+// initBroker starts the embedded Kafka-protocol broker (kfake) with its log
+// in the data directory, and creates the pipeline's topics.
+func initBroker(ctx context.Context, a *App) (Service, error) {
+	cfg := a.Config.Embedded
+	b, err := kafka.StartEmbedded(0, filepath.Join(cfg.DataDir, "kafka"), cfg.Partitions)
+	if err != nil {
+		return nil, err
+	}
+	a.OnClose(func() error { b.Close(); return nil })
+	kc := a.Config.Kafka
+	kc.Brokers = b.Brokers()
+	a.shared.kafka = kc.WithDefaults()
+	if err := a.shared.kafka.EnsureTopics(ctx, kafka.PipelineTopics(cfg.Partitions)...); err != nil {
+		return nil, err
+	}
+	return idle(), nil
+}
+
+// initKafka settles the Kafka connection the components share and adds
+// its readiness check.
+func initKafka(_ context.Context, a *App) (Service, error) {
+	if !a.Has("broker") {
+		a.shared.kafka = a.Config.Kafka.WithDefaults()
+	}
+	kc := a.shared.kafka
+	a.http.check("kafka", kc.Ping)
+	return nil, nil
+}
+
+// initStore opens ClickHouse (a server, or chDB in this process) and
+// applies the migrations.
+func initStore(ctx context.Context, a *App) (Service, error) {
+	cfg := a.resolvedConfig()
+	eng, err := indexer.OpenEngine(ctx, cfg.ClickHouse)
+	if err != nil {
+		return nil, err
+	}
+	a.OnClose(eng.Close)
+	if _, err := indexer.Migrate(ctx, eng, cfg.ClickHouse.RetentionDays, a.Log); err != nil {
+		return nil, err
+	}
+	a.shared.engine = eng
+	a.http.check("clickhouse", func(ctx context.Context) error {
+		_, err := eng.Query(ctx, "SELECT 1")
+		return err
+	})
+	return nil, nil
+}
+
+// initQuery serves SQL and the named queries on "/", in the shape of
+// ClickHouse's HTTP interface, when the store can answer in ClickHouse's
+// formats (embedded chDB; a server has an HTTP interface of its own).
+func initQuery(_ context.Context, a *App) (Service, error) {
+	fq, ok := a.shared.engine.(indexer.FormatQuerier)
+	if !ok {
+		return nil, nil
+	}
+	a.http.mux.Handle("/", indexer.NewQueryHandler(fq, a.Log, indexer.QueryHandlerOptions{}))
+	return nil, nil
+}
+
+func initIndexer(_ context.Context, a *App) (Service, error) {
+	cfg := a.resolvedConfig().Indexer
+	cfg.Kafka = a.shared.kafka
+	ix, err := indexer.New(cfg, indexer.Deps{Engine: a.shared.engine, Log: a.Log.With("component", "indexer"), Registry: a.http.registry})
+	if err != nil {
+		return nil, err
+	}
+	if !a.Has("collector") {
+		return ix, nil
+	}
+	return drainOnStop(ix, a, []string{cfg.Group}), nil
+}
+
+func initForwarder(_ context.Context, a *App) (Service, error) {
+	cfg := a.resolvedConfig().Forwarder
+	if len(cfg.Destinations) == 0 && a.Config.Target == TargetAll {
+		return nil, nil // the all-in-one forwards only when a SIEM is given
+	}
+	cfg.Kafka = a.shared.kafka
+	fw, err := forwarder.New(cfg, forwarder.Options{Log: a.Log.With("component", "forwarder"), Registerer: a.http.registry})
+	if err != nil {
+		return nil, err
+	}
+	if !a.Has("collector") {
+		return fw, nil
+	}
+	var groups []string
+	for _, d := range cfg.WithDefaults().Destinations {
+		groups = append(groups, d.WithDefaults().Group)
+	}
+	return drainOnStop(fw, a, groups), nil
+}
+
+func initCollector(_ context.Context, a *App) (Service, error) {
+	cfg := a.resolvedConfig().Collector
+	cfg.Kafka = a.shared.kafka
+	return collector.New(cfg, collector.Deps{Log: a.Log, Registry: a.http.registry, Stdin: a.deps.Stdin})
+}
+
+// drained is a consumer that, when its process stops, first waits until
+// its groups committed everything on the audit topic: the last batch of
+// the collector stopped before it.
+type drained struct {
+	Service
+	kafka  kafka.Config
+	groups []string
+	log    func(msg string, args ...any)
+}
+
+func drainOnStop(s Service, a *App, groups []string) Service {
+	return &drained{Service: s, kafka: a.shared.kafka, groups: groups, log: a.Log.Info}
+}
+
+// Drain implements Drainer.
+func (d *drained) Drain(ctx context.Context) error {
+	for _, g := range d.groups {
+		var lag int64
+		err := waitFor(ctx, 100*time.Millisecond, func() (bool, error) {
+			var err error
+			lag, err = d.kafka.Lag(ctx, g, schemas.TopicAudit)
+			return err == nil && lag == 0, err
+		})
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) {
+				return fmt.Errorf("group %s has not taken the last events (lag %d): %w", g, lag, err)
+			}
+			return fmt.Errorf("group %s: %w", g, err)
+		}
+		d.log("drained", "group", g)
+	}
+	return nil
+}
