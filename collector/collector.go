@@ -61,6 +61,13 @@ func New(cfg Config, deps Deps) (*Collector, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Host == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			return nil, fmt.Errorf("collector.host: not set, and the hostname is unknown: %v", err)
+		}
+		cfg.Host = h
+	}
 	if deps.Log == nil {
 		deps.Log = slog.New(slog.DiscardHandler)
 	}

@@ -3,7 +3,6 @@ package collector
 import (
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/auditpipe/auditpipe/internal/kafka"
@@ -22,7 +21,8 @@ const (
 type Config struct {
 	// Layer is written to every event: CPS, HOST, CELL, GUESTVM, SWITCH or ILOM. Default HOST.
 	Layer string `yaml:"layer"`
-	// Host names events whose records carry no node= prefix. Default: the hostname.
+	// Host names events whose records carry no node= prefix. Default ""
+	// (the hostname, looked up at start).
 	Host string `yaml:"host"`
 	// Input is where records come from.
 	Input InputConfig `yaml:"input"`
@@ -82,11 +82,9 @@ type InputConfig struct {
 
 // DefaultConfig returns the configuration with every default filled in.
 func DefaultConfig() Config {
-	host, _ := os.Hostname()
 	follow := true
 	return Config{
 		Layer:           "HOST",
-		Host:            host,
 		Input:           InputConfig{Type: InputFile, Path: "/var/log/audit/audit.log", PollInterval: 250 * time.Millisecond, MaxLineBytes: DefaultMaxLineBytes},
 		StateDir:        "/var/lib/auditpipe/collector",
 		Passwd:          "/etc/passwd",
@@ -113,9 +111,6 @@ func (c Config) Validate() error {
 	case "CPS", "HOST", "CELL", "GUESTVM", "SWITCH", "ILOM":
 	default:
 		errs = append(errs, fmt.Errorf("collector.layer: %q is not one of CPS, HOST, CELL, GUESTVM, SWITCH, ILOM", c.Layer))
-	}
-	if c.Host == "" {
-		errs = append(errs, errors.New("collector.host: empty (and the hostname is unknown)"))
 	}
 	switch c.Input.Type {
 	case InputFile:

@@ -1,0 +1,74 @@
+package app
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/auditpipe/auditpipe/internal/config"
+)
+
+var update = flag.Bool("update", false, "rewrite deploy/config/auditpipe.reference.yaml")
+
+// TestReferenceIsCurrent: the shipped reference is what `auditpipe config
+// defaults` prints (go test ./internal/app -run Reference -update rewrites it).
+func TestReferenceIsCurrent(t *testing.T) {
+	got, err := Reference()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const path = "../../deploy/config/auditpipe.reference.yaml"
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Fatalf("%s is not current: run go test ./internal/app -run Reference -update", path)
+	}
+	// The reference decodes back to the defaults.
+	cfg := DefaultConfig()
+	if err := config.Decode(got, &cfg); err != nil {
+		t.Fatalf("the reference does not decode: %v", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("the reference is not valid: %v", err)
+	}
+}
+
+// TestExampleConfigsValidate: every example under deploy/config is valid
+// for its target, with the files it names (under /etc/auditpipe) present.
+func TestExampleConfigsValidate(t *testing.T) {
+	t.Setenv("CLICKHOUSE_PASSWORD", "example")
+	etc := t.TempDir()
+	for _, name := range []string{"kafka-ca.pem", "siem-ca.pem"} {
+		if err := os.WriteFile(filepath.Join(etc, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files, err := filepath.Glob("../../deploy/config/*.yaml")
+	if err != nil || len(files) < 5 {
+		t.Fatalf("examples: %v %v", files, err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = bytes.ReplaceAll(b, []byte("/etc/auditpipe/"), []byte(etc+"/"))
+		cfg := DefaultConfig()
+		if err := config.Decode(b, &cfg); err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
