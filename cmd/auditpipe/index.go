@@ -13,9 +13,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/indexer"
 	"github.com/auditpipe/auditpipe/internal/config"
 	"github.com/auditpipe/auditpipe/internal/httpserve"
+	"github.com/auditpipe/auditpipe/queryapi"
 )
 
 // storeFlags are the flags that choose a ClickHouse: --embedded DIR or
@@ -33,11 +35,11 @@ func (s *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.database, "database", "default", "ClickHouse database")
 }
 
-func (s *storeFlags) config() (indexer.StoreConfig, error) {
+func (s *storeFlags) config() (clickhouse.StoreConfig, error) {
 	if s.embedded != "" && s.clickhouse != "" {
-		return indexer.StoreConfig{}, errors.New("--embedded and --clickhouse exclude each other")
+		return clickhouse.StoreConfig{}, errors.New("--embedded and --clickhouse exclude each other")
 	}
-	st := indexer.DefaultConfig().Store
+	st := clickhouse.DefaultStoreConfig()
 	st.Embedded.Lib = s.chdbLib
 	if s.embedded != "" {
 		st.Embedded.Dir = s.embedded
@@ -45,7 +47,7 @@ func (s *storeFlags) config() (indexer.StoreConfig, error) {
 	if s.clickhouse != "" {
 		st.ClickHouse.Addr = []string{s.clickhouse}
 		st.ClickHouse.Username = s.user
-		st.ClickHouse.Password = indexer.Secret(s.password)
+		st.ClickHouse.Password = clickhouse.Secret(s.password)
 		st.ClickHouse.Database = s.database
 	}
 	if err := st.Validate("store"); err != nil {
@@ -102,12 +104,12 @@ func runIndex(ctx context.Context, e env) error {
 		defer f.Close()
 		rw = f
 	}
-	eng, err := indexer.OpenEngine(ctx, st)
+	eng, err := clickhouse.Open(ctx, st)
 	if err != nil {
 		return err
 	}
 	defer eng.Close()
-	if _, err := indexer.Migrate(ctx, eng, st.RetentionDays, e.log); err != nil {
+	if _, err := clickhouse.Migrate(ctx, eng, st.RetentionDays, e.log); err != nil {
 		return err
 	}
 	start := time.Now()
@@ -181,7 +183,7 @@ func runIndexer(ctx context.Context, e env) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	eng, err := indexer.OpenEngine(ctx, cfg.Store)
+	eng, err := clickhouse.Open(ctx, cfg.Store)
 	if err != nil {
 		return err
 	}
@@ -192,8 +194,8 @@ func runIndexer(ctx context.Context, e env) error {
 		return err
 	}
 	mux := httpserve.MetricsHandler(reg)
-	if fq, ok := eng.(indexer.FormatQuerier); ok {
-		mux.Handle("/", indexer.NewQueryHandler(fq, e.log, indexer.QueryHandlerOptions{}))
+	if fq, ok := eng.(queryapi.FormatQuerier); ok {
+		mux.Handle("/", queryapi.NewQueryHandler(fq, e.log, queryapi.QueryHandlerOptions{}))
 	}
 	// Either part ending ends the other.
 	rctx, cancel := context.WithCancel(ctx)

@@ -19,11 +19,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/collector"
 	"github.com/auditpipe/auditpipe/forwarder"
 	"github.com/auditpipe/auditpipe/indexer"
 	"github.com/auditpipe/auditpipe/internal/httpserve"
 	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/queryapi"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -127,7 +129,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	ixCfg.Store.Embedded.Lib = cfg.ChDBLib
 	ixCfg.Store.RetentionDays = cfg.RetentionDays
 	ixCfg.HTTPAddr = ""
-	eng, err := indexer.OpenEngine(ctx, ixCfg.Store)
+	eng, err := clickhouse.Open(ctx, ixCfg.Store)
 	if err != nil {
 		return fmt.Errorf("all-in-one: %w", err)
 	}
@@ -150,11 +152,11 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	fq, ok := eng.(indexer.FormatQuerier)
+	fq, ok := eng.(queryapi.FormatQuerier)
 	if !ok {
 		return errors.New("all-in-one: the embedded engine cannot serve queries")
 	}
-	mux.Handle("/", indexer.NewQueryHandler(fq, log, indexer.QueryHandlerOptions{}))
+	mux.Handle("/", queryapi.NewQueryHandler(fq, log, queryapi.QueryHandlerOptions{}))
 
 	// Each stage runs under its own context, so shutdown can go in order.
 	// A stage that ends by itself before shutdown stops the others.
