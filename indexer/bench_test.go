@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auditpipe/auditpipe/clickhouse"
+	"github.com/auditpipe/auditpipe/clickhouse/clickhousetest"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
 	"github.com/auditpipe/auditpipe/schemas"
 )
@@ -26,15 +28,15 @@ func TestThroughputIndexerVsChDB(t *testing.T) {
 		n = v
 	}
 	const batchRows = 10000
-	eng := openTestEngine(t, "")
+	eng := clickhousetest.OpenEmbedded(t, "")
 	ctx := context.Background()
-	if _, err := Migrate(ctx, eng, 0, nil); err != nil {
+	if _, err := clickhouse.Migrate(ctx, eng, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := eng.Exec(ctx, "CREATE TABLE baseline AS audit_events"); err != nil {
 		t.Fatal(err)
 	}
-	evs := manyEvents(n, time.Now().Add(-time.Hour))
+	evs := clickhousetest.ManyEvents(n, time.Now().Add(-time.Hour))
 	msgs := eventMessages(evs)
 	var bytes int
 	for _, m := range msgs {

@@ -3,12 +3,10 @@ package indexer
 import (
 	"errors"
 	"fmt"
-	"log/slog"
-	"net"
 	"time"
 
+	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/internal/kafka"
-	"github.com/auditpipe/auditpipe/internal/tlsconfig"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -43,7 +41,7 @@ type Config struct {
 	// is set, else embedded chDB.
 	// The configuration file's top-level clickhouse section, set by the
 	// composition root.
-	Store StoreConfig `yaml:"-"`
+	Store clickhouse.StoreConfig `yaml:"-"`
 }
 
 // BatchConfig bounds a batch: it is inserted when any bound is reached.
@@ -55,57 +53,6 @@ type BatchConfig struct {
 	// MaxWait from the first message of a batch to its insert. Default 1s.
 	MaxWait time.Duration `yaml:"max_wait"`
 }
-
-// StoreConfig chooses and configures the ClickHouse the indexer writes to.
-type StoreConfig struct {
-	// ClickHouse is a server; used when Addr is set.
-	ClickHouse ServerConfig `yaml:"clickhouse"`
-	// Embedded is chDB; used when no server is configured.
-	Embedded EmbeddedConfig `yaml:"embedded"`
-	// RetentionDays is the TTL of audit_events and pipeline_messages;
-	// 0 keeps rows forever. Default 365.
-	RetentionDays int `yaml:"retention_days"`
-}
-
-// EmbeddedConfig configures chDB.
-type EmbeddedConfig struct {
-	// Dir is the data directory. Default "data/chdb".
-	Dir string `yaml:"dir"`
-	// Lib is the path of libchdb.so. Default: $AUDITPIPE_CHDB_LIB, else
-	// $AUDITPIPE_CACHE/chdb/libchdb.so, else ~/.cache/auditpipe/chdb/libchdb.so.
-	Lib string `yaml:"lib"`
-}
-
-// ServerConfig configures a ClickHouse server connection (clickhouse-go/v2,
-// servers 25.8 and later).
-type ServerConfig struct {
-	// Addr lists host:port of the servers. Default none (embedded).
-	Addr []string `yaml:"addr"`
-	// Protocol is "native" (port 9000/9440) or "http" (8123/8443). Default "native".
-	Protocol string `yaml:"protocol"`
-	// Database holds the tables; it must exist unless it is "default".
-	// Default "default".
-	Database string `yaml:"database"`
-	// Username and Password authenticate. Default "default" and empty.
-	Username string `yaml:"username"`
-	Password Secret `yaml:"password"`
-	// TLS for the connection. Default off.
-	TLS tlsconfig.Config `yaml:"tls"`
-	// DialTimeout bounds a connection attempt. Default 10s.
-	DialTimeout time.Duration `yaml:"dial_timeout"`
-}
-
-// Secret is a string that never prints: logs and %v show "REDACTED".
-type Secret string
-
-// String implements fmt.Stringer.
-func (Secret) String() string { return "REDACTED" }
-
-// GoString implements fmt.GoStringer.
-func (Secret) GoString() string { return "REDACTED" }
-
-// LogValue implements slog.LogValuer.
-func (Secret) LogValue() slog.Value { return slog.StringValue("REDACTED") }
 
 // DefaultConfig returns the configuration with every default set.
 func DefaultConfig() Config {
@@ -119,11 +66,7 @@ func DefaultConfig() Config {
 		RetryBackoff:    200 * time.Millisecond,
 		RetryBackoffMax: 30 * time.Second,
 		ShutdownTimeout: 30 * time.Second,
-		Store: StoreConfig{
-			ClickHouse:    ServerConfig{Protocol: "native", Database: "default", Username: "default", DialTimeout: 10 * time.Second},
-			Embedded:      EmbeddedConfig{Dir: "data/chdb"},
-			RetentionDays: 365,
-		},
+		Store:           clickhouse.DefaultStoreConfig(),
 	}
 }
 
@@ -166,35 +109,6 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("indexer.shutdown_timeout: %v: must be positive", c.ShutdownTimeout))
-	}
-	return errors.Join(errs...)
-}
-
-// Validate checks the store configuration; prefix names the enclosing field.
-func (s StoreConfig) Validate(prefix string) error {
-	var errs []error
-	if s.RetentionDays < 0 {
-		errs = append(errs, fmt.Errorf("%s.retention_days: %d: must be 0 (forever) or positive", prefix, s.RetentionDays))
-	}
-	if len(s.ClickHouse.Addr) > 0 {
-		for _, a := range s.ClickHouse.Addr {
-			if _, _, err := net.SplitHostPort(a); err != nil {
-				errs = append(errs, fmt.Errorf("%s.clickhouse.addr: %q: %w", prefix, a, err))
-			}
-		}
-		switch s.ClickHouse.Protocol {
-		case "native", "http":
-		default:
-			errs = append(errs, fmt.Errorf("%s.clickhouse.protocol: %q: want native or http", prefix, s.ClickHouse.Protocol))
-		}
-		if s.ClickHouse.Database == "" {
-			errs = append(errs, fmt.Errorf("%s.clickhouse.database: must not be empty", prefix))
-		}
-		if err := s.ClickHouse.TLS.Validate(prefix + ".clickhouse.tls"); err != nil {
-			errs = append(errs, err)
-		}
-	} else if s.Embedded.Dir == "" {
-		errs = append(errs, fmt.Errorf("%s.embedded.dir: must not be empty when no clickhouse.addr is set", prefix))
 	}
 	return errors.Join(errs...)
 }

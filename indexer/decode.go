@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -36,8 +37,8 @@ func (e *rejectError) Unwrap() error { return e.err }
 // DecodeEvent decodes and checks one audit event (one JSON object) as the
 // indexer would index it. Partition and Offset of the row are -1. The error,
 // when not nil, carries the dead-letter reason (see RejectReason).
-func DecodeEvent(value []byte, maxRowBytes int) (EventRow, error) {
-	r := EventRow{Partition: -1, Offset: -1}
+func DecodeEvent(value []byte, maxRowBytes int) (clickhouse.EventRow, error) {
+	r := clickhouse.EventRow{Partition: -1, Offset: -1}
 	if maxRowBytes > 0 && len(value) > maxRowBytes {
 		return r, &rejectError{ReasonOversize, fmt.Errorf("%d bytes, limit %d", len(value), maxRowBytes)}
 	}

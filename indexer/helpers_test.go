@@ -8,103 +8,10 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
-	"github.com/auditpipe/auditpipe/indexer/chdb"
+	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/schemas"
 )
-
-// openTestEngine opens embedded chDB in dir (a new temporary directory when
-// empty), or skips the test with the reason when libchdb.so is missing.
-func openTestEngine(t testing.TB, dir string) *Embedded {
-	t.Helper()
-	if _, err := chdb.FindLibrary(""); err != nil {
-		t.Skipf("skipping: needs libchdb.so (run 'make deps'): %v", err)
-	}
-	if dir == "" {
-		dir = t.TempDir()
-	}
-	e, err := OpenEmbedded("", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.Close() })
-	return e
-}
-
-// sampleEvents returns a realistic set of events: two access requests on
-// two hosts, logins, commands (one through sudo, one run as root after su),
-// logouts, with one session left open. Times start at base.
-func sampleEvents(base time.Time) []schemas.Event {
-	type ev struct {
-		kind              schemas.Kind
-		req, login, host  string
-		pid, ppid, euid   string
-		args              []string
-		ses               string
-		res               string
-		offsetMillisecond int
-	}
-	reqA, reqB := "ocid1.opctlaccessrequest.a", "ocid1.opctlaccessrequest.b"
-	userA, userB := "4f1c9a2e6b3d4c5e8f7a9b0c1d2e3f40", "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b"
-	evs := []ev{
-		{kind: schemas.KindLogin, req: reqA, login: userA, host: "db01", pid: "1000", ses: "11", res: "success"},
-		{kind: schemas.KindCommand, req: reqA, login: userA, host: "db01", pid: "1001", ppid: "1000", euid: userA, args: []string{"ls", "/"}, ses: "11"},
-		{kind: schemas.KindCommand, req: reqA, login: userA, host: "db01", pid: "1002", ppid: "1000", euid: "root", args: []string{"sudo", "systemctl", "restart", "nginx"}, ses: "11"},
-		{kind: schemas.KindCommand, req: reqA, login: userA, host: "db01", pid: "1003", ppid: "1002", euid: "root", args: []string{"systemctl", "restart", "nginx"}, ses: "11"},
-		{kind: schemas.KindLogout, req: reqA, login: userA, host: "db01", pid: "1000", ses: "11", res: "success"},
-		{kind: schemas.KindLogin, req: reqB, login: userB, host: "web01", pid: "2000", ses: "21", res: "success"},
-		{kind: schemas.KindCommand, req: reqB, login: userB, host: "web01", pid: "2001", ppid: "2000", euid: userB, args: []string{"su", "-"}, ses: "21"},
-		{kind: schemas.KindCommand, req: reqB, login: userB, host: "web01", pid: "2002", ppid: "2001", euid: "root", args: []string{"cat", "/etc/shadow"}, ses: "21"},
-	}
-	out := make([]schemas.Event, 0, len(evs))
-	for i, e := range evs {
-		t := base.Add(time.Duration(i) * time.Second)
-		serial := uint64(5000 + i)
-		x := schemas.Event{
-			Layer: "HOST", ReqAuthID: e.req, Event: e.kind, PID: e.pid, RecID: fmt.Sprint(serial),
-			TTY: "pts0", Host: e.host, Time: t.UTC().Format(schemas.CtimeLayout), LoginID: e.login,
-			Ses: e.ses, EventID: schemas.NewEventID(e.host, t.Unix(), t.Nanosecond()/1e6, serial),
-			TS: t.UTC().Format(schemas.TSLayout), Seq: uint64(i + 1), Res: e.res,
-		}
-		x.RawData = fmt.Sprintf("type=SYSCALL msg=audit(%s:%d) : pid=%s \n", t.Format("01/02/2006 15:04:05.000"), serial, e.pid)
-		switch e.kind {
-		case schemas.KindLogin, schemas.KindLogout:
-			x.SrcHost, x.DestHost = "bastion", "10.0.0.5"
-		case schemas.KindCommand:
-			x.Args, x.PPID, x.EUID, x.Res = e.args, e.ppid, e.euid, "success"
-			x.Exe, x.Cwd = "/usr/bin/"+e.args[0], "/home/"+e.login
-			for j, a := range e.args {
-				if j > 0 {
-					x.Title += "\x00"
-				}
-				x.Title += a
-			}
-		}
-		out = append(out, x)
-	}
-	return out
-}
-
-// manyEvents returns n command events spread over hosts.
-func manyEvents(n int, base time.Time) []schemas.Event {
-	out := make([]schemas.Event, n)
-	for i := range out {
-		host := fmt.Sprintf("host%02d", i%7)
-		t := base.Add(time.Duration(i) * time.Millisecond)
-		serial := uint64(i + 1)
-		out[i] = schemas.Event{
-			Layer: "HOST", ReqAuthID: fmt.Sprintf("req-%d", i%5), Event: schemas.KindCommand,
-			Title: "ls\x00-l\x00/var/log", Args: []string{"ls", "-l", "/var/log"}, PID: fmt.Sprint(10000 + i), PPID: "9999",
-			EUID: fmt.Sprintf("op%d", i%3), Exe: "/usr/bin/ls", Cwd: "/root", Res: "success", RecID: fmt.Sprint(serial), TTY: "pts1",
-			Host: host, Time: t.UTC().Format(schemas.CtimeLayout), LoginID: fmt.Sprintf("op%d", i%3),
-			RawData: fmt.Sprintf("type=PROCTITLE msg=audit(%s:%d) : proctitle=ls -l /var/log \ntype=EXECVE msg=audit(%s:%d) : argc=3 a0=ls a1=-l a2=/var/log \ntype=SYSCALL msg=audit(%s:%d) : arch=x86_64 syscall=execve success=yes exit=0 pid=%d ppid=9999 auid=op uid=root comm=ls exe=/usr/bin/ls \n",
-				t.Format("01/02/2006 15:04:05.000"), serial, t.Format("01/02/2006 15:04:05.000"), serial, t.Format("01/02/2006 15:04:05.000"), serial, 10000+i),
-			EventID: schemas.NewEventID(host, t.Unix(), t.Nanosecond()/1e6, serial),
-			TS:      t.UTC().Format(schemas.TSLayout), Seq: serial,
-		}
-	}
-	return out
-}
 
 // produce writes values to topic, key = host for events.
 func produce(t testing.TB, kc kafka.Config, topic string, msgs []kafkago.Message) {
@@ -168,30 +75,15 @@ func startIndexer(t testing.TB, ix *Indexer) (stop func() error) {
 	return stop
 }
 
-// queryInt runs a query returning one number.
-func queryInt(t testing.TB, q Querier, sql string) int {
-	t.Helper()
-	r, err := q.Query(context.Background(), sql)
-	if err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-	if len(r.Rows) != 1 || len(r.Rows[0]) != 1 {
-		t.Fatalf("%s: want one value, got %v", sql, r.Rows)
-	}
-	var n int
-	fmt.Sscan(valueString(r.Rows[0][0]), &n)
-	return n
-}
-
 // countOr returns the one number sql returns, or -1 on error (a table
 // not created yet).
-func countOr(q Querier, sql string) int {
+func countOr(q clickhouse.Querier, sql string) int {
 	r, err := q.Query(context.Background(), sql)
 	if err != nil || len(r.Rows) != 1 || len(r.Rows[0]) != 1 {
 		return -1
 	}
 	var n int
-	fmt.Sscan(valueString(r.Rows[0][0]), &n)
+	fmt.Sscan(clickhouse.ValueString(r.Rows[0][0]), &n)
 	return n
 }
 

@@ -1,26 +1,25 @@
-// Package indexer moves auditpipe's Kafka topics into ClickHouse and
-// answers SQL over them.
+// Package indexer moves auditpipe's Kafka topics into ClickHouse.
 //
 // The Indexer is a consumer group on opctl.audit.v1 (and the other
 // configured topics) that batches messages by rows, bytes and time, inserts
-// each batch into an Engine — a ClickHouse server through clickhouse-go/v2
-// (OpenServer) or embedded chDB (OpenEmbedded) — and commits the Kafka
-// offsets only after the insert succeeded. A batch that is inserted again
-// after a crash does not show twice: every insert carries a deduplication
-// token derived from its rows, and audit_events is a ReplacingMergeTree
-// keyed by event_id, read with FINAL (see schemas/clickhouse). Messages
-// that cannot be indexed go to the dead-letter topic with the reason,
-// without stopping their batch.
+// each batch into a clickhouse.Engine — a ClickHouse server through
+// clickhouse-go/v2 or embedded chDB — and commits the Kafka offsets only
+// after the insert succeeded. A batch that is inserted again after a crash
+// does not show twice: every insert carries a deduplication token derived
+// from its rows, and audit_events is a ReplacingMergeTree keyed by
+// event_id, read with FINAL (see schemas/clickhouse). Messages that cannot
+// be indexed go to the dead-letter topic with the reason, without stopping
+// their batch. Load is the same path for files (`auditpipe index`).
 //
 // Wiring, for the all-in-one:
 //
-//	eng, err := indexer.OpenEngine(ctx, cfg.Store) // once per process
+//	eng, err := clickhouse.Open(ctx, cfg.Store) // once per process
 //	defer eng.Close()
 //	ix, err := indexer.New(cfg, indexer.Deps{Engine: eng, Log: log, Registry: reg})
 //	// run ix.Run(ctx) in the process's run group, and serve
-//	// indexer.NewQueryHandler(eng.(indexer.FormatQuerier), log) over HTTP;
-//	// indexer.PrintNamedQueries(ctx, eng, os.Stdout, "table") prints the
-//	// auditor's answers.
+//	// queryapi.NewQueryHandler(eng.(queryapi.FormatQuerier), log, queryapi.QueryHandlerOptions{})
+//	// over HTTP; queryapi.PrintNamedQueries(ctx, eng, os.Stdout, "table")
+//	// prints the auditor's answers.
 package indexer
 
 import (
@@ -38,6 +37,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/schemas"
 )
@@ -45,7 +45,7 @@ import (
 // Deps are what an Indexer needs besides its configuration.
 type Deps struct {
 	// Engine is where rows go; required. The Indexer does not close it.
-	Engine Engine
+	Engine clickhouse.Engine
 	// Log receives structured logs; nil discards them.
 	Log *slog.Logger
 	// Registry receives the indexer's metrics; nil registers nothing.
@@ -56,7 +56,7 @@ type Deps struct {
 // ClickHouse. Create it with New and run it with Run.
 type Indexer struct {
 	cfg Config
-	eng Engine
+	eng clickhouse.Engine
 	log *slog.Logger
 	m   *metrics
 	now func() time.Time
@@ -64,16 +64,6 @@ type Indexer struct {
 	// beforeCommit, when set (tests), runs after a batch was inserted and
 	// before its offsets are committed; an error ends Run as a crash would.
 	beforeCommit func() error
-}
-
-// OpenEngine opens the engine that store configures: the ClickHouse
-// server when store.ClickHouse.Addr is set, else embedded chDB in
-// store.Embedded.Dir. The caller closes it.
-func OpenEngine(ctx context.Context, store StoreConfig) (Engine, error) {
-	if len(store.ClickHouse.Addr) > 0 {
-		return OpenServer(ctx, store.ClickHouse)
-	}
-	return OpenEmbedded(store.Embedded.Lib, store.Embedded.Dir)
 }
 
 // New checks cfg and returns an Indexer; it connects to nothing yet.
@@ -94,8 +84,8 @@ func New(cfg Config, d Deps) (*Indexer, error) {
 // item is one fetched message, decoded.
 type item struct {
 	msg kafkago.Message
-	ev  *EventRow
-	mr  *MessageRow
+	ev  *clickhouse.EventRow
+	mr  *clickhouse.MessageRow
 	dl  *schemas.DeadLetter
 }
 
@@ -104,7 +94,7 @@ type item struct {
 // (bounded by ShutdownTimeout) and returns nil. It returns an error when
 // the migrations fail, or when the consumer fails for good.
 func (ix *Indexer) Run(ctx context.Context) error {
-	if _, err := Migrate(ctx, ix.eng, ix.cfg.Store.RetentionDays, ix.log); err != nil {
+	if _, err := clickhouse.Migrate(ctx, ix.eng, ix.cfg.Store.RetentionDays, ix.log); err != nil {
 		return err
 	}
 	reader, err := ix.cfg.Kafka.NewReader(kafka.ReaderConfig{Group: ix.cfg.Group, Topics: ix.cfg.Topics})
@@ -282,7 +272,7 @@ func (ix *Indexer) decode(m kafkago.Message) item {
 	if ts.IsZero() {
 		ts = ix.now()
 	}
-	it.mr = &MessageRow{Topic: m.Topic, Partition: int32(m.Partition), Offset: m.Offset, Key: string(m.Key), TS: ts.UTC(), Payload: m.Value}
+	it.mr = &clickhouse.MessageRow{Topic: m.Topic, Partition: int32(m.Partition), Offset: m.Offset, Key: string(m.Key), TS: ts.UTC(), Payload: m.Value}
 	return it
 }
 
@@ -295,8 +285,8 @@ func (ix *Indexer) deadLetter(reason string, err error, raw []byte, host, source
 
 // batch is what the indexer inserts and commits at once.
 type batch struct {
-	events   []EventRow
-	messages []MessageRow
+	events   []clickhouse.EventRow
+	messages []clickhouse.MessageRow
 	dead     []*schemas.DeadLetter
 	last     map[string]kafkago.Message // last message per topic/partition
 	n        int
@@ -408,7 +398,7 @@ func (ix *Indexer) timedInsert(f func() error) error {
 // come back as dead letters and the rest is inserted. When every row is
 // refused, the cause is the store rather than the rows, and the whole
 // insert is retried with backoff instead.
-func (ix *Indexer) insertEvents(ctx context.Context, rows []EventRow) ([]*schemas.DeadLetter, error) {
+func (ix *Indexer) insertEvents(ctx context.Context, rows []clickhouse.EventRow) ([]*schemas.DeadLetter, error) {
 	for attempt := 0; ; attempt++ {
 		var rejected []*schemas.DeadLetter
 		err := ix.insertSplit(ctx, rows, &rejected)
@@ -428,13 +418,13 @@ func (ix *Indexer) insertEvents(ctx context.Context, rows []EventRow) ([]*schema
 
 // insertSplit inserts rows, bisecting on refusals; it returns an error
 // only for failures that are not about the rows (connection, context).
-func (ix *Indexer) insertSplit(ctx context.Context, rows []EventRow, rejected *[]*schemas.DeadLetter) error {
-	err := ix.timedInsert(func() error { return ix.eng.InsertEvents(ctx, eventsToken(rows), rows) })
+func (ix *Indexer) insertSplit(ctx context.Context, rows []clickhouse.EventRow, rejected *[]*schemas.DeadLetter) error {
+	err := ix.timedInsert(func() error { return ix.eng.InsertEvents(ctx, clickhouse.EventsToken(rows), rows) })
 	if err == nil {
 		ix.m.rowsInserted.WithLabelValues("audit_events").Add(float64(len(rows)))
 		return nil
 	}
-	if !isRowError(err) || ctx.Err() != nil {
+	if !clickhouse.IsRowError(err) || ctx.Err() != nil {
 		return err
 	}
 	ix.m.insertErrors.Inc()
@@ -454,20 +444,20 @@ func (ix *Indexer) insertSplit(ctx context.Context, rows []EventRow, rejected *[
 // insertMessages inserts rows into pipeline_messages; when the store
 // refuses the insert, it inserts them one by one and dead-letters those it
 // refuses alone (all refused: the store is at fault, retry).
-func (ix *Indexer) insertMessages(ctx context.Context, rows []MessageRow) ([]*schemas.DeadLetter, error) {
+func (ix *Indexer) insertMessages(ctx context.Context, rows []clickhouse.MessageRow) ([]*schemas.DeadLetter, error) {
 	for attempt := 0; ; attempt++ {
-		err := ix.timedInsert(func() error { return ix.eng.InsertMessages(ctx, messagesToken(rows), rows) })
+		err := ix.timedInsert(func() error { return ix.eng.InsertMessages(ctx, clickhouse.MessagesToken(rows), rows) })
 		if err == nil {
 			ix.m.rowsInserted.WithLabelValues("pipeline_messages").Add(float64(len(rows)))
 			return nil, nil
 		}
 		ix.m.insertErrors.Inc()
-		if isRowError(err) && ctx.Err() == nil {
+		if clickhouse.IsRowError(err) && ctx.Err() == nil {
 			var rejected []*schemas.DeadLetter
 			for i := range rows {
 				one := rows[i : i+1]
-				if err1 := ix.eng.InsertMessages(ctx, messagesToken(one), one); err1 != nil {
-					if !isRowError(err1) {
+				if err1 := ix.eng.InsertMessages(ctx, clickhouse.MessagesToken(one), one); err1 != nil {
+					if !clickhouse.IsRowError(err1) {
 						err = err1
 						break
 					}

@@ -14,20 +14,23 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	kafkago "github.com/segmentio/kafka-go"
 
-	"github.com/auditpipe/auditpipe/indexer/chdb"
+	"github.com/auditpipe/auditpipe/clickhouse"
+	"github.com/auditpipe/auditpipe/clickhouse/chdb"
+	"github.com/auditpipe/auditpipe/clickhouse/clickhousetest"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
+	"github.com/auditpipe/auditpipe/queryapi"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
 // End to end: contract events produced onto opctl.audit.v1 (key = host)
 // are indexed into chDB and answer the named queries.
 func TestEndToEndKafkaToChDB(t *testing.T) {
-	eng := openTestEngine(t, "")
+	eng := clickhousetest.OpenEmbedded(t, "")
 	kc, _ := kafkatest.Start(t, 3)
 	base := time.Date(2020, 10, 29, 3, 20, 22, 418e6, time.UTC)
-	evs := sampleEvents(base)
-	bulk := manyEvents(2000, base.Add(time.Hour))
+	evs := clickhousetest.SampleEvents(base)
+	bulk := clickhousetest.ManyEvents(2000, base.Add(time.Hour))
 	produce(t, kc, schemas.TopicAudit, eventMessages(append(append([]schemas.Event(nil), evs...), bulk...)))
 	produce(t, kc, schemas.TopicLifecycle, []kafkago.Message{{Key: []byte("req"), Value: []byte(`{"state":"APPROVED"}`)}})
 
@@ -74,7 +77,7 @@ func TestEndToEndKafkaToChDB(t *testing.T) {
 		{"su-sudo", nil, []string{"sudo systemctl restart nginx", "systemctl restart nginx", "su -", "cat /etc/shadow"}, "command"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sql, ok, err := Named(tc.name, tc.args)
+			sql, ok, err := queryapi.Named(tc.name, tc.args)
 			if !ok || err != nil {
 				t.Fatalf("Named(%s): %v %v", tc.name, ok, err)
 			}
@@ -90,7 +93,7 @@ func TestEndToEndKafkaToChDB(t *testing.T) {
 			}
 			var got []string
 			for _, row := range r.Rows {
-				got = append(got, valueString(row[col]))
+				got = append(got, clickhouse.ValueString(row[col]))
 			}
 			if strings.Join(got, "|") != strings.Join(tc.want, "|") {
 				t.Errorf("%s: got %d rows %.10q, want %q", tc.name, len(got), got, tc.want)
@@ -101,11 +104,11 @@ func TestEndToEndKafkaToChDB(t *testing.T) {
 	if err != nil || len(r.Rows) != 1 {
 		t.Fatalf("request_sessions: %v %v", r, err)
 	}
-	if got := valueString(r.Rows[0][1]); got != "3" {
+	if got := clickhouse.ValueString(r.Rows[0][1]); got != "3" {
 		t.Errorf("request_sessions commands = %s, want 3", got)
 	}
 	var out strings.Builder
-	if err := PrintNamedQueries(ctx, eng, &out, OutputTable); err != nil {
+	if err := queryapi.PrintNamedQueries(ctx, eng, &out, clickhouse.OutputTable); err != nil {
 		t.Fatal(err)
 	}
 	for _, h := range []string{"== request-commands ocid1.opctlaccessrequest.a", "== open-sessions", "== su-sudo", "== operator-activity"} {
@@ -132,14 +135,14 @@ func TestCrashAfterInsertBeforeCommit(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			eng := openTestEngine(t, dir)
+			eng := clickhousetest.OpenEmbedded(t, dir)
 			var kc kafka.Config
 			if tc.apache {
 				kc, _ = kafkatest.StartApache(t, 3)
 			} else {
 				kc, _ = kafkatest.Start(t, 3)
 			}
-			evs := manyEvents(tc.n, time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC))
+			evs := clickhousetest.ManyEvents(tc.n, time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC))
 			produce(t, kc, schemas.TopicAudit, eventMessages(evs))
 
 			cfg := testConfig(kc, "crash")
@@ -162,7 +165,7 @@ func TestCrashAfterInsertBeforeCommit(t *testing.T) {
 			if !inserted.Load() {
 				t.Fatal("crash hook never ran")
 			}
-			first := queryInt(t, eng, "SELECT count() FROM audit_events SETTINGS final = 0")
+			first := clickhousetest.QueryInt(t, eng, "SELECT count() FROM audit_events SETTINGS final = 0")
 			if first == 0 {
 				t.Fatal("nothing inserted before the crash")
 			}
@@ -171,7 +174,7 @@ func TestCrashAfterInsertBeforeCommit(t *testing.T) {
 			if err := eng.Close(); err != nil {
 				t.Fatal(err)
 			}
-			eng = openTestEngine(t, dir)
+			eng = clickhousetest.OpenEmbedded(t, dir)
 
 			ix2, err := New(cfg, Deps{Engine: eng})
 			if err != nil {
@@ -188,16 +191,16 @@ func TestCrashAfterInsertBeforeCommit(t *testing.T) {
 			if err := stop(); err != nil {
 				t.Fatal(err)
 			}
-			if got := queryInt(t, eng, "SELECT count() FROM audit_events"); got != tc.n {
+			if got := clickhousetest.QueryInt(t, eng, "SELECT count() FROM audit_events"); got != tc.n {
 				t.Errorf("SELECT count() (final) = %d, want %d", got, tc.n)
 			}
-			if got := queryInt(t, eng, "SELECT uniqExact(event_id) FROM audit_events"); got != tc.n {
+			if got := clickhousetest.QueryInt(t, eng, "SELECT uniqExact(event_id) FROM audit_events"); got != tc.n {
 				t.Errorf("distinct event ids = %d, want %d", got, tc.n)
 			}
-			if got := queryInt(t, eng, "SELECT count() FROM (SELECT event_id FROM audit_events GROUP BY event_id HAVING count() > 1)"); got != 0 {
+			if got := clickhousetest.QueryInt(t, eng, "SELECT count() FROM (SELECT event_id FROM audit_events GROUP BY event_id HAVING count() > 1)"); got != 0 {
 				t.Errorf("%d events show more than once", got)
 			}
-			raw := queryInt(t, eng, "SELECT count() FROM audit_events SETTINGS final = 0")
+			raw := clickhousetest.QueryInt(t, eng, "SELECT count() FROM audit_events SETTINGS final = 0")
 			t.Logf("rows before merge (no FINAL): %d for %d events (the first run inserted %d)", raw, tc.n, first)
 		})
 	}
@@ -205,9 +208,9 @@ func TestCrashAfterInsertBeforeCommit(t *testing.T) {
 
 // refusingEngine refuses, like ClickHouse would, any insert that holds an
 // event from host "refuse-me".
-type refusingEngine struct{ Engine }
+type refusingEngine struct{ clickhouse.Engine }
 
-func (r refusingEngine) InsertEvents(ctx context.Context, token string, rows []EventRow) error {
+func (r refusingEngine) InsertEvents(ctx context.Context, token string, rows []clickhouse.EventRow) error {
 	for _, row := range rows {
 		if row.Event.Host == "refuse-me" {
 			return &chdb.Error{Message: "Code: 27. DB::Exception: Cannot parse input (CANNOT_PARSE_INPUT_ASSERTION_FAILED)"}
@@ -217,10 +220,10 @@ func (r refusingEngine) InsertEvents(ctx context.Context, token string, rows []E
 }
 
 func TestBadRowsGoToDeadLetterTopic(t *testing.T) {
-	eng := openTestEngine(t, "")
+	eng := clickhousetest.OpenEmbedded(t, "")
 	kc, _ := kafkatest.Start(t, 1)
-	good := manyEvents(50, time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC))
-	refused := manyEvents(1, time.Date(2024, 6, 2, 0, 0, 0, 0, time.UTC))[0]
+	good := clickhousetest.ManyEvents(50, time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC))
+	refused := clickhousetest.ManyEvents(1, time.Date(2024, 6, 2, 0, 0, 0, 0, time.UTC))[0]
 	refused.Host = "refuse-me"
 	badTS := good[0]
 	badTS.TS, badTS.EventID = "yesterday", strings.Repeat("a", 32)
@@ -304,12 +307,12 @@ func TestBadRowsGoToDeadLetterTopic(t *testing.T) {
 
 // `auditpipe index` of the same input twice counts each event once.
 func TestLoadTwiceCountsOnce(t *testing.T) {
-	eng := openTestEngine(t, "")
+	eng := clickhousetest.OpenEmbedded(t, "")
 	ctx := context.Background()
-	if _, err := Migrate(ctx, eng, 0, nil); err != nil {
+	if _, err := clickhouse.Migrate(ctx, eng, 0, nil); err != nil {
 		t.Fatal(err)
 	}
-	evs := manyEvents(3000, time.Date(2024, 7, 1, 0, 0, 0, 0, time.UTC))
+	evs := clickhousetest.ManyEvents(3000, time.Date(2024, 7, 1, 0, 0, 0, 0, time.UTC))
 	var in strings.Builder
 	for i := range evs {
 		in.Write(evs[i].AppendJSON(nil))
@@ -317,7 +320,7 @@ func TestLoadTwiceCountsOnce(t *testing.T) {
 	}
 	in.WriteString("garbage line\n")
 	// A dead letter whose raw input is an event is replayed.
-	extra := manyEvents(1, time.Date(2024, 7, 2, 0, 0, 0, 0, time.UTC))[0]
+	extra := clickhousetest.ManyEvents(1, time.Date(2024, 7, 2, 0, 0, 0, 0, time.UTC))[0]
 	extra.EventID = strings.Repeat("c", 32)
 	dl, _ := json.Marshal(schemas.NewDeadLetter("indexer", ReasonInsertRejected, errors.New("x"), extra.AppendJSON(nil), time.Now()))
 	in.Write(dl)
@@ -336,10 +339,10 @@ func TestLoadTwiceCountsOnce(t *testing.T) {
 			if !strings.Contains(rejects.String(), `"reason":"invalid_json"`) {
 				t.Errorf("rejects = %s", rejects.String())
 			}
-			if got := queryInt(t, eng, "SELECT count() FROM audit_events"); got != len(evs)+1 {
+			if got := clickhousetest.QueryInt(t, eng, "SELECT count() FROM audit_events"); got != len(evs)+1 {
 				t.Errorf("count() = %d, want %d", got, len(evs)+1)
 			}
-			if got := queryInt(t, eng, "SELECT count() FROM audit_events SETTINGS final = 0"); got != len(evs)+1 {
+			if got := clickhousetest.QueryInt(t, eng, "SELECT count() FROM audit_events SETTINGS final = 0"); got != len(evs)+1 {
 				t.Errorf("count() without FINAL = %d, want %d (insert dedup token)", got, len(evs)+1)
 			}
 		})

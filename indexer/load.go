@@ -9,6 +9,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -41,7 +42,7 @@ type LoadStats struct {
 // whose raw input is an event: the event is indexed. Loading the same input
 // twice counts each event once (dedup tokens from the event ids, and
 // ReplacingMergeTree on event_id). Bad lines never stop the load.
-func Load(ctx context.Context, eng Engine, in io.Reader, opt LoadOptions) (LoadStats, error) {
+func Load(ctx context.Context, eng clickhouse.Engine, in io.Reader, opt LoadOptions) (LoadStats, error) {
 	if opt.BatchRows <= 0 {
 		opt.BatchRows = 10000
 	}
@@ -54,20 +55,20 @@ func Load(ctx context.Context, eng Engine, in io.Reader, opt LoadOptions) (LoadS
 	var st LoadStats
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 64<<10), opt.MaxRowBytes*2+1024)
-	rows := make([]EventRow, 0, opt.BatchRows)
+	rows := make([]clickhouse.EventRow, 0, opt.BatchRows)
 	flush := func() error {
 		if len(rows) == 0 {
 			return nil
 		}
-		if err := eng.InsertEvents(ctx, eventsToken(rows), rows); err != nil {
+		if err := eng.InsertEvents(ctx, clickhouse.EventsToken(rows), rows); err != nil {
 			// Find the rows the store refuses, insert the rest.
-			if !isRowError(err) {
+			if !clickhouse.IsRowError(err) {
 				return fmt.Errorf("indexer: load: insert: %w", err)
 			}
 			for i := range rows {
 				one := rows[i : i+1]
-				if err := eng.InsertEvents(ctx, eventsToken(one), one); err != nil {
-					if !isRowError(err) {
+				if err := eng.InsertEvents(ctx, clickhouse.EventsToken(one), one); err != nil {
+					if !clickhouse.IsRowError(err) {
 						return fmt.Errorf("indexer: load: insert: %w", err)
 					}
 					st.Rejected++

@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/indexer"
 )
 
@@ -27,11 +28,11 @@ func (s *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.database, "database", "default", "ClickHouse database")
 }
 
-func (s *storeFlags) config() (indexer.StoreConfig, error) {
+func (s *storeFlags) config() (clickhouse.StoreConfig, error) {
 	if s.embedded != "" && s.clickhouse != "" {
-		return indexer.StoreConfig{}, errors.New("--embedded and --clickhouse exclude each other")
+		return clickhouse.StoreConfig{}, errors.New("--embedded and --clickhouse exclude each other")
 	}
-	st := indexer.DefaultConfig().Store
+	st := clickhouse.DefaultStoreConfig()
 	st.Embedded.Lib = s.chdbLib
 	if s.embedded != "" {
 		st.Embedded.Dir = s.embedded
@@ -39,7 +40,7 @@ func (s *storeFlags) config() (indexer.StoreConfig, error) {
 	if s.clickhouse != "" {
 		st.ClickHouse.Addr = []string{s.clickhouse}
 		st.ClickHouse.Username = s.user
-		st.ClickHouse.Password = indexer.Secret(s.password)
+		st.ClickHouse.Password = clickhouse.Secret(s.password)
 		st.ClickHouse.Database = s.database
 	}
 	if err := st.Validate("store"); err != nil {
@@ -96,12 +97,12 @@ func runIndex(ctx context.Context, e env) error {
 		defer f.Close()
 		rw = f
 	}
-	eng, err := indexer.OpenEngine(ctx, st)
+	eng, err := clickhouse.Open(ctx, st)
 	if err != nil {
 		return err
 	}
 	defer eng.Close()
-	if _, err := indexer.Migrate(ctx, eng, st.RetentionDays, e.log); err != nil {
+	if _, err := clickhouse.Migrate(ctx, eng, st.RetentionDays, e.log); err != nil {
 		return err
 	}
 	start := time.Now()

@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/auditpipe/auditpipe/indexer"
+	"github.com/auditpipe/auditpipe/clickhouse"
+	"github.com/auditpipe/auditpipe/queryapi"
 )
 
 // runQuery is `auditpipe query [--embedded DIR | --clickhouse ADDR |
@@ -17,12 +18,12 @@ func runQuery(ctx context.Context, e env) error {
 	var sf storeFlags
 	sf.register(fs)
 	server := fs.String("server", "", "query endpoint URL of a running all-in-one or indexer (e.g. http://127.0.0.1:9464/), or a ClickHouse HTTP interface")
-	output := fs.String("output", indexer.OutputTable, "output format: table, json or csv")
+	output := fs.String("output", clickhouse.OutputTable, "output format: table, json or csv")
 	all := fs.Bool("all", false, "run every named query and print the answers")
 	fs.Usage = func() {
 		fmt.Fprintln(e.stderr, "usage: auditpipe query [--embedded DIR | --clickhouse ADDR | --server URL] [--output table|json|csv] SQL | NAME [ARGS] | --all")
 		fmt.Fprintln(e.stderr, "\nnamed queries:")
-		for _, q := range indexer.NamedQueries() {
+		for _, q := range queryapi.NamedQueries() {
 			fmt.Fprintf(e.stderr, "  %-18s %s %s\n", q.Name, strings.Join(q.Args, " "), "- "+q.Summary)
 		}
 		fmt.Fprintln(e.stderr, "\nflags:")
@@ -35,18 +36,18 @@ func runQuery(ctx context.Context, e env) error {
 		fs.Usage()
 		return errUsage
 	}
-	var q indexer.Querier
+	var q clickhouse.Querier
 	if *server != "" {
 		if sf.embedded != "" || sf.clickhouse != "" {
 			return fmt.Errorf("--server excludes --embedded and --clickhouse")
 		}
-		q = &indexer.HTTPClient{URL: *server}
+		q = &queryapi.HTTPClient{URL: *server}
 	} else {
 		st, err := sf.config()
 		if err != nil {
 			return err
 		}
-		eng, err := indexer.OpenEngine(ctx, st)
+		eng, err := clickhouse.Open(ctx, st)
 		if err != nil {
 			return err
 		}
@@ -54,9 +55,9 @@ func runQuery(ctx context.Context, e env) error {
 		q = eng
 	}
 	if *all {
-		return indexer.PrintNamedQueries(ctx, q, e.stdout, *output)
+		return queryapi.PrintNamedQueries(ctx, q, e.stdout, *output)
 	}
-	sql, named, err := indexer.Named(fs.Arg(0), fs.Args()[1:])
+	sql, named, err := queryapi.Named(fs.Arg(0), fs.Args()[1:])
 	if err != nil {
 		return err
 	}
@@ -67,5 +68,5 @@ func runQuery(ctx context.Context, e env) error {
 	if err != nil {
 		return err
 	}
-	return indexer.WriteResult(e.stdout, res, *output)
+	return clickhouse.WriteResult(e.stdout, res, *output)
 }

@@ -11,10 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auditpipe/auditpipe/clickhouse"
+	"github.com/auditpipe/auditpipe/clickhouse/chdb"
 	"github.com/auditpipe/auditpipe/forwarder"
-	"github.com/auditpipe/auditpipe/indexer"
-	"github.com/auditpipe/auditpipe/indexer/chdb"
 	"github.com/auditpipe/auditpipe/internal/siemtest"
+	"github.com/auditpipe/auditpipe/queryapi"
 )
 
 // sampleHalves splits the bundled sample log at an event boundary.
@@ -135,7 +136,7 @@ func recordsRead(t *testing.T, a *App) float64 {
 
 func count(t *testing.T, url, sql string) string {
 	t.Helper()
-	res, err := (&indexer.HTTPClient{URL: url}).Query(context.Background(), sql)
+	res, err := (&queryapi.HTTPClient{URL: url}).Query(context.Background(), sql)
 	if err != nil {
 		return "error: " + err.Error()
 	}
@@ -196,7 +197,7 @@ func TestAllInOne(t *testing.T) {
 	r.stop(t)
 	// The process is gone: open its store directly. The batch read just
 	// before the stop was pushed, indexed and committed on the way out.
-	eng, err := indexer.OpenEmbedded("", filepath.Join(cfg.Embedded.DataDir, "chdb"))
+	eng, err := clickhouse.OpenEmbedded("", filepath.Join(cfg.Embedded.DataDir, "chdb"))
 	if err != nil {
 		t.Fatal(err)
 	}

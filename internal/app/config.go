@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/collector"
 	"github.com/auditpipe/auditpipe/forwarder"
 	"github.com/auditpipe/auditpipe/indexer"
@@ -36,7 +37,7 @@ type Config struct {
 	Kafka kafka.Config `yaml:"kafka"`
 	// ClickHouse is the store the indexer writes and the query endpoint
 	// reads: a server when clickhouse.clickhouse.addr is set, else chDB.
-	ClickHouse indexer.StoreConfig `yaml:"clickhouse"`
+	ClickHouse clickhouse.StoreConfig `yaml:"clickhouse"`
 	// Collector, Indexer and Forwarder are the components' own sections.
 	Collector collector.Config `yaml:"collector"`
 	Indexer   indexer.Config   `yaml:"indexer"`

@@ -7,17 +7,19 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/collector"
 	"github.com/auditpipe/auditpipe/forwarder"
 	"github.com/auditpipe/auditpipe/indexer"
 	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/queryapi"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
 // shared is what modules hand to the modules that depend on them.
 type shared struct {
 	kafka  kafka.Config
-	engine indexer.Engine
+	engine clickhouse.Engine
 }
 
 // modules is the one list of auditpipe's modules. Adding a component is
@@ -93,12 +95,12 @@ func initKafka(_ context.Context, a *App) (Service, error) {
 // applies the migrations.
 func initStore(ctx context.Context, a *App) (Service, error) {
 	cfg := a.resolvedConfig()
-	eng, err := indexer.OpenEngine(ctx, cfg.ClickHouse)
+	eng, err := clickhouse.Open(ctx, cfg.ClickHouse)
 	if err != nil {
 		return nil, err
 	}
 	a.OnClose(eng.Close)
-	if _, err := indexer.Migrate(ctx, eng, cfg.ClickHouse.RetentionDays, a.Log); err != nil {
+	if _, err := clickhouse.Migrate(ctx, eng, cfg.ClickHouse.RetentionDays, a.Log); err != nil {
 		return nil, err
 	}
 	a.shared.engine = eng
@@ -113,11 +115,11 @@ func initStore(ctx context.Context, a *App) (Service, error) {
 // ClickHouse's HTTP interface, when the store can answer in ClickHouse's
 // formats (embedded chDB; a server has an HTTP interface of its own).
 func initQuery(_ context.Context, a *App) (Service, error) {
-	fq, ok := a.shared.engine.(indexer.FormatQuerier)
+	fq, ok := a.shared.engine.(queryapi.FormatQuerier)
 	if !ok {
 		return nil, nil
 	}
-	a.http.mux.Handle("/", indexer.NewQueryHandler(fq, a.Log, indexer.QueryHandlerOptions{}))
+	a.http.mux.Handle("/", queryapi.NewQueryHandler(fq, a.Log, queryapi.QueryHandlerOptions{}))
 	return nil, nil
 }
 

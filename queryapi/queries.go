@@ -1,21 +1,14 @@
-package indexer
+package queryapi
 
 import (
 	"context"
-	"encoding/csv"
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
 	"strings"
-	"text/tabwriter"
-)
 
-// Querier runs a SELECT and returns its rows. Every Engine is one, and so
-// is HTTPClient (a query endpoint, or any ClickHouse HTTP interface).
-type Querier interface {
-	Query(ctx context.Context, sql string) (*Result, error)
-}
+	"github.com/auditpipe/auditpipe/clickhouse"
+)
 
 // NamedQuery is one of the auditor's questions, answered in SQL.
 type NamedQuery struct {
@@ -40,7 +33,7 @@ var namedQueries = []NamedQuery{
 		sql: func(a []string) string {
 			return `SELECT ts, host, loginid, pid, ppid, euid, cwd, arrayStringConcat(args, ' ') AS command, res
 FROM audit_events FINAL
-WHERE req_auth_id = ` + quoteString(a[0]) + ` AND event = 'command'
+WHERE req_auth_id = ` + clickhouse.QuoteString(a[0]) + ` AND event = 'command'
 ORDER BY ts, host, toUInt64OrZero(rec_id)`
 		},
 	},
@@ -98,83 +91,17 @@ func Named(name string, args []string) (sql string, ok bool, err error) {
 	return "", false, nil
 }
 
-// Output formats of WriteResult.
-const (
-	OutputTable = "table"
-	OutputJSON  = "json"
-	OutputCSV   = "csv"
-)
-
-// WriteResult prints r as an aligned table, JSON lines (one object per
-// row) or CSV with a header.
-func WriteResult(w io.Writer, r *Result, format string) error {
-	switch format {
-	case OutputTable, "":
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, strings.Join(r.Columns, "\t"))
-		for _, row := range r.Rows {
-			cells := make([]string, len(row))
-			for i, v := range row {
-				cells[i] = strings.NewReplacer("\t", `\t`, "\n", `\n`).Replace(valueString(v))
-			}
-			fmt.Fprintln(tw, strings.Join(cells, "\t"))
-		}
-		return tw.Flush()
-	case OutputJSON:
-		enc := json.NewEncoder(w)
-		for _, row := range r.Rows {
-			var b strings.Builder
-			b.WriteByte('{')
-			for i, v := range row {
-				if i > 0 {
-					b.WriteByte(',')
-				}
-				k, _ := json.Marshal(r.Columns[i])
-				b.Write(k)
-				b.WriteByte(':')
-				val, err := json.Marshal(v)
-				if err != nil {
-					return fmt.Errorf("indexer: encode %s: %w", r.Columns[i], err)
-				}
-				b.Write(val)
-			}
-			b.WriteByte('}')
-			if err := enc.Encode(json.RawMessage(b.String())); err != nil {
-				return err
-			}
-		}
-		return nil
-	case OutputCSV:
-		cw := csv.NewWriter(w)
-		if err := cw.Write(r.Columns); err != nil {
-			return err
-		}
-		for _, row := range r.Rows {
-			rec := make([]string, len(row))
-			for i, v := range row {
-				rec[i] = valueString(v)
-			}
-			if err := cw.Write(rec); err != nil {
-				return err
-			}
-		}
-		cw.Flush()
-		return cw.Error()
-	}
-	return fmt.Errorf("indexer: unknown output format %q (want table, json or csv)", format)
-}
-
 // PrintNamedQueries runs every named query against q and prints each
 // answer under a heading, in format; request-commands runs once for each
 // access request found. It is what `make run` shows.
-func PrintNamedQueries(ctx context.Context, q Querier, w io.Writer, format string) error {
+func PrintNamedQueries(ctx context.Context, q clickhouse.Querier, w io.Writer, format string) error {
 	reqs, err := q.Query(ctx, "SELECT DISTINCT req_auth_id FROM audit_events FINAL WHERE req_auth_id != '' ORDER BY req_auth_id")
 	if err != nil {
-		return fmt.Errorf("indexer: list access requests: %w", err)
+		return fmt.Errorf("queryapi: list access requests: %w", err)
 	}
 	var ids []string
 	for _, r := range reqs.Rows {
-		ids = append(ids, valueString(r[0]))
+		ids = append(ids, clickhouse.ValueString(r[0]))
 	}
 	sort.Strings(ids)
 	for _, nq := range namedQueries {
@@ -193,9 +120,9 @@ func PrintNamedQueries(ctx context.Context, q Querier, w io.Writer, format strin
 			fmt.Fprintf(w, "== %s: %s\n", title, nq.Summary)
 			res, err := q.Query(ctx, nq.sql(args))
 			if err != nil {
-				return fmt.Errorf("indexer: query %s: %w", nq.Name, err)
+				return fmt.Errorf("queryapi: query %s: %w", nq.Name, err)
 			}
-			if err := WriteResult(w, res, format); err != nil {
+			if err := clickhouse.WriteResult(w, res, format); err != nil {
 				return err
 			}
 			fmt.Fprintln(w)

@@ -1,4 +1,4 @@
-package indexer
+package clickhouse
 
 import (
 	"context"
@@ -9,11 +9,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/auditpipe/auditpipe/indexer/chdb"
+	"github.com/auditpipe/auditpipe/clickhouse/chdb"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
-// Engine is a ClickHouse the indexer writes to and queries: a server
+// Engine is a ClickHouse that auditpipe writes to and queries: a server
 // through clickhouse-go/v2 (OpenServer) or embedded chDB (OpenEmbedded).
 // Implementations are safe for concurrent use.
 type Engine interface {
@@ -30,6 +30,16 @@ type Engine interface {
 	// Close releases the engine. An engine shared through Shared is closed
 	// by its owner only.
 	Close() error
+}
+
+// Open opens the engine that store configures: the ClickHouse server when
+// store.ClickHouse.Addr is set, else embedded chDB in store.Embedded.Dir.
+// The caller closes it.
+func Open(ctx context.Context, store StoreConfig) (Engine, error) {
+	if len(store.ClickHouse.Addr) > 0 {
+		return OpenServer(ctx, store.ClickHouse)
+	}
+	return OpenEmbedded(store.Embedded.Lib, store.Embedded.Dir)
 }
 
 // EventRow is one audit event to insert.
@@ -63,9 +73,16 @@ type Result struct {
 	Rows    [][]any
 }
 
-// eventsToken is the deduplication token of an insert of rows: a digest of
+// Querier runs a SELECT and returns its rows. Every Engine is one, and so
+// is queryapi.HTTPClient (a query endpoint, or any ClickHouse HTTP
+// interface).
+type Querier interface {
+	Query(ctx context.Context, sql string) (*Result, error)
+}
+
+// EventsToken is the deduplication token of an insert of rows: a digest of
 // their event ids in order, so the same rows retried give the same token.
-func eventsToken(rows []EventRow) string {
+func EventsToken(rows []EventRow) string {
 	h := sha256.New()
 	for i := range rows {
 		h.Write([]byte(rows[i].Event.EventID))
@@ -73,7 +90,10 @@ func eventsToken(rows []EventRow) string {
 	return "ev-" + hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-func messagesToken(rows []MessageRow) string {
+// MessagesToken is the deduplication token of an insert of messages: a
+// digest of their topic, partition and offset, so the same messages
+// retried give the same token.
+func MessagesToken(rows []MessageRow) string {
 	h := sha256.New()
 	var b []byte
 	for i := range rows {
@@ -88,8 +108,8 @@ func messagesToken(rows []MessageRow) string {
 	return "msg-" + hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-// quoteString returns s as a ClickHouse string literal.
-func quoteString(s string) string {
+// QuoteString returns s as a ClickHouse string literal.
+func QuoteString(s string) string {
 	var b strings.Builder
 	b.Grow(len(s) + 2)
 	b.WriteByte('\'')
@@ -115,10 +135,10 @@ func quoteIdent(name string) string {
 	return "`" + strings.NewReplacer("\\", "\\\\", "`", "\\`").Replace(name) + "`"
 }
 
-// isRowError reports whether err is the store refusing the insert (a
+// IsRowError reports whether err is the store refusing the insert (a
 // ClickHouse exception), which may be about particular rows, rather than
 // failing to reach it.
-func isRowError(err error) bool {
+func IsRowError(err error) bool {
 	var ce *chdb.Error
 	return errors.As(err, &ce) || isServerException(err) || errors.Is(err, errRowAppend)
 }

@@ -1,4 +1,4 @@
-package indexer
+package clickhouse_test
 
 import (
 	"context"
@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/auditpipe/auditpipe/clickhouse"
+	"github.com/auditpipe/auditpipe/clickhouse/clickhousetest"
 )
 
 // TestServerEngine runs the clickhouse-go/v2 engine against a real
@@ -19,7 +22,7 @@ func TestServerEngine(t *testing.T) {
 	if addr == "" {
 		t.Skip("skipping: set CLICKHOUSE_ADDR=host:port to run the clickhouse-go engine against a ClickHouse server >= 25.8")
 	}
-	cfg := DefaultConfig().Store.ClickHouse
+	cfg := clickhouse.DefaultStoreConfig().ClickHouse
 	cfg.Addr = strings.Split(addr, ",")
 	if p := os.Getenv("CLICKHOUSE_PROTOCOL"); p != "" {
 		cfg.Protocol = p
@@ -27,10 +30,10 @@ func TestServerEngine(t *testing.T) {
 	if u := os.Getenv("CLICKHOUSE_USER"); u != "" {
 		cfg.Username = u
 	}
-	cfg.Password = Secret(os.Getenv("CLICKHOUSE_PASSWORD"))
+	cfg.Password = clickhouse.Secret(os.Getenv("CLICKHOUSE_PASSWORD"))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	eng, err := OpenServer(ctx, cfg)
+	eng, err := clickhouse.OpenServer(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,26 +46,21 @@ func TestServerEngine(t *testing.T) {
 	defer eng.Exec(context.Background(), "DROP DATABASE "+db)
 	eng.Close()
 	cfg.Database = db
-	if eng, err = OpenServer(ctx, cfg); err != nil {
+	if eng, err = clickhouse.OpenServer(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Migrate(ctx, eng, 30, nil); err != nil {
+	if _, err := clickhouse.Migrate(ctx, eng, 30, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Migrate(ctx, eng, 30, nil); err != nil {
+	if _, err := clickhouse.Migrate(ctx, eng, 30, nil); err != nil {
 		t.Fatalf("migrations twice: %v", err)
 	}
-	evs := manyEvents(500, time.Now().UTC().Add(-time.Hour))
-	var in strings.Builder
-	for i := range evs {
-		in.Write(evs[i].AppendJSON(nil))
-		in.WriteByte('\n')
-	}
+	evs := clickhousetest.ManyEvents(500, time.Now().UTC().Add(-time.Hour))
+	// The same rows in the same batches twice, as a backfill run twice:
+	// the second insert is deduplicated by its tokens.
 	for run := range 2 {
-		if _, err := Load(ctx, eng, strings.NewReader(in.String()), LoadOptions{BatchRows: 100}); err != nil {
-			t.Fatalf("load %d: %v", run+1, err)
-		}
-		if got := queryInt(t, eng, "SELECT count() FROM audit_events"); got != len(evs) {
+		clickhousetest.InsertEvents(t, eng, evs, 100)
+		if got := clickhousetest.QueryInt(t, eng, "SELECT count() FROM audit_events"); got != len(evs) {
 			t.Fatalf("after load %d: count() = %d, want %d", run+1, got, len(evs))
 		}
 	}

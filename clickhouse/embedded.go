@@ -1,4 +1,4 @@
-package indexer
+package clickhouse
 
 import (
 	"bytes"
@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/auditpipe/auditpipe/indexer/chdb"
+	"github.com/auditpipe/auditpipe/clickhouse/chdb"
 )
 
 // Embedded is the chDB engine: ClickHouse in this process, on a data
@@ -27,16 +27,16 @@ var _ Engine = (*Embedded)(nil)
 func OpenEmbedded(libPath, dir string) (*Embedded, error) {
 	p, err := chdb.FindLibrary(libPath)
 	if err != nil {
-		return nil, fmt.Errorf("indexer: embedded engine: %w", err)
+		return nil, fmt.Errorf("clickhouse: embedded engine: %w", err)
 	}
 	s, err := chdb.Open(p, dir)
 	if err != nil {
-		return nil, fmt.Errorf("indexer: embedded engine: %w", err)
+		return nil, fmt.Errorf("clickhouse: embedded engine: %w", err)
 	}
 	e := &Embedded{sess: s}
 	if _, err := s.Query("SET final = 1", ""); err != nil {
 		_ = s.Close()
-		return nil, fmt.Errorf("indexer: embedded engine: %w", err)
+		return nil, fmt.Errorf("clickhouse: embedded engine: %w", err)
 	}
 	return e, nil
 }
@@ -69,7 +69,7 @@ func (e *Embedded) Query(ctx context.Context, sql string) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return decodeJSONCompact(b)
+	return DecodeJSONCompact(b)
 }
 
 const eventsInsertHead = "INSERT INTO audit_events SETTINGS insert_deduplication_token = %s, " +
@@ -82,7 +82,7 @@ func (e *Embedded) InsertEvents(_ context.Context, token string, rows []EventRow
 	for i := range rows {
 		n += len(rows[i].JSON) + 48
 	}
-	b := fmt.Appendf(make([]byte, 0, n), eventsInsertHead, quoteString(token))
+	b := fmt.Appendf(make([]byte, 0, n), eventsInsertHead, QuoteString(token))
 	for i := range rows {
 		r := &rows[i]
 		j := bytes.TrimSpace(r.JSON)
@@ -106,7 +106,7 @@ func (e *Embedded) InsertMessages(_ context.Context, token string, rows []Messag
 	for i := range rows {
 		n += len(rows[i].Payload) + len(rows[i].Key) + 128
 	}
-	b := fmt.Appendf(make([]byte, 0, n), "INSERT INTO pipeline_messages SETTINGS insert_deduplication_token = %s FORMAT JSONEachRow\n", quoteString(token))
+	b := fmt.Appendf(make([]byte, 0, n), "INSERT INTO pipeline_messages SETTINGS insert_deduplication_token = %s FORMAT JSONEachRow\n", QuoteString(token))
 	for i := range rows {
 		r := &rows[i]
 		b = append(b, `{"topic":`...)
@@ -138,8 +138,8 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, j...)
 }
 
-// decodeJSONCompact decodes ClickHouse's JSONCompact output.
-func decodeJSONCompact(b []byte) (*Result, error) {
+// DecodeJSONCompact decodes ClickHouse's JSONCompact output.
+func DecodeJSONCompact(b []byte) (*Result, error) {
 	res := &Result{}
 	if len(bytes.TrimSpace(b)) == 0 {
 		return res, nil
@@ -154,7 +154,7 @@ func decodeJSONCompact(b []byte) (*Result, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	if err := dec.Decode(&v); err != nil {
-		return nil, fmt.Errorf("indexer: decode JSONCompact: %w", err)
+		return nil, fmt.Errorf("clickhouse: decode JSONCompact: %w", err)
 	}
 	for _, m := range v.Meta {
 		res.Columns = append(res.Columns, m.Name)

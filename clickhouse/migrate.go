@@ -1,8 +1,7 @@
-package indexer
+package clickhouse
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -22,41 +21,41 @@ func Migrate(ctx context.Context, eng Engine, retentionDays int, log *slog.Logge
 	}
 	ms, err := chschema.Migrations()
 	if err != nil {
-		return nil, fmt.Errorf("indexer: migrate: %w", err)
+		return nil, fmt.Errorf("clickhouse: migrate: %w", err)
 	}
 	// The first migration creates the migrations table itself; it is
 	// idempotent, so run it before reading what was applied.
 	for _, st := range ms[0].Statements {
 		if err := eng.Exec(ctx, st); err != nil {
-			return nil, fmt.Errorf("indexer: migrate %04d_%s: %w", ms[0].Version, ms[0].Name, err)
+			return nil, fmt.Errorf("clickhouse: migrate %04d_%s: %w", ms[0].Version, ms[0].Name, err)
 		}
 	}
 	res, err := eng.Query(ctx, "SELECT toString(version), toString(checksum) FROM schema_migrations FINAL ORDER BY version")
 	if err != nil {
-		return nil, fmt.Errorf("indexer: migrate: read schema_migrations: %w", err)
+		return nil, fmt.Errorf("clickhouse: migrate: read schema_migrations: %w", err)
 	}
 	applied := make(map[string]string, len(res.Rows))
 	for _, r := range res.Rows {
-		applied[valueString(r[0])] = valueString(r[1])
+		applied[ValueString(r[0])] = ValueString(r[1])
 	}
 	var done []uint32
 	for _, m := range ms {
 		v := fmt.Sprint(m.Version)
 		if sum, ok := applied[v]; ok {
 			if sum != m.Checksum {
-				return done, fmt.Errorf("indexer: migrate: %04d_%s changed after it was applied (checksum %s, applied %s): add a new migration instead", m.Version, m.Name, m.Checksum, sum)
+				return done, fmt.Errorf("clickhouse: migrate: %04d_%s changed after it was applied (checksum %s, applied %s): add a new migration instead", m.Version, m.Name, m.Checksum, sum)
 			}
 			continue
 		}
 		for _, st := range m.Statements {
 			if err := eng.Exec(ctx, st); err != nil {
-				return done, fmt.Errorf("indexer: migrate %04d_%s: %w", m.Version, m.Name, err)
+				return done, fmt.Errorf("clickhouse: migrate %04d_%s: %w", m.Version, m.Name, err)
 			}
 		}
 		rec := fmt.Sprintf("INSERT INTO schema_migrations (version, name, checksum) VALUES (%d, %s, %s)",
-			m.Version, quoteString(m.Name), quoteString(m.Checksum))
+			m.Version, QuoteString(m.Name), QuoteString(m.Checksum))
 		if err := eng.Exec(ctx, rec); err != nil {
-			return done, fmt.Errorf("indexer: migrate %04d_%s: record: %w", m.Version, m.Name, err)
+			return done, fmt.Errorf("clickhouse: migrate %04d_%s: record: %w", m.Version, m.Name, err)
 		}
 		log.Info("migration applied", "version", m.Version, "name", m.Name)
 		done = append(done, m.Version)
@@ -76,11 +75,11 @@ var ttlTables = []string{"audit_events", "pipeline_messages"}
 func setRetention(ctx context.Context, eng Engine, days int, log *slog.Logger) error {
 	res, err := eng.Query(ctx, "SELECT name, engine_full FROM system.tables WHERE database = currentDatabase() AND name IN ('"+strings.Join(ttlTables, "','")+"')")
 	if err != nil {
-		return fmt.Errorf("indexer: migrate: read TTL: %w", err)
+		return fmt.Errorf("clickhouse: migrate: read TTL: %w", err)
 	}
 	current := map[string]string{}
 	for _, r := range res.Rows {
-		current[valueString(r[0])] = valueString(r[1])
+		current[ValueString(r[0])] = ValueString(r[1])
 	}
 	want := fmt.Sprintf("TTL toDateTime(ts) + toIntervalDay(%d)", days)
 	for _, t := range ttlTables {
@@ -95,30 +94,9 @@ func setRetention(ctx context.Context, eng Engine, days int, log *slog.Logger) e
 			continue
 		}
 		if err := eng.Exec(ctx, stmt); err != nil {
-			return fmt.Errorf("indexer: migrate: set retention of %s: %w", t, err)
+			return fmt.Errorf("clickhouse: migrate: set retention of %s: %w", t, err)
 		}
 		log.Info("retention set", "table", t, "days", days)
 	}
 	return nil
-}
-
-// valueString renders one result value as text.
-func valueString(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return "NULL"
-	case string:
-		return x
-	case json.Number:
-		return x.String()
-	case []byte:
-		return string(x)
-	case fmt.Stringer:
-		return x.String()
-	case []any, map[string]any, []string:
-		b, _ := json.Marshal(x)
-		return string(b)
-	default:
-		return fmt.Sprint(x)
-	}
 }

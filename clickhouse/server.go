@@ -1,4 +1,4 @@
-package indexer
+package clickhouse
 
 import (
 	"context"
@@ -24,7 +24,7 @@ var _ Engine = (*Server)(nil)
 func OpenServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	tc, err := cfg.TLS.Build()
 	if err != nil {
-		return nil, fmt.Errorf("indexer: clickhouse: %w", err)
+		return nil, fmt.Errorf("clickhouse: clickhouse: %w", err)
 	}
 	opt := &clickhouse.Options{
 		Addr:        cfg.Addr,
@@ -47,11 +47,11 @@ func OpenServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	}
 	conn, err := clickhouse.Open(opt)
 	if err != nil {
-		return nil, fmt.Errorf("indexer: clickhouse: open: %w", err)
+		return nil, fmt.Errorf("clickhouse: clickhouse: open: %w", err)
 	}
 	if err := conn.Ping(ctx); err != nil {
 		_ = conn.Close()
-		return nil, fmt.Errorf("indexer: clickhouse: ping %v: %w", cfg.Addr, err)
+		return nil, fmt.Errorf("clickhouse: clickhouse: ping %v: %w", cfg.Addr, err)
 	}
 	return &Server{conn: conn}, nil
 }

@@ -1,13 +1,16 @@
-package indexer
+package clickhouse_test
 
 import (
 	"context"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/auditpipe/auditpipe/clickhouse"
+	"github.com/auditpipe/auditpipe/clickhouse/clickhousetest"
 )
 
-func schemaSnapshot(t *testing.T, e Engine) *Result {
+func schemaSnapshot(t *testing.T, e clickhouse.Engine) *clickhouse.Result {
 	t.Helper()
 	r, err := e.Query(context.Background(), "SELECT name, engine_full, create_table_query FROM system.tables WHERE database = currentDatabase() ORDER BY name")
 	if err != nil {
@@ -18,9 +21,9 @@ func schemaSnapshot(t *testing.T, e Engine) *Result {
 
 func TestMigrateTwiceChangesNothing(t *testing.T) {
 	dir := t.TempDir()
-	e := openTestEngine(t, dir)
+	e := clickhousetest.OpenEmbedded(t, dir)
 	ctx := context.Background()
-	applied, err := Migrate(ctx, e, 90, nil)
+	applied, err := clickhouse.Migrate(ctx, e, 90, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +31,7 @@ func TestMigrateTwiceChangesNothing(t *testing.T) {
 		t.Fatalf("first run applied %v, want every migration", applied)
 	}
 	before := schemaSnapshot(t, e)
-	rowsBefore := queryInt(t, e, "SELECT count() FROM schema_migrations SETTINGS final = 0")
+	rowsBefore := clickhousetest.QueryInt(t, e, "SELECT count() FROM schema_migrations SETTINGS final = 0")
 
 	for _, tc := range []struct {
 		name   string
@@ -39,9 +42,9 @@ func TestMigrateTwiceChangesNothing(t *testing.T) {
 				if err := e.Close(); err != nil {
 					t.Fatal(err)
 				}
-				e = openTestEngine(t, dir)
+				e = clickhousetest.OpenEmbedded(t, dir)
 			}
-			again, err := Migrate(ctx, e, 90, nil)
+			again, err := clickhouse.Migrate(ctx, e, 90, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -51,7 +54,7 @@ func TestMigrateTwiceChangesNothing(t *testing.T) {
 			if after := schemaSnapshot(t, e); !reflect.DeepEqual(before, after) {
 				t.Errorf("schema changed:\nbefore %v\nafter  %v", before.Rows, after.Rows)
 			}
-			if n := queryInt(t, e, "SELECT count() FROM schema_migrations SETTINGS final = 0"); n != rowsBefore {
+			if n := clickhousetest.QueryInt(t, e, "SELECT count() FROM schema_migrations SETTINGS final = 0"); n != rowsBefore {
 				t.Errorf("schema_migrations has %d rows, want %d", n, rowsBefore)
 			}
 		})
@@ -59,7 +62,7 @@ func TestMigrateTwiceChangesNothing(t *testing.T) {
 }
 
 func TestMigrateRetention(t *testing.T) {
-	e := openTestEngine(t, "")
+	e := clickhousetest.OpenEmbedded(t, "")
 	ctx := context.Background()
 	for _, tc := range []struct {
 		days int
@@ -70,14 +73,14 @@ func TestMigrateRetention(t *testing.T) {
 		{0, ""},
 		{7, "toIntervalDay(7)"},
 	} {
-		if _, err := Migrate(ctx, e, tc.days, nil); err != nil {
+		if _, err := clickhouse.Migrate(ctx, e, tc.days, nil); err != nil {
 			t.Fatalf("retention %d: %v", tc.days, err)
 		}
 		r, err := e.Query(ctx, "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'audit_events'")
 		if err != nil {
 			t.Fatal(err)
 		}
-		full := valueString(r.Rows[0][0])
+		full := clickhouse.ValueString(r.Rows[0][0])
 		if tc.want == "" {
 			if strings.Contains(full, " TTL ") {
 				t.Errorf("retention 0: engine_full still has a TTL: %s", full)

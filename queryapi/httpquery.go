@@ -1,4 +1,4 @@
-package indexer
+package queryapi
 
 import (
 	"bytes"
@@ -12,10 +12,12 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+
+	"github.com/auditpipe/auditpipe/clickhouse"
 )
 
 // FormatQuerier runs a query and returns its output in a ClickHouse format.
-// *Embedded is one.
+// *clickhouse.Embedded is one, and so is HTTPClient.
 type FormatQuerier interface {
 	QueryFormat(ctx context.Context, sql, format string) ([]byte, error)
 }
@@ -222,27 +224,27 @@ type HTTPClient struct {
 	Client *http.Client
 }
 
-// Query implements Querier.
-func (c *HTTPClient) Query(ctx context.Context, sql string) (*Result, error) {
+// Query implements clickhouse.Querier.
+func (c *HTTPClient) Query(ctx context.Context, sql string) (*clickhouse.Result, error) {
 	b, err := c.QueryFormat(ctx, sql, "JSONCompact")
 	if err != nil {
 		return nil, err
 	}
-	return decodeJSONCompact(b)
+	return clickhouse.DecodeJSONCompact(b)
 }
 
 // QueryFormat implements FormatQuerier.
 func (c *HTTPClient) QueryFormat(ctx context.Context, sql, format string) ([]byte, error) {
 	u, err := url.Parse(c.URL)
 	if err != nil {
-		return nil, fmt.Errorf("indexer: query server: %w", err)
+		return nil, fmt.Errorf("queryapi: query server: %w", err)
 	}
 	q := u.Query()
 	q.Set("default_format", format)
 	u.RawQuery = q.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), strings.NewReader(sql))
 	if err != nil {
-		return nil, fmt.Errorf("indexer: query server: %w", err)
+		return nil, fmt.Errorf("queryapi: query server: %w", err)
 	}
 	hc := c.Client
 	if hc == nil {
@@ -250,15 +252,15 @@ func (c *HTTPClient) QueryFormat(ctx context.Context, sql, format string) ([]byt
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("indexer: query server: %w", err)
+		return nil, fmt.Errorf("queryapi: query server: %w", err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return nil, fmt.Errorf("indexer: query server: read: %w", err)
+		return nil, fmt.Errorf("queryapi: query server: read: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, errors.New("indexer: query server: " + resp.Status + ": " + string(bytes.TrimSpace(body)))
+		return nil, errors.New("queryapi: query server: " + resp.Status + ": " + string(bytes.TrimSpace(body)))
 	}
 	return body, nil
 }

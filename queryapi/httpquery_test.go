@@ -1,4 +1,4 @@
-package indexer
+package queryapi
 
 import (
 	"context"
@@ -11,23 +11,19 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/auditpipe/auditpipe/clickhouse"
+	"github.com/auditpipe/auditpipe/clickhouse/clickhousetest"
 )
 
 func TestQueryHandlerFormats(t *testing.T) {
-	eng := openTestEngine(t, "")
+	eng := clickhousetest.OpenEmbedded(t, "")
 	ctx := context.Background()
-	if _, err := Migrate(ctx, eng, 0, nil); err != nil {
+	if _, err := clickhouse.Migrate(ctx, eng, 0, nil); err != nil {
 		t.Fatal(err)
 	}
-	evs := sampleEvents(time.Date(2020, 10, 29, 3, 20, 22, 0, time.UTC))
-	var in strings.Builder
-	for i := range evs {
-		in.Write(evs[i].AppendJSON(nil))
-		in.WriteByte('\n')
-	}
-	if _, err := Load(ctx, eng, strings.NewReader(in.String()), LoadOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	evs := clickhousetest.SampleEvents(time.Date(2020, 10, 29, 3, 20, 22, 0, time.UTC))
+	clickhousetest.InsertEvents(t, eng, evs, 0)
 	srv := httptest.NewServer(NewQueryHandler(eng, nil, QueryHandlerOptions{}))
 	defer srv.Close()
 
@@ -76,7 +72,7 @@ func TestQueryHandlerFormats(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(r.Rows) != 2 || valueString(r.Rows[1][0]) != "web01" {
+		if len(r.Rows) != 2 || clickhouse.ValueString(r.Rows[1][0]) != "web01" {
 			t.Errorf("rows %v", r.Rows)
 		}
 	})
@@ -87,7 +83,7 @@ func TestQueryHandlerFormats(t *testing.T) {
 		u, _ := url.Parse(srv.URL)
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		s, err := OpenServer(cctx, ServerConfig{Addr: []string{u.Host}, Protocol: "http", Database: "default", Username: "default"})
+		s, err := clickhouse.OpenServer(cctx, clickhouse.ServerConfig{Addr: []string{u.Host}, Protocol: "http", Database: "default", Username: "default"})
 		if err != nil {
 			t.Skipf("clickhouse-go cannot talk to the chDB endpoint: %v", err)
 		}
@@ -96,7 +92,7 @@ func TestQueryHandlerFormats(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(r.Rows) != 2 || valueString(r.Rows[0][0]) != "db01" || valueString(r.Rows[0][1]) != "5" {
+		if len(r.Rows) != 2 || clickhouse.ValueString(r.Rows[0][0]) != "db01" || clickhouse.ValueString(r.Rows[0][1]) != "5" {
 			t.Errorf("rows %v", r.Rows)
 		}
 		res, err := s.Query(cctx, NamedQueries()[0].SQL([]string{"ocid1.opctlaccessrequest.a"}))
@@ -113,7 +109,7 @@ func TestQueryHandlerFormats(t *testing.T) {
 // file() and wrote a file with INTO OUTFILE, over GET. Every way in is now
 // refused before chDB sees it, and nothing is written.
 func TestQueryHandlerRefusesFileAccess(t *testing.T) {
-	eng := openTestEngine(t, "")
+	eng := clickhousetest.OpenEmbedded(t, "")
 	srv := httptest.NewServer(NewQueryHandler(eng, nil, QueryHandlerOptions{}))
 	defer srv.Close()
 	dir := t.TempDir()
@@ -163,9 +159,9 @@ func TestQueryHandlerRefusesFileAccess(t *testing.T) {
 // functions with a source in chDB even when the name check is bypassed, and
 // does not stop the statements guardSQL lets through.
 func TestGuardSQLReadonlyInChDB(t *testing.T) {
-	eng := openTestEngine(t, "")
+	eng := clickhousetest.OpenEmbedded(t, "")
 	ctx := context.Background()
-	if _, err := Migrate(ctx, eng, 0, nil); err != nil {
+	if _, err := clickhouse.Migrate(ctx, eng, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	secret := filepath.Join(t.TempDir(), "secret.txt")
