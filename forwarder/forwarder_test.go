@@ -348,7 +348,6 @@ func TestConfigValidate(t *testing.T) {
 		wantErr string
 	}{
 		{name: "good"},
-		{name: "no brokers", edit: func(c *Config) { c.Kafka.Brokers = nil }, wantErr: "kafka.brokers"},
 		{name: "no destinations", edit: func(c *Config) { c.Destinations = nil }, wantErr: "destinations: at least one"},
 		{name: "no address", edit: func(c *Config) { c.Destinations[0].Address = "" }, wantErr: "destinations[0].address"},
 		{name: "address without port", edit: func(c *Config) { c.Destinations[0].Address = "siem" }, wantErr: "destinations[0].address"},
