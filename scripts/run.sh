@@ -43,5 +43,6 @@ echo "== $want events from deploy/sample/audit.log are in ClickHouse (embedded c
 echo
 "$bin" query --server "$url" --all
 echo
-echo "Try: $bin query --server $url \"SELECT time, loginid, title FROM audit_events WHERE event = 'command' ORDER BY ts\""
-echo "(the all-in-one stops when this script ends; run it yourself with: $bin all-in-one --data DIR --audit-log FILE)"
+echo "Try: $bin query --embedded $data/chdb \"SELECT time, loginid, title FROM audit_events WHERE event = 'command' ORDER BY ts\""
+echo "(the all-in-one stops when this script ends; its store stays: $bin query --embedded $data/chdb --all"
+echo " or run it yourself with: $bin all-in-one --data DIR --audit-log FILE)"

@@ -43,14 +43,73 @@ func newFlagSet(name, synopsis string, w io.Writer) *flag.FlagSet {
 	return fs
 }
 
-// parseFlags parses args. After -h (usage printed) it returns errHelp, for
-// an exit status of 0; after a bad flag, errUsage (status 2).
+// parseFlags parses args, flags before and after positional arguments
+// alike (`query request-commands X --output json`); "--" ends the flags.
+// fs.Args() holds the positional arguments afterwards. After -h (usage
+// printed) it returns errHelp, for an exit status of 0; after a bad flag,
+// errUsage (status 2), having suggested the nearest flag.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return errHelp
+	var pos []string
+	rest := args
+	for {
+		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return errHelp
+			}
+			if s := nearestFlag(fs, err); s != "" {
+				fmt.Fprintf(fs.Output(), "did you mean --%s?\n", s)
+			}
+			return errUsage
 		}
-		return errUsage
+		if fs.NArg() == 0 {
+			break
+		}
+		if consumed := len(rest) - fs.NArg(); consumed > 0 && rest[consumed-1] == "--" {
+			pos = append(pos, fs.Args()...)
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		rest = fs.Args()[1:]
 	}
-	return nil
+	// Leave the positional arguments in fs.Args().
+	return fs.Parse(append([]string{"--"}, pos...))
+}
+
+// nearestFlag returns the defined flag closest to the undefined one err
+// names, or "" when none is close.
+func nearestFlag(fs *flag.FlagSet, err error) string {
+	const prefix = "flag provided but not defined: -"
+	msg := err.Error()
+	if !strings.HasPrefix(msg, prefix) {
+		return ""
+	}
+	bad := strings.TrimLeft(strings.TrimPrefix(msg, prefix), "-")
+	best, bestD := "", 3 // at most two edits away
+	fs.VisitAll(func(f *flag.Flag) {
+		if d := editDistance(bad, f.Name); d < bestD {
+			best, bestD = f.Name, d
+		}
+	})
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

@@ -20,7 +20,7 @@ type storeFlags struct {
 }
 
 func (s *storeFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&s.embedded, "embedded", "", "embedded chDB data directory (default data/chdb when no --clickhouse)")
+	fs.StringVar(&s.embedded, "embedded", "", "embedded chDB data `DIR` (one that no running process holds)")
 	fs.StringVar(&s.clickhouse, "clickhouse", "", "ClickHouse server host:port (native protocol)")
 	fs.StringVar(&s.chdbLib, "chdb-lib", "", "path of libchdb.so (default $AUDITPIPE_CHDB_LIB or $AUDITPIPE_CACHE/chdb/libchdb.so)")
 	fs.StringVar(&s.user, "user", "default", "ClickHouse user")
@@ -28,9 +28,16 @@ func (s *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.database, "database", "default", "ClickHouse database")
 }
 
+// errNoStore says which stores a client can name instead of opening one
+// it was not told about.
+var errNoStore = errors.New("no store given: name one with --embedded DIR (a chDB directory, e.g. data/run/chdb after make run) or --clickhouse HOST:PORT")
+
 func (s *storeFlags) config() (clickhouse.StoreConfig, error) {
 	if s.embedded != "" && s.clickhouse != "" {
 		return clickhouse.StoreConfig{}, errors.New("--embedded and --clickhouse exclude each other")
+	}
+	if s.embedded == "" && s.clickhouse == "" {
+		return clickhouse.StoreConfig{}, errNoStore
 	}
 	st := clickhouse.DefaultStoreConfig()
 	st.Embedded.Lib = s.chdbLib

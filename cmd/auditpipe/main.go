@@ -74,6 +74,11 @@ func run(ctx context.Context, e env) int {
 	if len(args) > 0 && args[0] == "--version" {
 		args[0] = "version"
 	}
+	if len(args) == 2 && args[0] == "help" {
+		if _, ok := cmds[args[1]]; ok {
+			args = []string{args[1], "-h"} // help CMD: the command's usage
+		}
+	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr, cmds)
 		if len(args) == 0 {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"strings"
@@ -36,6 +37,26 @@ func runQuery(ctx context.Context, e env) error {
 		fs.Usage()
 		return errUsage
 	}
+	// The question is settled before a store is opened: a mistyped
+	// named query is an error that lists the names.
+	var sql string
+	if !*all {
+		text, named, err := queryapi.Named(fs.Arg(0), fs.Args()[1:])
+		if err != nil {
+			return err
+		}
+		if !named {
+			if looksLikeName(fs.Arg(0)) {
+				var names []string
+				for _, q := range queryapi.NamedQueries() {
+					names = append(names, q.Name)
+				}
+				return fmt.Errorf("%q is not a named query (they are %s) nor SQL", fs.Arg(0), strings.Join(names, ", "))
+			}
+			text = strings.Join(fs.Args(), " ")
+		}
+		sql = text
+	}
 	var q clickhouse.Querier
 	if *server != "" {
 		if sf.embedded != "" || sf.clickhouse != "" {
@@ -44,6 +65,9 @@ func runQuery(ctx context.Context, e env) error {
 		q = &queryapi.HTTPClient{URL: *server}
 	} else {
 		st, err := sf.config()
+		if errors.Is(err, errNoStore) {
+			return fmt.Errorf("%w, or --server URL (a running all-in-one or indexer: --server http://127.0.0.1:9464/)", err)
+		}
 		if err != nil {
 			return err
 		}
@@ -57,16 +81,22 @@ func runQuery(ctx context.Context, e env) error {
 	if *all {
 		return queryapi.PrintNamedQueries(ctx, q, e.stdout, *output)
 	}
-	sql, named, err := queryapi.Named(fs.Arg(0), fs.Args()[1:])
-	if err != nil {
-		return err
-	}
-	if !named {
-		sql = strings.Join(fs.Args(), " ")
-	}
 	res, err := q.Query(ctx, sql)
 	if err != nil {
 		return err
 	}
 	return clickhouse.WriteResult(e.stdout, res, *output)
+}
+
+// looksLikeName reports whether s is one word that is not the start of a
+// statement the endpoint answers: a mistyped named query, not SQL.
+func looksLikeName(s string) bool {
+	if s == "" || strings.ContainsAny(s, " \t\n(*;'\"") {
+		return false
+	}
+	switch strings.ToUpper(s) {
+	case "SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN":
+		return false
+	}
+	return true
 }

@@ -33,5 +33,8 @@ func versionString() string {
 	if len(rev) > 12 {
 		rev = rev[:12]
 	}
+	if rev == "" {
+		return fmt.Sprintf("auditpipe %s (%s)", v, bi.GoVersion)
+	}
 	return fmt.Sprintf("auditpipe %s (revision %s%s, %s)", v, rev, modified, bi.GoVersion)
 }
