@@ -14,7 +14,7 @@ import (
 // ClickHouse.Addr is set, else embedded chDB. Open opens it.
 type StoreConfig struct {
 	// ClickHouse is a server; used when Addr is set.
-	ClickHouse ServerConfig `yaml:"clickhouse"`
+	ClickHouse ServerConfig `yaml:"server"`
 	// Embedded is chDB; used when no server is configured.
 	Embedded EmbeddedConfig `yaml:"embedded"`
 	// RetentionDays is the TTL of audit_events and pipeline_messages;
@@ -83,22 +83,22 @@ func (s StoreConfig) Validate(prefix string) error {
 	if len(s.ClickHouse.Addr) > 0 {
 		for _, a := range s.ClickHouse.Addr {
 			if _, _, err := net.SplitHostPort(a); err != nil {
-				errs = append(errs, fmt.Errorf("%s.clickhouse.addr: %q: %w", prefix, a, err))
+				errs = append(errs, fmt.Errorf("%s.server.addr: %q: %w", prefix, a, err))
 			}
 		}
 		switch s.ClickHouse.Protocol {
 		case "native", "http":
 		default:
-			errs = append(errs, fmt.Errorf("%s.clickhouse.protocol: %q: want native or http", prefix, s.ClickHouse.Protocol))
+			errs = append(errs, fmt.Errorf("%s.server.protocol: %q: want native or http", prefix, s.ClickHouse.Protocol))
 		}
 		if s.ClickHouse.Database == "" {
-			errs = append(errs, fmt.Errorf("%s.clickhouse.database: must not be empty", prefix))
+			errs = append(errs, fmt.Errorf("%s.server.database: must not be empty", prefix))
 		}
-		if err := s.ClickHouse.TLS.Validate(prefix + ".clickhouse.tls"); err != nil {
+		if err := s.ClickHouse.TLS.Validate(prefix + ".server.tls"); err != nil {
 			errs = append(errs, err)
 		}
 	} else if s.Embedded.Dir == "" {
-		errs = append(errs, fmt.Errorf("%s.embedded.dir: must not be empty when no clickhouse.addr is set", prefix))
+		errs = append(errs, fmt.Errorf("%s.embedded.dir: must not be empty when no server.addr is set", prefix))
 	}
 	return errors.Join(errs...)
 }
