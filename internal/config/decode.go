@@ -15,7 +15,7 @@ import (
 
 // maxValues bounds the values one document may decode into, aliases
 // expanded, so that a few lines of nested aliases cannot take the process.
-const maxValues = 1_000_000
+const maxValues = 100_000
 
 var (
 	durationType = reflect.TypeFor[time.Duration]()
