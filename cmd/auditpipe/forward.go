@@ -47,7 +47,7 @@ func (s *siemFlags) destination() forwarder.Destination {
 		PlainTCP:       s.plainTCP,
 		TLS:            forwarder.TLS{CAFile: s.ca, CertFile: s.cert, KeyFile: s.key, ServerName: s.serverName},
 		AppName:        s.appName,
-		MaxMessageSize: s.maxSize,
+		MaxMessageSize: config.Size(s.maxSize),
 	}
 }
 
