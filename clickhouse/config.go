@@ -3,7 +3,7 @@ package clickhouse
 import (
 	"errors"
 	"fmt"
-	"log/slog"
+	"github.com/auditpipe/auditpipe/internal/config"
 	"net"
 	"time"
 
@@ -42,25 +42,13 @@ type ServerConfig struct {
 	// Default "default".
 	Database string `yaml:"database"`
 	// Username and Password authenticate. Default "default" and empty.
-	Username string `yaml:"username"`
-	Password Secret `yaml:"password"`
+	Username string        `yaml:"username"`
+	Password config.Secret `yaml:"password"`
 	// TLS for the connection. Default off.
 	TLS tlsconfig.Config `yaml:"tls"`
 	// DialTimeout bounds a connection attempt. Default 10s.
 	DialTimeout time.Duration `yaml:"dial_timeout"`
 }
-
-// Secret is a string that never prints: logs and %v show "REDACTED".
-type Secret string
-
-// String implements fmt.Stringer.
-func (Secret) String() string { return "REDACTED" }
-
-// GoString implements fmt.GoStringer.
-func (Secret) GoString() string { return "REDACTED" }
-
-// LogValue implements slog.LogValuer.
-func (Secret) LogValue() slog.Value { return slog.StringValue("REDACTED") }
 
 // DefaultStoreConfig returns the store configuration with every default
 // set: embedded chDB in data/chdb, 365 days of retention, and the server

@@ -34,7 +34,7 @@ func OpenServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		Auth: clickhouse.Auth{
 			Database: cfg.Database,
 			Username: cfg.Username,
-			Password: string(cfg.Password),
+			Password: cfg.Password.Reveal(),
 		},
 		// Every SELECT through this engine sees each event once.
 		Settings: clickhouse.Settings{"final": 1},

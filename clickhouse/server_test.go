@@ -9,6 +9,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/clickhouse/clickhousetest"
+	"github.com/auditpipe/auditpipe/internal/config"
 )
 
 // TestServerEngine runs the clickhouse-go/v2 engine against a real
@@ -30,7 +31,7 @@ func TestServerEngine(t *testing.T) {
 	if u := os.Getenv("CLICKHOUSE_USER"); u != "" {
 		cfg.Username = u
 	}
-	cfg.Password = clickhouse.Secret(os.Getenv("CLICKHOUSE_PASSWORD"))
+	cfg.Password = config.Secret(os.Getenv("CLICKHOUSE_PASSWORD"))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	eng, err := clickhouse.OpenServer(ctx, cfg)

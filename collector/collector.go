@@ -163,7 +163,7 @@ func (c *Collector) Run(ctx context.Context) error {
 		return fmt.Errorf("collector: %w", err)
 	}
 	r.sp, err = spool.Open(filepath.Join(cfg.StateDir, "spool"), spool.Options{
-		MaxBytes: cfg.SpoolMaxBytes, MaxAge: cfg.SpoolMaxAge, Logger: c.log,
+		MaxBytes: int64(cfg.SpoolMaxBytes), MaxAge: cfg.SpoolMaxAge, Logger: c.log,
 		OnCorrupt: func(e *spool.CorruptError) {
 			c.m.spoolCorrupt.Inc()
 			c.log.Error("spool: damaged data cut off: audit data lost", "err", e)
@@ -250,7 +250,7 @@ func (c *Collector) Run(ctx context.Context) error {
 			}
 			for i := range chunk {
 				r.line(&chunk[i])
-				if len(r.pending) >= cfg.BatchMaxEvents || r.batchBytes >= cfg.BatchMaxBytes {
+				if len(r.pending) >= cfg.BatchMaxEvents || r.batchBytes >= cfg.BatchMaxBytes.Bytes() {
 					r.pruneStarts()
 					if err := r.flush(ctx, false); err != nil {
 						return err
@@ -341,7 +341,7 @@ func (c *Collector) readInput(ctx context.Context, from tail.Position, out chan<
 	switch c.cfg.Input.Type {
 	case InputFile:
 		f, err := tail.Open(c.cfg.Input.Path, from, tail.Options{
-			PollInterval: c.cfg.Input.PollInterval, MaxLineBytes: c.cfg.Input.MaxLineBytes, Logger: c.log,
+			PollInterval: c.cfg.Input.PollInterval, MaxLineBytes: c.cfg.Input.MaxLineBytes.Bytes(), Logger: c.log,
 			OnGap: func(g tail.Gap) {
 				c.m.inputGaps.Inc()
 				c.log.Error("input gap: audit data lost before the collector read it", "at", g.At.String(), "bytes", g.Bytes, "reason", g.Reason)
@@ -363,7 +363,7 @@ func (c *Collector) readInput(ctx context.Context, from tail.Position, out chan<
 			return inLine{data: append([]byte(nil), l.Data...), start: l.Start, end: l.End}, nil
 		})
 	case InputStdin:
-		err := ReadLines(c.stdin, c.cfg.Input.MaxLineBytes, func(line []byte, err error) error {
+		err := ReadLines(c.stdin, c.cfg.Input.MaxLineBytes.Bytes(), func(line []byte, err error) error {
 			var tl *LineTooLongError
 			if errors.As(err, &tl) {
 				chunk = append(chunk, inLine{tooLong: &tail.LineTooLongError{Len: int64(tl.Len), Limit: tl.Limit, Prefix: bytes.Clone(tl.Prefix)}})
@@ -422,8 +422,8 @@ func (r *run) line(l *inLine) {
 func (r *run) onEvent(e *schemas.Event, ev *assemble.Event) {
 	val := e.AppendJSON(make([]byte, 0, 512+len(e.RawData)))
 	r.pending = append(r.pending, emitted{e.EventID, ev.LastTag})
-	if len(val) > r.c.cfg.MaxEventBytes {
-		err := fmt.Errorf("event %s of %d bytes is over max_event_bytes (%d)", e.EventID, len(val), r.c.cfg.MaxEventBytes)
+	if len(val) > r.c.cfg.MaxEventBytes.Bytes() {
+		err := fmt.Errorf("event %s of %d bytes is over max_event_bytes (%d)", e.EventID, len(val), r.c.cfg.MaxEventBytes.Bytes())
 		r.c.m.rejects.WithLabelValues(ReasonEventTooLarge).Inc()
 		r.deadLetter(ReasonEventTooLarge, err, val, e.Host)
 		return

@@ -1,10 +1,9 @@
 package collector
 
 import (
-	"errors"
-	"fmt"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/config"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/schemas"
 )
@@ -49,20 +48,21 @@ type Config struct {
 	// FlushInterval is the push cadence. Default 30s (the seed's).
 	FlushInterval time.Duration `yaml:"flush_interval"`
 	// BatchMaxEvents and BatchMaxBytes push a batch early when it is full.
-	// Defaults 5000 events, 4 MiB.
-	BatchMaxEvents int `yaml:"batch_max_events"`
-	BatchMaxBytes  int `yaml:"batch_max_bytes"`
+	// Defaults 5000 events, 4MiB.
+	BatchMaxEvents int         `yaml:"batch_max_events"`
+	BatchMaxBytes  config.Size `yaml:"batch_max_bytes"`
 	// MaxEventBytes bounds one event's JSON: a Kafka message must fit the
 	// brokers' 1 MB default. A longer event (an EXECVE of megabytes of
 	// arguments) goes to the dead-letter topic with reason
-	// event_too_large, its first 256 KiB, length and SHA-256. Default 900000.
-	MaxEventBytes int `yaml:"max_event_bytes"`
+	// event_too_large, its first 256 KiB, length and SHA-256. Default
+	// 900KB (900000 bytes).
+	MaxEventBytes config.Size `yaml:"max_event_bytes"`
 	// ProduceTimeout bounds one push to Kafka before the batch is spooled. Default 10s.
 	ProduceTimeout time.Duration `yaml:"produce_timeout"`
 	// SpoolMaxBytes and SpoolMaxAge bound the disk spool used while Kafka is
-	// unreachable. Defaults 1 GiB and 7 days. When the spool is full the
+	// unreachable. Defaults 1GiB and 7d. When the spool is full the
 	// collector stops reading (the audit log itself buffers); it never drops.
-	SpoolMaxBytes int64         `yaml:"spool_max_bytes"`
+	SpoolMaxBytes config.Size   `yaml:"spool_max_bytes"`
 	SpoolMaxAge   time.Duration `yaml:"spool_max_age"`
 	// AssemblyTimeout flushes an event that never saw its EOE. Default 3s.
 	AssemblyTimeout time.Duration `yaml:"assembly_timeout"`
@@ -76,8 +76,8 @@ type InputConfig struct {
 	Path string `yaml:"path"`
 	// PollInterval is how often the file is checked for new data. Default 250ms.
 	PollInterval time.Duration `yaml:"poll_interval"`
-	// MaxLineBytes rejects longer lines. Default 64 KiB.
-	MaxLineBytes int `yaml:"max_line_bytes"`
+	// MaxLineBytes rejects longer lines. Default 64KiB, at least 1KiB.
+	MaxLineBytes config.Size `yaml:"max_line_bytes"`
 }
 
 // DefaultConfig returns the configuration with every default filled in.
@@ -104,51 +104,60 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate checks the configuration; each error names its field.
+// Validate checks the configuration and reports every bad field at once,
+// each named by its path under "collector".
 func (c Config) Validate() error {
-	var errs []error
+	var errs config.Errors
 	switch c.Layer {
 	case "CPS", "HOST", "CELL", "GUESTVM", "SWITCH", "ILOM":
 	default:
-		errs = append(errs, fmt.Errorf("collector.layer: %q is not one of CPS, HOST, CELL, GUESTVM, SWITCH, ILOM", c.Layer))
+		errs.Addf("collector.layer", "%q is not one of CPS, HOST, CELL, GUESTVM, SWITCH, ILOM", c.Layer)
 	}
 	switch c.Input.Type {
 	case InputFile:
 		if c.Input.Path == "" {
-			errs = append(errs, errors.New("collector.input.path: required for input type file"))
+			errs.Addf("collector.input.path", "required for input type file")
 		}
 	case InputStdin, InputNetlink:
 	default:
-		errs = append(errs, fmt.Errorf("collector.input.type: %q is not file, stdin or netlink", c.Input.Type))
+		errs.Addf("collector.input.type", "%q is not file, stdin or netlink", c.Input.Type)
 	}
-	if c.Input.MaxLineBytes < 1024 {
-		errs = append(errs, fmt.Errorf("collector.input.max_line_bytes: %d is below 1024", c.Input.MaxLineBytes))
+	if c.Input.MaxLineBytes < 1<<10 {
+		errs.Addf("collector.input.max_line_bytes", "%s is below 1KiB", c.Input.MaxLineBytes)
 	}
 	if c.StateDir == "" {
-		errs = append(errs, errors.New("collector.state_dir: required"))
+		errs.Addf("collector.state_dir", "required")
 	}
-	if c.Topic == "" || c.DeadLetterTopic == "" {
-		errs = append(errs, errors.New("collector.topic, collector.dead_letter_topic: required"))
+	if c.Topic == "" {
+		errs.Addf("collector.topic", "required")
 	}
-	if c.FlushInterval <= 0 {
-		errs = append(errs, fmt.Errorf("collector.flush_interval: %v must be positive", c.FlushInterval))
+	if c.DeadLetterTopic == "" {
+		errs.Addf("collector.dead_letter_topic", "required")
 	}
-	if c.BatchMaxEvents <= 0 || c.BatchMaxBytes <= 0 {
-		errs = append(errs, errors.New("collector.batch_max_events, collector.batch_max_bytes: must be positive"))
+	positive := func(path string, d time.Duration) {
+		if d <= 0 {
+			errs.Addf(path, "%s must be positive", config.FormatDuration(d))
+		}
 	}
-	if c.MaxEventBytes < 64<<10 || c.MaxEventBytes > kafka.MaxBatchBytes-16<<10 {
-		errs = append(errs, fmt.Errorf("collector.max_event_bytes: %d is outside 64 KiB..%d", c.MaxEventBytes, kafka.MaxBatchBytes-16<<10))
+	positive("collector.flush_interval", c.FlushInterval)
+	positive("collector.produce_timeout", c.ProduceTimeout)
+	positive("collector.spool_max_age", c.SpoolMaxAge)
+	if c.BatchMaxEvents <= 0 {
+		errs.Addf("collector.batch_max_events", "%d must be positive", c.BatchMaxEvents)
 	}
-	if c.ProduceTimeout <= 0 {
-		errs = append(errs, errors.New("collector.produce_timeout: must be positive"))
+	if c.BatchMaxBytes <= 0 {
+		errs.Addf("collector.batch_max_bytes", "%s must be positive", c.BatchMaxBytes)
 	}
-	if c.SpoolMaxBytes <= 0 || c.SpoolMaxAge <= 0 {
-		errs = append(errs, errors.New("collector.spool_max_bytes, collector.spool_max_age: must be positive"))
+	if maxEvent := config.Size(kafka.MaxBatchBytes - 16<<10); c.MaxEventBytes < 64<<10 || c.MaxEventBytes > maxEvent {
+		errs.Addf("collector.max_event_bytes", "%s is outside 64KiB..%s", c.MaxEventBytes, maxEvent)
+	}
+	if c.SpoolMaxBytes <= 0 {
+		errs.Addf("collector.spool_max_bytes", "%s must be positive", c.SpoolMaxBytes)
 	}
 	for login, id := range c.Grants {
 		if login == "" || id == "" {
-			errs = append(errs, fmt.Errorf("collector.grants: %q: %q: login and req_auth_id must not be empty", login, id))
+			errs.Addf(config.KeyPath("collector.grants", login), "%q: login and req_auth_id must not be empty", id)
 		}
 	}
-	return errors.Join(errs...)
+	return errs.Err()
 }

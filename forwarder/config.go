@@ -1,13 +1,13 @@
 package forwarder
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"regexp"
 	"slices"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/config"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/tlsconfig"
 	"github.com/auditpipe/auditpipe/schemas"
@@ -63,13 +63,13 @@ type Destination struct {
 	// frame) sent; a longer event is split into parts. Default 8192, which
 	// RFC 5425 says receivers should accept (and rsyslog's default limit);
 	// at least 480.
-	MaxMessageSize int `yaml:"max_message_size"`
+	MaxMessageSize config.Size `yaml:"max_message_size"`
 
 	// MaxInFlight and MaxInFlightBytes bound the events written and not
 	// settled yet; when either is reached, reading from Kafka pauses.
-	// Defaults 100000 and 64 MiB.
-	MaxInFlight      int `yaml:"max_in_flight"`
-	MaxInFlightBytes int `yaml:"max_in_flight_bytes"`
+	// Defaults 100000 and 64MiB.
+	MaxInFlight      int         `yaml:"max_in_flight"`
+	MaxInFlightBytes config.Size `yaml:"max_in_flight_bytes"`
 	// Settle is how long a connection must stay up after a message was
 	// written (and its bytes acknowledged by the SIEM's TCP stack) before
 	// its offset is committed. Messages not settled when a connection
@@ -135,7 +135,7 @@ const (
 	DefaultSeverity         = 6
 	DefaultMaxMessageSize   = 8192
 	DefaultMaxInFlight      = 100000
-	DefaultMaxInFlightBytes = 64 << 20
+	DefaultMaxInFlightBytes = 64 << 20 // bytes
 	DefaultSettle           = 250 * time.Millisecond
 	DefaultDialTimeout      = 10 * time.Second
 	DefaultWriteTimeout     = 30 * time.Second
@@ -178,9 +178,9 @@ func (d Destination) WithDefaults() Destination {
 		v := DefaultSeverity
 		d.Severity = &v
 	}
-	setInt(&d.MaxMessageSize, DefaultMaxMessageSize)
+	setSize(&d.MaxMessageSize, DefaultMaxMessageSize)
 	setInt(&d.MaxInFlight, DefaultMaxInFlight)
-	setInt(&d.MaxInFlightBytes, DefaultMaxInFlightBytes)
+	setSize(&d.MaxInFlightBytes, DefaultMaxInFlightBytes)
 	setDur(&d.Settle, DefaultSettle)
 	setDur(&d.DialTimeout, DefaultDialTimeout)
 	setDur(&d.WriteTimeout, DefaultWriteTimeout)
@@ -203,47 +203,55 @@ func setInt(p *int, v int) {
 	}
 }
 
+func setSize(p *config.Size, v config.Size) {
+	if *p == 0 {
+		*p = v
+	}
+}
+
 func setDur(p *time.Duration, v time.Duration) {
 	if *p == 0 {
 		*p = v
 	}
 }
 
-// Validate names every bad field. Call it on a config with defaults applied.
+// Validate names every bad field at once, each by its path from the
+// forwarder's section ("destinations[1].tls.ca_file"). Call it on a config
+// with defaults applied.
 func (c Config) Validate() error {
-	var errs []error
+	var errs config.Errors
 	if len(c.Destinations) == 0 {
-		errs = append(errs, errors.New("forwarder.destinations: at least one destination is required"))
+		errs.Addf("forwarder.destinations", "at least one destination is required")
 	}
 	names := map[string]int{}
 	groups := map[string]int{}
 	for i, d := range c.Destinations {
-		prefix := fmt.Sprintf("forwarder.destinations[%d]", i)
-		if err := d.Validate(prefix); err != nil {
-			errs = append(errs, err)
-		}
+		prefix := config.IndexPath("forwarder.destinations", i)
+		errs.Merge("", d.Validate(prefix))
 		if j, ok := names[d.Name]; ok && d.Name != "" {
-			errs = append(errs, fmt.Errorf("%s.name: %q is also the name of forwarder.destinations[%d]", prefix, d.Name, j))
+			errs.Addf(prefix+".name", "%q is also the name of forwarder.destinations[%d]", d.Name, j)
 		}
 		names[d.Name] = i
 		if j, ok := groups[d.Group]; ok && d.Group != "" {
-			errs = append(errs, fmt.Errorf("%s.group: %q is also the group of forwarder.destinations[%d]: each destination needs its own", prefix, d.Group, j))
+			errs.Addf(prefix+".group", "%q is also the group of forwarder.destinations[%d]: each destination needs its own", d.Group, j)
 		}
 		groups[d.Group] = i
 	}
 	if c.DeadLetterTopic == "" {
-		errs = append(errs, errors.New("dead_letter_topic: required"))
+		errs.Addf("dead_letter_topic", "required")
 	}
-	return errors.Join(errs...)
+	return errs.Err()
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
-// Validate names every bad field of d, each prefixed with prefix.
+// Validate names every bad field of d at once, each prefixed with prefix
+// (the destination's path, "destinations[0]", or a name for a destination
+// built in code).
 func (d Destination) Validate(prefix string) error {
-	var errs []error
+	var errs config.Errors
 	bad := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s.%s: %s", prefix, field, fmt.Sprintf(format, args...)))
+		errs.Addf(config.JoinPath(prefix, field), format, args...)
 	}
 	if d.Name == "" {
 		bad("name", "required when there is more than one destination")
@@ -259,9 +267,7 @@ func (d Destination) Validate(prefix string) error {
 		bad("plain_tcp", "TLS settings are given too: choose one")
 	}
 	if !d.PlainTCP {
-		if err := d.tlsConfig().Validate(prefix + ".tls"); err != nil {
-			errs = append(errs, err)
-		}
+		errs.Merge("", d.tlsConfig().Validate(prefix+".tls"))
 	}
 	if d.Group == "" {
 		bad("group", "required")
@@ -273,16 +279,15 @@ func (d Destination) Validate(prefix string) error {
 	}
 	if d.Facility != nil && d.Severity != nil {
 		if _, err := newFormatter(d.format()); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", prefix, err))
+			errs.Merge(prefix, err)
 		}
 	}
-	positive := func(field string, v int) {
-		if v <= 0 {
-			bad(field, "%d: want > 0", v)
-		}
+	if d.MaxInFlight <= 0 {
+		bad("max_in_flight", "%d: want > 0", d.MaxInFlight)
 	}
-	positive("max_in_flight", d.MaxInFlight)
-	positive("max_in_flight_bytes", d.MaxInFlightBytes)
+	if d.MaxInFlightBytes <= 0 {
+		bad("max_in_flight_bytes", "%s: want > 0", d.MaxInFlightBytes)
+	}
 	durations := []struct {
 		field string
 		v     time.Duration
@@ -293,17 +298,17 @@ func (d Destination) Validate(prefix string) error {
 	}
 	for _, x := range durations {
 		if x.v <= 0 {
-			bad(x.field, "%s: want > 0", x.v)
+			bad(x.field, "%s: want > 0", config.FormatDuration(x.v))
 		}
 	}
 	if d.BackoffMax < d.BackoffMin {
-		bad("backoff_max", "%s is less than backoff_min %s", d.BackoffMax, d.BackoffMin)
+		bad("backoff_max", "%s is less than backoff_min %s", config.FormatDuration(d.BackoffMax), config.FormatDuration(d.BackoffMin))
 	}
-	return errors.Join(errs...)
+	return errs.Err()
 }
 
 func (d Destination) format() Format {
-	f := Format{AppName: d.AppName, SDName: d.SDName, EnterpriseID: d.EnterpriseID, MaxSize: d.MaxMessageSize}
+	f := Format{AppName: d.AppName, SDName: d.SDName, EnterpriseID: d.EnterpriseID, MaxSize: d.MaxMessageSize.Bytes()}
 	if d.Facility != nil {
 		f.Facility = *d.Facility
 	}

@@ -404,7 +404,7 @@ func (p *pipeline) send(ctx context.Context, items <-chan *entry) error {
 			batch = append(batch, first)
 			n++
 		}
-		for ; n < p.d.MaxInFlight && b < p.d.MaxInFlightBytes; n++ {
+		for ; n < p.d.MaxInFlight && b < p.d.MaxInFlightBytes.Bytes(); n++ {
 			var e *entry
 			select {
 			case e, closed = <-items:
@@ -428,7 +428,7 @@ func (p *pipeline) send(ctx context.Context, items <-chan *entry) error {
 	for {
 		n, b := p.sink.inFlight()
 		in := items
-		if n >= p.d.MaxInFlight || b >= p.d.MaxInFlightBytes {
+		if n >= p.d.MaxInFlight || b >= p.d.MaxInFlightBytes.Bytes() {
 			in = nil // window full: wait for entries to settle
 		}
 		if flushArmed {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/forwarder"
 	"github.com/auditpipe/auditpipe/internal/app"
+	"github.com/auditpipe/auditpipe/internal/config"
 )
 
 // siemFlags are the flags that name a SIEM destination. The all-in-one
@@ -41,7 +42,7 @@ func (s *siemFlags) destination() forwarder.Destination {
 		PlainTCP:       s.plainTCP,
 		TLS:            forwarder.TLS{CAFile: s.ca, CertFile: s.cert, KeyFile: s.key, ServerName: s.serverName},
 		AppName:        s.appName,
-		MaxMessageSize: s.maxSize,
+		MaxMessageSize: config.Size(s.maxSize),
 	}
 }
 

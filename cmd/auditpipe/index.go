@@ -11,12 +11,14 @@ import (
 
 	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/indexer"
+	"github.com/auditpipe/auditpipe/internal/config"
 )
 
 // storeFlags are the flags that choose a ClickHouse: --embedded DIR or
 // --clickhouse ADDR (native protocol), with --chdb-lib for libchdb.so.
 type storeFlags struct {
-	embedded, clickhouse, chdbLib, user, password, database string
+	embedded, clickhouse, chdbLib, user, database string
+	password                                      config.Secret
 }
 
 func (s *storeFlags) register(fs *flag.FlagSet) {
@@ -24,7 +26,8 @@ func (s *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.clickhouse, "clickhouse", "", "ClickHouse server host:port (native protocol)")
 	fs.StringVar(&s.chdbLib, "chdb-lib", "", "path of libchdb.so (default $AUDITPIPE_CHDB_LIB or $AUDITPIPE_CACHE/chdb/libchdb.so)")
 	fs.StringVar(&s.user, "user", "default", "ClickHouse user")
-	fs.StringVar(&s.password, "password", os.Getenv("CLICKHOUSE_PASSWORD"), "ClickHouse password (default $CLICKHOUSE_PASSWORD)")
+	s.password = config.Secret(os.Getenv("CLICKHOUSE_PASSWORD"))
+	fs.Var(&s.password, "password", "ClickHouse password (default $CLICKHOUSE_PASSWORD; never printed)")
 	fs.StringVar(&s.database, "database", "default", "ClickHouse database")
 }
 
@@ -47,7 +50,7 @@ func (s *storeFlags) config() (clickhouse.StoreConfig, error) {
 	if s.clickhouse != "" {
 		st.ClickHouse.Addr = []string{s.clickhouse}
 		st.ClickHouse.Username = s.user
-		st.ClickHouse.Password = clickhouse.Secret(s.password)
+		st.ClickHouse.Password = s.password
 		st.ClickHouse.Database = s.database
 	}
 	if err := st.Validate("store"); err != nil {

@@ -182,7 +182,7 @@ func cmdConfig(_ context.Context, e env) error {
 			err = cfg.Validate()
 		}
 		if err != nil {
-			return &exitError{code: exitConfig, err: fmt.Errorf("%s: %w", fs.Arg(0), err)}
+			return &exitError{code: config.ExitConfig, err: fmt.Errorf("%s: %w", fs.Arg(0), err)}
 		}
 		fmt.Fprintf(e.stdout, "%s: valid for target %s\n", fs.Arg(0), cfg.Target)
 		return nil
@@ -190,10 +190,6 @@ func cmdConfig(_ context.Context, e env) error {
 	usage()
 	return errUsage
 }
-
-// exitConfig is the status of `config validate` for an invalid file
-// (sysexits' EX_CONFIG, as Vector's `validate` uses).
-const exitConfig = 78
 
 // exitError ends a command with a given exit status.
 type exitError struct {
