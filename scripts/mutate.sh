@@ -27,6 +27,14 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 conf=scripts/mutate.d/packages
 
+# unmount_under unmounts every mount below dir, deepest first.
+unmount_under() {
+	findmnt -rn -o TARGET | awk -v d="$1/" 'index($0, d) == 1' | sort -r | while read -r m; do
+		echo "mutate: unmounting $m, left by a test killed at its timeout" >&2
+		umount "$m" || umount -l "$m"
+	done
+}
+
 pkgs=${MUTATE_PKGS:-$(awk '!/^#/ && NF { print $1 }' "$conf")}
 failed=()
 summary=()
@@ -43,10 +51,19 @@ for pkg in $pkgs; do
 	[ "$run" != - ] && goflags+=" -run=$run"
 	[ "$skip" != - ] && goflags+=" -skip=$skip"
 	log="$out/${pkg//\//_}.log"
+	# gremlins kills a mutant's test run at its timeout, before the test's
+	# cleanup: what a test mounted (the checkpoint's full tmpfs) stays. Its
+	# temporary files go under a directory of ours, and whatever is still
+	# mounted there is unmounted after the package.
+	tmp=$(mktemp -d "${TMPDIR:-/tmp}/auditpipe-mutate.XXXXXX") # outside the module gremlins copies
 	echo "== mutate $pkg (threshold $threshold %)"
 	start=$SECONDS
 	# gremlins mutates the files under the path (subdirectories included).
-	GOFLAGS="$goflags" "$gremlins" "${args[@]}" "./$pkg" >"$log" 2>&1 || {
+	status=0
+	TMPDIR="$tmp" GOFLAGS="$goflags" "$gremlins" "${args[@]}" "./$pkg" >"$log" 2>&1 || status=$?
+	unmount_under "$tmp"
+	rm -rf "$tmp"
+	[ "$status" -eq 0 ] || {
 		echo "mutate: gremlins failed on $pkg; see $log" >&2
 		tail -n 20 "$log" >&2
 		failed+=("$pkg (gremlins failed)")
