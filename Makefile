@@ -6,7 +6,7 @@ BIN := bin/auditpipe
 CACHE ?= $(HOME)/.cache/auditpipe
 export AUDITPIPE_CACHE := $(CACHE)
 
-.PHONY: deps build run test bench fuzz lint clean
+.PHONY: deps build run test bench fuzz mutate lint clean
 
 deps: ## install everything the project needs (idempotent)
 	@bash scripts/deps.sh
@@ -27,6 +27,11 @@ bench: deps ## benchmarks against their baselines (see bench/README.md)
 FUZZTIME ?= 30s
 fuzz: ## run every fuzz target for FUZZTIME
 	@bash scripts/fuzz.sh $(FUZZTIME)
+
+# MUTATE_PKGS="collector/checkpoint forwarder" make mutate: a subset (see
+# scripts/mutate.d/packages for the list and the thresholds).
+mutate: deps ## mutation testing (gremlins), one package at a time; fails below a package's threshold
+	@bash scripts/mutate.sh
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }

@@ -31,31 +31,48 @@ import (
 // accepts, reads nothing (its kernel still ACKs the bytes), resets the
 // connection and stays down; the forwarder is stopped while it retries.
 // The SIEM read nothing: nothing may be committed.
+// Bug (issue 15): the test never confirmed that the bytes were written: a
+// forwarder that wrote nothing passed it. The SIEM now waits until every
+// event's bytes are in its socket's receive queue (unread) before it
+// resets.
 func TestStopWhileSIEMDownCommitsNothing(t *testing.T) {
+	requirePeerInspection(t)
 	kcfg, _ := kafkatest.Start(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	produce(t, ctx, kcfg, testEvents(0, 50))
+	evs := testEvents(0, 50)
+	produce(t, ctx, kcfg, evs)
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	d := Destination{Name: "siem", Address: ln.Addr().String(), PlainTCP: true, Settle: 2 * time.Second}
+	want := framedBytes(t, d, evs)
+	received := make(chan int, 1)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		c, err := ln.Accept()
 		if err != nil {
+			received <- 0
 			return
 		}
-		time.Sleep(700 * time.Millisecond) // the data arrives in the kernel buffer, never read
-		ln.Close()                         // down from now on: reconnects are refused
-		c.Close()                          // unread data: Linux sends RST
+		received <- waitUnread(t, c.(*net.TCPConn), want, func(int, bool) bool { return true })
+		ln.Close() // down from now on: reconnects are refused
+		c.Close()  // unread data: Linux sends RST
 	}()
 	defer func() { ln.Close(); <-done }()
-	d := Destination{Name: "siem", Address: ln.Addr().String(), PlainTCP: true, Settle: 2 * time.Second}
-	stop := runForwarder(t, ctx, Config{Kafka: kcfg, Destinations: []Destination{d}}, prometheus.NewRegistry())
-	time.Sleep(4 * time.Second) // past the settle time of the first (only) write
+	reg := prometheus.NewRegistry()
+	stop := runForwarder(t, ctx, Config{Kafka: kcfg, Destinations: []Destination{d}}, reg)
+	if n := <-received; n != want {
+		t.Fatalf("the SIEM's socket received %d bytes, want the %d of all %d events", n, want, len(evs))
+	}
+	// The forwarder notices and retries against the closed port.
+	waitFor(t, 20*time.Second, func() bool { return metricSum(t, reg, "auditpipe_forwarder_connect_errors_total") >= 1 })
+	// Let the settle time of the writes pass while the SIEM is down: the bug
+	// committed them once it had.
+	time.Sleep(d.Settle + 500*time.Millisecond)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -67,35 +84,89 @@ func TestStopWhileSIEMDownCommitsNothing(t *testing.T) {
 // exactly when the receiver closes with unread data. Here the SIEM reads
 // nothing and resets the connection while the stopping forwarder waits for
 // it to close: nothing may be committed.
+// Bug (issue 15): the test never confirmed that the bytes were written,
+// and timed the reset with sleeps. The SIEM now waits until every event's
+// bytes are in its receive queue, and resets once the forwarder's FIN
+// arrived (the forwarder is then waiting for the SIEM's close).
 func TestCloseResetBySIEMCommitsNothing(t *testing.T) {
+	requirePeerInspection(t)
 	kcfg, _ := kafkatest.Start(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	produce(t, ctx, kcfg, testEvents(0, 50))
+	evs := testEvents(0, 50)
+	produce(t, ctx, kcfg, evs)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A settle time longer than the test: only the close could settle.
+	d := Destination{Name: "siem", Address: ln.Addr().String(), PlainTCP: true, Settle: 30 * time.Second}
+	want := framedBytes(t, d, evs)
+	received := make(chan int, 1)
+	finBeforeReset := make(chan bool, 1)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		c, err := ln.Accept()
 		if err != nil {
+			received <- 0
+			finBeforeReset <- false
 			return
 		}
-		time.Sleep(2500 * time.Millisecond) // the forwarder stops at 2s and waits for our close
-		c.(*net.TCPConn).SetLinger(0)
-		c.Close() // RST: nothing was read
+		tc := c.(*net.TCPConn)
+		received <- waitUnread(t, tc, want, func(int, bool) bool { return true })
+		fin := false
+		waitUnread(t, tc, want, func(_ int, f bool) bool { fin = f; return f })
+		tc.SetLinger(0)
+		tc.Close() // RST: nothing was read
+		finBeforeReset <- fin
 	}()
 	defer func() { ln.Close(); <-done }()
-	// A settle time longer than the test: only the close could settle.
-	d := Destination{Name: "siem", Address: ln.Addr().String(), PlainTCP: true, Settle: 30 * time.Second}
 	stop := runForwarder(t, ctx, Config{Kafka: kcfg, Destinations: []Destination{d}}, prometheus.NewRegistry())
-	time.Sleep(2 * time.Second)
+	if n := <-received; n != want {
+		t.Fatalf("the SIEM's socket received %d bytes, want the %d of all %d events", n, want, len(evs))
+	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
+	if !<-finBeforeReset {
+		t.Fatal("the forwarder never closed its side gracefully: the reset did not come while it waited for the SIEM's close")
+	}
 	requireNoneCommitted(t, ctx, kcfg, 50, "the SIEM reset the connection without reading")
+}
+
+// framedBytes returns the bytes d writes to the SIEM for evs.
+func framedBytes(t *testing.T, d Destination, evs []*schemas.Event) int {
+	t.Helper()
+	fm, err := newFormatter(d.WithDefaults().format())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, ev := range evs {
+		frames, err := fm.frames(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range frames {
+			n += len(f)
+		}
+	}
+	return n
+}
+
+// waitUnread polls the SIEM's socket, without reading from it, until want
+// bytes are in its receive queue and done holds, or 20 s passed; it returns
+// the unread bytes. The kernel offers no notification for either.
+func waitUnread(t *testing.T, c *net.TCPConn, want int, done func(unread int, fin bool) bool) int {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		n, fin := peerSocket(t, c)
+		if n >= want && done(n, fin) || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // requireNoneCommitted fails the test unless the destination "siem" left

@@ -90,6 +90,9 @@ func runForwarder(t *testing.T, ctx context.Context, cfg Config, reg prometheus.
 
 // TestRestartMidStream: rsyslog is restarted while events flow; every
 // event_id still arrives (duplicates allowed and counted, none lost).
+// Bug (issue 15): the duplicates were only logged. They are bounded: each
+// one is a counted re-send, and a reconnect re-sends at most the unsettled
+// window (MaxInFlight).
 func TestRestartMidStream(t *testing.T) {
 	s := startSIEM(t, siemtest.RsyslogOptions{})
 	kcfg, _ := kafkatest.Start(t, 3)
@@ -97,7 +100,9 @@ func TestRestartMidStream(t *testing.T) {
 	defer cancel()
 
 	reg := prometheus.NewRegistry()
-	stop := runForwarder(t, ctx, Config{Kafka: kcfg, Destinations: []Destination{s.destination()}}, reg)
+	d := s.destination()
+	d.MaxInFlight = 300
+	stop := runForwarder(t, ctx, Config{Kafka: kcfg, Destinations: []Destination{d}}, reg)
 
 	const batches, perBatch = 20, 100
 	var all []*schemas.Event
@@ -128,8 +133,15 @@ func TestRestartMidStream(t *testing.T) {
 	}
 	t.Logf("%d events, %d duplicates after the restart; reconnects %v, resent %v", len(all), dups,
 		metricSum(t, reg, "auditpipe_forwarder_reconnects_total"), metricSum(t, reg, "auditpipe_forwarder_messages_resent_total"))
-	if metricSum(t, reg, "auditpipe_forwarder_reconnects_total") < 1 {
+	reconnects, resent := metricSum(t, reg, "auditpipe_forwarder_reconnects_total"), metricSum(t, reg, "auditpipe_forwarder_messages_resent_total")
+	if reconnects < 1 {
 		t.Errorf("no reconnect counted")
+	}
+	if float64(dups) > resent {
+		t.Errorf("%d duplicates at the SIEM, but only %v messages counted as re-sent", dups, resent)
+	}
+	if resent > reconnects*float64(d.MaxInFlight) {
+		t.Errorf("%v messages re-sent over %v reconnects: more than the unsettled window (%d) each", resent, reconnects, d.MaxInFlight)
 	}
 }
 
@@ -232,6 +244,11 @@ func TestKafkaBrokerKilledMidStream(t *testing.T) {
 // filters and groups; a second forwarder in the same groups finds nothing
 // left to send (offsets were committed), and undecodable input goes to the
 // dead-letter topic.
+// Bug (issue 15): every event was a command of layer HOST, so a filter on
+// hosts alone passed; and after the restart only destination a was
+// checked for re-sends. The stream now mixes every kind and two layers,
+// each destination must receive exactly its events, and after the restart
+// neither may receive any of them again.
 func TestDestinationsFiltersAndCommits(t *testing.T) {
 	a := startSIEM(t, siemtest.RsyslogOptions{})
 	b := startSIEM(t, siemtest.RsyslogOptions{})
@@ -240,12 +257,26 @@ func TestDestinationsFiltersAndCommits(t *testing.T) {
 	defer cancel()
 
 	da := a.destination()
-	da.Name, da.Filter = "a", Filter{Hosts: []string{"host0"}}
+	da.Name, da.Filter = "a", Filter{Hosts: []string{"host0"}, Layers: []string{"HOST"}}
 	db := b.destination()
-	db.Name, db.Filter = "b", Filter{Hosts: []string{"host1", "host2"}, Events: []string{"command"}}
+	db.Name, db.Filter = "b", Filter{Hosts: []string{"host1", "host2"}, Events: []string{"command", "keys"}}
 	cfg := Config{Kafka: kcfg, Destinations: []Destination{da, db}}
 
+	// Event i: host i%3, kind i%4, layer (i/4)%2: every combination.
 	evs := testEvents(0, 300)
+	for i, ev := range evs {
+		ev.Event = schemas.Kinds[i%4]
+		ev.Layer = []string{"HOST", "CPS"}[(i/4)%2]
+	}
+	var wantA, wantB []*schemas.Event
+	for _, ev := range evs {
+		if ev.Host == "host0" && ev.Layer == "HOST" {
+			wantA = append(wantA, ev)
+		}
+		if ev.Host != "host0" && (ev.Event == schemas.KindCommand || ev.Event == schemas.KindKeys) {
+			wantB = append(wantB, ev)
+		}
+	}
 	produce(t, ctx, kcfg, evs)
 	w, err := kcfg.NewWriter(schemas.TopicAudit)
 	if err != nil {
@@ -258,38 +289,41 @@ func TestDestinationsFiltersAndCommits(t *testing.T) {
 
 	reg := prometheus.NewRegistry()
 	stop := runForwarder(t, ctx, cfg, reg)
-	gotA := a.rs.WaitMessages(t, 100, 30*time.Second)
-	gotB := b.rs.WaitMessages(t, 200, 30*time.Second)
+	a.rs.WaitMessages(t, len(wantA), 30*time.Second)
+	b.rs.WaitMessages(t, len(wantB), 30*time.Second)
 	waitFor(t, 10*time.Second, func() bool {
 		return metricSum(t, reg, "auditpipe_forwarder_events_dead_lettered_total") == 2 // once per destination
 	})
-	time.Sleep(1500 * time.Millisecond) // a commit interval
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	for id, n := range eventIDs(t, gotA) {
-		if n != 1 {
-			t.Errorf("a: event %s arrived %d times", id, n)
-		}
-	}
-	if len(gotA) != 100 || len(gotB) != 200 {
-		t.Fatalf("a received %d (want 100), b received %d (want 200)", len(gotA), len(gotB))
-	}
-	for _, m := range gotA {
-		if !strings.Contains(m, `host="host0"`) {
-			t.Fatalf("a received an event outside its filter: %q", m)
+	requireExactly(t, "a", a.rs.Messages(t), wantA)
+	requireExactly(t, "b", b.rs.Messages(t), wantB)
+	// Everything was committed on the graceful stop.
+	for _, d := range cfg.Destinations {
+		if lag, err := kcfg.Lag(ctx, d.WithDefaults().Group, schemas.TopicAudit); err != nil || lag != 0 {
+			t.Fatalf("%s: group lag after the graceful stop = %d, %v; want 0", d.Name, lag, err)
 		}
 	}
 
-	// Everything was committed on the graceful stop: a restart sends nothing again.
+	// A restart sends nothing again, to either destination. Each
+	// destination's events come from the partitions of its hosts (the key is
+	// the host), read in order: once a marker event produced after the
+	// restart, one for each of those hosts, has arrived, anything re-sent
+	// would have arrived before it.
+	markers := testEvents(300, 3) // host0, host1, host2
+	for _, ev := range markers {
+		ev.Event, ev.Layer = schemas.KindCommand, "HOST"
+	}
 	stop = runForwarder(t, ctx, cfg, prometheus.NewRegistry())
-	time.Sleep(2 * time.Second)
+	produce(t, ctx, kcfg, markers)
+	a.rs.WaitMessages(t, len(wantA)+1, 30*time.Second)
+	b.rs.WaitMessages(t, len(wantB)+2, 30*time.Second)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(a.rs.Messages(t)); n != 100 {
-		t.Fatalf("after restart a has %d messages, want 100 (no re-send of committed events)", n)
-	}
+	requireExactly(t, "a after the restart", a.rs.Messages(t), append(wantA, markers[0]))
+	requireExactly(t, "b after the restart", b.rs.Messages(t), append(wantB, markers[1:]...))
 
 	r, err := kcfg.NewReader(kafka.ReaderConfig{Group: "t-dl", Topics: []string{schemas.TopicDeadLetter}})
 	if err != nil {
@@ -302,6 +336,21 @@ func TestDestinationsFiltersAndCommits(t *testing.T) {
 	}
 	if !strings.Contains(string(m.Value), `"reason":"decode"`) || !strings.Contains(string(m.Value), "not") {
 		t.Fatalf("dead letter %s", m.Value)
+	}
+}
+
+// requireExactly fails unless the SIEM's messages are want's events, each
+// exactly once: none missing, none outside the filter, none twice.
+func requireExactly(t *testing.T, who string, msgs []string, want []*schemas.Event) {
+	t.Helper()
+	got := eventIDs(t, msgs)
+	for _, ev := range want {
+		if got[ev.EventID] != 1 {
+			t.Errorf("%s: event %s (%s %s %s) arrived %d times, want once", who, ev.EventID, ev.Event, ev.Layer, ev.Host, got[ev.EventID])
+		}
+	}
+	if len(msgs) != len(want) {
+		t.Fatalf("%s: received %d messages, want %d", who, len(msgs), len(want))
 	}
 }
 

@@ -1,0 +1,131 @@
+//go:build linux
+
+package checkpoint
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// mountTmpfs mounts a tmpfs of size bytes on a new directory and unmounts
+// it when the test ends. The mount is global state of the machine: it
+// lives only under the test's own temporary directory. The test is skipped
+// with the reason when it cannot mount (not root, or no CAP_SYS_ADMIN).
+func mountTmpfs(t *testing.T, size int) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs (a file system that can be filled) needs root")
+	}
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("size=%d,mode=0700", size)); err != nil {
+		t.Skipf("cannot mount a tmpfs on %s: %v", dir, err)
+	}
+	// Registered after t.TempDir's cleanup, so it runs before the removal.
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, 0); err != nil {
+			t.Errorf("unmounting the test's tmpfs %s: %v", dir, err)
+		}
+	})
+	return dir
+}
+
+// fill writes a file in dir until the file system is full.
+func fill(t *testing.T, dir string) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	for {
+		_, err := f.Write(buf)
+		if errors.Is(err, syscall.ENOSPC) {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Bug (issue 15, mutant): Save replaced by a plain write (os.WriteFile,
+// which truncates the file, then writes) passed every test; the only
+// failure test failed inside json.Marshal, before any file I/O. On a full
+// file system the plain write truncates the old checkpoint and cannot write
+// the new one: the collector then refuses to start on a corrupt checkpoint,
+// or, worse, starts over. Save must fail and leave the previous checkpoint
+// intact, readable, and no temporary file behind. The tmpfs also puts the
+// state on a file system of its own, so a temporary file created anywhere
+// but beside the checkpoint cannot be renamed over it (EXDEV).
+func TestSaveOnFullFileSystemKeepsPrevious(t *testing.T) {
+	dir := mountTmpfs(t, 64<<10)
+	f := New(filepath.Join(dir, "state.json"))
+	old := state{Path: "/var/log/audit/audit.log", Offset: 42}
+	if err := f.Save(old); err != nil {
+		t.Fatalf("Save on an empty tmpfs: %v", err)
+	}
+	fill(t, dir)
+
+	// Larger than the page the old file holds, so that a truncate-and-write
+	// cannot fit it either.
+	err := f.Save(state{Path: strings.Repeat("x", 3*4096), Offset: 43})
+	if err == nil {
+		t.Fatal("Save on a full file system succeeded")
+	}
+	if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), f.Path()) {
+		t.Errorf("error %q: want ENOSPC naming %s", err, f.Path())
+	}
+	var got state
+	if found, err := f.Load(&got); err != nil || !found || got != old {
+		t.Fatalf("after the failed Save: Load = %+v, %v, %v; want the previous %+v intact", got, found, err, old)
+	}
+	requireOnly(t, dir, "filler", "state.json")
+}
+
+// requireOnly fails unless dir holds exactly the named files: a failed Save
+// leaves no temporary file behind.
+func requireOnly(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range ents {
+		got = append(got, e.Name())
+	}
+	if strings.Join(got, " ") != strings.Join(names, " ") {
+		t.Errorf("directory holds %q, want %q", got, names)
+	}
+}
+
+// Bug (issue 15, mutant): SyncDir ignoring the error of the directory's
+// fsync (or of opening it) reports a rename durable that may not be.
+// procfs cannot sync a directory (EINVAL), a missing directory cannot be
+// opened.
+func TestSyncDir(t *testing.T) {
+	tests := []struct {
+		name    string
+		dir     string
+		wantErr bool
+	}{
+		{"directory", t.TempDir(), false},
+		{"missing", filepath.Join(t.TempDir(), "nope"), true},
+		{"file system that cannot sync (procfs)", "/proc", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := SyncDir(tt.dir); (err != nil) != tt.wantErr {
+				t.Fatalf("SyncDir(%s) = %v, want error %v", tt.dir, err, tt.wantErr)
+			}
+		})
+	}
+}

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Mutation testing with gremlins (github.com/go-gremlins/gremlins), one
+# package at a time with one worker: each mutant of a package is tested by
+# that package's tests, so a package's tests run once per mutant.
+#
+#   scripts/mutate.sh                 every package in scripts/mutate.d/packages
+#   MUTATE_PKGS="collector/checkpoint forwarder" scripts/mutate.sh
+#
+# Fails when a package's test efficacy is below its threshold in
+# scripts/mutate.d/packages. Reports go to $MUTATE_OUT (default
+# bin/mutate): <pkg>.json (gremlins' machine-readable output) and
+# <pkg>.log (every mutant with its status).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${AUDITPIPE_CACHE:=$HOME/.cache/auditpipe}"
+version=v0.6.0
+gremlins="$AUDITPIPE_CACHE/gremlins/$version/gremlins"
+if [ ! -x "$gremlins" ]; then
+	echo "mutate: installing gremlins $version into $(dirname "$gremlins")" >&2
+	GOBIN="$(dirname "$gremlins")" go install "github.com/go-gremlins/gremlins/cmd/gremlins@$version"
+fi
+# The timeout of a mutant's test run is this times the coverage run's time:
+# generous, for two CPUs shared with other work.
+coefficient=${MUTATE_TIMEOUT_COEFFICIENT:-5}
+out=${MUTATE_OUT:-bin/mutate}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+conf=scripts/mutate.d/packages
+
+# unmount_under unmounts every mount below dir, deepest first.
+unmount_under() {
+	findmnt -rn -o TARGET | awk -v d="$1/" 'index($0, d) == 1' | sort -r | while read -r m; do
+		echo "mutate: unmounting $m, left by a test killed at its timeout" >&2
+		umount "$m" || umount -l "$m"
+	done
+}
+
+pkgs=${MUTATE_PKGS:-$(awk '!/^#/ && NF { print $1 }' "$conf")}
+failed=()
+summary=()
+for pkg in $pkgs; do
+	line=$(awk -v p="$pkg" '!/^#/ && $1 == p' "$conf")
+	if [ -z "$line" ]; then
+		echo "mutate: $pkg is not in $conf" >&2
+		exit 2
+	fi
+	read -r _ threshold exclude run skip <<<"$line"
+	args=(unleash --workers 1 --timeout-coefficient "$coefficient" --output "$out/${pkg//\//_}.json")
+	[ "$exclude" != - ] && args+=(--exclude-files "$exclude")
+	goflags=${GOFLAGS:-}
+	[ "$run" != - ] && goflags+=" -run=$run"
+	[ "$skip" != - ] && goflags+=" -skip=$skip"
+	log="$out/${pkg//\//_}.log"
+	# gremlins kills a mutant's test run at its timeout, before the test's
+	# cleanup: what a test mounted (the checkpoint's full tmpfs) stays. Its
+	# temporary files go under a directory of ours, and whatever is still
+	# mounted there is unmounted after the package.
+	tmp=$(mktemp -d "${TMPDIR:-/tmp}/auditpipe-mutate.XXXXXX") # outside the module gremlins copies
+	echo "== mutate $pkg (threshold $threshold %)"
+	start=$SECONDS
+	# gremlins mutates the files under the path (subdirectories included).
+	status=0
+	TMPDIR="$tmp" GOFLAGS="$goflags" "$gremlins" "${args[@]}" "./$pkg" >"$log" 2>&1 || status=$?
+	unmount_under "$tmp"
+	rm -rf "$tmp"
+	[ "$status" -eq 0 ] || {
+		echo "mutate: gremlins failed on $pkg; see $log" >&2
+		tail -n 20 "$log" >&2
+		failed+=("$pkg (gremlins failed)")
+		continue
+	}
+	grep -E '^ *(LIVED|TIMED OUT|NOT VIABLE)' "$log" | sed "s|^ *|  $pkg: |" || true
+	json="$out/${pkg//\//_}.json"
+	efficacy=$(sed -n 's/.*"test_efficacy": *\([0-9.]*\).*/\1/p' "$json" | head -n 1)
+	killed=$(sed -n 's/.*"mutants_killed": *\([0-9]*\).*/\1/p' "$json" | head -n 1)
+	lived=$(sed -n 's/.*"mutants_lived": *\([0-9]*\).*/\1/p' "$json" | head -n 1)
+	notcovered=$(sed -n 's/.*"mutants_not_covered": *\([0-9]*\).*/\1/p' "$json" | head -n 1)
+	s=$(printf '%s: efficacy %.1f %% (killed %s, lived %s, not covered %s) in %ds' \
+		"$pkg" "$efficacy" "$killed" "$lived" "$notcovered" $((SECONDS - start)))
+	echo "$s"
+	summary+=("$s")
+	if ! awk -v e="$efficacy" -v t="$threshold" 'BEGIN { exit !(e + 0 >= t + 0) }'; then
+		failed+=("$pkg ($efficacy % < $threshold %)")
+	fi
+done
+echo "== mutation testing"
+printf '%s\n' "${summary[@]}"
+if [ ${#failed[@]} -gt 0 ]; then
+	printf 'mutate: below threshold: %s\n' "${failed[@]}" >&2
+	exit 1
+fi
