@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,9 @@ type Options struct {
 	Log *slog.Logger
 	// Registerer receives the metrics. Default: none registered.
 	Registerer prometheus.Registerer
+	// Source says which destinations run. Default: the configuration's
+	// destinations, fixed.
+	Source Source
 }
 
 // Forwarder consumes audit events from Kafka and sends them to each
@@ -32,51 +36,90 @@ type Forwarder struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
+	source  Source
+	// active is the set of running senders while Run runs.
+	active atomic.Pointer[destinations]
 }
 
 // New validates cfg (defaults applied first) and returns a Forwarder.
+// With a Source, the configuration's destinations may be empty: the
+// source names them.
 func New(cfg Config, opts Options) (*Forwarder, error) {
 	cfg = cfg.WithDefaults()
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Validate(); err != nil && (opts.Source == nil || len(cfg.Destinations) > 0) {
 		return nil, fmt.Errorf("forwarder config: %w", err)
 	}
 	log := opts.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Forwarder{cfg: cfg, log: log, metrics: newMetrics(opts.Registerer)}, nil
+	src := opts.Source
+	if src == nil {
+		src = NewStaticSource(cfg.Destinations)
+	}
+	return &Forwarder{cfg: cfg, log: log, metrics: newMetrics(opts.Registerer), source: src}, nil
 }
 
-// Run runs every configured destination until ctx is cancelled or one of
-// them fails; it returns after all of them stopped. An unreachable SIEM is
-// not a failure: its destination retries, holding its offsets, forever.
+// Run runs the destinations the source names until ctx is cancelled or
+// one of them fails, starting and stopping senders as the source changes;
+// it returns after all of them stopped. An unreachable SIEM is not a
+// failure: its destination retries, holding its offsets, forever. A set
+// from the source that does not validate is logged and not applied.
 func (f *Forwarder) Run(ctx context.Context) error {
 	dlw, err := f.cfg.Kafka.NewWriter(f.cfg.DeadLetterTopic)
 	if err != nil {
 		return fmt.Errorf("forwarder: %w", err)
 	}
 	defer dlw.Close()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, len(f.cfg.Destinations))
-	var wg sync.WaitGroup
-	for _, d := range f.cfg.Destinations {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f.runDestination(ctx, d, dlw); err != nil {
-				errc <- err
-				cancel()
+	ds := &destinations{f: f, dlw: dlw, failed: make(chan error, 1), running: map[string]*running{}}
+	f.active.Store(ds)
+	defer f.active.Store(nil)
+
+	sctx, cancelSource := context.WithCancel(ctx)
+	updates := make(chan []Destination)
+	srcDone := make(chan error, 1)
+	go func() { srcDone <- f.source.Run(sctx, updates) }()
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case want := <-updates:
+			set, err := checkSet(want)
+			if err != nil {
+				f.log.Error("destinations not applied", "error", err)
+				continue
 			}
-		}()
+			ds.apply(ctx, set)
+		case err := <-ds.failed:
+			runErr = err
+			break loop
+		case err := <-srcDone:
+			if err != nil {
+				runErr = fmt.Errorf("forwarder: destination source: %w", err)
+				break loop
+			}
+			srcDone = nil // the source is done; the senders go on
+		}
 	}
-	wg.Wait()
-	close(errc)
-	var errs []error
-	for err := range errc {
-		errs = append(errs, err)
+	cancelSource()
+	if srcDone != nil {
+		<-srcDone
 	}
-	return errors.Join(errs...)
+	return errors.Join(runErr, ds.stopAll())
+}
+
+// Groups returns the consumer groups of the destinations running now.
+func (f *Forwarder) Groups() []string {
+	if ds := f.active.Load(); ds != nil {
+		return ds.groups()
+	}
+	var gs []string
+	for _, d := range f.cfg.Destinations {
+		gs = append(gs, d.Group)
+	}
+	return gs
 }
 
 // RunDestination runs one more destination with the forwarder's Kafka and

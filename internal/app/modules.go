@@ -142,18 +142,30 @@ func initForwarder(_ context.Context, a *App) (Service, error) {
 		return nil, nil // the all-in-one forwards only when a SIEM is given
 	}
 	cfg.Kafka = a.shared.kafka
-	fw, err := forwarder.New(cfg, forwarder.Options{Log: a.Log.With("component", "forwarder"), Registerer: a.http.registry})
+	src := forwarder.NewStaticSource(cfg.Destinations)
+	fw, err := forwarder.New(cfg, forwarder.Options{Log: a.Log.With("component", "forwarder"), Registerer: a.http.registry, Source: src})
 	if err != nil {
 		return nil, err
 	}
+	s := &forwarderService{Forwarder: fw, source: src}
 	if !a.Has("collector") {
-		return fw, nil
+		return s, nil
 	}
-	var groups []string
-	for _, d := range cfg.WithDefaults().Destinations {
-		groups = append(groups, d.WithDefaults().Group)
-	}
-	return drainOnStop(fw, a, groups), nil
+	return &drained{Service: s, kafka: a.shared.kafka, groups: fw.Groups, log: a.Log.Info}, nil
+}
+
+// forwarderService is the forwarder with its configured destinations
+// reloadable: a SIGHUP that adds, removes or changes a destination starts,
+// stops or restarts its sender.
+type forwarderService struct {
+	*forwarder.Forwarder
+	source *forwarder.StaticSource
+}
+
+// Reload implements Reloader.
+func (s *forwarderService) Reload(cfg Config) error {
+	s.source.Set(cfg.resolved().Forwarder.Destinations)
+	return nil
 }
 
 func initCollector(_ context.Context, a *App) (Service, error) {
@@ -168,17 +180,17 @@ func initCollector(_ context.Context, a *App) (Service, error) {
 type drained struct {
 	Service
 	kafka  kafka.Config
-	groups []string
+	groups func() []string
 	log    func(msg string, args ...any)
 }
 
 func drainOnStop(s Service, a *App, groups []string) Service {
-	return &drained{Service: s, kafka: a.shared.kafka, groups: groups, log: a.Log.Info}
+	return &drained{Service: s, kafka: a.shared.kafka, groups: func() []string { return groups }, log: a.Log.Info}
 }
 
 // Drain implements Drainer.
 func (d *drained) Drain(ctx context.Context) error {
-	for _, g := range d.groups {
+	for _, g := range d.groups() {
 		var lag int64
 		err := waitFor(ctx, 100*time.Millisecond, func() (bool, error) {
 			var err error
@@ -192,6 +204,14 @@ func (d *drained) Drain(ctx context.Context) error {
 			return fmt.Errorf("group %s: %w", g, err)
 		}
 		d.log("drained", "group", g)
+	}
+	return nil
+}
+
+// Reload implements Reloader for the service drained wraps.
+func (d *drained) Reload(cfg Config) error {
+	if r, ok := d.Service.(Reloader); ok {
+		return r.Reload(cfg)
 	}
 	return nil
 }
