@@ -144,7 +144,10 @@ func (f *formatter) appendFrames(dst [][]byte, a *arena, ev *schemas.Event) ([][
 	if body != "" {
 		size += 1 + len(bom) + len(body)
 	}
-	if size <= f.maxSize && (body == "" || !isEOL(body[len(body)-1])) {
+	// rsyslog, at its defaults, escapes each control character as #ooo
+	// and then cuts the message at its maxMessageSize: the limit is kept
+	// with each control character counted four times.
+	if size+3*(controls(head)+controls(body)) <= f.maxSize && (body == "" || !isEOL(body[len(body)-1])) {
 		return append(dst, appendFrame(a.alloc(size+frameDigits(size)+1), head, body)), nil
 	}
 	parts, err := f.split(ev, msg, body, eol)
@@ -152,6 +155,18 @@ func (f *formatter) appendFrames(dst [][]byte, a *arena, ev *schemas.Event) ([][
 		return dst, err
 	}
 	return append(dst, parts...), nil
+}
+
+// controls returns the number of control characters (below 0x20) in b,
+// each of which rsyslog's default escaping makes four bytes (#ooo).
+func controls[T string | []byte](b T) int {
+	n := 0
+	for i := 0; i < len(b); i++ {
+		if b[i] < 0x20 {
+			n++
+		}
+	}
+	return n
 }
 
 // isEOL reports whether c is a byte that receivers strip from the end of a
@@ -214,7 +229,8 @@ func (f *formatter) split(ev *schemas.Event, msg, body, eol string) ([][]byte, e
 	for digits := 1; digits <= 9; digits++ {
 		// The widest part header for n parts of this many digits.
 		x.part, x.parts = pow10(digits)-1, pow10(digits)-1
-		widest := len(f.appendSD(base, ev, x)) + 1 + len(bom)
+		head := f.appendSD(base, ev, x)
+		widest := len(head) + 3*controls(head) + 1 + len(bom)
 		chunk := f.maxSize - widest
 		if chunk < minChunk {
 			return nil, fmt.Errorf("event %s: %w (%d bytes of %d)", ev.EventID, ErrHeaderTooLarge, widest, f.maxSize)
@@ -242,15 +258,27 @@ func (f *formatter) split(ev *schemas.Event, msg, body, eol string) ([][]byte, e
 }
 
 // cutPieces returns consecutive pieces of s, each at most max bytes on the
-// wire, ending on a UTF-8 boundary and not with a line-end byte; a piece
-// for which no such end exists is base64 (max/4*3 bytes or fewer).
+// wire after rsyslog's escaping (a control character counts 4), ending on a
+// UTF-8 boundary and not with a line-end byte; a piece for which no such
+// end exists is base64 (max/4*3 bytes or fewer).
 func cutPieces(s string, max int) []piece {
 	var out []piece
 	okEnd := func(end int) bool {
 		return !isEOL(s[end-1]) && (end == len(s) || utf8.RuneStart(s[end]))
 	}
 	for start := 0; start < len(s); {
-		end := min(start+max, len(s))
+		end, cost := start, 0
+		for end < len(s) {
+			w := 1
+			if s[end] < 0x20 {
+				w = 4
+			}
+			if cost+w > max {
+				break
+			}
+			cost += w
+			end++
+		}
 		for end > start && !okEnd(end) {
 			end--
 		}

@@ -96,6 +96,9 @@ func TestCutEveryByte(t *testing.T) {
 				for _, rc := range receivers {
 					msgs := make([]Received, len(frames))
 					for i, fr := range frames {
+						if n := len(siemtest.EscapeRsyslog(string(unframe(t, fr)))); n > f.MaxSize {
+							t.Fatalf("pad %d: part %d is %d bytes once rsyslog escaped it, over %d", pad, i+1, n, f.MaxSize)
+						}
 						msgs[i] = received(t, unframe(t, fr))
 						if m := msgs[i].MSG; m != "" && isEOL(m[len(m)-1]) {
 							t.Fatalf("pad %d: part %d ends with %q", pad, i+1, m[len(m)-1])

@@ -2,6 +2,7 @@ package siemtest
 
 import (
 	"bufio"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -82,7 +83,7 @@ func StartSyslogNG(t testing.TB, o SyslogNGOptions) *SyslogNG {
 	// The syslog() source speaks RFC 5424 with RFC 5425/6587 octet
 	// counting; nothing but the TLS identity is set. The file destination
 	// writes what syslog-ng parsed, JSON-encoded by format-json, one line a
-	// message: $MSG as syslog-ng keeps it, and every SD-PARAM.
+	// message: $MSG as syslog-ng keeps it (base64), and every SD-PARAM.
 	conf := fmt.Sprintf(`@version: 3.38
 # written by siemtest
 options { stats_freq(0); };
@@ -91,7 +92,7 @@ source s_tls {
     tls(key-file(%q) cert-file(%q) peer-verify(optional-untrusted)));
 };
 destination d_file {
-  file(%q template("$(format-json --scope none --pair pri=$PRI --pair msg=$MSG --key .SDATA.* --shift-levels 1)\n"));
+  file(%q template("$(format-json --scope none --pair pri=$PRI --pair msg=$(base64-encode $MSG) --key .SDATA.* --shift-levels 1)\n"));
 };
 log { source(s_tls); destination(d_file); };
 `, port, o.KeyFile, o.CertFile, s.out)
@@ -152,7 +153,11 @@ func (s *SyslogNG) Messages(t testing.TB) []SyslogNGMessage {
 		if err := json.Unmarshal(line, &raw); err != nil {
 			t.Fatalf("siemtest: syslog-ng output: %v: %q", err, line)
 		}
-		m := SyslogNGMessage{PRI: raw.PRI, MSG: raw.MSG, SD: map[string]string{}}
+		msg, err := base64.StdEncoding.DecodeString(raw.MSG)
+		if err != nil {
+			t.Fatalf("siemtest: syslog-ng output: msg: %v: %q", err, line)
+		}
+		m := SyslogNGMessage{PRI: raw.PRI, MSG: string(msg), SD: map[string]string{}}
 		for id, params := range raw.Data {
 			for k, v := range params {
 				m.SD[id+"."+k] = v
