@@ -56,9 +56,16 @@ type Destination struct {
 	// for documentation: use your own).
 	SDName       string `yaml:"sd_name"`
 	EnterpriseID int    `yaml:"enterprise_id"`
-	// Facility and Severity make the PRI. Defaults 13 (log audit) and 6 (informational).
+	// Facility is the PRI's facility. Default 10 (authpriv), where stock
+	// receiver configurations file security records.
 	Facility *int `yaml:"facility"`
+	// Severity, when set, is the severity of every event, whatever its
+	// class. Default: by class (see Severities).
 	Severity *int `yaml:"severity"`
+	// Severities overrides the severity of event classes (login,
+	// login_failed, logout, command, command_failed, sudo_refused, keys);
+	// the others keep DefaultSeverities. Applied after Severity.
+	Severities map[Class]int `yaml:"severities"`
 	// MaxMessageSize is the largest syslog message (without the octet-count
 	// frame) sent; a longer event is split into parts. Default 8192, which
 	// RFC 5425 says receivers should accept (and rsyslog's default limit);
@@ -131,8 +138,7 @@ const (
 	DefaultAppName          = "opctl"
 	DefaultSDName           = "opctl"
 	DefaultEnterpriseID     = 32473
-	DefaultFacility         = 13
-	DefaultSeverity         = 6
+	DefaultFacility         = FacilityAuthpriv
 	DefaultMaxMessageSize   = 8192
 	DefaultMaxInFlight      = 100000
 	DefaultMaxInFlightBytes = 64 << 20 // bytes
@@ -173,10 +179,6 @@ func (d Destination) WithDefaults() Destination {
 	if d.Facility == nil {
 		v := DefaultFacility
 		d.Facility = &v
-	}
-	if d.Severity == nil {
-		v := DefaultSeverity
-		d.Severity = &v
 	}
 	setSize(&d.MaxMessageSize, DefaultMaxMessageSize)
 	setInt(&d.MaxInFlight, DefaultMaxInFlight)
@@ -277,7 +279,7 @@ func (d Destination) Validate(prefix string) error {
 			bad("filter.events", "%q is not an event kind (want one of %v)", k, schemas.Kinds)
 		}
 	}
-	if d.Facility != nil && d.Severity != nil {
+	if d.Facility != nil {
 		if _, err := newFormatter(d.format()); err != nil {
 			errs.Merge(prefix, err)
 		}
@@ -312,8 +314,14 @@ func (d Destination) format() Format {
 	if d.Facility != nil {
 		f.Facility = *d.Facility
 	}
+	f.Severities = map[Class]int{}
 	if d.Severity != nil {
-		f.Severity = *d.Severity
+		for _, c := range Classes() {
+			f.Severities[c] = *d.Severity
+		}
+	}
+	for c, v := range d.Severities {
+		f.Severities[c] = v
 	}
 	return f
 }

@@ -435,7 +435,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 	c := good().WithDefaults()
 	d := c.Destinations[0]
-	if d.Name != "siem" || d.Group != "auditpipe-forwarder-siem" || d.AppName != "opctl" || *d.Facility != 13 || d.MaxMessageSize != 8192 {
+	if d.Name != "siem" || d.Group != "auditpipe-forwarder-siem" || d.AppName != "opctl" || *d.Facility != 10 || d.MaxMessageSize != 8192 {
 		t.Errorf("defaults: %+v", d)
 	}
 }

@@ -1,6 +1,9 @@
 package forwarder
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -41,9 +44,22 @@ type Format struct {
 	SDName       string
 	EnterpriseID int
 	Facility     int
-	Severity     int
-	MaxSize      int
+	// Severities overrides the severity of event classes; a class not in
+	// it has its DefaultSeverity.
+	Severities map[Class]int
+	MaxSize    int
 }
+
+// bom is the Unicode byte order mark that RFC 5424 section 6.4 wants at the
+// start of a UTF-8 MSG. Every MSG sent starts with it: the MSG is raw_data,
+// UTF-8 by the contract, and the BOM also keeps a receiver from touching
+// what a part starts with.
+const bom = "\uFEFF"
+
+// maxEOL bounds how many line-end bytes at the end of raw_data are taken off
+// the wire form and named in the eol parameter; a longer run is sent, base64
+// encoded, in a part of its own.
+const maxEOL = 32
 
 // formatter renders events as RFC 5424 messages, each already framed for
 // RFC 5425 ("LEN SP MSG"). The constant parts are checked once with
@@ -51,7 +67,7 @@ type Format struct {
 // (sanitised and truncated to the header limits, SD-PARAM values escaped),
 // which the round-trip and fuzz tests check against go-syslog's parser.
 type formatter struct {
-	pri     string // "<110>1 "
+	pri     [numClasses]string // "<PRI>1 " per event class
 	appName string
 	sdID    string
 	maxSize int
@@ -61,8 +77,16 @@ func newFormatter(f Format) (*formatter, error) {
 	if f.Facility < 0 || f.Facility > 23 {
 		return nil, fmt.Errorf("facility %d: want 0..23", f.Facility)
 	}
-	if f.Severity < 0 || f.Severity > 7 {
-		return nil, fmt.Errorf("severity %d: want 0..7", f.Severity)
+	sev := DefaultSeverities()
+	for c, v := range f.Severities {
+		i, ok := classIndex(c)
+		if !ok {
+			return nil, fmt.Errorf("severities: %q is not an event class (want one of %v)", c, Classes())
+		}
+		if v < 0 || v > 7 {
+			return nil, fmt.Errorf("severities.%s %d: want 0..7", c, v)
+		}
+		sev[i] = v
 	}
 	if f.MaxSize < MinMessageSize {
 		return nil, fmt.Errorf("max_message_size %d: want at least %d", f.MaxSize, MinMessageSize)
@@ -85,8 +109,11 @@ func newFormatter(f Format) (*formatter, error) {
 	if b.StructuredData == nil || len(*b.StructuredData) != 1 || f.SDName == "" {
 		return nil, fmt.Errorf("sd_name %q: not a valid SD-NAME (printable ASCII without '=', ' ', ']', '\"', '@')", f.SDName)
 	}
-	pri := "<" + strconv.Itoa(f.Facility*8+f.Severity) + ">1 "
-	return &formatter{pri: pri, appName: f.AppName, sdID: sdID, maxSize: f.MaxSize}, nil
+	fm := &formatter{appName: f.AppName, sdID: sdID, maxSize: f.MaxSize}
+	for i := range fm.pri {
+		fm.pri[i] = "<" + strconv.Itoa(f.Facility*8+sev[i]) + ">1 "
+	}
+	return fm, nil
 }
 
 // frames renders ev as one framed message, or as numbered parts when the
@@ -99,77 +126,175 @@ func (f *formatter) frames(ev *schemas.Event) ([][]byte, error) {
 // message taken from a (nil: allocated on their own). The header is built
 // on the stack, so an event costs one exact-size copy and no allocation of
 // its own when a is set.
+//
+// The wire form of raw_data (see the README's "Wire form"): MSG is the BOM
+// and raw_data without the line-end bytes (LF, CR, NUL) it ends with, which
+// receivers strip; the eol parameter names them when they are not the
+// usual single LF. A message that would exceed the maximum size is split.
 func (f *formatter) appendFrames(dst [][]byte, a *arena, ev *schemas.Event) ([][]byte, error) {
-	var scratch [512]byte
-	head := f.header(scratch[:0], ev)
-	head = f.appendSD(head, ev, 0, 0)
 	msg := ev.RawData
 	if !utf8.ValidString(msg) {
 		msg = toValidUTF8(msg)
 	}
+	body, eol := cutEOL(msg)
+	var scratch [512]byte
+	head := f.header(scratch[:0], ev)
+	head = f.appendSD(head, ev, sdExtra{eol: eol})
 	size := len(head)
-	if msg != "" {
-		size += 1 + len(msg)
+	if body != "" {
+		size += 1 + len(bom) + len(body)
 	}
-	if size <= f.maxSize {
-		return append(dst, appendFrame(a.alloc(size+frameDigits(size)+1), head, msg)), nil
+	// rsyslog, at its defaults, escapes each control character as #ooo
+	// and then cuts the message at its maxMessageSize: the limit is kept
+	// with each control character counted four times.
+	if size+3*(controls(head)+controls(body)) <= f.maxSize && (body == "" || !isEOL(body[len(body)-1])) {
+		return append(dst, appendFrame(a.alloc(size+frameDigits(size)+1), head, body)), nil
 	}
-	parts, err := f.split(ev, msg)
+	parts, err := f.split(ev, msg, body, eol)
 	if err != nil {
 		return dst, err
 	}
 	return append(dst, parts...), nil
 }
 
-// split cuts msg into the fewest parts whose messages fit maxSize, at UTF-8
-// boundaries, each part with part="i" parts="n" in its structured data.
-func (f *formatter) split(ev *schemas.Event, msg string) ([][]byte, error) {
+// controls returns the number of control characters (below 0x20) in b,
+// each of which rsyslog's default escaping makes four bytes (#ooo).
+func controls[T string | []byte](b T) int {
+	n := 0
+	for i := 0; i < len(b); i++ {
+		if b[i] < 0x20 {
+			n++
+		}
+	}
+	return n
+}
+
+// isEOL reports whether c is a byte that receivers strip from the end of a
+// message (syslog-ng LF and NUL, rsyslog one LF; CR to be safe).
+func isEOL(c byte) bool { return c == '\n' || c == '\r' || c == 0 }
+
+// cutEOL splits s into its body and the line-end bytes it ends with (at
+// most maxEOL), the latter spelled as the eol parameter does: one letter a
+// byte, n for LF, r for CR, 0 for NUL.
+func cutEOL(s string) (body, eol string) {
+	i := len(s)
+	for i > 0 && len(s)-i < maxEOL && isEOL(s[i-1]) {
+		i--
+	}
+	if i == len(s)-1 && s[i] == '\n' {
+		return s[:i], "n" // the usual end, " \n": spelled here, not on the wire
+	}
+	var b strings.Builder
+	for _, c := range []byte(s[i:]) {
+		switch c {
+		case '\n':
+			b.WriteByte('n')
+		case '\r':
+			b.WriteByte('r')
+		default:
+			b.WriteByte('0')
+		}
+	}
+	return s[:i], b.String()
+}
+
+// sdExtra is what a message's structured data carries beyond the event's
+// fields: the eol parameter, and for a part of a split event its place.
+type sdExtra struct {
+	eol    string // the eol parameter; "n", the default, is not written
+	part   int    // 1-based; 0: not split
+	parts  int
+	offset int    // byte offset of the part's MSG (decoded) in raw_data
+	length int    // bytes of raw_data
+	sha256 string // hex SHA-256 of raw_data
+	base64 bool   // the part's MSG is base64
+}
+
+// piece is a part's share of the body: up to end, base64 encoded or not.
+type piece struct {
+	end    int
+	base64 bool
+}
+
+// split cuts body into the fewest parts whose messages fit maxSize, each
+// with part, parts, offset, length and sha256 in its structured data.
+// No part's MSG ends with a line-end byte or inside a UTF-8 sequence: the
+// cut moves back until it does not. Where no such cut exists within a
+// part (a run of line-end bytes longer than a part), that part's MSG is
+// its bytes in base64, with encoding="base64".
+func (f *formatter) split(ev *schemas.Event, msg, body, eol string) ([][]byte, error) {
 	base := f.header(make([]byte, 0, 256), ev)
+	sum := sha256.Sum256([]byte(msg))
+	x := sdExtra{eol: eol, length: len(msg), sha256: hex.EncodeToString(sum[:]), offset: len(msg), base64: true}
 	for digits := 1; digits <= 9; digits++ {
 		// The widest part header for n parts of this many digits.
-		widest := len(f.appendSD(base, ev, pow10(digits)-1, pow10(digits)-1)) + 1
+		x.part, x.parts = pow10(digits)-1, pow10(digits)-1
+		head := f.appendSD(base, ev, x)
+		widest := len(head) + 3*controls(head) + 1 + len(bom)
 		chunk := f.maxSize - widest
 		if chunk < minChunk {
 			return nil, fmt.Errorf("event %s: %w (%d bytes of %d)", ev.EventID, ErrHeaderTooLarge, widest, f.maxSize)
 		}
-		cuts := cutPoints(msg, chunk)
-		n := len(cuts)
+		pieces := cutPieces(body, chunk)
+		n := len(pieces)
 		if len(strconv.Itoa(n)) > digits {
 			continue
 		}
 		out := make([][]byte, 0, n)
 		start := 0
-		for i, end := range cuts {
-			head := f.appendSD(base, ev, i+1, n)
-			out = append(out, frame(head, msg[start:end]))
-			start = end
+		for i, p := range pieces {
+			x.part, x.parts, x.offset, x.base64 = i+1, n, start, p.base64
+			head := f.appendSD(base, ev, x)
+			text := body[start:p.end]
+			if p.base64 {
+				text = base64.StdEncoding.EncodeToString([]byte(text))
+			}
+			out = append(out, frame(head, text))
+			start = p.end
 		}
 		return out, nil
 	}
 	return nil, fmt.Errorf("event %s: raw_data of %d bytes needs too many parts", ev.EventID, len(msg))
 }
 
-// cutPoints returns the end offsets of consecutive pieces of s, each at most
-// max bytes and ending on a UTF-8 boundary.
-func cutPoints(s string, max int) []int {
-	var cuts []int
-	start := 0
-	for start < len(s) {
-		end := start + max
-		if end >= len(s) {
-			cuts = append(cuts, len(s))
-			break
+// cutPieces returns consecutive pieces of s, each at most max bytes on the
+// wire after rsyslog's escaping (a control character counts 4), ending on a
+// UTF-8 boundary and not with a line-end byte; a piece for which no such
+// end exists is base64 (max/4*3 bytes or fewer).
+func cutPieces(s string, max int) []piece {
+	var out []piece
+	okEnd := func(end int) bool {
+		return !isEOL(s[end-1]) && (end == len(s) || utf8.RuneStart(s[end]))
+	}
+	for start := 0; start < len(s); {
+		end, cost := start, 0
+		for end < len(s) {
+			w := 1
+			if s[end] < 0x20 {
+				w = 4
+			}
+			if cost+w > max {
+				break
+			}
+			cost += w
+			end++
 		}
-		for end > start && !utf8.RuneStart(s[end]) {
+		for end > start && !okEnd(end) {
 			end--
 		}
-		if end == start { // cannot happen with max >= utf8.UTFMax
-			end = start + max
+		if end > start {
+			out = append(out, piece{end: end})
+			start = end
+			continue
 		}
-		cuts = append(cuts, end)
+		end = min(start+max/4*3, len(s))
+		for end > start+1 && end < len(s) && !utf8.RuneStart(s[end]) {
+			end--
+		}
+		out = append(out, piece{end: end, base64: true})
 		start = end
 	}
-	return cuts
+	return out
 }
 
 func pow10(d int) int {
@@ -182,7 +307,7 @@ func pow10(d int) int {
 
 // header appends "<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID ".
 func (f *formatter) header(b []byte, ev *schemas.Event) []byte {
-	b = append(b, f.pri...)
+	b = append(b, f.pri[classify(ev)]...)
 	b = appendTimestamp(b, ev.TS)
 	b = append(b, ' ')
 	b = appendHeaderField(b, ev.Host, maxHostname)
@@ -193,10 +318,11 @@ func (f *formatter) header(b []byte, ev *schemas.Event) []byte {
 	return append(b, ' ')
 }
 
-// appendSD appends the structured-data element; part and parts are added
-// when parts > 0: SD-ID, then req_auth_id, layer, event, loginid, host and
-// event_id.
-func (f *formatter) appendSD(b []byte, ev *schemas.Event, part, parts int) []byte {
+// appendSD appends the structured-data element: SD-ID, then req_auth_id,
+// layer, event, loginid, host and event_id, then what x adds: eol when it
+// is not "n"; part, parts, offset, length and sha256 for a part of a split
+// event, and encoding="base64" for a part so encoded.
+func (f *formatter) appendSD(b []byte, ev *schemas.Event, x sdExtra) []byte {
 	b = append(b, '[')
 	b = append(b, f.sdID...)
 	b = append(b, ` req_auth_id="`...)
@@ -212,12 +338,26 @@ func (f *formatter) appendSD(b []byte, ev *schemas.Event, part, parts int) []byt
 	b = append(b, `" event_id="`...)
 	b = appendParamValue(b, ev.EventID)
 	b = append(b, '"')
-	if parts > 0 {
-		b = append(b, ` part="`...)
-		b = strconv.AppendInt(b, int64(part), 10)
-		b = append(b, `" parts="`...)
-		b = strconv.AppendInt(b, int64(parts), 10)
+	if x.eol != "n" {
+		b = append(b, ` eol="`...)
+		b = append(b, x.eol...)
 		b = append(b, '"')
+	}
+	if x.parts > 0 {
+		b = append(b, ` part="`...)
+		b = strconv.AppendInt(b, int64(x.part), 10)
+		b = append(b, `" parts="`...)
+		b = strconv.AppendInt(b, int64(x.parts), 10)
+		b = append(b, `" offset="`...)
+		b = strconv.AppendInt(b, int64(x.offset), 10)
+		b = append(b, `" length="`...)
+		b = strconv.AppendInt(b, int64(x.length), 10)
+		b = append(b, `" sha256="`...)
+		b = append(b, x.sha256...)
+		b = append(b, '"')
+		if x.base64 {
+			b = append(b, ` encoding="base64"`...)
+		}
 	}
 	return append(b, ']')
 }
@@ -345,26 +485,28 @@ func canonicalTS(ts string) bool {
 	return day <= days
 }
 
-// frame returns "LEN SP head[ SP msg]".
+// frame returns "LEN SP head[ SP BOM msg]".
 func frame(head []byte, msg string) []byte {
 	n := len(head)
 	if msg != "" {
-		n += 1 + len(msg)
+		n += 1 + len(bom) + len(msg)
 	}
 	return appendFrame(make([]byte, 0, n+frameDigits(n)+1), head, msg)
 }
 
-// appendFrame appends "LEN SP head[ SP msg]" to b.
+// appendFrame appends "LEN SP head[ SP BOM msg]" to b: a MSG is UTF-8
+// and starts with the BOM (RFC 5424 section 6.4); an empty one is left out.
 func appendFrame(b, head []byte, msg string) []byte {
 	n := len(head)
 	if msg != "" {
-		n += 1 + len(msg)
+		n += 1 + len(bom) + len(msg)
 	}
 	b = strconv.AppendInt(b, int64(n), 10)
 	b = append(b, ' ')
 	b = append(b, head...)
 	if msg != "" {
 		b = append(b, ' ')
+		b = append(b, bom...)
 		b = append(b, msg...)
 	}
 	return b

@@ -116,8 +116,8 @@ func TestSendToRsyslog(t *testing.T) {
 		if sd := (*m.StructuredData)["opctl@32473"]; sd["event_id"] != evs[i].EventID || sd["loginid"] != evs[i].LoginID {
 			t.Fatalf("message %d: SD %v", i, sd)
 		}
-		if *m.Message != evs[i].RawData {
-			t.Fatalf("message %d: MSG %q", i, *m.Message)
+		if raw := mustReassemble(t, received(t, []byte(got[i]))); raw != evs[i].RawData {
+			t.Fatalf("message %d: MSG %q gives back %q", i, *m.Message, raw)
 		}
 	}
 }

@@ -32,6 +32,10 @@ type SendOptions struct {
 	MaxAttempts int
 }
 
+// sendBatch is how many events Send buffers before it flushes (when the
+// input keeps coming; it flushes sooner when the input pauses).
+const sendBatch = 1024
+
 // Send writes the contract events in r (JSON, one per line; blank lines
 // are skipped) to d and returns once the SIEM confirmed it read them all
 // (it closed its side after our close). It is how events a SIEM missed are
@@ -70,6 +74,7 @@ func Send(ctx context.Context, d Destination, r io.Reader, opts SendOptions) (Se
 	}
 
 	var bad []error
+	pending := 0 // events added since the last flush
 	br := bufio.NewReaderSize(r, 1<<20)
 	for line := 1; ; line++ {
 		b, rerr := br.ReadBytes('\n')
@@ -97,16 +102,22 @@ func Send(ctx context.Context, d Destination, r io.Reader, opts SendOptions) (Se
 				}
 				st.Events++
 				st.Messages += len(frames)
-				if n, _ := s.inFlight(); n >= 1024 {
-					if err := s.flush(ctx); err != nil {
-						return st, fmt.Errorf("send: %s", Explain(err))
-					}
-					s.settled(time.Now())
-				}
+				pending++
 			}
 		}
 		if errors.Is(rerr, io.EOF) {
 			break
+		}
+		// Flush a batch of sendBatch events (the buffer writes 64 KiB TLS
+		// records meanwhile), or before the next read may wait for input,
+		// so that a slow producer's events never sit in the buffer: under
+		// load writes stay large, idle the latency is one read.
+		if pending >= sendBatch || (pending > 0 && br.Buffered() == 0) {
+			if err := s.flush(ctx); err != nil {
+				return st, fmt.Errorf("send: %s", Explain(err))
+			}
+			s.settled(time.Now())
+			pending = 0
 		}
 	}
 	if err := s.flush(ctx); err != nil {

@@ -19,6 +19,10 @@ type siemFlags struct {
 	plainTCP                        bool
 	appName                         string
 	maxSize                         int
+	sdName                          string
+	enterpriseID                    int
+	facility                        int
+	severity                        int // -1: by event class
 }
 
 func (s *siemFlags) register(fs *flag.FlagSet, prefix string) {
@@ -30,12 +34,21 @@ func (s *siemFlags) register(fs *flag.FlagSet, prefix string) {
 	fs.BoolVar(&s.plainTCP, prefix+"plain-tcp", false, "send in clear over TCP, without TLS (never the default)")
 	fs.StringVar(&s.appName, prefix+"app-name", forwarder.DefaultAppName, "RFC 5424 APP-NAME")
 	fs.IntVar(&s.maxSize, prefix+"max-message-size", forwarder.DefaultMaxMessageSize, "largest message in bytes; longer events are split into parts")
+	fs.StringVar(&s.sdName, prefix+"sd-name", forwarder.DefaultSDName, "SD-NAME of the structured data: SD-ID is NAME@ENTERPRISE-ID")
+	fs.IntVar(&s.enterpriseID, prefix+"enterprise-id", forwarder.DefaultEnterpriseID,
+		"your organisation's IANA private enterprise `NUMBER` in the SD-ID (the default, 32473, is reserved for documentation)")
+	fs.IntVar(&s.facility, prefix+"facility", forwarder.DefaultFacility, "syslog facility `0..23` (default 10, authpriv)")
+	fs.IntVar(&s.severity, prefix+"severity", -1, "syslog severity `0..7` of every event (default: by event class, see forwarder/README.md)")
 }
 
 // set reports whether --siem was given.
 func (s *siemFlags) set() bool { return s.addr != "" }
 
 func (s *siemFlags) destination() forwarder.Destination {
+	var severity *int
+	if s.severity != -1 { // out of range values are refused by validation
+		severity = &s.severity
+	}
 	return forwarder.Destination{
 		Name:           "siem",
 		Address:        s.addr,
@@ -43,6 +56,10 @@ func (s *siemFlags) destination() forwarder.Destination {
 		TLS:            forwarder.TLS{CAFile: s.ca, CertFile: s.cert, KeyFile: s.key, ServerName: s.serverName},
 		AppName:        s.appName,
 		MaxMessageSize: config.Size(s.maxSize),
+		SDName:         s.sdName,
+		EnterpriseID:   s.enterpriseID,
+		Facility:       &s.facility,
+		Severity:       severity,
 	}
 }
 

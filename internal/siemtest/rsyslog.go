@@ -28,6 +28,10 @@ type RsyslogOptions struct {
 	ClientAuth bool
 	// MaxMessageSize is rsyslog's maxMessageSize. Default 8k, rsyslog's own default.
 	MaxMessageSize int
+	// Defaults keeps rsyslog's text-changing parser defaults as installed
+	// (control characters escaped as #ooo, a trailing LF dropped) instead
+	// of turning them off: what a customer's rsyslog does.
+	Defaults bool
 	// CPUs, when set, is the CPU list (taskset -c syntax, e.g. "1") that
 	// rsyslogd and all its threads are bound to.
 	CPUs string
@@ -100,9 +104,7 @@ global(
   defaultNetstreamDriver="gtls"
   defaultNetstreamDriverCAFile=%q
   defaultNetstreamDriverCertFile=%q
-  defaultNetstreamDriverKeyFile=%q
-  parser.escapeControlCharactersOnReceive="off"
-  parser.dropTrailingLFOnReception="off"
+  defaultNetstreamDriverKeyFile=%q%s
 )
 main_queue(queue.timeoutShutdown="10000" queue.timeoutActionCompletion="10000")
 module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode=%q)
@@ -117,7 +119,7 @@ if $inputname == "imtcp" then {
   stop
 }
 action(type="omfile" file=%q)
-`, dir, o.MaxMessageSize, o.CA.CertPEM, o.CertFile, o.KeyFile, auth, port, r.out, filepath.Join(dir, "internal.log"))
+`, dir, o.MaxMessageSize, o.CA.CertPEM, o.CertFile, o.KeyFile, parserOptions(o.Defaults), auth, port, r.out, filepath.Join(dir, "internal.log"))
 	if err := os.WriteFile(r.conf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -135,6 +137,17 @@ action(type="omfile" file=%q)
 	r.cpus = o.CPUs
 	r.Start(t)
 	return r
+}
+
+// parserOptions are the global() lines that turn rsyslog's text-changing
+// parser defaults off, unless defaults is set.
+func parserOptions(defaults bool) string {
+	if defaults {
+		return ""
+	}
+	return `
+  parser.escapeControlCharactersOnReceive="off"
+  parser.dropTrailingLFOnReception="off"`
 }
 
 // Start starts rsyslogd (again, after Stop) and waits until it listens.
