@@ -441,31 +441,37 @@ func (s *Spool) Ack() error {
 	return s.drop(1)
 }
 
-// drop removes the first n records durably.
+// drop removes the first n records durably. The head file is saved before
+// anything changes in memory: when the save fails (a full disk, a
+// read-only directory) the spool is as it was, and the caller may retry.
 func (s *Spool) drop(n int) error {
-	for _, r := range s.recs[:n] {
-		s.bytes -= r.size
-	}
-	s.recs = s.recs[n:]
+	rest := s.recs[n:]
 	var h head
-	if len(s.recs) > 0 {
-		h = head{Segment: s.recs[0].seg, Offset: s.recs[0].off}
+	if len(rest) > 0 {
+		h = head{Segment: rest[0].seg, Offset: rest[0].off}
 	} else {
 		// Empty: everything so far is delivered; the next append starts
 		// a new segment.
 		h = head{Segment: s.nextSeg}
-		if s.tail != nil {
-			s.tail.Close()
-			s.tail = nil
-		}
 	}
 	if err := s.head.Save(h); err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
-	// Remove the segments wholly before the head.
+	for _, r := range s.recs[:n] {
+		s.bytes -= r.size
+	}
+	s.recs = rest
+	if len(rest) == 0 && s.tail != nil {
+		s.tail.Close()
+		s.tail = nil
+	}
+	// Remove the segments wholly before the head. The head is durable
+	// already: a segment that cannot be removed now is removed by a later
+	// drop or at the next Open, so a failure here is only logged.
 	segs, err := s.segments()
 	if err != nil {
-		return err
+		s.log.Warn("spool: listing delivered segments to remove", "err", err)
+		return nil
 	}
 	for _, seq := range segs {
 		if seq >= h.Segment {
@@ -476,7 +482,7 @@ func (s *Spool) drop(n int) error {
 			s.reader = nil
 		}
 		if err := os.Remove(s.segPath(seq)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("spool: %w", err)
+			s.log.Warn("spool: removing a delivered segment", "err", err)
 		}
 	}
 	return nil
@@ -497,11 +503,14 @@ func (s *Spool) expire() error {
 	if n == 0 {
 		return nil
 	}
+	if err := s.drop(n); err != nil {
+		return err
+	}
 	s.log.Error("spooled batches expired undelivered: data lost", "entries", n, "bytes", bytes, "max_age", s.opts.MaxAge)
 	if s.opts.OnExpired != nil {
 		s.opts.OnExpired(n, bytes)
 	}
-	return s.drop(n)
+	return nil
 }
 
 // Bytes returns the size of the undelivered entries' records.

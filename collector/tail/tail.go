@@ -25,6 +25,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -255,15 +256,75 @@ func (f *Follower) checkOffset(s source, from Position) int64 {
 	return 0
 }
 
-// openSource opens name; a missing file gives a zero source and no error.
+// NotRegularError reports a followed path, or a rotated file, that is not a
+// regular file (a FIFO, a directory, a device): the Follower refuses to
+// open it. Opening a FIFO would block until a writer appears, and reading
+// a directory fails; neither is an audit log.
+type NotRegularError struct {
+	Path string
+	Mode fs.FileMode
+}
+
+func (e *NotRegularError) Error() string {
+	kind := "not a regular file"
+	switch {
+	case e.Mode.IsDir():
+		kind = "a directory"
+	case e.Mode&fs.ModeNamedPipe != 0:
+		kind = "a FIFO"
+	case e.Mode&fs.ModeSocket != 0:
+		kind = "a socket"
+	case e.Mode&fs.ModeDevice != 0:
+		kind = "a device"
+	}
+	return fmt.Sprintf("tail: %s is %s, not a regular file: refused", e.Path, kind)
+}
+
+// fileType returns the type bits of a stat mode as an fs.FileMode.
+func fileType(m uint32) fs.FileMode {
+	switch m & syscall.S_IFMT {
+	case syscall.S_IFDIR:
+		return fs.ModeDir
+	case syscall.S_IFIFO:
+		return fs.ModeNamedPipe
+	case syscall.S_IFSOCK:
+		return fs.ModeSocket
+	case syscall.S_IFCHR:
+		return fs.ModeDevice | fs.ModeCharDevice
+	case syscall.S_IFBLK:
+		return fs.ModeDevice
+	}
+	return fs.ModeIrregular
+}
+
+// openSource opens name if it is a regular file; a missing file gives a
+// zero source and no error. The file is opened non-blocking and checked
+// before anything is read, so that a FIFO at the path neither blocks the
+// open nor is read.
 func openSource(name string) (source, error) {
-	fh, err := os.Open(name)
-	if errors.Is(err, fs.ErrNotExist) {
+	fd, err := syscall.Open(name, syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC|syscall.O_NOCTTY, 0)
+	if errors.Is(err, syscall.ENOENT) {
 		return source{}, nil
 	}
 	if err != nil {
-		return source{}, fmt.Errorf("tail: %w", err)
+		return source{}, fmt.Errorf("tail: %w", &fs.PathError{Op: "open", Path: name, Err: err})
 	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		syscall.Close(fd)
+		return source{}, fmt.Errorf("tail: %w", &fs.PathError{Op: "stat", Path: name, Err: err})
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		syscall.Close(fd)
+		return source{}, &NotRegularError{Path: name, Mode: fileType(st.Mode)}
+	}
+	// O_NONBLOCK means nothing for a regular file; clear it anyway so that
+	// the descriptor is an ordinary one.
+	if err := syscall.SetNonblock(fd, false); err != nil {
+		syscall.Close(fd)
+		return source{}, fmt.Errorf("tail: %w", &fs.PathError{Op: "fcntl", Path: name, Err: err})
+	}
+	fh := os.NewFile(uintptr(fd), name)
 	id, _, err := fileIdentity(fh)
 	if err != nil {
 		fh.Close()

@@ -1,0 +1,355 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/proctest"
+	"github.com/auditpipe/auditpipe/schemas"
+)
+
+// logRecorder is a slog handler that keeps every record's message (and
+// writes it to the test log), so that tests can count log lines.
+type logRecorder struct {
+	slog.Handler
+	mu   *sync.Mutex
+	msgs *[]string
+}
+
+func newLogRecorder(t *testing.T) *logRecorder {
+	return &logRecorder{Handler: slog.NewTextHandler(testWriter{t}, nil), mu: &sync.Mutex{}, msgs: &[]string{}}
+}
+
+func (h *logRecorder) Handle(ctx context.Context, r slog.Record) error {
+	h.mu.Lock()
+	*h.msgs = append(*h.msgs, r.Message)
+	h.mu.Unlock()
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h *logRecorder) WithAttrs(as []slog.Attr) slog.Handler {
+	return &logRecorder{Handler: h.Handler.WithAttrs(as), mu: h.mu, msgs: h.msgs}
+}
+
+func (h *logRecorder) WithGroup(name string) slog.Handler {
+	return &logRecorder{Handler: h.Handler.WithGroup(name), mu: h.mu, msgs: h.msgs}
+}
+
+// count returns how many messages so far contain s.
+func (h *logRecorder) count(s string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, m := range *h.msgs {
+		if strings.Contains(m, s) {
+			n++
+		}
+	}
+	return n
+}
+
+// metricValue returns the value of the gauge or counter name whose labels
+// include labels (name, value pairs); 0 when absent.
+func metricValue(t *testing.T, g prometheus.Gatherer, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					found = found || (lp.GetName() == labels[i] && lp.GetValue() == labels[i+1])
+				}
+				if !found {
+					continue metrics
+				}
+			}
+			return m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+// running is a collector run by a test.
+type running struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+}
+
+// runCollector runs a collector logging to log until stop.
+func runCollector(t *testing.T, cfg Config, reg prometheus.Registerer, log *slog.Logger) *running {
+	t.Helper()
+	c, err := New(cfg, Deps{Registry: reg, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		r.err = c.Run(ctx)
+	}()
+	t.Cleanup(func() { _, _ = r.stop(time.Minute) })
+	return r
+}
+
+// exited reports whether Run has returned.
+func (r *running) exited() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop cancels the run (as SIGTERM does) and waits at most within for Run
+// to return; it returns Run's error and how long the stop took.
+func (r *running) stop(within time.Duration) (time.Duration, error) {
+	t0 := time.Now()
+	r.cancel()
+	select {
+	case <-r.done:
+		return time.Since(t0), r.err
+	case <-time.After(within):
+		return time.Since(t0), fmt.Errorf("collector did not stop within %v", within)
+	}
+}
+
+// mountTmpfs mounts a tmpfs of size bytes at dir and unmounts it at
+// cleanup. It skips the test where mounting is not allowed.
+func mountTmpfs(t *testing.T, dir string, size int) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0700", size)); err != nil {
+		t.Skipf("cannot mount a tmpfs here (%v)", err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, 0); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+}
+
+// makeReadOnly makes dir read-only for new opens, as a file system that
+// turns read-only does: a read-only bind mount of dir over itself (a
+// remount of the tmpfs itself is refused while a file on it is open for
+// writing). The returned function undoes it; it is also called at cleanup.
+func makeReadOnly(t *testing.T, dir string) (undo func()) {
+	t.Helper()
+	if err := syscall.Mount(dir, dir, "", syscall.MS_BIND, ""); err != nil {
+		t.Fatalf("bind mount %s: %v", dir, err)
+	}
+	mounted := true
+	undo = func() {
+		if !mounted {
+			return
+		}
+		mounted = false
+		// Lazily: the collector may hold a file opened through it.
+		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmount the read-only bind mount %s: %v", dir, err)
+		}
+	}
+	t.Cleanup(undo)
+	if err := syscall.Mount("", dir, "", syscall.MS_REMOUNT|syscall.MS_BIND|syscall.MS_RDONLY, ""); err != nil {
+		t.Fatalf("remount %s read-only: %v", dir, err)
+	}
+	return undo
+}
+
+// fillDisk writes path until its file system is full.
+func fillDisk(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("filling %s: %v", path, err)
+			}
+			return
+		}
+	}
+}
+
+// restartableBroker is an embedded broker that a test stops and starts
+// again on the same port and data directory.
+type restartableBroker struct {
+	t      *testing.T
+	port   int
+	dir    string
+	broker *kafka.Embedded
+	kcfg   kafka.Config
+}
+
+func startBroker(t *testing.T) *restartableBroker {
+	b := &restartableBroker{t: t, port: proctest.FreePort(t), dir: t.TempDir()}
+	b.up()
+	t.Cleanup(b.down)
+	b.kcfg = kafka.Config{Brokers: b.broker.Brokers()}.WithDefaults()
+	b.kcfg.DialTimeout = time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := b.kcfg.EnsureTopics(ctx, kafka.PipelineTopics(1)...); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func (b *restartableBroker) up() {
+	if b.broker != nil {
+		return
+	}
+	var err error
+	if b.broker, err = kafka.StartEmbedded(b.port, b.dir, 1); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+func (b *restartableBroker) down() {
+	if b.broker != nil {
+		b.broker.Close()
+		b.broker = nil
+	}
+}
+
+// TestStateDirFaults runs the collector with its state directory (spool
+// and checkpoint) on a 256 KiB tmpfs and makes that directory fail while
+// audit records keep coming: full (a filler file takes the rest of the
+// disk), or remounted read-only. Kafka is down where the batches must go
+// to the spool. The collector pauses input, logs the pause once, shows it
+// in auditpipe_collector_paused and retries; when the fault clears (the
+// filler is removed, the disk remounted read-write) and Kafka is back,
+// every event reaches Kafka exactly once and the collector never exited.
+func TestStateDirFaults(t *testing.T) {
+	const size = 256 << 10
+	var undoReadOnly func()
+	tests := []struct {
+		name      string
+		kafkaDown bool // while the fault lasts: batches go to the spool
+		reason    string
+		fault     func(t *testing.T, state string)
+		clear     func(t *testing.T, state string)
+	}{
+		{
+			name: "spool disk full", kafkaDown: true, reason: "spool_disk_full",
+			fault: func(t *testing.T, state string) { fillDisk(t, filepath.Join(state, "filler")) },
+			clear: func(t *testing.T, state string) {
+				if err := os.Remove(filepath.Join(state, "filler")); err != nil {
+					t.Fatal(err)
+				}
+			},
+		},
+		{
+			name: "checkpoint disk full", reason: "checkpoint_disk_full",
+			fault: func(t *testing.T, state string) { fillDisk(t, filepath.Join(state, "filler")) },
+			clear: func(t *testing.T, state string) {
+				if err := os.Remove(filepath.Join(state, "filler")); err != nil {
+					t.Fatal(err)
+				}
+			},
+		},
+		{
+			// The spool goes on in the segment it holds open; the
+			// checkpoint, a new file each time, cannot be saved.
+			name: "state dir read-only", kafkaDown: true, reason: "checkpoint_read_only",
+			fault: func(t *testing.T, state string) { undoReadOnly = makeReadOnly(t, state) },
+			clear: func(t *testing.T, state string) { undoReadOnly() },
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			broker := startBroker(t)
+			dir := t.TempDir()
+			cfg := testConfig(t, broker.kcfg, dir)
+			cfg.BatchMaxEvents = 20
+			mountTmpfs(t, cfg.StateDir, size)
+			reg := prometheus.NewRegistry()
+			logs := newLogRecorder(t)
+			metric := func(name string, labels ...string) float64 { return metricValue(t, reg, name, labels...) }
+			if tt.kafkaDown {
+				broker.down()
+			}
+
+			// Before the fault: the first batches are made durable
+			// and the checkpoint saved.
+			appendFile(t, cfg.Input.Path, sessionLines(1, 40))
+			run := runCollector(t, cfg, reg, slog.New(logs))
+			durable := "auditpipe_collector_produced_messages_total"
+			if tt.kafkaDown {
+				durable = "auditpipe_collector_spool_entries"
+			}
+			waitUntil(t, "the first batches durable", 20*time.Second, func() bool { return metric(durable) >= 2 })
+			waitUntil(t, "the first checkpoint", 20*time.Second, func() bool {
+				_, err := os.Stat(filepath.Join(cfg.StateDir, "checkpoint.json"))
+				return err == nil
+			})
+
+			// The fault, while records keep coming: input pauses and
+			// the collector retries.
+			tt.fault(t, cfg.StateDir)
+			appendFile(t, cfg.Input.Path, sessionLines(41, 100))
+			waitUntil(t, "the pause", 20*time.Second, func() bool { return metric("auditpipe_collector_paused", "reason", tt.reason) == 1 })
+			waitUntil(t, "three failed attempts", 20*time.Second, func() bool {
+				return metric("auditpipe_collector_fault_errors_total", "reason", tt.reason) >= 3
+			})
+			appendFile(t, cfg.Input.Path, sessionLines(141, 60))
+			if run.exited() {
+				t.Fatalf("the collector exited during the fault: %v", run.err)
+			}
+
+			// The fault clears, then Kafka is back.
+			tt.clear(t, cfg.StateDir)
+			waitUntil(t, "the recovery", 20*time.Second, func() bool { return metric("auditpipe_collector_paused", "reason", tt.reason) == 0 })
+			broker.up()
+			cons := newConsumer(t, broker.kcfg, schemas.TopicAudit, 1)
+			cons.waitFor(t, "every event", 30*time.Second, atLeast(200))
+			waitUntil(t, "the spool drained", 20*time.Second, func() bool { return metric("auditpipe_collector_spool_entries") == 0 })
+			cons.drain(t)
+			if run.exited() {
+				t.Fatalf("the collector exited: %v", run.err)
+			}
+			if _, err := run.stop(30 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			checkExactlyOnce(t, decodeAll(t, cons.msgs), 200)
+			op, _, _ := strings.Cut(tt.reason, "_")
+			if n := logs.count(op + ": "); n != 2 {
+				t.Errorf("%d log lines about the %s fault, want 2 (the pause and the recovery)", n, op)
+			}
+			if n := logs.count(op + ": recovered"); n != 1 {
+				t.Errorf("%d recovery log lines, want 1", n)
+			}
+		})
+	}
+}
