@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,8 +15,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/auditpipe/auditpipe/collector/spool"
 
 	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
 	"github.com/auditpipe/auditpipe/internal/proctest"
 	"github.com/auditpipe/auditpipe/schemas"
 )
@@ -351,5 +356,136 @@ func TestStateDirFaults(t *testing.T) {
 				t.Errorf("%d recovery log lines, want 1", n)
 			}
 		})
+	}
+}
+
+// Regression: a FIFO at the audit log path hung the collector in open(2),
+// SIGTERM included, and a directory there stopped it with "is a
+// directory". Both are now refused (logged once, retried with backoff)
+// while the rest of the collector runs: the spool drains, the grants are
+// followed. A stop is prompt, and once the operator puts a regular file
+// at the path its events are read, each once.
+func TestAuditLogPathNotRegular(t *testing.T) {
+	tests := []struct {
+		name string
+		make func(path string) error
+	}{
+		{"fifo", func(path string) error { return syscall.Mkfifo(path, 0o600) }},
+		{"directory", func(path string) error { return os.Mkdir(path, 0o700) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			kcfg, _ := kafkatest.Start(t, 1)
+			publishGrant(t, kcfg, schemas.Grant{LoginID: "USERNAME", ReqAuthID: "ocid1.req.42", AuditType: schemas.AuditCommand})
+			dir := t.TempDir()
+			cfg := testConfig(t, kcfg, dir)
+			cfg.Grants = nil
+			yes := true
+			cfg.FollowGrants = &yes
+			if err := tt.make(cfg.Input.Path); err != nil {
+				t.Fatal(err)
+			}
+			spoolBatch(t, cfg.StateDir, schemas.Event{EventID: "spooled-before-start", Host: cfg.Host})
+			cons := newConsumer(t, kcfg, schemas.TopicAudit, 1)
+			const refused = "input: the audit log path is not a regular file"
+
+			// Refused, and stopped while refused.
+			reg := prometheus.NewRegistry()
+			logs := newLogRecorder(t)
+			run := runCollector(t, cfg, reg, slog.New(logs))
+			waitRefused(t, reg)
+			took, err := run.stop(5 * time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if took > 2*time.Second {
+				t.Errorf("the stop took %v", took)
+			}
+			if n := logs.count(refused); n != 1 {
+				t.Errorf("%d log lines %q, want 1", n, refused)
+			}
+
+			// Refused while the rest runs, then fixed by the operator.
+			reg = prometheus.NewRegistry()
+			logs = newLogRecorder(t)
+			run = runCollector(t, cfg, reg, slog.New(logs))
+			waitRefused(t, reg)
+			cons.waitFor(t, "the spooled batch, drained while the path is refused", 20*time.Second, atLeast(1))
+			waitUntil(t, "the followed grant", 20*time.Second, func() bool { return metricValue(t, reg, "auditpipe_collector_grants") == 1 })
+			if err := os.Remove(cfg.Input.Path); err != nil {
+				t.Fatal(err)
+			}
+			appendFile(t, cfg.Input.Path, sessionLines(1, 30))
+			cons.waitFor(t, "the events of the regular file", 30*time.Second, atLeast(31))
+			if v := metricValue(t, reg, "auditpipe_collector_paused", "reason", "input_not_regular"); v != 0 {
+				t.Errorf("auditpipe_collector_paused{reason=input_not_regular} = %v after the recovery", v)
+			}
+			cons.drain(t)
+			if _, err := run.stop(5 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			events := decodeAll(t, cons.msgs)
+			if events[0].EventID != "spooled-before-start" {
+				t.Fatalf("first message %s, want the spooled batch", events[0].EventID)
+			}
+			checkExactlyOnce(t, events[1:], 30)
+			for _, e := range events[1:] {
+				if e.ReqAuthID != "ocid1.req.42" {
+					t.Fatalf("event %s: req_auth_id %q, want the followed grant's", e.RecID, e.ReqAuthID)
+				}
+			}
+			if n, m := logs.count(refused), logs.count("input: recovered"); n != 1 || m != 1 {
+				t.Errorf("%d refusal and %d recovery log lines, want 1 and 1", n, m)
+			}
+		})
+	}
+}
+
+// waitRefused waits until the collector has refused the audit log path
+// three times.
+func waitRefused(t *testing.T, reg prometheus.Gatherer) {
+	t.Helper()
+	waitUntil(t, "the path refused three times", 20*time.Second, func() bool {
+		return metricValue(t, reg, "auditpipe_collector_paused", "reason", "input_not_regular") == 1 &&
+			metricValue(t, reg, "auditpipe_collector_fault_errors_total", "reason", "input_not_regular") >= 3
+	})
+}
+
+// spoolBatch leaves a batch of one event in the collector's spool, as a
+// collector stopped while Kafka was away does.
+func spoolBatch(t *testing.T, stateDir string, e schemas.Event) {
+	t.Helper()
+	sp, err := spool.Open(filepath.Join(stateDir, "spool"), spool.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	val, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Append(spool.Entry{Messages: []spool.Message{{Key: []byte(e.Host), Value: val}}, Meta: []byte(`{"dead_letters":0}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// publishGrant writes g to the grants topic.
+func publishGrant(t *testing.T, kcfg kafka.Config, g schemas.Grant) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w, err := kcfg.NewWriter(schemas.TopicGrants)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	val, err := json.Marshal(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteMessages(ctx, kafkago.Message{Key: []byte(g.LoginID), Value: val}); err != nil {
+		t.Fatal(err)
 	}
 }
