@@ -140,6 +140,7 @@ type run struct {
 	// already in Kafka but not yet acknowledged in the spool; 0 when none.
 	sentOldest int
 	kafkaDown  bool // the last push failed (logged once per outage)
+	rejectLog  *rejectLog
 }
 
 type tagPos struct {
@@ -163,7 +164,9 @@ func (c *Collector) Run(ctx context.Context) error {
 		ckpt:       checkpoint.New(filepath.Join(cfg.StateDir, "checkpoint.json")),
 		spoolFault: c.m.newFault(opSpool, c.log),
 		ckptFault:  c.m.newFault(opCheckpoint, c.log),
+		rejectLog:  newRejectLog(c.log, c.m.rejectLogs),
 	}
+	defer r.rejectLog.summarize()
 	r.spoolFault.onPause = func(reason string) {
 		if reason == opSpool+"_full" {
 			c.m.spoolFull.Inc()
@@ -273,6 +276,7 @@ func (c *Collector) Run(ctx context.Context) error {
 			c.m.sync(r.dec)
 			c.m.queueDepth.Set(float64(len(r.pending)))
 		case now := <-tick.C:
+			r.rejectLog.roll(now)
 			r.dec.Tick(now)
 			c.m.sync(r.dec)
 			c.m.grants.Set(float64(c.grants.Len()))
@@ -474,7 +478,7 @@ func (r *run) onEvent(e *schemas.Event, ev *assemble.Event) {
 }
 
 func (r *run) onReject(rej Reject) {
-	r.c.log.Warn("rejected input line", "reason", rej.Reason, "err", rej.Err, "source", r.source)
+	r.rejectLog.reject(time.Now(), rej, r.source)
 	r.deadLetter(rej.Reason, rej.Err, rej.Line, r.c.cfg.Host)
 }
 

@@ -65,6 +65,19 @@ func (h *logRecorder) count(s string) int {
 	return n
 }
 
+// countExact returns how many messages so far are msg.
+func (h *logRecorder) countExact(msg string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, m := range *h.msgs {
+		if m == msg {
+			n++
+		}
+	}
+	return n
+}
+
 // metricValue returns the value of the gauge or counter name whose labels
 // include labels (name, value pairs); 0 when absent.
 func metricValue(t *testing.T, g prometheus.Gatherer, name string, labels ...string) float64 {
