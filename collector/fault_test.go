@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/auditpipe/auditpipe/collector/spool"
+	"github.com/auditpipe/auditpipe/collector/tail"
 
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
@@ -500,5 +502,39 @@ func publishGrant(t *testing.T, kcfg kafka.Config, g schemas.Grant) {
 	}
 	if err := w.WriteMessages(ctx, kafkago.Message{Key: []byte(g.LoginID), Value: val}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFaultClass: the reason a paused operation is labelled with.
+func TestFaultClass(t *testing.T) {
+	perm := &fs.PathError{Op: "open", Path: "audit.log.1", Err: syscall.EACCES}
+	tests := []struct {
+		op   string
+		err  error
+		want string
+	}{
+		{opSpool, fmt.Errorf("collector: %w", spool.ErrFull), "full"},
+		{opSpool, fmt.Errorf("collector: %w", spool.ErrTooLarge), "full"},
+		{opSpool, &fs.PathError{Op: "write", Path: "x.seg", Err: syscall.ENOSPC}, "disk_full"},
+		{opCheckpoint, &fs.PathError{Op: "write", Path: "c", Err: syscall.EDQUOT}, "disk_full"},
+		{opCheckpoint, &fs.PathError{Op: "open", Path: "c", Err: syscall.EROFS}, "read_only"},
+		{opCheckpoint, perm, "read_only"},
+		{opSpool, &fs.PathError{Op: "write", Path: "x.seg", Err: syscall.EIO}, "io_error"},
+		{opInput, fmt.Errorf("tail: %w", &tail.NotRegularError{Path: "audit.log", Mode: fs.ModeNamedPipe}), "not_regular"},
+		{opInput, fmt.Errorf("tail: rotated file cannot be opened: %w", perm), "unreadable"},
+		{opInput, &fs.PathError{Op: "read", Path: "audit.log", Err: syscall.EIO}, "io_error"},
+	}
+	reasons := map[string]bool{}
+	for _, r := range faultReasons() {
+		reasons[r] = true
+	}
+	for _, tt := range tests {
+		got := faultClass(tt.op, tt.err)
+		if got != tt.want {
+			t.Errorf("faultClass(%s, %v) = %s, want %s", tt.op, tt.err, got, tt.want)
+		}
+		if !reasons[tt.op+"_"+got] {
+			t.Errorf("reason %s_%s is not among faultReasons", tt.op, got)
+		}
 	}
 }

@@ -111,6 +111,29 @@ type source struct {
 	name string
 	live bool // the file at the followed path, which may still grow or rotate
 	off  int64
+	// err, when set, says why a rotated file that exists could not be
+	// opened (permissions); f is nil then.
+	err error
+}
+
+// unreadable returns an error for the first of ss that could not be
+// opened, or nil.
+func unreadable(ss []source) error {
+	for _, s := range ss {
+		if s.err != nil {
+			return fmt.Errorf("tail: rotated file %s still holds records to read but cannot be opened: %w", s.name, s.err)
+		}
+	}
+	return nil
+}
+
+// closeSources closes the files of ss.
+func closeSources(ss []source) {
+	for _, s := range ss {
+		if s.f != nil {
+			s.f.Close()
+		}
+	}
 }
 
 // Follower reads lines from a file by name. It is not safe for concurrent
@@ -138,7 +161,9 @@ type Follower struct {
 
 	out     []byte // holds a partial line returned across a switch of file
 	waiting bool   // logged that the path is missing
-	closed  bool
+	// deletedLogged is set once the deletion of the current file is logged.
+	deletedLogged bool
+	closed        bool
 }
 
 // Open starts following the file at path from position from. The zero
@@ -216,6 +241,14 @@ func (f *Follower) start(from Position) error {
 		if s.id != want {
 			continue
 		}
+		if s.err != nil {
+			// Most likely the checkpointed file: it cannot be
+			// skipped, nor its fingerprint checked.
+			err := unreadable(rotated[i : i+1])
+			closeSources(rotated)
+			closeSources([]source{live})
+			return err
+		}
 		ok, err := matchFingerprint(s.f, from.Fingerprint)
 		if err == nil && ok {
 			found = i
@@ -223,18 +256,19 @@ func (f *Follower) start(from Position) error {
 		}
 	}
 	if found < 0 {
-		for _, s := range rotated {
-			s.f.Close()
-		}
+		closeSources(rotated)
 		f.gap(Gap{At: from, Bytes: -1, Reason: "checkpointed file not found; starting at the beginning of the current file"})
 		if live.f != nil {
 			return f.switchTo(live)
 		}
 		return nil
 	}
-	for _, s := range rotated[:found] {
-		s.f.Close()
+	if err := unreadable(rotated[found+1:]); err != nil {
+		closeSources(rotated)
+		closeSources([]source{live})
+		return err
 	}
+	closeSources(rotated[:found])
 	first := rotated[found]
 	first.off = f.checkOffset(first, from)
 	f.queue = append(f.queue, rotated[found+1:]...)
@@ -351,7 +385,7 @@ func (f *Follower) rotatedFiles(live source) ([]source, error) {
 			break
 		}
 		for _, c := range cands {
-			c.f.Close()
+			closeSources([]source{c.source})
 		}
 		cands = nil
 	}
@@ -403,8 +437,24 @@ func (f *Follower) listRotated(live source) (cands []candidate, stable bool, err
 			continue
 		}
 		s, err := openSource(filepath.Join(dir, name))
+		if errors.Is(err, fs.ErrPermission) {
+			// Kept, so that the caller can tell whether it is needed.
+			fi, serr := os.Stat(filepath.Join(dir, name))
+			id, ok := fileID{}, false
+			if serr == nil {
+				id, ok = statID(fi)
+			}
+			if !ok {
+				stable = false
+				continue
+			}
+			num, nerr := strconv.Atoi(strings.TrimPrefix(name[len(base):], "."))
+			s = source{id: id, name: filepath.Join(dir, name), err: err}
+			cands = append(cands, candidate{source: s, mtime: fi.ModTime(), num: num, numbered: nerr == nil && num >= 0})
+			continue
+		}
 		if err != nil || s.f == nil {
-			stable = false // vanished or unreadable: renamed under us?
+			stable = false // vanished or not a regular file: renamed under us?
 			continue
 		}
 		if live.f != nil && s.id == live.id {
@@ -669,6 +719,7 @@ func (f *Follower) checkTruncated() (Line, error, bool, error) {
 func (f *Follower) rotated() (bool, error) {
 	fi, err := os.Stat(f.path)
 	if errors.Is(err, fs.ErrNotExist) {
+		f.checkDeleted()
 		return false, nil
 	}
 	if err != nil {
@@ -676,6 +727,24 @@ func (f *Follower) rotated() (bool, error) {
 	}
 	id, ok := statID(fi)
 	return ok && id != f.cur.id, nil
+}
+
+// checkDeleted logs, once, that the current file was deleted (not renamed
+// by a rotation) while it was followed. Reading goes on from the open
+// file, which its writer may still hold, until a new file appears at the
+// path.
+func (f *Follower) checkDeleted() {
+	if f.deletedLogged {
+		return
+	}
+	fi, err := f.cur.f.Stat()
+	if err != nil {
+		return
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink == 0 {
+		f.deletedLogged = true
+		f.log.Warn("followed file deleted; reading on from the open file until a new file appears at the path", "file", f.cur.name, "offset", f.base+int64(f.w))
+	}
 }
 
 // queueNewer queues the files to read after the current one, which was
@@ -706,18 +775,27 @@ func (f *Follower) queueNewer() error {
 			curTime = fi.ModTime()
 		}
 	}
+	var newer []source
 	for i, s := range rotated {
 		keep := i > idx
 		if idx < 0 {
-			fi, err := s.f.Stat()
+			fi, err := os.Stat(s.name)
 			keep = err == nil && !fi.ModTime().Before(curTime)
 		}
 		if !keep {
-			s.f.Close()
+			closeSources([]source{s})
 			continue
 		}
-		f.queue = append(f.queue, s)
+		newer = append(newer, s)
 	}
+	if err := unreadable(newer); err != nil {
+		// Nothing is queued: the caller may retry, from the current
+		// file's end, once the file can be read.
+		closeSources(newer)
+		closeSources([]source{live})
+		return err
+	}
+	f.queue = append(f.queue, newer...)
 	if live.f != nil {
 		f.queue = append(f.queue, live)
 	}
@@ -771,6 +849,7 @@ func (f *Follower) closeCur() {
 		f.cur.f.Close()
 	}
 	f.cur = source{}
+	f.deletedLogged = false
 	f.base, f.r, f.w = 0, 0, 0
 	f.atEOF = false
 	f.fpLen, f.fp = 0, ""
