@@ -406,3 +406,43 @@ func TestClosed(t *testing.T) {
 		t.Fatalf("Ack after Close: %v", err)
 	}
 }
+
+// Regression: Ack removed the entry from memory before it saved the head
+// file, so when the save failed (a full disk, a read-only directory) the
+// caller's retry of Ack removed the next entry too: one batch lost.
+// Expiry had the same order. A failed save now leaves the spool as it was.
+func TestAckSaveFails(t *testing.T) {
+	dir := t.TempDir()
+	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s, ev := openSpool(t, dir, Options{MaxAge: time.Hour, Now: c.now})
+	for i := range 3 {
+		mustAppend(t, s, entry(i))
+	}
+	before := s.Bytes()
+	// A non-empty directory where the head file goes: its save (a rename
+	// over it) fails.
+	headDir := filepath.Join(dir, "head.json")
+	if err := os.MkdirAll(filepath.Join(headDir, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := s.Ack(); err == nil {
+			t.Fatal("Ack succeeded without saving the head")
+		}
+	}
+	c.t = c.t.Add(2 * time.Hour) // every entry expired
+	if _, _, err := s.Oldest(); err == nil {
+		t.Fatal("expiry succeeded without saving the head")
+	}
+	if s.Entries() != 3 || s.Bytes() != before || ev.expired != 0 {
+		t.Fatalf("after failed saves: %d entries, %d bytes, %d expired; want 3, %d, 0", s.Entries(), s.Bytes(), ev.expired, before)
+	}
+	c.t = c.t.Add(-2 * time.Hour)
+	if err := os.RemoveAll(headDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ack(); err != nil {
+		t.Fatal(err)
+	}
+	equal(t, drain(t, s), metas(1, 3))
+}
