@@ -266,11 +266,12 @@ func (b *restartableBroker) down() {
 // TestStateDirFaults runs the collector with its state directory (spool
 // and checkpoint) on a 256 KiB tmpfs and makes that directory fail while
 // audit records keep coming: full (a filler file takes the rest of the
-// disk), or remounted read-only. Kafka is down where the batches must go
-// to the spool. The collector pauses input, logs the pause once, shows it
-// in auditpipe_collector_paused and retries; when the fault clears (the
-// filler is removed, the disk remounted read-write) and Kafka is back,
-// every event reaches Kafka exactly once and the collector never exited.
+// disk), or made read-only. Kafka is down where the batches must go to
+// the spool. The collector pauses input, logs the pause once, shows it in
+// auditpipe_collector_paused and retries; when the fault clears (the
+// filler is removed, the directory writable again, or Kafka back to take
+// the spool's backlog off the full disk), every event reaches Kafka
+// exactly once and the collector never exited.
 func TestStateDirFaults(t *testing.T) {
 	const size = 256 << 10
 	var undoReadOnly func()
@@ -289,6 +290,14 @@ func TestStateDirFaults(t *testing.T) {
 					t.Fatal(err)
 				}
 			},
+		},
+		{
+			// Regression: the spool could not record a delivered batch
+			// on a full disk (the head file needs a block) and kept
+			// the space it held: stuck although Kafka was back.
+			name: "spool fills the disk, Kafka takes the backlog", kafkaDown: true, reason: "spool_disk_full",
+			fault: func(t *testing.T, state string) { fillDisk(t, filepath.Join(state, "filler")) },
+			clear: func(t *testing.T, state string) {},
 		},
 		{
 			name: "checkpoint disk full", reason: "checkpoint_disk_full",
@@ -350,8 +359,8 @@ func TestStateDirFaults(t *testing.T) {
 
 			// The fault clears, then Kafka is back.
 			tt.clear(t, cfg.StateDir)
-			waitUntil(t, "the recovery", 20*time.Second, func() bool { return metric("auditpipe_collector_paused", "reason", tt.reason) == 0 })
 			broker.up()
+			waitUntil(t, "the recovery", 30*time.Second, func() bool { return metric("auditpipe_collector_paused", "reason", tt.reason) == 0 })
 			cons := newConsumer(t, broker.kcfg, schemas.TopicAudit, 1)
 			cons.waitFor(t, "every event", 30*time.Second, atLeast(200))
 			waitUntil(t, "the spool drained", 20*time.Second, func() bool { return metric("auditpipe_collector_spool_entries") == 0 })
@@ -364,10 +373,10 @@ func TestStateDirFaults(t *testing.T) {
 			}
 			checkExactlyOnce(t, decodeAll(t, cons.msgs), 200)
 			op, _, _ := strings.Cut(tt.reason, "_")
-			if n := logs.count(op + ": "); n != 2 {
-				t.Errorf("%d log lines about the %s fault, want 2 (the pause and the recovery)", n, op)
+			if n, m := logs.count("pausing input"), logs.count(op+": "+faultSays(strings.TrimPrefix(tt.reason, op+"_"))+", pausing input"); n != 1 || m != 1 {
+				t.Errorf("%d pause log lines, %d of them for %s, want 1 and 1", n, m, tt.reason)
 			}
-			if n := logs.count(op + ": recovered"); n != 1 {
+			if n := logs.count("recovered, input resumed"); n != 1 {
 				t.Errorf("%d recovery log lines, want 1", n)
 			}
 		})
