@@ -681,8 +681,8 @@ func (r *run) drain(ctx context.Context) error {
 			}
 			r.sentOldest = len(msgs)
 		}
-		// Kafka has the batch: if the ack cannot be saved, the retry
-		// saves it again without sending the batch twice.
+		// Kafka has the batch: should Ack fail, the retry acks it
+		// without sending it again.
 		if err := r.sp.Ack(); err != nil {
 			return fmt.Errorf("collector: spool ack: %w", err)
 		}
