@@ -140,6 +140,14 @@ type run struct {
 	ehost      string
 	st         state
 	dirty      bool
+	// spoolFault and ckptFault pause input while the spool or the
+	// checkpoint cannot be written.
+	spoolFault, ckptFault *fault
+	// sentOldest is the number of messages of the oldest spooled batch
+	// already in Kafka but not yet acknowledged in the spool; 0 when none.
+	sentOldest int
+	kafkaDown  bool // the last push failed (logged once per outage)
+	rejectLog  *rejectLog
 }
 
 type tagPos struct {
@@ -158,7 +166,19 @@ func (c *Collector) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("collector: %w", err)
 	}
-	r := &run{c: c, ckpt: checkpoint.New(filepath.Join(cfg.StateDir, "checkpoint.json"))}
+	r := &run{
+		c:          c,
+		ckpt:       checkpoint.New(filepath.Join(cfg.StateDir, "checkpoint.json")),
+		spoolFault: c.m.newFault(opSpool, c.log),
+		ckptFault:  c.m.newFault(opCheckpoint, c.log),
+		rejectLog:  newRejectLog(c.log, c.m.rejectLogs),
+	}
+	defer r.rejectLog.summarize()
+	r.spoolFault.onPause = func(reason string) {
+		if reason == opSpool+"_full" {
+			c.m.spoolFull.Inc()
+		}
+	}
 	if _, err := r.ckpt.Load(&r.st); err != nil {
 		return fmt.Errorf("collector: %w", err)
 	}
@@ -242,7 +262,9 @@ func (c *Collector) Run(ctx context.Context) error {
 				if cfg.Input.Type != InputFile && err == nil {
 					r.dec.Flush() // end of a stream: nothing more can complete the open events
 				}
-				ferr := r.flush(context.WithoutCancel(ctx), true)
+				// ctx is done, unless the input ended: then the last
+				// batch is retried until it is durable or ctx ends.
+				ferr := r.flush(ctx, true)
 				if err != nil && ctx.Err() == nil {
 					return errors.Join(fmt.Errorf("collector: input: %w", err), ferr)
 				}
@@ -261,6 +283,7 @@ func (c *Collector) Run(ctx context.Context) error {
 			c.m.sync(r.dec)
 			c.m.queueDepth.Set(float64(len(r.pending)))
 		case now := <-tick.C:
+			r.rejectLog.roll(now)
 			r.dec.Tick(now)
 			c.m.sync(r.dec)
 			c.m.grants.Set(float64(c.grants.Len()))
@@ -340,28 +363,7 @@ func (c *Collector) readInput(ctx context.Context, from tail.Position, out chan<
 	}
 	switch c.cfg.Input.Type {
 	case InputFile:
-		f, err := tail.Open(c.cfg.Input.Path, from, tail.Options{
-			PollInterval: c.cfg.Input.PollInterval, MaxLineBytes: c.cfg.Input.MaxLineBytes.Bytes(), Logger: c.log,
-			OnGap: func(g tail.Gap) {
-				c.m.inputGaps.Inc()
-				c.log.Error("input gap: audit data lost before the collector read it", "at", g.At.String(), "bytes", g.Bytes, "reason", g.Reason)
-			},
-		})
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		return poll(c.cfg.Input.PollInterval, func(ctx context.Context) (inLine, error) {
-			l, err := f.Next(ctx)
-			var tl *tail.LineTooLongError
-			if errors.As(err, &tl) {
-				return inLine{start: tl.Start, end: tl.End, tooLong: tl}, nil
-			}
-			if err != nil {
-				return inLine{}, err
-			}
-			return inLine{data: append([]byte(nil), l.Data...), start: l.Start, end: l.End}, nil
-		})
+		return c.followFile(ctx, from, poll)
 	case InputStdin:
 		err := ReadLines(c.stdin, c.cfg.Input.MaxLineBytes.Bytes(), func(line []byte, err error) error {
 			var tl *LineTooLongError
@@ -402,6 +404,56 @@ func (c *Collector) readInput(ctx context.Context, from tail.Position, out chan<
 	return fmt.Errorf("unknown input type %q", c.cfg.Input.Type)
 }
 
+// followFile follows the audit log from position from with poll. The
+// path is opened only when it is a regular file. When it cannot be opened
+// or read (a FIFO or a directory at the path, a rotated file without read
+// permission, an I/O error) input pauses: the fault is logged once and
+// counted, and the file is opened again with backoff at the end of the
+// last line read, so nothing is lost or read twice; the recovery is
+// logged once. Only the end of ctx stops it.
+func (c *Collector) followFile(ctx context.Context, from tail.Position, poll func(time.Duration, func(context.Context) (inLine, error)) error) error {
+	inFault := c.m.newFault(opInput, c.log)
+	at := from
+	opts := tail.Options{
+		PollInterval: c.cfg.Input.PollInterval, MaxLineBytes: c.cfg.Input.MaxLineBytes.Bytes(), Logger: c.log,
+		OnGap: func(g tail.Gap) {
+			c.m.inputGaps.Inc()
+			c.log.Error("input gap: audit data lost before the collector read it", "at", g.At.String(), "bytes", g.Bytes, "reason", g.Reason)
+		},
+	}
+	err := inFault.retry(ctx, func() error {
+		f, err := tail.Open(c.cfg.Input.Path, at, opts)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		// poll returns nil only when ctx is done, having handed over
+		// what it read; on an error too, after handing it over.
+		return poll(c.cfg.Input.PollInterval, func(ctx context.Context) (inLine, error) {
+			l, err := f.Next(ctx)
+			var tl *tail.LineTooLongError
+			switch {
+			case errors.As(err, &tl):
+				inFault.cleared()
+				at = tl.End
+				return inLine{start: tl.Start, end: tl.End, tooLong: tl}, nil
+			case errors.Is(err, context.DeadlineExceeded):
+				inFault.cleared() // open and idle: readable
+				return inLine{}, err
+			case err != nil:
+				return inLine{}, err
+			}
+			inFault.cleared()
+			at = l.End
+			return inLine{data: append([]byte(nil), l.Data...), start: l.Start, end: l.End}, nil
+		})
+	})
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
 // line feeds one input line to the decoder.
 func (r *run) line(l *inLine) {
 	tag := r.nextTag
@@ -433,7 +485,7 @@ func (r *run) onEvent(e *schemas.Event, ev *assemble.Event) {
 }
 
 func (r *run) onReject(rej Reject) {
-	r.c.log.Warn("rejected input line", "reason", rej.Reason, "err", rej.Err, "source", r.source)
+	r.rejectLog.reject(time.Now(), rej, r.source)
 	r.deadLetter(rej.Reason, rej.Err, rej.Line, r.c.cfg.Host)
 }
 
@@ -498,38 +550,79 @@ func (r *run) checkpointState() state {
 
 // flush makes the current batch durable (in Kafka, else in the spool),
 // saves the checkpoint, then tries to drain the spool. final is the last
-// flush before Run returns: it may not block on a full spool.
+// flush before Run returns: it does not drain. While the spool or the
+// checkpoint cannot be written, flush retries with backoff (input pauses:
+// the audit log buffers) until it can or ctx ends; then it returns an
+// error, and the checkpoint stays where it was.
 func (r *run) flush(ctx context.Context, final bool) error {
 	c := r.c
 	r.dec.Tick(time.Now())
 	c.m.sync(r.dec)
 	if len(r.batch) == 0 && len(r.dl) == 0 && !r.dirty {
-		return r.drain(ctx)
+		return r.drainRetry(ctx)
 	}
 	msgs := append(r.batch, r.dl...)
 	meta := spoolMeta{DeadLetters: len(r.dl)}
 	st := r.checkpointState()
-	delivered := false
-	if len(msgs) > 0 && r.sp.Entries() == 0 {
-		delivered = r.produce(ctx, msgs, meta) == nil
-	}
-	if len(msgs) > 0 && !delivered {
-		if err := r.spoolAppend(ctx, msgs, meta, final); err != nil {
-			return err
-		}
-	}
 	if len(msgs) > 0 {
+		if err := r.store(ctx, msgs, meta); err != nil {
+			return fmt.Errorf("collector: batch not saved, the checkpoint is not advanced (it is read again at restart): %w", err)
+		}
 		c.m.batchEvents.Observe(float64(len(r.batch)))
-	}
-	if err := r.ckpt.Save(st); err != nil {
-		return fmt.Errorf("collector: save checkpoint: %w", err)
 	}
 	r.batch, r.dl, r.pending, r.batchBytes, r.dirty = nil, nil, nil, 0, false
 	c.m.queueDepth.Set(0)
+	if err := r.ckptFault.retry(ctx, func() error { return r.ckpt.Save(st) }); err != nil {
+		return fmt.Errorf("collector: save checkpoint (the last batch is sent again at restart): %w", err)
+	}
 	if final {
 		return nil
 	}
-	return r.drain(ctx)
+	return r.drainRetry(ctx)
+}
+
+// store makes one batch durable: in Kafka when the spool is empty and
+// Kafka takes it, else in the spool (order is kept). While the spool
+// cannot take it (full, or its disk full or read-only) store retries with
+// backoff, draining the spool between attempts; nothing is dropped.
+func (r *run) store(ctx context.Context, msgs []kafkago.Message, meta spoolMeta) error {
+	e := spool.Entry{Messages: make([]spool.Message, len(msgs))}
+	for i, m := range msgs {
+		e.Messages[i] = spool.Message{Key: m.Key, Value: m.Value}
+	}
+	e.Meta, _ = json.Marshal(meta)
+	retrying := false
+	return r.spoolFault.retry(ctx, func() error {
+		if retrying {
+			if err := r.drain(ctx); err != nil {
+				return err
+			}
+		}
+		retrying = true
+		if r.sp.Entries() == 0 && r.produce(ctx, msgs, meta) == nil {
+			return nil
+		}
+		err := r.sp.Append(e)
+		r.spoolGauges()
+		if err != nil {
+			return fmt.Errorf("collector: spool: %w", err)
+		}
+		return nil
+	})
+}
+
+// drainRetry drains the spool, retrying while the spool cannot be read or
+// its progress saved.
+func (r *run) drainRetry(ctx context.Context) error {
+	if err := r.spoolFault.retry(ctx, func() error { return r.drain(ctx) }); err != nil {
+		return fmt.Errorf("collector: drain spool: %w", err)
+	}
+	return nil
+}
+
+func (r *run) spoolGauges() {
+	r.c.m.spoolBytes.Set(float64(r.sp.Bytes()))
+	r.c.m.spoolEntries.Set(float64(r.sp.Entries()))
 }
 
 // produce pushes one batch: events to the audit topic, then dead letters.
@@ -555,75 +648,54 @@ func (r *run) produce(ctx context.Context, msgs []kafkago.Message, meta spoolMet
 	c.m.produceSeconds.Observe(time.Since(t0).Seconds())
 	if err != nil {
 		c.m.produceErrors.Inc()
-		c.log.Warn("push to Kafka failed; batch goes to the spool", "messages", len(msgs), "err", err)
+		if !r.kafkaDown {
+			c.log.Warn("push to Kafka failed; batches go to the spool until it is back", "messages", len(msgs), "err", err)
+			r.kafkaDown = true
+		}
 		return fmt.Errorf("collector: produce: %w", err)
+	}
+	if r.kafkaDown {
+		c.log.Info("Kafka takes batches again")
+		r.kafkaDown = false
 	}
 	c.m.produced.Add(float64(len(msgs)))
 	return nil
 }
 
-// spoolAppend writes a batch to the spool, waiting (and draining) while the
-// spool is full: reading pauses, nothing is dropped.
-func (r *run) spoolAppend(ctx context.Context, msgs []kafkago.Message, meta spoolMeta, final bool) error {
-	e := spool.Entry{Messages: make([]spool.Message, len(msgs))}
-	for i, m := range msgs {
-		e.Messages[i] = spool.Message{Key: m.Key, Value: m.Value}
-	}
-	e.Meta, _ = json.Marshal(meta)
-	for {
-		err := r.sp.Append(e)
-		r.c.m.spoolBytes.Set(float64(r.sp.Bytes()))
-		r.c.m.spoolEntries.Set(float64(r.sp.Entries()))
-		if !errors.Is(err, spool.ErrFull) {
+// drain sends spooled batches in order until the spool is empty or Kafka
+// fails again (not an error: the next flush tries again). An error is the
+// spool's own (reading it, or saving its progress).
+func (r *run) drain(ctx context.Context) error {
+	for r.sp.Entries() > 0 {
+		if r.sentOldest == 0 {
+			e, ok, err := r.sp.Oldest()
 			if err != nil {
 				return fmt.Errorf("collector: spool: %w", err)
 			}
-			return nil
+			if !ok {
+				break
+			}
+			var meta spoolMeta
+			if err := json.Unmarshal(e.Meta, &meta); err != nil {
+				return fmt.Errorf("collector: spool entry meta: %w", err)
+			}
+			msgs := make([]kafkago.Message, len(e.Messages))
+			for i, m := range e.Messages {
+				msgs[i] = kafkago.Message{Key: m.Key, Value: m.Value}
+			}
+			if err := r.produce(ctx, msgs, meta); err != nil {
+				return nil // Kafka still away: try again at the next flush
+			}
+			r.sentOldest = len(msgs)
 		}
-		r.c.m.spoolFull.Inc()
-		r.c.log.Error("spool full: reading paused until Kafka takes the backlog", "spool_bytes", r.sp.Bytes())
-		if final {
-			return fmt.Errorf("collector: spool full at shutdown: the last batch is not saved; the checkpoint is not advanced, so it is read again at restart")
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("collector: spool full at shutdown: %w", ctx.Err())
-		case <-time.After(time.Second):
-		}
-		if err := r.drain(ctx); err != nil {
-			return err
-		}
-	}
-}
-
-// drain sends spooled batches in order until the spool is empty or Kafka
-// fails again.
-func (r *run) drain(ctx context.Context) error {
-	for r.sp.Entries() > 0 {
-		e, ok, err := r.sp.Oldest()
-		if err != nil {
-			return fmt.Errorf("collector: spool: %w", err)
-		}
-		if !ok {
-			break
-		}
-		var meta spoolMeta
-		if err := json.Unmarshal(e.Meta, &meta); err != nil {
-			return fmt.Errorf("collector: spool entry meta: %w", err)
-		}
-		msgs := make([]kafkago.Message, len(e.Messages))
-		for i, m := range e.Messages {
-			msgs[i] = kafkago.Message{Key: m.Key, Value: m.Value}
-		}
-		if err := r.produce(ctx, msgs, meta); err != nil {
-			return nil // Kafka still away: try again at the next flush
-		}
+		// Kafka has the batch: should Ack fail, the retry acks it
+		// without sending it again.
 		if err := r.sp.Ack(); err != nil {
 			return fmt.Errorf("collector: spool ack: %w", err)
 		}
-		r.c.m.spoolBytes.Set(float64(r.sp.Bytes()))
-		r.c.m.spoolEntries.Set(float64(r.sp.Entries()))
-		r.c.log.Info("spooled batch delivered", "messages", len(msgs), "left", r.sp.Entries())
+		r.spoolGauges()
+		r.c.log.Info("spooled batch delivered", "messages", r.sentOldest, "left", r.sp.Entries())
+		r.sentOldest = 0
 	}
 	return nil
 }

@@ -31,6 +31,9 @@ type metrics struct {
 	spoolFull      prometheus.Counter
 	spoolCorrupt   prometheus.Counter
 	grants         prometheus.Gauge
+	paused         *prometheus.GaugeVec
+	faultErrors    *prometheus.CounterVec
+	rejectLogs     prometheus.Counter
 
 	// last values seen from the decoder, to turn its counts into increments
 	last struct {
@@ -87,6 +90,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Damaged spool records cut off at start (after a crash): data lost, loudly."}),
 		grants: prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditpipe_collector_grants",
 			Help: "Grants known for enrichment."}),
+		paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "auditpipe_collector_paused",
+			Help: "1 while input is paused by a local fault (disk full, read-only state directory, audit log path unusable), by reason."}, []string{"reason"}),
+		faultErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditpipe_collector_fault_errors_total",
+			Help: "Failed attempts of an operation paused by a local fault, by reason; each is retried with backoff."}, []string{"reason"}),
+		rejectLogs: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditpipe_collector_reject_logs_suppressed_total",
+			Help: "Rejected lines not logged one by one (over the log rate); each is still counted in rejects_total and dead-lettered."}),
+	}
+	for _, r := range faultReasons() {
+		m.paused.WithLabelValues(r)
+		m.faultErrors.WithLabelValues(r)
 	}
 	for _, k := range schemas.Kinds {
 		m.events.WithLabelValues(string(k))
@@ -100,7 +113,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.records, m.events, m.rejects, m.skipped, m.gaps, m.incomplete, m.missingArgs, m.inputGaps,
 			m.openEvents, m.queueDepth, m.batchEvents, m.produceSeconds, m.produceErrors, m.produced, m.deadLetters,
-			m.spoolBytes, m.spoolEntries, m.spoolExpired, m.spoolFull, m.spoolCorrupt, m.grants)
+			m.spoolBytes, m.spoolEntries, m.spoolExpired, m.spoolFull, m.spoolCorrupt, m.grants,
+			m.paused, m.faultErrors, m.rejectLogs)
 	}
 	m.last.events = map[schemas.Kind]uint64{}
 	m.last.rejects = map[string]uint64{}

@@ -137,6 +137,9 @@ type Spool struct {
 	readSeg  uint64
 	buf      []byte
 	closed   bool
+	// headStale is set while the head file on disk is behind (its last
+	// save failed).
+	headStale bool
 }
 
 // Open opens the spool in dir, creating the directory if needed, checks
@@ -172,10 +175,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 		s.closeFiles()
 		return nil, err
 	}
-	if err := s.expire(); err != nil {
-		s.closeFiles()
-		return nil, err
-	}
+	s.expire()
 	return s, nil
 }
 
@@ -351,12 +351,13 @@ func (s *Spool) Append(e Entry) error {
 	if s.closed {
 		return ErrClosed
 	}
-	if err := s.expire(); err != nil {
-		return err
-	}
+	s.expire()
 	size := recordSize(e)
 	if size > s.opts.MaxBytes || size-recordHeader > 1<<32-1 {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, s.opts.MaxBytes)
+	}
+	if s.headStale {
+		s.saveHead(s.currentHead())
 	}
 	if s.bytes+size > s.opts.MaxBytes {
 		return fmt.Errorf("%w: %d bytes spooled, %d more would exceed %d", ErrFull, s.bytes, size, s.opts.MaxBytes)
@@ -398,9 +399,7 @@ func (s *Spool) Oldest() (Entry, bool, error) {
 	if s.closed {
 		return Entry{}, false, ErrClosed
 	}
-	if err := s.expire(); err != nil {
-		return Entry{}, false, err
-	}
+	s.expire()
 	if len(s.recs) == 0 {
 		return Entry{}, false, nil
 	}
@@ -428,7 +427,10 @@ func (s *Spool) Oldest() (Entry, bool, error) {
 }
 
 // Ack removes the entry that Oldest returns, once it was delivered. The
-// removal is durable when Ack returns.
+// removal is durable when Ack returns, unless the head file cannot be
+// saved (a full disk, a read-only directory): then it is logged, the entry
+// is removed all the same, and the head is saved at the next Ack or Append;
+// a crash before that delivers the entry again.
 func (s *Spool) Ack() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -438,52 +440,82 @@ func (s *Spool) Ack() error {
 	if len(s.recs) == 0 {
 		return ErrEmpty
 	}
-	return s.drop(1)
+	s.drop(1)
+	return nil
 }
 
-// drop removes the first n records durably.
-func (s *Spool) drop(n int) error {
+// drop removes the first n records, which were delivered (or expired).
+// The delivered segments go first, then the head file is saved: on a full
+// disk, removing them is what makes room for the save. Removing them
+// before the save is safe, since their records are delivered: after a
+// crash, Open finds the head's segment gone and loads what follows.
+//
+// When the head cannot be saved (a full disk, a read-only directory) the
+// records are removed all the same: they were delivered, and a caller
+// that retried would remove others. The failure is logged once; the head
+// is saved again at the next drop or Append. A crash before that delivers
+// those records again (at least once, never lost).
+func (s *Spool) drop(n int) {
 	for _, r := range s.recs[:n] {
 		s.bytes -= r.size
 	}
 	s.recs = s.recs[n:]
-	var h head
+	h := s.currentHead()
+	if len(s.recs) == 0 && s.tail != nil {
+		// Empty: the next append starts a new segment.
+		s.tail.Close()
+		s.tail = nil
+	}
+	s.removeBefore(h.Segment)
+	s.saveHead(h)
+}
+
+// currentHead is the position of the first undelivered record.
+func (s *Spool) currentHead() head {
 	if len(s.recs) > 0 {
-		h = head{Segment: s.recs[0].seg, Offset: s.recs[0].off}
-	} else {
-		// Empty: everything so far is delivered; the next append starts
-		// a new segment.
-		h = head{Segment: s.nextSeg}
-		if s.tail != nil {
-			s.tail.Close()
-			s.tail = nil
-		}
+		return head{Segment: s.recs[0].seg, Offset: s.recs[0].off}
 	}
-	if err := s.head.Save(h); err != nil {
-		return fmt.Errorf("spool: %w", err)
+	return head{Segment: s.nextSeg}
+}
+
+// saveHead saves h, logging the first failure and the recovery.
+func (s *Spool) saveHead(h head) {
+	err := s.head.Save(h)
+	switch {
+	case err != nil && !s.headStale:
+		s.headStale = true
+		s.log.Warn("spool: cannot record delivered batches on disk; after a crash they would be sent again (duplicates, nothing lost)", "err", err)
+	case err == nil && s.headStale:
+		s.headStale = false
+		s.log.Info("spool: delivered batches recorded on disk again")
 	}
-	// Remove the segments wholly before the head.
+}
+
+// removeBefore removes the segments wholly before segment seq (delivered).
+// A segment that cannot be removed now is removed by a later call or at
+// the next Open: a failure is only logged.
+func (s *Spool) removeBefore(seq uint64) {
 	segs, err := s.segments()
 	if err != nil {
-		return err
+		s.log.Warn("spool: listing delivered segments to remove", "err", err)
+		return
 	}
-	for _, seq := range segs {
-		if seq >= h.Segment {
+	for _, n := range segs {
+		if n >= seq {
 			break
 		}
-		if s.reader != nil && s.readSeg == seq {
+		if s.reader != nil && s.readSeg == n {
 			s.reader.Close()
 			s.reader = nil
 		}
-		if err := os.Remove(s.segPath(seq)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("spool: %w", err)
+		if err := os.Remove(s.segPath(n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.log.Warn("spool: removing a delivered segment", "err", err)
 		}
 	}
-	return nil
 }
 
 // expire drops the entries older than MaxAge from the front.
-func (s *Spool) expire() error {
+func (s *Spool) expire() {
 	cutoff := s.opts.Now().Add(-s.opts.MaxAge)
 	n := 0
 	var bytes int64
@@ -495,13 +527,13 @@ func (s *Spool) expire() error {
 		bytes += r.size
 	}
 	if n == 0 {
-		return nil
+		return
 	}
+	s.drop(n)
 	s.log.Error("spooled batches expired undelivered: data lost", "entries", n, "bytes", bytes, "max_age", s.opts.MaxAge)
 	if s.opts.OnExpired != nil {
 		s.opts.OnExpired(n, bytes)
 	}
-	return s.drop(n)
 }
 
 // Bytes returns the size of the undelivered entries' records.

@@ -406,3 +406,62 @@ func TestClosed(t *testing.T) {
 		t.Fatalf("Ack after Close: %v", err)
 	}
 }
+
+// Regression: when the head file could not be saved (a full disk, a
+// read-only directory) Ack failed after it had removed the entry from
+// memory, so a caller that retried it removed the next entry too: one
+// batch lost. Expiry had the same flaw. And on a full disk the save could
+// not succeed at all, since the delivered segments holding the space were
+// removed only after it. Now Ack removes exactly its entry, the head is
+// saved at the next Ack or Append, and a crash before that delivers the
+// entry again: nothing is lost.
+func TestHeadSaveFails(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := openSpool(t, dir, Options{})
+	for i := range 3 {
+		mustAppend(t, s, entry(i))
+	}
+	// A non-empty directory where the head file goes: its save (a rename
+	// over it) fails.
+	headDir := filepath.Join(dir, "head.json")
+	blockHead := func() {
+		if err := os.MkdirAll(filepath.Join(headDir, "x"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unblockHead := func() {
+		if err := os.RemoveAll(headDir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	blockHead()
+	if err := s.Ack(); err != nil {
+		t.Fatal(err)
+	}
+	if e, ok, err := s.Oldest(); s.Entries() != 2 || err != nil || !ok || !sameEntry(e, entry(1)) {
+		t.Fatalf("after an Ack whose head save failed: %d entries, oldest %+v, %v", s.Entries(), e, err)
+	}
+
+	// A crash before the head is saved: entry 0 comes again.
+	s.Close()
+	unblockHead()
+	s, _ = openSpool(t, dir, Options{})
+	if s.Entries() != 3 {
+		t.Fatalf("reopened: %d entries, want 3 (the unrecorded Ack undone)", s.Entries())
+	}
+	blockHead()
+	for range 2 {
+		if err := s.Ack(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.Entries() != 1 {
+		t.Fatalf("two Acks whose saves failed left %d entries, want 1", s.Entries())
+	}
+	// The next Append saves the head once it can.
+	unblockHead()
+	mustAppend(t, s, entry(3))
+	s.Close()
+	s, _ = openSpool(t, dir, Options{})
+	equal(t, drain(t, s), metas(2, 4))
+}

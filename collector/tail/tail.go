@@ -25,6 +25,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -110,6 +111,29 @@ type source struct {
 	name string
 	live bool // the file at the followed path, which may still grow or rotate
 	off  int64
+	// err, when set, says why a rotated file that exists could not be
+	// opened (permissions); f is nil then.
+	err error
+}
+
+// unreadable returns an error for the first of ss that could not be
+// opened, or nil.
+func unreadable(ss []source) error {
+	for _, s := range ss {
+		if s.err != nil {
+			return fmt.Errorf("tail: rotated file %s still holds records to read but cannot be opened: %w", s.name, s.err)
+		}
+	}
+	return nil
+}
+
+// closeSources closes the files of ss.
+func closeSources(ss []source) {
+	for _, s := range ss {
+		if s.f != nil {
+			s.f.Close()
+		}
+	}
 }
 
 // Follower reads lines from a file by name. It is not safe for concurrent
@@ -137,7 +161,9 @@ type Follower struct {
 
 	out     []byte // holds a partial line returned across a switch of file
 	waiting bool   // logged that the path is missing
-	closed  bool
+	// deletedLogged is set once the deletion of the current file is logged.
+	deletedLogged bool
+	closed        bool
 }
 
 // Open starts following the file at path from position from. The zero
@@ -215,6 +241,14 @@ func (f *Follower) start(from Position) error {
 		if s.id != want {
 			continue
 		}
+		if s.err != nil {
+			// Most likely the checkpointed file: it cannot be
+			// skipped, nor its fingerprint checked.
+			err := unreadable(rotated[i : i+1])
+			closeSources(rotated)
+			closeSources([]source{live})
+			return err
+		}
 		ok, err := matchFingerprint(s.f, from.Fingerprint)
 		if err == nil && ok {
 			found = i
@@ -222,18 +256,19 @@ func (f *Follower) start(from Position) error {
 		}
 	}
 	if found < 0 {
-		for _, s := range rotated {
-			s.f.Close()
-		}
+		closeSources(rotated)
 		f.gap(Gap{At: from, Bytes: -1, Reason: "checkpointed file not found; starting at the beginning of the current file"})
 		if live.f != nil {
 			return f.switchTo(live)
 		}
 		return nil
 	}
-	for _, s := range rotated[:found] {
-		s.f.Close()
+	if err := unreadable(rotated[found+1:]); err != nil {
+		closeSources(rotated)
+		closeSources([]source{live})
+		return err
 	}
+	closeSources(rotated[:found])
 	first := rotated[found]
 	first.off = f.checkOffset(first, from)
 	f.queue = append(f.queue, rotated[found+1:]...)
@@ -255,15 +290,75 @@ func (f *Follower) checkOffset(s source, from Position) int64 {
 	return 0
 }
 
-// openSource opens name; a missing file gives a zero source and no error.
+// NotRegularError reports a followed path, or a rotated file, that is not a
+// regular file (a FIFO, a directory, a device): the Follower refuses to
+// open it. Opening a FIFO would block until a writer appears, and reading
+// a directory fails; neither is an audit log.
+type NotRegularError struct {
+	Path string
+	Mode fs.FileMode
+}
+
+func (e *NotRegularError) Error() string {
+	kind := "not a regular file"
+	switch {
+	case e.Mode.IsDir():
+		kind = "a directory"
+	case e.Mode&fs.ModeNamedPipe != 0:
+		kind = "a FIFO"
+	case e.Mode&fs.ModeSocket != 0:
+		kind = "a socket"
+	case e.Mode&fs.ModeDevice != 0:
+		kind = "a device"
+	}
+	return fmt.Sprintf("tail: %s is %s, not a regular file: refused", e.Path, kind)
+}
+
+// fileType returns the type bits of a stat mode as an fs.FileMode.
+func fileType(m uint32) fs.FileMode {
+	switch m & syscall.S_IFMT {
+	case syscall.S_IFDIR:
+		return fs.ModeDir
+	case syscall.S_IFIFO:
+		return fs.ModeNamedPipe
+	case syscall.S_IFSOCK:
+		return fs.ModeSocket
+	case syscall.S_IFCHR:
+		return fs.ModeDevice | fs.ModeCharDevice
+	case syscall.S_IFBLK:
+		return fs.ModeDevice
+	}
+	return fs.ModeIrregular
+}
+
+// openSource opens name if it is a regular file; a missing file gives a
+// zero source and no error. The file is opened non-blocking and checked
+// before anything is read, so that a FIFO at the path neither blocks the
+// open nor is read.
 func openSource(name string) (source, error) {
-	fh, err := os.Open(name)
-	if errors.Is(err, fs.ErrNotExist) {
+	fd, err := syscall.Open(name, syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC|syscall.O_NOCTTY, 0)
+	if errors.Is(err, syscall.ENOENT) {
 		return source{}, nil
 	}
 	if err != nil {
-		return source{}, fmt.Errorf("tail: %w", err)
+		return source{}, fmt.Errorf("tail: %w", &fs.PathError{Op: "open", Path: name, Err: err})
 	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		syscall.Close(fd)
+		return source{}, fmt.Errorf("tail: %w", &fs.PathError{Op: "stat", Path: name, Err: err})
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		syscall.Close(fd)
+		return source{}, &NotRegularError{Path: name, Mode: fileType(st.Mode)}
+	}
+	// O_NONBLOCK means nothing for a regular file; clear it anyway so that
+	// the descriptor is an ordinary one.
+	if err := syscall.SetNonblock(fd, false); err != nil {
+		syscall.Close(fd)
+		return source{}, fmt.Errorf("tail: %w", &fs.PathError{Op: "fcntl", Path: name, Err: err})
+	}
+	fh := os.NewFile(uintptr(fd), name)
 	id, _, err := fileIdentity(fh)
 	if err != nil {
 		fh.Close()
@@ -290,7 +385,7 @@ func (f *Follower) rotatedFiles(live source) ([]source, error) {
 			break
 		}
 		for _, c := range cands {
-			c.f.Close()
+			closeSources([]source{c.source})
 		}
 		cands = nil
 	}
@@ -342,8 +437,24 @@ func (f *Follower) listRotated(live source) (cands []candidate, stable bool, err
 			continue
 		}
 		s, err := openSource(filepath.Join(dir, name))
+		if errors.Is(err, fs.ErrPermission) {
+			// Kept, so that the caller can tell whether it is needed.
+			fi, serr := os.Stat(filepath.Join(dir, name))
+			id, ok := fileID{}, false
+			if serr == nil {
+				id, ok = statID(fi)
+			}
+			if !ok {
+				stable = false
+				continue
+			}
+			num, nerr := strconv.Atoi(strings.TrimPrefix(name[len(base):], "."))
+			s = source{id: id, name: filepath.Join(dir, name), err: err}
+			cands = append(cands, candidate{source: s, mtime: fi.ModTime(), num: num, numbered: nerr == nil && num >= 0})
+			continue
+		}
 		if err != nil || s.f == nil {
-			stable = false // vanished or unreadable: renamed under us?
+			stable = false // vanished or not a regular file: renamed under us?
 			continue
 		}
 		if live.f != nil && s.id == live.id {
@@ -608,6 +719,7 @@ func (f *Follower) checkTruncated() (Line, error, bool, error) {
 func (f *Follower) rotated() (bool, error) {
 	fi, err := os.Stat(f.path)
 	if errors.Is(err, fs.ErrNotExist) {
+		f.checkDeleted()
 		return false, nil
 	}
 	if err != nil {
@@ -615,6 +727,24 @@ func (f *Follower) rotated() (bool, error) {
 	}
 	id, ok := statID(fi)
 	return ok && id != f.cur.id, nil
+}
+
+// checkDeleted logs, once, that the current file was deleted (not renamed
+// by a rotation) while it was followed. Reading goes on from the open
+// file, which its writer may still hold, until a new file appears at the
+// path.
+func (f *Follower) checkDeleted() {
+	if f.deletedLogged {
+		return
+	}
+	fi, err := f.cur.f.Stat()
+	if err != nil {
+		return
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink == 0 {
+		f.deletedLogged = true
+		f.log.Warn("followed file deleted; reading on from the open file until a new file appears at the path", "file", f.cur.name, "offset", f.base+int64(f.w))
+	}
 }
 
 // queueNewer queues the files to read after the current one, which was
@@ -645,18 +775,27 @@ func (f *Follower) queueNewer() error {
 			curTime = fi.ModTime()
 		}
 	}
+	var newer []source
 	for i, s := range rotated {
 		keep := i > idx
 		if idx < 0 {
-			fi, err := s.f.Stat()
+			fi, err := os.Stat(s.name)
 			keep = err == nil && !fi.ModTime().Before(curTime)
 		}
 		if !keep {
-			s.f.Close()
+			closeSources([]source{s})
 			continue
 		}
-		f.queue = append(f.queue, s)
+		newer = append(newer, s)
 	}
+	if err := unreadable(newer); err != nil {
+		// Nothing is queued: the caller may retry, from the current
+		// file's end, once the file can be read.
+		closeSources(newer)
+		closeSources([]source{live})
+		return err
+	}
+	f.queue = append(f.queue, newer...)
 	if live.f != nil {
 		f.queue = append(f.queue, live)
 	}
@@ -710,6 +849,7 @@ func (f *Follower) closeCur() {
 		f.cur.f.Close()
 	}
 	f.cur = source{}
+	f.deletedLogged = false
 	f.base, f.r, f.w = 0, 0, 0
 	f.atEOF = false
 	f.fpLen, f.fp = 0, ""
