@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/auditpipe/auditpipe/clickhouse"
+	"github.com/auditpipe/auditpipe/internal/config"
 )
 
 // FormatQuerier runs a query and returns its output in a ClickHouse format.
@@ -222,6 +223,8 @@ type HTTPClient struct {
 	URL string
 	// Client defaults to http.DefaultClient.
 	Client *http.Client
+	// Token, when set, is sent as Authorization: Bearer.
+	Token config.Secret
 }
 
 // Query implements clickhouse.Querier.
@@ -245,6 +248,9 @@ func (c *HTTPClient) QueryFormat(ctx context.Context, sql, format string) ([]byt
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), strings.NewReader(sql))
 	if err != nil {
 		return nil, fmt.Errorf("queryapi: query server: %w", err)
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token.Reveal())
 	}
 	hc := c.Client
 	if hc == nil {

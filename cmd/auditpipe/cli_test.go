@@ -72,7 +72,7 @@ func TestConfigCommands(t *testing.T) {
 		}
 		return p
 	}
-	good := write("good.yaml", "target: forwarder\nkafka: {brokers: [k:9092]}\nforwarder: {destinations: [{address: 'siem:6514'}]}\n")
+	good := write("good.yaml", "target: forwarder\nkafka: {brokers: [k:9092]}\nserver: {auth: {tokens_file: /dev/null}}\nforwarder: {destinations: [{address: 'siem:6514'}]}\n")
 	if code, out, errOut := runCmd(t, "", "config", "validate", good); code != 0 || !strings.Contains(out, "valid for target forwarder") {
 		t.Errorf("good: exit %d, %q %q", code, out, errOut)
 	}

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/auditpipe/auditpipe/clickhouse"
+	"github.com/auditpipe/auditpipe/internal/config"
 	"github.com/auditpipe/auditpipe/queryapi"
 )
 
@@ -19,6 +21,7 @@ func runQuery(ctx context.Context, e env) error {
 	var sf storeFlags
 	sf.register(fs)
 	server := fs.String("server", "", "query endpoint URL of a running all-in-one or indexer (e.g. http://127.0.0.1:9464/), or a ClickHouse HTTP interface")
+	tokenFile := fs.String("token-file", "", "`FILE` holding the endpoint's bearer token (default $AUDITPIPE_TOKEN; the all-in-one writes DATA/admin.token on first start)")
 	output := fs.String("output", clickhouse.OutputTable, "output format: table, json or csv")
 	all := fs.Bool("all", false, "run every named query and print the answers")
 	fs.Usage = func() {
@@ -62,7 +65,11 @@ func runQuery(ctx context.Context, e env) error {
 		if sf.embedded != "" || sf.clickhouse != "" {
 			return fmt.Errorf("--server excludes --embedded and --clickhouse")
 		}
-		q = &queryapi.HTTPClient{URL: *server}
+		tok, err := readToken(*tokenFile)
+		if err != nil {
+			return err
+		}
+		q = &queryapi.HTTPClient{URL: *server, Token: tok}
 	} else {
 		st, err := sf.config()
 		if errors.Is(err, errNoStore) {
@@ -99,4 +106,16 @@ func looksLikeName(s string) bool {
 		return false
 	}
 	return true
+}
+
+// readToken returns the bearer token from path, else $AUDITPIPE_TOKEN.
+func readToken(path string) (config.Secret, error) {
+	if path == "" {
+		return config.Secret(os.Getenv("AUDITPIPE_TOKEN")), nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("--token-file: %w", err)
+	}
+	return config.Secret(strings.TrimSpace(string(b))), nil
 }

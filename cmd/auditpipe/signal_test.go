@@ -35,7 +35,7 @@ func TestSIGHUPReloadsAndSIGTERMStops(t *testing.T) {
 	cfgPath := filepath.Join(dir, "c.yaml")
 	writeCfg := func(level string) {
 		t.Helper()
-		cfg := "target: collector\nlog: {level: " + level + "}\nserver: {http_addr: '127.0.0.1:0'}\n" +
+		cfg := "target: collector\nlog: {level: " + level + "}\nserver: {http_addr: '127.0.0.1:0', auth: {open_metrics: true}}\n" +
 			"kafka: {brokers: ['127.0.0.1:1'], dial_timeout: 200ms}\n" +
 			"collector: {state_dir: '" + filepath.Join(dir, "state") + "', follow_grants: false, input: {path: '" + logPath + "'}}\n"
 		if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {

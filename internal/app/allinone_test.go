@@ -14,6 +14,8 @@ import (
 	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/clickhouse/chdb"
 	"github.com/auditpipe/auditpipe/forwarder"
+	"github.com/auditpipe/auditpipe/internal/auth"
+	"github.com/auditpipe/auditpipe/internal/config"
 	"github.com/auditpipe/auditpipe/internal/siemtest"
 	"github.com/auditpipe/auditpipe/queryapi"
 )
@@ -67,6 +69,7 @@ func appendTo(t *testing.T, path, text string) {
 
 type running struct {
 	url    string
+	token  config.Secret
 	app    *App
 	cancel context.CancelFunc
 	done   chan error
@@ -87,6 +90,11 @@ func start(t *testing.T, cfg Config) *running {
 	select {
 	case a := <-addr:
 		r.url = fmt.Sprintf("http://%s/", a)
+		tok, err := os.ReadFile(filepath.Join(cfg.Embedded.DataDir, auth.AdminTokenName))
+		if err != nil {
+			t.Fatalf("the admin token created on first start: %v", err)
+		}
+		r.token = config.Secret(strings.TrimSpace(string(tok)))
 	case err := <-r.done:
 		t.Fatalf("all-in-one did not start: %v", err)
 	case <-time.After(60 * time.Second):
@@ -134,9 +142,9 @@ func recordsRead(t *testing.T, a *App) float64 {
 	return 0
 }
 
-func count(t *testing.T, url, sql string) string {
+func count(t *testing.T, r *running, sql string) string {
 	t.Helper()
-	res, err := (&queryapi.HTTPClient{URL: url}).Query(context.Background(), sql)
+	res, err := (&queryapi.HTTPClient{URL: r.url, Token: r.token}).Query(context.Background(), sql)
 	if err != nil {
 		return "error: " + err.Error()
 	}
@@ -146,12 +154,12 @@ func count(t *testing.T, url, sql string) string {
 	return strings.TrimSpace(fmt.Sprintln(res.Rows[0]...))
 }
 
-func waitCount(t *testing.T, url, sql, want string, d time.Duration) {
+func waitCount(t *testing.T, r *running, sql, want string, d time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	got := ""
 	for time.Now().Before(deadline) {
-		if got = count(t, url, sql); got == want {
+		if got = count(t, r, sql); got == want {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -176,11 +184,11 @@ func TestAllInOne(t *testing.T) {
 	appendTo(t, log, first)
 	r := start(t, cfg)
 	const all = "SELECT count(), uniqExact(event_id) FROM audit_events"
-	waitCount(t, r.url, all, "10 10", 30*time.Second)
+	waitCount(t, r, all, "10 10", 30*time.Second)
 
 	// Appended lines become queryable after the flush interval.
 	appendTo(t, log, second)
-	waitCount(t, r.url, all, "18 18", 30*time.Second)
+	waitCount(t, r, all, "18 18", 30*time.Second)
 
 	// More lines, then a stop at once: the last batch is flushed, indexed
 	// and committed on the way out.
@@ -208,13 +216,13 @@ func TestAllInOne(t *testing.T) {
 	}
 
 	r = start(t, cfg)
-	waitCount(t, r.url, all, "26 26", 30*time.Second)
+	waitCount(t, r, all, "26 26", 30*time.Second)
 	// Nothing more arrives later: no event is read twice after the restart.
 	time.Sleep(4 * cfg.Collector.FlushInterval)
-	if got := count(t, r.url, all); got != "26 26" {
+	if got := count(t, r, all); got != "26 26" {
 		t.Fatalf("after restart: %s, want 26 26", got)
 	}
-	if got := count(t, r.url, "SELECT count() FROM audit_events WHERE req_auth_id = 'req2' AND event = 'command'"); got != "8" {
+	if got := count(t, r, "SELECT count() FROM audit_events WHERE req_auth_id = 'req2' AND event = 'command'"); got != "8" {
 		t.Errorf("req2 commands: %s, want 8", got)
 	}
 	r.stop(t)
@@ -243,7 +251,7 @@ func TestAllInOneSIEM(t *testing.T) {
 	cfg.Forwarder.Destinations = []forwarder.Destination{{Address: rs.Addr, TLS: forwarder.TLS{CAFile: ca.CertPEM}}}
 	r := start(t, cfg)
 	msgs := rs.WaitMessages(t, 18, 30*time.Second)
-	waitCount(t, r.url, "SELECT count() FROM audit_events", "18", 30*time.Second)
+	waitCount(t, r, "SELECT count() FROM audit_events", "18", 30*time.Second)
 	r.stop(t)
 	ids := map[string]bool{}
 	for _, m := range msgs {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/auditpipe/auditpipe/collector"
 	"github.com/auditpipe/auditpipe/forwarder"
 	"github.com/auditpipe/auditpipe/indexer"
+	"github.com/auditpipe/auditpipe/internal/auth"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 )
 
@@ -71,6 +73,38 @@ type ServerConfig struct {
 	// 127.0.0.1:9461, indexer 127.0.0.1:9462, forwarder 127.0.0.1:9463,
 	// all 127.0.0.1:9464. "off" serves nothing.
 	HTTPAddr string `yaml:"http_addr"`
+	// TLS puts the listener on HTTPS; with a client CA, client
+	// certificates authenticate too (mutual TLS). Default off.
+	TLS ServerTLS `yaml:"tls"`
+	// Auth is who may call the endpoints.
+	Auth AuthConfig `yaml:"auth"`
+}
+
+// ServerTLS is the listener's certificate and the CA of client
+// certificates.
+type ServerTLS struct {
+	// CertFile and KeyFile are the server's certificate (PEM). Both set
+	// turn TLS on.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ClientCAFile verifies client certificates (PEM); a verified
+	// certificate whose common name auth.clients lists authenticates.
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// AuthConfig says who may call the process's endpoints. /-/healthy and
+// /-/ready are open (probes); everything else needs a credential.
+type AuthConfig struct {
+	// TokensFile lists the bearer tokens by name, role and SHA-256 (never
+	// the token). Required unless the target is all, which creates
+	// embedded.data_dir/tokens.yaml and an admin token on first start, or
+	// clients are configured.
+	TokensFile string `yaml:"tokens_file"`
+	// Clients map client certificate common names to roles.
+	Clients []auth.Client `yaml:"clients"`
+	// OpenMetrics serves /metrics without a credential; allowed only on a
+	// loopback address. Default false.
+	OpenMetrics bool `yaml:"open_metrics"`
 }
 
 // EmbeddedConfig configures the all-in-one's embedded parts.
@@ -192,6 +226,7 @@ func (c Config) Validate() error {
 	} else if err := r.Kafka.Validate("kafka"); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, r.Server.validate(c.Target))
 	if has("collector") {
 		errs = append(errs, r.Collector.Validate())
 	}
@@ -205,4 +240,41 @@ func (c Config) Validate() error {
 		errs = append(errs, r.Forwarder.Validate())
 	}
 	return errors.Join(errs...)
+}
+
+// validate checks the listener's TLS and that something can authenticate.
+func (s ServerConfig) validate(target string) error {
+	var errs []error
+	if s.HTTPAddr == "off" {
+		return nil
+	}
+	if (s.TLS.CertFile == "") != (s.TLS.KeyFile == "") {
+		errs = append(errs, errors.New("server.tls: cert_file and key_file go together"))
+	}
+	if s.TLS.ClientCAFile != "" && s.TLS.CertFile == "" {
+		errs = append(errs, errors.New("server.tls.client_ca_file: needs cert_file and key_file (client certificates need TLS)"))
+	}
+	if len(s.Auth.Clients) > 0 && s.TLS.ClientCAFile == "" {
+		errs = append(errs, errors.New("server.auth.clients: needs server.tls.client_ca_file to verify their certificates"))
+	}
+	if s.Auth.OpenMetrics && !isLoopback(s.HTTPAddr) {
+		errs = append(errs, fmt.Errorf("server.auth.open_metrics: %s is not a loopback address: /metrics may be open only on loopback", s.HTTPAddr))
+	}
+	hasAPI := target == TargetAll || target == TargetIndexer
+	if target != TargetAll && s.Auth.TokensFile == "" && len(s.Auth.Clients) == 0 && (hasAPI || !s.Auth.OpenMetrics) {
+		errs = append(errs, errors.New("server.auth.tokens_file: required (or server.auth.clients; for /metrics alone on loopback, server.auth.open_metrics)"))
+	}
+	return errors.Join(errs...)
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,8 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/auditpipe/auditpipe/internal/auth"
 	"github.com/auditpipe/auditpipe/internal/httpserve"
 )
 
@@ -24,6 +25,10 @@ import (
 type httpState struct {
 	mux      *http.ServeMux
 	registry *prometheus.Registry
+	// auth checks every request but the probes'; set by the server module
+	// before the other modules add their handlers.
+	auth *auth.Authenticator
+	tls  *tls.Config
 
 	mu     sync.Mutex
 	checks map[string]func(context.Context) error
@@ -37,12 +42,22 @@ func newHTTPState() *httpState {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	h := &httpState{mux: http.NewServeMux(), registry: reg, checks: map[string]func(context.Context) error{}}
-	h.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	h.mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "healthy")
 	})
 	h.mux.HandleFunc("GET /-/ready", h.ready)
 	return h
+}
+
+// handle serves pattern to requests authenticated with one of roles (or
+// admin).
+func (h *httpState) handle(pattern string, handler http.Handler, roles ...string) {
+	if h.auth == nil {
+		// No server module: nothing is served, and nothing may be served
+		// unauthenticated by mistake.
+		return
+	}
+	h.mux.Handle(pattern, h.auth.Require(handler, roles...))
 }
 
 // check adds a readiness check: /-/ready answers 200 only when every check
@@ -101,7 +116,7 @@ func (h *httpState) ready(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *httpState) serve(ctx context.Context, addr string, log *slog.Logger, ready func(string)) error {
-	return httpserve.Run(ctx, addr, h.mux, log, func(a net.Addr) {
+	return httpserve.RunTLS(ctx, addr, h.tls, h.mux, log, func(a net.Addr) {
 		if ready != nil {
 			ready(a.String())
 		}

@@ -2,15 +2,21 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/collector"
 	"github.com/auditpipe/auditpipe/forwarder"
 	"github.com/auditpipe/auditpipe/indexer"
+	"github.com/auditpipe/auditpipe/internal/auth"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/queryapi"
 	"github.com/auditpipe/auditpipe/schemas"
@@ -51,21 +57,116 @@ func targets() map[string][]string {
 	}
 }
 
-// initServer makes the process's one HTTP listener; the other modules add
-// their handlers to its mux while they are initialised.
+// initServer makes the process's one HTTP listener and its
+// authentication; the other modules add their handlers to its mux while
+// they are initialised. In target all, the data directory's credentials are
+// created on first start.
 func initServer(_ context.Context, a *App) (Service, error) {
-	if a.Config.Server.HTTPAddr == "off" {
+	cfg := a.resolvedConfig().Server
+	if cfg.HTTPAddr == "off" {
 		return nil, nil
 	}
-	return ServiceFunc(func(ctx context.Context) error {
-		return a.http.serve(ctx, a.resolvedConfig().Server.HTTPAddr, a.Log, a.deps.Ready)
-	}), nil
+	tokensFile := cfg.Auth.TokensFile
+	if tokensFile == "" && a.Config.Target == TargetAll {
+		tf, created, err := auth.Bootstrap(a.Config.Embedded.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		if created {
+			a.Log.Info("first start: an admin token was created; it is in this file only (mode 0600)",
+				"file", filepath.Join(a.Config.Embedded.DataDir, auth.AdminTokenName))
+		}
+		tokensFile = tf
+	}
+	s := &serverService{a: a, tokensFile: tokensFile}
+	tokens, err := s.tokens()
+	if err != nil {
+		return nil, err
+	}
+	authn, err := auth.New(tokens, cfg.Auth.Clients)
+	if err != nil {
+		return nil, fmt.Errorf("server.auth: %w", err)
+	}
+	a.http.auth = authn
+	metrics := promhttp.HandlerFor(a.http.registry, promhttp.HandlerOpts{Registry: a.http.registry})
+	if cfg.Auth.OpenMetrics {
+		a.http.mux.Handle("GET /metrics", metrics)
+	} else {
+		a.http.handle("GET /metrics", metrics, auth.RoleMetrics, auth.RoleAuditor)
+	}
+	if cfg.TLS.CertFile != "" {
+		tc, err := serverTLS(cfg.TLS)
+		if err != nil {
+			return nil, err
+		}
+		a.http.tls = tc
+	}
+	return s, nil
+}
+
+// serverService serves the mux; a reload re-reads the tokens file.
+type serverService struct {
+	a          *App
+	tokensFile string
+}
+
+func (s *serverService) tokens() ([]auth.Token, error) {
+	if s.tokensFile == "" {
+		return nil, nil
+	}
+	return auth.LoadFile(s.tokensFile)
+}
+
+// Run implements Service.
+func (s *serverService) Run(ctx context.Context) error {
+	return s.a.http.serve(ctx, s.a.resolvedConfig().Server.HTTPAddr, s.a.Log, s.a.deps.Ready)
+}
+
+// Reload implements Reloader: tokens added or revoked in the file apply
+// at once.
+func (s *serverService) Reload(cfg Config) error {
+	tokens, err := s.tokens()
+	if err != nil {
+		return err
+	}
+	return s.a.http.auth.Set(tokens, cfg.Server.Auth.Clients)
+}
+
+// serverTLS is the listener's TLS: its certificate, and client
+// certificates verified when given (a token authenticates otherwise).
+func serverTLS(c ServerTLS) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("server.tls: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if c.ClientCAFile != "" {
+		pem, err := os.ReadFile(c.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("server.tls.client_ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("server.tls.client_ca_file: %s holds no PEM certificate", c.ClientCAFile)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	return tc, nil
 }
 
 // initBroker starts the embedded Kafka-protocol broker (kfake) with its log
 // in the data directory, and creates the pipeline's topics.
 func initBroker(ctx context.Context, a *App) (Service, error) {
 	cfg := a.Config.Embedded
+	// The broker's log holds every event and keystroke: the data
+	// directory is the owner's only.
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("embedded.data_dir: %w", err)
+	}
+	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("embedded.data_dir: %w", err)
+	}
 	b, err := kafka.StartEmbedded(0, filepath.Join(cfg.DataDir, "kafka"), cfg.Partitions)
 	if err != nil {
 		return nil, err
@@ -119,7 +220,7 @@ func initQuery(_ context.Context, a *App) (Service, error) {
 	if !ok {
 		return nil, nil
 	}
-	a.http.mux.Handle("/", queryapi.NewQueryHandler(fq, a.Log, queryapi.QueryHandlerOptions{}))
+	a.http.handle("/", queryapi.NewQueryHandler(fq, a.Log, queryapi.QueryHandlerOptions{}), auth.RoleAuditor)
 	return nil, nil
 }
 

@@ -47,7 +47,7 @@ func TestReferenceIsCurrent(t *testing.T) {
 func TestExampleConfigsValidate(t *testing.T) {
 	t.Setenv("CLICKHOUSE_PASSWORD", "example")
 	etc := t.TempDir()
-	for _, name := range []string{"kafka-ca.pem", "siem-ca.pem"} {
+	for _, name := range []string{"kafka-ca.pem", "siem-ca.pem", "tokens.yaml"} {
 		if err := os.WriteFile(filepath.Join(etc, name), nil, 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -4,6 +4,7 @@ package httpserve
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,9 +27,17 @@ func MetricsHandler(reg *prometheus.Registry) *http.ServeMux {
 // gracefully. ready, when not nil, receives the bound address (useful with
 // port 0).
 func Run(ctx context.Context, addr string, h http.Handler, log *slog.Logger, ready func(net.Addr)) error {
+	return RunTLS(ctx, addr, nil, h, log, ready)
+}
+
+// RunTLS is Run with TLS on the listener when tc is not nil.
+func RunTLS(ctx context.Context, addr string, tc *tls.Config, h http.Handler, log *slog.Logger, ready func(net.Addr)) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("http: listen %s: %w", addr, err)
+	}
+	if tc != nil {
+		ln = tls.NewListener(ln, tc)
 	}
 	if ready != nil {
 		ready(ln.Addr())

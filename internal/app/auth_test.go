@@ -1,0 +1,209 @@
+package app
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/auditpipe/auditpipe/internal/auth"
+)
+
+// startServer runs only the server module of cfg (target "t").
+func startServer(t *testing.T, cfg Config) string {
+	t.Helper()
+	cfg.Target = "t"
+	var server Module
+	for _, m := range modules() {
+		if m.Name == "server" {
+			server = m
+		}
+	}
+	addr := make(chan string, 1)
+	a, err := newApp(cfg, Deps{Ready: func(s string) { addr <- s }}, []Module{server}, map[string][]string{"t": {"server"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	select {
+	case s := <-addr:
+		return "http://" + s
+	case err := <-done:
+		t.Fatalf("server did not start: %v", err)
+	}
+	return ""
+}
+
+func writeTokens(t *testing.T, dir string, roles ...string) (file string, tokens map[string]string) {
+	t.Helper()
+	tokens = map[string]string{}
+	var f auth.File
+	for _, r := range roles {
+		tok, e, err := auth.NewToken("t-"+r, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokens[r] = tok
+		f.Tokens = append(f.Tokens, e)
+	}
+	b, err := yaml.Marshal(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file = filepath.Join(dir, "tokens.yaml")
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file, tokens
+}
+
+func status(t *testing.T, req *http.Request) (int, string) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestEndpointsAuthenticate: every endpoint but the probes needs a
+// credential (401 without, 403 with a role that may not), in each of the
+// shapes clients send it (bearer, basic auth's password, ClickHouse's
+// X-ClickHouse-Key); /metrics is open only when configured, on loopback.
+func TestEndpointsAuthenticate(t *testing.T) {
+	file, tok := writeTokens(t, t.TempDir(), auth.RoleMetrics, auth.RoleCollector, auth.RoleAuditor)
+	cfg := DefaultConfig()
+	cfg.Server.HTTPAddr = "127.0.0.1:0"
+	cfg.Server.Auth.TokensFile = file
+	base := startServer(t, cfg)
+	req := func(path string, set func(*http.Request)) *http.Request {
+		r, _ := http.NewRequest(http.MethodGet, base+path, nil)
+		if set != nil {
+			set(r)
+		}
+		return r
+	}
+	bearer := func(tok string) func(*http.Request) {
+		return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+tok) }
+	}
+	tests := []struct {
+		name string
+		r    *http.Request
+		want int
+	}{
+		{"probes are open", req("/-/healthy", nil), 200},
+		{"metrics without a credential", req("/metrics", nil), 401},
+		{"metrics with a wrong token", req("/metrics", bearer("ap_not-a-token")), 401},
+		{"metrics with the metrics role", req("/metrics", bearer(tok[auth.RoleMetrics])), 200},
+		{"metrics with the auditor role", req("/metrics", bearer(tok[auth.RoleAuditor])), 200},
+		{"metrics with a collector's token", req("/metrics", bearer(tok[auth.RoleCollector])), 403},
+		{"basic auth's password", req("/metrics", func(r *http.Request) { r.SetBasicAuth("default", tok[auth.RoleMetrics]) }), 200},
+		{"X-ClickHouse-Key", req("/metrics", func(r *http.Request) { r.Header.Set("X-ClickHouse-Key", tok[auth.RoleAuditor]) }), 200},
+	}
+	for _, tt := range tests {
+		if code, body := status(t, tt.r); code != tt.want {
+			t.Errorf("%s: %d %q, want %d", tt.name, code, body, tt.want)
+		}
+	}
+	code, body := status(t, req("/metrics", bearer(tok[auth.RoleMetrics])))
+	if code != 200 || !strings.Contains(body, "go_build_info") || !strings.Contains(body, "process_start_time_seconds") {
+		t.Errorf("metrics: %d, missing build info or process metrics", code)
+	}
+
+	open := DefaultConfig()
+	open.Server.HTTPAddr = "127.0.0.1:0"
+	open.Server.Auth.OpenMetrics = true
+	open.Server.Auth.TokensFile = file
+	obase := startServer(t, open)
+	r, _ := http.NewRequest(http.MethodGet, obase+"/metrics", nil)
+	if code, _ := status(t, r); code != 200 {
+		t.Errorf("open metrics on loopback: %d", code)
+	}
+	open.Target = TargetCollector
+	open.Kafka.Brokers = []string{"k:9092"}
+	open.Server.HTTPAddr = "0.0.0.0:9461"
+	if err := open.Server.validate(TargetCollector); err == nil || !strings.Contains(err.Error(), "server.auth.open_metrics") {
+		t.Errorf("open metrics on 0.0.0.0: %v, want refused", err)
+	}
+	open.Server = ServerConfig{HTTPAddr: "127.0.0.1:9462"}
+	if err := open.Server.validate(TargetIndexer); err == nil || !strings.Contains(err.Error(), "server.auth.tokens_file") {
+		t.Errorf("an indexer without credentials: %v, want refused", err)
+	}
+}
+
+// TestAllInOneDataDirIsPrivate: the all-in-one's data directory (broker
+// log, store, collector state: every event and keystroke) is 0700 and its
+// credentials 0600, created on first start and kept after; another local
+// user cannot read them.
+func TestAllInOneDataDirIsPrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := os.MkdirAll(dir, 0o755); err != nil { // as an old version left it
+		t.Fatal(err)
+	}
+	tf, created, err := auth.Bootstrap(dir)
+	if err != nil || !created {
+		t.Fatalf("bootstrap: %v %v", created, err)
+	}
+	for path, want := range map[string]os.FileMode{dir: 0o700, tf: 0o600, filepath.Join(dir, auth.AdminTokenName): 0o600} {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, want %v", path, fi.Mode().Perm(), want)
+		}
+	}
+	first, _ := os.ReadFile(tf)
+	if _, created, err := auth.Bootstrap(dir); err != nil || created {
+		t.Fatalf("second start: created %v, %v", created, err)
+	}
+	if again, _ := os.ReadFile(tf); string(again) != string(first) {
+		t.Fatal("the second start replaced the tokens")
+	}
+	tokens, err := auth.LoadFile(tf)
+	if err != nil || len(tokens) != 1 || tokens[0].Role != auth.RoleAdmin {
+		t.Fatalf("tokens: %v %v", tokens, err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, auth.AdminTokenName))
+	if strings.Contains(string(first), strings.TrimSpace(string(b))) {
+		t.Fatal("the tokens file holds the token itself, not its hash")
+	}
+	if os.Geteuid() != 0 {
+		return
+	}
+	runuser, err := exec.LookPath("runuser")
+	if err != nil {
+		t.Skipf("runuser not found: %v", err) // util-linux; on every Debian
+	}
+	// The test's temporary directory is private to root already on some
+	// systems; open the way up to dir so only dir's own mode protects it.
+	for d := filepath.Dir(dir); d != "/" && d != "."; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err == nil && fi.Mode().Perm()&0o001 == 0 {
+			_ = os.Chmod(d, fi.Mode().Perm()|0o001)
+		}
+	}
+	out, err := exec.Command(runuser, "-u", "nobody", "--", "cat", filepath.Join(dir, auth.AdminTokenName)).CombinedOutput()
+	if err == nil {
+		t.Fatalf("nobody read the admin token: %q", out)
+	}
+	if !strings.Contains(string(out), "Permission denied") {
+		t.Fatalf("nobody: %q, want Permission denied", out)
+	}
+}
