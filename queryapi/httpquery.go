@@ -261,9 +261,11 @@ func (h *queryHandler) parse(r *http.Request, writer bool) (*request, int, int, 
 		if err != nil {
 			return nil, http.StatusBadRequest, 36, err
 		}
+		// The body of an INSERT … FORMAT in the URL is its rows, not SQL: the
+		// guard sees the statement alone (and refuses it unless writer).
 		limit := h.opt.MaxQueryBytes
-		insert := writer && req.stmt != "" && isInsertWithFormat(req.stmt)
-		if insert {
+		insert := req.stmt != "" && isInsertWithFormat(req.stmt)
+		if insert && writer {
 			limit = h.opt.MaxInsertBytes
 		}
 		b, err := io.ReadAll(io.LimitReader(body, limit+1))

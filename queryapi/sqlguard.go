@@ -293,6 +293,11 @@ func guardStatement(sql string, opt guardOptions) (string, error) {
 				depth--
 			}
 		case tokQuoted:
+			if name, ok := quotedName(t.text); ok && strings.EqualFold(name, "readonly") {
+				if nx := next(1); nx != nil && isEquals(*nx) {
+					return "", fmt.Errorf("%w: the readonly setting cannot be changed", errRefused)
+				}
+			}
 			if nx := next(1); nx != nil && nx.text == "(" && nx.kind == tokPunct {
 				name, ok := quotedName(t.text)
 				if !ok {
@@ -308,7 +313,12 @@ func guardStatement(sql string, opt guardOptions) (string, error) {
 			case "OUTFILE", "INFILE":
 				return "", fmt.Errorf("%w: INTO OUTFILE and FROM INFILE are not allowed", errRefused)
 			case "READONLY":
-				return "", fmt.Errorf("%w: the readonly setting cannot be changed", errRefused)
+				// As a name (system.settings has a column readonly) it is
+				// fine; followed by '=' it may be setting it, wherever the
+				// clause is.
+				if nx := next(1); nx != nil && isEquals(*nx) {
+					return "", fmt.Errorf("%w: the readonly setting cannot be changed", errRefused)
+				}
 			}
 			if nx := next(1); nx != nil && nx.kind == tokPunct && nx.text == "(" && blockedFunction(t.text) {
 				return "", fmt.Errorf("%w: function %s reaches outside the store", errRefused, t.text)
