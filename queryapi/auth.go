@@ -22,8 +22,12 @@ type Credentials struct {
 	Token    clickhouse.Secret
 }
 
-// IsZero reports whether the request presented no credentials at all.
-func (c Credentials) IsZero() bool { return c.User == "" && c.Password == "" && c.Token == "" }
+// IsAnonymous reports whether the request presented no credentials, or
+// only ClickHouse's default user with no password, which every ClickHouse
+// client sends when it is given none.
+func (c Credentials) IsAnonymous() bool {
+	return (c.User == "" || c.User == "default") && c.Password == "" && c.Token == ""
+}
 
 // credentialsOf reads the credentials of r.
 func credentialsOf(r *http.Request) Credentials {

@@ -47,7 +47,8 @@ type QueryHandlerOptions struct {
 	// (guardStatement). Requests without credentials stay read-only;
 	// requests with credentials that Writers refuses are refused. Default
 	// false: the endpoint is read-only for everyone, and credentials are
-	// not looked at. For test instances; nothing in the binary sets it.
+	// not looked at. The default user with no password (what ClickHouse
+	// clients send when given no credentials) is anonymous. For test instances; nothing in the binary sets it.
 	AllowWrites bool
 	// Writers authenticates writers when AllowWrites is set. Nil refuses
 	// every write.
@@ -154,7 +155,7 @@ func (h *queryHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	writer := ""
 	if h.opt.AllowWrites {
-		if c := credentialsOf(r); !c.IsZero() {
+		if c := credentialsOf(r); !c.IsAnonymous() {
 			if h.opt.Writers == nil {
 				exception(w, http.StatusUnauthorized, 516, "writes are not enabled: no authenticator configured")
 				return
