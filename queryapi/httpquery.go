@@ -209,7 +209,6 @@ func (h *queryHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", contentType(format))
 	w.Header().Set("X-ClickHouse-Format", format)
-	w.Header().Set("X-ClickHouse-Timezone", "UTC")
 	w.Header().Set("X-ClickHouse-Server-Display-Name", "auditpipe")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
