@@ -3,10 +3,10 @@ package clickhouse
 import (
 	"errors"
 	"fmt"
-	"github.com/auditpipe/auditpipe/internal/config"
 	"net"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/config"
 	"github.com/auditpipe/auditpipe/internal/tlsconfig"
 )
 

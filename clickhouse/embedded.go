@@ -63,6 +63,21 @@ func (e *Embedded) QueryFormat(_ context.Context, sql, format string) ([]byte, e
 	return r.Data, nil
 }
 
+// Param is a query parameter, the value of a {name:Type} placeholder in
+// ClickHouse's escaped text form (as the HTTP interface's param_name). The
+// engine binds it after parsing: it never becomes SQL text.
+type Param = chdb.Param
+
+// QueryFormatParams is QueryFormat with query parameters bound by chDB;
+// sql may hold binary data (an INSERT's rows after FORMAT Native).
+func (e *Embedded) QueryFormatParams(_ context.Context, sql, format string, params []Param) ([]byte, error) {
+	r, err := e.sess.QueryParams(sql, format, params)
+	if err != nil {
+		return nil, err
+	}
+	return r.Data, nil
+}
+
 // Query implements Engine.
 func (e *Embedded) Query(ctx context.Context, sql string) (*Result, error) {
 	b, err := e.QueryFormat(ctx, sql, "JSONCompact")

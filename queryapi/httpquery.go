@@ -2,7 +2,10 @@ package queryapi
 
 import (
 	"bytes"
+	"compress/gzip"
+	"compress/zlib"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +14,8 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/auditpipe/auditpipe/clickhouse"
@@ -23,35 +28,69 @@ type FormatQuerier interface {
 	QueryFormat(ctx context.Context, sql, format string) ([]byte, error)
 }
 
+// ParamQuerier is a FormatQuerier that also binds query parameters
+// ({name:Type} placeholders) and takes binary data in sql (an INSERT's rows
+// after FORMAT Native). *clickhouse.Embedded is one. Without it, the
+// endpoint refuses query parameters and binary inserts.
+type ParamQuerier interface {
+	FormatQuerier
+	QueryFormatParams(ctx context.Context, sql, format string, params []clickhouse.Param) ([]byte, error)
+}
+
 // QueryHandlerOptions tune NewQueryHandler.
 type QueryHandlerOptions struct {
-	// AllowWrites turns the read-only guard off (guardSQL: one SELECT,
-	// WITH, SHOW, DESCRIBE, EXISTS or EXPLAIN statement, no function that
-	// reaches files, URLs, other servers or programs, no INTO OUTFILE, run
-	// with readonly = 1). Default false: the endpoint is read-only. The
-	// cross-site check (crossSite) applies either way.
+	// AllowWrites opens the endpoint to writers that Writers authenticates:
+	// their statements may also be INSERT INTO a table, CREATE, ALTER,
+	// DROP, TRUNCATE and OPTIMIZE of tables, views and databases (the
+	// indexer's migrations and inserts), still with no function that
+	// reaches files, URLs, other servers or programs, no table engine but
+	// MergeTree, Memory and Null, and settings from a short list
+	// (guardStatement). Requests without credentials stay read-only;
+	// requests with credentials that Writers refuses are refused. Default
+	// false: the endpoint is read-only for everyone, and credentials are
+	// not looked at. The default user with no password (what ClickHouse
+	// clients send when given no credentials) is anonymous. For test instances; nothing in the binary sets it.
 	AllowWrites bool
+	// Writers authenticates writers when AllowWrites is set. Nil refuses
+	// every write.
+	Writers Authenticator
 	// MaxQueryBytes bounds the query text (URL plus body). Default 1 MiB.
 	MaxQueryBytes int64
+	// MaxInsertBytes bounds a writer's INSERT data (the body after an
+	// INSERT … FORMAT in the URL). Default 64 MiB.
+	MaxInsertBytes int64
 }
 
 // NewQueryHandler serves q in the shape of ClickHouse's HTTP interface, so
-// `auditpipe query --server URL`, curl, clickhouse-go's HTTP protocol and
-// Grafana's ClickHouse data source can query an embedded store through the
-// process that owns it:
+// `auditpipe query --server URL`, curl, clickhouse-go/v2 (HTTP protocol),
+// clickhouse-connect and Grafana's ClickHouse data source can query an
+// embedded store through the process that owns it:
 //
-//	GET  /?query=SQL[&default_format=FMT]
+//	GET  /?query=SQL[&default_format=FMT][&param_x=V][&setting=V]…
 //	POST /?query=SQL-head   body: rest of the SQL (or the whole SQL)
+//	POST /?query=INSERT … FORMAT F   body: the rows (writers only)
 //	GET  /ping              "Ok.\n"
 //
 // The output format is the query's FORMAT clause, else default_format, else
-// TabSeparated. Errors answer 500 (400 for a refused statement) with the
-// ClickHouse exception text and the X-ClickHouse-Exception-Code header.
-// Other URL parameters (database, user, settings) are ignored.
+// TabSeparated; any format chDB writes (Native is rewritten for the
+// client_protocol_version the client asks for, see nativeForRevision).
+// param_NAME binds {NAME:Type} in the query (bound by chDB after parsing,
+// never spliced into the SQL). Other URL parameters are settings, checked
+// against the guard's allow-list and added to the statement's settings;
+// query_id is echoed in X-ClickHouse-Query-Id; database, session_id,
+// wait_end_of_query, send_progress_in_http_headers and the other transport
+// parameters of ClickHouse's HTTP interface are accepted and ignored
+// (transportParams). Compression: request bodies in gzip or deflate are
+// read; ClickHouse's own block compression (compress=1, decompress=1) is
+// refused, so clients fall back to none; responses are not compressed.
 //
-// The endpoint has no authentication, so it refuses (403) what a browser
-// sends on behalf of another site: see crossSite. Clients that are not
-// browsers (curl, HTTPClient, clickhouse-go) send neither Origin nor
+// Errors answer 500 (403 for a refused statement, 516 for bad credentials)
+// with the ClickHouse exception text and the X-ClickHouse-Exception-Code
+// header. Every statement goes through the guard (guardStatement) first.
+//
+// The endpoint has no authentication of readers, so it refuses (403) what a
+// browser sends on behalf of another site: see crossSite. Clients that are
+// not browsers (curl, HTTPClient, clickhouse-go) send neither Origin nor
 // Sec-Fetch-Site and are not affected.
 func NewQueryHandler(q FormatQuerier, log *slog.Logger, opt QueryHandlerOptions) http.Handler {
 	if log == nil {
@@ -60,86 +99,261 @@ func NewQueryHandler(q FormatQuerier, log *slog.Logger, opt QueryHandlerOptions)
 	if opt.MaxQueryBytes <= 0 {
 		opt.MaxQueryBytes = 1 << 20
 	}
+	if opt.MaxInsertBytes <= 0 {
+		opt.MaxInsertBytes = 64 << 20
+	}
+	h := &queryHandler{q: q, log: log, opt: opt}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ping", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "Ok.\n") })
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/" {
-			http.NotFound(w, r)
-			return
-		}
-		if r.Method != http.MethodGet && r.Method != http.MethodPost {
-			w.Header().Set("Allow", "GET, POST")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		if why := crossSite(r); why != "" {
-			log.Warn("query endpoint: refused a cross-site request", "why", why, "origin", r.Header.Get("Origin"), "remote", r.RemoteAddr)
-			exception(w, http.StatusForbidden, 497, "cross-site request refused: "+why)
-			return
-		}
-		sql := r.URL.Query().Get("query")
-		if r.Method == http.MethodPost {
-			body, err := io.ReadAll(io.LimitReader(r.Body, opt.MaxQueryBytes+1))
-			if err != nil {
-				http.Error(w, "read body: "+err.Error(), http.StatusBadRequest)
-				return
-			}
-			if sql != "" && len(body) > 0 {
-				sql += "\n"
-			}
-			sql += string(body)
-		}
-		if int64(len(sql)) > opt.MaxQueryBytes {
-			exception(w, http.StatusRequestEntityTooLarge, 62, "query too large")
-			return
-		}
-		if strings.TrimSpace(sql) == "" {
-			// ClickHouse answers "Ok." to an empty GET /.
-			io.WriteString(w, "Ok.\n")
-			return
-		}
-		if strings.ContainsRune(sql, 0) {
-			exception(w, http.StatusBadRequest, 27, "query contains a NUL byte")
-			return
-		}
-		run := sql
-		if !opt.AllowWrites {
-			g, err := guardSQL(sql)
-			if err != nil {
-				log.Info("query endpoint: refused a statement", "err", err, "remote", r.RemoteAddr)
-				exception(w, http.StatusForbidden, 164, err.Error()+" (READONLY)")
-				return
-			}
-			run = g
-		}
-		format := r.URL.Query().Get("default_format")
-		if format == "" {
-			format = "TabSeparated"
-		}
-		if !formatNameRE.MatchString(format) {
-			exception(w, http.StatusBadRequest, 73, "bad default_format")
-			return
-		}
-		out, err := q.QueryFormat(r.Context(), run, format)
-		if err != nil {
-			code := 1000
-			if m := codeRE.FindStringSubmatch(err.Error()); m != nil {
-				fmt.Sscan(m[1], &code)
-			}
-			log.Debug("query failed", "err", err)
-			exception(w, http.StatusInternalServerError, code, strings.TrimPrefix(err.Error(), "chdb: "))
-			return
-		}
-		if f := queryFormat(sql); f != "" {
-			format = f
-		}
-		w.Header().Set("Content-Type", contentType(format))
-		w.Header().Set("X-ClickHouse-Format", format)
-		w.Header().Set("X-ClickHouse-Server-Display-Name", "auditpipe")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		w.Write(out)
-	})
+	mux.Handle("/", h)
 	return mux
+}
+
+type queryHandler struct {
+	q   FormatQuerier
+	log *slog.Logger
+	opt QueryHandlerOptions
+}
+
+// transportParams are URL parameters of ClickHouse's HTTP interface that are
+// not settings of the query: read by the handler, or accepted and ignored
+// (sessions, progress headers, buffering and compression options have no
+// meaning for a buffered answer from chDB).
+var transportParams = map[string]bool{
+	"query": true, "default_format": true, "database": true, "query_id": true, "user": true, "password": true,
+	"quota_key": true, "client_protocol_version": true, "session_id": true, "session_timeout": true,
+	"session_check": true, "wait_end_of_query": true, "buffer_size": true, "send_progress_in_http_headers": true,
+	"http_headers_progress_interval_ms": true, "enable_http_compression": true, "http_zlib_compression_level": true,
+	"http_native_compression_disable_checksumming_on_decompress": true, "compress": true, "decompress": true,
+	"http_wait_end_of_query": true, "http_response_buffer_size": true, "role": true, "stacktrace": true,
+}
+
+// request is one query request, parsed.
+type request struct {
+	stmt     string // the SQL statement, for the guard
+	data     []byte // an INSERT's rows, after stmt (writers only)
+	format   string
+	revision uint64
+	queryID  string
+	params   []clickhouse.Param
+	settings []Setting
+}
+
+func (h *queryHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/" {
+		http.NotFound(w, r)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, POST")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if why := crossSite(r); why != "" {
+		h.log.Warn("query endpoint: refused a cross-site request", "why", why, "origin", r.Header.Get("Origin"), "remote", r.RemoteAddr)
+		exception(w, http.StatusForbidden, 497, "cross-site request refused: "+why)
+		return
+	}
+	writer := ""
+	if h.opt.AllowWrites {
+		if c := credentialsOf(r); !c.IsAnonymous() {
+			if h.opt.Writers == nil {
+				exception(w, http.StatusUnauthorized, 516, "writes are not enabled: no authenticator configured")
+				return
+			}
+			who, err := h.opt.Writers.Authenticate(r.Context(), c)
+			if err != nil {
+				h.log.Warn("query endpoint: authentication failed", "user", c.User, "remote", r.RemoteAddr)
+				exception(w, http.StatusUnauthorized, 516, c.User+": "+ErrBadCredentials.Error())
+				return
+			}
+			writer = who
+		}
+	}
+	req, status, code, err := h.parse(r, writer != "")
+	if err != nil {
+		exception(w, status, code, err.Error())
+		return
+	}
+	w.Header().Set("X-ClickHouse-Query-Id", req.queryID)
+	if strings.TrimSpace(req.stmt) == "" {
+		// ClickHouse answers "Ok." to an empty GET /.
+		io.WriteString(w, "Ok.\n")
+		return
+	}
+	run, err := guardStatement(req.stmt, guardOptions{write: writer != "", settings: req.settings})
+	if err != nil {
+		h.log.Info("query endpoint: refused a statement", "err", err, "writer", writer, "remote", r.RemoteAddr)
+		exception(w, http.StatusForbidden, 164, err.Error()+" (READONLY)")
+		return
+	}
+	h.log.Debug("query endpoint: query", "query_id", req.queryID, "writer", writer, "remote", r.RemoteAddr)
+	out, err := h.run(r.Context(), run, req)
+	if err != nil {
+		code := 1000
+		if m := codeRE.FindStringSubmatch(err.Error()); m != nil {
+			fmt.Sscan(m[1], &code)
+		}
+		h.log.Debug("query failed", "query_id", req.queryID, "err", err)
+		exception(w, http.StatusInternalServerError, code, strings.TrimPrefix(err.Error(), "chdb: "))
+		return
+	}
+	format := req.format
+	if f := queryFormat(req.stmt); f != "" {
+		format = f
+	}
+	if strings.EqualFold(format, "Native") {
+		if out, err = nativeForRevision(out, req.revision); err != nil {
+			exception(w, http.StatusInternalServerError, 1000, err.Error())
+			return
+		}
+	}
+	w.Header().Set("Content-Type", contentType(format))
+	w.Header().Set("X-ClickHouse-Format", format)
+	w.Header().Set("X-ClickHouse-Server-Display-Name", "auditpipe")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
+	w.Write(out)
+}
+
+// parse reads r into a request, or returns the HTTP status, ClickHouse
+// error code and error to answer.
+func (h *queryHandler) parse(r *http.Request, writer bool) (*request, int, int, error) {
+	v := r.URL.Query()
+	req := &request{format: v.Get("default_format"), queryID: v.Get("query_id")}
+	if req.format == "" {
+		req.format = "TabSeparated"
+	}
+	if !formatNameRE.MatchString(req.format) {
+		return nil, http.StatusBadRequest, 73, errors.New("bad default_format")
+	}
+	if req.queryID == "" {
+		req.queryID = newQueryID()
+	}
+	if p := v.Get("client_protocol_version"); p != "" {
+		n, err := strconv.ParseUint(p, 10, 64)
+		if err != nil {
+			return nil, http.StatusBadRequest, 27, fmt.Errorf("bad client_protocol_version %q", p)
+		}
+		req.revision = n
+	}
+	if v.Get("compress") == "1" || v.Get("decompress") == "1" {
+		return nil, http.StatusBadRequest, 48, errors.New("ClickHouse block compression (compress, decompress) is not supported by this endpoint: use no compression, or gzip")
+	}
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/") {
+		return nil, http.StatusBadRequest, 48, errors.New("external data and form-encoded queries are not supported by this endpoint")
+	}
+	for k, vals := range v {
+		switch {
+		case transportParams[k]:
+		case strings.HasPrefix(k, "param_"):
+			req.params = append(req.params, clickhouse.Param{Name: k[len("param_"):], Value: vals[len(vals)-1]})
+		default:
+			req.settings = append(req.settings, Setting{Name: k, Value: vals[len(vals)-1]})
+		}
+	}
+	// Map order is random: keep the statement (and the log) stable.
+	sort.Slice(req.params, func(i, j int) bool { return req.params[i].Name < req.params[j].Name })
+	sort.Slice(req.settings, func(i, j int) bool { return req.settings[i].Name < req.settings[j].Name })
+
+	req.stmt = v.Get("query")
+	if r.Method == http.MethodPost {
+		body, err := bodyReader(r)
+		if err != nil {
+			return nil, http.StatusBadRequest, 36, err
+		}
+		// The body of an INSERT … FORMAT in the URL is its rows, not SQL: the
+		// guard sees the statement alone (and refuses it unless writer).
+		limit := h.opt.MaxQueryBytes
+		insert := req.stmt != "" && isInsertWithFormat(req.stmt)
+		if insert && writer {
+			limit = h.opt.MaxInsertBytes
+		}
+		b, err := io.ReadAll(io.LimitReader(body, limit+1))
+		if err != nil {
+			return nil, http.StatusBadRequest, 1000, fmt.Errorf("read body: %w", err)
+		}
+		if int64(len(b)) > limit {
+			return nil, http.StatusRequestEntityTooLarge, 62, errors.New("request too large")
+		}
+		switch {
+		case insert:
+			req.data = b
+		case req.stmt != "" && len(b) > 0:
+			req.stmt += "\n" + string(b)
+		default:
+			req.stmt += string(b)
+		}
+	}
+	if int64(len(req.stmt)) > h.opt.MaxQueryBytes {
+		return nil, http.StatusRequestEntityTooLarge, 62, errors.New("query too large")
+	}
+	if strings.ContainsRune(req.stmt, 0) {
+		return nil, http.StatusBadRequest, 27, errors.New("query contains a NUL byte")
+	}
+	return req, 0, 0, nil
+}
+
+// bodyReader returns r's body, decoded when it has a Content-Encoding of
+// gzip or deflate (zlib, as ClickHouse reads it).
+func bodyReader(r *http.Request) (io.Reader, error) {
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "", "identity", "none":
+		return r.Body, nil
+	case "gzip":
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			return nil, fmt.Errorf("Content-Encoding gzip: %w", err)
+		}
+		return zr, nil
+	case "deflate":
+		zr, err := zlib.NewReader(r.Body)
+		if err != nil {
+			return nil, fmt.Errorf("Content-Encoding deflate: %w", err)
+		}
+		return zr, nil
+	default:
+		return nil, fmt.Errorf("Content-Encoding %q is not supported by this endpoint (gzip, deflate, or none)", enc)
+	}
+}
+
+// isInsertWithFormat reports whether stmt is an INSERT whose last clause is
+// FORMAT name: its rows are the request body.
+func isInsertWithFormat(stmt string) bool {
+	toks, err := lexSQL(stmt)
+	if err != nil || len(toks) < 2 || !strings.EqualFold(toks[0].text, "INSERT") {
+		return false
+	}
+	if toks[len(toks)-1].text == ";" {
+		toks = toks[:len(toks)-1]
+	}
+	n := len(toks)
+	return n >= 2 && toks[n-2].kind == tokWord && strings.EqualFold(toks[n-2].text, "FORMAT")
+}
+
+// run runs the guarded statement with the request's parameters and data.
+func (h *queryHandler) run(ctx context.Context, guarded string, req *request) ([]byte, error) {
+	pq, ok := h.q.(ParamQuerier)
+	if !ok {
+		if len(req.params) > 0 || req.data != nil {
+			return nil, errors.New("Code: 48. DB::Exception: query parameters and INSERT data are not supported by this engine")
+		}
+		return h.q.QueryFormat(ctx, guarded, req.format)
+	}
+	sql := guarded
+	if req.data != nil {
+		sql += "\n" + string(req.data)
+	}
+	return pq.QueryFormatParams(ctx, sql, req.format, req.params)
+}
+
+// newQueryID returns a random query id in UUID form, as ClickHouse makes.
+func newQueryID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
 var (

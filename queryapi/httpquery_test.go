@@ -76,33 +76,6 @@ func TestQueryHandlerFormats(t *testing.T) {
 			t.Errorf("rows %v", r.Rows)
 		}
 	})
-
-	// clickhouse-go/v2 over its HTTP protocol against the endpoint: the
-	// server engine's query path, exercised without a ClickHouse server.
-	t.Run("clickhouse-go HTTP", func(t *testing.T) {
-		u, _ := url.Parse(srv.URL)
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		s, err := clickhouse.OpenServer(cctx, clickhouse.ServerConfig{Addr: []string{u.Host}, Protocol: "http", Database: "default", Username: "default"})
-		if err != nil {
-			t.Skipf("clickhouse-go cannot talk to the chDB endpoint: %v", err)
-		}
-		defer s.Close()
-		r, err := s.Query(cctx, "SELECT host, toUInt64(count()) AS n, groupArray(loginid) AS who FROM audit_events GROUP BY host ORDER BY host")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(r.Rows) != 2 || clickhouse.ValueString(r.Rows[0][0]) != "db01" || clickhouse.ValueString(r.Rows[0][1]) != "5" {
-			t.Errorf("rows %v", r.Rows)
-		}
-		res, err := s.Query(cctx, NamedQueries()[0].SQL([]string{"ocid1.opctlaccessrequest.a"}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(res.Rows) != 3 {
-			t.Errorf("request-commands over clickhouse-go: %d rows, want 3", len(res.Rows))
-		}
-	})
 }
 
 // The reviewer's repro: the "read-only" endpoint read /etc/passwd through

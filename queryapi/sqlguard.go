@@ -3,7 +3,10 @@ package queryapi
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
+
+	"github.com/auditpipe/auditpipe/clickhouse"
 )
 
 // The read-only guard of the query endpoint. chDB runs in this process with
@@ -174,7 +177,7 @@ var (
 		"s3", "gcs", "hdfs", "azure", "iceberg", "deltalake", "hudi", "paimon",
 		"datalake", "arrowflight", "ytsaurus",
 		"mysql", "postgres", "mongo", "redis", "sqlite", "kafka", "nats", "rabbitmq",
-		"executable", "dict", "catboost", "python",
+		"executable", "dict", "catboost", "python", "disk",
 	}
 )
 
@@ -207,6 +210,35 @@ var allowedSettings = map[string]bool{
 // top of this file) and returns it with readonly = 1 added as a query-level
 // setting, ready to run; or an error wrapping errRefused that says why not.
 func guardSQL(sql string) (string, error) {
+	return guardStatement(sql, guardOptions{})
+}
+
+// Setting is a query-level setting that the request sets outside the SQL
+// (a URL parameter of ClickHouse's HTTP interface, such as final=1 or
+// insert_deduplication_token=…). Value is the text as sent.
+type Setting struct {
+	Name, Value string
+}
+
+// guardOptions tune guardStatement.
+type guardOptions struct {
+	// write lets an authenticated writer through: the statements of
+	// writeFirstWords too (see checkWrite), the settings of writeSettings,
+	// and no readonly = 1.
+	write bool
+	// settings are the request's own settings (URL parameters). They are
+	// checked against the same allow-list as a SETTINGS clause and added to
+	// the statement's query-level settings, before its own (which win, as
+	// in ClickHouse). DDL does not get them (a CREATE TABLE's SETTINGS are
+	// table settings).
+	settings []Setting
+}
+
+// guardStatement checks sql as guardSQL does, or, with opt.write, as a
+// statement of an authenticated writer, and returns it ready to run, with
+// opt.settings (and, unless opt.write, readonly = 1) added as query-level
+// settings.
+func guardStatement(sql string, opt guardOptions) (string, error) {
 	toks, err := lexSQL(sql)
 	if err != nil {
 		return "", err
@@ -224,12 +256,27 @@ func guardSQL(sql string) (string, error) {
 	for first < len(toks) && toks[first].kind == tokPunct && toks[first].text == "(" {
 		first++
 	}
-	if first >= len(toks) || toks[first].kind != tokWord || !readOnlyFirstWords[strings.ToUpper(toks[first].text)] {
+	if first >= len(toks) || toks[first].kind != tokWord {
 		return "", fmt.Errorf("%w: only SELECT, WITH, SHOW, DESCRIBE, EXISTS and EXPLAIN are allowed", errRefused)
+	}
+	verb := strings.ToUpper(toks[first].text)
+	switch {
+	case readOnlyFirstWords[verb]:
+	case opt.write && writeFirstWords[verb] && first == 0:
+		if err := checkWrite(toks); err != nil {
+			return "", err
+		}
+	default:
+		return "", fmt.Errorf("%w: only SELECT, WITH, SHOW, DESCRIBE, EXISTS and EXPLAIN are allowed", errRefused)
+	}
+	allowed := func(name string) bool {
+		l := strings.ToLower(name)
+		return allowedSettings[l] || opt.write && writeSettings[l]
 	}
 
 	depth := 0
 	lastSettings := -1 // token index of the last top-level SETTINGS clause
+	insertAt := -1     // token index before which an INSERT's settings go
 	for i, t := range toks {
 		next := func(k int) *sqlToken {
 			if i+k < len(toks) {
@@ -246,6 +293,11 @@ func guardSQL(sql string) (string, error) {
 				depth--
 			}
 		case tokQuoted:
+			if name, ok := quotedName(t.text); ok && strings.EqualFold(name, "readonly") {
+				if nx := next(1); nx != nil && isEquals(*nx) {
+					return "", fmt.Errorf("%w: the readonly setting cannot be changed", errRefused)
+				}
+			}
 			if nx := next(1); nx != nil && nx.text == "(" && nx.kind == tokPunct {
 				name, ok := quotedName(t.text)
 				if !ok {
@@ -261,37 +313,139 @@ func guardSQL(sql string) (string, error) {
 			case "OUTFILE", "INFILE":
 				return "", fmt.Errorf("%w: INTO OUTFILE and FROM INFILE are not allowed", errRefused)
 			case "READONLY":
-				return "", fmt.Errorf("%w: the readonly setting cannot be changed", errRefused)
+				// As a name (system.settings has a column readonly) it is
+				// fine; followed by '=' it may be setting it, wherever the
+				// clause is.
+				if nx := next(1); nx != nil && isEquals(*nx) {
+					return "", fmt.Errorf("%w: the readonly setting cannot be changed", errRefused)
+				}
 			}
 			if nx := next(1); nx != nil && nx.kind == tokPunct && nx.text == "(" && blockedFunction(t.text) {
 				return "", fmt.Errorf("%w: function %s reaches outside the store", errRefused, t.text)
 			}
 			if u == "SETTINGS" && (i == 0 || toks[i-1].text != ".") {
 				if n1, n2 := next(1), next(2); n1 != nil && n2 != nil && isEquals(*n2) {
-					if err := checkSettings(toks[i+1:]); err != nil {
+					if err := checkSettings(toks[i+1:], allowed); err != nil {
 						return "", err
 					}
-					if depth == 0 {
+					if depth == 0 && insertAt < 0 {
 						lastSettings = i
 					}
 				}
 			}
+			if verb == "INSERT" && depth == 0 && insertAt < 0 && (u == "FORMAT" || u == "VALUES" || u == "SELECT" || u == "WITH") {
+				insertAt = i
+			}
+		}
+	}
+	for _, st := range opt.settings {
+		if !settingNameRE.MatchString(st.Name) || !allowed(st.Name) {
+			return "", fmt.Errorf("%w: setting %s is not allowed here", errRefused, st.Name)
 		}
 	}
 
-	// readonly = 1: after the keyword of the statement's own last top-level
-	// SETTINGS clause (two clauses in a row are a syntax error), else in a
-	// clause of its own at the end, after any FORMAT, on a new line (the
-	// statement may end in a -- comment).
 	body := sql
 	if len(toks) > 0 {
 		body = sql[:toks[len(toks)-1].end]
 	}
-	if lastSettings >= 0 {
-		at := toks[lastSettings].end
-		return body[:at] + " readonly = 1," + body[at:], nil
+	var add []string
+	if !writeFirstWords[verb] || verb == "INSERT" {
+		for _, st := range opt.settings {
+			add = append(add, st.Name+" = "+settingLiteral(st.Value))
+		}
 	}
-	return body + "\nSETTINGS readonly = 1", nil
+	if !opt.write {
+		// readonly = 1 comes after the request's settings, which can never
+		// name it (refused above and below).
+		add = append(add, "readonly = 1")
+	}
+	if len(add) == 0 {
+		return body, nil
+	}
+	list := strings.Join(add, ", ")
+	switch {
+	case lastSettings >= 0:
+		// After the keyword of the statement's own last top-level SETTINGS
+		// clause (two clauses in a row are a syntax error), before its own
+		// settings, which win.
+		at := toks[lastSettings].end
+		return body[:at] + " " + list + "," + body[at:], nil
+	case insertAt >= 0 && strings.ToUpper(toks[insertAt].text) != "SELECT" && strings.ToUpper(toks[insertAt].text) != "WITH":
+		// INSERT … SETTINGS … FORMAT|VALUES: before the data.
+		at := toks[insertAt].start
+		return body[:at] + "SETTINGS " + list + " " + body[at:], nil
+	}
+	// A clause of its own at the end, after any FORMAT, on a new line (the
+	// statement may end in a -- comment).
+	return body + "\nSETTINGS " + list, nil
+}
+
+var settingNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+
+// settingLiteral returns a setting's value as SQL: a number as it is, any
+// other text as a string literal (ClickHouse parses a setting from either).
+func settingLiteral(v string) string {
+	if numberRE.MatchString(v) {
+		return v
+	}
+	return clickhouse.QuoteString(v)
+}
+
+var numberRE = regexp.MustCompile(`^-?[0-9]{1,19}(\.[0-9]{1,19})?$`)
+
+// writeFirstWords are the statements an authenticated writer may run on top
+// of the read-only ones: what the indexer's migrations and inserts need.
+var writeFirstWords = map[string]bool{
+	"INSERT": true, "CREATE": true, "ALTER": true, "DROP": true, "TRUNCATE": true, "OPTIMIZE": true,
+}
+
+// writeSettings are the settings a writer may set on top of allowedSettings:
+// deduplication, input parsing and the table settings of the migrations.
+var writeSettings = map[string]bool{
+	"insert_deduplication_token": true, "non_replicated_deduplication_window": true,
+	"index_granularity": true, "date_time_input_format": true, "input_format_skip_unknown_fields": true,
+	"async_insert": true, "wait_for_async_insert": true, "max_insert_block_size": true,
+	"mutations_sync": true, "alter_sync": true, "cast_string_to_dynamic_use_inference": true,
+}
+
+// writeRefusedWords are refused anywhere in a writer's statement: they attach
+// or export data from or to paths and other servers (ALTER … ATTACH PART,
+// FETCH PARTITION, FREEZE, MOVE … TO DISK) or create objects whose sources
+// reach outside the store (dictionaries, functions).
+var writeRefusedWords = map[string]bool{
+	"ATTACH": true, "DETACH": true, "FETCH": true, "FREEZE": true, "UNFREEZE": true, "MOVE": true,
+	"EXPORT": true, "DICTIONARY": true, "FUNCTION": true, "USER": true, "ROLE": true, "QUOTA": true,
+	"POLICY": true, "PROFILE": true, "NAMED": true, "DISK": true, "VOLUME": true,
+}
+
+// checkWrite checks a writer's statement (toks[0] is one of
+// writeFirstWords): no word of writeRefusedWords, INSERT only INTO a table,
+// and every ENGINE a MergeTree, Memory, Null or (for a database) Atomic.
+func checkWrite(toks []sqlToken) error {
+	verb := strings.ToUpper(toks[0].text)
+	if verb == "INSERT" && (len(toks) < 3 || !strings.EqualFold(toks[1].text, "INTO") || toks[2].kind == tokWord && strings.EqualFold(toks[2].text, "TABLE")) {
+		return fmt.Errorf("%w: INSERT INTO a table only", errRefused)
+	}
+	for i, t := range toks {
+		if t.kind != tokWord {
+			continue
+		}
+		u := strings.ToUpper(t.text)
+		if writeRefusedWords[u] {
+			return fmt.Errorf("%w: %s is not allowed here", errRefused, u)
+		}
+		if u == "ENGINE" && i+2 < len(toks) && isEquals(toks[i+1]) {
+			e := toks[i+2].text
+			if toks[i+2].kind == tokQuoted {
+				e, _ = quotedName(e)
+			}
+			l := strings.ToLower(e)
+			if !strings.HasSuffix(l, "mergetree") && l != "memory" && l != "null" && l != "atomic" {
+				return fmt.Errorf("%w: engine %s is not allowed here", errRefused, e)
+			}
+		}
+	}
+	return nil
 }
 
 // checkSettings checks the settings of a SETTINGS clause, toks starting
@@ -299,7 +453,7 @@ func guardSQL(sql string) (string, error) {
 // to the next ',' outside brackets; the clause ends at a ')' that closes
 // an enclosing bracket, a ';', or a word that cannot be in a value (FORMAT,
 // INTO, UNION, …). Reading too far can only refuse more, never less.
-func checkSettings(toks []sqlToken) error {
+func checkSettings(toks []sqlToken, allowed func(name string) bool) error {
 	i := 0
 	for {
 		if i+1 >= len(toks) || !isEquals(toks[i+1]) {
@@ -316,7 +470,7 @@ func checkSettings(toks []sqlToken) error {
 		default:
 			return nil
 		}
-		if !allowedSettings[strings.ToLower(name)] {
+		if !allowed(name) {
 			return fmt.Errorf("%w: setting %s is not allowed here", errRefused, name)
 		}
 		d := 0

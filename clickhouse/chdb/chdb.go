@@ -57,9 +57,11 @@ func FindLibrary(flag string) (string, error) {
 
 // lib holds the functions of a loaded libchdb.
 type lib struct {
-	connect      func(argc int32, argv unsafe.Pointer) unsafe.Pointer
-	closeConn    func(conn unsafe.Pointer)
-	query        func(conn unsafe.Pointer, query, format *byte) unsafe.Pointer
+	connect     func(argc int32, argv unsafe.Pointer) unsafe.Pointer
+	closeConn   func(conn unsafe.Pointer)
+	query       func(conn unsafe.Pointer, query, format *byte) unsafe.Pointer
+	queryParams func(conn unsafe.Pointer, query *byte, queryLen uintptr, format *byte, formatLen uintptr,
+		names unsafe.Pointer, nameLens unsafe.Pointer, values unsafe.Pointer, valueLens unsafe.Pointer, count uintptr) unsafe.Pointer
 	destroy      func(res unsafe.Pointer)
 	buffer       func(res unsafe.Pointer) unsafe.Pointer
 	length       func(res unsafe.Pointer) uintptr
@@ -99,6 +101,7 @@ func (c *libCache) load(path string) (l *lib, err error) {
 	purego.RegisterLibFunc(&l.connect, h, "chdb_connect")
 	purego.RegisterLibFunc(&l.closeConn, h, "chdb_close_conn")
 	purego.RegisterLibFunc(&l.query, h, "chdb_query")
+	purego.RegisterLibFunc(&l.queryParams, h, "chdb_query_with_params_n")
 	purego.RegisterLibFunc(&l.destroy, h, "chdb_destroy_query_result")
 	purego.RegisterLibFunc(&l.buffer, h, "chdb_result_buffer")
 	purego.RegisterLibFunc(&l.length, h, "chdb_result_length")
@@ -203,6 +206,12 @@ func (s *Session) QueryBytes(q []byte, format string) (Result, error) {
 	res := l.query(*(*unsafe.Pointer)(s.conn), &q[0], &f[0])
 	runtime.KeepAlive(q)
 	runtime.KeepAlive(f)
+	return s.result(res)
+}
+
+// result copies a chdb_result out and destroys it; s.mu is held.
+func (s *Session) result(res unsafe.Pointer) (Result, error) {
+	l := s.lib
 	if res == nil {
 		return Result{}, nil
 	}
@@ -223,6 +232,55 @@ func (s *Session) QueryBytes(q []byte, format string) (Result, error) {
 		}
 	}
 	return r, nil
+}
+
+// Param is a query parameter: the value of the placeholder {Name:Type} in
+// the query, in ClickHouse's escaped text form (as the HTTP interface's
+// param_Name). chDB binds it after parsing, as a value of Type: it is never
+// spliced into the SQL text.
+type Param struct {
+	Name, Value string
+}
+
+// QueryParams runs one SQL statement with query parameters bound by chDB
+// (chdb_query_with_params_n) and returns its output in format. query may
+// contain NUL bytes (binary data after an INSERT's FORMAT clause).
+func (s *Session) QueryParams(query, format string, params []Param) (Result, error) {
+	if len(query) == 0 {
+		return Result{}, errors.New("chdb: empty query")
+	}
+	q := []byte(query)
+	f := append([]byte(format), 0)
+	n := len(params)
+	// C arrays of pointers and lengths; the strings are kept alive below.
+	bufs := make([][]byte, 0, 2*n)
+	names := make([]*byte, n+1)
+	values := make([]*byte, n+1)
+	nameLens := make([]uintptr, n+1)
+	valueLens := make([]uintptr, n+1)
+	for i, p := range params {
+		nb := append([]byte(p.Name), 0)
+		vb := append([]byte(p.Value), 0)
+		bufs = append(bufs, nb, vb)
+		names[i], nameLens[i] = &nb[0], uintptr(len(p.Name))
+		values[i], valueLens[i] = &vb[0], uintptr(len(p.Value))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil {
+		return Result{}, errors.New("chdb: session closed")
+	}
+	l := s.lib
+	res := l.queryParams(*(*unsafe.Pointer)(s.conn), &q[0], uintptr(len(q)), &f[0], uintptr(len(format)),
+		unsafe.Pointer(&names[0]), unsafe.Pointer(&nameLens[0]), unsafe.Pointer(&values[0]), unsafe.Pointer(&valueLens[0]), uintptr(n))
+	runtime.KeepAlive(q)
+	runtime.KeepAlive(f)
+	runtime.KeepAlive(bufs)
+	runtime.KeepAlive(names)
+	runtime.KeepAlive(values)
+	runtime.KeepAlive(nameLens)
+	runtime.KeepAlive(valueLens)
+	return s.result(res)
 }
 
 // Close closes the session and releases the data directory's lock.
