@@ -10,6 +10,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/indexer/chdb"
 	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/testenv"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -18,7 +19,7 @@ import (
 func openTestEngine(t testing.TB, dir string) *Embedded {
 	t.Helper()
 	if _, err := chdb.FindLibrary(""); err != nil {
-		t.Skipf("skipping: needs libchdb.so (run 'make deps'): %v", err)
+		testenv.SkipOrFail(t, testenv.CHDB, "needs libchdb.so (run 'make deps'): %v", err)
 	}
 	if dir == "" {
 		dir = t.TempDir()

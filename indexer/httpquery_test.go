@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/auditpipe/auditpipe/internal/testenv"
 )
 
 func TestQueryHandlerFormats(t *testing.T) {
@@ -89,7 +91,7 @@ func TestQueryHandlerFormats(t *testing.T) {
 		defer cancel()
 		s, err := OpenServer(cctx, ServerConfig{Addr: []string{u.Host}, Protocol: "http", Database: "default", Username: "default"})
 		if err != nil {
-			t.Skipf("clickhouse-go cannot talk to the chDB endpoint: %v", err)
+			testenv.SkipOrFail(t, testenv.ClickHouseGoHTTP, "clickhouse-go cannot talk to the chDB endpoint: %v", err)
 		}
 		defer s.Close()
 		r, err := s.Query(cctx, "SELECT host, toUInt64(count()) AS n, groupArray(loginid) AS who FROM audit_events GROUP BY host ORDER BY host")

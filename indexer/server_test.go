@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/auditpipe/auditpipe/internal/testenv"
 )
 
 // TestServerEngine runs the clickhouse-go/v2 engine against a real
@@ -17,7 +19,7 @@ import (
 func TestServerEngine(t *testing.T) {
 	addr := os.Getenv("CLICKHOUSE_ADDR")
 	if addr == "" {
-		t.Skip("skipping: set CLICKHOUSE_ADDR=host:port to run the clickhouse-go engine against a ClickHouse server >= 25.8")
+		testenv.SkipOrFail(t, testenv.ClickHouseServer, "set CLICKHOUSE_ADDR=host:port to run the clickhouse-go engine against a ClickHouse server >= 25.8")
 	}
 	cfg := DefaultConfig().Store.ClickHouse
 	cfg.Addr = strings.Split(addr, ",")

@@ -18,6 +18,7 @@ import (
 	"github.com/auditpipe/auditpipe/indexer"
 	"github.com/auditpipe/auditpipe/indexer/chdb"
 	"github.com/auditpipe/auditpipe/internal/siemtest"
+	"github.com/auditpipe/auditpipe/internal/testenv"
 )
 
 // sampleHalves splits the bundled sample log at an event boundary.
@@ -162,7 +163,7 @@ func waitCount(t *testing.T, url, sql, want string, d time.Duration) {
 // neither loses nor doubles anything.
 func TestAllInOne(t *testing.T) {
 	if _, err := chdb.FindLibrary(""); err != nil {
-		t.Skipf("skipping: needs libchdb.so (run 'make deps'): %v", err)
+		testenv.SkipOrFail(t, testenv.CHDB, "needs libchdb.so (run 'make deps'): %v", err)
 	}
 	dir := t.TempDir()
 	log := filepath.Join(dir, "audit.log")
@@ -222,7 +223,7 @@ func TestAllInOne(t *testing.T) {
 // ClickHouse.
 func TestAllInOneSIEM(t *testing.T) {
 	if _, err := chdb.FindLibrary(""); err != nil {
-		t.Skipf("skipping: needs libchdb.so (run 'make deps'): %v", err)
+		testenv.SkipOrFail(t, testenv.CHDB, "needs libchdb.so (run 'make deps'): %v", err)
 	}
 	dir := t.TempDir()
 	ca := siemtest.NewCA(t, dir, "siem-ca")

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/auditpipe/auditpipe/internal/proctest"
+	"github.com/auditpipe/auditpipe/internal/testenv"
 )
 
 // RsyslogOptions configure a test rsyslog.
@@ -61,13 +62,13 @@ func Binary(t testing.TB) string {
 			// The GnuTLS driver is a separate Debian package.
 			if _, err := os.Stat("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so"); err != nil {
 				if m, _ := filepath.Glob("/usr/lib/*/rsyslog/lmnsd_gtls.so"); len(m) == 0 {
-					t.Skip("siemtest: rsyslog-gnutls (lmnsd_gtls.so) not installed; run `make deps`")
+					testenv.SkipOrFail(t, testenv.Rsyslog, "siemtest: rsyslog-gnutls (lmnsd_gtls.so) not installed; run `make deps`")
 				}
 			}
 			return path
 		}
 	}
-	t.Skip("siemtest: rsyslogd not found (Debian packages rsyslog and rsyslog-gnutls); run `make deps`")
+	testenv.SkipOrFail(t, testenv.Rsyslog, "siemtest: rsyslogd not found (Debian packages rsyslog and rsyslog-gnutls); run `make deps`")
 	return ""
 }
 

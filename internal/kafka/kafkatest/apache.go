@@ -16,6 +16,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/proctest"
+	"github.com/auditpipe/auditpipe/internal/testenv"
 )
 
 // ApacheVersion is the Apache Kafka release scripts/deps.d/30-kafka.sh
@@ -59,11 +60,11 @@ func StartApache(t testing.TB, partitions int) (kafka.Config, *Apache) {
 	t.Helper()
 	java, err := exec.LookPath("java")
 	if err != nil {
-		t.Skip("kafkatest: java not found; the real Kafka broker needs Java 17 (run `make deps`)")
+		testenv.SkipOrFail(t, testenv.Java, "kafkatest: java not found; the real Kafka broker needs Java 17 (run `make deps`)")
 	}
 	lib := apacheLib()
 	if _, err := os.Stat(filepath.Join(lib, "kafka_2.13-"+ApacheVersion+".jar")); err != nil {
-		t.Skipf("kafkatest: Apache Kafka %s not installed in %s; run `make deps`", ApacheVersion, lib)
+		testenv.SkipOrFail(t, testenv.Kafka, "kafkatest: Apache Kafka %s not installed in %s; run `make deps`", ApacheVersion, lib)
 	}
 	// Not t.TempDir(): log.dirs is a comma-separated list, and a test's
 	// name may hold a comma.
