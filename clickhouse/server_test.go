@@ -12,6 +12,7 @@ import (
 	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/clickhouse/clickhousetest"
 	"github.com/auditpipe/auditpipe/internal/config"
+	"github.com/auditpipe/auditpipe/internal/testenv"
 	"github.com/auditpipe/auditpipe/queryapi"
 )
 
@@ -24,7 +25,7 @@ import (
 func TestServerEngine(t *testing.T) {
 	addr := os.Getenv("CLICKHOUSE_ADDR")
 	if addr == "" {
-		t.Skip("skipping: set CLICKHOUSE_ADDR=host:port to run the clickhouse-go engine against a ClickHouse server >= 25.8")
+		testenv.SkipOrFail(t, testenv.ClickHouseServer, "set CLICKHOUSE_ADDR=host:port to run the clickhouse-go engine against a ClickHouse server >= 25.8 (the same engine runs against our endpoint in TestServerEngineOverEndpoint)")
 	}
 	cfg := clickhouse.DefaultStoreConfig().ClickHouse
 	cfg.Addr = strings.Split(addr, ",")

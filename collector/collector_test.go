@@ -18,7 +18,6 @@ import (
 
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
-	"github.com/auditpipe/auditpipe/internal/proctest"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -326,11 +325,11 @@ func TestRotation(t *testing.T) {
 func TestKafkaDown(t *testing.T) {
 	t.Run("kfake", func(t *testing.T) {
 		brokerDir := t.TempDir()
-		port := proctest.FreePort(t)
-		broker, err := kafka.StartEmbedded(port, brokerDir, 1)
+		broker, err := kafka.StartEmbedded(0, brokerDir, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
+		port := broker.Port()
 		t.Cleanup(func() { broker.Close() })
 		kcfg := kafka.Config{Brokers: broker.Brokers()}.WithDefaults()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

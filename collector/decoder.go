@@ -51,8 +51,15 @@ type Decoder struct {
 // contract event and the assembled records it came from, both valid only
 // during the call (they are reused); onReject every rejected line.
 func NewDecoder(cfg builder.Config, opts assemble.Options, onEvent func(*schemas.Event, *assemble.Event), onReject func(Reject)) *Decoder {
+	return newDecoder(auditlog.NewTypes(), cfg, opts, onEvent, onReject)
+}
+
+// newDecoder is NewDecoder with a type table built before (it is
+// read-only, so decoders may share it): building one takes milliseconds,
+// which a fuzz target that makes a decoder per input cannot spend.
+func newDecoder(types *auditlog.Types, cfg builder.Config, opts assemble.Options, onEvent func(*schemas.Event, *assemble.Event), onReject func(Reject)) *Decoder {
 	d := &Decoder{
-		types:    auditlog.NewTypes(),
+		types:    types,
 		bld:      builder.New(cfg),
 		onEvent:  onEvent,
 		onReject: onReject,

@@ -23,7 +23,6 @@ import (
 
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
-	"github.com/auditpipe/auditpipe/internal/proctest"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -233,7 +232,7 @@ type restartableBroker struct {
 }
 
 func startBroker(t *testing.T) *restartableBroker {
-	b := &restartableBroker{t: t, port: proctest.FreePort(t), dir: t.TempDir()}
+	b := &restartableBroker{t: t, dir: t.TempDir()}
 	b.up()
 	t.Cleanup(b.down)
 	b.kcfg = kafka.Config{Brokers: b.broker.Brokers()}.WithDefaults()
@@ -251,9 +250,11 @@ func (b *restartableBroker) up() {
 		return
 	}
 	var err error
+	// Port 0 the first time; the same port after a restart.
 	if b.broker, err = kafka.StartEmbedded(b.port, b.dir, 1); err != nil {
 		b.t.Fatal(err)
 	}
+	b.port = b.broker.Port()
 }
 
 func (b *restartableBroker) down() {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/clickhouse/clickhousetest"
+	"github.com/auditpipe/auditpipe/internal/testenv"
 )
 
 // clientFixture is the read-only endpoint over an embedded store holding
@@ -245,16 +246,16 @@ func venvPython(t *testing.T) string {
 	if cache == "" {
 		h, err := os.UserHomeDir()
 		if err != nil {
-			t.Skipf("skipping: no home directory for the venv: %v", err)
+			testenv.SkipOrFail(t, testenv.PythonVenv, "no home directory for the venv: %v", err)
 		}
 		cache = filepath.Join(h, ".cache", "auditpipe")
 	}
 	py := filepath.Join(cache, "venv", "bin", "python")
 	if _, err := os.Stat(py); err != nil {
-		t.Skipf("skipping: needs the clickhouse-connect venv (run 'make deps', scripts/deps.d/40-python-venv.sh): %v", err)
+		testenv.SkipOrFail(t, testenv.PythonVenv, "needs the clickhouse-connect venv (run 'make deps', scripts/deps.d/40-python-venv.sh): %v", err)
 	}
 	if err := exec.Command(py, "-c", "import clickhouse_connect").Run(); err != nil {
-		t.Skipf("skipping: %s has no clickhouse_connect (run 'make deps'): %v", py, err)
+		testenv.SkipOrFail(t, testenv.PythonVenv, "%s has no clickhouse_connect (run 'make deps'): %v", py, err)
 	}
 	return py
 }

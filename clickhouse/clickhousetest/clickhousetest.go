@@ -10,6 +10,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/clickhouse/chdb"
+	"github.com/auditpipe/auditpipe/internal/testenv"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -19,7 +20,7 @@ import (
 func OpenEmbedded(t testing.TB, dir string) *clickhouse.Embedded {
 	t.Helper()
 	if _, err := chdb.FindLibrary(""); err != nil {
-		t.Skipf("skipping: needs libchdb.so (run 'make deps'): %v", err)
+		testenv.SkipOrFail(t, testenv.CHDB, "needs libchdb.so (run 'make deps'): %v", err)
 	}
 	if dir == "" {
 		dir = t.TempDir()

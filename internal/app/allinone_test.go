@@ -17,6 +17,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/auth"
 	"github.com/auditpipe/auditpipe/internal/config"
 	"github.com/auditpipe/auditpipe/internal/siemtest"
+	"github.com/auditpipe/auditpipe/internal/testenv"
 	"github.com/auditpipe/auditpipe/queryapi"
 )
 
@@ -173,7 +174,7 @@ func waitCount(t *testing.T, r *running, sql, want string, d time.Duration) {
 // neither loses nor doubles anything.
 func TestAllInOne(t *testing.T) {
 	if _, err := chdb.FindLibrary(""); err != nil {
-		t.Skipf("skipping: needs libchdb.so (run 'make deps'): %v", err)
+		testenv.SkipOrFail(t, testenv.CHDB, "needs libchdb.so (run 'make deps'): %v", err)
 	}
 	dir := t.TempDir()
 	log := filepath.Join(dir, "audit.log")
@@ -233,7 +234,7 @@ func TestAllInOne(t *testing.T) {
 // ClickHouse.
 func TestAllInOneSIEM(t *testing.T) {
 	if _, err := chdb.FindLibrary(""); err != nil {
-		t.Skipf("skipping: needs libchdb.so (run 'make deps'): %v", err)
+		testenv.SkipOrFail(t, testenv.CHDB, "needs libchdb.so (run 'make deps'): %v", err)
 	}
 	dir := t.TempDir()
 	ca := siemtest.NewCA(t, dir, "siem-ca")

@@ -2,6 +2,8 @@ package kafka
 
 import (
 	"fmt"
+	"net"
+	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -38,3 +40,14 @@ func (e *Embedded) Brokers() []string { return e.cluster.ListenAddrs() }
 
 // Close stops the broker.
 func (e *Embedded) Close() { e.cluster.Close() }
+
+// Port returns the broker's listen port: the one it chose when started on
+// port 0, to start it again on after Close.
+func (e *Embedded) Port() int {
+	_, p, err := net.SplitHostPort(e.cluster.ListenAddrs()[0])
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
+}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
-	"github.com/auditpipe/auditpipe/internal/proctest"
 )
 
 const topic = "opctl.audit.v1"
@@ -29,11 +28,11 @@ type broker struct {
 var brokers = []broker{
 	{"kfake", func(t *testing.T, partitions int) (kafka.Config, func(*testing.T)) {
 		dir := t.TempDir()
-		port := proctest.FreePort(t)
-		e, err := kafka.StartEmbedded(port, dir, partitions)
+		e, err := kafka.StartEmbedded(0, dir, partitions)
 		if err != nil {
 			t.Fatal(err)
 		}
+		port := e.Port()
 		t.Cleanup(func() { e.Close() })
 		cfg := kafka.Config{Brokers: e.Brokers(), DialTimeout: time.Second}.WithDefaults()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -1,8 +1,10 @@
 // Package proctest runs the external daemons that tests talk to (rsyslogd,
-// a Kafka broker): started, waited for until they listen, stopped.
+// a Kafka broker): started, waited for until they are ready, stopped.
 package proctest
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -16,14 +18,18 @@ type Proc struct {
 	done chan struct{}
 }
 
-// Start starts cmd and waits until addr accepts TCP connections. It fails
-// the test when the daemon cannot start, exits first (with the last 4 KiB
-// of logFile, where cmd writes its output), or does not listen within
-// timeout.
-func Start(t testing.TB, name string, cmd *exec.Cmd, addr string, timeout time.Duration, logFile string) *Proc {
-	t.Helper()
+// ErrExited is wrapped by Launch's error when the daemon exited before it
+// was ready.
+var ErrExited = errors.New("proctest: the daemon exited at start")
+
+// Launch starts cmd and polls ready until it returns nil: the daemon's
+// own word that it serves (it answers a request, it wrote its start line),
+// not merely that a port accepts connections. It returns an error wrapping
+// ErrExited when the daemon exits first, and one with ready's last error
+// when timeout passes (the daemon is then killed).
+func Launch(cmd *exec.Cmd, ready func() error, timeout time.Duration) (*Proc, error) {
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("proctest: start %s: %v", name, err)
+		return nil, fmt.Errorf("proctest: start: %w", err)
 	}
 	p := &Proc{cmd: cmd, done: make(chan struct{})}
 	go func() {
@@ -32,19 +38,44 @@ func Start(t testing.TB, name string, cmd *exec.Cmd, addr string, timeout time.D
 	}()
 	deadline := time.Now().Add(timeout)
 	for {
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
-			return p
+		err := ready()
+		if err == nil {
+			return p, nil
 		}
 		select {
 		case <-p.done:
-			t.Fatalf("proctest: %s exited at start:\n%s", name, Tail(logFile))
+			return nil, fmt.Errorf("%w (%v)", ErrExited, cmd.ProcessState)
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("proctest: %s does not listen on %s after %s", name, addr, timeout)
+			p.Stop(os.Kill, time.Minute)
+			return nil, fmt.Errorf("proctest: not ready after %s: %w", timeout, err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Start is Launch, failing the test when the daemon cannot start, exits
+// first (with the last 4 KiB of logFile, where cmd writes its output), or
+// is not ready within timeout.
+func Start(t testing.TB, name string, cmd *exec.Cmd, ready func() error, timeout time.Duration, logFile string) *Proc {
+	t.Helper()
+	p, err := Launch(cmd, ready, timeout)
+	if err != nil {
+		t.Fatalf("proctest: %s: %v\n%s", name, err, Tail(logFile))
+	}
+	return p
+}
+
+// Dials returns a readiness check that addr accepts TCP connections: a
+// part of a daemon's readiness, never all of it.
+func Dials(addr string) func() error {
+	return func() error {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return err
+		}
+		return c.Close()
 	}
 }
 
@@ -87,15 +118,23 @@ func Tail(path string) []byte {
 	return b
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort(t testing.TB) int {
+// FreePorts returns n distinct loopback TCP ports that were free a moment
+// ago (all held at once, then released). Another process may take one
+// before the caller binds it: prefer a daemon that binds port 0 and reports
+// its port, or retry on "address already in use" (see Launch and
+// ErrExited).
+func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("proctest: free port: %v", err)
+		}
+		defer l.Close()
+		ports[i] = l.Addr().(*net.TCPAddr).Port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports
 }
 
 // Pid is the daemon's process id.

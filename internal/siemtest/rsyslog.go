@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/auditpipe/auditpipe/internal/proctest"
+	"github.com/auditpipe/auditpipe/internal/testenv"
 )
 
 // RsyslogOptions configure a test rsyslog.
@@ -41,15 +42,15 @@ type RsyslogOptions struct {
 // RFC 5425 (syslog over TLS, octet counting) on a loopback port and writing
 // each received message's raw bytes, JSON-escaped, as one line of a file.
 type Rsyslog struct {
-	Addr string // 127.0.0.1:port
-	dir  string
-	conf string
-	out  string
-	pid  string
-	proc *proctest.Proc
-	log  *os.File
-	bin  string
-	cpus string
+	Addr string // 127.0.0.1:port, the port rsyslogd chose at its first start
+
+	dir, conf, out, pid string
+	portFile, internal  string
+	opts                RsyslogOptions
+	proc                *proctest.Proc
+	log                 *os.File
+	bin                 string
+	cpus                string
 
 	count     int
 	countOff  int64
@@ -65,18 +66,18 @@ func Binary(t testing.TB) string {
 			// The GnuTLS driver is a separate Debian package.
 			if _, err := os.Stat("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so"); err != nil {
 				if m, _ := filepath.Glob("/usr/lib/*/rsyslog/lmnsd_gtls.so"); len(m) == 0 {
-					t.Skip("siemtest: rsyslog-gnutls (lmnsd_gtls.so) not installed; run `make deps`")
+					testenv.SkipOrFail(t, testenv.Rsyslog, "siemtest: rsyslog-gnutls (lmnsd_gtls.so) not installed; run `make deps`")
 				}
 			}
 			return path
 		}
 	}
-	t.Skip("siemtest: rsyslogd not found (Debian packages rsyslog and rsyslog-gnutls); run `make deps`")
+	testenv.SkipOrFail(t, testenv.Rsyslog, "siemtest: rsyslogd not found (Debian packages rsyslog and rsyslog-gnutls); run `make deps`")
 	return ""
 }
 
 // StartRsyslog writes a configuration into a fresh directory, starts
-// rsyslogd on a free loopback port, and waits until it accepts connections.
+// rsyslogd on a loopback port it chooses, and waits until it is ready.
 // It is stopped when the test ends.
 func StartRsyslog(t testing.TB, o RsyslogOptions) *Rsyslog {
 	t.Helper()
@@ -86,20 +87,43 @@ func StartRsyslog(t testing.TB, o RsyslogOptions) *Rsyslog {
 		o.MaxMessageSize = 8192
 	}
 	r := &Rsyslog{
-		Addr: "127.0.0.1:" + strconv.Itoa(proctest.FreePort(t)),
-		dir:  dir,
-		conf: filepath.Join(dir, "rsyslog.conf"),
-		out:  filepath.Join(dir, "received.jsonl"),
-		pid:  filepath.Join(dir, "rsyslogd.pid"),
+		dir:      dir,
+		conf:     filepath.Join(dir, "rsyslog.conf"),
+		out:      filepath.Join(dir, "received.jsonl"),
+		pid:      filepath.Join(dir, "rsyslogd.pid"),
+		portFile: filepath.Join(dir, "port"),
+		internal: filepath.Join(dir, "internal.log"),
 	}
+	r.log = proctest.LogFile(t, filepath.Join(dir, "rsyslogd.log"), "rsyslogd")
+	t.Cleanup(func() {
+		r.Stop(t)
+		if r.countFile != nil {
+			r.countFile.Close()
+		}
+		if t.Failed() {
+			t.Logf("rsyslog internal log (last 4 KiB):\n%s", proctest.Tail(r.internal))
+		}
+	})
+	r.bin = bin
+	r.cpus = o.CPUs
+	r.opts = o
+	r.Start(t)
+	return r
+}
+
+// config is rsyslog.conf for a listen port ("0": rsyslogd binds a free
+// port itself and writes it to portFile, so no port is chosen here that
+// another process could take before rsyslogd binds it).
+func (r *Rsyslog) config(port string) string {
+	o := r.opts
 	auth := "anon"
 	if o.ClientAuth {
 		auth = "x509/certvalid"
 	}
-	_, port, _ := net.SplitHostPort(r.Addr)
-	conf := fmt.Sprintf(`# written by siemtest
+	return fmt.Sprintf(`# written by siemtest
 global(
   workDirectory=%q
+  processInternalMessages="on"
   maxMessageSize="%d"
   defaultNetstreamDriver="gtls"
   defaultNetstreamDriverCAFile=%q
@@ -108,7 +132,7 @@ global(
 )
 main_queue(queue.timeoutShutdown="10000" queue.timeoutActionCompletion="10000")
 module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode=%q)
-input(type="imtcp" address="127.0.0.1" port=%q)
+input(type="imtcp" address="127.0.0.1" port=%q listenPortFileName=%q)
 template(name="rawjson" type="list") {
   constant(value="{\"raw\":\"")
   property(name="rawmsg" format="json")
@@ -119,24 +143,7 @@ if $inputname == "imtcp" then {
   stop
 }
 action(type="omfile" file=%q)
-`, dir, o.MaxMessageSize, o.CA.CertPEM, o.CertFile, o.KeyFile, parserOptions(o.Defaults), auth, port, r.out, filepath.Join(dir, "internal.log"))
-	if err := os.WriteFile(r.conf, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	r.log = proctest.LogFile(t, filepath.Join(dir, "rsyslogd.log"), "rsyslogd")
-	t.Cleanup(func() {
-		r.Stop(t)
-		if r.countFile != nil {
-			r.countFile.Close()
-		}
-		if t.Failed() {
-			t.Logf("rsyslog internal log (last 4 KiB):\n%s", proctest.Tail(filepath.Join(dir, "internal.log")))
-		}
-	})
-	r.bin = bin
-	r.cpus = o.CPUs
-	r.Start(t)
-	return r
+`, r.dir, o.MaxMessageSize, o.CA.CertPEM, o.CertFile, o.KeyFile, parserOptions(o.Defaults), auth, port, r.portFile, r.out, r.internal)
 }
 
 // parserOptions are the global() lines that turn rsyslog's text-changing
@@ -150,20 +157,63 @@ func parserOptions(defaults bool) string {
   parser.dropTrailingLFOnReception="off"`
 }
 
-// Start starts rsyslogd (again, after Stop) and waits until it listens.
+// Start starts rsyslogd (again, after Stop, on the same port) and waits
+// until it is ready: it wrote its start line and its listener accepts
+// connections.
 func (r *Rsyslog) Start(t testing.TB) {
 	t.Helper()
-	cmd := exec.Command(r.bin, "-n", "-f", r.conf, "-i", r.pid)
+	port := "0"
+	if r.Addr != "" {
+		_, port, _ = net.SplitHostPort(r.Addr)
+	}
+	if err := os.WriteFile(r.conf, []byte(r.config(port)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{r.bin, "-n", "-f", r.conf, "-i", r.pid}
 	if r.cpus != "" {
 		ts, err := exec.LookPath("taskset")
 		if err != nil {
 			t.Fatalf("siemtest: binding rsyslogd to CPUs %s: %v", r.cpus, err)
 		}
-		cmd = exec.Command(ts, "-c", r.cpus, r.bin, "-n", "-f", r.conf, "-i", r.pid)
+		// taskset execs rsyslogd: the process (and its pid) is rsyslogd's.
+		args = append([]string{ts, "-c", r.cpus}, args...)
 	}
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = r.log, r.log
 	cmd.Dir = r.dir
-	r.proc = proctest.Start(t, "rsyslogd", cmd, r.Addr, 15*time.Second, filepath.Join(r.dir, "rsyslogd.log"))
+	r.proc = proctest.Start(t, "rsyslogd", cmd, func() error { return r.ready(cmd) }, 15*time.Second, r.log.Name())
+}
+
+// ready reports whether the rsyslogd of cmd serves: its start line (with
+// its pid) is in the internal log, and its port accepts connections. At
+// the first start, on port 0, the port is the one rsyslogd wrote to
+// portFile, and ready sets Addr.
+func (r *Rsyslog) ready(cmd *exec.Cmd) error {
+	b, err := os.ReadFile(r.internal)
+	if err != nil {
+		return fmt.Errorf("no internal log yet: %w", err)
+	}
+	if !bytes.Contains(b, fmt.Appendf(nil, `x-pid="%d" x-info="https://www.rsyslog.com"] start`, cmd.Process.Pid)) {
+		return fmt.Errorf("no start line of pid %d in %s", cmd.Process.Pid, r.internal)
+	}
+	addr := r.Addr
+	if addr == "" {
+		// The first start, on port 0: the port it chose.
+		pb, err := os.ReadFile(r.portFile)
+		if err != nil {
+			return fmt.Errorf("no listener port file yet: %w", err)
+		}
+		port, err := strconv.Atoi(strings.TrimSpace(string(pb)))
+		if err != nil || port <= 0 {
+			return fmt.Errorf("listener port file holds %q", pb)
+		}
+		addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	}
+	if err := proctest.Dials(addr)(); err != nil {
+		return err
+	}
+	r.Addr = addr
+	return nil
 }
 
 // Stop stops rsyslogd with SIGTERM (it drains its queues) and waits.

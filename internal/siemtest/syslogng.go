@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/auditpipe/auditpipe/internal/proctest"
+	"github.com/auditpipe/auditpipe/internal/testenv"
 )
 
 // SyslogNGOptions configure a test syslog-ng.
@@ -61,7 +62,7 @@ func syslogNGBinary(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(SyslogNGDir(), "usr", "sbin", "syslog-ng")
 	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("siemtest: syslog-ng not unpacked at %s (scripts/deps.d/25-syslog-ng.sh); run `make deps`", bin)
+		testenv.SkipOrFail(t, testenv.SyslogNG, "siemtest: syslog-ng not unpacked at %s (scripts/deps.d/25-syslog-ng.sh); run `make deps`", bin)
 	}
 	return bin
 }
@@ -75,7 +76,7 @@ func StartSyslogNG(t testing.TB, o SyslogNGOptions) *SyslogNG {
 	root := SyslogNGDir()
 	dir := t.TempDir()
 	s := &SyslogNG{
-		Addr: "127.0.0.1:" + strconv.Itoa(proctest.FreePort(t)),
+		Addr: "127.0.0.1:" + strconv.Itoa(proctest.FreePorts(t, 1)[0]),
 		dir:  dir,
 		out:  filepath.Join(dir, "received.jsonl"),
 	}
@@ -112,7 +113,7 @@ log { source(s_tls); destination(d_file); };
 	cmd.Env = append(os.Environ(), "LD_LIBRARY_PATH="+libs)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = dir
-	s.proc = proctest.Start(t, "syslog-ng", cmd, s.Addr, 15*time.Second, logPath)
+	s.proc = proctest.Start(t, "syslog-ng", cmd, proctest.Dials(s.Addr), 15*time.Second, logPath)
 	t.Cleanup(func() { s.Stop(t) })
 	return s
 }

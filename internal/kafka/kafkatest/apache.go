@@ -1,9 +1,11 @@
 package kafkatest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/proctest"
+	"github.com/auditpipe/auditpipe/internal/testenv"
 )
 
 // ApacheVersion is the Apache Kafka release scripts/deps.d/30-kafka.sh
@@ -31,6 +34,7 @@ type Apache struct {
 
 	java, lib, props, dir string
 	addr                  string
+	topics                []string // whose leaders readiness waits for
 	proc                  *proctest.Proc
 	log                   *os.File
 }
@@ -51,19 +55,21 @@ func apacheLib() string {
 }
 
 // StartApache formats a fresh data directory, starts the broker on free
-// loopback ports, waits until it serves, and creates the pipeline topics
-// (the audit topic with the given partitions). It skips the test, saying
-// why, when Java or the broker's jars are missing (`make deps` installs
-// them). The broker is killed when the test ends.
+// loopback ports, waits until it answers metadata, creates the pipeline
+// topics (the audit topic with the given partitions) and waits until each
+// of their partitions has a leader. It skips the test, saying why, when
+// Java or the broker's jars are missing (`make deps` installs them), or
+// fails it when AUDITPIPE_REQUIRE requires them (internal/testenv). The
+// broker is killed when the test ends.
 func StartApache(t testing.TB, partitions int) (kafka.Config, *Apache) {
 	t.Helper()
 	java, err := exec.LookPath("java")
 	if err != nil {
-		t.Skip("kafkatest: java not found; the real Kafka broker needs Java 17 (run `make deps`)")
+		testenv.SkipOrFail(t, testenv.Java, "kafkatest: java not found; the real Kafka broker needs Java 17 (run `make deps`)")
 	}
 	lib := apacheLib()
 	if _, err := os.Stat(filepath.Join(lib, "kafka_2.13-"+ApacheVersion+".jar")); err != nil {
-		t.Skipf("kafkatest: Apache Kafka %s not installed in %s; run `make deps`", ApacheVersion, lib)
+		testenv.SkipOrFail(t, testenv.Kafka, "kafkatest: Apache Kafka %s not installed in %s; run `make deps`", ApacheVersion, lib)
 	}
 	// Not t.TempDir(): log.dirs is a comma-separated list, and a test's
 	// name may hold a comma.
@@ -73,8 +79,55 @@ func StartApache(t testing.TB, partitions int) (kafka.Config, *Apache) {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	a := &Apache{java: java, lib: lib, dir: dir, props: filepath.Join(dir, "server.properties")}
-	port, cport := proctest.FreePort(t), proctest.FreePort(t)
+	a.log = proctest.LogFile(t, filepath.Join(dir, "kafka.log"), "the Kafka broker")
+	t.Cleanup(func() { a.Kill(t) })
+	// The ports are free when chosen, not necessarily when the broker
+	// binds them: when another process took one in between, the broker
+	// exits with "Address already in use", and it starts again on others.
+	for attempt := 1; ; attempt++ {
+		err := a.launch(t, partitions)
+		if err == nil {
+			break
+		}
+		if attempt < 3 && errors.Is(err, proctest.ErrExited) && bytes.Contains(proctest.Tail(a.log.Name()), []byte("Address already in use")) {
+			t.Logf("kafkatest: a port was taken before the broker bound it; again on other ports: %v", err)
+			continue
+		}
+		t.Fatalf("kafkatest: the Kafka broker: %v\n%s", err, proctest.Tail(a.log.Name()))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	topics := kafka.PipelineTopics(partitions)
+	if err := a.Config.EnsureTopics(ctx, topics...); err != nil {
+		t.Fatalf("kafkatest: %v", err)
+	}
+	// From now on, ready means the pipeline's topics have their leaders.
+	a.topics = kafka.TopicNames(topics)
+	for {
+		err := a.ready()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("kafkatest: the topics have no leaders after creation: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return a.Config, a
+}
+
+// launch writes the broker's configuration for two fresh free ports,
+// formats a fresh data directory and starts the broker.
+func (a *Apache) launch(t testing.TB, partitions int) error {
+	t.Helper()
+	ports := proctest.FreePorts(t, 2)
+	port, cport := ports[0], ports[1]
 	a.addr = "127.0.0.1:" + strconv.Itoa(port)
+	a.Config = kafka.Config{Brokers: []string{a.addr}, DialTimeout: 2 * time.Second}.WithDefaults()
+	data := filepath.Join(a.dir, "data")
+	if err := os.RemoveAll(data); err != nil {
+		return fmt.Errorf("remove the data directory: %w", err)
+	}
 	props := fmt.Sprintf(`process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:%[2]d
@@ -92,12 +145,10 @@ transaction.state.log.min.isr=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
-`, port, cport, filepath.Join(dir, "data"), partitions)
+`, port, cport, data, partitions)
 	if err := os.WriteFile(a.props, []byte(props), 0o600); err != nil {
-		t.Fatal(err)
+		return err
 	}
-	a.log = proctest.LogFile(t, filepath.Join(dir, "kafka.log"), "the Kafka broker")
-	t.Cleanup(func() { a.Kill(t) })
 	// The cluster id: 16 random bytes, base64url without padding, not
 	// starting with '-' (an option to the tool), as `kafka-storage
 	// random-uuid` prints.
@@ -107,27 +158,39 @@ group.initial.rebalance.delay.ms=0
 		_, _ = rand.Read(raw[:])
 		id = base64.RawURLEncoding.EncodeToString(raw[:])
 	}
-	format := exec.Command(java, "-cp", filepath.Join(lib, "*"), "kafka.tools.StorageTool", "format", "-t", id, "-c", a.props)
+	format := exec.Command(a.java, "-cp", filepath.Join(a.lib, "*"), "kafka.tools.StorageTool", "format", "-t", id, "-c", a.props)
 	if out, err := format.CombinedOutput(); err != nil {
-		t.Fatalf("kafkatest: format the broker's storage: %v\n%s", err, out)
+		return fmt.Errorf("format the broker's storage: %w\n%s", err, out)
 	}
-	a.Start(t)
-	a.Config = kafka.Config{Brokers: []string{a.addr}, DialTimeout: 2 * time.Second}.WithDefaults()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := a.Config.EnsureTopics(ctx, kafka.PipelineTopics(partitions)...); err != nil {
-		t.Fatalf("kafkatest: %v", err)
+	p, err := proctest.Launch(a.command(), a.ready, 60*time.Second)
+	if err != nil {
+		return err
 	}
-	return a.Config, a
+	a.proc = p
+	return nil
 }
 
-// Start starts the broker (again, after Kill) and waits until it accepts
-// connections.
-func (a *Apache) Start(t testing.TB) {
-	t.Helper()
+// command is the broker's command line, its output to the log file.
+func (a *Apache) command() *exec.Cmd {
 	cmd := exec.Command(a.java, "-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-cp", filepath.Join(a.lib, "*"), "kafka.Kafka", a.props)
 	cmd.Stdout, cmd.Stderr = a.log, a.log
-	a.proc = proctest.Start(t, "the Kafka broker", cmd, a.addr, 60*time.Second, a.log.Name())
+	return cmd
+}
+
+// ready reports whether the broker serves: it answers metadata, and every
+// partition of the topics created so far has a leader.
+func (a *Apache) ready() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return a.Config.CheckLeaders(ctx, a.topics...)
+}
+
+// Start starts the broker again, after Kill, on the same ports with its
+// data, and waits until it is ready: every partition of the pipeline's
+// topics has a leader.
+func (a *Apache) Start(t testing.TB) {
+	t.Helper()
+	a.proc = proctest.Start(t, "the Kafka broker", a.command(), a.ready, 60*time.Second, a.log.Name())
 }
 
 // Kill stops the broker with SIGKILL, as a crash would, and waits for it.
