@@ -26,7 +26,7 @@ trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
 # The sample holds 18 audited events (the automation user's are not audited).
 want=18
 for _ in $(seq 1 120); do
-	n=$("$bin" query --server "$url" --output csv "SELECT count() FROM audit_events" 2>/dev/null | tail -n 1 || true)
+	n=$("$bin" query --server "$url" --token-file "$data/admin.token" --output csv "SELECT count() FROM audit_events" 2>/dev/null | tail -n 1 || true)
 	[ "$n" = "$want" ] && break
 	if ! kill -0 $pid 2>/dev/null; then
 		echo "all-in-one stopped; its log:" >&2
@@ -41,7 +41,7 @@ if [ "$n" != "$want" ]; then
 fi
 echo "== $want events from deploy/sample/audit.log are in ClickHouse (embedded chDB). The named queries:"
 echo
-"$bin" query --server "$url" --all
+"$bin" query --server "$url" --token-file "$data/admin.token" --all
 echo
 echo "Try: $bin query --embedded $data/chdb \"SELECT time, loginid, title FROM audit_events WHERE event = 'command' ORDER BY ts\""
 echo "(the all-in-one stops when this script ends; its store stays: $bin query --embedded $data/chdb --all"

@@ -4,8 +4,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"path/filepath"
 
 	"github.com/auditpipe/auditpipe/internal/app"
+	"github.com/auditpipe/auditpipe/internal/auth"
 )
 
 // cmdAllInOne is `run --target all` on the embedded defaults, with flags
@@ -91,7 +93,8 @@ func cmdAllInOne(ctx context.Context, e env) error {
 	}
 	ready := e.ready
 	e.ready = func(addr string) {
-		fmt.Fprintf(e.stderr, "auditpipe all-in-one: queries at http://%s/ (auditpipe query --server http://%s/ --all)\n", addr, addr)
+		tok := filepath.Join(cfg.Embedded.DataDir, auth.AdminTokenName)
+		fmt.Fprintf(e.stderr, "auditpipe all-in-one: queries at http://%s/ (auditpipe query --server http://%s/ --token-file %s --all)\n", addr, addr, tok)
 		if ready != nil {
 			ready(addr)
 		}
