@@ -88,10 +88,13 @@ func Retry(ctx context.Context, p Policy, fn func(ctx context.Context) error) er
 			p.Outage.OK()
 			return nil
 		}
-		p.Outage.Fail(err)
 		if !IsRetryable(err) {
-			return err
+			if errors.As(err, new(*PermanentError)) {
+				p.Outage.Fail(err)
+			}
+			return err // the caller's to handle
 		}
+		p.Outage.Fail(err)
 		if first.IsZero() {
 			first = time.Now()
 		}
