@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/schemas"

@@ -95,7 +95,7 @@ func TestFollower(t *testing.T) {
 		recs = append(recs, kafka.Record{Key: []byte(fmt.Sprintf("k%d", i%10)), Value: []byte(fmt.Sprintf("v%d", i))})
 	}
 	recs = append(recs,
-		kafka.Record{Key: []byte("k3")},                      // tombstone
+		kafka.Record{Key: []byte("k3")},                       // tombstone
 		kafka.Record{Key: []byte("k4"), Value: []byte("bad")}, // skipped, k4 keeps v44
 	)
 	writeRecords(t, cfg, grants, recs...)
