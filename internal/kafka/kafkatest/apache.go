@@ -57,6 +57,21 @@ func apacheLib() string {
 // them). The broker is killed when the test ends.
 func StartApache(t testing.TB, partitions int) (kafka.Config, *Apache) {
 	t.Helper()
+	a := NewApache(t, partitions)
+	a.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := a.Config.EnsureTopics(ctx, kafka.PipelineTopics(partitions)...); err != nil {
+		t.Fatalf("kafkatest: %v", err)
+	}
+	return a.Config, a
+}
+
+// NewApache is StartApache without starting the broker or creating any
+// topic: a.Config names the address it will listen on once a.Start is
+// called, so that a test can start a component before the broker.
+func NewApache(t testing.TB, partitions int) *Apache {
+	t.Helper()
 	java, err := exec.LookPath("java")
 	if err != nil {
 		t.Skip("kafkatest: java not found; the real Kafka broker needs Java 17 (run `make deps`)")
@@ -111,14 +126,8 @@ group.initial.rebalance.delay.ms=0
 	if out, err := format.CombinedOutput(); err != nil {
 		t.Fatalf("kafkatest: format the broker's storage: %v\n%s", err, out)
 	}
-	a.Start(t)
 	a.Config = kafka.Config{Brokers: []string{a.addr}, DialTimeout: 2 * time.Second}.WithDefaults()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := a.Config.EnsureTopics(ctx, kafka.PipelineTopics(partitions)...); err != nil {
-		t.Fatalf("kafkatest: %v", err)
-	}
-	return a.Config, a
+	return a
 }
 
 // Start starts the broker (again, after Kill) and waits until it accepts
