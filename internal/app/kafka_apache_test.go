@@ -146,10 +146,17 @@ func TestCollectorTargetSurvivesApacheKafka(t *testing.T) {
 			t.Errorf("%q logged %d times, want one per outage", k, n)
 		}
 	}
+	// The pushes failed twice (no topic yet at start: the target creates
+	// it; the restart), each time one line, and recovered twice.
 	push := "pushing to Kafka (batches go to the spool meanwhile)"
-	if perWhat[push+" / failed; retrying"] != 1 || perWhat[push+" / recovered"] != 1 {
-		t.Errorf("the restart outage of the pushes: %d failure and %d recovery lines, want 1 and 1",
+	if perWhat[push+" / failed; retrying"] != 2 || perWhat[push+" / recovered"] != 2 {
+		t.Errorf("the pushes' two outages: %d failure and %d recovery lines, want 2 and 2",
 			perWhat[push+" / failed; retrying"], perWhat[push+" / recovered"])
+	}
+	topics := "creating the Kafka topics"
+	if perWhat[topics+" / failed; retrying"] != 1 || perWhat[topics+" / recovered"] != 1 {
+		t.Errorf("creating the topics while the broker was away: %d failure and %d recovery lines, want 1 and 1",
+			perWhat[topics+" / failed; retrying"], perWhat[topics+" / recovered"])
 	}
 	if n := len(logs.matching(regexp.MustCompile(`level=(WARN|ERROR)`))); n > 12 {
 		t.Errorf("%d warning or error lines for two outages, want a handful", n)
