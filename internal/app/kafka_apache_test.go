@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,18 +55,41 @@ func (l *logBuffer) matching(re *regexp.Regexp) []string {
 	return out
 }
 
-// distinctEvents reads the audit topic and returns its distinct event ids.
-func distinctEvents(t *testing.T, kc kafka.Config, atLeast int) map[string]bool {
+// distinctEvents reads the audit topic from the start until it has seen
+// want distinct event ids (a batch retried after a failure may be there
+// twice: consumers dedup by event id), or 60s passed, and returns them.
+func distinctEvents(t *testing.T, kc kafka.Config, want int) map[string]bool {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var mu sync.Mutex
 	ids := map[string]bool{}
-	for _, r := range kafkatest.Read(t, kc, schemas.TopicAudit, atLeast, 60*time.Second) {
+	var bad error
+	f, err := kc.NewFollower(kafka.FollowerConfig{Topic: schemas.TopicAudit, MaxWait: 100 * time.Millisecond, Apply: func(r kafka.Record) error {
 		var e schemas.Event
+		mu.Lock()
+		defer mu.Unlock()
 		if err := json.Unmarshal(r.Value, &e); err != nil {
-			t.Fatalf("bad event in Kafka: %v", err)
+			bad = err
 		}
 		ids[e.EventID] = true
+		if len(ids) >= want {
+			cancel()
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return ids
+	if err := f.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if bad != nil {
+		t.Fatalf("bad event in Kafka: %v", bad)
+	}
+	return maps.Clone(ids)
 }
 
 // The collector target alone against a real Apache Kafka broker: started
