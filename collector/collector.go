@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/auditpipe/auditpipe/collector/assemble"
 	"github.com/auditpipe/auditpipe/collector/auditlog"
@@ -23,6 +22,8 @@ import (
 	"github.com/auditpipe/auditpipe/collector/netlinksrc"
 	"github.com/auditpipe/auditpipe/collector/spool"
 	"github.com/auditpipe/auditpipe/collector/tail"
+	"github.com/auditpipe/auditpipe/internal/backoff"
+	"github.com/auditpipe/auditpipe/internal/deadletter"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/schemas"
 )
@@ -127,10 +128,11 @@ type run struct {
 	ckpt       *checkpoint.File
 	sp         *spool.Spool
 	events     *kafka.Writer
-	dead       *kafka.Writer
-	batch      []kafkago.Message
+	dead       *deadletter.Writer
+	outage     *backoff.Outage // of the pushes to Kafka
+	batch      []kafka.Record
 	batchBytes int
-	dl         []kafkago.Message
+	dl         []kafka.Record
 	nextTag    uint64
 	starts     []tagPos // start positions of lines still needed for the checkpoint
 	lastEnd    tail.Position
@@ -146,7 +148,6 @@ type run struct {
 	// sentOldest is the number of messages of the oldest spooled batch
 	// already in Kafka but not yet acknowledged in the spool; 0 when none.
 	sentOldest int
-	kafkaDown  bool // the last push failed (logged once per outage)
 	rejectLog  *rejectLog
 }
 
@@ -201,10 +202,11 @@ func (c *Collector) Run(ctx context.Context) error {
 		return fmt.Errorf("collector: %w", err)
 	}
 	defer r.events.Close()
-	if r.dead, err = cfg.Kafka.NewWriter(cfg.DeadLetterTopic); err != nil {
+	if r.dead, err = deadletter.Open(cfg.Kafka, cfg.DeadLetterTopic, "collector", c.log); err != nil {
 		return fmt.Errorf("collector: %w", err)
 	}
 	defer r.dead.Close()
+	r.outage = backoff.NewOutage(c.log, "pushing to Kafka (batches go to the spool meanwhile)")
 
 	r.dec = NewDecoder(builder.Config{
 		Layer: cfg.Layer, Host: cfg.Host, AllUsers: cfg.AllUsers, Names: names, Grants: c.grants,
@@ -223,7 +225,7 @@ func (c *Collector) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := followGrants(ctx, cfg.Kafka, schemas.TopicGrants, c.grants, c.ready, c.log); err != nil {
+			if err := c.followGrants(ctx, cfg.Kafka, schemas.TopicGrants); err != nil {
 				c.log.Error("grants: follower stopped", "err", err)
 			}
 		}()
@@ -295,16 +297,23 @@ func (c *Collector) Run(ctx context.Context) error {
 	}
 }
 
+// waitGrants waits until the grants that existed at start are known,
+// saying so once if that takes long, and once when it is over.
 func (c *Collector) waitGrants(ctx context.Context) error {
-	t := time.NewTicker(10 * time.Second)
+	t := time.NewTimer(10 * time.Second)
 	defer t.Stop()
+	waited := false
 	for {
 		select {
 		case <-c.ready:
+			if waited {
+				c.log.Info("grants known: reading audit records")
+			}
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+			waited = true
 			c.log.Warn("waiting for the grants topic before reading audit records (events cannot be attributed without it)")
 		}
 	}
@@ -480,7 +489,7 @@ func (r *run) onEvent(e *schemas.Event, ev *assemble.Event) {
 		r.deadLetter(ReasonEventTooLarge, err, val, e.Host)
 		return
 	}
-	r.batch = append(r.batch, kafkago.Message{Key: []byte(e.Host), Value: val})
+	r.batch = append(r.batch, kafka.Record{Key: []byte(e.Host), Value: val})
 	r.batchBytes += len(val)
 }
 
@@ -491,16 +500,13 @@ func (r *run) onReject(rej Reject) {
 
 // deadLetter queues a dead letter with the current batch.
 func (r *run) deadLetter(reason string, cause error, raw []byte, host string) {
-	d := schemas.NewDeadLetter("collector", reason, cause, raw, time.Now())
-	d.Host = host
-	d.Source = r.source
-	val, err := json.Marshal(d)
+	rec, err := deadletter.Record(r.dead.Letter(reason, cause, raw, host, r.source))
 	if err != nil {
 		r.c.log.Error("dead letter: encode", "err", err)
 		return
 	}
-	r.dl = append(r.dl, kafkago.Message{Key: []byte(d.Host), Value: val})
-	r.batchBytes += len(val)
+	r.dl = append(r.dl, rec)
+	r.batchBytes += len(rec.Value)
 }
 
 // pruneStarts forgets line positions that no future checkpoint needs: the
@@ -585,7 +591,7 @@ func (r *run) flush(ctx context.Context, final bool) error {
 // Kafka takes it, else in the spool (order is kept). While the spool
 // cannot take it (full, or its disk full or read-only) store retries with
 // backoff, draining the spool between attempts; nothing is dropped.
-func (r *run) store(ctx context.Context, msgs []kafkago.Message, meta spoolMeta) error {
+func (r *run) store(ctx context.Context, msgs []kafka.Record, meta spoolMeta) error {
 	e := spool.Entry{Messages: make([]spool.Message, len(msgs))}
 	for i, m := range msgs {
 		e.Messages[i] = spool.Message{Key: m.Key, Value: m.Value}
@@ -629,7 +635,7 @@ func (r *run) spoolGauges() {
 // A push in flight is not cancelled with ctx: cut short, it might have
 // reached Kafka anyway and be sent again from the spool. It is bounded by
 // ProduceTimeout instead.
-func (r *run) produce(ctx context.Context, msgs []kafkago.Message, meta spoolMeta) error {
+func (r *run) produce(ctx context.Context, msgs []kafka.Record, meta spoolMeta) error {
 	c := r.c
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.ProduceTimeout)
 	defer cancel()
@@ -637,10 +643,10 @@ func (r *run) produce(ctx context.Context, msgs []kafkago.Message, meta spoolMet
 	n := len(msgs) - meta.DeadLetters
 	var err error
 	if n > 0 {
-		err = r.events.WriteMessages(ctx, msgs[:n]...)
+		err = r.events.Write(ctx, msgs[:n]...)
 	}
 	if err == nil && meta.DeadLetters > 0 {
-		err = r.dead.WriteMessages(ctx, msgs[n:]...)
+		err = r.dead.WriteRecords(ctx, msgs[n:]...)
 		if err == nil {
 			c.m.deadLetters.Add(float64(meta.DeadLetters))
 		}
@@ -648,16 +654,10 @@ func (r *run) produce(ctx context.Context, msgs []kafkago.Message, meta spoolMet
 	c.m.produceSeconds.Observe(time.Since(t0).Seconds())
 	if err != nil {
 		c.m.produceErrors.Inc()
-		if !r.kafkaDown {
-			c.log.Warn("push to Kafka failed; batches go to the spool until it is back", "messages", len(msgs), "err", err)
-			r.kafkaDown = true
-		}
+		r.outage.Fail(err) // logged once per outage, not per batch
 		return fmt.Errorf("collector: produce: %w", err)
 	}
-	if r.kafkaDown {
-		c.log.Info("Kafka takes batches again")
-		r.kafkaDown = false
-	}
+	r.outage.OK()
 	c.m.produced.Add(float64(len(msgs)))
 	return nil
 }
@@ -679,9 +679,9 @@ func (r *run) drain(ctx context.Context) error {
 			if err := json.Unmarshal(e.Meta, &meta); err != nil {
 				return fmt.Errorf("collector: spool entry meta: %w", err)
 			}
-			msgs := make([]kafkago.Message, len(e.Messages))
+			msgs := make([]kafka.Record, len(e.Messages))
 			for i, m := range e.Messages {
-				msgs[i] = kafkago.Message{Key: m.Key, Value: m.Value}
+				msgs[i] = kafka.Record{Key: m.Key, Value: m.Value}
 			}
 			if err := r.produce(ctx, msgs, meta); err != nil {
 				return nil // Kafka still away: try again at the next flush
@@ -694,8 +694,11 @@ func (r *run) drain(ctx context.Context) error {
 			return fmt.Errorf("collector: spool ack: %w", err)
 		}
 		r.spoolGauges()
-		r.c.log.Info("spooled batch delivered", "messages", r.sentOldest, "left", r.sp.Entries())
+		r.c.log.Debug("spooled batch delivered", "messages", r.sentOldest, "left", r.sp.Entries())
 		r.sentOldest = 0
+		if r.sp.Entries() == 0 {
+			r.c.log.Info("spool drained: every spooled batch is in Kafka")
+		}
 	}
 	return nil
 }

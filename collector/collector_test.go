@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
@@ -99,40 +98,31 @@ func startCollector(t *testing.T, cfg Config, reg prometheus.Registerer) (stop f
 // consumer reads every partition of a topic from the start, without a
 // consumer group (so that nothing it sees twice is its own doing).
 type consumer struct {
-	ch   chan kafkago.Message
-	msgs []kafkago.Message
+	ch   chan kafka.Record
+	msgs []kafka.Record
 }
 
-func newConsumer(t *testing.T, kcfg kafka.Config, topic string, partitions int) *consumer {
-	c := &consumer{ch: make(chan kafkago.Message, 1024)}
+func newConsumer(t *testing.T, kcfg kafka.Config, topic string, _ int) *consumer {
+	c := &consumer{ch: make(chan kafka.Record, 1024)}
 	ctx, cancel := context.WithCancel(context.Background())
+	f, err := kcfg.NewFollower(kafka.FollowerConfig{Topic: topic, MaxWait: 50 * time.Millisecond, Apply: func(r kafka.Record) error {
+		select {
+		case c.ch <- r:
+		case <-ctx.Done():
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	for p := range partitions {
-		r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: kcfg.Brokers, Topic: topic, Partition: p,
-			MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 50 * time.Millisecond, StartOffset: kafkago.FirstOffset})
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer r.Close()
-			for {
-				m, err := r.FetchMessage(ctx)
-				if err != nil {
-					return
-				}
-				select {
-				case c.ch <- m:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}()
-	}
+	wg.Go(func() { _ = f.Run(ctx) })
 	return c
 }
 
 // waitFor reads until pred holds for the messages read so far.
-func (c *consumer) waitFor(t *testing.T, what string, timeout time.Duration, pred func([]kafkago.Message) bool) {
+func (c *consumer) waitFor(t *testing.T, what string, timeout time.Duration, pred func([]kafka.Record) bool) {
 	t.Helper()
 	deadline := time.After(timeout)
 	for !pred(c.msgs) {
@@ -158,13 +148,13 @@ func (c *consumer) drain(t *testing.T) {
 	}
 }
 
-func atLeast(n int) func([]kafkago.Message) bool {
-	return func(m []kafkago.Message) bool { return len(m) >= n }
+func atLeast(n int) func([]kafka.Record) bool {
+	return func(m []kafka.Record) bool { return len(m) >= n }
 }
 
 // eventIDs decodes events and checks each event_id appears once; it returns
 // the events in Kafka order.
-func decodeAll(t *testing.T, msgs []kafkago.Message) []schemas.Event {
+func decodeAll(t *testing.T, msgs []kafka.Record) []schemas.Event {
 	t.Helper()
 	var out []schemas.Event
 	for _, m := range msgs {
@@ -249,9 +239,9 @@ func TestRestartExactlyOnce(t *testing.T) {
 }
 
 // hasRecID holds once the event with audit serial recID has been read.
-func hasRecID(recID string) func([]kafkago.Message) bool {
+func hasRecID(recID string) func([]kafka.Record) bool {
 	seen, found := 0, false
-	return func(msgs []kafkago.Message) bool {
+	return func(msgs []kafka.Record) bool {
 		for ; seen < len(msgs); seen++ {
 			var e schemas.Event
 			found = found || json.Unmarshal(msgs[seen].Value, &e) == nil && e.RecID == recID
@@ -410,7 +400,7 @@ func TestDeadLettersAndGrants(t *testing.T) {
 		t.Fatal(err)
 	}
 	g, _ := json.Marshal(schemas.Grant{LoginID: "USERNAME", ReqAuthID: "ocid1.req.42", AuditType: schemas.AuditCommand})
-	if err := w.WriteMessages(ctx, kafkago.Message{Key: []byte("USERNAME"), Value: g}); err != nil {
+	if err := w.Write(ctx, kafka.Record{Key: []byte("USERNAME"), Value: g}); err != nil {
 		t.Fatal(err)
 	}
 	w.Close()

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/auditpipe/auditpipe/collector/spool"
 	"github.com/auditpipe/auditpipe/collector/tail"
@@ -510,7 +509,7 @@ func publishGrant(t *testing.T, kcfg kafka.Config, g schemas.Grant) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.WriteMessages(ctx, kafkago.Message{Key: []byte(g.LoginID), Value: val}); err != nil {
+	if err := w.Write(ctx, kafka.Record{Key: []byte(g.LoginID), Value: val}); err != nil {
 		t.Fatal(err)
 	}
 }

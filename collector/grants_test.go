@@ -24,16 +24,20 @@ func TestGrantsTopicMissing(t *testing.T) {
 	}
 	defer c.Close()
 	kcfg := kafka.Config{Brokers: c.ListenAddrs()}.WithDefaults()
-	table := NewGrantTable(map[string]schemas.Grant{"op": {LoginID: "op", ReqAuthID: "1"}})
-	ready := make(chan struct{})
+	var logs syncBuffer
+	col := &Collector{
+		log:    slog.New(slog.NewTextHandler(&logs, nil)),
+		grants: NewGrantTable(map[string]schemas.Grant{"op": {LoginID: "op", ReqAuthID: "1"}}),
+		ready:  make(chan struct{}),
+	}
+	table := col.grants
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	var logs syncBuffer
 	go func() {
-		done <- followGrants(ctx, kcfg, schemas.TopicGrants, table, ready, slog.New(slog.NewTextHandler(&logs, nil)))
+		done <- col.followGrants(ctx, kcfg, schemas.TopicGrants)
 	}()
 	select {
-	case <-ready:
+	case <-col.ready:
 	case <-time.After(20 * time.Second):
 		t.Fatal("not ready without a grants topic")
 	}
@@ -44,7 +48,7 @@ func TestGrantsTopicMissing(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(logs.String(), "the grants topic does not exist") {
+	if !strings.Contains(logs.String(), "the topic does not exist yet") {
 		t.Fatalf("ready for another reason than the missing topic; log: %s", logs.String())
 	}
 }

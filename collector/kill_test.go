@@ -12,8 +12,7 @@ import (
 	"testing"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
-
+	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
 	"github.com/auditpipe/auditpipe/schemas"
 )
@@ -80,7 +79,7 @@ func TestKillMidFile(t *testing.T) {
 	start()
 	seen := map[string]int{}
 	read := 0
-	cons.waitFor(t, "every event", 60*time.Second, func(msgs []kafkago.Message) bool {
+	cons.waitFor(t, "every event", 60*time.Second, func(msgs []kafka.Record) bool {
 		for _, e := range decodeAll(t, msgs[read:]) {
 			seen[e.EventID]++
 		}

@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/auditpipe/auditpipe/internal/deadletter"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
 	"github.com/auditpipe/auditpipe/schemas"
@@ -442,7 +442,7 @@ func TestCloseGracefullyDrainedOnlyOnCleanClose(t *testing.T) {
 // failingWriter is a dead-letter topic that refuses every write.
 type failingWriter struct{ calls chan struct{} }
 
-func (w failingWriter) WriteMessages(context.Context, ...kafkago.Message) error {
+func (w failingWriter) Write(context.Context, ...kafka.Record) error {
 	select {
 	case w.calls <- struct{}{}:
 	default:
@@ -461,14 +461,14 @@ func TestHandleGivesUpQuietlyWhenRebalancedDuringADeadLetter(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls := make(chan struct{}, 1)
-	p := &pipeline{d: d, log: slog.New(slog.DiscardHandler), m: newMetrics(nil).forDestination("x"), fm: fm, dlw: failingWriter{calls}}
+	p := &pipeline{d: d, log: slog.New(slog.DiscardHandler), m: newMetrics(nil).forDestination("x"), fm: fm, dlw: deadletter.NewWriter("forwarder", failingWriter{calls}, nil)}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		<-calls // the dead letter is being retried
 		cancel()
 	}()
 	out := make(chan *entry, 1)
-	b := kafka.Batch{Topic: schemas.TopicAudit, Messages: []kafkago.Message{{Topic: schemas.TopicAudit, Value: []byte("not json")}}}
+	b := kafka.Batch{Topic: schemas.TopicAudit, Records: []kafka.Record{{Topic: schemas.TopicAudit, Value: []byte("not json")}}}
 	if err := p.handle(ctx, b, out); err != nil {
 		t.Fatalf("handle = %v, want nil", err)
 	}

@@ -2,19 +2,16 @@ package forwarder
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	kafkago "github.com/segmentio/kafka-go"
 
-	"github.com/auditpipe/auditpipe/internal/backoff"
+	"github.com/auditpipe/auditpipe/internal/deadletter"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/schemas"
 )
@@ -66,7 +63,7 @@ func New(cfg Config, opts Options) (*Forwarder, error) {
 // failure: its destination retries, holding its offsets, forever. A set
 // from the source that does not validate is logged and not applied.
 func (f *Forwarder) Run(ctx context.Context) error {
-	dlw, err := f.cfg.Kafka.NewWriter(f.cfg.DeadLetterTopic)
+	dlw, err := deadletter.Open(f.cfg.Kafka, f.cfg.DeadLetterTopic, "forwarder", f.log)
 	if err != nil {
 		return fmt.Errorf("forwarder: %w", err)
 	}
@@ -131,7 +128,7 @@ func (f *Forwarder) RunDestination(ctx context.Context, d Destination) error {
 	if err := d.Validate("destination"); err != nil {
 		return fmt.Errorf("forwarder: %w", err)
 	}
-	dlw, err := f.cfg.Kafka.NewWriter(f.cfg.DeadLetterTopic)
+	dlw, err := deadletter.Open(f.cfg.Kafka, f.cfg.DeadLetterTopic, "forwarder", f.log)
 	if err != nil {
 		return fmt.Errorf("forwarder: %w", err)
 	}
@@ -139,12 +136,7 @@ func (f *Forwarder) RunDestination(ctx context.Context, d Destination) error {
 	return f.runDestination(ctx, d, dlw)
 }
 
-// deadLetterWriter is the part of a Kafka writer the pipeline uses.
-type deadLetterWriter interface {
-	WriteMessages(ctx context.Context, msgs ...kafkago.Message) error
-}
-
-func (f *Forwarder) runDestination(ctx context.Context, d Destination, dlw deadLetterWriter) error {
+func (f *Forwarder) runDestination(ctx context.Context, d Destination, dlw *deadletter.Writer) error {
 	log := f.log.With("destination", d.Name)
 	fm, err := newFormatter(d.format())
 	if err != nil {
@@ -202,7 +194,7 @@ type pipeline struct {
 	m      *destMetrics
 	fm     *formatter
 	reader groupReader
-	dlw    deadLetterWriter
+	dlw    *deadletter.Writer
 	sink   *sink
 
 	renderers sync.Pool // of *renderer
@@ -270,8 +262,8 @@ func (p *pipeline) handle(ctx context.Context, b kafka.Batch, out chan<- *entry)
 		rd = new(renderer)
 	}
 	defer p.renderers.Put(rd)
-	for i := range b.Messages {
-		e, err := p.render(ctx, rd, b.Generation, &b.Messages[i])
+	for i := range b.Records {
+		e, err := p.render(ctx, rd, b.Generation, &b.Records[i])
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil // stopping or rebalancing during a dead-letter write: not committed
@@ -289,7 +281,7 @@ func (p *pipeline) handle(ctx context.Context, b kafka.Batch, out chan<- *entry)
 
 // render turns a Kafka message into an entry: the frames to send, or none
 // when the filter skips the event or it went to the dead-letter topic.
-func (p *pipeline) render(ctx context.Context, rd *renderer, gen *kafka.Generation, msg *kafkago.Message) (*entry, error) {
+func (p *pipeline) render(ctx context.Context, rd *renderer, gen *kafka.Generation, msg *kafka.Record) (*entry, error) {
 	e := rd.newEntry()
 	e.ref = commitRef{gen: gen, topic: msg.Topic, partition: msg.Partition, offset: msg.Offset}
 	e.born = msg.Time
@@ -332,32 +324,17 @@ func (p *pipeline) render(ctx context.Context, rd *renderer, gen *kafka.Generati
 // deadLetter writes msg to the dead-letter topic, retrying until it is
 // written or ctx ends: an event leaves the pipeline only through the SIEM
 // or the dead-letter topic.
-func (p *pipeline) deadLetter(ctx context.Context, msg *kafkago.Message, reason string, cause error, host string) error {
-	dl := schemas.NewDeadLetter("forwarder", reason, fmt.Errorf("destination %s: %w", p.d.Name, cause), msg.Value, time.Now())
-	dl.Host = host
-	dl.Source = msg.Topic + "/" + strconv.Itoa(msg.Partition) + "/" + strconv.FormatInt(msg.Offset, 10)
-	b, err := json.Marshal(dl)
-	if err != nil {
-		return fmt.Errorf("destination %s: encode dead letter: %w", p.d.Name, err)
-	}
+func (p *pipeline) deadLetter(ctx context.Context, msg *kafka.Record, reason string, cause error, host string) error {
+	dl := p.dlw.Letter(reason, fmt.Errorf("destination %s: %w", p.d.Name, cause), msg.Value, host, msg.Source())
 	p.log.Warn("event not sendable; written to the dead-letter topic", "reason", reason, "source", dl.Source, "error", cause)
-	for attempt := 0; ; attempt++ {
-		err := p.dlw.WriteMessages(ctx, kafkago.Message{Key: []byte(host), Value: b})
-		if err == nil {
-			p.m.deadLettered.WithLabelValues(reason).Inc()
-			return nil
-		}
+	if err := p.dlw.Write(ctx, dl); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		d := backoff.Delay(attempt, p.d.BackoffMin, p.d.BackoffMax)
-		p.log.Error("writing dead letter failed; retrying", "error", err, "retry_in", d)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(d):
-		}
+		return fmt.Errorf("destination %s: %w", p.d.Name, err)
 	}
+	p.m.deadLettered.WithLabelValues(reason).Inc()
+	return nil
 }
 
 // flushDelay is how long written messages may wait in the buffer for

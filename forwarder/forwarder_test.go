@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
@@ -23,13 +22,13 @@ func produce(t testing.TB, ctx context.Context, cfg kafka.Config, evs []*schemas
 		t.Fatal(err)
 	}
 	defer w.Close()
-	msgs := make([]kafkago.Message, len(evs))
+	msgs := make([]kafka.Record, len(evs))
 	for i, ev := range evs {
-		msgs[i] = kafkago.Message{Key: []byte(ev.Host), Value: ev.AppendJSON(nil)}
+		msgs[i] = kafka.Record{Key: []byte(ev.Host), Value: ev.AppendJSON(nil)}
 	}
 	for len(msgs) > 0 { // batches the broker accepts
 		n := min(len(msgs), 2000)
-		if err := w.WriteMessages(ctx, msgs[:n]...); err != nil {
+		if err := w.Write(ctx, msgs[:n]...); err != nil {
 			t.Fatal(err)
 		}
 		msgs = msgs[n:]
@@ -282,7 +281,7 @@ func TestDestinationsFiltersAndCommits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.WriteMessages(ctx, kafkago.Message{Key: []byte("x"), Value: []byte(`{"not":"an event"}`)}); err != nil {
+	if err := w.Write(ctx, kafka.Record{Key: []byte("x"), Value: []byte(`{"not":"an event"}`)}); err != nil {
 		t.Fatal(err)
 	}
 	w.Close()
@@ -325,15 +324,7 @@ func TestDestinationsFiltersAndCommits(t *testing.T) {
 	requireExactly(t, "a after the restart", a.rs.Messages(t), append(wantA, markers[0]))
 	requireExactly(t, "b after the restart", b.rs.Messages(t), append(wantB, markers[1:]...))
 
-	r, err := kcfg.NewReader(kafka.ReaderConfig{Group: "t-dl", Topics: []string{schemas.TopicDeadLetter}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	m, err := r.FetchMessage(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := kafkatest.Read(t, kcfg, schemas.TopicDeadLetter, 1, 30*time.Second)[0]
 	if !strings.Contains(string(m.Value), `"reason":"decode"`) || !strings.Contains(string(m.Value), "not") {
 		t.Fatalf("dead letter %s", m.Value)
 	}

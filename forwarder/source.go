@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"sort"
 	"sync"
+
+	"github.com/auditpipe/auditpipe/internal/deadletter"
 )
 
 // Source says which destinations the forwarder runs: it sends the whole
@@ -73,7 +75,7 @@ type running struct {
 // destinations is the set of running senders, reconciled with each update.
 type destinations struct {
 	f       *Forwarder
-	dlw     deadLetterWriter
+	dlw     *deadletter.Writer
 	failed  chan error
 	mu      sync.Mutex
 	running map[string]*running

@@ -6,15 +6,13 @@ import (
 	"testing"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
-
 	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
 // produce writes values to topic, key = host for events.
-func produce(t testing.TB, kc kafka.Config, topic string, msgs []kafkago.Message) {
+func produce(t testing.TB, kc kafka.Config, topic string, msgs []kafka.Record) {
 	t.Helper()
 	w, err := kc.NewWriter(topic)
 	if err != nil {
@@ -25,17 +23,17 @@ func produce(t testing.TB, kc kafka.Config, topic string, msgs []kafkago.Message
 	defer cancel()
 	for len(msgs) > 0 {
 		n := min(len(msgs), 1000)
-		if err := w.WriteMessages(ctx, msgs[:n]...); err != nil {
+		if err := w.Write(ctx, msgs[:n]...); err != nil {
 			t.Fatalf("produce: %.300v", err)
 		}
 		msgs = msgs[n:]
 	}
 }
 
-func eventMessages(evs []schemas.Event) []kafkago.Message {
-	out := make([]kafkago.Message, len(evs))
+func eventMessages(evs []schemas.Event) []kafka.Record {
+	out := make([]kafka.Record, len(evs))
 	for i := range evs {
-		out[i] = kafkago.Message{Key: []byte(evs[i].Host), Value: evs[i].AppendJSON(nil)}
+		out[i] = kafka.Record{Key: []byte(evs[i].Host), Value: evs[i].AppendJSON(nil)}
 	}
 	return out
 }

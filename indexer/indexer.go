@@ -24,10 +24,8 @@ package indexer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -35,9 +33,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/auditpipe/auditpipe/clickhouse"
+	"github.com/auditpipe/auditpipe/internal/backoff"
+	"github.com/auditpipe/auditpipe/internal/deadletter"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/schemas"
 )
@@ -81,9 +80,11 @@ func New(cfg Config, d Deps) (*Indexer, error) {
 	return &Indexer{cfg: cfg, eng: d.Engine, log: log, m: newMetrics(d.Registry), now: time.Now}, nil
 }
 
-// item is one fetched message, decoded.
+// item is one fetched record, decoded, with the generation it was read
+// under (its offset is committed through it).
 type item struct {
-	msg kafkago.Message
+	msg kafka.Record
+	gen *kafka.Generation
 	ev  *clickhouse.EventRow
 	mr  *clickhouse.MessageRow
 	dl  *schemas.DeadLetter
@@ -97,11 +98,11 @@ func (ix *Indexer) Run(ctx context.Context) error {
 	if _, err := clickhouse.Migrate(ctx, ix.eng, ix.cfg.Store.RetentionDays, ix.log); err != nil {
 		return err
 	}
-	reader, err := ix.cfg.Kafka.NewReader(kafka.ReaderConfig{Group: ix.cfg.Group, Topics: ix.cfg.Topics})
+	reader, err := ix.cfg.Kafka.NewGroupReader(kafka.GroupReaderConfig{Group: ix.cfg.Group, Topics: ix.cfg.Topics, MaxBytes: 4 << 20, Log: ix.log})
 	if err != nil {
 		return fmt.Errorf("indexer: %w", err)
 	}
-	dlw, err := ix.cfg.Kafka.NewWriter(ix.cfg.DeadLetterTopic)
+	dlw, err := deadletter.Open(ix.cfg.Kafka, ix.cfg.DeadLetterTopic, "indexer", ix.log)
 	if err != nil {
 		_ = reader.Close()
 		return fmt.Errorf("indexer: %w", err)
@@ -154,7 +155,7 @@ func (ix *Indexer) Run(ctx context.Context) error {
 	flush := func() error {
 		timer.Stop()
 		timeout = nil
-		err := ix.flush(flushCtx, reader, dlw, &b)
+		err := ix.flush(flushCtx, dlw, &b)
 		b.reset()
 		ix.m.pendingRows.Set(0)
 		return err
@@ -219,35 +220,30 @@ func (ix *Indexer) stopErr(ctx context.Context, err error) error {
 	return err
 }
 
-// fetch reads messages, decodes them, and hands them over until ctx ends.
-func (ix *Indexer) fetch(ctx context.Context, r *kafkago.Reader, out chan<- item) error {
-	for {
-		m, err := r.FetchMessage(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
+// fetch reads records through the group reader, decodes them, and hands
+// them over until ctx ends. The reader retries the broker (an outage is
+// logged once, and its end); fetch returns only a permanent failure.
+func (ix *Indexer) fetch(ctx context.Context, r *kafka.GroupReader, out chan<- item) error {
+	return r.Run(ctx, func(ctx context.Context, b kafka.Batch) error {
+		ix.m.consumed.WithLabelValues(b.Topic).Add(float64(len(b.Records)))
+		last := b.Records[len(b.Records)-1]
+		ix.m.lag.WithLabelValues(b.Topic, strconv.Itoa(b.Partition)).Set(float64(max(b.HighWaterMark-last.Offset-1, 0)))
+		for i := range b.Records {
+			it := ix.decode(b.Records[i])
+			it.gen = b.Generation
+			select {
+			case out <- it:
+			case <-ctx.Done():
+				return nil // stopping or rebalancing: not handed on, not committed
 			}
-			if errors.Is(err, io.EOF) {
-				return errors.New("reader closed")
-			}
-			return err
 		}
-		ix.m.consumed.WithLabelValues(m.Topic).Inc()
-		if m.HighWaterMark > 0 {
-			ix.m.lag.WithLabelValues(m.Topic, strconv.Itoa(m.Partition)).Set(float64(max(m.HighWaterMark-m.Offset-1, 0)))
-		}
-		it := ix.decode(m)
-		select {
-		case out <- it:
-		case <-ctx.Done():
-			return nil
-		}
-	}
+		return nil
+	})
 }
 
-func (ix *Indexer) decode(m kafkago.Message) item {
+func (ix *Indexer) decode(m kafka.Record) item {
 	it := item{msg: m}
-	src := fmt.Sprintf("%s/%d/%d", m.Topic, m.Partition, m.Offset)
+	src := m.Source()
 	if m.Topic == schemas.TopicAudit {
 		row, err := DecodeEvent(m.Value, ix.cfg.MaxRowBytes)
 		if err != nil {
@@ -277,9 +273,7 @@ func (ix *Indexer) decode(m kafkago.Message) item {
 }
 
 func (ix *Indexer) deadLetter(reason string, err error, raw []byte, host, source string) *schemas.DeadLetter {
-	d := schemas.NewDeadLetter("indexer", reason, err, raw, ix.now())
-	d.Host = host
-	d.Source = source
+	d := deadletter.New("indexer", reason, err, raw, host, source, ix.now())
 	return &d
 }
 
@@ -288,7 +282,7 @@ type batch struct {
 	events   []clickhouse.EventRow
 	messages []clickhouse.MessageRow
 	dead     []*schemas.DeadLetter
-	last     map[string]kafkago.Message // last message per topic/partition
+	last     map[string]item // last record per topic/partition
 	n        int
 	bytes    int
 }
@@ -305,11 +299,11 @@ func (b *batch) add(it item) {
 		b.dead = append(b.dead, it.dl)
 	}
 	if b.last == nil {
-		b.last = make(map[string]kafkago.Message)
+		b.last = make(map[string]item)
 	}
 	k := it.msg.Topic + "/" + strconv.Itoa(it.msg.Partition)
-	if prev, ok := b.last[k]; !ok || it.msg.Offset > prev.Offset {
-		b.last[k] = it.msg
+	if prev, ok := b.last[k]; !ok || it.gen != prev.gen || it.msg.Offset > prev.msg.Offset {
+		b.last[k] = item{msg: kafka.Record{Topic: it.msg.Topic, Partition: it.msg.Partition, Offset: it.msg.Offset}, gen: it.gen}
 	}
 	b.n++
 	b.bytes += len(it.msg.Value)
@@ -329,7 +323,7 @@ var errCrash = errors.New("indexer: simulated crash before commit")
 // flush inserts the batch, writes its dead letters, then commits its
 // offsets. Each step is retried with backoff until it succeeds or ctx ends;
 // the offsets are committed only when everything before succeeded.
-func (ix *Indexer) flush(ctx context.Context, r *kafkago.Reader, dlw *kafka.Writer, b *batch) error {
+func (ix *Indexer) flush(ctx context.Context, dlw *deadletter.Writer, b *batch) error {
 	if b.len() == 0 {
 		return nil
 	}
@@ -349,18 +343,13 @@ func (ix *Indexer) flush(ctx context.Context, r *kafkago.Reader, dlw *kafka.Writ
 		b.dead = append(b.dead, rejected...)
 	}
 	if len(b.dead) > 0 {
-		msgs := make([]kafkago.Message, 0, len(b.dead))
-		for _, d := range b.dead {
-			v, err := json.Marshal(d)
-			if err != nil {
-				return fmt.Errorf("indexer: encode dead letter: %w", err)
-			}
-			msgs = append(msgs, kafkago.Message{Key: []byte(d.Host), Value: v})
+		ds := make([]schemas.DeadLetter, len(b.dead))
+		for i, d := range b.dead {
+			ds[i] = *d
 		}
-		if err := ix.retry(ctx, "write dead letters", ix.m.commitErrors, func() error {
-			return dlw.WriteMessages(ctx, msgs...)
-		}); err != nil {
-			return err
+		if err := dlw.Write(ctx, ds...); err != nil {
+			ix.m.commitErrors.Inc()
+			return fmt.Errorf("indexer: %w", err)
 		}
 		for _, d := range b.dead {
 			ix.m.deadLetters.WithLabelValues(d.Reason).Inc()
@@ -372,13 +361,7 @@ func (ix *Indexer) flush(ctx context.Context, r *kafkago.Reader, dlw *kafka.Writ
 			return errCrash
 		}
 	}
-	commit := make([]kafkago.Message, 0, len(b.last))
-	for _, m := range b.last {
-		commit = append(commit, m)
-	}
-	if err := ix.retry(ctx, "commit offsets", ix.m.commitErrors, func() error {
-		return r.CommitMessages(ctx, commit...)
-	}); err != nil {
+	if err := ix.commit(ctx, b); err != nil {
 		return err
 	}
 	ix.m.batches.WithLabelValues("ok").Inc()
@@ -399,21 +382,23 @@ func (ix *Indexer) timedInsert(f func() error) error {
 // refused, the cause is the store rather than the rows, and the whole
 // insert is retried with backoff instead.
 func (ix *Indexer) insertEvents(ctx context.Context, rows []clickhouse.EventRow) ([]*schemas.DeadLetter, error) {
-	for attempt := 0; ; attempt++ {
-		var rejected []*schemas.DeadLetter
+	var rejected []*schemas.DeadLetter
+	err := backoff.Retry(ctx, ix.retryPolicy("inserting events"), func(ctx context.Context) error {
+		rejected = nil
 		err := ix.insertSplit(ctx, rows, &rejected)
 		if err == nil && (len(rejected) < len(rows) || len(rows) == 1) {
-			return rejected, nil
+			return nil
 		}
 		if err == nil {
 			err = fmt.Errorf("every row refused, first: %s", rejected[0].Error)
 		}
 		ix.m.insertErrors.Inc()
-		ix.log.Warn("insert failed; retrying", "rows", len(rows), "attempt", attempt+1, "err", err)
-		if werr := ix.wait(ctx, attempt); werr != nil {
-			return nil, fmt.Errorf("indexer: insert batch: %w", errors.Join(err, werr))
-		}
+		return backoff.Retryable(fmt.Errorf("%d rows: %w", len(rows), err))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("indexer: insert batch: %w", err)
 	}
+	return rejected, nil
 }
 
 // insertSplit inserts rows, bisecting on refusals; it returns an error
@@ -445,15 +430,16 @@ func (ix *Indexer) insertSplit(ctx context.Context, rows []clickhouse.EventRow, 
 // refuses the insert, it inserts them one by one and dead-letters those it
 // refuses alone (all refused: the store is at fault, retry).
 func (ix *Indexer) insertMessages(ctx context.Context, rows []clickhouse.MessageRow) ([]*schemas.DeadLetter, error) {
-	for attempt := 0; ; attempt++ {
+	var rejected []*schemas.DeadLetter
+	err := backoff.Retry(ctx, ix.retryPolicy("inserting messages"), func(ctx context.Context) error {
+		rejected = nil
 		err := ix.timedInsert(func() error { return ix.eng.InsertMessages(ctx, clickhouse.MessagesToken(rows), rows) })
 		if err == nil {
 			ix.m.rowsInserted.WithLabelValues("pipeline_messages").Add(float64(len(rows)))
-			return nil, nil
+			return nil
 		}
 		ix.m.insertErrors.Inc()
 		if clickhouse.IsRowError(err) && ctx.Err() == nil {
-			var rejected []*schemas.DeadLetter
 			for i := range rows {
 				one := rows[i : i+1]
 				if err1 := ix.eng.InsertMessages(ctx, clickhouse.MessagesToken(one), one); err1 != nil {
@@ -467,43 +453,59 @@ func (ix *Indexer) insertMessages(ctx context.Context, rows []clickhouse.Message
 			}
 			if len(rejected) < len(rows) || len(rows) == 1 {
 				ix.m.rowsInserted.WithLabelValues("pipeline_messages").Add(float64(len(rows) - len(rejected)))
-				return rejected, nil
+				return nil
 			}
 		}
-		ix.log.Warn("insert messages failed; retrying", "rows", len(rows), "attempt", attempt+1, "err", err)
-		if werr := ix.wait(ctx, attempt); werr != nil {
-			return nil, fmt.Errorf("indexer: insert messages: %w", errors.Join(err, werr))
-		}
+		return backoff.Retryable(fmt.Errorf("%d rows: %w", len(rows), err))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("indexer: insert messages: %w", err)
 	}
+	return rejected, nil
 }
 
-// retry runs f until it succeeds, waiting with backoff between attempts,
-// until ctx ends.
-func (ix *Indexer) retry(ctx context.Context, what string, errs prometheus.Counter, f func() error) error {
-	for attempt := 0; ; attempt++ {
-		err := f()
-		if err == nil {
-			return nil
+// commit commits the batch's offsets, each under the generation it was
+// read in, retrying with backoff. Those of a generation that ended (a
+// rebalance) are not committed: the partition's next owner reads them
+// again, and the insert's deduplication token keeps them from counting
+// twice.
+func (ix *Indexer) commit(ctx context.Context, b *batch) error {
+	byGen := map[*kafka.Generation]map[string]map[int]int64{}
+	for _, it := range b.last {
+		offs := byGen[it.gen]
+		if offs == nil {
+			offs = map[string]map[int]int64{}
+			byGen[it.gen] = offs
 		}
-		errs.Inc()
-		ix.log.Warn(what+" failed; retrying", "attempt", attempt+1, "err", err)
-		if werr := ix.wait(ctx, attempt); werr != nil {
-			return fmt.Errorf("indexer: %s: %w", what, errors.Join(err, werr))
+		if offs[it.msg.Topic] == nil {
+			offs[it.msg.Topic] = map[int]int64{}
+		}
+		offs[it.msg.Topic][it.msg.Partition] = it.msg.Offset + 1
+	}
+	for gen, offs := range byGen {
+		err := backoff.Retry(ctx, ix.retryPolicy("committing offsets"), func(context.Context) error {
+			if gen.Ended() {
+				return nil
+			}
+			err := gen.Commit(offs)
+			if err != nil {
+				ix.m.commitErrors.Inc()
+			}
+			return kafka.Classify(err)
+		})
+		if gen.Ended() {
+			ix.log.Info("not committed: the consumer group rebalanced; the partitions' next owners index those records again (deduplicated)")
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("indexer: commit offsets: %w", err)
 		}
 	}
+	return nil
 }
 
-func (ix *Indexer) wait(ctx context.Context, attempt int) error {
-	d := ix.cfg.RetryBackoff << min(attempt, 16)
-	if d > ix.cfg.RetryBackoffMax || d <= 0 {
-		d = ix.cfg.RetryBackoffMax
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+// retryPolicy is the backoff of the indexer's retries of what, whose
+// outages are logged once, and their end.
+func (ix *Indexer) retryPolicy(what string) backoff.Policy {
+	return backoff.Policy{Min: ix.cfg.RetryBackoff, Max: ix.cfg.RetryBackoffMax, Outage: backoff.NewOutage(ix.log, what)}
 }

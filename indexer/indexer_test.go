@@ -12,7 +12,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/clickhouse/chdb"
@@ -32,7 +31,7 @@ func TestEndToEndKafkaToChDB(t *testing.T) {
 	evs := clickhousetest.SampleEvents(base)
 	bulk := clickhousetest.ManyEvents(2000, base.Add(time.Hour))
 	produce(t, kc, schemas.TopicAudit, eventMessages(append(append([]schemas.Event(nil), evs...), bulk...)))
-	produce(t, kc, schemas.TopicLifecycle, []kafkago.Message{{Key: []byte("req"), Value: []byte(`{"state":"APPROVED"}`)}})
+	produce(t, kc, schemas.TopicLifecycle, []kafka.Record{{Key: []byte("req"), Value: []byte(`{"state":"APPROVED"}`)}})
 
 	reg := prometheus.NewRegistry()
 	want := len(evs) + len(bulk)
@@ -245,12 +244,12 @@ func TestBadRowsGoToDeadLetterTopic(t *testing.T) {
 		{big.AppendJSON(nil), ReasonOversize},
 		{refused.AppendJSON(nil), ReasonInsertRejected},
 	}
-	var msgs []kafkago.Message
+	var msgs []kafka.Record
 	// Interleave the bad among the good: they must not stop their batch.
 	for i, g := range good {
-		msgs = append(msgs, kafkago.Message{Key: []byte(g.Host), Value: g.AppendJSON(nil)})
+		msgs = append(msgs, kafka.Record{Key: []byte(g.Host), Value: g.AppendJSON(nil)})
 		if i < len(bad) {
-			msgs = append(msgs, kafkago.Message{Key: []byte("h"), Value: bad[i].value})
+			msgs = append(msgs, kafka.Record{Key: []byte("h"), Value: bad[i].value})
 		}
 	}
 	produce(t, kc, schemas.TopicAudit, msgs)
@@ -277,22 +276,34 @@ func TestBadRowsGoToDeadLetterTopic(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: kc.Brokers, Topic: schemas.TopicDeadLetter, Partition: 0, MaxWait: 100 * time.Millisecond})
-	defer r.Close()
+	// The dead letters, read from the start without a group.
+	recs := make(chan kafka.Record, len(bad)+16)
+	f, err := kc.NewFollower(kafka.FollowerConfig{Topic: schemas.TopicDeadLetter, MaxWait: 100 * time.Millisecond, Apply: func(r kafka.Record) error {
+		recs <- r
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	followed := make(chan error, 1)
+	go func() { followed <- f.Run(ctx) }()
+	defer func() { cancel(); <-followed }()
 	got := map[string]int{}
 	for range bad {
-		m, err := r.ReadMessage(ctx)
-		if err != nil {
-			t.Fatalf("read dead letters: %v (got %v)", err, got)
+		var m kafka.Record
+		select {
+		case m = <-recs:
+		case <-ctx.Done():
+			t.Fatalf("read dead letters: %v (got %v)", ctx.Err(), got)
 		}
 		var d schemas.DeadLetter
 		if err := json.Unmarshal(m.Value, &d); err != nil {
 			t.Fatalf("dead letter %s: %v", m.Value, err)
 		}
-		if d.Component != "indexer" || d.Error == "" || (d.Raw == "" && d.RawB64 == "") || !strings.HasPrefix(d.Source, schemas.TopicAudit+"/") {
-			t.Errorf("incomplete dead letter: %+v", d)
+		if d.Component != "indexer" || string(m.Key) != "indexer" || d.Error == "" || (d.Raw == "" && d.RawB64 == "") || !strings.HasPrefix(d.Source, schemas.TopicAudit+"/") {
+			t.Errorf("incomplete dead letter (key %q): %+v", m.Key, d)
 		}
 		got[d.Reason]++
 	}

@@ -46,6 +46,7 @@ func commands() map[string]command {
 		"forwarder":  {"run --target forwarder: Kafka → SIEMs; 'forwarder check' tests a SIEM connection", runForwarder},
 		"all-in-one": {"run --target all on the embedded defaults: kfake, collector, indexer into chDB, query endpoint", cmdAllInOne},
 		"config":     {"'config validate FILE' checks a configuration file; 'config defaults' prints every field", cmdConfig},
+		"kafka":      {"'kafka ensure-topics --config FILE' creates the pipeline's topics that do not exist yet", cmdKafka},
 		"version":    {"print the version", cmdVersion},
 
 		// Clients.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -182,14 +183,58 @@ func initBroker(ctx context.Context, a *App) (Service, error) {
 }
 
 // initKafka settles the Kafka connection the components share and adds
-// its readiness check.
+// its readiness check. Unless kafka.topics.create is off (or the embedded
+// broker made them), it creates the topics the process's modules use in
+// the background, retrying while the broker is away: the components start
+// at once and retry their own reads and writes meanwhile. A failure no
+// retry fixes (not authorized to create topics) stops the process with
+// the reason.
 func initKafka(_ context.Context, a *App) (Service, error) {
 	if !a.Has("broker") {
 		a.shared.kafka = a.Config.Kafka.WithDefaults()
 	}
 	kc := a.shared.kafka
 	a.http.check("kafka", kc.Ping)
-	return nil, nil
+	if a.Has("broker") || !kc.Topics.Creates() {
+		return nil, nil
+	}
+	topics := kc.Topics.TopicsNamed(a.topicNames()...)
+	log := a.Log.With("component", "kafka")
+	return ServiceFunc(func(ctx context.Context) error {
+		if err := kc.EnsureTopicsRetry(ctx, log, topics...); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("creating the Kafka topics failed, and is not retried: %w (create them with `auditpipe kafka ensure-topics`, or set kafka.topics.create: false if they are managed otherwise)", err)
+		}
+		log.Info("Kafka topics ready", "topics", len(topics))
+		<-ctx.Done()
+		return nil
+	}), nil
+}
+
+// topicNames are the topics the process's modules read or write.
+func (a *App) topicNames() []string {
+	cfg := a.resolvedConfig()
+	names := []string{}
+	add := func(ts ...string) {
+		for _, t := range ts {
+			if !slices.Contains(names, t) {
+				names = append(names, t)
+			}
+		}
+	}
+	if a.Has("collector") {
+		add(cfg.Collector.Topic, cfg.Collector.DeadLetterTopic, schemas.TopicGrants)
+	}
+	if a.Has("indexer") {
+		add(cfg.Indexer.Topics...)
+		add(cfg.Indexer.DeadLetterTopic)
+	}
+	if a.Has("forwarder") {
+		add(schemas.TopicAudit, cfg.Forwarder.DeadLetterTopic, kafka.TopicAssignments)
+	}
+	return names
 }
 
 // initStore opens ClickHouse (a server, or chDB in this process) and

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,12 +45,15 @@ type GroupReaderConfig struct {
 	Log *slog.Logger
 }
 
-// Batch is what one fetch returned for one partition: messages in offset
+// Batch is what one fetch returned for one partition: records in offset
 // order, none skipped.
 type Batch struct {
 	Topic     string
 	Partition int
-	Messages  []kafkago.Message
+	Records   []Record
+	// HighWaterMark is the partition's end as of the fetch: the offset
+	// of the next record to be written.
+	HighWaterMark int64
 	// Generation is the assignment under which the batch was read: its
 	// offsets are committed through it.
 	Generation *Generation
@@ -87,7 +92,7 @@ func (g *Generation) Ended() bool {
 // NewGroupReader returns a member of group cfg.Group. A group without
 // committed offsets starts at the earliest.
 func (c Config) NewGroupReader(cfg GroupReaderConfig) (*GroupReader, error) {
-	d, err := c.Dialer()
+	d, err := c.dialer()
 	if err != nil {
 		return nil, fmt.Errorf("kafka: group %s: %w", cfg.Group, err)
 	}
@@ -110,6 +115,10 @@ func (c Config) NewGroupReader(cfg GroupReaderConfig) (*GroupReader, error) {
 		SessionTimeout:    10 * time.Second,
 		RebalanceTimeout:  10 * time.Second,
 		JoinGroupBackoff:  time.Second,
+		// A topic created after the member joined (it started before
+		// the topics existed) is noticed and its partitions assigned.
+		WatchPartitionChanges:  true,
+		PartitionWatchInterval: 2 * time.Second,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kafka: group %s: %w", cfg.Group, err)
@@ -128,35 +137,43 @@ func (e *HandlerError) Unwrap() error { return e.Err }
 // with each batch, in offset order per partition; calls for different
 // partitions run concurrently. handle must return promptly once its
 // context ends (a rebalance, or ctx); it must not keep b.Messages after it
-// returns. Broker and connection errors are retried with backoff. Run
-// returns nil when ctx ends, or the first error handle returned (as a
-// *HandlerError). This member stays in the group, so that what it read can
+// returns. Broker and connection errors are retried with backoff, each
+// outage logged once when it starts and once when it ends (see
+// backoff.Outage). Run returns nil when ctx ends, the first error handle
+// returned (as a *HandlerError), or a permanent error (an authorization
+// failure) joining the group. This member stays in the group, so that what it read can
 // still be committed, until Close.
 func (r *GroupReader) Run(ctx context.Context, handle func(ctx context.Context, b Batch) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	for attempt := 0; ; attempt++ {
-		gen, err := r.group.Next(ctx)
+	join := backoff.NewOutage(r.cfg.Log, "joining the consumer group", "group", r.cfg.Group)
+	for {
+		var gen *kafkago.Generation
+		err := backoff.Retry(ctx, backoff.Policy{Min: 100 * time.Millisecond, Max: 5 * time.Second, Outage: join}, func(ctx context.Context) error {
+			g, err := r.group.Next(ctx)
+			if err != nil {
+				if errors.Is(err, kafkago.ErrGroupClosed) || ctx.Err() != nil {
+					return err
+				}
+				return Classify(err)
+			}
+			gen = g
+			return nil
+		})
 		if ctx.Err() != nil {
 			if err := context.Cause(ctx); errors.As(err, new(*HandlerError)) {
 				return err
 			}
 			return nil
 		}
-		if err != nil {
-			if errors.Is(err, kafkago.ErrGroupClosed) {
-				return nil
-			}
-			d := backoff.Delay(attempt, 100*time.Millisecond, 5*time.Second)
-			r.cfg.Log.Warn("joining the consumer group failed; retrying", "group", r.cfg.Group, "error", err, "retry_in", d)
-			if !backoff.Sleep(ctx, d) {
-				return nil
-			}
-			continue
+		if errors.Is(err, kafkago.ErrGroupClosed) {
+			return nil
 		}
-		attempt = 0
+		if err != nil {
+			return fmt.Errorf("kafka: group %s: %w", r.cfg.Group, err)
+		}
 		g := &Generation{gen: gen, ended: make(chan struct{})}
 		genCtx, genCancel := context.WithCancel(ctx)
 		var parts sync.WaitGroup
@@ -229,32 +246,28 @@ func (r *GroupReader) lag(topic string, partition int) *atomic.Int64 {
 }
 
 // readPartition reads one partition from offset until ctx ends,
-// reconnecting with backoff. It returns only handle's error.
+// reconnecting with backoff; an outage is logged once when it starts and
+// once when it ends. It returns only handle's error.
 func (r *GroupReader) readPartition(ctx context.Context, g *Generation, topic string, partition int, offset int64, handle func(context.Context, Batch) error) error {
 	lag := r.lag(topic, partition)
 	defer lag.Store(0) // no longer this member's
-	log := r.cfg.Log.With("topic", topic, "partition", partition)
-	for attempt := 0; ; attempt++ {
-		if attempt > 0 && !backoff.Sleep(ctx, backoff.Delay(attempt-1, 50*time.Millisecond, time.Second)) {
-			return nil
-		}
+	outage := backoff.NewOutage(r.cfg.Log, "reading the partition", "topic", topic, "partition", partition)
+	attempt := 0
+	err := backoff.Retry(ctx, backoff.Policy{Min: 50 * time.Millisecond, Max: 2 * time.Second, Outage: outage}, func(ctx context.Context) error {
 		broker := r.brokers[attempt%len(r.brokers)]
+		attempt++
 		conn, err := r.dialer.DialLeader(ctx, "tcp", broker, topic, partition)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			log.Warn("connecting to the partition leader failed; retrying", "error", err)
-			continue
+			return Classify(fmt.Errorf("connecting to the partition leader: %w", err))
 		}
 		// A fetch waiting on the broker ends when ctx does.
 		stop := context.AfterFunc(ctx, func() { conn.Close() })
-		next, err := r.read(ctx, conn, g, topic, partition, offset, lag, handle)
+		next, err := r.read(ctx, conn, g, topic, partition, offset, lag, outage, handle)
 		stop()
 		conn.Close()
-		if next > offset {
-			attempt = 0 // progress: the next failure starts the backoff over
-		}
 		offset = next
 		if he := (*HandlerError)(nil); errors.As(err, &he) {
 			return he
@@ -262,14 +275,23 @@ func (r *GroupReader) readPartition(ctx context.Context, g *Generation, topic st
 		if ctx.Err() != nil {
 			return nil
 		}
-		log.Warn("reading the partition failed; reconnecting", "offset", offset, "error", err)
+		return Classify(fmt.Errorf("reading from offset %d: %w", offset, err))
+	})
+	if he := (*HandlerError)(nil); errors.As(err, &he) {
+		return he
 	}
+	if err != nil && ctx.Err() == nil {
+		// Permanent (not authorized to read the topic): say so; the
+		// partition is not read until the next generation.
+		r.cfg.Log.Error("reading the partition stopped", "topic", topic, "partition", partition, "error", err)
+	}
+	return nil
 }
 
 // read fetches from offset (or the partition's first offset, when
 // negative) on conn and hands each batch to handle. It returns the offset
 // to go on from and why it stopped.
-func (r *GroupReader) read(ctx context.Context, conn *kafkago.Conn, g *Generation, topic string, partition int, offset int64, lag *atomic.Int64, handle func(context.Context, Batch) error) (int64, error) {
+func (r *GroupReader) read(ctx context.Context, conn *kafkago.Conn, g *Generation, topic string, partition int, offset int64, lag *atomic.Int64, outage *backoff.Outage, handle func(context.Context, Batch) error) (int64, error) {
 	if offset < 0 {
 		first, err := conn.ReadFirstOffset()
 		if err != nil {
@@ -280,35 +302,38 @@ func (r *GroupReader) read(ctx context.Context, conn *kafkago.Conn, g *Generatio
 	if _, err := conn.Seek(offset, kafkago.SeekAbsolute|kafkago.SeekDontCheck); err != nil {
 		return offset, fmt.Errorf("seek %d: %w", offset, err)
 	}
-	var msgs []kafkago.Message
+	var recs []Record
 	for ctx.Err() == nil {
 		if err := conn.SetReadDeadline(time.Now().Add(r.cfg.MaxWait + 10*time.Second)); err != nil {
 			return offset, err
 		}
 		b := conn.ReadBatchWith(kafkago.ReadBatchConfig{MinBytes: 1, MaxBytes: r.cfg.MaxBytes, MaxWait: r.cfg.MaxWait})
-		msgs = msgs[:0]
+		recs = recs[:0]
 		for {
 			m, err := b.ReadMessage()
 			if err != nil {
 				break
 			}
-			msgs = append(msgs, m)
+			recs = append(recs, fromMessage(&m))
 		}
 		hw := b.HighWaterMark()
-		err := b.Close()
+		err := idleFetch(b.Close())
 		next := offset
-		if len(msgs) > 0 {
-			next = msgs[len(msgs)-1].Offset + 1
+		if len(recs) > 0 {
+			next = recs[len(recs)-1].Offset + 1
 		}
 		if hw >= next {
 			lag.Store(hw - next)
 		}
-		if len(msgs) > 0 {
-			if herr := handle(ctx, Batch{Topic: topic, Partition: partition, Messages: msgs, Generation: g}); herr != nil {
+		if err == nil || len(recs) > 0 {
+			outage.OK() // the broker answered
+		}
+		if len(recs) > 0 {
+			if herr := handle(ctx, Batch{Topic: topic, Partition: partition, Records: recs, HighWaterMark: hw, Generation: g}); herr != nil {
 				return offset, &HandlerError{herr}
 			}
 			offset = next
-			clear(msgs) // the values are the handler's now
+			clear(recs) // the values are the handler's now
 		}
 		if err != nil {
 			if errors.Is(err, kafkago.OffsetOutOfRange) {
@@ -333,4 +358,17 @@ func (r *GroupReader) resetOffset(conn *kafkago.Conn, offset int64, cause error)
 		return first, fmt.Errorf("offset %d is gone (retention): going on from %d, the first offset: %w", offset, first, cause)
 	}
 	return offset, cause
+}
+
+// idleFetch returns err, or nil when err only says that a fetch found no
+// new records within its wait: an idle partition is not a failure.
+func idleFetch(err error) error {
+	if errors.Is(err, kafkago.RequestTimedOut) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return nil
+	}
+	return err
 }

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
-
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
 )
@@ -75,13 +73,13 @@ func write(t *testing.T, cfg kafka.Config, from, to int) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	var msgs []kafkago.Message
+	var msgs []kafka.Record
 	for i := from; i < to; i++ {
-		msgs = append(msgs, kafkago.Message{Key: []byte(fmt.Sprintf("host%d", i%6)), Value: []byte(fmt.Sprintf("v%d", i))})
+		msgs = append(msgs, kafka.Record{Key: []byte(fmt.Sprintf("host%d", i%6)), Value: []byte(fmt.Sprintf("v%d", i))})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := w.WriteMessages(ctx, msgs...); err != nil {
+	if err := w.Write(ctx, msgs...); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -119,14 +117,14 @@ func join(t *testing.T, cfg kafka.Config, group string) *member {
 				m.gens = append(m.gens, b.Generation)
 				clear(m.last)
 			}
-			for _, msg := range b.Messages {
+			for _, msg := range b.Records {
 				if last, ok := m.last[b.Partition]; ok && msg.Offset != last+1 && m.orderErr == nil {
 					m.orderErr = fmt.Errorf("partition %d: offset %d after %d", b.Partition, msg.Offset, last)
 				}
 				m.last[b.Partition] = msg.Offset
 				m.seen[string(msg.Value)]++
 			}
-			last := b.Messages[len(b.Messages)-1]
+			last := b.Records[len(b.Records)-1]
 			if err := b.Generation.Commit(map[string]map[int]int64{b.Topic: {b.Partition: last.Offset + 1}}); err != nil && !b.Generation.Ended() {
 				m.commitErr = err
 			}
@@ -329,7 +327,7 @@ func TestGroupReaderLag(t *testing.T) {
 	go func() {
 		done <- r.Run(ctx, func(ctx context.Context, b kafka.Batch) error {
 			select {
-			case first <- len(b.Messages):
+			case first <- len(b.Records):
 				select { // hold the first batch
 				case <-release:
 				case <-ctx.Done():

@@ -17,6 +17,7 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/auditpipe/auditpipe/internal/backoff"
 	"github.com/auditpipe/auditpipe/internal/tlsconfig"
 )
 
@@ -30,6 +31,8 @@ type Config struct {
 	TLS tlsconfig.Config `yaml:"tls"`
 	// DialTimeout bounds one connection attempt. Default 10s.
 	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// Topics is how the targets create the topics they use.
+	Topics TopicsConfig `yaml:"topics"`
 }
 
 // WithDefaults returns c with empty fields set to their defaults.
@@ -40,6 +43,7 @@ func (c Config) WithDefaults() Config {
 	if c.DialTimeout == 0 {
 		c.DialTimeout = 10 * time.Second
 	}
+	c.Topics = c.Topics.withDefaults()
 	return c
 }
 
@@ -52,6 +56,9 @@ func (c Config) Validate(prefix string) error {
 		if _, _, err := net.SplitHostPort(b); err != nil {
 			return fmt.Errorf("%s.brokers: %q: %w", prefix, b, err)
 		}
+	}
+	if err := c.Topics.validate(prefix + ".topics"); err != nil {
+		return err
 	}
 	return c.TLS.Validate(prefix + ".tls")
 }
@@ -71,8 +78,8 @@ func (c Config) transport() (*kafkago.Transport, error) {
 	}, nil
 }
 
-// Dialer returns a dialer for readers and admin connections.
-func (c Config) Dialer() (*kafkago.Dialer, error) {
+// dialer returns a dialer for readers and admin connections.
+func (c Config) dialer() (*kafkago.Dialer, error) {
 	c = c.WithDefaults()
 	tc, err := c.TLS.Build()
 	if err != nil {
@@ -155,27 +162,118 @@ func (c *bufferedConn) SetDeadline(t time.Time) error {
 	return c.Conn.SetWriteDeadline(t)
 }
 
-// MaxBatchBytes bounds the messages of one produced record batch: below
+// MaxBatchBytes bounds the records of one produced record batch: below
 // the brokers' default message.max.bytes (1048588), which refuses a larger
 // batch with MESSAGE_TOO_LARGE. Larger writes are split into several
-// batches; a single message larger than this is refused by the writer
-// (kafkago.MessageTooLargeError) and must be cut or dead-lettered by the
+// batches; a single record larger than this is refused by the writer
+// (an error that is not retryable) and must be cut or dead-lettered by the
 // caller.
 const MaxBatchBytes = 1_000_000
 
-// Writer is a kafka-go writer that owns its transport: Close also closes
-// the transport's pooled connections, so no goroutine outlives it.
+// Record is one Kafka record as auditpipe's packages see it: no kafka-go
+// type crosses this package's boundary. A nil Value on a compacted topic
+// is a tombstone (the key is deleted).
+type Record struct {
+	Topic     string
+	Partition int
+	Offset    int64
+	Key       []byte
+	Value     []byte
+	Headers   []Header
+	// Time is the record's timestamp (zero: the broker sets it).
+	Time time.Time
+}
+
+// Header is one record header.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Source names the record's place, "topic/partition/offset", as dead
+// letters and logs cite it.
+func (r *Record) Source() string {
+	return r.Topic + "/" + strconv.Itoa(r.Partition) + "/" + strconv.FormatInt(r.Offset, 10)
+}
+
+func fromMessage(m *kafkago.Message) Record {
+	r := Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Key: m.Key, Value: m.Value, Time: m.Time}
+	if len(m.Headers) > 0 {
+		r.Headers = make([]Header, len(m.Headers))
+		for i, h := range m.Headers {
+			r.Headers[i] = Header{Key: h.Key, Value: h.Value}
+		}
+	}
+	return r
+}
+
+func toMessage(r *Record) kafkago.Message {
+	m := kafkago.Message{Key: r.Key, Value: r.Value, Time: r.Time}
+	if len(r.Headers) > 0 {
+		m.Headers = make([]kafkago.Header, len(r.Headers))
+		for i, h := range r.Headers {
+			m.Headers[i] = kafkago.Header{Key: h.Key, Value: h.Value}
+		}
+	}
+	return m
+}
+
+// Writer produces records to one topic. It owns its transport: Close also
+// closes the pooled connections, so no goroutine outlives it.
 type Writer struct {
-	*kafkago.Writer
-	tr *kafkago.Transport
+	w      *kafkago.Writer
+	tr     *kafkago.Transport
+	outage *backoff.Outage
 }
 
-// WriteMessages is kafka-go's, with a failure told briefly (see Brief).
-func (w *Writer) WriteMessages(ctx context.Context, msgs ...kafkago.Message) error {
-	return Brief(w.Writer.WriteMessages(ctx, msgs...))
+// WriterOption adjusts a Writer.
+type WriterOption func(*Writer)
+
+// WithOutage reports the writer's failures and recovery to o (one line
+// each per outage, see backoff.Outage).
+func WithOutage(o *backoff.Outage) WriterOption { return func(w *Writer) { w.outage = o } }
+
+// Topic is the topic the writer writes to.
+func (w *Writer) Topic() string { return w.w.Topic }
+
+// Write writes recs (their Topic, Partition and Offset are ignored) and
+// returns once every one is acknowledged by all in-sync replicas. A
+// retryable failure (the broker away, a leader election, the topic not
+// created yet: see Classify) is retried with backoff, for the records not
+// written yet only, until ctx ends; then, or on a failure that is not
+// retryable, the error is returned, told briefly (see Brief). A record
+// written before a failure may be written again by the retry: consumers
+// dedup by event id.
+func (w *Writer) Write(ctx context.Context, recs ...Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	msgs := make([]kafkago.Message, len(recs))
+	for i := range recs {
+		msgs[i] = toMessage(&recs[i])
+	}
+	err := backoff.Retry(ctx, backoff.Policy{Min: 50 * time.Millisecond, Max: 2 * time.Second, Outage: w.outage}, func(ctx context.Context) error {
+		err := w.w.WriteMessages(ctx, msgs...)
+		var we kafkago.WriteErrors
+		if errors.As(err, &we) && len(we) == len(msgs) {
+			// Retry only what was not written.
+			left := msgs[:0:0]
+			for i, e := range we {
+				if e != nil {
+					left = append(left, msgs[i])
+				}
+			}
+			msgs = left
+		}
+		return Classify(Brief(err))
+	})
+	if err != nil {
+		return fmt.Errorf("kafka: write to %s: %w", w.w.Topic, err)
+	}
+	return nil
 }
 
-// Brief shortens a kafka-go kafkago.WriteErrors, which holds one error per
+// Brief shortens a kafka-go WriteErrors, which holds one error per
 // message (a broker that went away made a log line of 100 identical
 // errors): it tells how many messages were not written and each distinct
 // error once, with its count. The result unwraps to err; any other error
@@ -221,125 +319,37 @@ func (e *briefError) Unwrap() error { return e.err }
 
 // Close flushes and closes the writer, then its connections.
 func (w *Writer) Close() error {
-	err := w.Writer.Close()
+	err := w.w.Close()
 	w.tr.CloseIdleConnections()
 	return err
 }
 
 // NewWriter returns a synchronous writer to topic that waits for all
 // in-sync replicas (acks=all) and partitions by key hash, so one host's
-// events stay in order on one partition. The caller batches; WriteMessages
+// events stay in order on one partition. The caller batches; Write
 // returns once the whole batch is acknowledged or has failed.
-func (c Config) NewWriter(topic string) (*Writer, error) {
+func (c Config) NewWriter(topic string, opts ...WriterOption) (*Writer, error) {
 	tr, err := c.transport()
 	if err != nil {
 		return nil, fmt.Errorf("kafka: writer for %s: %w", topic, err)
 	}
-	return &Writer{tr: tr, Writer: &kafkago.Writer{
-		Addr:                   kafkago.TCP(c.Brokers...),
-		Topic:                  topic,
-		Balancer:               &kafkago.Hash{},
-		RequiredAcks:           kafkago.RequireAll,
-		MaxAttempts:            3,
-		WriteBackoffMin:        50 * time.Millisecond,
-		WriteBackoffMax:        time.Second,
+	w := &Writer{tr: tr, w: &kafkago.Writer{
+		Addr:         kafkago.TCP(c.Brokers...),
+		Topic:        topic,
+		Balancer:     &kafkago.Hash{},
+		RequiredAcks: kafkago.RequireAll,
+		// Write retries, with backoff and only what failed.
+		MaxAttempts:            1,
 		BatchSize:              10000,
 		BatchBytes:             MaxBatchBytes,
 		BatchTimeout:           5 * time.Millisecond,
 		Transport:              tr,
 		AllowAutoTopicCreation: false,
-	}}, nil
-}
-
-// ReaderConfig is what a consumer group member needs beyond the brokers.
-type ReaderConfig struct {
-	Group  string
-	Topics []string
-	// MaxBytes bounds one fetch. Default 16 MiB.
-	MaxBytes int
-	// MaxWait bounds how long a fetch waits for data. Default 500ms.
-	MaxWait time.Duration
-}
-
-// NewReader returns a consumer-group reader that never commits on its own:
-// the caller commits with CommitMessages after its sink has the data. A new
-// group starts at the earliest offset.
-func (c Config) NewReader(rc ReaderConfig) (*kafkago.Reader, error) {
-	d, err := c.Dialer()
-	if err != nil {
-		return nil, fmt.Errorf("kafka: reader for group %s: %w", rc.Group, err)
+	}}
+	for _, o := range opts {
+		o(w)
 	}
-	if rc.MaxBytes == 0 {
-		rc.MaxBytes = 16 << 20
-	}
-	if rc.MaxWait == 0 {
-		rc.MaxWait = 500 * time.Millisecond
-	}
-	return kafkago.NewReader(kafkago.ReaderConfig{
-		Brokers:           c.Brokers,
-		GroupID:           rc.Group,
-		GroupTopics:       rc.Topics,
-		Dialer:            d,
-		MinBytes:          1,
-		MaxBytes:          rc.MaxBytes,
-		MaxWait:           rc.MaxWait,
-		CommitInterval:    0, // synchronous, explicit commits only
-		StartOffset:       kafkago.FirstOffset,
-		HeartbeatInterval: time.Second,
-		SessionTimeout:    10 * time.Second,
-		RebalanceTimeout:  10 * time.Second,
-		ReadBackoffMin:    50 * time.Millisecond,
-		ReadBackoffMax:    time.Second,
-	}), nil
-}
-
-// Topic describes a topic to create.
-type Topic struct {
-	Name       string
-	Partitions int
-	// Compacted sets cleanup.policy=compact (the grants topic).
-	Compacted bool
-}
-
-// PipelineTopics are the topics auditpipe uses, with their layouts.
-func PipelineTopics(partitions int) []Topic {
-	return []Topic{
-		{Name: "opctl.audit.v1", Partitions: partitions},
-		{Name: "opctl.deadletter.v1", Partitions: 1},
-		{Name: "opctl.grants.v1", Partitions: 1, Compacted: true},
-		{Name: "opctl.lifecycle.v1", Partitions: 1},
-		{Name: "opctl.dispatch.v1", Partitions: partitions},
-	}
-}
-
-// EnsureTopics creates the topics that do not exist yet; existing topics
-// are left as they are.
-func (c Config) EnsureTopics(ctx context.Context, topics ...Topic) error {
-	tr, err := c.transport()
-	if err != nil {
-		return fmt.Errorf("kafka: ensure topics: %w", err)
-	}
-	defer tr.CloseIdleConnections()
-	cl := &kafkago.Client{Addr: kafkago.TCP(c.Brokers...), Transport: tr, Timeout: 30 * time.Second}
-	req := &kafkago.CreateTopicsRequest{}
-	for _, t := range topics {
-		tc := kafkago.TopicConfig{Topic: t.Name, NumPartitions: t.Partitions, ReplicationFactor: -1}
-		if t.Compacted {
-			tc.ConfigEntries = []kafkago.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}}
-		}
-		req.Topics = append(req.Topics, tc)
-	}
-	resp, err := cl.CreateTopics(ctx, req)
-	if err != nil {
-		return fmt.Errorf("kafka: create topics: %w", err)
-	}
-	var errs []error
-	for name, e := range resp.Errors {
-		if e != nil && !errors.Is(e, kafkago.TopicAlreadyExists) {
-			errs = append(errs, fmt.Errorf("kafka: create topic %s: %w", name, e))
-		}
-	}
-	return errors.Join(errs...)
+	return w, nil
 }
 
 // HostPort joins host and port for a broker address.

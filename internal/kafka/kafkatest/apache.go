@@ -63,29 +63,15 @@ func apacheLib() string {
 // broker is killed when the test ends.
 func StartApache(t testing.TB, partitions int) (kafka.Config, *Apache) {
 	t.Helper()
-	java, err := exec.LookPath("java")
-	if err != nil {
-		testenv.SkipOrFail(t, testenv.Java, "kafkatest: java not found; the real Kafka broker needs Java 17 (run `make deps`)")
-	}
-	lib := apacheLib()
-	if _, err := os.Stat(filepath.Join(lib, "kafka_2.13-"+ApacheVersion+".jar")); err != nil {
-		testenv.SkipOrFail(t, testenv.Kafka, "kafkatest: Apache Kafka %s not installed in %s; run `make deps`", ApacheVersion, lib)
-	}
-	// Not t.TempDir(): log.dirs is a comma-separated list, and a test's
-	// name may hold a comma.
-	dir, err := os.MkdirTemp("", "auditpipe-kafka-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	a := &Apache{java: java, lib: lib, dir: dir, props: filepath.Join(dir, "server.properties")}
-	a.log = proctest.LogFile(t, filepath.Join(dir, "kafka.log"), "the Kafka broker")
-	t.Cleanup(func() { a.Kill(t) })
+	a := newApache(t)
 	// The ports are free when chosen, not necessarily when the broker
 	// binds them: when another process took one in between, the broker
 	// exits with "Address already in use", and it starts again on others.
 	for attempt := 1; ; attempt++ {
-		err := a.launch(t, partitions)
+		err := a.prepare(t, partitions)
+		if err == nil {
+			err = a.launch()
+		}
 		if err == nil {
 			break
 		}
@@ -116,9 +102,57 @@ func StartApache(t testing.TB, partitions int) (kafka.Config, *Apache) {
 	return a.Config, a
 }
 
-// launch writes the broker's configuration for two fresh free ports,
-// formats a fresh data directory and starts the broker.
-func (a *Apache) launch(t testing.TB, partitions int) error {
+// NewApache is StartApache without starting the broker or creating any
+// topic: a.Config names the address it will listen on once a.Start is
+// called, so that a test can start a component before the broker.
+func NewApache(t testing.TB, partitions int) *Apache {
+	t.Helper()
+	a := newApache(t)
+	if err := a.prepare(t, partitions); err != nil {
+		t.Fatalf("kafkatest: %v", err)
+	}
+	return a
+}
+
+// newApache finds Java and the broker's jars (or skips, saying why) and
+// makes the broker's directory and log; the broker is killed when the
+// test ends.
+func newApache(t testing.TB) *Apache {
+	t.Helper()
+	java, err := exec.LookPath("java")
+	if err != nil {
+		testenv.SkipOrFail(t, testenv.Java, "kafkatest: java not found; the real Kafka broker needs Java 17 (run `make deps`)")
+	}
+	lib := apacheLib()
+	if _, err := os.Stat(filepath.Join(lib, "kafka_2.13-"+ApacheVersion+".jar")); err != nil {
+		testenv.SkipOrFail(t, testenv.Kafka, "kafkatest: Apache Kafka %s not installed in %s; run `make deps`", ApacheVersion, lib)
+	}
+	// Not t.TempDir(): log.dirs is a comma-separated list, and a test's
+	// name may hold a comma.
+	dir, err := os.MkdirTemp("", "auditpipe-kafka-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	a := &Apache{java: java, lib: lib, dir: dir, props: filepath.Join(dir, "server.properties")}
+	a.log = proctest.LogFile(t, filepath.Join(dir, "kafka.log"), "the Kafka broker")
+	t.Cleanup(func() { a.Kill(t) })
+	return a
+}
+
+// launch starts the broker the first time and waits until it is ready.
+func (a *Apache) launch() error {
+	p, err := proctest.Launch(a.command(), a.ready, 60*time.Second)
+	if err != nil {
+		return err
+	}
+	a.proc = p
+	return nil
+}
+
+// prepare writes the broker's configuration for two fresh free ports and
+// formats a fresh data directory.
+func (a *Apache) prepare(t testing.TB, partitions int) error {
 	t.Helper()
 	ports := proctest.FreePorts(t, 2)
 	port, cport := ports[0], ports[1]
@@ -162,11 +196,6 @@ group.initial.rebalance.delay.ms=0
 	if out, err := format.CombinedOutput(); err != nil {
 		return fmt.Errorf("format the broker's storage: %w\n%s", err, out)
 	}
-	p, err := proctest.Launch(a.command(), a.ready, 60*time.Second)
-	if err != nil {
-		return err
-	}
-	a.proc = p
 	return nil
 }
 

@@ -1,0 +1,75 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/auditpipe/auditpipe/internal/backoff"
+)
+
+// ErrUnknownTopic is what a read of a topic that does not exist is (also)
+// reported as: errors.Is(err, ErrUnknownTopic).
+var ErrUnknownTopic = kafkago.UnknownTopicOrPartition
+
+// Classify marks err for backoff.Retry: an authorization or
+// authentication failure is permanent (backoff.PermanentError); a failure
+// about the request itself (a record too large, an invalid topic name) is
+// returned as it is, not retryable; the end of ctx is returned as it is;
+// anything else — the broker away or restarting, a leader election
+// (NotLeaderForPartition), a topic not created yet, a timeout — is
+// retryable (backoff.RetryableError). nil stays nil.
+func Classify(err error) error {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if backoff.IsRetryable(err) || errors.As(err, new(*backoff.PermanentError)) {
+		return err // already classified
+	}
+	var ke kafkago.Error
+	if errors.As(err, &ke) {
+		switch {
+		case ke.Temporary():
+			return backoff.Retryable(err)
+		case permanentCodes[ke]:
+			return backoff.Permanent(err)
+		case requestCodes[ke]:
+			return err
+		}
+		return backoff.Retryable(err)
+	}
+	if errors.As(err, new(kafkago.MessageTooLargeError)) {
+		return err
+	}
+	return backoff.Retryable(err)
+}
+
+// permanentCodes are the Kafka errors no retry fixes: the client is not
+// allowed, or not who it says.
+var permanentCodes = map[kafkago.Error]bool{
+	kafkago.TopicAuthorizationFailed:           true,
+	kafkago.GroupAuthorizationFailed:           true,
+	kafkago.ClusterAuthorizationFailed:         true,
+	kafkago.TransactionalIDAuthorizationFailed: true,
+	kafkago.DelegationTokenAuthorizationFailed: true,
+	kafkago.SASLAuthenticationFailed:           true,
+	kafkago.UnsupportedSASLMechanism:           true,
+	kafkago.IllegalSASLState:                   true,
+	kafkago.SecurityDisabled:                   true,
+}
+
+// requestCodes are the Kafka errors about the request itself: sending it
+// again fails the same way; the caller must change it.
+var requestCodes = map[kafkago.Error]bool{
+	kafkago.MessageSizeTooLarge:      true,
+	kafkago.RecordListTooLarge:       true,
+	kafkago.InvalidTopic:             true,
+	kafkago.InvalidRecord:            true,
+	kafkago.InvalidRequiredAcks:      true,
+	kafkago.InvalidPartitionNumber:   true,
+	kafkago.InvalidReplicationFactor: true,
+	kafkago.InvalidConfiguration:     true,
+	kafkago.PolicyViolation:          true,
+	kafkago.UnsupportedVersion:       true,
+}
