@@ -33,6 +33,18 @@ func newLogBuffer(t *testing.T) *logBuffer {
 	return &logBuffer{t: t, all: syncLines{mu: make(chan struct{}, 1)}}
 }
 
+// waitLines waits until n lines match re.
+func (l *logBuffer) waitLines(t *testing.T, re *regexp.Regexp, n int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for len(l.matching(re)) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d lines matching %s after %v, want %d", len(l.matching(re)), re, timeout, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func (l *logBuffer) Write(b []byte) (int, error) {
 	s := strings.TrimSpace(string(b))
 	l.t.Log(s)
@@ -143,13 +155,7 @@ func TestCollectorTargetSurvivesApacheKafka(t *testing.T) {
 	// say so): only then is the second outage a second one.
 	push := "pushing to Kafka (batches go to the spool meanwhile)"
 	pushRecovered := regexp.MustCompile(regexp.QuoteMeta(push) + ` recovered`)
-	deadline := time.Now().Add(60 * time.Second)
-	for len(logs.matching(pushRecovered)) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the pushes did not recover in 60s after the broker came")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	logs.waitLines(t, pushRecovered, 1, 60*time.Second)
 
 	// The broker dies and comes back while events are appended.
 	a.Kill(t)
@@ -160,6 +166,7 @@ func TestCollectorTargetSurvivesApacheKafka(t *testing.T) {
 	if len(ids) != 18 {
 		t.Fatalf("%d distinct events after the restart, want 18", len(ids))
 	}
+	logs.waitLines(t, pushRecovered, 2, 60*time.Second)
 
 	// One line when each thing failed first, one when it recovered; not
 	// one per retry (the target was retrying for seconds each time).
