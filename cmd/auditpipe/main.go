@@ -63,7 +63,12 @@ func main() {
 	// plugins when it reloads).
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	code := run(ctx, env{args: os.Args[1:], stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, hup: hup})
+	stdin, err := detachStdin()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "auditpipe: %v\n", err)
+		os.Exit(1)
+	}
+	code := run(ctx, env{args: os.Args[1:], stdin: stdin, stdout: os.Stdout, stderr: os.Stderr, hup: hup})
 	stop()
 	os.Exit(code)
 }

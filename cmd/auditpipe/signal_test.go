@@ -23,11 +23,7 @@ func TestSIGHUPReloadsAndSIGTERMStops(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "auditpipe")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	logPath := filepath.Join(dir, "audit.log")
 	if err := os.WriteFile(logPath, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -118,4 +114,29 @@ func TestSIGHUPReloadsAndSIGTERMStops(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("no exit 20s after SIGTERM")
 	}
+}
+
+var built struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+	out  []byte
+}
+
+// buildBinary builds the auditpipe binary once for the package's tests.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	built.once.Do(func() {
+		built.dir, built.err = os.MkdirTemp("", "auditpipe-bin-")
+		if built.err != nil {
+			return
+		}
+		built.path = filepath.Join(built.dir, "auditpipe")
+		built.out, built.err = exec.Command("go", "build", "-o", built.path, ".").CombinedOutput()
+	})
+	if built.err != nil {
+		t.Fatalf("go build: %v\n%s", built.err, built.out)
+	}
+	return built.path
 }
