@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net/http"
 	"os"
@@ -13,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/auditpipe/auditpipe/internal/auth"
+	"github.com/auditpipe/auditpipe/internal/siemtest"
 )
 
 // startServer runs only the server module of cfg (target "t").
@@ -205,5 +208,59 @@ func TestAllInOneDataDirIsPrivate(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "Permission denied") {
 		t.Fatalf("nobody: %q, want Permission denied", out)
+	}
+}
+
+// TestClientCertificates: with TLS on the listener and a client CA, a
+// client certificate the CA signed and auth.clients lists authenticates
+// with its role; one from another CA does not get through the handshake;
+// no certificate and no token is 401.
+func TestClientCertificates(t *testing.T) {
+	dir := t.TempDir()
+	ca := siemtest.NewCA(t, dir, "ca")
+	srvCert, srvKey := ca.Issue(t, dir, "server", siemtest.CertOptions{})
+	promCert, promKey := ca.Issue(t, dir, "prometheus", siemtest.CertOptions{Client: true})
+	other := siemtest.NewCA(t, filepath.Join(dir), "other-ca")
+	strangerCert, strangerKey := other.Issue(t, dir, "stranger", siemtest.CertOptions{Client: true})
+
+	cfg := DefaultConfig()
+	cfg.Server.HTTPAddr = "127.0.0.1:0"
+	cfg.Server.TLS = ServerTLS{CertFile: srvCert, KeyFile: srvKey, ClientCAFile: ca.CertPEM}
+	cfg.Server.Auth.Clients = []auth.Client{{CommonName: "prometheus", Role: auth.RoleMetrics}}
+	base := strings.Replace(startServer(t, cfg), "http://", "https://", 1)
+
+	pool := x509.NewCertPool()
+	pem, err := os.ReadFile(ca.CertPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.AppendCertsFromPEM(pem)
+	client := func(certFile, keyFile string) *http.Client {
+		tc := &tls.Config{RootCAs: pool}
+		if certFile != "" {
+			c, err := tls.LoadX509KeyPair(certFile, keyFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.Certificates = []tls.Certificate{c}
+		}
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
+	}
+	get := func(c *http.Client) (int, error) {
+		resp, err := c.Get(base + "/metrics")
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	if code, err := get(client(promCert, promKey)); err != nil || code != 200 {
+		t.Errorf("the CA's client certificate: %d %v, want 200", code, err)
+	}
+	if code, err := get(client("", "")); err != nil || code != 401 {
+		t.Errorf("no certificate, no token: %d %v, want 401", code, err)
+	}
+	if code, err := get(client(strangerCert, strangerKey)); err == nil && code != 401 {
+		t.Errorf("a certificate from another CA: %d, want 401 or the handshake refused", code)
 	}
 }
