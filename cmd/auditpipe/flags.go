@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/auditpipe/auditpipe/collector/builder"
+	"github.com/auditpipe/auditpipe/internal/config"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -84,32 +85,7 @@ func nearestFlag(fs *flag.FlagSet, err error) string {
 		return ""
 	}
 	bad := strings.TrimLeft(strings.TrimPrefix(msg, prefix), "-")
-	best, bestD := "", 3 // at most two edits away
-	fs.VisitAll(func(f *flag.Flag) {
-		if d := editDistance(bad, f.Name); d < bestD {
-			best, bestD = f.Name, d
-		}
-	})
-	return best
-}
-
-// editDistance is the Levenshtein distance of a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	return config.Nearest(bad, names)
 }

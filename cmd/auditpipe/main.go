@@ -40,7 +40,7 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		// Long-running targets (internal/app wires them).
-		"run":        {"run a target: --target collector|indexer|forwarder|all [--config FILE]", cmdRun},
+		"run":        {"run a target: --target collector|indexer|forwarder|all [--config FILE]", targetCommand("")},
 		"collector":  {"run --target collector: audit log → Kafka", targetCommand(app.TargetCollector)},
 		"indexer":    {"run --target indexer: Kafka → ClickHouse or embedded chDB, query endpoint", targetCommand(app.TargetIndexer)},
 		"forwarder":  {"run --target forwarder: Kafka → SIEMs; 'forwarder check' tests a SIEM connection", runForwarder},

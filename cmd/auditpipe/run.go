@@ -55,31 +55,18 @@ func (f *runFlags) apply(cfg *app.Config) {
 	}
 }
 
-// cmdRun is `auditpipe run --target T [--config FILE]`.
-func cmdRun(ctx context.Context, e env) error {
-	var f runFlags
-	fs := newFlagSet("run", "run [--target T] [--config FILE] [--log.level L] [--log.format F] [--http.addr A]", e.stderr)
-	f.register(fs, "")
-	if err := parseFlags(fs, e.args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return errUsage
-	}
-	cfg, err := f.load()
-	if err != nil {
-		return err
-	}
-	return runApp(ctx, e, cfg, f.load)
-}
-
-// targetCommand is a component's own subcommand: `auditpipe collector
-// --config FILE` is `auditpipe run --target collector --config FILE`.
+// targetCommand is `auditpipe run [--target T] [--config FILE]` (target
+// ""), or a component's own subcommand: `auditpipe collector --config
+// FILE` is `auditpipe run --target collector --config FILE`.
 func targetCommand(target string) func(context.Context, env) error {
+	name, synopsis := target, target+" [--config FILE]"
+	if target == "" {
+		name, synopsis = "run", "run [--target T] [--config FILE]"
+	}
+	synopsis += " [--log.level L] [--log.format F] [--http.addr A]"
 	return func(ctx context.Context, e env) error {
 		var f runFlags
-		fs := newFlagSet(target, target+" [--config FILE] [--log.level L] [--log.format F] [--http.addr A]", e.stderr)
+		fs := newFlagSet(name, synopsis, e.stderr)
 		f.register(fs, target)
 		if err := parseFlags(fs, e.args); err != nil {
 			return err

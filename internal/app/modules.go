@@ -2,8 +2,6 @@ package app
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -19,6 +17,7 @@ import (
 	"github.com/auditpipe/auditpipe/indexer"
 	"github.com/auditpipe/auditpipe/internal/auth"
 	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/tlsconfig"
 	"github.com/auditpipe/auditpipe/queryapi"
 	"github.com/auditpipe/auditpipe/schemas"
 )
@@ -96,9 +95,9 @@ func initServer(_ context.Context, a *App) (Service, error) {
 		a.http.handle("GET /metrics", metrics, auth.RoleMetrics, auth.RoleAuditor)
 	}
 	if cfg.TLS.CertFile != "" {
-		tc, err := serverTLS(cfg.TLS)
+		tc, err := tlsconfig.Server(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("server.tls: %w", err)
 		}
 		a.http.tls = tc
 	}
@@ -131,29 +130,6 @@ func (s *serverService) Reload(cfg Config) error {
 		return err
 	}
 	return s.a.http.auth.Set(tokens, cfg.Server.Auth.Clients)
-}
-
-// serverTLS is the listener's TLS: its certificate, and client
-// certificates verified when given (a token authenticates otherwise).
-func serverTLS(c ServerTLS) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("server.tls: %w", err)
-	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if c.ClientCAFile != "" {
-		pem, err := os.ReadFile(c.ClientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("server.tls.client_ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("server.tls.client_ca_file: %s holds no PEM certificate", c.ClientCAFile)
-		}
-		tc.ClientCAs = pool
-		tc.ClientAuth = tls.VerifyClientCertIfGiven
-	}
-	return tc, nil
 }
 
 // initBroker starts the embedded Kafka-protocol broker (kfake) with its log

@@ -5,16 +5,28 @@ import "fmt"
 // suggest returns `; did you mean "name"?` for the known field nearest to
 // key by edit distance, or "" when none is near enough to be a typo.
 func suggest(key string, fields []field) string {
-	best, bestDist := "", 1+len(key)/4
-	for _, f := range fields {
-		if d := editDistance(key, f.name); d <= bestDist && (best == "" || d < bestDist) {
-			best, bestDist = f.name, d
-		}
+	names := make([]string, len(fields))
+	for i, f := range fields {
+		names[i] = f.name
 	}
+	best := Nearest(key, names)
 	if best == "" {
 		return ""
 	}
 	return fmt.Sprintf("; did you mean %q?", best)
+}
+
+// Nearest returns the name among names nearest to s by edit distance, or
+// "" when none is within a typo's reach (a quarter of s's length, plus
+// one): the "did you mean" of config fields and of command flags.
+func Nearest(s string, names []string) string {
+	best, bestDist := "", 1+len(s)/4
+	for _, n := range names {
+		if d := editDistance(s, n); d <= bestDist && (best == "" || d < bestDist) {
+			best, bestDist = n, d
+		}
+	}
+	return best
 }
 
 // editDistance is the Levenshtein distance between a and b, in bytes.

@@ -65,13 +65,9 @@ func (c Config) Build() (*tls.Config, error) {
 		InsecureSkipVerify: c.InsecureSkipVerify, //nolint:gosec // explicit opt-in, tests only
 	}
 	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
+		pool, err := loadPool(c.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("tls: read CA file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls: CA file %s: no PEM certificate found", c.CAFile)
+			return nil, err
 		}
 		cfg.RootCAs = pool
 	}
@@ -83,4 +79,38 @@ func (c Config) Build() (*tls.Config, error) {
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return cfg, nil
+}
+
+// Server returns the TLS configuration of a listener: its certificate
+// and, when clientCAFile is set, client certificates verified against it
+// when a client offers one (tls.VerifyClientCertIfGiven: a client may
+// authenticate otherwise, with a token).
+func Server(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls: load server certificate: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if clientCAFile != "" {
+		pool, err := loadPool(clientCAFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.ClientCAs = pool
+		cfg.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	return cfg, nil
+}
+
+// loadPool reads a PEM bundle of CA certificates.
+func loadPool(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("tls: read CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("tls: CA file %s: no PEM certificate found", path)
+	}
+	return pool, nil
 }
