@@ -75,10 +75,7 @@ func New(cfg Config, deps Deps) (*Collector, error) {
 	if deps.Stdin == nil {
 		deps.Stdin = os.Stdin
 	}
-	static := map[string]schemas.Grant{}
-	for login, id := range cfg.Grants {
-		static[login] = schemas.Grant{LoginID: login, ReqAuthID: id, AuditType: schemas.AuditCommandKeystroke}
-	}
+	static := staticGrants(cfg.Grants)
 	return &Collector{
 		cfg:    cfg,
 		log:    deps.Log.With("component", "collector"),
@@ -87,6 +84,29 @@ func New(cfg Config, deps Deps) (*Collector, error) {
 		grants: NewGrantTable(static),
 		ready:  make(chan struct{}),
 	}, nil
+}
+
+// staticGrants turns the configuration's login → req_auth_id bindings
+// into grants (keystrokes audited too).
+func staticGrants(m map[string]string) map[string]schemas.Grant {
+	static := make(map[string]schemas.Grant, len(m))
+	for login, id := range m {
+		static[login] = schemas.Grant{LoginID: login, ReqAuthID: id, AuditType: schemas.AuditCommandKeystroke}
+	}
+	return static
+}
+
+// ReloadGrants replaces the configured static grants while the collector
+// runs (SIGHUP); events read from then on are attributed with them.
+func (c *Collector) ReloadGrants(grants map[string]string) error {
+	for login, id := range grants {
+		if login == "" || id == "" {
+			return fmt.Errorf("collector.grants: %q: %q: login and req_auth_id must not be empty", login, id)
+		}
+	}
+	c.grants.SetStatic(staticGrants(grants))
+	c.log.Info("static grants reloaded", "grants", len(grants))
+	return nil
 }
 
 // Grants returns the collector's grant table.

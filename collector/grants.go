@@ -18,32 +18,54 @@ import (
 // policy service's agent removes the user and ends its sessions on revoke.)
 // It is safe for concurrent use.
 type GrantTable struct {
-	mu     sync.RWMutex
+	mu sync.RWMutex
+	// grants are those followed on the topic; they win over static ones
+	// for the same login.
 	grants map[string]schemas.Grant
+	static map[string]schemas.Grant
 }
 
 // NewGrantTable returns a table holding the static grants.
 func NewGrantTable(static map[string]schemas.Grant) *GrantTable {
 	t := &GrantTable{grants: map[string]schemas.Grant{}}
-	for k, v := range static {
-		t.grants[k] = v
-	}
+	t.SetStatic(static)
 	return t
+}
+
+// SetStatic replaces the static grants (a reload of the configuration);
+// the followed ones stay.
+func (t *GrantTable) SetStatic(static map[string]schemas.Grant) {
+	m := make(map[string]schemas.Grant, len(static))
+	for k, v := range static {
+		m[k] = v
+	}
+	t.mu.Lock()
+	t.static = m
+	t.mu.Unlock()
 }
 
 // Lookup implements builder.Grants.
 func (t *GrantTable) Lookup(login string) (schemas.Grant, bool) {
 	t.mu.RLock()
-	g, ok := t.grants[login]
-	t.mu.RUnlock()
+	defer t.mu.RUnlock()
+	if g, ok := t.grants[login]; ok {
+		return g, true
+	}
+	g, ok := t.static[login]
 	return g, ok
 }
 
-// Len returns the number of grants known.
+// Len returns the number of logins with a grant.
 func (t *GrantTable) Len() int {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	return len(t.grants)
+	n := len(t.grants)
+	for k := range t.static {
+		if _, ok := t.grants[k]; !ok {
+			n++
+		}
+	}
+	return n
 }
 
 // apply applies one message of the grants topic.

@@ -69,3 +69,23 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestGrantTableReload: a reload (SIGHUP) replaces the static grants; the
+// grants followed on the topic stay, and win over a static one for the
+// same login.
+func TestGrantTableReload(t *testing.T) {
+	tab := NewGrantTable(staticGrants(map[string]string{"a": "req-a", "b": "req-b"}))
+	if err := tab.apply([]byte("b"), []byte(`{"loginid":"b","req_auth_id":"req-b-topic","audit_type":"COMMAND_AUDIT","resource":"r","expires":"2030-01-01T00:00:00Z"}`)); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	tab.SetStatic(staticGrants(map[string]string{"b": "req-b2", "c": "req-c"}))
+	for login, want := range map[string]string{"a": "", "b": "req-b-topic", "c": "req-c"} {
+		g, ok := tab.Lookup(login)
+		if got := g.ReqAuthID; ok != (want != "") || got != want {
+			t.Errorf("%s: %q %v, want %q", login, got, ok, want)
+		}
+	}
+	if n := tab.Len(); n != 2 {
+		t.Errorf("Len = %d, want 2 (b followed, c static)", n)
+	}
+}

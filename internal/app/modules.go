@@ -293,7 +293,20 @@ func (s *forwarderService) Reload(cfg Config) error {
 func initCollector(_ context.Context, a *App) (Service, error) {
 	cfg := a.resolvedConfig().Collector
 	cfg.Kafka = a.shared.kafka
-	return collector.New(cfg, collector.Deps{Log: a.Log, Registry: a.http.registry, Stdin: a.deps.Stdin})
+	c, err := collector.New(cfg, collector.Deps{Log: a.Log, Registry: a.http.registry, Stdin: a.deps.Stdin})
+	if err != nil {
+		return nil, err
+	}
+	return collectorService{c}, nil
+}
+
+// collectorService is the collector with its static grants reloadable.
+type collectorService struct{ *collector.Collector }
+
+// Reload implements Reloader: the file's collector.grants apply to the
+// events read from then on.
+func (s collectorService) Reload(cfg Config) error {
+	return s.ReloadGrants(cfg.Collector.Grants)
 }
 
 // drained is a consumer that, when its process stops, first waits until
