@@ -14,7 +14,15 @@ const (
 	OutputTable = "table"
 	OutputJSON  = "json"
 	OutputCSV   = "csv"
+	// OutputEvents is JSON lines of contract events: rows of audit_events
+	// (SELECT *) without the columns the store adds (kafka_partition,
+	// kafka_offset, inserted_at), ts in RFC 3339 as the contract has it.
+	// What `auditpipe forward` and `auditpipe index` read back.
+	OutputEvents = "events"
 )
+
+// storeColumns are the columns of audit_events that are not the event's.
+var storeColumns = map[string]bool{"kafka_partition": true, "kafka_offset": true, "inserted_at": true}
 
 // WriteResult prints r as an aligned table, JSON lines (one object per
 // row) or CSV with a header.
@@ -31,15 +39,26 @@ func WriteResult(w io.Writer, r *Result, format string) error {
 			fmt.Fprintln(tw, strings.Join(cells, "\t"))
 		}
 		return tw.Flush()
-	case OutputJSON:
+	case OutputJSON, OutputEvents:
+		events := format == OutputEvents
 		enc := json.NewEncoder(w)
 		for _, row := range r.Rows {
 			var b strings.Builder
 			b.WriteByte('{')
+			n := 0
 			for i, v := range row {
-				if i > 0 {
+				if events {
+					if storeColumns[r.Columns[i]] {
+						continue
+					}
+					if r.Columns[i] == "ts" {
+						v = rfc3339(v)
+					}
+				}
+				if n > 0 {
 					b.WriteByte(',')
 				}
+				n++
 				k, _ := json.Marshal(r.Columns[i])
 				b.Write(k)
 				b.WriteByte(':')
@@ -72,7 +91,18 @@ func WriteResult(w io.Writer, r *Result, format string) error {
 		cw.Flush()
 		return cw.Error()
 	}
-	return fmt.Errorf("clickhouse: unknown output format %q (want table, json or csv)", format)
+	return fmt.Errorf("clickhouse: unknown output format %q (want table, json, csv or events)", format)
+}
+
+// rfc3339 turns ClickHouse's DateTime64(3, 'UTC') text
+// ("2020-10-29 03:20:22.418") into the contract's ts
+// ("2020-10-29T03:20:22.418Z"); anything else is left as it is.
+func rfc3339(v any) any {
+	s, ok := v.(string)
+	if !ok || len(s) < 19 || s[10] != ' ' {
+		return v
+	}
+	return s[:10] + "T" + s[11:] + "Z"
 }
 
 // ValueString renders one result value as text.

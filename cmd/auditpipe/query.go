@@ -22,7 +22,7 @@ func runQuery(ctx context.Context, e env) error {
 	sf.register(fs)
 	server := fs.String("server", "", "query endpoint URL of a running all-in-one or indexer (e.g. http://127.0.0.1:9464/), or a ClickHouse HTTP interface")
 	tokenFile := fs.String("token-file", "", "`FILE` holding the endpoint's bearer token (default $AUDITPIPE_TOKEN; the all-in-one writes DATA/admin.token on first start)")
-	output := fs.String("output", clickhouse.OutputTable, "output format: table, json or csv")
+	output := fs.String("output", clickhouse.OutputTable, "output format: table, json, csv, or events (rows of audit_events as contract events: what forward and index read)")
 	all := fs.Bool("all", false, "run every named query and print the answers")
 	fs.Usage = func() {
 		fmt.Fprintln(e.stderr, "usage: auditpipe query [--embedded DIR | --clickhouse ADDR | --server URL] [--output table|json|csv] SQL | NAME [ARGS] | --all")
