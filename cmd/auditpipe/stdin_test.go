@@ -2,8 +2,8 @@ package main
 
 import (
 	"os/exec"
-	"reflect"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
