@@ -19,11 +19,28 @@ type Config struct {
 	// top-level kafka section, set by the composition root. Required.
 	Kafka kafka.Config `yaml:"-"`
 	// Destinations are the SIEMs, each with its own consumer group and
-	// filter. At least one is required.
+	// filter. At least one is required, unless assignments are followed.
 	Destinations []Destination `yaml:"destinations"`
+	// Assignments, when followed, name the destinations instead: one per
+	// resource whose operator control assignment forwards logs, from
+	// opctl.assignments.v1 (AssignmentSource). Default off.
+	Assignments AssignmentsConfig `yaml:"assignments"`
 	// DeadLetterTopic receives events that cannot be sent, with the reason.
 	// Default "opctl.deadletter.v1".
 	DeadLetterTopic string `yaml:"dead_letter_topic"`
+}
+
+// AssignmentsConfig is the destinations followed from the assignments
+// topic.
+type AssignmentsConfig struct {
+	// Follow turns it on; Destinations must then be empty. Default false.
+	Follow bool `yaml:"follow"`
+	// Topic is followed. Default opctl.assignments.v1.
+	Topic string `yaml:"topic"`
+	// Template gives every followed destination its settings besides the
+	// name, address, CA certificate and hosts, which the assignment
+	// gives (timeouts, sizes, priority, app name). Default: the defaults.
+	Template Destination `yaml:"template"`
 }
 
 // Destination is one SIEM and what goes to it. The policy service builds
@@ -222,8 +239,11 @@ func setDur(p *time.Duration, v time.Duration) {
 // with defaults applied.
 func (c Config) Validate() error {
 	var errs config.Errors
-	if len(c.Destinations) == 0 {
-		errs.Addf("forwarder.destinations", "at least one destination is required")
+	switch {
+	case c.Assignments.Follow && len(c.Destinations) > 0:
+		errs.Addf("forwarder.destinations", "must be empty when forwarder.assignments.follow is on (the assignments name the destinations)")
+	case !c.Assignments.Follow && len(c.Destinations) == 0:
+		errs.Addf("forwarder.destinations", "at least one destination is required (or forwarder.assignments.follow)")
 	}
 	names := map[string]int{}
 	groups := map[string]int{}

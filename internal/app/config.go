@@ -236,7 +236,7 @@ func (c Config) Validate() error {
 	if has("store") {
 		errs = append(errs, r.ClickHouse.Validate("clickhouse"))
 	}
-	if has("forwarder") && (c.Target == TargetForwarder || len(c.Forwarder.Destinations) > 0) {
+	if has("forwarder") && (c.Target == TargetForwarder || len(c.Forwarder.Destinations) > 0 || c.Forwarder.Assignments.Follow) {
 		errs = append(errs, r.Forwarder.Validate())
 	}
 	return errors.Join(errs...)

@@ -260,16 +260,21 @@ func initIndexer(_ context.Context, a *App) (Service, error) {
 
 func initForwarder(_ context.Context, a *App) (Service, error) {
 	cfg := a.resolvedConfig().Forwarder
-	if len(cfg.Destinations) == 0 && a.Config.Target == TargetAll {
+	if len(cfg.Destinations) == 0 && !cfg.Assignments.Follow && a.Config.Target == TargetAll {
 		return nil, nil // the all-in-one forwards only when a SIEM is given
 	}
 	cfg.Kafka = a.shared.kafka
-	src := forwarder.NewStaticSource(cfg.Destinations)
-	fw, err := forwarder.New(cfg, forwarder.Options{Log: a.Log.With("component", "forwarder"), Registerer: a.http.registry, Source: src})
+	log := a.Log.With("component", "forwarder")
+	static := forwarder.NewStaticSource(cfg.Destinations)
+	var src forwarder.Source = static
+	if cfg.Assignments.Follow {
+		src = forwarder.NewAssignmentSource(cfg.Kafka, cfg.Assignments.Topic, cfg.Assignments.Template, log)
+	}
+	fw, err := forwarder.New(cfg, forwarder.Options{Log: log, Registerer: a.http.registry, Source: src})
 	if err != nil {
 		return nil, err
 	}
-	s := &forwarderService{Forwarder: fw, source: src}
+	s := &forwarderService{Forwarder: fw, source: static}
 	if !a.Has("collector") {
 		return s, nil
 	}
