@@ -596,3 +596,15 @@ func (a *arena) alloc(n int) []byte {
 // toValidUTF8 replaces each run of invalid bytes with U+FFFD: RFC 5424
 // wants UTF-8 in SD-PARAM values, and the contract's strings are UTF-8.
 func toValidUTF8(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
+
+// Frames renders ev as the forwarder sends it with format f: one RFC 5425
+// frame ("LEN SP MSG") per message, several for a split event. It is for
+// tools and tests that need the exact wire form (auditpipe verify's tests
+// write a SIEM's file with it).
+func Frames(f Format, ev *schemas.Event) ([][]byte, error) {
+	fm, err := newFormatter(f)
+	if err != nil {
+		return nil, err
+	}
+	return fm.frames(ev)
+}
