@@ -108,6 +108,11 @@ func (e *Embedded) InsertEvents(_ context.Context, token string, rows []EventRow
 			b = append(b, `,"kafka_offset":`...)
 			b = strconv.AppendInt(b, r.Offset, 10)
 		}
+		if r.ContentHash != "" {
+			b = append(b, `,"content_hash":"`...)
+			b = append(b, r.ContentHash...)
+			b = append(b, '"')
+		}
 		b = append(b, '}', '\n')
 	}
 	b = append(b, 0)

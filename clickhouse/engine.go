@@ -49,6 +49,9 @@ type EventRow struct {
 	TS time.Time
 	// JSON is the event as received, on one line, ending in '}'.
 	JSON []byte
+	// ContentHash is the hex SHA-256 of the event's canonical bytes
+	// (schemas.Event.Hash), stored in content_hash; "" stores "".
+	ContentHash string
 	// Partition and Offset locate the Kafka message; -1 for backfills.
 	Partition int32
 	Offset    int64

@@ -62,7 +62,8 @@ func (s *Server) Exec(ctx context.Context, sql string) error {
 }
 
 var eventColumns = "ts, event, layer, host, req_auth_id, loginid, event_id, seq, srchost, desthost, res, " +
-	"pid, ppid, ses, rec_id, tty, euid, exe, cwd, title, args, keys, time, raw_data, kafka_partition, kafka_offset"
+	"pid, ppid, ses, rec_id, tty, euid, exe, cwd, title, args, keys, time, raw_data, kafka_partition, kafka_offset, " +
+	"escaped, prev_hash, content_hash, chain_first, chain_last, chain_count, chain_head, key_id, sig"
 
 // InsertEvents implements Engine with a typed batch.
 func (s *Server) InsertEvents(ctx context.Context, token string, rows []EventRow) error {
@@ -81,7 +82,8 @@ func (s *Server) InsertEvents(ctx context.Context, token string, rows []EventRow
 		}
 		if err := b.Append(r.TS, string(e.Event), e.Layer, e.Host, e.ReqAuthID, e.LoginID, e.EventID, e.Seq,
 			e.SrcHost, e.DestHost, e.Res, e.PID, e.PPID, e.Ses, e.RecID, e.TTY, e.EUID, e.Exe, e.Cwd,
-			e.Title, args, e.Keys, e.Time, e.RawData, r.Partition, r.Offset); err != nil {
+			e.Title, args, e.Keys, e.Time, e.RawData, r.Partition, r.Offset,
+			append([]string{}, e.Escaped...), e.PrevHash, r.ContentHash, e.ChainFirst, e.ChainLast, e.ChainCount, e.ChainHead, e.KeyID, e.Sig); err != nil {
 			return fmt.Errorf("row %d (event_id %s): %w: %w", i, e.EventID, errRowAppend, err)
 		}
 	}

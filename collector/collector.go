@@ -3,6 +3,7 @@ package collector
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 	"github.com/auditpipe/auditpipe/collector/tail"
 	"github.com/auditpipe/auditpipe/internal/backoff"
 	"github.com/auditpipe/auditpipe/internal/deadletter"
+	"github.com/auditpipe/auditpipe/internal/chainkey"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/schemas"
 )
@@ -45,6 +47,8 @@ type Collector struct {
 	m      *metrics
 	stdin  io.Reader
 	grants *GrantTable
+	// chainKey signs the chain checkpoints; nil: unsigned.
+	chainKey ed25519.PrivateKey
 	// ready is closed when the grants that existed at start are known.
 	ready chan struct{}
 }
@@ -75,14 +79,23 @@ func New(cfg Config, deps Deps) (*Collector, error) {
 	if deps.Stdin == nil {
 		deps.Stdin = os.Stdin
 	}
+	var key ed25519.PrivateKey
+	if cfg.ChainKeyFile != "" {
+		k, err := chainkey.LoadPrivate(cfg.ChainKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("collector.chain_key_file: %w", err)
+		}
+		key = k
+	}
 	static := staticGrants(cfg.Grants)
 	return &Collector{
-		cfg:    cfg,
-		log:    deps.Log.With("component", "collector"),
-		m:      newMetrics(deps.Registry),
-		stdin:  deps.Stdin,
-		grants: NewGrantTable(static),
-		ready:  make(chan struct{}),
+		cfg:      cfg,
+		log:      deps.Log.With("component", "collector"),
+		m:        newMetrics(deps.Registry),
+		stdin:    deps.Stdin,
+		grants:   NewGrantTable(static),
+		chainKey: key,
+		ready:    make(chan struct{}),
 	}, nil
 }
 
@@ -116,6 +129,10 @@ func (c *Collector) Grants() *GrantTable { return c.grants }
 type state struct {
 	Position tail.Position     `json:"position"`
 	Seq      map[string]uint64 `json:"seq"`
+	// Chain is each host's hash-chain head after the last event delivered
+	// (see Decoder.Heads). Absent in checkpoints written before the chain:
+	// the next event then starts a chain (prev_hash "").
+	Chain map[string]string `json:"chain,omitempty"`
 	// Skip lists events already delivered whose records lie after
 	// Position (they completed while an older event was still open).
 	Skip []string `json:"skip,omitempty"`
@@ -169,6 +186,7 @@ type run struct {
 	// already in Kafka but not yet acknowledged in the spool; 0 when none.
 	sentOldest int
 	rejectLog  *rejectLog
+	chained    chainBatch // what the current batch chained, per host
 }
 
 type tagPos struct {
@@ -232,6 +250,7 @@ func (c *Collector) Run(ctx context.Context) error {
 		Layer: cfg.Layer, Host: cfg.Host, AllUsers: cfg.AllUsers, Names: names, Grants: c.grants,
 	}, assemble.Options{Timeout: cfg.AssemblyTimeout}, r.onEvent, r.onReject)
 	r.dec.SetSeq(r.st.Seq)
+	r.dec.SetHeads(r.st.Chain)
 	r.dec.SetSkip(r.st.Skip)
 	r.lastEnd = r.st.Position
 
@@ -501,8 +520,9 @@ func (r *run) line(l *inLine) {
 }
 
 func (r *run) onEvent(e *schemas.Event, ev *assemble.Event) {
-	val := e.AppendJSON(make([]byte, 0, 512+len(e.RawData)))
+	val := append(make([]byte, 0, len(r.dec.Canonical())), r.dec.Canonical()...)
 	r.pending = append(r.pending, emitted{e.EventID, ev.LastTag})
+	r.chained.add(e, r.dec.Head(e.Host))
 	if len(val) > r.c.cfg.MaxEventBytes.Bytes() {
 		err := fmt.Errorf("event %s of %d bytes is over max_event_bytes (%d)", e.EventID, len(val), r.c.cfg.MaxEventBytes.Bytes())
 		r.c.m.rejects.WithLabelValues(ReasonEventTooLarge).Inc()
@@ -548,7 +568,7 @@ func (r *run) pruneStarts() {
 // checkpointState computes the state to save once the current batch is
 // durable.
 func (r *run) checkpointState() state {
-	st := state{Seq: r.dec.Seq(), Position: r.lastEnd}
+	st := state{Seq: r.dec.Seq(), Chain: r.dec.Heads(), Position: r.lastEnd}
 	keep := r.nextTag
 	if t, ok := r.dec.OldestOpenTag(); ok {
 		keep = t
@@ -587,6 +607,7 @@ func (r *run) flush(ctx context.Context, final bool) error {
 	if len(r.batch) == 0 && len(r.dl) == 0 && !r.dirty {
 		return r.drainRetry(ctx)
 	}
+	r.batch = append(r.batch, r.chained.checkpoints(r.c.chainKey, r.c.cfg.Layer)...)
 	msgs := append(r.batch, r.dl...)
 	meta := spoolMeta{DeadLetters: len(r.dl)}
 	st := r.checkpointState()
@@ -597,6 +618,7 @@ func (r *run) flush(ctx context.Context, final bool) error {
 		c.m.batchEvents.Observe(float64(len(r.batch)))
 	}
 	r.batch, r.dl, r.pending, r.batchBytes, r.dirty = nil, nil, nil, 0, false
+	r.chained.reset()
 	c.m.queueDepth.Set(0)
 	if err := r.ckptFault.retry(ctx, func() error { return r.ckpt.Save(st) }); err != nil {
 		return fmt.Errorf("collector: save checkpoint (the last batch is sent again at restart): %w", err)

@@ -1,7 +1,9 @@
 package collector
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/auditpipe/auditpipe/internal/chainkey"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
 	"github.com/auditpipe/auditpipe/schemas"
@@ -100,6 +103,18 @@ func startCollector(t *testing.T, cfg Config, reg prometheus.Registerer) (stop f
 type consumer struct {
 	ch   chan kafka.Record
 	msgs []kafka.Record
+	// chain holds the chain checkpoints read, kept apart from msgs (the
+	// events): how many a run emits depends on its batches.
+	chain []kafka.Record
+}
+
+// take files m under msgs or chain.
+func (c *consumer) take(m kafka.Record) {
+	if bytes.Contains(m.Value, []byte(`"event":"chain"`)) {
+		c.chain = append(c.chain, m)
+		return
+	}
+	c.msgs = append(c.msgs, m)
 }
 
 func newConsumer(t *testing.T, kcfg kafka.Config, topic string, _ int) *consumer {
@@ -128,7 +143,7 @@ func (c *consumer) waitFor(t *testing.T, what string, timeout time.Duration, pre
 	for !pred(c.msgs) {
 		select {
 		case m := <-c.ch:
-			c.msgs = append(c.msgs, m)
+			c.take(m)
 		case <-deadline:
 			t.Fatalf("timed out waiting for %s (%d messages read)", what, len(c.msgs))
 		}
@@ -141,7 +156,7 @@ func (c *consumer) drain(t *testing.T) {
 	for {
 		select {
 		case m := <-c.ch:
-			c.msgs = append(c.msgs, m)
+			c.take(m)
 		case <-time.After(500 * time.Millisecond):
 			return
 		}
@@ -202,6 +217,66 @@ func checkExactlyOnce(t *testing.T, events []schemas.Event, want int) {
 			t.Fatalf("seq %d missing", s)
 		}
 	}
+	checkChainLinks(t, events)
+}
+
+// checkChainLinks checks the hash chain of one host's events: each event's
+// prev_hash is the hash of the event before it by seq, the first one's is
+// empty. Copies of an event sent twice must be identical.
+func checkChainLinks(t *testing.T, events []schemas.Event) {
+	t.Helper()
+	bySeq := map[uint64]string{}
+	var last uint64
+	for i := range events {
+		e := &events[i]
+		h := e.Hash()
+		if prev, ok := bySeq[e.Seq]; ok && prev != h {
+			t.Fatalf("seq %d sent twice with different content", e.Seq)
+		}
+		bySeq[e.Seq] = h
+		last = max(last, e.Seq)
+	}
+	prevHash := map[uint64]string{}
+	for i := range events {
+		prevHash[events[i].Seq] = events[i].PrevHash
+	}
+	for s := uint64(1); s <= last; s++ {
+		want := bySeq[s-1] // "" for seq 1
+		if got := prevHash[s]; got != want {
+			t.Fatalf("seq %d: prev_hash %q, want the hash of seq %d, %q: the chain is broken", s, got, s-1, want)
+		}
+	}
+}
+
+// checkCheckpoints checks the chain checkpoints read against the events:
+// each one's head is the hash of its last event, its link the prev_hash of
+// its first, and it verifies with pub (when set).
+func checkCheckpoints(t *testing.T, events []schemas.Event, chain []kafka.Record, pub ed25519.PublicKey) {
+	t.Helper()
+	bySeq := map[uint64]*schemas.Event{}
+	for i := range events {
+		bySeq[events[i].Seq] = &events[i]
+	}
+	if len(chain) == 0 {
+		t.Fatal("no chain checkpoint on the topic")
+	}
+	for _, e := range decodeAll(t, chain) {
+		if err := e.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		last, first := bySeq[e.ChainLast], bySeq[e.ChainFirst]
+		if last == nil || first == nil {
+			t.Fatalf("checkpoint %d..%d: events missing", e.ChainFirst, e.ChainLast)
+		}
+		if e.ChainHead != last.Hash() || e.PrevHash != first.PrevHash {
+			t.Fatalf("checkpoint %d..%d: head %s link %s, want %s and %s", e.ChainFirst, e.ChainLast, e.ChainHead, e.PrevHash, last.Hash(), first.PrevHash)
+		}
+		if pub != nil {
+			if err := e.VerifyChainSig(map[string]ed25519.PublicKey{schemas.ChainKeyID(pub): pub}); err != nil {
+				t.Fatalf("checkpoint %d..%d: %v", e.ChainFirst, e.ChainLast, err)
+			}
+		}
+	}
 }
 
 // TestRestartExactlyOnce stops the collector in the middle of a file and
@@ -212,11 +287,21 @@ func checkExactlyOnce(t *testing.T, events []schemas.Event, want int) {
 // topic are counted, with no deduplication: once the last event of the
 // log arrived and the collector stopped, the topic holds exactly one
 // message per event.
+//
+// Issue 9: the hash chain continues across the restart (the first event
+// after it links to the last one before, through the checkpoint) and every
+// flush emitted a signed chain checkpoint whose head is its last event's
+// hash.
 func TestRestartExactlyOnce(t *testing.T) {
 	kcfg, _ := kafkatest.Start(t, 2)
 	dir := t.TempDir()
 	cfg := testConfig(t, kcfg, dir)
 	cfg.BatchMaxEvents = 40
+	cfg.ChainKeyFile = filepath.Join(dir, "chain.key")
+	key, _, err := chainkey.Ensure(cfg.ChainKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
 	appendFile(t, cfg.Input.Path, sessionLines(1, 600))
 	cons := newConsumer(t, kcfg, schemas.TopicAudit, 2)
 
@@ -234,8 +319,13 @@ func TestRestartExactlyOnce(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	requireOnTopic(t, kcfg, 700)
-	checkExactlyOnce(t, decodeAll(t, cons.msgs), 700)
+	requireOnTopic(t, kcfg, cons, 700)
+	events := decodeAll(t, cons.msgs)
+	checkExactlyOnce(t, events, 700)
+	checkCheckpoints(t, events, cons.chain, key.Public().(ed25519.PublicKey))
+	if len(cons.chain) < 700/40 {
+		t.Errorf("%d chain checkpoints for 700 events in batches of 40", len(cons.chain))
+	}
 }
 
 // hasRecID holds once the event with audit serial recID has been read.
@@ -250,11 +340,15 @@ func hasRecID(recID string) func([]kafka.Record) bool {
 	}
 }
 
-// requireOnTopic fails unless the audit topic holds exactly want messages,
+// requireOnTopic fails unless the audit topic holds exactly want events,
 // summed over its partitions: a consumer group that never committed lags
 // by every message. Counting offsets needs no wait for stragglers: the
 // collector has stopped, and its last batch was acknowledged before.
-func requireOnTopic(t *testing.T, kcfg kafka.Config, want int64) {
+//
+// The chain checkpoints are on the topic too, as many as the run's
+// batches: cons reads the topic until it has seen every message, and its
+// checkpoints are added to want.
+func requireOnTopic(t *testing.T, kcfg kafka.Config, cons *consumer, want int64) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -262,8 +356,12 @@ func requireOnTopic(t *testing.T, kcfg kafka.Config, want int64) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cons.waitFor(t, "every message on the topic", 20*time.Second, func([]kafka.Record) bool {
+		return int64(len(cons.msgs)+len(cons.chain)) >= n
+	})
+	want += int64(len(cons.chain))
 	if n != want {
-		t.Fatalf("the audit topic holds %d messages, want %d: events were sent again after the restart, or lost", n, want)
+		t.Fatalf("the audit topic holds %d messages, want %d (%d chain checkpoints among them): events were sent again after the restart, or lost", n, want, len(cons.chain))
 	}
 }
 
@@ -305,7 +403,7 @@ func TestRotation(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	requireOnTopic(t, kcfg, 240)
+	requireOnTopic(t, kcfg, cons, 240)
 	checkExactlyOnce(t, decodeAll(t, cons.msgs), 240)
 }
 
@@ -476,7 +574,7 @@ func TestInterleavedRestart(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	requireOnTopic(t, kcfg, 2)
+	requireOnTopic(t, kcfg, cons, 2)
 	events := decodeAll(t, cons.msgs)
 	checkExactlyOnce(t, events, 2)
 	for _, e := range events {

@@ -66,6 +66,11 @@ type Config struct {
 	SpoolMaxAge   time.Duration `yaml:"spool_max_age"`
 	// AssemblyTimeout flushes an event that never saw its EOE. Default 3s.
 	AssemblyTimeout time.Duration `yaml:"assembly_timeout"`
+	// ChainKeyFile is the Ed25519 private key (PKCS #8 PEM) that signs the
+	// chain checkpoints emitted at every flush. Default "": checkpoints are
+	// emitted unsigned (verify reports them as such). The all-in-one
+	// creates one in its data directory.
+	ChainKeyFile string `yaml:"chain_key_file"`
 }
 
 // InputConfig says where records come from.

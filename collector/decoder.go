@@ -45,6 +45,10 @@ type Decoder struct {
 	rec      auditlog.Record
 	ev       schemas.Event
 	stats    DecoderStats
+	// heads is the hash chain: per host, the hash of the last event
+	// emitted; canonical holds the emitted event's canonical bytes.
+	heads     map[string]string
+	canonical []byte
 }
 
 // NewDecoder returns a Decoder. onEvent receives every emitted event: the
@@ -63,6 +67,7 @@ func newDecoder(types *auditlog.Types, cfg builder.Config, opts assemble.Options
 		bld:      builder.New(cfg),
 		onEvent:  onEvent,
 		onReject: onReject,
+		heads:    map[string]string{},
 		stats: DecoderStats{
 			Rejects:  map[string]uint64{},
 			Events:   map[schemas.Kind]uint64{},
@@ -127,6 +132,31 @@ func (d *Decoder) MissingArgs() uint64 { return d.bld.MissingArgs }
 // SetSkip names events delivered before a restart (see builder.SetSkip).
 func (d *Decoder) SetSkip(eventIDs []string) { d.bld.SetSkip(eventIDs) }
 
+// Heads returns the hash chain's head per host: the hash of the last event
+// emitted (for checkpoints).
+func (d *Decoder) Heads() map[string]string {
+	m := make(map[string]string, len(d.heads))
+	for k, v := range d.heads {
+		m[k] = v
+	}
+	return m
+}
+
+// SetHeads restores the chain's heads from a checkpoint, so the first event
+// after a restart links to the last one before it.
+func (d *Decoder) SetHeads(m map[string]string) {
+	for k, v := range m {
+		d.heads[k] = v
+	}
+}
+
+// Head returns the hash of the last event emitted for host.
+func (d *Decoder) Head(host string) string { return d.heads[host] }
+
+// Canonical returns the canonical bytes (schemas.Event.CanonicalJSON) of
+// the event being handed to onEvent; valid only during the call.
+func (d *Decoder) Canonical() []byte { return d.canonical }
+
 // Seq and SetSeq save and restore the per-host sequence numbers.
 func (d *Decoder) Seq() map[string]uint64     { return d.bld.Seq() }
 func (d *Decoder) SetSeq(m map[string]uint64) { d.bld.SetSeq(m) }
@@ -139,6 +169,12 @@ func (d *Decoder) assembled(ev *assemble.Event) {
 		return
 	}
 	d.stats.Events[d.ev.Event]++
+	// Chain the event: it links to the previous event of its host, and
+	// becomes the head. Every event given a seq is chained, also one that
+	// the collector dead-letters afterwards (it shows as a gap).
+	d.ev.PrevHash = d.heads[d.ev.Host]
+	d.canonical = d.ev.CanonicalJSON(d.canonical[:0])
+	d.heads[d.ev.Host] = schemas.HashBytes(d.canonical)
 	if d.onEvent != nil {
 		d.onEvent(&d.ev, ev)
 	}

@@ -1,13 +1,20 @@
 package forwarder
 
 import (
+	"flag"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 )
 
+var updateGolden = flag.Bool("update", false, "rewrite golden files")
+
 // TestWireGolden pins the wire form: PRI, the BOM that starts every MSG,
 // raw_data's final LF left off (no eol parameter for it), the eol
-// parameter otherwise, and a split event's part parameters.
+// parameter otherwise, a split event's part parameters, and the chain
+// parameters (seq, prev_hash, hash, and json when the message fits whole
+// with it). The frames are in testdata/wire.golden.
 func TestWireGolden(t *testing.T) {
 	f := testFormat()
 	f.MaxSize = 600
@@ -25,39 +32,35 @@ func TestWireGolden(t *testing.T) {
 	tests := []struct {
 		name string
 		raw  string
-		want []string
 	}{
-		{"one record", short.RawData, []string{
-			"321 <86>1 2021-04-12T07:38:05.752Z scaqar05dv0511m opctl - login [opctl@32473 req_auth_id=\"ocid1.req.oc1..aaaa\" layer=\"CPS\" event=\"login\" loginid=\"830916abb78e4157b9e45b641e34fcf6\" host=\"scaqar05dv0511m\" event_id=\"0123456789abcdef0123456789abcdef\"] \ufefftype=USER_LOGIN msg=audit(04/12/2021 07:38:05.752:1742859) : res=success ",
-		}},
-		{"other line ends", noLF.RawData, []string{
-			"260 <86>1 2021-04-12T07:38:05.752Z scaqar05dv0511m opctl - login [opctl@32473 req_auth_id=\"ocid1.req.oc1..aaaa\" layer=\"CPS\" event=\"login\" loginid=\"830916abb78e4157b9e45b641e34fcf6\" host=\"scaqar05dv0511m\" event_id=\"0123456789abcdef0123456789abcdef\" eol=\"rn0\"] \ufeffa ",
-		}},
-		{"empty", "", []string{
-			"251 <86>1 2021-04-12T07:38:05.752Z scaqar05dv0511m opctl - login [opctl@32473 req_auth_id=\"ocid1.req.oc1..aaaa\" layer=\"CPS\" event=\"login\" loginid=\"830916abb78e4157b9e45b641e34fcf6\" host=\"scaqar05dv0511m\" event_id=\"0123456789abcdef0123456789abcdef\" eol=\"\"]",
-		}},
-		{"split", long.RawData, []string{
-			"547 <86>1 2021-04-12T07:38:05.752Z scaqar05dv0511m opctl - login [opctl@32473 req_auth_id=\"ocid1.req.oc1..aaaa\" layer=\"CPS\" event=\"login\" loginid=\"830916abb78e4157b9e45b641e34fcf6\" host=\"scaqar05dv0511m\" event_id=\"0123456789abcdef0123456789abcdef\" part=\"1\" parts=\"3\" offset=\"0\" length=\"480\" sha256=\"7b6d70a7d3ebf71bd535c10b361fb2b1f64545a4ad33496c021bff61ac9ed003\"] \ufeff0123456789abcde\n0123456789abcde\n0123456789abcde\n0123456789abcde\n0123456789abcde\n0123456789abcde\n0123456789abcde\n0123456789abcde\n0123456789abcde\n0123456789abcde\n0123456789abcde\n012345",
-			"549 <86>1 2021-04-12T07:38:05.752Z scaqar05dv0511m opctl - login [opctl@32473 req_auth_id=\"ocid1.req.oc1..aaaa\" layer=\"CPS\" event=\"login\" loginid=\"830916abb78e4157b9e45b641e34fcf6\" host=\"scaqar05dv0511m\" event_id=\"0123456789abcdef0123456789abcdef\" part=\"2\" parts=\"3\" offset=\"182\" length=\"480\" sha256=\"7b6d70a7d3ebf71bd535c10b361fb2b1f64545a4ad33496c021bff61ac9ed003\"] \ufeff6789abcde\n0123456789abcde\n0123456789abcde\n0123456789abcde\n0123456789abcde\n0123456789abcde\n0123456789abcde\n0123456789abcde\n0123456789abcde\n0123456789abcde\n0123456789abcde\n0123456789ab",
-			"482 <86>1 2021-04-12T07:38:05.752Z scaqar05dv0511m opctl - login [opctl@32473 req_auth_id=\"ocid1.req.oc1..aaaa\" layer=\"CPS\" event=\"login\" loginid=\"830916abb78e4157b9e45b641e34fcf6\" host=\"scaqar05dv0511m\" event_id=\"0123456789abcdef0123456789abcdef\" part=\"3\" parts=\"3\" offset=\"364\" length=\"480\" sha256=\"7b6d70a7d3ebf71bd535c10b361fb2b1f64545a4ad33496c021bff61ac9ed003\"] \ufeffcde\n0123456789abcde\n0123456789abcde\n0123456789abcde\n0123456789abcde\n0123456789abcde\n0123456789abcde\n0123456789abcde",
-		}},
+		{"one record", short.RawData},
+		{"other line ends", noLF.RawData},
+		{"empty", ""},
+		{"split", long.RawData},
 	}
+	var got strings.Builder
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			e := *ev
-			e.RawData = tc.raw
-			frames, err := fm.frames(&e)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(frames) != len(tc.want) {
-				t.Fatalf("%d frames, want %d", len(frames), len(tc.want))
-			}
-			for i, fr := range frames {
-				if string(fr) != tc.want[i] {
-					t.Errorf("frame %d:\n got %q\nwant %q", i, fr, tc.want[i])
-				}
-			}
-		})
+		e := *ev
+		e.RawData = tc.raw
+		frames, err := fm.frames(&e)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		for i, fr := range frames {
+			fmt.Fprintf(&got, "%s #%d: %q\n", tc.name, i, fr)
+		}
+	}
+	const golden = "testdata/wire.golden"
+	if *updateGolden {
+		if err := os.WriteFile(golden, []byte(got.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (go test -run TestWireGolden -update writes it)", err)
+	}
+	if got.String() != string(want) {
+		t.Errorf("wire form differs from %s (go test -update rewrites it):\n got %s\nwant %s", golden, got.String(), want)
 	}
 }

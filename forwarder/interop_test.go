@@ -18,7 +18,8 @@ import (
 // '#' that is not an rsyslog escape, a leading U+FEFF, and quotes,
 // backslashes and ']' in every SD value.
 func interopEvents() []*schemas.Event {
-	kinds := schemas.Kinds
+	// The audit kinds: a chain checkpoint without its fields does not validate.
+	kinds := []schemas.Kind{schemas.KindLogin, schemas.KindLogout, schemas.KindCommand, schemas.KindKeys}
 	var evs []*schemas.Event
 	add := func(kind schemas.Kind, res, raw string) {
 		i := len(evs)

@@ -137,20 +137,32 @@ func (f *formatter) appendFrames(dst [][]byte, a *arena, ev *schemas.Event) ([][
 		msg = toValidUTF8(msg)
 	}
 	body, eol := cutEOL(msg)
-	var scratch [512]byte
-	head := f.header(scratch[:0], ev)
-	head = f.appendSD(head, ev, sdExtra{eol: eol})
-	size := len(head)
-	if body != "" {
-		size += 1 + len(bom) + len(body)
+	if !isHexOrEmpty(ev.PrevHash) {
+		c := *ev
+		c.PrevHash = "invalid" // Validate refuses it; never sent unescaped
+		ev = &c
 	}
-	// rsyslog, at its defaults, escapes each control character as #ooo
-	// and then cuts the message at its maxMessageSize: the limit is kept
-	// with each control character counted four times.
-	if size+3*(controls(head)+controls(body)) <= f.maxSize && (body == "" || !isEOL(body[len(body)-1])) {
-		return append(dst, appendFrame(a.alloc(size+frameDigits(size)+1), head, body)), nil
+	x := sdExtra{eol: eol, hash: ev.Hash(), json: true}
+	var scratch [2048]byte
+	base := f.header(scratch[:0], ev)
+	// With the json parameter when the message fits whole with it, else
+	// without it (the hash parameter still links the chain; see the
+	// README's "Wire form").
+	for _, withJSON := range []bool{true, false} {
+		x.json = withJSON
+		head := f.appendSD(base, ev, x)
+		size := len(head)
+		if body != "" {
+			size += 1 + len(bom) + len(body)
+		}
+		// rsyslog, at its defaults, escapes each control character as #ooo
+		// and then cuts the message at its maxMessageSize: the limit is kept
+		// with each control character counted four times.
+		if size+3*(controls(head)+controls(body)) <= f.maxSize && (body == "" || !isEOL(body[len(body)-1])) {
+			return append(dst, appendFrame(a.alloc(size+frameDigits(size)+1), head, body)), nil
+		}
 	}
-	parts, err := f.split(ev, msg, body, eol)
+	parts, err := f.split(ev, msg, body, eol, x.hash)
 	if err != nil {
 		return dst, err
 	}
@@ -201,6 +213,8 @@ func cutEOL(s string) (body, eol string) {
 // sdExtra is what a message's structured data carries beyond the event's
 // fields: the eol parameter, and for a part of a split event its place.
 type sdExtra struct {
+	hash   string // the hash parameter: the event's hash (schemas.Event.Hash)
+	json   bool   // write the json parameter
 	eol    string // the eol parameter; "n", the default, is not written
 	part   int    // 1-based; 0: not split
 	parts  int
@@ -222,10 +236,10 @@ type piece struct {
 // cut moves back until it does not. Where no such cut exists within a
 // part (a run of line-end bytes longer than a part), that part's MSG is
 // its bytes in base64, with encoding="base64".
-func (f *formatter) split(ev *schemas.Event, msg, body, eol string) ([][]byte, error) {
+func (f *formatter) split(ev *schemas.Event, msg, body, eol, hash string) ([][]byte, error) {
 	base := f.header(make([]byte, 0, 256), ev)
 	sum := sha256.Sum256([]byte(msg))
-	x := sdExtra{eol: eol, length: len(msg), sha256: hex.EncodeToString(sum[:]), offset: len(msg), base64: true}
+	x := sdExtra{hash: hash, eol: eol, length: len(msg), sha256: hex.EncodeToString(sum[:]), offset: len(msg), base64: true}
 	for digits := 1; digits <= 9; digits++ {
 		// The widest part header for n parts of this many digits.
 		x.part, x.parts = pow10(digits)-1, pow10(digits)-1
@@ -318,8 +332,30 @@ func (f *formatter) header(b []byte, ev *schemas.Event) []byte {
 	return append(b, ' ')
 }
 
+func isHexOrEmpty(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// eventJSONWithoutRawData is the event's canonical JSON with raw_data
+// empty: the json parameter. With raw_data from the MSG it gives back the
+// event's canonical bytes, so its hash and the chain can be checked from
+// the SIEM's copy (auditpipe verify --from-syslog).
+func eventJSONWithoutRawData(ev *schemas.Event) []byte {
+	c := *ev
+	c.RawData = ""
+	var buf [1024]byte
+	return c.AppendJSON(buf[:0])
+}
+
 // appendSD appends the structured-data element: SD-ID, then req_auth_id,
-// layer, event, loginid, host and event_id, then what x adds: eol when it
+// layer, event, loginid, host, event_id, seq, prev_hash, hash and, when
+// x.json, json (the event's canonical JSON without raw_data), then what x
+// adds: eol when it
 // is not "n"; part, parts, offset, length and sha256 for a part of a split
 // event, and encoding="base64" for a part so encoded.
 func (f *formatter) appendSD(b []byte, ev *schemas.Event, x sdExtra) []byte {
@@ -337,7 +373,18 @@ func (f *formatter) appendSD(b []byte, ev *schemas.Event, x sdExtra) []byte {
 	b = appendParamValue(b, ev.Host)
 	b = append(b, `" event_id="`...)
 	b = appendParamValue(b, ev.EventID)
+	b = append(b, `" seq="`...)
+	b = strconv.AppendUint(b, ev.Seq, 10)
+	b = append(b, `" prev_hash="`...)
+	b = append(b, ev.PrevHash...) // hex, or a sanitised value (see appendFrames)
+	b = append(b, `" hash="`...)
+	b = append(b, x.hash...)
 	b = append(b, '"')
+	if x.json {
+		b = append(b, ` json="`...)
+		b = appendParamValue(b, string(eventJSONWithoutRawData(ev)))
+		b = append(b, '"')
+	}
 	if x.eol != "n" {
 		b = append(b, ` eol="`...)
 		b = append(b, x.eol...)
@@ -549,3 +596,15 @@ func (a *arena) alloc(n int) []byte {
 // toValidUTF8 replaces each run of invalid bytes with U+FFFD: RFC 5424
 // wants UTF-8 in SD-PARAM values, and the contract's strings are UTF-8.
 func toValidUTF8(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
+
+// Frames renders ev as the forwarder sends it with format f: one RFC 5425
+// frame ("LEN SP MSG") per message, several for a split event. It is for
+// tools and tests that need the exact wire form (auditpipe verify's tests
+// write a SIEM's file with it).
+func Frames(f Format, ev *schemas.Event) ([][]byte, error) {
+	fm, err := newFormatter(f)
+	if err != nil {
+		return nil, err
+	}
+	return fm.frames(ev)
+}

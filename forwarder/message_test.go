@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/leodido/go-syslog/v4/rfc5424"
 
@@ -127,7 +128,22 @@ func TestFormatRoundTrip(t *testing.T) {
 			want := map[string]string{
 				"req_auth_id": ev.ReqAuthID, "layer": ev.Layer, "event": string(ev.Event),
 				"loginid": strings.ToValidUTF8(ev.LoginID, "\uFFFD"), "host": ev.Host, "event_id": ev.EventID,
+				"seq": strconv.FormatUint(ev.Seq, 10), "prev_hash": ev.PrevHash, "hash": ev.Hash(),
 			}
+			// json, with raw_data from the MSG, gives back the event's
+			// canonical bytes: their hash is the hash parameter.
+			var fromSD schemas.Event
+			if err := fromSD.DecodeJSON([]byte(sd["json"])); err != nil {
+				t.Fatalf("json parameter %q: %v", sd["json"], err)
+			}
+			fromSD.RawData = ev.RawData
+			// (Not for an event holding invalid UTF-8, which no decoded
+			// event does: AppendJSON writes it as \ufffd, which decodes to
+			// U+FFFD itself.)
+			if utf8.ValidString(ev.LoginID) && fromSD.Hash() != ev.Hash() {
+				t.Errorf("json parameter %q with raw_data hashes to %s, want %s", sd["json"], fromSD.Hash(), ev.Hash())
+			}
+			want["json"] = sd["json"]
 			if !strings.HasSuffix(ev.RawData, " \n") {
 				want["eol"] = "" // these raw_data end in " \n" or in no line end at all
 			}
@@ -210,7 +226,8 @@ func TestSplit(t *testing.T) {
 		{name: "just over", max: 8192, raw: strings.Repeat("x", 8192), wantParts: 2},
 		{name: "many parts", max: 1024, raw: strings.Repeat("0123456789", 5000), wantParts: 0},
 		{name: "multi-byte runes not cut", max: 600, raw: strings.Repeat("日本語のログ", 500), wantParts: 0},
-		{name: "over ten parts", max: 480, raw: strings.Repeat("a", 20000), wantParts: 0},
+		// 480 before the chain parameters (seq, prev_hash, hash: 90 bytes more).
+		{name: "over ten parts", max: 600, raw: strings.Repeat("a", 20000), wantParts: 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -35,7 +35,8 @@ func (e *rejectError) Error() string { return e.reason + ": " + e.err.Error() }
 func (e *rejectError) Unwrap() error { return e.err }
 
 // DecodeEvent decodes and checks one audit event (one JSON object) as the
-// indexer would index it. Partition and Offset of the row are -1. The error,
+// indexer would index it, with its content hash (the SHA-256 of its
+// canonical bytes, schemas.Event.Hash). Partition and Offset of the row are -1. The error,
 // when not nil, carries the dead-letter reason (see RejectReason).
 func DecodeEvent(value []byte, maxRowBytes int) (clickhouse.EventRow, error) {
 	r := clickhouse.EventRow{Partition: -1, Offset: -1}
@@ -72,6 +73,7 @@ func DecodeEvent(value []byte, maxRowBytes int) (clickhouse.EventRow, error) {
 		v = c.Bytes()
 	}
 	r.JSON = v
+	r.ContentHash = r.Event.Hash()
 	return r, nil
 }
 

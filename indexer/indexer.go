@@ -329,11 +329,17 @@ func (ix *Indexer) flush(ctx context.Context, dlw *deadletter.Writer, b *batch) 
 	}
 	ix.m.batchRows.Observe(float64(b.len()))
 	if len(b.events) > 0 {
-		rejected, err := ix.insertEvents(ctx, b.events)
+		fresh, err := ix.firstWriteWins(ctx, b.events)
 		if err != nil {
 			return err
 		}
-		b.dead = append(b.dead, rejected...)
+		if len(fresh) > 0 {
+			rejected, err := ix.insertEvents(ctx, fresh)
+			if err != nil {
+				return err
+			}
+			b.dead = append(b.dead, rejected...)
+		}
 	}
 	if len(b.messages) > 0 {
 		rejected, err := ix.insertMessages(ctx, b.messages)
@@ -374,6 +380,47 @@ func (ix *Indexer) timedInsert(f func() error) error {
 	err := f()
 	ix.m.insertDuration.Observe(time.Since(start).Seconds())
 	return err
+}
+
+// firstWriteWins returns the rows of the batch whose event ids are not
+// stored yet (see splitStored), after keeping the conflicting copies in
+// event_conflicts; each step is retried like an insert.
+func (ix *Indexer) firstWriteWins(ctx context.Context, rows []clickhouse.EventRow) ([]clickhouse.EventRow, error) {
+	var (
+		fresh     []clickhouse.EventRow
+		dups      int
+		conflicts []conflict
+	)
+	if err := backoff.Retry(ctx, ix.retryPolicy("looking up stored events"), func(ctx context.Context) (err error) {
+		fresh, dups, conflicts, err = splitStored(ctx, ix.eng, rows)
+		if err != nil {
+			ix.m.insertErrors.Inc()
+			return backoff.Retryable(err)
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("indexer: look up stored events: %w", err)
+	}
+	if len(conflicts) > 0 {
+		if err := backoff.Retry(ctx, ix.retryPolicy("inserting event conflicts"), func(ctx context.Context) error {
+			if err := ix.eng.Exec(ctx, conflictsInsert(conflicts)); err != nil {
+				ix.m.insertErrors.Inc()
+				return backoff.Retryable(err)
+			}
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("indexer: insert event conflicts: %w", err)
+		}
+		for _, c := range conflicts {
+			e := &c.row.Event
+			ix.log.Warn("event conflict: a different copy of a stored event was kept apart, the stored one stays",
+				"event_id", e.EventID, "host", e.Host, "seq", e.Seq, "stored_hash", c.firstHash, "conflict_hash", c.row.ContentHash,
+				"source", fmt.Sprintf("%s/%d/%d", schemas.TopicAudit, c.row.Partition, c.row.Offset))
+		}
+		ix.m.conflicts.Add(float64(len(conflicts)))
+	}
+	ix.m.duplicates.Add(float64(dups))
+	return fresh, nil
 }
 
 // insertEvents inserts rows. When ClickHouse refuses the insert, it splits

@@ -30,18 +30,21 @@ type LoadOptions struct {
 
 // LoadStats counts what Load did.
 type LoadStats struct {
-	Lines    int   // non-empty lines read
-	Inserted int   // events inserted (a re-run inserts them again; FINAL shows them once)
-	Rejected int   // lines rejected, with a dead letter to Rejects
-	Bytes    int64 // bytes read
+	Lines      int   // non-empty lines read
+	Inserted   int   // events inserted
+	Duplicates int   // events already stored with the same content, not inserted again
+	Conflicts  int   // events stored with other content: kept in event_conflicts, not inserted
+	Rejected   int   // lines rejected, with a dead letter to Rejects
+	Bytes      int64 // bytes read
 }
 
 // Load reads contract events, one JSON object per line, and inserts them
 // into eng in batches: the backfill and dead-letter replay path of
 // `auditpipe index`. A line may also be a dead letter (schemas.DeadLetter)
 // whose raw input is an event: the event is indexed. Loading the same input
-// twice counts each event once (dedup tokens from the event ids, and
-// ReplacingMergeTree on event_id). Bad lines never stop the load.
+// twice inserts each event once: ids already stored are not inserted again
+// (first write wins; a copy with other content goes to event_conflicts).
+// Bad lines never stop the load.
 func Load(ctx context.Context, eng clickhouse.Engine, in io.Reader, opt LoadOptions) (LoadStats, error) {
 	if opt.BatchRows <= 0 {
 		opt.BatchRows = 10000
@@ -60,7 +63,23 @@ func Load(ctx context.Context, eng clickhouse.Engine, in io.Reader, opt LoadOpti
 		if len(rows) == 0 {
 			return nil
 		}
-		if err := eng.InsertEvents(ctx, clickhouse.EventsToken(rows), rows); err != nil {
+		all := rows
+		fresh, dups, conflicts, err := splitStored(ctx, eng, rows)
+		if err != nil {
+			return fmt.Errorf("indexer: load: %w", err)
+		}
+		if len(conflicts) > 0 {
+			if err := eng.Exec(ctx, conflictsInsert(conflicts)); err != nil {
+				return fmt.Errorf("indexer: load: insert event conflicts: %w", err)
+			}
+		}
+		st.Duplicates += dups
+		st.Conflicts += len(conflicts)
+		rows = fresh
+		defer func() { rows = all[:0] }()
+		if len(rows) == 0 {
+			return nil
+		} else if err := eng.InsertEvents(ctx, clickhouse.EventsToken(rows), rows); err != nil {
 			// Find the rows the store refuses, insert the rest.
 			if !clickhouse.IsRowError(err) {
 				return fmt.Errorf("indexer: load: insert: %w", err)

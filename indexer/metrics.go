@@ -16,6 +16,8 @@ type metrics struct {
 	lag            *prometheus.GaugeVec   // consumer lag, by topic and partition
 	pendingRows    prometheus.Gauge       // rows in the batch being built (queue depth)
 	batchRows      prometheus.Histogram   // rows per flushed batch
+	duplicates     prometheus.Counter     // identical copies of stored events, not inserted
+	conflicts      prometheus.Counter     // differing copies of stored events, kept apart
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -62,6 +64,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Rows per flushed batch.",
 			Buckets: prometheus.ExponentialBuckets(1, 4, 10),
 		}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "auditpipe_indexer_duplicates_total",
+			Help: "Audit events not inserted because an identical copy is stored (or was earlier in the batch).",
+		}),
+		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "auditpipe_indexer_conflicts_total",
+			Help: "Audit events not inserted because a different copy with the same event_id is stored: kept in event_conflicts.",
+		}),
 	}
 	for _, r := range []string{"ok", "aborted"} {
 		m.batches.WithLabelValues(r)
@@ -74,7 +84,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.consumed, m.rowsInserted, m.batches, m.insertDuration, m.insertErrors,
-			m.commitErrors, m.deadLetters, m.lag, m.pendingRows, m.batchRows)
+			m.commitErrors, m.deadLetters, m.lag, m.pendingRows, m.batchRows, m.duplicates, m.conflicts)
 	}
 	return m
 }

@@ -30,9 +30,10 @@ var ErrSyntax = errors.New("invalid JSON")
 //     error. As in encoding/json, a key that matches no tag exactly is
 //     matched case-insensitively (Unicode simple folding), and when a key
 //     repeats the last value wins;
-//   - "args" and "escaped" are arrays of strings, "seq" an unsigned integer
-//     (no sign, fraction, exponent or overflow), every other field a string;
-//     null leaves a string or "seq" as it is and sets an array to nil, all as
+//   - "args" and "escaped" are arrays of strings, "seq", "chain_first",
+//     "chain_last" and "chain_count" unsigned integers (no sign, fraction,
+//     exponent or overflow), every other field a string; null leaves a
+//     string or an integer as it is and sets an array to nil, all as
 //     encoding/json does (including its reuse of an array decoded before
 //     under a repeated key);
 //   - strings are unescaped as encoding/json does: invalid UTF-8 and lone
@@ -89,6 +90,10 @@ const (
 	fKeys
 	fEventID
 	fTS
+	fPrevHash
+	fChainHead
+	fKeyID
+	fSig
 	nStringFields
 )
 
@@ -96,36 +101,49 @@ const (
 	fArgs = nStringFields + iota
 	fEscaped
 	fSeq
+	fChainFirst
+	fChainLast
+	fChainCount
 	nFields
 )
 
+// nUintFields is the number of unsigned integer fields, fSeq on.
+const nUintFields = nFields - fSeq
+
 // fieldNames are the json tags, by field number.
 var fieldNames = [nFields]string{
-	fLayer:     "layer",
-	fReqAuthID: "req_auth_id",
-	fEvent:     "event",
-	fSrcHost:   "srchost",
-	fRes:       "res",
-	fDestHost:  "desthost",
-	fPID:       "pid",
-	fTitle:     "title",
-	fRecID:     "rec_id",
-	fTTY:       "tty",
-	fHost:      "host",
-	fTime:      "time",
-	fRawData:   "raw_data",
-	fLoginID:   "loginid",
-	fPPID:      "ppid",
-	fSes:       "ses",
-	fEUID:      "euid",
-	fExe:       "exe",
-	fCwd:       "cwd",
-	fKeys:      "keys",
-	fEventID:   "event_id",
-	fTS:        "ts",
-	fArgs:      "args",
-	fEscaped:   "escaped",
-	fSeq:       "seq",
+	fLayer:      "layer",
+	fReqAuthID:  "req_auth_id",
+	fEvent:      "event",
+	fSrcHost:    "srchost",
+	fRes:        "res",
+	fDestHost:   "desthost",
+	fPID:        "pid",
+	fTitle:      "title",
+	fRecID:      "rec_id",
+	fTTY:        "tty",
+	fHost:       "host",
+	fTime:       "time",
+	fRawData:    "raw_data",
+	fLoginID:    "loginid",
+	fPPID:       "ppid",
+	fSes:        "ses",
+	fEUID:       "euid",
+	fExe:        "exe",
+	fCwd:        "cwd",
+	fKeys:       "keys",
+	fEventID:    "event_id",
+	fTS:         "ts",
+	fPrevHash:   "prev_hash",
+	fChainHead:  "chain_head",
+	fKeyID:      "key_id",
+	fSig:        "sig",
+	fArgs:       "args",
+	fEscaped:    "escaped",
+	fSeq:        "seq",
+	fChainFirst: "chain_first",
+	fChainLast:  "chain_last",
+	fChainCount: "chain_count",
 }
 
 // foldedFieldNames are fieldNames folded as encoding/json folds keys.
@@ -189,6 +207,20 @@ func lookupField(key []byte) int {
 		return fTS
 	case "seq":
 		return fSeq
+	case "prev_hash":
+		return fPrevHash
+	case "chain_first":
+		return fChainFirst
+	case "chain_last":
+		return fChainLast
+	case "chain_count":
+		return fChainCount
+	case "chain_head":
+		return fChainHead
+	case "key_id":
+		return fKeyID
+	case "sig":
+		return fSig
 	}
 	// encoding/json's fallback: a case-insensitive match.
 	var arr [32]byte
@@ -299,7 +331,7 @@ type decoder struct {
 	strs    [nStringFields]span
 	args    strList
 	escaped strList
-	seq     uint64
+	uints   [nUintFields]uint64 // seq and the chain range, by field number - fSeq
 }
 
 func (d *decoder) decode(e *Event) error {
@@ -343,8 +375,8 @@ func (d *decoder) decode(e *Event) error {
 			switch {
 			case f < nStringFields:
 				err = d.stringField(f, c)
-			case f == fSeq:
-				err = d.seqField(c)
+			case f >= fSeq:
+				err = d.uintField(f, c)
 			case f == fArgs:
 				err = d.listField(&d.args, f, c)
 			default:
@@ -395,7 +427,15 @@ func (d *decoder) decode(e *Event) error {
 		Escaped:   d.escaped.strings(s),
 		EventID:   sub(s, d.strs[fEventID]),
 		TS:        sub(s, d.strs[fTS]),
-		Seq:       d.seq,
+		Seq:       d.uints[fSeq-fSeq],
+		PrevHash:  sub(s, d.strs[fPrevHash]),
+
+		ChainFirst: d.uints[fChainFirst-fSeq],
+		ChainLast:  d.uints[fChainLast-fSeq],
+		ChainCount: d.uints[fChainCount-fSeq],
+		ChainHead:  sub(s, d.strs[fChainHead]),
+		KeyID:      sub(s, d.strs[fKeyID]),
+		Sig:        sub(s, d.strs[fSig]),
 	}
 	return nil
 }
@@ -486,14 +526,16 @@ func (d *decoder) stringField(f int, c byte) error {
 	return d.typeError(f, c, "a string")
 }
 
-func (d *decoder) seqField(c byte) error {
+// uintField decodes the unsigned integer field f (seq or a chain range
+// field).
+func (d *decoder) uintField(f int, c byte) error {
 	switch {
 	case c == 'n':
 		return d.literal("null")
 	case c == '-':
-		return fmt.Errorf("event: field %q: want an unsigned integer, got %s", fieldNames[fSeq], d.number(d.off))
+		return fmt.Errorf("event: field %q: want an unsigned integer, got %s", fieldNames[f], d.number(d.off))
 	case c < '0' || c > '9':
-		return d.typeError(fSeq, c, "an unsigned integer")
+		return d.typeError(f, c, "an unsigned integer")
 	}
 	data := d.data
 	i := d.off
@@ -504,7 +546,7 @@ func (d *decoder) seqField(c byte) error {
 		for ; i < len(data) && '0' <= data[i] && data[i] <= '9'; i++ {
 			dig := uint64(data[i] - '0')
 			if v > (math.MaxUint64-dig)/10 {
-				return fmt.Errorf("event: field %q: want an unsigned integer, got %s (overflow)", fieldNames[fSeq], d.number(d.off))
+				return fmt.Errorf("event: field %q: want an unsigned integer, got %s (overflow)", fieldNames[f], d.number(d.off))
 			}
 			v = v*10 + dig
 		}
@@ -512,10 +554,10 @@ func (d *decoder) seqField(c byte) error {
 	if i < len(data) {
 		switch data[i] {
 		case '.', 'e', 'E':
-			return fmt.Errorf("event: field %q: want an unsigned integer, got %s", fieldNames[fSeq], d.number(d.off))
+			return fmt.Errorf("event: field %q: want an unsigned integer, got %s", fieldNames[f], d.number(d.off))
 		}
 	}
-	d.seq = v
+	d.uints[f-fSeq] = v
 	d.off = i
 	return nil
 }

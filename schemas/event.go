@@ -15,15 +15,18 @@ const (
 	KindLogout  Kind = "logout"
 	KindCommand Kind = "command"
 	KindKeys    Kind = "keys"
+	// KindChain is the collector's chain checkpoint: the head of a host's
+	// hash chain after a flush, signed (see ChainSigningBytes).
+	KindChain Kind = "chain"
 )
 
 // Kinds lists every event kind, in a stable order.
-var Kinds = []Kind{KindLogin, KindLogout, KindCommand, KindKeys}
+var Kinds = []Kind{KindLogin, KindLogout, KindCommand, KindKeys, KindChain}
 
 // Valid reports whether k is one of the documented kinds.
 func (k Kind) Valid() bool {
 	switch k {
-	case KindLogin, KindLogout, KindCommand, KindKeys:
+	case KindLogin, KindLogout, KindCommand, KindKeys, KindChain:
 		return true
 	}
 	return false
@@ -67,7 +70,24 @@ type Event struct {
 	Escaped []string `json:"escaped,omitempty"`
 	EventID string   `json:"event_id"` // 32 hex digits, see NewEventID
 	TS      string   `json:"ts"`       // RFC 3339, milliseconds, UTC
-	Seq     uint64   `json:"seq"`      // per-host sequence number of the collector
+	Seq     uint64   `json:"seq"`      // per-host sequence number of the collector; 0 for chain checkpoints
+	// PrevHash is the per-host hash chain: the hex SHA-256 of the
+	// canonical bytes (see CanonicalJSON) of the previous event of the
+	// same host, "" for the first event of a chain. On a chain checkpoint
+	// it is the link into the range: the prev_hash of event ChainFirst.
+	PrevHash string `json:"prev_hash"`
+
+	// Chain checkpoint fields (event "chain" only): the host's events
+	// ChainFirst..ChainLast (seq) were chained in one flush, ChainCount of
+	// them, and ChainHead is the hash of event ChainLast. KeyID names the
+	// Ed25519 key (ChainKeyID) and Sig is the signature, base64, over
+	// ChainSigningBytes; both are empty when the collector has no key.
+	ChainFirst uint64 `json:"chain_first,omitempty"`
+	ChainLast  uint64 `json:"chain_last,omitempty"`
+	ChainCount uint64 `json:"chain_count,omitempty"`
+	ChainHead  string `json:"chain_head,omitempty"`
+	KeyID      string `json:"key_id,omitempty"`
+	Sig        string `json:"sig,omitempty"`
 }
 
 // Validate checks the invariants every event on the wire must hold.
@@ -84,7 +104,36 @@ func (e *Event) Validate() error {
 	if e.TS == "" {
 		return fmt.Errorf("event: ts is empty")
 	}
+	if e.PrevHash != "" && !isHex(e.PrevHash, 64) {
+		return fmt.Errorf("event: prev_hash %q: want 64 hex digits or empty", e.PrevHash)
+	}
+	if e.Event == KindChain {
+		if !isHex(e.ChainHead, 64) {
+			return fmt.Errorf("event: chain_head %q: want 64 hex digits", e.ChainHead)
+		}
+		if e.ChainFirst == 0 || e.ChainLast < e.ChainFirst || e.ChainCount == 0 || e.ChainCount > e.ChainLast-e.ChainFirst+1 {
+			return fmt.Errorf("event: chain range %d..%d with %d events is not a range", e.ChainFirst, e.ChainLast, e.ChainCount)
+		}
+		if (e.KeyID == "") != (e.Sig == "") {
+			return fmt.Errorf("event: key_id and sig go together")
+		}
+	} else if e.ChainFirst != 0 || e.ChainLast != 0 || e.ChainCount != 0 || e.ChainHead != "" || e.KeyID != "" || e.Sig != "" {
+		return fmt.Errorf("event: chain fields on a %s event", e.Event)
+	}
 	return nil
+}
+
+// isHex reports whether s is n lowercase hex digits.
+func isHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // MarshalJSON encodes the event with AppendJSON.
@@ -94,7 +143,10 @@ func (e *Event) MarshalJSON() ([]byte, error) {
 
 // AppendJSON appends the event's JSON encoding to dst. It writes each kind's
 // seed fields in the seed's order, then the added fields, and always writes
-// "args" for commands (an empty array when there are none). Strings that are
+// "args" for commands (an empty array when there are none) and "prev_hash"
+// (empty for the first event of a chain); the chain fields only for chain
+// checkpoints. It is a function of the Event's value: this encoding is the
+// event's canonical bytes (see CanonicalJSON). Strings that are
 // not valid UTF-8 have each invalid byte replaced by U+FFFD; the collector
 // never hands such strings over (see package collector/auditlog's escaping).
 func (e *Event) AppendJSON(dst []byte) []byte {
@@ -151,6 +203,20 @@ func (e *Event) AppendJSON(dst []byte) []byte {
 	dst = appendField(dst, "ts", e.TS, false)
 	dst = append(dst, `,"seq":`...)
 	dst = strconv.AppendUint(dst, e.Seq, 10)
+	dst = appendField(dst, "prev_hash", e.PrevHash, false)
+	if e.Event == KindChain {
+		dst = append(dst, `,"chain_first":`...)
+		dst = strconv.AppendUint(dst, e.ChainFirst, 10)
+		dst = append(dst, `,"chain_last":`...)
+		dst = strconv.AppendUint(dst, e.ChainLast, 10)
+		dst = append(dst, `,"chain_count":`...)
+		dst = strconv.AppendUint(dst, e.ChainCount, 10)
+		dst = appendField(dst, "chain_head", e.ChainHead, false)
+		if e.KeyID != "" || e.Sig != "" {
+			dst = appendField(dst, "key_id", e.KeyID, false)
+			dst = appendField(dst, "sig", e.Sig, false)
+		}
+	}
 	return append(dst, '}')
 }
 

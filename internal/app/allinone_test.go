@@ -3,6 +3,7 @@ package app
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -16,9 +17,11 @@ import (
 	"github.com/auditpipe/auditpipe/forwarder"
 	"github.com/auditpipe/auditpipe/internal/auth"
 	"github.com/auditpipe/auditpipe/internal/config"
+	"github.com/auditpipe/auditpipe/internal/chainkey"
 	"github.com/auditpipe/auditpipe/internal/siemtest"
 	"github.com/auditpipe/auditpipe/internal/testenv"
 	"github.com/auditpipe/auditpipe/queryapi"
+	"github.com/auditpipe/auditpipe/verify"
 )
 
 // sampleHalves splits the bundled sample log at an event boundary.
@@ -184,7 +187,7 @@ func TestAllInOne(t *testing.T) {
 	cfg.Collector.Layer = "CELL"
 	appendTo(t, log, first)
 	r := start(t, cfg)
-	const all = "SELECT count(), uniqExact(event_id) FROM audit_events"
+	const all = "SELECT count(), uniqExact(event_id) FROM audit_events WHERE event != 'chain'"
 	waitCount(t, r, all, "10 10", 30*time.Second)
 
 	// Appended lines become queryable after the flush interval.
@@ -252,17 +255,48 @@ func TestAllInOneSIEM(t *testing.T) {
 	cfg.Forwarder.Destinations = []forwarder.Destination{{Address: rs.Addr, TLS: forwarder.TLS{CAFile: ca.CertPEM}}}
 	r := start(t, cfg)
 	msgs := rs.WaitMessages(t, 18, 30*time.Second)
-	waitCount(t, r, "SELECT count() FROM audit_events", "18", 30*time.Second)
+	waitCount(t, r, "SELECT count() FROM audit_events WHERE event != 'chain'", "18", 30*time.Second)
 	r.stop(t)
+	msgs = rs.Messages(t)
 	ids := map[string]bool{}
+	var file strings.Builder
 	for _, m := range msgs {
 		i := strings.Index(m, `event_id="`)
 		if i < 0 || !strings.Contains(m, " opctl ") {
 			t.Fatalf("not an auditpipe message: %q", m)
 		}
-		ids[m[i+10:i+42]] = true
+		if !strings.Contains(m, `event="chain"`) {
+			ids[m[i+10:i+42]] = true
+		}
+		line, _ := json.Marshal(map[string]string{"raw": m})
+		file.Write(line)
+		file.WriteByte('\n')
 	}
 	if len(ids) != 18 {
 		t.Fatalf("%d distinct events at the SIEM, want 18", len(ids))
+	}
+	// Issue 9: the SIEM's copy verifies: the chain, and the checkpoints
+	// signed with the key the all-in-one made in its data directory.
+	keys, err := chainkey.LoadPublic(filepath.Join(cfg.Embedded.DataDir, "chain.key.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(cfg.Embedded.DataDir, "chain.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("chain.key: %v %v, want mode 0600", fi.Mode(), err)
+	}
+	recs, finds, _, err := verify.LoadSyslog(strings.NewReader(file.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := verify.Check(recs, nil, verify.Options{Keys: keys, FileOrder: true})
+	rep.AddFindings(finds)
+	var out strings.Builder
+	_ = rep.Write(&out)
+	valid := 0
+	for _, h := range rep.Hosts {
+		valid += h.Valid
+	}
+	if !rep.Intact() || valid == 0 {
+		t.Errorf("the SIEM's copy does not verify (%d valid checkpoints):\n%s", valid, out.String())
 	}
 }

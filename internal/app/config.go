@@ -167,6 +167,10 @@ func (c Config) resolved() Config {
 	}
 	if c.Target == TargetAll {
 		c.Collector.StateDir = filepath.Join(c.Embedded.DataDir, "collector")
+		if c.Collector.ChainKeyFile == "" {
+			// Created at the first start (initCollector).
+			c.Collector.ChainKeyFile = filepath.Join(c.Embedded.DataDir, "chain.key")
+		}
 		c.ClickHouse.Embedded.Dir = filepath.Join(c.Embedded.DataDir, "chdb")
 		if len(c.Kafka.Brokers) == 0 {
 			// Replaced by the embedded broker's address at start; set

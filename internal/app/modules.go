@@ -16,6 +16,7 @@ import (
 	"github.com/auditpipe/auditpipe/forwarder"
 	"github.com/auditpipe/auditpipe/indexer"
 	"github.com/auditpipe/auditpipe/internal/auth"
+	"github.com/auditpipe/auditpipe/internal/chainkey"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/tlsconfig"
 	"github.com/auditpipe/auditpipe/queryapi"
@@ -296,8 +297,20 @@ func (s *forwarderService) Reload(cfg Config) error {
 }
 
 func initCollector(_ context.Context, a *App) (Service, error) {
-	cfg := a.resolvedConfig().Collector
+	rc := a.resolvedConfig()
+	cfg := rc.Collector
 	cfg.Kafka = a.shared.kafka
+	if rc.Target == TargetAll {
+		// The all-in-one signs its chain checkpoints with a key of its own,
+		// made at the first start (0600; the public key beside it).
+		_, created, err := chainkey.Ensure(cfg.ChainKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("collector.chain_key_file: %w", err)
+		}
+		if created {
+			a.Log.Info("created the chain checkpoint signing key", "key", cfg.ChainKeyFile, "public_key", cfg.ChainKeyFile+".pub")
+		}
+	}
 	c, err := collector.New(cfg, collector.Deps{Log: a.Log, Registry: a.http.registry, Stdin: a.deps.Stdin})
 	if err != nil {
 		return nil, err

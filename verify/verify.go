@@ -1,0 +1,338 @@
+// Package verify checks auditpipe's tamper-evident trail: each host's hash
+// chain (prev_hash), its seq gaps, the rows that differ from what was
+// chained, the conflicting copies the indexer kept apart, and the signed
+// chain checkpoints. It reads the events from ClickHouse (LoadStore) or
+// from a SIEM's file (LoadSyslog) and checks them the same way (Check).
+package verify
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/auditpipe/auditpipe/schemas"
+)
+
+// Record is one stored copy of an event.
+type Record struct {
+	Event schemas.Event
+	// Hash is the hash of the copy's canonical bytes, computed from its
+	// fields; for a SIEM message without the json parameter, the hash the
+	// message claims (ContentChecked is then false).
+	Hash string
+	// Claimed is the hash the store claims for the copy (ClickHouse's
+	// content_hash, the SIEM message's hash parameter); "" when unknown.
+	Claimed        string
+	ContentChecked bool
+	// Where locates the copy (partition/offset, file line).
+	Where string
+}
+
+// Conflict is a differing copy of a stored event, kept apart by the indexer.
+type Conflict struct {
+	EventID, Host           string
+	Seq                     uint64
+	FirstHash, ConflictHash string
+	Where                   string
+}
+
+// Finding kinds.
+const (
+	FindGap             = "gap"              // seq numbers missing
+	FindBrokenLink      = "broken_link"      // prev_hash is not the hash of the event before
+	FindAltered         = "altered"          // the copy's content is not what was hashed
+	FindDuplicate       = "duplicate"        // two different copies of one seq or event_id
+	FindConflict        = "conflict"         // a differing copy kept in event_conflicts
+	FindOutOfOrder      = "out_of_order"     // a SIEM file holds the host's events out of seq order
+	FindBadSignature    = "bad_signature"    // a chain checkpoint's signature does not verify
+	FindUnsigned        = "unsigned"         // a chain checkpoint without signature, keys given
+	FindCheckpointHead  = "checkpoint_head"  // a checkpoint's head, link or count does not match the events
+	FindCheckpointEvent = "checkpoint_event" // events a checkpoint covers are missing
+)
+
+// Finding is one thing wrong, at a host and seq.
+type Finding struct {
+	Host   string
+	Seq    uint64
+	Kind   string
+	Detail string
+}
+
+func (f Finding) String() string {
+	return fmt.Sprintf("%s seq %d: %s: %s", f.Host, f.Seq, f.Kind, f.Detail)
+}
+
+// HostReport is what Check found for one host.
+type HostReport struct {
+	Host        string
+	Events      int    // distinct events (seq numbers) present
+	First, Last uint64 // seq range present
+	// Checkpoints by signature state; Unverified: signed, no keys given.
+	Valid, Invalid, Unsigned, Unverified int
+	// HeadsMatching counts checkpoints whose head, link and count match.
+	HeadsMatching, Checkpoints int
+	// Unanchored counts events after the last checkpoint's range.
+	Unanchored int
+	// Unchecked counts copies whose content could not be recomputed
+	// (a SIEM message without the json parameter).
+	Unchecked int
+	Findings  []Finding
+}
+
+// Intact reports whether nothing was found wrong.
+func (h *HostReport) Intact() bool { return len(h.Findings) == 0 }
+
+// Report is the result of Check, hosts sorted by name.
+type Report struct {
+	Hosts []*HostReport
+	// Request is set when Options.Request is.
+	Request *RequestReport
+}
+
+// Intact reports whether every host is intact.
+func (r *Report) Intact() bool {
+	for _, h := range r.Hosts {
+		if !h.Intact() {
+			return false
+		}
+	}
+	return true
+}
+
+// Options tune Check.
+type Options struct {
+	// Keys verify the checkpoints' signatures; none: signatures are not
+	// checked (reported unverified), and unsigned checkpoints are no finding.
+	Keys map[string]ed25519.PublicKey
+	// Request, when set, also reports the commands of that access request
+	// between its login and logout (RequestReport).
+	Request string
+	// FileOrder: records are in the order a SIEM received them, so a host's
+	// events out of seq order are a finding.
+	FileOrder bool
+}
+
+// Check checks records (copies of events, chain checkpoints among them)
+// and conflicts.
+func Check(records []Record, conflicts []Conflict, opt Options) *Report {
+	byHost := map[string][]*Record{}
+	for i := range records {
+		r := &records[i]
+		byHost[r.Event.Host] = append(byHost[r.Event.Host], r)
+	}
+	for _, c := range conflicts {
+		if _, ok := byHost[c.Host]; !ok {
+			byHost[c.Host] = nil
+		}
+	}
+	rep := &Report{}
+	for host, recs := range byHost {
+		rep.Hosts = append(rep.Hosts, checkHost(host, recs, conflicts, opt))
+	}
+	sort.Slice(rep.Hosts, func(i, j int) bool { return rep.Hosts[i].Host < rep.Hosts[j].Host })
+	if opt.Request != "" {
+		rep.Request = requestReport(records, rep, opt.Request)
+	}
+	return rep
+}
+
+func checkHost(host string, recs []*Record, conflicts []Conflict, opt Options) *HostReport {
+	h := &HostReport{Host: host}
+	add := func(seq uint64, kind, format string, args ...any) {
+		h.Findings = append(h.Findings, Finding{Host: host, Seq: seq, Kind: kind, Detail: fmt.Sprintf(format, args...)})
+	}
+	bySeq := map[uint64]*Record{}
+	byID := map[string]*Record{}
+	var chain []*Record
+	var maxSeen uint64
+	for _, r := range recs {
+		e := &r.Event
+		if !r.ContentChecked {
+			h.Unchecked++
+		} else if r.Claimed != "" && r.Claimed != r.Hash {
+			add(e.Seq, FindAltered, "%s event %s (%s): its content hashes to %s, but %s was stored for it: the copy was changed after it was written",
+				e.Event, e.EventID, r.Where, short(r.Hash), short(r.Claimed))
+		}
+		if prev, ok := byID[e.EventID]; ok {
+			if prev.Hash != r.Hash {
+				add(e.Seq, FindDuplicate, "event %s is stored twice with different content (%s at %s, %s at %s)",
+					e.EventID, short(prev.Hash), prev.Where, short(r.Hash), r.Where)
+			}
+			continue // an identical copy (a resend) is harmless
+		}
+		byID[e.EventID] = r
+		if e.Event == schemas.KindChain {
+			if r.ContentChecked { // else only its id is known: Unchecked
+				chain = append(chain, r)
+			}
+			continue
+		}
+		if opt.FileOrder {
+			if e.Seq < maxSeen {
+				add(e.Seq, FindOutOfOrder, "event %s (%s) comes after seq %d", e.EventID, r.Where, maxSeen)
+			}
+			maxSeen = max(maxSeen, e.Seq)
+		}
+		if prev, ok := bySeq[e.Seq]; ok {
+			add(e.Seq, FindDuplicate, "two events claim seq %d: %s (%s) and %s (%s)", e.Seq, prev.Event.EventID, prev.Where, e.EventID, r.Where)
+			continue
+		}
+		bySeq[e.Seq] = r
+	}
+	seqs := make([]uint64, 0, len(bySeq))
+	for s := range bySeq {
+		seqs = append(seqs, s)
+	}
+	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
+	h.Events = len(seqs)
+	if len(seqs) > 0 {
+		h.First, h.Last = seqs[0], seqs[len(seqs)-1]
+	}
+	for i, s := range seqs {
+		r := bySeq[s]
+		switch {
+		case i == 0 && s == 1 && r.Event.PrevHash != "":
+			add(s, FindBrokenLink, "the first event links to %s, want an empty prev_hash", short(r.Event.PrevHash))
+		case i == 0:
+		case s != seqs[i-1]+1:
+			if s == seqs[i-1]+2 {
+				add(seqs[i-1]+1, FindGap, "seq %d missing", seqs[i-1]+1)
+			} else {
+				add(seqs[i-1]+1, FindGap, "seq %d..%d missing (%d events)", seqs[i-1]+1, s-1, s-1-seqs[i-1])
+			}
+		case r.Event.PrevHash != bySeq[seqs[i-1]].Hash:
+			why := "the event before was changed, removed or replaced, or this one was moved"
+			if r.Event.PrevHash == "" {
+				why = "prev_hash is empty: the chain starts again here (collector state lost or reset)"
+			}
+			add(s, FindBrokenLink, "prev_hash %s is not the hash %s of seq %d: %s", short(r.Event.PrevHash), short(bySeq[seqs[i-1]].Hash), seqs[i-1], why)
+		}
+	}
+	var anchored uint64
+	for _, r := range chain {
+		e := &r.Event
+		h.Checkpoints++
+		switch err := e.VerifyChainSig(opt.Keys); {
+		case errors.Is(err, schemas.ErrUnsigned):
+			h.Unsigned++
+			if len(opt.Keys) > 0 {
+				add(e.ChainLast, FindUnsigned, "checkpoint %d..%d is not signed", e.ChainFirst, e.ChainLast)
+			}
+		case len(opt.Keys) == 0:
+			h.Unverified++
+		case err != nil:
+			h.Invalid++
+			add(e.ChainLast, FindBadSignature, "checkpoint %d..%d: %v", e.ChainFirst, e.ChainLast, err)
+		default:
+			h.Valid++
+		}
+		anchored = max(anchored, e.ChainLast)
+		var missing []uint64
+		var present uint64
+		for s := e.ChainFirst; s <= e.ChainLast; s++ {
+			if bySeq[s] == nil {
+				missing = append(missing, s)
+			} else {
+				present++
+			}
+		}
+		ok := true
+		if len(missing) > 0 && present != e.ChainCount {
+			ok = false
+			add(missing[0], FindCheckpointEvent, "checkpoint %d..%d covers %d events, %d present, missing seq %s", e.ChainFirst, e.ChainLast, e.ChainCount, present, seqList(missing))
+		}
+		if last := bySeq[e.ChainLast]; last != nil && last.Hash != e.ChainHead {
+			ok = false
+			add(e.ChainLast, FindCheckpointHead, "checkpoint %d..%d: head %s, but seq %d hashes to %s", e.ChainFirst, e.ChainLast, short(e.ChainHead), e.ChainLast, short(last.Hash))
+		}
+		if first := bySeq[e.ChainFirst]; first != nil && first.Event.PrevHash != e.PrevHash {
+			ok = false
+			add(e.ChainFirst, FindCheckpointHead, "checkpoint %d..%d: link %s, but seq %d links to %s", e.ChainFirst, e.ChainLast, short(e.PrevHash), e.ChainFirst, short(first.Event.PrevHash))
+		}
+		if len(missing) == 0 && present != e.ChainCount {
+			ok = false
+			add(e.ChainFirst, FindCheckpointHead, "checkpoint %d..%d counts %d events, %d present", e.ChainFirst, e.ChainLast, e.ChainCount, present)
+		}
+		if ok {
+			h.HeadsMatching++
+		}
+	}
+	for _, s := range seqs {
+		if s > anchored {
+			h.Unanchored++
+		}
+	}
+	for _, c := range conflicts {
+		if c.Host == host {
+			add(c.Seq, FindConflict, "a different copy of event %s arrived (%s, hash %s) after %s was stored; the stored one was kept",
+				c.EventID, c.Where, short(c.ConflictHash), short(c.FirstHash))
+		}
+	}
+	sort.SliceStable(h.Findings, func(i, j int) bool { return h.Findings[i].Seq < h.Findings[j].Seq })
+	return h
+}
+
+func short(h string) string {
+	if len(h) > 16 {
+		return h[:16]
+	}
+	if h == "" {
+		return `""`
+	}
+	return h
+}
+
+func seqList(s []uint64) string {
+	if len(s) > 8 {
+		return fmt.Sprintf("%d..%d (%d of them)", s[0], s[len(s)-1], len(s))
+	}
+	return fmt.Sprint(s)
+}
+
+// AddFindings adds findings made outside Check (LoadSyslog's) to their
+// hosts' reports.
+func (r *Report) AddFindings(fs []Finding) {
+	for _, f := range fs {
+		var h *HostReport
+		for _, x := range r.Hosts {
+			if x.Host == f.Host {
+				h = x
+			}
+		}
+		if h == nil {
+			h = &HostReport{Host: f.Host}
+			r.Hosts = append(r.Hosts, h)
+		}
+		h.Findings = append(h.Findings, f)
+	}
+}
+
+// Write prints the report: a line per host, then each finding.
+func (r *Report) Write(w io.Writer) error {
+	intact := 0
+	for _, h := range r.Hosts {
+		state := "intact"
+		if !h.Intact() {
+			state = fmt.Sprintf("%d findings", len(h.Findings))
+		} else {
+			intact++
+		}
+		if _, err := fmt.Fprintf(w, "host %s: %d events, seq %d..%d; checkpoints %d (signatures: %d valid, %d invalid, %d unsigned, %d unverified; %d heads match); %d events after the last checkpoint; %s\n",
+			h.Host, h.Events, h.First, h.Last, h.Checkpoints, h.Valid, h.Invalid, h.Unsigned, h.Unverified, h.HeadsMatching, h.Unanchored, state); err != nil {
+			return err
+		}
+		if h.Unchecked > 0 {
+			fmt.Fprintf(w, "  %d copies without the json parameter: content not recomputed, their hash parameter taken as is\n", h.Unchecked)
+		}
+		for _, f := range h.Findings {
+			fmt.Fprintf(w, "  %s\n", f)
+		}
+	}
+	if r.Request != nil {
+		r.Request.write(w)
+	}
+	_, err := fmt.Fprintf(w, "verify: %d hosts, %d intact, %d with findings\n", len(r.Hosts), intact, len(r.Hosts)-intact)
+	return err
+}

@@ -1,0 +1,304 @@
+package verify
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/auditpipe/auditpipe/clickhouse"
+	"github.com/auditpipe/auditpipe/clickhouse/clickhousetest"
+	"github.com/auditpipe/auditpipe/forwarder"
+	"github.com/auditpipe/auditpipe/indexer"
+	"github.com/auditpipe/auditpipe/schemas"
+)
+
+// chained returns n command events of host, chained as the collector
+// chains them, and a signed checkpoint per batch of batch events.
+func chained(t testing.TB, host string, n, batch int, key ed25519.PrivateKey) []schemas.Event {
+	t.Helper()
+	evs := clickhousetest.ManyEvents(n*7, time.Date(2024, 7, 1, 0, 0, 0, 0, time.UTC))
+	var out []schemas.Event
+	prev := ""
+	var cp *schemas.Event
+	for i := 0; i < n; i++ {
+		e := evs[i*7] // one of ManyEvents' hosts, renamed
+		e.Host, e.Seq, e.PrevHash = host, uint64(i+1), prev
+		e.EventID = schemas.NewEventID(host, int64(i), 0, uint64(i+1))
+		e.ReqAuthID = "req-a"
+		prev = e.Hash()
+		if cp == nil {
+			cp = &schemas.Event{Layer: e.Layer, Event: schemas.KindChain, Host: host, ChainFirst: e.Seq, PrevHash: e.PrevHash}
+		}
+		cp.ChainLast, cp.ChainHead, cp.TS, cp.Time = e.Seq, prev, e.TS, e.Time
+		cp.ChainCount++
+		out = append(out, e)
+		if (i+1)%batch == 0 || i == n-1 {
+			cp.EventID = schemas.NewChainEventID(host, cp.ChainFirst, cp.ChainLast)
+			if key != nil {
+				cp.SignChain(key)
+			}
+			out = append(out, *cp)
+			cp = nil
+		}
+	}
+	return out
+}
+
+func load(t testing.TB, eng clickhouse.Engine, evs []schemas.Event) indexer.LoadStats {
+	t.Helper()
+	var in strings.Builder
+	for i := range evs {
+		in.Write(evs[i].AppendJSON(nil))
+		in.WriteByte('\n')
+	}
+	st, err := indexer.Load(context.Background(), eng, strings.NewReader(in.String()), indexer.LoadOptions{BatchRows: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Rejected > 0 {
+		t.Fatalf("load: %+v", st)
+	}
+	return st
+}
+
+func exec(t testing.TB, eng clickhouse.Engine, sql string) {
+	t.Helper()
+	if err := eng.Exec(context.Background(), sql); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+func kinds(h *HostReport) string {
+	var s []string
+	for _, f := range h.Findings {
+		s = append(s, fmt.Sprintf("%d:%s", f.Seq, f.Kind))
+	}
+	return strings.Join(s, " ")
+}
+
+// Issue 9, "Done when": verify reports a clean chain as intact, and each
+// tampering of ClickHouse (a row deleted, a field changed with ALTER
+// UPDATE, a conflicting copy inserted, a batch dropped, two events
+// reordered, a checkpoint forged) with the host and seq. Each case is a
+// host of its own in one store.
+func TestVerifyStore(t *testing.T) {
+	eng := clickhousetest.OpenEmbedded(t, "")
+	ctx := context.Background()
+	if _, err := clickhouse.Migrate(ctx, eng, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	pub, key, _ := ed25519.GenerateKey(rand.Reader)
+	_, otherKey, _ := ed25519.GenerateKey(rand.Reader)
+	keys := map[string]ed25519.PublicKey{schemas.ChainKeyID(pub): pub}
+	const n, batch = 30, 10
+	mut := "SETTINGS mutations_sync = 2"
+	var conflictRow schemas.Event
+	tests := []struct {
+		host   string
+		load   func(evs []schemas.Event) []schemas.Event // what reaches the store
+		tamper func(host string)
+		want   string // findings, "seq:kind" in order
+	}{
+		{host: "clean", want: ""},
+		{host: "deleted", tamper: func(h string) {
+			exec(t, eng, "ALTER TABLE audit_events DELETE WHERE host = '"+h+"' AND seq = 5 AND event != 'chain' "+mut)
+		}, want: "5:gap 5:checkpoint_event"},
+		{host: "changed", tamper: func(h string) {
+			exec(t, eng, "ALTER TABLE audit_events UPDATE title = 'ls', res = 'success' WHERE host = '"+h+"' AND seq = 7 "+mut)
+		}, want: "7:altered 8:broken_link"},
+		{host: "changed-and-rehashed", tamper: func(h string) {
+			// The attacker fixes content_hash too: the link still breaks,
+			// and the checkpoint's head no longer matches at the end.
+			exec(t, eng, "ALTER TABLE audit_events UPDATE title = 'ls', content_hash = '' WHERE host = '"+h+"' AND seq = 10 "+mut)
+		}, want: "10:checkpoint_head 11:broken_link"},
+		{host: "conflict", load: func(evs []schemas.Event) []schemas.Event {
+			conflictRow = evs[3] // seq 4
+			forged := conflictRow
+			forged.Title, forged.Args, forged.Res = "true", []string{"true"}, "success"
+			return append(evs, forged)
+		}, want: "4:conflict"},
+		{host: "dropped-batch", load: func(evs []schemas.Event) []schemas.Event {
+			var out []schemas.Event
+			for _, e := range evs {
+				if e.Seq >= 11 && e.Seq <= 20 || e.Event == schemas.KindChain && e.ChainFirst == 11 {
+					continue
+				}
+				out = append(out, e)
+			}
+			return out
+		}, want: "11:gap"},
+		{host: "reordered", tamper: func(h string) {
+			exec(t, eng, "ALTER TABLE audit_events UPDATE seq = if(seq = 14, 15, 14) WHERE host = '"+h+"' AND seq IN (14, 15) AND event != 'chain' "+mut)
+		}, want: "14:altered 14:broken_link 15:altered 15:broken_link 16:broken_link"},
+		{host: "forged-checkpoint", load: func(evs []schemas.Event) []schemas.Event {
+			for i := range evs {
+				if evs[i].Event == schemas.KindChain && evs[i].ChainFirst == 21 {
+					evs[i].SignChain(otherKey)
+				}
+			}
+			return evs
+		}, want: "30:bad_signature"},
+	}
+	for _, tc := range tests {
+		evs := chained(t, tc.host, n, batch, key)
+		if tc.load != nil {
+			evs = tc.load(evs)
+		}
+		load(t, eng, evs)
+	}
+	for _, tc := range tests {
+		if tc.tamper != nil {
+			tc.tamper(tc.host)
+		}
+	}
+	recs, conflicts, err := LoadStore(ctx, eng, Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := Check(recs, conflicts, Options{Keys: keys})
+	var out strings.Builder
+	if err := rep.Write(&out); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("report:\n%s", out.String())
+	if rep.Intact() {
+		t.Fatal("tampered store reported intact")
+	}
+	for _, tc := range tests {
+		t.Run(tc.host, func(t *testing.T) {
+			var h *HostReport
+			for _, x := range rep.Hosts {
+				if x.Host == tc.host {
+					h = x
+				}
+			}
+			if h == nil {
+				t.Fatal("host not in the report")
+			}
+			if got := kinds(h); got != tc.want {
+				t.Errorf("findings %q, want %q", got, tc.want)
+			}
+			if tc.want == "" && (h.Events != n || h.Valid != n/batch || h.HeadsMatching != n/batch || !h.Intact()) {
+				t.Errorf("clean host: %+v", h)
+			}
+		})
+	}
+	// The conflicting copy left the stored row as it was: one row, the
+	// first copy's content, without FINAL.
+	r, err := eng.Query(ctx, "SELECT title, content_hash FROM audit_events WHERE event_id = '"+conflictRow.EventID+"' SETTINGS final = 0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Rows) != 1 || r.Rows[0][0] != conflictRow.Title || r.Rows[0][1] != conflictRow.Hash() {
+		t.Errorf("stored rows of the attacked event: %v, want one with title %q", r.Rows, conflictRow.Title)
+	}
+	if !strings.Contains(out.String(), "conflict seq 4: conflict") {
+		t.Errorf("report lacks the conflict's host and seq:\n%s", out.String())
+	}
+
+	// A request: its commands between login and logout, with the
+	// findings of that range.
+	recs, conflicts, err = LoadStore(ctx, eng, Filter{Request: "req-a", Host: "deleted"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep = Check(recs, conflicts, Options{Keys: keys, Request: "req-a"})
+	if rep.Request == nil || len(rep.Request.Hosts) != 1 || len(rep.Request.Hosts[0].Commands) != n-1 || len(rep.Request.Hosts[0].Findings) != 2 {
+		t.Errorf("request report %+v", rep.Request)
+	}
+}
+
+// The same checks from a SIEM's file: the forwarder's frames, written one
+// message a line as rsyslog writes them at its defaults (control
+// characters as #ooo).
+func TestVerifySyslog(t *testing.T) {
+	pub, key, _ := ed25519.GenerateKey(rand.Reader)
+	keys := map[string]ed25519.PublicKey{schemas.ChainKeyID(pub): pub}
+	format := forwarder.Format{AppName: "opctl", SDName: "opctl", EnterpriseID: 32473, Facility: 10, MaxSize: 8192}
+	lines := func(t *testing.T, evs []schemas.Event, maxSize int) []string {
+		f := format
+		f.MaxSize = maxSize
+		var out []string
+		for i := range evs {
+			frames, err := forwarder.Frames(f, &evs[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, fr := range frames {
+				_, msg, _ := strings.Cut(string(fr), " ")
+				out = append(out, escapeRsyslog(msg))
+			}
+		}
+		return out
+	}
+	const n = 30
+	tests := []struct {
+		name    string
+		maxSize int
+		tamper  func(lines []string) []string
+		want    string
+	}{
+		{name: "clean", want: ""},
+		{name: "clean, split events", maxSize: 600, want: ""},
+		{name: "line deleted", tamper: func(l []string) []string { return append(l[:4:4], l[5:]...) }, want: "5:gap 5:checkpoint_event"},
+		{name: "MSG changed", tamper: func(l []string) []string {
+			l[6] = strings.Replace(l[6], "proctitle=ls", "proctitle=id", 1)
+			return l
+		}, want: "7:altered 8:broken_link"},
+		{name: "reordered", tamper: func(l []string) []string { l[2], l[3] = l[3], l[2]; return l }, want: "3:out_of_order"},
+		// seq 11..20 and their checkpoint (lines 12..22); the newest batch
+		// and its checkpoint came, so the gap shows.
+		{name: "batch dropped", tamper: func(l []string) []string { return append(l[:11:11], l[22:]...) }, want: "11:gap"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			evs := chained(t, "web01", n, 10, key)
+			size := tc.maxSize
+			if size == 0 {
+				size = 8192
+			}
+			l := lines(t, evs, size)
+			if tc.tamper != nil {
+				l = tc.tamper(l)
+			}
+			recs, finds, st, err := LoadSyslog(strings.NewReader(strings.Join(l, "\n") + "\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Skipped != 0 {
+				t.Fatalf("stats %+v", st)
+			}
+			rep := Check(recs, nil, Options{Keys: keys, FileOrder: true})
+			rep.AddFindings(finds)
+			h := rep.Hosts[0]
+			var out strings.Builder
+			_ = rep.Write(&out)
+			if got := kinds(h); got != tc.want {
+				t.Errorf("findings %q, want %q\n%s", got, tc.want, out.String())
+			}
+			// At 600 bytes the messages (checkpoints too) carry no json:
+			// links are checked with the hash parameters, contents and
+			// signatures are not.
+			if tc.want == "" && (h.Events != n || tc.maxSize == 0 && (h.Valid != 3 || h.Unchecked != 0) || tc.maxSize != 0 && h.Unchecked != n+3) {
+				t.Errorf("clean: %+v", h)
+			}
+		})
+	}
+}
+
+// escapeRsyslog is rsyslog's default escaping of control characters.
+func escapeRsyslog(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 {
+			fmt.Fprintf(&b, "#%03o", c)
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
