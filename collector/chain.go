@@ -2,9 +2,9 @@ package collector
 
 import (
 	"crypto/ed25519"
-	"github.com/auditpipe/auditpipe/internal/kafka"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
