@@ -16,13 +16,14 @@ const (
 	OutputCSV   = "csv"
 	// OutputEvents is JSON lines of contract events: rows of audit_events
 	// (SELECT *) without the columns the store adds (kafka_partition,
-	// kafka_offset, inserted_at), ts in RFC 3339 as the contract has it.
+	// kafka_offset, inserted_at, content_hash), ts in RFC 3339 as the
+	// contract has it.
 	// What `auditpipe forward` and `auditpipe index` read back.
 	OutputEvents = "events"
 )
 
 // storeColumns are the columns of audit_events that are not the event's.
-var storeColumns = map[string]bool{"kafka_partition": true, "kafka_offset": true, "inserted_at": true}
+var storeColumns = map[string]bool{"kafka_partition": true, "kafka_offset": true, "inserted_at": true, "content_hash": true}
 
 // WriteResult prints r as an aligned table, JSON lines (one object per
 // row) or CSV with a header.
