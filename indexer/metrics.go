@@ -16,6 +16,7 @@ type metrics struct {
 	lag            *prometheus.GaugeVec   // consumer lag, by topic and partition
 	pendingRows    prometheus.Gauge       // rows in the batch being built (queue depth)
 	batchRows      prometheus.Histogram   // rows per flushed batch
+	paused         *prometheus.GaugeVec   // 1 while consumption is paused, by reason
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -62,7 +63,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Rows per flushed batch.",
 			Buckets: prometheus.ExponentialBuckets(1, 4, 10),
 		}),
+		paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "auditpipe_indexer_paused",
+			Help: "1 while the indexer holds its batch and fetches nothing because of a local fault (store_disk_full: the store's disk has no room), else 0.",
+		}, []string{"reason"}),
 	}
+	m.paused.WithLabelValues(pauseStoreDiskFull)
 	for _, r := range []string{"ok", "aborted"} {
 		m.batches.WithLabelValues(r)
 	}
@@ -74,7 +80,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.consumed, m.rowsInserted, m.batches, m.insertDuration, m.insertErrors,
-			m.commitErrors, m.deadLetters, m.lag, m.pendingRows, m.batchRows)
+			m.commitErrors, m.deadLetters, m.lag, m.pendingRows, m.batchRows, m.paused)
 	}
 	return m
 }
