@@ -7,6 +7,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/auditpipe/auditpipe/clickhouse/chdb"
@@ -144,6 +145,41 @@ func quoteIdent(name string) string {
 func IsRowError(err error) bool {
 	var ce *chdb.Error
 	return errors.As(err, &ce) || isServerException(err) || errors.Is(err, errRowAppend)
+}
+
+// codeNotEnoughSpace is ClickHouse's NOT_ENOUGH_SPACE error code.
+const codeNotEnoughSpace = 243
+
+// IsDiskFull reports whether err is the store out of disk space, a fault
+// of the store's machine rather than of the rows: ClickHouse's
+// NOT_ENOUGH_SPACE (code 243; what chDB 26.7 returns when it cannot
+// reserve room for a new part: "Code: 243. DB::Exception: Cannot reserve
+// 1.00 MiB, not enough space. (NOT_ENOUGH_SPACE)"), or a write that failed
+// with ENOSPC or EDQUOT, as an error or in an exception's text.
+func IsDiskFull(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return true
+	}
+	var ce *chdb.Error
+	if errors.As(err, &ce) {
+		return diskFullText(ce.Message)
+	}
+	code, msg, ok := serverException(err)
+	return ok && (code == codeNotEnoughSpace || diskFullText(msg))
+}
+
+// diskFullText reports whether a ClickHouse exception's text says the disk
+// is full.
+func diskFullText(msg string) bool {
+	for _, s := range []string{"Code: 243.", "(NOT_ENOUGH_SPACE)", "No space left on device", "Disk quota exceeded"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // errRowAppend marks a row that clickhouse-go could not append to a batch.

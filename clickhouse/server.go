@@ -146,3 +146,13 @@ func isServerException(err error) bool {
 	var ex *clickhouse.Exception
 	return errors.As(err, &ex)
 }
+
+// serverException returns the code and text of the ClickHouse exception in
+// err, if there is one.
+func serverException(err error) (code int32, msg string, ok bool) {
+	var ex *clickhouse.Exception
+	if !errors.As(err, &ex) {
+		return 0, "", false
+	}
+	return ex.Code, ex.Message, true
+}

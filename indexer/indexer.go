@@ -59,6 +59,8 @@ type Indexer struct {
 	log *slog.Logger
 	m   *metrics
 	now func() time.Time
+	// storeFull reports the pauses while the store's disk is full.
+	storeFull *backoff.Outage
 
 	// beforeCommit, when set (tests), runs after a batch was inserted and
 	// before its offsets are committed; an error ends Run as a crash would.
@@ -77,7 +79,10 @@ func New(cfg Config, d Deps) (*Indexer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Indexer{cfg: cfg, eng: d.Engine, log: log, m: newMetrics(d.Registry), now: time.Now}, nil
+	ix := &Indexer{cfg: cfg, eng: d.Engine, log: log, m: newMetrics(d.Registry), now: time.Now}
+	ix.storeFull = backoff.NewOutage(log, "inserting into ClickHouse (store disk full: the batch is held, fetching paused, nothing committed)",
+		"reason", pauseStoreDiskFull)
+	return ix, nil
 }
 
 // item is one fetched record, decoded, with the generation it was read
@@ -375,11 +380,35 @@ func (ix *Indexer) flush(ctx context.Context, dlw *deadletter.Writer, b *batch) 
 	return nil
 }
 
-func (ix *Indexer) timedInsert(f func() error) error {
-	start := time.Now()
-	err := f()
-	ix.m.insertDuration.Observe(time.Since(start).Seconds())
-	return err
+// pauseStoreDiskFull is the reason label of auditpipe_indexer_paused
+// while the store's disk is full.
+const pauseStoreDiskFull = "store_disk_full"
+
+// insert runs one insert f, timed. While the store's disk is full
+// (clickhouse.IsDiskFull) that is a fault of the store's machine, not of
+// the rows: the indexer pauses. It holds the batch (the fetcher stops once
+// the bounded queue of fetched records is full), commits nothing, logs the
+// pause once, sets auditpipe_indexer_paused{reason="store_disk_full"}, and
+// calls f again, the same rows with the same deduplication token, with
+// backoff until the disk has room; the recovery is logged once. Any other
+// outcome is f's to report. It returns f's last error when ctx ends first.
+func (ix *Indexer) insert(ctx context.Context, f func() error) error {
+	paused := ix.m.paused.WithLabelValues(pauseStoreDiskFull)
+	return backoff.Retry(ctx, ix.retryPolicy(""), func(context.Context) error {
+		start := time.Now()
+		err := f()
+		ix.m.insertDuration.Observe(time.Since(start).Seconds())
+		if clickhouse.IsDiskFull(err) {
+			ix.m.insertErrors.Inc()
+			ix.storeFull.Fail(err)
+			paused.Set(1)
+			return backoff.Retryable(err)
+		}
+		// The disk has room (whatever f says of the rows).
+		ix.storeFull.OK()
+		paused.Set(0)
+		return err
+	})
 }
 
 // firstWriteWins returns the rows of the batch whose event ids are not
@@ -451,7 +480,7 @@ func (ix *Indexer) insertEvents(ctx context.Context, rows []clickhouse.EventRow)
 // insertSplit inserts rows, bisecting on refusals; it returns an error
 // only for failures that are not about the rows (connection, context).
 func (ix *Indexer) insertSplit(ctx context.Context, rows []clickhouse.EventRow, rejected *[]*schemas.DeadLetter) error {
-	err := ix.timedInsert(func() error { return ix.eng.InsertEvents(ctx, clickhouse.EventsToken(rows), rows) })
+	err := ix.insert(ctx, func() error { return ix.eng.InsertEvents(ctx, clickhouse.EventsToken(rows), rows) })
 	if err == nil {
 		ix.m.rowsInserted.WithLabelValues("audit_events").Add(float64(len(rows)))
 		return nil
@@ -480,7 +509,7 @@ func (ix *Indexer) insertMessages(ctx context.Context, rows []clickhouse.Message
 	var rejected []*schemas.DeadLetter
 	err := backoff.Retry(ctx, ix.retryPolicy("inserting messages"), func(ctx context.Context) error {
 		rejected = nil
-		err := ix.timedInsert(func() error { return ix.eng.InsertMessages(ctx, clickhouse.MessagesToken(rows), rows) })
+		err := ix.insert(ctx, func() error { return ix.eng.InsertMessages(ctx, clickhouse.MessagesToken(rows), rows) })
 		if err == nil {
 			ix.m.rowsInserted.WithLabelValues("pipeline_messages").Add(float64(len(rows)))
 			return nil
@@ -489,7 +518,7 @@ func (ix *Indexer) insertMessages(ctx context.Context, rows []clickhouse.Message
 		if clickhouse.IsRowError(err) && ctx.Err() == nil {
 			for i := range rows {
 				one := rows[i : i+1]
-				if err1 := ix.eng.InsertMessages(ctx, clickhouse.MessagesToken(one), one); err1 != nil {
+				if err1 := ix.insert(ctx, func() error { return ix.eng.InsertMessages(ctx, clickhouse.MessagesToken(one), one) }); err1 != nil {
 					if !clickhouse.IsRowError(err1) {
 						err = err1
 						break
@@ -552,7 +581,11 @@ func (ix *Indexer) commit(ctx context.Context, b *batch) error {
 }
 
 // retryPolicy is the backoff of the indexer's retries of what, whose
-// outages are logged once, and their end.
+// outages are logged once, and their end ("": the caller reports them).
 func (ix *Indexer) retryPolicy(what string) backoff.Policy {
-	return backoff.Policy{Min: ix.cfg.RetryBackoff, Max: ix.cfg.RetryBackoffMax, Outage: backoff.NewOutage(ix.log, what)}
+	p := backoff.Policy{Min: ix.cfg.RetryBackoff, Max: ix.cfg.RetryBackoffMax}
+	if what != "" {
+		p.Outage = backoff.NewOutage(ix.log, what)
+	}
+	return p
 }

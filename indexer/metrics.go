@@ -18,6 +18,7 @@ type metrics struct {
 	batchRows      prometheus.Histogram   // rows per flushed batch
 	duplicates     prometheus.Counter     // identical copies of stored events, not inserted
 	conflicts      prometheus.Counter     // differing copies of stored events, kept apart
+	paused         *prometheus.GaugeVec   // 1 while consumption is paused, by reason
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -72,7 +73,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "auditpipe_indexer_conflicts_total",
 			Help: "Audit events not inserted because a different copy with the same event_id is stored: kept in event_conflicts.",
 		}),
+		paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "auditpipe_indexer_paused",
+			Help: "1 while the indexer holds its batch and fetches nothing because of a local fault (store_disk_full: the store's disk has no room), else 0.",
+		}, []string{"reason"}),
 	}
+	m.paused.WithLabelValues(pauseStoreDiskFull)
 	for _, r := range []string{"ok", "aborted"} {
 		m.batches.WithLabelValues(r)
 	}
@@ -84,7 +90,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.consumed, m.rowsInserted, m.batches, m.insertDuration, m.insertErrors,
-			m.commitErrors, m.deadLetters, m.lag, m.pendingRows, m.batchRows, m.duplicates, m.conflicts)
+			m.commitErrors, m.deadLetters, m.lag, m.pendingRows, m.batchRows, m.duplicates, m.conflicts, m.paused)
 	}
 	return m
 }

@@ -29,8 +29,13 @@ type GroupReader struct {
 	dialer  *kafkago.Dialer
 	group   *kafkago.ConsumerGroup
 	brokers []string
+	kafka   Config
 
 	lags sync.Map // partitionKey -> *atomic.Int64
+	// outages lasts across generations, so that a partition whose reader
+	// failed in one generation logs its recovery when it is read again
+	// in the next (a broker restart ends the generation).
+	outages sync.Map // partitionKey -> *backoff.Outage
 }
 
 // GroupReaderConfig is what a GroupReader needs beyond the brokers.
@@ -123,7 +128,87 @@ func (c Config) NewGroupReader(cfg GroupReaderConfig) (*GroupReader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka: group %s: %w", cfg.Group, err)
 	}
-	return &GroupReader{cfg: cfg, dialer: d, group: g, brokers: c.Brokers}, nil
+	return &GroupReader{cfg: cfg, dialer: d, group: g, brokers: c.Brokers, kafka: c}, nil
+}
+
+// unassigned returns how many partitions of the reader's topics no member
+// of its group holds while the group is stable (0 while it rebalances).
+func (r *GroupReader) unassigned(ctx context.Context) (int, error) {
+	tr, err := r.kafka.transport()
+	if err != nil {
+		return 0, err
+	}
+	defer tr.CloseIdleConnections()
+	cl := &kafkago.Client{Addr: kafkago.TCP(r.brokers...), Transport: tr, Timeout: 10 * time.Second}
+	meta, err := cl.Metadata(ctx, &kafkago.MetadataRequest{Topics: r.cfg.Topics})
+	if err != nil {
+		return 0, fmt.Errorf("metadata: %w", err)
+	}
+	desc, err := cl.DescribeGroups(ctx, &kafkago.DescribeGroupsRequest{GroupIDs: []string{r.cfg.Group}})
+	if err != nil {
+		return 0, fmt.Errorf("describe group: %w", err)
+	}
+	if len(desc.Groups) != 1 || desc.Groups[0].Error != nil || desc.Groups[0].GroupState != "Stable" {
+		return 0, nil
+	}
+	held := map[partitionKey]bool{}
+	for _, m := range desc.Groups[0].Members {
+		for _, t := range m.MemberAssignments.Topics {
+			for _, p := range t.Partitions {
+				held[partitionKey{t.Topic, p}] = true
+			}
+		}
+	}
+	n := 0
+	for _, t := range meta.Topics {
+		if t.Error != nil {
+			continue
+		}
+		for _, p := range t.Partitions {
+			if !held[partitionKey{t.Name, p.ID}] {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+// assignmentWatchInterval is how often a member checks that every
+// partition of its topics is held by a member of its group.
+const assignmentWatchInterval = 2 * time.Second
+
+// watchAssignments returns, ending the generation gctx belongs to (so
+// that the group rebalances), when partitions of the reader's topics are
+// held by no member of the stable group on two checks in a row. That is
+// a topic that came into being around the join: on Apache Kafka, kafka-go
+// can assign a group without the partitions of a topic created (by a
+// metadata request or by the target) just then, and its own partition
+// watcher, whose baseline is read after the assignment, sees no change,
+// so the topic was never read. When ctx ends it stops watching but keeps
+// the generation, whose offsets may still be committed.
+func (r *GroupReader) watchAssignments(ctx, gctx context.Context) {
+	t := time.NewTicker(assignmentWatchInterval)
+	defer t.Stop()
+	seen := 0
+	for {
+		select {
+		case <-gctx.Done():
+			return
+		case <-ctx.Done():
+			<-gctx.Done()
+			return
+		case <-t.C:
+		}
+		n, err := r.unassigned(ctx)
+		if err != nil || n == 0 {
+			seen = 0 // the broker away: the partition readers say so
+			continue
+		}
+		if seen++; seen >= 2 {
+			r.cfg.Log.Info("partitions of the group's topics are held by no member; joining the group again", "group", r.cfg.Group, "unassigned", n)
+			return
+		}
+	}
 }
 
 // HandlerError wraps what the handler passed to Run returned.
@@ -196,6 +281,7 @@ func (r *GroupReader) Run(ctx context.Context, handle func(ctx context.Context, 
 		// Close), after the partition readers have stopped. Stopping the
 		// readers because ctx ended does not end the generation, so that
 		// their offsets can still be committed.
+		gen.Start(func(gctx context.Context) { r.watchAssignments(ctx, gctx) })
 		gen.Start(func(gctx context.Context) {
 			<-gctx.Done()
 			close(g.ended)
@@ -251,7 +337,8 @@ func (r *GroupReader) lag(topic string, partition int) *atomic.Int64 {
 func (r *GroupReader) readPartition(ctx context.Context, g *Generation, topic string, partition int, offset int64, handle func(context.Context, Batch) error) error {
 	lag := r.lag(topic, partition)
 	defer lag.Store(0) // no longer this member's
-	outage := backoff.NewOutage(r.cfg.Log, "reading the partition", "topic", topic, "partition", partition)
+	v, _ := r.outages.LoadOrStore(partitionKey{topic, partition}, backoff.NewOutage(r.cfg.Log, "reading the partition", "topic", topic, "partition", partition))
+	outage := v.(*backoff.Outage)
 	attempt := 0
 	err := backoff.Retry(ctx, backoff.Policy{Min: 50 * time.Millisecond, Max: 2 * time.Second, Outage: outage}, func(ctx context.Context) error {
 		broker := r.brokers[attempt%len(r.brokers)]
