@@ -56,6 +56,9 @@ for pkg in $pkgs; do
 	# temporary files go under a directory of ours, and whatever is still
 	# mounted there is unmounted after the package.
 	tmp=$(mktemp -d "${TMPDIR:-/tmp}/auditpipe-mutate.XXXXXX") # outside the module gremlins copies
+	# Like /tmp: a test that runs itself again as nobody (collector/tail's
+	# unreadable-file test) puts its binary and temporary files here.
+	chmod 1777 "$tmp"
 	echo "== mutate $pkg (threshold $threshold %)"
 	start=$SECONDS
 	# gremlins mutates the files under the path (subdirectories included).
