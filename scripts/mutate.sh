@@ -99,7 +99,7 @@ for pkg in $pkgs; do
 	lived=$(sed -n 's/.*"mutants_lived": *\([0-9]*\).*/\1/p' "$json" | head -n 1)
 	notcovered=$(sed -n 's/.*"mutants_not_covered": *\([0-9]*\).*/\1/p' "$json" | head -n 1)
 	# Efficacy without the equivalent survivors: killed / (killed + lived - equivalent).
-	adjusted=$(awk -v k="$killed" -v l="$lived" -v q="$equiv" 'BEGIN { d = k + l - q; printf "%.1f", d > 0 ? 100 * k / d : 100 }')
+	adjusted=$(awk -v k="$killed" -v l="$lived" -v q="$equiv" 'BEGIN { d = k + l - q; printf "%.1f", (d > 0 ? 100 * k / d : 100) }')
 	s=$(printf '%s: efficacy %.1f %% (killed %s, lived %s, not covered %s); %s %% without the %s listed as equivalent; in %ds' \
 		"$pkg" "$efficacy" "$killed" "$lived" "$notcovered" "$adjusted" "$equiv" $((SECONDS - start)))
 	echo "$s"
