@@ -199,6 +199,16 @@ func TestDecodeBad(t *testing.T) {
 		{"unterminated string", `{"layer":"a`, "unexpected end of input", true, false},
 		{"unterminated escape", `{"layer":"a\`, "unexpected end of input", true, false},
 		{"unterminated object", `{"layer":"a"`, "unexpected end of input", true, false},
+		// Mutants (issue 15, make mutate): the bounds of key's and seqField's
+		// scans moved past the end (i <= len(data)) read data[len(data)].
+		{"unterminated key", `{"lay`, "unexpected end of input", true, false},
+		{"unterminated long key", `{"req_auth_id`, "unexpected end of input", true, false},
+		{"unterminated seq", `{"seq":12`, "unexpected end of input", true, false},
+		// Mutants (issue 15): number's, literal's and hasPrefix's bounds past
+		// the end of the input (a number, null, true cut short).
+		{"unterminated negative seq", `{"seq":-12`, `want an unsigned integer, got -12`, false, false},
+		{"unterminated null", `{"layer":nu`, "unexpected end of input", true, false},
+		{"unterminated true", `{"layer":tr`, "invalid character 't'", true, false},
 		{"unterminated array", `{"args":["a"`, "unexpected end of input", true, false},
 		{"bad literal", `{"layer":nul}`, "in literal null", true, false},
 		{"bad literal case", `{"layer":Null}`, "invalid character 'N'", true, false},
@@ -489,4 +499,19 @@ func BenchmarkDecodeEvent(b *testing.B) {
 			}
 		}
 	})
+}
+
+// Mutants (issue 15, make mutate): the 40-byte bound of the number text
+// quoted in an error moved by one (i-off <= 40) or computed from the
+// input's start (i+off < 40) went unnoticed.
+func TestDecodeNumberTextBounded(t *testing.T) {
+	digits := strings.Repeat("1", 39) + strings.Repeat("2", 30)
+	var e Event
+	err := e.DecodeJSON([]byte(`{"seq":-` + digits + `}`))
+	if err == nil {
+		t.Fatal("DecodeJSON accepted a negative seq")
+	}
+	if want := "got -" + digits[:39]; !strings.HasSuffix(err.Error(), want) {
+		t.Errorf("error %q, want it to end with the number's first 40 bytes %q", err, want)
+	}
 }

@@ -325,7 +325,7 @@ func (s *Spool) newSegment() error {
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
-	if _, err := f.WriteString(magic); err == nil {
+	if _, err = f.WriteString(magic); err == nil {
 		err = f.Sync()
 	}
 	if err == nil {

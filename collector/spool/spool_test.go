@@ -322,8 +322,13 @@ func TestCrashRecovery(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(path, tt.damage(b), 0o600); err != nil {
+			damaged := tt.damage(b)
+			if err := os.WriteFile(path, damaged, 0o600); err != nil {
 				t.Fatal(err)
+			}
+			end := int64(len(magic))
+			for i := range tt.kept {
+				end += recordSize(entry(i))
 			}
 
 			s, ev := openSpool(t, dir, Options{})
@@ -333,6 +338,10 @@ func TestCrashRecovery(t *testing.T) {
 			ce := ev.corrupt[0]
 			if ce.File != path || !strings.Contains(ce.Error(), path) || !strings.Contains(ce.Reason, tt.reason) {
 				t.Fatalf("report %q, want it to name %s and %q", ce, path, tt.reason)
+			}
+			// Mutant (issue 15, make mutate): Dropped computed as size + end.
+			if ce.Offset != end || ce.Dropped != int64(len(damaged))-end {
+				t.Fatalf("cut at %d dropping %d bytes, want at %d dropping %d", ce.Offset, ce.Dropped, end, int64(len(damaged))-end)
 			}
 			if s.Entries() != tt.kept {
 				t.Fatalf("%d entries kept, want %d", s.Entries(), tt.kept)
