@@ -71,10 +71,10 @@ func parseAST(out string) []astNode {
 	var nodes []astNode
 	for _, line := range strings.Split(out, "\n") {
 		trimmed := strings.TrimLeft(line, " ")
-		if trimmed == "" {
+		f := strings.Fields(trimmed)
+		if len(f) == 0 {
 			continue
 		}
-		f := strings.Fields(trimmed)
 		n := astNode{depth: len(line) - len(trimmed), kind: f[0]}
 		if len(f) > 1 && !strings.HasPrefix(f[1], "(") {
 			n.name = f[1]
@@ -146,6 +146,11 @@ func astInput(sql string) (string, error) {
 	}
 	if len(toks) == 0 {
 		return "", fmt.Errorf("%w: empty statement", errRefused)
+	}
+	for _, t := range toks {
+		if t.kind == tokPunct && t.text == ";" {
+			return "", fmt.Errorf("%w: one statement per request", errRefused)
+		}
 	}
 	var b strings.Builder
 	from, depth := toks[0].start, 0

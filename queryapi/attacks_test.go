@@ -274,3 +274,27 @@ func TestAttackEveryStatementKind(t *testing.T) {
 		}
 	}
 }
+
+// FuzzASTCheck: the parser check's readers of text never panic, and
+// astInput keeps a statement the lexer reads, with no ';'.
+func FuzzASTCheck(f *testing.F) {
+	f.Add("SELECT 1 FORMAT CSV SETTINGS final", "SelectWithUnionQuery (children 1)\n ExpressionList\n")
+	f.Add("SELECT * FROM eval('x');", "SelectWithUnionQuery\n TablesInSelectQuery\n  TableExpression\n   Function eval (children 1)\n")
+	f.Add("", "  Function\n")
+	f.Fuzz(func(t *testing.T, sql, ast string) {
+		_ = checkAST(ast)
+		in, err := astInput(sql)
+		if err != nil {
+			return
+		}
+		toks, err := lexSQL(in)
+		if err != nil {
+			t.Fatalf("astInput(%q) = %q, which does not lex: %v", sql, in, err)
+		}
+		for _, tk := range toks {
+			if tk.text == ";" {
+				t.Fatalf("astInput(%q) = %q holds a ';'", sql, in)
+			}
+		}
+	})
+}

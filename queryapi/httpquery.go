@@ -78,8 +78,8 @@ func DefaultLimits() Limits {
 	return Limits{MaxExecutionTime: 30 * time.Second, MaxMemoryUsage: 1 << 30, MaxResultRows: 1_000_000, MaxResultBytes: 256 << 20}
 }
 
-// StatsQuerier is a ParamQuerier that also says what a query read, for the
-// endpoint's log. *clickhouse.Embedded is one.
+// StatsQuerier is a ParamQuerier that also says the size of a query's
+// result, for the endpoint's log. *clickhouse.Embedded is one.
 type StatsQuerier interface {
 	ParamQuerier
 	QueryFormatStats(ctx context.Context, sql, format string, params []clickhouse.Param) ([]byte, clickhouse.QueryStats, error)
@@ -259,7 +259,7 @@ func (h *queryHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	out, st, err := h.run(r.Context(), run, req)
-	rec.rowsRead, rec.bytesRead = st.RowsRead, st.BytesRead
+	rec.rows, rec.bytes = st.Rows, st.Bytes
 	if err != nil {
 		fail(err)
 		return

@@ -78,9 +78,10 @@ type queryRecord struct {
 	result    string
 	code      int   // ClickHouse error code of a refusal or error
 	err       error // why it was refused or failed
-	// rowsRead and bytesRead are what the query read (when the engine
-	// says: chDB does), resultBytes what it answered.
-	rowsRead, bytesRead, resultBytes uint64
+	// rows and bytes are the result's rows and uncompressed bytes (when
+	// the engine says: chDB does), resultBytes the size of the answer as
+	// sent.
+	rows, bytes, resultBytes uint64
 }
 
 func newQueryRecord(ctx context.Context, remote string) *queryRecord {
@@ -104,8 +105,8 @@ func (h *queryHandler) finish(rec *queryRecord) {
 		slog.String("sql", truncateSQL(rec.sql, maxLoggedSQL)),
 		slog.Int("sql_bytes", len(rec.sql)),
 		slog.String("result", rec.result),
-		slog.Uint64("rows_read", rec.rowsRead),
-		slog.Uint64("bytes_read", rec.bytesRead),
+		slog.Uint64("rows", rec.rows),
+		slog.Uint64("bytes", rec.bytes),
 		slog.Uint64("result_bytes", rec.resultBytes),
 		slog.Duration("duration", d),
 	}
