@@ -16,8 +16,8 @@ import (
 
 // Embedded is the chDB engine: ClickHouse in this process, on a data
 // directory that only this process can open. Open it once (OpenEmbedded)
-// and share it between the indexer, the HTTP query endpoint and named
-// queries: chDB allows one session per process.
+// and share it between the indexer and named queries; the HTTP query
+// endpoint takes a second connection of its own (OpenQuerySession).
 type Embedded struct {
 	sess *chdb.Session
 	lib  string // libchdb's path, for OpenQuerySession

@@ -112,8 +112,9 @@ type StatsQuerier interface {
 // with the ClickHouse exception text and the X-ClickHouse-Exception-Code
 // header. Every statement goes through the guard (guardStatement) first.
 //
-// The endpoint has no authentication of readers, so it refuses (403) what a
-// browser sends on behalf of another site: see crossSite. Clients that are
+// Readers are authenticated in front of the handler (internal/auth; the
+// identity is logged with every query); the handler also refuses (403) what
+// a browser sends on behalf of another site: see crossSite. Clients that are
 // not browsers (curl, HTTPClient, clickhouse-go) send neither Origin nor
 // Sec-Fetch-Site and are not affected.
 func NewQueryHandler(q FormatQuerier, log *slog.Logger, opt QueryHandlerOptions) http.Handler {
