@@ -3,19 +3,30 @@ package clickhouse
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/auditpipe/auditpipe/clickhouse/chdb"
 )
 
 // Embedded is the chDB engine: ClickHouse in this process, on a data
 // directory that only this process can open. Open it once (OpenEmbedded)
-// and share it between the indexer, the HTTP query endpoint and named
-// queries: chDB allows one session per process.
+// and share it between the indexer and named queries; the HTTP query
+// endpoint takes a second connection of its own (OpenQuerySession).
 type Embedded struct {
 	sess *chdb.Session
+	lib  string // libchdb's path, for OpenQuerySession
+	// ctl, on a query session (OpenQuerySession), is the session that
+	// opened it: a cancelled query of this one is killed through it, as
+	// this one is busy running it. Nil on the first session, whose
+	// queries are not cancellable.
+	ctl *chdb.Session
+	tag string // prefix of the tags of this session's cancellable queries
 }
 
 var _ Engine = (*Embedded)(nil)
@@ -33,12 +44,100 @@ func OpenEmbedded(libPath, dir string) (*Embedded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: embedded engine: %w", err)
 	}
-	e := &Embedded{sess: s}
+	e := &Embedded{sess: s, lib: p}
 	if _, err := s.Query("SET final = 1", ""); err != nil {
 		_ = s.Close()
 		return nil, fmt.Errorf("clickhouse: embedded engine: %w", err)
 	}
 	return e, nil
+}
+
+// OpenQuerySession opens a second connection to e's data directory in this
+// process, for the query endpoint: its queries run beside e's (the
+// indexer's inserts go on while a slow query runs; chDB 26.7 runs two
+// connections' statements concurrently), and they honour their context:
+// when it is done, the query is killed (KILL QUERY, through e's session,
+// as chDB's own cancel entry, chdb_stream_cancel_query, only returns once
+// the statement has finished). Close it before e.
+func (e *Embedded) OpenQuerySession() (*Embedded, error) {
+	if e.sess.Dir() == "" {
+		return nil, errors.New("clickhouse: embedded engine: a query session needs a data directory")
+	}
+	s, err := chdb.Open(e.lib, e.sess.Dir())
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: embedded engine: query session: %w", err)
+	}
+	if _, err := s.Query("SET final = 1", ""); err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("clickhouse: embedded engine: query session: %w", err)
+	}
+	return &Embedded{sess: s, lib: e.lib, ctl: e.sess, tag: "auditpipe-q:" + randomHex(8) + ":"}, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read does not fail
+	return hex.EncodeToString(b)
+}
+
+// QueryStats describe a query's result as chDB counts it. chDB's
+// chdb_result_rows_read and chdb_result_bytes_read count the rows and
+// (uncompressed) bytes of the result, not of what was read: measured on
+// 26.7, SELECT sum(number) FROM numbers(100000) gives 1 and 8.
+type QueryStats struct {
+	Rows, Bytes uint64
+	Elapsed     time.Duration
+}
+
+// query runs sql on e's session, with params when params is not nil. On a
+// query session with a cancellable ctx, the statement is tagged with a
+// leading comment and killed by that tag (through e.ctl) when ctx is done
+// before it ends; the error then wraps ctx's.
+func (e *Embedded) query(ctx context.Context, sql, format string, params []Param) (chdb.Result, error) {
+	do := func(sql string) (chdb.Result, error) {
+		if params != nil {
+			return e.sess.QueryParams(sql, format, params)
+		}
+		return e.sess.Query(sql, format)
+	}
+	if e.ctl == nil || ctx.Done() == nil {
+		return do(sql)
+	}
+	if err := ctx.Err(); err != nil {
+		return chdb.Result{}, fmt.Errorf("clickhouse: query not started: %w", err)
+	}
+	tag := e.tag + randomHex(8)
+	done := make(chan struct{})
+	killed := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(killed)
+		// Again until the query returns: the first KILL may come before
+		// chDB has registered the query.
+		for {
+			e.kill(tag)
+			select {
+			case <-done:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	})
+	r, err := do("/* " + tag + " */ " + sql)
+	close(done)
+	if !stop() {
+		<-killed
+	}
+	if err != nil && ctx.Err() != nil {
+		return r, fmt.Errorf("clickhouse: query cancelled (%w): %w", context.Cause(ctx), err)
+	}
+	return r, err
+}
+
+// kill kills the running queries of e whose text starts with the comment
+// of tag (a prefix of one), asynchronously, through e.ctl.
+func (e *Embedded) kill(tag string) {
+	q := "KILL QUERY WHERE startsWith(query, " + QuoteString("/* "+tag) + ") ASYNC"
+	_, _ = e.ctl.Query(q, "TabSeparated") // nothing to do about a failed kill but try again
 }
 
 // Dir returns the data directory.
@@ -54,13 +153,28 @@ func (e *Embedded) Exec(_ context.Context, sql string) error {
 
 // QueryFormat runs sql and returns its output in a ClickHouse format
 // (JSONEachRow, TabSeparated, CSV, JSON, Native, …); a FORMAT clause in the
-// query wins. It is what the HTTP query endpoint serves.
-func (e *Embedded) QueryFormat(_ context.Context, sql, format string) ([]byte, error) {
-	r, err := e.sess.Query(sql, format)
+// query wins. It is what the HTTP query endpoint serves. On a query
+// session, the query is killed when ctx is done.
+func (e *Embedded) QueryFormat(ctx context.Context, sql, format string) ([]byte, error) {
+	r, err := e.query(ctx, sql, format, nil)
 	if err != nil {
 		return nil, err
 	}
 	return r.Data, nil
+}
+
+// QueryFormatStats is QueryFormatParams that also returns the result's
+// size.
+func (e *Embedded) QueryFormatStats(ctx context.Context, sql, format string, params []Param) ([]byte, QueryStats, error) {
+	if params == nil {
+		params = []Param{}
+	}
+	r, err := e.query(ctx, sql, format, params)
+	st := QueryStats{Rows: r.RowsRead, Bytes: r.BytesRead, Elapsed: time.Duration(r.Elapsed * float64(time.Second))}
+	if err != nil {
+		return nil, st, err
+	}
+	return r.Data, st, nil
 }
 
 // Param is a query parameter, the value of a {name:Type} placeholder in
@@ -70,8 +184,11 @@ type Param = chdb.Param
 
 // QueryFormatParams is QueryFormat with query parameters bound by chDB;
 // sql may hold binary data (an INSERT's rows after FORMAT Native).
-func (e *Embedded) QueryFormatParams(_ context.Context, sql, format string, params []Param) ([]byte, error) {
-	r, err := e.sess.QueryParams(sql, format, params)
+func (e *Embedded) QueryFormatParams(ctx context.Context, sql, format string, params []Param) ([]byte, error) {
+	if params == nil {
+		params = []Param{}
+	}
+	r, err := e.query(ctx, sql, format, params)
 	if err != nil {
 		return nil, err
 	}
@@ -150,8 +267,14 @@ func (e *Embedded) InsertMessages(_ context.Context, token string, rows []Messag
 }
 
 // Close implements Engine: it closes the chDB session and releases the
-// data directory.
-func (e *Embedded) Close() error { return e.sess.Close() }
+// data directory. On a query session, it first kills the session's
+// running query, so that Close does not wait for it to finish.
+func (e *Embedded) Close() error {
+	if e.ctl != nil {
+		e.kill(e.tag)
+	}
+	return e.sess.Close()
+}
 
 func appendJSONString(b []byte, s string) []byte {
 	j, _ := json.Marshal(s) // a string always encodes

@@ -17,6 +17,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/internal/config"
@@ -59,6 +62,27 @@ type QueryHandlerOptions struct {
 	// MaxInsertBytes bounds a writer's INSERT data (the body after an
 	// INSERT … FORMAT in the URL). Default 64 MiB.
 	MaxInsertBytes int64
+	// Limits are forced on every reader's statement; a zero field takes
+	// its value from DefaultLimits (there is no "unlimited").
+	Limits Limits
+	// Registry, when set, gets the endpoint's metrics:
+	// auditpipe_query_requests_total{result} and
+	// auditpipe_query_duration_seconds.
+	Registry prometheus.Registerer
+}
+
+// DefaultLimits are the limits of a reader's statement unless
+// QueryHandlerOptions.Limits says otherwise: 30 s, 1 GiB of memory, a
+// million rows or 256 MiB of result.
+func DefaultLimits() Limits {
+	return Limits{MaxExecutionTime: 30 * time.Second, MaxMemoryUsage: 1 << 30, MaxResultRows: 1_000_000, MaxResultBytes: 256 << 20}
+}
+
+// StatsQuerier is a ParamQuerier that also says the size of a query's
+// result, for the endpoint's log. *clickhouse.Embedded is one.
+type StatsQuerier interface {
+	ParamQuerier
+	QueryFormatStats(ctx context.Context, sql, format string, params []clickhouse.Param) ([]byte, clickhouse.QueryStats, error)
 }
 
 // NewQueryHandler serves q in the shape of ClickHouse's HTTP interface, so
@@ -88,8 +112,9 @@ type QueryHandlerOptions struct {
 // with the ClickHouse exception text and the X-ClickHouse-Exception-Code
 // header. Every statement goes through the guard (guardStatement) first.
 //
-// The endpoint has no authentication of readers, so it refuses (403) what a
-// browser sends on behalf of another site: see crossSite. Clients that are
+// Readers are authenticated in front of the handler (internal/auth; the
+// identity is logged with every query); the handler also refuses (403) what
+// a browser sends on behalf of another site: see crossSite. Clients that are
 // not browsers (curl, HTTPClient, clickhouse-go) send neither Origin nor
 // Sec-Fetch-Site and are not affected.
 func NewQueryHandler(q FormatQuerier, log *slog.Logger, opt QueryHandlerOptions) http.Handler {
@@ -102,7 +127,20 @@ func NewQueryHandler(q FormatQuerier, log *slog.Logger, opt QueryHandlerOptions)
 	if opt.MaxInsertBytes <= 0 {
 		opt.MaxInsertBytes = 64 << 20
 	}
-	h := &queryHandler{q: q, log: log, opt: opt}
+	d := DefaultLimits()
+	if opt.Limits.MaxExecutionTime <= 0 {
+		opt.Limits.MaxExecutionTime = d.MaxExecutionTime
+	}
+	if opt.Limits.MaxMemoryUsage <= 0 {
+		opt.Limits.MaxMemoryUsage = d.MaxMemoryUsage
+	}
+	if opt.Limits.MaxResultRows <= 0 {
+		opt.Limits.MaxResultRows = d.MaxResultRows
+	}
+	if opt.Limits.MaxResultBytes <= 0 {
+		opt.Limits.MaxResultBytes = d.MaxResultBytes
+	}
+	h := &queryHandler{q: q, log: log, opt: opt, metrics: newQueryMetrics(opt.Registry)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ping", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "Ok.\n") })
 	mux.Handle("/", h)
@@ -110,9 +148,10 @@ func NewQueryHandler(q FormatQuerier, log *slog.Logger, opt QueryHandlerOptions)
 }
 
 type queryHandler struct {
-	q   FormatQuerier
-	log *slog.Logger
-	opt QueryHandlerOptions
+	q       FormatQuerier
+	log     *slog.Logger
+	opt     QueryHandlerOptions
+	metrics *queryMetrics
 }
 
 // transportParams are URL parameters of ClickHouse's HTTP interface that are
@@ -181,23 +220,52 @@ func (h *queryHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "Ok.\n")
 		return
 	}
-	run, err := guardStatement(req.stmt, guardOptions{write: writer != "", settings: req.settings})
-	if err != nil {
-		h.log.Info("query endpoint: refused a statement", "err", err, "writer", writer, "remote", r.RemoteAddr)
+	rec := newQueryRecord(r.Context(), r.RemoteAddr)
+	rec.writer, rec.queryID, rec.sql = writer, req.queryID, req.stmt
+	defer h.finish(rec)
+	refuse := func(err error) {
+		rec.result, rec.code, rec.err = resultRefused, 164, err
 		exception(w, http.StatusForbidden, 164, err.Error()+" (READONLY)")
-		return
 	}
-	h.log.Debug("query endpoint: query", "query_id", req.queryID, "writer", writer, "remote", r.RemoteAddr)
-	out, err := h.run(r.Context(), run, req)
-	if err != nil {
+	fail := func(err error) {
 		code := 1000
 		if m := codeRE.FindStringSubmatch(err.Error()); m != nil {
 			fmt.Sscan(m[1], &code)
 		}
-		h.log.Debug("query failed", "query_id", req.queryID, "err", err)
-		exception(w, http.StatusInternalServerError, code, strings.TrimPrefix(err.Error(), "chdb: "))
+		rec.result, rec.code, rec.err = resultError, code, err
+		msg := err.Error()
+		if i := strings.Index(msg, "Code: "); i > 0 {
+			msg = msg[i:] // ClickHouse's own text, without our context
+		}
+		if hint := h.limitHint(code); hint != "" {
+			msg += " (" + hint + ")"
+		}
+		exception(w, http.StatusInternalServerError, code, msg)
+	}
+	run, err := guardStatement(req.stmt, guardOptions{write: writer != "", settings: req.settings, limits: h.opt.Limits})
+	if err != nil {
+		refuse(err)
 		return
 	}
+	if writer == "" {
+		// The parser's own reading of the statement (EXPLAIN AST: parses,
+		// runs nothing), of text the lexical guard has just accepted.
+		if err := h.checkParsed(r.Context(), req); err != nil {
+			if errors.Is(err, errRefused) {
+				refuse(err)
+			} else {
+				fail(err)
+			}
+			return
+		}
+	}
+	out, st, err := h.run(r.Context(), run, req)
+	rec.rows, rec.bytes = st.Rows, st.Bytes
+	if err != nil {
+		fail(err)
+		return
+	}
+	rec.result, rec.resultBytes = resultOK, uint64(len(out))
 	format := req.format
 	if f := queryFormat(req.stmt); f != "" {
 		format = f
@@ -331,20 +399,64 @@ func isInsertWithFormat(stmt string) bool {
 	return n >= 2 && toks[n-2].kind == tokWord && strings.EqualFold(toks[n-2].text, "FORMAT")
 }
 
-// run runs the guarded statement with the request's parameters and data.
-func (h *queryHandler) run(ctx context.Context, guarded string, req *request) ([]byte, error) {
+// run runs the guarded statement with the request's parameters and data,
+// and returns its output and what it read (when the engine says).
+func (h *queryHandler) run(ctx context.Context, guarded string, req *request) ([]byte, clickhouse.QueryStats, error) {
 	pq, ok := h.q.(ParamQuerier)
 	if !ok {
 		if len(req.params) > 0 || req.data != nil {
-			return nil, errors.New("Code: 48. DB::Exception: query parameters and INSERT data are not supported by this engine")
+			return nil, clickhouse.QueryStats{}, errors.New("Code: 48. DB::Exception: query parameters and INSERT data are not supported by this engine")
 		}
-		return h.q.QueryFormat(ctx, guarded, req.format)
+		b, err := h.q.QueryFormat(ctx, guarded, req.format)
+		return b, clickhouse.QueryStats{}, err
 	}
 	sql := guarded
 	if req.data != nil {
 		sql += "\n" + string(req.data)
 	}
-	return pq.QueryFormatParams(ctx, sql, req.format, req.params)
+	if sq, ok := h.q.(StatsQuerier); ok {
+		return sq.QueryFormatStats(ctx, sql, req.format, req.params)
+	}
+	b, err := pq.QueryFormatParams(ctx, sql, req.format, req.params)
+	return b, clickhouse.QueryStats{}, err
+}
+
+// checkParsed has ClickHouse parse a reader's statement (EXPLAIN AST,
+// with the request's query parameters, which the parser needs) and checks
+// the tree (checkAST). A statement that does not parse returns the
+// parser's error, which does not wrap errRefused.
+func (h *queryHandler) checkParsed(ctx context.Context, req *request) error {
+	in, err := astInput(req.stmt)
+	if err != nil {
+		return err
+	}
+	explain := "EXPLAIN AST " + in
+	var out []byte
+	if pq, ok := h.q.(ParamQuerier); ok {
+		out, err = pq.QueryFormatParams(ctx, explain, "TabSeparatedRaw", req.params)
+	} else {
+		out, err = h.q.QueryFormat(ctx, explain, "TabSeparatedRaw")
+	}
+	if err != nil {
+		return fmt.Errorf("parse: %w", err)
+	}
+	return checkAST(string(out))
+}
+
+// limitHint says which of the endpoint's limits an error code means, or "".
+func (h *queryHandler) limitHint(code int) string {
+	l := h.opt.Limits
+	switch code {
+	case 159: // TIMEOUT_EXCEEDED
+		return fmt.Sprintf("this endpoint stops a query after max_execution_time = %s; narrow the query (time range, LIMIT)", l.MaxExecutionTime)
+	case 241: // MEMORY_LIMIT_EXCEEDED
+		return fmt.Sprintf("this endpoint limits a query to max_memory_usage = %d bytes", l.MaxMemoryUsage)
+	case 396: // TOO_MANY_ROWS_OR_BYTES
+		return fmt.Sprintf("this endpoint limits a result to max_result_rows = %d and max_result_bytes = %d; add a LIMIT or aggregate", l.MaxResultRows, l.MaxResultBytes)
+	case 394: // QUERY_WAS_CANCELLED
+		return "the client went away, or the process is stopping"
+	}
+	return ""
 }
 
 // newQueryID returns a random query id in UUID form, as ClickHouse makes.

@@ -197,6 +197,10 @@ func TestGuardSQLReadonlyInChDB(t *testing.T) {
 type fakeQuerier struct{ got string }
 
 func (f *fakeQuerier) QueryFormat(_ context.Context, sql, _ string) ([]byte, error) {
+	if strings.HasPrefix(sql, "EXPLAIN AST ") {
+		// The parser check's question: a SELECT of nothing in particular.
+		return []byte("SelectWithUnionQuery (children 1)\n ExpressionList (children 1)\n  SelectQuery (children 1)\n"), nil
+	}
 	f.got = sql
 	return []byte("1\n"), nil
 }
@@ -254,7 +258,7 @@ func TestQueryHandlerCrossSite(t *testing.T) {
 			if tc.status == 403 && fq.got != "" {
 				t.Errorf("refused request reached the engine: %q", fq.got)
 			}
-			if tc.status == 200 && fq.got != "SELECT 1\nSETTINGS readonly = 1" {
+			if tc.status == 200 && fq.got != "SELECT 1\nSETTINGS max_execution_time = 30, max_memory_usage = 1073741824, max_result_rows = 1000000, max_result_bytes = 268435456, readonly = 1" {
 				t.Errorf("engine got %q", fq.got)
 			}
 		})

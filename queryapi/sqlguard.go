@@ -171,6 +171,9 @@ var (
 		"url": true, "urlcluster": true, "input": true, "oss": true, "osscluster": true,
 		"cosn": true, "hive": true, "jdbc": true, "odbc": true, "cluster": true,
 		"clusterallreplicas": true, "remote": true, "remotesecure": true,
+		// eval() runs SQL built from a string at run time: text this guard
+		// never reads as SQL.
+		"eval": true,
 	}
 	blockedPrefixes = []string{
 		"file", // file, fileCluster, and filesystem* (harmless, refused with them)
@@ -181,9 +184,50 @@ var (
 	}
 )
 
+// allowedTableFunctions are the table functions a reader may call
+// (lower-cased): generators of numbers and constant rows, none of which
+// reads anything. Every other table function is refused, here when its
+// name is in tableFunctions, and by the parser check (checkAST) whatever
+// its name.
+var allowedTableFunctions = map[string]bool{
+	"numbers": true, "numbers_mt": true, "generateseries": true, "generate_series": true, "values": true,
+}
+
+// tableFunctions are the table functions of ClickHouse 26.7 (chDB
+// 26.7.3's system.table_functions, lower-cased), less format and the
+// allowed ones. format is also a scalar function (format('{} {}', a, b)),
+// so this lexical check cannot refuse its name; checkAST refuses it as a
+// table function. file and fuzzQuery are also scalar functions, refused as
+// both. TestAttackEveryTableFunction fails when chDB gains a name that is
+// neither here nor allowed.
+var tableFunctions = map[string]bool{
+	"arrowstream": true, "azureblobstorage": true, "azureblobstoragecluster": true, "cluster": true,
+	"clusterallreplicas": true, "cosn": true, "deltalake": true, "deltalakeazure": true,
+	"deltalakeazurecluster": true, "deltalakecluster": true, "deltalakelocal": true, "deltalakes3": true,
+	"deltalakes3cluster": true, "dictionary": true, "eval": true, "executable": true, "file": true,
+	"filecluster": true, "filesystem": true, "fuzzjson": true, "fuzzquery": true, "gcs": true,
+	"generaterandom": true, "hdfs": true, "hdfscluster": true, "hudi": true, "hudicluster": true,
+	"iceberg": true, "icebergazure": true, "icebergazurecluster": true, "icebergcluster": true,
+	"iceberghdfs": true, "iceberghdfscluster": true, "iceberglocal": true, "iceberglocalcluster": true,
+	"icebergs3": true, "icebergs3cluster": true, "input": true, "jdbc": true, "loop": true, "merge": true,
+	"mergetreeanalyzeindexes": true, "mergetreeanalyzeindexesuuid": true, "mergetreeindex": true,
+	"mergetreeprojection": true, "mergetreetextindex": true, "mongodb": true, "mysql": true, "null": true,
+	"odbc": true, "oss": true, "paimon": true, "paimonazure": true, "paimonazurecluster": true,
+	"paimoncluster": true, "paimonhdfs": true, "paimonhdfscluster": true, "paimonlocal": true,
+	"paimons3": true, "paimons3cluster": true, "postgresql": true, "primes": true, "prometheusquery": true,
+	"prometheusqueryrange": true, "redis": true, "remote": true, "remotesecure": true, "s3": true,
+	"s3cluster": true, "sqlite": true, "sqlstandardvalues": true, "timeseriesdata": true,
+	"timeseriesmetrics": true, "timeseriessamples": true, "timeseriesselector": true, "timeseriestags": true,
+	"url": true, "urlcluster": true, "view": true, "viewexplain": true, "viewifpermitted": true, "ytsaurus": true,
+	"zeros": true, "zeros_mt": true, // refused by chDB 26.7 under readonly = 1 anyway
+}
+
+// blockedFunction reports whether a call of name (table or scalar
+// function) is refused: it reaches outside the store, builds SQL at run
+// time, or is a table function off the allow-list.
 func blockedFunction(name string) bool {
 	l := strings.ToLower(name)
-	if blockedExact[l] {
+	if blockedExact[l] || tableFunctions[l] && !allowedTableFunctions[l] {
 		return true
 	}
 	for _, p := range blockedPrefixes {
@@ -232,6 +276,9 @@ type guardOptions struct {
 	// in ClickHouse). DDL does not get them (a CREATE TABLE's SETTINGS are
 	// table settings).
 	settings []Setting
+	// limits are forced on a reader's statement, after readonly = 1 and
+	// before the statement's own settings, which may only lower them.
+	limits Limits
 }
 
 // guardStatement checks sql as guardSQL does, or, with opt.write, as a
@@ -304,7 +351,7 @@ func guardStatement(sql string, opt guardOptions) (string, error) {
 					return "", fmt.Errorf("%w: escaped quoted function name %s", errRefused, t.text)
 				}
 				if blockedFunction(name) {
-					return "", fmt.Errorf("%w: function %s reaches outside the store", errRefused, name)
+					return "", fmt.Errorf("%w: function %s is not allowed here", errRefused, name)
 				}
 			}
 		case tokWord:
@@ -321,16 +368,17 @@ func guardStatement(sql string, opt guardOptions) (string, error) {
 				}
 			}
 			if nx := next(1); nx != nil && nx.kind == tokPunct && nx.text == "(" && blockedFunction(t.text) {
-				return "", fmt.Errorf("%w: function %s reaches outside the store", errRefused, t.text)
+				return "", fmt.Errorf("%w: function %s is not allowed here", errRefused, t.text)
 			}
 			if u == "SETTINGS" && (i == 0 || toks[i-1].text != ".") {
-				if n1, n2 := next(1), next(2); n1 != nil && n2 != nil && isEquals(*n2) {
-					if err := checkSettings(toks[i+1:], allowed); err != nil {
-						return "", err
-					}
-					if depth == 0 && insertAt < 0 {
-						lastSettings = i
-					}
+				// Every SETTINGS word starts a clause whose items are checked,
+				// bare (SETTINGS name, which sets a boolean to 1) or assigned.
+				// As a column name it must be quoted.
+				if err := checkSettings(sql, toks[i+1:], allowed, opt.limits); err != nil {
+					return "", err
+				}
+				if depth == 0 && insertAt < 0 {
+					lastSettings = i
 				}
 			}
 			if verb == "INSERT" && depth == 0 && insertAt < 0 && (u == "FORMAT" || u == "VALUES" || u == "SELECT" || u == "WITH") {
@@ -343,6 +391,14 @@ func guardStatement(sql string, opt guardOptions) (string, error) {
 			return "", fmt.Errorf("%w: setting %s is not allowed here", errRefused, st.Name)
 		}
 	}
+	urlSettings := make([]Setting, len(opt.settings))
+	for i, st := range opt.settings {
+		v, err := opt.limits.clamp(st.Name, st.Value)
+		if err != nil {
+			return "", err
+		}
+		urlSettings[i] = Setting{Name: st.Name, Value: v}
+	}
 
 	body := sql
 	if len(toks) > 0 {
@@ -350,13 +406,21 @@ func guardStatement(sql string, opt guardOptions) (string, error) {
 	}
 	var add []string
 	if !writeFirstWords[verb] || verb == "INSERT" {
-		for _, st := range opt.settings {
+		for _, st := range urlSettings {
 			add = append(add, st.Name+" = "+settingLiteral(st.Value))
 		}
 	}
 	if !opt.write {
 		// readonly = 1 comes after the request's settings, which can never
 		// name it (refused above and below).
+		// The limits, but those the URL set (clamped to them above), go
+		// before readonly = 1: chDB refuses to change some settings after
+		// it in the same clause.
+		set := make(map[string]bool, len(urlSettings))
+		for _, st := range urlSettings {
+			set[strings.ToLower(st.Name)] = true
+		}
+		add = append(add, opt.limits.settings(set)...)
 		add = append(add, "readonly = 1")
 	}
 	if len(add) == 0 {
@@ -448,60 +512,95 @@ func checkWrite(toks []sqlToken) error {
 	return nil
 }
 
-// checkSettings checks the settings of a SETTINGS clause, toks starting
-// after the keyword: name = value [, name = value]…. A value is skipped up
-// to the next ',' outside brackets; the clause ends at a ')' that closes
-// an enclosing bracket, a ';', or a word that cannot be in a value (FORMAT,
-// INTO, UNION, …). Reading too far can only refuse more, never less.
-func checkSettings(toks []sqlToken, allowed func(name string) bool) error {
+// checkSettings checks the items of a SETTINGS clause, toks starting
+// after the keyword: item [, item]…, each "name = value" or a bare "name"
+// (which ClickHouse reads as name = 1). Every item's name must be allowed;
+// a setting that lim caps must have a plain number value within the cap.
+// A value is skipped up to the next ',' outside brackets; the clause ends
+// at a ')' that closes an enclosing bracket, a ';', or a word that cannot
+// be in a value (FORMAT, INTO, UNION, …). Reading too far can only refuse
+// more, never less.
+func checkSettings(sql string, toks []sqlToken, allowed func(name string) bool, lim Limits) error {
 	i := 0
-	for {
-		if i+1 >= len(toks) || !isEquals(toks[i+1]) {
-			return nil
-		}
-		name := toks[i].text
-		switch toks[i].kind {
+	for i < len(toks) {
+		t := toks[i]
+		name := t.text
+		switch t.kind {
 		case tokQuoted:
 			var ok bool
 			if name, ok = quotedName(name); !ok {
-				return fmt.Errorf("%w: escaped setting name %s", errRefused, toks[i].text)
+				return fmt.Errorf("%w: escaped setting name %s", errRefused, t.text)
 			}
 		case tokWord:
+			if settingsEnd[strings.ToUpper(name)] {
+				return nil
+			}
 		default:
-			return nil
+			if t.text == ")" || t.text == ";" {
+				return nil
+			}
+			return fmt.Errorf("%w: cannot read the SETTINGS clause at %q", errRefused, t.text)
 		}
 		if !allowed(name) {
 			return fmt.Errorf("%w: setting %s is not allowed here", errRefused, name)
 		}
-		d := 0
-		for i += 2; ; i++ {
-			if i >= len(toks) {
+		i++
+		if i >= len(toks) {
+			return lim.check(name, "1")
+		}
+		if !isEquals(toks[i]) {
+			// A bare name: then ',' for the next item, or the clause ends.
+			if err := lim.check(name, "1"); err != nil {
+				return err
+			}
+			switch nx := toks[i]; {
+			case nx.kind == tokPunct && nx.text == ",":
+				i++
+				continue
+			case nx.kind == tokPunct && (nx.text == ")" || nx.text == ";"),
+				nx.kind == tokWord && settingsEnd[strings.ToUpper(nx.text)]:
 				return nil
 			}
+			return fmt.Errorf("%w: cannot read the SETTINGS clause at %q", errRefused, toks[i].text)
+		}
+		i++
+		start, d, end := i, 0, false
+		for ; i < len(toks); i++ {
 			t := toks[i]
 			if t.kind == tokWord && settingsEnd[strings.ToUpper(t.text)] {
-				return nil
+				end = true
+				break
 			}
 			if t.kind != tokPunct {
 				continue
+			}
+			if t.text == "," && d == 0 {
+				break
 			}
 			switch t.text {
 			case "(", "[", "{":
 				d++
 			case ")", "]", "}":
 				d--
-				if d < 0 {
-					return nil
-				}
-			case ";":
-				return nil
 			}
-			if t.text == "," && d == 0 {
+			if d < 0 || t.text == ";" {
+				end = true
 				break
 			}
 		}
-		i++
+		value := ""
+		if i > start {
+			value = sql[toks[start].start:toks[i-1].end]
+		}
+		if err := lim.check(name, value); err != nil {
+			return err
+		}
+		if end || i >= len(toks) {
+			return nil
+		}
+		i++ // the ','
 	}
+	return nil
 }
 
 // settingsEnd are the words that end a SETTINGS clause.

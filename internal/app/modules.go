@@ -237,13 +237,29 @@ func initStore(ctx context.Context, a *App) (Service, error) {
 // initQuery serves SQL and the named queries on "/", in the shape of
 // ClickHouse's HTTP interface, when the store can answer in ClickHouse's
 // formats (embedded chDB; a server has an HTTP interface of its own).
+// An embedded store's queries run on a chDB connection of their own
+// (beside the indexer's, killed when the client goes), closed when the
+// module stops, which kills a query still running.
 func initQuery(_ context.Context, a *App) (Service, error) {
 	fq, ok := a.shared.engine.(queryapi.FormatQuerier)
 	if !ok {
 		return nil, nil
 	}
-	a.http.handle("/", queryapi.NewQueryHandler(fq, a.Log, queryapi.QueryHandlerOptions{}), auth.RoleAuditor)
-	return nil, nil
+	var svc Service
+	if emb, ok := fq.(*clickhouse.Embedded); ok {
+		qs, err := emb.OpenQuerySession()
+		if err != nil {
+			return nil, fmt.Errorf("query: %w", err)
+		}
+		fq = qs
+		svc = ServiceFunc(func(ctx context.Context) error {
+			<-ctx.Done()
+			return qs.Close()
+		})
+	}
+	opt := queryapi.QueryHandlerOptions{Limits: queryapi.DefaultLimits(), Registry: a.http.registry}
+	a.http.handle("/", queryapi.NewQueryHandler(fq, a.Log.With("component", "query"), opt), auth.RoleAuditor)
+	return svc, nil
 }
 
 func initIndexer(_ context.Context, a *App) (Service, error) {

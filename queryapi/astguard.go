@@ -1,0 +1,172 @@
+package queryapi
+
+import (
+	"fmt"
+	"strings"
+)
+
+// The second check of a reader's statement, by ClickHouse's own parser:
+// after the lexical guard (guardStatement) lets a statement through, the
+// endpoint asks chDB for its syntax tree (EXPLAIN AST, which parses and
+// runs nothing) and checks the tree (checkAST): the kind of statement, every
+// table function and function called, and every table read. The lexical
+// guard is what keeps text that chDB would act on from reaching it; this
+// check sees the statement as ClickHouse will run it, so a name the lexical
+// guard does not know, or a token it reads differently from ClickHouse,
+// is still refused.
+//
+// libchdb 26.7.3 also exports chdb_classify_query_n (read-only / mutating /
+// control, and a statement count), but it says nothing of the table
+// functions and tables a statement uses, so EXPLAIN AST is used instead.
+
+// astRoots are the statement kinds (the root node of EXPLAIN AST) a reader
+// may run. ShowTables is every SHOW that reads system tables (TABLES,
+// DATABASES, DICTIONARIES, SETTINGS, …); Explain is allowed of a SELECT only.
+var astRoots = map[string]bool{
+	"SelectWithUnionQuery": true, "ShowTables": true, "ShowColumns": true, "DescribeQuery": true,
+	"ExistsTableQuery": true, "ExistsViewQuery": true, "ExistsDatabaseQuery": true, "ExistsDictionaryQuery": true,
+	"ShowCreateTableQuery": true, "ShowCreateViewQuery": true, "ShowCreateDatabaseQuery": true,
+	"Explain": true,
+}
+
+// allowedSystemTables are the system tables a reader may read: what
+// ClickHouse clients and Grafana read at connect and to list tables and
+// columns, and the catalogues of settings, functions and formats. Not
+// system.processes or the logs (other readers' queries), nor the
+// access, disk and server tables.
+var allowedSystemTables = map[string]bool{
+	"one": true, "numbers": true, "numbers_mt": true, "zeros": true, "zeros_mt": true,
+	"settings": true, "databases": true, "tables": true, "columns": true, "functions": true,
+	"table_functions": true, "formats": true, "data_type_families": true, "time_zones": true,
+	"table_engines": true, "parts": true, "build_options": true,
+}
+
+// allowedTable reports whether a reader may read the table named as
+// EXPLAIN AST prints it: db.table or table (the store's own database).
+func allowedTable(name string) bool {
+	db, table, ok := strings.Cut(name, ".")
+	if !ok {
+		return true
+	}
+	switch strings.ToLower(db) {
+	case "default":
+		return true
+	case "system":
+		return allowedSystemTables[table]
+	case "information_schema":
+		return true
+	}
+	return false
+}
+
+// astNode is one line of EXPLAIN AST output.
+type astNode struct {
+	depth      int
+	kind, name string
+}
+
+// parseAST reads the output of EXPLAIN AST: one node a line, indented by
+// one space per level, "Kind [name] [(alias a)] [(children n)]".
+func parseAST(out string) []astNode {
+	var nodes []astNode
+	for _, line := range strings.Split(out, "\n") {
+		trimmed := strings.TrimLeft(line, " ")
+		f := strings.Fields(trimmed)
+		if len(f) == 0 {
+			continue
+		}
+		n := astNode{depth: len(line) - len(trimmed), kind: f[0]}
+		if len(f) > 1 && !strings.HasPrefix(f[1], "(") {
+			n.name = f[1]
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes
+}
+
+// checkAST checks the EXPLAIN AST output of a reader's statement: a
+// statement kind of astRoots (an EXPLAIN of a SELECT only), table functions
+// of allowedTableFunctions only, no function that blockedFunction refuses,
+// and tables of the store's database, information_schema, or
+// allowedSystemTables only. It returns an error wrapping errRefused, or nil.
+func checkAST(out string) error {
+	nodes := parseAST(out)
+	if len(nodes) == 0 || nodes[0].depth != 0 {
+		return fmt.Errorf("%w: the parser returned no statement", errRefused)
+	}
+	root := nodes[0]
+	if !astRoots[root.kind] {
+		return fmt.Errorf("%w: statement %s is not allowed here", errRefused, root.kind)
+	}
+	var parents []string // parents[d] is the kind of the last node at depth d
+	for i, n := range nodes {
+		if i > 0 && n.depth == 0 {
+			if n.kind != "Identifier" && n.kind != "Literal" && n.kind != "Set" {
+				return fmt.Errorf("%w: more than one statement (%s)", errRefused, n.kind)
+			}
+		}
+		if n.depth > len(parents) {
+			return fmt.Errorf("%w: cannot read the parser's answer", errRefused)
+		}
+		parents = append(parents[:n.depth], n.kind)
+		parent := ""
+		if n.depth > 0 {
+			parent = parents[n.depth-1]
+		}
+		if root.kind == "Explain" && n.depth == 1 && n.kind != "SelectWithUnionQuery" && n.kind != "Set" {
+			return fmt.Errorf("%w: EXPLAIN of %s is not allowed here", errRefused, n.kind)
+		}
+		switch n.kind {
+		case "Function":
+			if parent == "TableExpression" && !allowedTableFunctions[strings.ToLower(n.name)] {
+				return fmt.Errorf("%w: table function %s is not allowed here", errRefused, n.name)
+			}
+			if blockedFunction(n.name) {
+				return fmt.Errorf("%w: function %s is not allowed here", errRefused, n.name)
+			}
+		case "TableIdentifier":
+			if !allowedTable(n.name) {
+				return fmt.Errorf("%w: table %s is not allowed here", errRefused, n.name)
+			}
+		}
+	}
+	return nil
+}
+
+// astInput returns the statement to give EXPLAIN AST: sql (which the lexical
+// guard has accepted) without a trailing ';' and without its top-level
+// FORMAT clause, so that EXPLAIN AST answers in the format asked for.
+func astInput(sql string) (string, error) {
+	toks, err := lexSQL(sql)
+	if err != nil {
+		return "", err
+	}
+	if n := len(toks); n > 0 && toks[n-1].kind == tokPunct && toks[n-1].text == ";" {
+		toks = toks[:n-1]
+	}
+	if len(toks) == 0 {
+		return "", fmt.Errorf("%w: empty statement", errRefused)
+	}
+	for _, t := range toks {
+		if t.kind == tokPunct && t.text == ";" {
+			return "", fmt.Errorf("%w: one statement per request", errRefused)
+		}
+	}
+	var b strings.Builder
+	from, depth := toks[0].start, 0
+	for i, t := range toks {
+		switch {
+		case t.kind == tokPunct && t.text == "(":
+			depth++
+		case t.kind == tokPunct && t.text == ")":
+			depth--
+		case depth == 0 && t.kind == tokWord && strings.EqualFold(t.text, "FORMAT") && i+1 < len(toks) &&
+			(toks[i+1].kind == tokWord || toks[i+1].kind == tokQuoted) &&
+			(i+2 == len(toks) || toks[i+2].kind == tokWord && strings.EqualFold(toks[i+2].text, "SETTINGS")):
+			b.WriteString(sql[from:t.start])
+			from = toks[i+1].end
+		}
+	}
+	b.WriteString(sql[from:toks[len(toks)-1].end])
+	return b.String(), nil
+}

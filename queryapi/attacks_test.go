@@ -1,0 +1,300 @@
+package queryapi
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/auditpipe/auditpipe/clickhouse"
+	"github.com/auditpipe/auditpipe/clickhouse/clickhousetest"
+)
+
+// Attack (issue 9): a bare boolean setting in a SETTINGS clause
+// (`SETTINGS …, allow_experimental_eval_table_function`, no "= value")
+// slipped past the settings check, which only looked at "name = value"
+// items. Every item is now checked by name, bare or assigned.
+func TestAttackBareSetting(t *testing.T) {
+	for _, tc := range []struct{ name, sql, why string }{
+		{"bare after assigned", "SELECT 1 SETTINGS max_threads = 1, allow_experimental_eval_table_function", "allow_experimental_eval_table_function"},
+		{"bare first", "SELECT 1 SETTINGS allow_experimental_eval_table_function, max_threads = 1", "allow_experimental_eval_table_function"},
+		{"bare alone", "SELECT 1 SETTINGS allow_introspection_functions", "allow_introspection_functions"},
+		{"bare after bare allowed", "SELECT 1 SETTINGS final, allow_experimental_eval_table_function", "allow_experimental_eval_table_function"},
+		{"bare quoted", "SELECT 1 SETTINGS max_threads = 1, `allow_experimental_eval_table_function`", "allow_experimental_eval_table_function"},
+		{"bare in subquery", "SELECT * FROM (SELECT 1 SETTINGS max_threads = 1, allow_experimental_eval_table_function)", "allow_experimental_eval_table_function"},
+		{"bare before format", "SELECT 1 SETTINGS final, allow_experimental_eval_table_function FORMAT CSV", "allow_experimental_eval_table_function"},
+		{"bare readonly", "SELECT 1 SETTINGS max_threads = 1, readonly", "readonly"},
+		{"bare after format", "SELECT 1 FORMAT CSV SETTINGS allow_experimental_eval_table_function", "allow_experimental_eval_table_function"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := guardSQL(tc.sql)
+			if err == nil {
+				t.Fatalf("guardSQL(%q) allowed it: %q", tc.sql, got)
+			}
+			if !errors.Is(err, errRefused) || !strings.Contains(err.Error(), tc.why) {
+				t.Errorf("guardSQL(%q) = %v; want errRefused mentioning %q", tc.sql, err, tc.why)
+			}
+		})
+	}
+	// Bare settings on the list are still fine (SETTINGS final means final = 1).
+	if _, err := guardSQL("SELECT 1 SETTINGS final, max_threads = 2"); err != nil {
+		t.Errorf("bare allowed setting refused: %v", err)
+	}
+}
+
+// get sends one query request to srv and returns the status, the
+// exception code header and the body.
+func get(t *testing.T, srv *httptest.Server, method string, params url.Values, body string) (int, string, string) {
+	t.Helper()
+	u := srv.URL + "/"
+	if len(params) > 0 {
+		u += "?" + params.Encode()
+	}
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, u, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header.Get("X-ClickHouse-Exception-Code"), string(b)
+}
+
+// secretFile writes a file the endpoint must never read and returns its path.
+func secretFile(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "secret.txt")
+	if err := os.WriteFile(p, []byte("top secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Attack (issue 9): eval() builds SQL from a string the guard never sees
+// as SQL (`eval('SELECT * FROM file(”/etc/shadow”)')`), with the bare
+// setting that enables it; also inside a subquery, and with the text split
+// between the query URL parameter and the POST body. All refused (403,
+// code 164) by the guard, before chDB runs anything.
+func TestAttackEval(t *testing.T) {
+	eng := clickhousetest.OpenEmbedded(t, "")
+	srv := httptest.NewServer(NewQueryHandler(eng, nil, QueryHandlerOptions{}))
+	defer srv.Close()
+	secret := secretFile(t)
+	inner := "SELECT * FROM file(''" + secret + "'', ''LineAsString'')"
+	on := " SETTINGS max_threads = 1, allow_experimental_eval_table_function"
+	for _, tc := range []struct {
+		name, method, query, body string
+	}{
+		{"GET", "GET", "SELECT * FROM eval('" + inner + "')" + on, ""},
+		{"POST", "POST", "", "SELECT * FROM eval('" + inner + "')" + on},
+		{"assigned setting", "GET", "SELECT * FROM eval('" + inner + "') SETTINGS allow_experimental_eval_table_function = 1", ""},
+		{"subquery", "GET", "SELECT count() FROM (SELECT * FROM eval('" + inner + "'))" + on, ""},
+		{"scalar subquery", "GET", "SELECT (SELECT any(*) FROM eval('" + inner + "'))" + on, ""},
+		{"CTE", "GET", "WITH s AS (SELECT * FROM eval('" + inner + "')) SELECT * FROM s" + on, ""},
+		{"IN subquery", "GET", "SELECT 1 WHERE 'top secret' IN (SELECT * FROM eval('" + inner + "'))" + on, ""},
+		{"quoted name", "GET", "SELECT * FROM `eval`('" + inner + "')" + on, ""},
+		{"upper case", "GET", "SELECT * FROM EVAL('" + inner + "')" + on, ""},
+		{"split: name in URL, call in body", "POST", "SELECT * FROM eval", "('" + inner + "')" + on},
+		{"split: setting in body", "POST", "SELECT * FROM eval('" + inner + "') SETTINGS max_threads = 1,", "allow_experimental_eval_table_function"},
+		{"split: comment across", "POST", "SELECT * FROM eval /*", "*/ ('" + inner + "')" + on},
+		{"URL setting, bare", "GET", "SELECT * FROM eval('" + inner + "')", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := url.Values{}
+			if tc.query != "" {
+				v.Set("query", tc.query)
+			}
+			if tc.name == "URL setting, bare" {
+				v.Set("allow_experimental_eval_table_function", "")
+			}
+			status, code, body := get(t, srv, tc.method, v, tc.body)
+			if status != http.StatusForbidden || code != "164" || strings.Contains(body, "top secret") {
+				t.Errorf("status %d code %q body %q; want 403, code 164, no secret", status, code, body)
+			}
+		})
+	}
+}
+
+// Attack (issue 9): the guard knew a list of dangerous functions, so any
+// table function it did not name (eval, merge, loop, view, generateRandom,
+// mergeTreeIndex, prometheusQuery, …, and whatever a new ClickHouse adds)
+// reached chDB. Every table function chDB 26.7 has (system.table_functions)
+// is tried: only the allow-listed ones pass the guard.
+func TestAttackEveryTableFunction(t *testing.T) {
+	eng := clickhousetest.OpenEmbedded(t, "")
+	ctx := context.Background()
+	if _, err := clickhouse.Migrate(ctx, eng, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(NewQueryHandler(eng, nil, QueryHandlerOptions{}))
+	defer srv.Close()
+	b, err := eng.QueryFormat(ctx, "SELECT name FROM system.table_functions ORDER BY name", "TabSeparatedRaw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := strings.Fields(string(b))
+	if len(names) < 50 {
+		t.Fatalf("system.table_functions has %d names: %q", len(names), b)
+	}
+	allowed := 0
+	for _, name := range names {
+		for _, form := range []string{
+			"SELECT * FROM " + name + "(1)",
+			"SELECT * FROM " + name + "('x', 'y')",
+			"SELECT * FROM `" + name + "`(1)",
+			"SELECT * FROM audit_events WHERE host IN (SELECT * FROM " + name + "(1))",
+			"DESCRIBE TABLE " + name + "(1)",
+		} {
+			status, code, body := get(t, srv, "GET", url.Values{"query": {form}}, "")
+			if allowedTableFunctions[strings.ToLower(name)] {
+				if status == http.StatusForbidden {
+					t.Errorf("%s: allow-listed, refused: %s", form, body)
+				}
+				continue
+			}
+			if status != http.StatusForbidden || code != "164" {
+				t.Errorf("%s: status %d code %q body %q; want 403, code 164", form, status, code, strings.TrimSpace(body))
+			}
+		}
+		if allowedTableFunctions[strings.ToLower(name)] {
+			allowed++
+		}
+	}
+	if allowed == 0 {
+		t.Errorf("no allow-listed table function found in system.table_functions")
+	}
+	// The allowed ones work.
+	for _, q := range []string{"SELECT count() FROM numbers(10)", "SELECT * FROM generateSeries(1, 3)", "SELECT * FROM values('x UInt8', 1, 2)"} {
+		if status, _, body := get(t, srv, "GET", url.Values{"query": {q}}, ""); status != http.StatusOK {
+			t.Errorf("%s: %d %s", q, status, body)
+		}
+	}
+}
+
+// Attack (issue 9): statements other than reads. Every kind of statement
+// ClickHouse 26.7 parses (ParserQuery: the DDL, DML, access, SYSTEM, KILL,
+// SET, USE, BACKUP/RESTORE, transactions, …) is tried; only SELECT (and
+// WITH, set operations), DESCRIBE, EXISTS, a few SHOW forms and EXPLAIN of
+// a SELECT pass.
+func TestAttackEveryStatementKind(t *testing.T) {
+	eng := clickhousetest.OpenEmbedded(t, "")
+	ctx := context.Background()
+	if _, err := clickhouse.Migrate(ctx, eng, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(NewQueryHandler(eng, nil, QueryHandlerOptions{}))
+	defer srv.Close()
+	refused := []string{
+		"INSERT INTO audit_events (event) VALUES ('x')",
+		"INSERT INTO FUNCTION file('/tmp/x', 'CSV') SELECT 1",
+		"CREATE TABLE x (a UInt8) ENGINE = Memory",
+		"CREATE VIEW v AS SELECT 1",
+		"CREATE DATABASE d",
+		"CREATE DICTIONARY d (a UInt8) PRIMARY KEY a SOURCE(FILE(path '/etc/passwd' format 'CSV')) LAYOUT(FLAT()) LIFETIME(0)",
+		"CREATE FUNCTION f AS (x) -> x",
+		"CREATE USER u", "CREATE ROLE r", "CREATE QUOTA q", "CREATE ROW POLICY p ON t USING 1", "CREATE SETTINGS PROFILE p",
+		"CREATE NAMED COLLECTION n AS a = 1",
+		"ALTER TABLE audit_events DELETE WHERE 1",
+		"ALTER TABLE audit_events UPDATE host = 'x' WHERE 1",
+		"ALTER USER default IDENTIFIED BY 'x'",
+		"DROP TABLE audit_events", "DROP DATABASE default", "UNDROP TABLE audit_events",
+		"DELETE FROM audit_events WHERE 1",
+		"UPDATE audit_events SET host = 'x' WHERE 1",
+		"TRUNCATE TABLE audit_events",
+		"RENAME TABLE audit_events TO x",
+		"EXCHANGE TABLES audit_events AND x",
+		"OPTIMIZE TABLE audit_events FINAL",
+		"ATTACH TABLE x FROM '/tmp/x' (a UInt8) ENGINE = Memory",
+		"DETACH TABLE audit_events",
+		"CHECK TABLE audit_events",
+		"SYSTEM FLUSH LOGS", "SYSTEM SHUTDOWN", "SYSTEM DROP DNS CACHE",
+		"KILL QUERY WHERE 1",
+		"KILL MUTATION WHERE 1",
+		"SET readonly = 0", "SET allow_experimental_eval_table_function = 1",
+		"SET ROLE NONE", "SET DEFAULT ROLE NONE TO default",
+		"USE system",
+		"GRANT ALL ON *.* TO default", "REVOKE ALL ON *.* FROM default",
+		"BACKUP TABLE audit_events TO File('/tmp/b')",
+		"RESTORE TABLE audit_events FROM File('/tmp/b')",
+		"BEGIN TRANSACTION", "COMMIT", "ROLLBACK",
+		"WATCH v",
+		"MOVE USER u TO local_directory",
+		"SHOW PROCESSLIST", "SHOW GRANTS", "SHOW USERS", "SHOW ACCESS", "SHOW CREATE USER default",
+		"SHOW PRIVILEGES", "SHOW QUOTA", "SHOW ROLES", "SHOW ENGINES",
+		"EXPLAIN PIPELINE INSERT INTO audit_events SELECT * FROM audit_events",
+		"EXPLAIN AST CREATE TABLE x (a UInt8) ENGINE = Memory",
+		"EXPLAIN SYNTAX SYSTEM FLUSH LOGS",
+		"SELECT 1 INTO OUTFILE '/tmp/x'",
+		"SELECT 1; SELECT 2",
+		"PARALLEL WITH SELECT 1",
+		"EXECUTE AS default SELECT 1",
+		"COPY audit_events TO '/tmp/x'",
+	}
+	for _, q := range refused {
+		status, code, body := get(t, srv, "GET", url.Values{"query": {q}}, "")
+		if status != http.StatusForbidden || code != "164" {
+			t.Errorf("%s: status %d code %q body %q; want 403, code 164", q, status, code, strings.TrimSpace(body))
+		}
+	}
+	allowed := []string{
+		"SELECT count() FROM audit_events",
+		"WITH 1 AS x SELECT x",
+		"SELECT 1 UNION ALL SELECT 2",
+		"(SELECT 1) EXCEPT (SELECT 2)",
+		"SELECT 1 INTERSECT SELECT 1",
+		"DESCRIBE TABLE audit_events",
+		"DESC audit_events",
+		"EXISTS TABLE audit_events",
+		"SHOW TABLES",
+		"SHOW DATABASES",
+		"SHOW COLUMNS FROM audit_events",
+		"SHOW CREATE TABLE audit_events",
+		"EXPLAIN SELECT count() FROM audit_events",
+		"EXPLAIN AST SELECT 1",
+		"EXPLAIN PIPELINE SELECT count() FROM audit_events",
+		"SELECT name FROM system.settings WHERE name = 'readonly'",
+		"SELECT * FROM request_sessions",
+	}
+	for _, q := range allowed {
+		if status, _, body := get(t, srv, "GET", url.Values{"query": {q}}, ""); status != http.StatusOK {
+			t.Errorf("%s: status %d body %q; want 200", q, status, strings.TrimSpace(body))
+		}
+	}
+}
+
+// FuzzASTCheck: the parser check's readers of text never panic, and
+// astInput keeps a statement the lexer reads, with no ';'.
+func FuzzASTCheck(f *testing.F) {
+	f.Add("SELECT 1 FORMAT CSV SETTINGS final", "SelectWithUnionQuery (children 1)\n ExpressionList\n")
+	f.Add("SELECT * FROM eval('x');", "SelectWithUnionQuery\n TablesInSelectQuery\n  TableExpression\n   Function eval (children 1)\n")
+	f.Add("", "  Function\n")
+	f.Fuzz(func(t *testing.T, sql, ast string) {
+		_ = checkAST(ast)
+		in, err := astInput(sql)
+		if err != nil {
+			return
+		}
+		toks, err := lexSQL(in)
+		if err != nil {
+			t.Fatalf("astInput(%q) = %q, which does not lex: %v", sql, in, err)
+		}
+		for _, tk := range toks {
+			if tk.text == ";" {
+				t.Fatalf("astInput(%q) = %q holds a ';'", sql, in)
+			}
+		}
+	})
+}

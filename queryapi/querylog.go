@@ -1,0 +1,137 @@
+package queryapi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/auditpipe/auditpipe/internal/auth"
+)
+
+// maxLoggedSQL bounds the SQL text in a query's log line.
+const maxLoggedSQL = 2048
+
+// Query results, the label values of auditpipe_query_requests_total.
+const (
+	resultOK      = "ok"
+	resultRefused = "refused"
+	resultError   = "error"
+)
+
+// queryMetrics are the endpoint's metrics.
+type queryMetrics struct {
+	requests *prometheus.CounterVec
+	duration prometheus.Histogram
+}
+
+// newQueryMetrics makes the metrics and registers them with reg (when not
+// nil); a second handler on the same registry shares the first one's.
+func newQueryMetrics(reg prometheus.Registerer) *queryMetrics {
+	m := &queryMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "auditpipe_query_requests_total",
+			Help: "Statements received by the query endpoint, by result: ok, refused (by the guard), error (by ClickHouse, a limit, or a cancelled request).",
+		}, []string{"result"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "auditpipe_query_duration_seconds",
+			Help:    "Time from a statement's arrival to its answer, at the query endpoint.",
+			Buckets: []float64{0.001, 0.005, 0.025, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60},
+		}),
+	}
+	for _, r := range []string{resultOK, resultRefused, resultError} {
+		m.requests.WithLabelValues(r)
+	}
+	if reg == nil {
+		return m
+	}
+	if err := reg.Register(m.requests); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if c, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+				m.requests = c
+			}
+		}
+	}
+	if err := reg.Register(m.duration); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if c, ok := are.ExistingCollector.(prometheus.Histogram); ok {
+				m.duration = c
+			}
+		}
+	}
+	return m
+}
+
+// queryRecord is what the endpoint logs of one statement.
+type queryRecord struct {
+	start     time.Time
+	who, role string // the authenticated identity (auth.FromContext), if any
+	writer    string // the writer's name, for a write instance
+	remote    string
+	queryID   string
+	sql       string
+	result    string
+	code      int   // ClickHouse error code of a refusal or error
+	err       error // why it was refused or failed
+	// rows and bytes are the result's rows and uncompressed bytes (when
+	// the engine says: chDB does), resultBytes the size of the answer as
+	// sent.
+	rows, bytes, resultBytes uint64
+}
+
+func newQueryRecord(ctx context.Context, remote string) *queryRecord {
+	rec := &queryRecord{start: time.Now(), remote: remote}
+	if id, ok := auth.FromContext(ctx); ok {
+		rec.who, rec.role = id.Name, id.Role
+	}
+	return rec
+}
+
+// finish logs rec as one structured line and counts it.
+func (h *queryHandler) finish(rec *queryRecord) {
+	d := time.Since(rec.start)
+	h.metrics.requests.WithLabelValues(rec.result).Inc()
+	h.metrics.duration.Observe(d.Seconds())
+	attrs := []slog.Attr{
+		slog.String("who", rec.who),
+		slog.String("role", rec.role),
+		slog.String("remote", rec.remote),
+		slog.String("query_id", rec.queryID),
+		slog.String("sql", truncateSQL(rec.sql, maxLoggedSQL)),
+		slog.Int("sql_bytes", len(rec.sql)),
+		slog.String("result", rec.result),
+		slog.Uint64("rows", rec.rows),
+		slog.Uint64("bytes", rec.bytes),
+		slog.Uint64("result_bytes", rec.resultBytes),
+		slog.Duration("duration", d),
+	}
+	if rec.writer != "" {
+		attrs = append(attrs, slog.String("writer", rec.writer))
+	}
+	level := slog.LevelInfo
+	if rec.err != nil {
+		attrs = append(attrs, slog.Int("code", rec.code), slog.String("err", rec.err.Error()))
+		if rec.result == resultRefused {
+			level = slog.LevelWarn
+		}
+	}
+	h.log.LogAttrs(context.Background(), level, "query endpoint: query", attrs...)
+}
+
+// truncateSQL returns sql cut to at most n bytes, on a rune boundary, with
+// "…" when cut.
+func truncateSQL(sql string, n int) string {
+	if len(sql) <= n {
+		return sql
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(sql[cut]) {
+		cut--
+	}
+	return sql[:cut] + "…"
+}
