@@ -25,6 +25,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/backoff"
 	"github.com/auditpipe/auditpipe/internal/deadletter"
 	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -45,6 +46,8 @@ type Collector struct {
 	m      *metrics
 	stdin  io.Reader
 	grants *GrantTable
+	// keys verify the grants followed on the topic.
+	keys *sign.Keyring
 	// ready is closed when the grants that existed at start are known.
 	ready chan struct{}
 }
@@ -75,6 +78,10 @@ func New(cfg Config, deps Deps) (*Collector, error) {
 	if deps.Stdin == nil {
 		deps.Stdin = os.Stdin
 	}
+	keys, err := loadGrantKeys(cfg)
+	if err != nil {
+		return nil, err
+	}
 	static := staticGrants(cfg.Grants)
 	return &Collector{
 		cfg:    cfg,
@@ -82,6 +89,7 @@ func New(cfg Config, deps Deps) (*Collector, error) {
 		m:      newMetrics(deps.Registry),
 		stdin:  deps.Stdin,
 		grants: NewGrantTable(static),
+		keys:   keys,
 		ready:  make(chan struct{}),
 	}, nil
 }
@@ -242,6 +250,7 @@ func (c *Collector) Run(ctx context.Context) error {
 	defer cancel()
 
 	if cfg.FollowGrants == nil || *cfg.FollowGrants {
+		c.log.Info("following grants: only those signed by a trusted key apply", "topic", schemas.TopicGrants, "trusted_keys", c.keys.IDs())
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
