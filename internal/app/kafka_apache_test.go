@@ -124,6 +124,7 @@ func TestCollectorTargetSurvivesApacheKafka(t *testing.T) {
 	cfg.Collector.StateDir = filepath.Join(dir, "state")
 	cfg.Collector.FlushInterval = 200 * time.Millisecond
 	cfg.Collector.ProduceTimeout = 2 * time.Second
+	cfg.Collector.GrantKeys = []string{grantKeyFile(t, dir)} // a separate collector names whom it trusts
 	logs := newLogBuffer(t)
 	app, err := New(cfg, Deps{Log: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
