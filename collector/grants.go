@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -146,7 +147,8 @@ func (c *Collector) applyGrant(ctx context.Context, r kafka.Record, dead *deadle
 		return nil
 	}
 	reason := grants.ReasonMalformed
-	if re, ok := err.(*grants.RefusedError); ok {
+	var re *grants.RefusedError
+	if errors.As(err, &re) {
 		reason = re.Reason
 	}
 	err = fmt.Errorf("record key %q: %w", r.Key, err)
