@@ -27,6 +27,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/chainkey"
 	"github.com/auditpipe/auditpipe/internal/deadletter"
 	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -49,6 +50,8 @@ type Collector struct {
 	grants *GrantTable
 	// chainKey signs the chain checkpoints; nil: unsigned.
 	chainKey ed25519.PrivateKey
+	// keys verify the grants followed on the topic.
+	keys *sign.Keyring
 	// ready is closed when the grants that existed at start are known.
 	ready chan struct{}
 }
@@ -87,6 +90,10 @@ func New(cfg Config, deps Deps) (*Collector, error) {
 		}
 		key = k
 	}
+	keys, err := loadGrantKeys(cfg)
+	if err != nil {
+		return nil, err
+	}
 	static := staticGrants(cfg.Grants)
 	return &Collector{
 		cfg:      cfg,
@@ -94,6 +101,7 @@ func New(cfg Config, deps Deps) (*Collector, error) {
 		m:        newMetrics(deps.Registry),
 		stdin:    deps.Stdin,
 		grants:   NewGrantTable(static),
+		keys:     keys,
 		chainKey: key,
 		ready:    make(chan struct{}),
 	}, nil
@@ -261,6 +269,7 @@ func (c *Collector) Run(ctx context.Context) error {
 	defer cancel()
 
 	if cfg.FollowGrants == nil || *cfg.FollowGrants {
+		c.log.Info("following grants: only those signed by a trusted key apply", "topic", schemas.TopicGrants, "trusted_keys", c.keys.IDs())
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

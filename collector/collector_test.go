@@ -491,23 +491,15 @@ func testKafkaDown(t *testing.T, kcfg kafka.Config, down, up func()) {
 // events to their access request.
 func TestDeadLettersAndGrants(t *testing.T) {
 	kcfg, _ := kafkatest.Start(t, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	w, err := kcfg.NewWriter(schemas.TopicGrants)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, _ := json.Marshal(schemas.Grant{LoginID: "USERNAME", ReqAuthID: "ocid1.req.42", AuditType: schemas.AuditCommand})
-	if err := w.Write(ctx, kafka.Record{Key: []byte("USERNAME"), Value: g}); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-
 	dir := t.TempDir()
+	policy, pub := grantKey(t, dir)
+	publishGrant(t, kcfg, policy, schemas.Grant{LoginID: "USERNAME", ReqAuthID: "ocid1.req.42", AuditType: schemas.AuditCommand})
+
 	cfg := testConfig(t, kcfg, dir)
 	cfg.Grants = nil
 	yes := true
 	cfg.FollowGrants = &yes
+	cfg.GrantKeys = []string{pub}
 	appendFile(t, cfg.Input.Path, sessionLines(1, 3)+"garbage line\n"+sessionLines(4, 2))
 	events := newConsumer(t, kcfg, schemas.TopicAudit, 1)
 	dead := newConsumer(t, kcfg, schemas.TopicDeadLetter, 1)

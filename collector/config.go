@@ -5,6 +5,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/internal/config"
 	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -38,6 +39,16 @@ type Config struct {
 	Grants map[string]string `yaml:"grants"`
 	// FollowGrants reads opctl.grants.v1 for login → req_auth_id. Default true.
 	FollowGrants *bool `yaml:"follow_grants"`
+	// GrantKeys are the public key files (PEM or base64, see internal/sign)
+	// whose signatures on grant messages are trusted; a message unsigned or
+	// signed by another key is refused. Default none, which is an error
+	// while follow_grants is on, except in target all: the all-in-one
+	// trusts its own key (embedded.data_dir/grants.pub) besides these.
+	GrantKeys []string `yaml:"grant_keys"`
+	// OwnGrantKey is the all-in-one's public key file, trusted besides
+	// GrantKeys and created at its start: set by the composition root in
+	// target all, never in a file.
+	OwnGrantKey string `yaml:"-"`
 	// Kafka is the broker connection: the configuration file's top-level
 	// kafka section, set by the composition root.
 	Kafka kafka.Config `yaml:"-"`
@@ -158,6 +169,15 @@ func (c Config) Validate() error {
 	}
 	if c.SpoolMaxBytes <= 0 {
 		errs.Addf("collector.spool_max_bytes", "%s must be positive", c.SpoolMaxBytes)
+	}
+	following := c.FollowGrants == nil || *c.FollowGrants
+	if following && len(c.GrantKeys) == 0 && c.OwnGrantKey == "" {
+		errs.Addf("collector.grant_keys", "required while collector.follow_grants is on: the public keys whose grants are trusted (unsigned grants are never trusted); or set follow_grants: false to use the static grants only")
+	}
+	for i, path := range c.GrantKeys {
+		if _, err := sign.LoadPublicKey(path); err != nil {
+			errs.Add(config.IndexPath("collector.grant_keys", i), err)
+		}
 	}
 	for login, id := range c.Grants {
 		if login == "" || id == "" {

@@ -20,8 +20,10 @@ import (
 	"github.com/auditpipe/auditpipe/collector/spool"
 	"github.com/auditpipe/auditpipe/collector/tail"
 
+	"github.com/auditpipe/auditpipe/grants"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
+	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -400,12 +402,14 @@ func TestAuditLogPathNotRegular(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			kcfg, _ := kafkatest.Start(t, 1)
-			publishGrant(t, kcfg, schemas.Grant{LoginID: "USERNAME", ReqAuthID: "ocid1.req.42", AuditType: schemas.AuditCommand})
 			dir := t.TempDir()
+			policy, pub := grantKey(t, dir)
+			publishGrant(t, kcfg, policy, schemas.Grant{LoginID: "USERNAME", ReqAuthID: "ocid1.req.42", AuditType: schemas.AuditCommand})
 			cfg := testConfig(t, kcfg, dir)
 			cfg.Grants = nil
 			yes := true
 			cfg.FollowGrants = &yes
+			cfg.GrantKeys = []string{pub}
 			if err := tt.make(cfg.Input.Path); err != nil {
 				t.Fatal(err)
 			}
@@ -495,23 +499,43 @@ func spoolBatch(t *testing.T, stateDir string, e schemas.Event) {
 	}
 }
 
-// publishGrant writes g to the grants topic.
-func publishGrant(t *testing.T, kcfg kafka.Config, g schemas.Grant) {
+// publishGrant writes g, signed by s, to the grants topic.
+func publishGrant(t *testing.T, kcfg kafka.Config, s *sign.Signer, g schemas.Grant) {
+	t.Helper()
+	rec, err := grants.Record(s, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishRecords(t, kcfg, rec)
+}
+
+// publishRecords writes recs to the grants topic as they are.
+func publishRecords(t *testing.T, kcfg kafka.Config, recs ...kafka.Record) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	w, err := kcfg.NewWriter(schemas.TopicGrants)
+	if err := grants.Publish(ctx, kcfg, recs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// grantKey makes a signing key and writes its public half under dir, as
+// collector.grant_keys names it.
+func grantKey(t *testing.T, dir string) (*sign.Signer, string) {
+	t.Helper()
+	key, err := sign.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.Close()
-	val, err := json.Marshal(g)
+	s, err := sign.NewSigner(key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Write(ctx, kafka.Record{Key: []byte(g.LoginID), Value: val}); err != nil {
+	path := filepath.Join(dir, "grants-"+s.KeyID()+".pub")
+	if err := sign.SavePublicKey(path, s.PublicKey()); err != nil {
 		t.Fatal(err)
 	}
+	return s, path
 }
 
 // TestFaultClass: the reason a paused operation is labelled with.

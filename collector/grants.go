@@ -2,32 +2,40 @@ package collector
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/auditpipe/auditpipe/grants"
+	"github.com/auditpipe/auditpipe/internal/deadletter"
 	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
 // GrantTable is the collector's view of the grants: static ones from the
-// configuration and those followed on opctl.grants.v1. A revoked grant (a
-// tombstone) stays known for attribution while the process runs: what its
-// user did after the revocation is exactly what an auditor wants to see
-// tied to the request. (After compaction and a restart it is gone; the
-// policy service's agent removes the user and ends its sessions on revoke.)
-// It is safe for concurrent use.
+// configuration and the verified ones followed on opctl.grants.v1. A
+// revoked grant (its signed revocation) stays known for attribution while
+// the process runs: what its user did after the revocation is exactly
+// what an auditor wants to see tied to the request. (After compaction and
+// a restart it is gone; the policy service's agent removes the user and
+// ends its sessions on revoke.) It is safe for concurrent use.
 type GrantTable struct {
 	mu sync.RWMutex
 	// grants are those followed on the topic; they win over static ones
 	// for the same login.
-	grants map[string]schemas.Grant
-	static map[string]schemas.Grant
+	grants  map[string]schemas.Grant
+	revoked map[string]bool
+	static  map[string]schemas.Grant
 }
 
 // NewGrantTable returns a table holding the static grants.
 func NewGrantTable(static map[string]schemas.Grant) *GrantTable {
-	t := &GrantTable{grants: map[string]schemas.Grant{}}
+	t := &GrantTable{grants: map[string]schemas.Grant{}, revoked: map[string]bool{}}
 	t.SetStatic(static)
 	return t
 }
@@ -55,6 +63,14 @@ func (t *GrantTable) Lookup(login string) (schemas.Grant, bool) {
 	return g, ok
 }
 
+// Revoked reports whether a signed revocation of login's grant was
+// followed (and no grant of login since).
+func (t *GrantTable) Revoked(login string) bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.revoked[login]
+}
+
 // Len returns the number of logins with a grant.
 func (t *GrantTable) Len() int {
 	t.mu.RLock()
@@ -68,34 +84,41 @@ func (t *GrantTable) Len() int {
 	return n
 }
 
-// apply applies one message of the grants topic.
-func (t *GrantTable) apply(key, value []byte) error {
+// apply applies one verified message of the grants topic: a grant
+// replaces the login's; a revocation marks it revoked and keeps it for
+// attribution.
+func (t *GrantTable) apply(m grants.Message) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if value == nil {
-		return nil // a tombstone: the grant stays known for attribution
+	login := m.Grant.LoginID
+	if m.Grant.Revoked {
+		t.revoked[login] = true
+		return
 	}
-	var g schemas.Grant
-	if err := json.Unmarshal(value, &g); err != nil {
-		return fmt.Errorf("grant %q: %w", key, err)
-	}
-	if err := g.Validate(); err != nil {
-		return err
-	}
-	t.grants[g.LoginID] = g
-	return nil
+	delete(t.revoked, login)
+	t.grants[login] = m.Grant
 }
 
 // followGrants follows the grants topic from its start (kafka.Follower:
-// retried while the broker is away, a tombstone keeps the grant known);
-// c.ready is closed once the grants that existed at start are applied, or
-// at once when the topic does not exist (no policy service yet: only
-// static grants apply until it appears).
+// retried while the broker is away) and applies each record whose
+// signature verifies with c.keys; any other record is refused (counted,
+// logged at a bounded rate, dead-lettered) and changes nothing. c.ready is
+// closed once the grants that existed at start are applied, or at once
+// when the topic does not exist (no policy service yet: only static grants
+// apply until it appears).
 func (c *Collector) followGrants(ctx context.Context, kcfg kafka.Config, topic string) error {
+	log := c.log.With("follower", "grants")
+	dead, err := deadletter.Open(kcfg, c.cfg.DeadLetterTopic, "collector", log)
+	if err != nil {
+		return fmt.Errorf("grants: %w", err)
+	}
+	defer dead.Close()
+	refusals := &refusalLog{log: log}
+	defer refusals.summarize()
 	f, err := kcfg.NewFollower(kafka.FollowerConfig{
 		Topic: topic,
-		Apply: func(r kafka.Record) error { return c.grants.apply(r.Key, r.Value) },
-		Log:   c.log.With("follower", "grants"),
+		Apply: func(r kafka.Record) error { return c.applyGrant(ctx, r, dead, refusals) },
+		Log:   log,
 	})
 	if err != nil {
 		return fmt.Errorf("grants: %w", err)
@@ -112,4 +135,97 @@ func (c *Collector) followGrants(ctx context.Context, kcfg kafka.Config, topic s
 	err = f.Run(ctx)
 	<-done
 	return err
+}
+
+// applyGrant verifies one record of the grants topic and applies it, or
+// refuses it. The error is the dead letter's, when it could not be
+// written (ctx ended).
+func (c *Collector) applyGrant(ctx context.Context, r kafka.Record, dead *deadletter.Writer, refusals *refusalLog) error {
+	m, err := grants.Decode(r.Key, r.Value, c.keys)
+	if err == nil {
+		c.grants.apply(m)
+		return nil
+	}
+	reason := grants.ReasonMalformed
+	var re *grants.RefusedError
+	if errors.As(err, &re) {
+		reason = re.Reason
+	}
+	err = fmt.Errorf("record key %q: %w", r.Key, err)
+	source := fmt.Sprintf("%s/%d/%d", r.Topic, r.Partition, r.Offset)
+	c.m.grantsRefused.WithLabelValues(reason).Inc()
+	refusals.refused(time.Now(), reason, err, source)
+	if werr := dead.Write(ctx, dead.Letter("grant_"+reason, err, r.Value, c.cfg.Host, source)); werr != nil {
+		return fmt.Errorf("refused grant at %s not dead-lettered: %w", source, werr)
+	}
+	c.m.deadLetters.Inc()
+	return nil
+}
+
+// refusalLog logs refused grant records at a bounded rate, as rejectLog
+// does input lines: the first rejectLogBurst of each rejectLogInterval one
+// by one, then one line with the number not logged. Every refusal is
+// still counted and dead-lettered. It is safe for concurrent use (the
+// follower applies each partition from its own goroutine).
+type refusalLog struct {
+	log *slog.Logger
+
+	mu      sync.Mutex
+	start   time.Time
+	logged  int
+	skipped int
+}
+
+func (l *refusalLog) refused(now time.Time, reason string, err error, source string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.start) >= rejectLogInterval {
+		l.summarizeLocked()
+		l.start, l.logged = now, 0
+	}
+	if l.logged < rejectLogBurst {
+		l.logged++
+		l.log.Error("grant record refused: it changes nothing", "reason", reason, "err", err, "source", source)
+		return
+	}
+	l.skipped++
+}
+
+// summarize logs the refusals not logged one by one, if any.
+func (l *refusalLog) summarize() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.summarizeLocked()
+}
+
+func (l *refusalLog) summarizeLocked() {
+	if l.skipped == 0 {
+		return
+	}
+	l.log.Error("more grant records refused, not logged one by one (all counted in auditpipe_collector_grants_refused_total and dead-lettered)",
+		"records", l.skipped, "since", l.start.Format(time.RFC3339))
+	l.skipped = 0
+}
+
+// newGrantsRefused is the counter of refused grant records, by reason.
+func newGrantsRefused() *prometheus.CounterVec {
+	v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditpipe_collector_grants_refused_total",
+		Help: "Records of the grants topic refused (unsigned, unknown key, bad signature, …) and dead-lettered, by reason; none changed a grant."}, []string{"reason"})
+	for _, r := range grants.Reasons() {
+		v.WithLabelValues(r)
+	}
+	return v
+}
+
+// loadGrantKeys reads the trusted public keys of cfg.
+func loadGrantKeys(cfg Config) (*sign.Keyring, error) {
+	paths := cfg.GrantKeys
+	if cfg.OwnGrantKey != "" {
+		paths = append(paths[:len(paths):len(paths)], cfg.OwnGrantKey)
+	}
+	kr, err := sign.LoadKeyring(paths...)
+	if err != nil {
+		return nil, fmt.Errorf("collector.grant_keys: %w", err)
+	}
+	return kr, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/auditpipe/auditpipe/grants"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/schemas"
 )
@@ -26,6 +27,8 @@ func TestGrantsTopicMissing(t *testing.T) {
 	kcfg := kafka.Config{Brokers: c.ListenAddrs()}.WithDefaults()
 	var logs syncBuffer
 	col := &Collector{
+		cfg:    DefaultConfig(),
+		m:      newMetrics(nil),
 		log:    slog.New(slog.NewTextHandler(&logs, nil)),
 		grants: NewGrantTable(map[string]schemas.Grant{"op": {LoginID: "op", ReqAuthID: "1"}}),
 		ready:  make(chan struct{}),
@@ -75,9 +78,7 @@ func (s *syncBuffer) String() string {
 // same login.
 func TestGrantTableReload(t *testing.T) {
 	tab := NewGrantTable(staticGrants(map[string]string{"a": "req-a", "b": "req-b"}))
-	if err := tab.apply([]byte("b"), []byte(`{"loginid":"b","req_auth_id":"req-b-topic","audit_type":"COMMAND_AUDIT","resource":"r","expires":"2030-01-01T00:00:00Z"}`)); err != nil {
-		t.Fatalf("apply: %v", err)
-	}
+	tab.apply(grants.Message{Grant: schemas.Grant{LoginID: "b", ReqAuthID: "req-b-topic", AuditType: schemas.AuditCommand, Resource: "r"}})
 	tab.SetStatic(staticGrants(map[string]string{"b": "req-b2", "c": "req-c"}))
 	for login, want := range map[string]string{"a": "", "b": "req-b-topic", "c": "req-c"} {
 		g, ok := tab.Lookup(login)

@@ -31,6 +31,7 @@ type metrics struct {
 	spoolFull      prometheus.Counter
 	spoolCorrupt   prometheus.Counter
 	grants         prometheus.Gauge
+	grantsRefused  *prometheus.CounterVec
 	paused         *prometheus.GaugeVec
 	faultErrors    *prometheus.CounterVec
 	rejectLogs     prometheus.Counter
@@ -90,6 +91,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Damaged spool records cut off at start (after a crash): data lost, loudly."}),
 		grants: prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditpipe_collector_grants",
 			Help: "Grants known for enrichment."}),
+		grantsRefused: newGrantsRefused(),
 		paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "auditpipe_collector_paused",
 			Help: "1 while input is paused by a local fault (disk full, read-only state directory, audit log path unusable), by reason."}, []string{"reason"}),
 		faultErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditpipe_collector_fault_errors_total",
@@ -113,7 +115,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.records, m.events, m.rejects, m.skipped, m.gaps, m.incomplete, m.missingArgs, m.inputGaps,
 			m.openEvents, m.queueDepth, m.batchEvents, m.produceSeconds, m.produceErrors, m.produced, m.deadLetters,
-			m.spoolBytes, m.spoolEntries, m.spoolExpired, m.spoolFull, m.spoolCorrupt, m.grants,
+			m.spoolBytes, m.spoolEntries, m.spoolExpired, m.spoolFull, m.spoolCorrupt, m.grants, m.grantsRefused,
 			m.paused, m.faultErrors, m.rejectLogs)
 	}
 	m.last.events = map[schemas.Kind]uint64{}

@@ -13,8 +13,10 @@ const (
 
 // Grant is a message on topic opctl.grants.v1 (compacted, key = LoginID):
 // the unique login user an approval created, bound to its access request.
-// A tombstone (nil value) for the key revokes it. Collectors use grants to
-// fill req_auth_id; agents use them to create and remove users.
+// Collectors use grants to fill req_auth_id; agents use them to create and
+// remove users. On the topic a grant is the payload of a signed envelope
+// (package grants); its revocation is a signed grant with Revoked set and
+// only LoginID required (a bare tombstone, being unsigned, is refused).
 type Grant struct {
 	LoginID   string    `json:"loginid"`     // 32 hex digits, the login user
 	ReqAuthID string    `json:"req_auth_id"` // the access request
@@ -22,12 +24,18 @@ type Grant struct {
 	Actions   []string  `json:"actions,omitempty"`
 	AuditType string    `json:"audit_type,omitempty"` // AuditCommand or AuditCommandKeystroke
 	Expires   time.Time `json:"expires,omitzero"`
+	// Revoked makes the message the grant's revocation (the signed
+	// tombstone of its key).
+	Revoked bool `json:"revoked,omitempty"`
 }
 
 // Validate checks the fields a consumer relies on.
 func (g *Grant) Validate() error {
 	if g.LoginID == "" {
 		return fmt.Errorf("grant: loginid is empty")
+	}
+	if g.Revoked {
+		return nil
 	}
 	if g.ReqAuthID == "" {
 		return fmt.Errorf("grant %s: req_auth_id is empty", g.LoginID)

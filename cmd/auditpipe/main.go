@@ -47,6 +47,7 @@ func commands() map[string]command {
 		"all-in-one": {"run --target all on the embedded defaults: kfake, collector, indexer into chDB, query endpoint", cmdAllInOne},
 		"config":     {"'config validate FILE' checks a configuration file; 'config defaults' prints every field", cmdConfig},
 		"kafka":      {"'kafka ensure-topics --config FILE' creates the pipeline's topics that do not exist yet", cmdKafka},
+		"grant":      {"'grant publish|revoke' signs a grant or its revocation and publishes it on opctl.grants.v1; 'grant keygen' makes a signing key", cmdGrant},
 		"version":    {"print the version", cmdVersion},
 
 		// Clients.

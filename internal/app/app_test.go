@@ -272,6 +272,11 @@ func TestConfigValidate(t *testing.T) {
 			c.Target = TargetForwarder
 			c.Kafka.Brokers = []string{"k:9092"}
 		}, []string{"forwarder.destinations"}},
+		{"a collector that follows grants names the keys it trusts", func(c *Config) {
+			c.Target = TargetCollector
+			c.Kafka.Brokers = []string{"k:9092"}
+			c.Server.Auth.OpenMetrics = true
+		}, []string{"collector.grant_keys: required"}},
 		{"unknown target", func(c *Config) { c.Target = "policy" }, []string{"target:"}},
 		{"all needs its data dir", func(c *Config) { c.Embedded.DataDir = "" }, []string{"embedded.data_dir"}},
 		{"a section the target does not run is not checked", func(c *Config) {

@@ -171,6 +171,9 @@ func (c Config) resolved() Config {
 			// Created at the first start (initCollector).
 			c.Collector.ChainKeyFile = filepath.Join(c.Embedded.DataDir, "chain.key")
 		}
+		// Created at start (initCollector) and trusted besides
+		// collector.grant_keys.
+		c.Collector.OwnGrantKey = filepath.Join(c.Embedded.DataDir, GrantsPublicKeyName)
 		c.ClickHouse.Embedded.Dir = filepath.Join(c.Embedded.DataDir, "chdb")
 		if len(c.Kafka.Brokers) == 0 {
 			// Replaced by the embedded broker's address at start; set

@@ -124,6 +124,7 @@ func TestCollectorTargetSurvivesApacheKafka(t *testing.T) {
 	cfg.Collector.StateDir = filepath.Join(dir, "state")
 	cfg.Collector.FlushInterval = 200 * time.Millisecond
 	cfg.Collector.ProduceTimeout = 2 * time.Second
+	cfg.Collector.GrantKeys = []string{grantKeyFile(t, dir)} // a separate collector names whom it trusts
 	r := startTarget(t, cfg)
 	push := "pushing to Kafka (batches go to the spool meanwhile)"
 	pushFailed := regexp.MustCompile(regexp.QuoteMeta(push + " failed; retrying"))

@@ -18,6 +18,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/auth"
 	"github.com/auditpipe/auditpipe/internal/chainkey"
 	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/internal/tlsconfig"
 	"github.com/auditpipe/auditpipe/queryapi"
 	"github.com/auditpipe/auditpipe/schemas"
@@ -312,6 +313,14 @@ func (s *forwarderService) Reload(cfg Config) error {
 	return nil
 }
 
+// The all-in-one's grant signing key, in its data directory: until the
+// policy service exists, `auditpipe grant publish --key DATA/grants.key`
+// signs the grants its collector trusts.
+const (
+	GrantsKeyName       = "grants.key"
+	GrantsPublicKeyName = "grants.pub"
+)
+
 func initCollector(_ context.Context, a *App) (Service, error) {
 	rc := a.resolvedConfig()
 	cfg := rc.Collector
@@ -326,12 +335,37 @@ func initCollector(_ context.Context, a *App) (Service, error) {
 		if created {
 			a.Log.Info("created the chain checkpoint signing key", "key", cfg.ChainKeyFile, "public_key", cfg.ChainKeyFile+".pub")
 		}
+		if err := ensureGrantKey(a); err != nil {
+			return nil, err
+		}
 	}
 	c, err := collector.New(cfg, collector.Deps{Log: a.Log, Registry: a.http.registry, Stdin: a.deps.Stdin})
 	if err != nil {
 		return nil, err
 	}
 	return collectorService{c}, nil
+}
+
+// ensureGrantKey creates the all-in-one's grant signing key in its data
+// directory (made 0700) on first start, both files 0600; later starts keep
+// it. Only its public half is read by the collector.
+func ensureGrantKey(a *App) error {
+	dir := a.Config.Embedded.DataDir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("embedded.data_dir: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("embedded.data_dir: %w", err)
+	}
+	s, created, err := sign.EnsureKeyPair(filepath.Join(dir, GrantsKeyName), filepath.Join(dir, GrantsPublicKeyName))
+	if err != nil {
+		return fmt.Errorf("the all-in-one's grant signing key: %w", err)
+	}
+	if created {
+		a.Log.Info("first start: a grant signing key was created; grants signed by it are trusted (auditpipe grant publish --key FILE)",
+			"key", filepath.Join(dir, GrantsKeyName), "key_id", s.KeyID())
+	}
+	return nil
 }
 
 // collectorService is the collector with its static grants reloadable.

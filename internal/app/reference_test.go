@@ -2,12 +2,14 @@ package app
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"flag"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/auditpipe/auditpipe/internal/config"
+	"github.com/auditpipe/auditpipe/internal/sign"
 )
 
 var update = flag.Bool("update", false, "rewrite deploy/config/auditpipe.reference.yaml")
@@ -51,6 +53,13 @@ func TestExampleConfigsValidate(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(etc, name), nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+	key, err := sign.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sign.SavePublicKey(filepath.Join(etc, "grants.pub"), key.Public().(ed25519.PublicKey)); err != nil {
+		t.Fatal(err)
 	}
 	files, err := filepath.Glob("../../deploy/config/*.yaml")
 	if err != nil || len(files) < 5 {

@@ -1,0 +1,140 @@
+// Package grants is the signed form of the grants on opctl.grants.v1: what
+// a publisher writes (Record, Revocation, Publish) and what a consumer
+// accepts (Decode). The policy service, `auditpipe grant publish` and the
+// all-in-one publish with it; collectors (and, later, agents) decode with it.
+//
+// A record's value is a sign.Envelope whose payload is a schemas.Grant's
+// JSON; its key is the grant's login. A revocation is the same envelope
+// over a grant with revoked=true and the login (nothing else is needed):
+// a signed tombstone. A bare Kafka tombstone (nil value) is unsigned and
+// refused like any unsigned message. Decode refuses a record whose key is
+// not the login its payload names, so a signed message cannot be replayed
+// under another login's key (nor hide from that key's compaction).
+package grants
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/sign"
+	"github.com/auditpipe/auditpipe/schemas"
+)
+
+// Why a record is refused: the label of
+// auditpipe_collector_grants_refused_total and the dead letter's reason.
+const (
+	ReasonUnsigned       = "unsigned"        // no signature: a plain grant, a bare tombstone
+	ReasonMalformed      = "malformed"       // not an envelope
+	ReasonUnknownKey     = "unknown_key"     // signed by a key not configured
+	ReasonBadSignature   = "bad_signature"   // does not verify (tampered, or another key than it names)
+	ReasonInvalidPayload = "invalid_payload" // signed, but not a valid grant
+	ReasonKeyMismatch    = "key_mismatch"    // signed, but the record's key is not its login
+)
+
+// Reasons lists every refusal reason.
+func Reasons() []string {
+	return []string{ReasonUnsigned, ReasonMalformed, ReasonUnknownKey, ReasonBadSignature, ReasonInvalidPayload, ReasonKeyMismatch}
+}
+
+// RefusedError is why Decode refused a record.
+type RefusedError struct {
+	Reason string // one of Reasons
+	Err    error
+}
+
+func (e *RefusedError) Error() string { return "grant refused: " + e.Reason + ": " + e.Err.Error() }
+
+func (e *RefusedError) Unwrap() error { return e.Err }
+
+// Message is a verified message of the grants topic.
+type Message struct {
+	Grant schemas.Grant // Grant.Revoked: a revocation
+	KeyID string        // the key that signed it
+}
+
+// Record returns g as a signed record of the grants topic.
+func Record(s *sign.Signer, g schemas.Grant) (kafka.Record, error) {
+	if err := g.Validate(); err != nil {
+		return kafka.Record{}, err
+	}
+	payload, err := json.Marshal(g)
+	if err != nil {
+		return kafka.Record{}, fmt.Errorf("grant %s: encode: %w", g.LoginID, err)
+	}
+	v, err := s.Sign(payload).Marshal()
+	if err != nil {
+		return kafka.Record{}, fmt.Errorf("grant %s: %w", g.LoginID, err)
+	}
+	return kafka.Record{Key: []byte(g.LoginID), Value: v}, nil
+}
+
+// Revocation returns the signed tombstone of login's grant.
+func Revocation(s *sign.Signer, login string) (kafka.Record, error) {
+	return Record(s, schemas.Grant{LoginID: login, Revoked: true})
+}
+
+// Decode verifies a record of the grants topic against kr and returns its
+// grant. Every refusal is a *RefusedError naming its reason.
+func Decode(key, value []byte, kr *sign.Keyring) (Message, error) {
+	payload, keyID, err := sign.Open(value, kr)
+	if err != nil {
+		reason := ReasonMalformed
+		switch {
+		case errors.Is(err, sign.ErrUnsigned):
+			reason = ReasonUnsigned
+		case errors.Is(err, sign.ErrUnknownKey):
+			reason = ReasonUnknownKey
+		case errors.Is(err, sign.ErrBadSignature):
+			reason = ReasonBadSignature
+		}
+		return Message{}, &RefusedError{Reason: reason, Err: err}
+	}
+	g, err := decodeGrant(payload)
+	if err != nil {
+		return Message{}, &RefusedError{Reason: ReasonInvalidPayload, Err: fmt.Errorf("signed by %s: %w", keyID, err)}
+	}
+	if string(key) != g.LoginID {
+		return Message{}, &RefusedError{Reason: ReasonKeyMismatch, Err: fmt.Errorf("signed by %s: record key %q, payload's loginid %q", keyID, key, g.LoginID)}
+	}
+	return Message{Grant: g, KeyID: keyID}, nil
+}
+
+// decodeGrant decodes a payload strictly (unknown fields and trailing
+// data refused) and validates it.
+func decodeGrant(payload []byte) (schemas.Grant, error) {
+	var g schemas.Grant
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&g); err != nil {
+		return schemas.Grant{}, fmt.Errorf("payload: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return schemas.Grant{}, errors.New("payload: data after the grant")
+	}
+	if err := g.Validate(); err != nil {
+		return schemas.Grant{}, err
+	}
+	return g, nil
+}
+
+// Publish writes recs to the grants topic of kc, retrying a broker that
+// is away until ctx ends.
+func Publish(ctx context.Context, kc kafka.Config, recs ...kafka.Record) error {
+	w, err := kc.NewWriter(schemas.TopicGrants)
+	if err != nil {
+		return fmt.Errorf("grants: %w", err)
+	}
+	err = w.Write(ctx, recs...)
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("grants: publish: %w", err)
+	}
+	return nil
+}
