@@ -24,7 +24,6 @@ import (
 	"github.com/auditpipe/auditpipe/collector/spool"
 	"github.com/auditpipe/auditpipe/collector/tail"
 	"github.com/auditpipe/auditpipe/internal/backoff"
-	"github.com/auditpipe/auditpipe/internal/chainkey"
 	"github.com/auditpipe/auditpipe/internal/deadletter"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/sign"
@@ -84,7 +83,7 @@ func New(cfg Config, deps Deps) (*Collector, error) {
 	}
 	var key ed25519.PrivateKey
 	if cfg.ChainKeyFile != "" {
-		k, err := chainkey.LoadPrivate(cfg.ChainKeyFile)
+		k, err := sign.LoadPrivateKey(cfg.ChainKeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("collector.chain_key_file: %w", err)
 		}

@@ -17,9 +17,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/auditpipe/auditpipe/internal/chainkey"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
+	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -298,7 +298,7 @@ func TestRestartExactlyOnce(t *testing.T) {
 	cfg := testConfig(t, kcfg, dir)
 	cfg.BatchMaxEvents = 40
 	cfg.ChainKeyFile = filepath.Join(dir, "chain.key")
-	key, _, err := chainkey.Ensure(cfg.ChainKeyFile)
+	key, _, err := sign.EnsureKeyPair(cfg.ChainKeyFile, cfg.ChainKeyFile+".pub")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +322,7 @@ func TestRestartExactlyOnce(t *testing.T) {
 	requireOnTopic(t, kcfg, cons, 700)
 	events := decodeAll(t, cons.msgs)
 	checkExactlyOnce(t, events, 700)
-	checkCheckpoints(t, events, cons.chain, key.Public().(ed25519.PublicKey))
+	checkCheckpoints(t, events, cons.chain, key.PublicKey())
 	if len(cons.chain) < 700/40 {
 		t.Errorf("%d chain checkpoints for 700 events in batches of 40", len(cons.chain))
 	}

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/auditpipe/auditpipe/internal/sign"
 )
 
 // The hash chain (see the README's "Security model").
@@ -49,12 +51,9 @@ func NewChainEventID(host string, first, last uint64) string {
 	return hex.EncodeToString(sum[:16])
 }
 
-// ChainKeyID returns the key id of an Ed25519 public key: the first 8 bytes
-// of its SHA-256, hex.
-func ChainKeyID(pub ed25519.PublicKey) string {
-	sum := sha256.Sum256(pub)
-	return hex.EncodeToString(sum[:8])
-}
+// ChainKeyID returns the key id of an Ed25519 public key (sign.KeyID: the
+// first 8 bytes of its SHA-256, hex), as every signed message names it.
+func ChainKeyID(pub ed25519.PublicKey) string { return sign.KeyID(pub) }
 
 // ChainSigningBytes returns what a chain checkpoint's signature covers: its
 // canonical bytes with sig empty (key_id included).

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/auditpipe/auditpipe/clickhouse"
-	"github.com/auditpipe/auditpipe/internal/chainkey"
+	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/queryapi"
 	"github.com/auditpipe/auditpipe/verify"
 )
@@ -58,11 +58,11 @@ func runVerify(ctx context.Context, e env) error {
 	}
 	opt := verify.Options{Request: *request}
 	if *pubkey != "" {
-		keys, err := chainkey.LoadPublic(*pubkey)
+		keys, err := sign.LoadKeyring(*pubkey)
 		if err != nil {
 			return err
 		}
-		opt.Keys = keys
+		opt.Keys = keys.Keys()
 	}
 	var rep *verify.Report
 	if *syslogFile != "" {

@@ -16,9 +16,9 @@ import (
 	"github.com/auditpipe/auditpipe/clickhouse/chdb"
 	"github.com/auditpipe/auditpipe/forwarder"
 	"github.com/auditpipe/auditpipe/internal/auth"
-	"github.com/auditpipe/auditpipe/internal/chainkey"
 	"github.com/auditpipe/auditpipe/internal/config"
 	"github.com/auditpipe/auditpipe/internal/siemtest"
+	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/internal/testenv"
 	"github.com/auditpipe/auditpipe/queryapi"
 	"github.com/auditpipe/auditpipe/verify"
@@ -277,10 +277,11 @@ func TestAllInOneSIEM(t *testing.T) {
 	}
 	// Issue 9: the SIEM's copy verifies: the chain, and the checkpoints
 	// signed with the key the all-in-one made in its data directory.
-	keys, err := chainkey.LoadPublic(filepath.Join(cfg.Embedded.DataDir, "chain.key.pub"))
+	ring, err := sign.LoadKeyring(filepath.Join(cfg.Embedded.DataDir, "chain.key.pub"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	keys := ring.Keys()
 	if fi, err := os.Stat(filepath.Join(cfg.Embedded.DataDir, "chain.key")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("chain.key: %v %v, want mode 0600", fi.Mode(), err)
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/auditpipe/auditpipe/forwarder"
 	"github.com/auditpipe/auditpipe/indexer"
 	"github.com/auditpipe/auditpipe/internal/auth"
-	"github.com/auditpipe/auditpipe/internal/chainkey"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/internal/tlsconfig"
@@ -328,7 +327,7 @@ func initCollector(_ context.Context, a *App) (Service, error) {
 	if rc.Target == TargetAll {
 		// The all-in-one signs its chain checkpoints with a key of its own,
 		// made at the first start (0600; the public key beside it).
-		_, created, err := chainkey.Ensure(cfg.ChainKeyFile)
+		_, created, err := sign.EnsureKeyPair(cfg.ChainKeyFile, cfg.ChainKeyFile+".pub")
 		if err != nil {
 			return nil, fmt.Errorf("collector.chain_key_file: %w", err)
 		}

@@ -216,6 +216,17 @@ func (k *Keyring) Len() int {
 	return len(k.keys)
 }
 
+// Keys returns the trusted keys by key id (a copy).
+func (k *Keyring) Keys() map[string]ed25519.PublicKey {
+	out := map[string]ed25519.PublicKey{}
+	if k != nil {
+		for id, p := range k.keys {
+			out[id] = bytes.Clone(p)
+		}
+	}
+	return out
+}
+
 // IDs returns the key ids, sorted.
 func (k *Keyring) IDs() []string {
 	if k == nil {
