@@ -256,12 +256,13 @@ func TestIndexerTargetSurvivesApacheKafka(t *testing.T) {
 	waitValue("900 900")
 	waitLag(t, a.Config, cfg.Indexer.Group, 60*time.Second)
 	r.running(t, "after the broker restart")
-	// The group could not be joined twice (no broker yet; the restart),
-	// the audit partition not read once (the restart), the topics not
-	// created once (no broker yet): one line each time, and one for each
-	// recovery.
-	checkOutages(t, r.logs, 2, map[string]int{"creating the Kafka topics": 1, "joining the consumer group": 2,
-		"reading the partition topic=opctl.audit.v1": 1})
+	// The group could not be joined twice (no broker yet; the restart) and
+	// the topics not created once (no broker yet): one line each time, and
+	// one for each recovery. Whether the partition's reader also notices
+	// the restart (or its generation ends first, quietly) is timing: it
+	// is held to one line per outage and a recovery for each, as every
+	// mechanism is.
+	checkOutages(t, r.logs, 2, map[string]int{"creating the Kafka topics": 1, "joining the consumer group": 2})
 	r.stop(t)
 	if n := len(r.logs.matching(regexp.MustCompile(`level=ERROR`))); n > 0 {
 		t.Errorf("%d error lines, want none", n)
@@ -341,8 +342,9 @@ func TestForwarderTargetSurvivesApacheKafka(t *testing.T) {
 			t.Errorf("event %s arrived %d times: a duplicate per outage at most", id, n)
 		}
 	}
-	checkOutages(t, r.logs, 2, map[string]int{"creating the Kafka topics": 1, "joining the consumer group": 2,
-		"reading the partition destination=siem topic=opctl.audit.v1": 1})
+	// As for the indexer: the partition's reader may or may not notice the
+	// restart before its generation ends.
+	checkOutages(t, r.logs, 2, map[string]int{"creating the Kafka topics": 1, "joining the consumer group": 2})
 	r.stop(t)
 	if n := len(r.logs.matching(regexp.MustCompile(`level=ERROR`))); n > 0 {
 		t.Errorf("%d error lines, want none", n)
