@@ -5,9 +5,11 @@ package proctest
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -125,14 +127,24 @@ func Tail(path string) []byte {
 // ErrExited).
 func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
-	ports := make([]int, n)
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	// Below Linux's ephemeral range (32768-60999): a port the kernel
+	// hands out for port 0 is also what it hands to the next outgoing
+	// connection of any process, which then holds it when the daemon
+	// binds it later (a broker started after the component that will
+	// connect to it, say).
+	const lo, hi = 20000, 32000
+	ports := make([]int, 0, n)
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 1000 {
+			t.Fatalf("proctest: no free port in %d-%d", lo, hi)
+		}
+		p := lo + rand.IntN(hi-lo)
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
 		if err != nil {
-			t.Fatalf("proctest: free port: %v", err)
+			continue // taken
 		}
 		defer l.Close()
-		ports[i] = l.Addr().(*net.TCPAddr).Port
+		ports = append(ports, p)
 	}
 	return ports
 }
