@@ -3,7 +3,6 @@ package collector
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -19,11 +18,11 @@ import (
 
 	"github.com/auditpipe/auditpipe/collector/spool"
 	"github.com/auditpipe/auditpipe/collector/tail"
-
 	"github.com/auditpipe/auditpipe/grants"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
 	"github.com/auditpipe/auditpipe/internal/sign"
+	"github.com/auditpipe/auditpipe/internal/testenv"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -156,26 +155,6 @@ func (r *running) stop(within time.Duration) (time.Duration, error) {
 	}
 }
 
-// mountTmpfs mounts a tmpfs of size bytes at dir and unmounts it at
-// cleanup. It skips the test where mounting is not allowed.
-func mountTmpfs(t *testing.T, dir string, size int) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0700", size)); err != nil {
-		t.Skipf("cannot mount a tmpfs here (%v)", err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-}
-
 // makeReadOnly makes dir read-only for new opens, as a file system that
 // turns read-only does: a read-only bind mount of dir over itself (a
 // remount of the tmpfs itself is refused while a file on it is open for
@@ -201,25 +180,6 @@ func makeReadOnly(t *testing.T, dir string) (undo func()) {
 		t.Fatalf("remount %s read-only: %v", dir, err)
 	}
 	return undo
-}
-
-// fillDisk writes path until its file system is full.
-func fillDisk(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 4096)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("filling %s: %v", path, err)
-			}
-			return
-		}
-	}
 }
 
 // restartableBroker is an embedded broker that a test stops and starts
@@ -286,7 +246,7 @@ func TestStateDirFaults(t *testing.T) {
 	}{
 		{
 			name: "spool disk full", kafkaDown: true, reason: "spool_disk_full",
-			fault: func(t *testing.T, state string) { fillDisk(t, filepath.Join(state, "filler")) },
+			fault: func(t *testing.T, state string) { testenv.FillDisk(t, filepath.Join(state, "filler")) },
 			clear: func(t *testing.T, state string) {
 				if err := os.Remove(filepath.Join(state, "filler")); err != nil {
 					t.Fatal(err)
@@ -298,12 +258,12 @@ func TestStateDirFaults(t *testing.T) {
 			// on a full disk (the head file needs a block) and kept
 			// the space it held: stuck although Kafka was back.
 			name: "spool fills the disk, Kafka takes the backlog", kafkaDown: true, reason: "spool_disk_full",
-			fault: func(t *testing.T, state string) { fillDisk(t, filepath.Join(state, "filler")) },
+			fault: func(t *testing.T, state string) { testenv.FillDisk(t, filepath.Join(state, "filler")) },
 			clear: func(t *testing.T, state string) {},
 		},
 		{
 			name: "checkpoint disk full", reason: "checkpoint_disk_full",
-			fault: func(t *testing.T, state string) { fillDisk(t, filepath.Join(state, "filler")) },
+			fault: func(t *testing.T, state string) { testenv.FillDisk(t, filepath.Join(state, "filler")) },
 			clear: func(t *testing.T, state string) {
 				if err := os.Remove(filepath.Join(state, "filler")); err != nil {
 					t.Fatal(err)
@@ -324,7 +284,7 @@ func TestStateDirFaults(t *testing.T) {
 			dir := t.TempDir()
 			cfg := testConfig(t, broker.kcfg, dir)
 			cfg.BatchMaxEvents = 20
-			mountTmpfs(t, cfg.StateDir, size)
+			testenv.MountTmpfs(t, cfg.StateDir, size)
 			reg := prometheus.NewRegistry()
 			logs := newLogRecorder(t)
 			metric := func(name string, labels ...string) float64 { return metricValue(t, reg, name, labels...) }

@@ -3,14 +3,11 @@ package indexer
 import (
 	"bytes"
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -47,44 +44,6 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// mountTmpfs mounts a tmpfs of size bytes at dir and unmounts it at
-// cleanup (after the cleanups registered later, such as closing the store
-// on it). It skips, or fails under AUDITPIPE_REQUIRE=root, when not root.
-func mountTmpfs(t *testing.T, dir string, size int) {
-	t.Helper()
-	testenv.RequireRoot(t, "mounting a tmpfs")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0700", size)); err != nil {
-		t.Fatalf("mount a tmpfs at %s: %v", dir, err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-}
-
-// fill writes a file at path until the file system is full.
-func fill(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	block := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(block); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("filling %s: %v", path, err)
-			}
-			return
-		}
-	}
-}
-
 // Regression: a full chDB directory was taken for rows the store refused
 // (any chDB exception was a row error). Each retry bisected the batch down
 // to single-row inserts (2n-1 inserts, each under a token of its own);
@@ -96,7 +55,7 @@ func fill(t *testing.T, path string) {
 // batch with the same token once the disk has room.
 func TestStoreDiskFullPausesThenResumes(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "chdb")
-	mountTmpfs(t, dir, 32<<20)
+	testenv.MountTmpfs(t, dir, 32<<20)
 	eng := clickhousetest.OpenEmbedded(t, dir)
 	kc, _ := kafkatest.Start(t, 3)
 
@@ -148,7 +107,7 @@ func TestStoreDiskFullPausesThenResumes(t *testing.T) {
 
 	// The disk fills up; the next events cannot be inserted.
 	filler := filepath.Join(dir, "filler")
-	fill(t, filler)
+	testenv.FillDisk(t, filler)
 	produce(t, kc, schemas.TopicAudit, eventMessages(rest))
 	paused := ix.m.paused.WithLabelValues(pauseStoreDiskFull)
 	waitFor(t, "the pause", 30*time.Second, func() bool { return testutil.ToFloat64(paused) == 1 })

@@ -4,57 +4,14 @@ package checkpoint
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/auditpipe/auditpipe/internal/testenv"
 )
-
-// mountTmpfs mounts a tmpfs of size bytes on a new directory and unmounts
-// it when the test ends. The mount is global state of the machine: it
-// lives only under the test's own temporary directory. The test is skipped
-// with the reason when it cannot mount (not root, or no CAP_SYS_ADMIN).
-func mountTmpfs(t *testing.T, size int) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs (a file system that can be filled) needs root")
-	}
-	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("size=%d,mode=0700", size)); err != nil {
-		t.Skipf("cannot mount a tmpfs on %s: %v", dir, err)
-	}
-	// Registered after t.TempDir's cleanup, so it runs before the removal.
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, 0); err != nil {
-			t.Errorf("unmounting the test's tmpfs %s: %v", dir, err)
-		}
-	})
-	return dir
-}
-
-// fill writes a file in dir until the file system is full.
-func fill(t *testing.T, dir string) {
-	t.Helper()
-	f, err := os.Create(filepath.Join(dir, "filler"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 4096)
-	for {
-		_, err := f.Write(buf)
-		if errors.Is(err, syscall.ENOSPC) {
-			return
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-}
 
 // Bug (issue 15, mutant): Save replaced by a plain write (os.WriteFile,
 // which truncates the file, then writes) passed every test; the only
@@ -66,13 +23,13 @@ func fill(t *testing.T, dir string) {
 // state on a file system of its own, so a temporary file created anywhere
 // but beside the checkpoint cannot be renamed over it (EXDEV).
 func TestSaveOnFullFileSystemKeepsPrevious(t *testing.T) {
-	dir := mountTmpfs(t, 64<<10)
+	dir := testenv.MountTmpfs(t, "", 64<<10)
 	f := New(filepath.Join(dir, "state.json"))
 	old := state{Path: "/var/log/audit/audit.log", Offset: 42}
 	if err := f.Save(old); err != nil {
 		t.Fatalf("Save on an empty tmpfs: %v", err)
 	}
-	fill(t, dir)
+	testenv.FillDisk(t, filepath.Join(dir, "filler"))
 
 	// Larger than the page the old file holds, so that a truncate-and-write
 	// cannot fit it either.
