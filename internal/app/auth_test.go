@@ -16,6 +16,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/internal/auth"
 	"github.com/auditpipe/auditpipe/internal/siemtest"
+	"github.com/auditpipe/auditpipe/internal/testenv"
 )
 
 // startServer runs only the server module of cfg (target "t").
@@ -192,7 +193,7 @@ func TestAllInOneDataDirIsPrivate(t *testing.T) {
 	}
 	runuser, err := exec.LookPath("runuser")
 	if err != nil {
-		t.Skipf("runuser not found: %v", err) // util-linux; on every Debian
+		testenv.SkipOrFail(t, testenv.Root, "runuser (util-linux, on every Debian) not found, needed to read as nobody: %v", err)
 	}
 	// The test's temporary directory is private to root already on some
 	// systems; open the way up to dir so only dir's own mode protects it.
