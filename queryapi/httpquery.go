@@ -69,6 +69,9 @@ type QueryHandlerOptions struct {
 	// auditpipe_query_requests_total{result} and
 	// auditpipe_query_duration_seconds.
 	Registry prometheus.Registerer
+	// QueryLog, when set, also gets every statement's log as a row of the
+	// store's query_log table.
+	QueryLog *QueryLogWriter
 }
 
 // DefaultLimits are the limits of a reader's statement unless
