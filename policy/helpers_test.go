@@ -145,6 +145,7 @@ var (
 	explicit  = auth.Identity{Name: "bob", Role: auth.RoleApprover, Groups: []string{"EXPLICIT_APPROVED_POLICY_USERS"}}
 	explicit2 = auth.Identity{Name: "carol", Role: auth.RoleApprover, Groups: []string{"EXPLICIT_APPROVED_POLICY_USERS"}}
 	stranger  = auth.Identity{Name: "mallory", Role: auth.RoleApprover, Groups: []string{"OTHER"}}
+	agentID   = auth.Identity{Name: "agent01", Role: auth.RoleAgent}
 )
 
 func must[T any](t testing.TB) func(v T, err error) T {
@@ -258,4 +259,20 @@ func (p *published) kinds(id string) []string {
 func jsonOf(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// storeDSN returns the DSN the fixture's PostgreSQL store was opened
+// with (a second process's connection).
+func storeDSN(t testing.TB, f *fixture) config.Secret {
+	t.Helper()
+	var db string
+	if err := f.store.db.QueryRow("SELECT current_database()").Scan(&db); err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(os.Getenv(envPostgresDSN))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + db
+	return config.Secret(u.String())
 }
