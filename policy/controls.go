@@ -538,8 +538,10 @@ func (s *Service) CreateAssignment(ctx context.Context, who auth.Identity, in As
 	}
 	base := a
 	err := s.store.tx(ctx, func(tx *txn) error {
-		a = base // a retried transaction starts again
-		r, err := getResource(tx, a.ResourceID, true) // serializes the resource's assignments
+		// A retried transaction starts again; the resource's row lock
+		// serializes its assignments.
+		a = base
+		r, err := getResource(tx, a.ResourceID, true)
 		if err != nil {
 			return asField(err, ObjectAssignment, "resource_id")
 		}

@@ -174,10 +174,16 @@ func TestServiceWalksTable(t *testing.T) {
 					continue
 				}
 				for _, c := range calls {
+					// Agents report on grants: a request that never had one
+					// has no login to report on (TestTransitionTable covers
+					// those pairs).
+					if c.granted && slices.Contains(grantless, state) {
+						continue
+					}
 					t.Run(string(state)+"/"+string(c.act), func(t *testing.T) {
 						r := walkState(t, f, state)
 						if c.granted && r.UserID == "" {
-							t.Skipf("%s has no grant to report on", state) // covered by TestTransitionTable
+							t.Fatalf("%s walked without a grant", state)
 						}
 						want, ok := transitions[stateAction{state, c.act}]
 						got, err := c.call(r)
@@ -207,6 +213,9 @@ func TestServiceWalksTable(t *testing.T) {
 		})
 	}
 }
+
+// grantless are the states walkState reaches before any grant.
+var grantless = []RequestState{StateApprovalWaiting, StateMoreInfo, StateApprovedForFuture, StateRejected}
 
 func reportAll(f *fixture, st RequestState) func(r AccessRequest) (AccessRequest, error) {
 	return func(r AccessRequest) (AccessRequest, error) {
