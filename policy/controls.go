@@ -216,12 +216,7 @@ func (s *Service) GetControl(ctx context.Context, id string) (Control, error) {
 }
 
 func getControl(tx *txn, id string, lock bool) (Control, error) {
-	var c Control
-	ok, err := tx.getDoc("operator_controls", id, lock, &c)
-	if err == nil && !ok {
-		err = &NotFoundError{Object: ObjectControl, ID: id}
-	}
-	return c, err
+	return getObj[Control](tx, "operator_controls", ObjectControl, id, lock)
 }
 
 // ControlFilter selects operator controls.
@@ -641,12 +636,7 @@ func (s *Service) GetAssignment(ctx context.Context, id string) (Assignment, err
 }
 
 func getAssignment(tx *txn, id string, lock bool) (Assignment, error) {
-	var a Assignment
-	ok, err := tx.getDoc("assignments", id, lock, &a)
-	if err == nil && !ok {
-		err = &NotFoundError{Object: ObjectAssignment, ID: id}
-	}
-	return a, err
+	return getObj[Assignment](tx, "assignments", ObjectAssignment, id, lock)
 }
 
 // AssignmentFilter selects assignments.

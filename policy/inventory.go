@@ -94,12 +94,7 @@ func nullable(s string) any {
 
 // GetCompartment returns a compartment.
 func (s *Service) GetCompartment(ctx context.Context, id string) (Compartment, error) {
-	var c Compartment
-	ok, err := s.store.read(ctx).getDoc("compartments", id, false, &c)
-	if err == nil && !ok {
-		err = &NotFoundError{Object: ObjectCompartment, ID: id}
-	}
-	return c, err
+	return getObj[Compartment](s.store.read(ctx), "compartments", ObjectCompartment, id, false)
 }
 
 // CompartmentFilter selects compartments: children of ParentID (roots
@@ -351,12 +346,7 @@ func (s *Service) GetResource(ctx context.Context, id string) (Resource, error) 
 }
 
 func getResource(tx *txn, id string, lock bool) (Resource, error) {
-	var r Resource
-	ok, err := tx.getDoc("resources", id, lock, &r)
-	if err == nil && !ok {
-		err = &NotFoundError{Object: ObjectResource, ID: id}
-	}
-	return r, err
+	return getObj[Resource](tx, "resources", ObjectResource, id, lock)
 }
 
 // ResourceFilter selects resources.

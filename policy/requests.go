@@ -81,12 +81,7 @@ func saveRequest(tx *txn, r *AccessRequest, prev int64) error {
 }
 
 func getRequest(tx *txn, id string, lock bool) (AccessRequest, error) {
-	var r AccessRequest
-	ok, err := tx.getDoc("access_requests", id, lock, &r)
-	if err == nil && !ok {
-		err = &NotFoundError{Object: ObjectAccessRequest, ID: id}
-	}
-	return r, err
+	return getObj[AccessRequest](tx, "access_requests", ObjectAccessRequest, id, lock)
 }
 
 // GetRequest returns an access request.
@@ -327,21 +322,8 @@ func checkAllowed(r *AccessRequest, act RequestAction) error {
 // may require keystroke audit (the strictest wins) and shorten the
 // duration (the shortest wins).
 func (s *Service) Approve(ctx context.Context, who auth.Identity, id string, in ApproveInput) (AccessRequest, error) {
-	now := s.clock()
-	var r AccessRequest
-	err := s.store.tx(ctx, func(tx *txn) error {
-		var (
-			c   Control
-			err error
-		)
-		if r, c, err = requestAndControl(tx, id, in.IfMatch); err != nil {
-			return err
-		}
-		prev := r.Version
-		if err := checkAllowed(&r, ActApprove); err != nil {
-			return err
-		}
-		if err := mayDecide(who, ActApprove, &r, &c); err != nil {
+	return s.onRequest(ctx, id, in.IfMatch, ActApprove, func(tx *txn, r *AccessRequest, c *Control, now time.Time) error {
+		if err := mayDecide(who, ActApprove, r, c); err != nil {
 			return err
 		}
 		p := problems{object: ObjectAccessRequest}
@@ -377,10 +359,7 @@ func (s *Service) Approve(ctx context.Context, who auth.Identity, id string, in 
 		}
 		approvals := r.Approvals()
 		if len(approvals) < r.NumberOfApproversRequired {
-			if err := s.move(tx, &r, ActRecordApproval, who.Name, in.Comment, now); err != nil {
-				return err
-			}
-			return saveRequest(tx, &r, prev)
+			return s.move(tx, r, ActRecordApproval, who.Name, in.Comment, now)
 		}
 		hours := limit
 		for _, a := range approvals {
@@ -389,10 +368,7 @@ func (s *Service) Approve(ctx context.Context, who auth.Identity, id string, in 
 			}
 		}
 		if extending {
-			if err := s.grantExtension(tx, &r, hours, who.Name, in.Comment, now); err != nil {
-				return err
-			}
-			return saveRequest(tx, &r, prev)
+			return s.grantExtension(tx, r, hours, who.Name, in.Comment, now)
 		}
 		r.DurationHours = hours
 		for _, a := range approvals {
@@ -402,25 +378,18 @@ func (s *Service) Approve(ctx context.Context, who auth.Identity, id string, in 
 		}
 		if f := r.TimeRequestedForFutureAccess; !f.IsZero() && f.After(now) {
 			r.TimeOfExpiry = f.Add(time.Duration(hours) * time.Hour)
-			if err := s.move(tx, &r, ActApproveForFuture, who.Name, in.Comment, now); err != nil {
-				return err
-			}
-			return saveRequest(tx, &r, prev)
+			return s.move(tx, r, ActApproveForFuture, who.Name, in.Comment, now)
 		}
 		r.TimeOfExpiry = now.Add(time.Duration(hours) * time.Hour)
 		res, err := getResource(tx, r.ResourceID, false)
 		if err != nil {
 			return err
 		}
-		if err := s.issueGrant(tx, &r, &res, now, now); err != nil {
+		if err := s.issueGrant(tx, r, &res, now, now); err != nil {
 			return err
 		}
-		if err := s.move(tx, &r, ActApprove, who.Name, in.Comment, now); err != nil {
-			return err
-		}
-		return saveRequest(tx, &r, prev)
+		return s.move(tx, r, ActApprove, who.Name, in.Comment, now)
 	})
-	return r, err
 }
 
 // grantExtension approves r's pending extension for hours: EXTENDED, the
@@ -444,22 +413,9 @@ func (s *Service) grantExtension(tx *txn, r *AccessRequest, hours int, actor, co
 // runs to its expiry): an approver of its control, or an admin, with a
 // comment. The requester cannot (they complete instead).
 func (s *Service) Reject(ctx context.Context, who auth.Identity, id, comment string, ifMatch int64) (AccessRequest, error) {
-	now := s.clock()
-	var r AccessRequest
-	err := s.store.tx(ctx, func(tx *txn) error {
-		var (
-			c   Control
-			err error
-		)
-		if r, c, err = requestAndControl(tx, id, ifMatch); err != nil {
-			return err
-		}
-		prev := r.Version
-		if err := checkAllowed(&r, ActReject); err != nil {
-			return err
-		}
+	return s.onRequest(ctx, id, ifMatch, ActReject, func(tx *txn, r *AccessRequest, c *Control, now time.Time) error {
 		if who.Role != auth.RoleAdmin || who.Name == r.RequestorID {
-			if err := mayDecide(who, ActReject, &r, &c); err != nil {
+			if err := mayDecide(who, ActReject, r, c); err != nil {
 				return err
 			}
 		}
@@ -473,45 +429,24 @@ func (s *Service) Reject(ctx context.Context, who auth.Identity, id, comment str
 			r.ApproverDetails = append(r.ApproverDetails, d)
 		}
 		r.ApproverComment = comment
-		if err := s.move(tx, &r, ActReject, who.Name, comment, now); err != nil {
-			return err
-		}
-		return saveRequest(tx, &r, prev)
+		return s.move(tx, r, ActReject, who.Name, comment, now)
 	})
-	return r, err
 }
 
 // Revoke ends the request at any time, whatever its state but a final
 // one: an approver of its control or an admin. A granted request's
 // signed revocation is published.
 func (s *Service) Revoke(ctx context.Context, who auth.Identity, id, comment string, ifMatch int64) (AccessRequest, error) {
-	now := s.clock()
-	var r AccessRequest
-	err := s.store.tx(ctx, func(tx *txn) error {
-		var (
-			c   Control
-			err error
-		)
-		if r, c, err = requestAndControl(tx, id, ifMatch); err != nil {
-			return err
+	return s.onRequest(ctx, id, ifMatch, ActRevoke, func(tx *txn, r *AccessRequest, c *Control, now time.Time) error {
+		if who.Role != auth.RoleAdmin && !isApprover(c, who) {
+			return forbidden(who, ActRevoke, r, "only an admin or an approver of operator control "+c.OperatorControlName+" revokes")
 		}
-		prev := r.Version
-		if err := checkAllowed(&r, ActRevoke); err != nil {
-			return err
-		}
-		if who.Role != auth.RoleAdmin && !isApprover(&c, who) {
-			return forbidden(who, ActRevoke, &r, "only an admin or an approver of operator control "+c.OperatorControlName+" revokes")
-		}
-		if err := s.endGrant(tx, &r, now); err != nil {
+		if err := s.endGrant(tx, r, now); err != nil {
 			return err
 		}
 		r.ClosureComment = comment
-		if err := s.move(tx, &r, ActRevoke, who.Name, comment, now); err != nil {
-			return err
-		}
-		return saveRequest(tx, &r, prev)
+		return s.move(tx, r, ActRevoke, who.Name, comment, now)
 	})
-	return r, err
 }
 
 // Complete is the requester ending their access early (or withdrawing a
@@ -562,6 +497,19 @@ func (s *Service) Answer(ctx context.Context, who auth.Identity, id, answer stri
 // requester may take.
 func (s *Service) requesterAction(ctx context.Context, who auth.Identity, id string, ifMatch int64, act RequestAction,
 	fn func(tx *txn, r *AccessRequest, c *Control, now time.Time) error) (AccessRequest, error) {
+	return s.onRequest(ctx, id, ifMatch, act, func(tx *txn, r *AccessRequest, c *Control, now time.Time) error {
+		if who.Name != r.RequestorID {
+			return forbidden(who, act, r, "only the requester ("+r.RequestorID+") may")
+		}
+		return fn(tx, r, c, now)
+	})
+}
+
+// onRequest reads request id for change with the control that decides
+// it, checks ifMatch and that its state allows act, runs fn (which makes
+// the change, through move) and saves the request.
+func (s *Service) onRequest(ctx context.Context, id string, ifMatch int64, act RequestAction,
+	fn func(tx *txn, r *AccessRequest, c *Control, now time.Time) error) (AccessRequest, error) {
 	now := s.clock()
 	var r AccessRequest
 	err := s.store.tx(ctx, func(tx *txn) error {
@@ -576,9 +524,6 @@ func (s *Service) requesterAction(ctx context.Context, who auth.Identity, id str
 		if err := checkAllowed(&r, act); err != nil {
 			return err
 		}
-		if who.Name != r.RequestorID {
-			return forbidden(who, act, &r, "only the requester ("+r.RequestorID+") may")
-		}
 		if err := fn(tx, &r, &c, now); err != nil {
 			return err
 		}
@@ -589,32 +534,15 @@ func (s *Service) requesterAction(ctx context.Context, who auth.Identity, id str
 
 // Ask puts an approver's question to the requester (MOREINFO).
 func (s *Service) Ask(ctx context.Context, who auth.Identity, id, question string) (AccessRequest, error) {
-	now := s.clock()
-	var r AccessRequest
-	err := s.store.tx(ctx, func(tx *txn) error {
-		var (
-			c   Control
-			err error
-		)
-		if r, c, err = requestAndControl(tx, id, 0); err != nil {
-			return err
-		}
-		prev := r.Version
-		if err := checkAllowed(&r, ActAsk); err != nil {
-			return err
-		}
-		if err := mayDecide(who, ActAsk, &r, &c); err != nil {
+	return s.onRequest(ctx, id, 0, ActAsk, func(tx *txn, r *AccessRequest, c *Control, now time.Time) error {
+		if err := mayDecide(who, ActAsk, r, c); err != nil {
 			return err
 		}
 		if err := addInteraction(tx, r.ID, who.Name, UserCustomer, question, now); err != nil {
 			return err
 		}
-		if err := s.move(tx, &r, ActAsk, who.Name, question, now); err != nil {
-			return err
-		}
-		return saveRequest(tx, &r, prev)
+		return s.move(tx, r, ActAsk, who.Name, question, now)
 	})
-	return r, err
 }
 
 func addInteraction(tx *txn, requestID, user, userType, msg string, now time.Time) error {

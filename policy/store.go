@@ -330,6 +330,17 @@ func (t *txn) getDoc(table, id string, lock bool, v any) (bool, error) {
 	return true, nil
 }
 
+// getObj reads object id from table (for change when lock); a missing
+// row is a *NotFoundError.
+func getObj[T any](tx *txn, table, object, id string, lock bool) (T, error) {
+	var v T
+	ok, err := tx.getDoc(table, id, lock, &v)
+	if err == nil && !ok {
+		err = &NotFoundError{Object: object, ID: id}
+	}
+	return v, err
+}
+
 // docs runs q (selecting doc) and decodes every row with newV.
 func docs[T any](t *txn, q string, args ...any) ([]T, error) {
 	rows, err := t.query(q, args...)
