@@ -1,7 +1,11 @@
-// Package grants is the signed form of the grants on opctl.grants.v1: what
-// a publisher writes (Record, Revocation, Publish) and what a consumer
-// accepts (Decode). The policy service, `auditpipe grant publish` and the
-// all-in-one publish with it; collectors (and, later, agents) decode with it.
+// Package grants is the signed form of what the policy service publishes
+// for hosts and forwarders to act on: the grants on opctl.grants.v1 (what
+// a publisher writes: Record, Revocation, Publish; what a consumer
+// accepts: Decode) and the assignments on opctl.assignments.v1
+// (AssignmentRecord, AssignmentRemoval, DecodeAssignment), both through
+// the same envelope code (seal, open). The policy service, `auditpipe
+// grant publish` and the all-in-one publish with it; collectors (and,
+// later, agents and forwarders) decode with it.
 //
 // A record's value is a sign.Envelope whose payload is a schemas.Grant's
 // JSON; its key is the grant's login. A revocation is the same envelope
@@ -66,15 +70,7 @@ func Record(s *sign.Signer, g schemas.Grant) (kafka.Record, error) {
 	if err := g.Validate(); err != nil {
 		return kafka.Record{}, err
 	}
-	payload, err := json.Marshal(g)
-	if err != nil {
-		return kafka.Record{}, fmt.Errorf("grant %s: encode: %w", g.LoginID, err)
-	}
-	v, err := s.Sign(payload).Marshal()
-	if err != nil {
-		return kafka.Record{}, fmt.Errorf("grant %s: %w", g.LoginID, err)
-	}
-	return kafka.Record{Key: []byte(g.LoginID), Value: v}, nil
+	return seal(s, "grant", g.LoginID, g)
 }
 
 // Revocation returns the signed tombstone of login's grant.
@@ -85,6 +81,38 @@ func Revocation(s *sign.Signer, login string) (kafka.Record, error) {
 // Decode verifies a record of the grants topic against kr and returns its
 // grant. Every refusal is a *RefusedError naming its reason.
 func Decode(key, value []byte, kr *sign.Keyring) (Message, error) {
+	var g schemas.Grant
+	keyID, err := open(key, value, kr, &g, func() (string, error) {
+		if err := g.Validate(); err != nil {
+			return "", err
+		}
+		return g.LoginID, nil
+	})
+	if err != nil {
+		return Message{}, err
+	}
+	return Message{Grant: g, KeyID: keyID}, nil
+}
+
+// seal signs v's JSON and returns it as a record keyed by key; what names
+// the message in errors.
+func seal(s *sign.Signer, what, key string, v any) (kafka.Record, error) {
+	payload, err := json.Marshal(v)
+	if err != nil {
+		return kafka.Record{}, fmt.Errorf("%s %s: encode: %w", what, key, err)
+	}
+	b, err := s.Sign(payload).Marshal()
+	if err != nil {
+		return kafka.Record{}, fmt.Errorf("%s %s: %w", what, key, err)
+	}
+	return kafka.Record{Key: []byte(key), Value: b}, nil
+}
+
+// open verifies value against kr, decodes its payload strictly into v
+// (unknown fields and trailing data refused), then calls check, which
+// validates v and returns the key it must be published under. It returns
+// the signing key's id; every refusal is a *RefusedError.
+func open(key, value []byte, kr *sign.Keyring, v any, check func() (string, error)) (string, error) {
 	payload, keyID, err := sign.Open(value, kr)
 	if err != nil {
 		reason := ReasonMalformed
@@ -96,34 +124,24 @@ func Decode(key, value []byte, kr *sign.Keyring) (Message, error) {
 		case errors.Is(err, sign.ErrBadSignature):
 			reason = ReasonBadSignature
 		}
-		return Message{}, &RefusedError{Reason: reason, Err: err}
+		return "", &RefusedError{Reason: reason, Err: err}
 	}
-	g, err := decodeGrant(payload)
-	if err != nil {
-		return Message{}, &RefusedError{Reason: ReasonInvalidPayload, Err: fmt.Errorf("signed by %s: %w", keyID, err)}
-	}
-	if string(key) != g.LoginID {
-		return Message{}, &RefusedError{Reason: ReasonKeyMismatch, Err: fmt.Errorf("signed by %s: record key %q, payload's loginid %q", keyID, key, g.LoginID)}
-	}
-	return Message{Grant: g, KeyID: keyID}, nil
-}
-
-// decodeGrant decodes a payload strictly (unknown fields and trailing
-// data refused) and validates it.
-func decodeGrant(payload []byte) (schemas.Grant, error) {
-	var g schemas.Grant
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&g); err != nil {
-		return schemas.Grant{}, fmt.Errorf("payload: %w", err)
+	if err := dec.Decode(v); err != nil {
+		return "", &RefusedError{Reason: ReasonInvalidPayload, Err: fmt.Errorf("signed by %s: payload: %w", keyID, err)}
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return schemas.Grant{}, errors.New("payload: data after the grant")
+		return "", &RefusedError{Reason: ReasonInvalidPayload, Err: fmt.Errorf("signed by %s: payload: data after the message", keyID)}
 	}
-	if err := g.Validate(); err != nil {
-		return schemas.Grant{}, err
+	want, err := check()
+	if err != nil {
+		return "", &RefusedError{Reason: ReasonInvalidPayload, Err: fmt.Errorf("signed by %s: %w", keyID, err)}
 	}
-	return g, nil
+	if string(key) != want {
+		return "", &RefusedError{Reason: ReasonKeyMismatch, Err: fmt.Errorf("signed by %s: record key %q, payload's %q", keyID, key, want)}
+	}
+	return keyID, nil
 }
 
 // Publish writes recs to the grants topic of kc, retrying a broker that

@@ -151,3 +151,64 @@ func TestRecordRefusesInvalid(t *testing.T) {
 		t.Error("signed the revocation of an empty login")
 	}
 }
+
+// TestAssignments: assignments are signed and refused as grants are (the
+// same envelope code), keyed by their resource.
+func TestAssignments(t *testing.T) {
+	policy, stranger := signer(t, 1), signer(t, 2)
+	kr := sign.NewKeyring(policy.PublicKey())
+	a := schemas.Assignment{ID: "asg1", OperatorControlID: "oc1", ResourceID: "exacc1", IsEnforcedAlways: true,
+		IsLogForwarded: true, RemoteSyslogServerAddress: "siem.example", RemoteSyslogServerPort: 6514, Hosts: []string{"cps01"}, LifecycleState: "APPLIED"}
+	good, err := AssignmentRecord(policy, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(good.Key) != "exacc1" {
+		t.Fatalf("key %q", good.Key)
+	}
+	removal, err := AssignmentRemoval(policy, "exacc1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	byStranger, _ := AssignmentRecord(stranger, a)
+	plain, _ := json.Marshal(a)
+	tests := []struct {
+		name   string
+		key    string
+		value  []byte
+		reason string
+		want   schemas.Assignment
+	}{
+		{"signed", "exacc1", good.Value, "", a},
+		{"signed removal", "exacc1", removal.Value, "", schemas.Assignment{ResourceID: "exacc1", LifecycleState: AssignmentRemoved}},
+		{"unsigned (what the forwarder reads today)", "exacc1", plain, ReasonUnsigned, schemas.Assignment{}},
+		{"bare tombstone", "exacc1", nil, ReasonUnsigned, schemas.Assignment{}},
+		{"unknown key", "exacc1", byStranger.Value, ReasonUnknownKey, schemas.Assignment{}},
+		{"replayed under another resource", "exacc2", good.Value, ReasonKeyMismatch, schemas.Assignment{}},
+		{"forwarding without always", "r", envelope(t, policy, `{"resource_id":"r","is_enforced_always":false,"is_log_forwarded":true,"remote_syslog_server_address":"s","remote_syslog_server_port":1,"hosts":["h"]}`), ReasonInvalidPayload, schemas.Assignment{}},
+		{"unknown field", "r", envelope(t, policy, `{"resource_id":"r","is_enforced_always":true,"is_log_forwarded":false,"x":1}`), ReasonInvalidPayload, schemas.Assignment{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := DecodeAssignment([]byte(tt.key), tt.value, kr)
+			if tt.reason == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				gb, _ := json.Marshal(m.Assignment)
+				wb, _ := json.Marshal(tt.want)
+				if !bytes.Equal(gb, wb) || m.KeyID != policy.KeyID() {
+					t.Errorf("got %s by %s, want %s", gb, m.KeyID, wb)
+				}
+				return
+			}
+			var re *RefusedError
+			if !errors.As(err, &re) || re.Reason != tt.reason {
+				t.Fatalf("error %v, want reason %s", err, tt.reason)
+			}
+		})
+	}
+	if _, err := AssignmentRecord(policy, schemas.Assignment{}); err == nil {
+		t.Error("signed an assignment without a resource")
+	}
+}

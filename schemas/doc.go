@@ -12,7 +12,11 @@ const (
 	TopicAudit = "opctl.audit.v1"
 	// TopicGrants carries grants, compacted, key = login user; a tombstone revokes.
 	TopicGrants = "opctl.grants.v1"
-	// TopicLifecycle carries policy state changes.
+	// TopicAssignments carries operator-control assignments with their
+	// SIEM destinations, compacted, signed, key = resource.
+	TopicAssignments = "opctl.assignments.v1"
+	// TopicLifecycle carries policy state changes (Lifecycle), key =
+	// resource.
 	TopicLifecycle = "opctl.lifecycle.v1"
 	// TopicDispatch carries work requests to agents.
 	TopicDispatch = "opctl.dispatch.v1"

@@ -17,6 +17,7 @@ const (
 // remove users. On the topic a grant is the payload of a signed envelope
 // (package grants); its revocation is a signed grant with Revoked set and
 // only LoginID required (a bare tombstone, being unsigned, is refused).
+// Its JSON Schema is jsonschema/grant.schema.json.
 type Grant struct {
 	LoginID   string    `json:"loginid"`     // 32 hex digits, the login user
 	ReqAuthID string    `json:"req_auth_id"` // the access request
@@ -24,6 +25,14 @@ type Grant struct {
 	Actions   []string  `json:"actions,omitempty"`
 	AuditType string    `json:"audit_type,omitempty"` // AuditCommand or AuditCommandKeystroke
 	Expires   time.Time `json:"expires,omitzero"`
+	// Hosts are the resource's hosts the grant applies to (those of its
+	// privileges' layers, narrowed to the request's sub-resources).
+	Hosts []string `json:"hosts,omitempty"`
+	// Privileges are the requested actions' effective privileges.
+	Privileges *Privileges `json:"privileges,omitempty"`
+	// Start is when the access begins (the approval, or the future
+	// access time the request asked for).
+	Start time.Time `json:"start,omitzero"`
 	// Revoked makes the message the grant's revocation (the signed
 	// tombstone of its key).
 	Revoked bool `json:"revoked,omitempty"`
@@ -44,6 +53,14 @@ func (g *Grant) Validate() error {
 	case "", AuditCommand, AuditCommandKeystroke:
 	default:
 		return fmt.Errorf("grant %s: unknown audit_type %q", g.LoginID, g.AuditType)
+	}
+	if !g.Start.IsZero() && !g.Expires.IsZero() && !g.Expires.After(g.Start) {
+		return fmt.Errorf("grant %s: expires %s is not after start %s", g.LoginID, g.Expires.Format(time.RFC3339), g.Start.Format(time.RFC3339))
+	}
+	if g.Privileges != nil {
+		if err := g.Privileges.Validate(); err != nil {
+			return fmt.Errorf("grant %s: %w", g.LoginID, err)
+		}
 	}
 	return nil
 }

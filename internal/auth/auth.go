@@ -50,6 +50,20 @@ type Identity struct {
 	Role string
 	// Method is "token" or "certificate".
 	Method string
+	// Groups are the groups the identity belongs to (the tokens file's or
+	// the client entry's groups): the policy service lets a member of a
+	// control's approver group act on requests under that control.
+	Groups []string
+}
+
+// InGroup reports whether the identity belongs to one of groups.
+func (id Identity) InGroup(groups ...string) bool {
+	for _, g := range groups {
+		if slices.Contains(id.Groups, g) {
+			return true
+		}
+	}
+	return false
 }
 
 // Token is one entry of the tokens file: the token itself is never
@@ -59,12 +73,17 @@ type Token struct {
 	Name   string `yaml:"name"`
 	Role   string `yaml:"role"`
 	SHA256 string `yaml:"sha256"`
+	// Groups the token's holder belongs to (optional), e.g. an
+	// operator control's approver group.
+	Groups []string `yaml:"groups,omitempty"`
 }
 
 // Client maps a client certificate's subject common name to a role.
 type Client struct {
 	CommonName string `yaml:"common_name"`
 	Role       string `yaml:"role"`
+	// Groups the certificate's holder belongs to (optional).
+	Groups []string `yaml:"groups,omitempty"`
 }
 
 // File is the tokens file's layout.
@@ -101,6 +120,10 @@ func (a *Authenticator) Set(tokens []Token, clients []Client) error {
 		if err != nil || len(b) != 32 {
 			return fmt.Errorf("tokens[%d] (%s): sha256 is not 64 hex digits", i, t.Name)
 		}
+		if err := checkGroups(t.Groups); err != nil {
+			return fmt.Errorf("tokens[%d] (%s): %w", i, t.Name, err)
+		}
+		t.Groups = slices.Clone(t.Groups)
 		tm[[32]byte(b)] = t
 	}
 	cm := map[string]Client{}
@@ -108,11 +131,25 @@ func (a *Authenticator) Set(tokens []Token, clients []Client) error {
 		if !slices.Contains(Roles(), c.Role) || c.CommonName == "" {
 			return fmt.Errorf("clients[%d]: common_name %q, role %q: a name and a known role are required", i, c.CommonName, c.Role)
 		}
+		if err := checkGroups(c.Groups); err != nil {
+			return fmt.Errorf("clients[%d] (%s): %w", i, c.CommonName, err)
+		}
+		c.Groups = slices.Clone(c.Groups)
 		cm[c.CommonName] = c
 	}
 	a.mu.Lock()
 	a.tokens, a.clients = tm, cm
 	a.mu.Unlock()
+	return nil
+}
+
+// checkGroups refuses an empty group name.
+func checkGroups(groups []string) error {
+	for j, g := range groups {
+		if strings.TrimSpace(g) == "" {
+			return fmt.Errorf("groups[%d] is empty", j)
+		}
+	}
 	return nil
 }
 
@@ -145,7 +182,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (Identity, error) {
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
 		cn := r.TLS.VerifiedChains[0][0].Subject.CommonName
 		if c, ok := a.clients[cn]; ok {
-			return Identity{Name: cn, Role: c.Role, Method: "certificate"}, nil
+			return Identity{Name: cn, Role: c.Role, Method: "certificate", Groups: slices.Clone(c.Groups)}, nil
 		}
 	}
 	tok := bearer(r)
@@ -158,7 +195,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (Identity, error) {
 	if !ok {
 		return Identity{}, ErrUnauthenticated
 	}
-	return Identity{Name: t.Name, Role: t.Role, Method: "token"}, nil
+	return Identity{Name: t.Name, Role: t.Role, Method: "token", Groups: slices.Clone(t.Groups)}, nil
 }
 
 func bearer(r *http.Request) string {

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -70,5 +73,52 @@ func TestAuthenticateAndRevoke(t *testing.T) {
 	r.Header.Set("Authorization", "Bearer "+tok)
 	if _, err := a.Authenticate(r); !errors.Is(err, ErrUnauthenticated) {
 		t.Errorf("a revoked token: %v", err)
+	}
+}
+
+// TestGroups: a token's groups (the tokens file's field groups) reach its
+// identity, and an empty group name is refused.
+func TestGroups(t *testing.T) {
+	tok, entry, err := NewToken("alice", RoleApprover)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "tokens.yaml")
+	body := "tokens:\n  - name: alice\n    role: approver\n    sha256: " + entry.SHA256 + "\n    groups: [EXPLICIT_APPROVED_POLICY_USERS, ops]\n"
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := LoadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(tokens, []Client{{CommonName: "agent01", Role: RoleAgent, Groups: []string{"hosts"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("Authorization", "Bearer "+tok)
+	id, err := a.Authenticate(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(id.Groups, []string{"EXPLICIT_APPROVED_POLICY_USERS", "ops"}) {
+		t.Errorf("groups %v", id.Groups)
+	}
+	if !id.InGroup("nobody", "ops") || id.InGroup("PRE_APPROVED_POLICY_USERS") || (Identity{}).InGroup("ops") {
+		t.Errorf("InGroup wrong for %v", id.Groups)
+	}
+	tests := []struct {
+		name    string
+		tokens  []Token
+		clients []Client
+	}{
+		{"token with an empty group", []Token{{Name: "x", Role: RoleApprover, SHA256: entry.SHA256, Groups: []string{"a", " "}}}, nil},
+		{"client with an empty group", nil, []Client{{CommonName: "c", Role: RoleAgent, Groups: []string{""}}}},
+	}
+	for _, tt := range tests {
+		if _, err := New(tt.tokens, tt.clients); err == nil || !strings.Contains(err.Error(), "groups[") {
+			t.Errorf("%s: %v, want an error naming the group", tt.name, err)
+		}
 	}
 }
