@@ -5,8 +5,9 @@
 // The cluster is Debian's PostgreSQL (15 on the build machines; make deps
 // installs it, see scripts/deps.d/50-postgres.sh), found through pg_config
 // or in /usr/lib/postgresql/*/bin. It lives in a directory of its own under
-// the temporary directory: initdb's data, the unix socket and the server's
-// log. Tests run as root and PostgreSQL refuses to, so initdb and the server
+// the temporary directory ($TMPDIR when all may write there and it is
+// sticky, as /tmp is; else /tmp): initdb's data, the unix socket and the
+// server's log. Tests run as root and PostgreSQL refuses to, so initdb and the server
 // run as the user nobody (as the current user when that is not root). The
 // server listens on 127.0.0.1 at a free port (proctest.FreePorts) with
 // trust authentication for the superuser postgres, and fsync, synchronous
@@ -17,12 +18,14 @@
 //
 // Nothing needs to stop the cluster, and no TestMain is needed: it ends with
 // the test binary, however that ends (tests passed or failed, a panic,
-// -timeout, SIGKILL). The server runs under a small /bin/sh supervisor that
-// holds the read end of a pipe whose only write end is the test binary's
-// (close-on-exec, so no other child inherits it). When the binary exits the
-// kernel closes that end; the supervisor reads end-of-file, stops the server
-// with an immediate shutdown (SIGQUIT), waits for it and removes the
-// directory. The supervisor is in a process group of its own, so the ^C
+// -timeout, SIGKILL, even during initdb). initdb and the server run under a
+// small /bin/sh supervisor that holds the read end of a pipe whose only
+// write end is the test binary's (close-on-exec, so no other child inherits
+// it). When the binary exits the kernel closes that end; the supervisor
+// reads end-of-file, stops the server with an immediate shutdown (SIGQUIT),
+// waits for it and removes the directory. Only a binary killed in the
+// instant between creating the directory and starting the supervisor
+// leaves something: the directory, with an empty log. The supervisor is in a process group of its own, so the ^C
 // that interrupts `go test` reaches it only through the pipe. The shutdown
 // takes a fraction of a second after the binary has exited; `go test` does
 // not wait for it. No goroutine is started for the cluster, so goleak in a
@@ -208,33 +211,54 @@ func majorOf(bindir string) int {
 	return n
 }
 
-// supervisor runs the server ($1 the postgres binary, $2 the cluster's
-// directory, the rest its arguments) until the test binary's end of the
-// pipe on fd 3 closes, then stops it and removes the directory. When the
-// server exits by itself its status goes to $2/exited, which Start waits
-// for beside readiness; the directory stays until the binary exits, with
-// the log. Background lists read /dev/null unless redirected, hence <&3.
-const supervisor = `pg=$1 dir=$2
+// supervisor makes the cluster and runs the server ($1 the binaries'
+// directory, $2 the cluster's directory, the rest the server's arguments)
+// until the test binary's end of the pipe on fd 3 closes, then stops it
+// (SIGQUIT: immediate shutdown) and removes the directory. initdb runs
+// here, not in the test binary, so that a binary killed during initdb
+// leaves nothing either: the watcher, started after it, then reads
+// end-of-file at once. The watcher repeats SIGQUIT until the server is
+// gone: a background job starts with SIGQUIT ignored, and a signal sent
+// before the server has set its handlers is lost. When initdb or the server exits by itself, the
+// reason goes to $2/exited, which Start waits for beside readiness, and
+// the directory stays, with the log, until the binary exits. Background
+// lists read /dev/null unless redirected, hence <&3.
+const supervisor = `bin=$1 dir=$2
 shift 2
-"$pg" "$@" 3<&- &
-pid=$!
-{ read -r _ || :; kill -QUIT "$pid" 2>/dev/null; } <&3 &
-exec 3<&-
-wait "$pid"
-echo "$?" >"$dir/exited"
-wait
+if "$bin/initdb" -D "$dir/data" -U ` + Superuser + ` --auth=trust --encoding=UTF8 --locale=C --no-sync --no-instructions 3<&-; then
+	"$bin/postgres" -D "$dir/data" "$@" 3<&- &
+	pid=$!
+	{ read -r _ || :; while kill -QUIT "$pid" 2>/dev/null; do sleep 0.1; done; } <&3 &
+	exec 3<&-
+	wait "$pid"
+	echo "the server exited with status $?" >"$dir/exited"
+	wait
+else
+	echo "initdb exited with status $?" >"$dir/exited"
+	read -r _ <&3 || :
+fi
 rm -rf "$dir"
 `
 
-// startCluster runs initdb in a new directory and starts the server on a
-// free port under the supervisor, waiting until it accepts connections.
+// startCluster starts the supervisor in a new directory with a free port:
+// it runs initdb and the server. It waits until the server accepts
+// connections.
 func startCluster(t testing.TB, bin string) (*cluster, error) {
 	t.Helper()
 	cred, err := runAs()
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "auditpipe-pg-")
+	vout, err := exec.Command(filepath.Join(bin, "postgres"), "--version").Output()
+	if err != nil {
+		return nil, fmt.Errorf("postgres --version: %w", err)
+	}
+	version := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(vout)), "postgres (PostgreSQL)"))
+	port := proctest.FreePorts(t, 1)[0]
+
+	// From here to the supervisor's start, an instant in which a killed
+	// binary leaves an empty directory behind; after it, nothing.
+	dir, err := os.MkdirTemp(baseDir(cred), "auditpipe-pg-")
 	if err != nil {
 		return nil, fmt.Errorf("cluster directory: %w", err)
 	}
@@ -244,23 +268,6 @@ func startCluster(t testing.TB, bin string) (*cluster, error) {
 			os.RemoveAll(dir)
 		}
 	}()
-	if cred != nil {
-		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
-			return nil, fmt.Errorf("cluster directory: %w", err)
-		}
-	}
-	data := filepath.Join(dir, "data")
-	env := []string{"PATH=/usr/local/bin:/usr/bin:/bin", "LC_ALL=C", "TZ=UTC"}
-	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", data, "-U", Superuser, "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions")
-	initdb.Dir, initdb.Env = dir, env
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	if out, err := initdb.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("initdb %s (as %s): %w\n%s", data, who(cred), err, out)
-	}
-	vout, _ := exec.Command(filepath.Join(bin, "postgres"), "--version").Output()
-	version := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(vout)), "postgres (PostgreSQL)"))
-
-	port := proctest.FreePorts(t, 1)[0]
 	logPath := filepath.Join(dir, "postgres.log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -268,8 +275,8 @@ func startCluster(t testing.TB, bin string) (*cluster, error) {
 	}
 	defer logf.Close()
 	if cred != nil {
-		if err := logf.Chown(int(cred.Uid), int(cred.Gid)); err != nil {
-			return nil, fmt.Errorf("server log: %w", err)
+		if err := errors.Join(os.Chown(dir, int(cred.Uid), int(cred.Gid)), logf.Chown(int(cred.Uid), int(cred.Gid))); err != nil {
+			return nil, fmt.Errorf("cluster directory: %w", err)
 		}
 	}
 	r, w, err := os.Pipe()
@@ -277,8 +284,8 @@ func startCluster(t testing.TB, bin string) (*cluster, error) {
 		return nil, fmt.Errorf("supervisor pipe: %w", err)
 	}
 	defer r.Close()
-	args := []string{"-c", supervisor, "pgtest-supervisor", filepath.Join(bin, "postgres"), dir,
-		"-D", data, "-p", strconv.Itoa(port), "-k", dir,
+	args := []string{"-c", supervisor, "pgtest-supervisor", bin, dir,
+		"-p", strconv.Itoa(port), "-k", dir,
 		"-c", "listen_addresses=127.0.0.1",
 		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
 		"-c", "max_connections=200", "-c", "shared_buffers=32MB",
@@ -286,13 +293,14 @@ func startCluster(t testing.TB, bin string) (*cluster, error) {
 		"-c", "logging_collector=off", "-c", "log_min_messages=warning",
 	}
 	cmd := exec.Command("/bin/sh", args...)
-	cmd.Dir, cmd.Env = dir, env
+	cmd.Dir = dir
+	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "LC_ALL=C", "TZ=UTC"}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{r} // fd 3
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		w.Close()
-		return nil, fmt.Errorf("start the server: %w", err)
+		return nil, fmt.Errorf("start the supervisor: %w", err)
 	}
 	removeDir = false
 	c := &cluster{dir: dir, port: port, version: version, hold: w}
@@ -305,7 +313,7 @@ func startCluster(t testing.TB, bin string) (*cluster, error) {
 		if strings.Contains(string(log), "could not bind") || strings.Contains(string(log), "Address already in use") {
 			err = fmt.Errorf("%w: %w", errPortTaken, err)
 		}
-		return nil, fmt.Errorf("PostgreSQL on port %d: %w\nserver log (last 4 KiB):\n%s", port, err, log)
+		return nil, fmt.Errorf("PostgreSQL on port %d (as %s): %w\nlog (last 4 KiB):\n%s", port, who(cred), err, log)
 	}
 	return c, nil
 }
@@ -322,7 +330,7 @@ func (c *cluster) waitReady(sup int) error {
 			return nil
 		}
 		if st, rerr := os.ReadFile(filepath.Join(c.dir, "exited")); rerr == nil {
-			return fmt.Errorf("the server exited at start (status %s)", strings.TrimSpace(string(st)))
+			return fmt.Errorf("at start, %s", strings.TrimSpace(string(st)))
 		}
 		// WNOWAIT: only look; cmd.Wait reaps it.
 		var info unix.Siginfo
@@ -349,6 +357,21 @@ func (c *cluster) exec(ctx context.Context, sql string) error {
 
 func (c *cluster) dsn(db string) string {
 	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", Superuser, c.port, db)
+}
+
+// baseDir is where the cluster's directory goes: the temporary directory
+// ($TMPDIR, else /tmp). When the cluster runs as nobody, its supervisor must
+// be able to remove its directory from there, so a temporary directory
+// that is not writable by all and sticky, as /tmp is, gives way to /tmp.
+func baseDir(cred *syscall.Credential) string {
+	tmp := os.TempDir()
+	if cred == nil {
+		return tmp
+	}
+	if fi, err := os.Stat(tmp); err == nil && fi.Mode()&(os.ModeSticky|0o777) == os.ModeSticky|0o777 {
+		return tmp
+	}
+	return "/tmp"
 }
 
 // runAs is the credential of the user the server runs as: nobody when the

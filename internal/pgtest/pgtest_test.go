@@ -3,12 +3,10 @@ package pgtest
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -131,54 +129,64 @@ const childEnv = "AUDITPIPE_PGTEST_CHILD"
 
 // TestClusterChild is not a test: it is the test binary that
 // TestClusterEndsWithTheBinary starts, which starts a cluster, prints its
-// directory and the server's pid, and then ends as $AUDITPIPE_PGTEST_CHILD
-// says.
+// directory, and then ends as $AUDITPIPE_PGTEST_CHILD says.
 func TestClusterChild(t *testing.T) {
 	mode := os.Getenv(childEnv)
 	if mode == "" {
 		t.Skip("helper process for TestClusterEndsWithTheBinary, run by it")
 	}
 	Start(t)
-	dir := shared.c.dir
-	pidFile, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, _, _ := strings.Cut(string(pidFile), "\n")
-	fmt.Printf("CLUSTER %s %s\n", dir, pid)
+	fmt.Printf("CLUSTER %s\n", shared.c.dir)
 	switch mode {
 	case "fail":
 		t.Fatal("failing on purpose")
 	case "panic":
 		panic("panicking on purpose")
-	case "block": // until killed, or -test.timeout
+	case "alarm":
+		// What -test.timeout does: a panic in a goroutine other than
+		// the test's, which runs no cleanup.
+		go panic("a test timed out, as the testing package's alarm says")
+		time.Sleep(time.Hour)
+	case "block": // until killed
 		time.Sleep(time.Hour)
 	}
 }
 
 // TestClusterEndsWithTheBinary: however a test binary ends (its tests
-// passed or failed, a panic, -timeout, SIGKILL), its server stops and the
-// cluster's directory is removed.
+// passed or failed, a panic, -timeout, SIGKILL after the start or during
+// initdb), no process of its cluster is left and the cluster's directory
+// is removed.
 func TestClusterEndsWithTheBinary(t *testing.T) {
 	if _, err := findBin(); err != nil {
 		Start(t) // skips, or fails under AUDITPIPE_REQUIRE
 	}
 	tests := []struct {
 		name, mode string
-		args       []string
-		kill       bool
+		kill       string // "": none; "ready": after it printed its cluster; "initdb": while initdb runs
 	}{
 		{name: "pass", mode: "pass"},
 		{name: "fail", mode: "fail"},
 		{name: "panic", mode: "panic"},
-		{name: "timeout", mode: "block", args: []string{"-test.timeout=3s"}},
-		{name: "sigkill", mode: "block", kill: true},
+		{name: "timeout", mode: "alarm"},
+		{name: "sigkill", mode: "block", kill: "ready"},
+		{name: "sigkill during initdb", mode: "block", kill: "initdb"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			cmd := exec.Command(os.Args[0], append([]string{"-test.run=^TestClusterChild$", "-test.count=1", "-test.v"}, tt.args...)...)
-			cmd.Env = append(os.Environ(), childEnv+"="+tt.mode)
+			// A temporary directory of the child's own, like /tmp
+			// (all may write, sticky): its cluster goes there, so
+			// that what is left of it can be found.
+			tmp, err := os.MkdirTemp("", "pgtest-child-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer os.RemoveAll(tmp)
+			if err := os.Chmod(tmp, os.ModeSticky|0o777); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(os.Args[0], "-test.run=^TestClusterChild$", "-test.count=1", "-test.v")
+			cmd.Env = append(os.Environ(), childEnv+"="+tt.mode, "TMPDIR="+tmp)
 			var stderr strings.Builder
 			cmd.Stderr = &stderr
 			out, err := cmd.StdoutPipe()
@@ -188,22 +196,24 @@ func TestClusterEndsWithTheBinary(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			var dir string
-			pid := 0
-			sc := bufio.NewScanner(out)
+			if tt.kill == "initdb" {
+				waitInitdb(t, tmp)
+				_ = cmd.Process.Signal(syscall.SIGKILL)
+			}
 			var lines []string
+			printed := false
+			sc := bufio.NewScanner(out)
 			for sc.Scan() {
 				lines = append(lines, sc.Text())
-				if f := strings.Fields(sc.Text()); len(f) == 3 && f[0] == "CLUSTER" {
-					dir = f[1]
-					pid, _ = strconv.Atoi(f[2])
-					if tt.kill {
+				if strings.HasPrefix(sc.Text(), "CLUSTER ") {
+					printed = true
+					if tt.kill == "ready" {
 						_ = cmd.Process.Signal(syscall.SIGKILL)
 					}
 				}
 			}
 			err = cmd.Wait()
-			if dir == "" || pid == 0 {
+			if !printed && tt.kill != "initdb" {
 				t.Fatalf("the child printed no cluster (exit %v):\n%s\n%s", err, strings.Join(lines, "\n"), stderr.String())
 			}
 			if (tt.mode == "pass") != (err == nil) {
@@ -212,17 +222,52 @@ func TestClusterEndsWithTheBinary(t *testing.T) {
 			ended := time.Now()
 			deadline := ended.Add(30 * time.Second)
 			for {
-				_, statErr := os.Stat(dir)
-				alive := syscall.Kill(pid, 0) == nil
-				if errors.Is(statErr, os.ErrNotExist) && !alive {
+				left, _ := os.ReadDir(tmp)
+				procs := processesMentioning(tmp)
+				if len(left) == 0 && len(procs) == 0 {
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("30 s after the binary ended: server %d alive %v, directory %s: %v", pid, alive, dir, statErr)
+					t.Fatalf("30 s after the binary ended: left in %s: %v; processes: %v", tmp, left, procs)
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
-			t.Logf("server stopped and directory removed %s after the binary ended", time.Since(ended).Round(time.Millisecond))
+			t.Logf("every process of the cluster gone and its directory removed %s after the binary ended", time.Since(ended).Round(time.Millisecond))
 		})
 	}
+}
+
+// waitInitdb waits until initdb runs in a cluster directory under tmp.
+func waitInitdb(t *testing.T, tmp string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if m, _ := filepath.Glob(filepath.Join(tmp, "auditpipe-pg-*", "data")); len(m) > 0 {
+			for _, p := range processesMentioning(tmp) {
+				if strings.Contains(p, "/initdb -D ") { // initdb itself, not the supervisor
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("initdb did not start within 60 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// processesMentioning lists the command lines (pid: args) of the processes
+// whose arguments contain s.
+func processesMentioning(s string) []string {
+	var out []string
+	dirs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range dirs {
+		b, err := os.ReadFile(f)
+		if err != nil || !strings.Contains(string(b), s) {
+			continue
+		}
+		pid := filepath.Base(filepath.Dir(f))
+		out = append(out, pid+": "+strings.ReplaceAll(strings.TrimRight(string(b), "\x00"), "\x00", " "))
+	}
+	return out
 }
