@@ -25,8 +25,8 @@ const EnvRequire = "AUDITPIPE_REQUIRE"
 // Dep names a dependency of the test suite.
 type Dep string
 
-// The dependencies. `make deps` installs the first five; the tests run as
-// root on the build machines.
+// The dependencies. `make deps` installs chdb, rsyslog, kafka, syslog-ng,
+// python-venv and postgres; the tests run as root on the build machines.
 const (
 	// CHDB is libchdb.so (scripts/deps.d/10-chdb.sh).
 	CHDB Dep = "chdb"
@@ -52,12 +52,16 @@ const (
 	// PythonVenv is the venv with clickhouse-connect that make deps
 	// creates (scripts/deps.d/40-python-venv.sh).
 	PythonVenv Dep = "python-venv"
+	// Postgres is the PostgreSQL server's binaries (initdb, postgres),
+	// Debian's postgresql-15 (scripts/deps.d/50-postgres.sh); the tests
+	// start their own cluster with internal/pgtest.
+	Postgres Dep = "postgres"
 )
 
 // All returns the dependencies AUDITPIPE_REQUIRE=all requires: every one
 // the build machines provide.
 func All() []Dep {
-	return []Dep{CHDB, Rsyslog, SyslogNG, PythonVenv, Kafka, Java, KernelAudit, Root}
+	return []Dep{CHDB, Rsyslog, SyslogNG, PythonVenv, Postgres, Kafka, Java, KernelAudit, Root}
 }
 
 // known returns every dependency name a list may hold.
