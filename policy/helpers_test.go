@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"database/sql"
 	"encoding/json"
-	"net/url"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -18,6 +15,7 @@ import (
 	"github.com/auditpipe/auditpipe/grants"
 	"github.com/auditpipe/auditpipe/internal/auth"
 	"github.com/auditpipe/auditpipe/internal/config"
+	"github.com/auditpipe/auditpipe/internal/pgtest"
 	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/schemas"
 )
@@ -26,58 +24,30 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// envPostgresDSN names a PostgreSQL the store tests also run on (a URL,
-// postgres://user@host:port/db): each test gets a fresh database there.
-const envPostgresDSN = "AUDITPIPE_TEST_POSTGRES_DSN"
-
 // backend opens a fresh, empty store of one engine.
 type backend struct {
 	name string
 	open func(t testing.TB) StoreConfig
 }
 
-// backends are the engines every store test runs on: SQLite always,
-// PostgreSQL when AUDITPIPE_TEST_POSTGRES_DSN names one.
+// backends are the engines every store test runs on: SQLite, and a real
+// PostgreSQL (internal/pgtest: a fresh database per test on a cluster of
+// the test binary; skipped, or failed under AUDITPIPE_REQUIRE, where
+// PostgreSQL is missing).
 func backends(t testing.TB) []backend {
 	t.Helper()
-	bs := []backend{{name: DriverSQLite, open: func(t testing.TB) StoreConfig {
-		c := DefaultStoreConfig()
-		c.Path = filepath.Join(t.TempDir(), "policy.db")
-		return c
-	}}}
-	if dsn := os.Getenv(envPostgresDSN); dsn != "" {
-		bs = append(bs, backend{name: DriverPostgres, open: func(t testing.TB) StoreConfig {
-			return freshPostgres(t, dsn)
-		}})
+	return []backend{
+		{name: DriverSQLite, open: func(t testing.TB) StoreConfig {
+			c := DefaultStoreConfig()
+			c.Path = filepath.Join(t.TempDir(), "policy.db")
+			return c
+		}},
+		{name: DriverPostgres, open: func(t testing.TB) StoreConfig {
+			c := DefaultStoreConfig()
+			c.Driver, c.DSN = DriverPostgres, config.Secret(pgtest.Start(t))
+			return c
+		}},
 	}
-	return bs
-}
-
-// freshPostgres creates a database of its own on the server dsn names,
-// dropped when the test ends.
-func freshPostgres(t testing.TB, dsn string) StoreConfig {
-	t.Helper()
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatalf("%s: %v", envPostgresDSN, err)
-	}
-	admin, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := "policy_" + randomHex()[:16]
-	if _, err := admin.Exec("CREATE DATABASE " + name); err != nil {
-		admin.Close()
-		t.Fatalf("create database: %v", err)
-	}
-	t.Cleanup(func() {
-		_, _ = admin.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)")
-		admin.Close()
-	})
-	u.Path = "/" + name
-	c := DefaultStoreConfig()
-	c.Driver, c.DSN = DriverPostgres, config.Secret(u.String())
-	return c
 }
 
 // clock is a test clock.
@@ -108,6 +78,8 @@ type fixture struct {
 	clock  *clock
 	keys   *sign.Keyring
 	signer *sign.Signer
+	// cfg is the store's configuration (a second connection's).
+	cfg StoreConfig
 }
 
 var t0 = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
@@ -115,7 +87,8 @@ var t0 = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 func newFixture(t testing.TB, b backend) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	st, err := OpenStore(ctx, b.open(t), nil)
+	cfg := b.open(t)
+	st, err := OpenStore(ctx, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +106,7 @@ func newFixture(t testing.TB, b backend) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{t: t, ctx: ctx, svc: svc, store: st, clock: clk, keys: sign.NewKeyring(signer.PublicKey()), signer: signer}
+	return &fixture{t: t, ctx: ctx, svc: svc, store: st, clock: clk, keys: sign.NewKeyring(signer.PublicKey()), signer: signer, cfg: cfg}
 }
 
 // identities of the tests.
@@ -265,14 +238,5 @@ func jsonOf(v any) string {
 // with (a second process's connection).
 func storeDSN(t testing.TB, f *fixture) config.Secret {
 	t.Helper()
-	var db string
-	if err := f.store.db.QueryRow("SELECT current_database()").Scan(&db); err != nil {
-		t.Fatal(err)
-	}
-	u, err := url.Parse(os.Getenv(envPostgresDSN))
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + db
-	return config.Secret(u.String())
+	return f.cfg.DSN
 }
