@@ -12,8 +12,8 @@ import (
 )
 
 // OutboxRecord is one message waiting in the outbox: written in the
-// transaction of the state change it reports, published by the relay
-// (which is not in this package) to Topic with Key, Value and Headers.
+// transaction of the state change it reports, published by the Relay to
+// Topic with Key, Value and Headers.
 type OutboxRecord struct {
 	ID        int64
 	Topic     string
@@ -48,6 +48,7 @@ func (t *txn) outbox(topic string, rec kafka.Record, now time.Time) error {
 		topic, rec.Key, rec.Value, string(hb), now.UnixMilli()); err != nil {
 		return fmt.Errorf("policy store: outbox: %w", err)
 	}
+	t.outboxed = true
 	return nil
 }
 

@@ -670,7 +670,8 @@ func aggregateDeployment(reports map[string]string, hosts []string) RequestActio
 	return ""
 }
 
-// issueGrant creates r's login user (32 random hex digits) for the
+// issueGrant creates r's login user (32 random hex digits; a seed may
+// pin it, see Seed) for the
 // resource's hosts on the actions' layers, from start to r's expiry, and
 // puts its signed record in the outbox.
 func (s *Service) issueGrant(tx *txn, r *AccessRequest, res *Resource, start, now time.Time) error {
@@ -678,7 +679,7 @@ func (s *Service) issueGrant(tx *txn, r *AccessRequest, res *Resource, start, no
 	if err != nil {
 		return err
 	}
-	g := Grant{LoginID: randomHex(), RequestID: r.ID, Resource: r.ResourceID, Actions: r.ActionRequests,
+	g := Grant{LoginID: s.newLogin(), RequestID: r.ID, Resource: r.ResourceID, Actions: r.ActionRequests,
 		Hosts: hostsFor(res, priv.Layers, r.SubResourceList), Privileges: priv, AuditType: r.AuditType, Start: start, Expires: r.TimeOfExpiry}
 	r.UserID, r.TimeOfUserCreation = g.LoginID, start
 	return s.saveGrant(tx, &g, true, now)

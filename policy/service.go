@@ -41,6 +41,9 @@ type Service struct {
 	signer  *sign.Signer
 	now     func() time.Time
 	log     *slog.Logger
+	// newLogin makes a grant's login user: randomHex, except in the copy
+	// a seed uses to create a request whose login it pins.
+	newLogin func() string
 }
 
 // Options are the service's optional parts.
@@ -63,7 +66,7 @@ func NewService(store *Store, catalog *Catalog, signer *sign.Signer, opts Option
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{store: store, catalog: catalog, signer: signer, now: opts.Now, log: opts.Log}, nil
+	return &Service{store: store, catalog: catalog, signer: signer, now: opts.Now, log: opts.Log, newLogin: randomHex}, nil
 }
 
 // Catalog returns the action catalog.

@@ -76,6 +76,9 @@ type Store struct {
 	db  *sql.DB
 	d   dialect
 	log *slog.Logger
+	// written gets a signal (never blocking, at most one waiting) after
+	// each commit that added outbox records: the relay's wake-up.
+	written chan struct{}
 }
 
 // OpenStore opens the store cfg names and applies its migrations.
@@ -109,7 +112,7 @@ func OpenStore(ctx context.Context, cfg StoreConfig, log *slog.Logger) (*Store, 
 		return nil, fmt.Errorf("policy store: open %s: %w", cfg.Driver, err)
 	}
 	db.SetMaxOpenConns(cfg.MaxOpenConns)
-	s := &Store{db: db, d: d, log: log}
+	s := &Store{db: db, d: d, log: log, written: make(chan struct{}, 1)}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("policy store: %s: %w", cfg.Driver, err)
@@ -123,6 +126,11 @@ func OpenStore(ctx context.Context, cfg StoreConfig, log *slog.Logger) (*Store, 
 
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
+
+// Written is signalled after a commit of this process added records to
+// the outbox (one signal stands for any number of commits). Records
+// written by other processes are not signalled: the relay also polls.
+func (s *Store) Written() <-chan struct{} { return s.written }
 
 // Driver returns DriverSQLite or DriverPostgres.
 func (s *Store) Driver() string { return s.d.name }
@@ -219,6 +227,8 @@ type txn struct {
 	ctx context.Context
 	tx  querier
 	d   dialect
+	// outboxed: the transaction added outbox records.
+	outboxed bool
 }
 
 // read returns a txn that reads without a transaction (one statement,
@@ -268,11 +278,18 @@ func (s *Store) tryTx(ctx context.Context, fn func(tx *txn) error) (err error) {
 			_ = sqlTx.Rollback()
 		}
 	}()
-	if err := fn(&txn{ctx: ctx, tx: sqlTx, d: s.d}); err != nil {
+	t := &txn{ctx: ctx, tx: sqlTx, d: s.d}
+	if err := fn(t); err != nil {
 		return err
 	}
 	if err := sqlTx.Commit(); err != nil {
 		return fmt.Errorf("policy store: commit: %w", err)
+	}
+	if t.outboxed {
+		select {
+		case s.written <- struct{}{}:
+		default:
+		}
 	}
 	return nil
 }

@@ -13,7 +13,7 @@ import (
 // cmdAllInOne is `run --target all` on the embedded defaults, with flags
 // for what a newcomer sets most.
 func cmdAllInOne(ctx context.Context, e env) error {
-	fs := newFlagSet("all-in-one", "all-in-one --data DIR [--audit-log FILE] [--flush-interval D] [--grant LOGIN=REQ_AUTH_ID]... [--siem HOST:PORT --siem-ca FILE [--siem-cert FILE --siem-key FILE]] [--config FILE]", e.stderr)
+	fs := newFlagSet("all-in-one", "all-in-one --data DIR [--audit-log FILE] [--flush-interval D] [--grant LOGIN=REQ_AUTH_ID]... [--siem HOST:PORT --siem-ca FILE [--siem-cert FILE --siem-key FILE]] [--policy-seed FILE] [--config FILE]", e.stderr)
 	var f runFlags
 	f.register(fs, app.TargetAll)
 	def := app.DefaultConfig()
@@ -25,6 +25,7 @@ func cmdAllInOne(ctx context.Context, e env) error {
 		httpAddr  = fs.String("http", "", "query endpoint and /metrics address (same as --http.addr; default "+app.DefaultHTTPAddr(app.TargetAll)+")")
 		chdbLib   = fs.String("chdb-lib", "", "path of libchdb.so (default: $AUDITPIPE_CHDB_LIB, then the make deps cache)")
 		retention = fs.Int("retention-days", def.ClickHouse.RetentionDays, "how long audit events are kept, in days; 0 keeps them for ever")
+		seed      = fs.String("policy-seed", "", "policy objects to create at start when missing (`FILE`: compartments, resources, controls, assignments, requests; deploy/sample/policy.yaml)")
 	)
 	fs.String("layer", def.Collector.Layer, "layer written to every event (CPS, HOST, CELL, GUESTVM, SWITCH, ILOM)")
 	fs.String("host", def.Collector.Host, "host of records without a node= prefix")
@@ -73,6 +74,9 @@ func cmdAllInOne(ctx context.Context, e env) error {
 		}
 		if set["retention-days"] {
 			cfg.ClickHouse.RetentionDays = *retention
+		}
+		if *seed != "" {
+			cfg.Policy.SeedFile = *seed
 		}
 		if len(grants) > 0 {
 			if cfg.Collector.Grants == nil {

@@ -40,11 +40,12 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		// Long-running targets (internal/app wires them).
-		"run":        {"run a target: --target collector|indexer|forwarder|all [--config FILE]", targetCommand("")},
+		"run":        {"run a target: --target collector|indexer|forwarder|policy|all [--config FILE]", targetCommand("")},
 		"collector":  {"run --target collector: audit log → Kafka", targetCommand(app.TargetCollector)},
 		"indexer":    {"run --target indexer: Kafka → ClickHouse or embedded chDB, query endpoint", targetCommand(app.TargetIndexer)},
 		"forwarder":  {"run --target forwarder: Kafka → SIEMs; 'forwarder check' tests a SIEM connection", runForwarder},
-		"all-in-one": {"run --target all on the embedded defaults: kfake, collector, indexer into chDB, query endpoint", cmdAllInOne},
+		"policy":     {"run --target policy: controls, access requests, grants; outbox → Kafka, expiry, agents' reports", targetCommand(app.TargetPolicy)},
+		"all-in-one": {"run --target all on the embedded defaults: kfake, collector, indexer into chDB, query endpoint, policy on SQLite", cmdAllInOne},
 		"config":     {"'config validate FILE' checks a configuration file; 'config defaults' prints every field", cmdConfig},
 		"kafka":      {"'kafka ensure-topics --config FILE' creates the pipeline's topics that do not exist yet", cmdKafka},
 		"grant":      {"'grant publish|revoke' signs a grant or its revocation and publishes it on opctl.grants.v1; 'grant keygen' makes a signing key", cmdGrant},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/auditpipe/auditpipe/forwarder"
+	"github.com/auditpipe/auditpipe/internal/sign"
+	"github.com/auditpipe/auditpipe/policy"
 )
 
 func TestTargetsResolve(t *testing.T) {
@@ -22,9 +25,11 @@ func TestTargetsResolve(t *testing.T) {
 		{TargetCollector, []string{"server", "kafka", "collector"}},
 		{TargetIndexer, []string{"server", "kafka", "store", "query", "indexer"}},
 		{TargetForwarder, []string{"server", "kafka", "forwarder"}},
-		// The collector comes after the consumers: it stops first, and
-		// they drain its last batch.
-		{TargetAll, []string{"server", "broker", "kafka", "store", "query", "indexer", "forwarder", "collector"}},
+		{TargetPolicy, []string{"server", "kafka", "policy"}},
+		// The collector comes after the consumers and the policy
+		// service: it stops first, they drain its last batch, and the
+		// seed's grants are on the topic when it starts.
+		{TargetAll, []string{"server", "broker", "kafka", "store", "query", "indexer", "forwarder", "policy", "collector"}},
 	}
 	for _, tt := range tests {
 		got, err := Modules(tt.target)
@@ -35,7 +40,7 @@ func TestTargetsResolve(t *testing.T) {
 			t.Errorf("%s: modules %v, want %v", tt.target, got, tt.want)
 		}
 	}
-	if _, err := Modules("policy"); err == nil || !strings.Contains(err.Error(), "collector, forwarder, indexer") {
+	if _, err := Modules("scheduler"); err == nil || !strings.Contains(err.Error(), "collector, forwarder, indexer, policy") {
 		t.Errorf("unknown target: %v, want the list of targets", err)
 	}
 }
@@ -250,6 +255,10 @@ func TestHealthAndReady(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
+	otherKey := filepath.Join(t.TempDir(), "other.key")
+	if _, _, err := sign.EnsureKeyPair(otherKey, otherKey+".pub"); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		edit func(*Config)
@@ -277,7 +286,28 @@ func TestConfigValidate(t *testing.T) {
 			c.Kafka.Brokers = []string{"k:9092"}
 			c.Server.Auth.OpenMetrics = true
 		}, []string{"collector.grant_keys: required"}},
-		{"unknown target", func(c *Config) { c.Target = "policy" }, []string{"target:"}},
+		{"unknown target", func(c *Config) { c.Target = "scheduler" }, []string{"target:"}},
+		{"policy alone needs a signing key and credentials", func(c *Config) {
+			c.Target = TargetPolicy
+			c.Kafka.Brokers = []string{"k:9092"}
+		}, []string{"policy.key_file: required", "server.auth.tokens_file"}},
+		{"policy fields are named", func(c *Config) {
+			c.Target = TargetPolicy
+			c.Kafka.Brokers = []string{"k:9092"}
+			c.Server.Auth.TokensFile = "tokens.yaml"
+			c.Policy.KeyFile = "/nonexistent/policy.key"
+			c.Policy.Store.Driver = policy.DriverPostgres
+			c.Policy.TickInterval = 0
+			c.Policy.Relay.BatchSize = 0
+			c.Policy.Relay.PollInterval = -1
+			c.Policy.Leader.SessionTimeout = time.Second
+			c.Policy.AgentReports.Group = ""
+			c.Policy.SeedFile = "/nonexistent/seed.yaml"
+		}, []string{"policy.key_file:", "policy.store.dsn: required", "policy.tick_interval", "policy.relay.batch_size", "policy.relay.poll_interval",
+			"policy.leader.session_timeout", "policy.agent_reports.group", "policy.seed_file"}},
+		{"the all-in-one's collector must trust a policy key set", func(c *Config) {
+			c.Policy.KeyFile = otherKey
+		}, []string{"policy.key_file: " + otherKey + ": its public key is not in collector.grant_keys"}},
 		{"all needs its data dir", func(c *Config) { c.Embedded.DataDir = "" }, []string{"embedded.data_dir"}},
 		{"a section the target does not run is not checked", func(c *Config) {
 			c.Target = TargetForwarder

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,14 +16,17 @@ import (
 	"github.com/auditpipe/auditpipe/indexer"
 	"github.com/auditpipe/auditpipe/internal/auth"
 	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/sign"
+	"github.com/auditpipe/auditpipe/policy"
 )
 
 // Config is the one configuration file of every target: a section per
 // component, each with its defaults and its own Validate, and the
 // process-wide settings.
 type Config struct {
-	// Target is what the process runs: collector, indexer, forwarder or
-	// all (the all-in-one). Default all; the --target flag overrides it.
+	// Target is what the process runs: collector, indexer, forwarder,
+	// policy or all (the all-in-one). Default all; the --target flag
+	// overrides it.
 	Target string `yaml:"target"`
 	// Log is the process's log output.
 	Log LogConfig `yaml:"log"`
@@ -44,6 +48,9 @@ type Config struct {
 	Collector collector.Config `yaml:"collector"`
 	Indexer   indexer.Config   `yaml:"indexer"`
 	Forwarder forwarder.Config `yaml:"forwarder"`
+	// Policy is the control plane: its store, signing key, time-driven
+	// work, outbox relay and the agents' reports.
+	Policy policy.Config `yaml:"policy"`
 }
 
 // LogConfig is the log output.
@@ -71,7 +78,7 @@ func (l LogLevel) Level() slog.Level {
 type ServerConfig struct {
 	// HTTPAddr is host:port. Default by target (loopback): collector
 	// 127.0.0.1:9461, indexer 127.0.0.1:9462, forwarder 127.0.0.1:9463,
-	// all 127.0.0.1:9464. "off" serves nothing.
+	// policy 127.0.0.1:9465, all 127.0.0.1:9464. "off" serves nothing.
 	HTTPAddr string `yaml:"http_addr"`
 	// TLS puts the listener on HTTPS; with a client CA, client
 	// certificates authenticate too (mutual TLS). Default off.
@@ -109,9 +116,11 @@ type AuthConfig struct {
 
 // EmbeddedConfig configures the all-in-one's embedded parts.
 type EmbeddedConfig struct {
-	// DataDir holds the broker's log (kafka/), the chDB store (chdb/) and
-	// the collector's state (collector/); in target all, these replace
-	// collector.state_dir and clickhouse.embedded.dir. Default data.
+	// DataDir holds the broker's log (kafka/), the chDB store (chdb/),
+	// the collector's state (collector/), the policy store (policy.db)
+	// and the grant signing key (grants.key); in target all, these
+	// replace collector.state_dir, clickhouse.embedded.dir and the
+	// defaults of policy.store.path and policy.key_file. Default data.
 	DataDir string `yaml:"data_dir"`
 	// Partitions of the audit topic on the embedded broker. Default 1.
 	Partitions int `yaml:"partitions"`
@@ -123,6 +132,7 @@ const (
 	TargetCollector = "collector"
 	TargetIndexer   = "indexer"
 	TargetForwarder = "forwarder"
+	TargetPolicy    = "policy"
 )
 
 // DefaultConfig returns every default. The Kafka brokers are empty: a
@@ -131,6 +141,10 @@ func DefaultConfig() Config {
 	col := collector.DefaultConfig()
 	col.Kafka = kafka.Config{}.WithDefaults()
 	ix := indexer.DefaultConfig()
+	pol := policy.DefaultConfig()
+	// Resolved by target (resolved): policy.db, or DATA/policy.db in the
+	// all-in-one.
+	pol.Store.Path = ""
 	return Config{
 		Target:       TargetAll,
 		Log:          LogConfig{Level: "info", Format: "logfmt"},
@@ -141,6 +155,7 @@ func DefaultConfig() Config {
 		Collector:    col,
 		Indexer:      ix,
 		Forwarder:    forwarder.Config{}.WithDefaults(),
+		Policy:       pol,
 	}
 }
 
@@ -153,6 +168,8 @@ func DefaultHTTPAddr(target string) string {
 		return "127.0.0.1:9462"
 	case TargetForwarder:
 		return "127.0.0.1:9463"
+	case TargetPolicy:
+		return "127.0.0.1:9465"
 	default:
 		return "127.0.0.1:9464"
 	}
@@ -175,11 +192,27 @@ func (c Config) resolved() Config {
 		// collector.grant_keys.
 		c.Collector.OwnGrantKey = filepath.Join(c.Embedded.DataDir, GrantsPublicKeyName)
 		c.ClickHouse.Embedded.Dir = filepath.Join(c.Embedded.DataDir, "chdb")
+		if c.Policy.Store.Path == "" {
+			c.Policy.Store.Path = filepath.Join(c.Embedded.DataDir, policyDBName)
+		}
+		if c.Policy.KeyFile == "" {
+			// The all-in-one's grant signing key (created at the first
+			// start), which its collector trusts (OwnGrantKey above).
+			c.Policy.KeyFile = filepath.Join(c.Embedded.DataDir, GrantsKeyName)
+		}
+		// LEAD: when forwarder.assignment_keys lands (branch lifecycle),
+		// the all-in-one's forwarder trusts the policy key's assignments
+		// too: append filepath.Join(c.Embedded.DataDir, GrantsPublicKeyName)
+		// to c.Forwarder's assignment keys here (as OwnGrantKey does for
+		// the collector).
 		if len(c.Kafka.Brokers) == 0 {
 			// Replaced by the embedded broker's address at start; set
 			// here so that validation of the sections passes.
 			c.Kafka.Brokers = []string{"127.0.0.1:0"}
 		}
+	}
+	if c.Policy.Store.Path == "" {
+		c.Policy.Store.Path = policy.DefaultStoreConfig().Path
 	}
 	c.Kafka = c.Kafka.WithDefaults()
 	c.Collector.Kafka = c.Kafka
@@ -246,6 +279,45 @@ func (c Config) Validate() error {
 	if has("forwarder") && (c.Target == TargetForwarder || len(c.Forwarder.Destinations) > 0 || c.Forwarder.Assignments.Follow) {
 		errs = append(errs, r.Forwarder.Validate())
 	}
+	if has("policy") {
+		errs = append(errs, r.validatePolicy(c.Policy.KeyFile))
+	}
+	return errors.Join(errs...)
+}
+
+// policyDBName is the all-in-one's policy store, in its data directory.
+const policyDBName = "policy.db"
+
+// validatePolicy checks the policy section of the resolved configuration;
+// keyFile is the one the file set ("" in the all-in-one: its own key,
+// created at the first start). A key file set must be readable, and in
+// the all-in-one trusted by its collector.
+func (c Config) validatePolicy(keyFile string) error {
+	errs := []error{c.Policy.Validate()}
+	switch {
+	case keyFile == "" && c.Target != TargetAll:
+		errs = append(errs, errors.New("policy.key_file: required: the private key that signs grants and assignments (auditpipe grant keygen makes one)"))
+	case keyFile != "":
+		key, err := sign.LoadPrivateKey(keyFile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("policy.key_file: %w", err))
+			break
+		}
+		if c.Target == TargetAll && (c.Collector.FollowGrants == nil || *c.Collector.FollowGrants) {
+			kr, err := sign.LoadKeyring(c.Collector.GrantKeys...)
+			if err != nil {
+				break // collector.grant_keys reports it
+			}
+			if _, ok := kr.Keys()[sign.KeyID(key.Public().(ed25519.PublicKey))]; !ok {
+				errs = append(errs, fmt.Errorf("policy.key_file: %s: its public key is not in collector.grant_keys: the all-in-one's collector would refuse every grant (add it, or leave policy.key_file empty for the all-in-one's own key)", keyFile))
+			}
+		}
+	}
+	if c.Policy.SeedFile != "" {
+		if _, err := policy.LoadSeed(c.Policy.SeedFile); err != nil {
+			errs = append(errs, fmt.Errorf("policy.seed_file: %w", err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -267,7 +339,7 @@ func (s ServerConfig) validate(target string) error {
 	if s.Auth.OpenMetrics && !isLoopback(s.HTTPAddr) {
 		errs = append(errs, fmt.Errorf("server.auth.open_metrics: %s is not a loopback address: /metrics may be open only on loopback", s.HTTPAddr))
 	}
-	hasAPI := target == TargetAll || target == TargetIndexer
+	hasAPI := target == TargetAll || target == TargetIndexer || target == TargetPolicy
 	if target != TargetAll && s.Auth.TokensFile == "" && len(s.Auth.Clients) == 0 && (hasAPI || !s.Auth.OpenMetrics) {
 		errs = append(errs, errors.New("server.auth.tokens_file: required (or server.auth.clients; for /metrics alone on loopback, server.auth.open_metrics)"))
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/internal/tlsconfig"
+	"github.com/auditpipe/auditpipe/policy"
 	"github.com/auditpipe/auditpipe/queryapi"
 	"github.com/auditpipe/auditpipe/schemas"
 )
@@ -27,6 +28,8 @@ import (
 type shared struct {
 	kafka  kafka.Config
 	engine clickhouse.Engine
+	// policy is the policy module's service (the API's, and tests').
+	policy *policy.Service
 }
 
 // modules is the one list of auditpipe's modules. Adding a component is
@@ -41,9 +44,12 @@ func modules() []Module {
 		{Name: "query", Deps: []string{"store", "server"}, Init: initQuery},
 		{Name: "indexer", Deps: []string{"kafka", "store"}, Init: initIndexer},
 		{Name: "forwarder", Deps: []string{"kafka"}, Init: initForwarder},
+		{Name: "policy", Deps: []string{"kafka"}, Init: initPolicy},
 		// The collector starts after the consumers of its process, so
-		// that at shutdown it stops first and they drain its last batch.
-		{Name: "collector", Deps: []string{"kafka"}, After: []string{"indexer", "forwarder"}, Init: initCollector},
+		// that at shutdown it stops first and they drain its last batch,
+		// and after the policy service, whose grants it then finds on
+		// the topic when it starts.
+		{Name: "collector", Deps: []string{"kafka"}, After: []string{"indexer", "forwarder", "policy"}, Init: initCollector},
 	}
 }
 
@@ -54,7 +60,8 @@ func targets() map[string][]string {
 		TargetCollector: {"server", "collector"},
 		TargetIndexer:   {"server", "query", "indexer"},
 		TargetForwarder: {"server", "forwarder"},
-		TargetAll:       {"broker", "server", "query", "indexer", "forwarder", "collector"},
+		TargetPolicy:    {"server", "policy"},
+		TargetAll:       {"broker", "server", "query", "indexer", "forwarder", "policy", "collector"},
 	}
 }
 
@@ -211,6 +218,12 @@ func (a *App) topicNames() []string {
 	if a.Has("forwarder") {
 		add(schemas.TopicAudit, cfg.Forwarder.DeadLetterTopic, kafka.TopicAssignments)
 	}
+	if a.Has("policy") {
+		add(kafka.TopicLifecycle, kafka.TopicGrants, kafka.TopicAssignments)
+		if cfg.Policy.AgentReports.On() {
+			add(cfg.Policy.AgentReports.Topic, cfg.Policy.AgentReports.DeadLetterTopic)
+		}
+	}
 	return names
 }
 
@@ -315,9 +328,9 @@ func (s *forwarderService) Reload(cfg Config) error {
 	return nil
 }
 
-// The all-in-one's grant signing key, in its data directory: until the
-// policy service exists, `auditpipe grant publish --key DATA/grants.key`
-// signs the grants its collector trusts.
+// The all-in-one's grant signing key, in its data directory: its policy
+// service signs grants and assignments with it, and so does `auditpipe
+// grant publish --key DATA/grants.key`; its collector trusts it.
 const (
 	GrantsKeyName       = "grants.key"
 	GrantsPublicKeyName = "grants.pub"
@@ -337,7 +350,7 @@ func initCollector(_ context.Context, a *App) (Service, error) {
 		if created {
 			a.Log.Info("created the chain checkpoint signing key", "key", cfg.ChainKeyFile, "public_key", cfg.ChainKeyFile+".pub")
 		}
-		if err := ensureGrantKey(a); err != nil {
+		if _, err := ensureGrantKey(a); err != nil {
 			return nil, err
 		}
 	}
@@ -350,24 +363,25 @@ func initCollector(_ context.Context, a *App) (Service, error) {
 
 // ensureGrantKey creates the all-in-one's grant signing key in its data
 // directory (made 0700) on first start, both files 0600; later starts keep
-// it. Only its public half is read by the collector.
-func ensureGrantKey(a *App) error {
+// it. The policy module signs with it; the collector reads only its
+// public half.
+func ensureGrantKey(a *App) (*sign.Signer, error) {
 	dir := a.Config.Embedded.DataDir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("embedded.data_dir: %w", err)
+		return nil, fmt.Errorf("embedded.data_dir: %w", err)
 	}
 	if err := os.Chmod(dir, 0o700); err != nil {
-		return fmt.Errorf("embedded.data_dir: %w", err)
+		return nil, fmt.Errorf("embedded.data_dir: %w", err)
 	}
 	s, created, err := sign.EnsureKeyPair(filepath.Join(dir, GrantsKeyName), filepath.Join(dir, GrantsPublicKeyName))
 	if err != nil {
-		return fmt.Errorf("the all-in-one's grant signing key: %w", err)
+		return nil, fmt.Errorf("the all-in-one's grant signing key: %w", err)
 	}
 	if created {
-		a.Log.Info("first start: a grant signing key was created; grants signed by it are trusted (auditpipe grant publish --key FILE)",
+		a.Log.Info("first start: a grant signing key was created; grants signed by it are trusted (the policy service's, and auditpipe grant publish --key FILE)",
 			"key", filepath.Join(dir, GrantsKeyName), "key_id", s.KeyID())
 	}
-	return nil
+	return s, nil
 }
 
 // collectorService is the collector with its static grants reloadable.

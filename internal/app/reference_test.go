@@ -48,6 +48,7 @@ func TestReferenceIsCurrent(t *testing.T) {
 // for its target, with the files it names (under /etc/auditpipe) present.
 func TestExampleConfigsValidate(t *testing.T) {
 	t.Setenv("CLICKHOUSE_PASSWORD", "example")
+	t.Setenv("POLICY_DB_PASSWORD", "example")
 	etc := t.TempDir()
 	for _, name := range []string{"kafka-ca.pem", "siem-ca.pem", "tokens.yaml"} {
 		if err := os.WriteFile(filepath.Join(etc, name), nil, 0o644); err != nil {
@@ -59,6 +60,9 @@ func TestExampleConfigsValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := sign.SavePublicKey(filepath.Join(etc, "grants.pub"), key.Public().(ed25519.PublicKey)); err != nil {
+		t.Fatal(err)
+	}
+	if err := sign.SavePrivateKey(filepath.Join(etc, "policy.key"), key); err != nil {
 		t.Fatal(err)
 	}
 	files, err := filepath.Glob("../../deploy/config/*.yaml")

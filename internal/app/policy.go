@@ -1,0 +1,171 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/auditpipe/auditpipe/internal/leader"
+	"github.com/auditpipe/auditpipe/internal/sign"
+	"github.com/auditpipe/auditpipe/policy"
+)
+
+// leaderLockName names the advisory lock the policy processes of one
+// database elect their leader with (leader.KeyFor).
+const leaderLockName = "auditpipe policy duties"
+
+// initPolicy opens the policy store (migrations applied), loads the
+// catalog and the signing key, applies the seed, and returns the module:
+// the time-driven work and the outbox relay on the leader (every process
+// on SQLite, one at a time on PostgreSQL) and the agents' reports in
+// every process. In the all-in-one the key is its own grant signing key
+// (created at the first start) and the outbox is published once before
+// the collector starts, so that it finds the seed's grants.
+func initPolicy(ctx context.Context, a *App) (Service, error) {
+	rc := a.resolvedConfig()
+	cfg := rc.Policy
+	log := a.Log.With("component", "policy")
+	kc := a.shared.kafka
+
+	signer, err := policySigner(a, cfg.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	catalog, err := policyCatalog(cfg.CatalogFile)
+	if err != nil {
+		return nil, err
+	}
+	store, err := policy.OpenStore(ctx, cfg.Store, log)
+	if err != nil {
+		return nil, err
+	}
+	a.OnClose(store.Close)
+	svc, err := policy.NewService(store, catalog, signer, policy.Options{Log: log})
+	if err != nil {
+		return nil, err
+	}
+	a.shared.policy = svc
+	a.http.check("policy_store", store.Ping)
+	a.http.registry.MustRegister(policy.NewStoreCollector(store))
+	// LEAD: mount the policy API here once policy/api is merged, e.g.
+	// a.http.handle("/v1/", policyapi.New(svc, …), auth.RoleApprover, auth.RoleOperator, auth.RoleAuditor, auth.RoleAgent)
+
+	if cfg.SeedFile != "" {
+		seed, err := policy.LoadSeed(cfg.SeedFile)
+		if err != nil {
+			return nil, fmt.Errorf("policy.seed_file: %w", err)
+		}
+		sctx, cancel := context.WithTimeout(ctx, time.Minute)
+		res, err := policy.ApplySeed(sctx, svc, seed)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("policy.seed_file: %w", err)
+		}
+		for _, r := range res.Requests {
+			log.Info("seeded access request", "id", r.ID, "state", r.LifecycleState, "requester", r.RequestorID, "loginid", r.UserID)
+		}
+		log.Info("policy seed applied", "file", cfg.SeedFile, "created", res.Created)
+	}
+
+	relay, err := policy.NewRelay(store, kc, cfg.Relay, policy.RelayDeps{Log: log.With("part", "relay"), Registry: a.http.registry})
+	if err != nil {
+		return nil, err
+	}
+	if a.Has("broker") {
+		// The embedded broker is up: publish what is pending (the
+		// seed's grants) before the collector starts following them.
+		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := relay.Flush(fctx)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("policy: publishing the outbox at start: %w", err)
+		}
+	}
+	duties, err := policy.NewDuties(svc, relay, cfg.TickInterval, log, a.http.registry)
+	if err != nil {
+		return nil, err
+	}
+	ldeps := leader.Deps{Log: log.With("part", "leader"), Registry: a.http.registry, Component: "policy"}
+	var elector leader.Elector
+	if store.Driver() == policy.DriverPostgres {
+		if elector, err = leader.NewPostgres(cfg.Store.DSN.Reveal(), leader.KeyFor(leaderLockName), cfg.Leader, ldeps); err != nil {
+			return nil, fmt.Errorf("policy.leader: %w", err)
+		}
+	} else {
+		elector = leader.NewAlways(ldeps)
+	}
+	m := &policyModule{elector: elector, duties: duties}
+	if cfg.AgentReports.On() {
+		if m.reports, err = policy.NewAgentReports(svc, kc, cfg.AgentReports, log.With("part", "agent_reports"), a.http.registry); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// policySigner loads the key that signs what the service publishes; the
+// all-in-one's own key is created at its first start.
+func policySigner(a *App, keyFile string) (*sign.Signer, error) {
+	if a.Config.Target == TargetAll && keyFile == filepath.Join(a.Config.Embedded.DataDir, GrantsKeyName) {
+		return ensureGrantKey(a)
+	}
+	key, err := sign.LoadPrivateKey(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("policy.key_file: %w", err)
+	}
+	s, err := sign.NewSigner(key)
+	if err != nil {
+		return nil, fmt.Errorf("policy.key_file: %w", err)
+	}
+	return s, nil
+}
+
+func policyCatalog(path string) (*policy.Catalog, error) {
+	if path == "" {
+		return policy.DefaultCatalog()
+	}
+	c, err := policy.LoadCatalog(path)
+	if err != nil {
+		return nil, fmt.Errorf("policy.catalog_file: %w", err)
+	}
+	return c, nil
+}
+
+// policyModule runs the leader's duties under the election and the
+// agents' reports beside them.
+type policyModule struct {
+	elector leader.Elector
+	duties  *policy.Duties
+	reports *policy.AgentReports // nil when off
+}
+
+// Run implements Service: it returns when ctx ends, or with the first
+// part that failed for good (the others stopped first).
+func (m *policyModule) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	run := func(name string, f func(context.Context) error) {
+		wg.Go(func() {
+			if err := f(ctx); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+				mu.Unlock()
+			}
+			cancel() // one part ending stops the module
+		})
+	}
+	run("duties", func(ctx context.Context) error { return m.elector.Run(ctx, m.duties.Run) })
+	if m.reports != nil {
+		run("agent reports", m.reports.Run)
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}

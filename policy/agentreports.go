@@ -1,0 +1,248 @@
+package policy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/auditpipe/auditpipe/internal/auth"
+	"github.com/auditpipe/auditpipe/internal/backoff"
+	"github.com/auditpipe/auditpipe/internal/deadletter"
+	"github.com/auditpipe/auditpipe/internal/kafka"
+)
+
+// AgentReport is a host agent's report on a grant's login user, a
+// message of opctl.agent.v1 (key = host). This is the minimal form the
+// policy service consumes until the agent's own schema
+// (schemas.AgentReport, the agent's issue) is on main; its fields are
+// those the service needs, decoded strictly.
+type AgentReport struct {
+	// Host is the reporting host: one of the grant's hosts.
+	Host string `json:"host"`
+	// LoginID is the grant's login user.
+	LoginID string `json:"loginid"`
+	// ReqAuthID is the access request the grant is for; a report whose
+	// login belongs to another request is refused.
+	ReqAuthID string `json:"req_auth_id"`
+	// State is DEPLOYED, DEPLOYFAILED or UNDEPLOYED.
+	State RequestState `json:"state"`
+	// Reason says why (a failure's cause); it is the history's comment.
+	Reason string `json:"reason,omitempty"`
+	// Time is when the agent made the change.
+	Time time.Time `json:"time"`
+}
+
+// DecodeAgentReport decodes one report strictly: unknown fields, data
+// after the object and missing fields are errors.
+func DecodeAgentReport(b []byte) (AgentReport, error) {
+	var r AgentReport
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return r, fmt.Errorf("agent report: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return r, errors.New("agent report: data after the object")
+	}
+	switch {
+	case r.Host == "":
+		return r, errors.New("agent report: host is empty")
+	case r.LoginID == "":
+		return r, errors.New("agent report: loginid is empty")
+	case r.ReqAuthID == "":
+		return r, errors.New("agent report: req_auth_id is empty")
+	case r.State != StateDeployed && r.State != StateDeployFailed && r.State != StateUndeployed:
+		return r, fmt.Errorf("agent report: state %q is not DEPLOYED, DEPLOYFAILED or UNDEPLOYED", r.State)
+	case r.Time.IsZero():
+		return r, errors.New("agent report: time is missing")
+	}
+	return r, nil
+}
+
+// Why a report was not applied: the label of
+// auditpipe_policy_agent_reports_total besides "applied", and the dead
+// letter's reason (agent_report_<reason>).
+const (
+	ReportApplied      = "applied"
+	ReportMalformed    = "malformed"     // not an AgentReport
+	ReportUnknownLogin = "unknown_login" // no grant has that login user
+	ReportMismatch     = "mismatch"      // the login's request is not req_auth_id
+	ReportForbidden    = "forbidden"     // a host the grant does not name
+	ReportRefused      = "refused"       // the request's state has no such report (deployed after the grant ended)
+	ReportInvalid      = "invalid"
+)
+
+// AgentReports consumes the host agents' reports and moves the requests
+// through the service (ReportDeployment): DEPLOYED once every host of the
+// grant has the user, DEPLOYFAILED, UNDEPLOYED. A report that cannot be
+// applied is counted, logged and dead-lettered, and its offset committed;
+// one that failed because the store is away is retried with backoff and
+// nothing after it is committed until it is applied. Every policy process
+// runs one, in one consumer group: each report is applied once (at least
+// once across a crash, and a report applied twice records the same
+// state).
+type AgentReports struct {
+	svc   *Service
+	kafka kafka.Config
+	cfg   AgentReportsConfig
+	log   *slog.Logger
+	m     *prometheus.CounterVec
+}
+
+// NewAgentReports returns the consumer of cfg.Topic; reg registers
+// auditpipe_policy_agent_reports_total (nil: a registry of its own).
+func NewAgentReports(svc *Service, kc kafka.Config, cfg AgentReportsConfig, log *slog.Logger, reg prometheus.Registerer) (*AgentReports, error) {
+	if svc == nil {
+		return nil, errors.New("policy: NewAgentReports needs a service")
+	}
+	if cfg.Topic == "" || cfg.Group == "" || cfg.DeadLetterTopic == "" {
+		return nil, errors.New("policy: agent reports need a topic, a group and a dead-letter topic")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditpipe_policy_agent_reports_total",
+		Help: "Host agents' deployment reports read from opctl.agent.v1, by result (applied, or why it was dead-lettered)."}, []string{"result"})
+	for _, r := range []string{ReportApplied, ReportMalformed, ReportUnknownLogin, ReportMismatch, ReportForbidden, ReportRefused, ReportInvalid} {
+		m.WithLabelValues(r)
+	}
+	reg.MustRegister(m)
+	return &AgentReports{svc: svc, kafka: kc, cfg: cfg, log: log, m: m}, nil
+}
+
+// Run consumes until ctx ends; it returns nil then, or the consumer
+// group's permanent failure (not authorized).
+func (a *AgentReports) Run(ctx context.Context) error {
+	reader, err := a.kafka.NewGroupReader(kafka.GroupReaderConfig{Group: a.cfg.Group, Topics: []string{a.cfg.Topic}, Log: a.log})
+	if err != nil {
+		return fmt.Errorf("agent reports: %w", err)
+	}
+	dead, err := deadletter.Open(a.kafka, a.cfg.DeadLetterTopic, "policy", a.log)
+	if err != nil {
+		_ = reader.Close()
+		return fmt.Errorf("agent reports: %w", err)
+	}
+	defer func() {
+		if err := dead.Close(); err != nil {
+			a.log.Debug("closing the dead-letter writer", "err", err)
+		}
+	}()
+	outage := backoff.NewOutage(a.log, "applying agent reports to the policy store")
+	err = reader.Run(ctx, func(ctx context.Context, b kafka.Batch) error {
+		for i := range b.Records {
+			if err := a.apply(ctx, &b.Records[i], dead, outage); err != nil {
+				if ctx.Err() != nil {
+					return nil // stopping or rebalanced: the rest is read again
+				}
+				return err
+			}
+		}
+		if len(b.Records) == 0 {
+			return nil
+		}
+		next := b.Records[len(b.Records)-1].Offset + 1
+		if err := b.Generation.Commit(map[string]map[int]int64{b.Topic: {b.Partition: next}}); err != nil {
+			// The generation ended: the partition's next owner reads
+			// these reports again, which records the same states.
+			a.log.Debug("agent reports: commit after the generation ended", "err", err)
+		}
+		return nil
+	})
+	if cerr := reader.Close(); cerr != nil {
+		a.log.Debug("closing the agent reports reader", "err", cerr)
+	}
+	if err != nil {
+		return fmt.Errorf("agent reports: %w", err)
+	}
+	return nil
+}
+
+// apply applies one record, retrying while the store is away; it returns
+// an error only when ctx ended or a dead letter could not be written.
+func (a *AgentReports) apply(ctx context.Context, r *kafka.Record, dead *deadletter.Writer, outage *backoff.Outage) error {
+	rep, err := DecodeAgentReport(r.Value)
+	if err != nil {
+		return a.refuse(ctx, dead, r, "", ReportMalformed, err)
+	}
+	for attempt := 0; ; attempt++ {
+		err := a.report(ctx, rep)
+		reason := reportRefusal(err)
+		switch {
+		case err == nil:
+			outage.OK()
+			a.m.WithLabelValues(ReportApplied).Inc()
+			return nil
+		case reason != "":
+			outage.OK()
+			return a.refuse(ctx, dead, r, rep.Host, reason, err)
+		case ctx.Err() != nil:
+			return ctx.Err()
+		}
+		outage.Fail(err)
+		if !backoff.Sleep(ctx, backoff.Delay(attempt, 100*time.Millisecond, 5*time.Second)) {
+			return ctx.Err()
+		}
+	}
+}
+
+// report checks that the login is req_auth_id's and records the report.
+func (a *AgentReports) report(ctx context.Context, rep AgentReport) error {
+	g, err := a.svc.GetGrant(ctx, rep.LoginID)
+	if err != nil {
+		return err
+	}
+	if g.RequestID != rep.ReqAuthID {
+		return &mismatchError{login: rep.LoginID, reported: rep.ReqAuthID, actual: g.RequestID}
+	}
+	who := auth.Identity{Name: "agent@" + rep.Host, Role: auth.RoleAgent}
+	_, err = a.svc.ReportDeployment(ctx, who, DeploymentReport{LoginID: rep.LoginID, Host: rep.Host, State: rep.State, Message: rep.Reason})
+	return err
+}
+
+type mismatchError struct{ login, reported, actual string }
+
+func (e *mismatchError) Error() string {
+	return fmt.Sprintf("login %s is the grant of access request %s, not %s", e.login, e.actual, e.reported)
+}
+
+// reportRefusal is the reason a report is refused for good, or "" for an
+// error that another attempt may get past (the store away, a conflict
+// with another transaction).
+func reportRefusal(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, new(*mismatchError)):
+		return ReportMismatch
+	case errors.Is(err, ErrNotFound):
+		return ReportUnknownLogin
+	case errors.Is(err, ErrForbidden):
+		return ReportForbidden
+	case errors.Is(err, ErrInvalidTransition):
+		return ReportRefused
+	case errors.Is(err, ErrInvalid):
+		return ReportInvalid
+	}
+	return ""
+}
+
+// refuse counts, logs and dead-letters a report that is not applied.
+func (a *AgentReports) refuse(ctx context.Context, dead *deadletter.Writer, r *kafka.Record, host, reason string, err error) error {
+	a.m.WithLabelValues(reason).Inc()
+	source := r.Source()
+	a.log.Warn("agent report not applied: dead-lettered", "reason", reason, "err", err, "source", source)
+	if werr := dead.Write(ctx, dead.Letter("agent_report_"+reason, err, r.Value, host, source)); werr != nil {
+		return fmt.Errorf("agent report at %s not dead-lettered: %w", source, werr)
+	}
+	return nil
+}

@@ -1,0 +1,168 @@
+package policy
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
+	"github.com/auditpipe/auditpipe/schemas"
+)
+
+func TestDecodeAgentReport(t *testing.T) {
+	tests := []struct {
+		name, in, err string
+	}{
+		{"complete", `{"host":"h1","loginid":"l","req_auth_id":"r","state":"DEPLOYED","reason":"ok","time":"2026-03-02T09:00:00Z"}`, ""},
+		{"unknown field", `{"host":"h1","loginid":"l","req_auth_id":"r","state":"DEPLOYED","time":"2026-03-02T09:00:00Z","x":1}`, `unknown field "x"`},
+		{"trailing data", `{"host":"h1","loginid":"l","req_auth_id":"r","state":"DEPLOYED","time":"2026-03-02T09:00:00Z"} {}`, "data after the object"},
+		{"no host", `{"loginid":"l","req_auth_id":"r","state":"DEPLOYED","time":"2026-03-02T09:00:00Z"}`, "host is empty"},
+		{"no login", `{"host":"h1","req_auth_id":"r","state":"DEPLOYED","time":"2026-03-02T09:00:00Z"}`, "loginid is empty"},
+		{"no request", `{"host":"h1","loginid":"l","state":"DEPLOYED","time":"2026-03-02T09:00:00Z"}`, "req_auth_id is empty"},
+		{"another state", `{"host":"h1","loginid":"l","req_auth_id":"r","state":"APPROVED","time":"2026-03-02T09:00:00Z"}`, `state "APPROVED"`},
+		{"no time", `{"host":"h1","loginid":"l","req_auth_id":"r","state":"UNDEPLOYED"}`, "time is missing"},
+		{"not JSON", `DEPLOYED`, "agent report:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := DecodeAgentReport([]byte(tt.in))
+			if tt.err == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Fatalf("error %v, want one containing %q", err, tt.err)
+			}
+		})
+	}
+}
+
+// TestAgentReportsMoveRequests: the agents' reports on opctl.agent.v1
+// move the request through the service (DEPLOYED once every host of the
+// grant reported it, then UNDEPLOYED); reports that cannot be applied
+// are counted and dead-lettered with their reason, and the ones after
+// them are applied all the same.
+func TestAgentReportsMoveRequests(t *testing.T) {
+	f := newFixture(t, backends(t)[0])
+	kc, _ := kafkatest.Start(t, 2)
+	f.resource("exa1")
+	f.control("exa1", ControlInput{OperatorControlName: "upd", PreApprovedOpActions: []string{"INFRA_UPDATE_RESTART"}, ApproverGroupsList: []string{"EXPLICIT_APPROVED_POLICY_USERS"}})
+	r := f.request(operator, "exa1", 4, "INFRA_UPDATE_RESTART")
+	g := must[Grant](t)(f.svc.GetGrant(f.ctx, r.UserID))
+	if len(g.Hosts) < 2 {
+		t.Fatalf("grant hosts %v: the test needs two", g.Hosts)
+	}
+	report := func(host, login, req string, state RequestState) kafka.Record {
+		b, err := json.Marshal(AgentReport{Host: host, LoginID: login, ReqAuthID: req, State: state, Reason: "agent says " + string(state), Time: f.clock.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kafka.Record{Key: []byte(host), Value: b}
+	}
+	type step struct {
+		rec    kafka.Record
+		reason string       // dead letter reason, "" when applied
+		state  RequestState // the request's state after it
+		host   string       // an applied report's host, whose state is then recorded
+	}
+	var steps []step
+	last := g.Hosts[len(g.Hosts)-1]
+	for _, h := range g.Hosts[:len(g.Hosts)-1] { // every host but one: not yet DEPLOYED
+		steps = append(steps, step{rec: report(h, r.UserID, r.ID, StateDeployed), state: StatePreApproved, host: h})
+	}
+	steps = append(steps,
+		step{rec: kafka.Record{Key: []byte("h"), Value: []byte(`{"host":`)}, reason: "agent_report_malformed", state: StatePreApproved},
+		step{rec: report(last, "0123456789abcdef0123456789abcdef", r.ID, StateDeployed), reason: "agent_report_unknown_login", state: StatePreApproved},
+		step{rec: report(last, r.UserID, "ocid1.accessrequest.other", StateDeployed), reason: "agent_report_mismatch", state: StatePreApproved},
+		step{rec: report("elsewhere", r.UserID, r.ID, StateDeployed), reason: "agent_report_forbidden", state: StatePreApproved},
+		step{rec: report(last, r.UserID, r.ID, StateDeployed), state: StateDeployed, host: last},
+		step{rec: report(last, r.UserID, r.ID, StateUndeployed), state: StateUndeployed, host: last},
+	)
+	reg := prometheus.NewRegistry()
+	cfg := DefaultConfig().AgentReports
+	ar, err := NewAgentReports(f.svc, kc, cfg, nil, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(f.ctx)
+	done := make(chan error, 1)
+	go func() { done <- ar.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("agent reports: %v", err)
+		}
+	}()
+	w, err := kc.NewWriter(kafka.TopicAgent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	wctx, wcancel := context.WithTimeout(f.ctx, 30*time.Second)
+	defer wcancel()
+	var letters int
+	for i, s := range steps {
+		// One at a time: the records' keys (hosts) spread them over
+		// the partitions, which are applied concurrently.
+		if err := w.Write(wctx, s.rec); err != nil {
+			t.Fatal(err)
+		}
+		var ok bool
+		if s.reason != "" {
+			letters++
+			got := kafkatest.Read(t, kc, kafka.TopicDeadLetter, letters, 30*time.Second)
+			var dl schemas.DeadLetter
+			if err := json.Unmarshal(got[letters-1].Value, &dl); err != nil {
+				t.Fatal(err)
+			}
+			if dl.Reason != s.reason || dl.Component != "policy" {
+				t.Errorf("step %d: dead letter %s/%s, want policy/%s", i, dl.Component, dl.Reason, s.reason)
+			}
+			ok = true
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for !ok {
+			got := must[AccessRequest](t)(f.svc.GetRequest(f.ctx, r.ID))
+			if got.LifecycleState == s.state && got.HostDeployments[s.host] == reportedState(t, s.rec) {
+				ok = true
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("step %d: request %s is %s, want %s", i, r.ID, got.LifecycleState, s.state)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if got := must[AccessRequest](t)(f.svc.GetRequest(f.ctx, r.ID)); got.LifecycleState != s.state {
+			t.Fatalf("step %d: request %s is %s, want %s", i, r.ID, got.LifecycleState, s.state)
+		}
+	}
+	for result, want := range map[string]float64{ReportApplied: float64(len(g.Hosts) + 1), ReportMalformed: 1, ReportUnknownLogin: 1, ReportMismatch: 1, ReportForbidden: 1, ReportRefused: 0} {
+		if got := testutil.ToFloat64(ar.m.WithLabelValues(result)); got != want {
+			t.Errorf("auditpipe_policy_agent_reports_total{result=%q} = %v, want %v", result, got, want)
+		}
+	}
+	var actors []string
+	for _, h := range must[[]HistoryEntry](t)(f.svc.History(f.ctx, ObjectAccessRequest, r.ID)) {
+		actors = append(actors, h.Actor+":"+h.Action)
+	}
+	if want := "agent@" + last + ":report_deployed"; !strings.Contains(strings.Join(actors, " "), want) {
+		t.Errorf("history %v has no %s", actors, want)
+	}
+}
+
+func reportedState(t *testing.T, r kafka.Record) string {
+	t.Helper()
+	rep, err := DecodeAgentReport(r.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(rep.State)
+}
