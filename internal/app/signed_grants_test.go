@@ -96,7 +96,14 @@ func TestAllInOneTrustsItsOwnGrantKey(t *testing.T) {
 // (server, broker, collector: no store) until the returned stop.
 func startModules(t *testing.T, cfg Config) (*App, func()) {
 	t.Helper()
-	a, err := newApp(cfg, Deps{Log: slog.New(slog.NewTextHandler(testLog{t}, nil))}, modules(), map[string][]string{TargetAll: {"server", "broker", "collector"}})
+	return startWith(t, cfg, "server", "broker", "collector")
+}
+
+// startWith runs cfg's target with only the modules named (and their
+// dependencies) until the returned stop.
+func startWith(t *testing.T, cfg Config, mods ...string) (*App, func()) {
+	t.Helper()
+	a, err := newApp(cfg, Deps{Log: slog.New(slog.NewTextHandler(testLog{t}, nil))}, modules(), map[string][]string{cfg.Target: mods})
 	if err != nil {
 		t.Fatal(err)
 	}
