@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # make run: the all-in-one pipeline on the bundled sample (deploy/sample),
-# then the answers to the named queries, from ClickHouse (embedded chDB).
+# then the answers to the named queries, from ClickHouse (embedded chDB),
+# and the policy story: the access request the sample's first operator
+# worked under, its commands, its history, and its revocation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${AUDITPIPE_CACHE:=$HOME/.cache/auditpipe}"
@@ -13,20 +15,29 @@ mkdir -p "$data"
 cp deploy/sample/audit.log "$data/audit.log"
 # The sample's dates are fixed: --retention-days 0 so that a TTL never
 # removes them, whatever the date of the run.
+#
+# deploy/sample/policy.yaml seeds the policy service: a control that
+# pre-approves INFRA_DIAG on the sample's cell, and the first operator's
+# request for it, auto-approved, whose grant is the login user of the
+# sample (830916…). The second operator keeps a static grant (--grant).
 
 "$bin" all-in-one --data "$data" --audit-log "$data/audit.log" --flush-interval 2s \
 	--layer CELL --host cell01.example.com \
 	--passwd deploy/sample/passwd --group deploy/sample/group \
-	--grant 830916abb78e4157b9e45b641e34fcf6=ocid1.opctlaccessrequest.oc1..req1 \
+	--policy-seed deploy/sample/policy.yaml \
 	--grant 5f1c0e9d2a7b4c3e8d6f0a1b2c3d4e5f=ocid1.opctlaccessrequest.oc1..req2 \
 	--retention-days 0 --http "127.0.0.1:$port" 2>"$data/all-in-one.log" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
 
-# The sample holds 18 audited events (the automation user's are not audited).
-want=18
+q() { "$bin" query --server "$url" --token-file "$data/admin.token" "$@"; }
+
+# The sample holds 18 audited events; 17 are emitted: the automation
+# user's are not audited, and the first operator's request audits
+# commands (COMMAND_AUDIT), not keystrokes.
+want=17
 for _ in $(seq 1 120); do
-	n=$("$bin" query --server "$url" --token-file "$data/admin.token" --output csv "SELECT count() FROM audit_events WHERE event != 'chain'" 2>/dev/null | tail -n 1 || true)
+	n=$(q --output csv "SELECT count() FROM audit_events WHERE event != 'chain'" 2>/dev/null | tail -n 1 || true)
 	[ "$n" = "$want" ] && break
 	if ! kill -0 $pid 2>/dev/null; then
 		echo "all-in-one stopped; its log:" >&2
@@ -41,7 +52,29 @@ if [ "$n" != "$want" ]; then
 fi
 echo "== $want events from deploy/sample/audit.log are in ClickHouse (embedded chDB). The named queries:"
 echo
-"$bin" query --server "$url" --token-file "$data/admin.token" --all
+q --all
+echo
+
+login=830916abb78e4157b9e45b641e34fcf6
+req=$(q --output csv "SELECT any(req_auth_id) FROM audit_events WHERE loginid = '$login'" | tail -n 1 | tr -d '"')
+echo "== The access request of login user $login (policy service, seeded from deploy/sample/policy.yaml):"
+"$bin" policy show --data "$data" "$req"
+echo
+echo "== Its commands in ClickHouse:"
+q "SELECT time, host, title FROM audit_events WHERE req_auth_id = '$req' AND event = 'command' ORDER BY ts"
+echo
+echo "== Revoked (auditpipe policy revoke, recorded as bob):"
+"$bin" policy revoke --data "$data" --as bob --comment "diagnostics done" "$req" | grep -E '^(id|state|closure)'
+echo
+lifecycle="SELECT JSONExtractString(payload, 'time') AS time, JSONExtractString(payload, 'kind') AS kind, JSONExtractString(payload, 'actor') AS actor FROM pipeline_messages WHERE topic = 'opctl.lifecycle.v1' AND JSONExtractString(payload, 'object_id') = '$req' ORDER BY offset"
+for _ in $(seq 1 30); do
+	q --output csv "$lifecycle" 2>/dev/null | grep -q access_request.revoked && break
+	sleep 0.5
+done
+echo "== Its history (policy store), and its lifecycle events as the pipeline delivered them to ClickHouse:"
+"$bin" policy history --data "$data" "$req"
+echo
+q "$lifecycle"
 echo
 echo "Try: $bin query --embedded $data/chdb \"SELECT time, loginid, title FROM audit_events WHERE event = 'command' ORDER BY ts\""
 echo "(the all-in-one stops when this script ends; its store stays: $bin query --embedded $data/chdb --all"

@@ -357,3 +357,7 @@ func isLoopback(addr string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
+
+// PolicyConfig is the policy section with what the target fills in:
+// the store and the key in the data directory of the all-in-one.
+func (c Config) PolicyConfig() policy.Config { return c.resolved().Policy }
