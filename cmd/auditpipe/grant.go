@@ -17,9 +17,10 @@ import (
 
 const grantUsage = "usage: auditpipe grant publish|revoke|keygen [flags] (-h for each)"
 
-// cmdGrant is `auditpipe grant publish|revoke|keygen`: until the policy
-// service exists, it signs grants and their revocations (package grants)
-// and publishes them on opctl.grants.v1, and makes signing keys.
+// cmdGrant is `auditpipe grant publish|revoke|keygen`: besides the policy
+// service, it signs grants and their revocations (package grants) by hand
+// and publishes them on opctl.grants.v1, and makes signing keys (the
+// policy service's policy.key_file too).
 func cmdGrant(ctx context.Context, e env) error {
 	if len(e.args) == 0 {
 		fmt.Fprintln(e.stderr, grantUsage)
