@@ -158,8 +158,10 @@ type contractTransport struct {
 // Request-scoped switches of the contract check, as headers the
 // transport removes before sending.
 const (
-	// hdrInvalid marks a request the test makes invalid on purpose: its
-	// response is still checked.
+	// hdrInvalid marks a request the test makes invalid on purpose (the
+	// document may or may not tell: kin-openapi takes unknown query
+	// parameters, and the first of two JSON values): its response is
+	// still checked.
 	hdrInvalid = "X-Test-Invalid-Request"
 	// hdrUndocumented marks a request to a path or method the document
 	// does not have (the 404 and 405 tests).
@@ -193,11 +195,8 @@ func (c *contractTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	opts := &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, IncludeResponseStatus: true, MultiError: true}
 	in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route, Options: opts}
 	verr := openapi3filter.ValidateRequest(req.Context(), in)
-	switch {
-	case verr != nil && !invalid:
+	if verr != nil && !invalid {
 		t.Errorf("contract: request %s %s %s does not match openapi.yaml: %s", req.Method, req.URL.Path, body, short(verr))
-	case verr == nil && invalid:
-		t.Errorf("contract: request %s %s %s is marked invalid but matches openapi.yaml", req.Method, req.URL.Path, body)
 	}
 	req.Body = io.NopCloser(bytes.NewReader(body))
 	resp, err := c.next.RoundTrip(req)

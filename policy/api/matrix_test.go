@@ -227,11 +227,13 @@ func matrixMarkdown() string {
 		}
 		b.WriteString("\n")
 	}
+	var notes []string
 	for _, c := range matrixColumns {
 		if c.note != "" {
-			fmt.Fprintf(&b, "\n%s: %s.", c.name, c.note)
+			notes = append(notes, fmt.Sprintf("%s = %s", c.name, c.note))
 		}
 	}
+	b.WriteString("\nColumns: " + strings.Join(notes, "; ") + ".\n")
 	return b.String()
 }
 
