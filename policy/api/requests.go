@@ -287,14 +287,24 @@ func mayReadGrant(who auth.Identity, g *policy.Grant) bool {
 	return false
 }
 
-func (a *API) getGrant(w http.ResponseWriter, r *http.Request, who auth.Identity) error {
+// visibleGrant reads the grant of the path, or 404 when who may not see
+// it.
+func (a *API) visibleGrant(r *http.Request, who auth.Identity) (policy.Grant, error) {
 	login := r.PathValue(pLogin)
 	g, err := a.svc.GetGrant(r.Context(), login)
 	if err != nil {
-		return err
+		return g, err
 	}
 	if !mayReadGrant(who, &g) {
-		return notFound(policy.ObjectGrant, login)
+		return g, notFound(policy.ObjectGrant, login)
+	}
+	return g, nil
+}
+
+func (a *API) getGrant(w http.ResponseWriter, r *http.Request, who auth.Identity) error {
+	g, err := a.visibleGrant(r, who)
+	if err != nil {
+		return err
 	}
 	writeJSON(w, r, http.StatusOK, g)
 	return nil
@@ -307,18 +317,14 @@ func (a *API) reportDeployment(w http.ResponseWriter, r *http.Request, who auth.
 	if err := a.decode(w, r, &in, false); err != nil {
 		return err
 	}
-	login := r.PathValue(pLogin)
-	g, err := a.svc.GetGrant(r.Context(), login)
+	g, err := a.visibleGrant(r, who)
 	if err != nil {
 		return err
-	}
-	if !mayReadGrant(who, &g) {
-		return notFound(policy.ObjectGrant, login)
 	}
 	if who.Role == auth.RoleAgent && in.Host != who.Name {
 		return &Error{Status: http.StatusForbidden, Code: CodeNotAuthorized, Message: "agent " + who.Name + " reports for its own host only, not " + in.Host}
 	}
-	req, err := a.svc.ReportDeployment(r.Context(), who, policy.DeploymentReport{LoginID: login, Host: in.Host, State: in.State, Message: in.Message})
+	req, err := a.svc.ReportDeployment(r.Context(), who, policy.DeploymentReport{LoginID: g.LoginID, Host: in.Host, State: in.State, Message: in.Message})
 	if err != nil {
 		return err
 	}
