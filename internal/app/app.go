@@ -15,6 +15,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -248,6 +249,12 @@ func (a *App) resolve(target string) ([]string, error) {
 // context is cancelled and Run waits for it to return. Cleanups run last.
 func (a *App) Run(ctx context.Context) (err error) {
 	defer func() { err = errors.Join(err, a.close()) }()
+	if a.Config.Target == TargetAll {
+		// The all-in-one's data directory holds every event and
+		// keystroke, and what kfake and chDB write there they create
+		// 0644: the process's files are its owner's only while it runs.
+		defer syscall.Umask(syscall.Umask(0o077))
+	}
 	for _, name := range a.order {
 		m := a.modules[name]
 		if m.Init == nil {
