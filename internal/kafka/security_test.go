@@ -238,3 +238,11 @@ func checkPrivate(t *testing.T, dir string) {
 		t.Fatalf("no files under %s", dir)
 	}
 }
+
+// TestApacheBrokerRefuses: the same attacks against a real Apache Kafka
+// with a SASL_SSL listener, SCRAM-SHA-512, StandardAuthorizer and the
+// roles' ACLs (kafkatest.StartApache).
+func TestApacheBrokerRefuses(t *testing.T) {
+	_, a := kafkatest.StartApache(t, 1)
+	checkRefusals(t, a, true)
+}
