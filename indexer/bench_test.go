@@ -10,6 +10,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/clickhouse/clickhousetest"
+	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
 	"github.com/auditpipe/auditpipe/schemas"
 )
@@ -18,7 +19,10 @@ import (
 // indexer (kfake → consumer group → decode → insert into chDB → commit)
 // with chDB's own INSERT … FORMAT JSONEachRow of the same rows in batches
 // of the same size. It runs when AUDITPIPE_BENCH=1 (scripts/bench.d/indexer.sh);
-// AUDITPIPE_BENCH_ROWS sets the row count (default 200000).
+// AUDITPIPE_BENCH_ROWS sets the row count (default 200000);
+// AUDITPIPE_BENCH_KAFKA=secure reads from a broker secured as the
+// all-in-one's is (TLS, SASL/SCRAM-SHA-512, ACLs), as the indexer's
+// principal.
 func TestThroughputIndexerVsChDB(t *testing.T) {
 	if os.Getenv("AUDITPIPE_BENCH") != "1" {
 		t.Skip("skipping: a benchmark; set AUDITPIPE_BENCH=1 (make bench)")
@@ -60,8 +64,13 @@ func TestThroughputIndexerVsChDB(t *testing.T) {
 	// The indexer: every row already in Kafka; the clock runs from Run
 	// (consumer-group join included) to the last row indexed.
 	kc, _ := kafkatest.Start(t, 3)
+	ic, kafkaMode := kc, "plaintext"
+	if os.Getenv("AUDITPIPE_BENCH_KAFKA") == "secure" {
+		e := kafkatest.StartSecure(t, 3)
+		kc, ic, kafkaMode = e.Admin(), e.Client(kafka.RoleIndexer), "TLS+SCRAM-SHA-512+ACLs"
+	}
 	produce(t, kc, schemas.TopicAudit, msgs)
-	cfg := testConfig(kc, "bench")
+	cfg := testConfig(ic, "auditpipe-indexer-bench")
 	cfg.Batch.MaxRows = batchRows
 	cfg.Batch.MaxWait = time.Second
 	ix, err := New(cfg, Deps{Engine: eng})
@@ -79,8 +88,8 @@ func TestThroughputIndexerVsChDB(t *testing.T) {
 	}
 	baseRate := float64(n) / base.Seconds()
 	idxRate := float64(n) / idx.Seconds()
-	report := fmt.Sprintf("rows=%d avg_row_bytes=%d batch_rows=%d\nchdb_insert_jsoneachrow: %.0f rows/s (%.2fs)\nindexer_kafka_to_chdb:   %.0f rows/s (%.2fs)\nratio: %.0f%% (target >= 70%%)\n",
-		n, bytes/n, batchRows, baseRate, base.Seconds(), idxRate, idx.Seconds(), 100*idxRate/baseRate)
+	report := fmt.Sprintf("rows=%d avg_row_bytes=%d batch_rows=%d kafka=%s\nchdb_insert_jsoneachrow: %.0f rows/s (%.2fs)\nindexer_kafka_to_chdb:   %.0f rows/s (%.2fs)\nratio: %.0f%% (target >= 70%%)\n",
+		n, bytes/n, batchRows, kafkaMode, baseRate, base.Seconds(), idxRate, idx.Seconds(), 100*idxRate/baseRate)
 	t.Log("\n" + report)
 	if out := os.Getenv("AUDITPIPE_BENCH_OUT"); out != "" {
 		_ = os.WriteFile(out, []byte(report), 0o644)

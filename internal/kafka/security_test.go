@@ -246,3 +246,36 @@ func TestApacheBrokerRefuses(t *testing.T) {
 	_, a := kafkatest.StartApache(t, 1)
 	checkRefusals(t, a, true)
 }
+
+// TestEmbeddedBrokerWithGivenCertificate: a certificate from the
+// configuration (embedded.kafka_tls) replaces the one the broker makes;
+// its clients trust the CA given with it.
+func TestEmbeddedBrokerWithGivenCertificate(t *testing.T) {
+	dir := t.TempDir()
+	ss, _, err := tlsconfig.EnsureSelfSigned(filepath.Join(dir, "pki"), "given", []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kafka.NewEmbedded(kafka.EmbeddedConfig{Partitions: 1, CredentialsDir: filepath.Join(dir, "credentials"),
+		CertFile: ss.CertFile, KeyFile: ss.KeyFile, CAFile: ss.CAFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if e.CAFile() != ss.CAFile {
+		t.Fatalf("clients trust %s, want %s", e.CAFile(), ss.CAFile)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.Admin().EnsureTopics(ctx, kafka.PipelineTopics(1)...); err != nil {
+		t.Fatal(err)
+	}
+	w, err := e.Client(kafka.RoleCollector).NewWriter(kafka.TopicAudit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.Write(ctx, kafka.Record{Value: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+}
