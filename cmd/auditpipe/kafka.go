@@ -39,12 +39,8 @@ func cmdKafka(ctx context.Context, e env) error {
 		fs.Usage()
 		return errUsage
 	}
-	cfg := app.DefaultConfig()
-	if err := config.Load(*file, &cfg); err != nil {
-		return err
-	}
-	kc := cfg.Kafka.WithDefaults()
-	if err := kc.Validate("kafka"); err != nil {
+	kc, err := loadKafka(*file)
+	if err != nil {
 		return err
 	}
 	topics := kafka.PipelineTopics(kc.Topics.Partitions)
@@ -91,12 +87,8 @@ func cmdKafkaACLs(ctx context.Context, e env) error {
 		fs.Usage()
 		return errUsage
 	}
-	cfg := app.DefaultConfig()
-	if err := config.Load(*file, &cfg); err != nil {
-		return err
-	}
-	kc := cfg.Kafka.WithDefaults()
-	if err := kc.Validate("kafka"); err != nil {
+	kc, err := loadKafka(*file)
+	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
@@ -110,4 +102,18 @@ func cmdKafkaACLs(ctx context.Context, e env) error {
 		}
 	}
 	return nil
+}
+
+// loadKafka returns the kafka section of the configuration file, with its
+// defaults, validated.
+func loadKafka(file string) (kafka.Config, error) {
+	cfg := app.DefaultConfig()
+	if err := config.Load(file, &cfg); err != nil {
+		return kafka.Config{}, err
+	}
+	kc := cfg.Kafka.WithDefaults()
+	if err := kc.Validate("kafka"); err != nil {
+		return kafka.Config{}, err
+	}
+	return kc, nil
 }

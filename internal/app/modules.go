@@ -19,6 +19,7 @@ import (
 	"github.com/auditpipe/auditpipe/indexer"
 	"github.com/auditpipe/auditpipe/internal/auth"
 	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/privfile"
 	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/internal/tlsconfig"
 	"github.com/auditpipe/auditpipe/queryapi"
@@ -166,10 +167,7 @@ func initBroker(ctx context.Context, a *App) (Service, error) {
 	cfg := a.Config.Embedded
 	// The broker's log holds every event and keystroke: the data
 	// directory is the owner's only, and so is every file in it.
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("embedded.data_dir: %w", err)
-	}
-	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
+	if err := privfile.Dir(cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("embedded.data_dir: %w", err)
 	}
 	logDir := filepath.Join(cfg.DataDir, "kafka")
@@ -427,10 +425,7 @@ func initCollector(_ context.Context, a *App) (Service, error) {
 // it. Only its public half is read by the collector.
 func ensureGrantKey(a *App) error {
 	dir := a.Config.Embedded.DataDir
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("embedded.data_dir: %w", err)
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
+	if err := privfile.Dir(dir); err != nil {
 		return fmt.Errorf("embedded.data_dir: %w", err)
 	}
 	s, created, err := sign.EnsureKeyPair(filepath.Join(dir, GrantsKeyName), filepath.Join(dir, GrantsPublicKeyName))

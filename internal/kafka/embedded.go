@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/auditpipe/auditpipe/internal/config"
+	"github.com/auditpipe/auditpipe/internal/privfile"
 	"github.com/auditpipe/auditpipe/internal/tlsconfig"
 )
 
@@ -97,7 +98,7 @@ func NewEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	}
 	if cfg.DataDir != "" {
 		if secure {
-			if err := privateDir(cfg.DataDir); err != nil {
+			if err := privfile.Dir(cfg.DataDir); err != nil {
 				return nil, fmt.Errorf("kafka: embedded broker: %w", err)
 			}
 		}
@@ -154,7 +155,7 @@ func (e *Embedded) security() ([]kfake.Opt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker certificate: %w", err)
 	}
-	if err := privateDir(cfg.CredentialsDir); err != nil {
+	if err := privfile.Dir(cfg.CredentialsDir); err != nil {
 		return nil, err
 	}
 	pw, err := newPassword()
@@ -247,14 +248,6 @@ func (e *Embedded) Port() int {
 	return n
 }
 
-// privateDir makes dir, and makes it its owner's only.
-func privateDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	return os.Chmod(dir, 0o700)
-}
-
 // newPassword returns 32 random bytes, base64url.
 func newPassword() (string, error) {
 	var b [32]byte
@@ -282,24 +275,8 @@ func ensurePassword(path string) (string, error) {
 	if pw, err = newPassword(); err != nil {
 		return "", err
 	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
+	if err := privfile.Write(path, []byte(pw+"\n")); err != nil {
 		return "", err
-	}
-	_, err = f.WriteString(pw + "\n")
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return "", fmt.Errorf("%s: %w", path, err)
 	}
 	return pw, nil
 }

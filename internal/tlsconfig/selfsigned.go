@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/auditpipe/auditpipe/internal/privfile"
 )
 
 // SelfSigned names the files of a private CA and of a server certificate
@@ -57,10 +59,7 @@ func EnsureSelfSigned(dir, name string, hosts []string) (SelfSigned, bool, error
 		CAFile: filepath.Join(dir, caCertName), caKeyFile: filepath.Join(dir, caKeyName),
 		CertFile: filepath.Join(dir, serverCertName), KeyFile: filepath.Join(dir, serverKeyName),
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return s, false, fmt.Errorf("tls: %w", err)
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
+	if err := privfile.Dir(dir); err != nil {
 		return s, false, fmt.Errorf("tls: %w", err)
 	}
 	created := false
@@ -196,31 +195,8 @@ func writePair(certFile, keyFile string, der []byte, key *ecdsa.PrivateKey) erro
 	if err != nil {
 		return err
 	}
-	if err := writePrivate(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: k})); err != nil {
+	if err := privfile.Write(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: k})); err != nil {
 		return err
 	}
-	return writePrivate(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-}
-
-// writePrivate writes path readable by its owner only, atomically.
-func writePrivate(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-	}
-	return err
+	return privfile.Write(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
