@@ -115,7 +115,30 @@ type EmbeddedConfig struct {
 	DataDir string `yaml:"data_dir"`
 	// Partitions of the audit topic on the embedded broker. Default 1.
 	Partitions int `yaml:"partitions"`
+	// KafkaListen is the embedded broker's address, host:port, so that
+	// other processes (auditpipe grant publish, a forwarder) can reach it;
+	// port 0 picks a free one at each start. It serves TLS and
+	// SASL/SCRAM-SHA-512 only. Default 127.0.0.1:9466.
+	KafkaListen string `yaml:"kafka_listen"`
+	// KafkaTLS is the embedded broker's certificate. Default: a CA and a
+	// certificate for the listen address made at the first start in
+	// data_dir/kafka-tls (ca.crt is what clients trust).
+	KafkaTLS EmbeddedTLS `yaml:"kafka_tls"`
 }
+
+// EmbeddedTLS is a certificate for the embedded broker from elsewhere.
+type EmbeddedTLS struct {
+	// CertFile and KeyFile are the broker's certificate and key (PEM).
+	// Default "": made in data_dir/kafka-tls.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// CAFile is what the all-in-one's own clients trust (PEM). Default
+	// "": the system's pool.
+	CAFile string `yaml:"ca_file"`
+}
+
+// DefaultKafkaListen is the embedded broker's address by default.
+const DefaultKafkaListen = "127.0.0.1:9466"
 
 // Target names.
 const (
@@ -135,7 +158,7 @@ func DefaultConfig() Config {
 		Target:       TargetAll,
 		Log:          LogConfig{Level: "info", Format: "logfmt"},
 		DrainTimeout: 30 * time.Second,
-		Embedded:     EmbeddedConfig{DataDir: "data", Partitions: 1},
+		Embedded:     EmbeddedConfig{DataDir: "data", Partitions: 1, KafkaListen: DefaultKafkaListen},
 		Kafka:        kafka.Config{}.WithDefaults(),
 		ClickHouse:   ix.Store,
 		Collector:    col,
@@ -229,6 +252,12 @@ func (c Config) Validate() error {
 		}
 		if c.Embedded.Partitions < 1 {
 			errs = append(errs, fmt.Errorf("embedded.partitions: %d must be at least 1", c.Embedded.Partitions))
+		}
+		if _, _, err := net.SplitHostPort(c.Embedded.KafkaListen); err != nil {
+			errs = append(errs, fmt.Errorf("embedded.kafka_listen: %q: %w", c.Embedded.KafkaListen, err))
+		}
+		if t := c.Embedded.KafkaTLS; (t.CertFile == "") != (t.KeyFile == "") {
+			errs = append(errs, errors.New("embedded.kafka_tls: cert_file and key_file go together"))
 		}
 	} else if err := r.Kafka.Validate("kafka"); err != nil {
 		errs = append(errs, err)
