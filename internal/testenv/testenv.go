@@ -52,12 +52,15 @@ const (
 	// PythonVenv is the venv with clickhouse-connect that make deps
 	// creates (scripts/deps.d/40-python-venv.sh).
 	PythonVenv Dep = "python-venv"
+	// HostTools are the programs the host agent drives: visudo and sudo,
+	// auditctl (scripts/deps.d/50-host-agent.sh).
+	HostTools Dep = "host-tools"
 )
 
 // All returns the dependencies AUDITPIPE_REQUIRE=all requires: every one
 // the build machines provide.
 func All() []Dep {
-	return []Dep{CHDB, Rsyslog, SyslogNG, PythonVenv, Kafka, Java, KernelAudit, Root}
+	return []Dep{CHDB, Rsyslog, SyslogNG, PythonVenv, Kafka, Java, KernelAudit, Root, HostTools}
 }
 
 // known returns every dependency name a list may hold.
