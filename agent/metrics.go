@@ -25,7 +25,9 @@ const (
 	WhyReconcile  = "reconcile"
 )
 
-func steps() []string { return []string{StepUser, StepSSHKeys, StepSudoers, StepAuditRules, StepTTYAudit} }
+func steps() []string {
+	return []string{StepUser, StepSSHKeys, StepSudoers, StepAuditRules, StepTTYAudit}
+}
 
 type metrics struct {
 	refused        *prometheus.CounterVec
