@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/auditpipe/auditpipe/grants"
 	"github.com/auditpipe/auditpipe/internal/kafka"
@@ -31,34 +33,14 @@ func exists(path string) bool {
 	return err == nil
 }
 
-func metricValue(t *testing.T, g prometheus.Gatherer, name string, labels ...string) float64 {
+// observations is the number of values h observed.
+func observations(t *testing.T, h prometheus.Histogram) uint64 {
 	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
 		t.Fatal(err)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, lp := range m.GetLabel() {
-					found = found || (lp.GetName() == labels[i] && lp.GetValue() == labels[i+1])
-				}
-				if !found {
-					continue metrics
-				}
-			}
-			if m.GetHistogram() != nil {
-				return float64(m.GetHistogram().GetSampleCount())
-			}
-			return m.GetGauge().GetValue() + m.GetCounter().GetValue()
-		}
-	}
-	return 0
+	return m.GetHistogram().GetSampleCount()
 }
 
 // plan is what the rendering host left under root for login.
@@ -106,7 +88,7 @@ func TestRenderDeployRevoke(t *testing.T) {
 	login := newLogin(t)
 	g := diagGrant(login)
 	h.grant(g)
-	_, reg := h.startWith(nil)
+	_, a := h.startAgent(nil)
 	rep := h.waitReport(login, schemas.AgentDeployed)
 	if rep.Host != testHost || rep.ReqAuthID != g.ReqAuthID {
 		t.Errorf("report %+v", rep)
@@ -133,7 +115,7 @@ func TestRenderDeployRevoke(t *testing.T) {
 	if !strings.Contains(p.pam, "pam_tty_audit.so enable="+login+"\n") {
 		t.Errorf("pam:\n%s", p.pam)
 	}
-	if got := metricValue(t, reg, "auditpipe_agent_grants"); got != 1 {
+	if got := testutil.ToFloat64(a.m.grants); got != 1 {
 		t.Errorf("auditpipe_agent_grants = %v", got)
 	}
 
@@ -146,10 +128,10 @@ func TestRenderDeployRevoke(t *testing.T) {
 	if log := readPlan(t, h.cfg.Root, login).log; !strings.Contains(log, "end sessions loginuid=60000") || !strings.Contains(log, "userdel --remove name="+login) {
 		t.Errorf("plan log:\n%s", log)
 	}
-	if got := metricValue(t, reg, "auditpipe_agent_undeploys_total", "reason", WhyRevoked); got != 1 {
+	if got := testutil.ToFloat64(a.m.undeploys.WithLabelValues(WhyRevoked)); got != 1 {
 		t.Errorf("undeploys{revoked} = %v", got)
 	}
-	if got := metricValue(t, reg, "auditpipe_agent_undeploy_duration_seconds"); got != 1 {
+	if got := observations(t, a.m.removeSeconds); got != 1 {
 		t.Errorf("undeploy duration observations = %v", got)
 	}
 }
@@ -226,7 +208,7 @@ func TestRenderRefusesForgedGrants(t *testing.T) {
 	h.grant(diagGrant(replayed))
 	marker := newLogin(t)
 	h.grant(diagGrant(marker))
-	_, reg := h.startWith(nil)
+	_, a := h.startAgent(nil)
 	h.waitReport(marker, schemas.AgentDeployed)
 	deadline := time.After(30 * time.Second)
 	var reasons []string
@@ -249,7 +231,7 @@ func TestRenderRefusesForgedGrants(t *testing.T) {
 		t.Errorf("dead letters %v", reasons)
 	}
 	for _, reason := range []string{grants.ReasonUnsigned, grants.ReasonUnknownKey, grants.ReasonReplayed} {
-		if got := metricValue(t, reg, "auditpipe_agent_grants_refused_total", "reason", reason); got != 1 {
+		if got := testutil.ToFloat64(a.m.refused.WithLabelValues(reason)); got != 1 {
 			t.Errorf("refused{%s} = %v", reason, got)
 		}
 	}
@@ -358,7 +340,7 @@ func TestRenderReconcile(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(h.cfg.Root, "etc/sudoers.d", sudoersPrefix+stray), []byte("# stray\n"), 0o440); err != nil {
 		t.Fatal(err)
 	}
-	_, reg := h.startWith(nil)
+	_, a := h.startAgent(nil)
 	if r := h.waitReport(gone, schemas.AgentUndeployed); r.Step != WhyReconcile || r.ReqAuthID != diagGrant(gone).ReqAuthID {
 		t.Errorf("report %+v", r)
 	}
@@ -371,7 +353,7 @@ func TestRenderReconcile(t *testing.T) {
 		t.Errorf("the live grant's user or fragment is gone")
 	}
 	for kind, want := range map[string]float64{"user": 1, "sudoers": 2, "audit_rules": 1, "tty_audit": 1} {
-		if got := metricValue(t, reg, "auditpipe_agent_orphans_removed_total", "kind", kind); got != want {
+		if got := testutil.ToFloat64(a.m.orphans.WithLabelValues(kind)); got != want {
 			t.Errorf("orphans{%s} = %v, want %v", kind, got, want)
 		}
 	}

@@ -25,7 +25,6 @@ type harness struct {
 	kcfg    kafka.Config
 	signer  *sign.Signer
 	cfg     Config
-	reg     *prometheus.Registry
 	reports chan schemas.AgentReport
 	seen    []schemas.AgentReport
 	dead    chan kafka.Record
@@ -53,7 +52,7 @@ func newHarness(t *testing.T) *harness {
 	cfg.Host = testHost
 	cfg.GrantKeys = []string{pub}
 	cfg.Root = filepath.Join(t.TempDir(), "plan")
-	h := &harness{t: t, kcfg: kcfg, signer: s, cfg: cfg, reg: prometheus.NewRegistry(),
+	h := &harness{t: t, kcfg: kcfg, signer: s, cfg: cfg,
 		reports: make(chan schemas.AgentReport, 256), dead: make(chan kafka.Record, 256)}
 	h.follow(schemas.TopicAgent, func(r kafka.Record) {
 		rep, err := schemas.DecodeAgentReport(r.Value)
@@ -88,11 +87,18 @@ func (h *harness) follow(topic string, fn func(kafka.Record)) {
 // ends); host nil: the one the configuration chooses.
 func (h *harness) start(host Host) (stop func()) {
 	h.t.Helper()
-	a, err := New(h.cfg, Deps{Registry: h.reg, Host: host})
+	stop, _ = h.startAgent(host)
+	return stop
+}
+
+// startAgent is start, returning the agent too (its metrics, on a
+// registry of its own).
+func (h *harness) startAgent(host Host) (stop func(), a *Agent) {
+	h.t.Helper()
+	a, err := New(h.cfg, Deps{Registry: prometheus.NewRegistry(), Host: host})
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	h.reg = prometheus.NewRegistry() // the next agent's
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
@@ -106,13 +112,7 @@ func (h *harness) start(host Host) (stop func()) {
 		})
 	}
 	h.t.Cleanup(stop)
-	return stop
-}
-
-// startWith is start, keeping the agent's registry.
-func (h *harness) startWith(host Host) (stop func(), reg *prometheus.Registry) {
-	reg = h.reg
-	return h.start(host), reg
+	return stop, a
 }
 
 func (h *harness) publish(recs ...kafka.Record) {
