@@ -256,7 +256,11 @@ func (a *Agent) nextDue() time.Duration {
 
 // sync makes the host match the grant table: removals first (a
 // revocation is never delayed by a deployment), then deployments.
-func (a *Agent) sync(ctx context.Context, rep *reporter) {
+func (a *Agent) sync(ctx context.Context, rep *reporter) { a.syncRetrying(ctx, rep, false) }
+
+// syncRetrying is sync; with retry, failed deployments are tried again
+// too (reconcile).
+func (a *Agent) syncRetrying(ctx context.Context, rep *reporter, retry bool) {
 	now := a.now()
 	for _, login := range slices.Sorted(maps.Keys(a.applied)) {
 		g, ok := a.grants[login]
@@ -294,7 +298,7 @@ func (a *Agent) sync(ctx context.Context, rep *reporter) {
 		if ap, ok := a.applied[login]; ok && reflect.DeepEqual(ap.grant, g) {
 			continue
 		}
-		if f, ok := a.failed[login]; ok && reflect.DeepEqual(f.grant, g) {
+		if f, ok := a.failed[login]; ok && !retry && reflect.DeepEqual(f.grant, g) {
 			continue // retried by the next reconcile, or when the grant changes
 		}
 		a.deploy(ctx, rep, g)
@@ -326,14 +330,18 @@ func (a *Agent) deploy(ctx context.Context, rep *reporter, g schemas.Grant) {
 		}
 		log.Error("deployment failed: rolling back", "step", step, "err", err)
 		delete(a.applied, g.LoginID)
-		if rerr := a.remove(ctx, g.LoginID); rerr != nil {
-			log.Error("rollback incomplete; retried", "err", rerr)
-			a.pending[g.LoginID] = removal{due: a.now(), req: g.ReqAuthID}
+		// A login refused for its form: nothing was looked at, nothing
+		// to take back.
+		if validLogin(g.LoginID) {
+			if rerr := a.remove(ctx, g.LoginID); rerr != nil {
+				log.Error("rollback incomplete; retried", "err", rerr)
+				a.pending[g.LoginID] = removal{due: a.now(), req: g.ReqAuthID}
+			}
 		}
 		a.m.deployFailures.WithLabelValues(step).Inc()
 		prev, seen := a.failed[g.LoginID]
 		a.failed[g.LoginID] = failure{grant: g, step: step, reason: err.Error()}
-		if !seen || prev.reason != err.Error() {
+		if !seen || prev.reason != err.Error() || !reflect.DeepEqual(prev.grant, g) {
 			a.report(rep, g.LoginID, g.ReqAuthID, schemas.AgentDeployFailed, step, err.Error())
 		}
 		return
@@ -493,7 +501,6 @@ func (a *Agent) remove(ctx context.Context, login string) error {
 // keystroke entries, each counted and reported.
 func (a *Agent) reconcile(ctx context.Context, rep *reporter) {
 	a.m.reconciles.Inc()
-	clear(a.failed)
 	users, err := a.host.Users()
 	if err != nil {
 		a.log.Error("reconcile: listing users", "err", err)
@@ -505,7 +512,7 @@ func (a *Agent) reconcile(ctx context.Context, rep *reporter) {
 			delete(a.applied, login)
 		}
 	}
-	a.sync(ctx, rep)
+	a.syncRetrying(ctx, rep, true)
 	orphans := map[string]string{} // login → req_auth_id, when known
 	if users, err = a.host.Users(); err != nil {
 		a.log.Error("reconcile: listing users", "err", err)
