@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/auditpipe/auditpipe/agent"
 	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/collector"
 	"github.com/auditpipe/auditpipe/forwarder"
@@ -21,8 +22,9 @@ import (
 // component, each with its defaults and its own Validate, and the
 // process-wide settings.
 type Config struct {
-	// Target is what the process runs: collector, indexer, forwarder or
-	// all (the all-in-one). Default all; the --target flag overrides it.
+	// Target is what the process runs: collector, agent, host (collector
+	// and agent), indexer, forwarder or all (the all-in-one). Default
+	// all; the --target flag overrides it.
 	Target string `yaml:"target"`
 	// Log is the process's log output.
 	Log LogConfig `yaml:"log"`
@@ -44,6 +46,8 @@ type Config struct {
 	Collector collector.Config `yaml:"collector"`
 	Indexer   indexer.Config   `yaml:"indexer"`
 	Forwarder forwarder.Config `yaml:"forwarder"`
+	// Agent is the host agent (targets agent and host).
+	Agent agent.Config `yaml:"agent"`
 }
 
 // LogConfig is the log output.
@@ -69,8 +73,8 @@ func (l LogLevel) Level() slog.Level {
 // ServerConfig is the HTTP listener: /metrics, /-/healthy, /-/ready and
 // the target's API.
 type ServerConfig struct {
-	// HTTPAddr is host:port. Default by target (loopback): collector
-	// 127.0.0.1:9461, indexer 127.0.0.1:9462, forwarder 127.0.0.1:9463,
+	// HTTPAddr is host:port. Default by target (loopback): collector,
+	// agent and host 127.0.0.1:9461, indexer 127.0.0.1:9462, forwarder 127.0.0.1:9463,
 	// all 127.0.0.1:9464. "off" serves nothing.
 	HTTPAddr string `yaml:"http_addr"`
 	// TLS puts the listener on HTTPS; with a client CA, client
@@ -144,6 +148,8 @@ const DefaultKafkaListen = "127.0.0.1:9466"
 const (
 	TargetAll       = "all"
 	TargetCollector = "collector"
+	TargetAgent     = "agent"
+	TargetHost      = "host"
 	TargetIndexer   = "indexer"
 	TargetForwarder = "forwarder"
 )
@@ -154,6 +160,8 @@ func DefaultConfig() Config {
 	col := collector.DefaultConfig()
 	col.Kafka = kafka.Config{}.WithDefaults()
 	ix := indexer.DefaultConfig()
+	ag := agent.DefaultConfig()
+	ag.Kafka = kafka.Config{}.WithDefaults()
 	return Config{
 		Target:       TargetAll,
 		Log:          LogConfig{Level: "info", Format: "logfmt"},
@@ -164,13 +172,14 @@ func DefaultConfig() Config {
 		Collector:    col,
 		Indexer:      ix,
 		Forwarder:    forwarder.Config{}.WithDefaults(),
+		Agent:        ag,
 	}
 }
 
 // DefaultHTTPAddr is the listener of a target when none is configured.
 func DefaultHTTPAddr(target string) string {
 	switch target {
-	case TargetCollector:
+	case TargetCollector, TargetAgent, TargetHost:
 		return "127.0.0.1:9461"
 	case TargetIndexer:
 		return "127.0.0.1:9462"
@@ -210,6 +219,7 @@ func (c Config) resolved() Config {
 	c.Indexer.Store = c.ClickHouse
 	c.Forwarder.Kafka = c.Kafka
 	c.Forwarder = c.Forwarder.WithDefaults()
+	c.Agent.Kafka = c.Kafka
 	return c
 }
 
@@ -265,6 +275,9 @@ func (c Config) Validate() error {
 	errs = append(errs, r.Server.validate(c.Target))
 	if has("collector") {
 		errs = append(errs, r.Collector.Validate())
+	}
+	if has("agent") {
+		errs = append(errs, r.Agent.Validate())
 	}
 	if has("indexer") {
 		errs = append(errs, r.Indexer.Validate())

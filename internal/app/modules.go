@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/auditpipe/auditpipe/agent"
 	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/collector"
 	"github.com/auditpipe/auditpipe/forwarder"
@@ -68,6 +69,7 @@ func modules() []Module {
 		// The collector starts after the consumers of its process, so
 		// that at shutdown it stops first and they drain its last batch.
 		{Name: "collector", Deps: []string{"kafka"}, After: []string{"indexer", "forwarder"}, Init: initCollector},
+		{Name: "agent", Deps: []string{"kafka"}, After: []string{"collector"}, Init: initAgent},
 	}
 }
 
@@ -76,6 +78,8 @@ func modules() []Module {
 func targets() map[string][]string {
 	return map[string][]string{
 		TargetCollector: {"server", "collector"},
+		TargetAgent:     {"server", "agent"},
+		TargetHost:      {"server", "collector", "agent"},
 		TargetIndexer:   {"server", "query", "indexer"},
 		TargetForwarder: {"server", "forwarder"},
 		TargetAll:       {"broker", "server", "query", "indexer", "forwarder", "collector"},
@@ -279,6 +283,9 @@ func (a *App) topicNames() []string {
 	if a.Has("collector") {
 		add(cfg.Collector.Topic, cfg.Collector.DeadLetterTopic, schemas.TopicGrants)
 	}
+	if a.Has("agent") {
+		add(schemas.TopicGrants, cfg.Agent.ReportTopic, cfg.Agent.DeadLetterTopic)
+	}
 	if a.Has("indexer") {
 		add(cfg.Indexer.Topics...)
 		add(cfg.Indexer.DeadLetterTopic)
@@ -421,6 +428,19 @@ func initCollector(_ context.Context, a *App) (Service, error) {
 		return nil, err
 	}
 	return collectorService{c}, nil
+}
+
+// initAgent builds the host agent: it follows the signed grants for the
+// host and its resources and, with agent.live on, makes the host match
+// them; without it, it renders the plan under agent.root.
+func initAgent(_ context.Context, a *App) (Service, error) {
+	cfg := a.resolvedConfig().Agent
+	cfg.Kafka = a.shared.kafka
+	ag, err := agent.New(cfg, agent.Deps{Log: a.Log, Registry: a.http.registry})
+	if err != nil {
+		return nil, err
+	}
+	return ag, nil
 }
 
 // ensureGrantKey creates the all-in-one's grant signing key in its data
