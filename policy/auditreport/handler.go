@@ -34,9 +34,10 @@ var (
 // store is read.
 //
 // The policy API's rule is: the request's requester (the operator who
-// raised it), its approvers (members of the approver groups of the
-// control it was raised under), auditors and policy admins. With the
-// identity internal/auth puts in the context:
+// raised it), its approvers (named in the approvers_list of the control it
+// was raised under, or members of one of its approver_groups_list),
+// auditors and policy admins. With the identity internal/auth puts in the
+// context and the policy service:
 //
 //	func(r *http.Request, id string) error {
 //		who, ok := auth.FromContext(r.Context())
@@ -46,11 +47,11 @@ var (
 //		if who.Role == auth.RoleAdmin || who.Role == auth.RoleAuditor {
 //			return nil
 //		}
-//		req, err := store.AccessRequest(r.Context(), id)
+//		req, err := svc.GetRequest(r.Context(), id)
 //		if err != nil {
 //			return auditreport.ErrNotFound
 //		}
-//		if who.Name == req.OperatorID || store.IsApprover(who.Name, req) {
+//		if who.Name == req.RequestorID || mayApprove(who, req) {
 //			return nil
 //		}
 //		return auditreport.ErrForbidden
