@@ -57,6 +57,7 @@ func commands() map[string]command {
 		"forward": {"send contract events (JSON lines, file or stdin) to a SIEM over syslog TLS", runForward},
 		"index":   {"load contract events (JSON lines, file or stdin) into ClickHouse, idempotently", runIndex},
 		"query":   {"run SQL or a named query against ClickHouse, chDB or a query endpoint", runQuery},
+		"request": {"access requests: 'request report ID' prints the request's audit log report (sessions, commands as a process tree)", cmdRequest},
 		"verify":  {"check the tamper-evident trail: hash chains, gaps, conflicts, signed checkpoints (ClickHouse or a SIEM file)", runVerify},
 	}
 }
