@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make run: the all-in-one pipeline on the bundled sample (deploy/sample),
-# then the answers to the named queries, from ClickHouse (embedded chDB).
+# then the answers to the named queries and an access request's audit log
+# report, from ClickHouse (embedded chDB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${AUDITPIPE_CACHE:=$HOME/.cache/auditpipe}"
@@ -42,6 +43,10 @@ fi
 echo "== $want events from deploy/sample/audit.log are in ClickHouse (embedded chDB). The named queries:"
 echo
 "$bin" query --server "$url" --token-file "$data/admin.token" --all
+echo
+echo "== The audit log report of access request ocid1.opctlaccessrequest.oc1..req1 (auditpipe request report):"
+echo
+"$bin" request report ocid1.opctlaccessrequest.oc1..req1 --keystrokes --server "$url" --token-file "$data/admin.token"
 echo
 echo "Try: $bin query --embedded $data/chdb \"SELECT time, loginid, title FROM audit_events WHERE event = 'command' ORDER BY ts\""
 echo "(the all-in-one stops when this script ends; its store stays: $bin query --embedded $data/chdb --all"

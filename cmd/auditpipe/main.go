@@ -40,8 +40,10 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		// Long-running targets (internal/app wires them).
-		"run":        {"run a target: --target collector|indexer|forwarder|all [--config FILE]", targetCommand("")},
+		"run":        {"run a target: --target collector|agent|host|indexer|forwarder|all [--config FILE]", targetCommand("")},
 		"collector":  {"run --target collector: audit log → Kafka", targetCommand(app.TargetCollector)},
+		"agent":      {"run --target agent: the host agent, grants enforced on this host (rendered under agent.root unless agent.live)", targetCommand(app.TargetAgent)},
+		"host":       {"run --target host: the collector and the host agent, the normal host process", targetCommand(app.TargetHost)},
 		"indexer":    {"run --target indexer: Kafka → ClickHouse or embedded chDB, query endpoint", targetCommand(app.TargetIndexer)},
 		"forwarder":  {"run --target forwarder: Kafka → SIEMs; 'forwarder check' tests a SIEM connection", runForwarder},
 		"all-in-one": {"run --target all on the embedded defaults: kfake, collector, indexer into chDB, query endpoint", cmdAllInOne},
@@ -56,7 +58,7 @@ func commands() map[string]command {
 		"resource":    {"resources under operator control, with their hosts: create, list, show, update, delete", nounCommand("resource", resourceCommands)},
 		"control":     {"operator controls (who approves which actions): create, list, show, update, delete", nounCommand("control", controlCommands)},
 		"assignment":  {"assignments of a control to a resource: create, list, show, delete", nounCommand("assignment", assignmentCommands)},
-		"request":     {"access requests: create, list, show, approve, reject, revoke, extend, complete, ask, answer, history", nounCommand("request", requestCommands)},
+		"request":     {"access requests: create, list, show, approve, reject, revoke, extend, complete, ask, answer, history; report (the audit log report, from ClickHouse)", nounCommand("request", requestCommands)},
 		"parse":       {"raw auditd lines in, contract events (JSON lines) out", cmdParse},
 		"forward":     {"send contract events (JSON lines, file or stdin) to a SIEM over syslog TLS", runForward},
 		"index":       {"load contract events (JSON lines, file or stdin) into ClickHouse, idempotently", runIndex},

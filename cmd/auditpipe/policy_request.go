@@ -19,9 +19,9 @@ func requestTable(o *output, v any, rs ...policy.AccessRequest) error {
 	return o.table(v, []string{"ID", "STATE", "OPERATOR", "RESOURCE", "ACTIONS", "DURATION", "AUDIT", "EXPIRES", "LOGIN", "ETAG"}, rows)
 }
 
-// requestCommands are `auditpipe request …` (`request report` is the
-// audit log report's, in its own file).
-func requestCommands() map[string]command {
+// policyRequestCommands are `auditpipe request …` but the report
+// (request.go joins them).
+func policyRequestCommands() map[string]command {
 	var (
 		in          policy.RequestInput
 		actions     namesFlag

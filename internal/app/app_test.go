@@ -20,6 +20,8 @@ func TestTargetsResolve(t *testing.T) {
 		want   []string
 	}{
 		{TargetCollector, []string{"server", "kafka", "collector"}},
+		{TargetAgent, []string{"server", "kafka", "agent"}},
+		{TargetHost, []string{"server", "kafka", "collector", "agent"}},
 		{TargetIndexer, []string{"server", "kafka", "store", "query", "indexer"}},
 		{TargetForwarder, []string{"server", "kafka", "forwarder"}},
 		// The collector comes after the consumers: it stops first, and
@@ -35,7 +37,7 @@ func TestTargetsResolve(t *testing.T) {
 			t.Errorf("%s: modules %v, want %v", tt.target, got, tt.want)
 		}
 	}
-	if _, err := Modules("policy"); err == nil || !strings.Contains(err.Error(), "collector, forwarder, indexer") {
+	if _, err := Modules("nonesuch"); err == nil || !strings.Contains(err.Error(), "agent, all, collector, forwarder, host, indexer") {
 		t.Errorf("unknown target: %v, want the list of targets", err)
 	}
 }

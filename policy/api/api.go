@@ -27,11 +27,13 @@ type Options struct {
 	// active grants, expiries, revocations, approval latency).
 	Registry prometheus.Registerer
 	// Report serves GET /v1/accessRequests/{accessRequestId}/auditLogReport
-	// (the request's audit log report, built from ClickHouse by another
-	// package). The API checks first that the caller may see the request
-	// (the requester, an approver of its control, an auditor, an admin)
-	// and passes the request on with the path value accessRequestId set.
-	// Nil answers 501 NotImplemented.
+	// (the request's audit log report from ClickHouse:
+	// policy/auditreport.NewHandler). The API checks first that the
+	// caller may see the request (the requester, an approver of its
+	// control, an auditor, an admin: 404 otherwise) and passes the request
+	// on unchanged (path value accessRequestId; auditreport reads the id
+	// from the path), so the report's own Authorize may allow every
+	// caller that reaches it. Nil answers 501 NotImplemented.
 	Report http.Handler
 	// MaxBodyBytes bounds a request body. Default 1 MiB.
 	MaxBodyBytes int64
