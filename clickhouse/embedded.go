@@ -204,6 +204,15 @@ func (e *Embedded) Query(ctx context.Context, sql string) (*Result, error) {
 	return DecodeJSONCompact(b)
 }
 
+// QueryParams implements ParamQuerier: params are bound by chDB.
+func (e *Embedded) QueryParams(ctx context.Context, sql string, params []Param) (*Result, error) {
+	b, err := e.QueryFormatParams(ctx, sql, "JSONCompact", params)
+	if err != nil {
+		return nil, err
+	}
+	return DecodeJSONCompact(b)
+}
+
 const eventsInsertHead = "INSERT INTO audit_events SETTINGS insert_deduplication_token = %s, " +
 	"date_time_input_format = 'best_effort', input_format_skip_unknown_fields = 0 FORMAT JSONEachRow\n"
 

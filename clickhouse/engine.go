@@ -30,6 +30,9 @@ type Engine interface {
 	InsertQueryLog(ctx context.Context, rows []QueryLogRow) error
 	// Query runs a SELECT and returns its rows.
 	Query(ctx context.Context, sql string) (*Result, error)
+	// QueryParams runs a SELECT with query parameters bound by the
+	// engine (see ParamQuerier).
+	QueryParams(ctx context.Context, sql string, params []Param) (*Result, error)
 	// Close releases the engine. An engine shared through Shared is closed
 	// by its owner only.
 	Close() error
@@ -85,6 +88,26 @@ type Result struct {
 type Querier interface {
 	Query(ctx context.Context, sql string) (*Result, error)
 }
+
+// ParamQuerier is a Querier that also binds query parameters: the values
+// of {name:Type} placeholders in sql, sent apart from the statement and
+// bound by ClickHouse after it has parsed it, so a value (a request id a
+// user typed) never becomes SQL text. Both engines are ParamQueriers, and
+// so is queryapi.HTTPClient (the query endpoint's param_NAME).
+type ParamQuerier interface {
+	Querier
+	QueryParams(ctx context.Context, sql string, params []Param) (*Result, error)
+}
+
+// StringParam returns the parameter name bound to the string value, in
+// ClickHouse's escaped text form (backslash, tab, newline, carriage
+// return and NUL escaped, as clickhouse-go escapes a string it binds), so
+// that {name:String} is exactly value.
+func StringParam(name, value string) Param {
+	return Param{Name: name, Value: paramEscaper.Replace(value)}
+}
+
+var paramEscaper = strings.NewReplacer(`\`, `\\`, "\t", `\t`, "\n", `\n`, "\r", `\r`, "\x00", `\0`)
 
 // EventsToken is the deduplication token of an insert of rows: a digest of
 // their event ids in order, so the same rows retried give the same token.

@@ -126,3 +126,26 @@ func ValueString(v any) string {
 		return fmt.Sprint(x)
 	}
 }
+
+// ValueStrings reads an Array(String) result value of any engine: a
+// []string (a server) or a []any of strings (the embedded and HTTP
+// engines); nil is an empty array.
+func ValueStrings(v any) ([]string, error) {
+	switch x := v.(type) {
+	case nil:
+		return nil, nil
+	case []string:
+		return x, nil
+	case []any:
+		out := make([]string, len(x))
+		for i, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				return nil, fmt.Errorf("clickhouse: array element %d is %T, want a string", i, e)
+			}
+			out[i] = s
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("clickhouse: %T, want an array of strings", v)
+}

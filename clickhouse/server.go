@@ -109,6 +109,21 @@ func (s *Server) InsertMessages(ctx context.Context, token string, rows []Messag
 
 // Query implements Engine.
 func (s *Server) Query(ctx context.Context, sql string) (*Result, error) {
+	return s.query(ctx, sql)
+}
+
+// QueryParams implements ParamQuerier: the parameters go to the server
+// apart from the statement (the native protocol's query parameters, or
+// param_NAME over HTTP), and the server binds them.
+func (s *Server) QueryParams(ctx context.Context, sql string, params []Param) (*Result, error) {
+	p := make(clickhouse.Parameters, len(params))
+	for _, x := range params {
+		p[x.Name] = x.Value
+	}
+	return s.query(clickhouse.Context(ctx, clickhouse.WithParameters(p)), sql)
+}
+
+func (s *Server) query(ctx context.Context, sql string) (*Result, error) {
 	rows, err := s.conn.Query(ctx, sql)
 	if err != nil {
 		return nil, err

@@ -425,19 +425,23 @@ func TestKafkaDown(t *testing.T) {
 		if err := kcfg.EnsureTopics(ctx, kafka.PipelineTopics(1)...); err != nil {
 			t.Fatal(err)
 		}
-		testKafkaDown(t, kcfg, broker.Close, func() {
+		testKafkaDown(t, kcfg, kcfg, broker.Close, func() {
 			if broker, err = kafka.StartEmbedded(port, brokerDir, 1); err != nil {
 				t.Fatal(err)
 			}
 		})
 	})
 	t.Run("apache", func(t *testing.T) {
+		// Over SASL_SSL, the collector as its own principal (its ACLs:
+		// write the audit topic, read the grants).
 		kcfg, broker := kafkatest.StartApache(t, 1)
-		testKafkaDown(t, kcfg, func() { broker.Kill(t) }, func() { broker.Start(t) })
+		testKafkaDown(t, broker.Client(kafka.RoleCollector), kcfg, func() { broker.Kill(t) }, func() { broker.Start(t) })
 	})
 }
 
-func testKafkaDown(t *testing.T, kcfg kafka.Config, down, up func()) {
+// testKafkaDown: kcfg is the collector's connection, rcfg reads the topic
+// back.
+func testKafkaDown(t *testing.T, kcfg, rcfg kafka.Config, down, up func()) {
 	kcfg.DialTimeout = time.Second
 	dir := t.TempDir()
 	cfg := testConfig(t, kcfg, dir)
@@ -470,7 +474,7 @@ func testKafkaDown(t *testing.T, kcfg kafka.Config, down, up func()) {
 
 	up()
 	waitUntil(t, "spool drained", 30*time.Second, func() bool { return m("auditpipe_collector_spool_entries") == 0 })
-	cons := newConsumer(t, kcfg, schemas.TopicAudit, 1)
+	cons := newConsumer(t, rcfg, schemas.TopicAudit, 1)
 	cons.waitFor(t, "all events", 30*time.Second, atLeast(200))
 	cons.drain(t)
 	if err := stop(); err != nil {

@@ -2,16 +2,10 @@ package collector
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
-	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/auditpipe/auditpipe/grants"
-	"github.com/auditpipe/auditpipe/internal/deadletter"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/schemas"
@@ -86,47 +80,36 @@ func (t *GrantTable) Len() int {
 
 // apply applies one verified message of the grants topic: a grant
 // replaces the login's; a revocation marks it revoked and keeps it for
-// attribution. A revocation is final: a grant for a login already revoked
-// is a replay of an old signed grant (the policy service never reuses a
-// login), refused with grants.ReasonReplayed and changing nothing.
-func (t *GrantTable) apply(m grants.Message) error {
+// attribution. (A grant replayed after its revocation never gets here:
+// grants.Follower refuses it.)
+func (t *GrantTable) apply(m grants.Message) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	login := m.Grant.LoginID
 	if m.Grant.Revoked {
 		t.revoked[login] = true
-		return nil
-	}
-	if t.revoked[login] {
-		return &grants.RefusedError{Reason: grants.ReasonReplayed, Err: fmt.Errorf("login %s was revoked (signed by key %s)", login, m.KeyID)}
+		return
 	}
 	t.grants[login] = m.Grant
-	return nil
 }
 
-// followGrants follows the grants topic from its start (kafka.Follower:
-// retried while the broker is away) and applies each record whose
-// signature verifies with c.keys; any other record is refused (counted,
-// logged at a bounded rate, dead-lettered) and changes nothing. c.ready is
-// closed once the grants that existed at start are applied, or at once
-// when the topic does not exist (no policy service yet: only static grants
-// apply until it appears).
+// followGrants follows the grants topic from its start (grants.Follower:
+// retried while the broker is away, every record verified with c.keys,
+// refusals counted, logged at a bounded rate and dead-lettered) and
+// applies each verified record to the grant table. c.ready is closed once
+// the grants that existed at start are applied, or at once when the topic
+// does not exist (no policy service yet: only static grants apply until
+// it appears).
 func (c *Collector) followGrants(ctx context.Context, kcfg kafka.Config, topic string) error {
-	log := c.log.With("follower", "grants")
-	dead, err := deadletter.Open(kcfg, c.cfg.DeadLetterTopic, "collector", log)
-	if err != nil {
-		return fmt.Errorf("grants: %w", err)
-	}
-	defer dead.Close()
-	refusals := &refusalLog{log: log}
-	defer refusals.summarize()
-	f, err := kcfg.NewFollower(kafka.FollowerConfig{
-		Topic: topic,
-		Apply: func(r kafka.Record) error { return c.applyGrant(ctx, r, dead, refusals) },
-		Log:   log,
+	f, err := grants.NewFollower(grants.FollowConfig{
+		Kafka: kcfg, Topic: topic, Keys: c.keys, DeadLetterTopic: c.cfg.DeadLetterTopic,
+		Component: "collector", Host: c.cfg.Host,
+		Apply:   c.grants.apply,
+		Refused: c.m.grantsRefused, DeadLetters: c.m.deadLetters,
+		Log: c.log.With("follower", "grants"),
 	})
 	if err != nil {
-		return fmt.Errorf("grants: %w", err)
+		return err
 	}
 	done := make(chan struct{})
 	go func() {
@@ -140,87 +123,6 @@ func (c *Collector) followGrants(ctx context.Context, kcfg kafka.Config, topic s
 	err = f.Run(ctx)
 	<-done
 	return err
-}
-
-// applyGrant verifies one record of the grants topic and applies it, or
-// refuses it. The error is the dead letter's, when it could not be
-// written (ctx ended).
-func (c *Collector) applyGrant(ctx context.Context, r kafka.Record, dead *deadletter.Writer, refusals *refusalLog) error {
-	m, err := grants.Decode(r.Key, r.Value, c.keys)
-	if err == nil {
-		if err = c.grants.apply(m); err == nil {
-			return nil
-		}
-	}
-	reason := grants.ReasonMalformed
-	var re *grants.RefusedError
-	if errors.As(err, &re) {
-		reason = re.Reason
-	}
-	err = fmt.Errorf("record key %q: %w", r.Key, err)
-	source := fmt.Sprintf("%s/%d/%d", r.Topic, r.Partition, r.Offset)
-	c.m.grantsRefused.WithLabelValues(reason).Inc()
-	refusals.refused(time.Now(), reason, err, source)
-	if werr := dead.Write(ctx, dead.Letter("grant_"+reason, err, r.Value, c.cfg.Host, source)); werr != nil {
-		return fmt.Errorf("refused grant at %s not dead-lettered: %w", source, werr)
-	}
-	c.m.deadLetters.Inc()
-	return nil
-}
-
-// refusalLog logs refused grant records at a bounded rate, as rejectLog
-// does input lines: the first rejectLogBurst of each rejectLogInterval one
-// by one, then one line with the number not logged. Every refusal is
-// still counted and dead-lettered. It is safe for concurrent use (the
-// follower applies each partition from its own goroutine).
-type refusalLog struct {
-	log *slog.Logger
-
-	mu      sync.Mutex
-	start   time.Time
-	logged  int
-	skipped int
-}
-
-func (l *refusalLog) refused(now time.Time, reason string, err error, source string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now.Sub(l.start) >= rejectLogInterval {
-		l.summarizeLocked()
-		l.start, l.logged = now, 0
-	}
-	if l.logged < rejectLogBurst {
-		l.logged++
-		l.log.Error("grant record refused: it changes nothing", "reason", reason, "err", err, "source", source)
-		return
-	}
-	l.skipped++
-}
-
-// summarize logs the refusals not logged one by one, if any.
-func (l *refusalLog) summarize() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.summarizeLocked()
-}
-
-func (l *refusalLog) summarizeLocked() {
-	if l.skipped == 0 {
-		return
-	}
-	l.log.Error("more grant records refused, not logged one by one (all counted in auditpipe_collector_grants_refused_total and dead-lettered)",
-		"records", l.skipped, "since", l.start.Format(time.RFC3339))
-	l.skipped = 0
-}
-
-// newGrantsRefused is the counter of refused grant records, by reason.
-func newGrantsRefused() *prometheus.CounterVec {
-	v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditpipe_collector_grants_refused_total",
-		Help: "Records of the grants topic refused (unsigned, unknown key, bad signature, …) and dead-lettered, by reason; none changed a grant."}, []string{"reason"})
-	for _, r := range grants.Reasons() {
-		v.WithLabelValues(r)
-	}
-	return v
 }
 
 // loadGrantKeys reads the trusted public keys of cfg.

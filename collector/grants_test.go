@@ -12,6 +12,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/grants"
 	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -31,6 +32,7 @@ func TestGrantsTopicMissing(t *testing.T) {
 		m:      newMetrics(nil),
 		log:    slog.New(slog.NewTextHandler(&logs, nil)),
 		grants: NewGrantTable(map[string]schemas.Grant{"op": {LoginID: "op", ReqAuthID: "1"}}),
+		keys:   sign.NewKeyring(),
 		ready:  make(chan struct{}),
 	}
 	table := col.grants

@@ -6,6 +6,7 @@ import (
 	"github.com/auditpipe/auditpipe/collector/assemble"
 	"github.com/auditpipe/auditpipe/collector/auditlog"
 	"github.com/auditpipe/auditpipe/collector/builder"
+	"github.com/auditpipe/auditpipe/grants"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -91,7 +92,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Damaged spool records cut off at start (after a crash): data lost, loudly."}),
 		grants: prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditpipe_collector_grants",
 			Help: "Grants known for enrichment."}),
-		grantsRefused: newGrantsRefused(),
+		grantsRefused: grants.NewRefusedCounter("collector"),
 		paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "auditpipe_collector_paused",
 			Help: "1 while input is paused by a local fault (disk full, read-only state directory, audit log path unusable), by reason."}, []string{"reason"}),
 		faultErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditpipe_collector_fault_errors_total",

@@ -153,21 +153,25 @@ func TestRestartMidStream(t *testing.T) {
 func TestTwoForwardersShareAGroup(t *testing.T) {
 	t.Run("kfake", func(t *testing.T) {
 		kcfg, _ := kafkatest.Start(t, 3)
-		testTwoForwardersShareAGroup(t, kcfg)
+		testTwoForwardersShareAGroup(t, kcfg, kcfg)
 	})
 	t.Run("apache", func(t *testing.T) {
-		kcfg, _ := kafkatest.StartApache(t, 3)
-		testTwoForwardersShareAGroup(t, kcfg)
+		// Over SASL_SSL, the forwarders as the forwarder's principal
+		// (its ACLs: read the audit topic, its groups).
+		kcfg, broker := kafkatest.StartApache(t, 3)
+		testTwoForwardersShareAGroup(t, kcfg, broker.Client(kafka.RoleForwarder))
 	})
 }
 
-func testTwoForwardersShareAGroup(t *testing.T, kcfg kafka.Config) {
+// testTwoForwardersShareAGroup: kcfg produces and checks the lag, fcfg is
+// the forwarders'.
+func testTwoForwardersShareAGroup(t *testing.T, kcfg, fcfg kafka.Config) {
 	s := startSIEM(t, siemtest.RsyslogOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	d := s.destination()
-	d.Group = "shared"
-	cfg := Config{Kafka: kcfg, Destinations: []Destination{d}}
+	d.Group = "auditpipe-forwarder-shared"
+	cfg := Config{Kafka: fcfg, Destinations: []Destination{d}}
 
 	const batches, perBatch = 12, 100
 	var all []*schemas.Event
@@ -198,7 +202,7 @@ func testTwoForwardersShareAGroup(t *testing.T, kcfg kafka.Config) {
 	if err := stopB(); err != nil {
 		t.Fatal(err)
 	}
-	if lag, err := kcfg.Lag(ctx, "shared", schemas.TopicAudit); err != nil || lag != 0 {
+	if lag, err := kcfg.Lag(ctx, d.Group, schemas.TopicAudit); err != nil || lag != 0 {
 		t.Fatalf("group lag after both stopped = %d, %v; want 0", lag, err)
 	}
 }
@@ -212,7 +216,8 @@ func TestKafkaBrokerKilledMidStream(t *testing.T) {
 	s := startSIEM(t, siemtest.RsyslogOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	stop := runForwarder(t, ctx, Config{Kafka: kcfg, Destinations: []Destination{s.destination()}}, prometheus.NewRegistry())
+	// The forwarder as its own principal (SASL_SSL, its ACLs).
+	stop := runForwarder(t, ctx, Config{Kafka: broker.Client(kafka.RoleForwarder), Destinations: []Destination{s.destination()}}, prometheus.NewRegistry())
 
 	var all []*schemas.Event
 	for b := range 6 {

@@ -136,15 +136,21 @@ func TestCrashAfterInsertBeforeCommit(t *testing.T) {
 			dir := t.TempDir()
 			eng := clickhousetest.OpenEmbedded(t, dir)
 			var kc kafka.Config
+			ic := kc // the indexer's
 			if tc.apache {
-				kc, _ = kafkatest.StartApache(t, 3)
+				// Over SASL_SSL, the indexer as its own principal
+				// (its ACLs: read its topics, its groups).
+				var broker *kafkatest.Apache
+				kc, broker = kafkatest.StartApache(t, 3)
+				ic = broker.Client(kafka.RoleIndexer)
 			} else {
 				kc, _ = kafkatest.Start(t, 3)
+				ic = kc
 			}
 			evs := clickhousetest.ManyEvents(tc.n, time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC))
 			produce(t, kc, schemas.TopicAudit, eventMessages(evs))
 
-			cfg := testConfig(kc, "crash")
+			cfg := testConfig(ic, "auditpipe-indexer-crash")
 			cfg.Batch.MaxRows = tc.maxRows
 			cfg.Batch.MaxWait = 2 * time.Second
 			ix1, err := New(cfg, Deps{Engine: eng})

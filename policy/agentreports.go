@@ -1,13 +1,11 @@
 package policy
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,62 +14,15 @@ import (
 	"github.com/auditpipe/auditpipe/internal/backoff"
 	"github.com/auditpipe/auditpipe/internal/deadletter"
 	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/schemas"
 )
-
-// AgentReport is a host agent's report on a grant's login user, a
-// message of opctl.agent.v1 (key = host). This is the minimal form the
-// policy service consumes until the agent's own schema
-// (schemas.AgentReport, the agent's issue) is on main; its fields are
-// those the service needs, decoded strictly.
-type AgentReport struct {
-	// Host is the reporting host: one of the grant's hosts.
-	Host string `json:"host"`
-	// LoginID is the grant's login user.
-	LoginID string `json:"loginid"`
-	// ReqAuthID is the access request the grant is for; a report whose
-	// login belongs to another request is refused.
-	ReqAuthID string `json:"req_auth_id"`
-	// State is DEPLOYED, DEPLOYFAILED or UNDEPLOYED.
-	State RequestState `json:"state"`
-	// Reason says why (a failure's cause); it is the history's comment.
-	Reason string `json:"reason,omitempty"`
-	// Time is when the agent made the change.
-	Time time.Time `json:"time"`
-}
-
-// DecodeAgentReport decodes one report strictly: unknown fields, data
-// after the object and missing fields are errors.
-func DecodeAgentReport(b []byte) (AgentReport, error) {
-	var r AgentReport
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
-		return r, fmt.Errorf("agent report: %w", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return r, errors.New("agent report: data after the object")
-	}
-	switch {
-	case r.Host == "":
-		return r, errors.New("agent report: host is empty")
-	case r.LoginID == "":
-		return r, errors.New("agent report: loginid is empty")
-	case r.ReqAuthID == "":
-		return r, errors.New("agent report: req_auth_id is empty")
-	case r.State != StateDeployed && r.State != StateDeployFailed && r.State != StateUndeployed:
-		return r, fmt.Errorf("agent report: state %q is not DEPLOYED, DEPLOYFAILED or UNDEPLOYED", r.State)
-	case r.Time.IsZero():
-		return r, errors.New("agent report: time is missing")
-	}
-	return r, nil
-}
 
 // Why a report was not applied: the label of
 // auditpipe_policy_agent_reports_total besides "applied", and the dead
 // letter's reason (agent_report_<reason>).
 const (
 	ReportApplied      = "applied"
-	ReportMalformed    = "malformed"     // not an AgentReport
+	ReportMalformed    = "malformed"     // not a valid schemas.AgentReport
 	ReportUnknownLogin = "unknown_login" // no grant has that login user
 	ReportMismatch     = "mismatch"      // the login's request is not req_auth_id
 	ReportForbidden    = "forbidden"     // a host the grant does not name
@@ -79,8 +30,9 @@ const (
 	ReportInvalid      = "invalid"
 )
 
-// AgentReports consumes the host agents' reports and moves the requests
-// through the service (ReportDeployment): DEPLOYED once every host of the
+// AgentReports consumes the host agents' reports (schemas.AgentReport,
+// decoded strictly) and moves the requests through the service
+// (ReportDeployment): DEPLOYED once every host of the
 // grant has the user, DEPLOYFAILED, UNDEPLOYED. A report that cannot be
 // applied is counted, logged and dead-lettered, and its offset committed;
 // one that failed because the store is away is retried with backoff and
@@ -170,7 +122,7 @@ func (a *AgentReports) Run(ctx context.Context) error {
 // apply applies one record, retrying while the store is away; it returns
 // an error only when ctx ended or a dead letter could not be written.
 func (a *AgentReports) apply(ctx context.Context, r *kafka.Record, dead *deadletter.Writer, outage *backoff.Outage) error {
-	rep, err := DecodeAgentReport(r.Value)
+	rep, err := schemas.DecodeAgentReport(r.Value)
 	if err != nil {
 		return a.refuse(ctx, dead, r, "", ReportMalformed, err)
 	}
@@ -195,17 +147,23 @@ func (a *AgentReports) apply(ctx context.Context, r *kafka.Record, dead *deadlet
 	}
 }
 
-// report checks that the login is req_auth_id's and records the report.
-func (a *AgentReports) report(ctx context.Context, rep AgentReport) error {
+// report checks that the login is req_auth_id's (when the agent still
+// knows it) and records the report as agent@HOST; the history's comment
+// is the step and the reason.
+func (a *AgentReports) report(ctx context.Context, rep schemas.AgentReport) error {
 	g, err := a.svc.GetGrant(ctx, rep.LoginID)
 	if err != nil {
 		return err
 	}
-	if g.RequestID != rep.ReqAuthID {
+	if rep.ReqAuthID != "" && g.RequestID != rep.ReqAuthID {
 		return &mismatchError{login: rep.LoginID, reported: rep.ReqAuthID, actual: g.RequestID}
 	}
+	msg := rep.Reason
+	if rep.Step != "" {
+		msg = strings.TrimSuffix(rep.Step+": "+rep.Reason, ": ")
+	}
 	who := auth.Identity{Name: "agent@" + rep.Host, Role: auth.RoleAgent}
-	_, err = a.svc.ReportDeployment(ctx, who, DeploymentReport{LoginID: rep.LoginID, Host: rep.Host, State: rep.State, Message: rep.Reason})
+	_, err = a.svc.ReportDeployment(ctx, who, DeploymentReport{LoginID: rep.LoginID, Host: rep.Host, State: RequestState(rep.State), Message: msg})
 	return err
 }
 

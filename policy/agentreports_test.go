@@ -15,36 +15,6 @@ import (
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
-func TestDecodeAgentReport(t *testing.T) {
-	tests := []struct {
-		name, in, err string
-	}{
-		{"complete", `{"host":"h1","loginid":"l","req_auth_id":"r","state":"DEPLOYED","reason":"ok","time":"2026-03-02T09:00:00Z"}`, ""},
-		{"unknown field", `{"host":"h1","loginid":"l","req_auth_id":"r","state":"DEPLOYED","time":"2026-03-02T09:00:00Z","x":1}`, `unknown field "x"`},
-		{"trailing data", `{"host":"h1","loginid":"l","req_auth_id":"r","state":"DEPLOYED","time":"2026-03-02T09:00:00Z"} {}`, "data after the object"},
-		{"no host", `{"loginid":"l","req_auth_id":"r","state":"DEPLOYED","time":"2026-03-02T09:00:00Z"}`, "host is empty"},
-		{"no login", `{"host":"h1","req_auth_id":"r","state":"DEPLOYED","time":"2026-03-02T09:00:00Z"}`, "loginid is empty"},
-		{"no request", `{"host":"h1","loginid":"l","state":"DEPLOYED","time":"2026-03-02T09:00:00Z"}`, "req_auth_id is empty"},
-		{"another state", `{"host":"h1","loginid":"l","req_auth_id":"r","state":"APPROVED","time":"2026-03-02T09:00:00Z"}`, `state "APPROVED"`},
-		{"no time", `{"host":"h1","loginid":"l","req_auth_id":"r","state":"UNDEPLOYED"}`, "time is missing"},
-		{"not JSON", `DEPLOYED`, "agent report:"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := DecodeAgentReport([]byte(tt.in))
-			if tt.err == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.err) {
-				t.Fatalf("error %v, want one containing %q", err, tt.err)
-			}
-		})
-	}
-}
-
 // TestAgentReportsMoveRequests: the agents' reports on opctl.agent.v1
 // move the request through the service (DEPLOYED once every host of the
 // grant reported it, then UNDEPLOYED); reports that cannot be applied
@@ -61,7 +31,7 @@ func TestAgentReportsMoveRequests(t *testing.T) {
 		t.Fatalf("grant hosts %v: the test needs two", g.Hosts)
 	}
 	report := func(host, login, req string, state RequestState) kafka.Record {
-		b, err := json.Marshal(AgentReport{Host: host, LoginID: login, ReqAuthID: req, State: state, Reason: "agent says " + string(state), Time: f.clock.Now()})
+		b, err := json.Marshal(schemas.AgentReport{Host: host, LoginID: login, ReqAuthID: req, State: string(state), Reason: "agent says " + string(state), Time: f.clock.Now()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,6 +42,7 @@ func TestAgentReportsMoveRequests(t *testing.T) {
 		reason string       // dead letter reason, "" when applied
 		state  RequestState // the request's state after it
 		host   string       // an applied report's host, whose state is then recorded
+		before func()       // done before the report is written
 	}
 	var steps []step
 	last := g.Hosts[len(g.Hosts)-1]
@@ -85,6 +56,10 @@ func TestAgentReportsMoveRequests(t *testing.T) {
 		step{rec: report("elsewhere", r.UserID, r.ID, StateDeployed), reason: "agent_report_forbidden", state: StatePreApproved},
 		step{rec: report(last, r.UserID, r.ID, StateDeployed), state: StateDeployed, host: last},
 		step{rec: report(last, r.UserID, r.ID, StateUndeployed), state: StateUndeployed, host: last},
+		// After the revocation the agent may no longer know the request.
+		step{rec: report(last, r.UserID, "", StateUndeployed), state: StateRevoked, host: last, before: func() {
+			must[AccessRequest](t)(f.svc.Revoke(f.ctx, explicit, r.ID, "done", 0))
+		}},
 	)
 	reg := prometheus.NewRegistry()
 	cfg := DefaultConfig().AgentReports
@@ -112,6 +87,9 @@ func TestAgentReportsMoveRequests(t *testing.T) {
 	for i, s := range steps {
 		// One at a time: the records' keys (hosts) spread them over
 		// the partitions, which are applied concurrently.
+		if s.before != nil {
+			s.before()
+		}
 		if err := w.Write(wctx, s.rec); err != nil {
 			t.Fatal(err)
 		}
@@ -144,7 +122,7 @@ func TestAgentReportsMoveRequests(t *testing.T) {
 			t.Fatalf("step %d: request %s is %s, want %s", i, r.ID, got.LifecycleState, s.state)
 		}
 	}
-	for result, want := range map[string]float64{ReportApplied: float64(len(g.Hosts) + 1), ReportMalformed: 1, ReportUnknownLogin: 1, ReportMismatch: 1, ReportForbidden: 1, ReportRefused: 0} {
+	for result, want := range map[string]float64{ReportApplied: float64(len(g.Hosts) + 2), ReportMalformed: 1, ReportUnknownLogin: 1, ReportMismatch: 1, ReportForbidden: 1, ReportRefused: 0} {
 		if got := testutil.ToFloat64(ar.m.WithLabelValues(result)); got != want {
 			t.Errorf("auditpipe_policy_agent_reports_total{result=%q} = %v, want %v", result, got, want)
 		}
@@ -160,7 +138,7 @@ func TestAgentReportsMoveRequests(t *testing.T) {
 
 func reportedState(t *testing.T, r kafka.Record) string {
 	t.Helper()
-	rep, err := DecodeAgentReport(r.Value)
+	rep, err := schemas.DecodeAgentReport(r.Value)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,7 +85,7 @@ func TestRelayPublishesInOrder(t *testing.T) {
 					t.Errorf("auditpipe_policy_outbox_published_total{topic=%q} = %v, want %d", topic, n, len(recs))
 				}
 			}
-			st := NewStoreCollector(f.store)
+			st := NewOutboxCollector(f.store)
 			if err := testutil.CollectAndCompare(st, bytes.NewBufferString(`
 # HELP auditpipe_policy_outbox_depth Outbox records not published yet.
 # TYPE auditpipe_policy_outbox_depth gauge
@@ -119,7 +119,7 @@ func TestRelayRetriesWhileKafkaAway(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := NewStoreCollector(f.store)
+	st := NewOutboxCollector(f.store)
 	st.now = func() time.Time { return f.clock.Now().Add(time.Minute) }
 	ctx, cancel := context.WithCancel(f.ctx)
 	done := make(chan error, 1)

@@ -96,7 +96,10 @@ type RequestFilter struct {
 	CompartmentID string
 	Recursive     bool
 	RequestorID   string
-	Page          Page
+	// OperatorControlIDs, when not nil, keeps the requests decided by
+	// one of these controls (opctl_id); an empty, non-nil list keeps none.
+	OperatorControlIDs []string
+	Page               Page
 }
 
 // ListRequests lists access requests, newest first, and the next page's
@@ -109,6 +112,9 @@ func (s *Service) ListRequests(ctx context.Context, f RequestFilter) ([]AccessRe
 	w.eq("lifecycle_state", string(f.State))
 	w.eq("resource_id", f.ResourceID)
 	w.eq("requestor_id", f.RequestorID)
+	if f.OperatorControlIDs != nil {
+		w.in("operator_control_id", f.OperatorControlIDs)
+	}
 	return list[AccessRequest](ctx, s.store, "access_requests", w, f.Page)
 }
 

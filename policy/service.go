@@ -278,3 +278,9 @@ func list[T any](ctx context.Context, st *Store, table string, w where, p Page) 
 func isApprover(c *Control, who auth.Identity) bool {
 	return slices.Contains(c.ApproversList, who.Name) || who.InGroup(c.ApproverGroupsList...)
 }
+
+// NamesApprover reports whether the control names who as an approver (in
+// approvers_list, or a member of a group of approver_groups_list): the
+// rule by which approvers may act on the requests the control decides,
+// and by which the API shows them those requests.
+func (c *Control) NamesApprover(who auth.Identity) bool { return isApprover(c, who) }

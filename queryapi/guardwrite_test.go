@@ -25,7 +25,7 @@ func TestGuardStatementSettings(t *testing.T) {
 		want, why string // want the guarded SQL, or why it is refused
 	}{
 		{"URL setting, select", "SELECT 1", guardOptions{settings: []Setting{{"final", "1"}}}, "SELECT 1\nSETTINGS final = 1, readonly = 1", ""},
-		{"URL settings before the query's own", "SELECT 1 SETTINGS final = 0", guardOptions{settings: []Setting{{"final", "1"}, {"max_threads", "2"}}}, "SELECT 1 SETTINGS final = 1, max_threads = 2, readonly = 1, final = 0", ""},
+		{"URL settings before the query's own, but those it sets itself", "SELECT 1 SETTINGS final = 0", guardOptions{settings: []Setting{{"final", "1"}, {"max_threads", "2"}}}, "SELECT 1 SETTINGS max_threads = 2, readonly = 1, final = 0", ""},
 		{"string value quoted", "SELECT 1", guardOptions{settings: []Setting{{"date_time_output_format", "iso' , readonly = '0"}}}, "SELECT 1\nSETTINGS date_time_output_format = 'iso\\' , readonly = \\'0', readonly = 1", ""},
 		{"URL readonly refused", "SELECT 1", guardOptions{settings: []Setting{{"readonly", "0"}}}, "", "setting readonly"},
 		{"URL setting off the list", "SELECT 1", guardOptions{settings: []Setting{{"format_schema", "/etc/passwd"}}}, "", "setting format_schema"},

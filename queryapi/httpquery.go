@@ -562,6 +562,8 @@ type HTTPClient struct {
 	Token config.Secret
 }
 
+var _ clickhouse.ParamQuerier = (*HTTPClient)(nil)
+
 // Query implements clickhouse.Querier.
 func (c *HTTPClient) Query(ctx context.Context, sql string) (*clickhouse.Result, error) {
 	b, err := c.QueryFormat(ctx, sql, "JSONCompact")
@@ -571,14 +573,31 @@ func (c *HTTPClient) Query(ctx context.Context, sql string) (*clickhouse.Result,
 	return clickhouse.DecodeJSONCompact(b)
 }
 
+// QueryParams implements clickhouse.ParamQuerier: each parameter goes as
+// param_NAME in the URL, and the endpoint (or ClickHouse) binds it.
+func (c *HTTPClient) QueryParams(ctx context.Context, sql string, params []clickhouse.Param) (*clickhouse.Result, error) {
+	b, err := c.queryFormat(ctx, sql, "JSONCompact", params)
+	if err != nil {
+		return nil, err
+	}
+	return clickhouse.DecodeJSONCompact(b)
+}
+
 // QueryFormat implements FormatQuerier.
 func (c *HTTPClient) QueryFormat(ctx context.Context, sql, format string) ([]byte, error) {
+	return c.queryFormat(ctx, sql, format, nil)
+}
+
+func (c *HTTPClient) queryFormat(ctx context.Context, sql, format string, params []clickhouse.Param) ([]byte, error) {
 	u, err := url.Parse(c.URL)
 	if err != nil {
 		return nil, fmt.Errorf("queryapi: query server: %w", err)
 	}
 	q := u.Query()
 	q.Set("default_format", format)
+	for _, p := range params {
+		q.Set("param_"+p.Name, p.Value)
+	}
 	u.RawQuery = q.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), strings.NewReader(sql))
 	if err != nil {

@@ -195,6 +195,42 @@ func TestGuardSQLReadonlyInChDB(t *testing.T) {
 	}
 }
 
+// Regression: a reader's statement that set a setting the endpoint also
+// sets (a limit it lowers, or final = 0 from a client whose URL sends
+// final = 1, as clickhouse-go with the server engine's settings does) was
+// refused by chDB with "Cannot modify 'X' setting in readonly mode": the
+// guard put the endpoint's value before readonly = 1 and the statement's
+// after it, in one clause. The statement's own settings are now left out
+// of what the guard adds, and still checked against the limits.
+func TestOwnSettingsInChDB(t *testing.T) {
+	eng := clickhousetest.OpenEmbedded(t, "")
+	ctx := context.Background()
+	if _, err := clickhouse.Migrate(ctx, eng, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	url := []Setting{{"final", "1"}, {"max_threads", "1"}, {"max_execution_time", "20"}}
+	for _, q := range []string{
+		"SELECT count() FROM audit_events SETTINGS final = 0",
+		"SELECT 1 SETTINGS max_execution_time = 5",
+		"SELECT 1 SETTINGS max_threads = 1, max_result_rows = 10",
+		"SELECT * FROM (SELECT 1 SETTINGS final = 0) SETTINGS final = 0, max_execution_time = 1.5",
+	} {
+		for _, opt := range []guardOptions{{limits: DefaultLimits()}, {limits: DefaultLimits(), settings: url}} {
+			g, err := guardStatement(q, opt)
+			if err != nil {
+				t.Errorf("guardStatement(%q, %v): %v", q, opt.settings, err)
+				continue
+			}
+			if _, err := eng.QueryFormat(ctx, g, "TabSeparated"); err != nil {
+				t.Errorf("%q as guarded (%q): %v", q, g, err)
+			}
+		}
+	}
+	if _, err := guardStatement("SELECT 1 SETTINGS max_execution_time = 300", guardOptions{limits: DefaultLimits()}); err == nil {
+		t.Error("a statement's own setting above the limit is no longer refused")
+	}
+}
+
 type fakeQuerier struct{ got string }
 
 func (f *fakeQuerier) QueryFormat(_ context.Context, sql, _ string) ([]byte, error) {

@@ -324,6 +324,10 @@ func guardStatement(sql string, opt guardOptions) (string, error) {
 	depth := 0
 	lastSettings := -1 // token index of the last top-level SETTINGS clause
 	insertAt := -1     // token index before which an INSERT's settings go
+	// own are the settings that clause names (lower case). The settings
+	// added to it leave them out: after readonly = 1, chDB refuses to give
+	// a setting another value than the same clause gave it before.
+	var own map[string]bool
 	for i, t := range toks {
 		next := func(k int) *sqlToken {
 			if i+k < len(toks) {
@@ -374,11 +378,12 @@ func guardStatement(sql string, opt guardOptions) (string, error) {
 				// Every SETTINGS word starts a clause whose items are checked,
 				// bare (SETTINGS name, which sets a boolean to 1) or assigned.
 				// As a column name it must be quoted.
-				if err := checkSettings(sql, toks[i+1:], allowed, opt.limits); err != nil {
+				names := map[string]bool{}
+				if err := checkSettings(sql, toks[i+1:], allowed, opt.limits, names); err != nil {
 					return "", err
 				}
 				if depth == 0 && insertAt < 0 {
-					lastSettings = i
+					lastSettings, own = i, names
 				}
 			}
 			if verb == "INSERT" && depth == 0 && insertAt < 0 && (u == "FORMAT" || u == "VALUES" || u == "SELECT" || u == "WITH") {
@@ -407,18 +412,24 @@ func guardStatement(sql string, opt guardOptions) (string, error) {
 	var add []string
 	if !writeFirstWords[verb] || verb == "INSERT" {
 		for _, st := range urlSettings {
-			add = append(add, st.Name+" = "+settingLiteral(st.Value))
+			if !own[strings.ToLower(st.Name)] { // the statement's own wins
+				add = append(add, st.Name+" = "+settingLiteral(st.Value))
+			}
 		}
 	}
 	if !opt.write {
 		// readonly = 1 comes after the request's settings, which can never
 		// name it (refused above and below).
-		// The limits, but those the URL set (clamped to them above), go
-		// before readonly = 1: chDB refuses to change some settings after
-		// it in the same clause.
-		set := make(map[string]bool, len(urlSettings))
+		// The limits, but those the URL or the statement's clause set
+		// (clamped to them, or checked against them, above), go before
+		// readonly = 1: chDB refuses to change a setting after it in the
+		// same clause.
+		set := make(map[string]bool, len(urlSettings)+len(own))
 		for _, st := range urlSettings {
 			set[strings.ToLower(st.Name)] = true
+		}
+		for name := range own {
+			set[name] = true
 		}
 		add = append(add, opt.limits.settings(set)...)
 		add = append(add, "readonly = 1")
@@ -519,8 +530,8 @@ func checkWrite(toks []sqlToken) error {
 // A value is skipped up to the next ',' outside brackets; the clause ends
 // at a ')' that closes an enclosing bracket, a ';', or a word that cannot
 // be in a value (FORMAT, INTO, UNION, …). Reading too far can only refuse
-// more, never less.
-func checkSettings(sql string, toks []sqlToken, allowed func(name string) bool, lim Limits) error {
+// more, never less. The names it reads go into names, lower case.
+func checkSettings(sql string, toks []sqlToken, allowed func(name string) bool, lim Limits, names map[string]bool) error {
 	i := 0
 	for i < len(toks) {
 		t := toks[i]
@@ -544,6 +555,7 @@ func checkSettings(sql string, toks []sqlToken, allowed func(name string) bool, 
 		if !allowed(name) {
 			return fmt.Errorf("%w: setting %s is not allowed here", errRefused, name)
 		}
+		names[strings.ToLower(name)] = true
 		i++
 		if i >= len(toks) {
 			return lim.check(name, "1")

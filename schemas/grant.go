@@ -2,7 +2,9 @@ package schemas
 
 import (
 	"fmt"
+	"strings"
 	"time"
+	"unicode"
 )
 
 // Audit types of an access request, set by the approver.
@@ -33,6 +35,12 @@ type Grant struct {
 	// Start is when the access begins (the approval, or the future
 	// access time the request asked for).
 	Start time.Time `json:"start,omitzero"`
+	// SSHAuthorizedKeys are the operator's SSH public keys, one
+	// authorized_keys line each ("ssh-ed25519 AAAA… comment"); an SSH
+	// certificate principal is a line of its CA with options
+	// (`cert-authority,principals="…" ssh-ed25519 AAAA…`). The host
+	// agent writes them to the login user's ~/.ssh/authorized_keys.
+	SSHAuthorizedKeys []string `json:"ssh_authorized_keys,omitempty"`
 	// Revoked makes the message the grant's revocation (the signed
 	// tombstone of its key).
 	Revoked bool `json:"revoked,omitempty"`
@@ -56,6 +64,11 @@ func (g *Grant) Validate() error {
 	}
 	if !g.Start.IsZero() && !g.Expires.IsZero() && !g.Expires.After(g.Start) {
 		return fmt.Errorf("grant %s: expires %s is not after start %s", g.LoginID, g.Expires.Format(time.RFC3339), g.Start.Format(time.RFC3339))
+	}
+	for i, k := range g.SSHAuthorizedKeys {
+		if strings.TrimSpace(k) == "" || strings.ContainsFunc(k, unicode.IsControl) {
+			return fmt.Errorf("grant %s: ssh_authorized_keys[%d]: empty, or holds a control character (one key per line)", g.LoginID, i)
+		}
 	}
 	if g.Privileges != nil {
 		if err := g.Privileges.Validate(); err != nil {

@@ -55,6 +55,7 @@ func TestPolicyGoldenExamples(t *testing.T) {
 		decode       func(b []byte) (any, error)
 	}{
 		{"lifecycle-approved.json", "lifecycle", func(b []byte) (any, error) { l, err := schemas.DecodeLifecycle(b); return l, err }},
+		{"agent-report-deployfailed.json", "agent-report", func(b []byte) (any, error) { r, err := schemas.DecodeAgentReport(b); return r, err }},
 		{"grant.json", "grant", func(b []byte) (any, error) {
 			var g schemas.Grant
 			dec := json.NewDecoder(bytes.NewReader(b))
@@ -125,6 +126,62 @@ func TestLifecycleRejectsDrift(t *testing.T) {
 				t.Errorf("DecodeLifecycle accepted %s", b)
 			}
 		})
+	}
+}
+
+// TestAgentReportRejectsDrift: what a drifting agent would send is
+// refused by the schema and by DecodeAgentReport alike.
+func TestAgentReportRejectsDrift(t *testing.T) {
+	raw, err := os.ReadFile("testdata/policy/agent-report-deployfailed.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sch := compileSchema(t, "agent-report")
+	tests := []struct {
+		name   string
+		change func(m map[string]any)
+	}{
+		{"unknown field", func(m map[string]any) { m["user"] = "x" }},
+		{"no host", func(m map[string]any) { delete(m, "host") }},
+		{"no loginid", func(m map[string]any) { delete(m, "loginid") }},
+		{"unknown state", func(m map[string]any) { m["state"] = "APPLIED" }},
+		{"DEPLOYFAILED without a reason", func(m map[string]any) { delete(m, "reason") }},
+		{"no time", func(m map[string]any) { delete(m, "time") }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := map[string]any{}
+			if err := json.Unmarshal(raw, &m); err != nil {
+				t.Fatal(err)
+			}
+			tt.change(m)
+			b, _ := json.Marshal(m)
+			if err := validateJSON(t, sch, b); err == nil {
+				t.Errorf("schema accepted %s", b)
+			}
+			if _, err := schemas.DecodeAgentReport(b); err == nil {
+				t.Errorf("DecodeAgentReport accepted %s", b)
+			}
+		})
+	}
+}
+
+// TestGrantSSHKeys: a key line with a newline (a second, smuggled
+// authorized_keys line) is refused by the schema and by Validate.
+func TestGrantSSHKeys(t *testing.T) {
+	sch := compileSchema(t, "grant")
+	for _, k := range []string{"", "ssh-ed25519 AAAA a\\nssh-ed25519 BBBB b", "ssh-ed25519 AAAA\\u0000"} {
+		b := []byte(`{"loginid":"l","req_auth_id":"r","ssh_authorized_keys":["` + k + `"]}`)
+		if err := validateJSON(t, sch, b); err == nil {
+			t.Errorf("schema accepted %s", b)
+		}
+		var g schemas.Grant
+		if err := json.Unmarshal(b, &g); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Validate(); err == nil {
+			t.Errorf("Validate accepted %q", g.SSHAuthorizedKeys)
+		}
 	}
 }
 

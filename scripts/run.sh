@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # make run: the all-in-one pipeline on the bundled sample (deploy/sample),
-# then the answers to the named queries, from ClickHouse (embedded chDB),
-# and the policy story: the access request the sample's first operator
-# worked under, its commands, its history, and its revocation.
+# then the answers to the named queries from ClickHouse (embedded chDB), and
+# the policy story through the policy API (auditpipe request …): the access
+# request the sample's first operator worked under, its audit log report,
+# its revocation, its history and its lifecycle events.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${AUDITPIPE_CACHE:=$HOME/.cache/auditpipe}"
@@ -55,24 +56,26 @@ echo
 q --all
 echo
 
+api() { "$bin" request "$@" --server "${url%/}" --token-file "$data/admin.token"; }
 login=830916abb78e4157b9e45b641e34fcf6
 req=$(q --output csv "SELECT any(req_auth_id) FROM audit_events WHERE loginid = '$login'" | tail -n 1 | tr -d '"')
-echo "== The access request of login user $login (policy service, seeded from deploy/sample/policy.yaml):"
-"$bin" policy show --data "$data" "$req"
+echo "== The access request of login user $login (seeded from deploy/sample/policy.yaml; auditpipe request show):"
+api show "$req"
 echo
-echo "== Its commands in ClickHouse:"
-q "SELECT time, host, title FROM audit_events WHERE req_auth_id = '$req' AND event = 'command' ORDER BY ts"
+echo "== Its audit log report (auditpipe request report, from ClickHouse):"
 echo
-echo "== Revoked (auditpipe policy revoke, recorded as bob):"
-"$bin" policy revoke --data "$data" --as bob --comment "diagnostics done" "$req" | grep -E '^(id|state|closure)'
+"$bin" request report "$req" --server "$url" --token-file "$data/admin.token"
+echo
+echo "== Revoked (auditpipe request revoke):"
+api revoke "$req" --comment "diagnostics done" | grep -E '^(id|lifecycle_state|closure_comment)' || true
 echo
 lifecycle="SELECT JSONExtractString(payload, 'time') AS time, JSONExtractString(payload, 'kind') AS kind, JSONExtractString(payload, 'actor') AS actor FROM pipeline_messages WHERE topic = 'opctl.lifecycle.v1' AND JSONExtractString(payload, 'object_id') = '$req' ORDER BY offset"
 for _ in $(seq 1 30); do
 	q --output csv "$lifecycle" 2>/dev/null | grep -q access_request.revoked && break
 	sleep 0.5
 done
-echo "== Its history (policy store), and its lifecycle events as the pipeline delivered them to ClickHouse:"
-"$bin" policy history --data "$data" "$req"
+echo "== Its history (auditpipe request history), and its lifecycle events as the pipeline delivered them to ClickHouse:"
+api history "$req"
 echo
 q "$lifecycle"
 echo

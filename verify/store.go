@@ -89,26 +89,6 @@ func str(v any) string {
 	return clickhouse.ValueString(v)
 }
 
-func strs(v any) ([]string, error) {
-	switch x := v.(type) {
-	case nil:
-		return nil, nil
-	case []string:
-		return x, nil
-	case []any:
-		out := make([]string, len(x))
-		for i, e := range x {
-			s, ok := e.(string)
-			if !ok {
-				return nil, fmt.Errorf("array element %T, want a string", e)
-			}
-			out[i] = s
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("%T, want an array of strings", v)
-}
-
 func uint64Of(v any) (uint64, error) {
 	n, err := strconv.ParseUint(clickhouse.ValueString(v), 10, 64)
 	if err != nil {
@@ -132,14 +112,14 @@ func recordFromRow(row []any) (Record, error) {
 	}
 	e.SrcHost, e.DestHost, e.Res, e.PID, e.PPID, e.Ses, e.RecID, e.TTY = str(row[7]), str(row[8]), str(row[9]), str(row[10]), str(row[11]), str(row[12]), str(row[13]), str(row[14])
 	e.EUID, e.Exe, e.Cwd, e.Title = str(row[15]), str(row[16]), str(row[17]), str(row[18])
-	if e.Args, err = strs(row[19]); err != nil {
+	if e.Args, err = clickhouse.ValueStrings(row[19]); err != nil {
 		return Record{}, fmt.Errorf("args: %w", err)
 	}
 	if len(e.Args) == 0 {
 		e.Args = nil
 	}
 	e.Keys, e.Time, e.RawData = str(row[20]), str(row[21]), str(row[22])
-	if e.Escaped, err = strs(row[23]); err != nil {
+	if e.Escaped, err = clickhouse.ValueStrings(row[23]); err != nil {
 		return Record{}, fmt.Errorf("escaped: %w", err)
 	}
 	if len(e.Escaped) == 0 {

@@ -23,6 +23,7 @@ func cmdAllInOne(ctx context.Context, e env) error {
 		flush     = fs.Duration("flush-interval", def.Collector.FlushInterval, "collector push cadence")
 		allUsers  = fs.Bool("all-users", false, "audit every user, not only those with a grant")
 		httpAddr  = fs.String("http", "", "query endpoint and /metrics address (same as --http.addr; default "+app.DefaultHTTPAddr(app.TargetAll)+")")
+		kafkaAddr = fs.String("kafka-listen", "", "the embedded Kafka broker's address, TLS and SASL/SCRAM-SHA-512 only (embedded.kafka_listen; default "+app.DefaultKafkaListen+"; port 0: any free port)")
 		chdbLib   = fs.String("chdb-lib", "", "path of libchdb.so (default: $AUDITPIPE_CHDB_LIB, then the make deps cache)")
 		retention = fs.Int("retention-days", def.ClickHouse.RetentionDays, "how long audit events are kept, in days; 0 keeps them for ever")
 		seed      = fs.String("policy-seed", "", "policy objects to create at start when missing (`FILE`: compartments, resources, controls, assignments, requests; deploy/sample/policy.yaml)")
@@ -69,6 +70,9 @@ func cmdAllInOne(ctx context.Context, e env) error {
 		if *httpAddr != "" {
 			cfg.Server.HTTPAddr = *httpAddr
 		}
+		if *kafkaAddr != "" {
+			cfg.Embedded.KafkaListen = *kafkaAddr
+		}
 		if *chdbLib != "" {
 			cfg.ClickHouse.Embedded.Lib = *chdbLib
 		}
@@ -99,6 +103,13 @@ func cmdAllInOne(ctx context.Context, e env) error {
 	e.ready = func(addr string) {
 		tok := filepath.Join(cfg.Embedded.DataDir, auth.AdminTokenName)
 		fmt.Fprintf(e.stderr, "auditpipe all-in-one: queries at http://%s/ (auditpipe query --server http://%s/ --token-file %s --all)\n", addr, addr, tok)
+		ca := filepath.Join(cfg.Embedded.DataDir, app.KafkaTLSDir, "ca.crt")
+		if cfg.Embedded.KafkaTLS.CertFile != "" {
+			ca = cfg.Embedded.KafkaTLS.CAFile
+		}
+		fmt.Fprintf(e.stderr, "auditpipe all-in-one: Kafka at %s, TLS (CA %s) and SASL/SCRAM-SHA-512 only; one principal per role, username = role, password in %s\n",
+			cfg.Embedded.KafkaListen, ca,
+			filepath.Join(cfg.Embedded.DataDir, app.KafkaCredentialsDir, "ROLE.password"))
 		if ready != nil {
 			ready(addr)
 		}

@@ -89,12 +89,8 @@ func grantPublish(ctx context.Context, e env, revoke bool) error {
 	if err != nil {
 		return err
 	}
-	cfg := app.DefaultConfig()
-	if err := config.Load(*file, &cfg); err != nil {
-		return err
-	}
-	kc := cfg.Kafka.WithDefaults()
-	if err := kc.Validate("kafka"); err != nil {
+	kc, err := loadKafka(*file)
+	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)

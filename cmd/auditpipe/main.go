@@ -40,11 +40,13 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		// Long-running targets (internal/app wires them).
-		"run":        {"run a target: --target collector|indexer|forwarder|policy|all [--config FILE]", targetCommand("")},
+		"run":        {"run a target: --target collector|agent|host|indexer|forwarder|policy|all [--config FILE]", targetCommand("")},
 		"collector":  {"run --target collector: audit log → Kafka", targetCommand(app.TargetCollector)},
+		"agent":      {"run --target agent: the host agent, grants enforced on this host (rendered under agent.root unless agent.live)", targetCommand(app.TargetAgent)},
+		"host":       {"run --target host: the collector and the host agent, the normal host process", targetCommand(app.TargetHost)},
 		"indexer":    {"run --target indexer: Kafka → ClickHouse or embedded chDB, query endpoint", targetCommand(app.TargetIndexer)},
 		"forwarder":  {"run --target forwarder: Kafka → SIEMs; 'forwarder check' tests a SIEM connection", runForwarder},
-		"policy":     {"run --target policy: controls, access requests, grants; 'policy show|history|revoke' an access request on the store itself", runPolicy},
+		"policy":     {"run --target policy: controls, access requests, grants and their API; outbox → Kafka, expiry, agents' reports", targetCommand(app.TargetPolicy)},
 		"all-in-one": {"run --target all on the embedded defaults: kfake, collector, indexer into chDB, query endpoint, policy on SQLite", cmdAllInOne},
 		"config":     {"'config validate FILE' checks a configuration file; 'config defaults' prints every field", cmdConfig},
 		"kafka":      {"'kafka ensure-topics --config FILE' creates the pipeline's topics that do not exist yet", cmdKafka},
@@ -52,11 +54,17 @@ func commands() map[string]command {
 		"version":    {"print the version", cmdVersion},
 
 		// Clients.
-		"parse":   {"raw auditd lines in, contract events (JSON lines) out", cmdParse},
-		"forward": {"send contract events (JSON lines, file or stdin) to a SIEM over syslog TLS", runForward},
-		"index":   {"load contract events (JSON lines, file or stdin) into ClickHouse, idempotently", runIndex},
-		"query":   {"run SQL or a named query against ClickHouse, chDB or a query endpoint", runQuery},
-		"verify":  {"check the tamper-evident trail: hash chains, gaps, conflicts, signed checkpoints (ClickHouse or a SIEM file)", runVerify},
+		// The policy API's (policy/client): --server, default the all-in-one's.
+		"compartment": {"compartments (a tree) that group resources: create, list, show, update, delete", nounCommand("compartment", compartmentCommands)},
+		"resource":    {"resources under operator control, with their hosts: create, list, show, update, delete", nounCommand("resource", resourceCommands)},
+		"control":     {"operator controls (who approves which actions): create, list, show, update, delete", nounCommand("control", controlCommands)},
+		"assignment":  {"assignments of a control to a resource: create, list, show, delete", nounCommand("assignment", assignmentCommands)},
+		"request":     {"access requests: create, list, show, approve, reject, revoke, extend, complete, ask, answer, history; report (the audit log report, from ClickHouse)", nounCommand("request", requestCommands)},
+		"parse":       {"raw auditd lines in, contract events (JSON lines) out", cmdParse},
+		"forward":     {"send contract events (JSON lines, file or stdin) to a SIEM over syslog TLS", runForward},
+		"index":       {"load contract events (JSON lines, file or stdin) into ClickHouse, idempotently", runIndex},
+		"query":       {"run SQL or a named query against ClickHouse, chDB or a query endpoint", runQuery},
+		"verify":      {"check the tamper-evident trail: hash chains, gaps, conflicts, signed checkpoints (ClickHouse or a SIEM file)", runVerify},
 	}
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -18,10 +17,8 @@ import (
 func runQuery(ctx context.Context, e env) error {
 	fs := flag.NewFlagSet("query", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	var sf storeFlags
-	sf.register(fs)
-	server := fs.String("server", "", "query endpoint URL of a running all-in-one or indexer (e.g. http://127.0.0.1:9464/), or a ClickHouse HTTP interface")
-	tokenFile := fs.String("token-file", "", "`FILE` holding the endpoint's bearer token (default $AUDITPIPE_TOKEN; the all-in-one writes DATA/admin.token on first start)")
+	var rf readerFlags
+	rf.register(fs)
 	output := fs.String("output", clickhouse.OutputTable, "output format: table, json, csv, or events (rows of audit_events as contract events: what forward and index read)")
 	all := fs.Bool("all", false, "run every named query and print the answers")
 	fs.Usage = func() {
@@ -60,31 +57,11 @@ func runQuery(ctx context.Context, e env) error {
 		}
 		sql = text
 	}
-	var q clickhouse.Querier
-	if *server != "" {
-		if sf.embedded != "" || sf.clickhouse != "" {
-			return fmt.Errorf("--server excludes --embedded and --clickhouse")
-		}
-		tok, err := readToken(*tokenFile)
-		if err != nil {
-			return err
-		}
-		q = &queryapi.HTTPClient{URL: *server, Token: tok}
-	} else {
-		st, err := sf.config()
-		if errors.Is(err, errNoStore) {
-			return fmt.Errorf("%w, or --server URL (a running all-in-one or indexer: --server http://127.0.0.1:9464/)", err)
-		}
-		if err != nil {
-			return err
-		}
-		eng, err := clickhouse.Open(ctx, st)
-		if err != nil {
-			return err
-		}
-		defer eng.Close()
-		q = eng
+	q, closeReader, err := rf.open(ctx)
+	if err != nil {
+		return err
 	}
+	defer closeReader()
 	if *all {
 		return queryapi.PrintNamedQueries(ctx, q, e.stdout, *output)
 	}

@@ -8,9 +8,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/internal/sign"
-	"github.com/auditpipe/auditpipe/queryapi"
 	"github.com/auditpipe/auditpipe/verify"
 )
 
@@ -21,10 +19,8 @@ import (
 func runVerify(ctx context.Context, e env) error {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	var sf storeFlags
-	sf.register(fs)
-	server := fs.String("server", "", "query endpoint URL of a running all-in-one or indexer")
-	tokenFile := fs.String("token-file", "", "`FILE` holding the endpoint's bearer token, with --server (default $AUDITPIPE_TOKEN; the all-in-one writes DATA/admin.token on first start)")
+	var rf readerFlags
+	rf.register(fs)
 	syslogFile := fs.String("from-syslog", "", "check a SIEM's `FILE` of forwarded events (RFC 5424, one message a line, as rsyslog writes it) instead of ClickHouse")
 	host := fs.String("host", "", "check only this host")
 	from := fs.String("from", "", "only events with ts at or after this RFC 3339 time")
@@ -67,7 +63,7 @@ func runVerify(ctx context.Context, e env) error {
 	}
 	var rep *verify.Report
 	if *syslogFile != "" {
-		if sf.embedded != "" || sf.clickhouse != "" || *server != "" {
+		if rf.store.embedded != "" || rf.store.clickhouse != "" || rf.server != "" {
 			return errors.New("--from-syslog excludes --embedded, --clickhouse and --server")
 		}
 		r, err := verifySyslog(*syslogFile, f, opt)
@@ -76,28 +72,11 @@ func runVerify(ctx context.Context, e env) error {
 		}
 		rep = r
 	} else {
-		var q clickhouse.Querier
-		if *server != "" {
-			if sf.embedded != "" || sf.clickhouse != "" {
-				return errors.New("--server excludes --embedded and --clickhouse")
-			}
-			tok, err := readToken(*tokenFile)
-			if err != nil {
-				return err
-			}
-			q = &queryapi.HTTPClient{URL: *server, Token: tok}
-		} else {
-			st, err := sf.config()
-			if err != nil {
-				return err
-			}
-			eng, err := clickhouse.Open(ctx, st)
-			if err != nil {
-				return err
-			}
-			defer eng.Close()
-			q = eng
+		q, closeReader, err := rf.open(ctx)
+		if err != nil {
+			return err
 		}
+		defer closeReader()
 		recs, conflicts, err := verify.LoadStore(ctx, q, f)
 		if err != nil {
 			return err

@@ -27,13 +27,15 @@ def login(kind, sec, auid, ses, pid, host="10.20.30.41", tty="/dev/pts/1"):
                  f"hostname={host} addr={host} terminal={tty} res=success'")
 
 def cmd(sec, auid, euid, ses, pid, ppid, argv, cwd="/root", tty="pts1", ok=True):
+    """A setuid program (su, sudo) runs as root but keeps its caller's uid."""
     global serial
+    uid = auid if euid == 0 and argv[0] in ("su", "sudo") else euid
     serial += 1
     m = f"msg=audit({ts(sec, 250)}:{serial}):"
     exe = argv[0] if argv[0].startswith("/") else "/usr/bin/" + argv[0]
     lines.append(f"type=SYSCALL {m} arch=c000003e syscall=59 success={'yes' if ok else 'no'} exit={0 if ok else -2} "
-                 f"a0=55d5a1e0 a1=55d5a2f0 a2=55d5a300 a3=0 items=2 ppid={ppid} pid={pid} auid={auid} uid={euid} "
-                 f"gid={euid} euid={euid} suid={euid} fsuid={euid} egid={euid} sgid={euid} fsgid={euid} tty={tty} "
+                 f"a0=55d5a1e0 a1=55d5a2f0 a2=55d5a300 a3=0 items=2 ppid={ppid} pid={pid} auid={auid} uid={uid} "
+                 f"gid={uid} euid={euid} suid={euid} fsuid={euid} egid={euid} sgid={euid} fsgid={euid} tty={tty} "
                  f"ses={ses} comm=\"{argv[0].split('/')[-1][:15]}\" exe=\"{exe}\" "
                  f"subj=unconfined_u:unconfined_r:unconfined_t:s0-s0:c0.c1023 key=\"opctl_cmd\"")
     args = []

@@ -54,6 +54,7 @@ func sampleConfig(dir, log string) Config {
 		"5f1c0e9d2a7b4c3e8d6f0a1b2c3d4e5f": "req2",
 	}
 	cfg.Server.HTTPAddr = "127.0.0.1:0"
+	cfg.Embedded.KafkaListen = "127.0.0.1:0"
 	return cfg
 }
 

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -247,6 +248,14 @@ func (a *App) resolve(target string) ([]string, error) {
 // each Drainer drains first (bounded by the drain timeout), then its
 // context is cancelled and Run waits for it to return. Cleanups run last.
 func (a *App) Run(ctx context.Context) (err error) {
+	if a.Config.Target == TargetAll {
+		// The all-in-one's data directory holds every event and
+		// keystroke, and what kfake and chDB write there they create
+		// 0644: the process's files are its owner's only while it runs,
+		// until its modules have closed (the broker writes its state
+		// then).
+		defer syscall.Umask(syscall.Umask(0o077))
+	}
 	defer func() { err = errors.Join(err, a.close()) }()
 	for _, name := range a.order {
 		m := a.modules[name]

@@ -23,6 +23,8 @@ func TestTargetsResolve(t *testing.T) {
 		want   []string
 	}{
 		{TargetCollector, []string{"server", "kafka", "collector"}},
+		{TargetAgent, []string{"server", "kafka", "agent"}},
+		{TargetHost, []string{"server", "kafka", "collector", "agent"}},
 		{TargetIndexer, []string{"server", "kafka", "store", "query", "indexer"}},
 		{TargetForwarder, []string{"server", "kafka", "forwarder"}},
 		{TargetPolicy, []string{"server", "kafka", "policy"}},
@@ -40,7 +42,7 @@ func TestTargetsResolve(t *testing.T) {
 			t.Errorf("%s: modules %v, want %v", tt.target, got, tt.want)
 		}
 	}
-	if _, err := Modules("scheduler"); err == nil || !strings.Contains(err.Error(), "collector, forwarder, indexer, policy") {
+	if _, err := Modules("nonesuch"); err == nil || !strings.Contains(err.Error(), "agent, all, collector, forwarder, host, indexer, policy") {
 		t.Errorf("unknown target: %v, want the list of targets", err)
 	}
 }

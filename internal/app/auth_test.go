@@ -5,16 +5,20 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/auditpipe/auditpipe/clickhouse/chdb"
 	"github.com/auditpipe/auditpipe/internal/auth"
+	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/siemtest"
 	"github.com/auditpipe/auditpipe/internal/testenv"
 )
@@ -263,5 +267,91 @@ func TestClientCertificates(t *testing.T) {
 	}
 	if code, err := get(client(strangerCert, strangerKey)); err == nil && code != 401 {
 		t.Errorf("a certificate from another CA: %d, want 401 or the handshake refused", code)
+	}
+}
+
+// Regression (issue 9): the broker's log files in the all-in-one's data
+// directory were 0644 and anyone could produce to the broker. Now every
+// file the all-in-one writes under --data (the broker's log and state,
+// its TLS files and credentials, the store, the collector's state) is its
+// owner's only, each directory 0700; the embedded broker's credentials
+// (one password file per role, the CA) are made on first start and kept
+// after; an older data directory's files are made private at start.
+func TestAllInOneEveryFileIsPrivate(t *testing.T) {
+	if _, err := chdb.FindLibrary(""); err != nil {
+		testenv.SkipOrFail(t, testenv.CHDB, "needs libchdb.so (run 'make deps'): %v", err)
+	}
+	dir := t.TempDir()
+	log := filepath.Join(dir, "audit.log")
+	first, _ := sampleHalves(t)
+	appendTo(t, log, first)
+	cfg := sampleConfig(dir, log)
+	cfg.Collector.FlushInterval = 200 * time.Millisecond
+	// What an older version left: a world-readable file in the broker's log.
+	old := filepath.Join(cfg.Embedded.DataDir, "kafka", "old-segment.log")
+	if err := os.MkdirAll(filepath.Dir(old), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(old, []byte("an event"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, cfg)
+	waitCount(t, r, "SELECT count() FROM audit_events WHERE event != 'chain'", "10", 30*time.Second)
+	r.stop(t)
+
+	data := cfg.Embedded.DataDir
+	creds := filepath.Join(data, KafkaCredentialsDir)
+	pw := map[kafka.Role][]byte{}
+	for _, role := range kafka.Roles() {
+		b, err := os.ReadFile(filepath.Join(creds, kafka.PasswordFileName(role)))
+		if err != nil || len(b) < 32 {
+			t.Fatalf("%s's password file: %q %v", role, b, err)
+		}
+		pw[role] = b
+	}
+	files := 0
+	err := filepath.WalkDir(data, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			return nil // chDB's links between its directories: no mode of their own
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		want := fs.FileMode(0o600)
+		if d.IsDir() {
+			want = 0o700
+		} else {
+			files++
+		}
+		if fi.Mode().Perm()&^want != 0 {
+			t.Errorf("%s: mode %v, want %v or less", path, fi.Mode().Perm(), want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range []string{"kafka", KafkaCredentialsDir, KafkaTLSDir, "chdb", "collector"} {
+		if _, err := os.Stat(filepath.Join(data, sub)); err != nil {
+			t.Errorf("no %s in the data directory: %v", sub, err)
+		}
+	}
+	t.Logf("%d files under the data directory checked", files)
+
+	// A second start keeps the credentials and the CA.
+	ca, _ := os.ReadFile(filepath.Join(data, KafkaTLSDir, "ca.crt"))
+	r = start(t, cfg)
+	r.stop(t)
+	for role, b := range pw {
+		if again, _ := os.ReadFile(filepath.Join(creds, kafka.PasswordFileName(role))); string(again) != string(b) {
+			t.Errorf("the second start replaced the %s's password", role)
+		}
+	}
+	if again, _ := os.ReadFile(filepath.Join(data, KafkaTLSDir, "ca.crt")); string(again) != string(ca) {
+		t.Error("the second start replaced the broker's CA")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/auditpipe/auditpipe/agent"
 	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/collector"
 	"github.com/auditpipe/auditpipe/forwarder"
@@ -24,9 +25,9 @@ import (
 // component, each with its defaults and its own Validate, and the
 // process-wide settings.
 type Config struct {
-	// Target is what the process runs: collector, indexer, forwarder,
-	// policy or all (the all-in-one). Default all; the --target flag
-	// overrides it.
+	// Target is what the process runs: collector, agent, host (collector
+	// and agent), indexer, forwarder, policy or all (the all-in-one).
+	// Default all; the --target flag overrides it.
 	Target string `yaml:"target"`
 	// Log is the process's log output.
 	Log LogConfig `yaml:"log"`
@@ -48,6 +49,8 @@ type Config struct {
 	Collector collector.Config `yaml:"collector"`
 	Indexer   indexer.Config   `yaml:"indexer"`
 	Forwarder forwarder.Config `yaml:"forwarder"`
+	// Agent is the host agent (targets agent and host).
+	Agent agent.Config `yaml:"agent"`
 	// Policy is the control plane: its store, signing key, time-driven
 	// work, outbox relay and the agents' reports.
 	Policy policy.Config `yaml:"policy"`
@@ -76,9 +79,10 @@ func (l LogLevel) Level() slog.Level {
 // ServerConfig is the HTTP listener: /metrics, /-/healthy, /-/ready and
 // the target's API.
 type ServerConfig struct {
-	// HTTPAddr is host:port. Default by target (loopback): collector
-	// 127.0.0.1:9461, indexer 127.0.0.1:9462, forwarder 127.0.0.1:9463,
-	// policy 127.0.0.1:9465, all 127.0.0.1:9464. "off" serves nothing.
+	// HTTPAddr is host:port. Default by target (loopback): collector,
+	// agent and host 127.0.0.1:9461, indexer 127.0.0.1:9462, forwarder
+	// 127.0.0.1:9463, policy 127.0.0.1:9465, all 127.0.0.1:9464. "off"
+	// serves nothing.
 	HTTPAddr string `yaml:"http_addr"`
 	// TLS puts the listener on HTTPS; with a client CA, client
 	// certificates authenticate too (mutual TLS). Default off.
@@ -124,12 +128,37 @@ type EmbeddedConfig struct {
 	DataDir string `yaml:"data_dir"`
 	// Partitions of the audit topic on the embedded broker. Default 1.
 	Partitions int `yaml:"partitions"`
+	// KafkaListen is the embedded broker's address, host:port, so that
+	// other processes (auditpipe grant publish, a forwarder) can reach it;
+	// port 0 picks a free one at each start. It serves TLS and
+	// SASL/SCRAM-SHA-512 only. Default 127.0.0.1:9466.
+	KafkaListen string `yaml:"kafka_listen"`
+	// KafkaTLS is the embedded broker's certificate. Default: a CA and a
+	// certificate for the listen address made at the first start in
+	// data_dir/kafka-tls (ca.crt is what clients trust).
+	KafkaTLS EmbeddedTLS `yaml:"kafka_tls"`
 }
+
+// EmbeddedTLS is a certificate for the embedded broker from elsewhere.
+type EmbeddedTLS struct {
+	// CertFile and KeyFile are the broker's certificate and key (PEM).
+	// Default "": made in data_dir/kafka-tls.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// CAFile is what the all-in-one's own clients trust (PEM). Default
+	// "": the system's pool.
+	CAFile string `yaml:"ca_file"`
+}
+
+// DefaultKafkaListen is the embedded broker's address by default.
+const DefaultKafkaListen = "127.0.0.1:9466"
 
 // Target names.
 const (
 	TargetAll       = "all"
 	TargetCollector = "collector"
+	TargetAgent     = "agent"
+	TargetHost      = "host"
 	TargetIndexer   = "indexer"
 	TargetForwarder = "forwarder"
 	TargetPolicy    = "policy"
@@ -141,6 +170,8 @@ func DefaultConfig() Config {
 	col := collector.DefaultConfig()
 	col.Kafka = kafka.Config{}.WithDefaults()
 	ix := indexer.DefaultConfig()
+	ag := agent.DefaultConfig()
+	ag.Kafka = kafka.Config{}.WithDefaults()
 	pol := policy.DefaultConfig()
 	// Resolved by target (resolved): policy.db, or DATA/policy.db in the
 	// all-in-one.
@@ -149,12 +180,13 @@ func DefaultConfig() Config {
 		Target:       TargetAll,
 		Log:          LogConfig{Level: "info", Format: "logfmt"},
 		DrainTimeout: 30 * time.Second,
-		Embedded:     EmbeddedConfig{DataDir: "data", Partitions: 1},
+		Embedded:     EmbeddedConfig{DataDir: "data", Partitions: 1, KafkaListen: DefaultKafkaListen},
 		Kafka:        kafka.Config{}.WithDefaults(),
 		ClickHouse:   ix.Store,
 		Collector:    col,
 		Indexer:      ix,
 		Forwarder:    forwarder.Config{}.WithDefaults(),
+		Agent:        ag,
 		Policy:       pol,
 	}
 }
@@ -162,7 +194,7 @@ func DefaultConfig() Config {
 // DefaultHTTPAddr is the listener of a target when none is configured.
 func DefaultHTTPAddr(target string) string {
 	switch target {
-	case TargetCollector:
+	case TargetCollector, TargetAgent, TargetHost:
 		return "127.0.0.1:9461"
 	case TargetIndexer:
 		return "127.0.0.1:9462"
@@ -220,6 +252,7 @@ func (c Config) resolved() Config {
 	c.Indexer.Store = c.ClickHouse
 	c.Forwarder.Kafka = c.Kafka
 	c.Forwarder = c.Forwarder.WithDefaults()
+	c.Agent.Kafka = c.Kafka
 	return c
 }
 
@@ -263,12 +296,21 @@ func (c Config) Validate() error {
 		if c.Embedded.Partitions < 1 {
 			errs = append(errs, fmt.Errorf("embedded.partitions: %d must be at least 1", c.Embedded.Partitions))
 		}
+		if _, _, err := net.SplitHostPort(c.Embedded.KafkaListen); err != nil {
+			errs = append(errs, fmt.Errorf("embedded.kafka_listen: %q: %w", c.Embedded.KafkaListen, err))
+		}
+		if t := c.Embedded.KafkaTLS; (t.CertFile == "") != (t.KeyFile == "") {
+			errs = append(errs, errors.New("embedded.kafka_tls: cert_file and key_file go together"))
+		}
 	} else if err := r.Kafka.Validate("kafka"); err != nil {
 		errs = append(errs, err)
 	}
 	errs = append(errs, r.Server.validate(c.Target))
 	if has("collector") {
 		errs = append(errs, r.Collector.Validate())
+	}
+	if has("agent") {
+		errs = append(errs, r.Agent.Validate())
 	}
 	if has("indexer") {
 		errs = append(errs, r.Indexer.Validate())

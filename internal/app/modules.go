@@ -4,19 +4,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/auditpipe/auditpipe/agent"
 	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/collector"
 	"github.com/auditpipe/auditpipe/forwarder"
 	"github.com/auditpipe/auditpipe/indexer"
 	"github.com/auditpipe/auditpipe/internal/auth"
 	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/privfile"
 	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/internal/tlsconfig"
 	"github.com/auditpipe/auditpipe/policy"
@@ -26,10 +30,31 @@ import (
 
 // shared is what modules hand to the modules that depend on them.
 type shared struct {
+	// kafka is the configured broker connection, or in target all the
+	// embedded broker's address with its superuser's credentials (the
+	// broker module's own). Modules connect with kafkaFor.
 	kafka  kafka.Config
+	broker *kafka.Embedded
 	engine clickhouse.Engine
 	// policy is the policy module's service (the API's, and tests').
 	policy *policy.Service
+}
+
+// kafkaFor is the Kafka connection of a module with role. Against the
+// embedded broker each module has a principal of its own (its role's
+// password file, DATA/kafka-credentials/<role>.password), so that the
+// broker's ACLs hold inside the all-in-one too, and a local user who read
+// one credential file would get only that role. Otherwise it is the
+// configured connection: a process runs one target, with the principal
+// its kafka.sasl names.
+func (a *App) kafkaFor(role kafka.Role) kafka.Config {
+	kc := a.shared.kafka
+	if a.shared.broker == nil {
+		return kc
+	}
+	c := a.shared.broker.Client(role)
+	kc.TLS, kc.SASL = c.TLS, c.SASL
+	return kc
 }
 
 // modules is the one list of auditpipe's modules. Adding a component is
@@ -44,12 +69,15 @@ func modules() []Module {
 		{Name: "query", Deps: []string{"store", "server"}, Init: initQuery},
 		{Name: "indexer", Deps: []string{"kafka", "store"}, Init: initIndexer},
 		{Name: "forwarder", Deps: []string{"kafka"}, Init: initForwarder},
-		{Name: "policy", Deps: []string{"kafka"}, Init: initPolicy},
+		// After the store: in the all-in-one the API serves the audit
+		// log reports from it.
+		{Name: "policy", Deps: []string{"kafka"}, After: []string{"store"}, Init: initPolicy},
 		// The collector starts after the consumers of its process, so
 		// that at shutdown it stops first and they drain its last batch,
 		// and after the policy service, whose grants it then finds on
 		// the topic when it starts.
 		{Name: "collector", Deps: []string{"kafka"}, After: []string{"indexer", "forwarder", "policy"}, Init: initCollector},
+		{Name: "agent", Deps: []string{"kafka"}, After: []string{"collector"}, Init: initAgent},
 	}
 }
 
@@ -58,6 +86,8 @@ func modules() []Module {
 func targets() map[string][]string {
 	return map[string][]string{
 		TargetCollector: {"server", "collector"},
+		TargetAgent:     {"server", "agent"},
+		TargetHost:      {"server", "collector", "agent"},
 		TargetIndexer:   {"server", "query", "indexer"},
 		TargetForwarder: {"server", "forwarder"},
 		TargetPolicy:    {"server", "policy"},
@@ -141,29 +171,80 @@ func (s *serverService) Reload(cfg Config) error {
 }
 
 // initBroker starts the embedded Kafka-protocol broker (kfake) with its log
-// in the data directory, and creates the pipeline's topics.
+// in the data directory, secured: TLS with a CA and certificate made on
+// first start (DATA/kafka-tls, or embedded.kafka_tls), SASL/SCRAM-SHA-512
+// with one principal per role whose passwords are made on first start
+// (DATA/kafka-credentials/<role>.password, 0600), and the roles' ACLs. It
+// creates the pipeline's topics as the broker's superuser.
 func initBroker(ctx context.Context, a *App) (Service, error) {
 	cfg := a.Config.Embedded
 	// The broker's log holds every event and keystroke: the data
-	// directory is the owner's only.
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+	// directory is the owner's only, and so is every file in it.
+	if err := privfile.Dir(cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("embedded.data_dir: %w", err)
 	}
-	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
+	logDir := filepath.Join(cfg.DataDir, "kafka")
+	if err := makePrivate(logDir); err != nil {
 		return nil, fmt.Errorf("embedded.data_dir: %w", err)
 	}
-	b, err := kafka.StartEmbedded(0, filepath.Join(cfg.DataDir, "kafka"), cfg.Partitions)
+	b, err := kafka.NewEmbedded(kafka.EmbeddedConfig{
+		Listen:         cfg.KafkaListen,
+		DataDir:        logDir,
+		Partitions:     cfg.Partitions,
+		CredentialsDir: filepath.Join(cfg.DataDir, KafkaCredentialsDir),
+		TLSDir:         filepath.Join(cfg.DataDir, KafkaTLSDir),
+		CertFile:       cfg.KafkaTLS.CertFile,
+		KeyFile:        cfg.KafkaTLS.KeyFile,
+		CAFile:         cfg.KafkaTLS.CAFile,
+	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("embedded: %w", err)
 	}
 	a.OnClose(func() error { b.Close(); return nil })
+	a.shared.broker = b
 	kc := a.Config.Kafka
-	kc.Brokers = b.Brokers()
+	adm := b.Admin()
+	kc.Brokers, kc.TLS, kc.SASL = adm.Brokers, adm.TLS, adm.SASL
 	a.shared.kafka = kc.WithDefaults()
 	if err := a.shared.kafka.EnsureTopics(ctx, kafka.PipelineTopics(cfg.Partitions)...); err != nil {
 		return nil, err
 	}
+	a.Log.Info("embedded Kafka broker: TLS and SASL/SCRAM-SHA-512, one principal per role (username = role)",
+		"address", strings.Join(b.Brokers(), ","), "ca", b.CAFile(),
+		"credentials", filepath.Join(cfg.DataDir, KafkaCredentialsDir, "<role>.password"))
 	return idle(), nil
+}
+
+// The embedded broker's security files in the data directory.
+const (
+	KafkaCredentialsDir = "kafka-credentials"
+	KafkaTLSDir         = "kafka-tls"
+)
+
+// makePrivate makes the files under dir (an older version's, made before
+// the process's umask was 077) readable by their owner only.
+func makePrivate(dir string) error {
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		mode := fs.FileMode(0o600)
+		if d.IsDir() {
+			mode = 0o700
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm()&^mode != 0 {
+			return os.Chmod(path, fi.Mode().Perm()&mode)
+		}
+		return nil
+	})
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
 }
 
 // initKafka settles the Kafka connection the components share and adds
@@ -178,7 +259,7 @@ func initKafka(_ context.Context, a *App) (Service, error) {
 		a.shared.kafka = a.Config.Kafka.WithDefaults()
 	}
 	kc := a.shared.kafka
-	a.http.check("kafka", kc.Ping)
+	a.http.check("kafka", a.kafkaFor(kafka.RoleCollector).Ping)
 	if a.Has("broker") || !kc.Topics.Creates() {
 		return nil, nil
 	}
@@ -210,6 +291,9 @@ func (a *App) topicNames() []string {
 	}
 	if a.Has("collector") {
 		add(cfg.Collector.Topic, cfg.Collector.DeadLetterTopic, schemas.TopicGrants)
+	}
+	if a.Has("agent") {
+		add(schemas.TopicGrants, cfg.Agent.ReportTopic, cfg.Agent.DeadLetterTopic)
 	}
 	if a.Has("indexer") {
 		add(cfg.Indexer.Topics...)
@@ -280,7 +364,7 @@ func initQuery(_ context.Context, a *App) (Service, error) {
 
 func initIndexer(_ context.Context, a *App) (Service, error) {
 	cfg := a.resolvedConfig().Indexer
-	cfg.Kafka = a.shared.kafka
+	cfg.Kafka = a.kafkaFor(kafka.RoleIndexer)
 	ix, err := indexer.New(cfg, indexer.Deps{Engine: a.shared.engine, Log: a.Log.With("component", "indexer"), Registry: a.http.registry})
 	if err != nil {
 		return nil, err
@@ -288,7 +372,7 @@ func initIndexer(_ context.Context, a *App) (Service, error) {
 	if !a.Has("collector") {
 		return ix, nil
 	}
-	return drainOnStop(ix, a, []string{cfg.Group}), nil
+	return &drained{Service: ix, kafka: cfg.Kafka, groups: func() []string { return []string{cfg.Group} }, log: a.Log.Info}, nil
 }
 
 func initForwarder(_ context.Context, a *App) (Service, error) {
@@ -296,7 +380,7 @@ func initForwarder(_ context.Context, a *App) (Service, error) {
 	if len(cfg.Destinations) == 0 && !cfg.Assignments.Follow && a.Config.Target == TargetAll {
 		return nil, nil // the all-in-one forwards only when a SIEM is given
 	}
-	cfg.Kafka = a.shared.kafka
+	cfg.Kafka = a.kafkaFor(kafka.RoleForwarder)
 	log := a.Log.With("component", "forwarder")
 	static := forwarder.NewStaticSource(cfg.Destinations)
 	var src forwarder.Source = static
@@ -311,7 +395,7 @@ func initForwarder(_ context.Context, a *App) (Service, error) {
 	if !a.Has("collector") {
 		return s, nil
 	}
-	return &drained{Service: s, kafka: a.shared.kafka, groups: fw.Groups, log: a.Log.Info}, nil
+	return &drained{Service: s, kafka: cfg.Kafka, groups: fw.Groups, log: a.Log.Info}, nil
 }
 
 // forwarderService is the forwarder with its configured destinations
@@ -339,7 +423,7 @@ const (
 func initCollector(_ context.Context, a *App) (Service, error) {
 	rc := a.resolvedConfig()
 	cfg := rc.Collector
-	cfg.Kafka = a.shared.kafka
+	cfg.Kafka = a.kafkaFor(kafka.RoleCollector)
 	if rc.Target == TargetAll {
 		// The all-in-one signs its chain checkpoints with a key of its own,
 		// made at the first start (0600; the public key beside it).
@@ -361,16 +445,26 @@ func initCollector(_ context.Context, a *App) (Service, error) {
 	return collectorService{c}, nil
 }
 
+// initAgent builds the host agent: it follows the signed grants for the
+// host and its resources and, with agent.live on, makes the host match
+// them; without it, it renders the plan under agent.root.
+func initAgent(_ context.Context, a *App) (Service, error) {
+	cfg := a.resolvedConfig().Agent
+	cfg.Kafka = a.shared.kafka
+	ag, err := agent.New(cfg, agent.Deps{Log: a.Log, Registry: a.http.registry})
+	if err != nil {
+		return nil, err
+	}
+	return ag, nil
+}
+
 // ensureGrantKey creates the all-in-one's grant signing key in its data
 // directory (made 0700) on first start, both files 0600; later starts keep
 // it. The policy module signs with it; the collector reads only its
 // public half.
 func ensureGrantKey(a *App) (*sign.Signer, error) {
 	dir := a.Config.Embedded.DataDir
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("embedded.data_dir: %w", err)
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
+	if err := privfile.Dir(dir); err != nil {
 		return nil, fmt.Errorf("embedded.data_dir: %w", err)
 	}
 	s, created, err := sign.EnsureKeyPair(filepath.Join(dir, GrantsKeyName), filepath.Join(dir, GrantsPublicKeyName))
@@ -401,10 +495,6 @@ type drained struct {
 	kafka  kafka.Config
 	groups func() []string
 	log    func(msg string, args ...any)
-}
-
-func drainOnStop(s Service, a *App, groups []string) Service {
-	return &drained{Service: s, kafka: a.shared.kafka, groups: func() []string { return groups }, log: a.Log.Info}
 }
 
 // Drain implements Drainer.

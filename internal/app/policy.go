@@ -4,13 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/http"
 	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/auditpipe/auditpipe/clickhouse"
+	"github.com/auditpipe/auditpipe/internal/auth"
+	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/leader"
 	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/policy"
+	"github.com/auditpipe/auditpipe/policy/api"
+	"github.com/auditpipe/auditpipe/policy/auditreport"
 )
 
 // leaderLockName names the advisory lock the policy processes of one
@@ -18,7 +25,8 @@ import (
 const leaderLockName = "auditpipe policy duties"
 
 // initPolicy opens the policy store (migrations applied), loads the
-// catalog and the signing key, applies the seed, and returns the module:
+// catalog and the signing key, mounts the policy API, applies the seed,
+// and returns the module:
 // the time-driven work and the outbox relay on the leader (every process
 // on SQLite, one at a time on PostgreSQL) and the agents' reports in
 // every process. In the all-in-one the key is its own grant signing key
@@ -28,7 +36,7 @@ func initPolicy(ctx context.Context, a *App) (Service, error) {
 	rc := a.resolvedConfig()
 	cfg := rc.Policy
 	log := a.Log.With("component", "policy")
-	kc := a.shared.kafka
+	kc := a.kafkaFor(kafka.RolePolicy)
 
 	signer, err := policySigner(a, cfg.KeyFile)
 	if err != nil {
@@ -49,9 +57,10 @@ func initPolicy(ctx context.Context, a *App) (Service, error) {
 	}
 	a.shared.policy = svc
 	a.http.check("policy_store", store.Ping)
-	a.http.registry.MustRegister(policy.NewStoreCollector(store))
-	// LEAD: mount the policy API here once policy/api is merged, e.g.
-	// a.http.handle("/v1/", policyapi.New(svc, …), auth.RoleApprover, auth.RoleOperator, auth.RoleAuditor, auth.RoleAgent)
+	a.http.registry.MustRegister(policy.NewOutboxCollector(store))
+	if err := mountPolicyAPI(a, svc, log); err != nil {
+		return nil, err
+	}
 
 	if cfg.SeedFile != "" {
 		seed, err := policy.LoadSeed(cfg.SeedFile)
@@ -104,6 +113,32 @@ func initPolicy(ctx context.Context, a *App) (Service, error) {
 		}
 	}
 	return m, nil
+}
+
+// mountPolicyAPI serves the policy API on the process's mux under /v1/,
+// for every role: the API authorizes per route and per object. Where the
+// process holds a ClickHouse store it answers (the all-in-one's chDB), the
+// API serves the access requests' audit log reports from it, on a chDB
+// session of their own; elsewhere the report route answers 501 (the
+// client builds it from a query endpoint: auditpipe request report).
+func mountPolicyAPI(a *App, svc *policy.Service, log *slog.Logger) error {
+	opts := api.Options{Log: log.With("part", "api"), Registry: a.http.registry}
+	if emb, ok := a.shared.engine.(*clickhouse.Embedded); ok {
+		qs, err := emb.OpenQuerySession()
+		if err != nil {
+			return fmt.Errorf("policy: the audit log reports' session: %w", err)
+		}
+		a.OnClose(qs.Close)
+		// The API has checked that the caller may see the request.
+		allow := func(*http.Request, string) error { return nil }
+		opts.Report = auditreport.NewHandler(qs, allow, log.With("part", "auditreport"), auditreport.Options{})
+	}
+	h, err := api.New(svc, opts)
+	if err != nil {
+		return err
+	}
+	a.http.handle("/v1/", h, auth.Roles()...)
+	return nil
 }
 
 // policySigner loads the key that signs what the service publishes; the

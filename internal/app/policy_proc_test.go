@@ -21,6 +21,7 @@ import (
 	"github.com/auditpipe/auditpipe/clickhouse/chdb"
 	"github.com/auditpipe/auditpipe/internal/auth"
 	"github.com/auditpipe/auditpipe/internal/config"
+	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
 	"github.com/auditpipe/auditpipe/internal/pgtest"
 	"github.com/auditpipe/auditpipe/internal/proctest"
@@ -37,8 +38,10 @@ const policyChildEnv = "AUDITPIPE_POLICY_CHILD"
 
 // policyChildConfig is what TestPolicyChild gets from its parent.
 type policyChildConfig struct {
-	DSN     string
-	Brokers []string
+	DSN string
+	// Kafka is the broker connection: the policy role's principal on a
+	// secured broker.
+	Kafka   kafka.Config
 	KeyFile string
 	Dir     string // its own directory (the tokens file)
 	// Work, when positive, is how many access requests the process
@@ -67,7 +70,7 @@ func TestPolicyChild(t *testing.T) {
 	}
 	cfg := DefaultConfig()
 	cfg.Target = TargetPolicy
-	cfg.Kafka.Brokers = c.Brokers
+	cfg.Kafka = c.Kafka
 	cfg.Server.HTTPAddr = "127.0.0.1:0"
 	cfg.Server.Auth.TokensFile = tokens
 	cfg.Policy.Store.Driver = policy.DriverPostgres
@@ -276,7 +279,7 @@ func outboxDepth(t *testing.T, st *policy.Store) int {
 // publishes what the killed one left pending.
 func TestTwoPolicyProcessesOneLeader(t *testing.T) {
 	dsn := pgtest.Start(t)
-	kc, _ := kafkatest.Start(t, 1)
+	broker := kafkatest.StartSecure(t, 1)
 	dir := t.TempDir()
 	keyFile, signer := policyKey(t, dir)
 	svc := openPolicy(t, dsn, signer, time.Now)
@@ -293,7 +296,9 @@ func TestTwoPolicyProcessesOneLeader(t *testing.T) {
 		r := diagRequest(t, serviceOn(t, svc.Store(), signer, func() time.Time { return time.Now().Add(offset) }), resource)
 		ids[r.ID] = r.UserID
 	}
-	cc := policyChildConfig{DSN: dsn, Brokers: kc.Brokers, KeyFile: keyFile}
+	// The processes are the policy role's principal: its ACLs are all
+	// they need.
+	cc := policyChildConfig{DSN: dsn, Kafka: broker.Client(kafka.RolePolicy), KeyFile: keyFile}
 	procs := []*policyChild{startPolicyChild(t, "p0", cc), startPolicyChild(t, "p1", cc)}
 	leader, other := -1, -1
 	select {
@@ -354,7 +359,7 @@ func TestTwoPolicyProcessesOneLeader(t *testing.T) {
 	// Kafka: one event id per request (a batch the killed leader
 	// published but did not mark is there twice, with the same ids).
 	var kvalues [][]byte
-	for _, r := range kafkatest.ReadAll(t, kc, schemas.TopicLifecycle, 30*time.Second) {
+	for _, r := range kafkatest.ReadAll(t, broker.Admin(), schemas.TopicLifecycle, 30*time.Second) {
 		kvalues = append(kvalues, r.Value)
 	}
 	eventIDs := map[string]map[string]bool{}
@@ -403,6 +408,7 @@ func TestOutboxCrashLosesNothing(t *testing.T) {
 	// indexer into chDB.
 	cfg := DefaultConfig()
 	cfg.Embedded.DataDir = filepath.Join(dir, "data")
+	cfg.Embedded.KafkaListen = "127.0.0.1:0"
 	cfg.Server.HTTPAddr = "127.0.0.1:0"
 	a, stop := startWith(t, cfg, "server", "broker", "store", "indexer")
 	defer stop()
@@ -414,7 +420,10 @@ func TestOutboxCrashLosesNothing(t *testing.T) {
 
 	// A: commits, Kafka away, killed.
 	const work = 6
-	away := policyChildConfig{DSN: dsn, Brokers: []string{kafkaHostPort(proctest.FreePorts(t, 1)[0])}, KeyFile: keyFile, Work: work, Resource: resource}
+	policyRole := a.shared.broker.Client(kafka.RolePolicy)
+	unreachable := policyRole
+	unreachable.Brokers = []string{kafka.HostPort("127.0.0.1", proctest.FreePorts(t, 1)[0])}
+	away := policyChildConfig{DSN: dsn, Kafka: unreachable, KeyFile: keyFile, Work: work, Resource: resource}
 	pa := startPolicyChild(t, "a", away)
 	pa.expect(t, fmt.Sprintf("COMMITTED %d ", work-1), 60*time.Second)
 	pa.kill()
@@ -449,7 +458,7 @@ func TestOutboxCrashLosesNothing(t *testing.T) {
 	if _, err := lockTx.Exec(context.Background(), "SELECT id FROM outbox WHERE published_ms IS NULL FOR UPDATE"); err != nil {
 		t.Fatal(err)
 	}
-	back := policyChildConfig{DSN: dsn, Brokers: a.shared.kafka.Brokers, KeyFile: keyFile}
+	back := policyChildConfig{DSN: dsn, Kafka: policyRole, KeyFile: keyFile}
 	pb := startPolicyChild(t, "b", back)
 	until(t, "the first batch on Kafka", 60*time.Second, func() bool {
 		return len(kafkatest.ReadAll(t, a.shared.kafka, schemas.TopicLifecycle, 30*time.Second)) >= firstRun
@@ -509,8 +518,6 @@ func TestOutboxCrashLosesNothing(t *testing.T) {
 	}
 	t.Logf("%d lifecycle events in the outbox (%d committed by process A, killed before publishing), %d published by process B, killed before marking them; ClickHouse holds %d records, %d distinct event ids", len(want), 3*work, firstRun, rows, distinct)
 }
-
-func kafkaHostPort(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
 
 // toInt reads a count from a query result cell.
 func toInt(v any) int {

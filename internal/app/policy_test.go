@@ -2,7 +2,9 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,6 +17,8 @@ import (
 	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/internal/testenv"
 	"github.com/auditpipe/auditpipe/policy"
+	"github.com/auditpipe/auditpipe/policy/auditreport"
+	"github.com/auditpipe/auditpipe/policy/client"
 )
 
 // Identities of the policy tests.
@@ -170,8 +174,11 @@ func TestRevocationAndExpiryReachCollector(t *testing.T) {
 // grant is the sample's login user; that operator's commands (not the
 // keystrokes: the request audits commands only) are tied to the request
 // in ClickHouse, the request's lifecycle events are there
-// too, and a revocation reaches ClickHouse and the collector. The second
-// operator's static grant (collector.grants) keeps working beside it.
+// too, and a revocation reaches ClickHouse and the collector. The policy
+// API is mounted on the all-in-one's mux: the request, its revocation,
+// its history and its audit log report go through it, with the admin
+// token. The second operator's static grant (collector.grants) keeps
+// working beside it.
 func TestAllInOnePolicySample(t *testing.T) {
 	if _, err := chdb.FindLibrary(""); err != nil {
 		testenv.SkipOrFail(t, testenv.CHDB, "needs libchdb.so (run 'make deps'): %v", err)
@@ -208,13 +215,30 @@ func TestAllInOnePolicySample(t *testing.T) {
 	lifecycle := "SELECT arrayStringConcat(groupArray(JSONExtractString(payload, 'kind')), ' ') FROM (SELECT payload FROM pipeline_messages WHERE topic = 'opctl.lifecycle.v1' AND JSONExtractString(payload, 'object_id') = '" + g.RequestID + "' ORDER BY offset)"
 	waitCount(t, r, lifecycle, "access_request.created access_request.auto_approved", 30*time.Second)
 
-	if _, err := svc.Revoke(context.Background(), approver, g.RequestID, "work done", 0); err != nil {
+	pc := &client.Client{BaseURL: strings.TrimSuffix(r.url, "/"), Token: r.token}
+	ctx := context.Background()
+	if got, err := pc.GetRequest(ctx, g.RequestID); err != nil || got.LifecycleState != policy.StatePreApproved || got.UserID != login {
+		t.Fatalf("the seeded request over the API: %+v %v", got, err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, pc.BaseURL+"/v1/accessRequests/"+g.RequestID+"/auditLogReport", nil)
+	req.Header.Set("Authorization", "Bearer "+r.token.Reveal())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var report auditreport.Report
+	err = json.NewDecoder(resp.Body).Decode(&report)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || report.Status != auditreport.StatusAvailable {
+		t.Fatalf("the audit log report over the API: %d %+v %v", resp.StatusCode, report.Status, err)
+	}
+	if _, err := pc.Revoke(ctx, g.RequestID, 0, "work done"); err != nil {
 		t.Fatal(err)
 	}
 	waitCount(t, r, lifecycle, "access_request.created access_request.auto_approved access_request.revoked", 30*time.Second)
 	table := runningCollector(t, r.app).Grants()
 	until(t, "the revocation reaches the collector", 30*time.Second, func() bool { return table.Revoked(login) })
-	h, err := svc.History(context.Background(), policy.ObjectAccessRequest, g.RequestID)
+	h, err := pc.History(ctx, g.RequestID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,6 +55,11 @@ func TestExampleConfigsValidate(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	for _, role := range []string{"collector", "indexer", "forwarder"} {
+		if err := os.WriteFile(filepath.Join(etc, "kafka-"+role+".password"), []byte("example\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	key, err := sign.GenerateKey()
 	if err != nil {
 		t.Fatal(err)

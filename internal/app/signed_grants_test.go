@@ -65,7 +65,7 @@ func TestAllInOneTrustsItsOwnGrantKey(t *testing.T) {
 	plain, _ := json.Marshal(schemas.Grant{LoginID: op2, ReqAuthID: "req-forged", AuditType: schemas.AuditCommand})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := grants.Publish(ctx, a.shared.kafka, signed, kafka.Record{Key: []byte(op2), Value: plain}); err != nil {
+	if err := grants.Publish(ctx, a.kafkaFor(kafka.RolePolicy), signed, kafka.Record{Key: []byte(op2), Value: plain}); err != nil {
 		t.Fatal(err)
 	}
 	reg := a.Registry()
@@ -75,7 +75,7 @@ func TestAllInOneTrustsItsOwnGrantKey(t *testing.T) {
 	first, second := sampleHalves(t)
 	appendTo(t, logPath, first+second)
 	// op1's 13 events (login, 10 commands, keystrokes, logout), none of op2.
-	events := readEvents(t, a.shared.kafka, 13, 3*time.Second)
+	events := readEvents(t, a.kafkaFor(kafka.RoleIndexer), 13, 3*time.Second)
 	for _, e := range events {
 		if e.LoginID != op1 || e.ReqAuthID != "req-signed" {
 			t.Errorf("event %s of %s: req_auth_id %q; want only %s's, attributed to req-signed", e.RecID, e.LoginID, e.ReqAuthID, op1)

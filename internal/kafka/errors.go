@@ -13,6 +13,17 @@ import (
 // reported as: errors.Is(err, ErrUnknownTopic).
 var ErrUnknownTopic = kafkago.UnknownTopicOrPartition
 
+// The refusals of a secured broker, for errors.Is: wrong or missing
+// credentials (a broker may also just close the connection of a client
+// that does not authenticate), and a principal whose ACLs do not allow
+// the operation on the topic, the consumer group or the cluster.
+var (
+	ErrSASLAuthenticationFailed   = kafkago.SASLAuthenticationFailed
+	ErrTopicAuthorizationFailed   = kafkago.TopicAuthorizationFailed
+	ErrGroupAuthorizationFailed   = kafkago.GroupAuthorizationFailed
+	ErrClusterAuthorizationFailed = kafkago.ClusterAuthorizationFailed
+)
+
 // Classify marks err for backoff.Retry: an authorization or
 // authentication failure is permanent (backoff.PermanentError); a failure
 // about the request itself (a record too large, an invalid topic name) is

@@ -7,6 +7,7 @@ package kafka
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
 
 	"github.com/auditpipe/auditpipe/internal/backoff"
 	"github.com/auditpipe/auditpipe/internal/tlsconfig"
@@ -29,6 +31,9 @@ type Config struct {
 	ClientID string `yaml:"client_id"`
 	// TLS for the broker connections. Default off.
 	TLS tlsconfig.Config `yaml:"tls"`
+	// SASL authenticates every connection (writers, readers, the
+	// follower, readiness, topic administration). Default off.
+	SASL SASLConfig `yaml:"sasl"`
 	// DialTimeout bounds one connection attempt. Default 10s.
 	DialTimeout time.Duration `yaml:"dial_timeout"`
 	// Topics is how the targets create the topics they use.
@@ -60,37 +65,60 @@ func (c Config) Validate(prefix string) error {
 	if err := c.Topics.validate(prefix + ".topics"); err != nil {
 		return err
 	}
+	if err := c.SASL.validate(prefix+".sasl", c.TLS.Enabled); err != nil {
+		return err
+	}
 	return c.TLS.Validate(prefix + ".tls")
 }
 
+// security is what every connection to the brokers is built from: the
+// TLS configuration and the SASL mechanism. transport and dialer, the only
+// two places kafka-go connections are set up, both take it from here.
+func (c Config) security() (*tls.Config, sasl.Mechanism, error) {
+	tc, err := c.TLS.Build()
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := c.SASL.mechanism()
+	if err != nil {
+		return nil, nil, err
+	}
+	return tc, m, nil
+}
+
+// transport returns a transport for writers and kafka-go Client requests
+// (metadata, offsets, topic and ACL administration).
 func (c Config) transport() (*kafkago.Transport, error) {
 	c = c.WithDefaults()
-	tc, err := c.TLS.Build()
+	tc, m, err := c.security()
 	if err != nil {
 		return nil, err
 	}
 	return &kafkago.Transport{
 		ClientID:    c.ClientID,
 		TLS:         tc,
+		SASL:        m,
 		DialTimeout: c.DialTimeout,
 		IdleTimeout: 30 * time.Second,
 		MetadataTTL: 10 * time.Second,
 	}, nil
 }
 
-// dialer returns a dialer for readers and admin connections.
+// dialer returns a dialer for readers, the consumer group and the
+// follower.
 func (c Config) dialer() (*kafkago.Dialer, error) {
 	c = c.WithDefaults()
-	tc, err := c.TLS.Build()
+	tc, m, err := c.security()
 	if err != nil {
 		return nil, err
 	}
 	nd := &net.Dialer{Timeout: c.DialTimeout}
 	return &kafkago.Dialer{
-		ClientID: c.ClientID, Timeout: c.DialTimeout, TLS: tc,
+		ClientID: c.ClientID, Timeout: c.DialTimeout, TLS: tc, SASLMechanism: m,
 		// kafka-go reads a connection through a 4 KiB buffer, so a 1 MiB
 		// fetch cost hundreds of read system calls; a larger buffer
-		// underneath makes that a few.
+		// underneath makes that a few. kafka-go puts TLS on top of the
+		// connection DialFunc returns, so the buffer holds ciphertext.
 		DialFunc: func(ctx context.Context, network, address string) (net.Conn, error) {
 			conn, err := nd.DialContext(ctx, network, address)
 			if err != nil {
@@ -276,8 +304,8 @@ func (w *Writer) Write(ctx context.Context, recs ...Record) error {
 // Brief shortens a kafka-go WriteErrors, which holds one error per
 // message (a broker that went away made a log line of 100 identical
 // errors): it tells how many messages were not written and each distinct
-// error once, with its count. The result unwraps to err; any other error
-// is returned as it is.
+// error once, with its count. The result unwraps to err and to each
+// distinct error; any other error is returned as it is.
 func Brief(err error) error {
 	var we kafkago.WriteErrors
 	if !errors.As(err, &we) {
@@ -285,6 +313,7 @@ func Brief(err error) error {
 	}
 	counts := map[string]int{}
 	var distinct []string
+	var errs []error
 	for _, e := range we {
 		if e == nil {
 			continue
@@ -292,6 +321,7 @@ func Brief(err error) error {
 		s := e.Error()
 		if counts[s] == 0 {
 			distinct = append(distinct, s)
+			errs = append(errs, e)
 		}
 		counts[s]++
 	}
@@ -306,16 +336,20 @@ func Brief(err error) error {
 			fmt.Fprintf(&b, " (%d times)", counts[s])
 		}
 	}
-	return &briefError{err: err, msg: b.String()}
+	return &briefError{errs: append([]error{err}, errs...), msg: b.String()}
 }
 
+// briefError unwraps to the WriteErrors and to each distinct error in it,
+// so that errors.Is and errors.As (and Classify) see what the messages
+// failed with: a write refused for every message as not authorized is not
+// retried.
 type briefError struct {
-	err error
-	msg string
+	errs []error
+	msg  string
 }
 
-func (e *briefError) Error() string { return e.msg }
-func (e *briefError) Unwrap() error { return e.err }
+func (e *briefError) Error() string   { return e.msg }
+func (e *briefError) Unwrap() []error { return e.errs }
 
 // Close flushes and closes the writer, then its connections.
 func (w *Writer) Close() error {

@@ -56,12 +56,15 @@ const (
 	// Debian's postgresql-15 (scripts/deps.d/50-postgres.sh); the tests
 	// start their own cluster with internal/pgtest.
 	Postgres Dep = "postgres"
+	// HostTools are the programs the host agent drives: visudo and sudo,
+	// auditctl (scripts/deps.d/50-host-agent.sh).
+	HostTools Dep = "host-tools"
 )
 
 // All returns the dependencies AUDITPIPE_REQUIRE=all requires: every one
 // the build machines provide.
 func All() []Dep {
-	return []Dep{CHDB, Rsyslog, SyslogNG, PythonVenv, Postgres, Kafka, Java, KernelAudit, Root}
+	return []Dep{CHDB, Rsyslog, SyslogNG, PythonVenv, Postgres, Kafka, Java, KernelAudit, Root, HostTools}
 }
 
 // known returns every dependency name a list may hold.

@@ -16,9 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/config"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/proctest"
 	"github.com/auditpipe/auditpipe/internal/testenv"
+	"github.com/auditpipe/auditpipe/internal/tlsconfig"
 )
 
 // ApacheVersion is the Apache Kafka release scripts/deps.d/30-kafka.sh
@@ -28,10 +30,20 @@ const ApacheVersion = "4.4.0"
 // Apache is a real Apache Kafka broker run by a test: one KRaft node that
 // is both broker and controller, started with the machine's Java from the
 // jars scripts/deps.d/30-kafka.sh installs. Kill and Start take it away and
-// bring it back with its data, on the same port.
+// bring it back with its data, on the same port. It is secured as
+// production would be: its one client listener is SASL_SSL with
+// SCRAM-SHA-512 (a CA and certificate made for the test; the credentials
+// set when the storage is formatted: a superuser, and one user per role
+// named after it), StandardAuthorizer with the roles' ACLs (RoleACLs);
+// the controller listener takes only the broker's own certificate (mutual
+// TLS).
 type Apache struct {
+	// Config is the superuser's configuration (SASL_SSL): what topics
+	// and ACLs are made with. Client gives each role's.
 	Config kafka.Config
 
+	passwords             map[kafka.Role]string
+	aclsMade              bool
 	java, lib, props, dir string
 	addr                  string
 	topics                []string // whose leaders readiness waits for
@@ -83,6 +95,9 @@ func StartApache(t testing.TB, partitions int) (kafka.Config, *Apache) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	if err := a.EnsureACLs(ctx); err != nil {
+		t.Fatalf("kafkatest: %v", err)
+	}
 	topics := kafka.PipelineTopics(partitions)
 	if err := a.Config.EnsureTopics(ctx, topics...); err != nil {
 		t.Fatalf("kafkatest: %v", err)
@@ -104,7 +119,8 @@ func StartApache(t testing.TB, partitions int) (kafka.Config, *Apache) {
 
 // NewApache is StartApache without starting the broker or creating any
 // topic: a.Config names the address it will listen on once a.Start is
-// called, so that a test can start a component before the broker.
+// called, so that a test can start a component before the broker. The
+// roles' ACLs are created at the first Start.
 func NewApache(t testing.TB, partitions int) *Apache {
 	t.Helper()
 	a := newApache(t)
@@ -151,13 +167,42 @@ func (a *Apache) launch() error {
 }
 
 // prepare writes the broker's configuration for two fresh free ports and
-// formats a fresh data directory.
+// formats a fresh data directory, with the SCRAM credentials of the
+// superuser and of each role.
 func (a *Apache) prepare(t testing.TB, partitions int) error {
 	t.Helper()
 	ports := proctest.FreePorts(t, 2)
 	port, cport := ports[0], ports[1]
 	a.addr = "127.0.0.1:" + strconv.Itoa(port)
-	a.Config = kafka.Config{Brokers: []string{a.addr}, DialTimeout: 2 * time.Second}.WithDefaults()
+	ss, _, err := tlsconfig.EnsureSelfSigned(filepath.Join(a.dir, "tls"), apacheCN, []string{"127.0.0.1", "localhost"})
+	if err != nil {
+		return err
+	}
+	// Java's PEM key store: the private key and the certificate in one
+	// file.
+	keystore := filepath.Join(a.dir, "tls", "server.pem")
+	key, err := os.ReadFile(ss.KeyFile)
+	if err != nil {
+		return err
+	}
+	cert, err := os.ReadFile(ss.CertFile)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(keystore, append(key, cert...), 0o600); err != nil {
+		return err
+	}
+	if a.passwords == nil {
+		a.passwords = map[kafka.Role]string{apacheAdmin: randomPassword()}
+		for _, r := range kafka.Roles() {
+			a.passwords[r] = randomPassword()
+		}
+	}
+	a.Config = kafka.Config{
+		Brokers: []string{a.addr}, DialTimeout: 2 * time.Second,
+		TLS:  tlsconfig.Config{Enabled: true, CAFile: ss.CAFile},
+		SASL: kafka.SASLConfig{Mechanism: kafka.MechanismSCRAMSHA512, Username: string(apacheAdmin), Password: config.Secret(a.passwords[apacheAdmin])},
+	}.WithDefaults()
 	data := filepath.Join(a.dir, "data")
 	if err := os.RemoveAll(data); err != nil {
 		return fmt.Errorf("remove the data directory: %w", err)
@@ -165,13 +210,25 @@ func (a *Apache) prepare(t testing.TB, partitions int) error {
 	props := fmt.Sprintf(`process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:%[2]d
-listeners=PLAINTEXT://127.0.0.1:%[1]d,CONTROLLER://127.0.0.1:%[2]d
-advertised.listeners=PLAINTEXT://127.0.0.1:%[1]d
+listeners=SASL_SSL://127.0.0.1:%[1]d,CONTROLLER://127.0.0.1:%[2]d
+advertised.listeners=SASL_SSL://127.0.0.1:%[1]d
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=SASL_SSL
+listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SSL
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="%[5]s" password="%[6]s";
+ssl.keystore.type=PEM
+ssl.keystore.location=%[7]s
+ssl.truststore.type=PEM
+ssl.truststore.location=%[8]s
+listener.name.controller.ssl.client.auth=required
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:%[5]s;User:CN=%[9]s,O=auditpipe
+allow.everyone.if.no.acl.found=false
 log.dirs=%[3]s
 num.partitions=%[4]d
+auto.create.topics.enable=false
 offsets.topic.replication.factor=1
 offsets.topic.num.partitions=3
 transaction.state.log.replication.factor=1
@@ -179,7 +236,7 @@ transaction.state.log.min.isr=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
-`, port, cport, data, partitions)
+`, port, cport, data, partitions, apacheAdmin, a.passwords[apacheAdmin], keystore, ss.CAFile, apacheCN)
 	if err := os.WriteFile(a.props, []byte(props), 0o600); err != nil {
 		return err
 	}
@@ -192,10 +249,52 @@ group.initial.rebalance.delay.ms=0
 		_, _ = rand.Read(raw[:])
 		id = base64.RawURLEncoding.EncodeToString(raw[:])
 	}
-	format := exec.Command(a.java, "-cp", filepath.Join(a.lib, "*"), "kafka.tools.StorageTool", "format", "-t", id, "-c", a.props)
+	args := []string{"-cp", filepath.Join(a.lib, "*"), "kafka.tools.StorageTool", "format", "-t", id, "-c", a.props}
+	for user, pw := range a.passwords {
+		args = append(args, "--add-scram", fmt.Sprintf("SCRAM-SHA-512=[name=%s,password=%s]", user, pw))
+	}
+	format := exec.Command(a.java, args...)
 	if out, err := format.CombinedOutput(); err != nil {
 		return fmt.Errorf("format the broker's storage: %w\n%s", err, out)
 	}
+	return nil
+}
+
+// The superuser of the test broker, and the common name of its
+// certificate (the controller listener's only principal, a superuser too).
+const (
+	apacheAdmin kafka.Role = "admin"
+	apacheCN               = "kafka-broker"
+)
+
+func randomPassword() string {
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// Admin is the superuser's configuration (kafkatest.Secured).
+func (a *Apache) Admin() kafka.Config { return a.Config }
+
+// Client is the configuration of role's principal: the same TLS, its own
+// SCRAM-SHA-512 user, limited by its ACLs.
+func (a *Apache) Client(role kafka.Role) kafka.Config {
+	c := a.Config
+	c.SASL = kafka.SASLConfig{Mechanism: kafka.MechanismSCRAMSHA512, Username: string(role), Password: config.Secret(a.passwords[role])}
+	return c
+}
+
+// EnsureACLs gives every role its ACLs (done by StartApache, and by the
+// first Start of a broker from NewApache).
+func (a *Apache) EnsureACLs(ctx context.Context) error {
+	users := map[kafka.Role]string{}
+	for _, r := range kafka.Roles() {
+		users[r] = string(r)
+	}
+	if err := a.Config.EnsureACLs(ctx, users); err != nil {
+		return err
+	}
+	a.aclsMade = true
 	return nil
 }
 
@@ -220,6 +319,13 @@ func (a *Apache) ready() error {
 func (a *Apache) Start(t testing.TB) {
 	t.Helper()
 	a.proc = proctest.Start(t, "the Kafka broker", a.command(), a.ready, 60*time.Second, a.log.Name())
+	if !a.aclsMade {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		if err := a.EnsureACLs(ctx); err != nil {
+			t.Fatalf("kafkatest: %v", err)
+		}
+	}
 }
 
 // Kill stops the broker with SIGKILL, as a crash would, and waits for it.

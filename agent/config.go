@@ -1,0 +1,144 @@
+package agent
+
+import (
+	"path/filepath"
+	"time"
+
+	"github.com/auditpipe/auditpipe/internal/config"
+	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/sign"
+	"github.com/auditpipe/auditpipe/schemas"
+)
+
+// Config is the agent's section of the configuration file. Every field
+// has a default (DefaultConfig) and Validate names the field that is
+// wrong.
+type Config struct {
+	// Live lets the agent change this host: create and delete users,
+	// install sudoers fragments, add audit rules, end sessions. Default
+	// false: the plan is rendered under Root instead, and nothing else is
+	// touched. Live needs root.
+	Live bool `yaml:"live"`
+	// Root is where the plan is rendered without the live switch
+	// (etc/passwd, etc/shadow, home/, etc/sudoers.d/, audit.rules,
+	// etc/pam.d/, plan.log). Default /var/lib/auditpipe/agent/plan.
+	Root string `yaml:"root"`
+	// Host is this host's name as grants list it (grant.hosts). Default
+	// "": the hostname, looked up at start.
+	Host string `yaml:"host"`
+	// Resources are the ids of the resources this host belongs to; a
+	// grant of another resource is ignored even when it names this host.
+	// Default none: any resource.
+	Resources []string `yaml:"resources"`
+	// GrantKeys are the public key files whose signatures on grants are
+	// trusted (see collector.grant_keys). Required, except in target all.
+	GrantKeys []string `yaml:"grant_keys"`
+	// OwnGrantKey is the all-in-one's public key, set by the composition
+	// root, never in a file.
+	OwnGrantKey string `yaml:"-"`
+	// Kafka is the broker connection: the file's top-level kafka
+	// section, set by the composition root.
+	Kafka kafka.Config `yaml:"-"`
+	// ReportTopic receives the DEPLOYED, DEPLOYFAILED and UNDEPLOYED
+	// reports, key = host. Default opctl.agent.v1.
+	ReportTopic string `yaml:"report_topic"`
+	// DeadLetterTopic receives refused grant records. Default
+	// opctl.deadletter.v1.
+	DeadLetterTopic string `yaml:"dead_letter_topic"`
+	// ReconcileInterval is how often the host is compared with the live
+	// grants (and failed deployments retried); also at start. Default 1m.
+	ReconcileInterval time.Duration `yaml:"reconcile_interval"`
+	// KillGrace is how long a session's processes have between SIGTERM
+	// and SIGKILL on revocation; below 1s, so that the sessions are gone
+	// within 2s. Default 300ms.
+	KillGrace time.Duration `yaml:"kill_grace"`
+	// Shell is the login users' shell. Default /bin/bash.
+	Shell string `yaml:"shell"`
+	// HomeDir holds the login users' homes. Default /home.
+	HomeDir string `yaml:"home_dir"`
+	// SudoersDir holds the fragments (auditpipe-LOGIN, mode 0440).
+	// Default /etc/sudoers.d.
+	SudoersDir string `yaml:"sudoers_dir"`
+	// PAMFile is the agent's PAM file enabling pam_tty_audit for the
+	// users of keystroke grants; include it in sshd's session stack.
+	// Default /etc/pam.d/auditpipe-tty-audit.
+	PAMFile string `yaml:"pam_file"`
+	// Passwd is read to find users. Default /etc/passwd.
+	Passwd string `yaml:"passwd"`
+	// SuPath is su, as the sudoers rules of su privileges name it.
+	// Default /usr/bin/su.
+	SuPath string `yaml:"su_path"`
+	// Commands are the programs the live host runs.
+	Commands Commands `yaml:"commands"`
+}
+
+// DefaultConfig returns the configuration with every default filled in.
+func DefaultConfig() Config {
+	return Config{
+		Root:              "/var/lib/auditpipe/agent/plan",
+		Kafka:             kafka.Config{Brokers: []string{"localhost:9092"}}.WithDefaults(),
+		ReportTopic:       schemas.TopicAgent,
+		DeadLetterTopic:   schemas.TopicDeadLetter,
+		ReconcileInterval: time.Minute,
+		KillGrace:         300 * time.Millisecond,
+		Shell:             "/bin/bash",
+		HomeDir:           "/home",
+		SudoersDir:        "/etc/sudoers.d",
+		PAMFile:           "/etc/pam.d/auditpipe-tty-audit",
+		Passwd:            "/etc/passwd",
+		SuPath:            "/usr/bin/su",
+		Commands: Commands{
+			Useradd:  "/usr/sbin/useradd",
+			Usermod:  "/usr/sbin/usermod",
+			Userdel:  "/usr/sbin/userdel",
+			Visudo:   "/usr/sbin/visudo",
+			Auditctl: "/usr/sbin/auditctl",
+		},
+	}
+}
+
+// Validate checks the configuration and reports every bad field at once,
+// each named by its path under "agent".
+func (c Config) Validate() error {
+	var errs config.Errors
+	if !c.Live && c.Root == "" {
+		errs.Addf("agent.root", "required unless agent.live is on (the plan is rendered there)")
+	}
+	if len(c.GrantKeys) == 0 && c.OwnGrantKey == "" {
+		errs.Addf("agent.grant_keys", "required: the public keys whose grants are trusted (unsigned grants are never applied)")
+	}
+	for i, path := range c.GrantKeys {
+		if _, err := sign.LoadPublicKey(path); err != nil {
+			errs.Add(config.IndexPath("agent.grant_keys", i), err)
+		}
+	}
+	for i, r := range c.Resources {
+		if r == "" {
+			errs.Addf(config.IndexPath("agent.resources", i), "empty")
+		}
+	}
+	if c.ReportTopic == "" {
+		errs.Addf("agent.report_topic", "required")
+	}
+	if c.DeadLetterTopic == "" {
+		errs.Addf("agent.dead_letter_topic", "required")
+	}
+	if c.ReconcileInterval <= 0 {
+		errs.Addf("agent.reconcile_interval", "%s must be positive", config.FormatDuration(c.ReconcileInterval))
+	}
+	if c.KillGrace <= 0 || c.KillGrace >= time.Second {
+		errs.Addf("agent.kill_grace", "%s is outside (0, 1s): sessions must end within 2s of a revocation", config.FormatDuration(c.KillGrace))
+	}
+	for _, p := range []struct{ field, path string }{
+		{"agent.shell", c.Shell}, {"agent.home_dir", c.HomeDir}, {"agent.sudoers_dir", c.SudoersDir},
+		{"agent.pam_file", c.PAMFile}, {"agent.passwd", c.Passwd}, {"agent.su_path", c.SuPath},
+		{"agent.commands.useradd", c.Commands.Useradd}, {"agent.commands.usermod", c.Commands.Usermod},
+		{"agent.commands.userdel", c.Commands.Userdel}, {"agent.commands.visudo", c.Commands.Visudo},
+		{"agent.commands.auditctl", c.Commands.Auditctl},
+	} {
+		if !filepath.IsAbs(p.path) {
+			errs.Addf(p.field, "%q is not an absolute path", p.path)
+		}
+	}
+	return errs.Err()
+}

@@ -1,0 +1,194 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/auditpipe/auditpipe/grants"
+	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
+	"github.com/auditpipe/auditpipe/internal/sign"
+	"github.com/auditpipe/auditpipe/schemas"
+)
+
+// harness is an agent against the in-process broker: grants signed by a
+// trusted key are published, the reports read back.
+type harness struct {
+	t       *testing.T
+	kcfg    kafka.Config
+	signer  *sign.Signer
+	cfg     Config
+	reports chan schemas.AgentReport
+	seen    []schemas.AgentReport
+	dead    chan kafka.Record
+}
+
+const testHost = "dbhost01"
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	kcfg, _ := kafkatest.Start(t, 1)
+	key, err := sign.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := sign.NewSigner(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := filepath.Join(t.TempDir(), "grants.pub")
+	if err := sign.SavePublicKey(pub, s.PublicKey()); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Kafka = kcfg
+	cfg.Host = testHost
+	cfg.GrantKeys = []string{pub}
+	cfg.Root = filepath.Join(t.TempDir(), "plan")
+	h := &harness{t: t, kcfg: kcfg, signer: s, cfg: cfg,
+		reports: make(chan schemas.AgentReport, 256), dead: make(chan kafka.Record, 256)}
+	h.follow(schemas.TopicAgent, func(r kafka.Record) {
+		rep, err := schemas.DecodeAgentReport(r.Value)
+		if err != nil {
+			t.Errorf("report on %s: %v: %s", schemas.TopicAgent, err, r.Value)
+			return
+		}
+		if string(r.Key) != rep.Host {
+			t.Errorf("report keyed %q, host %q", r.Key, rep.Host)
+		}
+		h.reports <- rep
+	})
+	h.follow(schemas.TopicDeadLetter, func(r kafka.Record) { h.dead <- r })
+	return h
+}
+
+func (h *harness) follow(topic string, fn func(kafka.Record)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	f, err := h.kcfg.NewFollower(kafka.FollowerConfig{Topic: topic, MaxWait: 50 * time.Millisecond, Apply: func(r kafka.Record) error {
+		fn(r)
+		return nil
+	}})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	h.t.Cleanup(func() { cancel(); wg.Wait() })
+	wg.Go(func() { _ = f.Run(ctx) })
+}
+
+// start runs the agent until the returned stop is called (or the test
+// ends); host nil: the one the configuration chooses.
+func (h *harness) start(host Host) (stop func()) {
+	h.t.Helper()
+	stop, _ = h.startAgent(host)
+	return stop
+}
+
+// startAgent is start, returning the agent too (its metrics, on a
+// registry of its own).
+func (h *harness) startAgent(host Host) (stop func(), a *Agent) {
+	h.t.Helper()
+	a, err := New(h.cfg, Deps{Registry: prometheus.NewRegistry(), Host: host})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				h.t.Errorf("agent Run: %v", err)
+			}
+		})
+	}
+	h.t.Cleanup(stop)
+	return stop, a
+}
+
+func (h *harness) publish(recs ...kafka.Record) {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := grants.Publish(ctx, h.kcfg, recs...); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) grant(g schemas.Grant) {
+	h.t.Helper()
+	r, err := grants.Record(h.signer, g)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.publish(r)
+}
+
+func (h *harness) revoke(login string) time.Time {
+	h.t.Helper()
+	r, err := grants.Revocation(h.signer, login)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	at := time.Now()
+	h.publish(r)
+	return at
+}
+
+// waitReport waits for a report on login in state, and returns it.
+func (h *harness) waitReport(login, state string) schemas.AgentReport {
+	h.t.Helper()
+	for _, r := range h.seen {
+		if r.LoginID == login && r.State == state {
+			return r
+		}
+	}
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case r := <-h.reports:
+			h.seen = append(h.seen, r)
+			if r.LoginID == login && r.State == state {
+				return r
+			}
+		case <-deadline:
+			h.t.Fatalf("no %s report on %s within 30s; reports: %+v", state, login, h.seen)
+		}
+	}
+}
+
+// newLogin is a fresh login as the policy service makes them.
+func newLogin(t testing.TB) string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// diagGrant is an INFRA_DIAG-like grant of login on the test host.
+func diagGrant(login string) schemas.Grant {
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	return schemas.Grant{
+		LoginID: login, ReqAuthID: "ocid1.accessrequest.t" + login[:min(8, len(login))], Resource: "exacc-main",
+		Actions: []string{"INFRA_DIAG"}, AuditType: schemas.AuditCommandKeystroke,
+		Hosts: []string{"cps01", testHost}, Start: now.Add(-time.Minute), Expires: now.Add(4 * time.Hour),
+		SSHAuthorizedKeys: []string{"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHf0kLQ1Jt3uY9w9f7lJ0o7yxg3oRk1Qm8b2f3gTq0aZ operator@vendor"},
+		Privileges: &schemas.Privileges{
+			Layers: []string{"CPS", "HOST"}, Chroot: true, SuUsers: []string{"daemon"},
+			SudoCommands:   []string{"/usr/bin/systemctl restart dbcs-*", "/usr/bin/id"},
+			Commands:       []string{"cat", "ls"},
+			DeniedCommands: []string{"/usr/sbin/auditctl", "rm"},
+			ReadablePaths:  []string{"/var/log"},
+		},
+	}
+}

@@ -1,0 +1,13 @@
+package agent
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain fails the package's tests when a goroutine outlives them: Run
+// stops all it started before it returns.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}

@@ -1,0 +1,220 @@
+package grants
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/auditpipe/auditpipe/internal/deadletter"
+	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/sign"
+	"github.com/auditpipe/auditpipe/schemas"
+)
+
+// FollowConfig is what a Follower reads, whom it trusts and whom it
+// tells.
+type FollowConfig struct {
+	// Kafka is the broker connection. Required.
+	Kafka kafka.Config
+	// Topic is the grants topic. Default schemas.TopicGrants.
+	Topic string
+	// Keys verify every record; a record not signed by one of them is
+	// refused. Required.
+	Keys *sign.Keyring
+	// DeadLetterTopic receives each refused record. Default
+	// schemas.TopicDeadLetter.
+	DeadLetterTopic string
+	// Component names the consumer in dead letters (collector, agent).
+	// Required.
+	Component string
+	// Host is the dead letters' host.
+	Host string
+	// Apply is called with each verified message that is not a replay,
+	// from the follower's goroutines (one per partition; the grants topic
+	// has one). Required.
+	Apply func(Message)
+	// Refused counts refused records by reason (NewRefusedCounter).
+	// Required.
+	Refused *prometheus.CounterVec
+	// DeadLetters, when set, counts the dead letters written.
+	DeadLetters prometheus.Counter
+	// Log receives refusals (at a bounded rate) and the follower's
+	// outages. Default: discard.
+	Log *slog.Logger
+}
+
+// Follower follows the grants topic from its start (a kafka.Follower:
+// retried while the broker is away), verifies each record with the
+// configured keys and hands the verified ones to Apply. Any other record
+// is refused: counted by reason, logged at a bounded rate, dead-lettered,
+// and never applied. A revocation is final: a signed grant for a login
+// whose revocation was followed is a replay of an old grant (the policy
+// service never reuses a login), refused with ReasonReplayed. The
+// collector (attribution) and the host agent (enforcement) both follow
+// the grants with it.
+type Follower struct {
+	cfg      FollowConfig
+	f        *kafka.Follower
+	refusals *refusalLog
+
+	// set by Run before the records are read: the dead letters' writer
+	// and Run's context, which bounds their writing.
+	ctx  context.Context
+	dead *deadletter.Writer
+
+	mu      sync.Mutex
+	revoked map[string]bool
+}
+
+// NewFollower returns a follower of cfg.Topic; Run follows it.
+func NewFollower(cfg FollowConfig) (*Follower, error) {
+	if cfg.Topic == "" {
+		cfg.Topic = schemas.TopicGrants
+	}
+	if cfg.DeadLetterTopic == "" {
+		cfg.DeadLetterTopic = schemas.TopicDeadLetter
+	}
+	if cfg.Keys == nil || cfg.Apply == nil || cfg.Refused == nil || cfg.Component == "" {
+		return nil, errors.New("grants: follower: keys, an Apply function, a refusal counter and a component are required")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	fl := &Follower{cfg: cfg, refusals: &refusalLog{log: cfg.Log, counter: cfg.Refused}, revoked: map[string]bool{}}
+	f, err := cfg.Kafka.NewFollower(kafka.FollowerConfig{Topic: cfg.Topic, Apply: fl.apply, Log: cfg.Log})
+	if err != nil {
+		return nil, fmt.Errorf("grants: %w", err)
+	}
+	fl.f = f
+	return fl, nil
+}
+
+// CaughtUp is closed once the records that existed when Run started are
+// applied, or at once when the topic does not exist (no policy service
+// yet: nothing to catch up with).
+func (fl *Follower) CaughtUp() <-chan struct{} { return fl.f.CaughtUp() }
+
+// Run follows the topic until ctx ends; it returns nil then, or a
+// permanent error. Call it once.
+func (fl *Follower) Run(ctx context.Context) error {
+	dead, err := deadletter.Open(fl.cfg.Kafka, fl.cfg.DeadLetterTopic, fl.cfg.Component, fl.cfg.Log)
+	if err != nil {
+		return fmt.Errorf("grants: %w", err)
+	}
+	defer dead.Close()
+	defer fl.refusals.summarize()
+	fl.ctx, fl.dead = ctx, dead
+	return fl.f.Run(ctx)
+}
+
+// apply verifies one record and applies it, or refuses it. The error is
+// the dead letter's, when it could not be written (Run's ctx ended).
+func (fl *Follower) apply(r kafka.Record) error {
+	m, err := Decode(r.Key, r.Value, fl.cfg.Keys)
+	if err == nil {
+		if err = fl.checkReplay(m); err == nil {
+			fl.cfg.Apply(m)
+			return nil
+		}
+	}
+	reason := ReasonMalformed
+	var re *RefusedError
+	if errors.As(err, &re) {
+		reason = re.Reason
+	}
+	err = fmt.Errorf("record key %q: %w", r.Key, err)
+	source := fmt.Sprintf("%s/%d/%d", r.Topic, r.Partition, r.Offset)
+	fl.refusals.refused(time.Now(), reason, err, source)
+	if werr := fl.dead.Write(fl.ctx, fl.dead.Letter("grant_"+reason, err, r.Value, fl.cfg.Host, source)); werr != nil {
+		return fmt.Errorf("refused grant at %s not dead-lettered: %w", source, werr)
+	}
+	if fl.cfg.DeadLetters != nil {
+		fl.cfg.DeadLetters.Inc()
+	}
+	return nil
+}
+
+// checkReplay records a revocation, and refuses a grant for a login
+// already revoked.
+func (fl *Follower) checkReplay(m Message) error {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	login := m.Grant.LoginID
+	if m.Grant.Revoked {
+		fl.revoked[login] = true
+		return nil
+	}
+	if fl.revoked[login] {
+		return &RefusedError{Reason: ReasonReplayed, Err: fmt.Errorf("login %s was revoked (signed by key %s)", login, m.KeyID)}
+	}
+	return nil
+}
+
+// NewRefusedCounter returns auditpipe_<component>_grants_refused_total,
+// by reason, every reason's series at 0.
+func NewRefusedCounter(component string) *prometheus.CounterVec {
+	v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditpipe_" + component + "_grants_refused_total",
+		Help: "Records of the grants topic refused (unsigned, unknown key, bad signature, replayed, …) and dead-lettered, by reason; none changed a grant."}, []string{"reason"})
+	for _, r := range Reasons() {
+		v.WithLabelValues(r)
+	}
+	return v
+}
+
+// The rate at which refused records are logged one by one.
+const (
+	refusalLogBurst    = 10
+	refusalLogInterval = time.Minute
+)
+
+// refusalLog counts refused grant records and logs them at a bounded
+// rate: the first refusalLogBurst of each refusalLogInterval one by one,
+// then one line with the number not logged. Every refusal is still
+// counted and dead-lettered. It is safe for concurrent use (the follower
+// applies each partition from its own goroutine).
+type refusalLog struct {
+	log     *slog.Logger
+	counter *prometheus.CounterVec
+
+	mu      sync.Mutex
+	start   time.Time
+	logged  int
+	skipped int
+}
+
+func (l *refusalLog) refused(now time.Time, reason string, err error, source string) {
+	l.counter.WithLabelValues(reason).Inc()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.start) >= refusalLogInterval {
+		l.summarizeLocked()
+		l.start, l.logged = now, 0
+	}
+	if l.logged < refusalLogBurst {
+		l.logged++
+		l.log.Error("grant record refused: it changes nothing", "reason", reason, "err", err, "source", source)
+		return
+	}
+	l.skipped++
+}
+
+// summarize logs the refusals not logged one by one, if any.
+func (l *refusalLog) summarize() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.summarizeLocked()
+}
+
+func (l *refusalLog) summarizeLocked() {
+	if l.skipped == 0 {
+		return
+	}
+	l.log.Error("more grant records refused, not logged one by one (all counted in grants_refused_total and dead-lettered)",
+		"records", l.skipped, "since", l.start.Format(time.RFC3339))
+	l.skipped = 0
+}
