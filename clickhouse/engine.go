@@ -26,6 +26,8 @@ type Engine interface {
 	InsertEvents(ctx context.Context, token string, rows []EventRow) error
 	// InsertMessages inserts messages of other topics into pipeline_messages.
 	InsertMessages(ctx context.Context, token string, rows []MessageRow) error
+	// InsertQueryLog inserts the query endpoint's log rows into query_log.
+	InsertQueryLog(ctx context.Context, rows []QueryLogRow) error
 	// Query runs a SELECT and returns its rows.
 	Query(ctx context.Context, sql string) (*Result, error)
 	// Close releases the engine. An engine shared through Shared is closed

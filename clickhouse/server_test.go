@@ -153,6 +153,16 @@ func TestServerEngineOverEndpoint(t *testing.T) {
 		t.Errorf("payload read back: %v %v; want %s", r, err, msgs[1].Payload)
 	}
 
+	// The query endpoint's log, through the server engine's typed batch.
+	ql := []clickhouse.QueryLogRow{{Time: now, Who: "alice", Role: "auditor", SQL: "SELECT 'it''s'", SQLBytes: 14, Result: "ok", Rows: 1, Duration: 1500 * time.Microsecond}}
+	if err := eng.InsertQueryLog(ctx, ql); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := emb.Query(ctx, "SELECT who, who_role, sql, duration_ms FROM query_log"); err != nil || len(r.Rows) != 1 ||
+		clickhouse.ValueString(r.Rows[0][0]) != "alice" || clickhouse.ValueString(r.Rows[0][2]) != ql[0].SQL || clickhouse.ValueString(r.Rows[0][3]) != "1.5" {
+		t.Errorf("query_log read back: %v %v; want alice's row", r, err)
+	}
+
 	// Query: what the server engine reads is what chDB holds.
 	sql := "SELECT host, toUInt64(count()) AS n, arraySort(groupUniqArray(loginid)) AS who FROM audit_events GROUP BY host ORDER BY host"
 	got, err := eng.Query(ctx, sql)

@@ -64,7 +64,7 @@ func (t *GrantTable) Lookup(login string) (schemas.Grant, bool) {
 }
 
 // Revoked reports whether a signed revocation of login's grant was
-// followed (and no grant of login since).
+// followed.
 func (t *GrantTable) Revoked(login string) bool {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
@@ -86,17 +86,22 @@ func (t *GrantTable) Len() int {
 
 // apply applies one verified message of the grants topic: a grant
 // replaces the login's; a revocation marks it revoked and keeps it for
-// attribution.
-func (t *GrantTable) apply(m grants.Message) {
+// attribution. A revocation is final: a grant for a login already revoked
+// is a replay of an old signed grant (the policy service never reuses a
+// login), refused with grants.ReasonReplayed and changing nothing.
+func (t *GrantTable) apply(m grants.Message) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	login := m.Grant.LoginID
 	if m.Grant.Revoked {
 		t.revoked[login] = true
-		return
+		return nil
 	}
-	delete(t.revoked, login)
+	if t.revoked[login] {
+		return &grants.RefusedError{Reason: grants.ReasonReplayed, Err: fmt.Errorf("login %s was revoked (signed by key %s)", login, m.KeyID)}
+	}
 	t.grants[login] = m.Grant
+	return nil
 }
 
 // followGrants follows the grants topic from its start (kafka.Follower:
@@ -143,8 +148,9 @@ func (c *Collector) followGrants(ctx context.Context, kcfg kafka.Config, topic s
 func (c *Collector) applyGrant(ctx context.Context, r kafka.Record, dead *deadletter.Writer, refusals *refusalLog) error {
 	m, err := grants.Decode(r.Key, r.Value, c.keys)
 	if err == nil {
-		c.grants.apply(m)
-		return nil
+		if err = c.grants.apply(m); err == nil {
+			return nil
+		}
 	}
 	reason := grants.ReasonMalformed
 	var re *grants.RefusedError

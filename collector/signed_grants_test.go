@@ -159,6 +159,24 @@ func TestForgedGrantsChangeNoAttribution(t *testing.T) {
 	if got := metricSum(t, reg, "auditpipe_collector_grants_refused_total"); got != refused {
 		t.Errorf("refused %v after the signed revocation, %v before", got, refused)
 	}
+
+	// Regression (issue 9): the operator's own signed grant, written again
+	// after its revocation, was accepted and un-revoked the login. A
+	// revocation is final (logins are never reused): the replay is refused
+	// as replayed, dead-lettered, and the login stays revoked.
+	deadBefore := len(dead.msgs)
+	publishRecords(t, kcfg, recs[0])
+	waitUntil(t, "the replay refused", 20*time.Second, func() bool {
+		return metricValue(t, reg, "auditpipe_collector_grants_refused_total", "reason", grants.ReasonReplayed) == 1
+	})
+	if !c.Grants().Revoked("USERNAME") {
+		t.Error("a replayed signed grant un-revoked USERNAME")
+	}
+	dead.waitFor(t, "the replay's dead letter", 20*time.Second, atLeast(deadBefore+1))
+	var d schemas.DeadLetter
+	if err := json.Unmarshal(dead.msgs[deadBefore].Value, &d); err != nil || d.Reason != "grant_"+grants.ReasonReplayed {
+		t.Errorf("replay's dead letter: %+v %v", d, err)
+	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}

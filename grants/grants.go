@@ -38,11 +38,15 @@ const (
 	ReasonBadSignature   = "bad_signature"   // does not verify (tampered, or another key than it names)
 	ReasonInvalidPayload = "invalid_payload" // signed, but not a valid grant
 	ReasonKeyMismatch    = "key_mismatch"    // signed, but the record's key is not its login
+	// ReasonReplayed: a validly signed grant for a login whose revocation
+	// was already followed. Logins are never reused (each approval makes a
+	// new one), so this is an old grant written again.
+	ReasonReplayed = "replayed"
 )
 
 // Reasons lists every refusal reason.
 func Reasons() []string {
-	return []string{ReasonUnsigned, ReasonMalformed, ReasonUnknownKey, ReasonBadSignature, ReasonInvalidPayload, ReasonKeyMismatch}
+	return []string{ReasonUnsigned, ReasonMalformed, ReasonUnknownKey, ReasonBadSignature, ReasonInvalidPayload, ReasonKeyMismatch, ReasonReplayed}
 }
 
 // RefusedError is why Decode refused a record.

@@ -251,9 +251,9 @@ func TestQueryHandlerProtocol(t *testing.T) {
 					t.Errorf("got %q", b)
 				}
 			}},
-		{"URL setting applied", url.Values{"max_threads": {"3"}}, "SELECT getSetting('max_threads')", 200,
+		{"URL setting applied", url.Values{"max_block_size": {"1234"}}, "SELECT getSetting('max_block_size')", 200,
 			func(t *testing.T, b []byte, _ http.Header) {
-				if string(b) != "3\n" {
+				if string(b) != "1234\n" {
 					t.Errorf("got %q", b)
 				}
 			}},

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -69,13 +70,18 @@ type QueryHandlerOptions struct {
 	// auditpipe_query_requests_total{result} and
 	// auditpipe_query_duration_seconds.
 	Registry prometheus.Registerer
+	// QueryLog, when set, also gets every statement's log as a row of the
+	// store's query_log table.
+	QueryLog *QueryLogWriter
 }
 
 // DefaultLimits are the limits of a reader's statement unless
 // QueryHandlerOptions.Limits says otherwise: 30 s, 1 GiB of memory, a
-// million rows or 256 MiB of result.
+// million rows or 256 MiB of result, and half the CPUs (at least one) for
+// max_threads.
 func DefaultLimits() Limits {
-	return Limits{MaxExecutionTime: 30 * time.Second, MaxMemoryUsage: 1 << 30, MaxResultRows: 1_000_000, MaxResultBytes: 256 << 20}
+	return Limits{MaxExecutionTime: 30 * time.Second, MaxMemoryUsage: 1 << 30, MaxResultRows: 1_000_000, MaxResultBytes: 256 << 20,
+		MaxThreads: int64(max(1, runtime.NumCPU()/2))}
 }
 
 // StatsQuerier is a ParamQuerier that also says the size of a query's
@@ -139,6 +145,9 @@ func NewQueryHandler(q FormatQuerier, log *slog.Logger, opt QueryHandlerOptions)
 	}
 	if opt.Limits.MaxResultBytes <= 0 {
 		opt.Limits.MaxResultBytes = d.MaxResultBytes
+	}
+	if opt.Limits.MaxThreads <= 0 {
+		opt.Limits.MaxThreads = d.MaxThreads
 	}
 	h := &queryHandler{q: q, log: log, opt: opt, metrics: newQueryMetrics(opt.Registry)}
 	mux := http.NewServeMux()

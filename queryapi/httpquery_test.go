@@ -2,6 +2,7 @@ package queryapi
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -258,7 +259,7 @@ func TestQueryHandlerCrossSite(t *testing.T) {
 			if tc.status == 403 && fq.got != "" {
 				t.Errorf("refused request reached the engine: %q", fq.got)
 			}
-			if tc.status == 200 && fq.got != "SELECT 1\nSETTINGS max_execution_time = 30, max_memory_usage = 1073741824, max_result_rows = 1000000, max_result_bytes = 268435456, readonly = 1" {
+			if tc.status == 200 && fq.got != fmt.Sprintf("SELECT 1\nSETTINGS max_execution_time = 30, max_memory_usage = 1073741824, max_result_rows = 1000000, max_result_bytes = 268435456, max_threads = %d, readonly = 1", DefaultLimits().MaxThreads) {
 				t.Errorf("engine got %q", fq.got)
 			}
 		})

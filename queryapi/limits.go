@@ -24,6 +24,9 @@ type Limits struct {
 	// max_result_bytes (uncompressed, before formatting;
 	// TOO_MANY_ROWS_OR_BYTES, code 396).
 	MaxResultRows, MaxResultBytes int64
+	// MaxThreads is max_threads: the threads one query may use, so that
+	// a reader's scan leaves CPU to ingestion.
+	MaxThreads int64
 }
 
 // caps returns the limits by setting name; absent when zero.
@@ -40,6 +43,9 @@ func (l Limits) caps() map[string]float64 {
 	}
 	if l.MaxResultBytes > 0 {
 		m["max_result_bytes"] = float64(l.MaxResultBytes)
+	}
+	if l.MaxThreads > 0 {
+		m["max_threads"] = float64(l.MaxThreads)
 	}
 	return m
 }
@@ -64,6 +70,9 @@ func (l Limits) settings(except map[string]bool) []string {
 	}
 	if l.MaxResultBytes > 0 {
 		add("max_result_bytes", strconv.FormatInt(l.MaxResultBytes, 10))
+	}
+	if l.MaxThreads > 0 {
+		add("max_threads", strconv.FormatInt(l.MaxThreads, 10))
 	}
 	return s
 }

@@ -36,7 +36,12 @@ func TestLimitSettingsCapped(t *testing.T) {
 		{"expression", "SELECT 1 SETTINGS max_result_bytes = 1 + 1", "max_result_bytes"},
 		{"inf", "SELECT 1 SETTINGS max_execution_time = inf", "max_execution_time"},
 		{"in subquery", "SELECT * FROM (SELECT 1 SETTINGS max_memory_usage = 10000000000000)", "max_memory_usage"},
+		// A reader's scan on every core starved ingestion of CPU.
+		{"threads above", "SELECT 1 SETTINGS max_threads = 64", "max_threads"},
+		{"threads unlimited", "SELECT 1 SETTINGS max_threads = 0", "max_threads"},
 	} {
+		lim := lim
+		lim.MaxThreads = 2
 		if got, err := guardStatement(tc.sql, guardOptions{limits: lim}); err == nil || !errors.Is(err, errRefused) || !strings.Contains(err.Error(), tc.why) {
 			t.Errorf("%s: guardStatement(%q) = %q, %v; want refused for %s", tc.name, tc.sql, got, err, tc.why)
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/internal/auth"
 )
 
@@ -121,6 +122,17 @@ func (h *queryHandler) finish(rec *queryRecord) {
 		}
 	}
 	h.log.LogAttrs(context.Background(), level, "query endpoint: query", attrs...)
+	if h.opt.QueryLog != nil {
+		row := clickhouse.QueryLogRow{
+			Time: rec.start, Who: rec.who, Role: rec.role, Remote: rec.remote, QueryID: rec.queryID,
+			SQL: rec.sql, SQLBytes: uint64(len(rec.sql)), Result: rec.result, Code: int32(rec.code),
+			Rows: rec.rows, Bytes: rec.bytes, ResultBytes: rec.resultBytes, Duration: d,
+		}
+		if rec.err != nil {
+			row.Error = rec.err.Error()
+		}
+		h.opt.QueryLog.Add(row)
+	}
 }
 
 // truncateSQL returns sql cut to at most n bytes, on a rune boundary, with

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/clickhouse/clickhousetest"
@@ -15,38 +14,6 @@ import (
 	"github.com/auditpipe/auditpipe/indexer"
 	"github.com/auditpipe/auditpipe/schemas"
 )
-
-// chained returns n command events of host, chained as the collector
-// chains them, and a signed checkpoint per batch of batch events.
-func chained(t testing.TB, host string, n, batch int, key ed25519.PrivateKey) []schemas.Event {
-	t.Helper()
-	evs := clickhousetest.ManyEvents(n*7, time.Date(2024, 7, 1, 0, 0, 0, 0, time.UTC))
-	var out []schemas.Event
-	prev := ""
-	var cp *schemas.Event
-	for i := 0; i < n; i++ {
-		e := evs[i*7] // one of ManyEvents' hosts, renamed
-		e.Host, e.Seq, e.PrevHash = host, uint64(i+1), prev
-		e.EventID = schemas.NewEventID(host, int64(i), 0, uint64(i+1))
-		e.ReqAuthID = "req-a"
-		prev = e.Hash()
-		if cp == nil {
-			cp = &schemas.Event{Layer: e.Layer, Event: schemas.KindChain, Host: host, ChainFirst: e.Seq, PrevHash: e.PrevHash}
-		}
-		cp.ChainLast, cp.ChainHead, cp.TS, cp.Time = e.Seq, prev, e.TS, e.Time
-		cp.ChainCount++
-		out = append(out, e)
-		if (i+1)%batch == 0 || i == n-1 {
-			cp.EventID = schemas.NewChainEventID(host, cp.ChainFirst, cp.ChainLast)
-			if key != nil {
-				cp.SignChain(key)
-			}
-			out = append(out, *cp)
-			cp = nil
-		}
-	}
-	return out
-}
 
 func load(t testing.TB, eng clickhouse.Engine, evs []schemas.Event) indexer.LoadStats {
 	t.Helper()
@@ -144,7 +111,7 @@ func TestVerifyStore(t *testing.T) {
 		}, want: "30:bad_signature"},
 	}
 	for _, tc := range tests {
-		evs := chained(t, tc.host, n, batch, key)
+		evs := clickhousetest.ChainedEvents(t, tc.host, n, batch, key)
 		if tc.load != nil {
 			evs = tc.load(evs)
 		}
@@ -256,7 +223,7 @@ func TestVerifySyslog(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			evs := chained(t, "web01", n, 10, key)
+			evs := clickhousetest.ChainedEvents(t, "web01", n, 10, key)
 			size := tc.maxSize
 			if size == 0 {
 				size = 8192

@@ -4,6 +4,7 @@ package clickhousetest
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"testing"
 	"time"
@@ -143,6 +144,39 @@ func ManyEvents(n int, base time.Time) []schemas.Event {
 				t.Format("01/02/2006 15:04:05.000"), serial, t.Format("01/02/2006 15:04:05.000"), serial, t.Format("01/02/2006 15:04:05.000"), serial, 10000+i),
 			EventID: schemas.NewEventID(host, t.Unix(), t.Nanosecond()/1e6, serial),
 			TS:      t.UTC().Format(schemas.TSLayout), Seq: serial,
+		}
+	}
+	return out
+}
+
+// ChainedEvents returns n command events of host, chained as the collector
+// chains them (seq, prev_hash), and a checkpoint per batch of batch events,
+// signed with key unless it is nil.
+func ChainedEvents(t testing.TB, host string, n, batch int, key ed25519.PrivateKey) []schemas.Event {
+	t.Helper()
+	evs := ManyEvents(n*7, time.Date(2024, 7, 1, 0, 0, 0, 0, time.UTC))
+	var out []schemas.Event
+	prev := ""
+	var cp *schemas.Event
+	for i := 0; i < n; i++ {
+		e := evs[i*7] // one of ManyEvents' hosts, renamed
+		e.Host, e.Seq, e.PrevHash = host, uint64(i+1), prev
+		e.EventID = schemas.NewEventID(host, int64(i), 0, uint64(i+1))
+		e.ReqAuthID = "req-a"
+		prev = e.Hash()
+		if cp == nil {
+			cp = &schemas.Event{Layer: e.Layer, Event: schemas.KindChain, Host: host, ChainFirst: e.Seq, PrevHash: e.PrevHash}
+		}
+		cp.ChainLast, cp.ChainHead, cp.TS, cp.Time = e.Seq, prev, e.TS, e.Time
+		cp.ChainCount++
+		out = append(out, e)
+		if (i+1)%batch == 0 || i == n-1 {
+			cp.EventID = schemas.NewChainEventID(host, cp.ChainFirst, cp.ChainLast)
+			if key != nil {
+				cp.SignChain(key)
+			}
+			out = append(out, *cp)
+			cp = nil
 		}
 	}
 	return out

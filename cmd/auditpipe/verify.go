@@ -24,6 +24,7 @@ func runVerify(ctx context.Context, e env) error {
 	var sf storeFlags
 	sf.register(fs)
 	server := fs.String("server", "", "query endpoint URL of a running all-in-one or indexer")
+	tokenFile := fs.String("token-file", "", "`FILE` holding the endpoint's bearer token, with --server (default $AUDITPIPE_TOKEN; the all-in-one writes DATA/admin.token on first start)")
 	syslogFile := fs.String("from-syslog", "", "check a SIEM's `FILE` of forwarded events (RFC 5424, one message a line, as rsyslog writes it) instead of ClickHouse")
 	host := fs.String("host", "", "check only this host")
 	from := fs.String("from", "", "only events with ts at or after this RFC 3339 time")
@@ -31,7 +32,7 @@ func runVerify(ctx context.Context, e env) error {
 	request := fs.String("request", "", "also list the commands of this access request (req_auth_id) between its login and logout")
 	pubkey := fs.String("pubkey", "", "PEM `FILE` of the collectors' Ed25519 public keys; checkpoints are then checked and must be signed")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: auditpipe verify [--embedded DIR | --clickhouse ADDR | --server URL | --from-syslog FILE] [--host H] [--from T --to T] [--request ID] [--pubkey FILE]")
+		fmt.Fprintln(e.stderr, "usage: auditpipe verify [--embedded DIR | --clickhouse ADDR | --server URL [--token-file FILE] | --from-syslog FILE] [--host H] [--from T --to T] [--request ID] [--pubkey FILE]")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, e.args); err != nil {
@@ -80,7 +81,11 @@ func runVerify(ctx context.Context, e env) error {
 			if sf.embedded != "" || sf.clickhouse != "" {
 				return errors.New("--server excludes --embedded and --clickhouse")
 			}
-			q = &queryapi.HTTPClient{URL: *server}
+			tok, err := readToken(*tokenFile)
+			if err != nil {
+				return err
+			}
+			q = &queryapi.HTTPClient{URL: *server, Token: tok}
 		} else {
 			st, err := sf.config()
 			if err != nil {

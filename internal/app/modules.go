@@ -245,21 +245,24 @@ func initQuery(_ context.Context, a *App) (Service, error) {
 	if !ok {
 		return nil, nil
 	}
-	var svc Service
+	// The query log goes to the store's write session, never the readers'.
+	qlog := queryapi.NewQueryLogWriter(a.shared.engine, a.Log.With("component", "query"),
+		queryapi.QueryLogOptions{Registry: a.http.registry})
+	closeReaders := func() error { return nil }
 	if emb, ok := fq.(*clickhouse.Embedded); ok {
 		qs, err := emb.OpenQuerySession()
 		if err != nil {
 			return nil, fmt.Errorf("query: %w", err)
 		}
 		fq = qs
-		svc = ServiceFunc(func(ctx context.Context) error {
-			<-ctx.Done()
-			return qs.Close()
-		})
+		closeReaders = qs.Close
 	}
-	opt := queryapi.QueryHandlerOptions{Limits: queryapi.DefaultLimits(), Registry: a.http.registry}
+	opt := queryapi.QueryHandlerOptions{Limits: queryapi.DefaultLimits(), Registry: a.http.registry, QueryLog: qlog}
 	a.http.handle("/", queryapi.NewQueryHandler(fq, a.Log.With("component", "query"), opt), auth.RoleAuditor)
-	return svc, nil
+	return ServiceFunc(func(ctx context.Context) error {
+		err := qlog.Run(ctx)
+		return errors.Join(err, closeReaders())
+	}), nil
 }
 
 func initIndexer(_ context.Context, a *App) (Service, error) {

@@ -1,0 +1,148 @@
+package queryapi
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/auditpipe/auditpipe/clickhouse"
+	"github.com/auditpipe/auditpipe/clickhouse/clickhousetest"
+	"github.com/auditpipe/auditpipe/internal/auth"
+)
+
+// Issue 9: "every query is logged … and the log is queryable". Before the
+// query_log table, who read what was only in the process's log lines.
+func TestQueryLogIsQueryable(t *testing.T) {
+	eng := clickhousetest.OpenEmbedded(t, "")
+	if _, err := clickhouse.Migrate(context.Background(), eng, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	qlog := NewQueryLogWriter(eng, nil, QueryLogOptions{FlushInterval: 20 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- qlog.Run(ctx) }()
+	h := NewQueryHandler(eng, nil, QueryHandlerOptions{QueryLog: qlog})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(auth.WithIdentity(r.Context(), auth.Identity{Name: "alice", Role: auth.RoleAuditor})))
+	}))
+	defer srv.Close()
+	get := func(q string) int {
+		resp, err := http.Get(srv.URL + "/?query=" + url.QueryEscape(q))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if c := get("SELECT 42 AS answer"); c != 200 {
+		t.Fatalf("select: %d", c)
+	}
+	if c := get("SELECT * FROM file('/etc/shadow', 'LineAsString')"); c != http.StatusForbidden {
+		t.Fatalf("file(): %d, want 403", c)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	res, err := eng.Query(context.Background(), "SELECT who, who_role, result, code, sql, rows FROM query_log ORDER BY time, result")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Rows) != 2 {
+		t.Fatalf("query_log has %d rows, want 2: %v", len(res.Rows), res.Rows)
+	}
+	want := [][2]string{{"ok", "SELECT 42 AS answer"}, {"refused", "file('/etc/shadow'"}}
+	for i, r := range res.Rows {
+		if r[0] != "alice" || r[1] != auth.RoleAuditor {
+			t.Errorf("row %d: who %v role %v, want alice auditor", i, r[0], r[1])
+		}
+		if r[2] != want[i][0] || !strings.Contains(r[4].(string), want[i][1]) {
+			t.Errorf("row %d: result %v sql %v, want %v", i, r[2], r[4], want[i])
+		}
+	}
+	if c := res.Rows[1][3]; c == nil || toString(c) != "164" {
+		t.Errorf("refused row: code %v, want 164", c)
+	}
+	if r := toString(res.Rows[0][5]); r != "1" {
+		t.Errorf("ok row: rows %v, want 1", r)
+	}
+}
+
+func toString(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case interface{ String() string }:
+		return v.String()
+	}
+	return ""
+}
+
+// flakyInserter fails its first inserts, then records the rows.
+type flakyInserter struct {
+	mu    sync.Mutex
+	fails int
+	rows  []clickhouse.QueryLogRow
+}
+
+func (f *flakyInserter) InsertQueryLog(_ context.Context, rows []clickhouse.QueryLogRow) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fails > 0 {
+		f.fails--
+		return errors.New("store away")
+	}
+	f.rows = append(f.rows, rows...)
+	return nil
+}
+
+// A store that is away keeps the rows for the next try; a full buffer
+// counts what it drops and never blocks the query that logs.
+func TestQueryLogWriterRetriesAndBounds(t *testing.T) {
+	ins := &flakyInserter{fails: 3}
+	reg := prometheus.NewRegistry()
+	w := NewQueryLogWriter(ins, nil, QueryLogOptions{Buffer: 4, FlushInterval: 5 * time.Millisecond, Registry: reg})
+	for i := range 6 {
+		w.Add(clickhouse.QueryLogRow{QueryID: string(rune('a' + i))})
+	}
+	if d := testutil.ToFloat64(w.dropped); d != 2 {
+		t.Fatalf("dropped %v, want 2 (buffer of 4, 6 added)", d)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ins.mu.Lock()
+		n := len(ins.rows)
+		ins.mu.Unlock()
+		if n == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d rows inserted, want 4", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if e := testutil.ToFloat64(w.errors); e != 3 {
+		t.Errorf("errors %v, want 3", e)
+	}
+	for i, r := range ins.rows {
+		if want := string(rune('a' + i)); r.QueryID != want {
+			t.Errorf("row %d: %q, want %q (in order)", i, r.QueryID, want)
+		}
+	}
+}
