@@ -2,9 +2,7 @@ package collector
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"time"
 
@@ -118,8 +116,8 @@ func (c *Collector) followGrants(ctx context.Context, kcfg kafka.Config, topic s
 		return fmt.Errorf("grants: %w", err)
 	}
 	defer dead.Close()
-	refusals := &refusalLog{log: log}
-	defer refusals.summarize()
+	refusals := grants.NewRefusalLog(log, "grant", "auditpipe_collector_grants_refused_total")
+	defer refusals.Summarize()
 	f, err := kcfg.NewFollower(kafka.FollowerConfig{
 		Topic: topic,
 		Apply: func(r kafka.Record) error { return c.applyGrant(ctx, r, dead, refusals) },
@@ -145,72 +143,23 @@ func (c *Collector) followGrants(ctx context.Context, kcfg kafka.Config, topic s
 // applyGrant verifies one record of the grants topic and applies it, or
 // refuses it. The error is the dead letter's, when it could not be
 // written (ctx ended).
-func (c *Collector) applyGrant(ctx context.Context, r kafka.Record, dead *deadletter.Writer, refusals *refusalLog) error {
+func (c *Collector) applyGrant(ctx context.Context, r kafka.Record, dead *deadletter.Writer, refusals *grants.RefusalLog) error {
 	m, err := grants.Decode(r.Key, r.Value, c.keys)
 	if err == nil {
 		if err = c.grants.apply(m); err == nil {
 			return nil
 		}
 	}
-	reason := grants.ReasonMalformed
-	var re *grants.RefusedError
-	if errors.As(err, &re) {
-		reason = re.Reason
-	}
+	reason := grants.Reason(err)
 	err = fmt.Errorf("record key %q: %w", r.Key, err)
 	source := fmt.Sprintf("%s/%d/%d", r.Topic, r.Partition, r.Offset)
 	c.m.grantsRefused.WithLabelValues(reason).Inc()
-	refusals.refused(time.Now(), reason, err, source)
+	refusals.Refused(time.Now(), reason, err, source)
 	if werr := dead.Write(ctx, dead.Letter("grant_"+reason, err, r.Value, c.cfg.Host, source)); werr != nil {
 		return fmt.Errorf("refused grant at %s not dead-lettered: %w", source, werr)
 	}
 	c.m.deadLetters.Inc()
 	return nil
-}
-
-// refusalLog logs refused grant records at a bounded rate, as rejectLog
-// does input lines: the first rejectLogBurst of each rejectLogInterval one
-// by one, then one line with the number not logged. Every refusal is
-// still counted and dead-lettered. It is safe for concurrent use (the
-// follower applies each partition from its own goroutine).
-type refusalLog struct {
-	log *slog.Logger
-
-	mu      sync.Mutex
-	start   time.Time
-	logged  int
-	skipped int
-}
-
-func (l *refusalLog) refused(now time.Time, reason string, err error, source string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now.Sub(l.start) >= rejectLogInterval {
-		l.summarizeLocked()
-		l.start, l.logged = now, 0
-	}
-	if l.logged < rejectLogBurst {
-		l.logged++
-		l.log.Error("grant record refused: it changes nothing", "reason", reason, "err", err, "source", source)
-		return
-	}
-	l.skipped++
-}
-
-// summarize logs the refusals not logged one by one, if any.
-func (l *refusalLog) summarize() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.summarizeLocked()
-}
-
-func (l *refusalLog) summarizeLocked() {
-	if l.skipped == 0 {
-		return
-	}
-	l.log.Error("more grant records refused, not logged one by one (all counted in auditpipe_collector_grants_refused_total and dead-lettered)",
-		"records", l.skipped, "since", l.start.Format(time.RFC3339))
-	l.skipped = 0
 }
 
 // newGrantsRefused is the counter of refused grant records, by reason.
