@@ -101,7 +101,7 @@ func (s *AssignmentSource) destinations() ([]Destination, error) {
 		d.Name = a.ResourceID
 		d.Group = ""
 		d.Address = a.SyslogAddress()
-		d.Filter = Filter{Hosts: append([]string(nil), a.Hosts...)}
+		d.Filter = Filter{Hosts: append([]string(nil), a.Hosts...), Resources: []string{a.ResourceID}}
 		d.TLS.CAFile = ""
 		if a.RemoteSyslogServerCACert != "" {
 			// Named by resource and content: a changed certificate is a

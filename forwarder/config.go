@@ -132,18 +132,25 @@ type TLS struct {
 }
 
 // Filter selects events; an empty list matches everything, and an event
-// must match every non-empty list.
+// must match every non-empty list that applies to it. Audit events are
+// matched by Layers, Events and Hosts (Match); lifecycle events by Events
+// and Resources, and a destination with Hosts but no Resources gets none
+// (MatchLifecycle).
 type Filter struct {
 	// Layers are event layers (CPS, HOST, CELL, GUESTVM, SWITCH, ILOM).
 	Layers []string `yaml:"layers"`
-	// Events are event kinds (login, logout, command, keys).
+	// Events are event kinds (login, logout, command, keys, chain), and
+	// "lifecycle" for the policy service's lifecycle events.
 	Events []string `yaml:"events"`
 	// Hosts are event hosts: the hosts of the resources this destination
 	// is for.
 	Hosts []string `yaml:"hosts"`
+	// Resources are the resource ids whose lifecycle events this
+	// destination gets (an assignment's destination: its resource).
+	Resources []string `yaml:"resources"`
 }
 
-// Match reports whether ev passes the filter.
+// Match reports whether the audit event ev passes the filter.
 func (f Filter) Match(ev *schemas.Event) bool {
 	return matchList(f.Layers, ev.Layer) && matchList(f.Events, string(ev.Event)) && matchList(f.Hosts, ev.Host)
 }
@@ -295,9 +302,17 @@ func (d Destination) Validate(prefix string) error {
 		bad("group", "required")
 	}
 	for _, k := range d.Filter.Events {
-		if !schemas.Kind(k).Valid() {
-			bad("filter.events", "%q is not an event kind (want one of %v)", k, schemas.Kinds)
+		if !schemas.Kind(k).Valid() && k != EventLifecycle {
+			bad("filter.events", "%q is not an event kind (want one of %v, or %s)", k, schemas.Kinds, EventLifecycle)
 		}
+	}
+	for _, r := range d.Filter.Resources {
+		if r == "" {
+			bad("filter.resources", "an empty resource id")
+		}
+	}
+	if len(d.Filter.topics()) == 0 {
+		bad("filter", "selects no event: lifecycle events only, for hosts without resources (name the resources, or drop the hosts)")
 	}
 	if d.Facility != nil {
 		if _, err := newFormatter(d.format()); err != nil {

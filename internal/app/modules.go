@@ -209,7 +209,7 @@ func (a *App) topicNames() []string {
 		add(cfg.Indexer.DeadLetterTopic)
 	}
 	if a.Has("forwarder") {
-		add(schemas.TopicAudit, cfg.Forwarder.DeadLetterTopic, kafka.TopicAssignments)
+		add(schemas.TopicAudit, schemas.TopicLifecycle, cfg.Forwarder.DeadLetterTopic, kafka.TopicAssignments)
 	}
 	return names
 }
