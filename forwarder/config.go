@@ -9,6 +9,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/internal/config"
 	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/internal/tlsconfig"
 	"github.com/auditpipe/auditpipe/schemas"
 )
@@ -25,9 +26,33 @@ type Config struct {
 	// resource whose operator control assignment forwards logs, from
 	// opctl.assignments.v1 (AssignmentSource). Default off.
 	Assignments AssignmentsConfig `yaml:"assignments"`
-	// DeadLetterTopic receives events that cannot be sent, with the reason.
-	// Default "opctl.deadletter.v1".
+	// AssignmentKeys are the public key files (PEM or base64, see
+	// internal/sign) whose signatures on assignment records are trusted;
+	// a record unsigned or signed by another key is refused. Default none,
+	// which is an error while assignments.follow is on, except in target
+	// all: the all-in-one trusts its own key (embedded.data_dir/grants.pub)
+	// besides these.
+	AssignmentKeys []string `yaml:"assignment_keys"`
+	// OwnAssignmentKey is the all-in-one's public key file, trusted besides
+	// AssignmentKeys: set by the composition root in target all, never in
+	// a file.
+	OwnAssignmentKey string `yaml:"-"`
+	// DeadLetterTopic receives events that cannot be sent, and refused
+	// assignment records, with the reason. Default "opctl.deadletter.v1".
 	DeadLetterTopic string `yaml:"dead_letter_topic"`
+}
+
+// assignmentKeyring reads the trusted public keys of the assignments.
+func (c Config) assignmentKeyring() (*sign.Keyring, error) {
+	paths := c.AssignmentKeys
+	if c.OwnAssignmentKey != "" {
+		paths = append(paths[:len(paths):len(paths)], c.OwnAssignmentKey)
+	}
+	kr, err := sign.LoadKeyring(paths...)
+	if err != nil {
+		return nil, fmt.Errorf("forwarder.assignment_keys: %w", err)
+	}
+	return kr, nil
 }
 
 // AssignmentsConfig is the destinations followed from the assignments
@@ -251,6 +276,14 @@ func (c Config) Validate() error {
 		errs.Addf("forwarder.destinations", "must be empty when forwarder.assignments.follow is on (the assignments name the destinations)")
 	case !c.Assignments.Follow && len(c.Destinations) == 0:
 		errs.Addf("forwarder.destinations", "at least one destination is required (or forwarder.assignments.follow)")
+	}
+	if c.Assignments.Follow && len(c.AssignmentKeys) == 0 && c.OwnAssignmentKey == "" {
+		errs.Addf("forwarder.assignment_keys", "required while forwarder.assignments.follow is on: the public keys whose assignments are trusted (unsigned assignments are never trusted)")
+	}
+	for i, path := range c.AssignmentKeys {
+		if _, err := sign.LoadPublicKey(path); err != nil {
+			errs.Add(config.IndexPath("forwarder.assignment_keys", i), err)
+		}
 	}
 	names := map[string]int{}
 	groups := map[string]int{}
