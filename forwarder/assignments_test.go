@@ -3,7 +3,6 @@ package forwarder
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -98,11 +97,11 @@ func TestAssignmentSource(t *testing.T) {
 	tmpl := a.destination() // timeouts and backoff of the tests
 	cfg := followingConfig(kcfg, tmpl, pub)
 	reg := prometheus.NewRegistry()
-	src, err := NewAssignmentSource(cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)), reg)
+	src, err := NewAssignmentSource(cfg, nil, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := New(cfg, Options{Registerer: reg, Source: src, Log: slog.New(slog.NewTextHandler(os.Stderr, nil))})
+	f, err := New(cfg, Options{Registerer: reg, Source: src})
 	if err != nil {
 		t.Fatal(err)
 	}
