@@ -62,13 +62,16 @@ CREATE TABLE job_executions (
   trigger_type TEXT NOT NULL,
   scheduled_ms BIGINT NOT NULL,
   state TEXT NOT NULL,
+  -- requests_open: it made access requests the scheduler has not yet
+  -- completed.
+  requests_open BOOLEAN NOT NULL,
   created_ms BIGINT NOT NULL,
   version BIGINT NOT NULL,
   doc TEXT NOT NULL
 );
 -- A scheduled time fires once, whichever process fires it.
 CREATE UNIQUE INDEX job_executions_once ON job_executions(job_id, scheduled_ms) WHERE trigger_type = 'SCHEDULED';
-CREATE INDEX job_executions_state ON job_executions(state);
+CREATE INDEX job_executions_state ON job_executions(state, requests_open);
 CREATE INDEX job_executions_job ON job_executions(job_id, created_ms);
 
 CREATE TABLE work_requests (
