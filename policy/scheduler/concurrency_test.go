@@ -146,7 +146,10 @@ func TestTwoSchedulers(t *testing.T) {
 			}
 			// The store refuses a second execution of one scheduled time
 			// outright, whoever writes it.
-			e := must[[]Execution](t)(func() ([]Execution, error) { es, _, err := f.svc.ListExecutions(f.ctx, ids[0], pageAll); return es, err }())[0]
+			e := must[[]Execution](t)(func() ([]Execution, error) {
+				es, _, err := f.svc.ListExecutions(f.ctx, ids[0], pageAll)
+				return es, err
+			}())[0]
 			dup := e
 			dup.ID, dup.Version = policy.NewID("jobexecution"), 0
 			err := f.store.Tx(f.ctx, func(tx *policy.Tx) error { return saveExecution(tx, &dup, 0) })

@@ -80,7 +80,7 @@ func TestRateControl(t *testing.T) {
 					t.Fatalf("execution %+v", e)
 				}
 				var (
-					order   []string   // hosts in dispatch order
+					order   []string // hosts in dispatch order
 					running []schemas.Dispatch
 					maxRun  int
 					seen    = map[string]bool{}
