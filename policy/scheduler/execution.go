@@ -58,6 +58,7 @@ func (e *Execution) requestsOpen() bool {
 type effects struct {
 	fired        []Trigger
 	missed       int
+	overlapping  int
 	dispatchLags []time.Duration
 	dispatched   int
 	finished     []ExecutionState

@@ -263,3 +263,28 @@ func TestInstancesAndGroups(t *testing.T) {
 		})
 	}
 }
+
+// TestOverlappingSkipped: a scheduled execution does not start while the
+// job's previous one still runs (AWS's SKIPPED_OVERLAPPING); run now is
+// not held back.
+func TestOverlappingSkipped(t *testing.T) {
+	f := newFixture(t, backends()[0])
+	f.instances("h01")
+	j := f.job(JobInput{ScheduleType: Recurring, IntervalType: Hour, IntervalValue: 1, TimeNextExecution: t0.Add(time.Hour), ManagedInstances: []string{"h01"}, TimeoutMinutes: 180})
+	f.tick(j.TimeNextExecution)
+	d := f.dispatches()[0]
+	res := f.tick(j.TimeNextExecution.Add(time.Hour))
+	if res.Fired != 0 || res.Overlapping != 1 {
+		t.Fatalf("while the first runs: %+v", res)
+	}
+	if got := must[Job](t)(f.svc.GetJob(f.ctx, j.ID)); !got.TimeNextExecution.Equal(j.TimeNextExecution.Add(2 * time.Hour)) {
+		t.Fatalf("next %s", got.TimeNextExecution)
+	}
+	f.report(d, 1, schemas.WorkSucceeded, 100, "")
+	if res := f.tick(j.TimeNextExecution.Add(2 * time.Hour)); res.Fired != 1 {
+		t.Fatalf("after it ended: %+v", res)
+	}
+	if got := testutil.ToFloat64(f.svc.m.skipped.WithLabelValues("overlapping")); got != 1 {
+		t.Errorf("overlapping metric %v", got)
+	}
+}

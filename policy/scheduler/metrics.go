@@ -23,7 +23,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		fired: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditpipe_scheduler_jobs_fired_total",
 			Help: "Job executions started, by trigger (SCHEDULED, RUN_NOW)."}, []string{"trigger"}),
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditpipe_scheduler_jobs_skipped_total",
-			Help: "Scheduled executions that did not run, by reason (skip_next: a user skipped it; missed: its cutoff passed before a scheduler ticked)."}, []string{"reason"}),
+			Help: "Scheduled executions that did not run, by reason (skip_next: a user skipped it; missed: its cutoff passed before a scheduler ticked; overlapping: the job's previous execution still ran)."}, []string{"reason"}),
 		finished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditpipe_scheduler_executions_finished_total",
 			Help: "Job executions that ended, by state (SUCCEEDED, FAILED, CANCELED)."}, []string{"state"}),
 		failed: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditpipe_scheduler_jobs_failed_total",
@@ -41,7 +41,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, t := range []Trigger{TriggerScheduled, TriggerRunNow} {
 		m.fired.WithLabelValues(string(t))
 	}
-	for _, r := range []string{"skip_next", "missed"} {
+	for _, r := range []string{"skip_next", "missed", "overlapping"} {
 		m.skipped.WithLabelValues(r)
 	}
 	for _, st := range []ExecutionState{ExecutionSucceeded, ExecutionFailed, ExecutionCanceled} {
@@ -63,6 +63,9 @@ func (m *metrics) apply(fx effects) {
 	}
 	if fx.missed > 0 {
 		m.skipped.WithLabelValues("missed").Add(float64(fx.missed))
+	}
+	if fx.overlapping > 0 {
+		m.skipped.WithLabelValues("overlapping").Add(float64(fx.overlapping))
 	}
 	m.dispatched.Add(float64(fx.dispatched))
 	for _, d := range fx.dispatchLags {

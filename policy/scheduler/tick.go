@@ -14,6 +14,7 @@ import (
 type TickResult struct {
 	Fired          int // executions started by their schedule
 	Missed         int // scheduled executions whose cutoff passed before a tick fired them
+	Overlapping    int // scheduled executions skipped: the job's previous one still ran
 	Advanced       int // executions in progress looked at
 	Dispatched     int // work requests sent to agents
 	Finished       int // executions that ended
@@ -73,6 +74,7 @@ func (s *Service) Tick(ctx context.Context, now time.Time) (TickResult, error) {
 			s.m.apply(fx)
 			res.Fired += len(fx.fired)
 			res.Missed += fx.missed
+			res.Overlapping += fx.overlapping
 			res.Dispatched += fx.dispatched
 			res.Finished += len(fx.finished)
 			if done && what == "advance" {
@@ -107,7 +109,8 @@ func (s *Service) Tick(ctx context.Context, now time.Time) (TickResult, error) {
 // fireDue fires job id if it is still due at now (another process may
 // have fired it since it was listed). Executions missed while no process
 // ticked are coalesced: only the latest due one fires, and only while its
-// cutoff has not passed; the ones before it are recorded as missed.
+// cutoff has not passed; the ones before it are recorded as missed. It
+// does not fire while the job's previous execution is in progress.
 func (s *Service) fireDue(tx *policy.Tx, id string, now time.Time, fx *effects) error {
 	j, err := getJob(tx, id, true)
 	if err != nil {
@@ -146,6 +149,24 @@ func (s *Service) fireDue(tx *policy.Tx, id string, now time.Time, fx *effects) 
 			return err
 		}
 		fx.missed = missed
+	}
+	if fire {
+		// As AWS's SKIPPED_OVERLAPPING: a scheduled execution does not
+		// start while the job's last one still runs (two package runs on
+		// one host would fight over its package database).
+		var running int
+		if err := tx.QueryRow("SELECT COUNT(*) FROM job_executions WHERE job_id = ? AND state = ?", j.ID, string(ExecutionInProgress)).Scan(&running); err != nil {
+			return fmt.Errorf("scheduler store: executions of %s: %w", j.ID, err)
+		}
+		if running > 0 {
+			fire = false
+			fx.overlapping++
+			if err := s.jobChanged(tx, &j, ActorScheduler, string(j.LifecycleState), "skipped_overlapping",
+				fmt.Sprintf("execution of %s skipped: the previous execution still runs", latest.Format(time.RFC3339)), now,
+				map[string]string{"time_skipped": latest.Format(time.RFC3339)}); err != nil {
+				return err
+			}
+		}
 	}
 	if fire {
 		if _, err := s.fire(tx, &j, TriggerScheduled, latest, now, ActorScheduler, fx); err != nil {

@@ -155,9 +155,9 @@ func (s *Service) ListWorkRequests(ctx context.Context, f WorkRequestFilter) ([]
 	if err := s.compartmentConds(ctx, &conds, &args, f.CompartmentID, f.Recursive); err != nil {
 		return nil, "", err
 	}
-	for col, v := range map[string]string{"job_id": f.JobID, "execution_id": f.ExecutionID, "instance_id": f.InstanceID, "status": string(f.Status)} {
-		if v != "" {
-			conds, args = append(conds, col+" = ?"), append(args, v)
+	for _, c := range []struct{ col, v string }{{"job_id", f.JobID}, {"execution_id", f.ExecutionID}, {"instance_id", f.InstanceID}, {"status", string(f.Status)}} {
+		if c.v != "" {
+			conds, args = append(conds, c.col+" = ?"), append(args, c.v)
 		}
 	}
 	return policy.List[WorkRequest](ctx, s.store, "work_requests", conds, args, f.Page)
