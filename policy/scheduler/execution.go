@@ -129,7 +129,7 @@ func (s *Service) fire(tx *policy.Tx, j *Job, trig Trigger, scheduled, now time.
 		return Execution{}, err
 	}
 	fx.fired = append(fx.fired, trig)
-	if err := s.advance(tx, &e, ws, now, fx); err != nil {
+	if err := s.advance(tx, &e, ws, nil, now, fx); err != nil {
 		return Execution{}, err
 	}
 	return e, saveExecution(tx, &e, e.Version)
@@ -228,8 +228,8 @@ func (s *Service) requestAccess(tx *policy.Tx, j *Job, e *Execution, ws []WorkRe
 	return refused, nil
 }
 
-// onExecution reads execution id for change with its work requests, runs
-// fn, advances the execution (timeouts, governance, max errors, cutoff,
+// onExecution reads execution id for change with its work requests not
+// yet final, runs fn, advances the execution (timeouts, governance, max errors, cutoff,
 // dispatch, its end) and saves it.
 func (s *Service) onExecution(tx *policy.Tx, id string, now time.Time, fx *effects, fn func(e *Execution, ws []WorkRequest) error) error {
 	e, err := getExecution(tx, id, true)
@@ -237,14 +237,14 @@ func (s *Service) onExecution(tx *policy.Tx, id string, now time.Time, fx *effec
 		return err
 	}
 	prev := e.Version
-	ws, err := executionWork(tx, id)
+	ws, final, err := executionWork(tx, id)
 	if err != nil {
 		return err
 	}
 	if err := fn(&e, ws); err != nil {
 		return err
 	}
-	if err := s.advance(tx, &e, ws, now, fx); err != nil {
+	if err := s.advance(tx, &e, ws, final, now, fx); err != nil {
 		return err
 	}
 	return saveExecution(tx, &e, prev)
@@ -257,8 +257,10 @@ func (s *Service) onExecution(tx *policy.Tx, id string, now time.Time, fx *effec
 // canceled, or fails when it still waited for its access request; then
 // work requests are dispatched in order while fewer than max concurrency
 // run (a governed one once its grant exists); and the execution ends
-// when every work request did.
-func (s *Service) advance(tx *policy.Tx, e *Execution, ws []WorkRequest, now time.Time, fx *effects) error {
+// when every work request did. ws are the execution's work requests
+// (those not final, at least) in dispatch order; final counts the final
+// ones not in ws.
+func (s *Service) advance(tx *policy.Tx, e *Execution, ws []WorkRequest, final map[Status]int, now time.Time, fx *effects) error {
 	if e.State != ExecutionInProgress {
 		return nil
 	}
@@ -297,7 +299,7 @@ func (s *Service) advance(tx *policy.Tx, e *Execution, ws []WorkRequest, now tim
 			}
 		}
 	}
-	failed := 0
+	failed := final[Failed]
 	for _, w := range ws {
 		if w.Status == Failed {
 			failed++
@@ -352,7 +354,7 @@ func (s *Service) advance(tx *policy.Tx, e *Execution, ws []WorkRequest, now tim
 		}
 		running++
 	}
-	return s.finishIfDone(tx, e, ws, now, fx)
+	return s.finishIfDone(tx, e, ws, final, now, fx)
 }
 
 // dispatch sends w to its instance's agent (a signed RUN on
@@ -458,8 +460,11 @@ func (s *Service) changed(tx *policy.Tx, w *WorkRequest, actor, from, kind, reas
 // finishIfDone counts e's work requests and, once each is final, ends
 // the execution: SUCCEEDED, FAILED (one failed, or it had no target) or
 // CANCELED.
-func (s *Service) finishIfDone(tx *policy.Tx, e *Execution, ws []WorkRequest, now time.Time, fx *effects) error {
+func (s *Service) finishIfDone(tx *policy.Tx, e *Execution, ws []WorkRequest, final map[Status]int, now time.Time, fx *effects) error {
 	e.Counts = map[Status]int{}
+	for st, n := range final {
+		e.Counts[st] = n
+	}
 	done := true
 	for _, w := range ws {
 		e.Counts[w.Status]++
@@ -469,7 +474,7 @@ func (s *Service) finishIfDone(tx *policy.Tx, e *Execution, ws []WorkRequest, no
 		return nil
 	}
 	switch {
-	case len(ws) == 0 || e.Counts[Failed] > 0:
+	case e.Targets == 0 || e.Counts[Failed] > 0:
 		e.State = ExecutionFailed
 	case e.Counts[Canceled] > 0:
 		e.State = ExecutionCanceled
@@ -477,8 +482,8 @@ func (s *Service) finishIfDone(tx *policy.Tx, e *Execution, ws []WorkRequest, no
 		e.State = ExecutionSucceeded
 	}
 	e.TimeFinished = now
-	summary := fmt.Sprintf("%d succeeded, %d failed, %d canceled of %d", e.Counts[Succeeded], e.Counts[Failed], e.Counts[Canceled], len(ws))
-	if len(ws) == 0 {
+	summary := fmt.Sprintf("%d succeeded, %d failed, %d canceled of %d", e.Counts[Succeeded], e.Counts[Failed], e.Counts[Canceled], e.Targets)
+	if e.Targets == 0 {
 		summary = "no target"
 	}
 	if err := s.history(tx, ObjectExecution, e.ID, ActorScheduler, string(ExecutionInProgress), string(e.State), "finished", summary, now); err != nil {

@@ -131,15 +131,35 @@ func saveWorkRequest(tx *policy.Tx, w *WorkRequest, prev int64) error {
 	return updatedOne(res, ObjectWorkRequest, w.ID)
 }
 
-// executionWork returns the work requests of an execution in dispatch
-// order (the caller holds the execution's row).
-func executionWork(tx *policy.Tx, id string) ([]WorkRequest, error) {
-	ws, err := policy.Docs[WorkRequest](tx, "SELECT doc FROM work_requests WHERE execution_id = ?", id)
+// executionWork returns the work requests of an execution that are not
+// final, in dispatch order, and the counts of its final ones by status
+// (final work requests never change, so an execution's step reads only
+// what may move). The caller holds the execution's row.
+func executionWork(tx *policy.Tx, id string) ([]WorkRequest, map[Status]int, error) {
+	ws, err := policy.Docs[WorkRequest](tx, "SELECT doc FROM work_requests WHERE execution_id = ? AND status NOT IN (?, ?, ?)",
+		id, string(Succeeded), string(Failed), string(Canceled))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sortByPosition(ws)
-	return ws, nil
+	rows, err := tx.Query("SELECT status, COUNT(*) FROM work_requests WHERE execution_id = ? AND status IN (?, ?, ?) GROUP BY status",
+		id, string(Succeeded), string(Failed), string(Canceled))
+	if err != nil {
+		return nil, nil, fmt.Errorf("scheduler store: work of %s: %w", id, err)
+	}
+	defer rows.Close()
+	final := map[Status]int{}
+	for rows.Next() {
+		var (
+			st string
+			n  int
+		)
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, nil, fmt.Errorf("scheduler store: work of %s: %w", id, err)
+		}
+		final[Status(st)] = n
+	}
+	return ws, final, rows.Err()
 }
 
 func addLog(tx *policy.Tx, wr, kind, code, msg string, at time.Time) error {

@@ -103,7 +103,13 @@ func (s *Service) onWorkRequest(ctx context.Context, id string, now time.Time, f
 					return fn(tx, e, &ws[n])
 				}
 			}
-			return &policy.NotFoundError{Object: ObjectWorkRequest, ID: id}
+			// Final (the execution's step reads only what may move):
+			// read again under the execution's lock.
+			w, err := getWorkRequest(tx, id, false)
+			if err != nil {
+				return err
+			}
+			return fn(tx, e, &w)
 		})
 	})
 }
