@@ -1,12 +1,19 @@
 package scheduler
 
 import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
 	"github.com/auditpipe/auditpipe/grants"
+	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/policy"
 	"github.com/auditpipe/auditpipe/schemas"
 )
@@ -219,5 +226,90 @@ func TestGovernedPatchRun(t *testing.T) {
 				t.Errorf("request states %s", got)
 			}
 		})
+	}
+}
+
+// compileSchema compiles one of the contract's JSON Schemas.
+func compileSchema(t *testing.T, name string) *jsonschema.Schema {
+	t.Helper()
+	path := filepath.Join("..", "..", "schemas", "jsonschema", name+".schema.json")
+	fh, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	doc, err := jsonschema.UnmarshalJSON(fh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	if err := c.AddResource(path, doc); err != nil {
+		t.Fatal(err)
+	}
+	sch, err := c.Compile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sch
+}
+
+// TestPublishedMatchSchemas: what the scheduler writes to the outbox
+// (lifecycle events of jobs and work requests, the signed dispatch
+// payloads, RUN and CANCEL, governed or not) matches the contract's JSON
+// Schemas, not only the Go types.
+func TestPublishedMatchSchemas(t *testing.T) {
+	f := newFixture(t, backends()[0])
+	pre := f.governedResource("exa-pre", &policy.ControlInput{OperatorControlName: "patch_preapproved", PreApprovedOpActions: []string{GovernedAction}})
+	f.instances("h01", "h02")
+	j := f.job(JobInput{ManagedInstances: []string{pre.ID, "h01", "h02"}, MaxConcurrency: "2", MaxErrors: "0"})
+	f.tick(j.TimeNextExecution)
+	ds := f.dispatches()
+	f.report(ds[0], 1, schemas.WorkFailed, 10, "")
+	must[WorkRequest](t)(f.svc.CancelWorkRequest(f.ctx, admin, ds[1].WorkRequestID))
+	f.report(ds[1], 1, schemas.WorkCanceled, 10, "stopped")
+	f.tick(f.clock.Now().Add(time.Minute))
+	lifecycle, dispatch := compileSchema(t, "lifecycle"), compileSchema(t, "dispatch")
+	recs, err := f.store.Outbox(f.ctx, 0, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, r := range recs {
+		var (
+			payload []byte
+			sch     *jsonschema.Schema
+		)
+		switch r.Topic {
+		case schemas.TopicLifecycle:
+			payload, sch = r.Value, lifecycle
+		case schemas.TopicDispatch:
+			payload, _, err = sign.Open(r.Value, f.keys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sch = dispatch
+		default:
+			continue
+		}
+		inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sch.Validate(inst); err != nil {
+			t.Errorf("%s %s: %v", r.Topic, payload, err)
+		}
+		var kind struct {
+			Kind   string `json:"kind"`
+			Action string `json:"action"`
+		}
+		_ = json.Unmarshal(payload, &kind)
+		seen[kind.Kind+kind.Action]++
+	}
+	for _, k := range []string{"scheduled_job.created", "scheduled_job.fired", "work_request.accepted", "work_request.dispatched", "work_request.failed",
+		"work_request.cancel_requested", "work_request.canceled", "scheduled_job.execution_failed", "RUN", "CANCEL"} {
+		if seen[k] == 0 {
+			t.Errorf("no %s checked (%v)", k, seen)
+		}
 	}
 }
