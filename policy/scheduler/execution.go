@@ -237,6 +237,10 @@ func (s *Service) onExecution(tx *policy.Tx, id string, now time.Time, fx *effec
 		return err
 	}
 	prev := e.Version
+	before, err := encode(e)
+	if err != nil {
+		return err
+	}
 	ws, final, err := executionWork(tx, id)
 	if err != nil {
 		return err
@@ -246,6 +250,9 @@ func (s *Service) onExecution(tx *policy.Tx, id string, now time.Time, fx *effec
 	}
 	if err := s.advance(tx, &e, ws, final, now, fx); err != nil {
 		return err
+	}
+	if after, err := encode(e); err != nil || after == before {
+		return err // unchanged: a tick with nothing due writes nothing
 	}
 	return saveExecution(tx, &e, prev)
 }
