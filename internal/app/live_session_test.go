@@ -16,11 +16,13 @@ import (
 	"time"
 
 	"github.com/auditpipe/auditpipe/collector/netlinksrc"
+	"github.com/auditpipe/auditpipe/forwarder"
 	"github.com/auditpipe/auditpipe/grants"
 	"github.com/auditpipe/auditpipe/internal/audittest"
 	"github.com/auditpipe/auditpipe/internal/auth"
 	"github.com/auditpipe/auditpipe/internal/config"
 	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/siemtest"
 	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/internal/sshdtest"
 	"github.com/auditpipe/auditpipe/internal/testenv"
@@ -45,6 +47,7 @@ const EnvLiveCapture = "AUDITPIPE_LIVE_CAPTURE"
 // cwd, euid, root after sudo), the keystrokes and the logout, all with the
 // grant's req_auth_id. A second session is left open and the signed
 // revocation published: the session ends within 2 s and the user is gone.
+// The forwarder delivers the same events to rsyslog (internal/siemtest).
 // Root only; it takes the kernel audit lock and restores the audit state.
 func TestLiveOperatorSession(t *testing.T) {
 	k := audittest.Take(t)
@@ -76,6 +79,10 @@ func TestLiveOperatorSession(t *testing.T) {
 	srv := sshdtest.Start(t, sshdtest.Options{TTYAuditInclude: pamFile})
 	key, pub := sshdtest.Key(t)
 
+	ca := siemtest.NewCA(t, dir, "ca")
+	cert, certKey := ca.Issue(t, dir, "siem", siemtest.CertOptions{})
+	rs := siemtest.StartRsyslog(t, siemtest.RsyslogOptions{CA: ca, CertFile: cert, KeyFile: certKey})
+
 	const host = "livehost"
 	cfg := DefaultConfig()
 	cfg.Target = TargetAll
@@ -87,6 +94,7 @@ func TestLiveOperatorSession(t *testing.T) {
 	cfg.Collector.Grants = nil
 	cfg.Collector.FlushInterval = 200 * time.Millisecond
 	cfg.Collector.LogoutFromSessionClose = true // Debian's sshd writes no USER_LOGOUT
+	cfg.Forwarder.Destinations = []forwarder.Destination{{Address: rs.Addr, TLS: forwarder.TLS{CAFile: ca.CertPEM}}}
 	cfg.Agent.Live = true
 	cfg.Agent.Host = host
 	cfg.Agent.GrantKeys = []string{filepath.Join(data, GrantsPublicKeyName)}
@@ -166,6 +174,14 @@ func TestLiveOperatorSession(t *testing.T) {
 	if got := count(t, r, fmt.Sprintf("SELECT count() FROM audit_events WHERE loginid = '%s' AND req_auth_id != '%s'", login, req)); got != "0" {
 		t.Errorf("%s events of the login without the grant's req_auth_id", got)
 	}
+	// The SIEM received the same events.
+	stored := count(t, r, fmt.Sprintf("SELECT arrayStringConcat(groupArray(toString(event_id)), ',') FROM audit_events WHERE loginid = '%s'", login))
+	want := strings.Split(stored, ",")
+	if !eventually(30*time.Second, func() bool { return len(missingAt(rs.Messages(t), want)) == 0 }) {
+		t.Errorf("rsyslog lacks %d of the %d stored events: %v", len(missingAt(rs.Messages(t), want)), len(want), missingAt(rs.Messages(t), want))
+	} else {
+		t.Logf("rsyslog received all %d event ids of the session", len(want))
+	}
 	t.Logf("events of the session:\n%s", count(t, r, fmt.Sprintf("SELECT groupArray(tuple(event, res, euid, cwd, args, keys)) FROM (SELECT * FROM audit_events WHERE loginid = '%s' ORDER BY seq)", login)))
 
 	// The second session, left open; then the revocation.
@@ -203,7 +219,7 @@ func TestLiveOperatorSession(t *testing.T) {
 func startLive(t *testing.T, cfg Config) *running {
 	t.Helper()
 	a, err := newApp(cfg, Deps{Log: slog.New(slog.NewTextHandler(testLog{t}, nil))}, modules(),
-		map[string][]string{TargetAll: {"broker", "server", "query", "indexer", "collector", "agent"}})
+		map[string][]string{TargetAll: {"broker", "server", "query", "indexer", "forwarder", "collector", "agent"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,6 +356,23 @@ func runCmd(t *testing.T, name string, args ...string) string {
 		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// missingAt returns the event ids of want that no syslog message names.
+func missingAt(msgs, want []string) []string {
+	got := map[string]bool{}
+	for _, m := range msgs {
+		if i := strings.Index(m, `event_id="`); i >= 0 && len(m) >= i+42 {
+			got[m[i+10:i+42]] = true
+		}
+	}
+	var missing []string
+	for _, id := range want {
+		if !got[id] {
+			missing = append(missing, id)
+		}
+	}
+	return missing
 }
 
 // eventually polls cond until it holds or d passes.
