@@ -212,6 +212,7 @@ func TestLiveOperatorSession(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	waitMetric(t, r.app.Registry(), "UNDEPLOYED reported", `auditpipe_agent_reports_total{state="UNDEPLOYED"}`, 1)
 	r.stop(t)
 }
 
