@@ -26,7 +26,8 @@ const EnvRequire = "AUDITPIPE_REQUIRE"
 type Dep string
 
 // The dependencies. `make deps` installs chdb, rsyslog, kafka, syslog-ng,
-// python-venv and postgres; the tests run as root on the build machines.
+// python-venv, postgres, the host tools and sshd; the tests run as root on
+// the build machines.
 const (
 	// CHDB is libchdb.so (scripts/deps.d/10-chdb.sh).
 	CHDB Dep = "chdb"
