@@ -221,7 +221,11 @@ func (b *Builder) appendID(dst []byte, f auditlog.Field, st *recState, user bool
 	}
 	start := len(dst)
 	dst = b.appendResolvedID(dst, f.Value, user)
-	cache.put(f.Value, dst[start:])
+	// An id not found is not remembered: its user may be created later
+	// (the agent's operator), and Names reads the file again.
+	if !bytes.HasPrefix(dst[start:], []byte("unknown(")) {
+		cache.put(f.Value, dst[start:])
+	}
 	return dst
 }
 
