@@ -59,12 +59,16 @@ const (
 	// HostTools are the programs the host agent drives: visudo and sudo,
 	// auditctl (scripts/deps.d/50-host-agent.sh).
 	HostTools Dep = "host-tools"
+	// Apt is apt-get, dpkg, dpkg-deb and dpkg-scanpackages (dpkg-dev), run
+	// by the package-manager adapter's tests against a private root
+	// (scripts/deps.d/55-apt.sh).
+	Apt Dep = "apt"
 )
 
 // All returns the dependencies AUDITPIPE_REQUIRE=all requires: every one
 // the build machines provide.
 func All() []Dep {
-	return []Dep{CHDB, Rsyslog, SyslogNG, PythonVenv, Postgres, Kafka, Java, KernelAudit, Root, HostTools}
+	return []Dep{CHDB, Rsyslog, SyslogNG, PythonVenv, Postgres, Kafka, Java, KernelAudit, Root, HostTools, Apt}
 }
 
 // known returns every dependency name a list may hold.
