@@ -58,6 +58,7 @@ func commands() map[string]command {
 		"index":   {"load contract events (JSON lines, file or stdin) into ClickHouse, idempotently", runIndex},
 		"query":   {"run SQL or a named query against ClickHouse, chDB or a query endpoint", runQuery},
 		"request": {"access requests: 'request report ID' prints the request's audit log report (sessions, commands as a process tree)", cmdRequest},
+		"report":  {"reports: 'report compliance' prints the instances missing security updates, with their CVEs", cmdReport},
 		"verify":  {"check the tamper-evident trail: hash chains, gaps, conflicts, signed checkpoints (ClickHouse or a SIEM file)", runVerify},
 	}
 }
