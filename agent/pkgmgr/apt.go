@@ -166,10 +166,13 @@ func (a *Apt) UpdateAll(ctx context.Context, t UpdateType) (Result, error) {
 	if _, err := ParseUpdateType(string(t)); err != nil {
 		return Result{}, err
 	}
+	// One timeout covers the inventory and the upgrade.
+	ctx, cancel := a.withTimeout(ctx)
+	defer cancel()
 	inv, err := a.Inventory(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
-			return Result{Status: Canceled, Reason: "canceled: " + context.Cause(ctx).Error()}, nil
+			return stopped(ctx, nil), nil
 		}
 		return Result{Status: Failed, Reason: err.Error()}, nil
 	}
@@ -195,12 +198,35 @@ func (a *Apt) emit(ev Event) {
 
 var errTimeout = errors.New("timed out")
 
+// withTimeout bounds ctx by the adapter's timeout, with errTimeout as the
+// cause when it passes.
+func (a *Apt) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeoutCause(ctx, a.cfg.Timeout, fmt.Errorf("%w after %v", errTimeout, a.cfg.Timeout))
+}
+
+// stopped is the result of a run whose context ended: FAILED on the
+// adapter's timeout (or the caller's deadline), CANCELED when the caller
+// canceled it.
+func stopped(ctx context.Context, log []LogLine) Result {
+	cause := context.Cause(ctx)
+	switch {
+	case errors.Is(cause, errTimeout):
+		return Result{Status: Failed, Reason: "apt-get " + cause.Error(), Log: log}
+	case errors.Is(ctx.Err(), context.Canceled):
+		return Result{Status: Canceled, Reason: "canceled: " + cause.Error(), Log: log}
+	}
+	return Result{Status: Failed, Reason: "apt-get stopped: " + cause.Error(), Log: log}
+}
+
 // run runs apt-get -y args under the adapter's timeout. Its output is
 // the run's log; its status descriptor (APT::Status-Fd, fd 3) gives the
 // progress.
 func (a *Apt) run(ctx context.Context, args []string) Result {
-	ctx, cancel := context.WithTimeoutCause(ctx, a.cfg.Timeout, fmt.Errorf("%w after %v", errTimeout, a.cfg.Timeout))
+	ctx, cancel := a.withTimeout(ctx)
 	defer cancel()
+	if ctx.Err() != nil {
+		return stopped(ctx, nil)
+	}
 	var (
 		mu     sync.Mutex
 		log    []LogLine
@@ -293,25 +319,20 @@ func (a *Apt) run(ctx context.Context, args []string) Result {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	res := Result{Status: Succeeded, Log: log}
-	switch {
-	case ctx.Err() != nil && errors.Is(context.Cause(ctx), errTimeout):
-		res.Status, res.Reason = Failed, "apt-get "+context.Cause(ctx).Error()
-	case ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled):
-		res.Status, res.Reason = Canceled, "canceled: "+context.Cause(ctx).Error()
-	case ctx.Err() != nil:
-		res.Status, res.Reason = Failed, "apt-get stopped: "+context.Cause(ctx).Error()
-	case waitErr != nil:
-		// dpkg's error names the package and the script; apt-get's own
-		// "E:" line only says that dpkg failed.
-		res.Status = Failed
-		res.Reason = reason
-		if res.Reason == "" {
-			res.Reason = lastError(log)
-		}
-		if res.Reason == "" {
-			res.Reason = fmt.Sprintf("apt-get: %v", waitErr)
-		}
+	if ctx.Err() != nil {
+		return stopped(ctx, log)
+	}
+	if waitErr == nil {
+		return Result{Status: Succeeded, Log: log}
+	}
+	// dpkg's error names the package and the script; apt-get's own "E:"
+	// line only says that dpkg failed.
+	res := Result{Status: Failed, Reason: reason, Log: log}
+	if res.Reason == "" {
+		res.Reason = lastError(log)
+	}
+	if res.Reason == "" {
+		res.Reason = fmt.Sprintf("apt-get: %v", waitErr)
 	}
 	return res
 }
@@ -411,7 +432,7 @@ func isAlnum(c byte) bool {
 // from dpkg-query, the upgrades apt-get -s upgrade would make, each
 // classified by the security feed.
 func (a *Apt) Inventory(ctx context.Context) (Inventory, error) {
-	ctx, cancel := context.WithTimeout(ctx, a.cfg.Timeout)
+	ctx, cancel := a.withTimeout(ctx)
 	defer cancel()
 	env, cleanup, err := a.env()
 	if err != nil {

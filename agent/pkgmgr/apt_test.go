@@ -398,3 +398,26 @@ func TestCheckNames(t *testing.T) {
 		}
 	}
 }
+
+// TestAptStoppedBeforeStart: a context already canceled ends a run as
+// CANCELED without starting apt-get (it used to be FAILED with the start
+// error), in UpdateAll's inventory too; an unknown update type is an
+// error.
+func TestAptStoppedBeforeStart(t *testing.T) {
+	requireApt(t)
+	repo := buildRepo(t, testPackages[:1])
+	a, _ := newRoot(t, repo, 5*time.Minute, &recorder{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	res, err := a.Install(ctx, []string{"hello"})
+	if err != nil || res.Status != Canceled || len(res.Log) != 0 {
+		t.Errorf("install on a canceled context: %v %+v", err, res)
+	}
+	res, err = a.UpdateAll(ctx, All)
+	if err != nil || res.Status != Canceled {
+		t.Errorf("update all on a canceled context: %v %+v", err, res)
+	}
+	if _, err := a.UpdateAll(ctx, "SOME"); err == nil {
+		t.Error("update all of type SOME: no error")
+	}
+}
