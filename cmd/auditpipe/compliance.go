@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"sort"
 
 	"github.com/auditpipe/auditpipe/report/compliance"
 )
@@ -18,37 +16,7 @@ func reportCommands() map[string]command {
 
 // cmdReport is `auditpipe report SUBCOMMAND [flags]`.
 func cmdReport(ctx context.Context, e env) error {
-	subs := reportCommands()
-	if len(e.args) == 0 {
-		reportUsage(e.stderr, subs)
-		return errUsage
-	}
-	switch e.args[0] {
-	case "-h", "--help", "help":
-		reportUsage(e.stderr, subs)
-		return errHelp
-	}
-	c, ok := subs[e.args[0]]
-	if !ok {
-		fmt.Fprintf(e.stderr, "auditpipe report: unknown subcommand %q\n\n", e.args[0])
-		reportUsage(e.stderr, subs)
-		return errUsage
-	}
-	e.args = e.args[1:]
-	return c.run(ctx, e)
-}
-
-func reportUsage(w io.Writer, subs map[string]command) {
-	fmt.Fprintln(w, "usage: auditpipe report <subcommand> [flags]")
-	fmt.Fprintln(w, "\nsubcommands:")
-	names := make([]string, 0, len(subs))
-	for n := range subs {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-12s %s\n", n, subs[n].summary)
-	}
+	return runSubcommand(ctx, e, "report", "[flags]", reportCommands())
 }
 
 // runReportCompliance is `auditpipe report compliance [--compartment ID
