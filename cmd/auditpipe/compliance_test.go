@@ -3,18 +3,23 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/clickhouse/chdb"
+	"github.com/auditpipe/auditpipe/clickhouse/clickhousetest"
+	"github.com/auditpipe/auditpipe/internal/auth"
 	"github.com/auditpipe/auditpipe/internal/testenv"
+	"github.com/auditpipe/auditpipe/queryapi"
 )
 
 // TestReportCompliance: inventory rows stored in a chDB directory through
 // the migrations, then `report compliance` read from it with each scope
-// flag, as table and json.
+// flag, as table and json, and through a query endpoint.
 func TestReportCompliance(t *testing.T) {
 	if _, err := chdb.FindLibrary(""); err != nil {
 		testenv.SkipOrFail(t, testenv.CHDB, "needs libchdb.so (run 'make deps'): %v", err)
@@ -72,6 +77,34 @@ Managed Instance a (i-a)
 			t.Errorf("%v:\n%s\nwant it to end with:\n%s", tc.args, out, tc.want)
 		}
 	}
+
+	// Through an auditor's query endpoint over the same directory: the
+	// scope's value travels as a query parameter.
+	func() {
+		eng := clickhousetest.OpenEmbedded(t, dir)
+		defer eng.Close()
+		tok, entry, err := auth.NewToken("auditor", auth.RoleAuditor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		authn, err := auth.New([]auth.Token{entry}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(authn.Require(queryapi.NewQueryHandler(eng, nil, queryapi.QueryHandlerOptions{}), auth.RoleAuditor))
+		defer srv.Close()
+		tokFile := filepath.Join(t.TempDir(), "auditor.token")
+		if err := os.WriteFile(tokFile, []byte(tok+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, out, errOut := runCmd(t, "", "report", "compliance", "--compartment", "root", "--recursive", "--details", "--server", srv.URL, "--token-file", tokFile)
+		if code != 0 {
+			t.Fatalf("server: exit %d, stderr %q", code, errOut)
+		}
+		if !strings.HasSuffix(out, details) {
+			t.Errorf("server:\n%s\nwant it to end with:\n%s", out, details)
+		}
+	}()
 
 	code, out, errOut := runCmd(t, "", "report", "compliance", "--embedded", dir, "--output", "json", "--details", "--group", "g")
 	if code != 0 {
