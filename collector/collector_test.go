@@ -485,10 +485,13 @@ func testKafkaDown(t *testing.T, kcfg, rcfg kafka.Config, down, up func()) {
 	// have landed all the same (kafka-go keeps the batch it was writing
 	// and writes it once it can; Kafka cannot say whether it did): the
 	// batch is spooled too, and sent again when the spool drains. So the
-	// events written while Kafka was down (seq 51..200) may be there twice
-	// (consumers dedup by event_id); none is lost, none of the events
-	// pushed before the outage is repeated, and the first copies are in
-	// collector order (one partition, one host).
+	// events written while Kafka was down (seq 51..200) may be there more
+	// than once (consumers dedup by event_id): at most once per failed
+	// push plus the spool's copy (on a loaded machine a batch may time out
+	// more than once, and each try may land). None is lost, none of the
+	// events pushed before the outage is repeated, and the first copies
+	// are in collector order (one partition, one host).
+	maxCopies := 1 + int(m("auditpipe_collector_produce_errors_total"))
 	seen := map[string]int{}
 	var firsts []schemas.Event
 	for _, e := range events {
@@ -498,8 +501,8 @@ func testKafkaDown(t *testing.T, kcfg, rcfg kafka.Config, down, up func()) {
 			firsts = append(firsts, e)
 		case e.Seq <= 50:
 			t.Errorf("seq %d, pushed before the outage, arrived %d times", e.Seq, n)
-		case n > 2:
-			t.Errorf("seq %d arrived %d times: at most once more than the spool's copy", e.Seq, n)
+		case n > maxCopies:
+			t.Errorf("seq %d arrived %d times: more than once per failed push (%d) plus the spool's copy", e.Seq, n, maxCopies-1)
 		}
 	}
 	checkExactlyOnce(t, firsts, 200)
@@ -509,7 +512,7 @@ func testKafkaDown(t *testing.T, kcfg, rcfg kafka.Config, down, up func()) {
 		}
 	}
 	if d := len(events) - len(firsts); d > 0 {
-		t.Logf("%d events sent twice (a timed-out push that landed, then its spooled copy)", d)
+		t.Logf("%d extra copies (timed-out pushes that landed, then the spooled copy)", d)
 	}
 }
 

@@ -2,6 +2,7 @@ package forwarder
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -157,7 +158,7 @@ func (f *Forwarder) runDestination(ctx context.Context, d Destination, dlw *dead
 	// (kfake) spends several times the CPU building 16 MiB responses
 	// (profile of BenchmarkForwarderVsRaw).
 	r, err := f.cfg.Kafka.NewGroupReader(kafka.GroupReaderConfig{
-		Group: d.Group, Topics: []string{schemas.TopicAudit}, MaxBytes: fetchMaxBytes, Log: log,
+		Group: d.Group, Topics: d.Filter.topics(), MaxBytes: fetchMaxBytes, Log: log,
 	})
 	if err != nil {
 		return fmt.Errorf("destination %s: %w", d.Name, err)
@@ -285,6 +286,9 @@ func (p *pipeline) render(ctx context.Context, rd *renderer, gen *kafka.Generati
 	e := rd.newEntry()
 	e.ref = commitRef{gen: gen, topic: msg.Topic, partition: msg.Partition, offset: msg.Offset}
 	e.born = msg.Time
+	if msg.Topic == schemas.TopicLifecycle {
+		return e, p.renderLifecycle(ctx, rd, e, msg)
+	}
 	var ev schemas.Event
 	// DecodeJSON directly: json.Unmarshal would scan the input once more
 	// before calling it, and decoding is the pipeline's hot spot.
@@ -319,6 +323,43 @@ func (p *pipeline) render(ctx context.Context, rd *renderer, gen *kafka.Generati
 		p.m.parts.Add(float64(len(e.frames)))
 	}
 	return e, nil
+}
+
+// renderLifecycle sets e's frames for a lifecycle event, none when the
+// filter skips it or it went to the dead-letter topic.
+func (p *pipeline) renderLifecycle(ctx context.Context, rd *renderer, e *entry, msg *kafka.Record) error {
+	l, err := schemas.DecodeLifecycle(msg.Value)
+	if err != nil {
+		reason := reasonDecode
+		var loose schemas.Lifecycle
+		if json.Unmarshal(msg.Value, &loose) == nil && loose.Validate() != nil {
+			reason = reasonInvalid
+		}
+		return p.deadLetter(ctx, msg, reason, err, string(msg.Key))
+	}
+	if !p.d.Filter.MatchLifecycle(&l) {
+		p.m.filtered.Inc()
+		return nil
+	}
+	if cap(rd.slots)-len(rd.slots) < 1 {
+		rd.slots = make([][]byte, 0, slotChunk)
+	}
+	first := len(rd.slots)
+	slots, err := p.fm.lifecycleFrames(rd.slots, &l)
+	if err != nil {
+		reason := reasonRendering
+		if errors.Is(err, ErrHeaderTooLarge) {
+			reason = reasonOversize
+		}
+		return p.deadLetter(ctx, msg, reason, err, l.ResourceID)
+	}
+	rd.slots = slots
+	e.frames = slots[first:len(slots):len(slots)]
+	if len(e.frames) > 1 {
+		p.m.split.Inc()
+		p.m.parts.Add(float64(len(e.frames)))
+	}
+	return nil
 }
 
 // deadLetter writes msg to the dead-letter topic, retrying until it is

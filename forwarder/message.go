@@ -162,7 +162,9 @@ func (f *formatter) appendFrames(dst [][]byte, a *arena, ev *schemas.Event) ([][
 			return append(dst, appendFrame(a.alloc(size+frameDigits(size)+1), head, body)), nil
 		}
 	}
-	parts, err := f.split(ev, msg, body, eol, x.hash)
+	// New variables for the closure, so that scratch stays on the stack.
+	e, partBase := ev, f.header(make([]byte, 0, 256), ev)
+	parts, err := f.split(ev.EventID, msg, body, sdExtra{hash: x.hash, eol: eol}, func(x sdExtra) []byte { return f.appendSD(partBase, e, x) })
 	if err != nil {
 		return dst, err
 	}
@@ -230,24 +232,27 @@ type piece struct {
 	base64 bool
 }
 
-// split cuts body into the fewest parts whose messages fit maxSize, each
-// with part, parts, offset, length and sha256 in its structured data.
-// No part's MSG ends with a line-end byte or inside a UTF-8 sequence: the
-// cut moves back until it does not. Where no such cut exists within a
-// part (a run of line-end bytes longer than a part), that part's MSG is
-// its bytes in base64, with encoding="base64".
-func (f *formatter) split(ev *schemas.Event, msg, body, eol, hash string) ([][]byte, error) {
-	base := f.header(make([]byte, 0, 256), ev)
+// split cuts body (msg without its line end, eol) into the fewest parts
+// whose messages fit maxSize, each with part, parts, offset, length and
+// sha256 in its structured data; sd returns the header and structured
+// data of a message with x (the message's own parameters, as x carries
+// them, plus the part's), valid until its next call. No part's MSG ends
+// with a line-end byte or inside a UTF-8 sequence: the cut moves back
+// until it does not. Where no such cut exists within a part (a run of
+// line-end bytes longer than a part), that part's MSG is its bytes in
+// base64, with encoding="base64". id names the event in errors.
+func (f *formatter) split(id, msg, body string, x sdExtra, sd func(x sdExtra) []byte) ([][]byte, error) {
 	sum := sha256.Sum256([]byte(msg))
-	x := sdExtra{hash: hash, eol: eol, length: len(msg), sha256: hex.EncodeToString(sum[:]), offset: len(msg), base64: true}
+	x.json = false
+	x.length, x.sha256, x.offset, x.base64 = len(msg), hex.EncodeToString(sum[:]), len(msg), true
 	for digits := 1; digits <= 9; digits++ {
 		// The widest part header for n parts of this many digits.
 		x.part, x.parts = pow10(digits)-1, pow10(digits)-1
-		head := f.appendSD(base, ev, x)
+		head := sd(x)
 		widest := len(head) + 3*controls(head) + 1 + len(bom)
 		chunk := f.maxSize - widest
 		if chunk < minChunk {
-			return nil, fmt.Errorf("event %s: %w (%d bytes of %d)", ev.EventID, ErrHeaderTooLarge, widest, f.maxSize)
+			return nil, fmt.Errorf("event %s: %w (%d bytes of %d)", id, ErrHeaderTooLarge, widest, f.maxSize)
 		}
 		pieces := cutPieces(body, chunk)
 		n := len(pieces)
@@ -258,7 +263,7 @@ func (f *formatter) split(ev *schemas.Event, msg, body, eol, hash string) ([][]b
 		start := 0
 		for i, p := range pieces {
 			x.part, x.parts, x.offset, x.base64 = i+1, n, start, p.base64
-			head := f.appendSD(base, ev, x)
+			head := sd(x)
 			text := body[start:p.end]
 			if p.base64 {
 				text = base64.StdEncoding.EncodeToString([]byte(text))
@@ -268,7 +273,7 @@ func (f *formatter) split(ev *schemas.Event, msg, body, eol, hash string) ([][]b
 		}
 		return out, nil
 	}
-	return nil, fmt.Errorf("event %s: raw_data of %d bytes needs too many parts", ev.EventID, len(msg))
+	return nil, fmt.Errorf("event %s: MSG of %d bytes needs too many parts", id, len(msg))
 }
 
 // cutPieces returns consecutive pieces of s, each at most max bytes on the
@@ -385,6 +390,14 @@ func (f *formatter) appendSD(b []byte, ev *schemas.Event, x sdExtra) []byte {
 		b = appendParamValue(b, string(eventJSONWithoutRawData(ev)))
 		b = append(b, '"')
 	}
+	return appendSDTail(b, x)
+}
+
+// appendSDTail appends what x adds to a message's structured data, then
+// the element's closing bracket: eol when it is not "n"; part, parts,
+// offset, length and sha256 for a part of a split event, and
+// encoding="base64" for a part so encoded.
+func appendSDTail(b []byte, x sdExtra) []byte {
 	if x.eol != "n" {
 		b = append(b, ` eol="`...)
 		b = append(b, x.eol...)

@@ -14,11 +14,6 @@ func reportCommands() map[string]command {
 	}
 }
 
-// cmdReport is `auditpipe report SUBCOMMAND [flags]`.
-func cmdReport(ctx context.Context, e env) error {
-	return runSubcommand(ctx, e, "report", "[flags]", reportCommands())
-}
-
 // runReportCompliance is `auditpipe report compliance [--compartment ID
 // [--recursive] | --group ID] [--details] [--output table|json]
 // [--server URL [--token-file F] | --embedded DIR | --clickhouse ADDR]`:

@@ -53,13 +53,18 @@ func commands() map[string]command {
 		"version":    {"print the version", cmdVersion},
 
 		// Clients.
-		"parse":   {"raw auditd lines in, contract events (JSON lines) out", cmdParse},
-		"forward": {"send contract events (JSON lines, file or stdin) to a SIEM over syslog TLS", runForward},
-		"index":   {"load contract events (JSON lines, file or stdin) into ClickHouse, idempotently", runIndex},
-		"query":   {"run SQL or a named query against ClickHouse, chDB or a query endpoint", runQuery},
-		"request": {"access requests: 'request report ID' prints the request's audit log report (sessions, commands as a process tree)", cmdRequest},
-		"report":  {"reports: 'report compliance' prints the instances missing security updates, with their CVEs", cmdReport},
-		"verify":  {"check the tamper-evident trail: hash chains, gaps, conflicts, signed checkpoints (ClickHouse or a SIEM file)", runVerify},
+		// The policy API's (policy/client): --server, default the all-in-one's.
+		"compartment": {"compartments (a tree) that group resources: create, list, show, update, delete", nounCommand("compartment", compartmentCommands)},
+		"resource":    {"resources under operator control, with their hosts: create, list, show, update, delete", nounCommand("resource", resourceCommands)},
+		"control":     {"operator controls (who approves which actions): create, list, show, update, delete", nounCommand("control", controlCommands)},
+		"assignment":  {"assignments of a control to a resource: create, list, show, delete", nounCommand("assignment", assignmentCommands)},
+		"request":     {"access requests: create, list, show, approve, reject, revoke, extend, complete, ask, answer, history; report (the audit log report, from ClickHouse)", nounCommand("request", requestCommands)},
+		"report":      {"reports from ClickHouse: 'report compliance' prints the instances missing security updates, with their CVEs", nounCommand("report", reportCommands)},
+		"parse":       {"raw auditd lines in, contract events (JSON lines) out", cmdParse},
+		"forward":     {"send contract events (JSON lines, file or stdin) to a SIEM over syslog TLS", runForward},
+		"index":       {"load contract events (JSON lines, file or stdin) into ClickHouse, idempotently", runIndex},
+		"query":       {"run SQL or a named query against ClickHouse, chDB or a query endpoint", runQuery},
+		"verify":      {"check the tamper-evident trail: hash chains, gaps, conflicts, signed checkpoints (ClickHouse or a SIEM file)", runVerify},
 	}
 }
 

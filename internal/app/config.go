@@ -206,6 +206,8 @@ func (c Config) resolved() Config {
 		// Created at start (initCollector) and trusted besides
 		// collector.grant_keys.
 		c.Collector.OwnGrantKey = filepath.Join(c.Embedded.DataDir, GrantsPublicKeyName)
+		// The same key signs the assignments the forwarder follows.
+		c.Forwarder.OwnAssignmentKey = c.Collector.OwnGrantKey
 		c.ClickHouse.Embedded.Dir = filepath.Join(c.Embedded.DataDir, "chdb")
 		if len(c.Kafka.Brokers) == 0 {
 			// Replaced by the embedded broker's address at start; set
