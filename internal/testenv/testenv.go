@@ -63,12 +63,16 @@ const (
 	// SSHD is OpenSSH's server, Debian's openssh-server, for the live
 	// operator sessions (scripts/deps.d/55-sshd.sh; internal/sshdtest).
 	SSHD Dep = "sshd"
+	// Apt is apt-get, dpkg, dpkg-deb and dpkg-scanpackages (dpkg-dev), run
+	// by the package-manager adapter's tests against a private root
+	// (scripts/deps.d/55-apt.sh).
+	Apt Dep = "apt"
 )
 
 // All returns the dependencies AUDITPIPE_REQUIRE=all requires: every one
 // the build machines provide.
 func All() []Dep {
-	return []Dep{CHDB, Rsyslog, SyslogNG, PythonVenv, Postgres, Kafka, Java, KernelAudit, Root, HostTools, SSHD}
+	return []Dep{CHDB, Rsyslog, SyslogNG, PythonVenv, Postgres, Kafka, Java, KernelAudit, Root, HostTools, SSHD, Apt}
 }
 
 // known returns every dependency name a list may hold.
