@@ -85,7 +85,7 @@ func TestFixtures(t *testing.T) {
 			if ev[0].Event != schemas.KindKeys || ev[0].TTY != "pts0" || ev[0].Keys != "\x1b[Als -l\x7f\r" {
 				t.Errorf("TTY event: %+v", ev[0])
 			}
-			if !strings.Contains(ev[0].RawData, "data=<up>ls -l<backspace><ret>") {
+			if !strings.Contains(ev[0].RawData, "data=<up>,\"ls -l\",<backspace>,<ret>") {
 				t.Errorf("TTY raw_data not interpreted: %s", ev[0].RawData)
 			}
 			if ev[1].Keys != "sudo su -" || ev[1].TTY != "pts/0" {

@@ -59,12 +59,15 @@ const (
 	// HostTools are the programs the host agent drives: visudo and sudo,
 	// auditctl (scripts/deps.d/50-host-agent.sh).
 	HostTools Dep = "host-tools"
+	// Ausearch is auditd's ausearch (Debian's auditd 3.0.9, installed by
+	// scripts/deps.d/50-host-agent.sh), the reference for raw_data.
+	Ausearch Dep = "ausearch"
 )
 
 // All returns the dependencies AUDITPIPE_REQUIRE=all requires: every one
 // the build machines provide.
 func All() []Dep {
-	return []Dep{CHDB, Rsyslog, SyslogNG, PythonVenv, Postgres, Kafka, Java, KernelAudit, Root, HostTools}
+	return []Dep{CHDB, Rsyslog, SyslogNG, PythonVenv, Postgres, Kafka, Java, KernelAudit, Root, HostTools, Ausearch}
 }
 
 // known returns every dependency name a list may hold.
