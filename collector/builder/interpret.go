@@ -33,6 +33,7 @@ const (
 	kindNested // msg='…' of user-space records
 	kindSession
 	kindCap // capability set, hex bitmap
+	kindKey // audit rule keys, encoded, several separated by 0x01
 )
 
 func classifyField(key []byte, recType []byte) fieldKind {
@@ -42,7 +43,9 @@ func classifyField(key []byte, recType []byte) fieldKind {
 		return kindUID
 	case "gid", "egid", "sgid", "fsgid", "ogid", "obj_gid", "new_gid", "inode_gid", "igid":
 		return kindGID
-	case "comm", "exe", "name", "cwd", "path", "acct", "cmd", "key", "ocomm",
+	case "key":
+		return kindKey
+	case "comm", "exe", "name", "cwd", "path", "acct", "cmd", "ocomm",
 		"root_dir", "watch", "dir", "file", "old_name", "new_name":
 		return kindEncoded
 	case "proctitle":
@@ -171,6 +174,8 @@ func (b *Builder) appendValue(dst []byte, f auditlog.Field, recType []byte, st *
 		return appendDecoded(dst, f, false)
 	case kindProctitle:
 		return appendDecoded(dst, f, true)
+	case kindKey:
+		return b.appendKeys(dst, f)
 	case kindArch:
 		st.arch = b.archName(f.Value)
 		if st.arch != "" {
@@ -361,6 +366,31 @@ func escapeControls(dst []byte, start int) []byte {
 		dst[j], dst[j+1], dst[j+2], dst[j+3] = '\\', '0'+c>>6, '0'+(c>>3)&7, '0'+c&7
 	}
 	return dst
+}
+
+// appendKeys renders a key field. A record of an event that matched
+// several keyed rules carries them hex-encoded, separated by 0x01;
+// ausearch prints each as a key= field of its own (key=opctl key=execs).
+func (b *Builder) appendKeys(dst []byte, f auditlog.Field) []byte {
+	if f.Quote != 0 || !auditlog.IsHex(f.Value) {
+		return append(dst, f.Value...)
+	}
+	b.scratch = auditlog.AppendHexDecoded(b.scratch[:0], f.Value)
+	rest := b.scratch
+	for {
+		seg := rest
+		j := bytes.IndexByte(rest, 0x01)
+		if j >= 0 {
+			seg = rest[:j]
+		}
+		start := len(dst)
+		dst = escapeControls(append(dst, seg...), start)
+		if j < 0 {
+			return dst
+		}
+		dst = append(dst, " key="...)
+		rest = rest[j+1:]
+	}
 }
 
 // decodeValue returns the decoded bytes of an encoded field, appended to dst.

@@ -40,6 +40,9 @@ func TestInterpretValues(t *testing.T) {
 		{"caps none", "PATH", "cap_fp=0 cap_fi=0", "cap_fp=none cap_fi=none"},
 		{"bprm fcaps", "BPRM_FCAPS", "fp=0000000000000401 fi=0 fe=1 old_pe=0000000000000004 pp=3", "fp=chown,net_bind_service fi=none fe=1 old_pe=dac_read_search pp=chown,dac_override"},
 		{"control characters in an argument", "EXECVE", "argc=2 a0=6563686F a1=610A0962", `argc=2 a0=echo a1=a\012\011b`},
+		{"multiple keys", "SYSCALL", "key=6F7063746C016578656373", "key=opctl key=execs"},
+		{"key with a backslash", "SYSCALL", "key=615C30303120620162", `key=a\001 b key=b`},
+		{"one key", "SYSCALL", `key="opctl"`, "key=opctl"},
 		{"quoted uninterpreted field", "UNKNOWN[1999]", `frob=1 widget="x"`, `frob=1 widget="x"`},
 	}
 	for _, tt := range tests {
