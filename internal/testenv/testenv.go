@@ -67,12 +67,15 @@ const (
 	// by the package-manager adapter's tests against a private root
 	// (scripts/deps.d/55-apt.sh).
 	Apt Dep = "apt"
+	// Ausearch is auditd's ausearch (Debian's auditd 3.0.9, installed by
+	// scripts/deps.d/50-host-agent.sh), the reference for raw_data.
+	Ausearch Dep = "ausearch"
 )
 
 // All returns the dependencies AUDITPIPE_REQUIRE=all requires: every one
 // the build machines provide.
 func All() []Dep {
-	return []Dep{CHDB, Rsyslog, SyslogNG, PythonVenv, Postgres, Kafka, Java, KernelAudit, Root, HostTools, SSHD, Apt}
+	return []Dep{CHDB, Rsyslog, SyslogNG, PythonVenv, Postgres, Kafka, Java, KernelAudit, Root, HostTools, SSHD, Apt, Ausearch}
 }
 
 // known returns every dependency name a list may hold.
