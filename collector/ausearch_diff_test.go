@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/auditpipe/auditpipe/collector/builder"
 	"github.com/auditpipe/auditpipe/internal/testenv"
 	"github.com/auditpipe/auditpipe/schemas"
 )
@@ -153,6 +154,11 @@ func TestAusearchDifferential(t *testing.T) {
 		t.Run(in.name, func(t *testing.T) {
 			cfg := fixtureConfig(t)
 			cfg.AllUsers = true
+			names, err := builder.LoadNames(in.passwd, in.group)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Names = names // the same users as ausearch sees
 			lines, _, _ := decodeFile(t, in.log, cfg)
 			want := ausearchEvents(runAusearch(t, in.log, in.passwd, in.group))
 			ran++
@@ -222,6 +228,28 @@ var deliberateReadings = []struct {
 			}
 		}
 		return out, hit
+	}},
+	{"keys-tty-only", func(recs []string) ([]string, bool) {
+		// The kernel writes a session's TTY record with the serial of
+		// the shell's exit_group (SYSCALL, PROCTITLE); ausearch prints
+		// them as one event. A keys event's raw_data holds the TTY record
+		// only: the exit of the shell is not a command the operator ran.
+		tty := -1
+		for i, r := range recs {
+			if t := recordType(r); t == "TTY" || t == "USER_TTY" {
+				tty = i
+			}
+		}
+		if tty < 0 || len(recs) == 1 {
+			return recs, false
+		}
+		var out []string
+		for _, r := range recs {
+			if t := recordType(r); t == "TTY" || t == "USER_TTY" || t == "EOE" {
+				out = append(out, r)
+			}
+		}
+		return out, len(out) != len(recs)
 	}},
 	{"no-eoe", func(recs []string) ([]string, bool) {
 		// ausearch prints the EOE record; the seed's raw_data leaves it out.
