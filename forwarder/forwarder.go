@@ -227,6 +227,22 @@ func (rd *renderer) newEntry() *entry {
 	return e
 }
 
+// frames renders ev with fm into the renderer's chunks.
+func (rd *renderer) frames(fm *formatter, ev *schemas.Event) ([][]byte, error) {
+	if cap(rd.slots)-len(rd.slots) < 1 {
+		rd.slots = make([][]byte, 0, slotChunk)
+	}
+	first := len(rd.slots)
+	slots, err := fm.appendFrames(rd.slots, &rd.arena, ev)
+	if err != nil {
+		return nil, err
+	}
+	// The entry's frames are its own part of the chunk (capacity capped),
+	// even when a split event made append move to a new array.
+	rd.slots = slots
+	return slots[first:len(slots):len(slots)], nil
+}
+
 func (p *pipeline) run(ctx context.Context) error {
 	fetchCtx, stopFetch := context.WithCancel(ctx)
 	defer stopFetch()
@@ -298,11 +314,7 @@ func (p *pipeline) render(ctx context.Context, rd *renderer, gen *kafka.Generati
 		p.m.filtered.Inc()
 		return e, nil
 	}
-	if cap(rd.slots)-len(rd.slots) < 1 {
-		rd.slots = make([][]byte, 0, slotChunk)
-	}
-	first := len(rd.slots)
-	slots, err := p.fm.appendFrames(rd.slots, &rd.arena, &ev)
+	frames, err := rd.frames(p.fm, &ev)
 	if err != nil {
 		reason := reasonRendering
 		if errors.Is(err, ErrHeaderTooLarge) {
@@ -310,10 +322,7 @@ func (p *pipeline) render(ctx context.Context, rd *renderer, gen *kafka.Generati
 		}
 		return e, p.deadLetter(ctx, msg, reason, err, ev.Host)
 	}
-	// The entry's frames are its own part of the chunk (capacity capped),
-	// even when a split event made append move to a new array.
-	rd.slots = slots
-	e.frames = slots[first:len(slots):len(slots)]
+	e.frames = frames
 	if len(e.frames) > 1 {
 		p.m.split.Inc()
 		p.m.parts.Add(float64(len(e.frames)))
