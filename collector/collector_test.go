@@ -250,8 +250,12 @@ func checkChainLinks(t *testing.T, events []schemas.Event) {
 
 // checkCheckpoints checks the chain checkpoints read against the events:
 // each one's head is the hash of its last event, its link the prev_hash of
-// its first, and it verifies with pub (when set).
-func checkCheckpoints(t *testing.T, events []schemas.Event, chain []kafka.Record, pub ed25519.PublicKey) {
+// its first, its ts and time the last event's (so that a batch sent again
+// is the same message), it covers at most maxBatch events (a flush takes
+// at most batch_max_events), and it verifies with pub (when set).
+// Bug (mutants): a checkpoint stamped with the time of the flush, and
+// batches flushed at one event more than batch_max_events, passed.
+func checkCheckpoints(t *testing.T, events []schemas.Event, chain []kafka.Record, pub ed25519.PublicKey, maxBatch int) {
 	t.Helper()
 	bySeq := map[uint64]*schemas.Event{}
 	for i := range events {
@@ -270,6 +274,12 @@ func checkCheckpoints(t *testing.T, events []schemas.Event, chain []kafka.Record
 		}
 		if e.ChainHead != last.Hash() || e.PrevHash != first.PrevHash {
 			t.Fatalf("checkpoint %d..%d: head %s link %s, want %s and %s", e.ChainFirst, e.ChainLast, e.ChainHead, e.PrevHash, last.Hash(), first.PrevHash)
+		}
+		if e.TS != last.TS || e.Time != last.Time {
+			t.Fatalf("checkpoint %d..%d: ts %q time %q, want the last event's %q and %q", e.ChainFirst, e.ChainLast, e.TS, e.Time, last.TS, last.Time)
+		}
+		if e.ChainCount > uint64(maxBatch) {
+			t.Fatalf("checkpoint %d..%d covers %d events: a batch larger than batch_max_events %d", e.ChainFirst, e.ChainLast, e.ChainCount, maxBatch)
 		}
 		if pub != nil {
 			if err := e.VerifyChainSig(map[string]ed25519.PublicKey{schemas.ChainKeyID(pub): pub}); err != nil {
@@ -322,7 +332,12 @@ func TestRestartExactlyOnce(t *testing.T) {
 	requireOnTopic(t, kcfg, cons, 700)
 	events := decodeAll(t, cons.msgs)
 	checkExactlyOnce(t, events, 700)
-	checkCheckpoints(t, events, cons.chain, key.PublicKey())
+	checkCheckpoints(t, events, cons.chain, key.PublicKey(), cfg.BatchMaxEvents)
+	for _, e := range events {
+		if e.Host != cfg.Host {
+			t.Fatalf("event %s: host %q, want the configured %q", e.EventID, e.Host, cfg.Host)
+		}
+	}
 	if len(cons.chain) < 700/40 {
 		t.Errorf("%d chain checkpoints for 700 events in batches of 40", len(cons.chain))
 	}
