@@ -541,11 +541,20 @@ func TestDeadLettersAndGrants(t *testing.T) {
 	appendFile(t, cfg.Input.Path, sessionLines(1, 3)+"garbage line\n"+sessionLines(4, 2))
 	events := newConsumer(t, kcfg, schemas.TopicAudit, 1)
 	dead := newConsumer(t, kcfg, schemas.TopicDeadLetter, 1)
-	stop := startCollector(t, cfg, nil)
+	logs := newLogRecorder(t)
+	run := runCollector(t, cfg, prometheus.NewRegistry(), slog.New(logs))
 	events.waitFor(t, "events", 20*time.Second, atLeast(5))
 	dead.waitFor(t, "dead letter", 20*time.Second, atLeast(1))
-	if err := stop(); err != nil {
+	if _, err := run.stop(30 * time.Second); err != nil {
 		t.Fatal(err)
+	}
+	// Bug (mutants): the grants topic answered at once, yet the collector
+	// said it was waiting for it; a clean stop logged the follower as
+	// failed.
+	for _, msg := range []string{"waiting for the grants topic", "grants: follower stopped"} {
+		if n := logs.count(msg); n != 0 {
+			t.Errorf("%d log lines %q", n, msg)
+		}
 	}
 	for _, e := range decodeAll(t, events.msgs) {
 		if e.ReqAuthID != "ocid1.req.42" {
@@ -654,5 +663,40 @@ func TestLargeBatchesAndOversizeEvent(t *testing.T) {
 	}
 	if len(dead.msgs[0].Value) > 400<<10 {
 		t.Errorf("dead letter of %d bytes", len(dead.msgs[0].Value))
+	}
+}
+
+// TestOpenEventAcrossFullBatches: the log's first event stays open while
+// enough others complete to fill several batches, and the collector is
+// restarted before it completes: it arrives whole after the restart.
+// Bug (mutant): pruning the line positions at a full batch dropped the
+// open event's own first line, so the checkpoint pointed after it and the
+// restarted collector never read that record again.
+func TestOpenEventAcrossFullBatches(t *testing.T) {
+	kcfg, _ := kafkatest.Start(t, 1)
+	dir := t.TempDir()
+	cfg := testConfig(t, kcfg, dir)
+	cfg.BatchMaxEvents = 5
+	open := strings.SplitAfter(sessionLines(1, 1), "\n")
+	appendFile(t, cfg.Input.Path, open[0]+sessionLines(2, 12))
+	cons := newConsumer(t, kcfg, schemas.TopicAudit, 1)
+	stop := startCollector(t, cfg, nil)
+	cons.waitFor(t, "the 12 complete events", 20*time.Second, hasRecID("13"))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, cfg.Input.Path, strings.Join(open[1:], ""))
+	stop = startCollector(t, cfg, nil)
+	cons.waitFor(t, "the open event", 20*time.Second, hasRecID("1"))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	requireOnTopic(t, kcfg, cons, 13)
+	events := decodeAll(t, cons.msgs)
+	checkExactlyOnce(t, events, 13)
+	for _, e := range events {
+		if e.LoginID != "USERNAME" || e.PID == "" || len(e.Args) != 2 {
+			t.Errorf("event %s arrived incomplete: loginid %q pid %q args %q", e.RecID, e.LoginID, e.PID, e.Args)
+		}
 	}
 }

@@ -341,6 +341,11 @@ func TestStateDirFaults(t *testing.T) {
 			if n := logs.count("recovered, input resumed"); n != 1 {
 				t.Errorf("%d recovery log lines, want 1", n)
 			}
+			// Bug (mutant): every pause but the spool's own bound counted
+			// as the spool being full. A full disk is not that bound.
+			if n := metric("auditpipe_collector_spool_full_total"); n != 0 {
+				t.Errorf("auditpipe_collector_spool_full_total = %v after a %s pause, want 0", n, tt.reason)
+			}
 		})
 	}
 }
