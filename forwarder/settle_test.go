@@ -1,0 +1,91 @@
+package forwarder
+
+import (
+	"context"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// TestSinkUnflushedEntriesNeverSettle: entries added after a flush that
+// settled are in the connection's buffer only: none of them settles,
+// however much of the wire the peer acknowledged, until they are flushed.
+// Bug (mutant): an added entry marked at wire position 1 instead of "not
+// flushed" settled with the earlier ones (committed before it was written).
+func TestSinkUnflushedEntriesNeverSettle(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		io.Copy(io.Discard, c) // reads everything
+		c.Close()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := testSink(ln.Addr().String())
+	defer func() { s.drop(); ln.Close(); <-done }()
+	s.cfg.settle = 0
+	if err := s.add(ctx, testEntries(0, 10)...); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var got []*entry
+	waitFor(t, 5*time.Second, func() bool {
+		got = append(got, s.settled(time.Now())...)
+		return len(got) == 10
+	})
+	if err := s.add(ctx, testEntries(10, 20)...); err != nil {
+		t.Fatal(err)
+	}
+	if late := s.settled(time.Now().Add(time.Hour)); len(late) != 0 {
+		t.Fatalf("entries %v settled before they were flushed", offsets(late))
+	}
+	if err := s.flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got = nil
+	waitFor(t, 5*time.Second, func() bool {
+		got = append(got, s.settled(time.Now())...)
+		return len(got) == 10
+	})
+}
+
+// TestSinkSkippedEntriesNeedNoConnection: entries the filter skipped
+// carry nothing to send: with the SIEM down they are added without a
+// connection attempt and settle (their offsets may be committed).
+// Bug (mutant): a batch of skipped entries only made the sink connect,
+// and with the SIEM down it failed.
+func TestSinkSkippedEntriesNeedNoConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // the SIEM is down
+	s := testSink(addr)
+	s.cfg.maxAttempts = 1
+	if err := s.add(context.Background(), testEntries(0, 5, 0, 1, 2, 3, 4)...); err != nil {
+		t.Fatalf("adding skipped entries with the SIEM down: %v", err)
+	}
+	if err := s.flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.settled(time.Now()); len(got) != 5 {
+		t.Fatalf("%d of 5 skipped entries settled without a connection", len(got))
+	}
+	if v := testutil.ToFloat64(s.m.connectErrors); v != 0 {
+		t.Fatalf("%v connection attempts for skipped entries", v)
+	}
+}
