@@ -89,3 +89,50 @@ func TestSinkSkippedEntriesNeedNoConnection(t *testing.T) {
 		t.Fatalf("%v connection attempts for skipped entries", v)
 	}
 }
+
+// TestSinkSkippedFirstOnAFreshConnection: the first entries on a new
+// connection are skipped ones, flushed when nothing was written yet (wire
+// position 0); they settle, and so do the messages after them.
+// Bug (mutant): position 0 taken for "not flushed" kept the skipped
+// entries at the head of the window for ever: nothing after them settled.
+func TestSinkSkippedFirstOnAFreshConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		io.Copy(io.Discard, c)
+		c.Close()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := testSink(ln.Addr().String())
+	defer func() { s.drop(); ln.Close(); <-done }()
+	s.cfg.settle = 0
+	if err := s.ensureConn(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.add(ctx, testEntries(0, 3, 0, 1, 2)...); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.add(ctx, testEntries(3, 10)...); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var got []*entry
+	waitFor(t, 5*time.Second, func() bool {
+		got = append(got, s.settled(time.Now())...)
+		return len(got) == 10
+	})
+}
