@@ -2,8 +2,10 @@ package forwarder
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,4 +137,29 @@ func TestSinkSkippedFirstOnAFreshConnection(t *testing.T) {
 		got = append(got, s.settled(time.Now())...)
 		return len(got) == 10
 	})
+}
+
+// TestSinkGivesUpAfterMaxAttempts: with max attempts set (auditpipe
+// forward), a SIEM that stays down is tried exactly that many times, then
+// the sink gives up saying so.
+// Bug (mutants): the sink gave up after the first attempt, or after two
+// more than asked.
+func TestSinkGivesUpAfterMaxAttempts(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // the SIEM is down
+	for _, max := range []int{1, 3} {
+		s := testSink(addr)
+		s.cfg.maxAttempts = max
+		err := s.add(context.Background(), testEntries(0, 2)...)
+		if want := fmt.Sprintf("giving up after %d attempts", max); err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("max %d: add returned %v, want %q", max, err, want)
+		}
+		if v := testutil.ToFloat64(s.m.connectErrors); v != float64(max) {
+			t.Fatalf("max %d: %v connection attempts", max, v)
+		}
+	}
 }
