@@ -163,3 +163,63 @@ func TestSinkGivesUpAfterMaxAttempts(t *testing.T) {
 		}
 	}
 }
+
+// TestSinkFlushRepairsABrokenConnection: the SIEM closes the connection
+// after messages were buffered on it; the flush that finds it broken
+// reconnects and writes them all on the new connection.
+// Bug (mutant): a flush that found the connection broken returned success
+// with no connection and nothing written.
+func TestSinkFlushRepairsABrokenConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := testEntries(0, 10)
+	want := 0
+	for _, e := range es {
+		want += len(e.frames[0])
+	}
+	got := make(chan int, 1)
+	done := make(chan struct{})
+	connected := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		<-connected
+		c.Close() // the first connection: closed once in use, read nothing
+		c, err = ln.Accept()
+		if err != nil {
+			return
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, _ := io.ReadAtLeast(c, make([]byte, want), want)
+		got <- n
+		io.Copy(io.Discard, c)
+		c.Close()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := testSink(ln.Addr().String())
+	defer func() { s.drop(); ln.Close(); <-done }()
+	if err := s.ensureConn(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.add(ctx, es...); err != nil { // buffered, not written yet
+		t.Fatal(err)
+	}
+	first := s.conn
+	close(connected)
+	waitFor(t, 5*time.Second, func() bool { return first.alive() != nil })
+	if err := s.flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s.conn == nil || s.conn == first {
+		t.Fatal("the flush left no new connection")
+	}
+	if n := <-got; n != want {
+		t.Fatalf("the new connection carried %d bytes, want the %d of every message", n, want)
+	}
+}
