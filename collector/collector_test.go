@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/auditpipe/auditpipe/internal/config"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
 	"github.com/auditpipe/auditpipe/internal/sign"
@@ -699,4 +700,48 @@ func TestOpenEventAcrossFullBatches(t *testing.T) {
 			t.Errorf("event %s arrived incomplete: loginid %q pid %q args %q", e.RecID, e.LoginID, e.PID, e.Args)
 		}
 	}
+}
+
+// TestBatchFullAtMaxBytes: a batch is pushed as soon as its events' bytes
+// reach batch_max_bytes. The limit is set to the exact size of the first
+// four events (learnt from a first run: the same log gives the same
+// bytes), with no other reason to flush: the first chain checkpoint covers
+// those four.
+// Bug (mutant): a batch was pushed only once it exceeded the limit.
+func TestBatchFullAtMaxBytes(t *testing.T) {
+	run := func(maxBytes int) *consumer {
+		kcfg, _ := kafkatest.Start(t, 1)
+		cfg := testConfig(t, kcfg, t.TempDir())
+		cfg.BatchMaxEvents, cfg.FlushInterval = 10, time.Hour // the first run: one batch of all 10
+		if maxBytes > 0 {
+			cfg.BatchMaxEvents, cfg.BatchMaxBytes = 1000, config.Size(maxBytes)
+		}
+		appendFile(t, cfg.Input.Path, sessionLines(1, 10))
+		cons := newConsumer(t, kcfg, schemas.TopicAudit, 1)
+		stop := startCollector(t, cfg, nil)
+		// The log is one chunk of lines: once the first batch is out, the
+		// rest is read and pending, and the last flush pushes it.
+		cons.waitFor(t, "the first batch", 20*time.Second, atLeast(1))
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		cons.waitFor(t, "every event", 20*time.Second, atLeast(10))
+		cons.drain(t)
+		return cons
+	}
+	first := run(0)
+	size := map[uint64]int{}
+	for i, e := range decodeAll(t, first.msgs) {
+		size[e.Seq] = len(first.msgs[i].Value)
+	}
+	second := run(size[1] + size[2] + size[3] + size[4])
+	for _, e := range decodeAll(t, second.chain) {
+		if e.ChainFirst == 1 {
+			if e.ChainCount != 4 {
+				t.Fatalf("the first batch held %d events, want the 4 whose bytes make batch_max_bytes", e.ChainCount)
+			}
+			return
+		}
+	}
+	t.Fatal("no chain checkpoint of the first batch")
 }
