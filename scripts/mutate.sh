@@ -77,6 +77,12 @@ for pkg in $pkgs; do
 	status=0
 	TMPDIR="$tmp" GOFLAGS="$goflags" "$gremlins" "${args[@]}" "./$pkg" >"$log" 2>&1 || status=$?
 	unmount_under "$tmp"
+	# Likewise the daemons such a test started (rsyslogd, a Kafka broker):
+	# their command lines name files under our temporary directory.
+	for pid in $(pgrep -f -- "$tmp/" || true); do
+		echo "mutate: stopping process $pid, left by a test killed at its timeout" >&2
+		kill "$pid" 2>/dev/null || true
+	done
 	rm -rf "$tmp"
 	[ "$status" -eq 0 ] || {
 		echo "mutate: gremlins failed on $pkg; see $log" >&2
