@@ -155,7 +155,7 @@ func (f *Forwarder) runDestination(ctx context.Context, d Destination, dlw *dead
 	// Fetches of 1 MiB rather than the shared 16 MiB: a destination is
 	// bounded by its SIEM, not by fetch size, and the embedded broker
 	// (kfake) spends several times the CPU building 16 MiB responses
-	// (profile of BenchmarkForwarderVsRaw).
+	// (profile of BenchmarkForwarderVsRaw, now BenchmarkSIEMThroughput).
 	r, err := f.cfg.Kafka.NewGroupReader(kafka.GroupReaderConfig{
 		Group: d.Group, Topics: []string{schemas.TopicAudit}, MaxBytes: fetchMaxBytes, Log: log,
 	})
