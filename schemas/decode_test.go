@@ -155,6 +155,10 @@ func TestDecodeBad(t *testing.T) {
 		{"number", `12`, "want a JSON object, got number", false, false},
 		{"bool", `true`, "want a JSON object, got boolean", false, false},
 		{"garbage", `x`, "invalid character 'x'", true, false},
+		// Bug (mutants): the look for a low surrogate after a high one
+		// read past the end of an input cut short there (a panic).
+		{"high surrogate at the end", `{"layer":"\ud800`, "unexpected end of input", true, false},
+		{"high surrogate then a backslash at the end", `{"layer":"\ud800\`, "unexpected end of input", true, false},
 		{"true cut short", `{"layer":tru`, "invalid character 't' looking for beginning of value", true, false},
 		{"false cut short", `{"host":fals`, "invalid character 'f' looking for beginning of value", true, false},
 		{"unknown field", `{"layer":"a","foo":1}`, `unknown field "foo"`, false, false},
