@@ -199,6 +199,10 @@ func TestDecodeBad(t *testing.T) {
 		{"newline in string", "{\"layer\":\"a\nb\"}", "in string literal", true, false},
 		{"control character in key", "{\"la\tyer\":\"a\"}", "in string literal", true, false},
 		{"bad escape", `{"layer":"\x41"}`, "in string escape code", true, false},
+		// Bug (mutants): the error named the backslash's offset, not the
+		// bad character's; a \u escape cut short at the very end read past it.
+		{"bad escape offset", `{"layer":"\q"}`, "invalid character 'q' in string escape code at offset 11", true, false},
+		{"unicode escape cut short at the end", `{"layer":"\u12`, "unexpected end of input", true, false},
 		{"short unicode escape", `{"layer":"\u12"}`, "in \\u hexadecimal character escape", true, false},
 		{"bad unicode escape", `{"layer":"\u12g4"}`, "in \\u hexadecimal character escape", true, false},
 		{"bad escape after surrogate", `{"layer":"\ud800\u12g4"}`, "in \\u hexadecimal character escape", true, false},
