@@ -156,7 +156,7 @@ func (f *Forwarder) runDestination(ctx context.Context, d Destination, dlw *dead
 	// Fetches of 1 MiB rather than the shared 16 MiB: a destination is
 	// bounded by its SIEM, not by fetch size, and the embedded broker
 	// (kfake) spends several times the CPU building 16 MiB responses
-	// (profile of BenchmarkForwarderVsRaw).
+	// (profile of BenchmarkForwarderVsRaw, now BenchmarkSIEMThroughput).
 	r, err := f.cfg.Kafka.NewGroupReader(kafka.GroupReaderConfig{
 		Group: d.Group, Topics: d.Filter.topics(), MaxBytes: fetchMaxBytes, Log: log,
 	})
@@ -226,6 +226,22 @@ func (rd *renderer) newEntry() *entry {
 	e := &rd.entries[0]
 	rd.entries = rd.entries[1:]
 	return e
+}
+
+// frames renders ev with fm into the renderer's chunks.
+func (rd *renderer) frames(fm *formatter, ev *schemas.Event) ([][]byte, error) {
+	if cap(rd.slots)-len(rd.slots) < 1 {
+		rd.slots = make([][]byte, 0, slotChunk)
+	}
+	first := len(rd.slots)
+	slots, err := fm.appendFrames(rd.slots, &rd.arena, ev)
+	if err != nil {
+		return nil, err
+	}
+	// The entry's frames are its own part of the chunk (capacity capped),
+	// even when a split event made append move to a new array.
+	rd.slots = slots
+	return slots[first:len(slots):len(slots)], nil
 }
 
 func (p *pipeline) run(ctx context.Context) error {
@@ -302,11 +318,7 @@ func (p *pipeline) render(ctx context.Context, rd *renderer, gen *kafka.Generati
 		p.m.filtered.Inc()
 		return e, nil
 	}
-	if cap(rd.slots)-len(rd.slots) < 1 {
-		rd.slots = make([][]byte, 0, slotChunk)
-	}
-	first := len(rd.slots)
-	slots, err := p.fm.appendFrames(rd.slots, &rd.arena, &ev)
+	frames, err := rd.frames(p.fm, &ev)
 	if err != nil {
 		reason := reasonRendering
 		if errors.Is(err, ErrHeaderTooLarge) {
@@ -314,10 +326,7 @@ func (p *pipeline) render(ctx context.Context, rd *renderer, gen *kafka.Generati
 		}
 		return e, p.deadLetter(ctx, msg, reason, err, ev.Host)
 	}
-	// The entry's frames are its own part of the chunk (capacity capped),
-	// even when a split event made append move to a new array.
-	rd.slots = slots
-	e.frames = slots[first:len(slots):len(slots)]
+	e.frames = frames
 	if len(e.frames) > 1 {
 		p.m.split.Inc()
 		p.m.parts.Add(float64(len(e.frames)))

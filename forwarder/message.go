@@ -142,7 +142,11 @@ func (f *formatter) appendFrames(dst [][]byte, a *arena, ev *schemas.Event) ([][
 		c.PrevHash = "invalid" // Validate refuses it; never sent unescaped
 		ev = &c
 	}
-	x := sdExtra{eol: eol, hash: ev.Hash(), json: true}
+	// The event's canonical bytes, encoded once: their hash is the hash
+	// parameter, and without raw_data's value they are the json one.
+	var jbuf [2048]byte
+	canon, rawStart, rawEnd := ev.AppendJSONRawSpan(jbuf[:0])
+	x := sdExtra{eol: eol, hash: schemas.HashBytes(canon), canon: canon, rawStart: rawStart, rawEnd: rawEnd}
 	var scratch [2048]byte
 	base := f.header(scratch[:0], ev)
 	// With the json parameter when the message fits whole with it, else
@@ -158,7 +162,10 @@ func (f *formatter) appendFrames(dst [][]byte, a *arena, ev *schemas.Event) ([][
 		// rsyslog, at its defaults, escapes each control character as #ooo
 		// and then cuts the message at its maxMessageSize: the limit is kept
 		// with each control character counted four times.
-		if size+3*(controls(head)+controls(body)) <= f.maxSize && (body == "" || !isEOL(body[len(body)-1])) {
+		// A message of a quarter of the limit fits however many control
+		// characters it has: they need not be counted.
+		fits := 4*size <= f.maxSize || size+3*(controls(head)+controls(body)) <= f.maxSize
+		if fits && (body == "" || !isEOL(body[len(body)-1])) {
 			return append(dst, appendFrame(a.alloc(size+frameDigits(size)+1), head, body)), nil
 		}
 	}
@@ -215,15 +222,20 @@ func cutEOL(s string) (body, eol string) {
 // sdExtra is what a message's structured data carries beyond the event's
 // fields: the eol parameter, and for a part of a split event its place.
 type sdExtra struct {
-	hash   string // the hash parameter: the event's hash (schemas.Event.Hash)
-	json   bool   // write the json parameter
-	eol    string // the eol parameter; "n", the default, is not written
-	part   int    // 1-based; 0: not split
-	parts  int
-	offset int    // byte offset of the part's MSG (decoded) in raw_data
-	length int    // bytes of raw_data
-	sha256 string // hex SHA-256 of raw_data
-	base64 bool   // the part's MSG is base64
+	hash string // the hash parameter: the event's hash (schemas.Event.Hash)
+	json bool   // write the json parameter
+	// canon is the event's canonical JSON and canon[rawStart:rawEnd]
+	// raw_data's value in it: the json parameter is canon with that value
+	// empty (set when json is).
+	canon            []byte
+	rawStart, rawEnd int
+	eol              string // the eol parameter; "n", the default, is not written
+	part             int    // 1-based; 0: not split
+	parts            int
+	offset           int    // byte offset of the part's MSG (decoded) in raw_data
+	length           int    // bytes of raw_data
+	sha256           string // hex SHA-256 of raw_data
+	base64           bool   // the part's MSG is base64
 }
 
 // piece is a part's share of the body: up to end, base64 encoded or not.
@@ -346,15 +358,18 @@ func isHexOrEmpty(s string) bool {
 	return true
 }
 
-// eventJSONWithoutRawData is the event's canonical JSON with raw_data
-// empty: the json parameter. With raw_data from the MSG it gives back the
-// event's canonical bytes, so its hash and the chain can be checked from
-// the SIEM's copy (auditpipe verify --from-syslog).
-func eventJSONWithoutRawData(ev *schemas.Event) []byte {
-	c := *ev
-	c.RawData = ""
-	var buf [1024]byte
-	return c.AppendJSON(buf[:0])
+// appendJSONParamValue is appendParamValue for JSON that AppendJSON wrote
+// (valid UTF-8, so only the escapes are needed).
+func appendJSONParamValue(b, j []byte) []byte {
+	start := 0
+	for i, c := range j {
+		if c == '"' || c == '\\' || c == ']' {
+			b = append(b, j[start:i]...)
+			b = append(b, '\\', c)
+			start = i + 1
+		}
+	}
+	return append(b, j[start:]...)
 }
 
 // appendSD appends the structured-data element: SD-ID, then req_auth_id,
@@ -387,7 +402,9 @@ func (f *formatter) appendSD(b []byte, ev *schemas.Event, x sdExtra) []byte {
 	b = append(b, '"')
 	if x.json {
 		b = append(b, ` json="`...)
-		b = appendParamValue(b, string(eventJSONWithoutRawData(ev)))
+		b = appendJSONParamValue(b, x.canon[:x.rawStart])
+		b = append(b, `\"\"`...) // raw_data's value, empty
+		b = appendJSONParamValue(b, x.canon[x.rawEnd:])
 		b = append(b, '"')
 	}
 	return appendSDTail(b, x)
