@@ -26,6 +26,9 @@ type Engine interface {
 	InsertEvents(ctx context.Context, token string, rows []EventRow) error
 	// InsertMessages inserts messages of other topics into pipeline_messages.
 	InsertMessages(ctx context.Context, token string, rows []MessageRow) error
+	// InsertLifecycle inserts lifecycle events into lifecycle_events;
+	// token is the insert_deduplication_token, as for InsertEvents.
+	InsertLifecycle(ctx context.Context, token string, rows []LifecycleRow) error
 	// InsertQueryLog inserts the query endpoint's log rows into query_log.
 	InsertQueryLog(ctx context.Context, rows []QueryLogRow) error
 	// Query runs a SELECT and returns its rows.

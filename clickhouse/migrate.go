@@ -69,11 +69,18 @@ func Migrate(ctx context.Context, eng Engine, retentionDays int, log *slog.Logge
 	return done, nil
 }
 
-// ttlTables are the tables whose TTL follows the configured retention.
-var ttlTables = []string{"audit_events", "pipeline_messages"}
+// ttlTables are the tables whose TTL follows the configured retention,
+// each with the time column it is counted from.
+var ttlTables = []struct{ name, column string }{
+	{"audit_events", "ts"}, {"pipeline_messages", "ts"}, {"lifecycle_events", "time"},
+}
 
 func setRetention(ctx context.Context, eng Engine, days int, log *slog.Logger) error {
-	res, err := eng.Query(ctx, "SELECT name, engine_full FROM system.tables WHERE database = currentDatabase() AND name IN ('"+strings.Join(ttlTables, "','")+"')")
+	names := make([]string, len(ttlTables))
+	for i, t := range ttlTables {
+		names[i] = t.name
+	}
+	res, err := eng.Query(ctx, "SELECT name, engine_full FROM system.tables WHERE database = currentDatabase() AND name IN ('"+strings.Join(names, "','")+"')")
 	if err != nil {
 		return fmt.Errorf("clickhouse: migrate: read TTL: %w", err)
 	}
@@ -81,22 +88,22 @@ func setRetention(ctx context.Context, eng Engine, days int, log *slog.Logger) e
 	for _, r := range res.Rows {
 		current[ValueString(r[0])] = ValueString(r[1])
 	}
-	want := fmt.Sprintf("TTL toDateTime(ts) + toIntervalDay(%d)", days)
 	for _, t := range ttlTables {
-		full := current[t]
+		full := current[t.name]
+		want := fmt.Sprintf("TTL toDateTime(%s) + toIntervalDay(%d)", t.column, days)
 		var stmt string
 		switch {
 		case days == 0 && strings.Contains(full, " TTL "):
-			stmt = "ALTER TABLE " + t + " REMOVE TTL"
+			stmt = "ALTER TABLE " + t.name + " REMOVE TTL"
 		case days > 0 && !strings.Contains(full, want):
-			stmt = fmt.Sprintf("ALTER TABLE %s MODIFY TTL toDateTime(ts) + INTERVAL %d DAY", t, days)
+			stmt = fmt.Sprintf("ALTER TABLE %s MODIFY TTL toDateTime(%s) + INTERVAL %d DAY", t.name, t.column, days)
 		default:
 			continue
 		}
 		if err := eng.Exec(ctx, stmt); err != nil {
-			return fmt.Errorf("clickhouse: migrate: set retention of %s: %w", t, err)
+			return fmt.Errorf("clickhouse: migrate: set retention of %s: %w", t.name, err)
 		}
-		log.Info("retention set", "table", t, "days", days)
+		log.Info("retention set", "table", t.name, "days", days)
 	}
 	return nil
 }

@@ -72,7 +72,7 @@ func TestServerEngine(t *testing.T) {
 }
 
 // TestServerEngineOverEndpoint runs the server engine (clickhouse-go/v2 over
-// HTTP: Exec, InsertEvents, InsertMessages, Query) against the real
+// HTTP: Exec, InsertEvents, InsertMessages, InsertLifecycle, Query) against the real
 // ClickHouse engine, chDB, through a test instance of the query endpoint
 // opened for an authenticated writer: migrations (twice), events inserted
 // twice with the same token and counted once without FINAL, messages the
@@ -152,6 +152,19 @@ func TestServerEngineOverEndpoint(t *testing.T) {
 		clickhouse.ValueString(r.Rows[0][0]) != string(msgs[1].Payload) {
 		t.Errorf("payload read back: %v %v; want %s", r, err, msgs[1].Payload)
 	}
+
+	// Lifecycle events through the server engine's typed batch (details a
+	// Map), twice with the same token: stored once, read back from chDB.
+	if err := emb.Exec(ctx, "SYSTEM STOP MERGES lifecycle_events"); err != nil {
+		t.Fatal(err)
+	}
+	lrows := lifecycleRows(t, clickhousetest.ManyLifecycle(5, now.Add(-time.Hour)))
+	for range 2 {
+		if err := eng.InsertLifecycle(ctx, clickhouse.LifecycleToken(lrows), lrows); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkLifecycleStored(t, emb, lrows)
 
 	// The query endpoint's log, through the server engine's typed batch.
 	ql := []clickhouse.QueryLogRow{{Time: now, Who: "alice", Role: "auditor", SQL: "SELECT 'it''s'", SQLBytes: 14, Result: "ok", Rows: 1, Duration: 1500 * time.Microsecond}}

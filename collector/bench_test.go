@@ -5,7 +5,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"os"
 	"runtime"
+	"slices"
+	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -74,10 +78,6 @@ const benchEvents = 10000
 // BenchmarkDecoder is auditpipe's path: parse, assemble, build, encode JSON.
 func BenchmarkDecoder(b *testing.B) {
 	lines, records := benchCorpus(benchEvents)
-	names := builder.NewNames(map[uint64]string{0: "root", 1001: "op1"}, map[uint64]string{0: "root"})
-	cfg := builder.Config{Layer: "CPS", Host: "bench", Names: names,
-		Grants: builder.StaticGrants{"op1": {LoginID: "op1", ReqAuthID: "1"}}}
-	var out []byte
 	emitted := 0
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -87,17 +87,9 @@ func BenchmarkDecoder(b *testing.B) {
 		// per-record work: keep it out of the clock, as the stock path's
 		// tables are built at package init.
 		b.StopTimer()
-		emitted = 0
-		d := NewDecoder(cfg, assemble.Options{}, func(e *schemas.Event, _ *assemble.Event) {
-			out = e.AppendJSON(out[:0])
-			emitted++
-		}, nil)
+		d := newBenchDecoder()
 		b.StartTimer()
-		now := time.Now()
-		for i, l := range lines {
-			d.Line(l, uint64(i), now)
-		}
-		d.Flush()
+		emitted = d.pass(lines)
 	}
 	m1 := mallocs()
 	if emitted != benchEvents {
@@ -120,20 +112,7 @@ func BenchmarkStockLibaudit(b *testing.B) {
 	b.ResetTimer()
 	m0 := mallocs()
 	for range b.N {
-		st := &stockStream{}
-		r, err := libaudit.NewReassembler(1024, 2*time.Second, st)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, s := range strs {
-			msg, err := auparse.ParseLogLine(s)
-			if err != nil {
-				continue
-			}
-			r.PushMessage(msg)
-		}
-		r.Close()
-		emitted = st.events
+		emitted = stockPass(b, strs)
 	}
 	m1 := mallocs()
 	if emitted != benchEvents {
@@ -169,4 +148,121 @@ func mallocs() uint64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return m.Mallocs
+}
+
+// BenchmarkDecoderVsStock runs auditpipe's decode path and go-libaudit's
+// stock path on the same corpus in alternating rounds of one run (one pass
+// of the stock path, then passes of auditpipe's for about as long), checks
+// that each pass emitted every event, and reports the median over the
+// rounds of each round's ratio of records per CPU second
+// (auditpipe_x_stock): both see the same machine, and this process's CPU
+// time, unlike wall-clock time, does not count the time other processes
+// took the CPU from it. scripts/bench.d/collector.sh fails when the ratio
+// is below its target. AUDITPIPE_BENCH_ROUNDS sets the rounds (default 7).
+// Run with -benchtime=1x -cpu 1.
+func BenchmarkDecoderVsStock(b *testing.B) {
+	rounds := 7
+	if v, err := strconv.Atoi(os.Getenv("AUDITPIPE_BENCH_ROUNDS")); err == nil && v > 0 {
+		rounds = v
+	}
+	const ourPasses = 8 // auditpipe's passes per round: about one stock pass long
+	lines, records := benchCorpus(benchEvents)
+	strs := make([]string, len(lines))
+	for i, l := range lines {
+		strs[i] = string(bytes.TrimSuffix(l, []byte("\n")))
+	}
+	var ratios, ours, stock []float64
+	for b.Loop() {
+		for round := range rounds {
+			cpu0, wall0 := processCPU(b), time.Now()
+			if n := stockPass(b, strs); n != benchEvents {
+				b.Fatalf("round %d: the stock path emitted %d events, want %d", round+1, n, benchEvents)
+			}
+			s := float64(records) / (processCPU(b) - cpu0).Seconds()
+			sWall := time.Since(wall0)
+			var cpu time.Duration
+			wall0 = time.Now()
+			for range ourPasses {
+				d := newBenchDecoder() // its record type table: start-up work, off the clock
+				c0 := processCPU(b)
+				if n := d.pass(lines); n != benchEvents {
+					b.Fatalf("round %d: auditpipe emitted %d events, want %d", round+1, n, benchEvents)
+				}
+				cpu += processCPU(b) - c0
+			}
+			o := float64(ourPasses*records) / cpu.Seconds()
+			b.Logf("round %d: auditpipe %.0f records/CPU-s, go-libaudit stock %.0f: %.1f× (wall: %.0f and %.0f records/s)", round+1, o, s, o/s,
+				float64(ourPasses*records)/time.Since(wall0).Seconds(), float64(records)/sWall.Seconds())
+			ours, stock, ratios = append(ours, o), append(stock, s), append(ratios, o/s)
+		}
+	}
+	b.ReportMetric(median(ours), "auditpipe_records/cpu-s")
+	b.ReportMetric(median(stock), "stock_records/cpu-s")
+	b.ReportMetric(median(ratios), "auditpipe_x_stock")
+}
+
+// processCPU returns the user and system CPU time this process used so far.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchDecoder is auditpipe's decode path over the benchmark corpus, built
+// (its record type table) before the clock starts.
+type benchDecoder struct {
+	d       *Decoder
+	out     []byte
+	emitted int
+}
+
+func newBenchDecoder() *benchDecoder {
+	names := builder.NewNames(map[uint64]string{0: "root", 1001: "op1"}, map[uint64]string{0: "root"})
+	cfg := builder.Config{Layer: "CPS", Host: "bench", Names: names,
+		Grants: builder.StaticGrants{"op1": {LoginID: "op1", ReqAuthID: "1"}}}
+	bd := &benchDecoder{}
+	bd.d = NewDecoder(cfg, assemble.Options{}, func(e *schemas.Event, _ *assemble.Event) {
+		bd.out = e.AppendJSON(bd.out[:0])
+		bd.emitted++
+	}, nil)
+	return bd
+}
+
+// pass decodes lines and returns the events emitted.
+func (bd *benchDecoder) pass(lines [][]byte) int {
+	now := time.Now()
+	for i, l := range lines {
+		bd.d.Line(l, uint64(i), now)
+	}
+	bd.d.Flush()
+	return bd.emitted
+}
+
+// stockPass runs go-libaudit's stock path over strs and returns the events
+// it emitted.
+func stockPass(b *testing.B, strs []string) int {
+	st := &stockStream{}
+	r, err := libaudit.NewReassembler(1024, 2*time.Second, st)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, s := range strs {
+		msg, err := auparse.ParseLogLine(s)
+		if err != nil {
+			continue
+		}
+		r.PushMessage(msg)
+	}
+	r.Close()
+	return st.events
+}
+
+func median(v []float64) float64 {
+	v = slices.Sorted(slices.Values(v))
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }

@@ -254,7 +254,7 @@ func (c *Collector) Run(ctx context.Context) error {
 	r.outage = backoff.NewOutage(c.log, "pushing to Kafka (batches go to the spool meanwhile)")
 
 	r.dec = NewDecoder(builder.Config{
-		Layer: cfg.Layer, Host: cfg.Host, AllUsers: cfg.AllUsers, Names: names, Grants: c.grants,
+		Layer: cfg.Layer, Host: cfg.Host, AllUsers: cfg.AllUsers, LogoutFromSessionClose: cfg.LogoutFromSessionClose, Names: names, Grants: c.grants,
 	}, assemble.Options{Timeout: cfg.AssemblyTimeout}, r.onEvent, r.onReject)
 	r.dec.SetSeq(r.st.Seq)
 	r.dec.SetHeads(r.st.Chain)

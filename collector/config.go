@@ -34,6 +34,13 @@ type Config struct {
 	// AllUsers emits events of users without a grant. Default false: only
 	// sessions of operator users with a grant are audited, as the seed says.
 	AllUsers bool `yaml:"all_users"`
+	// LogoutFromSessionClose takes sshd's PAM session close (USER_END,
+	// op=PAM:session_close, exe /usr/sbin/sshd) for the logout. Debian's
+	// and Ubuntu's sshd write USER_LOGIN at login but no USER_LOGOUT (only
+	// Red Hat's audit patch adds it): turn this on for them. Default
+	// false: USER_LOGOUT is the logout (on a host writing both, on would
+	// give two).
+	LogoutFromSessionClose bool `yaml:"logout_from_session_close"`
 	// Grants are static login → req_auth_id bindings, besides those followed
 	// on the grants topic. Default none.
 	Grants map[string]string `yaml:"grants"`

@@ -85,7 +85,7 @@ func TestFixtures(t *testing.T) {
 			if ev[0].Event != schemas.KindKeys || ev[0].TTY != "pts0" || ev[0].Keys != "\x1b[Als -l\x7f\r" {
 				t.Errorf("TTY event: %+v", ev[0])
 			}
-			if !strings.Contains(ev[0].RawData, "data=<up>ls -l<backspace><ret>") {
+			if !strings.Contains(ev[0].RawData, "data=<up>,\"ls -l\",<backspace>,<ret>") {
 				t.Errorf("TTY raw_data not interpreted: %s", ev[0].RawData)
 			}
 			if ev[1].Keys != "sudo su -" || ev[1].TTY != "pts/0" {
@@ -113,6 +113,30 @@ func TestFixtures(t *testing.T) {
 			}
 			if got := schemas.UnescapeInvalidUTF8(e.Title); got != "echo\x00caf\xe9 \\ ok\x00\xff\xfe" {
 				t.Errorf("title does not round-trip: %q", got)
+			}
+		}},
+		{name: "ausearch", events: 4, check: func(t *testing.T, ev []schemas.Event) {
+			// The classes TestAusearchDifferential compares with ausearch -i.
+			for _, s := range []string{
+				"key=opctl key=execs",
+				"a1=a\\011b\\033c\\012",
+				"cap_fp=net_bind_service,bpf cap_fi=kill",
+				"fp=chown,net_bind_service fi=none",
+			} {
+				if !strings.Contains(ev[0].RawData, s) {
+					t.Errorf("raw_data lacks %q: %s", s, ev[0].RawData)
+				}
+			}
+			if want := "printf\x00a\tb\x1bc\n"; strings.Join(ev[0].Args, "\x00") != "printf\x00a\tb\x1bc\n" {
+				t.Errorf("args = %q, want the bytes as they are (%q)", ev[0].Args, want)
+			}
+			for _, e := range ev[1:3] {
+				if e.Event != schemas.KindCommand || !strings.Contains(e.RawData, ") : arch=x86_64 syscall=execve ") {
+					t.Errorf("header without colon / extra spaces: %s", e.RawData)
+				}
+			}
+			if !strings.Contains(ev[3].RawData, `data=<F1>,<F12>,<page-up>,<back-tab>,<^C>,"\034x\"\\",<ret>,<nl> `) {
+				t.Errorf("TTY data: %s", ev[3].RawData)
 			}
 		}},
 		{name: "long-line", events: 2, rejects: []string{"line_too_long"}},

@@ -2,175 +2,187 @@ package forwarder
 
 import (
 	"bufio"
+	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
 	"github.com/auditpipe/auditpipe/internal/siemtest"
 )
 
-// BenchmarkForwarderVsRaw measures, against the same rsyslog in the same
-// run, the forwarder (Kafka consumer group, decode, filter, RFC 5424
-// rendering, TLS, settle and commit) and a raw TLS writer sending the same
-// pre-framed bytes: the receiver's limit. Both are timed until rsyslog has
-// written every message to its file. Rounds alternate the two (raw, then
-// forwarder) so that both see the same machine speed, and the median of
-// the rounds' ratios is reported.
+// The senders of BenchmarkSIEMThroughput, in the order each round runs them.
+const (
+	senderRaw       = iota // a raw TLS writer of the pre-framed bytes: the receiver's limit
+	senderForward          // `auditpipe forward FILE`, the CLI subcommand, as a child process
+	senderForwarder        // the forwarder module: Kafka consumer group → SIEM
+	numSenders
+)
+
+var senderNames = [numSenders]string{"raw", "forward", "forwarder"}
+
+// BenchmarkSIEMThroughput measures, against syslog-ng and against rsyslog
+// (both real, TLS, RFC 5425 octet counting, started for the benchmark) in
+// the same run, three senders of the same RFC 5424 frames: a raw TLS writer
+// (the receiver's limit: no work but TLS), `auditpipe forward` (the CLI
+// subcommand, built and run as a child process on a file of JSON events)
+// and the forwarder module (in-process Kafka broker, consumer group,
+// decode, filter, rendering, TLS, settle, commit). Each round runs raw,
+// forward, forwarder against one receiver, then the same against the
+// other, so that all see the same machine speed; no sender is rate
+// limited. A rate is from the first message in the receiver's file to the
+// last (n-1 intervals), so neither process start, TLS handshake nor group
+// join is counted. After each round the benchmark checks that the three
+// delivered the same messages, byte for byte as the receiver wrote them,
+// and that the forwarder wrote exactly the raw writer's bytes with nothing
+// resent. It reports, per receiver, the median over the rounds of each
+// round's forward/raw and forwarder/raw ratio (RECEIVER_SENDER_%_of_raw):
+// scripts/bench.d/forwarder.sh fails when one is below its target.
 //
-// On a machine with two CPUs or more, rsyslogd is bound to the last CPU
-// and this process (the sender: raw writer, or forwarder and in-process
-// broker) to the first, as on two machines; otherwise sender and receiver
-// share the CPUs and the sender's CPU use lowers the receiver's rate.
-// AUDITPIPE_BENCH_BIND=0 turns the binding off; AUDITPIPE_BENCH_ROUNDS sets
-// the rounds (default 5). Run with -benchtime=1x.
-func BenchmarkForwarderVsRaw(b *testing.B) {
-	const n = 100000
-	rounds := 5
-	if v, err := strconv.Atoi(os.Getenv("AUDITPIPE_BENCH_ROUNDS")); err == nil && v > 0 {
-		rounds = v
+// Unbound by default: sender and receiver share the machine's CPUs.
+// AUDITPIPE_BENCH_BIND=1 binds the receivers to the last CPU and the
+// senders to the first (as on two machines). AUDITPIPE_BENCH_ROUNDS sets the
+// rounds (default 5), AUDITPIPE_BENCH_MESSAGES the messages per phase
+// (default 100000), AUDITPIPE_BENCH_RECEIVERS the receivers ("syslog-ng,rsyslog").
+// Run with -benchtime=1x.
+func BenchmarkSIEMThroughput(b *testing.B) {
+	rounds := envInt("AUDITPIPE_BENCH_ROUNDS", 5)
+	n := envInt("AUDITPIPE_BENCH_MESSAGES", 100000)
+	rcvCPUs := ""
+	if runtime.NumCPU() >= 2 && os.Getenv("AUDITPIPE_BENCH_BIND") == "1" && bindProcess(b, 0) {
+		rcvCPUs = strconv.Itoa(runtime.NumCPU() - 1)
 	}
-	rsCPUs := ""
-	if runtime.NumCPU() >= 2 && os.Getenv("AUDITPIPE_BENCH_BIND") != "0" && bindProcess(b, 0) {
-		rsCPUs = strconv.Itoa(runtime.NumCPU() - 1)
+	names := strings.Split(cmp.Or(os.Getenv("AUDITPIPE_BENCH_RECEIVERS"), "syslog-ng,rsyslog"), ",")
+	dir := b.TempDir()
+	ca := siemtest.NewCA(b, dir, "ca")
+	cert, key := ca.Issue(b, dir, "siem", siemtest.CertOptions{})
+	var rcvs []*benchReceiver
+	for _, name := range names {
+		rcvs = append(rcvs, startBenchReceiver(b, name, ca, cert, key, rcvCPUs))
 	}
-	rsDir := b.TempDir()
-	ca := siemtest.NewCA(b, rsDir, "ca")
-	cert, key := ca.Issue(b, rsDir, "siem", siemtest.CertOptions{})
-	rs := siemtest.StartRsyslog(b, siemtest.RsyslogOptions{CA: ca, CertFile: cert, KeyFile: key, CPUs: rsCPUs})
+	bin := buildAuditpipe(b)
 	kcfg, _ := kafkatest.Start(b, 3)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 
 	evs := testEvents(0, n)
 	produce(b, ctx, kcfg, evs)
-	d := Destination{Name: "bench", Address: rs.Addr, TLS: TLS{CAFile: ca.CertPEM}}.WithDefaults()
-	fm, err := newFormatter(d.format())
+	input := filepath.Join(dir, "events.jsonl")
+	var lines []byte
+	for _, ev := range evs {
+		lines = append(ev.AppendJSON(lines), '\n')
+	}
+	if err := os.WriteFile(input, lines, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	lines = nil
+	fm, err := newFormatter(Destination{}.WithDefaults().format())
 	if err != nil {
 		b.Fatal(err)
 	}
 	var framed [][]byte
-	var bytesTotal int
+	bytesTotal := 0
 	for _, ev := range evs {
 		fs, err := fm.frames(ev)
 		if err != nil {
 			b.Fatal(err)
 		}
-		framed = append(framed, fs...)
-		for _, f := range fs {
-			bytesTotal += len(f)
+		if len(fs) != 1 {
+			b.Fatalf("event %s: %d frames, want 1", ev.EventID, len(fs))
 		}
+		framed = append(framed, fs[0])
+		bytesTotal += len(fs[0])
 	}
 	evs = nil
-	bound := "not bound to CPUs"
-	if rsCPUs != "" {
-		bound = "rsyslogd bound to CPU " + rsCPUs + ", this process to CPU 0"
+	bound := "unbound: senders and receivers share the CPUs"
+	if rcvCPUs != "" {
+		bound = "receivers bound to CPU " + rcvCPUs + ", senders to CPU 0"
 	}
 	b.Logf("%d messages per phase, %.0f bytes each, %d rounds, %s", n, float64(bytesTotal)/float64(n), rounds, bound)
 
-	var res benchRounds
-	received, readOff := 0, int64(0)
 	for i := 0; b.Loop(); i++ {
 		for round := range rounds {
-			var r benchRound
-			// Raw TLS writer: the same bytes, one connection, 64 KiB buffer.
-			dl, err := d.newDialer()
-			if err != nil {
-				b.Fatal(err)
-			}
-			c, err := dl.dial(ctx)
-			if err != nil {
-				b.Fatal(err)
-			}
-			rs0 := rsyslogCPU(b, rs)
-			written := make(chan error, 1)
-			go func() {
-				bw := bufio.NewWriterSize(c.nc, 64<<10)
-				for _, f := range framed {
-					if _, err := bw.Write(f); err != nil {
-						written <- err
-						return
+			for _, rc := range rcvs {
+				var r benchRound
+				d := Destination{Name: "bench", Address: rc.addr, TLS: TLS{CAFile: ca.CertPEM}}.WithDefaults()
+				for s := range numSenders {
+					cpu0, rcpu0 := processCPU(b), rc.cpuNow(b)
+					var finish func() time.Duration // waits for the sender, returns its CPU
+					var reg *prometheus.Registry
+					switch s {
+					case senderRaw:
+						finish = rawWriter(b, ctx, d, framed)
+					case senderForward:
+						finish = forwardCLI(b, ctx, bin, rc.addr, ca.CertPEM, input, n)
+					case senderForwarder:
+						reg = prometheus.NewRegistry()
+						fd := d
+						fd.Name, fd.Group = fmt.Sprintf("bench%d-%d-%s", i, round, rc.name), ""
+						finish = runBenchForwarder(b, ctx, kcfg, fd, reg)
+					}
+					first := rc.waitFirst(b)
+					rc.received += n
+					got := rc.count(rc.received, 5*time.Minute)
+					r.rate[s] = float64(n-1) / time.Since(first).Seconds()
+					r.rcvCPU[s] = rc.cpuNow(b) - rcpu0
+					if got < rc.received {
+						b.Fatalf("%s to %s: received %d of %d", senderNames[s], rc.name, got-(rc.received-n), n)
+					}
+					child := finish()
+					r.cpu[s] = processCPU(b) - cpu0 + child
+					if reg != nil {
+						sent, resent := metricSum(b, reg, "auditpipe_forwarder_sent_bytes_total"), metricSum(b, reg, "auditpipe_forwarder_messages_resent_total")
+						if int(sent) != bytesTotal || resent != 0 {
+							b.Fatalf("forwarder wrote %.0f bytes (%.0f messages resent), the raw writer %d", sent, resent, bytesTotal)
+						}
 					}
 				}
-				written <- bw.Flush()
-			}()
-			rawFirst := waitFirst(b, rs, received)
-			received += n
-			got := rs.WaitCount(received, 5*time.Minute)
-			r.raw = float64(n-1) / time.Since(rawFirst).Seconds()
-			r.rsRaw = rsyslogCPU(b, rs) - rs0
-			if err := <-written; err != nil {
-				b.Fatal(err)
+				b.StopTimer()
+				rc.sameMessages(b, n)
+				b.StartTimer()
+				b.Logf("round %d, %s: raw %.0f msgs/s, forward %.0f (%.0f %%), forwarder %.0f (%.0f %%); sender CPU µs/msg raw %.2f, forward %.2f, forwarder %.2f; %s CPU µs/msg %.2f, %.2f, %.2f",
+					round+1, rc.name, r.rate[senderRaw], r.rate[senderForward], r.ratio(senderForward), r.rate[senderForwarder], r.ratio(senderForwarder),
+					perMsg(r.cpu[senderRaw], n), perMsg(r.cpu[senderForward], n), perMsg(r.cpu[senderForwarder], n),
+					rc.name, perMsg(r.rcvCPU[senderRaw], n), perMsg(r.rcvCPU[senderForward], n), perMsg(r.rcvCPU[senderForwarder], n))
+				rc.rounds = append(rc.rounds, r)
 			}
-			if got < received {
-				b.Fatalf("raw: rsyslog received %d of %d", got-(received-n), n)
-			}
-			c.close()
-
-			// The forwarder, from Kafka, with a fresh consumer group.
-			fd := d
-			fd.Name, fd.Group = fmt.Sprintf("bench%d-%d", i, round), ""
-			reg := prometheus.NewRegistry()
-			f, err := New(Config{Kafka: kcfg, Destinations: []Destination{fd}}, Options{Registerer: reg})
-			if err != nil {
-				b.Fatal(err)
-			}
-			cpu0 := processCPU(b)
-			rs0 = rsyslogCPU(b, rs)
-			fctx, stop := context.WithCancel(ctx)
-			done := make(chan error, 1)
-			// Labelled so that a CPU profile can be narrowed to the forwarder
-			// (-tagfocus phase=forwarder); the broker's goroutines are not.
-			go pprof.Do(fctx, pprof.Labels("phase", "forwarder"), func(fctx context.Context) { done <- f.Run(fctx) })
-			fwdFirst := waitFirst(b, rs, received)
-			received += n
-			got = rs.WaitCount(received, 5*time.Minute)
-			r.fwd = float64(n-1) / time.Since(fwdFirst).Seconds()
-			stop()
-			if err := <-done; err != nil {
-				b.Fatal(err)
-			}
-			r.cpu = processCPU(b) - cpu0
-			r.rsFwd = rsyslogCPU(b, rs) - rs0
-			if got < received {
-				b.Fatalf("forwarder: rsyslog received %d of %d", got-(received-n), n)
-			}
-			b.StopTimer()
-			readOff = sameBytes(b, rs, readOff, n, reg, bytesTotal)
-			b.StartTimer()
-			b.Logf("round %d: raw TLS writer %.0f msgs/s, forwarder %.0f msgs/s: %.0f %%; forwarder process CPU %.2f µs/msg; rsyslogd CPU %.2f µs/msg (raw), %.2f (forwarder)",
-				round+1, r.raw, r.fwd, 100*r.fwd/r.raw, perMsg(r.cpu, n), perMsg(r.rsRaw, n), perMsg(r.rsFwd, n))
-			res = append(res, r)
 		}
 	}
-	// Rates from the first message in rsyslog's file to the last, so that
-	// neither the TLS handshake nor the consumer group's join is counted,
-	// and the polling of the file costs both the same.
-	b.ReportMetric(res.median(func(r benchRound) float64 { return r.raw }), "raw_msgs/s")
-	b.ReportMetric(res.median(func(r benchRound) float64 { return r.fwd }), "forwarder_msgs/s")
-	b.ReportMetric(res.median(func(r benchRound) float64 { return 100 * r.fwd / r.raw }), "forwarder_%_of_raw")
-	// CPU of this process (forwarder, in-process broker, the polling of
-	// rsyslog's file) per message, group join and stop included: steadier
-	// than wall-clock rates on a shared machine.
-	b.ReportMetric(res.median(func(r benchRound) float64 { return perMsg(r.cpu, n) }), "cpu_µs/msg")
-	b.ReportMetric(res.median(func(r benchRound) float64 { return perMsg(r.rsRaw, n) }), "rsyslog_raw_cpu_µs/msg")
-	b.ReportMetric(res.median(func(r benchRound) float64 { return perMsg(r.rsFwd, n) }), "rsyslog_fwd_cpu_µs/msg")
+	for _, rc := range rcvs {
+		rs := rc.rounds
+		b.ReportMetric(rs.median(func(r benchRound) float64 { return r.rate[senderRaw] }), rc.name+"_raw_msgs/s")
+		for _, s := range []int{senderForward, senderForwarder} {
+			b.ReportMetric(rs.median(func(r benchRound) float64 { return r.rate[s] }), rc.name+"_"+senderNames[s]+"_msgs/s")
+			b.ReportMetric(rs.median(func(r benchRound) float64 { return r.ratio(s) }), rc.name+"_"+senderNames[s]+"_%_of_raw")
+			// CPU of the sender per message (the forwarder's includes the
+			// in-process broker): steadier than rates on a shared machine.
+			b.ReportMetric(rs.median(func(r benchRound) float64 { return perMsg(r.cpu[s], n) }), rc.name+"_"+senderNames[s]+"_cpu_µs/msg")
+		}
+	}
 }
 
-// benchRound is one round of BenchmarkForwarderVsRaw: rates in msgs/s,
-// CPU times of the forwarder phase (this process) and of rsyslogd.
+// benchRound is one round against one receiver: each sender's rate in
+// msgs/s, its CPU (this process's, plus the child's for forward) and the
+// receiver's CPU during its phase.
 type benchRound struct {
-	raw, fwd          float64
-	cpu, rsRaw, rsFwd time.Duration
+	rate        [numSenders]float64
+	cpu, rcvCPU [numSenders]time.Duration
 }
+
+func (r benchRound) ratio(s int) float64 { return 100 * r.rate[s] / r.rate[senderRaw] }
 
 type benchRounds []benchRound
 
@@ -188,43 +200,165 @@ func (rs benchRounds) median(f func(benchRound) float64) float64 {
 
 func perMsg(d time.Duration, n int) float64 { return float64(d.Microseconds()) / float64(n) }
 
-// sameBytes checks that the raw writer and the forwarder delivered the same
-// messages (the n messages from byte offset off of rsyslog's file, then the
-// next n, as sets: the forwarder keeps order per partition, not across
-// them), and that the forwarder wrote exactly the raw writer's bytes, none
-// sent twice. It returns the offset after them.
-func sameBytes(b *testing.B, rs *siemtest.Rsyslog, off int64, n int, reg *prometheus.Registry, bytesTotal int) int64 {
-	b.Helper()
-	msgs, next := rs.MessagesFrom(b, off)
-	if len(msgs) != 2*n {
-		b.Fatalf("rsyslog holds %d messages after offset %d, want %d", len(msgs), off, 2*n)
-	}
-	raw := slices.Sorted(slices.Values(msgs[:n]))
-	fwd := slices.Sorted(slices.Values(msgs[n:]))
-	if !slices.Equal(raw, fwd) {
-		b.Fatal("the forwarder's messages differ from the raw writer's")
-	}
-	sent, resent := metricSum(b, reg, "auditpipe_forwarder_sent_bytes_total"), metricSum(b, reg, "auditpipe_forwarder_messages_resent_total")
-	if int(sent) != bytesTotal || resent != 0 {
-		b.Fatalf("forwarder wrote %.0f bytes (%.0f messages resent), the raw writer %d", sent, resent, bytesTotal)
-	}
-	return next
+// benchReceiver is a receiver of BenchmarkSIEMThroughput with what the
+// benchmark reads of it.
+type benchReceiver struct {
+	name  string
+	addr  string
+	count func(n int, timeout time.Duration) int
+	cpu   func() (time.Duration, error)
+	lines func(tb testing.TB, off int64) ([]string, int64)
+
+	received int   // messages received so far
+	off      int64 // output file offset after the last round checked
+	rounds   benchRounds
 }
 
-// waitFirst waits until rsyslog has written message base+1 and returns when.
-func waitFirst(b *testing.B, rs *siemtest.Rsyslog, base int) time.Time {
+func startBenchReceiver(b *testing.B, name string, ca *siemtest.CA, cert, key, cpus string) *benchReceiver {
 	b.Helper()
-	if got := rs.WaitCount(base+1, time.Minute); got <= base {
-		b.Fatalf("no message arrived within a minute")
+	switch name {
+	case "rsyslog":
+		rs := siemtest.StartRsyslog(b, siemtest.RsyslogOptions{CA: ca, CertFile: cert, KeyFile: key, CPUs: cpus, Defaults: true})
+		return &benchReceiver{name: name, addr: rs.Addr, count: rs.WaitCount, cpu: rs.CPU, lines: rs.LinesFrom}
+	case "syslog-ng":
+		ng := siemtest.StartSyslogNG(b, siemtest.SyslogNGOptions{CA: ca, CertFile: cert, KeyFile: key, CPUs: cpus, Template: benchSyslogNGTemplate})
+		return &benchReceiver{name: name, addr: ng.Addr, count: ng.WaitCount, cpu: ng.CPU, lines: ng.LinesFrom}
+	}
+	b.Fatalf("unknown receiver %q (rsyslog, syslog-ng)", name)
+	return nil
+}
+
+// benchSyslogNGTemplate is syslog-ng's file template in the benchmark: the
+// whole message, one line, cheaper for syslog-ng than the JSON line of the
+// interop tests (format-json of every SD-PARAM costs it about three times
+// the CPU, and it would be the limit of all three senders).
+const benchSyslogNGTemplate = `${PRI} ${SDATA} $(base64-encode ${MSG})\n`
+
+// waitFirst waits until the receiver has written the first message of the
+// phase and returns when.
+func (rc *benchReceiver) waitFirst(b *testing.B) time.Time {
+	b.Helper()
+	if got := rc.count(rc.received+1, time.Minute); got <= rc.received {
+		b.Fatalf("%s: no message arrived within a minute", rc.name)
 	}
 	return time.Now()
 }
 
-func rsyslogCPU(b *testing.B, rs *siemtest.Rsyslog) time.Duration {
+func (rc *benchReceiver) cpuNow(b *testing.B) time.Duration {
 	b.Helper()
-	d, err := rs.CPU()
+	d, err := rc.cpu()
 	if err != nil {
 		b.Fatal(err)
 	}
 	return d
+}
+
+// sameMessages checks that the round's senders delivered the same n
+// messages each, as the receiver wrote them (as sets: the forwarder keeps
+// order per partition, not across them).
+func (rc *benchReceiver) sameMessages(b *testing.B, n int) {
+	b.Helper()
+	msgs, next := rc.lines(b, rc.off)
+	if len(msgs) != numSenders*n {
+		b.Fatalf("%s holds %d messages after offset %d, want %d", rc.name, len(msgs), rc.off, numSenders*n)
+	}
+	raw := slices.Sorted(slices.Values(msgs[:n]))
+	for s := senderRaw + 1; s < numSenders; s++ {
+		if got := slices.Sorted(slices.Values(msgs[s*n : (s+1)*n])); !slices.Equal(raw, got) {
+			b.Fatalf("%s: the messages of %s differ from the raw writer's", rc.name, senderNames[s])
+		}
+	}
+	rc.off = next
+}
+
+// rawWriter starts writing frames over one TLS connection through a
+// 64 KiB buffer; its finish waits until it is written and closed.
+func rawWriter(b *testing.B, ctx context.Context, d Destination, frames [][]byte) func() time.Duration {
+	b.Helper()
+	dl, err := d.newDialer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := dl.dial(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	written := make(chan error, 1)
+	go func() {
+		bw := bufio.NewWriterSize(c.nc, 64<<10)
+		for _, f := range frames {
+			if _, err := bw.Write(f); err != nil {
+				written <- err
+				return
+			}
+		}
+		written <- bw.Flush()
+	}()
+	return func() time.Duration {
+		if err := <-written; err != nil {
+			b.Fatal(err)
+		}
+		c.close()
+		return 0
+	}
+}
+
+// forwardCLI starts `auditpipe forward` on the file of JSON events; its
+// finish waits for the process to exit, checks that it sent n events as n
+// messages and returns the child's CPU.
+func forwardCLI(b *testing.B, ctx context.Context, bin, addr, ca, input string, n int) func() time.Duration {
+	b.Helper()
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, bin, "forward", "--siem", addr, "--ca", ca, input)
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	return func() time.Duration {
+		if err := cmd.Wait(); err != nil {
+			b.Fatalf("auditpipe forward: %v\n%s", err, stderr.Bytes())
+		}
+		if want := fmt.Sprintf("forward: %d events sent as %d messages, 0 lines rejected", n, n); !strings.Contains(stderr.String(), want) {
+			b.Fatalf("auditpipe forward said %q, want %q", stderr.Bytes(), want)
+		}
+		return cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
+}
+
+// runBenchForwarder starts the forwarder for d; its finish stops it.
+func runBenchForwarder(b *testing.B, ctx context.Context, kcfg kafka.Config, d Destination, reg *prometheus.Registry) func() time.Duration {
+	b.Helper()
+	f, err := New(Config{Kafka: kcfg, Destinations: []Destination{d}}, Options{Registerer: reg})
+	if err != nil {
+		b.Fatal(err)
+	}
+	fctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	// Labelled so that a CPU profile can be narrowed to the forwarder
+	// (-tagfocus phase=forwarder); the broker's goroutines are not.
+	go pprof.Do(fctx, pprof.Labels("phase", "forwarder"), func(fctx context.Context) { done <- f.Run(fctx) })
+	return func() time.Duration {
+		stop()
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		return 0
+	}
+}
+
+// buildAuditpipe builds the auditpipe binary into a temporary directory.
+func buildAuditpipe(b *testing.B) string {
+	b.Helper()
+	path := filepath.Join(b.TempDir(), "auditpipe")
+	if out, err := exec.Command("go", "build", "-o", path, "github.com/auditpipe/auditpipe/cmd/auditpipe").CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	return path
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
 }

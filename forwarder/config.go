@@ -9,6 +9,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/internal/config"
 	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/internal/tlsconfig"
 	"github.com/auditpipe/auditpipe/schemas"
 )
@@ -25,9 +26,33 @@ type Config struct {
 	// resource whose operator control assignment forwards logs, from
 	// opctl.assignments.v1 (AssignmentSource). Default off.
 	Assignments AssignmentsConfig `yaml:"assignments"`
-	// DeadLetterTopic receives events that cannot be sent, with the reason.
-	// Default "opctl.deadletter.v1".
+	// AssignmentKeys are the public key files (PEM or base64, see
+	// internal/sign) whose signatures on assignment records are trusted;
+	// a record unsigned or signed by another key is refused. Default none,
+	// which is an error while assignments.follow is on, except in target
+	// all: the all-in-one trusts its own key (embedded.data_dir/grants.pub)
+	// besides these.
+	AssignmentKeys []string `yaml:"assignment_keys"`
+	// OwnAssignmentKey is the all-in-one's public key file, trusted besides
+	// AssignmentKeys: set by the composition root in target all, never in
+	// a file.
+	OwnAssignmentKey string `yaml:"-"`
+	// DeadLetterTopic receives events that cannot be sent, and refused
+	// assignment records, with the reason. Default "opctl.deadletter.v1".
 	DeadLetterTopic string `yaml:"dead_letter_topic"`
+}
+
+// assignmentKeyring reads the trusted public keys of the assignments.
+func (c Config) assignmentKeyring() (*sign.Keyring, error) {
+	paths := c.AssignmentKeys
+	if c.OwnAssignmentKey != "" {
+		paths = append(paths[:len(paths):len(paths)], c.OwnAssignmentKey)
+	}
+	kr, err := sign.LoadKeyring(paths...)
+	if err != nil {
+		return nil, fmt.Errorf("forwarder.assignment_keys: %w", err)
+	}
+	return kr, nil
 }
 
 // AssignmentsConfig is the destinations followed from the assignments
@@ -132,18 +157,25 @@ type TLS struct {
 }
 
 // Filter selects events; an empty list matches everything, and an event
-// must match every non-empty list.
+// must match every non-empty list that applies to it. Audit events are
+// matched by Layers, Events and Hosts (Match); lifecycle events by Events
+// and Resources, and a destination with Hosts but no Resources gets none
+// (MatchLifecycle).
 type Filter struct {
 	// Layers are event layers (CPS, HOST, CELL, GUESTVM, SWITCH, ILOM).
 	Layers []string `yaml:"layers"`
-	// Events are event kinds (login, logout, command, keys).
+	// Events are event kinds (login, logout, command, keys, chain), and
+	// "lifecycle" for the policy service's lifecycle events.
 	Events []string `yaml:"events"`
 	// Hosts are event hosts: the hosts of the resources this destination
 	// is for.
 	Hosts []string `yaml:"hosts"`
+	// Resources are the resource ids whose lifecycle events this
+	// destination gets (an assignment's destination: its resource).
+	Resources []string `yaml:"resources"`
 }
 
-// Match reports whether ev passes the filter.
+// Match reports whether the audit event ev passes the filter.
 func (f Filter) Match(ev *schemas.Event) bool {
 	return matchList(f.Layers, ev.Layer) && matchList(f.Events, string(ev.Event)) && matchList(f.Hosts, ev.Host)
 }
@@ -245,6 +277,14 @@ func (c Config) Validate() error {
 	case !c.Assignments.Follow && len(c.Destinations) == 0:
 		errs.Addf("forwarder.destinations", "at least one destination is required (or forwarder.assignments.follow)")
 	}
+	if c.Assignments.Follow && len(c.AssignmentKeys) == 0 && c.OwnAssignmentKey == "" {
+		errs.Addf("forwarder.assignment_keys", "required while forwarder.assignments.follow is on: the public keys whose assignments are trusted (unsigned assignments are never trusted)")
+	}
+	for i, path := range c.AssignmentKeys {
+		if _, err := sign.LoadPublicKey(path); err != nil {
+			errs.Add(config.IndexPath("forwarder.assignment_keys", i), err)
+		}
+	}
 	names := map[string]int{}
 	groups := map[string]int{}
 	for i, d := range c.Destinations {
@@ -295,9 +335,17 @@ func (d Destination) Validate(prefix string) error {
 		bad("group", "required")
 	}
 	for _, k := range d.Filter.Events {
-		if !schemas.Kind(k).Valid() {
-			bad("filter.events", "%q is not an event kind (want one of %v)", k, schemas.Kinds)
+		if !schemas.Kind(k).Valid() && k != EventLifecycle {
+			bad("filter.events", "%q is not an event kind (want one of %v, or %s)", k, schemas.Kinds, EventLifecycle)
 		}
+	}
+	for _, r := range d.Filter.Resources {
+		if r == "" {
+			bad("filter.resources", "an empty resource id")
+		}
+	}
+	if len(d.Filter.topics()) == 0 {
+		bad("filter", "selects no event: lifecycle events only, for hosts without resources (name the resources, or drop the hosts)")
 	}
 	if d.Facility != nil {
 		if _, err := newFormatter(d.format()); err != nil {

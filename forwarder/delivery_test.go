@@ -65,14 +65,20 @@ func TestStopWhileSIEMDownCommitsNothing(t *testing.T) {
 	defer func() { ln.Close(); <-done }()
 	reg := prometheus.NewRegistry()
 	stop := runForwarder(t, ctx, Config{Kafka: kcfg, Destinations: []Destination{d}}, reg)
-	if n := <-received; n != want {
+	n := <-received
+	// Every byte was written by now (the SIEM's socket holds them all).
+	writtenBy := time.Now()
+	if n != want {
 		t.Fatalf("the SIEM's socket received %d bytes, want the %d of all %d events", n, want, len(evs))
 	}
 	// The forwarder notices and retries against the closed port.
 	waitFor(t, 20*time.Second, func() bool { return metricSum(t, reg, "auditpipe_forwarder_connect_errors_total") >= 1 })
-	// Let the settle time of the writes pass while the SIEM is down: the bug
-	// committed them once it had.
-	time.Sleep(d.Settle + 500*time.Millisecond)
+	// The settle time of the writes has passed, with the SIEM down, when
+	// the forwarder stops (and commits what settled): the bug committed
+	// them once it had. A deadline, not a guess: the writes ended before
+	// writtenBy (the margin covers the flush's return after its bytes
+	// arrived).
+	time.Sleep(time.Until(writtenBy.Add(d.Settle + 50*time.Millisecond)))
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -336,13 +342,14 @@ func TestSinkCloseWithoutConnectionReturnsNothingWritten(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	wg.Add(1)
+	flushed := make(chan struct{})
 	go func() {
 		defer wg.Done()
 		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
-		time.Sleep(200 * time.Millisecond)
+		<-flushed  // the entries went to this connection
 		ln.Close() // down from now on
 		c.(*net.TCPConn).SetLinger(0)
 		c.Close()
@@ -358,6 +365,7 @@ func TestSinkCloseWithoutConnectionReturnsNothingWritten(t *testing.T) {
 	if err := s.flush(ctx); err != nil {
 		t.Fatal(err)
 	}
+	close(flushed)
 	waitFor(t, 5*time.Second, func() bool { return s.conn.alive() != nil })
 	s.broken(s.conn.alive())
 	if got := s.close(ctx); len(got) != 0 {
@@ -371,32 +379,49 @@ func TestSinkCloseWithoutConnectionReturnsNothingWritten(t *testing.T) {
 // Bug (review 2), at the connection: closeGracefully reports drained only
 // for a clean close (EOF) with every byte acknowledged, never for a reset.
 func TestCloseGracefullyDrainedOnlyOnCleanClose(t *testing.T) {
+	// What the client writes: the peers wait until it is all in their
+	// receive queue (unread) and, but for the first, until the client's FIN
+	// came (it is then waiting in closeGracefully), instead of sleeping.
+	entries := testEntries(0, 100)
+	total := 0
+	for _, e := range entries {
+		for _, f := range e.frames {
+			total += len(f)
+		}
+	}
+	finAfterAll := func(t *testing.T, c *net.TCPConn, want int) {
+		if n := waitUnread(t, c, want, func(_ int, fin bool) bool { return fin }); n < want {
+			t.Errorf("the peer's socket holds %d unread bytes, want %d", n, want)
+		}
+	}
 	tests := []struct {
-		name  string
-		peer  func(c *net.TCPConn) // what the SIEM does with the connection
+		name string
+		// peer is what the SIEM does with the connection; returned is
+		// closed once closeGracefully returned.
+		peer  func(t *testing.T, c *net.TCPConn, returned <-chan struct{})
 		drain bool
 	}{
-		{name: "reads everything then closes", peer: func(c *net.TCPConn) {
+		{name: "reads everything then closes", peer: func(_ *testing.T, c *net.TCPConn, _ <-chan struct{}) {
 			io.Copy(io.Discard, c)
 			c.Close()
 		}, drain: true},
-		{name: "reads nothing, closes with unread data (RST)", peer: func(c *net.TCPConn) {
-			time.Sleep(300 * time.Millisecond)
+		{name: "reads nothing, closes with unread data (RST)", peer: func(t *testing.T, c *net.TCPConn, _ <-chan struct{}) {
+			finAfterAll(t, c, total)
 			c.Close()
 		}},
-		{name: "reads nothing, resets (linger 0)", peer: func(c *net.TCPConn) {
-			time.Sleep(300 * time.Millisecond)
+		{name: "reads nothing, resets (linger 0)", peer: func(t *testing.T, c *net.TCPConn, _ <-chan struct{}) {
+			finAfterAll(t, c, total)
 			c.SetLinger(0)
 			c.Close()
 		}},
-		{name: "reads part, then resets", peer: func(c *net.TCPConn) {
+		{name: "reads part, then resets", peer: func(t *testing.T, c *net.TCPConn, _ <-chan struct{}) {
 			io.CopyN(io.Discard, c, 100)
-			time.Sleep(300 * time.Millisecond)
+			finAfterAll(t, c, total-100)
 			c.SetLinger(0)
 			c.Close()
 		}},
-		{name: "never closes (timeout)", peer: func(c *net.TCPConn) {
-			time.Sleep(1500 * time.Millisecond)
+		{name: "never closes (timeout)", peer: func(_ *testing.T, c *net.TCPConn, returned <-chan struct{}) {
+			<-returned // closeGracefully timed out: the peer closes only now
 			io.Copy(io.Discard, c)
 			c.Close()
 		}},
@@ -409,13 +434,14 @@ func TestCloseGracefullyDrainedOnlyOnCleanClose(t *testing.T) {
 			}
 			var wg sync.WaitGroup
 			wg.Add(1)
+			returned := make(chan struct{})
 			go func() {
 				defer wg.Done()
 				c, err := ln.Accept()
 				if err != nil {
 					return
 				}
-				tc.peer(c.(*net.TCPConn))
+				tc.peer(t, c.(*net.TCPConn), returned)
 			}()
 			defer func() { ln.Close(); wg.Wait() }()
 			dl := &dialer{addr: ln.Addr().String(), timeout: 5 * time.Second}
@@ -424,7 +450,7 @@ func TestCloseGracefullyDrainedOnlyOnCleanClose(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.close() // closeGracefully closes too; close is idempotent
-			for _, e := range testEntries(0, 100) {
+			for _, e := range entries {
 				if err := c.write(e.frames, 5*time.Second); err != nil {
 					t.Fatal(err)
 				}
@@ -432,7 +458,9 @@ func TestCloseGracefullyDrainedOnlyOnCleanClose(t *testing.T) {
 			if _, err := c.flush(5 * time.Second); err != nil {
 				t.Fatal(err)
 			}
-			if got := c.closeGracefully(time.Second); got != tc.drain {
+			got := c.closeGracefully(time.Second)
+			close(returned)
+			if got != tc.drain {
 				t.Fatalf("drained = %v, want %v (read ended with %v)", got, tc.drain, c.deadErr)
 			}
 		})

@@ -1,6 +1,7 @@
-// Package forwarder sends audit events to the owner's SIEM as RFC 5424
-// syslog messages over TLS with RFC 5425 octet-counting framing, at least
-// once and never dropping an event silently.
+// Package forwarder sends audit events, and the policy service's lifecycle
+// events, to the owner's SIEM as RFC 5424 syslog messages over TLS with
+// RFC 5425 octet-counting framing, at least once and never dropping an
+// event silently.
 //
 // A Forwarder runs one pipeline per Destination. Each pipeline has its own
 // Kafka consumer group and filter, so a slow or unreachable SIEM never holds
@@ -20,8 +21,16 @@
 // go to the dead-letter topic with the reason; nothing is truncated or
 // skipped silently.
 //
-// Destinations come from configuration today. The policy service will
-// supply one Destination per resource assignment (the assignment's syslog
-// address and CA certificate, Filter.Hosts set to the resource's hosts) and
-// run it with Forwarder.RunDestination: that is the seam left for it.
+// Lifecycle events (opctl.lifecycle.v1) are read beside the audit events
+// and sent with MSGID the kind, their fields as SD-PARAMs and a readable
+// MSG (see lifecycle.go and the README's "Lifecycle events"); a
+// destination gets those of the resources its Filter.Resources names, or
+// all of them when it is filtered neither by resource nor by host.
+//
+// Destinations come from a Source: the configuration (StaticSource), or
+// the signed assignments of opctl.assignments.v1 (AssignmentSource), one
+// destination per resource whose verified assignment forwards logs (the
+// assignment's syslog address and CA certificate, Filter.Hosts the
+// resource's hosts, Filter.Resources the resource); a record that does
+// not verify against the configured keys is refused and changes nothing.
 package forwarder

@@ -2,6 +2,7 @@ package forwarder
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -155,9 +156,9 @@ func (f *Forwarder) runDestination(ctx context.Context, d Destination, dlw *dead
 	// Fetches of 1 MiB rather than the shared 16 MiB: a destination is
 	// bounded by its SIEM, not by fetch size, and the embedded broker
 	// (kfake) spends several times the CPU building 16 MiB responses
-	// (profile of BenchmarkForwarderVsRaw).
+	// (profile of BenchmarkForwarderVsRaw, now BenchmarkSIEMThroughput).
 	r, err := f.cfg.Kafka.NewGroupReader(kafka.GroupReaderConfig{
-		Group: d.Group, Topics: []string{schemas.TopicAudit}, MaxBytes: fetchMaxBytes, Log: log,
+		Group: d.Group, Topics: d.Filter.topics(), MaxBytes: fetchMaxBytes, Log: log,
 	})
 	if err != nil {
 		return fmt.Errorf("destination %s: %w", d.Name, err)
@@ -227,6 +228,22 @@ func (rd *renderer) newEntry() *entry {
 	return e
 }
 
+// frames renders ev with fm into the renderer's chunks.
+func (rd *renderer) frames(fm *formatter, ev *schemas.Event) ([][]byte, error) {
+	if cap(rd.slots)-len(rd.slots) < 1 {
+		rd.slots = make([][]byte, 0, slotChunk)
+	}
+	first := len(rd.slots)
+	slots, err := fm.appendFrames(rd.slots, &rd.arena, ev)
+	if err != nil {
+		return nil, err
+	}
+	// The entry's frames are its own part of the chunk (capacity capped),
+	// even when a split event made append move to a new array.
+	rd.slots = slots
+	return slots[first:len(slots):len(slots)], nil
+}
+
 func (p *pipeline) run(ctx context.Context) error {
 	fetchCtx, stopFetch := context.WithCancel(ctx)
 	defer stopFetch()
@@ -285,6 +302,9 @@ func (p *pipeline) render(ctx context.Context, rd *renderer, gen *kafka.Generati
 	e := rd.newEntry()
 	e.ref = commitRef{gen: gen, topic: msg.Topic, partition: msg.Partition, offset: msg.Offset}
 	e.born = msg.Time
+	if msg.Topic == schemas.TopicLifecycle {
+		return e, p.renderLifecycle(ctx, rd, e, msg)
+	}
 	var ev schemas.Event
 	// DecodeJSON directly: json.Unmarshal would scan the input once more
 	// before calling it, and decoding is the pipeline's hot spot.
@@ -298,11 +318,7 @@ func (p *pipeline) render(ctx context.Context, rd *renderer, gen *kafka.Generati
 		p.m.filtered.Inc()
 		return e, nil
 	}
-	if cap(rd.slots)-len(rd.slots) < 1 {
-		rd.slots = make([][]byte, 0, slotChunk)
-	}
-	first := len(rd.slots)
-	slots, err := p.fm.appendFrames(rd.slots, &rd.arena, &ev)
+	frames, err := rd.frames(p.fm, &ev)
 	if err != nil {
 		reason := reasonRendering
 		if errors.Is(err, ErrHeaderTooLarge) {
@@ -310,15 +326,49 @@ func (p *pipeline) render(ctx context.Context, rd *renderer, gen *kafka.Generati
 		}
 		return e, p.deadLetter(ctx, msg, reason, err, ev.Host)
 	}
-	// The entry's frames are its own part of the chunk (capacity capped),
-	// even when a split event made append move to a new array.
+	e.frames = frames
+	if len(e.frames) > 1 {
+		p.m.split.Inc()
+		p.m.parts.Add(float64(len(e.frames)))
+	}
+	return e, nil
+}
+
+// renderLifecycle sets e's frames for a lifecycle event, none when the
+// filter skips it or it went to the dead-letter topic.
+func (p *pipeline) renderLifecycle(ctx context.Context, rd *renderer, e *entry, msg *kafka.Record) error {
+	l, err := schemas.DecodeLifecycle(msg.Value)
+	if err != nil {
+		reason := reasonDecode
+		var loose schemas.Lifecycle
+		if json.Unmarshal(msg.Value, &loose) == nil && loose.Validate() != nil {
+			reason = reasonInvalid
+		}
+		return p.deadLetter(ctx, msg, reason, err, string(msg.Key))
+	}
+	if !p.d.Filter.MatchLifecycle(&l) {
+		p.m.filtered.Inc()
+		return nil
+	}
+	if cap(rd.slots)-len(rd.slots) < 1 {
+		rd.slots = make([][]byte, 0, slotChunk)
+	}
+	first := len(rd.slots)
+	slots, err := p.fm.lifecycleFrames(rd.slots, &l)
+	if err != nil {
+		reason := reasonRendering
+		if errors.Is(err, ErrHeaderTooLarge) {
+			reason = reasonOversize
+		}
+		return p.deadLetter(ctx, msg, reason, err, l.ResourceID)
+	}
 	rd.slots = slots
 	e.frames = slots[first:len(slots):len(slots)]
 	if len(e.frames) > 1 {
 		p.m.split.Inc()
 		p.m.parts.Add(float64(len(e.frames)))
 	}
-	return e, nil
+	return nil
 }
 
 // deadLetter writes msg to the dead-letter topic, retrying until it is

@@ -142,7 +142,11 @@ func (f *formatter) appendFrames(dst [][]byte, a *arena, ev *schemas.Event) ([][
 		c.PrevHash = "invalid" // Validate refuses it; never sent unescaped
 		ev = &c
 	}
-	x := sdExtra{eol: eol, hash: ev.Hash(), json: true}
+	// The event's canonical bytes, encoded once: their hash is the hash
+	// parameter, and without raw_data's value they are the json one.
+	var jbuf [2048]byte
+	canon, rawStart, rawEnd := ev.AppendJSONRawSpan(jbuf[:0])
+	x := sdExtra{eol: eol, hash: schemas.HashBytes(canon), canon: canon, rawStart: rawStart, rawEnd: rawEnd}
 	var scratch [2048]byte
 	base := f.header(scratch[:0], ev)
 	// With the json parameter when the message fits whole with it, else
@@ -158,11 +162,16 @@ func (f *formatter) appendFrames(dst [][]byte, a *arena, ev *schemas.Event) ([][
 		// rsyslog, at its defaults, escapes each control character as #ooo
 		// and then cuts the message at its maxMessageSize: the limit is kept
 		// with each control character counted four times.
-		if size+3*(controls(head)+controls(body)) <= f.maxSize && (body == "" || !isEOL(body[len(body)-1])) {
+		// A message of a quarter of the limit fits however many control
+		// characters it has: they need not be counted.
+		fits := 4*size <= f.maxSize || size+3*(controls(head)+controls(body)) <= f.maxSize
+		if fits && (body == "" || !isEOL(body[len(body)-1])) {
 			return append(dst, appendFrame(a.alloc(size+frameDigits(size)+1), head, body)), nil
 		}
 	}
-	parts, err := f.split(ev, msg, body, eol, x.hash)
+	// New variables for the closure, so that scratch stays on the stack.
+	e, partBase := ev, f.header(make([]byte, 0, 256), ev)
+	parts, err := f.split(ev.EventID, msg, body, sdExtra{hash: x.hash, eol: eol}, func(x sdExtra) []byte { return f.appendSD(partBase, e, x) })
 	if err != nil {
 		return dst, err
 	}
@@ -213,15 +222,20 @@ func cutEOL(s string) (body, eol string) {
 // sdExtra is what a message's structured data carries beyond the event's
 // fields: the eol parameter, and for a part of a split event its place.
 type sdExtra struct {
-	hash   string // the hash parameter: the event's hash (schemas.Event.Hash)
-	json   bool   // write the json parameter
-	eol    string // the eol parameter; "n", the default, is not written
-	part   int    // 1-based; 0: not split
-	parts  int
-	offset int    // byte offset of the part's MSG (decoded) in raw_data
-	length int    // bytes of raw_data
-	sha256 string // hex SHA-256 of raw_data
-	base64 bool   // the part's MSG is base64
+	hash string // the hash parameter: the event's hash (schemas.Event.Hash)
+	json bool   // write the json parameter
+	// canon is the event's canonical JSON and canon[rawStart:rawEnd]
+	// raw_data's value in it: the json parameter is canon with that value
+	// empty (set when json is).
+	canon            []byte
+	rawStart, rawEnd int
+	eol              string // the eol parameter; "n", the default, is not written
+	part             int    // 1-based; 0: not split
+	parts            int
+	offset           int    // byte offset of the part's MSG (decoded) in raw_data
+	length           int    // bytes of raw_data
+	sha256           string // hex SHA-256 of raw_data
+	base64           bool   // the part's MSG is base64
 }
 
 // piece is a part's share of the body: up to end, base64 encoded or not.
@@ -230,24 +244,27 @@ type piece struct {
 	base64 bool
 }
 
-// split cuts body into the fewest parts whose messages fit maxSize, each
-// with part, parts, offset, length and sha256 in its structured data.
-// No part's MSG ends with a line-end byte or inside a UTF-8 sequence: the
-// cut moves back until it does not. Where no such cut exists within a
-// part (a run of line-end bytes longer than a part), that part's MSG is
-// its bytes in base64, with encoding="base64".
-func (f *formatter) split(ev *schemas.Event, msg, body, eol, hash string) ([][]byte, error) {
-	base := f.header(make([]byte, 0, 256), ev)
+// split cuts body (msg without its line end, eol) into the fewest parts
+// whose messages fit maxSize, each with part, parts, offset, length and
+// sha256 in its structured data; sd returns the header and structured
+// data of a message with x (the message's own parameters, as x carries
+// them, plus the part's), valid until its next call. No part's MSG ends
+// with a line-end byte or inside a UTF-8 sequence: the cut moves back
+// until it does not. Where no such cut exists within a part (a run of
+// line-end bytes longer than a part), that part's MSG is its bytes in
+// base64, with encoding="base64". id names the event in errors.
+func (f *formatter) split(id, msg, body string, x sdExtra, sd func(x sdExtra) []byte) ([][]byte, error) {
 	sum := sha256.Sum256([]byte(msg))
-	x := sdExtra{hash: hash, eol: eol, length: len(msg), sha256: hex.EncodeToString(sum[:]), offset: len(msg), base64: true}
+	x.json = false
+	x.length, x.sha256, x.offset, x.base64 = len(msg), hex.EncodeToString(sum[:]), len(msg), true
 	for digits := 1; digits <= 9; digits++ {
 		// The widest part header for n parts of this many digits.
 		x.part, x.parts = pow10(digits)-1, pow10(digits)-1
-		head := f.appendSD(base, ev, x)
+		head := sd(x)
 		widest := len(head) + 3*controls(head) + 1 + len(bom)
 		chunk := f.maxSize - widest
 		if chunk < minChunk {
-			return nil, fmt.Errorf("event %s: %w (%d bytes of %d)", ev.EventID, ErrHeaderTooLarge, widest, f.maxSize)
+			return nil, fmt.Errorf("event %s: %w (%d bytes of %d)", id, ErrHeaderTooLarge, widest, f.maxSize)
 		}
 		pieces := cutPieces(body, chunk)
 		n := len(pieces)
@@ -258,7 +275,7 @@ func (f *formatter) split(ev *schemas.Event, msg, body, eol, hash string) ([][]b
 		start := 0
 		for i, p := range pieces {
 			x.part, x.parts, x.offset, x.base64 = i+1, n, start, p.base64
-			head := f.appendSD(base, ev, x)
+			head := sd(x)
 			text := body[start:p.end]
 			if p.base64 {
 				text = base64.StdEncoding.EncodeToString([]byte(text))
@@ -268,7 +285,7 @@ func (f *formatter) split(ev *schemas.Event, msg, body, eol, hash string) ([][]b
 		}
 		return out, nil
 	}
-	return nil, fmt.Errorf("event %s: raw_data of %d bytes needs too many parts", ev.EventID, len(msg))
+	return nil, fmt.Errorf("event %s: MSG of %d bytes needs too many parts", id, len(msg))
 }
 
 // cutPieces returns consecutive pieces of s, each at most max bytes on the
@@ -341,15 +358,18 @@ func isHexOrEmpty(s string) bool {
 	return true
 }
 
-// eventJSONWithoutRawData is the event's canonical JSON with raw_data
-// empty: the json parameter. With raw_data from the MSG it gives back the
-// event's canonical bytes, so its hash and the chain can be checked from
-// the SIEM's copy (auditpipe verify --from-syslog).
-func eventJSONWithoutRawData(ev *schemas.Event) []byte {
-	c := *ev
-	c.RawData = ""
-	var buf [1024]byte
-	return c.AppendJSON(buf[:0])
+// appendJSONParamValue is appendParamValue for JSON that AppendJSON wrote
+// (valid UTF-8, so only the escapes are needed).
+func appendJSONParamValue(b, j []byte) []byte {
+	start := 0
+	for i, c := range j {
+		if c == '"' || c == '\\' || c == ']' {
+			b = append(b, j[start:i]...)
+			b = append(b, '\\', c)
+			start = i + 1
+		}
+	}
+	return append(b, j[start:]...)
 }
 
 // appendSD appends the structured-data element: SD-ID, then req_auth_id,
@@ -382,9 +402,19 @@ func (f *formatter) appendSD(b []byte, ev *schemas.Event, x sdExtra) []byte {
 	b = append(b, '"')
 	if x.json {
 		b = append(b, ` json="`...)
-		b = appendParamValue(b, string(eventJSONWithoutRawData(ev)))
+		b = appendJSONParamValue(b, x.canon[:x.rawStart])
+		b = append(b, `\"\"`...) // raw_data's value, empty
+		b = appendJSONParamValue(b, x.canon[x.rawEnd:])
 		b = append(b, '"')
 	}
+	return appendSDTail(b, x)
+}
+
+// appendSDTail appends what x adds to a message's structured data, then
+// the element's closing bracket: eol when it is not "n"; part, parts,
+// offset, length and sha256 for a part of a split event, and
+// encoding="base64" for a part so encoded.
+func appendSDTail(b []byte, x sdExtra) []byte {
 	if x.eol != "n" {
 		b = append(b, ` eol="`...)
 		b = append(b, x.eol...)

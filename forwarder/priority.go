@@ -20,6 +20,14 @@ const (
 	ClassCommandFailed Class = "command_failed" // a command whose syscall failed
 	ClassSudoRefused   Class = "sudo_refused"   // sudo (or su) that failed: refused privileges
 	ClassKeys          Class = "keys"           // keystrokes
+	// ClassLifecycle is a lifecycle event of the policy service (a
+	// control, an assignment or an access request changed).
+	ClassLifecycle Class = "lifecycle"
+	// ClassLifecycleEnded is a lifecycle event that ends or refuses
+	// access, or reports a failure: a request revoked, expired, rejected
+	// or whose deployment failed; a control or an assignment deleted,
+	// unassigned or failed (see lifecycleEnded).
+	ClassLifecycleEnded Class = "lifecycle_ended"
 )
 
 // RFC 5424 severities (section 6.2.1) and the facility the forwarder uses
@@ -36,16 +44,18 @@ const (
 )
 
 // numClasses is the number of event classes.
-const numClasses = 7
+const numClasses = 9
 
 // Classes returns every class, in the order of the README's table.
 func Classes() []Class {
-	return []Class{ClassLogin, ClassLoginFailed, ClassLogout, ClassCommand, ClassCommandFailed, ClassSudoRefused, ClassKeys}
+	return []Class{ClassLogin, ClassLoginFailed, ClassLogout, ClassCommand, ClassCommandFailed, ClassSudoRefused, ClassKeys,
+		ClassLifecycle, ClassLifecycleEnded}
 }
 
 // DefaultSeverities returns each class's default severity, indexed as
-// Classes: failures notice, failed logins and refused sudo warning, the
-// rest informational.
+// Classes: failures notice, failed logins and refused sudo warning,
+// lifecycle events that end or refuse access notice, the rest
+// informational.
 func DefaultSeverities() [numClasses]int {
 	return [numClasses]int{
 		SeverityInfo,    // login
@@ -55,6 +65,8 @@ func DefaultSeverities() [numClasses]int {
 		SeverityNotice,  // command_failed
 		SeverityWarning, // sudo_refused
 		SeverityInfo,    // keys
+		SeverityInfo,    // lifecycle
+		SeverityNotice,  // lifecycle_ended
 	}
 }
 
@@ -103,4 +115,21 @@ func privileged(ev *schemas.Event) bool {
 		return true
 	}
 	return false
+}
+
+// lifecycleEnded are the states that make a lifecycle event's class
+// lifecycle_ended: of an access request (OCI's AccessRequest states),
+// of an operator control and of an assignment.
+var lifecycleEnded = map[string]bool{
+	"REVOKING": true, "REVOKED": true, "REVOKEFAILED": true, "EXPIRED": true, "EXPIRYFAILED": true,
+	"REJECTED": true, "EXTENSIONREJECTED": true, "DEPLOYFAILED": true, "UNDEPLOYFAILED": true, "CLOSEFAILED": true,
+	"DELETED": true, "DELETIONFAILED": true, "UNASSIGNED": true, "APPLYFAILED": true, "UPDATEFAILED": true,
+}
+
+// classifyLifecycle returns the index (in Classes) of l's class.
+func classifyLifecycle(l *schemas.Lifecycle) int {
+	if lifecycleEnded[l.StateTo] {
+		return 8
+	}
+	return 7
 }

@@ -76,8 +76,12 @@ func Send(ctx context.Context, d Destination, r io.Reader, opts SendOptions) (Se
 	var bad []error
 	pending := 0 // events added since the last flush
 	br := bufio.NewReaderSize(r, 1<<20)
+	// Frames and entries come from chunks, as the forwarder's renderers
+	// take them (see renderer): no allocation per event of their own.
+	var rd renderer
+	var long []byte // a line longer than br's buffer, gathered
 	for line := 1; ; line++ {
-		b, rerr := br.ReadBytes('\n')
+		b, rerr := readLine(br, &long)
 		if rerr != nil && !errors.Is(rerr, io.EOF) {
 			return st, fmt.Errorf("read input: %w", rerr)
 		}
@@ -89,7 +93,7 @@ func Send(ctx context.Context, d Destination, r io.Reader, opts SendOptions) (Se
 			}
 			var frames [][]byte
 			if err == nil && d.Filter.Match(&ev) {
-				frames, err = fm.frames(&ev)
+				frames, err = rd.frames(fm, &ev)
 			}
 			if err != nil {
 				st.Rejected++
@@ -97,7 +101,9 @@ func Send(ctx context.Context, d Destination, r io.Reader, opts SendOptions) (Se
 					bad = append(bad, fmt.Errorf("line %d: %w", line, err))
 				}
 			} else if len(frames) > 0 {
-				if err := s.add(ctx, &entry{frames: frames, born: time.Now()}); err != nil {
+				e := rd.newEntry()
+				e.frames, e.born = frames, time.Now()
+				if err := s.add(ctx, e); err != nil {
 					return st, fmt.Errorf("send: %s", Explain(err))
 				}
 				st.Events++
@@ -131,4 +137,19 @@ func Send(ctx context.Context, d Destination, r io.Reader, opts SendOptions) (Se
 		return st, fmt.Errorf("%d input lines rejected: %w", st.Rejected, errors.Join(bad...))
 	}
 	return st, nil
+}
+
+// readLine returns the next line of br, its newline included, valid until
+// the next call; a line longer than br's buffer is gathered in *long.
+func readLine(br *bufio.Reader, long *[]byte) ([]byte, error) {
+	b, err := br.ReadSlice('\n')
+	if !errors.Is(err, bufio.ErrBufferFull) {
+		return b, err
+	}
+	*long = append((*long)[:0], b...)
+	for errors.Is(err, bufio.ErrBufferFull) {
+		b, err = br.ReadSlice('\n')
+		*long = append(*long, b...)
+	}
+	return *long, err
 }

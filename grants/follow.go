@@ -60,7 +60,7 @@ type FollowConfig struct {
 type Follower struct {
 	cfg      FollowConfig
 	f        *kafka.Follower
-	refusals *refusalLog
+	refusals *RefusalLog
 
 	// set by Run before the records are read: the dead letters' writer
 	// and Run's context, which bounds their writing.
@@ -85,7 +85,7 @@ func NewFollower(cfg FollowConfig) (*Follower, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	fl := &Follower{cfg: cfg, refusals: &refusalLog{log: cfg.Log, counter: cfg.Refused}, revoked: map[string]bool{}}
+	fl := &Follower{cfg: cfg, refusals: NewRefusalLog(cfg.Log, "grant", "auditpipe_"+cfg.Component+"_grants_refused_total"), revoked: map[string]bool{}}
 	f, err := cfg.Kafka.NewFollower(kafka.FollowerConfig{Topic: cfg.Topic, Apply: fl.apply, Log: cfg.Log})
 	if err != nil {
 		return nil, fmt.Errorf("grants: %w", err)
@@ -107,7 +107,7 @@ func (fl *Follower) Run(ctx context.Context) error {
 		return fmt.Errorf("grants: %w", err)
 	}
 	defer dead.Close()
-	defer fl.refusals.summarize()
+	defer fl.refusals.Summarize()
 	fl.ctx, fl.dead = ctx, dead
 	return fl.f.Run(ctx)
 }
@@ -122,14 +122,11 @@ func (fl *Follower) apply(r kafka.Record) error {
 			return nil
 		}
 	}
-	reason := ReasonMalformed
-	var re *RefusedError
-	if errors.As(err, &re) {
-		reason = re.Reason
-	}
+	reason := Reason(err)
 	err = fmt.Errorf("record key %q: %w", r.Key, err)
 	source := fmt.Sprintf("%s/%d/%d", r.Topic, r.Partition, r.Offset)
-	fl.refusals.refused(time.Now(), reason, err, source)
+	fl.cfg.Refused.WithLabelValues(reason).Inc()
+	fl.refusals.Refused(time.Now(), reason, err, source)
 	if werr := fl.dead.Write(fl.ctx, fl.dead.Letter("grant_"+reason, err, r.Value, fl.cfg.Host, source)); werr != nil {
 		return fmt.Errorf("refused grant at %s not dead-lettered: %w", source, werr)
 	}
@@ -164,57 +161,4 @@ func NewRefusedCounter(component string) *prometheus.CounterVec {
 		v.WithLabelValues(r)
 	}
 	return v
-}
-
-// The rate at which refused records are logged one by one.
-const (
-	refusalLogBurst    = 10
-	refusalLogInterval = time.Minute
-)
-
-// refusalLog counts refused grant records and logs them at a bounded
-// rate: the first refusalLogBurst of each refusalLogInterval one by one,
-// then one line with the number not logged. Every refusal is still
-// counted and dead-lettered. It is safe for concurrent use (the follower
-// applies each partition from its own goroutine).
-type refusalLog struct {
-	log     *slog.Logger
-	counter *prometheus.CounterVec
-
-	mu      sync.Mutex
-	start   time.Time
-	logged  int
-	skipped int
-}
-
-func (l *refusalLog) refused(now time.Time, reason string, err error, source string) {
-	l.counter.WithLabelValues(reason).Inc()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now.Sub(l.start) >= refusalLogInterval {
-		l.summarizeLocked()
-		l.start, l.logged = now, 0
-	}
-	if l.logged < refusalLogBurst {
-		l.logged++
-		l.log.Error("grant record refused: it changes nothing", "reason", reason, "err", err, "source", source)
-		return
-	}
-	l.skipped++
-}
-
-// summarize logs the refusals not logged one by one, if any.
-func (l *refusalLog) summarize() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.summarizeLocked()
-}
-
-func (l *refusalLog) summarizeLocked() {
-	if l.skipped == 0 {
-		return
-	}
-	l.log.Error("more grant records refused, not logged one by one (all counted in grants_refused_total and dead-lettered)",
-		"records", l.skipped, "since", l.start.Format(time.RFC3339))
-	l.skipped = 0
 }

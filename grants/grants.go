@@ -1,9 +1,10 @@
 // Package grants is the signed form of what the policy service publishes
 // for hosts and forwarders to act on: the grants on opctl.grants.v1 (what
 // a publisher writes: Record, Revocation, Publish; what a consumer
-// accepts: Decode) and the assignments on opctl.assignments.v1
-// (AssignmentRecord, AssignmentRemoval, DecodeAssignment), both through
-// the same envelope code (seal, open). The policy service, `auditpipe
+// accepts: Decode), the assignments on opctl.assignments.v1
+// (AssignmentRecord, AssignmentRemoval, DecodeAssignment) and the
+// scheduler's work for agents on opctl.dispatch.v1 (DispatchRecord,
+// DecodeDispatch), all through the same envelope code (seal, open). The policy service, `auditpipe
 // grant publish` and the all-in-one publish with it; collectors (and,
 // later, agents and forwarders) decode with it.
 //

@@ -18,9 +18,10 @@ type Config struct {
 	Kafka kafka.Config `yaml:"-"`
 	// Group is the consumer group. Default "auditpipe-indexer".
 	Group string `yaml:"group"`
-	// Topics are consumed. Audit events (opctl.audit.v1) go to audit_events;
-	// any other topic goes to pipeline_messages whole. Default:
-	// opctl.audit.v1 and opctl.lifecycle.v1.
+	// Topics are consumed. Audit events (opctl.audit.v1) go to audit_events,
+	// lifecycle events (opctl.lifecycle.v1) to lifecycle_events, both in
+	// typed columns; any other topic goes to pipeline_messages whole.
+	// Default: opctl.audit.v1 and opctl.lifecycle.v1.
 	Topics []string `yaml:"topics"`
 	// DeadLetterTopic receives messages that cannot be indexed, with the
 	// reason. Default opctl.deadletter.v1.

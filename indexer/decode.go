@@ -20,10 +20,17 @@ const (
 	ReasonInvalidEvent   = "invalid_event"   // fails schemas.Event.Validate or has a bad ts
 	ReasonInvalidUTF8    = "invalid_utf8"    // a non-audit message that is not UTF-8
 	ReasonInsertRejected = "insert_rejected" // ClickHouse refused the row alone
+	// ReasonInvalidLifecycle: a lifecycle event that fails
+	// schemas.Lifecycle's validation.
+	ReasonInvalidLifecycle = "invalid_lifecycle"
+	// ReasonLifecycleConflict: a lifecycle event whose event_id is stored
+	// with other content; the stored one stays (first write wins).
+	ReasonLifecycleConflict = "lifecycle_conflict"
 )
 
 // Reasons lists the dead-letter reasons, for metrics.
-var Reasons = []string{ReasonOversize, ReasonInvalidJSON, ReasonSchemaMismatch, ReasonInvalidEvent, ReasonInvalidUTF8, ReasonInsertRejected}
+var Reasons = []string{ReasonOversize, ReasonInvalidJSON, ReasonSchemaMismatch, ReasonInvalidEvent, ReasonInvalidUTF8, ReasonInsertRejected,
+	ReasonInvalidLifecycle, ReasonLifecycleConflict}
 
 // rejectError is why a message cannot be indexed.
 type rejectError struct {

@@ -23,35 +23,42 @@ import (
 const lookupChunk = 5000 // 33 bytes each: under max_query_size (256 KiB)
 
 // conflict is a copy of an event that differs from the one stored first.
-type conflict struct {
-	row       *clickhouse.EventRow
+type conflict[R any] struct {
+	row       *R
 	firstHash string
 }
 
+// storedRow says how a row of a first-write-wins table is looked up: its
+// event id and content hash.
+type storedRow[R any] func(*R) (id, hash string)
+
+// eventKey is audit_events' storedRow.
+func eventKey(r *clickhouse.EventRow) (string, string) { return r.Event.EventID, r.ContentHash }
+
 // splitStored returns the rows of batch to insert (each id once, none
-// already stored), the number of identical duplicates dropped and the
-// conflicting copies. It queries q for the stored content hashes.
-func splitStored(ctx context.Context, q clickhouse.Querier, batch []clickhouse.EventRow) (fresh []clickhouse.EventRow, dups int, conflicts []conflict, err error) {
+// already stored in table), the number of identical duplicates dropped
+// and the conflicting copies. It queries q for the stored content hashes.
+func splitStored[R any](ctx context.Context, q clickhouse.Querier, table string, batch []R, key storedRow[R]) (fresh []R, dups int, conflicts []conflict[R], err error) {
 	first := make(map[string]string, len(batch)) // event_id → content hash of its first copy
 	ids := make([]string, 0, len(batch))
 	for i := range batch {
-		id := batch[i].Event.EventID
+		id, hash := key(&batch[i])
 		if _, ok := first[id]; !ok {
-			first[id] = batch[i].ContentHash
+			first[id] = hash
 			ids = append(ids, id)
 		}
 	}
 	stored := make(map[string]string)
 	for start := 0; start < len(ids); start += lookupChunk {
-		if err := lookupHashes(ctx, q, ids[start:min(start+lookupChunk, len(ids))], stored); err != nil {
+		if err := lookupHashes(ctx, q, table, ids[start:min(start+lookupChunk, len(ids))], stored); err != nil {
 			return nil, 0, nil, err
 		}
 	}
-	fresh = make([]clickhouse.EventRow, 0, len(batch))
+	fresh = make([]R, 0, len(batch))
 	taken := make(map[string]bool, len(batch))
 	for i := range batch {
 		r := &batch[i]
-		id := r.Event.EventID
+		id, hash := key(r)
 		want, isStored := stored[id]
 		if !isStored {
 			want = first[id]
@@ -60,12 +67,12 @@ func splitStored(ctx context.Context, q clickhouse.Querier, batch []clickhouse.E
 		case !isStored && !taken[id]:
 			taken[id] = true
 			fresh = append(fresh, *r)
-		case want == r.ContentHash || want == "":
+		case want == hash || want == "":
 			// "" is a row indexed before content hashes were stored: it
 			// stays, and this copy cannot be compared with it.
 			dups++
 		default:
-			conflicts = append(conflicts, conflict{row: r, firstHash: want})
+			conflicts = append(conflicts, conflict[R]{row: r, firstHash: want})
 		}
 	}
 	return fresh, dups, conflicts, nil
@@ -82,14 +89,15 @@ type paramQuerier interface {
 // of the indexer's time), else as a literal (a list of literals costs the
 // parser five times as much again).
 const (
-	lookupSelect = "SELECT event_id, content_hash, toUnixTimestamp64Milli(inserted_at) FROM audit_events " +
+	lookupSelect = "SELECT event_id, content_hash, toUnixTimestamp64Milli(inserted_at) FROM %s " +
 		"WHERE event_id IN (SELECT arrayJoin(splitByChar(',', "
 	lookupTail = "))) SETTINGS final = 0"
 )
 
-// lookupHashes adds the content hash of each of ids that audit_events
-// holds to stored: of the row inserted first, should there be several.
-func lookupHashes(ctx context.Context, q clickhouse.Querier, ids []string, stored map[string]string) error {
+// lookupHashes adds the content hash of each of ids that table
+// (audit_events, lifecycle_events) holds to stored: of the row inserted
+// first, should there be several.
+func lookupHashes(ctx context.Context, q clickhouse.Querier, table string, ids []string, stored map[string]string) error {
 	for _, id := range ids {
 		if !isHex32(id) {
 			return fmt.Errorf("look up stored event ids: event_id %q: want 32 hex digits", id)
@@ -100,13 +108,13 @@ func lookupHashes(ctx context.Context, q clickhouse.Querier, ids []string, store
 	var err error
 	if pq, ok := q.(paramQuerier); ok {
 		var out []byte
-		out, err = pq.QueryFormatParams(ctx, lookupSelect+"{ids:String}"+lookupTail, "JSONCompact",
+		out, err = pq.QueryFormatParams(ctx, fmt.Sprintf(lookupSelect, table)+"{ids:String}"+lookupTail, "JSONCompact",
 			[]clickhouse.Param{{Name: "ids", Value: list}})
 		if err == nil {
 			res, err = clickhouse.DecodeJSONCompact(out)
 		}
 	} else {
-		res, err = q.Query(ctx, lookupSelect+"'"+list+"'"+lookupTail)
+		res, err = q.Query(ctx, fmt.Sprintf(lookupSelect, table)+"'"+list+"'"+lookupTail)
 	}
 	if err != nil {
 		return fmt.Errorf("look up stored event ids: %w", err)
@@ -127,7 +135,7 @@ func lookupHashes(ctx context.Context, q clickhouse.Querier, ids []string, store
 }
 
 // conflictsInsert is the statement that keeps cs in event_conflicts.
-func conflictsInsert(cs []conflict) string {
+func conflictsInsert(cs []conflict[clickhouse.EventRow]) string {
 	var b strings.Builder
 	b.WriteString("INSERT INTO event_conflicts (event_id, host, seq, first_hash, conflict_hash, json, kafka_partition, kafka_offset) VALUES ")
 	for i, c := range cs {

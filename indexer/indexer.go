@@ -1,15 +1,19 @@
 // Package indexer moves auditpipe's Kafka topics into ClickHouse.
 //
-// The Indexer is a consumer group on opctl.audit.v1 (and the other
-// configured topics) that batches messages by rows, bytes and time, inserts
-// each batch into a clickhouse.Engine — a ClickHouse server through
-// clickhouse-go/v2 or embedded chDB — and commits the Kafka offsets only
-// after the insert succeeded. A batch that is inserted again after a crash
-// does not show twice: every insert carries a deduplication token derived
-// from its rows, and audit_events is a ReplacingMergeTree keyed by
-// event_id, read with FINAL (see schemas/clickhouse). Messages that cannot
-// be indexed go to the dead-letter topic with the reason, without stopping
-// their batch. Load is the same path for files (`auditpipe index`).
+// The Indexer is a consumer group on opctl.audit.v1, opctl.lifecycle.v1
+// (and the other configured topics) that batches messages by rows, bytes
+// and time, inserts each batch into a clickhouse.Engine — a ClickHouse
+// server through clickhouse-go/v2 or embedded chDB — and commits the Kafka
+// offsets only after the insert succeeded. Audit events go to
+// audit_events and the policy service's lifecycle events to
+// lifecycle_events, each in typed columns, the first stored copy of an
+// event_id winning; other topics go to pipeline_messages whole. A batch
+// that is inserted again after a crash does not show twice: every insert
+// carries a deduplication token derived from its rows, and the tables are
+// ReplacingMergeTrees keyed by event_id, read with FINAL (see
+// schemas/clickhouse). Messages that cannot be indexed go to the
+// dead-letter topic with the reason, without stopping their batch. Load is
+// the same path for files of audit events (`auditpipe index`).
 //
 // Wiring, for the all-in-one:
 //
@@ -91,6 +95,7 @@ type item struct {
 	msg kafka.Record
 	gen *kafka.Generation
 	ev  *clickhouse.EventRow
+	lc  *clickhouse.LifecycleRow
 	mr  *clickhouse.MessageRow
 	dl  *schemas.DeadLetter
 }
@@ -259,6 +264,16 @@ func (ix *Indexer) decode(m kafka.Record) item {
 		it.ev = &row
 		return it
 	}
+	if m.Topic == schemas.TopicLifecycle {
+		row, err := DecodeLifecycle(m.Value, ix.cfg.MaxRowBytes)
+		if err != nil {
+			it.dl = ix.deadLetter(RejectReason(err), err, m.Value, string(m.Key), src)
+			return it
+		}
+		row.Partition, row.Offset = int32(m.Partition), m.Offset
+		it.lc = &row
+		return it
+	}
 	if err := decodeMessage(m.Topic, m.Value, ix.cfg.MaxRowBytes); err != nil {
 		if m.Topic == ix.cfg.DeadLetterTopic {
 			// A dead letter of a dead letter would loop: keep it, lossy.
@@ -284,12 +299,13 @@ func (ix *Indexer) deadLetter(reason string, err error, raw []byte, host, source
 
 // batch is what the indexer inserts and commits at once.
 type batch struct {
-	events   []clickhouse.EventRow
-	messages []clickhouse.MessageRow
-	dead     []*schemas.DeadLetter
-	last     map[string]item // last record per topic/partition
-	n        int
-	bytes    int
+	events    []clickhouse.EventRow
+	lifecycle []clickhouse.LifecycleRow
+	messages  []clickhouse.MessageRow
+	dead      []*schemas.DeadLetter
+	last      map[string]item // last record per topic/partition
+	n         int
+	bytes     int
 }
 
 func (b *batch) len() int { return b.n }
@@ -298,6 +314,8 @@ func (b *batch) add(it item) {
 	switch {
 	case it.ev != nil:
 		b.events = append(b.events, *it.ev)
+	case it.lc != nil:
+		b.lifecycle = append(b.lifecycle, *it.lc)
 	case it.mr != nil:
 		b.messages = append(b.messages, *it.mr)
 	case it.dl != nil:
@@ -316,6 +334,7 @@ func (b *batch) add(it item) {
 
 func (b *batch) reset() {
 	b.events = b.events[:0]
+	b.lifecycle = b.lifecycle[:0]
 	b.messages = b.messages[:0]
 	b.dead = b.dead[:0]
 	clear(b.last)
@@ -340,6 +359,20 @@ func (ix *Indexer) flush(ctx context.Context, dlw *deadletter.Writer, b *batch) 
 		}
 		if len(fresh) > 0 {
 			rejected, err := ix.insertEvents(ctx, fresh)
+			if err != nil {
+				return err
+			}
+			b.dead = append(b.dead, rejected...)
+		}
+	}
+	if len(b.lifecycle) > 0 {
+		fresh, conflicts, err := ix.firstWriteWinsLifecycle(ctx, b.lifecycle)
+		if err != nil {
+			return err
+		}
+		b.dead = append(b.dead, conflicts...)
+		if len(fresh) > 0 {
+			rejected, err := ix.insertLifecycle(ctx, fresh)
 			if err != nil {
 				return err
 			}
@@ -376,7 +409,7 @@ func (ix *Indexer) flush(ctx context.Context, dlw *deadletter.Writer, b *batch) 
 		return err
 	}
 	ix.m.batches.WithLabelValues("ok").Inc()
-	ix.log.Debug("batch indexed", "events", len(b.events), "messages", len(b.messages), "dead_letters", len(b.dead))
+	ix.log.Debug("batch indexed", "events", len(b.events), "lifecycle", len(b.lifecycle), "messages", len(b.messages), "dead_letters", len(b.dead))
 	return nil
 }
 
@@ -418,10 +451,10 @@ func (ix *Indexer) firstWriteWins(ctx context.Context, rows []clickhouse.EventRo
 	var (
 		fresh     []clickhouse.EventRow
 		dups      int
-		conflicts []conflict
+		conflicts []conflict[clickhouse.EventRow]
 	)
 	if err := backoff.Retry(ctx, ix.retryPolicy("looking up stored events"), func(ctx context.Context) (err error) {
-		fresh, dups, conflicts, err = splitStored(ctx, ix.eng, rows)
+		fresh, dups, conflicts, err = splitStored(ctx, ix.eng, "audit_events", rows, eventKey)
 		if err != nil {
 			ix.m.insertErrors.Inc()
 			return backoff.Retryable(err)
@@ -502,40 +535,52 @@ func (ix *Indexer) insertSplit(ctx context.Context, rows []clickhouse.EventRow, 
 	return ix.insertSplit(ctx, rows[mid:], rejected)
 }
 
-// insertMessages inserts rows into pipeline_messages; when the store
-// refuses the insert, it inserts them one by one and dead-letters those it
-// refuses alone (all refused: the store is at fault, retry).
+// insertMessages inserts rows into pipeline_messages, as insertEach does.
 func (ix *Indexer) insertMessages(ctx context.Context, rows []clickhouse.MessageRow) ([]*schemas.DeadLetter, error) {
+	return insertEach(ctx, ix, "pipeline_messages", rows,
+		func(rs []clickhouse.MessageRow) error {
+			return ix.eng.InsertMessages(ctx, clickhouse.MessagesToken(rs), rs)
+		},
+		func(r *clickhouse.MessageRow, err error) *schemas.DeadLetter {
+			return ix.deadLetter(ReasonInsertRejected, err, r.Payload, r.Key, fmt.Sprintf("%s/%d/%d", r.Topic, r.Partition, r.Offset))
+		})
+}
+
+// insertEach inserts rows into table with insert (which gives each call
+// its deduplication token); when the store refuses the insert, it inserts
+// them one by one and returns those it refuses alone as dead letters
+// (letter). When every row is refused, the store is at fault rather than
+// the rows: the whole insert is retried with backoff.
+func insertEach[R any](ctx context.Context, ix *Indexer, table string, rows []R, insert func([]R) error, letter func(*R, error) *schemas.DeadLetter) ([]*schemas.DeadLetter, error) {
 	var rejected []*schemas.DeadLetter
-	err := backoff.Retry(ctx, ix.retryPolicy("inserting messages"), func(ctx context.Context) error {
+	err := backoff.Retry(ctx, ix.retryPolicy("inserting into "+table), func(ctx context.Context) error {
 		rejected = nil
-		err := ix.insert(ctx, func() error { return ix.eng.InsertMessages(ctx, clickhouse.MessagesToken(rows), rows) })
+		err := ix.insert(ctx, func() error { return insert(rows) })
 		if err == nil {
-			ix.m.rowsInserted.WithLabelValues("pipeline_messages").Add(float64(len(rows)))
+			ix.m.rowsInserted.WithLabelValues(table).Add(float64(len(rows)))
 			return nil
 		}
 		ix.m.insertErrors.Inc()
 		if clickhouse.IsRowError(err) && ctx.Err() == nil {
 			for i := range rows {
 				one := rows[i : i+1]
-				if err1 := ix.insert(ctx, func() error { return ix.eng.InsertMessages(ctx, clickhouse.MessagesToken(one), one) }); err1 != nil {
+				if err1 := ix.insert(ctx, func() error { return insert(one) }); err1 != nil {
 					if !clickhouse.IsRowError(err1) {
 						err = err1
 						break
 					}
-					rejected = append(rejected, ix.deadLetter(ReasonInsertRejected, err1, one[0].Payload, one[0].Key,
-						fmt.Sprintf("%s/%d/%d", one[0].Topic, one[0].Partition, one[0].Offset)))
+					rejected = append(rejected, letter(&one[0], err1))
 				}
 			}
 			if len(rejected) < len(rows) || len(rows) == 1 {
-				ix.m.rowsInserted.WithLabelValues("pipeline_messages").Add(float64(len(rows) - len(rejected)))
+				ix.m.rowsInserted.WithLabelValues(table).Add(float64(len(rows) - len(rejected)))
 				return nil
 			}
 		}
 		return backoff.Retryable(fmt.Errorf("%d rows: %w", len(rows), err))
 	})
 	if err != nil {
-		return nil, fmt.Errorf("indexer: insert messages: %w", err)
+		return nil, fmt.Errorf("indexer: insert into %s: %w", table, err)
 	}
 	return rejected, nil
 }

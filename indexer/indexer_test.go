@@ -31,7 +31,8 @@ func TestEndToEndKafkaToChDB(t *testing.T) {
 	evs := clickhousetest.SampleEvents(base)
 	bulk := clickhousetest.ManyEvents(2000, base.Add(time.Hour))
 	produce(t, kc, schemas.TopicAudit, eventMessages(append(append([]schemas.Event(nil), evs...), bulk...)))
-	produce(t, kc, schemas.TopicLifecycle, []kafka.Record{{Key: []byte("req"), Value: []byte(`{"state":"APPROVED"}`)}})
+	lc, _ := golden(t)
+	produce(t, kc, schemas.TopicLifecycle, []kafka.Record{{Key: []byte("exacc-main"), Value: lc}})
 
 	reg := prometheus.NewRegistry()
 	want := len(evs) + len(bulk)
@@ -54,8 +55,8 @@ func TestEndToEndKafkaToChDB(t *testing.T) {
 	waitFor(t, "all events indexed", 20*time.Second, func() bool {
 		return countOr(eng, "SELECT count() FROM audit_events") == want
 	})
-	waitFor(t, "lifecycle message indexed", 30*time.Second, func() bool {
-		return countOr(eng, "SELECT count() FROM pipeline_messages WHERE topic = 'opctl.lifecycle.v1'") == 1
+	waitFor(t, "lifecycle event indexed", 30*time.Second, func() bool {
+		return countOr(eng, "SELECT count() FROM lifecycle_events WHERE kind = 'access_request.approved'") == 1
 	})
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)

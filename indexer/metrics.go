@@ -16,7 +16,7 @@ type metrics struct {
 	lag            *prometheus.GaugeVec   // consumer lag, by topic and partition
 	pendingRows    prometheus.Gauge       // rows in the batch being built (queue depth)
 	batchRows      prometheus.Histogram   // rows per flushed batch
-	duplicates     prometheus.Counter     // identical copies of stored events, not inserted
+	duplicates     prometheus.Counter     // identical copies of stored events (audit, lifecycle), not inserted
 	conflicts      prometheus.Counter     // differing copies of stored events, kept apart
 	paused         *prometheus.GaugeVec   // 1 while consumption is paused, by reason
 }
@@ -67,7 +67,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "auditpipe_indexer_duplicates_total",
-			Help: "Audit events not inserted because an identical copy is stored (or was earlier in the batch).",
+			Help: "Audit and lifecycle events not inserted because an identical copy is stored (or was earlier in the batch).",
 		}),
 		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "auditpipe_indexer_conflicts_total",
@@ -82,7 +82,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, r := range []string{"ok", "aborted"} {
 		m.batches.WithLabelValues(r)
 	}
-	for _, t := range []string{"audit_events", "pipeline_messages"} {
+	for _, t := range []string{"audit_events", "lifecycle_events", "pipeline_messages"} {
 		m.rowsInserted.WithLabelValues(t)
 	}
 	for _, r := range Reasons {

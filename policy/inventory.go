@@ -218,7 +218,7 @@ func (s *Service) UpdateCompartment(ctx context.Context, who auth.Identity, id s
 }
 
 // DeleteCompartment deletes an empty compartment (no child compartment,
-// resource or control).
+// resource, control, managed instance, instance group or scheduled job).
 func (s *Service) DeleteCompartment(ctx context.Context, who auth.Identity, id string, ifMatch int64) error {
 	now := s.clock()
 	return s.store.tx(ctx, func(tx *txn) error {
@@ -235,6 +235,10 @@ func (s *Service) DeleteCompartment(ctx context.Context, who auth.Identity, id s
 			{"compartments", "SELECT COUNT(*) FROM compartments WHERE parent_id = ?"},
 			{"resources", "SELECT COUNT(*) FROM resources WHERE compartment_id = ?"},
 			{"operator controls", "SELECT COUNT(*) FROM operator_controls WHERE compartment_id = ?"},
+			// the scheduler's objects (policy/scheduler, migration 0002)
+			{"managed instances", "SELECT COUNT(*) FROM managed_instances WHERE compartment_id = ?"},
+			{"instance groups", "SELECT COUNT(*) FROM instance_groups WHERE compartment_id = ?"},
+			{"scheduled jobs", "SELECT COUNT(*) FROM scheduled_jobs WHERE compartment_id = ?"},
 		} {
 			var n int
 			if err := tx.queryRow(q.sql, id).Scan(&n); err != nil {
@@ -449,8 +453,8 @@ func (s *Service) UpdateResource(ctx context.Context, who auth.Identity, id stri
 	return r, err
 }
 
-// DeleteResource deletes a resource that no assignment or access request
-// names (they are its history: unassign it instead).
+// DeleteResource deletes a resource that no assignment, access request
+// or managed instance names (they are its history: unassign it instead).
 func (s *Service) DeleteResource(ctx context.Context, who auth.Identity, id string, ifMatch int64) error {
 	now := s.clock()
 	return s.store.tx(ctx, func(tx *txn) error {
@@ -464,6 +468,7 @@ func (s *Service) DeleteResource(ctx context.Context, who auth.Identity, id stri
 		for _, q := range []struct{ what, sql string }{
 			{"assignments", "SELECT COUNT(*) FROM assignments WHERE resource_id = ?"},
 			{"access requests", "SELECT COUNT(*) FROM access_requests WHERE resource_id = ?"},
+			{"managed instances", "SELECT COUNT(*) FROM managed_instances WHERE resource_id = ?"},
 		} {
 			var n int
 			if err := tx.queryRow(q.sql, id).Scan(&n); err != nil {

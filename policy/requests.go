@@ -89,6 +89,12 @@ func (s *Service) GetRequest(ctx context.Context, id string) (AccessRequest, err
 	return getRequest(s.store.read(ctx), id, false)
 }
 
+// GetRequestTx returns an access request as the caller's transaction
+// sees it.
+func (s *Service) GetRequestTx(tx *Tx, id string) (AccessRequest, error) {
+	return getRequest(tx.t, id, false)
+}
+
 // RequestFilter selects access requests.
 type RequestFilter struct {
 	State         RequestState
@@ -171,6 +177,25 @@ func preApproved(c *Control, actions []string) bool {
 // else APPROVALWAITING. An action the control neither pre-approves nor
 // lists as approval-required is refused.
 func (s *Service) CreateRequest(ctx context.Context, who auth.Identity, in RequestInput) (AccessRequest, error) {
+	var r AccessRequest
+	err := s.store.tx(ctx, func(tx *txn) error {
+		var err error
+		r, err = s.createRequest(tx, who, in)
+		return err
+	})
+	return r, err
+}
+
+// CreateRequestTx is CreateRequest in the caller's transaction (the
+// scheduler's, which creates the request of a governed patch run with the
+// work requests that wait for it). A *ValidationError, *ConflictError or
+// *NotFoundError comes before anything is written: the caller may go on
+// with its transaction.
+func (s *Service) CreateRequestTx(tx *Tx, who auth.Identity, in RequestInput) (AccessRequest, error) {
+	return s.createRequest(tx.t, who, in)
+}
+
+func (s *Service) createRequest(tx *txn, who auth.Identity, in RequestInput) (AccessRequest, error) {
 	now := s.clock()
 	r := AccessRequest{
 		ID: newID("accessrequest"), RequestorID: who.Name, ResourceID: in.ResourceID,
@@ -209,9 +234,7 @@ func (s *Service) CreateRequest(ctx context.Context, who auth.Identity, in Reque
 	if err := p.err(); err != nil {
 		return AccessRequest{}, err
 	}
-	base := r
-	err := s.store.tx(ctx, func(tx *txn) error {
-		r = base // a retried transaction starts again
+	err := func() error {
 		res, err := getResource(tx, r.ResourceID, false)
 		if err != nil {
 			return asField(err, ObjectAccessRequest, "resource_id")
@@ -281,8 +304,11 @@ func (s *Service) CreateRequest(ctx context.Context, who auth.Identity, in Reque
 			return err
 		}
 		return saveRequest(tx, &r, r.Version)
-	})
-	return r, err
+	}()
+	if err != nil {
+		return AccessRequest{}, err
+	}
+	return r, nil
 }
 
 // requestAndControl reads the request for change, checks ifMatch, and

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/auditpipe/auditpipe/internal/auth"
-	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/schemas"
 )
@@ -105,9 +104,8 @@ type change struct {
 
 // record writes c's history entry and lifecycle event in tx.
 func (s *Service) record(tx *txn, c change, now time.Time) error {
-	if _, err := tx.exec("INSERT INTO history (object_type, object_id, time_ms, actor, from_state, to_state, action, comment) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-		c.object, c.id, now.UnixMilli(), c.actor, c.from, c.to, c.action, c.comment); err != nil {
-		return fmt.Errorf("policy store: history: %w", err)
+	if err := tx.history(HistoryEntry{ObjectType: c.object, ObjectID: c.id, Time: now, Actor: c.actor, From: c.from, To: c.to, Action: c.action, Comment: c.comment}); err != nil {
+		return err
 	}
 	if c.noLifecycle || (c.object != ObjectControl && c.object != ObjectAssignment && c.object != ObjectAccessRequest) {
 		return nil
@@ -128,19 +126,11 @@ func (s *Service) record(tx *txn, c change, now time.Time) error {
 	if len(details) == 0 {
 		details = nil
 	}
-	ev := schemas.Lifecycle{
+	return tx.lifecycle(schemas.Lifecycle{
 		EventID: randomHex(), Kind: c.object + "." + kind, ObjectType: c.object, ObjectID: c.id,
 		ResourceID: c.resource, CompartmentID: c.compart, StateFrom: c.from, StateTo: c.to,
 		Actor: c.actor, Time: now, Details: details,
-	}
-	if err := ev.Validate(); err != nil {
-		return fmt.Errorf("policy: lifecycle event: %w", err)
-	}
-	b, err := json.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("policy: lifecycle event: %w", err)
-	}
-	return tx.outbox(schemas.TopicLifecycle, kafka.Record{Key: []byte(ev.Key()), Value: b}, now)
+	})
 }
 
 // checkVersion returns a *VersionError when ifMatch is set and is not
@@ -154,24 +144,7 @@ func checkVersion(object, id string, ifMatch, current int64) error {
 
 // History returns the changes of an object, oldest first.
 func (s *Service) History(ctx context.Context, object, id string) ([]HistoryEntry, error) {
-	rows, err := s.store.read(ctx).query("SELECT seq, object_type, object_id, time_ms, actor, from_state, to_state, action, comment FROM history WHERE object_type = ? AND object_id = ? ORDER BY seq", object, id)
-	if err != nil {
-		return nil, fmt.Errorf("policy store: history: %w", err)
-	}
-	defer rows.Close()
-	var out []HistoryEntry
-	for rows.Next() {
-		var (
-			h  HistoryEntry
-			ms int64
-		)
-		if err := rows.Scan(&h.Seq, &h.ObjectType, &h.ObjectID, &ms, &h.Actor, &h.From, &h.To, &h.Action, &h.Comment); err != nil {
-			return nil, fmt.Errorf("policy store: history: %w", err)
-		}
-		h.Time = time.UnixMilli(ms).UTC()
-		out = append(out, h)
-	}
-	return out, rows.Err()
+	return s.store.History(ctx, object, id)
 }
 
 // Page selects a page of a list: at most Limit items (default 100, at

@@ -155,6 +155,12 @@ func TestDecodeBad(t *testing.T) {
 		{"number", `12`, "want a JSON object, got number", false, false},
 		{"bool", `true`, "want a JSON object, got boolean", false, false},
 		{"garbage", `x`, "invalid character 'x'", true, false},
+		// Bug (mutants): the look for a low surrogate after a high one
+		// read past the end of an input cut short there (a panic).
+		{"high surrogate at the end", `{"layer":"\ud800`, "unexpected end of input", true, false},
+		{"high surrogate then a backslash at the end", `{"layer":"\ud800\`, "unexpected end of input", true, false},
+		{"true cut short", `{"layer":tru`, "invalid character 't' looking for beginning of value", true, false},
+		{"false cut short", `{"host":fals`, "invalid character 'f' looking for beginning of value", true, false},
 		{"unknown field", `{"layer":"a","foo":1}`, `unknown field "foo"`, false, false},
 		{"unknown escaped field", `{"f\u006fo":1}`, `unknown field "foo"`, false, false},
 		{"empty key", `{"":"a"}`, `unknown field ""`, false, false},
@@ -193,6 +199,10 @@ func TestDecodeBad(t *testing.T) {
 		{"newline in string", "{\"layer\":\"a\nb\"}", "in string literal", true, false},
 		{"control character in key", "{\"la\tyer\":\"a\"}", "in string literal", true, false},
 		{"bad escape", `{"layer":"\x41"}`, "in string escape code", true, false},
+		// Bug (mutants): the error named the backslash's offset, not the
+		// bad character's; a \u escape cut short at the very end read past it.
+		{"bad escape offset", `{"layer":"\q"}`, "invalid character 'q' in string escape code at offset 11", true, false},
+		{"unicode escape cut short at the end", `{"layer":"\u12`, "unexpected end of input", true, false},
 		{"short unicode escape", `{"layer":"\u12"}`, "in \\u hexadecimal character escape", true, false},
 		{"bad unicode escape", `{"layer":"\u12g4"}`, "in \\u hexadecimal character escape", true, false},
 		{"bad escape after surrogate", `{"layer":"\ud800\u12g4"}`, "in \\u hexadecimal character escape", true, false},
@@ -513,5 +523,24 @@ func TestDecodeNumberTextBounded(t *testing.T) {
 	}
 	if want := "got -" + digits[:39]; !strings.HasSuffix(err.Error(), want) {
 		t.Errorf("error %q, want it to end with the number's first 40 bytes %q", err, want)
+	}
+}
+
+// TestDecodeReadsNothingPastTheInput: the input is a slice of a larger
+// buffer (a Kafka fetch, a file read) whose next bytes would complete a
+// literal cut short at its end: the decoder reports the input as it is.
+// Bug (mutant): the bound of the literal check added the offset instead of
+// subtracting it and read the bytes past the input's end ("got boolean").
+func TestDecodeReadsNothingPastTheInput(t *testing.T) {
+	for _, tt := range []struct{ buf, want string }{
+		{`{"layer":true}`, "invalid character 't' looking for beginning of value"},
+		{`{"host":false}`, "invalid character 'f' looking for beginning of value"},
+	} {
+		in := []byte(tt.buf)[:len(tt.buf)-3] // the literal's last two bytes and the brace are past the end
+		var e Event
+		err := e.DecodeJSON(in)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("DecodeJSON(%q) = %v, want an error containing %q", in, err, tt.want)
+		}
 	}
 }

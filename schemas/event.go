@@ -150,6 +150,16 @@ func (e *Event) MarshalJSON() ([]byte, error) {
 // not valid UTF-8 have each invalid byte replaced by U+FFFD; the collector
 // never hands such strings over (see package collector/auditlog's escaping).
 func (e *Event) AppendJSON(dst []byte) []byte {
+	dst, _, _ = e.AppendJSONRawSpan(dst)
+	return dst
+}
+
+// AppendJSONRawSpan is AppendJSON, also returning where in the returned
+// slice raw_data's value is (from its opening quote to after its closing
+// one): so that a consumer that needs both the event's canonical bytes and
+// those bytes with raw_data left out (the forwarder's hash and json
+// parameters) encodes the event once.
+func (e *Event) AppendJSONRawSpan(dst []byte) (out []byte, rawStart, rawEnd int) {
 	dst = append(dst, '{')
 	dst = appendField(dst, "layer", e.Layer, true)
 	dst = appendField(dst, "req_auth_id", e.ReqAuthID, false)
@@ -184,7 +194,10 @@ func (e *Event) AppendJSON(dst []byte) []byte {
 	dst = appendField(dst, "tty", e.TTY, false)
 	dst = appendField(dst, "host", e.Host, false)
 	dst = appendField(dst, "time", e.Time, false)
-	dst = appendField(dst, "raw_data", e.RawData, false)
+	dst = append(dst, `,"raw_data":`...)
+	rawStart = len(dst)
+	dst = appendString(dst, e.RawData)
+	rawEnd = len(dst)
 	dst = appendField(dst, "loginid", e.LoginID, false)
 	if e.Ses != "" {
 		dst = appendField(dst, "ses", e.Ses, false)
@@ -217,7 +230,7 @@ func (e *Event) AppendJSON(dst []byte) []byte {
 			dst = appendField(dst, "sig", e.Sig, false)
 		}
 	}
-	return append(dst, '}')
+	return append(dst, '}'), rawStart, rawEnd
 }
 
 // UnmarshalJSON decodes an event strictly: unknown fields are an error, so a

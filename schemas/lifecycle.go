@@ -1,35 +1,43 @@
 package schemas
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"regexp"
+	"slices"
 	"time"
 )
 
 // Object types of lifecycle events: the policy service's objects, named
-// as OCI's Operator Access Control names them.
+// as OCI's Operator Access Control names them, and the scheduler's, as
+// OCI's OS Management names them.
 const (
 	ObjectOperatorControl = "operator_control"
 	ObjectAssignment      = "operator_control_assignment"
 	ObjectAccessRequest   = "access_request"
+	ObjectScheduledJob    = "scheduled_job"
+	ObjectWorkRequest     = "work_request"
 )
+
+// LifecycleObjectTypes lists the object types a lifecycle event may be
+// about.
+func LifecycleObjectTypes() []string {
+	return []string{ObjectOperatorControl, ObjectAssignment, ObjectAccessRequest, ObjectScheduledJob, ObjectWorkRequest}
+}
 
 // Lifecycle is a message on topic opctl.lifecycle.v1 (key = ResourceID,
 // or the object's id when it has no resource, as an operator control):
 // one state change of an operator control, an assignment or an access
-// request, written by the policy service through its outbox in the same
-// transaction as the change. The indexer stores it, the forwarder sends it
+// request, or of a scheduled job or a work request (the scheduler's),
+// written through the policy store's outbox in the same transaction as
+// the change. The indexer stores it, the forwarder sends it
 // to the resource's SIEM (MSGID = Kind). Its JSON Schema is
 // jsonschema/lifecycle.schema.json.
 type Lifecycle struct {
 	// EventID is 128 random bits in hex: the dedup key downstream.
 	EventID string `json:"event_id"`
 	// Kind is "<object_type>.<what happened>", e.g.
-	// access_request.approved, operator_control_assignment.applied.
+	// access_request.approved, operator_control_assignment.applied,
+	// work_request.succeeded.
 	Kind       string `json:"kind"`
 	ObjectType string `json:"object_type"`
 	ObjectID   string `json:"object_id"`
@@ -65,7 +73,7 @@ func (l *Lifecycle) Validate() error {
 		return fmt.Errorf("lifecycle: event_id %q is not 32 hex digits", l.EventID)
 	case !kindRe.MatchString(l.Kind):
 		return fmt.Errorf("lifecycle %s: kind %q is not object_type.what", l.EventID, l.Kind)
-	case l.ObjectType != ObjectOperatorControl && l.ObjectType != ObjectAssignment && l.ObjectType != ObjectAccessRequest:
+	case !slices.Contains(LifecycleObjectTypes(), l.ObjectType):
 		return fmt.Errorf("lifecycle %s: unknown object_type %q", l.EventID, l.ObjectType)
 	case l.ObjectID == "":
 		return fmt.Errorf("lifecycle %s: object_id is empty", l.EventID)
@@ -91,13 +99,8 @@ func (l *Lifecycle) Key() string {
 // data refused) and validates it.
 func DecodeLifecycle(b []byte) (Lifecycle, error) {
 	var l Lifecycle
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&l); err != nil {
+	if err := decodeStrict(b, &l); err != nil {
 		return Lifecycle{}, fmt.Errorf("lifecycle: %w", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Lifecycle{}, errors.New("lifecycle: data after the event")
 	}
 	if err := l.Validate(); err != nil {
 		return Lifecycle{}, err

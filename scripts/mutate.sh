@@ -5,6 +5,12 @@
 #
 #   scripts/mutate.sh                 every package in scripts/mutate.d/packages
 #   MUTATE_PKGS="collector/checkpoint forwarder" scripts/mutate.sh
+#   MUTATE_PKGS=forwarder MUTATE_EXCLUDE='^(config|source)' MUTATE_RUN='TestSink' scripts/mutate.sh
+#                                     one package, its exclude and run
+#                                     columns replaced (a partial run)
+#
+# Each mutant's tests stop at their first failure (-failfast): a killed
+# mutant costs only the tests up to the one that kills it.
 #
 # Fails when a package's test efficacy is below its threshold in
 # scripts/mutate.d/packages. Survivors listed in scripts/mutate.d/equivalent
@@ -49,9 +55,11 @@ for pkg in $pkgs; do
 		exit 2
 	fi
 	read -r _ threshold exclude run skip <<<"$line"
+	exclude=${MUTATE_EXCLUDE:-$exclude}
+	run=${MUTATE_RUN:-$run}
 	args=(unleash --workers 1 --timeout-coefficient "$coefficient" --output "$out/${pkg//\//_}.json")
 	[ "$exclude" != - ] && args+=(--exclude-files "$exclude")
-	goflags=${GOFLAGS:-}
+	goflags="${GOFLAGS:-} -failfast"
 	[ "$run" != - ] && goflags+=" -run=$run"
 	[ "$skip" != - ] && goflags+=" -skip=$skip"
 	log="$out/${pkg//\//_}.log"
@@ -69,6 +77,12 @@ for pkg in $pkgs; do
 	status=0
 	TMPDIR="$tmp" GOFLAGS="$goflags" "$gremlins" "${args[@]}" "./$pkg" >"$log" 2>&1 || status=$?
 	unmount_under "$tmp"
+	# Likewise the daemons such a test started (rsyslogd, a Kafka broker):
+	# their command lines name files under our temporary directory.
+	for pid in $(pgrep -f -- "$tmp/" || true); do
+		echo "mutate: stopping process $pid, left by a test killed at its timeout" >&2
+		kill "$pid" 2>/dev/null || true
+	done
 	rm -rf "$tmp"
 	[ "$status" -eq 0 ] || {
 		echo "mutate: gremlins failed on $pkg; see $log" >&2

@@ -69,7 +69,7 @@ echo
 echo "== Revoked (auditpipe request revoke):"
 api revoke "$req" --comment "diagnostics done" | grep -E '^(id|lifecycle_state|closure_comment)' || true
 echo
-lifecycle="SELECT JSONExtractString(payload, 'time') AS time, JSONExtractString(payload, 'kind') AS kind, JSONExtractString(payload, 'actor') AS actor FROM pipeline_messages WHERE topic = 'opctl.lifecycle.v1' AND JSONExtractString(payload, 'object_id') = '$req' ORDER BY offset"
+lifecycle="SELECT time, kind, actor, state_from, state_to FROM lifecycle_events WHERE object_id = '$req' ORDER BY kafka_offset"
 for _ in $(seq 1 30); do
 	q --output csv "$lifecycle" 2>/dev/null | grep -q access_request.revoked && break
 	sleep 0.5

@@ -17,8 +17,12 @@ import (
 // SyslogStats counts what LoadSyslog read.
 type SyslogStats struct {
 	Lines    int // lines read
-	Messages int // auditpipe messages (with an event_id in our SD element)
-	Skipped  int // other lines: not RFC 5424, or not from auditpipe
+	Messages int // auditpipe messages of audit events (with an event_id in our SD element)
+	// Lifecycle counts the messages of the policy service's lifecycle
+	// events (forwarder.IsLifecycle): not part of any host's chain, they
+	// are not checked.
+	Lifecycle int
+	Skipped   int // other lines: not RFC 5424, or not from auditpipe
 }
 
 // SyslogMessage is one line of a SIEM's file that ParseSyslogLine read.
@@ -102,7 +106,9 @@ func unescapeRsyslog(s string) string {
 }
 
 // LoadSyslog reads a SIEM's file of forwarded events, reassembles split
-// events (forwarder.Reassemble) and rebuilds each copy: from the json
+// events (forwarder.Reassemble) and rebuilds each copy of an audit event
+// (lifecycle events, which the forwarder sends beside them, are counted
+// and skipped): from the json
 // parameter and the MSG when the message carries json (its hash is then
 // recomputed and compared with the hash parameter), else from the chain
 // parameters alone (the hash parameter is taken as is). Records are in
@@ -123,6 +129,10 @@ func LoadSyslog(r io.Reader) ([]Record, []Finding, SyslogStats, error) {
 		m, ok := ParseSyslogLine(sc.Text())
 		if !ok {
 			st.Skipped++
+			continue
+		}
+		if forwarder.IsLifecycle(m.Params) {
+			st.Lifecycle++
 			continue
 		}
 		st.Messages++

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/clickhouse/clickhousetest"
@@ -204,13 +205,18 @@ func TestVerifySyslog(t *testing.T) {
 	}
 	const n = 30
 	tests := []struct {
-		name    string
-		maxSize int
-		tamper  func(lines []string) []string
-		want    string
+		name      string
+		maxSize   int
+		lifecycle bool
+		tamper    func(lines []string) []string
+		want      string
 	}{
 		{name: "clean", want: ""},
 		{name: "clean, split events", maxSize: 600, want: ""},
+		// Lifecycle events forwarded beside the audit events (one of them
+		// split at 600 bytes) are not part of the chain: skipped, counted.
+		{name: "clean, with lifecycle events", lifecycle: true, want: ""},
+		{name: "clean, split events, with lifecycle events", maxSize: 600, lifecycle: true, want: ""},
 		{name: "line deleted", tamper: func(l []string) []string { return append(l[:4:4], l[5:]...) }, want: "5:gap 5:checkpoint_event"},
 		{name: "MSG changed", tamper: func(l []string) []string {
 			l[6] = strings.Replace(l[6], "proctitle=ls", "proctitle=id", 1)
@@ -232,12 +238,25 @@ func TestVerifySyslog(t *testing.T) {
 			if tc.tamper != nil {
 				l = tc.tamper(l)
 			}
+			lc := 0
+			if tc.lifecycle {
+				var mixed []string
+				for i, line := range l {
+					mixed = append(mixed, line)
+					if i%7 == 3 {
+						ls := lifecycleLines(t, format, size, i)
+						lc += len(ls)
+						mixed = append(mixed, ls...)
+					}
+				}
+				l = mixed
+			}
 			recs, finds, st, err := LoadSyslog(strings.NewReader(strings.Join(l, "\n") + "\n"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if st.Skipped != 0 {
-				t.Fatalf("stats %+v", st)
+			if st.Skipped != 0 || st.Lifecycle != lc || st.Messages != len(l)-lc {
+				t.Fatalf("stats %+v, want %d lifecycle messages, %d others", st, lc, len(l)-lc)
 			}
 			rep := Check(recs, nil, Options{Keys: keys, FileOrder: true})
 			rep.AddFindings(finds)
@@ -255,6 +274,28 @@ func TestVerifySyslog(t *testing.T) {
 			}
 		})
 	}
+}
+
+// lifecycleLines are the lines of a lifecycle event i as rsyslog writes
+// them at maxSize; every fourth one has a comment long enough to be split
+// at 600 bytes.
+func lifecycleLines(t *testing.T, f forwarder.Format, maxSize, i int) []string {
+	t.Helper()
+	f.MaxSize = maxSize
+	l := clickhousetest.ManyLifecycle(i+1, time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))[i]
+	if i%4 == 3 {
+		l.Details["comment"] = strings.Repeat("a long comment\n", 60)
+	}
+	frames, err := forwarder.LifecycleFrames(f, &l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, fr := range frames {
+		_, msg, _ := strings.Cut(string(fr), " ")
+		out = append(out, escapeRsyslog(msg))
+	}
+	return out
 }
 
 // escapeRsyslog is rsyslog's default escaping of control characters.

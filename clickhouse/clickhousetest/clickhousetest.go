@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -144,6 +145,28 @@ func ManyEvents(n int, base time.Time) []schemas.Event {
 				t.Format("01/02/2006 15:04:05.000"), serial, t.Format("01/02/2006 15:04:05.000"), serial, t.Format("01/02/2006 15:04:05.000"), serial, 10000+i),
 			EventID: schemas.NewEventID(host, t.Unix(), t.Nanosecond()/1e6, serial),
 			TS:      t.UTC().Format(schemas.TSLayout), Seq: serial,
+		}
+	}
+	return out
+}
+
+// ManyLifecycle returns n lifecycle events of access requests, spread
+// over resources, each with its own event id.
+func ManyLifecycle(n int, base time.Time) []schemas.Lifecycle {
+	out := make([]schemas.Lifecycle, n)
+	states := []string{"CREATED", "APPROVALWAITING", "APPROVED", "DEPLOYED", "REVOKED"}
+	for i := range out {
+		to := states[i%len(states)]
+		from := ""
+		if i%len(states) > 0 {
+			from = states[i%len(states)-1]
+		}
+		out[i] = schemas.Lifecycle{
+			EventID: fmt.Sprintf("%032x", 0xa11ce000+i), Kind: "access_request." + strings.ToLower(to),
+			ObjectType: schemas.ObjectAccessRequest, ObjectID: fmt.Sprintf("ocid1.accessrequest.%032x", i/len(states)),
+			ResourceID: fmt.Sprintf("res-%d", i%3), CompartmentID: "tenancy", StateFrom: from, StateTo: to,
+			Actor: fmt.Sprintf("user%d", i%4), Time: base.Add(time.Duration(i) * time.Millisecond).UTC(),
+			Details: map[string]string{"comment": fmt.Sprintf("step %d: \"quoted\", tab\there", i)},
 		}
 	}
 	return out

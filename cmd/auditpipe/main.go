@@ -60,6 +60,7 @@ func commands() map[string]command {
 		"control":     {"operator controls (who approves which actions): create, list, show, update, delete", nounCommand("control", controlCommands)},
 		"assignment":  {"assignments of a control to a resource: create, list, show, delete", nounCommand("assignment", assignmentCommands)},
 		"request":     {"access requests: create, list, show, approve, reject, revoke, extend, complete, ask, answer, history; report (the audit log report, from ClickHouse)", nounCommand("request", requestCommands)},
+		"report":      {"reports from ClickHouse: 'report compliance' prints the instances missing security updates, with their CVEs", nounCommand("report", reportCommands)},
 		"parse":       {"raw auditd lines in, contract events (JSON lines) out", cmdParse},
 		"forward":     {"send contract events (JSON lines, file or stdin) to a SIEM over syslog TLS", runForward},
 		"index":       {"load contract events (JSON lines, file or stdin) into ClickHouse, idempotently", runIndex},

@@ -160,11 +160,20 @@ func (t *Types) Parse(line []byte, r *Record) error {
 	for ; nd < 3; nd++ {
 		msec *= 10
 	}
-	if serial, i, nd, ok = digits(line, i+1); !ok || nd > 19 || i+1 >= len(line) || line[i] != ')' || line[i+1] != ':' {
+	if serial, i, nd, ok = digits(line, i+1); !ok || nd > 19 || i >= len(line) || line[i] != ')' {
+		return badTS(line)
+	}
+	i++
+	// The colon after the stamp is optional: ausearch reads records
+	// without it (msg=audit(1.100:2) a=1), so they are not rejected here.
+	switch {
+	case i < len(line) && line[i] == ':':
+		i++
+	case i < len(line) && line[i] != ' ':
 		return badTS(line)
 	}
 	r.Sec, r.Msec, r.Serial = int64(sec), int(msec), serial
-	i = skipSpaces(line, i+2)
+	i = skipSpaces(line, i)
 	end := len(line)
 	if k := indexByteFrom(line, i, 0x1d); k >= 0 {
 		r.enriched = span{k + 1, len(line)}

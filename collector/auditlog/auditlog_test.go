@@ -47,7 +47,10 @@ func TestParse(t *testing.T) {
 		{name: "bad seconds", line: "type=SYSCALL msg=audit(x.1:2): a=1", reason: ReasonBadTimestamp},
 		{name: "four digit millis", line: "type=SYSCALL msg=audit(1.1000:2): a=1", reason: ReasonBadTimestamp},
 		{name: "no serial", line: "type=SYSCALL msg=audit(1.100:): a=1", reason: ReasonBadTimestamp},
-		{name: "no colon after paren", line: "type=SYSCALL msg=audit(1.100:2) a=1", reason: ReasonBadTimestamp},
+		// A header without the colon is read, as ausearch reads it.
+		{name: "no colon after paren", line: "type=SYSCALL msg=audit(1.100:2) a=1", typ: "SYSCALL", typeNum: 1300, sec: 1, msec: 100, serial: 2, body: "a=1"},
+		{name: "no colon, no body", line: "type=EOE msg=audit(1.100:2)", typ: "EOE", typeNum: 1320, sec: 1, msec: 100, serial: 2},
+		{name: "junk after paren", line: "type=SYSCALL msg=audit(1.100:2)x a=1", reason: ReasonBadTimestamp},
 		{name: "huge serial", line: "type=SYSCALL msg=audit(1.100:99999999999999999999999): a=1", reason: ReasonBadTimestamp},
 	}
 	for _, tt := range tests {

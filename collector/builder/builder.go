@@ -6,6 +6,7 @@
 package builder
 
 import (
+	"bytes"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -37,6 +38,10 @@ type Config struct {
 	Host string
 	// AllUsers emits events of users without a grant (req_auth_id empty).
 	AllUsers bool
+	// LogoutFromSessionClose makes sshd's PAM session close (USER_END with
+	// op=PAM:session_close and exe /usr/sbin/sshd) a logout, for hosts
+	// whose sshd writes no USER_LOGOUT (Debian's).
+	LogoutFromSessionClose bool
 	// Names resolves ids; nil resolves nothing (ids print as unknown(N)).
 	Names *Names
 	// Grants ties login users to access requests; nil means none.
@@ -145,6 +150,10 @@ func (b *Builder) Build(ev *assemble.Event, out *schemas.Event) Outcome {
 			login, kind = r, schemas.KindLogin
 		case "USER_LOGOUT":
 			login, kind = r, schemas.KindLogout
+		case "USER_END":
+			if b.cfg.LogoutFromSessionClose && isSshdSessionClose(r.Body()) {
+				login, kind = r, schemas.KindLogout
+			}
 		case "TTY", "USER_TTY":
 			keys, kind = r, schemas.KindKeys
 		}
@@ -261,6 +270,13 @@ func setLoginID(out *schemas.Event, v []byte) {
 	if len(v) > 0 && string(v) != "unset" {
 		out.LoginID = string(v)
 	}
+}
+
+// isSshdSessionClose reports whether a USER_END record's body is sshd's
+// PAM session close (sudo and su write USER_END too).
+func isSshdSessionClose(body []byte) bool {
+	return bytes.Contains(body, []byte("op=PAM:session_close ")) &&
+		(bytes.Contains(body, []byte(` exe="/usr/sbin/sshd" `)) || bytes.Contains(body, []byte(" exe=/usr/sbin/sshd ")))
 }
 
 // fillLogin reads a USER_LOGIN / USER_LOGOUT record. Its fields live in the

@@ -32,6 +32,8 @@ const (
 	kindTTYData
 	kindNested // msg='…' of user-space records
 	kindSession
+	kindCap // capability set, hex bitmap
+	kindKey // audit rule keys, encoded, several separated by 0x01
 )
 
 func classifyField(key []byte, recType []byte) fieldKind {
@@ -41,7 +43,9 @@ func classifyField(key []byte, recType []byte) fieldKind {
 		return kindUID
 	case "gid", "egid", "sgid", "fsgid", "ogid", "obj_gid", "new_gid", "inode_gid", "igid":
 		return kindGID
-	case "comm", "exe", "name", "cwd", "path", "acct", "cmd", "key", "ocomm",
+	case "key":
+		return kindKey
+	case "comm", "exe", "name", "cwd", "path", "acct", "cmd", "ocomm",
 		"root_dir", "watch", "dir", "file", "old_name", "new_name":
 		return kindEncoded
 	case "proctitle":
@@ -65,7 +69,20 @@ func classifyField(key []byte, recType []byte) fieldKind {
 	case "res", "result":
 		return kindRes
 	case "data":
-		return kindTTYData
+		// Only the kernel's TTY record carries hex keystrokes; ausearch
+		// prints USER_TTY's data as it is.
+		if string(recType) == "TTY" {
+			return kindTTYData
+		}
+		return kindPlain
+	case "cap_fp", "cap_fi", "cap_pp", "cap_pi", "cap_pe", "cap_pa",
+		"old_pp", "old_pi", "old_pe", "old_pa":
+		return kindCap
+	case "fp", "fi", "pp", "pi", "pe", "pa":
+		if string(recType) == "BPRM_FCAPS" {
+			return kindCap
+		}
+		return kindPlain
 	case "msg":
 		return kindNested
 	case "ses", "old-ses":
@@ -157,6 +174,8 @@ func (b *Builder) appendValue(dst []byte, f auditlog.Field, recType []byte, st *
 		return appendDecoded(dst, f, false)
 	case kindProctitle:
 		return appendDecoded(dst, f, true)
+	case kindKey:
+		return b.appendKeys(dst, f)
 	case kindArch:
 		st.arch = b.archName(f.Value)
 		if st.arch != "" {
@@ -185,6 +204,19 @@ func (b *Builder) appendValue(dst []byte, f auditlog.Field, recType []byte, st *
 		if string(f.Value) == "4294967295" {
 			return append(dst, "unset"...)
 		}
+	case kindCap:
+		if f.Quote == 0 {
+			return appendCaps(dst, f.Value)
+		}
+	case kindPlain:
+		// ausearch prints a field it does not interpret as it is,
+		// quotes included.
+		if f.Quote != 0 {
+			dst = append(dst, f.Quote)
+			dst = append(dst, f.Value...)
+			return append(dst, f.Quote)
+		}
+		return append(dst, f.Value...)
 	case kindNested:
 		if f.Quote == '\'' {
 			dst = append(dst, '\'')
@@ -221,7 +253,11 @@ func (b *Builder) appendID(dst []byte, f auditlog.Field, st *recState, user bool
 	}
 	start := len(dst)
 	dst = b.appendResolvedID(dst, f.Value, user)
-	cache.put(f.Value, dst[start:])
+	// An id not found is not remembered: its user may be created later
+	// (the agent's operator), and Names reads the file again.
+	if !bytes.HasPrefix(dst[start:], []byte("unknown(")) {
+		cache.put(f.Value, dst[start:])
+	}
 	return dst
 }
 
@@ -303,7 +339,62 @@ func appendDecoded(dst []byte, f auditlog.Field, nulAsSpace bool) []byte {
 			}
 		}
 	}
+	return escapeControls(dst, start)
+}
+
+// escapeControls writes each byte below 0x20 of dst[start:] as a
+// backslash and three octal digits (a newline becomes \012), as ausearch
+// does for decoded strings, so that a record stays on one line. It works
+// in place, from the end, without a second buffer.
+func escapeControls(dst []byte, start int) []byte {
+	n := 0
+	for _, c := range dst[start:] {
+		if c < 0x20 {
+			n++
+		}
+	}
+	if n == 0 {
+		return dst
+	}
+	old := len(dst)
+	dst = append(dst, make([]byte, 3*n)...)
+	j := len(dst)
+	for i := old - 1; i >= start; i-- {
+		c := dst[i]
+		if c >= 0x20 {
+			j--
+			dst[j] = c
+			continue
+		}
+		j -= 4
+		dst[j], dst[j+1], dst[j+2], dst[j+3] = '\\', '0'+c>>6, '0'+(c>>3)&7, '0'+c&7
+	}
 	return dst
+}
+
+// appendKeys renders a key field. A record of an event that matched
+// several keyed rules carries them hex-encoded, separated by 0x01;
+// ausearch prints each as a key= field of its own (key=opctl key=execs).
+func (b *Builder) appendKeys(dst []byte, f auditlog.Field) []byte {
+	if f.Quote != 0 || !auditlog.IsHex(f.Value) {
+		return append(dst, f.Value...)
+	}
+	b.scratch = auditlog.AppendHexDecoded(b.scratch[:0], f.Value)
+	rest := b.scratch
+	for {
+		seg := rest
+		j := bytes.IndexByte(rest, 0x01)
+		if j >= 0 {
+			seg = rest[:j]
+		}
+		start := len(dst)
+		dst = escapeControls(append(dst, seg...), start)
+		if j < 0 {
+			return dst
+		}
+		dst = append(dst, " key="...)
+		rest = rest[j+1:]
+	}
 }
 
 // decodeValue returns the decoded bytes of an encoded field, appended to dst.
@@ -426,45 +517,127 @@ func resWord(v []byte) string {
 }
 
 // appendReadableKeys renders keystrokes as ausearch does for TTY data:
-// printable characters as they are, the rest as <ret>, <backspace>, <up>, <^C>….
+// named keys as <ret>, <backspace>, <up>, <^C>…, and the runs of other
+// bytes in double quotes (with \" and \\, and bytes below 0x20 or from
+// 0x7f up in octal), all separated by commas: <up>,"ls -l",<ret>.
 func appendReadableKeys(dst, keys []byte) []byte {
-	for i := 0; i < len(keys); i++ {
-		c := keys[i]
-		if c == 0x1b && i+2 < len(keys) && keys[i+1] == '[' {
-			if name := arrowKey(keys[i+2]); name != "" {
-				dst = append(dst, name...)
-				i += 2
-				continue
+	inRun := false
+	for i := 0; i < len(keys); {
+		name, n := namedKey(keys[i:])
+		if n > 0 {
+			if inRun {
+				dst = append(dst, '"')
+				inRun = false
 			}
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, '<')
+			dst = append(dst, name...)
+			dst = append(dst, '>')
+			i += n
+			continue
 		}
-		switch {
-		case c == '\r' || c == '\n':
-			dst = append(dst, "<ret>"...)
-		case c == 0x7f || c == 0x08:
-			dst = append(dst, "<backspace>"...)
-		case c == '\t':
-			dst = append(dst, "<tab>"...)
-		case c == 0x1b:
-			dst = append(dst, "<esc>"...)
-		case c < 0x20:
-			dst = append(dst, '<', '^', c+'@', '>')
+		if !inRun {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, '"')
+			inRun = true
+		}
+		switch c := keys[i]; {
+		case c == '"' || c == '\\':
+			dst = append(dst, '\\', c)
+		case c < 0x20 || c >= 0x7f:
+			dst = append(dst, '\\', '0'+c>>6, '0'+(c>>3)&7, '0'+c&7)
 		default:
 			dst = append(dst, c)
 		}
+		i++
+	}
+	if inRun {
+		dst = append(dst, '"')
 	}
 	return dst
 }
 
-func arrowKey(c byte) string {
-	switch c {
-	case 'A':
-		return "<up>"
-	case 'B':
-		return "<down>"
-	case 'C':
-		return "<right>"
-	case 'D':
-		return "<left>"
+// ctrlNames are the names of the control keys ausearch 3.0.9 names, by byte
+// (empty: printed in a quoted run).
+var ctrlNames = [0x20]string{
+	1: "^A", 2: "^B", 3: "^C", 4: "^D", 5: "^E", 6: "^F", 7: "^G", 8: "backspace",
+	9: "tab", 10: "nl", 11: "^K", 12: "^L", 13: "ret", 14: "^N", 15: "^O", 16: "^P",
+	17: "^Q", 18: "^R", 19: "^S", 20: "^T", 21: "^U", 22: "^V", 23: "^W", 24: "^X",
+	25: "^Y", 26: "^Z", 27: "esc",
+}
+
+// escKeys are the escape sequences ausearch 3.0.9 names (checked against
+// it), after ESC.
+var escKeys = [...]struct{ seq, name string }{
+	{"[A", "up"}, {"[B", "down"}, {"[C", "right"}, {"[D", "left"},
+	{"OA", "up"}, {"OB", "down"}, {"OC", "right"}, {"OD", "left"},
+	{"[H", "home"}, {"[F", "end"}, {"[Z", "back-tab"},
+	{"[1~", "home"}, {"[2~", "insert"}, {"[3~", "delete"}, {"[4~", "end"},
+	{"[5~", "page-up"}, {"[6~", "page-down"},
+	{"OP", "F1"}, {"OQ", "F2"}, {"OR", "F3"}, {"OS", "F4"},
+	{"[11~", "F1"}, {"[12~", "F2"}, {"[13~", "F3"}, {"[14~", "F4"}, {"[15~", "F5"},
+	{"[17~", "F6"}, {"[18~", "F7"}, {"[19~", "F8"}, {"[20~", "F9"}, {"[21~", "F10"},
+	{"[23~", "F11"}, {"[24~", "F12"},
+}
+
+// namedKey returns the name of the key that b starts with and its length
+// in bytes, or 0.
+func namedKey(b []byte) (string, int) {
+	c := b[0]
+	if c == 0x7f {
+		return "backspace", 1
 	}
-	return ""
+	if c >= 0x20 {
+		return "", 0
+	}
+	if c == 0x1b {
+		for _, k := range escKeys {
+			if len(b) > len(k.seq) && string(b[1:1+len(k.seq)]) == k.seq {
+				return k.name, 1 + len(k.seq)
+			}
+		}
+	}
+	if name := ctrlNames[c]; name != "" {
+		return name, 1
+	}
+	return "", 0
+}
+
+// capNames are the capability names ausearch prints, by bit
+// (linux/capability.h, as libcap-ng names them).
+var capNames = [...]string{
+	"chown", "dac_override", "dac_read_search", "fowner", "fsetid", "kill", "setgid", "setuid",
+	"setpcap", "linux_immutable", "net_bind_service", "net_broadcast", "net_admin", "net_raw",
+	"ipc_lock", "ipc_owner", "sys_module", "sys_rawio", "sys_chroot", "sys_ptrace", "sys_pacct",
+	"sys_admin", "sys_boot", "sys_nice", "sys_resource", "sys_time", "sys_tty_config", "mknod",
+	"lease", "audit_write", "audit_control", "setfcap", "mac_override", "mac_admin", "syslog",
+	"wake_alarm", "block_suspend", "audit_read", "perfmon", "bpf", "checkpoint_restore",
+}
+
+// appendCaps renders a capability set (hex bitmap) as ausearch does:
+// chown,net_bind_service, or none. A value that is not hex, or a bit
+// without a name, leaves the value as it is.
+func appendCaps(dst, v []byte) []byte {
+	m, err := strconv.ParseUint(string(v), 16, 64)
+	if err != nil || m>>len(capNames) != 0 {
+		return append(dst, v...)
+	}
+	if m == 0 {
+		return append(dst, "none"...)
+	}
+	first := true
+	for i, name := range capNames {
+		if m&(1<<i) != 0 {
+			if !first {
+				dst = append(dst, ',')
+			}
+			first = false
+			dst = append(dst, name...)
+		}
+	}
+	return dst
 }

@@ -29,7 +29,21 @@ func TestInterpretValues(t *testing.T) {
 		{"proctitle", "PROCTITLE", "proctitle=6C73002F00", "proctitle=ls /"},
 		{"nested msg", "USER_LOGIN", "msg='op=login id=1001 exe=\"/usr/sbin/sshd\" res=1'", "msg='op=login id=op exe=/usr/sbin/sshd res=success'"},
 		{"bare word", "TTY", "tty pid=1", "tty pid=1"},
-		{"tty data", "TTY", "data=1B5B417072696E74660D7F03", "data=<up>printf<ret><backspace><^C>"},
+		// The expected values below are what ausearch -i (auditd 3.0.9)
+		// prints for the same fields.
+		{"tty data", "TTY", "data=1B5B417072696E74660D7F03", `data=<up>,"printf",<ret>,<backspace>,<^C>`},
+		{"tty keys and runs", "TTY", "data=1C1D1E1F7F611B5B337E22615C62", `data="\034\035\036\037",<backspace>,"a",<delete>,"\"a\\b"`},
+		{"tty function keys", "TTY", "data=1B4F501B5B32347E1B5B357E1B5B5A0D0A1B61", `data=<F1>,<F12>,<page-up>,<back-tab>,<ret>,<nl>,<esc>,"a"`},
+		{"tty non-ascii", "TTY", "data=00E3818261", `data="\000\343\201\202a"`},
+		{"user tty data as it is", "USER_TTY", `msg='data="sudo su -" terminal=pts/0'`, `msg='data="sudo su -" terminal=pts/0'`},
+		{"caps", "PATH", "cap_fp=8000000000 cap_fi=20 cap_fe=1 cap_fver=2", "cap_fp=bpf cap_fi=kill cap_fe=1 cap_fver=2"},
+		{"caps none", "PATH", "cap_fp=0 cap_fi=0", "cap_fp=none cap_fi=none"},
+		{"bprm fcaps", "BPRM_FCAPS", "fp=0000000000000401 fi=0 fe=1 old_pe=0000000000000004 pp=3", "fp=chown,net_bind_service fi=none fe=1 old_pe=dac_read_search pp=chown,dac_override"},
+		{"control characters in an argument", "EXECVE", "argc=2 a0=6563686F a1=610A0962", `argc=2 a0=echo a1=a\012\011b`},
+		{"multiple keys", "SYSCALL", "key=6F7063746C016578656373", "key=opctl key=execs"},
+		{"key with a backslash", "SYSCALL", "key=615C30303120620162", `key=a\001 b key=b`},
+		{"one key", "SYSCALL", `key="opctl"`, "key=opctl"},
+		{"quoted uninterpreted field", "UNKNOWN[1999]", `frob=1 widget="x"`, `frob=1 widget="x"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

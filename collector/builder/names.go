@@ -6,23 +6,41 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
 )
 
 // Names resolves numeric user and group ids to names, from passwd(5) and
-// group(5) files read once at start.
+// group(5) files. A file is read at start and read again when an id is
+// not found in it and the file changed since (its inode, size or
+// modification time): the host agent creates an operator's user after the
+// collector started, and that user's records must resolve (their auid
+// names the login, which finds the grant). It is safe for concurrent use.
 type Names struct {
-	users  map[uint64]string
-	groups map[uint64]string
+	users, groups idFile
+}
+
+// idFile is one id file's names and what the file was when read.
+type idFile struct {
+	path string
+	cur  atomic.Pointer[idMap]
+}
+
+type idMap struct {
+	ids   map[uint64]string
+	ino   uint64
+	size  int64
+	mtime time.Time
 }
 
 // LoadNames reads a passwd and a group file; an empty path skips that file.
 func LoadNames(passwdPath, groupPath string) (*Names, error) {
-	n := &Names{}
-	var err error
-	if n.users, err = loadIDFile(passwdPath); err != nil {
+	n := &Names{users: idFile{path: passwdPath}, groups: idFile{path: groupPath}}
+	if err := n.users.load(); err != nil {
 		return nil, fmt.Errorf("builder: passwd: %w", err)
 	}
-	if n.groups, err = loadIDFile(groupPath); err != nil {
+	if err := n.groups.load(); err != nil {
 		return nil, fmt.Errorf("builder: group: %w", err)
 	}
 	return n, nil
@@ -30,7 +48,10 @@ func LoadNames(passwdPath, groupPath string) (*Names, error) {
 
 // NewNames builds a resolver from maps (tests, and hosts without files).
 func NewNames(users, groups map[uint64]string) *Names {
-	return &Names{users: users, groups: groups}
+	n := &Names{}
+	n.users.cur.Store(&idMap{ids: users})
+	n.groups.cur.Store(&idMap{ids: groups})
+	return n
 }
 
 // User returns the name of uid.
@@ -38,8 +59,7 @@ func (n *Names) User(uid uint64) (string, bool) {
 	if n == nil {
 		return "", false
 	}
-	s, ok := n.users[uid]
-	return s, ok
+	return n.users.lookup(uid)
 }
 
 // Group returns the name of gid.
@@ -47,8 +67,50 @@ func (n *Names) Group(gid uint64) (string, bool) {
 	if n == nil {
 		return "", false
 	}
-	s, ok := n.groups[gid]
+	return n.groups.lookup(gid)
+}
+
+// lookup finds id; not found, it reads the file again if it changed. A
+// file that became unreadable keeps the names last read.
+func (f *idFile) lookup(id uint64) (string, bool) {
+	m := f.cur.Load()
+	if m == nil {
+		return "", false
+	}
+	if s, ok := m.ids[id]; ok || f.path == "" {
+		return s, ok
+	}
+	fi, err := os.Stat(f.path)
+	if err != nil || sameFile(m, fi) {
+		return "", false
+	}
+	if err := f.load(); err != nil {
+		return "", false
+	}
+	s, ok := f.cur.Load().ids[id]
 	return s, ok
+}
+
+func sameFile(m *idMap, fi os.FileInfo) bool {
+	return fileIno(fi) == m.ino && fi.Size() == m.size && fi.ModTime().Equal(m.mtime)
+}
+
+// load reads the file (none: no names) and publishes what it holds.
+func (f *idFile) load() error {
+	if f.path == "" {
+		f.cur.Store(&idMap{ids: map[uint64]string{}})
+		return nil
+	}
+	fi, err := os.Stat(f.path)
+	if err != nil {
+		return err
+	}
+	ids, err := loadIDFile(f.path)
+	if err != nil {
+		return err
+	}
+	f.cur.Store(&idMap{ids: ids, ino: fileIno(fi), size: fi.Size(), mtime: fi.ModTime()})
+	return nil
 }
 
 // loadIDFile reads name:x:id:… lines; the first name of an id wins.
@@ -85,4 +147,12 @@ func loadIDFile(path string) (map[uint64]string, error) {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	return m, nil
+}
+
+// fileIno is the file's inode number (0 where the platform has none).
+func fileIno(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
 }

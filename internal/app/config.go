@@ -223,20 +223,19 @@ func (c Config) resolved() Config {
 		// Created at start (initCollector) and trusted besides
 		// collector.grant_keys.
 		c.Collector.OwnGrantKey = filepath.Join(c.Embedded.DataDir, GrantsPublicKeyName)
+		// The same key signs the assignments the forwarder follows.
+		c.Forwarder.OwnAssignmentKey = c.Collector.OwnGrantKey
 		c.ClickHouse.Embedded.Dir = filepath.Join(c.Embedded.DataDir, "chdb")
 		if c.Policy.Store.Path == "" {
 			c.Policy.Store.Path = filepath.Join(c.Embedded.DataDir, policyDBName)
 		}
 		if c.Policy.KeyFile == "" {
 			// The all-in-one's grant signing key (created at the first
-			// start), which its collector trusts (OwnGrantKey above).
+			// start): its policy service signs grants and assignments
+			// with it, which its collector (OwnGrantKey) and forwarder
+			// (OwnAssignmentKey) trust.
 			c.Policy.KeyFile = filepath.Join(c.Embedded.DataDir, GrantsKeyName)
 		}
-		// LEAD: when forwarder.assignment_keys lands (branch lifecycle),
-		// the all-in-one's forwarder trusts the policy key's assignments
-		// too: append filepath.Join(c.Embedded.DataDir, GrantsPublicKeyName)
-		// to c.Forwarder's assignment keys here (as OwnGrantKey does for
-		// the collector).
 		if len(c.Kafka.Brokers) == 0 {
 			// Replaced by the embedded broker's address at start; set
 			// here so that validation of the sections passes.
@@ -345,14 +344,24 @@ func (c Config) validatePolicy(keyFile string) error {
 			errs = append(errs, fmt.Errorf("policy.key_file: %w", err))
 			break
 		}
-		if c.Target == TargetAll && (c.Collector.FollowGrants == nil || *c.Collector.FollowGrants) {
-			kr, err := sign.LoadKeyring(c.Collector.GrantKeys...)
+		if c.Target != TargetAll {
+			break
+		}
+		id := sign.KeyID(key.Public().(ed25519.PublicKey))
+		// The all-in-one's collector and forwarder must trust it.
+		trusts := func(paths []string) bool {
+			kr, err := sign.LoadKeyring(paths...)
 			if err != nil {
-				break // collector.grant_keys reports it
+				return true // their own section reports the bad file
 			}
-			if _, ok := kr.Keys()[sign.KeyID(key.Public().(ed25519.PublicKey))]; !ok {
-				errs = append(errs, fmt.Errorf("policy.key_file: %s: its public key is not in collector.grant_keys: the all-in-one's collector would refuse every grant (add it, or leave policy.key_file empty for the all-in-one's own key)", keyFile))
-			}
+			_, ok := kr.Keys()[id]
+			return ok
+		}
+		if (c.Collector.FollowGrants == nil || *c.Collector.FollowGrants) && !trusts(c.Collector.GrantKeys) {
+			errs = append(errs, fmt.Errorf("policy.key_file: %s: its public key is not in collector.grant_keys: the all-in-one's collector would refuse every grant (add it, or leave policy.key_file empty for the all-in-one's own key)", keyFile))
+		}
+		if c.Forwarder.Assignments.Follow && !trusts(c.Forwarder.AssignmentKeys) {
+			errs = append(errs, fmt.Errorf("policy.key_file: %s: its public key is not in forwarder.assignment_keys: the all-in-one's forwarder would refuse every assignment (add it, or leave policy.key_file empty)", keyFile))
 		}
 	}
 	if c.Policy.SeedFile != "" {

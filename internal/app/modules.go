@@ -300,7 +300,7 @@ func (a *App) topicNames() []string {
 		add(cfg.Indexer.DeadLetterTopic)
 	}
 	if a.Has("forwarder") {
-		add(schemas.TopicAudit, cfg.Forwarder.DeadLetterTopic, kafka.TopicAssignments)
+		add(schemas.TopicAudit, schemas.TopicLifecycle, cfg.Forwarder.DeadLetterTopic, kafka.TopicAssignments)
 	}
 	if a.Has("policy") {
 		add(kafka.TopicLifecycle, kafka.TopicGrants, kafka.TopicAssignments)
@@ -385,7 +385,18 @@ func initForwarder(_ context.Context, a *App) (Service, error) {
 	static := forwarder.NewStaticSource(cfg.Destinations)
 	var src forwarder.Source = static
 	if cfg.Assignments.Follow {
-		src = forwarder.NewAssignmentSource(cfg.Kafka, cfg.Assignments.Topic, cfg.Assignments.Template, log)
+		if a.Config.Target == TargetAll {
+			// The all-in-one's own key signs the assignments too: made
+			// here when the forwarder starts before the collector.
+			if _, err := ensureGrantKey(a); err != nil {
+				return nil, err
+			}
+		}
+		as, err := forwarder.NewAssignmentSource(cfg, log, a.http.registry)
+		if err != nil {
+			return nil, err
+		}
+		src = as
 	}
 	fw, err := forwarder.New(cfg, forwarder.Options{Log: log, Registerer: a.http.registry, Source: src})
 	if err != nil {

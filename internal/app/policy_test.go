@@ -212,7 +212,7 @@ func TestAllInOnePolicySample(t *testing.T) {
 	if got := count(t, r, "SELECT count() FROM audit_events WHERE req_auth_id = 'req2' AND event = 'command'"); got != "4" {
 		t.Errorf("the static grant's commands: %s, want 4", got)
 	}
-	lifecycle := "SELECT arrayStringConcat(groupArray(JSONExtractString(payload, 'kind')), ' ') FROM (SELECT payload FROM pipeline_messages WHERE topic = 'opctl.lifecycle.v1' AND JSONExtractString(payload, 'object_id') = '" + g.RequestID + "' ORDER BY offset)"
+	lifecycle := "SELECT arrayStringConcat(groupArray(kind), ' ') FROM (SELECT kind FROM lifecycle_events WHERE object_id = '" + g.RequestID + "' ORDER BY kafka_offset)"
 	waitCount(t, r, lifecycle, "access_request.created access_request.auto_approved", 30*time.Second)
 
 	pc := &client.Client{BaseURL: strings.TrimSuffix(r.url, "/"), Token: r.token}

@@ -93,10 +93,13 @@ func TestAllInOneTrustsItsOwnGrantKey(t *testing.T) {
 }
 
 // startModules runs cfg's target all with the modules the grants need
-// (server, broker, collector: no store) until the returned stop.
-func startModules(t *testing.T, cfg Config) (*App, func()) {
+// (server, broker, collector: no store), or mods, until the returned stop.
+func startModules(t *testing.T, cfg Config, mods ...string) (*App, func()) {
 	t.Helper()
-	return startWith(t, cfg, "server", "broker", "collector")
+	if len(mods) == 0 {
+		mods = []string{"server", "broker", "collector"}
+	}
+	return startWith(t, cfg, mods...)
 }
 
 // startWith runs cfg's target with only the modules named (and their

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -31,6 +32,7 @@ var brokers = []broker{
 			t.Fatal(err)
 		}
 		port := e.Port()
+		addr := e.Brokers()[0]
 		t.Cleanup(func() { e.Close() })
 		cfg := kafka.Config{Brokers: e.Brokers(), DialTimeout: time.Second}.WithDefaults()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -40,7 +42,15 @@ var brokers = []broker{
 		}
 		return cfg, func(t *testing.T) {
 			e.Close()
-			time.Sleep(500 * time.Millisecond)
+			// Away: its port refuses connections (as after the Apache
+			// broker's kill), then it comes back on the same port.
+			waitFor(t, "the closed broker's port to refuse connections", func() bool {
+				c, err := net.DialTimeout("tcp", addr, time.Second)
+				if err == nil {
+					c.Close()
+				}
+				return err != nil
+			})
 			if e, err = kafka.StartEmbedded(port, dir, partitions); err != nil {
 				t.Fatal(err)
 			}
@@ -205,7 +215,15 @@ func testCommitsAndResumes(t *testing.T, cfg kafka.Config, _ func(*testing.T)) {
 	write(t, cfg, 3000, 3010)
 	b := join(t, cfg, "g")
 	waitFor(t, "the 10 new values", func() bool { return b.count() >= 10 })
-	time.Sleep(300 * time.Millisecond) // anything more would show up now
+	// The group's lag is 0 once the member committed everything up to the
+	// end of every partition: a member that did not resume would have read
+	// (and counted) the first 3000 again by then.
+	waitFor(t, "the second member to commit up to the end", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		lag, err := cfg.Lag(ctx, "g", topic)
+		return err == nil && lag == 0
+	})
 	b.leave(t)
 	if len(b.seen) != 10 {
 		t.Fatalf("the second member read %d values, want only the 10 written after the first one committed", len(b.seen))

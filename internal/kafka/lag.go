@@ -61,3 +61,32 @@ func (c Config) Lag(ctx context.Context, group string, topics ...string) (int64,
 	}
 	return lag, nil
 }
+
+// AssignedMembers returns how many members of the consumer group hold at
+// least one partition, once the group is stable (0 while it rebalances or
+// when it does not exist).
+func (c Config) AssignedMembers(ctx context.Context, group string) (int, error) {
+	tr, err := c.transport()
+	if err != nil {
+		return 0, err
+	}
+	defer tr.CloseIdleConnections()
+	cl := &kafkago.Client{Addr: kafkago.TCP(c.Brokers...), Transport: tr}
+	desc, err := cl.DescribeGroups(ctx, &kafkago.DescribeGroupsRequest{GroupIDs: []string{group}})
+	if err != nil {
+		return 0, fmt.Errorf("kafka: members of group %s: %w", group, err)
+	}
+	if len(desc.Groups) != 1 || desc.Groups[0].Error != nil || desc.Groups[0].GroupState != "Stable" {
+		return 0, nil
+	}
+	n := 0
+	for _, m := range desc.Groups[0].Members {
+		for _, t := range m.MemberAssignments.Topics {
+			if len(t.Partitions) > 0 {
+				n++
+				break
+			}
+		}
+	}
+	return n, nil
+}

@@ -52,10 +52,7 @@ type Rsyslog struct {
 	bin                 string
 	cpus                string
 
-	count     int
-	countOff  int64
-	countFile *os.File
-	countBuf  []byte
+	counter lineCounter
 }
 
 // Binary returns the path of rsyslogd, or skips the test with the reason.
@@ -94,12 +91,11 @@ func StartRsyslog(t testing.TB, o RsyslogOptions) *Rsyslog {
 		portFile: filepath.Join(dir, "port"),
 		internal: filepath.Join(dir, "internal.log"),
 	}
+	r.counter.path = r.out
 	r.log = proctest.LogFile(t, filepath.Join(dir, "rsyslogd.log"), "rsyslogd")
 	t.Cleanup(func() {
 		r.Stop(t)
-		if r.countFile != nil {
-			r.countFile.Close()
-		}
+		r.counter.close()
 		if t.Failed() {
 			t.Logf("rsyslog internal log (last 4 KiB):\n%s", proctest.Tail(r.internal))
 		}
@@ -268,6 +264,15 @@ func (r *Rsyslog) MessagesFrom(t testing.TB, off int64) ([]string, int64) {
 	}
 }
 
+// LinesFrom returns the lines of the output file (one a message: its raw
+// bytes JSON-escaped) from byte offset off on, without their newlines, and
+// the offset after the last complete one: cheaper than MessagesFrom where
+// lines need only be compared.
+func (r *Rsyslog) LinesFrom(t testing.TB, off int64) ([]string, int64) {
+	t.Helper()
+	return linesFrom(t, r.out, off)
+}
+
 // WaitMessages waits until at least n messages were received, or timeout,
 // and returns what was received.
 func (r *Rsyslog) WaitMessages(t testing.TB, n int, timeout time.Duration) []string {
@@ -287,41 +292,7 @@ func (r *Rsyslog) WaitMessages(t testing.TB, n int, timeout time.Duration) []str
 // last call, through one reused buffer, so it is cheap enough for
 // benchmarks (it runs beside what they measure).
 func (r *Rsyslog) WaitCount(n int, timeout time.Duration) int {
-	deadline := time.Now().Add(timeout)
-	for {
-		r.countAppended()
-		if r.count >= n || time.Now().After(deadline) {
-			return r.count
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// countAppended counts the complete lines appended to the output file
-// since the last call.
-func (r *Rsyslog) countAppended() {
-	if r.countFile == nil {
-		f, err := os.Open(r.out)
-		if err != nil {
-			return // not written yet
-		}
-		r.countFile = f
-		r.countBuf = make([]byte, 1<<20)
-	}
-	for {
-		k, err := r.countFile.ReadAt(r.countBuf, r.countOff)
-		i := bytes.LastIndexByte(r.countBuf[:k], '\n')
-		if i >= 0 {
-			r.count += bytes.Count(r.countBuf[:i+1], []byte{'\n'})
-			r.countOff += int64(i + 1)
-		}
-		if err != nil || k < len(r.countBuf) {
-			return
-		}
-		if i < 0 { // a line longer than the buffer
-			r.countBuf = make([]byte, 2*len(r.countBuf))
-		}
-	}
+	return r.counter.wait(n, timeout)
 }
 
 // CPU returns the user and system CPU time rsyslogd (all its threads) used
@@ -331,22 +302,5 @@ func (r *Rsyslog) CPU() (time.Duration, error) {
 		return 0, fmt.Errorf("siemtest: rsyslogd is not running")
 	}
 	// Under taskset too: taskset execs rsyslogd in its own process.
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", r.proc.Pid()))
-	if err != nil {
-		return 0, fmt.Errorf("siemtest: rsyslogd CPU: %w", err)
-	}
-	// The fields after the command name (which may hold spaces) start
-	// with the state; utime and stime are the 12th and 13th after it.
-	i := bytes.LastIndexByte(b, ')')
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("siemtest: rsyslogd CPU: short /proc stat line")
-	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("siemtest: rsyslogd CPU: bad /proc stat line")
-	}
-	// USER_HZ is 100 on every Linux this runs on.
-	return time.Duration(ut+st) * 10 * time.Millisecond, nil
+	return processCPU("rsyslogd", r.proc.Pid())
 }

@@ -23,6 +23,14 @@ type SyslogNGOptions struct {
 	// CA, CertFile and KeyFile are syslog-ng's TLS identity (required).
 	CA                *CA
 	CertFile, KeyFile string
+	// Template, when set, is the file destination's template instead of
+	// the JSON line that Messages reads (a benchmark's cheaper one; read
+	// the lines with LinesFrom), in syslog-ng's string syntax without the
+	// quotes (\n for a newline; no '"'). It must write one line per message.
+	Template string
+	// CPUs, when set, is the CPU list (taskset -c syntax, e.g. "1") that
+	// syslog-ng and all its threads are bound to.
+	CPUs string
 }
 
 // SyslogNG is a syslog-ng run in the foreground by a test, from the
@@ -36,6 +44,8 @@ type SyslogNG struct {
 	dir  string
 	out  string
 	proc *proctest.Proc
+
+	counter lineCounter
 }
 
 // SyslogNGMessage is one message as syslog-ng stored it.
@@ -81,6 +91,10 @@ func StartSyslogNG(t testing.TB, o SyslogNGOptions) *SyslogNG {
 		out:  filepath.Join(dir, "received.jsonl"),
 	}
 	_, port, _ := net.SplitHostPort(s.Addr)
+	template := o.Template
+	if template == "" {
+		template = `$(format-json --scope none --pair pri=$PRI --pair msg=$(base64-encode $MSG) --key .SDATA.* --shift-levels 1)\n`
+	}
 	// The syslog() source speaks RFC 5424 with RFC 5425/6587 octet
 	// counting; nothing but the TLS identity is set. The file destination
 	// writes what syslog-ng parsed, JSON-encoded by format-json, one line a
@@ -93,10 +107,10 @@ source s_tls {
     tls(key-file(%q) cert-file(%q) peer-verify(optional-untrusted)));
 };
 destination d_file {
-  file(%q template("$(format-json --scope none --pair pri=$PRI --pair msg=$(base64-encode $MSG) --key .SDATA.* --shift-levels 1)\n"));
+  file(%q template("%s"));
 };
 log { source(s_tls); destination(d_file); };
-`, port, o.KeyFile, o.CertFile, s.out)
+`, port, o.KeyFile, o.CertFile, s.out, template)
 	confPath := filepath.Join(dir, "syslog-ng.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -104,17 +118,30 @@ log { source(s_tls); destination(d_file); };
 	logPath := filepath.Join(dir, "syslog-ng.log")
 	logf := proctest.LogFile(t, logPath, "syslog-ng")
 	libs := filepath.Join(root, "usr/lib/syslog-ng") + ":" + filepath.Join(root, "usr/lib/x86_64-linux-gnu") + ":" + filepath.Join(root, "lib/x86_64-linux-gnu")
-	cmd := exec.Command(bin, "-F", "-f", confPath,
-		"--module-path="+filepath.Join(root, "usr/lib/syslog-ng/3.38"),
-		"--persist-file="+filepath.Join(dir, "syslog-ng.persist"),
-		"--pidfile="+filepath.Join(dir, "syslog-ng.pid"),
-		"--control="+filepath.Join(dir, "syslog-ng.ctl"),
-		"--no-caps", "--stderr")
+	args := []string{bin, "-F", "-f", confPath,
+		"--module-path=" + filepath.Join(root, "usr/lib/syslog-ng/3.38"),
+		"--persist-file=" + filepath.Join(dir, "syslog-ng.persist"),
+		"--pidfile=" + filepath.Join(dir, "syslog-ng.pid"),
+		"--control=" + filepath.Join(dir, "syslog-ng.ctl"),
+		"--no-caps", "--stderr"}
+	if o.CPUs != "" {
+		ts, err := exec.LookPath("taskset")
+		if err != nil {
+			t.Fatalf("siemtest: binding syslog-ng to CPUs %s: %v", o.CPUs, err)
+		}
+		// taskset execs syslog-ng: the process (and its pid) is syslog-ng's.
+		args = append([]string{ts, "-c", o.CPUs}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), "LD_LIBRARY_PATH="+libs)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = dir
 	s.proc = proctest.Start(t, "syslog-ng", cmd, proctest.Dials(s.Addr), 15*time.Second, logPath)
-	t.Cleanup(func() { s.Stop(t) })
+	s.counter.path = s.out
+	t.Cleanup(func() {
+		s.Stop(t)
+		s.counter.close()
+	})
 	return s
 }
 
@@ -180,4 +207,28 @@ func (s *SyslogNG) WaitMessages(t testing.TB, n int, timeout time.Duration) []Sy
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
+}
+
+// WaitCount waits until at least n messages were written, or timeout, and
+// returns how many were. Like Rsyslog.WaitCount it reads only what was
+// appended since its last call: cheap enough for benchmarks.
+func (s *SyslogNG) WaitCount(n int, timeout time.Duration) int {
+	return s.counter.wait(n, timeout)
+}
+
+// LinesFrom returns the output lines (one a message, as the template
+// wrote it, without the newline) from byte offset off on, and the offset
+// after the last complete one.
+func (s *SyslogNG) LinesFrom(t testing.TB, off int64) ([]string, int64) {
+	t.Helper()
+	return linesFrom(t, s.out, off)
+}
+
+// CPU returns the user and system CPU time syslog-ng (all its threads)
+// used so far, from /proc (Linux only; 10 ms resolution).
+func (s *SyslogNG) CPU() (time.Duration, error) {
+	if s.proc == nil {
+		return 0, fmt.Errorf("siemtest: syslog-ng is not running")
+	}
+	return processCPU("syslog-ng", s.proc.Pid())
 }

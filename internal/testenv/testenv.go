@@ -26,7 +26,8 @@ const EnvRequire = "AUDITPIPE_REQUIRE"
 type Dep string
 
 // The dependencies. `make deps` installs chdb, rsyslog, kafka, syslog-ng,
-// python-venv and postgres; the tests run as root on the build machines.
+// python-venv, postgres, the host tools and sshd; the tests run as root on
+// the build machines.
 const (
 	// CHDB is libchdb.so (scripts/deps.d/10-chdb.sh).
 	CHDB Dep = "chdb"
@@ -59,12 +60,22 @@ const (
 	// HostTools are the programs the host agent drives: visudo and sudo,
 	// auditctl (scripts/deps.d/50-host-agent.sh).
 	HostTools Dep = "host-tools"
+	// SSHD is OpenSSH's server, Debian's openssh-server, for the live
+	// operator sessions (scripts/deps.d/55-sshd.sh; internal/sshdtest).
+	SSHD Dep = "sshd"
+	// Apt is apt-get, dpkg, dpkg-deb and dpkg-scanpackages (dpkg-dev), run
+	// by the package-manager adapter's tests against a private root
+	// (scripts/deps.d/55-apt.sh).
+	Apt Dep = "apt"
+	// Ausearch is auditd's ausearch (Debian's auditd 3.0.9, installed by
+	// scripts/deps.d/50-host-agent.sh), the reference for raw_data.
+	Ausearch Dep = "ausearch"
 )
 
 // All returns the dependencies AUDITPIPE_REQUIRE=all requires: every one
 // the build machines provide.
 func All() []Dep {
-	return []Dep{CHDB, Rsyslog, SyslogNG, PythonVenv, Postgres, Kafka, Java, KernelAudit, Root, HostTools}
+	return []Dep{CHDB, Rsyslog, SyslogNG, PythonVenv, Postgres, Kafka, Java, KernelAudit, Root, HostTools, SSHD, Apt, Ausearch}
 }
 
 // known returns every dependency name a list may hold.

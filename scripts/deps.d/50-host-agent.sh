@@ -3,6 +3,9 @@
 # checks every sudoers fragment, sudo -l shows it), auditd for auditctl
 # (the agent's audit rules; Debian's 3.0.9, its daemon is not started by
 # the tests) and the PAM modules (pam_tty_audit for keystroke grants).
+# auditd also brings ausearch, the reference the collector's raw_data is
+# compared with (collector/ausearch_diff_test.go, testenv dependency
+# "ausearch").
 # Idempotent: does nothing when every package is installed.
 set -euo pipefail
 
@@ -26,6 +29,6 @@ export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
 # --no-install-recommends: the agent runs visudo, sudo and auditctl; nothing else is wanted.
 "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
-for c in visudo auditctl; do
+for c in visudo auditctl ausearch; do
 	command -v "$c" >/dev/null || [ -x "/usr/sbin/$c" ] || { echo "deps: $c not found after install" >&2; exit 1; }
 done

@@ -1,0 +1,423 @@
+package pkgmgr
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/auditpipe/auditpipe/internal/testenv"
+)
+
+// debPkg is a package the test builds with dpkg-deb.
+type debPkg struct {
+	name, version, postinst string
+}
+
+// testPackages are the local repository's packages: hello 1.0 and 2.0
+// (2.0 fixes a CVE), tool 1.0 and 1.1 (no CVE), broken (its postinst
+// exits 1) and slow (its postinst sleeps).
+var testPackages = []debPkg{
+	{"hello", "1.0", `echo "hello 1.0 configured"`},
+	{"hello", "2.0", `echo "hello 2.0 configured"`},
+	{"tool", "1.0", ""},
+	{"tool", "1.1", ""},
+	{"broken", "1.0", `echo "broken: cannot configure" >&2; exit 1`},
+	{"slow", "1.0", `echo "slow: configuring"; sleep 120`},
+}
+
+// trackerJSON is the security feed the test writes, in the shape of
+// https://security-tracker.debian.org/tracker/data/json.
+const trackerJSON = `{
+  "hello": {
+    "CVE-2026-1001": {"description": "overflow", "scope": "remote",
+      "releases": {"bookworm": {"status": "resolved", "fixed_version": "2.0", "urgency": "high",
+        "repositories": {"bookworm": "2.0"}}}},
+    "CVE-2026-1002": {"description": "old, fixed before 1.0",
+      "releases": {"bookworm": {"status": "resolved", "fixed_version": "0.9", "urgency": "low"}}},
+    "CVE-2026-1003": {"description": "not fixed yet",
+      "releases": {"bookworm": {"status": "open", "urgency": "medium"}}},
+    "CVE-2026-1000": {"description": "fixed in 2.0",
+      "releases": {"bookworm": {"status": "resolved", "fixed_version": "2.0", "urgency": "medium"},
+                   "trixie": {"status": "resolved", "fixed_version": "2.0", "urgency": "medium"}}}
+  },
+  "tool": {
+    "CVE-2026-2001": {"description": "fixed in a later release only",
+      "releases": {"trixie": {"status": "resolved", "fixed_version": "1.1", "urgency": "low"}}}
+  }
+}`
+
+func requireApt(t *testing.T) {
+	t.Helper()
+	for _, c := range []string{"apt-get", "dpkg", "dpkg-deb", "dpkg-query", "dpkg-scanpackages"} {
+		if _, err := exec.LookPath(c); err != nil {
+			testenv.SkipOrFail(t, testenv.Apt, "%s not found (scripts/deps.d/55-apt.sh installs it)", c)
+		}
+	}
+}
+
+// buildRepo writes the packages' trees, builds them with dpkg-deb and
+// indexes them with dpkg-scanpackages; it returns the repository's
+// directory.
+func buildRepo(t *testing.T, pkgs []debPkg) string {
+	t.Helper()
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	if err := os.MkdirAll(repo, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pkgs {
+		tree := filepath.Join(dir, "build", p.name+"-"+p.version)
+		write(t, filepath.Join(tree, "usr/share", p.name, "VERSION"), p.version+"\n", 0o644)
+		write(t, filepath.Join(tree, "DEBIAN/control"), fmt.Sprintf(
+			"Package: %s\nVersion: %s\nArchitecture: all\nMaintainer: auditpipe tests <tests@example.com>\nDescription: auditpipe test package %s\n",
+			p.name, p.version, p.name), 0o644)
+		if p.postinst != "" {
+			write(t, filepath.Join(tree, "DEBIAN/postinst"), "#!/bin/sh\n"+p.postinst+"\n", 0o755)
+		}
+		run(t, dir, "dpkg-deb", "--root-owner-group", "--build", tree, repo)
+	}
+	idx := run(t, repo, "dpkg-scanpackages", "--multiversion", ".", "/dev/null")
+	write(t, filepath.Join(repo, "Packages"), idx, 0o644)
+	return repo
+}
+
+func write(t *testing.T, path, data string, mode os.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(data), mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func run(t *testing.T, dir, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %v: %v", name, args, err)
+	}
+	return string(out)
+}
+
+// recorder keeps the events a run reports.
+type recorder struct {
+	mu     sync.Mutex
+	events []Event
+	on     func(Event)
+}
+
+func (r *recorder) add(ev Event) {
+	r.mu.Lock()
+	r.events = append(r.events, ev)
+	on := r.on
+	r.mu.Unlock()
+	if on != nil {
+		on(ev)
+	}
+}
+
+func (r *recorder) percents() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []int
+	for _, ev := range r.events {
+		if ev.Percent >= 0 {
+			out = append(out, ev.Percent)
+		}
+	}
+	return out
+}
+
+// newRoot prepares a private root over repo and returns an adapter on it
+// with its package lists fetched.
+func newRoot(t *testing.T, repo string, timeout time.Duration, rec *recorder) (*Apt, string) {
+	t.Helper()
+	root := t.TempDir()
+	if err := PrepareRoot(root, "deb [trusted=yes] file:"+repo+" ./\n"); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := ReadTracker(strings.NewReader(trackerJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewApt(AptConfig{Root: root, Release: "bookworm", Tracker: tr, Timeout: timeout, OnEvent: rec.add})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Inventory(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return a, root
+}
+
+func installedVersion(t *testing.T, a *Apt, name string) string {
+	t.Helper()
+	inv, err := a.Inventory(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range inv.Installed {
+		if p.Name == name {
+			return p.Version
+		}
+	}
+	return ""
+}
+
+func logText(r Result) string {
+	var b strings.Builder
+	for _, l := range r.Log {
+		b.WriteString(l.Text)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// hostStatus is the host's dpkg status file; no test may change it.
+func hostStatus(t *testing.T) (os.FileInfo, []byte) {
+	t.Helper()
+	b, err := os.ReadFile("/var/lib/dpkg/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat("/var/lib/dpkg/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi, b
+}
+
+func TestAptRuns(t *testing.T) {
+	requireApt(t)
+	repo := buildRepo(t, testPackages)
+	beforeFI, before := hostStatus(t)
+
+	type step func(ctx context.Context, a *Apt) (Result, error)
+	install := func(p ...string) step {
+		return func(ctx context.Context, a *Apt) (Result, error) { return a.Install(ctx, p) }
+	}
+	tests := []struct {
+		name    string
+		setup   []string // installed first
+		timeout time.Duration
+		// cancelOn cancels the run when a log line contains it.
+		cancelOn   string
+		do         step
+		wantStatus Status
+		wantReason string
+		wantLog    []string
+		wantVer    map[string]string // package → version after ("" = not installed)
+	}{
+		{
+			name: "install", do: install("hello=1.0"), wantStatus: Succeeded,
+			wantLog: []string{"Unpacking hello (1.0)", "Setting up hello (1.0)", "hello 1.0 configured"},
+			wantVer: map[string]string{"hello": "1.0"},
+		},
+		{
+			name: "update to a newer version", setup: []string{"hello=1.0"},
+			do:         func(ctx context.Context, a *Apt) (Result, error) { return a.Update(ctx, []string{"hello"}) },
+			wantStatus: Succeeded,
+			wantLog:    []string{"Unpacking hello (2.0) over (1.0)", "hello 2.0 configured"},
+			wantVer:    map[string]string{"hello": "2.0"},
+		},
+		{
+			name: "remove", setup: []string{"hello=1.0", "tool=1.0"},
+			do:         func(ctx context.Context, a *Apt) (Result, error) { return a.Remove(ctx, []string{"hello"}) },
+			wantStatus: Succeeded,
+			wantLog:    []string{"Removing hello (1.0)"},
+			wantVer:    map[string]string{"hello": "", "tool": "1.0"},
+		},
+		{
+			name: "update all security updates", setup: []string{"hello=1.0", "tool=1.0"},
+			do:         func(ctx context.Context, a *Apt) (Result, error) { return a.UpdateAll(ctx, Security) },
+			wantStatus: Succeeded,
+			wantLog:    []string{"hello 2.0 configured"},
+			wantVer:    map[string]string{"hello": "2.0", "tool": "1.0"},
+		},
+		{
+			name: "update all bugfix updates finds none", setup: []string{"hello=1.0"},
+			do:         func(ctx context.Context, a *Apt) (Result, error) { return a.UpdateAll(ctx, Bugfix) },
+			wantStatus: Succeeded,
+			wantLog:    []string{"no BUGFIX updates available"},
+			wantVer:    map[string]string{"hello": "1.0"},
+		},
+		{
+			name: "failing postinst", do: install("broken"), wantStatus: Failed,
+			wantReason: "broken",
+			wantLog:    []string{"broken: cannot configure", "installed broken package post-installation script subprocess returned error exit status 1"},
+		},
+		{
+			// The postinst sleeps 120s: whatever apt-get took to reach it,
+			// the run times out, so no log line before it is required.
+			name: "timeout", do: install("slow"), timeout: 3 * time.Second, wantStatus: Failed,
+			wantReason: "apt-get timed out after 3s",
+		},
+		{
+			name: "cancel", do: install("slow"), cancelOn: "slow: configuring", wantStatus: Canceled,
+			wantReason: "canceled",
+			wantLog:    []string{"Setting up slow (1.0)", "slow: configuring"},
+		},
+		{
+			name: "unknown package", do: install("nosuchpkg"), wantStatus: Failed,
+			wantReason: "Unable to locate package nosuchpkg",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			timeout := tc.timeout
+			if timeout == 0 {
+				timeout = 5 * time.Minute
+			}
+			rec := &recorder{}
+			a, _ := newRoot(t, repo, timeout, rec)
+			if len(tc.setup) > 0 {
+				res, err := a.Install(context.Background(), tc.setup)
+				if err != nil || res.Status != Succeeded {
+					t.Fatalf("setup: %v %+v\n%s", err, res, logText(res))
+				}
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tc.cancelOn != "" {
+				rec.mu.Lock()
+				rec.on = func(ev Event) {
+					if strings.Contains(ev.Line, tc.cancelOn) {
+						cancel()
+					}
+				}
+				rec.mu.Unlock()
+			}
+			rec.mu.Lock()
+			rec.events = nil
+			rec.mu.Unlock()
+			res, err := tc.do(ctx, a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			log := logText(res)
+			if res.Status != tc.wantStatus || !strings.Contains(res.Reason, tc.wantReason) {
+				t.Fatalf("status %s reason %q, want %s with %q\n%s", res.Status, res.Reason, tc.wantStatus, tc.wantReason, log)
+			}
+			if tc.wantStatus == Succeeded && res.Reason != "" {
+				t.Errorf("reason %q on success", res.Reason)
+			}
+			for _, w := range tc.wantLog {
+				if !strings.Contains(log, w) {
+					t.Errorf("log lacks %q:\n%s", w, log)
+				}
+			}
+			// Every log line came through the callback too.
+			rec.mu.Lock()
+			var lines int
+			for _, ev := range rec.events {
+				if ev.Percent < 0 {
+					lines++
+				}
+			}
+			rec.mu.Unlock()
+			if lines != len(res.Log) {
+				t.Errorf("callback saw %d log lines, the result holds %d", lines, len(res.Log))
+			}
+			if tc.wantStatus == Succeeded && tc.name != "update all bugfix updates finds none" {
+				p := rec.percents()
+				if len(p) == 0 || !slices.IsSorted(p) {
+					t.Errorf("progress %v: want a rising sequence", p)
+				}
+			}
+			for name, want := range tc.wantVer {
+				if got := installedVersion(t, a, name); got != want {
+					t.Errorf("%s installed at %q, want %q", name, got, want)
+				}
+			}
+		})
+	}
+	afterFI, after := hostStatus(t)
+	if string(before) != string(after) || !afterFI.ModTime().Equal(beforeFI.ModTime()) {
+		t.Fatal("the host's /var/lib/dpkg/status changed")
+	}
+}
+
+func TestAptInventory(t *testing.T) {
+	requireApt(t)
+	repo := buildRepo(t, testPackages)
+	a, _ := newRoot(t, repo, 5*time.Minute, &recorder{})
+	res, err := a.Install(context.Background(), []string{"hello=1.0", "tool=1.0"})
+	if err != nil || res.Status != Succeeded {
+		t.Fatalf("%v %+v\n%s", err, res, logText(res))
+	}
+	inv, err := a.Inventory(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range inv.Installed {
+		names = append(names, p.Name+"="+p.Version+"/"+p.Source)
+	}
+	if want := []string{"hello=1.0/hello", "tool=1.0/tool"}; !slices.Equal(names, want) {
+		t.Errorf("installed %v, want %v", names, want)
+	}
+	want := []Update{
+		{Name: "hello", Installed: "1.0", Available: "2.0", Type: Security, CVEs: []string{"CVE-2026-1000", "CVE-2026-1001"}},
+		{Name: "tool", Installed: "1.0", Available: "1.1", Type: Other},
+	}
+	if fmt.Sprint(inv.Updates) != fmt.Sprint(want) {
+		t.Errorf("updates\n got %+v\nwant %+v", inv.Updates, want)
+	}
+}
+
+func TestCheckNames(t *testing.T) {
+	tests := []struct {
+		pkgs      []string
+		versioned bool
+		ok        bool
+	}{
+		{[]string{"hello"}, false, true},
+		{[]string{"libc6:amd64", "g++"}, false, true},
+		{[]string{"hello=1.0-1+deb12u1"}, true, true},
+		{[]string{"hello=1.0"}, false, false},
+		{nil, false, false},
+		{[]string{"-o"}, false, false},
+		{[]string{"--allow-unauthenticated"}, true, false},
+		{[]string{"hello=-x"}, true, false},
+		{[]string{"a b"}, false, false},
+	}
+	for _, tc := range tests {
+		err := checkNames(tc.pkgs, tc.versioned)
+		if (err == nil) != tc.ok {
+			t.Errorf("checkNames(%q, %v) = %v, want ok %v", tc.pkgs, tc.versioned, err, tc.ok)
+		}
+	}
+}
+
+// TestAptStoppedBeforeStart: a context already canceled ends a run as
+// CANCELED without starting apt-get (it used to be FAILED with the start
+// error), in UpdateAll's inventory too; an unknown update type is an
+// error.
+func TestAptStoppedBeforeStart(t *testing.T) {
+	requireApt(t)
+	repo := buildRepo(t, testPackages[:1])
+	a, _ := newRoot(t, repo, 5*time.Minute, &recorder{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	res, err := a.Install(ctx, []string{"hello"})
+	if err != nil || res.Status != Canceled || len(res.Log) != 0 {
+		t.Errorf("install on a canceled context: %v %+v", err, res)
+	}
+	res, err = a.UpdateAll(ctx, All)
+	if err != nil || res.Status != Canceled {
+		t.Errorf("update all on a canceled context: %v %+v", err, res)
+	}
+	if _, err := a.UpdateAll(ctx, "SOME"); err == nil {
+		t.Error("update all of type SOME: no error")
+	}
+}

@@ -1,0 +1,275 @@
+package forwarder
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/auditpipe/auditpipe/grants"
+	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
+	"github.com/auditpipe/auditpipe/internal/siemtest"
+	"github.com/auditpipe/auditpipe/internal/sign"
+	"github.com/auditpipe/auditpipe/schemas"
+)
+
+// logBuffer is a log the test reads while the forwarder writes it.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) count(s string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Count(b.buf.String(), s)
+}
+
+// Regression (issue 10): the forwarder took every record of
+// opctl.assignments.v1 as it came, so anyone who could produce to the
+// broker pointed a resource's events — operators' commands and keystrokes —
+// to a syslog server of their own with one unsigned message, or stopped
+// their forwarding with a bare tombstone. Now every record is verified
+// against forwarder.assignment_keys: each forgery below, published after
+// the resource's valid signed assignment, is refused — counted by reason,
+// logged, dead-lettered with its raw value — and changes nothing: the
+// attacker's syslog receives no event, the owner's SIEM every one. A valid
+// signed assignment published after the forgeries applies, and the signed
+// removal ends the resource's forwarding.
+func TestForgedAssignmentsSendNothingElsewhere(t *testing.T) {
+	owner := startSIEM(t, siemtest.RsyslogOptions{})
+	evil := startSIEM(t, siemtest.RsyslogOptions{})
+	kcfg, _ := kafkatest.Start(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	policy, pub := assignmentKey(t, t.TempDir())
+	attacker, _ := assignmentKey(t, t.TempDir())
+
+	valid := assignmentTo(t, "r-a", owner, "host0")
+	forged := assignmentTo(t, "r-a", evil, "host0")
+	resealed := func(r kafka.Record, edit func(*sign.Envelope)) kafka.Record {
+		e, err := sign.Decode(r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		edit(&e)
+		if r.Value, err = e.Marshal(); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	plain, _ := json.Marshal(forged)
+	removalOfOther, err := grants.AssignmentRemoval(policy, "r-other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	removalOfOther.Key = []byte("r-a")
+	forgeries := []struct {
+		name   string
+		rec    kafka.Record
+		reason string
+	}{
+		{"unsigned assignment to the attacker's syslog", kafka.Record{Key: []byte("r-a"), Value: plain}, grants.ReasonUnsigned},
+		{"bare tombstone", kafka.Record{Key: []byte("r-a")}, grants.ReasonUnsigned},
+		{"signed by an unknown key", sealed(t, attacker, forged), grants.ReasonUnknownKey},
+		{"key id of the trusted key, signed by another", resealed(sealed(t, attacker, forged), func(e *sign.Envelope) { e.KeyID = policy.KeyID() }), grants.ReasonBadSignature},
+		{"the valid record's address changed", resealed(sealed(t, policy, valid), func(e *sign.Envelope) {
+			e.Payload = []byte(strings.Replace(string(e.Payload), `"remote_syslog_server_port":`+portOf(t, owner), `"remote_syslog_server_port":`+portOf(t, evil), 1))
+		}), grants.ReasonBadSignature},
+		{"bad signature", resealed(sealed(t, policy, forged), func(e *sign.Envelope) { e.Sig[10] ^= 1 }), grants.ReasonBadSignature},
+		{"signed, payload not an assignment", resealed(sealed(t, policy, valid), func(e *sign.Envelope) {
+			*e = policy.Sign([]byte(`{"resource_id":"r-a","is_log_forwarded":true,"surprise":1}`))
+		}), grants.ReasonInvalidPayload},
+		{"signed assignment of another resource under this key", func() kafka.Record {
+			o := forged
+			o.ResourceID = "r-other"
+			r := sealed(t, policy, o)
+			r.Key = []byte("r-a")
+			return r
+		}(), grants.ReasonKeyMismatch},
+		{"signed removal of another resource under this key", removalOfOther, grants.ReasonKeyMismatch},
+		{"not an envelope", kafka.Record{Key: []byte("r-a"), Value: []byte(`{"key_id":"x","sig":5}`)}, grants.ReasonMalformed},
+	}
+	recs := []kafka.Record{sealed(t, policy, valid)}
+	want := map[string]float64{}
+	for _, f := range forgeries {
+		recs = append(recs, f.rec)
+		want[f.reason]++
+	}
+	// After the forgeries, from the trusted key: another resource's
+	// assignment, to the owner's SIEM too.
+	recs = append(recs, sealed(t, policy, assignmentTo(t, "r-b", owner, "host1")))
+	w, err := kcfg.NewWriter(kafka.TopicAssignments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.Write(ctx, recs...); err != nil {
+		t.Fatal(err)
+	}
+
+	evs := testEvents(0, 60) // hosts host0, host1, host2 in turn
+	produce(t, ctx, kcfg, evs)
+	cfg := followingConfig(kcfg, owner.destination(), pub)
+	reg := prometheus.NewRegistry()
+	logs := &logBuffer{}
+	src, err := NewAssignmentSource(cfg, slog.New(slog.NewTextHandler(logs, nil)), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := New(cfg, Options{Registerer: reg, Source: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- f.Run(rctx) }()
+
+	var host01 []*schemas.Event
+	for _, e := range evs {
+		if e.Host == "host0" || e.Host == "host1" {
+			host01 = append(host01, e)
+		}
+	}
+	owner.rs.WaitMessages(t, len(host01), 30*time.Second)
+	waitFor(t, 10*time.Second, func() bool { return len(f.Groups()) == 2 })
+	requireExactly(t, "owner", owner.rs.Messages(t), host01)
+	src.mu.Lock()
+	got := src.current["r-a"]
+	src.mu.Unlock()
+	if got.RemoteSyslogServerAddress != valid.RemoteSyslogServerAddress || got.RemoteSyslogServerPort != valid.RemoteSyslogServerPort {
+		t.Errorf("r-a forwards to %s, want the signed assignment's %s", got.SyslogAddress(), valid.SyslogAddress())
+	}
+	for reason, n := range want {
+		if got := metricValue(t, reg, "auditpipe_forwarder_assignments_refused_total", "reason", reason); got != n {
+			t.Errorf("assignments refused, reason %s: %v, want %v", reason, got, n)
+		}
+	}
+	if n := logs.count("assignment record refused"); n != len(forgeries) {
+		t.Errorf("%d refusals logged, want %d", n, len(forgeries))
+	}
+	dead := kafkatest.Read(t, kcfg, schemas.TopicDeadLetter, len(forgeries), 30*time.Second)
+	for i, m := range dead {
+		var d schemas.DeadLetter
+		if err := json.Unmarshal(m.Value, &d); err != nil {
+			t.Fatal(err)
+		}
+		f := forgeries[i]
+		if d.Reason != "assignment_"+f.reason || d.Component != "forwarder" || d.Raw != string(f.rec.Value) ||
+			!strings.HasPrefix(d.Source, kafka.TopicAssignments+"/0/") || !strings.Contains(d.Error, `"r-a"`) {
+			t.Errorf("%s: dead letter %+v", f.name, d)
+		}
+	}
+
+	// The signed removal of r-a ends its forwarding; r-b's goes on.
+	rm, err := grants.AssignmentRemoval(policy, "r-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(ctx, rm); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool { return len(f.Groups()) == 1 })
+	more := testEvents(60, 30)
+	produce(t, ctx, kcfg, more)
+	var host1 []*schemas.Event
+	for _, e := range more {
+		if e.Host == "host1" {
+			host1 = append(host1, e)
+		}
+	}
+	owner.rs.WaitMessages(t, len(host01)+len(host1), 30*time.Second)
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	requireExactly(t, "owner", owner.rs.Messages(t), append(host01, host1...))
+	if msgs := evil.rs.Messages(t); len(msgs) != 0 {
+		t.Errorf("the attacker's syslog received %d messages, want none", len(msgs))
+	}
+	if got := metricSum(t, reg, "auditpipe_forwarder_assignments_refused_total"); got != float64(len(forgeries)) {
+		t.Errorf("%v records refused, want %d (the removal is not one)", got, len(forgeries))
+	}
+}
+
+// portOf is s's port as the assignment's JSON has it.
+func portOf(t *testing.T, s *siem) string {
+	t.Helper()
+	a := assignmentTo(t, "x", s)
+	b, _ := json.Marshal(a.RemoteSyslogServerPort)
+	return string(b)
+}
+
+// metricValue is the value of the series of name whose label has value.
+func metricValue(t testing.TB, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					return m.GetCounter().GetValue() + m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// TestAssignmentKeysRequired: a forwarder that follows the assignments
+// must be told whose signatures to trust; a key file that is not a
+// public key is named.
+func TestAssignmentKeysRequired(t *testing.T) {
+	dir := t.TempDir()
+	_, pub := assignmentKey(t, dir)
+	tests := []struct {
+		name string
+		edit func(*Config)
+		want string // "" valid
+	}{
+		{"following without keys", func(c *Config) {}, "forwarder.assignment_keys: required"},
+		{"following with a key", func(c *Config) { c.AssignmentKeys = []string{pub} }, ""},
+		{"the all-in-one's own key", func(c *Config) { c.OwnAssignmentKey = pub }, ""},
+		{"a key file missing", func(c *Config) { c.AssignmentKeys = []string{pub, dir + "/none.pub"} }, "forwarder.assignment_keys[1]"},
+		{"not a key", func(c *Config) { c.AssignmentKeys = []string{"doc.go"} }, "forwarder.assignment_keys[0]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Config{Kafka: kafka.Config{Brokers: []string{"127.0.0.1:9"}}, Assignments: AssignmentsConfig{Follow: true}}
+			tt.edit(&cfg)
+			err := cfg.WithDefaults().Validate()
+			_, nerr := NewAssignmentSource(cfg, nil, nil)
+			if tt.want == "" {
+				if err != nil || nerr != nil {
+					t.Fatalf("unexpected errors: %v; NewAssignmentSource: %v", err, nerr)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want %q", err, tt.want)
+			}
+			if nerr == nil {
+				t.Fatal("NewAssignmentSource accepted what Validate refuses")
+			}
+		})
+	}
+}
