@@ -310,6 +310,17 @@ func TestConfigValidate(t *testing.T) {
 		{"the all-in-one's collector must trust a policy key set", func(c *Config) {
 			c.Policy.KeyFile = otherKey
 		}, []string{"policy.key_file: " + otherKey + ": its public key is not in collector.grant_keys"}},
+		{"and its forwarder, when it follows the assignments", func(c *Config) {
+			c.Policy.KeyFile = otherKey
+			c.Collector.GrantKeys = []string{otherKey + ".pub"}
+			c.Forwarder.Assignments.Follow = true
+		}, []string{"policy.key_file: " + otherKey + ": its public key is not in forwarder.assignment_keys"}},
+		{"a policy key both trust", func(c *Config) {
+			c.Policy.KeyFile = otherKey
+			c.Collector.GrantKeys = []string{otherKey + ".pub"}
+			c.Forwarder.Assignments.Follow = true
+			c.Forwarder.AssignmentKeys = []string{otherKey + ".pub"}
+		}, nil},
 		{"all needs its data dir", func(c *Config) { c.Embedded.DataDir = "" }, []string{"embedded.data_dir"}},
 		{"a section the target does not run is not checked", func(c *Config) {
 			c.Target = TargetForwarder

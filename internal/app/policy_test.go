@@ -250,3 +250,46 @@ func TestAllInOnePolicySample(t *testing.T) {
 		t.Errorf("history %s", got)
 	}
 }
+
+// TestPolicyFollowsTheAgent: the policy module and a host agent (not
+// live: it renders under agent.root) on one broker. The agent applies
+// the grant of an auto-approved request for its host and reports it on
+// opctl.agent.v1: the request is DEPLOYED; revoked, the agent removes
+// it and reports UNDEPLOYED, recorded in the request's history.
+func TestPolicyFollowsTheAgent(t *testing.T) {
+	dir := t.TempDir()
+	cfg := sampleConfig(dir, filepath.Join(dir, "audit.log"))
+	cfg.Agent.Host = "cell01"
+	cfg.Agent.Root = filepath.Join(dir, "plan")
+	// The all-in-one's key, which the policy module creates at start
+	// before the agent is built.
+	cfg.Agent.GrantKeys = []string{filepath.Join(cfg.Embedded.DataDir, GrantsPublicKeyName)}
+	a, stop := startWith(t, cfg, "server", "broker", "policy", "agent")
+	defer stop()
+	svc := a.shared.policy
+	resource := cellResource(t, svc, "cell01")
+	r := diagRequest(t, svc, resource)
+	ctx := context.Background()
+	state := func() policy.RequestState {
+		got, err := svc.GetRequest(ctx, r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.LifecycleState
+	}
+	until(t, "the agent's DEPLOYED report applied", 60*time.Second, func() bool { return state() == policy.StateDeployed })
+	if _, err := svc.Revoke(ctx, approver, r.ID, "done", 0); err != nil {
+		t.Fatal(err)
+	}
+	until(t, "the agent's UNDEPLOYED report recorded", 60*time.Second, func() bool {
+		h, err := svc.History(ctx, policy.ObjectAccessRequest, r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := h[len(h)-1]
+		return last.Action == string(policy.ActReportUndeployed) && last.Actor == "agent@cell01"
+	})
+	if s := state(); s != policy.StateRevoked {
+		t.Errorf("after the revocation and the agent's report: %s, want REVOKED", s)
+	}
+}
