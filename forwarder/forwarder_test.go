@@ -203,7 +203,7 @@ func testTwoForwardersShareAGroup(t *testing.T, kcfg, fcfg kafka.Config) {
 		case 8:
 			// The second member holds partitions when the first leaves.
 			waitFor(t, 30*time.Second, func() bool {
-				n, err := kcfg.AssignedMembers(ctx, "shared")
+				n, err := kcfg.AssignedMembers(ctx, d.Group)
 				return err == nil && n == 2
 			})
 			if err := stopA(); err != nil {
