@@ -122,7 +122,9 @@ func TestPolicyCLI(t *testing.T) {
 		{"alice", "request revoke {req} --comment done", 0, []string{"lifecycle_state                   REVOKED", "closure_comment                   done"}, ""},
 		{"alice", "request revoke {req}", 1, []string{"409 IncorrectState", "REVOKED"}, ""},
 		{"alice", "request history {req}", 0, []string{"alice        ask", "oracle-op-1  answer", "alice        revoke", "MOREINFO", "REVOKED", "CUSTOMER  which-cell", "OPERATOR  exa1-cel01"}, ""},
-		{"oracle-op-1", "request list --limit 1", 0, []string{"{req}"}, ""},
+		// Two requests made in one millisecond list in id order, so the
+		// filter, not creation order, picks the one row.
+		{"oracle-op-1", "request list --limit 1 --state REVOKED", 0, []string{"{req}"}, ""},
 		{"oracle-op-1", "request list --all --output json", 0, []string{`"id": "{req}"`, `"id": "{auto}"`}, ""},
 		{"oracle-op-1", "request complete {auto}", 0, []string{"COMPLETED"}, ""},
 		{"oracle-op-1", "request create --resource exa1 --action INFRA_UPDATE_RESTART --reason SR-3 --severity S1 --duration 2 --output json", 0, nil, "rej"},
