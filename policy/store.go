@@ -81,6 +81,14 @@ type Store struct {
 	written chan struct{}
 }
 
+// sqliteURIPath escapes what a path shares with URI syntax: SQLite
+// reads the DSN as a URI (the driver splits it at the first '?', and
+// SQLite decodes %XX and stops the path at '#'), so a data directory
+// named "a%41" or "a?b" would open another file or none.
+func sqliteURIPath(p string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(p)
+}
+
 // OpenStore opens the store cfg names and applies its migrations.
 func OpenStore(ctx context.Context, cfg StoreConfig, log *slog.Logger) (*Store, error) {
 	if log == nil {
@@ -103,7 +111,7 @@ func OpenStore(ctx context.Context, cfg StoreConfig, log *slog.Logger) (*Store, 
 		q.Add("_pragma", "foreign_keys(1)")
 		q.Add("_pragma", "synchronous(NORMAL)")
 		q.Set("_txlock", "immediate")
-		db, err = sql.Open("sqlite", "file:"+cfg.Path+"?"+q.Encode())
+		db, err = sql.Open("sqlite", "file:"+sqliteURIPath(cfg.Path)+"?"+q.Encode())
 	case DriverPostgres:
 		d = postgresDialect
 		db, err = sql.Open("pgx", cfg.DSN.Reveal())

@@ -2,6 +2,8 @@ package policy
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -140,5 +142,38 @@ func TestConfig(t *testing.T) {
 	c.Store.Driver = DriverPostgres
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "policy.store.dsn") {
 		t.Errorf("postgres without a dsn: %v", err)
+	}
+}
+
+// TestSQLitePathWithURICharacters: a data directory whose name holds
+// URI syntax (%, ?, #) opens the file it names, not another one.
+func TestSQLitePathWithURICharacters(t *testing.T) {
+	for _, name := range []string{"a%41b", "a?mode=ro", "a#b", "100% sure?#1"} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), name)
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			cfg := DefaultStoreConfig()
+			cfg.Path = filepath.Join(dir, "policy.db")
+			st, err := OpenStore(context.Background(), cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := st.Ping(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			st.Close()
+			entries, err := os.ReadDir(filepath.Dir(dir))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(entries) != 1 || entries[0].Name() != name {
+				t.Fatalf("the temp dir holds %v, want only %q", entries, name)
+			}
+			if fi, err := os.Stat(cfg.Path); err != nil || fi.Size() == 0 {
+				t.Fatalf("%s: %v (size %v)", cfg.Path, err, fi)
+			}
+		})
 	}
 }
