@@ -7,6 +7,7 @@
 # tests run it from there with LD_LIBRARY_PATH (internal/siemtest/syslogng.go).
 # Idempotent: does nothing when the unpacked version is the candidate one.
 set -euo pipefail
+. "$(dirname "$0")/../lib/apt.sh"
 
 : "${AUDITPIPE_CACHE:=$HOME/.cache/auditpipe}"
 dest="$AUDITPIPE_CACHE/syslog-ng"
@@ -16,11 +17,7 @@ candidate() { apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ {print $2}';
 
 ver=$(candidate syslog-ng-core)
 if [ -z "$ver" ] || [ "$ver" = "(none)" ]; then
-	sudo=()
-	if [ "$(id -u)" -ne 0 ]; then
-		sudo=(sudo)
-	fi
-	"${sudo[@]}" apt-get update -qq
+	as_root apt-get update -qq
 	ver=$(candidate syslog-ng-core)
 fi
 if [ -z "$ver" ] || [ "$ver" = "(none)" ]; then
@@ -37,11 +34,7 @@ trap 'rm -rf "$work"' EXIT
 # The libraries syslog-ng-core depends on that are not installed here
 # (libivykis0, libnet1, … on a stock Debian): unpacked beside it.
 pkgs=(syslog-ng-core)
-while read -r dep; do
-	if ! dpkg-query -W -f='${Status}' "$dep" 2>/dev/null | grep -q 'install ok installed'; then
-		pkgs+=("$dep")
-	fi
-done < <(apt-cache depends syslog-ng-core | awk '$1 == "Depends:" && $2 ~ /^lib/ {print $2}' | sort -u)
+mapfile -t -O 1 pkgs < <(apt_missing $(apt-cache depends syslog-ng-core | awk '$1 == "Depends:" && $2 ~ /^lib/ {print $2}' | sort -u))
 # As root, apt hands the download to _apt: give it a directory it may write.
 chmod 0777 "$work"
 (cd "$work" && apt-get download -qq "${pkgs[@]}")

@@ -20,6 +20,7 @@
 # Idempotent: does nothing when initdb and postgres of some version are in
 # /usr/lib/postgresql/*/bin.
 set -euo pipefail
+. "$(dirname "$0")/../lib/apt.sh"
 
 have_server() {
 	local d
@@ -35,12 +36,6 @@ if have_server; then
 	exit 0
 fi
 
-sudo=()
-if [ "$(id -u)" -ne 0 ]; then
-	sudo=(sudo)
-fi
-export DEBIAN_FRONTEND=noninteractive
-
 # Clusters that exist before (a removed but not purged install keeps its
 # configuration): only a cluster this install creates is dropped.
 clusters() {
@@ -50,26 +45,26 @@ clusters() {
 }
 before="$(clusters)"
 
-"${sudo[@]}" mkdir -p /etc/postgresql-common/createcluster.d
+as_root mkdir -p /etc/postgresql-common/createcluster.d
 printf '%s\n' \
 	'# auditpipe (scripts/deps.d/50-postgres.sh): no system cluster on package install;' \
 	'# the tests start clusters of their own.' \
 	'create_main_cluster = false' |
-	"${sudo[@]}" tee /etc/postgresql-common/createcluster.d/50-auditpipe.conf >/dev/null
+	as_root tee /etc/postgresql-common/createcluster.d/50-auditpipe.conf >/dev/null
 
-"${sudo[@]}" apt-get update -qq
+as_root apt-get update -qq
+apt_updated=1
 pkg=postgresql-15
 if ! apt-cache show --no-all-versions "$pkg" >/dev/null 2>&1; then
 	pkg=postgresql
 fi
-echo "deps: installing $pkg (server binaries only, no system cluster)"
-# --no-install-recommends: nothing else is wanted (sysstat, for one).
-"${sudo[@]}" apt-get install -y -qq --no-install-recommends "$pkg"
+# Server binaries only, no system cluster; no recommends (sysstat, for one).
+apt_install "$pkg"
 
 for c in $(clusters); do
 	if ! grep -qxF "$c" <<<"$before"; then
 		echo "deps: dropping the cluster $c that the install created" >&2
-		"${sudo[@]}" pg_dropcluster --stop "${c%/*}" "${c#*/}"
+		as_root pg_dropcluster --stop "${c%/*}" "${c#*/}"
 	fi
 done
 
