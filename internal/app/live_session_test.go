@@ -207,8 +207,19 @@ func TestLiveOperatorSession(t *testing.T) {
 			t.Errorf("%s: no event (%s)", c.what, c.where)
 		}
 	}
-	if got := count(t, r, q("event = 'command' AND args = ['cat', '/etc/shadow']")); got != "0" {
+	// The refused sudo is a failed command (sudo's USER_CMD res=failed),
+	// as the user, and cat never ran.
+	if got := count(t, r, q("event = 'command' AND args = ['cat', '/etc/shadow'] AND res = 'failed' AND euid = '"+login+"' AND exe = '/usr/bin/sudo'")); got != "1" {
+		t.Errorf("the refused sudo cat /etc/shadow: %s failed command events, want 1", got)
+	}
+	if got := count(t, r, q("event = 'command' AND has(args, '/etc/shadow') AND res = 'failed'")); got != "1" {
+		t.Errorf("%s failed command events name /etc/shadow, want 1 (the refusal only)", got)
+	}
+	if got := count(t, r, q("event = 'command' AND args = ['cat', '/etc/shadow'] AND res = 'success'")); got != "0" {
 		t.Errorf("the refused cat /etc/shadow ran: %s events", got)
+	}
+	if got := count(t, r, q("event = 'command' AND args = ['/usr/bin/systemctl', 'restart', 'dbcs-agent'] AND res = 'failed'")); got != "0" {
+		t.Errorf("the allowed sudo is audited as refused: %s events", got)
 	}
 	if got := count(t, r, fmt.Sprintf("SELECT count() FROM audit_events WHERE loginid = '%s' AND req_auth_id != '%s'", login, req)); got != "0" {
 		t.Errorf("%s events of the login without the grant's req_auth_id", got)
@@ -240,6 +251,7 @@ func TestLiveOperatorSession(t *testing.T) {
 		"sudo -n /usr/bin/systemctl restart dbcs-agent [sudo: " + login + " → root",
 		"/usr/bin/systemctl restart dbcs-agent (/usr/bin/systemctl in /home/" + login + ", as root,",
 		"sudo -n cat /etc/shadow",
+		"cat /etc/shadow (/usr/bin/sudo in /home/" + login + ", as " + login + ", failed)",
 	} {
 		if !strings.Contains(report, want) {
 			t.Errorf("the report lacks %q", want)
