@@ -461,7 +461,9 @@ func initCollector(_ context.Context, a *App) (Service, error) {
 // them; without it, it renders the plan under agent.root.
 func initAgent(_ context.Context, a *App) (Service, error) {
 	cfg := a.resolvedConfig().Agent
-	cfg.Kafka = a.shared.kafka
+	// Against the embedded broker the agent's own principal (its role's
+	// ACLs), not the broker's superuser.
+	cfg.Kafka = a.kafkaFor(kafka.RoleAgent)
 	ag, err := agent.New(cfg, agent.Deps{Log: a.Log, Registry: a.http.registry})
 	if err != nil {
 		return nil, err
