@@ -55,17 +55,21 @@ func commands() map[string]command {
 
 		// Clients.
 		// The policy API's (policy/client): --server, default the all-in-one's.
-		"compartment": {"compartments (a tree) that group resources: create, list, show, update, delete", nounCommand("compartment", compartmentCommands)},
-		"resource":    {"resources under operator control, with their hosts: create, list, show, update, delete", nounCommand("resource", resourceCommands)},
-		"control":     {"operator controls (who approves which actions): create, list, show, update, delete", nounCommand("control", controlCommands)},
-		"assignment":  {"assignments of a control to a resource: create, list, show, delete", nounCommand("assignment", assignmentCommands)},
-		"request":     {"access requests: create, list, show, approve, reject, revoke, extend, complete, ask, answer, history; report (the audit log report, from ClickHouse)", nounCommand("request", requestCommands)},
-		"report":      {"reports from ClickHouse: 'report compliance' prints the instances missing security updates, with their CVEs", nounCommand("report", reportCommands)},
-		"parse":       {"raw auditd lines in, contract events (JSON lines) out", cmdParse},
-		"forward":     {"send contract events (JSON lines, file or stdin) to a SIEM over syslog TLS", runForward},
-		"index":       {"load contract events (JSON lines, file or stdin) into ClickHouse, idempotently", runIndex},
-		"query":       {"run SQL or a named query against ClickHouse, chDB or a query endpoint", runQuery},
-		"verify":      {"check the tamper-evident trail: hash chains, gaps, conflicts, signed checkpoints (ClickHouse or a SIEM file)", runVerify},
+		"compartment":   {"compartments (a tree) that group resources: create, list, show, update, delete", nounCommand("compartment", compartmentCommands)},
+		"resource":      {"resources under operator control, with their hosts: create, list, show, update, delete", nounCommand("resource", resourceCommands)},
+		"control":       {"operator controls (who approves which actions): create, list, show, update, delete", nounCommand("control", controlCommands)},
+		"assignment":    {"assignments of a control to a resource: create, list, show, delete", nounCommand("assignment", assignmentCommands)},
+		"request":       {"access requests: create, list, show, approve, reject, revoke, extend, complete, ask, answer, history; report (the audit log report, from ClickHouse)", nounCommand("request", requestCommands)},
+		"job":           {"scheduled patch jobs (OCI OS Management): create, list, show, run-now, skip, delete, upcoming, history", nounCommand("job", jobCommands)},
+		"workrequest":   {"work requests of the jobs' executions: list, show, logs, errors, cancel", nounCommand("workrequest", workRequestCommands)},
+		"instance":      {"managed instances (hosts whose agent runs work requests): create, list, show, delete", nounCommand("instance", instanceCommands)},
+		"instancegroup": {"managed instance groups: create, list, show, members, delete", nounCommand("instancegroup", instanceGroupCommands)},
+		"report":        {"reports from ClickHouse: 'report compliance' prints the instances missing security updates, with their CVEs", nounCommand("report", reportCommands)},
+		"parse":         {"raw auditd lines in, contract events (JSON lines) out", cmdParse},
+		"forward":       {"send contract events (JSON lines, file or stdin) to a SIEM over syslog TLS", runForward},
+		"index":         {"load contract events (JSON lines, file or stdin) into ClickHouse, idempotently", runIndex},
+		"query":         {"run SQL or a named query against ClickHouse, chDB or a query endpoint", runQuery},
+		"verify":        {"check the tamper-evident trail: hash chains, gaps, conflicts, signed checkpoints (ClickHouse or a SIEM file)", runVerify},
 	}
 }
 
