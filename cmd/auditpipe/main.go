@@ -47,6 +47,7 @@ func commands() map[string]command {
 		"indexer":    {"run --target indexer: Kafka → ClickHouse or embedded chDB, query endpoint", targetCommand(app.TargetIndexer)},
 		"forwarder":  {"run --target forwarder: Kafka → SIEMs; 'forwarder check' tests a SIEM connection", runForwarder},
 		"policy":     {"run --target policy: controls, access requests, grants and their API; outbox → Kafka, expiry, agents' reports", targetCommand(app.TargetPolicy)},
+		"scheduler":  {"run --target scheduler: the policy target plus scheduled patch jobs, work requests dispatched to agents and their progress", targetCommand(app.TargetScheduler)},
 		"all-in-one": {"run --target all on the embedded defaults: kfake, collector, indexer into chDB, query endpoint, policy on SQLite", cmdAllInOne},
 		"config":     {"'config validate FILE' checks a configuration file; 'config defaults' prints every field", cmdConfig},
 		"kafka":      {"'kafka ensure-topics --config FILE' creates the pipeline's topics that do not exist yet", cmdKafka},
