@@ -308,6 +308,18 @@ func TestConfigValidate(t *testing.T) {
 			c.Policy.SeedFile = "/nonexistent/seed.yaml"
 		}, []string{"policy.key_file:", "policy.store.dsn: required", "policy.tick_interval", "policy.relay.batch_size", "policy.relay.poll_interval",
 			"policy.leader.session_timeout", "policy.agent_reports.group", "policy.seed_file"}},
+		{"scheduler fields are named", func(c *Config) {
+			c.Scheduler.TickInterval = 0
+			c.Scheduler.Retention = time.Minute
+			c.Scheduler.Progress.Group = ""
+		}, []string{"scheduler.tick_interval", "scheduler.retention", "scheduler.progress.group"}},
+		{"the scheduler's election is checked on PostgreSQL", func(c *Config) {
+			c.Target = TargetScheduler
+			c.Kafka.Brokers = []string{"k:9092"}
+			c.Server.Auth.TokensFile = "tokens.yaml"
+			c.Policy.Store.Driver = policy.DriverPostgres
+			c.Scheduler.Leader.SessionTimeout = time.Second
+		}, []string{"policy.key_file: required", "scheduler.leader.session_timeout"}},
 		{"the all-in-one's collector must trust a policy key set", func(c *Config) {
 			c.Policy.KeyFile = otherKey
 		}, []string{"policy.key_file: " + otherKey + ": its public key is not in collector.grant_keys"}},

@@ -90,6 +90,8 @@ func loadDocument(t testing.TB) *openapi3.T {
 
 type serverOptions struct {
 	report http.Handler
+	// noScheduler serves the API without the scheduler (target policy).
+	noScheduler bool
 }
 
 func newServer(t testing.TB, o serverOptions) *server {
@@ -118,6 +120,9 @@ func newServer(t testing.TB, o serverOptions) *server {
 	sched, err := scheduler.New(svc, signer, scheduler.Options{Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.noScheduler {
+		sched = nil
 	}
 	a, err := New(svc, Options{Registry: reg, Report: o.report, Scheduler: sched})
 	if err != nil {
