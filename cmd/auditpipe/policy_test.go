@@ -17,6 +17,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/policy"
 	"github.com/auditpipe/auditpipe/policy/api"
+	"github.com/auditpipe/auditpipe/policy/scheduler"
 )
 
 // policyServer runs the real policy API over httptest on a real SQLite
@@ -45,7 +46,11 @@ func policyServer(t *testing.T, ids ...auth.Identity) (string, map[string]string
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := api.New(svc, api.Options{})
+	sched, err := scheduler.New(svc, signer, scheduler.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := api.New(svc, api.Options{Scheduler: sched})
 	if err != nil {
 		t.Fatal(err)
 	}
