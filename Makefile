@@ -6,7 +6,7 @@ BIN := bin/auditpipe
 CACHE ?= $(HOME)/.cache/auditpipe
 export AUDITPIPE_CACHE := $(CACHE)
 
-.PHONY: deps build run test test-race bench fuzz mutate lint clean
+.PHONY: deps build run test test-race bench fuzz mutate lint clean deb
 
 deps: ## install everything the project needs (idempotent)
 	@bash scripts/deps.sh
@@ -44,9 +44,15 @@ fuzz: ## run every fuzz target for FUZZTIME
 mutate: deps ## mutation testing (gremlins), one package at a time; fails below a package's threshold
 	@bash scripts/mutate.sh
 
+# The Debian package (scripts/deb.sh): bin/auditpipe, the systemd units, the
+# auditd plugin file (inactive), example configurations; into dist/.
+DEB_VERSION ?= 0.1.0
+deb: build
+	@bash scripts/deb.sh $(BIN) $(DEB_VERSION) dist
+
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
 
 clean:
-	rm -rf bin
+	rm -rf bin dist
