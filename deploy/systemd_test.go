@@ -35,7 +35,7 @@ var agentCaps = []string{"CAP_CHOWN", "CAP_FOWNER", "CAP_FSETID", "CAP_DAC_OVERR
 // maxExposure is the highest `systemd-analyze security` exposure a unit may
 // have, in tenths as --threshold takes it (0 best, 100 worst; systemd calls
 // up to 49 "OK"). The agent and the host are root with the rights user
-// management needs: 3.4 (34) when written; the others 1.4-1.7.
+// management needs: 3.4 (34) when written; the others 1.5-1.8.
 const maxExposure = "40"
 
 // unitKeys reads a unit file's [Service] section: key → values in order.
