@@ -43,11 +43,30 @@ func TestDebInstallsIntoPrivateRoot(t *testing.T) {
 	}
 	deb := strings.TrimSpace(string(out))
 
+	t.Run("lintian", func(t *testing.T) {
+		lintian, err := exec.LookPath("lintian")
+		if err != nil {
+			testenv.SkipOrFail(t, testenv.Lintian, "lintian not found (scripts/deps.d/66-lintian.sh): run `make deps`")
+		}
+		// Errors and warnings fail; the overrides the package ships
+		// (deploy/deb/lintian-overrides) say why each is accepted.
+		out, err := exec.Command("nice", "-n", "10", lintian, "--fail-on", "error,warning", "--tag-display-limit", "0", deb).CombinedOutput()
+		var tags []string
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(l, "E: ") || strings.HasPrefix(l, "W: ") {
+				tags = append(tags, l)
+			}
+		}
+		if err != nil || len(tags) > 0 {
+			t.Errorf("lintian: %v\n%s", err, out)
+		}
+	})
+
 	info, err := exec.Command("dpkg-deb", "--info", deb).CombinedOutput()
 	if err != nil {
 		t.Fatalf("dpkg-deb --info: %v\n%s", err, info)
 	}
-	for _, s := range []string{"Package: auditpipe", "Version: 0.1.0~test", "Depends: passwd", " postinst", " prerm", " postrm", " conffiles"} {
+	for _, s := range []string{"Package: auditpipe", "Version: 0.1.0~test", "Depends: libc6, passwd", " postinst", " prerm", " postrm", " conffiles"} {
 		if !bytes.Contains(info, []byte(s)) {
 			t.Errorf("dpkg-deb --info lacks %q:\n%s", s, info)
 		}

@@ -26,6 +26,7 @@ install -d -m 0755 "$pkg/DEBIAN" "$pkg/usr/bin" "$pkg/lib/systemd/system" \
 	"$pkg/etc/audit/plugins.d" "$pkg/etc/auditpipe" "$doc/examples/config" \
 	"$doc/examples/siem" "$doc/examples/prometheus"
 install -m 0755 "$bin" "$pkg/usr/bin/auditpipe"
+strip --strip-unneeded --remove-section=.comment --remove-section=.note "$pkg/usr/bin/auditpipe"
 install -m 0644 deploy/systemd/*.service "$pkg/lib/systemd/system/"
 sed 's/^active = yes$/active = no/' deploy/audit/plugins.d/auditpipe.conf >"$pkg/etc/audit/plugins.d/auditpipe.conf"
 chmod 0640 "$pkg/etc/audit/plugins.d/auditpipe.conf"
@@ -33,7 +34,11 @@ install -m 0644 deploy/config/*.yaml "$doc/examples/config/"
 install -m 0644 deploy/siem/*.conf "$doc/examples/siem/"
 install -m 0644 deploy/prometheus/*.yml "$doc/examples/prometheus/"
 install -m 0644 README.md "$doc/README.md"
-gzip -9n "$doc/README.md"
+install -m 0644 deploy/deb/changelog "$doc/changelog"
+gzip -9n "$doc/README.md" "$doc/changelog"
+install -m 0644 deploy/deb/copyright "$doc/copyright"
+install -d -m 0755 "$pkg/usr/share/lintian/overrides"
+install -m 0644 deploy/deb/lintian-overrides "$pkg/usr/share/lintian/overrides/auditpipe"
 
 for s in postinst prerm postrm; do
 	install -m 0755 "deploy/deb/$s" "$pkg/DEBIAN/$s"

@@ -77,12 +77,15 @@ const (
 	// prometheus package by scripts/deps.d/65-prometheus.sh, which check
 	// and unit-test deploy/prometheus.
 	Prometheus Dep = "prometheus"
+	// Lintian is Debian's package checker, run on the .deb of scripts/deb.sh
+	// (scripts/deps.d/66-lintian.sh).
+	Lintian Dep = "lintian"
 )
 
 // All returns the dependencies AUDITPIPE_REQUIRE=all requires: every one
 // the build machines provide.
 func All() []Dep {
-	return []Dep{CHDB, Rsyslog, SyslogNG, PythonVenv, Postgres, Kafka, Java, KernelAudit, Root, HostTools, SSHD, Apt, Ausearch, Systemd, Prometheus}
+	return []Dep{CHDB, Rsyslog, SyslogNG, PythonVenv, Postgres, Kafka, Java, KernelAudit, Root, HostTools, SSHD, Apt, Ausearch, Systemd, Prometheus, Lintian}
 }
 
 // known returns every dependency name a list may hold.
