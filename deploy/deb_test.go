@@ -32,11 +32,7 @@ func TestDebInstallsIntoPrivateRoot(t *testing.T) {
 	debTools(t)
 	testenv.RequireRoot(t, "useradd --prefix writes the private root's passwd and shadow as root only")
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "auditpipe")
-	build := exec.Command("nice", "-n", "10", "go", "build", "-o", bin, "../cmd/auditpipe")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := auditpipeBinary(t)
 	out, err := exec.Command("bash", "../scripts/deb.sh", bin, "0.1.0~test", dir).CombinedOutput()
 	if err != nil {
 		t.Fatalf("scripts/deb.sh: %v\n%s", err, out)
