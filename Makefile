@@ -27,8 +27,9 @@ test: deps ## the whole test suite, then the race detector on the unit packages
 # root: slow to instrument and to run, and their concurrency is the Kafka
 # readers' and the collector's, covered here). The tests against a real
 # Apache Kafka run once, in make test: the same code runs under the race
-# detector against kfake, and the JVM broker would double CI's time.
-RACE_PKGS = $$($(GO) list ./... | grep -v -e '/indexer$$' -e '/clickhouse' -e '/queryapi$$' -e '/internal/app$$')
+# detector against kfake, and the JVM broker would double CI's time. deploy/
+# has no code of its own (its tests run external tools and the binary).
+RACE_PKGS = $$($(GO) list ./... | grep -v -e '/indexer$$' -e '/clickhouse' -e '/queryapi$$' -e '/internal/app$$' -e '/deploy$$')
 test-race: deps ## go test -race on the unit packages
 	$(GO) test -race -shuffle=on -timeout 15m -count=1 -skip '/apache$$|Apache' $(RACE_PKGS)
 
