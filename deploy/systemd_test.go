@@ -26,6 +26,7 @@ var units = []struct {
 	{"auditpipe-indexer.service", "indexer", "indexer.yaml", "auditpipe", nil},
 	{"auditpipe-forwarder.service", "forwarder", "forwarder.yaml", "auditpipe", nil},
 	{"auditpipe-policy.service", "policy", "policy.yaml", "auditpipe", nil},
+	{"auditpipe-scheduler.service", "scheduler", "scheduler.yaml", "auditpipe", nil},
 	{"auditpipe-all.service", "all", "all.yaml", "auditpipe", []string{"CAP_AUDIT_READ"}},
 }
 
