@@ -22,11 +22,14 @@ const (
 	RolePolicy    Role = "policy"
 	RoleScheduler Role = "scheduler"
 	RoleAgent     Role = "agent"
+	// RoleHost is target host's one principal: the collector and the
+	// agent of one host in one process, so the union of their ACLs.
+	RoleHost Role = "host"
 )
 
 // Roles lists every role.
 func Roles() []Role {
-	return []Role{RoleCollector, RoleIndexer, RoleForwarder, RolePolicy, RoleScheduler, RoleAgent}
+	return []Role{RoleCollector, RoleIndexer, RoleForwarder, RolePolicy, RoleScheduler, RoleAgent, RoleHost}
 }
 
 // Operation is what an ACL allows.
@@ -109,6 +112,10 @@ func RoleACLs(role Role) []ACL {
 		groups = []string{GroupPrefixScheduler}
 	case RoleAgent:
 		writes = []string{TopicAgent}
+		reads = []string{TopicGrants, TopicAssignments, TopicDispatch}
+		groups = []string{GroupPrefixAgent}
+	case RoleHost:
+		writes = []string{TopicAudit, TopicAgent}
 		reads = []string{TopicGrants, TopicAssignments, TopicDispatch}
 		groups = []string{GroupPrefixAgent}
 	default:
