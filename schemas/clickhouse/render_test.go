@@ -201,3 +201,28 @@ func TestMaterializedViewRendering(t *testing.T) {
 		t.Errorf("%d statements, want 5 (two local, two Distributed, the view)", len(stmts))
 	}
 }
+
+// FuzzRender: any file renders, or fails with an error, in both layouts;
+// the single-server rendering of a file without placeholders is the file.
+func FuzzRender(f *testing.F) {
+	names, _ := fs.Glob(files, "*.sql")
+	for _, n := range names {
+		b, _ := fs.ReadFile(files, n)
+		f.Add(b)
+	}
+	f.Add([]byte("ALTER TABLE {{alter \"x\"}} ADD COLUMN y Int8;"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fsys := fstest.MapFS{"m/0001_a.sql": {Data: b}}
+		single, err := RenderFS(fsys, "m", Layout{})
+		if err == nil && !bytes.Contains(b, []byte("{{")) {
+			sum := sha256.Sum256(b)
+			if single[0].Checksum != hex.EncodeToString(sum[:]) {
+				t.Errorf("a file without placeholders changed in the single-server rendering")
+			}
+		}
+		ms, err := RenderFS(fsys, "m", testCluster)
+		if err == nil && (len(ms) != 1 || len(ms[0].Statements) == 0) {
+			t.Errorf("cluster rendering: %+v", ms)
+		}
+	})
+}
