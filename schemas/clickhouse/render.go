@@ -38,7 +38,8 @@ import (
 //	{{alter "T"}}        the table of an ALTER TABLE that changes columns:
 //	                     T; on a cluster T_local ON CLUSTER c, and the
 //	                     statement is repeated for the Distributed T (its
-//	                     columns follow the local table's).
+//	                     columns follow the local table's); T ON CLUSTER c
+//	                     for a table that is not sharded.
 //	{{dedupWindow N}}    the insert deduplication window: the last N tokens
 //	                     (non_replicated_deduplication_window = N); on a
 //	                     cluster replicated_deduplication_window = N and
@@ -141,7 +142,7 @@ func RenderFS(fsys fs.FS, dir string, l Layout) ([]Migration, error) {
 // tables are sharded, for later ALTERs and views.
 type renderer struct {
 	l       Layout
-	sharded map[string]bool // table → it has a Distributed table
+	sharded map[string]bool // table created by {{table}} → it has a Distributed table
 }
 
 // file renders one migration file.
@@ -167,13 +168,19 @@ func (r *renderer) file(name string, b []byte) (Migration, error) {
 			return Migration{}, err
 		}
 		m.Statements = append(m.Statements, out.String())
-		if st.table != "" && st.shardKey != "" {
-			m.Statements = append(m.Statements, r.distributed(st.table, st.shardKey))
-			r.sharded[st.table] = true
+		if st.table != "" {
+			if st.shardKey != "" {
+				m.Statements = append(m.Statements, r.distributed(st.table, st.shardKey))
+			}
+			r.sharded[st.table] = st.shardKey != ""
 		}
 		if st.altered != "" {
-			if !r.sharded[st.altered] {
-				return Migration{}, fmt.Errorf("%s: alter %q: not a sharded table created by an earlier {{table}}", name, st.altered)
+			sharded, known := r.sharded[st.altered]
+			if !known {
+				return Migration{}, fmt.Errorf("%s: alter %q: not a table created by an earlier {{table}}", name, st.altered)
+			}
+			if !sharded {
+				continue
 			}
 			again := &stmtState{alterDistributed: true}
 			out.Reset()
@@ -243,6 +250,9 @@ func (r *renderer) exec(name, src string, st *stmtState, out *bytes.Buffer) erro
 				return t
 			}
 			st.altered = t
+			if sharded, known := r.sharded[t]; known && !sharded {
+				return t + l.OnCluster()
+			}
 			if st.alterDistributed {
 				return t + l.OnCluster()
 			}

@@ -174,7 +174,7 @@ func TestRenderErrors(t *testing.T) {
 	}{
 		{"no database", "CREATE TABLE {{table \"a\" \"x\"}} (x Int8) ENGINE = {{engine \"MergeTree\"}} ORDER BY x;", "no database", Layout{Cluster: "c"}},
 		{"engine first", "CREATE TABLE a (x Int8) ENGINE = {{engine \"MergeTree\"}} ORDER BY x;", "no {{table}} before it", testCluster},
-		{"alter unknown", "ALTER TABLE {{alter \"nope\"}} ADD COLUMN y Int8;", "not a sharded table", testCluster},
+		{"alter unknown", "ALTER TABLE {{alter \"nope\"}} ADD COLUMN y Int8;", "not a table created by an earlier", testCluster},
 		{"unknown placeholder", "CREATE TABLE {{tabel \"a\"}} (x Int8);", "function \"tabel\" not defined", testCluster},
 		{"two keys", "CREATE TABLE {{table \"a\" \"x\" \"y\"}} (x Int8);", "one shard key", Layout{}},
 	} {
@@ -184,6 +184,24 @@ func TestRenderErrors(t *testing.T) {
 				t.Fatalf("error %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestAlterUnsharded(t *testing.T) {
+	fsys := fstest.MapFS{
+		"m/0001_a.sql": {Data: []byte("CREATE TABLE IF NOT EXISTS {{table \"a\"}} (x Int8) ENGINE = {{engine \"MergeTree\"}} ORDER BY x;\n" +
+			"ALTER TABLE {{alter \"a\"}} ADD COLUMN y Int8;\n")},
+	}
+	ms, err := RenderFS(fsys, "m", testCluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"CREATE TABLE IF NOT EXISTS a ON CLUSTER `audit` (x Int8) ENGINE = ReplicatedMergeTree('/clickhouse/tables/all/{database}/a', '{shard}-{replica}') ORDER BY x",
+		"ALTER TABLE a ON CLUSTER `audit` ADD COLUMN y Int8",
+	}
+	if got := ms[0].Statements; strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("statements\n%q\nwant\n%q", got, want)
 	}
 }
 
