@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/auditpipe/auditpipe/internal/config"
 	"github.com/auditpipe/auditpipe/internal/tlsconfig"
+	chschema "github.com/auditpipe/auditpipe/schemas/clickhouse"
 )
 
 // StoreConfig chooses and configures a ClickHouse: a server when
@@ -20,6 +22,36 @@ type StoreConfig struct {
 	// RetentionDays is the TTL of audit_events, lifecycle_events and
 	// pipeline_messages; 0 keeps rows forever. Default 365.
 	RetentionDays int `yaml:"retention_days"`
+	// Cluster, when its name is set, lays the schema out for a replicated,
+	// sharded ClickHouse cluster (the server engine only). Default none:
+	// one server.
+	Cluster ClusterConfig `yaml:"cluster"`
+}
+
+// ClusterConfig names the ClickHouse cluster the schema is laid out on:
+// every table ON CLUSTER, Replicated engines, and the sharded tables as
+// T_local on every node behind a Distributed T (see README, "Beyond one
+// server"). The database is server.database on every node.
+type ClusterConfig struct {
+	// Name is the cluster of the servers' remote_servers configuration
+	// (internal_replication must be true). Default "": one server.
+	Name string `yaml:"name"`
+	// ZooKeeperPrefix is the Keeper path prefix of the replicated tables.
+	// Default "/clickhouse/tables".
+	ZooKeeperPrefix string `yaml:"zookeeper_prefix"`
+	// Replica is the replica name, usually the servers' macro. Default
+	// "{replica}".
+	Replica string `yaml:"replica"`
+}
+
+// Layout returns how the migrations are rendered for this store: one
+// server unless a cluster is named.
+func (s StoreConfig) Layout() chschema.Layout {
+	if s.Cluster.Name == "" {
+		return chschema.Layout{}
+	}
+	return chschema.Layout{Cluster: s.Cluster.Name, Database: s.ClickHouse.Database,
+		ZooKeeperPrefix: s.Cluster.ZooKeeperPrefix, Replica: s.Cluster.Replica}
 }
 
 // EmbeddedConfig configures chDB.
@@ -59,6 +91,7 @@ func DefaultStoreConfig() StoreConfig {
 		ClickHouse:    ServerConfig{Protocol: "native", Database: "default", Username: "default", DialTimeout: 10 * time.Second},
 		Embedded:      EmbeddedConfig{Dir: "data/chdb"},
 		RetentionDays: 365,
+		Cluster:       ClusterConfig{ZooKeeperPrefix: "/clickhouse/tables", Replica: "{replica}"},
 	}
 }
 
@@ -87,6 +120,17 @@ func (s StoreConfig) Validate(prefix string) error {
 		}
 	} else if s.Embedded.Dir == "" {
 		errs = append(errs, fmt.Errorf("%s.embedded.dir: must not be empty when no server.addr is set", prefix))
+	}
+	if s.Cluster.Name != "" {
+		if len(s.ClickHouse.Addr) == 0 {
+			errs = append(errs, fmt.Errorf("%s.cluster.name: %q: a cluster needs server.addr (embedded chDB is one server)", prefix, s.Cluster.Name))
+		}
+		if !strings.HasPrefix(s.Cluster.ZooKeeperPrefix, "/") {
+			errs = append(errs, fmt.Errorf("%s.cluster.zookeeper_prefix: %q: want an absolute Keeper path", prefix, s.Cluster.ZooKeeperPrefix))
+		}
+		if s.Cluster.Replica == "" {
+			errs = append(errs, fmt.Errorf("%s.cluster.replica: must not be empty", prefix))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -36,11 +36,19 @@ var _ Engine = (*Embedded)(nil)
 // dir, creating it when needed. The session runs with final = 1, so every
 // SELECT sees each event once even before ReplacingMergeTree has merged.
 func OpenEmbedded(libPath, dir string) (*Embedded, error) {
+	return OpenEmbeddedWithConfig(libPath, dir, "")
+}
+
+// OpenEmbeddedWithConfig is OpenEmbedded with a ClickHouse configuration
+// file for chDB (clusters in remote_servers, macros): what a test needs to
+// run the cluster layout's Distributed-over-local tables on a one-node
+// cluster of this process.
+func OpenEmbeddedWithConfig(libPath, dir, configFile string) (*Embedded, error) {
 	p, err := chdb.FindLibrary(libPath)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: embedded engine: %w", err)
 	}
-	s, err := chdb.Open(p, dir)
+	s, err := chdb.OpenWithConfig(p, dir, configFile)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: embedded engine: %w", err)
 	}

@@ -46,6 +46,9 @@ type Engine interface {
 // The caller closes it.
 func Open(ctx context.Context, store StoreConfig) (Engine, error) {
 	if len(store.ClickHouse.Addr) > 0 {
+		if store.Cluster.Name != "" {
+			return openServer(ctx, store.ClickHouse, clusterSettings)
+		}
 		return OpenServer(ctx, store.ClickHouse)
 	}
 	return OpenEmbedded(store.Embedded.Lib, store.Embedded.Dir)

@@ -16,10 +16,19 @@ import (
 // nothing. It fails when an applied migration's file has changed since.
 // It returns the versions it applied.
 func Migrate(ctx context.Context, eng Engine, retentionDays int, log *slog.Logger) ([]uint32, error) {
+	return MigrateLayout(ctx, eng, chschema.Layout{}, retentionDays, log)
+}
+
+// MigrateLayout is Migrate with the migrations rendered for layout (a
+// StoreConfig's Layout): on a cluster every statement runs ON CLUSTER from
+// the node eng is connected to, and the retention is set on the local
+// tables. A store's layout is chosen once: the checksums recorded in one
+// layout do not match the other's.
+func MigrateLayout(ctx context.Context, eng Engine, layout chschema.Layout, retentionDays int, log *slog.Logger) ([]uint32, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	ms, err := chschema.Migrations()
+	ms, err := chschema.Render(layout)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: migrate: %w", err)
 	}
@@ -63,7 +72,7 @@ func Migrate(ctx context.Context, eng Engine, retentionDays int, log *slog.Logge
 	if retentionDays < 0 {
 		return done, nil
 	}
-	if err := setRetention(ctx, eng, retentionDays, log); err != nil {
+	if err := setRetention(ctx, eng, layout, retentionDays, log); err != nil {
 		return done, err
 	}
 	return done, nil
@@ -75,10 +84,10 @@ var ttlTables = []struct{ name, column string }{
 	{"audit_events", "ts"}, {"pipeline_messages", "ts"}, {"lifecycle_events", "time"},
 }
 
-func setRetention(ctx context.Context, eng Engine, days int, log *slog.Logger) error {
+func setRetention(ctx context.Context, eng Engine, layout chschema.Layout, days int, log *slog.Logger) error {
 	names := make([]string, len(ttlTables))
 	for i, t := range ttlTables {
-		names[i] = t.name
+		names[i] = layout.LocalTable(t.name)
 	}
 	res, err := eng.Query(ctx, "SELECT name, engine_full FROM system.tables WHERE database = currentDatabase() AND name IN ('"+strings.Join(names, "','")+"')")
 	if err != nil {
@@ -89,14 +98,15 @@ func setRetention(ctx context.Context, eng Engine, days int, log *slog.Logger) e
 		current[ValueString(r[0])] = ValueString(r[1])
 	}
 	for _, t := range ttlTables {
-		full := current[t.name]
+		table := layout.LocalTable(t.name) + layout.OnCluster()
+		full := current[layout.LocalTable(t.name)]
 		want := fmt.Sprintf("TTL toDateTime(%s) + toIntervalDay(%d)", t.column, days)
 		var stmt string
 		switch {
 		case days == 0 && strings.Contains(full, " TTL "):
-			stmt = "ALTER TABLE " + t.name + " REMOVE TTL"
+			stmt = "ALTER TABLE " + table + " REMOVE TTL"
 		case days > 0 && !strings.Contains(full, want):
-			stmt = fmt.Sprintf("ALTER TABLE %s MODIFY TTL toDateTime(%s) + INTERVAL %d DAY", t.name, t.column, days)
+			stmt = fmt.Sprintf("ALTER TABLE %s MODIFY TTL toDateTime(%s) + INTERVAL %d DAY", table, t.column, days)
 		default:
 			continue
 		}

@@ -22,6 +22,22 @@ var _ Engine = (*Server)(nil)
 // OpenServer connects to the servers of cfg and checks the connection with
 // a ping.
 func OpenServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
+	return openServer(ctx, cfg, nil)
+}
+
+// clusterSettings are the connection settings of a server engine on a
+// cluster (StoreConfig.Cluster): an INSERT into a Distributed table returns
+// only once every shard's local table has its rows (not when they are
+// queued on the node's disk), so the indexer commits Kafka offsets only
+// for rows that are on their shard; and reads and inserts go to the
+// replicas in configuration order, so the indexer's first-write-wins
+// lookup reads the replica it wrote to (see README, "Beyond one server").
+var clusterSettings = clickhouse.Settings{
+	"distributed_foreground_insert": 1,
+	"load_balancing":                "in_order",
+}
+
+func openServer(ctx context.Context, cfg ServerConfig, extra clickhouse.Settings) (*Server, error) {
 	tc, err := cfg.TLS.Build()
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: clickhouse: %w", err)
@@ -38,6 +54,9 @@ func OpenServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		},
 		// Every SELECT through this engine sees each event once.
 		Settings: clickhouse.Settings{"final": 1},
+	}
+	for k, v := range extra {
+		opt.Settings[k] = v
 	}
 	if cfg.Protocol == "http" {
 		opt.Protocol = clickhouse.HTTP

@@ -105,7 +105,7 @@ type item struct {
 // (bounded by ShutdownTimeout) and returns nil. It returns an error when
 // the migrations fail, or when the consumer fails for good.
 func (ix *Indexer) Run(ctx context.Context) error {
-	if _, err := clickhouse.Migrate(ctx, ix.eng, ix.cfg.Store.RetentionDays, ix.log); err != nil {
+	if _, err := clickhouse.MigrateLayout(ctx, ix.eng, ix.cfg.Store.Layout(), ix.cfg.Store.RetentionDays, ix.log); err != nil {
 		return err
 	}
 	reader, err := ix.cfg.Kafka.NewGroupReader(kafka.GroupReaderConfig{Group: ix.cfg.Group, Topics: ix.cfg.Topics, MaxBytes: 4 << 20, Log: ix.log})

@@ -137,11 +137,21 @@ type Session struct {
 // Open loads the library at libPath and opens (creating it if needed) the
 // data directory dir. An empty dir opens an in-memory session.
 func Open(libPath, dir string) (*Session, error) {
+	return OpenWithConfig(libPath, dir, "")
+}
+
+// OpenWithConfig is Open with a ClickHouse configuration file (the
+// --config-file of clickhouse-local: clusters, macros, settings); "" is
+// Open.
+func OpenWithConfig(libPath, dir, configFile string) (*Session, error) {
 	l, err := loaded.load(libPath)
 	if err != nil {
 		return nil, err
 	}
 	args := []string{"clickhouse"}
+	if configFile != "" {
+		args = append(args, "--config-file="+configFile)
+	}
 	if dir != "" {
 		abs, err := filepath.Abs(dir)
 		if err != nil {

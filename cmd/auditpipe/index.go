@@ -112,7 +112,7 @@ func runIndex(ctx context.Context, e env) error {
 		return err
 	}
 	defer eng.Close()
-	if _, err := clickhouse.Migrate(ctx, eng, st.RetentionDays, e.log); err != nil {
+	if _, err := clickhouse.MigrateLayout(ctx, eng, st.Layout(), st.RetentionDays, e.log); err != nil {
 		return err
 	}
 	start := time.Now()

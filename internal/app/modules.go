@@ -332,7 +332,7 @@ func initStore(ctx context.Context, a *App) (Service, error) {
 		return nil, err
 	}
 	a.OnClose(eng.Close)
-	if _, err := clickhouse.Migrate(ctx, eng, cfg.ClickHouse.RetentionDays, a.Log); err != nil {
+	if _, err := clickhouse.MigrateLayout(ctx, eng, cfg.ClickHouse.Layout(), cfg.ClickHouse.RetentionDays, a.Log); err != nil {
 		return nil, err
 	}
 	a.shared.engine = eng

@@ -13,7 +13,7 @@
 -- Retention: the TTL below is a placeholder; the indexer sets the configured
 -- retention (clickhouse.retention_days) at every start with
 -- ALTER TABLE … MODIFY TTL, or removes it when retention is 0 (keep forever).
-CREATE TABLE IF NOT EXISTS audit_events
+CREATE TABLE IF NOT EXISTS {{table "audit_events" "cityHash64(event_id)"}}
 (
     ts          DateTime64(3, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
     event       LowCardinality(String),
@@ -53,8 +53,8 @@ CREATE TABLE IF NOT EXISTS audit_events
     INDEX idx_title    title    TYPE ngrambf_v1(3, 65536, 2, 0)   GRANULARITY 4,
     INDEX idx_raw_data raw_data TYPE tokenbf_v1(65536, 2, 0)      GRANULARITY 4
 )
-ENGINE = ReplacingMergeTree
+ENGINE = {{engine "ReplacingMergeTree"}}
 PARTITION BY toYYYYMM(ts)
 ORDER BY (req_auth_id, host, ts, event_id)
 TTL toDateTime(ts) + INTERVAL 3650 DAY
-SETTINGS non_replicated_deduplication_window = 10000, index_granularity = 8192;
+SETTINGS {{dedupWindow 10000}}, index_granularity = 8192;

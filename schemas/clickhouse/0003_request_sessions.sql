@@ -1,6 +1,6 @@
 -- One row per access request: what an auditor asks first. A view, so it is
 -- always current and always deduplicated (FINAL).
-CREATE VIEW IF NOT EXISTS request_sessions AS
+CREATE VIEW IF NOT EXISTS request_sessions{{onCluster}} AS
 SELECT
     req_auth_id,
     min(ts)                            AS first_event,

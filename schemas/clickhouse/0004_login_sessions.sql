@@ -2,7 +2,7 @@
 -- it, paired by host, login user and the sshd pid of the login (the audit
 -- session id where the collector has it), with the commands run meanwhile
 -- counted from the same audit session.
-CREATE VIEW IF NOT EXISTS login_sessions AS
+CREATE VIEW IF NOT EXISTS login_sessions{{onCluster}} AS
 SELECT
     host,
     loginid,

@@ -3,7 +3,7 @@
 -- belong to other components, so the payload is stored as it came and read
 -- with ClickHouse's JSON functions. One row per topic/partition/offset,
 -- deduplicated on that key.
-CREATE TABLE IF NOT EXISTS pipeline_messages
+CREATE TABLE IF NOT EXISTS {{table "pipeline_messages" "cityHash64(topic, partition, offset)"}}
 (
     topic       LowCardinality(String),
     partition   Int32,
@@ -13,8 +13,8 @@ CREATE TABLE IF NOT EXISTS pipeline_messages
     payload     String CODEC(ZSTD(3)),
     inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
 )
-ENGINE = ReplacingMergeTree
+ENGINE = {{engine "ReplacingMergeTree"}}
 PARTITION BY toYYYYMM(ts)
 ORDER BY (topic, partition, offset)
 TTL toDateTime(ts) + INTERVAL 3650 DAY
-SETTINGS non_replicated_deduplication_window = 10000;
+SETTINGS {{dedupWindow 10000}};

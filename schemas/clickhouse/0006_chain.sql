@@ -7,7 +7,7 @@
 -- canonical bytes (schemas.Event.AppendJSON, prev_hash included) when it
 -- stored the row; escaped was carried by events and not stored before.
 -- Rows indexed before this migration have content_hash ''.
-ALTER TABLE audit_events
+ALTER TABLE {{alter "audit_events"}}
     ADD COLUMN IF NOT EXISTS escaped      Array(String) AFTER raw_data,
     ADD COLUMN IF NOT EXISTS prev_hash    String AFTER escaped,
     ADD COLUMN IF NOT EXISTS content_hash String AFTER prev_hash,
@@ -21,7 +21,7 @@ ALTER TABLE audit_events
 -- Copies of an event that arrived after a different copy was stored: the
 -- first write wins, these are kept apart for auditpipe verify. One row per
 -- conflicting copy and Kafka position (a redelivered copy folds into one).
-CREATE TABLE IF NOT EXISTS event_conflicts
+CREATE TABLE IF NOT EXISTS {{table "event_conflicts" "cityHash64(event_id)"}}
 (
     event_id        FixedString(32),
     host            LowCardinality(String),
@@ -33,5 +33,5 @@ CREATE TABLE IF NOT EXISTS event_conflicts
     kafka_offset    Int64 DEFAULT -1,
     inserted_at     DateTime64(3, 'UTC') DEFAULT now64(3)
 )
-ENGINE = ReplacingMergeTree
+ENGINE = {{engine "ReplacingMergeTree"}}
 ORDER BY (event_id, conflict_hash, kafka_partition, kafka_offset);

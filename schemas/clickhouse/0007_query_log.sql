@@ -4,7 +4,7 @@
 -- table is written from a bounded buffer (auditpipe_query_log_dropped_total
 -- counts rows lost when the store cannot keep up). sql is cut at 64 KiB;
 -- sql_bytes is its full length.
-CREATE TABLE IF NOT EXISTS query_log
+CREATE TABLE IF NOT EXISTS {{table "query_log" "rand()"}}
 (
     time          DateTime64(3, 'UTC'),
     who           String,
@@ -21,7 +21,7 @@ CREATE TABLE IF NOT EXISTS query_log
     result_bytes  UInt64,
     duration_ms   Float64
 )
-ENGINE = MergeTree
+ENGINE = {{engine "MergeTree"}}
 PARTITION BY toYYYYMM(time)
 ORDER BY (time, who)
 TTL toDateTime(time) + INTERVAL 3650 DAY;

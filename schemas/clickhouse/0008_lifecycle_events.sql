@@ -19,7 +19,7 @@
 --
 -- Retention: as audit_events, the indexer sets the configured retention on
 -- time at every start; the TTL below is a placeholder.
-CREATE TABLE IF NOT EXISTS lifecycle_events
+CREATE TABLE IF NOT EXISTS {{table "lifecycle_events" "cityHash64(event_id)"}}
 (
     time            DateTime64(3, 'UTC'),
     event_id        FixedString(32),
@@ -45,8 +45,8 @@ CREATE TABLE IF NOT EXISTS lifecycle_events
     INDEX idx_event_id event_id TYPE bloom_filter(0.001) GRANULARITY 4,
     INDEX idx_actor    actor    TYPE set(1000)           GRANULARITY 4
 )
-ENGINE = ReplacingMergeTree
+ENGINE = {{engine "ReplacingMergeTree"}}
 PARTITION BY toYYYYMM(time)
 ORDER BY (resource_id, object_id, time, event_id)
 TTL toDateTime(time) + INTERVAL 3650 DAY
-SETTINGS non_replicated_deduplication_window = 10000;
+SETTINGS {{dedupWindow 10000}};

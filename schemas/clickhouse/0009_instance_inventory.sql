@@ -10,7 +10,7 @@
 -- the instance groups the instance belongs to. A report sent twice
 -- collapses (ReplacingMergeTree on the whole key).
 -- (0008 is left to lifecycle_events, taken by another branch.)
-CREATE TABLE IF NOT EXISTS instance_inventory
+CREATE TABLE IF NOT EXISTS {{table "instance_inventory" "cityHash64(instance_id)"}}
 (
     time              DateTime64(3, 'UTC'),
     instance_id       String,
@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS instance_inventory
     update_type       LowCardinality(String),
     cves              Array(String)
 )
-ENGINE = ReplacingMergeTree
+ENGINE = {{engine "ReplacingMergeTree"}}
 PARTITION BY toYYYYMM(time)
 ORDER BY (instance_id, time, package)
 TTL toDateTime(time) + INTERVAL 400 DAY;

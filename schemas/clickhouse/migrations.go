@@ -5,7 +5,9 @@
 //
 // A file holds one or more statements separated by a semicolon at the end
 // of a line (internal/sqlmigrate reads them). Applied files are never
-// edited: a change is a new file.
+// edited: a change is a new file. Each file is also a text/template whose
+// placeholders (Layout) render it for one server — the text it always had —
+// or for a replicated, sharded cluster: one source for both.
 package clickhouse
 
 import (
@@ -20,7 +22,8 @@ var files embed.FS
 // Migration is one numbered migration file.
 type Migration = sqlmigrate.Migration
 
-// Migrations returns the embedded migrations in version order.
+// Migrations returns the embedded migrations rendered for one server, in
+// version order (Render with the zero Layout).
 func Migrations() ([]Migration, error) {
-	return sqlmigrate.Load(files, ".", "clickhouse migrations")
+	return Render(Layout{})
 }
