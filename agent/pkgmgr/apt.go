@@ -42,6 +42,11 @@ type AptConfig struct {
 	// OnEvent, when set, receives each log line and progress step as it
 	// happens, from one goroutine at a time.
 	OnEvent func(Event)
+	// Wrapper, when set, is the command that runs apt-get for a package
+	// run (not the inventory's queries): apt-get and its arguments follow
+	// it, and it must exec them in its own process (the host agent's
+	// sets the kernel loginuid, then execs apt-get).
+	Wrapper []string
 }
 
 // Apt is the apt-get/dpkg implementation of Manager. Debian's archive
@@ -263,7 +268,9 @@ func (a *Apt) run(ctx context.Context, args []string) Result {
 		outW.Close()
 		return fail(fmt.Sprintf("pkgmgr: pipe: %v", err))
 	}
-	cmd := exec.CommandContext(ctx, "apt-get", full...)
+	argv := append(slices.Clone(a.cfg.Wrapper), "apt-get")
+	argv = append(argv, full...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = outW, outW
 	cmd.ExtraFiles = []*os.File{stW}
