@@ -250,7 +250,7 @@ func (w *worker) recover() error {
 			msg := fmt.Sprintf("the agent stopped during the run (started %s by agent pid %d) and was restarted: the run's outcome is unknown; check the instance's packages",
 				r.Started.UTC().Format(time.RFC3339), r.PID)
 			w.log.Warn("a work request was running when the agent stopped: reported FAILED", "work_request_id", r.Dispatch.WorkRequestID, "seq", r.Seq)
-			w.finish(&r, schemas.WorkFailed, 0, nil, CodeAgentRestarted, msg)
+			w.finish(&r, schemas.WorkFailed, r.Percent, nil, CodeAgentRestarted, msg)
 		case phaseQueued:
 			w.queue = append(w.queue, r)
 		}
@@ -501,6 +501,8 @@ func (w *worker) finish(rec *workRecord, status string, pct int, lines []schemas
 // the report: a seq is never used twice, even across a crash.
 func (w *worker) send(rec *workRecord, status string, pct int, logs, errs []schemas.LogLine) error {
 	rec.Seq++
+	pct = max(pct, rec.Percent)
+	rec.Percent = pct
 	p := schemas.WorkProgress{WorkRequestID: rec.Dispatch.WorkRequestID, Host: w.cfg.Host, Seq: rec.Seq, Status: status,
 		PercentComplete: pct, Logs: logs, Errors: errs, Time: w.now().UTC()}
 	if err := p.Validate(); err != nil {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/auditpipe/auditpipe/agent/pkgmgr"
 	"github.com/auditpipe/auditpipe/agent/pkgmgr/pkgmgrtest"
 	"github.com/auditpipe/auditpipe/grants"
@@ -131,6 +133,16 @@ func (h *workHarness) waitFor(what string, ok func(p schemas.WorkProgress) bool)
 	for {
 		select {
 		case p := <-h.progress:
+			// Reports are at least once: one written as an agent stops
+			// may come again, the same.
+			if i := slices.IndexFunc(h.seen, func(q schemas.WorkProgress) bool {
+				return q.WorkRequestID == p.WorkRequestID && q.Seq == p.Seq
+			}); i >= 0 {
+				if a, b := fmt.Sprint(h.seen[i]), fmt.Sprint(p); a != b {
+					h.t.Errorf("seq %d of %s reported twice, differently:\n%s\n%s", p.Seq, p.WorkRequestID, a, b)
+				}
+				continue
+			}
 			h.seen = append(h.seen, p)
 			if ok(p) {
 				return p
@@ -165,7 +177,7 @@ func (h *workHarness) waitFinal(id string) []schemas.WorkProgress {
 		if final(p.Status) != (i == len(reps)-1) {
 			h.t.Errorf("%s: report seq %d is %s:\n%s", id, p.Seq, p.Status, h.dump())
 		}
-		if i > 0 && p.PercentComplete < reps[i-1].PercentComplete && p.Status != schemas.WorkFailed {
+		if i > 0 && p.PercentComplete < reps[i-1].PercentComplete {
 			h.t.Errorf("%s: percent fell from %d to %d", id, reps[i-1].PercentComplete, p.PercentComplete)
 		}
 	}
@@ -351,5 +363,198 @@ func TestWorkRuns(t *testing.T) {
 				tc.check(t, h, d.WorkRequestID)
 			}
 		})
+	}
+}
+
+// TestWorkOneAtATime: two dispatches at once run one after the other
+// (two package runs would fight over dpkg's lock): the second's first
+// report comes after the first's last; a CANCEL of the queued one takes
+// it off the queue before it ran.
+func TestWorkOneAtATime(t *testing.T) {
+	pkgmgrtest.RequireApt(t)
+	repo := pkgmgrtest.BuildRepo(t, workPackages)
+	h := newWorkHarness(t, repo)
+	h.start(nil)
+	h.waitInventory(schemas.InventoryScheduled, "")
+	h.dispatch(runOf("wr-a", schemas.OperationInstall, "hello=1.0"), runOf("wr-b", schemas.OperationInstall, "tool"),
+		runOf("wr-slow", schemas.OperationInstall, "slow"), runOf("wr-queued", schemas.OperationInstall, "hello=2.0"))
+	h.waitFor("slow running", func(p schemas.WorkProgress) bool {
+		return p.WorkRequestID == "wr-slow" && strings.Contains(logsOf([]schemas.WorkProgress{p}), "slow: configuring")
+	})
+	h.dispatch(cancelOf("wr-queued"), cancelOf("wr-slow"))
+	for _, id := range []string{"wr-a", "wr-b", "wr-slow", "wr-queued"} {
+		h.waitFinal(id)
+	}
+	// In the topic's order (one host, one partition): each run's reports
+	// are together, never interleaved with another's.
+	var order []string
+	for _, p := range h.seen {
+		if len(order) == 0 || order[len(order)-1] != p.WorkRequestID {
+			order = append(order, p.WorkRequestID)
+		}
+	}
+	if want := []string{"wr-a", "wr-b", "wr-slow", "wr-queued"}; !slices.Equal(order, want) && !slices.Equal(order, []string{"wr-a", "wr-b", "wr-slow", "wr-queued", "wr-slow"}) {
+		// The queued one's CANCELED may come while slow still runs.
+		t.Errorf("reports in order %v, want %v:\n%s", order, want, h.dump())
+	}
+	if q := h.of("wr-queued"); len(q) != 1 || q[0].Status != schemas.WorkCanceled || !strings.Contains(logsOf(q), "before it started") {
+		t.Errorf("queued work canceled: %s", h.dump())
+	}
+	if s := h.of("wr-slow"); s[len(s)-1].Status != schemas.WorkCanceled {
+		t.Errorf("running work canceled: %s", h.dump())
+	}
+}
+
+// TestWorkRedeliveredAndRestarted: a dispatch delivered again, or read
+// again when the agent restarts, does not run twice; a run the agent
+// stopped in is reported FAILED by the next start, with the next seq.
+func TestWorkRedeliveredAndRestarted(t *testing.T) {
+	pkgmgrtest.RequireApt(t)
+	repo := pkgmgrtest.BuildRepo(t, workPackages)
+	h := newWorkHarness(t, repo)
+	stop, a := h.startAgent(nil)
+	h.waitInventory(schemas.InventoryScheduled, "")
+	once := runOf("wr-once", schemas.OperationInstall, "hello=1.0")
+	h.dispatch(once)
+	h.waitFinal("wr-once")
+	h.dispatch(once) // delivered again
+	h.dispatch(runOf("wr-slow", schemas.OperationInstall, "slow"))
+	h.waitFor("slow running", func(p schemas.WorkProgress) bool {
+		return p.WorkRequestID == "wr-slow" && strings.Contains(logsOf([]schemas.WorkProgress{p}), "slow: configuring")
+	})
+	if got := testutil.ToFloat64(a.m.dispatches.WithLabelValues("redelivered")); got != 1 {
+		t.Errorf("redelivered dispatches %v, want 1", got)
+	}
+	stop() // the agent stops in the run, as a crash would: its state says RUNNING
+	before := len(h.of("wr-slow"))
+
+	_, a = h.startAgent(nil)
+	reps := h.waitFinal("wr-slow")
+	last := reps[len(reps)-1]
+	if last.Status != schemas.WorkFailed || last.Seq != int64(before+1) || len(last.Errors) != 1 || last.Errors[0].Code != CodeAgentRestarted ||
+		!strings.Contains(last.Errors[0].Message, "the agent stopped during the run") {
+		t.Errorf("after the restart: %+v, want FAILED %s with seq %d", last, CodeAgentRestarted, before+1)
+	}
+	// The topic is read from its start again: both RUNs of wr-once and
+	// the one of wr-slow are known and not run; a new one runs.
+	// A marker that runs nothing (its cutoff passed: apt-get would
+	// configure the half-installed slow first).
+	after := runOf("wr-after", schemas.OperationInstall, "tool")
+	after.NotAfter = time.Now().Add(-time.Second)
+	h.dispatch(after)
+	h.waitFinal("wr-after")
+	if n := len(h.of("wr-once")); n != len(h.waitFinal("wr-once")) || h.of("wr-once")[0].Seq != 1 {
+		t.Errorf("wr-once reported again: %s", h.dump())
+	}
+	if reps := h.of("wr-once"); slices.ContainsFunc(reps[:len(reps)-1], func(p schemas.WorkProgress) bool { return final(p.Status) }) {
+		t.Errorf("wr-once finished twice: %s", h.dump())
+	}
+	if got := testutil.ToFloat64(a.m.dispatches.WithLabelValues("redelivered")); got != 3 {
+		t.Errorf("redelivered dispatches after the restart %v, want 3 (wr-once twice, wr-slow)", got)
+	}
+	if n := len(h.of("wr-slow")); n != before+1 {
+		t.Errorf("wr-slow has %d reports, want %d", n, before+1)
+	}
+}
+
+// TestWorkStateLocked: a second agent on the same state directory does
+// not start (two agents would run two package managers on one host).
+func TestWorkStateLocked(t *testing.T) {
+	dir := t.TempDir()
+	s, err := openWorkState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	if _, err := openWorkState(dir); err == nil || !strings.Contains(err.Error(), "locked by another agent") {
+		t.Fatalf("second open: %v", err)
+	}
+}
+
+// TestDispatchForgeries: dispatches keyed by this instance that are
+// unsigned, signed by an unknown key, tampered with, signed for another
+// instance or naming another host are refused, counted by reason,
+// dead-lettered and never run; one keyed by another instance is not this
+// agent's and is skipped unread. A signed one after them runs.
+func TestDispatchForgeries(t *testing.T) {
+	pkgmgrtest.RequireApt(t)
+	repo := pkgmgrtest.BuildRepo(t, workPackages)
+	h := newWorkHarness(t, repo)
+	_, a := h.startAgent(nil)
+	h.waitInventory(schemas.InventoryScheduled, "")
+
+	otherKey, err := sign.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := sign.NewSigner(otherKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := json.Marshal(runOf("wr-unsigned", schemas.OperationInstall, "hello"))
+	tampered := signedDispatch(t, h.signer, runOf("wr-tampered", schemas.OperationInstall, "hello"))
+	env, err := sign.Decode(tampered.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Payload = []byte(strings.Replace(string(env.Payload), `"hello"`, `"broken"`, 1))
+	if tampered.Value, err = env.Marshal(); err != nil {
+		t.Fatal(err)
+	}
+	otherHost := runOf("wr-other-host", schemas.OperationInstall, "hello")
+	otherHost.Host = "dbhost02"
+	otherInstance := runOf("wr-other-instance", schemas.OperationInstall, "hello")
+	otherInstance.InstanceID = "ocid1.instance.db02"
+	misKeyed := signedDispatch(t, h.signer, otherInstance)
+	misKeyed.Key = []byte(testInstance)
+	tests := []struct {
+		reason string
+		rec    kafka.Record
+	}{
+		{grants.ReasonUnsigned, kafka.Record{Key: []byte(testInstance), Value: plain}},
+		{grants.ReasonUnknownKey, signedDispatch(t, other, runOf("wr-unknown-key", schemas.OperationInstall, "hello"))},
+		{grants.ReasonBadSignature, tampered},
+		{grants.ReasonKeyMismatch, misKeyed},
+		{ReasonOtherHost, signedDispatch(t, h.signer, otherHost)},
+	}
+	for _, tc := range tests {
+		h.publishDispatch(tc.rec)
+	}
+	// Not this instance's: skipped, not counted.
+	h.publishDispatch(signedDispatch(t, h.signer, otherInstance))
+	h.dispatch(runOf("wr-good", schemas.OperationInstall, "tool"))
+	if reps := h.waitFinal("wr-good"); reps[len(reps)-1].Status != schemas.WorkSucceeded {
+		t.Fatalf("the signed dispatch: %s", h.dump())
+	}
+	for _, p := range h.seen {
+		if p.WorkRequestID != "wr-good" {
+			t.Errorf("a refused dispatch ran: %+v", p)
+		}
+	}
+	if v := h.waitInventory(schemas.InventoryWorkRequest, "wr-good"); func() bool { _, ok := packageOf(v, "hello"); return ok }() {
+		t.Error("hello was installed by a refused dispatch")
+	}
+	for _, tc := range tests {
+		if got := testutil.ToFloat64(a.m.dispatchRefused.WithLabelValues(tc.reason)); got != 1 {
+			t.Errorf("refused for %s: %v, want 1", tc.reason, got)
+		}
+	}
+	var letters []string
+	for len(letters) < len(tests) {
+		select {
+		case r := <-h.dead:
+			var d schemas.DeadLetter
+			if err := json.Unmarshal(r.Value, &d); err != nil {
+				t.Fatal(err)
+			}
+			letters = append(letters, d.Reason)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("dead letters %v, want %d", letters, len(tests))
+		}
+	}
+	for _, tc := range tests {
+		if !slices.Contains(letters, "dispatch_"+tc.reason) {
+			t.Errorf("no dead letter dispatch_%s in %v", tc.reason, letters)
+		}
 	}
 }

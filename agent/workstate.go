@@ -37,6 +37,9 @@ type workRecord struct {
 	Phase    string           `json:"phase"`
 	// Seq is the seq of the last report made (0: none yet).
 	Seq int64 `json:"seq"`
+	// Percent is the percent of the last report (a report never lowers
+	// it).
+	Percent int `json:"percent,omitempty"`
 	// Status is the final status, once Phase is FINISHED.
 	Status   string    `json:"status,omitempty"`
 	PID      int       `json:"pid,omitempty"` // the agent's pid when it started the run
