@@ -41,7 +41,7 @@ func isInventory(value []byte) bool {
 }
 
 // DecodeInventory decodes one inventory message into its rows of
-// instance_inventory: a header row naming the instance (package ”) and
+// instance_inventory: a header row naming the instance (an empty package) and
 // one row per package. The error, when not nil, carries the dead-letter
 // reason (see RejectReason): oversize, invalid_utf8, invalid_json or
 // invalid_inventory.
