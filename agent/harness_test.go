@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/auditpipe/auditpipe/grants"
+	"github.com/auditpipe/auditpipe/internal/audittest"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
 	"github.com/auditpipe/auditpipe/internal/sign"
@@ -32,6 +33,8 @@ type harness struct {
 	// inventories, in the order written.
 	progress    chan schemas.WorkProgress
 	inventories chan schemas.Inventory
+	// kernel is the kernel's audit state, held by a live harness.
+	kernel *audittest.Kernel
 }
 
 const testHost = "dbhost01"

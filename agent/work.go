@@ -69,8 +69,9 @@ type worker struct {
 	in       chan schemas.Dispatch
 
 	// owned by run's loop
-	queue   []workRecord
-	current *running
+	queue      []workRecord
+	current    *running
+	waitLogged map[string]bool // work requests whose wait for their login was logged
 }
 
 // running is the work request whose package run is under way.
@@ -129,7 +130,7 @@ func newWorker(cfg Config, log *slog.Logger, m *metrics, keys *sign.Keyring, hos
 	log = log.With("instance_id", cfg.Instance.ID)
 	return &worker{cfg: cfg, log: log, m: m, keys: keys, host: host, now: now,
 		refusals: grants.NewRefusalLog(log, "dispatch", "auditpipe_agent_dispatches_refused_total"),
-		in:       make(chan schemas.Dispatch, 64)}
+		in:       make(chan schemas.Dispatch, 64), waitLogged: map[string]bool{}}
 }
 
 // run follows the dispatch topic and runs the work until ctx ends. A run
@@ -356,33 +357,50 @@ func (w *worker) startNext(ctx context.Context) (waiting bool) {
 		rec := w.queue[i]
 		d := rec.Dispatch
 		now := w.now()
-		if now.After(d.NotAfter) {
-			w.queue = slices.Delete(w.queue, i, i+1)
-			i--
-			w.finish(&rec, schemas.WorkFailed, 0, nil, CodeCutoffPassed,
-				fmt.Sprintf("not started: its cutoff %s passed before its turn came (now %s)", d.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339)))
-			continue
-		}
-		var wrapper []string
-		attribution := ""
+		var (
+			wrapper     []string
+			attribution string
+			missing     error // the login user is not on the host (yet)
+		)
 		if d.LoginID != "" {
 			attribution = fmt.Sprintf("for access request %s as its grant's login %s", d.ReqAuthID, d.LoginID)
 			if w.setsLoginUID() {
 				u, ok, err := w.host.LookupUser(d.LoginID)
-				if err != nil || !ok || !managed(u) {
-					if !waiting {
-						w.log.Info("work request waits for its grant's login user to be on this host", "work_request_id", d.WorkRequestID, "loginid", d.LoginID, "err", err)
-					}
-					waiting = true
-					continue
+				switch {
+				case err != nil:
+					missing = err
+				case !ok || !managed(u):
+					missing = fmt.Errorf("the grant's login %s of access request %s is not on this host (its grant not deployed here)", d.LoginID, d.ReqAuthID)
+				default:
+					wrapper = []string{"/bin/sh", "-c", loginUIDScript, strconv.Itoa(u.UID)}
+					attribution += fmt.Sprintf(" (uid %d): apt-get runs with loginuid %d, so the kernel's audit records of the run carry that auid", u.UID, u.UID)
 				}
-				wrapper = []string{"/bin/sh", "-c", loginUIDScript, strconv.Itoa(u.UID)}
-				attribution += fmt.Sprintf(" (uid %d): apt-get runs with loginuid %d, so the kernel's audit records of the run carry that auid", u.UID, u.UID)
 			} else {
 				attribution += ": the loginuid is not set (agent.live off, or agent.work.login_uid false)"
 			}
 		}
+		if now.After(d.NotAfter) {
+			w.queue = slices.Delete(w.queue, i, i+1)
+			i--
+			delete(w.waitLogged, d.WorkRequestID)
+			code, msg := CodeCutoffPassed, fmt.Sprintf("not started: its cutoff %s passed before its turn came (now %s)",
+				d.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+			if missing != nil {
+				code, msg = CodeLoginMissing, fmt.Sprintf("not started: its cutoff %s passed while %v", d.NotAfter.UTC().Format(time.RFC3339), missing)
+			}
+			w.finish(&rec, schemas.WorkFailed, 0, nil, code, msg)
+			continue
+		}
+		if missing != nil {
+			if !w.waitLogged[d.WorkRequestID] {
+				w.waitLogged[d.WorkRequestID] = true
+				w.log.Info("work request waits for its grant's login user to be on this host", "work_request_id", d.WorkRequestID, "loginid", d.LoginID, "err", missing)
+			}
+			waiting = true
+			continue
+		}
 		w.queue = slices.Delete(w.queue, i, i+1)
+		delete(w.waitLogged, d.WorkRequestID)
 		w.start(ctx, rec, wrapper, attribution)
 		return waiting
 	}

@@ -50,9 +50,13 @@ type workHarness struct {
 	invs []schemas.Inventory
 }
 
-func newWorkHarness(t *testing.T, repo string) *workHarness {
+func newWorkHarness(t *testing.T, repo string) *workHarness { return workOn(newHarness(t), repo) }
+
+// workOn makes base's agent run work over repo.
+func workOn(base *harness, repo string) *workHarness {
+	t := base.t
 	t.Helper()
-	h := &workHarness{harness: newHarness(t), root: t.TempDir()}
+	h := &workHarness{harness: base, root: t.TempDir()}
 	if err := pkgmgr.PrepareRoot(h.root, "deb [trusted=yes] file:"+repo+" ./\n"); err != nil {
 		t.Fatal(err)
 	}
