@@ -139,7 +139,7 @@ type WorkConfig struct {
 	// It applies with agent.live on (it needs root); the run of a
 	// dispatch naming a login waits for the grant's user to be on the host
 	// and FAILS at the cutoff when it never is. Default true.
-	LoginUID *bool `yaml:"login_uid"`
+	LoginUID bool `yaml:"login_uid"`
 }
 
 // DefaultConfig returns the configuration with every default filled in.
@@ -163,6 +163,7 @@ func DefaultConfig() Config {
 			MaxRunTime:        2 * time.Hour,
 			ProgressInterval:  2 * time.Second,
 			InventoryInterval: 6 * time.Hour,
+			LoginUID:          true,
 		},
 		Commands: Commands{
 			Useradd:  "/usr/sbin/useradd",
@@ -264,4 +265,4 @@ func (w WorkConfig) validate(errs *config.Errors) {
 }
 
 // loginUID reports whether runs take the grant login's loginuid.
-func (w WorkConfig) loginUID() bool { return w.LoginUID == nil || *w.LoginUID }
+func (w WorkConfig) loginUID() bool { return w.LoginUID }

@@ -362,3 +362,20 @@ func TestAptStoppedBeforeStart(t *testing.T) {
 		t.Error("update all of type SOME: no error")
 	}
 }
+
+// TestAptWrapper: a package run goes through the wrapper, which execs
+// apt-get with the environment it set, down to the maintainer script.
+func TestAptWrapper(t *testing.T) {
+	requireApt(t)
+	repo := buildRepo(t, []pkgmgrtest.Package{{Name: "wrapped", Version: "1.0", Postinst: `echo "wrapped: AUDITPIPE_WRAPPED=$AUDITPIPE_WRAPPED"`}})
+	rec := &recorder{}
+	a, _ := newRoot(t, repo, 5*time.Minute, rec)
+	a.cfg.Wrapper = []string{"/usr/bin/env", "AUDITPIPE_WRAPPED=yes"}
+	res, err := a.Install(context.Background(), []string{"wrapped"})
+	if err != nil || res.Status != Succeeded {
+		t.Fatalf("%v %+v\n%s", err, res, logText(res))
+	}
+	if log := logText(res); !strings.Contains(log, "wrapped: AUDITPIPE_WRAPPED=yes") {
+		t.Errorf("the postinst did not run under the wrapper:\n%s", log)
+	}
+}
