@@ -34,10 +34,7 @@ type inventoryReport struct {
 // isInventory reports whether an opctl.agent.v1 message is an inventory:
 // a JSON object with an "inventory" member.
 func isInventory(value []byte) bool {
-	var probe struct {
-		Inventory *json.RawMessage `json:"inventory"`
-	}
-	return json.Unmarshal(value, &probe) == nil && probe.Inventory != nil
+	return schemas.AgentMessageType(value) == schemas.AgentMessageInventory
 }
 
 // DecodeInventory decodes one inventory message into its rows of

@@ -38,15 +38,26 @@ func TestInventoryGolden(t *testing.T) {
 	if !bytes.Equal(got, want.Bytes()) {
 		t.Errorf("round trip differs:\n got %s\nwant %s", got, want.Bytes())
 	}
-	// The other messages of opctl.agent.v1 are not inventories.
-	for _, other := range []string{"work-progress-failed.json", "agent-report-deployfailed.json"} {
-		b, err := os.ReadFile(filepath.Join("testdata", "policy", other))
+	// The topic's messages tell their type; the others are not
+	// inventories.
+	for _, tc := range []struct{ file, typ string }{
+		{"inventory.json", schemas.AgentMessageInventory},
+		{"work-progress-failed.json", schemas.AgentMessageWorkProgress},
+		{"agent-report-deployfailed.json", schemas.AgentMessageReport},
+	} {
+		b, err := os.ReadFile(filepath.Join("testdata", "policy", tc.file))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := schemas.DecodeInventory(b); err == nil {
-			t.Errorf("%s decodes as an inventory", other)
+		if got := schemas.AgentMessageType(b); got != tc.typ {
+			t.Errorf("%s: type %q, want %q", tc.file, got, tc.typ)
 		}
+		if _, err := schemas.DecodeInventory(b); (err == nil) != (tc.typ == schemas.AgentMessageInventory) {
+			t.Errorf("%s: DecodeInventory: %v", tc.file, err)
+		}
+	}
+	if got := schemas.AgentMessageType([]byte(`["inventory"]`)); got != "" {
+		t.Errorf("an array has type %q", got)
 	}
 }
 
