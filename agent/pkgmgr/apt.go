@@ -19,6 +19,9 @@ import (
 // DefaultTimeout bounds an apt run when AptConfig.Timeout is zero.
 const DefaultTimeout = 30 * time.Minute
 
+// lockTimeoutSeconds is how long a run waits for dpkg's lock.
+const lockTimeoutSeconds = 300
+
 // AptConfig configures the apt/dpkg adapter.
 type AptConfig struct {
 	// Root is the root directory packages are installed under. "" or "/"
@@ -256,7 +259,10 @@ func (a *Apt) run(ctx context.Context, args []string) Result {
 	}
 	defer cleanup()
 
-	full := append([]string{"-y", "-q", "-o", "APT::Status-Fd=3", "-o", "Dpkg::Use-Pty=0",
+	// DPkg::Lock::Timeout: on the host, wait for dpkg's lock held by
+	// another package manager (unattended-upgrades, an apt-get left by an
+	// agent that crashed) rather than fail at once.
+	full := append([]string{"-y", "-q", "-o", "APT::Status-Fd=3", "-o", "Dpkg::Use-Pty=0", "-o", "DPkg::Lock::Timeout=" + strconv.Itoa(lockTimeoutSeconds),
 		"-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"}, args...)
 	outR, outW, err := os.Pipe()
 	if err != nil {
