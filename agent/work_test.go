@@ -562,3 +562,38 @@ func TestDispatchForgeries(t *testing.T) {
 		}
 	}
 }
+
+// TestInventorySchedule: besides at start and after each run, the
+// inventory is reported every inventory_interval; without an instance
+// the agent reports none.
+func TestInventorySchedule(t *testing.T) {
+	pkgmgrtest.RequireApt(t)
+	h := newWorkHarness(t, pkgmgrtest.BuildRepo(t, workPackages[:1]))
+	h.cfg.Work.InventoryInterval = 200 * time.Millisecond
+	_, a := h.startAgent(nil)
+	deadline := time.After(60 * time.Second)
+	for n := 0; n < 3; {
+		select {
+		case v := <-h.inventories:
+			if v.Inventory != schemas.InventoryScheduled || v.InstanceID != testInstance {
+				t.Fatalf("inventory %+v", v)
+			}
+			n++
+		case <-deadline:
+			t.Fatalf("%d scheduled inventories in 60s, want 3", n)
+		}
+	}
+	if got := testutil.ToFloat64(a.m.inventories.WithLabelValues(schemas.InventoryScheduled)); got < 3 {
+		t.Errorf("auditpipe_agent_inventories_total{trigger=SCHEDULED} = %v, want at least 3", got)
+	}
+
+	plain := newHarness(t)
+	_, b := plain.startAgent(nil)
+	// A grant is applied (the agent runs) but no inventory comes.
+	login := newLogin(t)
+	plain.grant(diagGrant(login))
+	plain.waitReport(login, schemas.AgentDeployed)
+	if got := testutil.ToFloat64(b.m.inventories.WithLabelValues(schemas.InventoryScheduled)); got != 0 {
+		t.Errorf("an agent without an instance reported %v inventories", got)
+	}
+}
