@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -57,5 +58,30 @@ func TestWorkConfigValidate(t *testing.T) {
 	off.Work.StateDir = "relative"
 	if err := off.Validate(); err != nil {
 		t.Errorf("work fields checked without an instance: %v", err)
+	}
+}
+
+// TestWorkRelease: the release is the configured one, else the package
+// root's os-release, else the host's.
+func TestWorkRelease(t *testing.T) {
+	root := t.TempDir()
+	w := &worker{cfg: DefaultConfig()}
+	w.cfg.Work.PackageRoot = root
+	host := w.release() // the root has no os-release yet: the host's
+	if b, err := os.ReadFile("/etc/os-release"); err == nil && !strings.Contains(string(b), "VERSION_CODENAME="+host) {
+		t.Errorf("release %q is not the host's", host)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "etc/os-release"), []byte("ID=debian\nVERSION_CODENAME=\"trixie\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.release(); got != "trixie" {
+		t.Errorf("release %q, want the root's trixie", got)
+	}
+	w.cfg.Work.Release = "bookworm"
+	if got := w.release(); got != "bookworm" {
+		t.Errorf("release %q, want the configured bookworm", got)
 	}
 }

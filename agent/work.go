@@ -568,7 +568,11 @@ func (w *worker) release() string {
 	if w.cfg.Work.Release != "" {
 		return w.cfg.Work.Release
 	}
-	for _, p := range []string{filepath.Join(w.cfg.Work.PackageRoot, "etc/os-release"), "/etc/os-release"} {
+	root := w.cfg.Work.PackageRoot
+	if root == "" {
+		root = "/"
+	}
+	for _, p := range []string{filepath.Join(root, "etc/os-release"), "/etc/os-release"} {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			continue
