@@ -6,7 +6,7 @@ BIN := bin/auditpipe
 CACHE ?= $(HOME)/.cache/auditpipe
 export AUDITPIPE_CACHE := $(CACHE)
 
-.PHONY: deps build run test test-race bench fuzz mutate lint clean
+.PHONY: deps build run test test-race bench fuzz mutate lint clean deb
 
 deps: ## install everything the project needs (idempotent)
 	@bash scripts/deps.sh
@@ -27,8 +27,9 @@ test: deps ## the whole test suite, then the race detector on the unit packages
 # root: slow to instrument and to run, and their concurrency is the Kafka
 # readers' and the collector's, covered here). The tests against a real
 # Apache Kafka run once, in make test: the same code runs under the race
-# detector against kfake, and the JVM broker would double CI's time.
-RACE_PKGS = $$($(GO) list ./... | grep -v -e '/indexer$$' -e '/clickhouse' -e '/queryapi$$' -e '/internal/app$$')
+# detector against kfake, and the JVM broker would double CI's time. deploy/
+# has no code of its own (its tests run external tools and the binary).
+RACE_PKGS = $$($(GO) list ./... | grep -v -e '/indexer$$' -e '/clickhouse' -e '/queryapi$$' -e '/internal/app$$' -e '/deploy$$')
 test-race: deps ## go test -race on the unit packages
 	$(GO) test -race -shuffle=on -timeout 15m -count=1 -skip '/apache$$|Apache' $(RACE_PKGS)
 
@@ -44,9 +45,15 @@ fuzz: ## run every fuzz target for FUZZTIME
 mutate: deps ## mutation testing (gremlins), one package at a time; fails below a package's threshold
 	@bash scripts/mutate.sh
 
+# The Debian package (scripts/deb.sh): bin/auditpipe, the systemd units, the
+# auditd plugin file (inactive), example configurations; into dist/.
+DEB_VERSION ?= 0.1.0
+deb: build
+	@bash scripts/deb.sh $(BIN) $(DEB_VERSION) dist
+
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
 
 clean:
-	rm -rf bin
+	rm -rf bin dist

@@ -130,7 +130,7 @@ func TestLiveDeployRevoke(t *testing.T) {
 	}
 	sudo := run(t, "sudo", "-l", "-U", login)
 	for _, want := range []string{
-		"(root) NOTBEFORE=" + sudoTime(g.Start) + " NOTAFTER=" + sudoTime(g.Expires) + " NOPASSWD: /usr/bin/systemctl restart dbcs-*, /usr/bin/id, /usr/bin/su - daemon, /usr/bin/su daemon, !/usr/sbin/auditctl",
+		"(root) NOTBEFORE=" + sudoTime(g.Start) + " NOTAFTER=" + sudoTime(g.Expires) + " NOEXEC: NOPASSWD: /usr/bin/systemctl restart dbcs-*, /usr/bin/id, EXEC: /usr/bin/su - daemon, /usr/bin/su daemon, !/usr/sbin/auditctl",
 	} {
 		if !strings.Contains(strings.Join(strings.Fields(sudo), " "), want) {
 			t.Errorf("sudo -l -U %s lacks %q:\n%s", login, want, sudo)
@@ -243,5 +243,83 @@ func TestLiveStepFailures(t *testing.T) {
 	}
 	if ents, _ := filepath.Glob("/etc/sudoers.d/.auditpipe-*"); len(ents) > 0 {
 		t.Errorf("temporary fragments left: %v", ents)
+	}
+}
+
+// TestLiveSudoEscapes is the attack on the sudoers fragment, with real
+// sudo run as the grant's user (issue 11, regression): privileges that
+// grant root commands but no su to root and no shell must not give a
+// root shell. The plain ways (sudo -s, -i, su, sh -c, another runas
+// user, a command line environment) are refused by the rule itself; the
+// way through an allowed command that starts another program (find
+// -exec here, as a pager's or editor's !sh would) was open until the
+// commands were made NOEXEC: the allowed command still runs as root, the
+// program it starts does not run. sudo -l -U shows the tags.
+func TestLiveSudoEscapes(t *testing.T) {
+	login := newLogin(t)
+	h := liveHarness(t, login)
+	g := diagGrant(login)
+	g.Privileges.SudoCommands = []string{"/usr/bin/id", "/usr/bin/find /var/log -name *"}
+	h.start(nil)
+	h.grant(g)
+	h.waitReport(login, schemas.AgentDeployed)
+	defer func() {
+		h.revoke(login)
+		h.waitReport(login, schemas.AgentUndeployed)
+	}()
+
+	listed := strings.Join(strings.Fields(run(t, "sudo", "-l", "-U", login)), " ")
+	if want := "NOEXEC: NOPASSWD: /usr/bin/id, /usr/bin/find /var/log -name *, EXEC: /usr/bin/su - daemon, /usr/bin/su daemon, !/usr/sbin/auditctl"; !strings.Contains(listed, want) {
+		t.Errorf("sudo -l -U %s lacks %q:\n%s", login, want, listed)
+	}
+	// as runs sh -c script as the grant's user (a login environment's
+	// PATH), and returns its output and whether it succeeded.
+	as := func(script string) (string, bool) {
+		cmd := exec.Command("runuser", "-u", login, "--", "/bin/sh", "-c", script)
+		cmd.Dir = "/"
+		cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/home/" + login, "SHELL=/bin/bash"}
+		out, err := cmd.CombinedOutput()
+		return string(out), err == nil
+	}
+	// What the grant allows runs as root.
+	if out, ok := as("sudo -n /usr/bin/id -u"); !ok || strings.TrimSpace(out) != "0" {
+		t.Fatalf("the allowed sudo /usr/bin/id -u: %v %q", ok, out)
+	}
+	if out, ok := as("sudo -n /usr/bin/find /var/log -name log -maxdepth 0"); !ok || strings.TrimSpace(out) != "/var/log" {
+		t.Errorf("the allowed find: %v %q", ok, out)
+	}
+	marker := filepath.Join(t.TempDir(), "escaped")
+	if err := os.Chmod(filepath.Dir(marker), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ name, script string }{
+		{"a root shell", "sudo -n -s id -u"},
+		{"a root login shell", "sudo -n -i id -u"},
+		{"su to root", "sudo -n /usr/bin/su -c 'id -u'"},
+		{"su - to root", "sudo -n /usr/bin/su - root -c 'id -u'"},
+		{"su to an allowed user with a command", "sudo -n /usr/bin/su - daemon -s /bin/sh -c 'id -u'"},
+		{"sh -c", "sudo -n /bin/sh -c 'id -u'"},
+		{"bash by its path", "sudo -n /usr/bin/bash -c 'id -u'"},
+		{"another runas user", "sudo -n -u daemon /usr/bin/id -u"},
+		{"a chroot", "sudo -n -R / /usr/bin/id -u"},
+		{"LD_PRELOAD on the command line", "sudo -n LD_PRELOAD=/tmp/x.so /usr/bin/id -u"},
+		{"the caller's environment", "sudo -n -E /usr/bin/id -u"},
+		{"sudoedit", "sudoedit -n /etc/shadow"},
+		{"the denied command", "sudo -n /usr/sbin/auditctl -l"},
+		// The way through an allowed command: its * matches spaces, so
+		// the rule allows -exec; NOEXEC keeps find from starting it.
+		{"find -exec a shell", "sudo -n /usr/bin/find /var/log -name log -maxdepth 0 -exec /bin/sh -c 'id -u > " + marker + "' ';'"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out, _ := as(tt.script)
+			if strings.Contains("\n"+out, "\n0\n") {
+				t.Errorf("%s ran as root: %q", tt.script, out)
+			}
+			if b, err := os.ReadFile(marker); err == nil {
+				t.Errorf("%s ran a program as %s", tt.script, strings.TrimSpace(string(b)))
+				os.Remove(marker)
+			}
+			t.Logf("%s: %s", tt.script, strings.TrimSpace(out))
+		})
 	}
 }

@@ -86,7 +86,9 @@ func sudoTime(t time.Time) string { return t.UTC().Format("20060102150405Z") }
 // after them), su to root and su to the listed users (as root, through
 // su_path), all without a password (the user has none), valid only from
 // the grant's start to its expiry (sudo's NOTBEFORE/NOTAFTER, a second
-// line of defence). Commands are passed to sudo as written, special
+// line of defence). The commands are NOEXEC (they cannot start another
+// program, so none becomes a shell the privileges do not grant), su
+// EXEC. Commands are passed to sudo as written, special
 // characters escaped; visudo -cf judges them before the fragment is
 // installed. A word sudo would read as more than a command (ALL, a
 // regular expression, a digest, list) and control characters are refused
@@ -96,7 +98,12 @@ func renderSudoers(g schemas.Grant, suPath string) ([]byte, error) {
 	if p == nil {
 		return nil, nil
 	}
-	var cmds []string
+	// The commands run as root NOEXEC: a command the privileges allow
+	// cannot start another program (a pager's or editor's !sh, find
+	// -exec, ip netns exec), so it cannot become a root shell the catalog
+	// did not grant. su is the one command whose purpose is to start a
+	// shell (of a user the privileges name): it keeps EXEC.
+	var cmds, su []string
 	if p.SudoAll {
 		cmds = append(cmds, "ALL")
 	} else {
@@ -110,7 +117,7 @@ func renderSudoers(g schemas.Grant, suPath string) ([]byte, error) {
 	}
 	if p.SuRoot && !p.SudoAll {
 		for _, args := range []string{`""`, "-", "- root", "root", "-l", "-l root"} {
-			cmds = append(cmds, sudoEscape(suPath)+" "+args)
+			su = append(su, sudoEscape(suPath)+" "+args)
 		}
 	}
 	if !p.SudoAll {
@@ -118,11 +125,18 @@ func renderSudoers(g schemas.Grant, suPath string) ([]byte, error) {
 			if !validUserName(u) {
 				return nil, fmt.Errorf("privileges.su_users: %q is not a user name", u)
 			}
-			cmds = append(cmds, sudoEscape(suPath)+" - "+u, sudoEscape(suPath)+" "+u)
+			su = append(su, sudoEscape(suPath)+" - "+u, sudoEscape(suPath)+" "+u)
 		}
 	}
-	if len(cmds) == 0 {
+	if len(cmds) == 0 && len(su) == 0 {
 		return nil, nil
+	}
+	if len(cmds) > 0 && !p.SudoAll {
+		cmds[0] = "NOEXEC: " + cmds[0]
+	}
+	if len(su) > 0 {
+		su[0] = "EXEC: " + su[0]
+		cmds = append(cmds, su...)
 	}
 	if !p.SudoAll {
 		for i, c := range p.DeniedCommands {

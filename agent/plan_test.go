@@ -26,14 +26,16 @@ func TestRenderSudoers(t *testing.T) {
 		{"no privileges", nil, ""},
 		{"commands as itself only", &schemas.Privileges{Layers: []string{"HOST"}, Commands: []string{"ls"}, AllCommands: false}, ""},
 		{"sudo commands, denied negated after", &schemas.Privileges{Layers: []string{"HOST"}, SudoCommands: []string{"/usr/bin/systemctl restart dbcs-*", "/usr/sbin/exachk"}, DeniedCommands: []string{"/usr/sbin/auditctl", "rm"}},
-			head + `/usr/bin/systemctl restart dbcs-*, /usr/sbin/exachk, !/usr/sbin/auditctl`},
+			head + `NOEXEC: /usr/bin/systemctl restart dbcs-*, /usr/sbin/exachk, !/usr/sbin/auditctl`},
+		{"sudo commands NOEXEC, su EXEC", &schemas.Privileges{Layers: []string{"HOST"}, SudoCommands: []string{"/usr/bin/id"}, SuUsers: []string{"celladmin"}, DeniedCommands: []string{"/usr/sbin/auditctl"}},
+			head + `NOEXEC: /usr/bin/id, EXEC: /usr/bin/su - celladmin, /usr/bin/su celladmin, !/usr/sbin/auditctl`},
 		{"su users", &schemas.Privileges{Layers: []string{"HOST"}, SuUsers: []string{"celladmin"}},
-			head + `/usr/bin/su - celladmin, /usr/bin/su celladmin`},
+			head + `EXEC: /usr/bin/su - celladmin, /usr/bin/su celladmin`},
 		{"su root", &schemas.Privileges{Layers: []string{"HOST"}, SuRoot: true},
-			head + `/usr/bin/su "", /usr/bin/su -, /usr/bin/su - root, /usr/bin/su root, /usr/bin/su -l, /usr/bin/su -l root`},
+			head + `EXEC: /usr/bin/su "", /usr/bin/su -, /usr/bin/su - root, /usr/bin/su root, /usr/bin/su -l, /usr/bin/su -l root`},
 		{"sudo all", &schemas.Privileges{Layers: []string{"HOST"}, SudoAll: true, SuRoot: true, SuUsers: []string{"oracle"}}, head + `ALL`},
 		{"special characters escaped", &schemas.Privileges{Layers: []string{"HOST"}, SudoCommands: []string{`/usr/bin/printf a,b:c=d\e#1`}},
-			head + `/usr/bin/printf a\,b\:c\=d\\e\#1`},
+			head + `NOEXEC: /usr/bin/printf a\,b\:c\=d\\e\#1`},
 	}
 	dir := t.TempDir()
 	for _, tt := range tests {

@@ -84,6 +84,11 @@ type Config struct {
 	SpoolMaxAge   time.Duration `yaml:"spool_max_age"`
 	// AssemblyTimeout flushes an event that never saw its EOE. Default 3s.
 	AssemblyTimeout time.Duration `yaml:"assembly_timeout"`
+	// GrantGrace holds the events of a user that looks like a grant's
+	// login user (32 hex digits, or a uid not resolved yet) but has no
+	// grant yet, for this long: the grant may arrive a moment after the
+	// user's first records. Default 10s; 0 skips them at once (no_grant).
+	GrantGrace time.Duration `yaml:"grant_grace"`
 	// ChainKeyFile is the Ed25519 private key (PKCS #8 PEM) that signs the
 	// chain checkpoints emitted at every flush. Default "": checkpoints are
 	// emitted unsigned (verify reports them as such). The all-in-one
@@ -124,6 +129,7 @@ func DefaultConfig() Config {
 		SpoolMaxBytes:   1 << 30,
 		SpoolMaxAge:     7 * 24 * time.Hour,
 		AssemblyTimeout: 3 * time.Second,
+		GrantGrace:      10 * time.Second,
 	}
 }
 
@@ -164,6 +170,9 @@ func (c Config) Validate() error {
 	}
 	positive("collector.flush_interval", c.FlushInterval)
 	positive("collector.produce_timeout", c.ProduceTimeout)
+	if c.GrantGrace < 0 {
+		errs.Addf("collector.grant_grace", "%s must not be negative", config.FormatDuration(c.GrantGrace))
+	}
 	positive("collector.spool_max_age", c.SpoolMaxAge)
 	if c.BatchMaxEvents <= 0 {
 		errs.Addf("collector.batch_max_events", "%d must be positive", c.BatchMaxEvents)

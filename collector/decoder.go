@@ -2,6 +2,7 @@ package collector
 
 import (
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/auditpipe/auditpipe/collector/assemble"
@@ -49,7 +50,23 @@ type Decoder struct {
 	// emitted; canonical holds the emitted event's canonical bytes.
 	heads     map[string]string
 	canonical []byte
+	// grace holds events of a user with no grant yet (see SetGrantGrace);
+	// held are those events, oldest first, now the time of the last line
+	// or tick.
+	grace time.Duration
+	held  []heldEvent
+	now   time.Time
 }
+
+// heldEvent is an assembled event waiting for its user's grant until.
+type heldEvent struct {
+	ev    *assemble.Event
+	until time.Time
+}
+
+// maxHeld bounds the events held for a grant: beyond it, an event of a
+// user without a grant is skipped at once (no_grant).
+const maxHeld = 4096
 
 // NewDecoder returns a Decoder. onEvent receives every emitted event: the
 // contract event and the assembled records it came from, both valid only
@@ -78,9 +95,23 @@ func newDecoder(types *auditlog.Types, cfg builder.Config, opts assemble.Options
 	return d
 }
 
+// SetGrantGrace makes the decoder hold, for d, the events of a user who
+// looks like a grant's login user (32 hex digits, or a uid not resolved
+// yet) but has no grant: the grant may reach the collector a moment after
+// its user's first records (the user logs in as soon as the agent made
+// it). Each Tick builds them again; an event whose grant arrived is
+// emitted then (later than the events around it: its seq is the next
+// one), one whose grace ran out is skipped as no_grant. Held events keep
+// the checkpoint before their first line. 0 (the default) holds nothing.
+func (d *Decoder) SetGrantGrace(grace time.Duration) { d.grace = grace }
+
+// Held returns the number of events held for a grant.
+func (d *Decoder) Held() int { return len(d.held) }
+
 // Line feeds one line; tag labels its position (the collector passes a
 // line counter, for its checkpoint).
 func (d *Decoder) Line(line []byte, tag uint64, now time.Time) {
+	d.now = now
 	d.stats.Records++
 	if err := d.types.Parse(line, &d.rec); err != nil {
 		var pe *auditlog.ParseError
@@ -110,15 +141,32 @@ func (d *Decoder) reject(r Reject) {
 	}
 }
 
-// Tick flushes events that waited longer than the assembly timeout.
-func (d *Decoder) Tick(now time.Time) { d.asm.Maintain(now) }
+// Tick flushes events that waited longer than the assembly timeout, and
+// builds the held events again.
+func (d *Decoder) Tick(now time.Time) {
+	d.now = now
+	d.asm.Maintain(now)
+	d.retryHeld(false)
+}
 
-// Flush emits every open event (end of input).
-func (d *Decoder) Flush() { d.asm.Flush() }
+// Flush emits every open event (end of input); a held event whose grant
+// has not come is skipped.
+func (d *Decoder) Flush() {
+	d.asm.Flush()
+	d.retryHeld(true)
+}
 
 // OldestOpenTag is the tag of the first record of the oldest event still
-// being assembled.
-func (d *Decoder) OldestOpenTag() (uint64, bool) { return d.asm.OldestOpenTag() }
+// being assembled or held for a grant.
+func (d *Decoder) OldestOpenTag() (uint64, bool) {
+	oldest, ok := d.asm.OldestOpenTag()
+	for _, h := range d.held {
+		if !ok || h.ev.FirstTag < oldest {
+			oldest, ok = h.ev.FirstTag, true
+		}
+	}
+	return oldest, ok
+}
 
 // Stats returns the counters so far.
 func (d *Decoder) Stats() DecoderStats { return d.stats }
@@ -162,8 +210,56 @@ func (d *Decoder) Seq() map[string]uint64     { return d.bld.Seq() }
 func (d *Decoder) SetSeq(m map[string]uint64) { d.bld.SetSeq(m) }
 
 func (d *Decoder) assembled(ev *assemble.Event) {
-	defer d.asm.Release(ev)
 	o := d.bld.Build(ev, &d.ev)
+	if o == builder.NoGrant && d.grace > 0 && len(d.held) < maxHeld && mayGetGrant(d.ev.LoginID) {
+		// Kept, not released: its records stay valid while held.
+		d.held = append(d.held, heldEvent{ev: ev, until: d.now.Add(d.grace)})
+		return
+	}
+	d.finish(ev, o)
+}
+
+// retryHeld builds the held events again: those whose grant came are
+// emitted, those past their grace (all of them when final) skipped.
+func (d *Decoder) retryHeld(final bool) {
+	if len(d.held) == 0 {
+		return
+	}
+	keep := d.held[:0]
+	for _, h := range d.held {
+		o := d.bld.Build(h.ev, &d.ev)
+		if o == builder.NoGrant && !final && d.now.Before(h.until) {
+			keep = append(keep, h)
+			continue
+		}
+		d.finish(h.ev, o)
+	}
+	clear(d.held[len(keep):])
+	d.held = keep
+}
+
+// mayGetGrant reports whether a login without a grant may be one whose
+// grant is on its way: a grant's login user (32 lowercase hex digits) or
+// a uid the host's names do not resolve yet.
+func mayGetGrant(login string) bool {
+	if strings.HasPrefix(login, "unknown(") {
+		return true
+	}
+	if len(login) != 32 {
+		return false
+	}
+	for i := 0; i < len(login); i++ {
+		if c := login[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// finish counts the outcome o of ev, built into d.ev, and emits it when it
+// is Emitted; then ev is released.
+func (d *Decoder) finish(ev *assemble.Event, o builder.Outcome) {
+	defer d.asm.Release(ev)
 	d.stats.Outcomes[o]++
 	if o != builder.Emitted {
 		return

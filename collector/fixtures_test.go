@@ -139,6 +139,26 @@ func TestFixtures(t *testing.T) {
 				t.Errorf("TTY data: %s", ev[3].RawData)
 			}
 		}},
+		// Regression (issue 11): a refused sudo was skipped as not
+		// audited, so the store showed sudo's execve as success and
+		// nothing failed.
+		{name: "sudo", events: 2, check: func(t *testing.T, ev []schemas.Event) {
+			want := []struct{ args, title, raw string }{
+				{"cat|/etc/shadow", "cat\x00/etc/shadow", `cmd=cat /etc/shadow exe=/usr/bin/sudo terminal=pts/0 res=failed`},
+				{"/usr/bin/su", "/usr/bin/su", `cmd=/usr/bin/su exe=/usr/bin/sudo terminal=pts/0 res=failed`},
+			}
+			for i, w := range want {
+				e := ev[i]
+				if e.Event != schemas.KindCommand || e.Res != "failed" || strings.Join(e.Args, "|") != w.args || e.Title != w.title ||
+					e.EUID != "USERNAME" || e.LoginID != "USERNAME" || e.ReqAuthID != "1" || e.Exe != "/usr/bin/sudo" ||
+					e.Cwd != "/home/USERNAME" || e.TTY != "pts/0" || e.PPID != "" {
+					t.Errorf("refused sudo %d: %+v", i, e)
+				}
+				if !strings.Contains(e.RawData, w.raw) {
+					t.Errorf("refused sudo %d raw_data: %s", i, e.RawData)
+				}
+			}
+		}},
 		{name: "long-line", events: 2, rejects: []string{"line_too_long"}},
 		{name: "no-eoe", events: 2, check: func(t *testing.T, ev []schemas.Event) {
 			// The logout is complete at once; the command without its EOE is

@@ -20,6 +20,7 @@ type metrics struct {
 	missingArgs    prometheus.Counter
 	inputGaps      prometheus.Counter
 	openEvents     prometheus.Gauge
+	heldEvents     prometheus.Gauge
 	queueDepth     prometheus.Gauge
 	batchEvents    prometheus.Histogram
 	produceSeconds prometheus.Histogram
@@ -68,6 +69,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Losses detected by the file follower (checkpointed file gone, truncation)."}),
 		openEvents: prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditpipe_collector_open_events",
 			Help: "Events being assembled."}),
+		heldEvents: prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditpipe_collector_held_events",
+			Help: "Events held for a grant that has not arrived yet (grant_grace)."}),
 		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditpipe_collector_batch_queue_events",
 			Help: "Events waiting in the current batch."}),
 		batchEvents: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "auditpipe_collector_batch_size_events",
@@ -115,7 +118,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.records, m.events, m.rejects, m.skipped, m.gaps, m.incomplete, m.missingArgs, m.inputGaps,
-			m.openEvents, m.queueDepth, m.batchEvents, m.produceSeconds, m.produceErrors, m.produced, m.deadLetters,
+			m.openEvents, m.heldEvents, m.queueDepth, m.batchEvents, m.produceSeconds, m.produceErrors, m.produced, m.deadLetters,
 			m.spoolBytes, m.spoolEntries, m.spoolExpired, m.spoolFull, m.spoolCorrupt, m.grants, m.grantsRefused,
 			m.paused, m.faultErrors, m.rejectLogs)
 	}
@@ -152,4 +155,5 @@ func (m *metrics) sync(d *Decoder) {
 	m.missingArgs.Add(float64(ma - m.last.missingArgs))
 	m.last.missingArgs = ma
 	m.openEvents.Set(float64(d.asm.Open()))
+	m.heldEvents.Set(float64(d.Held()))
 }

@@ -28,10 +28,15 @@ const (
 	ReportForbidden    = "forbidden"     // a host the grant does not name
 	ReportRefused      = "refused"       // the request's state has no such report (deployed after the grant ended)
 	ReportInvalid      = "invalid"
+	// ReportWorkProgress counts the scheduler's messages on the topic
+	// (schemas.WorkProgress), passed over: the scheduler's consumer
+	// applies or refuses them.
+	ReportWorkProgress = "work_progress"
 )
 
 // AgentReports consumes the host agents' reports (schemas.AgentReport,
-// decoded strictly) and moves the requests through the service
+// decoded strictly; the work progress reports on the same topic are the
+// scheduler's, told apart by schemas.AgentMessageKind and passed over) and moves the requests through the service
 // (ReportDeployment): DEPLOYED once every host of the
 // grant has the user, DEPLOYFAILED, UNDEPLOYED. A report that cannot be
 // applied is counted, logged and dead-lettered, and its offset committed;
@@ -64,8 +69,8 @@ func NewAgentReports(svc *Service, kc kafka.Config, cfg AgentReportsConfig, log 
 		reg = prometheus.NewRegistry()
 	}
 	m := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditpipe_policy_agent_reports_total",
-		Help: "Host agents' deployment reports read from opctl.agent.v1, by result (applied, or why it was dead-lettered)."}, []string{"result"})
-	for _, r := range []string{ReportApplied, ReportMalformed, ReportUnknownLogin, ReportMismatch, ReportForbidden, ReportRefused, ReportInvalid} {
+		Help: "Host agents' deployment reports read from opctl.agent.v1, by result (applied, work_progress: the scheduler's, passed over, or why it was dead-lettered)."}, []string{"result"})
+	for _, r := range []string{ReportApplied, ReportWorkProgress, ReportMalformed, ReportUnknownLogin, ReportMismatch, ReportForbidden, ReportRefused, ReportInvalid} {
 		m.WithLabelValues(r)
 	}
 	reg.MustRegister(m)
@@ -122,6 +127,10 @@ func (a *AgentReports) Run(ctx context.Context) error {
 // apply applies one record, retrying while the store is away; it returns
 // an error only when ctx ended or a dead letter could not be written.
 func (a *AgentReports) apply(ctx context.Context, r *kafka.Record, dead *deadletter.Writer, outage *backoff.Outage) error {
+	if schemas.AgentMessageKind(r.Value) == schemas.AgentKindWorkProgress {
+		a.m.WithLabelValues(ReportWorkProgress).Inc()
+		return nil
+	}
 	rep, err := schemas.DecodeAgentReport(r.Value)
 	if err != nil {
 		return a.refuse(ctx, dead, r, "", ReportMalformed, err)

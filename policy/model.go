@@ -214,6 +214,9 @@ type AccessRequest struct {
 	ExtendedHours       int    `json:"extended_hours,omitempty"`
 	IsAutoApproved      bool   `json:"is_auto_approved"`
 	AuditType           string `json:"audit_type"`
+	// SSHPublicKeys are the requester's SSH public keys, which the grant
+	// carries to the host agent.
+	SSHPublicKeys []string `json:"ssh_public_keys,omitempty"`
 	// The control in force when the request was made decides it.
 	OpctlID                   string           `json:"opctl_id"`
 	OpctlName                 string           `json:"opctl_name"`
@@ -298,6 +301,8 @@ type Grant struct {
 	AuditType  string             `json:"audit_type"`
 	Start      time.Time          `json:"start"`
 	Expires    time.Time          `json:"expires"`
+	// SSHAuthorizedKeys are the request's SSH public keys.
+	SSHAuthorizedKeys []string `json:"ssh_authorized_keys,omitempty"`
 	// Revoked is when the grant's revocation was published (revoke,
 	// expiry, completion); zero while live.
 	Revoked time.Time `json:"revoked,omitzero"`
@@ -307,5 +312,5 @@ type Grant struct {
 func (g *Grant) Schema() schemas.Grant {
 	p := g.Privileges
 	return schemas.Grant{LoginID: g.LoginID, ReqAuthID: g.RequestID, Resource: g.Resource, Actions: g.Actions,
-		AuditType: g.AuditType, Expires: g.Expires, Hosts: g.Hosts, Privileges: &p, Start: g.Start}
+		AuditType: g.AuditType, Expires: g.Expires, Hosts: g.Hosts, Privileges: &p, Start: g.Start, SSHAuthorizedKeys: g.SSHAuthorizedKeys}
 }

@@ -38,7 +38,25 @@ type RequestInput struct {
 	// TimeRequestedForFutureAccess, when set, is when the access should
 	// begin (within 30 days).
 	TimeRequestedForFutureAccess time.Time `json:"time_requested_for_future_access,omitzero"`
+	// AuditType is the auditing the requester asks for: empty or
+	// COMMAND_AUDIT (OCI's default), or COMMAND_KEYSTROKE_AUDIT. It
+	// only ever makes the auditing stricter: an approver may still
+	// raise it, nobody lowers it.
+	AuditType string `json:"audit_type,omitempty"`
+	// SSHPublicKeys are the operator's SSH public keys, authorized_keys
+	// lines ("ssh-ed25519 AAAA… comment"; an SSH certificate principal
+	// is its CA's line with options, `cert-authority,principals="…"
+	// ssh-ed25519 AAAA…`). The grant carries them and the host agent
+	// installs them for the login user: without one the user cannot log
+	// in with a key.
+	SSHPublicKeys []string `json:"ssh_public_keys,omitempty"`
 }
+
+// Bounds of a request's SSH public keys.
+const (
+	maxSSHKeys   = 8
+	maxSSHKeyLen = 16 << 10
+)
 
 // ApproveInput is an approver's approval: the audit type they require,
 // and a shorter duration (of the access, or of the pending extension).
@@ -201,6 +219,7 @@ func (s *Service) createRequest(tx *txn, who auth.Identity, in RequestInput) (Ac
 		ID: newID("accessrequest"), RequestorID: who.Name, ResourceID: in.ResourceID,
 		SubResourceList: sortedUnique(in.SubResourceList), ActionRequests: sortedUnique(in.ActionRequests),
 		Reason: in.Reason, Severity: in.Severity, DurationHours: in.DurationHours, AuditType: schemas.AuditCommand,
+		SSHPublicKeys:                slices.Clone(in.SSHPublicKeys),
 		TimeRequestedForFutureAccess: in.TimeRequestedForFutureAccess.UTC().Truncate(time.Millisecond),
 		LifecycleState:               StateCreated, TimeOfCreation: now, TimeOfModification: now,
 	}
@@ -230,6 +249,21 @@ func (s *Service) createRequest(tx *txn, who auth.Identity, in RequestInput) (Ac
 	}
 	if f := r.TimeRequestedForFutureAccess; !f.IsZero() && (!f.After(now) || f.Sub(now) > maxFutureAccess) {
 		p.add("time_requested_for_future_access", "must be in the future, within %s", maxFutureAccess)
+	}
+	switch in.AuditType {
+	case "", schemas.AuditCommand:
+	case schemas.AuditCommandKeystroke:
+		r.AuditType = in.AuditType
+	default:
+		p.add("audit_type", "%q is not %s or %s", in.AuditType, schemas.AuditCommand, schemas.AuditCommandKeystroke)
+	}
+	if len(r.SSHPublicKeys) > maxSSHKeys {
+		p.add("ssh_public_keys", "at most %d keys", maxSSHKeys)
+	}
+	for i, k := range r.SSHPublicKeys {
+		if err := checkAuthorizedKey(k); err != nil {
+			p.add("ssh_public_keys", "[%d]: %v", i, err)
+		}
 	}
 	if err := p.err(); err != nil {
 		return AccessRequest{}, err
@@ -712,7 +746,8 @@ func (s *Service) issueGrant(tx *txn, r *AccessRequest, res *Resource, start, no
 		return err
 	}
 	g := Grant{LoginID: s.newLogin(), RequestID: r.ID, Resource: r.ResourceID, Actions: r.ActionRequests,
-		Hosts: hostsFor(res, priv.Layers, r.SubResourceList), Privileges: priv, AuditType: r.AuditType, Start: start, Expires: r.TimeOfExpiry}
+		Hosts: hostsFor(res, priv.Layers, r.SubResourceList), Privileges: priv, AuditType: r.AuditType, Start: start, Expires: r.TimeOfExpiry,
+		SSHAuthorizedKeys: slices.Clone(r.SSHPublicKeys)}
 	r.UserID, r.TimeOfUserCreation = g.LoginID, start
 	return s.saveGrant(tx, &g, true, now)
 }
@@ -780,4 +815,25 @@ func (s *Service) endGrant(tx *txn, r *AccessRequest, now time.Time) error {
 // GetGrant returns the grant of a login user.
 func (s *Service) GetGrant(ctx context.Context, login string) (Grant, error) {
 	return getGrant(s.store.read(ctx), login)
+}
+
+// checkAuthorizedKey checks that k is one authorized_keys line: no
+// control character (a newline would add a second key), at most
+// maxSSHKeyLen bytes, and a key type and a base64 key among its fields
+// (options may come first).
+func checkAuthorizedKey(k string) error {
+	if strings.TrimSpace(k) == "" || len(k) > maxSSHKeyLen {
+		return fmt.Errorf("empty, or longer than %d bytes", maxSSHKeyLen)
+	}
+	if strings.ContainsFunc(k, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return fmt.Errorf("holds a control character (one key per entry, one line)")
+	}
+	f := strings.Fields(k)
+	for i := 0; i+1 < len(f); i++ {
+		if (strings.HasPrefix(f[i], "ssh-") || strings.HasPrefix(f[i], "ecdsa-sha2-") || strings.HasPrefix(f[i], "sk-")) &&
+			strings.HasPrefix(f[i+1], "AAAA") {
+			return nil
+		}
+	}
+	return fmt.Errorf("not an authorized_keys line (TYPE BASE64 [COMMENT], options first)")
 }

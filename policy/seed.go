@@ -86,6 +86,9 @@ type SeedRequest struct {
 	// grant issued at creation). Never reuse a login: a collector that
 	// saw its revocation refuses it for good.
 	Login string `yaml:"login"`
+	// AuditType and SSHPublicKeys are the request's (RequestInput).
+	AuditType     string   `yaml:"audit_type"`
+	SSHPublicKeys []string `yaml:"ssh_public_keys"`
 }
 
 // SeedActor is the actor of the changes a seed makes.
@@ -225,6 +228,7 @@ func ApplySeed(ctx context.Context, s *Service, seed Seed) (SeedResult, error) {
 		}
 		req, err := svc.CreateRequest(ctx, auth.Identity{Name: r.Requester, Role: auth.RoleOperator}, RequestInput{
 			ResourceID: r.Resource, ActionRequests: r.Actions, Reason: r.Reason, Severity: r.Severity, DurationHours: r.DurationHours,
+			AuditType: r.AuditType, SSHPublicKeys: r.SSHPublicKeys,
 		})
 		if err != nil {
 			return res, seedErr("requests", i, err)

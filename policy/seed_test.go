@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/auditpipe/auditpipe/schemas"
 )
 
 // TestSeedSample applies the bundled sample's seed (deploy/sample/
@@ -90,5 +92,35 @@ func TestSeedErrors(t *testing.T) {
 	seed.Assignments[0].Control = "nope"
 	if _, err := ApplySeed(f.ctx, f.svc, seed); err == nil || !strings.Contains(err.Error(), `assignments[0]: control: "nope" is not a control of the seed`) {
 		t.Errorf("an unknown control: %v", err)
+	}
+}
+
+// TestSeedKeysAndAuditType: a seeded request carries the operator's SSH
+// keys and the keystroke audit it asks for into its grant.
+func TestSeedKeysAndAuditType(t *testing.T) {
+	f := newFixture(t, backends(t)[0])
+	const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHNlZWQ op@laptop"
+	p := filepath.Join(t.TempDir(), "seed.yaml")
+	if err := os.WriteFile(p, []byte(`compartments: [{id: c, name: c}]
+resources: [{id: r, name: r, resource_type: EXACC, compartment: c, hosts: [{name: h, layer: CELL}]}]
+controls: [{name: diag, compartment: c, resource_type: EXACC, approver_groups: [G], pre_approved_actions: [INFRA_DIAG]}]
+assignments: [{control: diag, resource: r}]
+requests:
+  - {requester: op, resource: r, actions: [INFRA_DIAG], reason: x, severity: S3, duration_hours: 1,
+     audit_type: COMMAND_KEYSTROKE_AUDIT, ssh_public_keys: ["`+key+`"]}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	seed, err := LoadSeed(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := ApplySeed(f.ctx, f.svc, seed)
+	if err != nil || len(res.Requests) != 1 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	g := must[Grant](t)(f.svc.GetGrant(f.ctx, res.Requests[0].UserID))
+	if g.AuditType != schemas.AuditCommandKeystroke || len(g.SSHAuthorizedKeys) != 1 || g.SSHAuthorizedKeys[0] != key {
+		t.Errorf("grant %s", jsonOf(g))
 	}
 }

@@ -120,6 +120,12 @@ func TestValidation(t *testing.T) {
 				{"request no host on the layers", "action_requests_list", "no host of resource cps-only", req(func(r *RequestInput) { r.ActionRequests = []string{"INFRA_HYPERVISOR"}; r.ResourceID = "cps-only" })},
 				{"request future in the past", "time_requested_for_future_access", "in the future", req(func(r *RequestInput) { r.TimeRequestedForFutureAccess = t0.Add(-time.Minute) })},
 				{"request resource", "resource_id", "not found", req(func(r *RequestInput) { r.ResourceID = "nope" })},
+				{"request audit type", "audit_type", "is not", req(func(r *RequestInput) { r.AuditType = "NONE" })},
+				{"request ssh key newline", "ssh_public_keys", "control character", req(func(r *RequestInput) {
+					r.SSHPublicKeys = []string{"ssh-ed25519 AAAAC3Nza op\nssh-ed25519 AAAAC3Nzb attacker"}
+				})},
+				{"request ssh key shape", "ssh_public_keys", "not an authorized_keys line", req(func(r *RequestInput) { r.SSHPublicKeys = []string{"hello world"} })},
+				{"request ssh key empty", "ssh_public_keys", "empty", req(func(r *RequestInput) { r.SSHPublicKeys = []string{" "} })},
 				{"approve audit type", "audit_type", "is not", second(f.svc.Approve(f.ctx, explicit, f.request(operator, "exa-main", 2, "INFRA_UPDATE_RESTART").ID, ApproveInput{AuditType: "NONE"}))},
 				{"approve lengthens", "duration", "shorten", second(f.svc.Approve(f.ctx, explicit, f.request(operator, "exa-main", 2, "INFRA_UPDATE_RESTART").ID, ApproveInput{DurationHours: 3}))},
 				{"reject without comment", "approver_comment", "needs a comment", second(f.svc.Reject(f.ctx, explicit, f.request(operator, "exa-main", 2, "INFRA_UPDATE_RESTART").ID, "", 0))},
@@ -496,6 +502,40 @@ func TestListsAndTree(t *testing.T) {
 			}
 			if c := must[Compartment](t)(f.svc.UpdateCompartment(f.ctx, admin, "prod-db", 0, CompartmentUpdate{ParentID: ptr("tenancy")})); c.ParentID != "tenancy" || c.Version != 2 {
 				t.Errorf("moved %+v", c)
+			}
+		})
+	}
+}
+
+// TestRequestKeysAndAuditType: the requester's SSH public keys and the
+// keystroke auditing they ask for travel with an auto-approved request
+// into its published grant (the host agent installs the keys; the
+// collector and agent record keystrokes).
+func TestRequestKeysAndAuditType(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			f := newFixture(t, b)
+			exampleControls(f)
+			key := `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHh0ZXN0a2V5 op@laptop`
+			ca := `cert-authority,principals="oracle-op-1" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGNhY2E op-ca`
+			before := f.outbox(nil)
+			r := must[AccessRequest](t)(f.svc.CreateRequest(f.ctx, operator, RequestInput{ResourceID: "exa-diag", ActionRequests: []string{"INFRA_DIAG"},
+				Reason: "diag", Severity: SeverityS3, DurationHours: 1, AuditType: schemas.AuditCommandKeystroke, SSHPublicKeys: []string{key, ca}}))
+			if r.LifecycleState != StatePreApproved || r.AuditType != schemas.AuditCommandKeystroke || !slices.Equal(r.SSHPublicKeys, []string{key, ca}) {
+				t.Fatalf("request %s", jsonOf(r))
+			}
+			p := f.outbox(before)
+			if len(p.grants) != 1 {
+				t.Fatalf("%d grants published", len(p.grants))
+			}
+			g := p.grants[0].Grant
+			if g.LoginID != r.UserID || g.AuditType != schemas.AuditCommandKeystroke || !slices.Equal(g.SSHAuthorizedKeys, []string{key, ca}) {
+				t.Errorf("published grant %s", jsonOf(g))
+			}
+			// Without a choice the request audits commands (OCI's default).
+			plain := f.request(operator, "exa-diag", 1, "INFRA_DIAG")
+			if plain.AuditType != schemas.AuditCommand || len(plain.SSHPublicKeys) != 0 {
+				t.Errorf("default request %s", jsonOf(plain))
 			}
 		})
 	}

@@ -3,7 +3,9 @@
 # then the answers to the named queries from ClickHouse (embedded chDB), and
 # the policy story through the policy API (auditpipe request …): the access
 # request the sample's first operator worked under, its audit log report,
-# its revocation, its history and its lifecycle events.
+# its revocation, its history and its lifecycle events; then the
+# scheduler's: a recurring security-update job, its upcoming executions, a
+# run-now and its work request.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${AUDITPIPE_CACHE:=$HOME/.cache/auditpipe}"
@@ -78,6 +80,41 @@ echo "== Its history (auditpipe request history), and its lifecycle events as th
 api history "$req"
 echo
 q "$lifecycle"
+echo
+# The scheduler (auditpipe job|workrequest|instance): a recurring
+# security-update job on the all-in-one's host. The all-in-one runs no
+# host agent (target host does), so nothing answers its work requests:
+# they are dispatched (IN_PROGRESS, the signed RUN on opctl.dispatch.v1)
+# and wait for the agent's report until their timeout (--timeout 5:
+# FAILED with code TIMEOUT five minutes after the dispatch).
+sched() { "$bin" "$@" --server "${url%/}" --token-file "$data/admin.token"; }
+compartment=ocid1.compartment.oc1..sample
+sched instance create --id cell01 --host cell01.example.com --compartment "$compartment" >/dev/null
+first=$(date -u -d 'tomorrow 02:00' +%Y-%m-%dT%H:%M:%SZ)
+job=$(sched job create --name "nightly security updates" --compartment "$compartment" --first "$first" \
+	--every 1 --unit DAY --operation UPDATEALL --update-type SECURITY --instance cell01 \
+	--max-concurrency 1 --timeout 5 --output json | sed -n 's/^  "id": "\(.*\)",$/\1/p')
+echo "== A recurring security-update job (auditpipe job create … --every 1 --unit DAY --update-type SECURITY), and its next executions (auditpipe job upcoming):"
+sched job list
+echo
+sched job upcoming "$job" --count 3
+echo
+echo "== Run now (auditpipe job run-now): its work request, dispatched to cell01's agent (auditpipe workrequest list, logs):"
+sched job run-now "$job" | grep -E '^(id|trigger|targets|state)\b' || true
+sched workrequest list --job "$job"
+wr=$(sched workrequest list --job "$job" --output json | sed -n 's/^    "id": "\(.*\)",$/\1/p' | head -n 1)
+echo
+sched workrequest logs "$wr"
+echo
+echo "(no host agent in the all-in-one: the work request stays IN_PROGRESS until its timeout, then FAILED/TIMEOUT;"
+echo " 'auditpipe workrequest cancel $wr' sends a signed CANCEL)"
+wrsql="SELECT time, kind, state_from, state_to FROM lifecycle_events WHERE object_type = 'work_request' ORDER BY kafka_offset"
+for _ in $(seq 1 30); do
+	q --output csv "$wrsql" 2>/dev/null | grep -q work_request.dispatched && break
+	sleep 0.5
+done
+echo "== The work request's lifecycle events, as the pipeline delivered them to ClickHouse:"
+q "$wrsql"
 echo
 echo "Try: $bin query --embedded $data/chdb \"SELECT time, loginid, title FROM audit_events WHERE event = 'command' ORDER BY ts\""
 echo "(the all-in-one stops when this script ends; its store stays: $bin query --embedded $data/chdb --all"

@@ -47,6 +47,7 @@ func commands() map[string]command {
 		"indexer":    {"run --target indexer: Kafka → ClickHouse or embedded chDB, query endpoint", targetCommand(app.TargetIndexer)},
 		"forwarder":  {"run --target forwarder: Kafka → SIEMs; 'forwarder check' tests a SIEM connection", runForwarder},
 		"policy":     {"run --target policy: controls, access requests, grants and their API; outbox → Kafka, expiry, agents' reports", targetCommand(app.TargetPolicy)},
+		"scheduler":  {"run --target scheduler: the policy target plus scheduled patch jobs, work requests dispatched to agents and their progress", targetCommand(app.TargetScheduler)},
 		"all-in-one": {"run --target all on the embedded defaults: kfake, collector, indexer into chDB, query endpoint, policy on SQLite", cmdAllInOne},
 		"config":     {"'config validate FILE' checks a configuration file; 'config defaults' prints every field", cmdConfig},
 		"kafka":      {"'kafka ensure-topics --config FILE' creates the pipeline's topics that do not exist yet", cmdKafka},
@@ -55,17 +56,21 @@ func commands() map[string]command {
 
 		// Clients.
 		// The policy API's (policy/client): --server, default the all-in-one's.
-		"compartment": {"compartments (a tree) that group resources: create, list, show, update, delete", nounCommand("compartment", compartmentCommands)},
-		"resource":    {"resources under operator control, with their hosts: create, list, show, update, delete", nounCommand("resource", resourceCommands)},
-		"control":     {"operator controls (who approves which actions): create, list, show, update, delete", nounCommand("control", controlCommands)},
-		"assignment":  {"assignments of a control to a resource: create, list, show, delete", nounCommand("assignment", assignmentCommands)},
-		"request":     {"access requests: create, list, show, approve, reject, revoke, extend, complete, ask, answer, history; report (the audit log report, from ClickHouse)", nounCommand("request", requestCommands)},
-		"report":      {"reports from ClickHouse: 'report compliance' prints the instances missing security updates, with their CVEs", nounCommand("report", reportCommands)},
-		"parse":       {"raw auditd lines in, contract events (JSON lines) out", cmdParse},
-		"forward":     {"send contract events (JSON lines, file or stdin) to a SIEM over syslog TLS", runForward},
-		"index":       {"load contract events (JSON lines, file or stdin) into ClickHouse, idempotently", runIndex},
-		"query":       {"run SQL or a named query against ClickHouse, chDB or a query endpoint", runQuery},
-		"verify":      {"check the tamper-evident trail: hash chains, gaps, conflicts, signed checkpoints (ClickHouse or a SIEM file)", runVerify},
+		"compartment":   {"compartments (a tree) that group resources: create, list, show, update, delete", nounCommand("compartment", compartmentCommands)},
+		"resource":      {"resources under operator control, with their hosts: create, list, show, update, delete", nounCommand("resource", resourceCommands)},
+		"control":       {"operator controls (who approves which actions): create, list, show, update, delete", nounCommand("control", controlCommands)},
+		"assignment":    {"assignments of a control to a resource: create, list, show, delete", nounCommand("assignment", assignmentCommands)},
+		"request":       {"access requests: create, list, show, approve, reject, revoke, extend, complete, ask, answer, history; report (the audit log report, from ClickHouse)", nounCommand("request", requestCommands)},
+		"job":           {"scheduled patch jobs (OCI OS Management): create, list, show, run-now, skip, delete, upcoming, history", nounCommand("job", jobCommands)},
+		"workrequest":   {"work requests of the jobs' executions: list, show, logs, errors, cancel", nounCommand("workrequest", workRequestCommands)},
+		"instance":      {"managed instances (hosts whose agent runs work requests): create, list, show, delete", nounCommand("instance", instanceCommands)},
+		"instancegroup": {"managed instance groups: create, list, show, members, delete", nounCommand("instancegroup", instanceGroupCommands)},
+		"report":        {"reports from ClickHouse: 'report compliance' prints the instances missing security updates, with their CVEs", nounCommand("report", reportCommands)},
+		"parse":         {"raw auditd lines in, contract events (JSON lines) out", cmdParse},
+		"forward":       {"send contract events (JSON lines, file or stdin) to a SIEM over syslog TLS", runForward},
+		"index":         {"load contract events (JSON lines, file or stdin) into ClickHouse, idempotently", runIndex},
+		"query":         {"run SQL or a named query against ClickHouse, chDB or a query endpoint", runQuery},
+		"verify":        {"check the tamper-evident trail: hash chains, gaps, conflicts, signed checkpoints (ClickHouse or a SIEM file)", runVerify},
 	}
 }
 

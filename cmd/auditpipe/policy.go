@@ -91,7 +91,7 @@ func (p *policyFlags) client() (*client.Client, error) {
 // positional arguments it takes, and what it does.
 type sub struct {
 	synopsis string
-	args     int // positional arguments required
+	args     int // positional arguments required; -1: any (the subcommand checks)
 	flags    func(fs *flag.FlagSet)
 	run      func(ctx context.Context, c *client.Client, s *subEnv) error
 }
@@ -117,7 +117,7 @@ func policyCommand(name, summary string, s sub) command {
 		if err := parseFlags(fs, e.args); err != nil {
 			return err
 		}
-		if fs.NArg() != s.args {
+		if s.args >= 0 && fs.NArg() != s.args {
 			fs.Usage()
 			return errUsage
 		}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
 	"strconv"
+	"strings"
 
 	"github.com/auditpipe/auditpipe/policy"
 	"github.com/auditpipe/auditpipe/policy/client"
@@ -26,6 +28,7 @@ func policyRequestCommands() map[string]command {
 		in          policy.RequestInput
 		actions     namesFlag
 		subs        namesFlag
+		sshKeys     filesFlag
 		start       string
 		state, res  string
 		comp, opID  string
@@ -80,7 +83,7 @@ func policyRequestCommands() map[string]command {
 	}
 	return map[string]command{
 		"create": policyCommand("request create", "ask for access: actions on a resource, for hours", sub{
-			synopsis: "--resource ID --action ACTION [--action …] --reason TEXT --severity S1-S4 --duration HOURS [--sub-resource HOST …] [--start TIME]",
+			synopsis: "--resource ID --action ACTION [--action …] --reason TEXT --severity S1-S4 --duration HOURS [--sub-resource HOST …] [--start TIME] [--audit-type COMMAND_KEYSTROKE_AUDIT] [--ssh-key FILE …]",
 			flags: func(fs *flag.FlagSet) {
 				fs.StringVar(&in.ResourceID, "resource", "", "resource `ID`")
 				fs.Var(&actions, "action", "a catalog `ACTION` (repeat, or a comma list; see the catalog: GET /v1/actions)")
@@ -89,10 +92,15 @@ func policyRequestCommands() map[string]command {
 				fs.StringVar(&in.Severity, "severity", "", "`S1` (highest) to S4")
 				fs.IntVar(&in.DurationHours, "duration", 0, "`HOURS` of access")
 				fs.StringVar(&start, "start", "", "future access from this RFC 3339 `TIME` (within 30 days)")
+				fs.StringVar(&in.AuditType, "audit-type", "", "ask for `TYPE` COMMAND_KEYSTROKE_AUDIT (default COMMAND_AUDIT; an approver may still raise it)")
+				fs.Var(&sshKeys, "ssh-key", "your SSH public key `FILE` (authorized_keys lines; repeat): the login user's keys on the host")
 			},
 			run: func(ctx context.Context, c *client.Client, s *subEnv) error {
 				in.ActionRequests, in.SubResourceList = actions, subs
 				var err error
+				if in.SSHPublicKeys, err = readAuthorizedKeys(sshKeys); err != nil {
+					return err
+				}
 				if in.TimeRequestedForFutureAccess, err = parseTime("start", start); err != nil {
 					return err
 				}
@@ -183,4 +191,29 @@ func policyRequestCommands() map[string]command {
 				return s.out.table(nil, []string{"TIME", "USER", "TYPE", "MESSAGE"}, rows)
 			}}),
 	}
+}
+
+// filesFlag is a repeatable file flag.
+type filesFlag []string
+
+func (l *filesFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *filesFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// readAuthorizedKeys reads the authorized_keys lines of files (blank
+// lines and # comments skipped).
+func readAuthorizedKeys(files []string) ([]string, error) {
+	var keys []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("--ssh-key: %w", err)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+				keys = append(keys, l)
+			}
+		}
+	}
+	return keys, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/policy"
 	"github.com/auditpipe/auditpipe/policy/api"
+	"github.com/auditpipe/auditpipe/policy/scheduler"
 )
 
 // policyServer runs the real policy API over httptest on a real SQLite
@@ -45,7 +46,11 @@ func policyServer(t *testing.T, ids ...auth.Identity) (string, map[string]string
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := api.New(svc, api.Options{})
+	sched, err := scheduler.New(svc, signer, scheduler.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := api.New(svc, api.Options{Scheduler: sched})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,6 +116,11 @@ func TestPolicyCLI(t *testing.T) {
 
 		{"oracle-op-1", "request create --resource exa1 --action INFRA_CPS_ONLY --reason SR-1 --severity S3 --duration 1 --output json", 0, []string{`"lifecycle_state": "PREAPPROVED"`, `"is_auto_approved": true`}, "auto"},
 		{"oracle-op-1", "request create --resource exa1 --action INFRA_DIAG --reason SR-2 --severity S2 --duration 4 --output json", 0, []string{`"lifecycle_state": "APPROVALWAITING"`}, "req"},
+		// The operator's SSH key (a file, comments and blank lines skipped)
+		// and keystroke audit asked for; a file that holds no key is refused.
+		{"oracle-op-1", "request create --resource exa1 --action INFRA_CPS_ONLY --reason SR-4 --severity S3 --duration 1 --audit-type COMMAND_KEYSTROKE_AUDIT --ssh-key {keyfile} --output json", 0,
+			[]string{`"audit_type": "COMMAND_KEYSTROKE_AUDIT"`, `"ssh_public_keys": [`, `"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHh0ZXN0 op@laptop"`}, ""},
+		{"oracle-op-1", "request create --resource exa1 --action INFRA_CPS_ONLY --reason SR-5 --severity S3 --duration 1 --ssh-key {badkeyfile}", 1, []string{"400 InvalidParameter", "ssh_public_keys", "not an authorized_keys line"}, ""},
 		{"alice", "request list --state APPROVALWAITING", 0, []string{"{req}  APPROVALWAITING  oracle-op-1  exa1      INFRA_DIAG  4h"}, ""},
 		{"oracle-op-1", "request approve {req}", 1, []string{"403 NotAuthorized"}, ""},
 		{"alice", "request ask {req} which cell?", 2, nil, ""},
@@ -143,6 +153,14 @@ func TestPolicyCLI(t *testing.T) {
 		{"admin", "request show", 2, nil, ""},
 		{"admin", "request nothing", 2, nil, ""},
 		{"admin", "control list --output yaml", 1, []string{"--output \"yaml\""}, ""},
+	}
+	keyDir := t.TempDir()
+	vars["keyfile"], vars["badkeyfile"] = filepath.Join(keyDir, "id_ed25519.pub"), filepath.Join(keyDir, "bad.pub")
+	if err := os.WriteFile(vars["keyfile"], []byte("# my laptop\n\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHh0ZXN0 op@laptop\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(vars["badkeyfile"], []byte("hello\n"), 0o600); err != nil {
+		t.Fatal(err)
 	}
 	expand := func(s string) string {
 		for k, v := range vars {

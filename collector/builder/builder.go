@@ -8,6 +8,7 @@ package builder
 import (
 	"bytes"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -132,7 +133,7 @@ func (b *Builder) SetSkip(eventIDs []string) {
 func (b *Builder) Build(ev *assemble.Event, out *schemas.Event) Outcome {
 	*out = schemas.Event{}
 	var sys, login, keys *auditlog.Record
-	var proctitle, cwd *auditlog.Record
+	var proctitle, cwd, refused *auditlog.Record
 	hasExecve := false
 	kind := schemas.Kind("")
 	for i := range ev.Records {
@@ -156,6 +157,10 @@ func (b *Builder) Build(ev *assemble.Event, out *schemas.Event) Outcome {
 			}
 		case "TTY", "USER_TTY":
 			keys, kind = r, schemas.KindKeys
+		case "USER_CMD":
+			if isRefusedCommand(r.Body()) {
+				refused, kind = r, schemas.KindCommand
+			}
 		}
 	}
 	if kind == "" && (hasExecve || (sys != nil && b.isExecSyscall(sys))) {
@@ -176,7 +181,11 @@ func (b *Builder) Build(ev *assemble.Event, out *schemas.Event) Outcome {
 	case schemas.KindLogin, schemas.KindLogout:
 		b.fillLogin(login, out)
 	case schemas.KindCommand:
-		b.fillCommand(ev, sys, proctitle, cwd, out)
+		if refused != nil {
+			b.fillRefused(refused, out)
+		} else {
+			b.fillCommand(ev, sys, proctitle, cwd, out)
+		}
 	case schemas.KindKeys:
 		b.fillKeys(keys, out)
 	}
@@ -321,6 +330,66 @@ func (b *Builder) fillLoginMsg(msg []byte, st *recState, out *schemas.Event) {
 			b.tab.set(&out.TTY, f.Value)
 		case "res":
 			out.Res = resWord(f.Value)
+		}
+	}
+}
+
+// isRefusedCommand reports whether a USER_CMD record's body is a command
+// sudo refused (res=failed in its msg='…'). The commands sudo ran are
+// events of their own execve; sudo's record of them adds nothing.
+func isRefusedCommand(body []byte) bool {
+	f, ok := auditlog.Lookup(body, "msg")
+	if !ok {
+		return false
+	}
+	res, ok := auditlog.Lookup(f.Value, "res")
+	return ok && resWord(res.Value) == "failed"
+}
+
+// fillRefused reads sudo's USER_CMD record of a command it refused: a
+// command event with res failed. The command never ran, so there is no
+// argv: args are sudo's cmd= split at spaces (sudo logs the command line
+// joined by spaces), title the same joined by NUL; exe is sudo (the
+// program that wrote the record), euid the user refused (nothing ran as
+// anyone else), pid sudo's; there is no ppid in the record.
+func (b *Builder) fillRefused(r *auditlog.Record, out *schemas.Event) {
+	t := &b.tab
+	st := recState{enriched: r.Enriched()}
+	out.Res = "failed"
+	for f := range auditlog.Fields(r.Body()) {
+		switch string(f.Key) {
+		case "pid":
+			t.set(&out.PID, f.Value)
+		case "ses":
+			t.set(&out.Ses, f.Value)
+		case "auid":
+			b.scratch = b.appendID(b.scratch[:0], f, &st, true)
+			setLoginID(out, b.scratch)
+		case "uid":
+			m := t.mark()
+			t.buf = b.appendID(t.buf, f, &st, true)
+			t.setFrom(&out.EUID, m)
+		case "msg":
+			for g := range auditlog.Fields(f.Value) {
+				switch string(g.Key) {
+				case "cwd":
+					m := t.mark()
+					t.buf = decodeValue(t.buf, g)
+					t.setFrom(&out.Cwd, m)
+				case "cmd":
+					b.scratch = decodeValue(b.scratch[:0], g)
+					out.Args = strings.Fields(string(b.scratch))
+					m := t.mark()
+					t.buf = append(t.buf, strings.Join(out.Args, "\x00")...)
+					t.setFrom(&out.Title, m)
+				case "exe":
+					m := t.mark()
+					t.buf = decodeValue(t.buf, g)
+					t.setFrom(&out.Exe, m)
+				case "terminal":
+					t.set(&out.TTY, g.Value)
+				}
+			}
 		}
 	}
 }

@@ -60,7 +60,7 @@ func TestAgentTargetRenders(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		b, err := os.ReadFile(frag)
-		if err == nil && strings.Contains(string(b), "NOPASSWD: /usr/bin/id") {
+		if err == nil && strings.Contains(string(b), "NOPASSWD: NOEXEC: /usr/bin/id") {
 			break
 		}
 		if time.Now().After(deadline) {

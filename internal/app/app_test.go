@@ -28,10 +28,11 @@ func TestTargetsResolve(t *testing.T) {
 		{TargetIndexer, []string{"server", "kafka", "store", "query", "indexer"}},
 		{TargetForwarder, []string{"server", "kafka", "forwarder"}},
 		{TargetPolicy, []string{"server", "kafka", "policy"}},
+		{TargetScheduler, []string{"server", "kafka", "policy", "scheduler"}},
 		// The collector comes after the consumers and the policy
 		// service: it stops first, they drain its last batch, and the
 		// seed's grants are on the topic when it starts.
-		{TargetAll, []string{"server", "broker", "kafka", "store", "query", "indexer", "forwarder", "policy", "collector"}},
+		{TargetAll, []string{"server", "broker", "kafka", "store", "query", "indexer", "forwarder", "policy", "scheduler", "collector"}},
 	}
 	for _, tt := range tests {
 		got, err := Modules(tt.target)
@@ -42,7 +43,7 @@ func TestTargetsResolve(t *testing.T) {
 			t.Errorf("%s: modules %v, want %v", tt.target, got, tt.want)
 		}
 	}
-	if _, err := Modules("nonesuch"); err == nil || !strings.Contains(err.Error(), "agent, all, collector, forwarder, host, indexer, policy") {
+	if _, err := Modules("nonesuch"); err == nil || !strings.Contains(err.Error(), "agent, all, collector, forwarder, host, indexer, policy, scheduler") {
 		t.Errorf("unknown target: %v, want the list of targets", err)
 	}
 }
@@ -288,7 +289,7 @@ func TestConfigValidate(t *testing.T) {
 			c.Kafka.Brokers = []string{"k:9092"}
 			c.Server.Auth.OpenMetrics = true
 		}, []string{"collector.grant_keys: required"}},
-		{"unknown target", func(c *Config) { c.Target = "scheduler" }, []string{"target:"}},
+		{"unknown target", func(c *Config) { c.Target = "patcher" }, []string{"target:"}},
 		{"policy alone needs a signing key and credentials", func(c *Config) {
 			c.Target = TargetPolicy
 			c.Kafka.Brokers = []string{"k:9092"}
@@ -307,6 +308,18 @@ func TestConfigValidate(t *testing.T) {
 			c.Policy.SeedFile = "/nonexistent/seed.yaml"
 		}, []string{"policy.key_file:", "policy.store.dsn: required", "policy.tick_interval", "policy.relay.batch_size", "policy.relay.poll_interval",
 			"policy.leader.session_timeout", "policy.agent_reports.group", "policy.seed_file"}},
+		{"scheduler fields are named", func(c *Config) {
+			c.Scheduler.TickInterval = 0
+			c.Scheduler.Retention = time.Minute
+			c.Scheduler.Progress.Group = ""
+		}, []string{"scheduler.tick_interval", "scheduler.retention", "scheduler.progress.group"}},
+		{"the scheduler's election is checked on PostgreSQL", func(c *Config) {
+			c.Target = TargetScheduler
+			c.Kafka.Brokers = []string{"k:9092"}
+			c.Server.Auth.TokensFile = "tokens.yaml"
+			c.Policy.Store.Driver = policy.DriverPostgres
+			c.Scheduler.Leader.SessionTimeout = time.Second
+		}, []string{"policy.key_file: required", "scheduler.leader.session_timeout"}},
 		{"the all-in-one's collector must trust a policy key set", func(c *Config) {
 			c.Policy.KeyFile = otherKey
 		}, []string{"policy.key_file: " + otherKey + ": its public key is not in collector.grant_keys"}},

@@ -19,6 +19,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/policy"
+	"github.com/auditpipe/auditpipe/policy/scheduler"
 )
 
 // Config is the one configuration file of every target: a section per
@@ -54,6 +55,9 @@ type Config struct {
 	// Policy is the control plane: its store, signing key, time-driven
 	// work, outbox relay and the agents' reports.
 	Policy policy.Config `yaml:"policy"`
+	// Scheduler is the job scheduler (targets scheduler and all): part
+	// of the policy service, in its store, signing with its key.
+	Scheduler scheduler.Config `yaml:"scheduler"`
 }
 
 // LogConfig is the log output.
@@ -162,6 +166,7 @@ const (
 	TargetIndexer   = "indexer"
 	TargetForwarder = "forwarder"
 	TargetPolicy    = "policy"
+	TargetScheduler = "scheduler"
 )
 
 // DefaultConfig returns every default. The Kafka brokers are empty: a
@@ -188,6 +193,7 @@ func DefaultConfig() Config {
 		Forwarder:    forwarder.Config{}.WithDefaults(),
 		Agent:        ag,
 		Policy:       pol,
+		Scheduler:    scheduler.DefaultConfig(),
 	}
 }
 
@@ -200,7 +206,7 @@ func DefaultHTTPAddr(target string) string {
 		return "127.0.0.1:9462"
 	case TargetForwarder:
 		return "127.0.0.1:9463"
-	case TargetPolicy:
+	case TargetPolicy, TargetScheduler:
 		return "127.0.0.1:9465"
 	default:
 		return "127.0.0.1:9464"
@@ -323,6 +329,9 @@ func (c Config) Validate() error {
 	if has("policy") {
 		errs = append(errs, r.validatePolicy(c.Policy.KeyFile))
 	}
+	if has("scheduler") {
+		errs = append(errs, r.Scheduler.Validate(r.Policy.Store.Driver == policy.DriverPostgres))
+	}
 	return errors.Join(errs...)
 }
 
@@ -390,7 +399,7 @@ func (s ServerConfig) validate(target string) error {
 	if s.Auth.OpenMetrics && !isLoopback(s.HTTPAddr) {
 		errs = append(errs, fmt.Errorf("server.auth.open_metrics: %s is not a loopback address: /metrics may be open only on loopback", s.HTTPAddr))
 	}
-	hasAPI := target == TargetAll || target == TargetIndexer || target == TargetPolicy
+	hasAPI := target == TargetAll || target == TargetIndexer || target == TargetPolicy || target == TargetScheduler
 	if target != TargetAll && s.Auth.TokensFile == "" && len(s.Auth.Clients) == 0 && (hasAPI || !s.Auth.OpenMetrics) {
 		errs = append(errs, errors.New("server.auth.tokens_file: required (or server.auth.clients; for /metrics alone on loopback, server.auth.open_metrics)"))
 	}

@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -54,7 +56,7 @@ func TestLiveGovernedPatchRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	login := newHexLogin(t)
+	login := newPatchLogin(t)
 	t.Cleanup(func() { removeUser(t, login) })
 	repo := pkgmgrtest.BuildRepo(t, []pkgmgrtest.Package{{Name: "patchme", Version: "1.0", Postinst: `echo "patchme configured"`}})
 	root := filepath.Join(dir, "pkgroot")
@@ -93,7 +95,7 @@ func TestLiveGovernedPatchRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	publish(t, r.app.kafkaFor(kafka.RolePolicy), rec)
+	publishGrants(t, r.app.kafkaFor(kafka.RolePolicy), rec)
 	waitMetric(t, r.app.Registry(), "the grant deployed", "auditpipe_agent_grants", 1)
 	waitMetric(t, r.app.Registry(), "the collector has the grant", "auditpipe_collector_grants", 1)
 
@@ -143,7 +145,7 @@ func TestLiveGovernedPatchRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	publish(t, r.app.kafkaFor(kafka.RolePolicy), rev)
+	publishGrants(t, r.app.kafkaFor(kafka.RolePolicy), rev)
 	waitMetric(t, r.app.Registry(), "the grant undeployed", "auditpipe_agent_grants", 0)
 	deadline := time.Now().Add(10 * time.Second)
 	for exec.Command("getent", "passwd", login).Run() == nil {
@@ -153,4 +155,26 @@ func TestLiveGovernedPatchRun(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	r.stop(t)
+}
+
+// newPatchLogin is a fresh login as the policy service makes them (32
+// lowercase hex digits).
+func newPatchLogin(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// publishGrants publishes signed grant records as the policy service
+// would.
+func publishGrants(t *testing.T, kc kafka.Config, recs ...kafka.Record) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := grants.Publish(ctx, kc, recs...); err != nil {
+		t.Fatal(err)
+	}
 }

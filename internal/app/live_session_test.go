@@ -2,30 +2,30 @@ package app
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/auditpipe/auditpipe/collector/netlinksrc"
 	"github.com/auditpipe/auditpipe/forwarder"
-	"github.com/auditpipe/auditpipe/grants"
 	"github.com/auditpipe/auditpipe/internal/audittest"
 	"github.com/auditpipe/auditpipe/internal/auth"
 	"github.com/auditpipe/auditpipe/internal/config"
-	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/siemtest"
-	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/internal/sshdtest"
 	"github.com/auditpipe/auditpipe/internal/testenv"
+	"github.com/auditpipe/auditpipe/policy"
+	"github.com/auditpipe/auditpipe/policy/client"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -35,20 +35,27 @@ import (
 const EnvLiveCapture = "AUDITPIPE_LIVE_CAPTURE"
 
 // TestLiveOperatorSession is a real operator session on this host (issue
-// 11): the all-in-one's broker, store, indexer and collector, the
-// collector reading the kernel's audit records over netlink, and the host
-// agent live, following a signed grant for a fresh 32-hex login with an
-// SSH key, keystroke auditing and INFRA_DIAG-like privileges (sudo
-// /usr/bin/id only). A real sshd (internal/sshdtest: pam_loginuid, the
-// agent's pam_tty_audit file) logs the operator in with ssh -tt through a
-// pty; the session runs ls /, a script running commands, sudo /usr/bin/id
-// (allowed) and sudo cat /etc/shadow (refused), types a line with a
-// backspace and exits. ClickHouse then holds the login, the commands (args,
-// cwd, euid, root after sudo), the keystrokes and the logout, all with the
-// grant's req_auth_id. A second session is left open and the signed
-// revocation published: the session ends within 2 s and the user is gone.
-// The forwarder delivers the same events to rsyslog (internal/siemtest).
-// Root only; it takes the kernel audit lock and restores the audit state.
+// 11), governed by the policy service: the all-in-one (broker, store,
+// indexer, forwarder, policy, collector reading the kernel's audit records
+// over netlink) with the host agent live. Over the policy API the admin
+// makes this host a resource's host under the control system_diag
+// (INFRA_DIAG pre-approved, assigned for good) and the operator asks for
+// INFRA_DIAG with their SSH key and keystroke auditing: auto-approved (the
+// seed's example 1-1), the grant the policy service signs makes the agent
+// create the user, and the request becomes DEPLOYED. A real sshd
+// (internal/sshdtest: pam_loginuid, the agent's pam_tty_audit file) logs
+// the operator in with ssh -tt through a pty; the session runs ls /, a
+// script running commands, sudo of INFRA_DIAG's systemctl restart dbcs-*
+// (allowed, runs as root) and sudo cat /etc/shadow (refused, audited as a
+// failed command), types a line with a backspace and exits. ClickHouse
+// then holds the login, the commands (args, cwd, euid, root after sudo),
+// the keystrokes and the logout, all with the request's id as
+// req_auth_id; rsyslog has the same event ids; `auditpipe request report`
+// (the CLI, against the all-in-one) prints the process tree. A second
+// session is left open and the request revoked over the API: the session
+// ends within 2 s, the user is gone, the request is REVOKED and rsyslog
+// has the request's lifecycle events. Root only; it takes the kernel
+// audit lock and restores the audit state.
 func TestLiveOperatorSession(t *testing.T) {
 	k := audittest.Take(t)
 	for _, tool := range []string{"/usr/sbin/visudo", "/usr/bin/sudo", "/usr/sbin/auditctl"} {
@@ -64,17 +71,14 @@ func TestLiveOperatorSession(t *testing.T) {
 
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
-	if err := os.MkdirAll(data, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	// The all-in-one's own grant key, made before its first start (which
-	// keeps it): the test signs grants as the policy service would.
-	signer, _, err := sign.EnsureKeyPair(filepath.Join(data, GrantsKeyName), filepath.Join(data, GrantsPublicKeyName))
+	// The all-in-one's tokens file as its first start makes it (the admin
+	// token), plus an operator's: the operator asks for access over the
+	// API with a token of their own.
+	tokensFile, _, err := auth.Bootstrap(data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	login := newHexLogin(t)
-	t.Cleanup(func() { removeUser(t, login) })
+	opToken := addToken(t, tokensFile, operatorID.Name, auth.RoleOperator)
 	pamFile := filepath.Join(dir, "auditpipe-tty-audit")
 	srv := sshdtest.Start(t, sshdtest.Options{TTYAuditInclude: pamFile})
 	key, pub := sshdtest.Key(t)
@@ -97,31 +101,63 @@ func TestLiveOperatorSession(t *testing.T) {
 	cfg.Forwarder.Destinations = []forwarder.Destination{{Address: rs.Addr, TLS: forwarder.TLS{CAFile: ca.CertPEM}}}
 	cfg.Agent.Live = true
 	cfg.Agent.Host = host
+	// The all-in-one's grant key, which its policy service signs with
+	// (made at the first start, before the agent is built).
 	cfg.Agent.GrantKeys = []string{filepath.Join(data, GrantsPublicKeyName)}
 	cfg.Agent.PAMFile = pamFile
 	r := startLive(t, cfg)
+	ctx := context.Background()
+	admin := &client.Client{BaseURL: strings.TrimSuffix(r.url, "/"), Token: r.token}
+	operator := &client.Client{BaseURL: admin.BaseURL, Token: config.Secret(opToken)}
 
 	// Every raw record of the operator's sessions, beside the collector.
 	capture := captureAudit(t, probe)
 
-	now := time.Now().UTC().Truncate(time.Millisecond)
-	g := schemas.Grant{
-		LoginID: login, ReqAuthID: "ocid1.accessrequest.live" + login[:8], Resource: "exacc-main",
-		Actions: []string{"INFRA_DIAG"}, AuditType: schemas.AuditCommandKeystroke,
-		Hosts: []string{host}, Start: now.Add(-time.Minute), Expires: now.Add(time.Hour),
-		SSHAuthorizedKeys: []string{pub},
-		Privileges: &schemas.Privileges{
-			Layers: []string{"HOST"}, SudoCommands: []string{"/usr/bin/id"},
-			Commands: []string{"ls", "cat", "id", "uname"}, DeniedCommands: []string{"/usr/sbin/auditctl"},
-		},
+	// The seed's example 1-1 over the API: this host is a resource's
+	// host, under the control system_diag (INFRA_DIAG pre-approved),
+	// assigned for good; the operator asks for INFRA_DIAG with their SSH
+	// key and keystroke auditing, and is approved at once.
+	if _, err := admin.CreateCompartment(ctx, policy.CompartmentInput{ID: "ocid1.compartment.live", Name: "live"}); err != nil {
+		t.Fatal(err)
 	}
-	rec, err := grants.Record(signer, g)
+	res, err := admin.CreateResource(ctx, policy.ResourceInput{ID: "ocid1.exadatainfrastructure.live", Name: host, ResourceType: policy.ResourceExadataInfra,
+		CompartmentID: "ocid1.compartment.live", Hosts: []policy.Host{{Name: host, Layer: "HOST"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	publish(t, r.app.kafkaFor(kafka.RolePolicy), rec)
+	ctl, err := admin.CreateControl(ctx, policy.ControlInput{OperatorControlName: "system_diag", CompartmentID: "ocid1.compartment.live",
+		ResourceType: policy.ResourceExadataInfra, PreApprovedOpActions: []string{"INFRA_DIAG"}, ApprovalRequiredOpActions: []string{"INFRA_UPDATE_RESTART"},
+		ApproverGroupsList: []string{"EXPLICIT_APPROVED_POLICY_USERS"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.CreateAssignment(ctx, policy.AssignmentInput{OperatorControlID: ctl.ID, ResourceID: res.ID,
+		AssignmentWindow: policy.AssignmentWindow{IsEnforcedAlways: true}}); err != nil {
+		t.Fatal(err)
+	}
+	ar, err := operator.CreateRequest(ctx, policy.RequestInput{ResourceID: res.ID, ActionRequests: []string{"INFRA_DIAG"},
+		Reason: "cell disk latency on " + host, Severity: policy.SeverityS2, DurationHours: 1,
+		AuditType: schemas.AuditCommandKeystroke, SSHPublicKeys: []string{pub}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ar.LifecycleState != policy.StatePreApproved || !ar.IsAutoApproved || len(ar.UserID) != 32 {
+		t.Fatalf("the request: %s, auto-approved %v, login %q; want PREAPPROVED with a login", ar.LifecycleState, ar.IsAutoApproved, ar.UserID)
+	}
+	login, req := ar.UserID, ar.ID
+	t.Cleanup(func() { removeUser(t, login) })
 	waitMetric(t, r.app.Registry(), "the grant deployed", "auditpipe_agent_grants", 1)
 	waitMetric(t, r.app.Registry(), "the collector has the grant", "auditpipe_collector_grants", 1)
+	requestState := func() policy.RequestState {
+		got, err := admin.GetRequest(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.LifecycleState
+	}
+	if !eventually(30*time.Second, func() bool { return requestState() == policy.StateDeployed }) {
+		t.Fatalf("the request is %s 30s after the agent deployed its grant, want DEPLOYED", requestState())
+	}
 	uid := strings.TrimSpace(runCmd(t, "id", "-u", login))
 
 	// The first session: commands, sudo allowed and refused, keystrokes.
@@ -130,8 +166,12 @@ func TestLiveOperatorSession(t *testing.T) {
 	s.WaitOutput(t, "READY-"+uid, 30*time.Second)
 	s.Type(t, "ls /\n")
 	s.Type(t, "printf 'uname -r\\nid -un\\n' > ~/diag.sh && sh ~/diag.sh\n")
-	s.Type(t, "sudo -n /usr/bin/id; echo SUDO-ID-$?\n")
-	s.WaitOutput(t, "SUDO-ID-0", 10*time.Second)
+	// INFRA_DIAG's sudo commands include /usr/bin/systemctl restart
+	// dbcs-*: sudo runs it as root (systemctl then fails: no systemd
+	// here, which does not matter to the trail). The quotes keep the
+	// echo of the typed line from matching.
+	s.Type(t, "sudo -n /usr/bin/systemctl restart dbcs-agent; echo SUDO-DIAG-\"DONE\"\n")
+	s.WaitOutput(t, "SUDO-DIAG-DONE", 10*time.Second)
 	s.Type(t, "sudo -n cat /etc/shadow; echo SUDO-SHADOW-$?\n")
 	s.WaitOutput(t, "SUDO-SHADOW-1", 10*time.Second)
 	s.Type(t, "echo typed-abcX\x7fd\n")
@@ -143,7 +183,6 @@ func TestLiveOperatorSession(t *testing.T) {
 		t.Fatal("the session did not end after exit")
 	}
 
-	req := g.ReqAuthID
 	q := func(where string) string {
 		return fmt.Sprintf("SELECT count() FROM audit_events WHERE loginid = '%s' AND req_auth_id = '%s' AND %s", login, req, where)
 	}
@@ -159,8 +198,8 @@ func TestLiveOperatorSession(t *testing.T) {
 		{"ls /", "event = 'command' AND args[1] = 'ls' AND has(args, '/') AND euid = '" + login + "' AND cwd = '/home/" + login + "'"},
 		{"the script", "event = 'command' AND args = ['sh', '/home/" + login + "/diag.sh']"},
 		{"a command of the script", "event = 'command' AND args = ['uname', '-r']"},
-		{"sudo id", "event = 'command' AND args = ['sudo', '-n', '/usr/bin/id']"},
-		{"id as root after sudo", "event = 'command' AND args = ['/usr/bin/id'] AND euid = 'root'"},
+		{"the allowed sudo", "event = 'command' AND args = ['sudo', '-n', '/usr/bin/systemctl', 'restart', 'dbcs-agent']"},
+		{"systemctl as root after sudo", "event = 'command' AND args = ['/usr/bin/systemctl', 'restart', 'dbcs-agent'] AND euid = 'root'"},
 		{"sudo cat /etc/shadow", "event = 'command' AND args = ['sudo', '-n', 'cat', '/etc/shadow']"},
 		{"the keystrokes", "event = 'keys' AND position(keys, concat('typed-abcX', char(127), 'd')) > 0"},
 	} {
@@ -168,8 +207,19 @@ func TestLiveOperatorSession(t *testing.T) {
 			t.Errorf("%s: no event (%s)", c.what, c.where)
 		}
 	}
-	if got := count(t, r, q("event = 'command' AND args = ['cat', '/etc/shadow']")); got != "0" {
+	// The refused sudo is a failed command (sudo's USER_CMD res=failed),
+	// as the user, and cat never ran.
+	if got := count(t, r, q("event = 'command' AND args = ['cat', '/etc/shadow'] AND res = 'failed' AND euid = '"+login+"' AND exe = '/usr/bin/sudo'")); got != "1" {
+		t.Errorf("the refused sudo cat /etc/shadow: %s failed command events, want 1", got)
+	}
+	if got := count(t, r, q("event = 'command' AND has(args, '/etc/shadow') AND res = 'failed'")); got != "1" {
+		t.Errorf("%s failed command events name /etc/shadow, want 1 (the refusal only)", got)
+	}
+	if got := count(t, r, q("event = 'command' AND args = ['cat', '/etc/shadow'] AND res = 'success'")); got != "0" {
 		t.Errorf("the refused cat /etc/shadow ran: %s events", got)
+	}
+	if got := count(t, r, q("event = 'command' AND args = ['/usr/bin/systemctl', 'restart', 'dbcs-agent'] AND res = 'failed'")); got != "0" {
+		t.Errorf("the allowed sudo is audited as refused: %s events", got)
 	}
 	if got := count(t, r, fmt.Sprintf("SELECT count() FROM audit_events WHERE loginid = '%s' AND req_auth_id != '%s'", login, req)); got != "0" {
 		t.Errorf("%s events of the login without the grant's req_auth_id", got)
@@ -184,20 +234,42 @@ func TestLiveOperatorSession(t *testing.T) {
 	}
 	t.Logf("events of the session:\n%s", count(t, r, fmt.Sprintf("SELECT groupArray(tuple(event, res, euid, cwd, args, keys)) FROM (SELECT * FROM audit_events WHERE loginid = '%s' ORDER BY seq)", login)))
 
-	// The second session, left open; then the revocation.
+	// The request's audit log report, by the real CLI against the
+	// all-in-one's query endpoint: the session's process tree.
+	report := requestReport(t, r, req)
+	t.Logf("auditpipe request report %s:\n%s", req, report)
+	for _, want := range []string{
+		"access request " + req + ": AVAILABLE",
+		"login user " + login,
+		"ls --color=auto /",
+		"sh /home/" + login + "/diag.sh",
+		"│  ├─ ", // the script's commands are its children
+		"uname -r",
+		// sudo runs its command from a forked child of its own (use_pty),
+		// which never execs: the command's parent is not in the trail,
+		// so the report names the user change from sudo's arguments.
+		"sudo -n /usr/bin/systemctl restart dbcs-agent [sudo: " + login + " → root",
+		"/usr/bin/systemctl restart dbcs-agent (/usr/bin/systemctl in /home/" + login + ", as root,",
+		"sudo -n cat /etc/shadow",
+		"cat /etc/shadow (/usr/bin/sudo in /home/" + login + ", as " + login + ", failed)",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("the report lacks %q", want)
+		}
+	}
+
+	// The second session, left open; then the revocation over the API.
 	s2 := srv.Login(t, key, login)
 	s2.Type(t, "echo OPEN-$(cat /proc/self/loginuid)\n")
 	s2.WaitOutput(t, "OPEN-"+uid, 30*time.Second)
-	rev, err := grants.Revocation(signer, login)
-	if err != nil {
+	revoked := time.Now()
+	if _, err := admin.Revoke(ctx, req, 0, "diagnosis done"); err != nil {
 		t.Fatal(err)
 	}
-	revoked := time.Now()
-	publish(t, r.app.kafkaFor(kafka.RolePolicy), rev)
 	select {
 	case <-s2.Done():
 		d := s2.Ended.Sub(revoked)
-		t.Logf("MEASURED: the open ssh session ended %s after the revocation was published", d.Round(time.Millisecond))
+		t.Logf("MEASURED: the open ssh session ended %s after the revocation was requested over the API", d.Round(time.Millisecond))
 		if d > 2*time.Second {
 			t.Errorf("the session ended %s after the revocation, more than 2s", d)
 		}
@@ -213,14 +285,88 @@ func TestLiveOperatorSession(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	waitMetric(t, r.app.Registry(), "UNDEPLOYED reported", `auditpipe_agent_reports_total{state="UNDEPLOYED"}`, 1)
+	if st := requestState(); st != policy.StateRevoked {
+		t.Errorf("the request is %s after the revocation, want REVOKED", st)
+	}
+	// The SIEM has the request's lifecycle: asked, approved, deployed by
+	// the agent, revoked, undeployed by the agent.
+	kinds := []string{"created", "auto_approved", "deployed", "revoked", "undeployed"}
+	lifecycleMissing := func() []string {
+		var missing []string
+		msgs := rs.Messages(t)
+		for _, k := range kinds {
+			if !slices.ContainsFunc(msgs, func(m string) bool {
+				return strings.Contains(m, `kind="access_request.`+k+`"`) && strings.Contains(m, `object_id="`+req+`"`)
+			}) {
+				missing = append(missing, k)
+			}
+		}
+		return missing
+	}
+	if !eventually(30*time.Second, func() bool { return len(lifecycleMissing()) == 0 }) {
+		t.Errorf("rsyslog lacks the request's lifecycle events %v", lifecycleMissing())
+	} else {
+		t.Logf("rsyslog received the request's lifecycle events %v", kinds)
+	}
 	r.stop(t)
 }
 
-// startLive is start with the agent among the all-in-one's modules.
+// requestReport runs `auditpipe request report ID --server URL
+// --token-file DATA/admin.token`, the binary built from cmd/auditpipe,
+// and returns what it printed.
+func requestReport(t *testing.T, r *running, id string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "auditpipe")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/auditpipe/auditpipe/cmd/auditpipe").CombinedOutput(); err != nil {
+		t.Fatalf("building auditpipe: %v: %s", err, out)
+	}
+	var out []byte
+	var err error
+	// The report reads ClickHouse, where the last events may still be
+	// on their way: retry until the session's logout is in it.
+	eventually(30*time.Second, func() bool {
+		out, err = exec.Command(bin, "request", "report", id, "--server", r.url,
+			"--token-file", filepath.Join(r.app.Config.Embedded.DataDir, auth.AdminTokenName)).CombinedOutput()
+		return err == nil && strings.Contains(string(out), "logout 2")
+	})
+	if err != nil {
+		t.Fatalf("auditpipe request report: %v: %s", err, out)
+	}
+	return string(out)
+}
+
+// addToken adds a token for name with role to the tokens file and
+// returns it.
+func addToken(t *testing.T, file, name, role string) string {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f auth.File
+	if err := yaml.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	tok, e, err := auth.NewToken(name, role)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Tokens = append(f.Tokens, e)
+	if b, err = yaml.Marshal(f); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// startLive is start with the agent among the all-in-one's modules (the
+// host agent beside its policy service, collector and the rest).
 func startLive(t *testing.T, cfg Config) *running {
 	t.Helper()
 	a, err := newApp(cfg, Deps{Log: slog.New(slog.NewTextHandler(testLog{t}, nil))}, modules(),
-		map[string][]string{TargetAll: {"broker", "server", "query", "indexer", "forwarder", "collector", "agent"}})
+		map[string][]string{TargetAll: {"broker", "server", "query", "indexer", "forwarder", "policy", "collector", "agent"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,15 +390,6 @@ func startLive(t *testing.T, cfg Config) *running {
 	}
 	t.Cleanup(func() { r.stop(t) })
 	return r
-}
-
-func publish(t *testing.T, kc kafka.Config, recs ...kafka.Record) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := grants.Publish(ctx, kc, recs...); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // captureAudit reads the kernel's audit records from src until the
@@ -327,14 +464,6 @@ func saveCapture(t *testing.T, lines []string, uid string) {
 			t.Fatal(err)
 		}
 	}
-}
-
-func newHexLogin(t *testing.T) string {
-	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
 }
 
 // removeUser takes the login off the host if the agent left it.

@@ -24,6 +24,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/internal/tlsconfig"
 	"github.com/auditpipe/auditpipe/policy"
+	"github.com/auditpipe/auditpipe/policy/scheduler"
 	"github.com/auditpipe/auditpipe/queryapi"
 	"github.com/auditpipe/auditpipe/schemas"
 )
@@ -38,6 +39,10 @@ type shared struct {
 	engine clickhouse.Engine
 	// policy is the policy module's service (the API's, and tests').
 	policy *policy.Service
+	// scheduler is the scheduler's service, made by the policy module
+	// when the process runs the scheduler module (its routes are in the
+	// policy API); nil otherwise.
+	scheduler *scheduler.Service
 }
 
 // kafkaFor is the Kafka connection of a module with role. Against the
@@ -72,6 +77,9 @@ func modules() []Module {
 		// After the store: in the all-in-one the API serves the audit
 		// log reports from it.
 		{Name: "policy", Deps: []string{"kafka"}, After: []string{"store"}, Init: initPolicy},
+		// The scheduler is part of the policy service: its store, its
+		// signing key, its outbox relay, its API.
+		{Name: "scheduler", Deps: []string{"policy"}, Init: initScheduler},
 		// The collector starts after the consumers of its process, so
 		// that at shutdown it stops first and they drain its last batch,
 		// and after the policy service, whose grants it then finds on
@@ -91,7 +99,8 @@ func targets() map[string][]string {
 		TargetIndexer:   {"server", "query", "indexer"},
 		TargetForwarder: {"server", "forwarder"},
 		TargetPolicy:    {"server", "policy"},
-		TargetAll:       {"broker", "server", "query", "indexer", "forwarder", "policy", "collector"},
+		TargetScheduler: {"server", "scheduler"},
+		TargetAll:       {"broker", "server", "query", "indexer", "forwarder", "policy", "scheduler", "collector"},
 	}
 }
 
@@ -308,6 +317,9 @@ func (a *App) topicNames() []string {
 			add(cfg.Policy.AgentReports.Topic, cfg.Policy.AgentReports.DeadLetterTopic)
 		}
 	}
+	if a.Has("scheduler") {
+		add(kafka.TopicLifecycle, kafka.TopicDispatch, cfg.Scheduler.Progress.Topic, cfg.Scheduler.Progress.DeadLetterTopic)
+	}
 	return names
 }
 
@@ -461,7 +473,9 @@ func initCollector(_ context.Context, a *App) (Service, error) {
 // them; without it, it renders the plan under agent.root.
 func initAgent(_ context.Context, a *App) (Service, error) {
 	cfg := a.resolvedConfig().Agent
-	cfg.Kafka = a.shared.kafka
+	// Against the embedded broker the agent's own principal (its role's
+	// ACLs), not the broker's superuser.
+	cfg.Kafka = a.kafkaFor(kafka.RoleAgent)
 	ag, err := agent.New(cfg, agent.Deps{Log: a.Log, Registry: a.http.registry})
 	if err != nil {
 		return nil, err

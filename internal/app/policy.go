@@ -18,6 +18,7 @@ import (
 	"github.com/auditpipe/auditpipe/policy"
 	"github.com/auditpipe/auditpipe/policy/api"
 	"github.com/auditpipe/auditpipe/policy/auditreport"
+	"github.com/auditpipe/auditpipe/policy/scheduler"
 )
 
 // leaderLockName names the advisory lock the policy processes of one
@@ -58,6 +59,16 @@ func initPolicy(ctx context.Context, a *App) (Service, error) {
 	a.shared.policy = svc
 	a.http.check("policy_store", store.Ping)
 	a.http.registry.MustRegister(policy.NewOutboxCollector(store))
+	if a.Has("scheduler") {
+		// Made here, not in its module, because its routes are part of
+		// the policy API (one handler, one role table, one document).
+		sched, err := scheduler.New(svc, signer, scheduler.Options{Log: a.Log.With("component", "scheduler"),
+			Registerer: a.http.registry, Retention: rc.Scheduler.Retention})
+		if err != nil {
+			return nil, err
+		}
+		a.shared.scheduler = sched
+	}
 	if err := mountPolicyAPI(a, svc, log); err != nil {
 		return nil, err
 	}
@@ -122,7 +133,7 @@ func initPolicy(ctx context.Context, a *App) (Service, error) {
 // session of their own; elsewhere the report route answers 501 (the
 // client builds it from a query endpoint: auditpipe request report).
 func mountPolicyAPI(a *App, svc *policy.Service, log *slog.Logger) error {
-	opts := api.Options{Log: log.With("part", "api"), Registry: a.http.registry}
+	opts := api.Options{Log: log.With("part", "api"), Registry: a.http.registry, Scheduler: a.shared.scheduler}
 	if emb, ok := a.shared.engine.(*clickhouse.Embedded); ok {
 		qs, err := emb.OpenQuerySession()
 		if err != nil {
@@ -180,6 +191,19 @@ type policyModule struct {
 // Run implements Service: it returns when ctx ends, or with the first
 // part that failed for good (the others stopped first).
 func (m *policyModule) Run(ctx context.Context) error {
+	parts := map[string]func(context.Context) error{
+		"duties": func(ctx context.Context) error { return m.elector.Run(ctx, m.duties.Run) },
+	}
+	if m.reports != nil {
+		parts["agent reports"] = m.reports.Run
+	}
+	return runParts(ctx, parts)
+}
+
+// runParts runs a module's parts until ctx ends or one of them returns:
+// one part ending stops the others; the parts' errors are joined, each
+// named.
+func runParts(ctx context.Context, parts map[string]func(context.Context) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -187,19 +211,15 @@ func (m *policyModule) Run(ctx context.Context) error {
 		mu   sync.Mutex
 		errs []error
 	)
-	run := func(name string, f func(context.Context) error) {
+	for name, f := range parts {
 		wg.Go(func() {
 			if err := f(ctx); err != nil {
 				mu.Lock()
 				errs = append(errs, fmt.Errorf("%s: %w", name, err))
 				mu.Unlock()
 			}
-			cancel() // one part ending stops the module
+			cancel()
 		})
-	}
-	run("duties", func(ctx context.Context) error { return m.elector.Run(ctx, m.duties.Run) })
-	if m.reports != nil {
-		run("agent reports", m.reports.Run)
 	}
 	wg.Wait()
 	return errors.Join(errs...)

@@ -49,6 +49,18 @@ type policyChildConfig struct {
 	// printing "COMMITTED <i> <request id>" after each revocation.
 	Work     int
 	Resource string
+	// Target is the process's target: policy (default) or scheduler.
+	Target string
+}
+
+// leaderComponent is the component whose election the child's led
+// channel reports: the scheduler's in target scheduler (whose process
+// elects a policy leader too), else the policy's.
+func (c policyChildConfig) leaderComponent() string {
+	if c.Target == TargetScheduler {
+		return "scheduler"
+	}
+	return "policy"
 }
 
 // TestPolicyChild is not a test: it is the policy process that the
@@ -70,6 +82,10 @@ func TestPolicyChild(t *testing.T) {
 	}
 	cfg := DefaultConfig()
 	cfg.Target = TargetPolicy
+	if c.Target != "" {
+		cfg.Target = c.Target
+		cfg.Scheduler.TickInterval = 100 * time.Millisecond
+	}
 	cfg.Kafka = c.Kafka
 	cfg.Server.HTTPAddr = "127.0.0.1:0"
 	cfg.Server.Auth.TokensFile = tokens
@@ -145,10 +161,11 @@ func startPolicyChild(t *testing.T, name string, c policyChildConfig) *policyChi
 			mu.Unlock()
 			if strings.HasPrefix(l, "{") {
 				var rec struct {
-					Time time.Time `json:"time"`
-					Msg  string    `json:"msg"`
+					Time      time.Time `json:"time"`
+					Msg       string    `json:"msg"`
+					Component string    `json:"component"`
 				}
-				if json.Unmarshal([]byte(l), &rec) == nil && rec.Msg == "became the leader" {
+				if json.Unmarshal([]byte(l), &rec) == nil && rec.Msg == "became the leader" && rec.Component == c.leaderComponent() {
 					p.led <- rec.Time
 				}
 				continue

@@ -55,7 +55,7 @@ func TestExampleConfigsValidate(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, role := range []string{"collector", "indexer", "forwarder"} {
+	for _, role := range []string{"collector", "indexer", "forwarder", "agent", "host", "policy"} {
 		if err := os.WriteFile(filepath.Join(etc, "kafka-"+role+".password"), []byte("example\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}

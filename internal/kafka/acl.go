@@ -22,11 +22,14 @@ const (
 	RolePolicy    Role = "policy"
 	RoleScheduler Role = "scheduler"
 	RoleAgent     Role = "agent"
+	// RoleHost is target host's one principal: the collector and the
+	// agent of one host in one process, so the union of their ACLs.
+	RoleHost Role = "host"
 )
 
 // Roles lists every role.
 func Roles() []Role {
-	return []Role{RoleCollector, RoleIndexer, RoleForwarder, RolePolicy, RoleScheduler, RoleAgent}
+	return []Role{RoleCollector, RoleIndexer, RoleForwarder, RolePolicy, RoleScheduler, RoleAgent, RoleHost}
 }
 
 // Operation is what an ACL allows.
@@ -82,30 +85,39 @@ const (
 // Every role writes the dead-letter topic. No role may create, delete or
 // alter topics, or read what the table does not give it.
 func RoleACLs(role Role) []ACL {
-	var writes, reads []string
-	group := ""
+	var writes, reads, groups []string
 	switch role {
 	case RoleCollector:
 		writes = []string{TopicAudit}
 		reads = []string{TopicGrants}
 	case RoleIndexer:
 		reads = []string{TopicAudit, TopicLifecycle, TopicDeadLetter, TopicAgent}
-		group = GroupPrefixIndexer
+		groups = []string{GroupPrefixIndexer}
 	case RoleForwarder:
 		reads = []string{TopicAudit, TopicLifecycle, TopicAssignments}
-		group = GroupPrefixForwarder
+		groups = []string{GroupPrefixForwarder}
 	case RolePolicy:
 		writes = []string{TopicGrants, TopicAssignments, TopicLifecycle, TopicDispatch}
 		reads = []string{TopicAgent}
-		group = GroupPrefixPolicy
+		// Target scheduler runs the policy module (its outbox relay
+		// publishes the scheduler's dispatches, and the grants of
+		// governed runs) beside the scheduler's consumer of the agents'
+		// work progress, under the one principal of the process: the
+		// policy principal, which therefore also uses the scheduler's
+		// groups.
+		groups = []string{GroupPrefixPolicy, GroupPrefixScheduler}
 	case RoleScheduler:
 		writes = []string{TopicLifecycle, TopicDispatch}
 		reads = []string{TopicAgent}
-		group = GroupPrefixScheduler
+		groups = []string{GroupPrefixScheduler}
 	case RoleAgent:
 		writes = []string{TopicAgent}
 		reads = []string{TopicGrants, TopicAssignments, TopicDispatch}
-		group = GroupPrefixAgent
+		groups = []string{GroupPrefixAgent}
+	case RoleHost:
+		writes = []string{TopicAudit, TopicAgent}
+		reads = []string{TopicGrants, TopicAssignments, TopicDispatch}
+		groups = []string{GroupPrefixAgent}
 	default:
 		return nil
 	}
@@ -117,8 +129,8 @@ func RoleACLs(role Role) []ACL {
 	for _, t := range reads {
 		acls = append(acls, ACL{Resource: ResourceTopic, Name: t, Operation: OpRead})
 	}
-	if group != "" {
-		acls = append(acls, ACL{Resource: ResourceGroup, Name: group, Prefixed: true, Operation: OpRead})
+	for _, g := range groups {
+		acls = append(acls, ACL{Resource: ResourceGroup, Name: g, Prefixed: true, Operation: OpRead})
 	}
 	return acls
 }

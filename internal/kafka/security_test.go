@@ -70,6 +70,10 @@ func checkRefusals(t *testing.T, s kafkatest.Secured, apache bool) {
 	if err := write(role(kafka.RolePolicy), kafka.TopicGrants); err != nil {
 		t.Fatalf("the policy service writing the grants topic: %v", err)
 	}
+	// Target host's one principal writes what its agent reports.
+	if err := write(role(kafka.RoleHost), kafka.TopicAgent); err != nil {
+		t.Fatalf("the host writing the agent topic: %v", err)
+	}
 
 	anonymous := role(kafka.RoleCollector)
 	anonymous.SASL = kafka.SASLConfig{}
@@ -101,6 +105,9 @@ func checkRefusals(t *testing.T, s kafkatest.Secured, apache bool) {
 		{"the indexer producing an event", func() error { return write(role(kafka.RoleIndexer), kafka.TopicAudit) }, topicDenied, "TOPIC_AUTHORIZATION_FAILED"},
 		{"the forwarder producing an assignment", func() error { return write(role(kafka.RoleForwarder), kafka.TopicAssignments) }, topicDenied, "TOPIC_AUTHORIZATION_FAILED"},
 		{"the agent producing a grant", func() error { return write(role(kafka.RoleAgent), kafka.TopicGrants) }, topicDenied, "TOPIC_AUTHORIZATION_FAILED"},
+		{"the host producing a grant", func() error { return write(role(kafka.RoleHost), kafka.TopicGrants) }, topicDenied, "TOPIC_AUTHORIZATION_FAILED"},
+		{"the host producing a dispatch", func() error { return write(role(kafka.RoleHost), kafka.TopicDispatch) }, topicDenied, "TOPIC_AUTHORIZATION_FAILED"},
+		{"the host consuming the audit topic", func() error { return follow(role(kafka.RoleHost), kafka.TopicAudit) }, topicDenied, "TOPIC_AUTHORIZATION_FAILED"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.try()

@@ -70,12 +70,22 @@ const (
 	// Ausearch is auditd's ausearch (Debian's auditd 3.0.9, installed by
 	// scripts/deps.d/50-host-agent.sh), the reference for raw_data.
 	Ausearch Dep = "ausearch"
+	// Systemd is systemd-analyze, which checks the units of deploy/systemd
+	// (Debian's systemd; scripts/deps.d/60-systemd.sh).
+	Systemd Dep = "systemd"
+	// Prometheus is promtool (and prometheus) unpacked from Debian's
+	// prometheus package by scripts/deps.d/65-prometheus.sh, which check
+	// and unit-test deploy/prometheus.
+	Prometheus Dep = "prometheus"
+	// Lintian is Debian's package checker, run on the .deb of scripts/deb.sh
+	// (scripts/deps.d/66-lintian.sh).
+	Lintian Dep = "lintian"
 )
 
 // All returns the dependencies AUDITPIPE_REQUIRE=all requires: every one
 // the build machines provide.
 func All() []Dep {
-	return []Dep{CHDB, Rsyslog, SyslogNG, PythonVenv, Postgres, Kafka, Java, KernelAudit, Root, HostTools, SSHD, Apt, Ausearch}
+	return []Dep{CHDB, Rsyslog, SyslogNG, PythonVenv, Postgres, Kafka, Java, KernelAudit, Root, HostTools, SSHD, Apt, Ausearch, Systemd, Prometheus, Lintian}
 }
 
 // known returns every dependency name a list may hold.

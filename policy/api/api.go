@@ -15,6 +15,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/internal/auth"
 	"github.com/auditpipe/auditpipe/policy"
+	"github.com/auditpipe/auditpipe/policy/scheduler"
 )
 
 // Options are the API's optional parts.
@@ -35,6 +36,10 @@ type Options struct {
 	// from the path), so the report's own Authorize may allow every
 	// caller that reaches it. Nil answers 501 NotImplemented.
 	Report http.Handler
+	// Scheduler serves the scheduler's routes (scheduled jobs, executions,
+	// work requests, managed instances and groups). Nil answers them 501
+	// NotImplemented (a policy process without the scheduler module).
+	Scheduler *scheduler.Service
 	// MaxBodyBytes bounds a request body. Default 1 MiB.
 	MaxBodyBytes int64
 }

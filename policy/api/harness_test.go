@@ -24,6 +24,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/auth"
 	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/policy"
+	"github.com/auditpipe/auditpipe/policy/scheduler"
 )
 
 func TestMain(m *testing.M) {
@@ -89,6 +90,8 @@ func loadDocument(t testing.TB) *openapi3.T {
 
 type serverOptions struct {
 	report http.Handler
+	// noScheduler serves the API without the scheduler (target policy).
+	noScheduler bool
 }
 
 func newServer(t testing.TB, o serverOptions) *server {
@@ -114,7 +117,14 @@ func newServer(t testing.TB, o serverOptions) *server {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	a, err := New(svc, Options{Registry: reg, Report: o.report})
+	sched, err := scheduler.New(svc, signer, scheduler.Options{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.noScheduler {
+		sched = nil
+	}
+	a, err := New(svc, Options{Registry: reg, Report: o.report, Scheduler: sched})
 	if err != nil {
 		t.Fatal(err)
 	}

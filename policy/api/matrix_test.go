@@ -78,7 +78,7 @@ func authorizationMatrix() []matrixRow {
 		f.must(200, call{who: idAdmin, method: "POST", path: "/v1/operatorControls", body: f.controlInput(f.next("ctl"))}).decode(f.t, &c)
 		return c.ID
 	}
-	return []matrixRow{
+	return append([]matrixRow{
 		{"ListOperatorActions", "200 200 200 200 403 403 403 403 403 403 401 200 200 403", get("/v1/actions")},
 		{"GetOperatorAction", "200 200 200 200 403 403 403 403 403 403 401 200 200 403", get("/v1/actions/INFRA_DIAG")},
 
@@ -167,7 +167,7 @@ func authorizationMatrix() []matrixRow {
 			return call{method: "POST", path: "/v1/grants/" + granted(f).UserID + "/action/report",
 				body: ReportDetails{Host: idAgent.Name, State: policy.StateDeployed, Message: "user created"}}
 		}},
-	}
+	}, schedulerMatrix()...)
 }
 
 // reportStandIn stands in for the audit log report's handler (another

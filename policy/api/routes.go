@@ -66,7 +66,7 @@ func (a *API) table() []Route {
 		actions      = "/v1/actions"
 		grant        = "/v1/grants/{" + pLogin + "}"
 	)
-	return []Route{
+	return append([]Route{
 		r(get, actions, "ListOperatorActions", rolesReadInventory, a.listActions),
 		r(get, actions+"/{"+pAction+"}", "GetOperatorAction", rolesReadInventory, a.getAction),
 
@@ -109,5 +109,5 @@ func (a *API) table() []Route {
 
 		r(get, grant, "GetGrant", rolesReadGrants, a.getGrant),
 		r(post, grant+"/action/report", "ReportDeployment", rolesReport, a.reportDeployment),
-	}
+	}, a.schedulerTable(r)...)
 }

@@ -116,7 +116,11 @@ func (b *building) add(e *entry, listKeys bool) {
 		if p.Args == nil {
 			p.Args = []string{}
 		}
-		if parent := b.lastByPID[p.PPID]; parent != nil && p.PPID != "" {
+		if sudo := b.lastByPID[p.PID]; refusedBySudo(p) && sudo != nil && suOrSudo(sudo) == "sudo" {
+			// sudo's record of a command it refused (the collector's
+			// failed command from USER_CMD): the child of that sudo.
+			sudo.Children = append(sudo.Children, p)
+		} else if parent := b.lastByPID[p.PPID]; parent != nil && p.PPID != "" {
 			parent.Children = append(parent.Children, p)
 		} else {
 			p.ParentMissing = p.PPID != ""
@@ -148,8 +152,8 @@ func (b *building) finish() {
 				case p.UID != "":
 					uc.From = p.UID
 				}
-				if len(p.Children) > 0 {
-					uc.To = p.Children[0].EUID
+				if i := slices.IndexFunc(p.Children, func(c *Process) bool { return !refusedBySudo(c) }); i >= 0 {
+					uc.To = p.Children[i].EUID
 				} else {
 					uc.To, uc.FromArgs = targetUser(via, p.Args), true
 				}
@@ -161,9 +165,19 @@ func (b *building) finish() {
 	walk(s.Processes, nil)
 }
 
+// refusedBySudo reports whether p is sudo's record of a command it
+// refused: failed, written by sudo (its exe), for a command that is not
+// sudo itself. It ran nothing, so it is not a sudo run of its own.
+func refusedBySudo(p *Process) bool {
+	return p.Res == "failed" && path.Base(p.Exe) == "sudo" && path.Base(first(p.Args)) != "sudo"
+}
+
 // suOrSudo returns "su" or "sudo" when p runs one of them (by argv[0] or
 // the executable, as the named query su-sudo tells them), else "".
 func suOrSudo(p *Process) string {
+	if refusedBySudo(p) {
+		return ""
+	}
 	for _, name := range []string{p.Exe, first(p.Args)} {
 		switch path.Base(name) {
 		case "su":

@@ -179,6 +179,13 @@ func TestTree(t *testing.T) {
 			{kind: schemas.KindCommand, h: "h", ses: "1", ms: 1000, pid: "10", ppid: "5", uid: "op", euid: "root", args: []string{"su", "-l", "oracle"}, exe: "/usr/bin/su"},
 			{kind: schemas.KindCommand, h: "h", ses: "1", ms: 2000, pid: "11", ppid: "5", euid: "root", args: []string{"/bin/su"}, exe: "/bin/su"},
 		}, false, "h/1 -- open: ^10{su:op>oracle?} ^11{su:op>root?}"},
+		{"a command sudo refused: the child of that sudo, no sudo run of its own, no user change", []ev{
+			{kind: schemas.KindCommand, h: "h", ses: "1", ms: 1000, pid: "20", ppid: "5", uid: "op", euid: "root", args: []string{"sudo", "-n", "/usr/bin/id"}, exe: "/usr/bin/sudo"},
+			run("h", "1", 1100, "22", "21", "root", "/usr/bin/id"),
+			{kind: schemas.KindCommand, h: "h", ses: "1", ms: 2000, pid: "30", ppid: "5", uid: "op", euid: "root", args: []string{"sudo", "-n", "cat", "/etc/shadow"}, exe: "/usr/bin/sudo"},
+			{kind: schemas.KindCommand, h: "h", ses: "1", ms: 2001, pid: "30", euid: "op", res: "failed", args: []string{"cat", "/etc/shadow"}, exe: "/usr/bin/sudo"},
+			{kind: schemas.KindCommand, h: "h", ses: "1", ms: 3000, pid: "40", euid: "op", res: "failed", args: []string{"/usr/bin/su"}, exe: "/usr/bin/sudo"},
+		}, false, "h/1 -- open: ^20{sudo:op>root?} ^22 ^30{sudo:op>root?}( 30 ) 40"},
 		{"ties in time go by audit serial", []ev{
 			{kind: schemas.KindCommand, h: "h", ses: "1", ms: 1000, serialOver: 9, pid: "3", ppid: "2", euid: "op", args: []string{"c"}},
 			{kind: schemas.KindCommand, h: "h", ses: "1", ms: 1000, serialOver: 7, pid: "1", ppid: "0", euid: "op", args: []string{"a"}},

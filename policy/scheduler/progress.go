@@ -1,0 +1,186 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/auditpipe/auditpipe/internal/auth"
+	"github.com/auditpipe/auditpipe/internal/backoff"
+	"github.com/auditpipe/auditpipe/internal/deadletter"
+	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/policy"
+	"github.com/auditpipe/auditpipe/schemas"
+)
+
+// Results of a work progress report: the label of
+// auditpipe_scheduler_progress_reports_total, and besides "applied" and
+// "agent_report" the dead letter's reason (work_progress_<reason>).
+const (
+	ProgressApplied      = "applied"
+	ProgressAgentReport  = "agent_report" // the policy service's grant report: passed over
+	ProgressMalformed    = "malformed"    // not a valid schemas.WorkProgress
+	ProgressUnknown      = "unknown_work_request"
+	ProgressForbidden    = "forbidden" // a host other than the work request's
+	ProgressRefused      = "refused"   // the status has no such report (work never dispatched)
+	ProgressInvalid      = "invalid"
+	progressDeadLetterOf = "work_progress_"
+)
+
+// Progress consumes the agents' work progress reports on opctl.agent.v1
+// and applies each through Service.ReportProgress as agent@HOST. The
+// same topic carries the grant reports (schemas.AgentReport) that the
+// policy service's consumer applies: each consumer has its own group,
+// takes its own kind (schemas.AgentMessageKind) and passes over the
+// other, so a process that runs the scheduler without the policy
+// consumer, or the other way round, still sees every message of its
+// kind. A report that cannot be applied is counted, logged and
+// dead-lettered, and its offset committed; one that failed because the
+// store is away is retried with backoff and nothing after it is committed
+// until it is applied. A redelivered report is recognised by its seq.
+type Progress struct {
+	svc   *Service
+	kafka kafka.Config
+	cfg   ProgressConfig
+	log   *slog.Logger
+	m     *prometheus.CounterVec
+}
+
+// NewProgress returns the consumer of cfg.Topic; reg registers
+// auditpipe_scheduler_progress_reports_total (nil: a registry of its own).
+func NewProgress(svc *Service, kc kafka.Config, cfg ProgressConfig, log *slog.Logger, reg prometheus.Registerer) (*Progress, error) {
+	if svc == nil {
+		return nil, errors.New("scheduler: NewProgress needs a service")
+	}
+	if cfg.Topic == "" || cfg.Group == "" || cfg.DeadLetterTopic == "" {
+		return nil, errors.New("scheduler: the progress consumer needs a topic, a group and a dead-letter topic")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditpipe_scheduler_progress_reports_total",
+		Help: "Messages read from opctl.agent.v1 by the scheduler, by result (applied; agent_report: the policy service's, passed over; or why it was dead-lettered)."}, []string{"result"})
+	for _, r := range []string{ProgressApplied, ProgressAgentReport, ProgressMalformed, ProgressUnknown, ProgressForbidden, ProgressRefused, ProgressInvalid} {
+		m.WithLabelValues(r)
+	}
+	if err := reg.Register(m); err != nil {
+		return nil, fmt.Errorf("scheduler: progress metrics: %w", err)
+	}
+	return &Progress{svc: svc, kafka: kc, cfg: cfg, log: log, m: m}, nil
+}
+
+// Run consumes until ctx ends; it returns nil then, or the consumer
+// group's permanent failure (not authorized).
+func (p *Progress) Run(ctx context.Context) error {
+	reader, err := p.kafka.NewGroupReader(kafka.GroupReaderConfig{Group: p.cfg.Group, Topics: []string{p.cfg.Topic}, Log: p.log})
+	if err != nil {
+		return fmt.Errorf("work progress: %w", err)
+	}
+	dead, err := deadletter.Open(p.kafka, p.cfg.DeadLetterTopic, "scheduler", p.log)
+	if err != nil {
+		_ = reader.Close()
+		return fmt.Errorf("work progress: %w", err)
+	}
+	defer func() {
+		if err := dead.Close(); err != nil {
+			p.log.Debug("closing the dead-letter writer", "err", err)
+		}
+	}()
+	outage := backoff.NewOutage(p.log, "applying work progress reports to the policy store")
+	err = reader.Run(ctx, func(ctx context.Context, b kafka.Batch) error {
+		for i := range b.Records {
+			if err := p.apply(ctx, &b.Records[i], dead, outage); err != nil {
+				if ctx.Err() != nil {
+					return nil // stopping or rebalanced: the rest is read again
+				}
+				return err
+			}
+		}
+		if len(b.Records) == 0 {
+			return nil
+		}
+		next := b.Records[len(b.Records)-1].Offset + 1
+		if err := b.Generation.Commit(map[string]map[int]int64{b.Topic: {b.Partition: next}}); err != nil {
+			// The partition's next owner reads these again: their seq
+			// numbers make the second application a no-op.
+			p.log.Debug("work progress: commit after the generation ended", "err", err)
+		}
+		return nil
+	})
+	if cerr := reader.Close(); cerr != nil {
+		p.log.Debug("closing the work progress reader", "err", cerr)
+	}
+	if err != nil {
+		return fmt.Errorf("work progress: %w", err)
+	}
+	return nil
+}
+
+// apply applies one record, retrying while the store is away; it returns
+// an error only when ctx ended or a dead letter could not be written.
+func (p *Progress) apply(ctx context.Context, r *kafka.Record, dead *deadletter.Writer, outage *backoff.Outage) error {
+	if schemas.AgentMessageKind(r.Value) != schemas.AgentKindWorkProgress {
+		p.m.WithLabelValues(ProgressAgentReport).Inc()
+		return nil
+	}
+	rep, err := schemas.DecodeWorkProgress(r.Value)
+	if err != nil {
+		return p.refuse(ctx, dead, r, string(r.Key), ProgressMalformed, err)
+	}
+	who := auth.Identity{Name: "agent@" + rep.Host, Role: auth.RoleAgent}
+	for attempt := 0; ; attempt++ {
+		_, err := p.svc.ReportProgress(ctx, who, rep)
+		reason := progressRefusal(err)
+		switch {
+		case err == nil:
+			outage.OK()
+			p.m.WithLabelValues(ProgressApplied).Inc()
+			return nil
+		case reason != "":
+			outage.OK()
+			return p.refuse(ctx, dead, r, rep.Host, reason, err)
+		case ctx.Err() != nil:
+			return ctx.Err()
+		}
+		outage.Fail(err)
+		if !backoff.Sleep(ctx, backoff.Delay(attempt, 100*time.Millisecond, 5*time.Second)) {
+			return ctx.Err()
+		}
+	}
+}
+
+// progressRefusal is the reason a report is refused for good, or "" for
+// an error another attempt may get past (the store away, a conflict).
+func progressRefusal(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, policy.ErrNotFound):
+		return ProgressUnknown
+	case errors.Is(err, policy.ErrForbidden):
+		return ProgressForbidden
+	case errors.Is(err, policy.ErrInvalidTransition):
+		return ProgressRefused
+	case errors.Is(err, policy.ErrInvalid):
+		return ProgressInvalid
+	}
+	return ""
+}
+
+// refuse counts, logs and dead-letters a report that is not applied.
+func (p *Progress) refuse(ctx context.Context, dead *deadletter.Writer, r *kafka.Record, host, reason string, err error) error {
+	p.m.WithLabelValues(reason).Inc()
+	source := r.Source()
+	p.log.Warn("work progress report not applied: dead-lettered", "reason", reason, "err", err, "source", source)
+	if werr := dead.Write(ctx, dead.Letter(progressDeadLetterOf+reason, err, r.Value, host, source)); werr != nil {
+		return fmt.Errorf("work progress report at %s not dead-lettered: %w", source, werr)
+	}
+	return nil
+}

@@ -1,0 +1,132 @@
+package scheduler
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
+	"github.com/auditpipe/auditpipe/schemas"
+)
+
+// TestProgressConsumer: the consumer of opctl.agent.v1 applies work
+// progress reports (a redelivery is recognised by its seq), passes over
+// the policy service's grant reports, and dead-letters what it cannot
+// apply with its reason, going on with the reports after it.
+func TestProgressConsumer(t *testing.T) {
+	f := newFixture(t, backends()[0])
+	kc, _ := kafkatest.Start(t, 2)
+	f.instances("h01", "h02")
+	j := f.job(JobInput{ManagedInstances: []string{"h01", "h02"}})
+	f.tick(j.TimeNextExecution)
+	ds := f.dispatches()
+	if len(ds) != 2 {
+		t.Fatalf("dispatched %+v", ds)
+	}
+	at := f.clock.Now()
+	progress := func(p schemas.WorkProgress) kafka.Record {
+		b, err := json.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kafka.Record{Key: []byte(p.Host), Value: b}
+	}
+	done := schemas.WorkProgress{WorkRequestID: ds[0].WorkRequestID, Host: ds[0].Host, Seq: 1, Status: schemas.WorkSucceeded, PercentComplete: 100,
+		Logs: []schemas.LogLine{{Time: at, Message: "0 upgraded, 0 newly installed"}}, Time: at}
+	grantReport, err := json.Marshal(schemas.AgentReport{Host: "h01", LoginID: "0123456789abcdef0123456789abcdef", State: schemas.AgentDeployed, Time: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name   string
+		rec    kafka.Record
+		result string // the counter's label it moves
+	}{
+		{"grant report", kafka.Record{Key: []byte("h01"), Value: grantReport}, ProgressAgentReport},
+		{"malformed", kafka.Record{Key: []byte("h01"), Value: []byte(`{"work_request_id":"x","seq":0}`)}, ProgressMalformed},
+		{"unknown", progress(schemas.WorkProgress{WorkRequestID: "wr-nonesuch", Host: "h01", Seq: 1, Status: schemas.WorkInProgress, Time: at}), ProgressUnknown},
+		{"other host", progress(schemas.WorkProgress{WorkRequestID: ds[1].WorkRequestID, Host: "h01", Seq: 1, Status: schemas.WorkInProgress, Time: at}), ProgressForbidden},
+		{"succeeded", progress(done), ProgressApplied},
+		{"redelivered", progress(done), ProgressApplied},
+	}
+	reg := prometheus.NewRegistry()
+	p, err := NewProgress(f.svc, kc, DefaultConfig().Progress, nil, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(f.ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- p.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("progress: %v", err)
+		}
+	}()
+	w, err := kc.NewWriter(kafka.TopicAgent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	wctx, wcancel := context.WithTimeout(f.ctx, 30*time.Second)
+	defer wcancel()
+	want := map[string]float64{}
+	var letters []string
+	for _, s := range steps {
+		// One at a time: keys spread records over partitions, read
+		// concurrently.
+		if err := w.Write(wctx, s.rec); err != nil {
+			t.Fatal(err)
+		}
+		want[s.result]++
+		n := want[s.result]
+		waitUntil(t, fmt.Sprintf("%s: %s counted", s.name, s.result), func() bool { return testutil.ToFloat64(p.m.WithLabelValues(s.result)) == n })
+		if s.result != ProgressApplied && s.result != ProgressAgentReport {
+			letters = append(letters, progressDeadLetterOf+s.result)
+		}
+	}
+	got := kafkatest.Read(t, kc, kafka.TopicDeadLetter, len(letters), 30*time.Second)
+	for i, r := range got {
+		var dl schemas.DeadLetter
+		if err := json.Unmarshal(r.Value, &dl); err != nil {
+			t.Fatal(err)
+		}
+		if dl.Component != "scheduler" || dl.Reason != letters[i] {
+			t.Errorf("dead letter %d: %s/%s, want scheduler/%s", i, dl.Component, dl.Reason, letters[i])
+		}
+	}
+	wr := must[WorkRequest](t)(f.svc.GetWorkRequest(f.ctx, ds[0].WorkRequestID))
+	if wr.Status != Succeeded || wr.PercentComplete != 100 || wr.LastReportSeq != 1 {
+		t.Errorf("work request after the reports: %+v", wr)
+	}
+	var agentLines int
+	for _, l := range must[[]LogEntry](t)(f.svc.WorkRequestLogs(f.ctx, wr.ID)) {
+		if l.Message == done.Logs[0].Message {
+			agentLines++
+		}
+	}
+	if agentLines != 1 {
+		t.Errorf("the agent's log line is there %d times, want once (the redelivery is not applied again)", agentLines)
+	}
+	if other := must[WorkRequest](t)(f.svc.GetWorkRequest(f.ctx, ds[1].WorkRequestID)); other.Status != InProgress {
+		t.Errorf("the forbidden report moved %s to %s", other.ID, other.Status)
+	}
+}
+
+// waitUntil polls cond until it holds, failing after 30 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
