@@ -34,7 +34,7 @@ type inventoryReport struct {
 // isInventory reports whether an opctl.agent.v1 message is an inventory:
 // a JSON object with an "inventory" member.
 func isInventory(value []byte) bool {
-	return schemas.AgentMessageType(value) == schemas.AgentMessageInventory
+	return schemas.AgentMessageKind(value) == schemas.AgentKindInventory
 }
 
 // DecodeInventory decodes one inventory message into its rows of

@@ -1,7 +1,6 @@
 package schemas
 
 import (
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"slices"
@@ -130,33 +129,4 @@ func DecodeInventory(b []byte) (Inventory, error) {
 		return Inventory{}, err
 	}
 	return v, nil
-}
-
-// The types of the messages of opctl.agent.v1 (AgentMessageType).
-const (
-	AgentMessageReport       = "agent_report"  // AgentReport: a grant deployed, failed or removed
-	AgentMessageWorkProgress = "work_progress" // WorkProgress: a work request's progress or result
-	AgentMessageInventory    = "inventory"     // Inventory: the instance's packages
-)
-
-// AgentMessageType tells which type a message of opctl.agent.v1 is, by
-// the member only that type has: "inventory" (Inventory),
-// "work_request_id" (WorkProgress), else AgentReport. It does not
-// validate: decode the message with its type's decoder, which refuses
-// what is not that type. "" when b is not a JSON object.
-func AgentMessageType(b []byte) string {
-	var probe struct {
-		Inventory     *json.RawMessage `json:"inventory"`
-		WorkRequestID *json.RawMessage `json:"work_request_id"`
-	}
-	if json.Unmarshal(b, &probe) != nil {
-		return ""
-	}
-	switch {
-	case probe.Inventory != nil:
-		return AgentMessageInventory
-	case probe.WorkRequestID != nil:
-		return AgentMessageWorkProgress
-	}
-	return AgentMessageReport
 }

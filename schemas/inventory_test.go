@@ -41,23 +41,23 @@ func TestInventoryGolden(t *testing.T) {
 	// The topic's messages tell their type; the others are not
 	// inventories.
 	for _, tc := range []struct{ file, typ string }{
-		{"inventory.json", schemas.AgentMessageInventory},
-		{"work-progress-failed.json", schemas.AgentMessageWorkProgress},
-		{"agent-report-deployfailed.json", schemas.AgentMessageReport},
+		{"inventory.json", schemas.AgentKindInventory},
+		{"work-progress-failed.json", schemas.AgentKindWorkProgress},
+		{"agent-report-deployfailed.json", schemas.AgentKindReport},
 	} {
 		b, err := os.ReadFile(filepath.Join("testdata", "policy", tc.file))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := schemas.AgentMessageType(b); got != tc.typ {
+		if got := schemas.AgentMessageKind(b); got != tc.typ {
 			t.Errorf("%s: type %q, want %q", tc.file, got, tc.typ)
 		}
-		if _, err := schemas.DecodeInventory(b); (err == nil) != (tc.typ == schemas.AgentMessageInventory) {
+		if _, err := schemas.DecodeInventory(b); (err == nil) != (tc.typ == schemas.AgentKindInventory) {
 			t.Errorf("%s: DecodeInventory: %v", tc.file, err)
 		}
 	}
-	if got := schemas.AgentMessageType([]byte(`["inventory"]`)); got != "" {
-		t.Errorf("an array has type %q", got)
+	if got := schemas.AgentMessageKind([]byte(`["inventory"]`)); got != schemas.AgentKindReport {
+		t.Errorf("an array has kind %q", got)
 	}
 }
 
