@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/auditpipe/auditpipe/internal/testenv"
@@ -57,13 +58,21 @@ func BuildRepo(t testing.TB, pkgs []Package) string {
 	return repo
 }
 
-// Write writes data to path, making its directory.
+// Write writes data to path, making its directory; the modes are set
+// whatever the process's umask (dpkg-deb refuses a control directory
+// that is not 0755).
 func Write(t testing.TB, path, data string, mode os.FileMode) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Chmod(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(path, []byte(data), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -73,9 +82,11 @@ func Run(t testing.TB, dir, name string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Dir = dir
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("%s %v: %v", name, args, err)
+		t.Fatalf("%s %v: %v: %s", name, args, err, stderr.String())
 	}
 	return string(out)
 }
