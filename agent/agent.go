@@ -36,9 +36,12 @@ type Agent struct {
 	cfg  Config
 	host Host
 	keys *sign.Keyring
-	log  *slog.Logger
-	m    *metrics
-	now  func() time.Time
+	// dispatchKeys verify the dispatch (agent.work.dispatch_keys, else
+	// the grant keys).
+	dispatchKeys *sign.Keyring
+	log          *slog.Logger
+	m            *metrics
+	now          func() time.Time
 
 	updates chan update
 
@@ -98,6 +101,16 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent.grant_keys: %w", err)
 	}
+	dispatchKeys := keys
+	if len(cfg.Work.DispatchKeys) > 0 {
+		paths := slices.Clone(cfg.Work.DispatchKeys)
+		if cfg.OwnGrantKey != "" {
+			paths = append(paths, cfg.OwnGrantKey)
+		}
+		if dispatchKeys, err = sign.LoadKeyring(paths...); err != nil {
+			return nil, fmt.Errorf("agent.work.dispatch_keys: %w", err)
+		}
+	}
 	log := deps.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -119,7 +132,7 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Agent{cfg: cfg, host: host, keys: keys, log: log, m: newMetrics(deps.Registry), now: now,
+	return &Agent{cfg: cfg, host: host, keys: keys, dispatchKeys: dispatchKeys, log: log, m: newMetrics(deps.Registry), now: now,
 		updates: make(chan update, 64),
 		grants:  map[string]schemas.Grant{}, revoked: map[string]time.Time{}, applied: map[string]applied{},
 		failed: map[string]failure{}, pending: map[string]removal{}}, nil
@@ -163,6 +176,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	followErr := make(chan error, 1)
 	wg.Go(func() { followErr <- f.Run(ctx) })
 	wg.Go(func() { rep.run(ctx, 5*time.Second) })
+	workErr := make(chan error, 1)
+	if a.cfg.Instance.ID != "" {
+		wk := newWorker(a.cfg, a.log, a.m, a.dispatchKeys, a.host, a.now)
+		wg.Go(func() { workErr <- wk.run(ctx, rep) })
+	} else {
+		a.log.Info("agent.instance.id not set: no work requests run and no inventory is reported here")
+	}
 	a.log.Info("following grants: only those signed by a trusted key apply", "topic", schemas.TopicGrants, "trusted_keys", a.keys.IDs(), "resources", a.cfg.Resources)
 
 	caught := f.CaughtUp()
@@ -178,6 +198,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		case err := <-followErr:
 			if err != nil {
 				return fmt.Errorf("agent: %w", err)
+			}
+			return nil
+		case err := <-workErr:
+			if err != nil {
+				return fmt.Errorf("agent: work: %w", err)
 			}
 			return nil
 		case <-caught:

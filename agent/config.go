@@ -2,6 +2,7 @@ package agent
 
 import (
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/auditpipe/auditpipe/internal/config"
@@ -70,6 +71,75 @@ type Config struct {
 	SuPath string `yaml:"su_path"`
 	// Commands are the programs the live host runs.
 	Commands Commands `yaml:"commands"`
+	// Instance names the managed instance this host is, as the scheduler
+	// knows it. With Instance.ID set the agent runs the work requests
+	// dispatched to it and reports its inventory; without, it does
+	// neither.
+	Instance InstanceConfig `yaml:"instance"`
+	// Work configures the runs of work requests and the inventory.
+	Work WorkConfig `yaml:"work"`
+}
+
+// InstanceConfig is the managed instance the host is. The agent is the
+// one place that knows which instance it is, so its inventory carries
+// the instance's name, compartment path and groups from here, and the
+// compliance report reads them with the packages.
+type InstanceConfig struct {
+	// ID is the instance's id (the scheduler's managed instance id, the
+	// key of its dispatch). Default "": no work, no inventory.
+	ID string `yaml:"id"`
+	// Name is its display name. Default: agent.host.
+	Name string `yaml:"name"`
+	// CompartmentPath is its compartment and the compartment's ancestors,
+	// the root first (a recursive compliance report of any of them
+	// includes it). Default none.
+	CompartmentPath []string `yaml:"compartment_path"`
+	// GroupIDs are the instance groups it belongs to. Default none.
+	GroupIDs []string `yaml:"group_ids"`
+}
+
+// WorkConfig configures how work requests run.
+type WorkConfig struct {
+	// DispatchTopic is the scheduler's signed work. Default
+	// opctl.dispatch.v1.
+	DispatchTopic string `yaml:"dispatch_topic"`
+	// DispatchKeys are the public key files whose signatures on
+	// dispatches are trusted. Default: agent.grant_keys (the policy
+	// service signs both).
+	DispatchKeys []string `yaml:"dispatch_keys"`
+	// StateDir keeps the state of each work request (written before each
+	// report, atomically), so that a redelivered dispatch never runs
+	// twice and a run the agent crashed in is reported FAILED at the next
+	// start. It holds a lock: one agent per state directory. Default
+	// /var/lib/auditpipe/agent/work.
+	StateDir string `yaml:"state_dir"`
+	// PackageRoot is the root directory packages are installed under:
+	// "" is the host; any other directory is a private root (tests,
+	// images; see pkgmgr.AptConfig.Root).
+	PackageRoot string `yaml:"package_root"`
+	// Release is the distribution release the security feed is read for.
+	// Default: VERSION_CODENAME of PackageRoot's etc/os-release, else the
+	// host's.
+	Release string `yaml:"release"`
+	// SecurityTracker is a file of the Debian security tracker's JSON
+	// feed, read at each inventory and UPDATEALL run (fetching it is left
+	// to a timer of the host). Default "": every update is OTHER.
+	SecurityTracker string `yaml:"security_tracker"`
+	// MaxRunTime bounds a run when its deadline is further. Default 2h.
+	MaxRunTime time.Duration `yaml:"max_run_time"`
+	// ProgressInterval is how often a running work request reports its
+	// new log lines and percent. Default 2s.
+	ProgressInterval time.Duration `yaml:"progress_interval"`
+	// InventoryInterval is how often the inventory is reported besides at
+	// start and after every run. Default 6h.
+	InventoryInterval time.Duration `yaml:"inventory_interval"`
+	// LoginUID runs apt-get with the kernel loginuid of the dispatch's
+	// grant login, so that the audit records of the run carry that auid
+	// and are tied to the access request like an operator's commands.
+	// It applies with agent.live on (it needs root); the run of a
+	// dispatch naming a login waits for the grant's user to be on the host
+	// and FAILS at the cutoff when it never is. Default true.
+	LoginUID bool `yaml:"login_uid"`
 }
 
 // DefaultConfig returns the configuration with every default filled in.
@@ -87,6 +157,14 @@ func DefaultConfig() Config {
 		PAMFile:           "/etc/pam.d/auditpipe-tty-audit",
 		Passwd:            "/etc/passwd",
 		SuPath:            "/usr/bin/su",
+		Work: WorkConfig{
+			DispatchTopic:     schemas.TopicDispatch,
+			StateDir:          "/var/lib/auditpipe/agent/work",
+			MaxRunTime:        2 * time.Hour,
+			ProgressInterval:  2 * time.Second,
+			InventoryInterval: 6 * time.Hour,
+			LoginUID:          true,
+		},
 		Commands: Commands{
 			Useradd:  "/usr/sbin/useradd",
 			Usermod:  "/usr/sbin/usermod",
@@ -140,5 +218,51 @@ func (c Config) Validate() error {
 			errs.Addf(p.field, "%q is not an absolute path", p.path)
 		}
 	}
+	if c.Instance.ID != "" {
+		c.Work.validate(&errs)
+	}
+	for i, id := range append(slices.Clone(c.Instance.CompartmentPath), c.Instance.GroupIDs...) {
+		if id == "" {
+			field := config.IndexPath("agent.instance.compartment_path", i)
+			if i >= len(c.Instance.CompartmentPath) {
+				field = config.IndexPath("agent.instance.group_ids", i-len(c.Instance.CompartmentPath))
+			}
+			errs.Addf(field, "empty")
+		}
+	}
 	return errs.Err()
 }
+
+func (w WorkConfig) validate(errs *config.Errors) {
+	if w.DispatchTopic == "" {
+		errs.Addf("agent.work.dispatch_topic", "required")
+	}
+	for i, path := range w.DispatchKeys {
+		if _, err := sign.LoadPublicKey(path); err != nil {
+			errs.Add(config.IndexPath("agent.work.dispatch_keys", i), err)
+		}
+	}
+	if !filepath.IsAbs(w.StateDir) {
+		errs.Addf("agent.work.state_dir", "%q is not an absolute path", w.StateDir)
+	}
+	if w.PackageRoot != "" && !filepath.IsAbs(w.PackageRoot) {
+		errs.Addf("agent.work.package_root", "%q is not an absolute path", w.PackageRoot)
+	}
+	if w.SecurityTracker != "" && !filepath.IsAbs(w.SecurityTracker) {
+		errs.Addf("agent.work.security_tracker", "%q is not an absolute path", w.SecurityTracker)
+	}
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{
+		{"agent.work.max_run_time", w.MaxRunTime}, {"agent.work.progress_interval", w.ProgressInterval},
+		{"agent.work.inventory_interval", w.InventoryInterval},
+	} {
+		if d.v <= 0 {
+			errs.Addf(d.field, "%s must be positive", config.FormatDuration(d.v))
+		}
+	}
+}
+
+// loginUID reports whether runs take the grant login's loginuid.
+func (w WorkConfig) loginUID() bool { return w.LoginUID }

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/auditpipe/auditpipe/grants"
+	"github.com/auditpipe/auditpipe/internal/audittest"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
 	"github.com/auditpipe/auditpipe/internal/sign"
@@ -28,6 +29,12 @@ type harness struct {
 	reports chan schemas.AgentReport
 	seen    []schemas.AgentReport
 	dead    chan kafka.Record
+	// the other messages of the report topic: work progress and
+	// inventories, in the order written.
+	progress    chan schemas.WorkProgress
+	inventories chan schemas.Inventory
+	// kernel is the kernel's audit state, held by a live harness.
+	kernel *audittest.Kernel
 }
 
 const testHost = "dbhost01"
@@ -53,17 +60,34 @@ func newHarness(t *testing.T) *harness {
 	cfg.GrantKeys = []string{pub}
 	cfg.Root = filepath.Join(t.TempDir(), "plan")
 	h := &harness{t: t, kcfg: kcfg, signer: s, cfg: cfg,
-		reports: make(chan schemas.AgentReport, 256), dead: make(chan kafka.Record, 256)}
+		reports: make(chan schemas.AgentReport, 256), dead: make(chan kafka.Record, 256),
+		progress: make(chan schemas.WorkProgress, 4096), inventories: make(chan schemas.Inventory, 256)}
 	h.follow(schemas.TopicAgent, func(r kafka.Record) {
+		// Every message of the topic decodes strictly as exactly one of
+		// its types.
 		rep, err := schemas.DecodeAgentReport(r.Value)
-		if err != nil {
-			t.Errorf("report on %s: %v: %s", schemas.TopicAgent, err, r.Value)
+		if err == nil {
+			if string(r.Key) != rep.Host {
+				t.Errorf("report keyed %q, host %q", r.Key, rep.Host)
+			}
+			h.reports <- rep
 			return
 		}
-		if string(r.Key) != rep.Host {
-			t.Errorf("report keyed %q, host %q", r.Key, rep.Host)
+		if p, perr := schemas.DecodeWorkProgress(r.Value); perr == nil {
+			if string(r.Key) != p.Host {
+				t.Errorf("work progress keyed %q, host %q", r.Key, p.Host)
+			}
+			h.progress <- p
+			return
 		}
-		h.reports <- rep
+		if v, ierr := schemas.DecodeInventory(r.Value); ierr == nil {
+			if string(r.Key) != v.Host {
+				t.Errorf("inventory keyed %q, host %q", r.Key, v.Host)
+			}
+			h.inventories <- v
+			return
+		}
+		t.Errorf("message on %s is no report, work progress or inventory: %v: %s", schemas.TopicAgent, err, r.Value)
 	})
 	h.follow(schemas.TopicDeadLetter, func(r kafka.Record) { h.dead <- r })
 	return h

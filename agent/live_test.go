@@ -23,13 +23,14 @@ import (
 func liveHarness(t *testing.T, logins ...string) *harness {
 	t.Helper()
 	testenv.RequireRoot(t, "the live host creates users, installs sudoers fragments and audit rules")
-	audittest.Take(t)
+	kernel := audittest.Take(t)
 	for _, tool := range []string{"/usr/sbin/visudo", "/usr/bin/sudo", "/usr/sbin/auditctl"} {
 		if _, err := os.Stat(tool); err != nil {
 			testenv.SkipOrFail(t, testenv.HostTools, "%s missing (scripts/deps.d/50-host-agent.sh installs sudo and auditd)", tool)
 		}
 	}
 	h := newHarness(t)
+	h.kernel = kernel
 	h.cfg.Live = true
 	h.cfg.PAMFile = filepath.Join(t.TempDir(), "auditpipe-tty-audit") // not read by any service here
 	t.Cleanup(func() {

@@ -46,6 +46,16 @@ type metrics struct {
 	reportQueue    prometheus.Gauge
 	reportErrors   prometheus.Counter
 	reportsDropped prometheus.Counter
+
+	dispatchRefused   *prometheus.CounterVec
+	dispatches        *prometheus.CounterVec
+	workRuns          *prometheus.CounterVec
+	workRunning       prometheus.Gauge
+	inventories       *prometheus.CounterVec
+	inventoryErrors   prometheus.Counter
+	inventorySeconds  prometheus.Histogram
+	inventoryPackages prometheus.Gauge
+	securityUpdates   prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -81,6 +91,39 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Failed writes of reports (retried)."}),
 		reportsDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditpipe_agent_reports_dropped_total",
 			Help: "Reports dropped, oldest first, while the queue was full (Kafka away for long); logged."}),
+		dispatchRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditpipe_agent_dispatches_refused_total",
+			Help: "Records of the dispatch topic keyed by this instance that were refused (unsigned, unknown key, bad signature, other host, …) and dead-lettered, by reason; none ran."}, []string{"reason"}),
+		dispatches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditpipe_agent_dispatches_total",
+			Help: "Verified dispatches for this instance, by result (run: queued; redelivered: known already, not run again; cancel; too_old)."}, []string{"result"}),
+		workRuns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditpipe_agent_work_requests_total",
+			Help: "Work requests ended on this instance, by final status."}, []string{"status"}),
+		workRunning: prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditpipe_agent_work_running",
+			Help: "1 while a package run is under way (one at a time)."}),
+		inventories: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditpipe_agent_inventories_total",
+			Help: "Inventories reported, by trigger (SCHEDULED, WORK_REQUEST)."}, []string{"trigger"}),
+		inventoryErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditpipe_agent_inventory_errors_total",
+			Help: "Inventories that failed (apt-get update, dpkg-query, the security feed)."}),
+		inventorySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "auditpipe_agent_inventory_duration_seconds",
+			Help: "Time to take an inventory.", Buckets: prometheus.ExponentialBuckets(0.1, 2, 10)}),
+		inventoryPackages: prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditpipe_agent_inventory_packages",
+			Help: "Installed packages in the last inventory."}),
+		securityUpdates: prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditpipe_agent_security_updates",
+			Help: "Security updates outstanding in the last inventory."}),
+	}
+	for _, r := range append(grants.Reasons(), ReasonOtherHost) {
+		m.dispatchRefused.WithLabelValues(r)
+	}
+	for _, r := range []string{"run", "redelivered", "cancel", "too_old"} {
+		m.dispatches.WithLabelValues(r)
+	}
+	for _, s := range []string{schemas.WorkSucceeded, schemas.WorkFailed, schemas.WorkCanceled} {
+		m.workRuns.WithLabelValues(s)
+		m.reports.WithLabelValues("work_" + s)
+	}
+	m.reports.WithLabelValues("work_" + schemas.WorkInProgress)
+	m.reports.WithLabelValues("inventory")
+	for _, t := range []string{schemas.InventoryScheduled, schemas.InventoryWorkRequest} {
+		m.inventories.WithLabelValues(t)
 	}
 	for _, s := range steps() {
 		m.deployFailures.WithLabelValues(s)
@@ -97,7 +140,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.refused, m.deadLetters, m.grants, m.deploys, m.deployFailures, m.undeploys, m.undeployErrors,
 			m.applySeconds, m.removeSeconds, m.sessionsEnded, m.reconciles, m.orphans, m.reports, m.reportQueue,
-			m.reportErrors, m.reportsDropped)
+			m.reportErrors, m.reportsDropped, m.dispatchRefused, m.dispatches, m.workRuns, m.workRunning, m.inventories,
+			m.inventoryErrors, m.inventorySeconds, m.inventoryPackages, m.securityUpdates)
 	}
 	return m
 }

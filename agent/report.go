@@ -15,31 +15,51 @@ import (
 const maxQueuedReports = 10000
 
 // reporter writes reports to the report topic from a goroutine of its
-// own, so that a broker away never delays a revocation. Reports wait in
-// a bounded queue meanwhile, in order.
+// own, so that a broker away never delays a revocation. Reports (grant
+// reports, work progress, inventories) wait in a bounded queue
+// meanwhile, in order.
 type reporter struct {
 	w   *kafka.Writer
 	m   *metrics
 	log *slog.Logger
 
 	mu    sync.Mutex
-	queue []schemas.AgentReport
+	queue []queued
 	wake  chan struct{}
+}
+
+// queued is one encoded report, with the label the reports metric counts
+// it under (a grant report's state, "work_"+status, "inventory") and what
+// the log names it by when it is dropped.
+type queued struct {
+	key, value []byte
+	label      string
+	about      string
 }
 
 func newReporter(w *kafka.Writer, m *metrics, log *slog.Logger) *reporter {
 	return &reporter{w: w, m: m, log: log, wake: make(chan struct{}, 1)}
 }
 
-// add queues r.
+// add queues a grant report.
 func (r *reporter) add(rep schemas.AgentReport) {
+	r.addMessage(rep.Host, rep.State, rep.LoginID, rep)
+}
+
+// addMessage queues v, keyed by host; label and about are queued's.
+func (r *reporter) addMessage(host, label, about string, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		r.log.Error("report not encoded: dropped", "label", label, "about", about, "err", err) // not reached: plain strings, numbers and times
+		return
+	}
 	r.mu.Lock()
 	if len(r.queue) >= maxQueuedReports {
-		r.log.Error("report queue full: the oldest report is dropped", "dropped", r.queue[0].LoginID, "state", r.queue[0].State)
+		r.log.Error("report queue full: the oldest report is dropped", "dropped", r.queue[0].about, "state", r.queue[0].label)
 		r.queue = r.queue[1:]
 		r.m.reportsDropped.Inc()
 	}
-	r.queue = append(r.queue, rep)
+	r.queue = append(r.queue, queued{key: []byte(host), value: b, label: label, about: about})
 	r.m.reportQueue.Set(float64(len(r.queue)))
 	r.mu.Unlock()
 	select {
@@ -67,18 +87,14 @@ func (r *reporter) run(ctx context.Context, flush time.Duration) {
 // send writes the queue; the reports written leave it.
 func (r *reporter) send(ctx context.Context) {
 	r.mu.Lock()
-	batch := append([]schemas.AgentReport(nil), r.queue...)
+	batch := append([]queued(nil), r.queue...)
 	r.mu.Unlock()
 	if len(batch) == 0 {
 		return
 	}
 	recs := make([]kafka.Record, 0, len(batch))
-	for _, rep := range batch {
-		b, err := json.Marshal(rep)
-		if err != nil {
-			continue // not reached: plain strings and a time
-		}
-		recs = append(recs, kafka.Record{Key: []byte(rep.Host), Value: b})
+	for _, q := range batch {
+		recs = append(recs, kafka.Record{Key: q.key, Value: q.value})
 	}
 	if err := r.w.Write(ctx, recs...); err != nil {
 		r.m.reportErrors.Inc()
@@ -94,8 +110,8 @@ func (r *reporter) send(ctx context.Context) {
 	r.queue = r.queue[min(len(batch), len(r.queue)):]
 	r.m.reportQueue.Set(float64(len(r.queue)))
 	r.mu.Unlock()
-	for _, rep := range batch {
-		r.m.reports.WithLabelValues(rep.State).Inc()
+	for _, q := range batch {
+		r.m.reports.WithLabelValues(q.label).Inc()
 	}
 }
 

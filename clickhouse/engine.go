@@ -29,6 +29,9 @@ type Engine interface {
 	// InsertLifecycle inserts lifecycle events into lifecycle_events;
 	// token is the insert_deduplication_token, as for InsertEvents.
 	InsertLifecycle(ctx context.Context, token string, rows []LifecycleRow) error
+	// InsertInventory inserts the agents' inventory reports into
+	// instance_inventory; token as for InsertEvents.
+	InsertInventory(ctx context.Context, token string, rows []InventoryRow) error
 	// InsertQueryLog inserts the query endpoint's log rows into query_log.
 	InsertQueryLog(ctx context.Context, rows []QueryLogRow) error
 	// Query runs a SELECT and returns its rows.

@@ -20,8 +20,10 @@ type Config struct {
 	Group string `yaml:"group"`
 	// Topics are consumed. Audit events (opctl.audit.v1) go to audit_events,
 	// lifecycle events (opctl.lifecycle.v1) to lifecycle_events, both in
-	// typed columns; any other topic goes to pipeline_messages whole.
-	// Default: opctl.audit.v1 and opctl.lifecycle.v1.
+	// typed columns, and the host agents' inventories (opctl.agent.v1) to
+	// instance_inventory; any other message goes to pipeline_messages
+	// whole. Default: opctl.audit.v1, opctl.lifecycle.v1 and
+	// opctl.agent.v1.
 	Topics []string `yaml:"topics"`
 	// DeadLetterTopic receives messages that cannot be indexed, with the
 	// reason. Default opctl.deadletter.v1.
@@ -60,7 +62,7 @@ func DefaultConfig() Config {
 	return Config{
 		Kafka:           kafka.Config{}.WithDefaults(),
 		Group:           "auditpipe-indexer",
-		Topics:          []string{schemas.TopicAudit, schemas.TopicLifecycle},
+		Topics:          []string{schemas.TopicAudit, schemas.TopicLifecycle, schemas.TopicAgent},
 		DeadLetterTopic: schemas.TopicDeadLetter,
 		Batch:           BatchConfig{MaxRows: 10000, MaxBytes: 16 << 20, MaxWait: time.Second},
 		MaxRowBytes:     1 << 20,

@@ -26,11 +26,14 @@ const (
 	// ReasonLifecycleConflict: a lifecycle event whose event_id is stored
 	// with other content; the stored one stays (first write wins).
 	ReasonLifecycleConflict = "lifecycle_conflict"
+	// ReasonInvalidInventory: a message of opctl.agent.v1 that has an
+	// "inventory" field but is not a valid schemas.Inventory.
+	ReasonInvalidInventory = "invalid_inventory"
 )
 
 // Reasons lists the dead-letter reasons, for metrics.
 var Reasons = []string{ReasonOversize, ReasonInvalidJSON, ReasonSchemaMismatch, ReasonInvalidEvent, ReasonInvalidUTF8, ReasonInsertRejected,
-	ReasonInvalidLifecycle, ReasonLifecycleConflict}
+	ReasonInvalidLifecycle, ReasonLifecycleConflict, ReasonInvalidInventory}
 
 // rejectError is why a message cannot be indexed.
 type rejectError struct {

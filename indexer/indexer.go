@@ -97,6 +97,7 @@ type item struct {
 	ev  *clickhouse.EventRow
 	lc  *clickhouse.LifecycleRow
 	mr  *clickhouse.MessageRow
+	inv *inventoryReport
 	dl  *schemas.DeadLetter
 }
 
@@ -274,6 +275,18 @@ func (ix *Indexer) decode(m kafka.Record) item {
 		it.lc = &row
 		return it
 	}
+	if m.Topic == schemas.TopicAgent && isInventory(m.Value) {
+		rows, err := DecodeInventory(m.Value, ix.cfg.MaxRowBytes)
+		if err != nil {
+			it.dl = ix.deadLetter(RejectReason(err), err, m.Value, string(m.Key), src)
+			return it
+		}
+		for i := range rows {
+			rows[i].Partition, rows[i].Offset = int32(m.Partition), m.Offset
+		}
+		it.inv = &inventoryReport{rows: rows, payload: m.Value, host: string(m.Key), source: src}
+		return it
+	}
 	if err := decodeMessage(m.Topic, m.Value, ix.cfg.MaxRowBytes); err != nil {
 		if m.Topic == ix.cfg.DeadLetterTopic {
 			// A dead letter of a dead letter would loop: keep it, lossy.
@@ -302,6 +315,7 @@ type batch struct {
 	events    []clickhouse.EventRow
 	lifecycle []clickhouse.LifecycleRow
 	messages  []clickhouse.MessageRow
+	inventory []inventoryReport
 	dead      []*schemas.DeadLetter
 	last      map[string]item // last record per topic/partition
 	n         int
@@ -318,6 +332,8 @@ func (b *batch) add(it item) {
 		b.lifecycle = append(b.lifecycle, *it.lc)
 	case it.mr != nil:
 		b.messages = append(b.messages, *it.mr)
+	case it.inv != nil:
+		b.inventory = append(b.inventory, *it.inv)
 	case it.dl != nil:
 		b.dead = append(b.dead, it.dl)
 	}
@@ -336,6 +352,7 @@ func (b *batch) reset() {
 	b.events = b.events[:0]
 	b.lifecycle = b.lifecycle[:0]
 	b.messages = b.messages[:0]
+	b.inventory = b.inventory[:0]
 	b.dead = b.dead[:0]
 	clear(b.last)
 	b.n, b.bytes = 0, 0
@@ -386,6 +403,13 @@ func (ix *Indexer) flush(ctx context.Context, dlw *deadletter.Writer, b *batch) 
 		}
 		b.dead = append(b.dead, rejected...)
 	}
+	if len(b.inventory) > 0 {
+		rejected, err := ix.insertInventory(ctx, b.inventory)
+		if err != nil {
+			return err
+		}
+		b.dead = append(b.dead, rejected...)
+	}
 	if len(b.dead) > 0 {
 		ds := make([]schemas.DeadLetter, len(b.dead))
 		for i, d := range b.dead {
@@ -409,7 +433,7 @@ func (ix *Indexer) flush(ctx context.Context, dlw *deadletter.Writer, b *batch) 
 		return err
 	}
 	ix.m.batches.WithLabelValues("ok").Inc()
-	ix.log.Debug("batch indexed", "events", len(b.events), "lifecycle", len(b.lifecycle), "messages", len(b.messages), "dead_letters", len(b.dead))
+	ix.log.Debug("batch indexed", "events", len(b.events), "lifecycle", len(b.lifecycle), "messages", len(b.messages), "inventories", len(b.inventory), "dead_letters", len(b.dead))
 	return nil
 }
 

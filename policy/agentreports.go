@@ -32,6 +32,9 @@ const (
 	// (schemas.WorkProgress), passed over: the scheduler's consumer
 	// applies or refuses them.
 	ReportWorkProgress = "work_progress"
+	// ReportInventory counts the agents' inventories (schemas.Inventory),
+	// passed over: the indexer stores or refuses them.
+	ReportInventory = "inventory"
 )
 
 // AgentReports consumes the host agents' reports (schemas.AgentReport,
@@ -70,7 +73,7 @@ func NewAgentReports(svc *Service, kc kafka.Config, cfg AgentReportsConfig, log 
 	}
 	m := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditpipe_policy_agent_reports_total",
 		Help: "Host agents' deployment reports read from opctl.agent.v1, by result (applied, work_progress: the scheduler's, passed over, or why it was dead-lettered)."}, []string{"result"})
-	for _, r := range []string{ReportApplied, ReportWorkProgress, ReportMalformed, ReportUnknownLogin, ReportMismatch, ReportForbidden, ReportRefused, ReportInvalid} {
+	for _, r := range []string{ReportApplied, ReportWorkProgress, ReportInventory, ReportMalformed, ReportUnknownLogin, ReportMismatch, ReportForbidden, ReportRefused, ReportInvalid} {
 		m.WithLabelValues(r)
 	}
 	reg.MustRegister(m)
@@ -127,8 +130,12 @@ func (a *AgentReports) Run(ctx context.Context) error {
 // apply applies one record, retrying while the store is away; it returns
 // an error only when ctx ended or a dead letter could not be written.
 func (a *AgentReports) apply(ctx context.Context, r *kafka.Record, dead *deadletter.Writer, outage *backoff.Outage) error {
-	if schemas.AgentMessageKind(r.Value) == schemas.AgentKindWorkProgress {
+	switch schemas.AgentMessageKind(r.Value) {
+	case schemas.AgentKindWorkProgress:
 		a.m.WithLabelValues(ReportWorkProgress).Inc()
+		return nil
+	case schemas.AgentKindInventory:
+		a.m.WithLabelValues(ReportInventory).Inc()
 		return nil
 	}
 	rep, err := schemas.DecodeAgentReport(r.Value)

@@ -44,7 +44,7 @@ func TestAgentReportsMoveRequests(t *testing.T) {
 		state  RequestState // the request's state after it
 		host   string       // an applied report's host, whose state is then recorded
 		before func()       // done before the report is written
-		passed bool         // the scheduler's: passed over, neither applied nor dead-lettered
+		passed string       // the scheduler's or the indexer's, passed over under this result: neither applied nor dead-lettered
 	}
 	var steps []step
 	last := g.Hosts[len(g.Hosts)-1]
@@ -55,7 +55,8 @@ func TestAgentReportsMoveRequests(t *testing.T) {
 		step{rec: kafka.Record{Key: []byte("h"), Value: []byte(`{"host":`)}, reason: "agent_report_malformed", state: StatePreApproved},
 		// A work request's progress on the same topic is the
 		// scheduler's, even when it is malformed for it.
-		step{rec: kafka.Record{Key: []byte(last), Value: []byte(`{"work_request_id":"wr1","host":"` + last + `","seq":0}`)}, passed: true, state: StatePreApproved},
+		step{rec: kafka.Record{Key: []byte(last), Value: []byte(`{"work_request_id":"wr1","host":"` + last + `","seq":0}`)}, passed: ReportWorkProgress, state: StatePreApproved},
+		step{rec: kafka.Record{Key: []byte(last), Value: []byte(`{"inventory":"WORK_REQUEST","work_request_id":"wr1","host":"` + last + `"}`)}, passed: ReportInventory, state: StatePreApproved},
 		step{rec: report(last, "0123456789abcdef0123456789abcdef", r.ID, StateDeployed), reason: "agent_report_unknown_login", state: StatePreApproved},
 		step{rec: report(last, r.UserID, "ocid1.accessrequest.other", StateDeployed), reason: "agent_report_mismatch", state: StatePreApproved},
 		step{rec: report("elsewhere", r.UserID, r.ID, StateDeployed), reason: "agent_report_forbidden", state: StatePreApproved},
@@ -112,8 +113,8 @@ func TestAgentReportsMoveRequests(t *testing.T) {
 			}
 			ok = true
 		}
-		if s.passed {
-			waitFor(t, fmt.Sprintf("step %d passed over", i), func() bool { return testutil.ToFloat64(ar.m.WithLabelValues(ReportWorkProgress)) == 1 })
+		if s.passed != "" {
+			waitFor(t, fmt.Sprintf("step %d passed over", i), func() bool { return testutil.ToFloat64(ar.m.WithLabelValues(s.passed)) == 1 })
 			ok = true
 		}
 		if !ok {
@@ -127,7 +128,7 @@ func TestAgentReportsMoveRequests(t *testing.T) {
 			t.Fatalf("step %d: request %s is %s, want %s", i, r.ID, got.LifecycleState, s.state)
 		}
 	}
-	for result, want := range map[string]float64{ReportApplied: float64(len(g.Hosts) + 2), ReportMalformed: 1, ReportUnknownLogin: 1, ReportMismatch: 1, ReportForbidden: 1, ReportRefused: 0, ReportWorkProgress: 1} {
+	for result, want := range map[string]float64{ReportApplied: float64(len(g.Hosts) + 2), ReportMalformed: 1, ReportUnknownLogin: 1, ReportMismatch: 1, ReportForbidden: 1, ReportRefused: 0, ReportWorkProgress: 1, ReportInventory: 1} {
 		if got := testutil.ToFloat64(ar.m.WithLabelValues(result)); got != want {
 			t.Errorf("auditpipe_policy_agent_reports_total{result=%q} = %v, want %v", result, got, want)
 		}

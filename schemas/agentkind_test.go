@@ -18,6 +18,8 @@ func TestAgentMessageKind(t *testing.T) {
 		{"not an object", `["work_request_id"]`, schemas.AgentKindReport},
 		{"empty", ``, schemas.AgentKindReport},
 		{"nested member", `{"x":{"work_request_id":"wr1"}}`, schemas.AgentKindReport},
+		{"inventory", `{"inventory":"SCHEDULED","host":"h1","instance_id":"i1"}`, schemas.AgentKindInventory},
+		{"inventory after a work request", `{"work_request_id":"wr1","inventory":"WORK_REQUEST"}`, schemas.AgentKindInventory},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := schemas.AgentMessageKind([]byte(tc.in)); got != tc.want {

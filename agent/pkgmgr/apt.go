@@ -19,6 +19,9 @@ import (
 // DefaultTimeout bounds an apt run when AptConfig.Timeout is zero.
 const DefaultTimeout = 30 * time.Minute
 
+// lockTimeoutSeconds is how long a run waits for dpkg's lock.
+const lockTimeoutSeconds = 300
+
 // AptConfig configures the apt/dpkg adapter.
 type AptConfig struct {
 	// Root is the root directory packages are installed under. "" or "/"
@@ -42,6 +45,11 @@ type AptConfig struct {
 	// OnEvent, when set, receives each log line and progress step as it
 	// happens, from one goroutine at a time.
 	OnEvent func(Event)
+	// Wrapper, when set, is the command that runs apt-get for a package
+	// run (not the inventory's queries): apt-get and its arguments follow
+	// it, and it must exec them in its own process (the host agent's
+	// sets the kernel loginuid, then execs apt-get).
+	Wrapper []string
 }
 
 // Apt is the apt-get/dpkg implementation of Manager. Debian's archive
@@ -251,7 +259,10 @@ func (a *Apt) run(ctx context.Context, args []string) Result {
 	}
 	defer cleanup()
 
-	full := append([]string{"-y", "-q", "-o", "APT::Status-Fd=3", "-o", "Dpkg::Use-Pty=0",
+	// DPkg::Lock::Timeout: on the host, wait for dpkg's lock held by
+	// another package manager (unattended-upgrades, an apt-get left by an
+	// agent that crashed) rather than fail at once.
+	full := append([]string{"-y", "-q", "-o", "APT::Status-Fd=3", "-o", "Dpkg::Use-Pty=0", "-o", "DPkg::Lock::Timeout=" + strconv.Itoa(lockTimeoutSeconds),
 		"-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"}, args...)
 	outR, outW, err := os.Pipe()
 	if err != nil {
@@ -263,7 +274,9 @@ func (a *Apt) run(ctx context.Context, args []string) Result {
 		outW.Close()
 		return fail(fmt.Sprintf("pkgmgr: pipe: %v", err))
 	}
-	cmd := exec.CommandContext(ctx, "apt-get", full...)
+	argv := append(slices.Clone(a.cfg.Wrapper), "apt-get")
+	argv = append(argv, full...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = outW, outW
 	cmd.ExtraFiles = []*os.File{stW}

@@ -4,32 +4,25 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/auditpipe/auditpipe/internal/testenv"
+	"github.com/auditpipe/auditpipe/agent/pkgmgr/pkgmgrtest"
 )
-
-// debPkg is a package the test builds with dpkg-deb.
-type debPkg struct {
-	name, version, postinst string
-}
 
 // testPackages are the local repository's packages: hello 1.0 and 2.0
 // (2.0 fixes a CVE), tool 1.0 and 1.1 (no CVE), broken (its postinst
 // exits 1) and slow (its postinst sleeps).
-var testPackages = []debPkg{
-	{"hello", "1.0", `echo "hello 1.0 configured"`},
-	{"hello", "2.0", `echo "hello 2.0 configured"`},
-	{"tool", "1.0", ""},
-	{"tool", "1.1", ""},
-	{"broken", "1.0", `echo "broken: cannot configure" >&2; exit 1`},
-	{"slow", "1.0", `echo "slow: configuring"; sleep 120`},
+var testPackages = []pkgmgrtest.Package{
+	{Name: "hello", Version: "1.0", Postinst: `echo "hello 1.0 configured"`},
+	{Name: "hello", Version: "2.0", Postinst: `echo "hello 2.0 configured"`},
+	{Name: "tool", Version: "1.0"},
+	{Name: "tool", Version: "1.1"},
+	{Name: "broken", Version: "1.0", Postinst: `echo "broken: cannot configure" >&2; exit 1`},
+	{Name: "slow", Version: "1.0", Postinst: `echo "slow: configuring"; sleep 120`},
 }
 
 // trackerJSON is the security feed the test writes, in the shape of
@@ -53,61 +46,9 @@ const trackerJSON = `{
   }
 }`
 
-func requireApt(t *testing.T) {
-	t.Helper()
-	for _, c := range []string{"apt-get", "dpkg", "dpkg-deb", "dpkg-query", "dpkg-scanpackages"} {
-		if _, err := exec.LookPath(c); err != nil {
-			testenv.SkipOrFail(t, testenv.Apt, "%s not found (scripts/deps.d/55-apt.sh installs it)", c)
-		}
-	}
-}
+func requireApt(t *testing.T) { pkgmgrtest.RequireApt(t) }
 
-// buildRepo writes the packages' trees, builds them with dpkg-deb and
-// indexes them with dpkg-scanpackages; it returns the repository's
-// directory.
-func buildRepo(t *testing.T, pkgs []debPkg) string {
-	t.Helper()
-	dir := t.TempDir()
-	repo := filepath.Join(dir, "repo")
-	if err := os.MkdirAll(repo, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range pkgs {
-		tree := filepath.Join(dir, "build", p.name+"-"+p.version)
-		write(t, filepath.Join(tree, "usr/share", p.name, "VERSION"), p.version+"\n", 0o644)
-		write(t, filepath.Join(tree, "DEBIAN/control"), fmt.Sprintf(
-			"Package: %s\nVersion: %s\nArchitecture: all\nMaintainer: auditpipe tests <tests@example.com>\nDescription: auditpipe test package %s\n",
-			p.name, p.version, p.name), 0o644)
-		if p.postinst != "" {
-			write(t, filepath.Join(tree, "DEBIAN/postinst"), "#!/bin/sh\n"+p.postinst+"\n", 0o755)
-		}
-		run(t, dir, "dpkg-deb", "--root-owner-group", "--build", tree, repo)
-	}
-	idx := run(t, repo, "dpkg-scanpackages", "--multiversion", ".", "/dev/null")
-	write(t, filepath.Join(repo, "Packages"), idx, 0o644)
-	return repo
-}
-
-func write(t *testing.T, path, data string, mode os.FileMode) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(data), mode); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func run(t *testing.T, dir, name string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("%s %v: %v", name, args, err)
-	}
-	return string(out)
-}
+func buildRepo(t *testing.T, pkgs []pkgmgrtest.Package) string { return pkgmgrtest.BuildRepo(t, pkgs) }
 
 // recorder keeps the events a run reports.
 type recorder struct {
@@ -419,5 +360,22 @@ func TestAptStoppedBeforeStart(t *testing.T) {
 	}
 	if _, err := a.UpdateAll(ctx, "SOME"); err == nil {
 		t.Error("update all of type SOME: no error")
+	}
+}
+
+// TestAptWrapper: a package run goes through the wrapper, which execs
+// apt-get with the environment it set, down to the maintainer script.
+func TestAptWrapper(t *testing.T) {
+	requireApt(t)
+	repo := buildRepo(t, []pkgmgrtest.Package{{Name: "wrapped", Version: "1.0", Postinst: `echo "wrapped: AUDITPIPE_WRAPPED=$AUDITPIPE_WRAPPED"`}})
+	rec := &recorder{}
+	a, _ := newRoot(t, repo, 5*time.Minute, rec)
+	a.cfg.Wrapper = []string{"/usr/bin/env", "AUDITPIPE_WRAPPED=yes"}
+	res, err := a.Install(context.Background(), []string{"wrapped"})
+	if err != nil || res.Status != Succeeded {
+		t.Fatalf("%v %+v\n%s", err, res, logText(res))
+	}
+	if log := logText(res); !strings.Contains(log, "wrapped: AUDITPIPE_WRAPPED=yes") {
+		t.Errorf("the postinst did not run under the wrapper:\n%s", log)
 	}
 }

@@ -1,0 +1,93 @@
+package indexer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/auditpipe/auditpipe/clickhouse"
+	"github.com/auditpipe/auditpipe/schemas"
+)
+
+// Inventories (issue 12): a message of opctl.agent.v1 with an
+// "inventory" field is a host agent's package inventory, decoded
+// strictly as schemas.Inventory and stored in instance_inventory, a
+// header row (package '') and one row per installed package, which
+// `auditpipe report compliance` reads. The topic's other messages (grant
+// reports, work progress) go to pipeline_messages whole, as any other
+// topic's. An inventory that does not decode is a counted dead letter
+// with the reason, never a row.
+
+// inventoryReport is the rows of one inventory message, inserted
+// together (an instance's report is its header and its packages, or
+// nothing).
+type inventoryReport struct {
+	rows    []clickhouse.InventoryRow
+	payload []byte
+	host    string
+	source  string
+}
+
+// isInventory reports whether an opctl.agent.v1 message is an inventory:
+// a JSON object with an "inventory" member.
+func isInventory(value []byte) bool {
+	return schemas.AgentMessageKind(value) == schemas.AgentKindInventory
+}
+
+// DecodeInventory decodes one inventory message into its rows of
+// instance_inventory: a header row naming the instance (an empty package) and
+// one row per package. The error, when not nil, carries the dead-letter
+// reason (see RejectReason): oversize, invalid_utf8, invalid_json or
+// invalid_inventory.
+func DecodeInventory(value []byte, maxRowBytes int) ([]clickhouse.InventoryRow, error) {
+	if maxRowBytes > 0 && len(value) > maxRowBytes {
+		return nil, &rejectError{ReasonOversize, fmt.Errorf("%d bytes, limit %d", len(value), maxRowBytes)}
+	}
+	if !utf8.Valid(value) {
+		return nil, &rejectError{ReasonInvalidUTF8, errors.New("inventory is not UTF-8")}
+	}
+	v := bytes.TrimSpace(value)
+	if len(v) < 2 || v[0] != '{' || !json.Valid(v) {
+		return nil, &rejectError{ReasonInvalidJSON, errors.New("inventory: not a JSON object")}
+	}
+	inv, err := schemas.DecodeInventory(v)
+	if err != nil {
+		return nil, &rejectError{ReasonInvalidInventory, err}
+	}
+	return InventoryRows(inv), nil
+}
+
+// InventoryRows are inv's rows of instance_inventory.
+func InventoryRows(inv schemas.Inventory) []clickhouse.InventoryRow {
+	head := clickhouse.InventoryRow{Time: inv.Time.UTC(), InstanceID: inv.InstanceID, InstanceName: inv.InstanceName,
+		CompartmentID: inv.CompartmentID, CompartmentPath: inv.CompartmentPath, GroupIDs: inv.GroupIDs, OSFamily: inv.OSFamily,
+		Partition: -1, Offset: -1}
+	rows := make([]clickhouse.InventoryRow, 0, len(inv.Packages)+1)
+	rows = append(rows, head)
+	for _, p := range inv.Packages {
+		r := head
+		r.Package, r.Version, r.Arch = p.Name, p.Version, p.Arch
+		r.UpdateVersion, r.UpdateType, r.CVEs = p.UpdateVersion, p.UpdateType, p.CVEs
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+// insertInventory inserts the reports into instance_inventory, as
+// insertEach does: a report the store refuses alone is a dead letter.
+func (ix *Indexer) insertInventory(ctx context.Context, reps []inventoryReport) ([]*schemas.DeadLetter, error) {
+	return insertEach(ctx, ix, "instance_inventory", reps,
+		func(rs []inventoryReport) error {
+			var rows []clickhouse.InventoryRow
+			for _, r := range rs {
+				rows = append(rows, r.rows...)
+			}
+			return ix.eng.InsertInventory(ctx, clickhouse.InventoryToken(rows), rows)
+		},
+		func(r *inventoryReport, err error) *schemas.DeadLetter {
+			return ix.deadLetter(ReasonInsertRejected, err, r.payload, r.host, r.source)
+		})
+}
