@@ -19,11 +19,13 @@ import (
 
 // Results of a work progress report: the label of
 // auditpipe_scheduler_progress_reports_total, and besides "applied" and
-// "agent_report" the dead letter's reason (work_progress_<reason>).
+// the kinds passed over ("agent_report", "inventory") the dead letter's
+// reason (work_progress_<reason>).
 const (
 	ProgressApplied      = "applied"
-	ProgressAgentReport  = "agent_report" // the policy service's grant report: passed over
-	ProgressMalformed    = "malformed"    // not a valid schemas.WorkProgress
+	ProgressAgentReport  = schemas.AgentKindReport    // the policy service's grant report: passed over
+	ProgressInventory    = schemas.AgentKindInventory // the indexer's: passed over
+	ProgressMalformed    = "malformed"                // not a valid schemas.WorkProgress
 	ProgressUnknown      = "unknown_work_request"
 	ProgressForbidden    = "forbidden" // a host other than the work request's
 	ProgressRefused      = "refused"   // the status has no such report (work never dispatched)
@@ -66,8 +68,8 @@ func NewProgress(svc *Service, kc kafka.Config, cfg ProgressConfig, log *slog.Lo
 		reg = prometheus.NewRegistry()
 	}
 	m := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditpipe_scheduler_progress_reports_total",
-		Help: "Messages read from opctl.agent.v1 by the scheduler, by result (applied; agent_report: the policy service's, passed over; or why it was dead-lettered)."}, []string{"result"})
-	for _, r := range []string{ProgressApplied, ProgressAgentReport, ProgressMalformed, ProgressUnknown, ProgressForbidden, ProgressRefused, ProgressInvalid} {
+		Help: "Messages read from opctl.agent.v1 by the scheduler, by result (applied; agent_report, inventory: the policy service's and the indexer's, passed over; or why it was dead-lettered)."}, []string{"result"})
+	for _, r := range []string{ProgressApplied, ProgressAgentReport, ProgressInventory, ProgressMalformed, ProgressUnknown, ProgressForbidden, ProgressRefused, ProgressInvalid} {
 		m.WithLabelValues(r)
 	}
 	if err := reg.Register(m); err != nil {
@@ -126,8 +128,8 @@ func (p *Progress) Run(ctx context.Context) error {
 // apply applies one record, retrying while the store is away; it returns
 // an error only when ctx ended or a dead letter could not be written.
 func (p *Progress) apply(ctx context.Context, r *kafka.Record, dead *deadletter.Writer, outage *backoff.Outage) error {
-	if schemas.AgentMessageKind(r.Value) != schemas.AgentKindWorkProgress {
-		p.m.WithLabelValues(ProgressAgentReport).Inc()
+	if kind := schemas.AgentMessageKind(r.Value); kind != schemas.AgentKindWorkProgress {
+		p.m.WithLabelValues(kind).Inc()
 		return nil
 	}
 	rep, err := schemas.DecodeWorkProgress(r.Value)

@@ -49,6 +49,7 @@ func TestProgressConsumer(t *testing.T) {
 		result string // the counter's label it moves
 	}{
 		{"grant report", kafka.Record{Key: []byte("h01"), Value: grantReport}, ProgressAgentReport},
+		{"inventory", kafka.Record{Key: []byte("h01"), Value: []byte(`{"inventory":{},"work_request_id":"wr-1"}`)}, ProgressInventory},
 		{"malformed", kafka.Record{Key: []byte("h01"), Value: []byte(`{"work_request_id":"x","seq":0}`)}, ProgressMalformed},
 		{"unknown", progress(schemas.WorkProgress{WorkRequestID: "wr-nonesuch", Host: "h01", Seq: 1, Status: schemas.WorkInProgress, Time: at}), ProgressUnknown},
 		{"other host", progress(schemas.WorkProgress{WorkRequestID: ds[1].WorkRequestID, Host: "h01", Seq: 1, Status: schemas.WorkInProgress, Time: at}), ProgressForbidden},
@@ -87,7 +88,7 @@ func TestProgressConsumer(t *testing.T) {
 		want[s.result]++
 		n := want[s.result]
 		waitUntil(t, fmt.Sprintf("%s: %s counted", s.name, s.result), func() bool { return testutil.ToFloat64(p.m.WithLabelValues(s.result)) == n })
-		if s.result != ProgressApplied && s.result != ProgressAgentReport {
+		if s.result != ProgressApplied && s.result != ProgressAgentReport && s.result != ProgressInventory {
 			letters = append(letters, progressDeadLetterOf+s.result)
 		}
 	}
