@@ -19,8 +19,10 @@ import (
 // GroupReader is a consumer-group member that reads each partition
 // assigned to it in its own goroutine and hands its messages on a fetch at
 // a time, where kafka-go's Reader hands them one by one through a channel
-// (about half of its cost per message, measured with the forwarder). It
-// never commits on its own: the caller commits through the Generation of
+// (about half of its cost per message, measured with the forwarder), and
+// fetches a partition's next batch while the handler works on the current
+// one (so its memory is two fetches of MaxBytes per partition). It never
+// commits on its own: the caller commits through the Generation of
 // the batches it has finished with.
 //
 // Build it with Config.NewGroupReader, call Run, then Close.
