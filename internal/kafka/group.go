@@ -19,8 +19,10 @@ import (
 // GroupReader is a consumer-group member that reads each partition
 // assigned to it in its own goroutine and hands its messages on a fetch at
 // a time, where kafka-go's Reader hands them one by one through a channel
-// (about half of its cost per message, measured with the forwarder). It
-// never commits on its own: the caller commits through the Generation of
+// (about half of its cost per message, measured with the forwarder), and
+// fetches a partition's next batch while the handler works on the current
+// one (so its memory is two fetches of MaxBytes per partition). It never
+// commits on its own: the caller commits through the Generation of
 // the batches it has finished with.
 //
 // Build it with Config.NewGroupReader, call Run, then Close.
@@ -389,13 +391,18 @@ func (r *GroupReader) read(ctx context.Context, conn *kafkago.Conn, g *Generatio
 	if _, err := conn.Seek(offset, kafkago.SeekAbsolute|kafkago.SeekDontCheck); err != nil {
 		return offset, fmt.Errorf("seek %d: %w", offset, err)
 	}
-	var recs []Record
-	for ctx.Err() == nil {
+	// One fetch is read ahead: while handle works on a batch, the next
+	// one is fetched into the other of two record buffers (the handler
+	// does not keep a batch's records once it returned), so the handler
+	// does not wait for the broker's answer between fetches. A batch read
+	// ahead that is not handed on (ctx ended, handle failed) is dropped:
+	// offset, where reading goes on from, is that of the last batch
+	// handed on.
+	fetch := func(recs []Record) fetched {
 		if err := conn.SetReadDeadline(time.Now().Add(r.cfg.MaxWait + 10*time.Second)); err != nil {
-			return offset, err
+			return fetched{recs: recs, err: err}
 		}
 		b := conn.ReadBatchWith(kafkago.ReadBatchConfig{MinBytes: 1, MaxBytes: r.cfg.MaxBytes, MaxWait: r.cfg.MaxWait})
-		recs = recs[:0]
 		for {
 			m, err := b.ReadMessage()
 			if err != nil {
@@ -404,32 +411,66 @@ func (r *GroupReader) read(ctx context.Context, conn *kafkago.Conn, g *Generatio
 			recs = append(recs, fromMessage(&m))
 		}
 		hw := b.HighWaterMark()
-		err := idleFetch(b.Close())
+		return fetched{recs: recs, hw: hw, err: idleFetch(b.Close())}
+	}
+	var spare []Record
+	cur := fetch(nil)
+	for {
 		next := offset
-		if len(recs) > 0 {
-			next = recs[len(recs)-1].Offset + 1
+		if len(cur.recs) > 0 {
+			next = cur.recs[len(cur.recs)-1].Offset + 1
 		}
-		if hw >= next {
-			lag.Store(hw - next)
+		if cur.hw >= next {
+			lag.Store(cur.hw - next)
 		}
-		if err == nil || len(recs) > 0 {
+		if cur.err == nil || len(cur.recs) > 0 {
 			outage.OK() // the broker answered
 		}
-		if len(recs) > 0 {
-			if herr := handle(ctx, Batch{Topic: topic, Partition: partition, Records: recs, HighWaterMark: hw, Generation: g}); herr != nil {
+		var ahead chan fetched
+		if len(cur.recs) > 0 && cur.err == nil && ctx.Err() == nil {
+			ahead = make(chan fetched, 1)
+			buf := spare[:0]
+			go func() { ahead <- fetch(buf) }()
+		}
+		if len(cur.recs) > 0 {
+			if herr := handle(ctx, Batch{Topic: topic, Partition: partition, Records: cur.recs, HighWaterMark: cur.hw, Generation: g}); herr != nil {
+				if ahead != nil {
+					conn.Close() // ends the fetch ahead; the caller reconnects
+					<-ahead
+				}
 				return offset, &HandlerError{herr}
 			}
 			offset = next
-			clear(recs) // the values are the handler's now
+			clear(cur.recs) // the values are the handler's now
+			spare = cur.recs
 		}
-		if err != nil {
-			if errors.Is(err, kafkago.OffsetOutOfRange) {
-				return r.resetOffset(conn, offset, err)
+		if cur.err != nil {
+			if errors.Is(cur.err, kafkago.OffsetOutOfRange) {
+				return r.resetOffset(conn, offset, cur.err)
 			}
-			return offset, err
+			return offset, cur.err
+		}
+		if ahead == nil {
+			if ctx.Err() != nil {
+				return offset, nil
+			}
+			cur = fetch(spare[:0])
+			continue
+		}
+		// ctx's end closes conn (see readPartition): the fetch ahead
+		// returns.
+		cur = <-ahead
+		if ctx.Err() != nil {
+			return offset, nil
 		}
 	}
-	return offset, nil
+}
+
+// fetched is what one fetch of a partition returned.
+type fetched struct {
+	recs []Record
+	hw   int64 // the partition's high-water mark as of the fetch
+	err  error // nil when the fetch only found nothing new
 }
 
 // resetOffset handles an offset the partition no longer (or not yet)

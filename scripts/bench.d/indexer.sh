@@ -14,7 +14,12 @@ trap 'rm -f "$out"' EXIT
 # Against the broker as the unit tests run it, or (AUDITPIPE_BENCH_KAFKA=secure)
 # as the all-in-one runs it: TLS, SASL/SCRAM-SHA-512, ACLs, the indexer's own
 # principal.
-AUDITPIPE_BENCH_OUT="$out" go test -count=1 -timeout 30m -run '^TestThroughputIndexerVsChDB$' ./indexer >/dev/null
+log="$(mktemp)"
+trap 'rm -f "$out" "$log"' EXIT
+if ! AUDITPIPE_BENCH_OUT="$out" go test -count=1 -timeout 30m -run '^TestThroughputIndexerVsChDB$' ./indexer >"$log" 2>&1; then
+	cat "$log" >&2 # a failed run says why
+	exit 1
+fi
 echo "== indexer (kafka: ${AUDITPIPE_BENCH_KAFKA:-plaintext})"
 cat "$out"
 awk -v min="$min" '
