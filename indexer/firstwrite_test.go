@@ -1,15 +1,12 @@
 package indexer
 
 import (
-	"context"
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/clickhouse/clickhousetest"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
 	"github.com/auditpipe/auditpipe/schemas"
@@ -93,59 +90,5 @@ func TestConflictingCopyLeavesStoredRow(t *testing.T) {
 	}
 	if c, d := testutil.ToFloat64(ix.m.conflicts), testutil.ToFloat64(ix.m.duplicates); c != 3 || d != 2 {
 		t.Errorf("conflicts_total %v duplicates_total %v, want 3 and 2", c, d)
-	}
-}
-
-// The lookup of a batch overlaps the insert of the previous one: the rows
-// of that running write count as stored whether the store shows them yet
-// or not (here it does not: the store is empty). A copy with the same
-// content hash is a duplicate, one with another hash a conflict against
-// the running write's, and only the rest is fresh.
-func TestSplitStoredCountsRunningWrite(t *testing.T) {
-	eng := clickhousetest.OpenEmbedded(t, "")
-	ctx := context.Background()
-	if _, err := clickhouse.Migrate(ctx, eng, 0, nil); err != nil {
-		t.Fatal(err)
-	}
-	evs := clickhousetest.ManyEvents(3, time.Date(2020, 10, 29, 3, 20, 22, 0, time.UTC))
-	rows := make([]clickhouse.EventRow, len(evs))
-	for i := range evs {
-		r, err := DecodeEvent(evs[i].AppendJSON(nil), 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rows[i] = r
-	}
-	dup, conflicting, fresh := rows[0], rows[1], rows[2]
-	running := map[string]string{
-		dup.Event.EventID:         dup.ContentHash,
-		conflicting.Event.EventID: "another-hash",
-	}
-	for _, tc := range []struct {
-		name          string
-		inflight      map[string]string
-		wantFresh     []string
-		wantDups      int
-		wantConflicts int
-	}{
-		{"no write running", nil, []string{dup.Event.EventID, conflicting.Event.EventID, fresh.Event.EventID}, 0, 0},
-		{"write running", running, []string{fresh.Event.EventID}, 1, 1},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, dups, conflicts, err := splitStored(ctx, eng, "audit_events", rows, eventKey, tc.inflight)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var ids []string
-			for _, r := range got {
-				ids = append(ids, r.Event.EventID)
-			}
-			if !slices.Equal(ids, tc.wantFresh) || dups != tc.wantDups || len(conflicts) != tc.wantConflicts {
-				t.Fatalf("fresh %v, %d duplicates, %d conflicts; want %v, %d, %d", ids, dups, len(conflicts), tc.wantFresh, tc.wantDups, tc.wantConflicts)
-			}
-			if len(conflicts) == 1 && (conflicts[0].firstHash != "another-hash" || conflicts[0].row.Event.EventID != conflicting.Event.EventID) {
-				t.Fatalf("conflict %s against %q, want %s against the running write's hash", conflicts[0].row.Event.EventID, conflicts[0].firstHash, conflicting.Event.EventID)
-			}
-		})
 	}
 }
