@@ -38,10 +38,7 @@ func eventKey(r *clickhouse.EventRow) (string, string) { return r.Event.EventID,
 // splitStored returns the rows of batch to insert (each id once, none
 // already stored in table), the number of identical duplicates dropped
 // and the conflicting copies. It queries q for the stored content hashes.
-// inflight (may be nil) holds the ids and content hashes of the rows of a
-// batch whose insert is still running while q is queried: they count as
-// stored, whether q already sees them or not.
-func splitStored[R any](ctx context.Context, q clickhouse.Querier, table string, batch []R, key storedRow[R], inflight map[string]string) (fresh []R, dups int, conflicts []conflict[R], err error) {
+func splitStored[R any](ctx context.Context, q clickhouse.Querier, table string, batch []R, key storedRow[R]) (fresh []R, dups int, conflicts []conflict[R], err error) {
 	first := make(map[string]string, len(batch)) // event_id → content hash of its first copy
 	ids := make([]string, 0, len(batch))
 	for i := range batch {
@@ -55,14 +52,6 @@ func splitStored[R any](ctx context.Context, q clickhouse.Querier, table string,
 	for start := 0; start < len(ids); start += lookupChunk {
 		if err := lookupHashes(ctx, q, table, ids[start:min(start+lookupChunk, len(ids))], stored); err != nil {
 			return nil, 0, nil, err
-		}
-	}
-	for id, h := range inflight {
-		if _, ok := first[id]; !ok {
-			continue
-		}
-		if _, ok := stored[id]; !ok {
-			stored[id] = h // the store's own copy, when it sees it, is the first
 		}
 	}
 	fresh = make([]R, 0, len(batch))

@@ -118,12 +118,6 @@ func (ix *Indexer) Run(ctx context.Context) error {
 		_ = reader.Close()
 		return fmt.Errorf("indexer: %w", err)
 	}
-	lookup, closeLookup, err := ix.openLookup()
-	if err != nil {
-		_ = dlw.Close()
-		_ = reader.Close()
-		return err
-	}
 
 	// flushCtx outlives ctx by ShutdownTimeout, so the last batch can be
 	// inserted and committed after a SIGTERM, and a flush stuck retrying
@@ -143,26 +137,7 @@ func (ix *Indexer) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { fetchErr <- ix.fetch(fetchCtx, reader, items) })
 
-	// One batch is written (inserted, dead letters, commit) at a time, in
-	// a goroutine of its own, while the next one fills and its event ids
-	// are looked up: the lookup of one batch overlaps the insert of the
-	// previous (see flush). writing reports the running write's outcome
-	// (nil when none runs); writingIDs are its rows' ids and hashes.
-	var (
-		writing    chan error
-		writingIDs map[string]string
-	)
-	awaitWrite := func() error {
-		if writing == nil {
-			return nil
-		}
-		err := <-writing
-		writing, writingIDs = nil, nil
-		return err
-	}
-
 	defer func() {
-		_ = awaitWrite() // Run's paths have waited already: a safety net
 		cancelFetch()
 		wg.Wait()
 		stopAfter()
@@ -172,9 +147,6 @@ func (ix *Indexer) Run(ctx context.Context) error {
 		}
 		timerMu.Unlock()
 		cancelFlush()
-		if err := closeLookup(); err != nil {
-			ix.log.Warn("close lookup session", "err", err)
-		}
 		if err := dlw.Close(); err != nil {
 			ix.log.Warn("close dead-letter writer", "err", err)
 		}
@@ -185,45 +157,19 @@ func (ix *Indexer) Run(ctx context.Context) error {
 
 	ix.log.Info("indexer running", "group", ix.cfg.Group, "topics", ix.cfg.Topics)
 	var (
-		b       = &batch{} // filling
-		spare   = &batch{} // the batch of the running write, or free
+		b       batch
 		timer   = time.NewTimer(time.Hour)
 		timeout <-chan time.Time
 	)
 	timer.Stop()
 	defer timer.Stop()
-	// flush looks the filled batch's event ids up while the previous batch
-	// is being written, waits for that write, then starts the batch's
-	// own and goes on filling the next (wait: waits for this write too).
-	// The lookup counts the rows of the write still running as stored
-	// (writingIDs), whether it sees them yet or not; every batch before
-	// it was written before the lookup started. So the first write still
-	// wins, and the offsets are still committed in order, each only after
-	// its batch (and every batch before it) was stored.
-	flush := func(wait bool) error {
+	flush := func() error {
 		timer.Stop()
 		timeout = nil
-		ix.m.pendingRows.Set(0)
-		if b.len() == 0 {
-			return awaitWrite()
-		}
-		perr := ix.prepare(flushCtx, lookup, b, writingIDs)
-		if err := awaitWrite(); err != nil {
-			return err
-		}
-		if perr != nil {
-			return perr
-		}
-		full := b
-		b, spare = spare, b
+		err := ix.flush(flushCtx, dlw, &b)
 		b.reset()
-		writingIDs = full.freshIDs()
-		writing = make(chan error, 1)
-		go func() { writing <- ix.write(flushCtx, dlw, full) }()
-		if wait {
-			return awaitWrite()
-		}
-		return nil
+		ix.m.pendingRows.Set(0)
+		return err
 	}
 	for {
 		select {
@@ -235,19 +181,19 @@ func (ix *Indexer) Run(ctx context.Context) error {
 			b.add(it)
 			ix.m.pendingRows.Set(float64(b.len()))
 			if b.len() >= ix.cfg.Batch.MaxRows || b.bytes >= ix.cfg.Batch.MaxBytes {
-				if err := flush(false); err != nil {
+				if err := flush(); err != nil {
 					return ix.stopErr(ctx, err)
 				}
 			}
 		case <-timeout:
-			if err := flush(false); err != nil {
+			if err := flush(); err != nil {
 				return ix.stopErr(ctx, err)
 			}
 		case err := <-fetchErr:
 			if ctx.Err() != nil {
 				continue // shutting down: the ctx.Done case flushes
 			}
-			ferr := flush(true)
+			ferr := flush()
 			return errors.Join(fmt.Errorf("indexer: fetch: %w", err), ferr)
 		case <-ctx.Done():
 			// Stop fetching, take what was already fetched, flush it.
@@ -264,7 +210,7 @@ func (ix *Indexer) Run(ctx context.Context) error {
 			if b.len() > 0 {
 				ix.log.Info("flushing last batch", "rows", b.len())
 			}
-			if err := flush(true); err != nil {
+			if err := flush(); err != nil {
 				return ix.stopErr(ctx, err)
 			}
 			return nil
@@ -374,22 +320,6 @@ type batch struct {
 	last      map[string]item // last record per topic/partition
 	n         int
 	bytes     int
-
-	// What prepare found of events: the rows to insert, the identical
-	// duplicates dropped, the conflicting copies.
-	fresh     []clickhouse.EventRow
-	dups      int
-	conflicts []conflict[clickhouse.EventRow]
-}
-
-// freshIDs returns the event ids and content hashes of the rows that the
-// batch's write inserts.
-func (b *batch) freshIDs() map[string]string {
-	ids := make(map[string]string, len(b.fresh))
-	for i := range b.fresh {
-		ids[b.fresh[i].Event.EventID] = b.fresh[i].ContentHash
-	}
-	return ids
 }
 
 func (b *batch) len() int { return b.n }
@@ -426,69 +356,26 @@ func (b *batch) reset() {
 	b.dead = b.dead[:0]
 	clear(b.last)
 	b.n, b.bytes = 0, 0
-	clear(b.fresh)
-	b.fresh = b.fresh[:0]
-	b.dups = 0
-	b.conflicts = nil
 }
 
 // errCrash is returned when the test hook simulates a crash.
 var errCrash = errors.New("indexer: simulated crash before commit")
 
-// openLookup returns where the first-write-wins lookups of audit events
-// run, and how to release it: a second connection to embedded chDB's data
-// directory (its statements run beside the first's, so a lookup overlaps
-// the previous batch's insert; an in-memory store has no directory to
-// connect to again), else the engine itself (a ClickHouse server's
-// connection pool runs them concurrently).
-func (ix *Indexer) openLookup() (clickhouse.Querier, func() error, error) {
-	if emb, ok := ix.eng.(*clickhouse.Embedded); ok && emb.Dir() != "" {
-		qs, err := emb.OpenQuerySession()
-		if err != nil {
-			return nil, nil, fmt.Errorf("indexer: lookup session: %w", err)
-		}
-		return qs, qs.Close, nil
-	}
-	return ix.eng, func() error { return nil }, nil
-}
-
-// prepare looks the batch's event ids up through q (first write wins, see
-// splitStored), the rows of the batch being written (inflight) counting
-// as stored, and keeps the outcome in b for write. It is retried with
-// backoff until it succeeds or ctx ends.
-func (ix *Indexer) prepare(ctx context.Context, q clickhouse.Querier, b *batch, inflight map[string]string) error {
-	if len(b.events) == 0 {
-		return nil
-	}
-	if err := backoff.Retry(ctx, ix.retryPolicy("looking up stored events"), func(ctx context.Context) (err error) {
-		b.fresh, b.dups, b.conflicts, err = splitStored(ctx, q, "audit_events", b.events, eventKey, inflight)
-		if err != nil {
-			ix.m.insertErrors.Inc()
-			return backoff.Retryable(err)
-		}
-		return nil
-	}); err != nil {
-		return fmt.Errorf("indexer: look up stored events: %w", err)
-	}
-	return nil
-}
-
-// write inserts the prepared batch (its conflicting copies kept apart
-// first), writes its dead letters, then commits its offsets. Each step is
-// retried with backoff until it succeeds or ctx ends; the offsets are
-// committed only when everything before succeeded.
-func (ix *Indexer) write(ctx context.Context, dlw *deadletter.Writer, b *batch) error {
+// flush inserts the batch, writes its dead letters, then commits its
+// offsets. Each step is retried with backoff until it succeeds or ctx ends;
+// the offsets are committed only when everything before succeeded.
+func (ix *Indexer) flush(ctx context.Context, dlw *deadletter.Writer, b *batch) error {
 	if b.len() == 0 {
 		return nil
 	}
 	ix.m.batchRows.Observe(float64(b.len()))
 	if len(b.events) > 0 {
-		if err := ix.keepConflicts(ctx, b.conflicts); err != nil {
+		fresh, err := ix.firstWriteWins(ctx, b.events)
+		if err != nil {
 			return err
 		}
-		ix.m.duplicates.Add(float64(b.dups))
-		if len(b.fresh) > 0 {
-			rejected, err := ix.insertEvents(ctx, b.fresh)
+		if len(fresh) > 0 {
+			rejected, err := ix.insertEvents(ctx, fresh)
 			if err != nil {
 				return err
 			}
@@ -581,9 +468,25 @@ func (ix *Indexer) insert(ctx context.Context, f func() error) error {
 	})
 }
 
-// keepConflicts keeps the conflicting copies that prepare found in
-// event_conflicts, retried like an insert.
-func (ix *Indexer) keepConflicts(ctx context.Context, conflicts []conflict[clickhouse.EventRow]) error {
+// firstWriteWins returns the rows of the batch whose event ids are not
+// stored yet (see splitStored), after keeping the conflicting copies in
+// event_conflicts; each step is retried like an insert.
+func (ix *Indexer) firstWriteWins(ctx context.Context, rows []clickhouse.EventRow) ([]clickhouse.EventRow, error) {
+	var (
+		fresh     []clickhouse.EventRow
+		dups      int
+		conflicts []conflict[clickhouse.EventRow]
+	)
+	if err := backoff.Retry(ctx, ix.retryPolicy("looking up stored events"), func(ctx context.Context) (err error) {
+		fresh, dups, conflicts, err = splitStored(ctx, ix.eng, "audit_events", rows, eventKey)
+		if err != nil {
+			ix.m.insertErrors.Inc()
+			return backoff.Retryable(err)
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("indexer: look up stored events: %w", err)
+	}
 	if len(conflicts) > 0 {
 		if err := backoff.Retry(ctx, ix.retryPolicy("inserting event conflicts"), func(ctx context.Context) error {
 			if err := ix.eng.Exec(ctx, conflictsInsert(conflicts)); err != nil {
@@ -592,7 +495,7 @@ func (ix *Indexer) keepConflicts(ctx context.Context, conflicts []conflict[click
 			}
 			return nil
 		}); err != nil {
-			return fmt.Errorf("indexer: insert event conflicts: %w", err)
+			return nil, fmt.Errorf("indexer: insert event conflicts: %w", err)
 		}
 		for _, c := range conflicts {
 			e := &c.row.Event
@@ -602,7 +505,8 @@ func (ix *Indexer) keepConflicts(ctx context.Context, conflicts []conflict[click
 		}
 		ix.m.conflicts.Add(float64(len(conflicts)))
 	}
-	return nil
+	ix.m.duplicates.Add(float64(dups))
+	return fresh, nil
 }
 
 // insertEvents inserts rows. When ClickHouse refuses the insert, it splits
