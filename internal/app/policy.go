@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/auditpipe/auditpipe/clickhouse"
+	"github.com/auditpipe/auditpipe/console"
 	"github.com/auditpipe/auditpipe/internal/auth"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/leader"
@@ -121,6 +122,8 @@ func initPolicy(ctx context.Context, a *App) (Service, error) {
 // API serves the access requests' audit log reports from it, on a chDB
 // session of their own; elsewhere the report route answers 501 (the
 // client builds it from a query endpoint: auditpipe request report).
+// The web console (package console) is mounted beside it under
+// /console/, signing visitors in with the process's authenticator.
 func mountPolicyAPI(a *App, svc *policy.Service, log *slog.Logger) error {
 	opts := api.Options{Log: log.With("part", "api"), Registry: a.http.registry}
 	if emb, ok := a.shared.engine.(*clickhouse.Embedded); ok {
@@ -138,7 +141,23 @@ func mountPolicyAPI(a *App, svc *policy.Service, log *slog.Logger) error {
 		return err
 	}
 	a.http.handle("/v1/", h, auth.Roles()...)
-	return nil
+	return a.http.handleSigned(console.Prefix+"/", func(authn *auth.Authenticator) (http.Handler, error) {
+		d := console.Deps{Service: svc, API: h, Auth: authn, Log: log.With("part", "console")}
+		switch eng := a.shared.engine.(type) {
+		case *clickhouse.Embedded:
+			// A chDB session of the console's own (the live trail
+			// polls while reports run).
+			qs, err := eng.OpenQuerySession()
+			if err != nil {
+				return nil, fmt.Errorf("policy: the console's session: %w", err)
+			}
+			a.OnClose(qs.Close)
+			d.Store = qs
+		case clickhouse.Engine:
+			d.Store = eng
+		}
+		return console.New(d, console.Options{Secure: a.http.tls != nil})
+	})
 }
 
 // policySigner loads the key that signs what the service publishes; the
