@@ -367,7 +367,7 @@ func (b *browser) signIn(h *harness, who auth.Identity) {
 func (b *browser) count(sel string) int {
 	b.t.Helper()
 	q, _ := json.Marshal(sel)
-	return value(b, chromedp.Evaluate[int](`document.querySelectorAll(` + string(q) + `).length`))
+	return value(b, chromedp.Evaluate[int](`document.querySelectorAll(`+string(q)+`).length`))
 }
 
 func (b *browser) text(sel string) string {
