@@ -1,6 +1,7 @@
 package console
 
 import (
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -354,4 +355,79 @@ func TestChecksCatchProblems(t *testing.T) {
 	if e := strings.Join(b.errors(), "\n"); !strings.Contains(e, "undefinedFunction") {
 		t.Errorf("errors: %s, want the ReferenceError", e)
 	}
+}
+
+// TestAuditorSearch: an auditor finds events by request, operator, host
+// and text, pages through them, and exports them as JSON lines and CSV;
+// the controls page shows the seed's control and assignment.
+func TestAuditorSearch(t *testing.T) {
+	h := newHarness(t)
+	req := h.request(idOperator, "INFRA_DIAG") // pre-approved: granted at once
+	other := h.request(idOperator2, "INFRA_DIAG")
+	base := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+	cmds := [][]string{{"ls", "/"}, {"cat", "/etc/hosts"}}
+	for i := range 60 {
+		cmds = append(cmds, []string{"echo", fmt.Sprint("line", i)})
+	}
+	clickhousetest.InsertEvents(t, h.store, events(req, base, cmds...), 0)
+	clickhousetest.InsertEvents(t, h.store, events(other, base.Add(10*time.Minute), []string{"uptime"}), 0)
+
+	c, _ := h.client(idAuditor)
+	tests := []struct {
+		name  string
+		query url.Values
+		want  []string // substrings of the page
+		not   []string
+	}{
+		{name: "by text", query: url.Values{"text": {"/etc/hosts"}}, want: []string{"cat /etc/hosts"}, not: []string{"uptime", "ls /"}},
+		{name: "by operator", query: url.Values{"operator": {idOperator2.Name}}, want: []string{"uptime"}, not: []string{"cat /etc/hosts"}},
+		{name: "by request", query: url.Values{"request": {other.ID}}, want: []string{"uptime"}, not: []string{"cat /etc/hosts"}},
+		{name: "by host, no match", query: url.Values{"host": {"elsewhere"}}, want: []string{"No events."}},
+		{name: "first page", query: url.Values{"request": {req.ID}}, want: []string{"line59", "Next page"}, not: []string{"Previous page", "ls /"}},
+		{name: "second page", query: url.Values{"request": {req.ID}, "page": {"1"}}, want: []string{"ls /", "Previous page"}, not: []string{"Next page", "line59"}},
+		{name: "time range", query: url.Values{"from": {base.Add(5 * time.Minute).Format("2006-01-02T15:04")}}, want: []string{"uptime"}, not: []string{"cat /etc/hosts"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := h.get(c, Prefix+"/search?"+tt.query.Encode(), http.StatusOK)
+			for _, w := range tt.want {
+				if !strings.Contains(body, w) {
+					t.Errorf("the page lacks %q", w)
+				}
+			}
+			for _, n := range tt.not {
+				if strings.Contains(body, n) {
+					t.Errorf("the page has %q", n)
+				}
+			}
+		})
+	}
+	jl := h.get(c, Prefix+"/search?format=jsonl&request="+url.QueryEscape(req.ID), http.StatusOK)
+	lines := strings.Split(strings.TrimSpace(jl), "\n")
+	if len(lines) != 63 { // the login and 62 commands
+		t.Fatalf("JSON lines export: %d lines, want 63", len(lines))
+	}
+	var first searchRow
+	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil || first.ReqAuthID != req.ID || first.RawData == "" {
+		t.Errorf("JSON lines export: first line %s (%v)", lines[0], err)
+	}
+	csvBody := h.get(c, Prefix+"/search?format=csv&text=hosts", http.StatusOK)
+	rows, err := csv.NewReader(strings.NewReader(csvBody)).ReadAll()
+	if err != nil || len(rows) != 2 || rows[0][0] != "ts" || rows[1][6] != "cat /etc/hosts" || !strings.HasSuffix(rows[1][8], " \n") {
+		t.Errorf("CSV export (%v):\n%s", err, csvBody)
+	}
+	h.get(c, Prefix+"/search?format=xml", http.StatusBadRequest)
+	h.get(c, Prefix+"/search?from=yesterday", http.StatusBadRequest)
+	// Operators do not search the trail.
+	oc, _ := h.client(idOperator)
+	h.get(oc, Prefix+"/search?text=hosts", http.StatusForbidden)
+
+	b := newBrowser(t)
+	b.signIn(h, idAuditor)
+	b.run(chromedp.Navigate(h.srv.URL+Prefix+"/search?text=etc"), chromedp.WaitVisible(chromedp.CSS(`ol.events li`)))
+	b.check("search")
+	b.shot("search")
+	b.run(chromedp.Navigate(h.srv.URL+Prefix+"/controls"), chromedp.WaitVisible(chromedp.Search(`//td[normalize-space(.)="cell_maint"]`)))
+	b.check("controls")
+	b.shot("controls")
 }
