@@ -343,7 +343,7 @@ func (b *browser) shot(name string) {
 	if !*screenshots {
 		return
 	}
-	png := value(b, chromedp.FullScreenshot(90))
+	png := value(b, chromedp.FullScreenshot(100)) // quality 100: PNG
 	dir := filepath.Join("..", "docs", "console")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		b.t.Fatal(err)
