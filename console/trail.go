@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/auditpipe/auditpipe/clickhouse"
@@ -65,9 +64,9 @@ const trailOverlap = 5 * time.Second
 
 // trail streams a request's commands and keystrokes as server-sent
 // events (event "trail", data = one trailEvent as JSON), from the first
-// stored and then as they arrive, until the visitor leaves. The page
-// sends the last id it holds in Last-Event-ID (EventSource does on
-// reconnection) and gets only what follows it.
+// stored and then as they arrive, until the visitor leaves. Each event
+// is sent once per stream; the page skips the ones it already shows (by
+// id), so a reconnection repeats nothing on screen.
 func (c *Console) trail(w http.ResponseWriter, r *http.Request, s *session) error {
 	ctx := r.Context()
 	req, err := c.deps.API.VisibleRequest(ctx, s.who, r.PathValue("id"))
@@ -82,11 +81,6 @@ func (c *Console) trail(w http.ResponseWriter, r *http.Request, s *session) erro
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	seen := map[string]bool{}
-	for _, id := range strings.Split(r.URL.Query().Get("seen"), ",") {
-		if id != "" {
-			seen[id] = true
-		}
-	}
 	var since time.Time
 	tick := time.NewTicker(c.opts.TrailPoll)
 	defer tick.Stop()
