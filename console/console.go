@@ -2,6 +2,7 @@ package console
 
 import (
 	"bytes"
+	"context"
 	"embed"
 	"errors"
 	"fmt"
@@ -94,6 +95,9 @@ type Console struct {
 	tmpl     map[string]*template.Template
 	sessions *sessions
 	mux      *http.ServeMux
+	// streams ends the live trails' streams when Run's context ends.
+	streams    context.Context
+	endStreams context.CancelFunc
 }
 
 // New returns the console.
@@ -117,6 +121,7 @@ func New(d Deps, o Options) (*Console, error) {
 		o.Now = time.Now
 	}
 	c := &Console{deps: d, opts: o, log: d.Log, sessions: newSessions(o.SessionTTL, o.SessionIdle, o.Now), mux: http.NewServeMux()}
+	c.streams, c.endStreams = context.WithCancel(context.Background())
 	if err := c.parseTemplates(); err != nil {
 		return nil, err
 	}
@@ -144,6 +149,16 @@ func New(d Deps, o Options) (*Console, error) {
 		return &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: "no such page: " + r.URL.Path}
 	}))
 	return c, nil
+}
+
+// Run returns when ctx ends, after ending every live trail stream: the
+// process's HTTP server can then shut down without waiting on them (a
+// browser's EventSource reconnects to the next process). Without Run the
+// streams last as long as their visitors.
+func (c *Console) Run(ctx context.Context) error {
+	<-ctx.Done()
+	c.endStreams()
+	return nil
 }
 
 // ServeHTTP implements http.Handler: every answer carries the security

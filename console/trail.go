@@ -113,6 +113,8 @@ func (c *Console) trail(w http.ResponseWriter, r *http.Request, s *session) erro
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-c.streams.Done():
+			return nil
 		case <-tick.C:
 		}
 	}

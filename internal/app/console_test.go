@@ -113,6 +113,24 @@ func TestAllInOneConsole(t *testing.T) {
 			break
 		}
 	}
+
+	// A visitor still watching when the process stops: the stream ends
+	// and the server shuts down without waiting on it (stop fails the
+	// test when the all-in-one stops with an error).
+	req2, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, base+"/console/requests/"+g.RequestID+"/trail", nil)
+	resp2, err := stream.Do(req2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp2.Body.Close()
+	br := bufio.NewReader(resp2.Body)
+	if _, err := br.ReadString('\n'); err != nil {
+		t.Fatalf("the second stream: %v", err)
+	}
+	r.stop(t)
+	if _, err := io.Copy(io.Discard, br); err != nil {
+		t.Logf("the second stream ended with %v", err)
+	}
 }
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }

@@ -59,7 +59,8 @@ func initPolicy(ctx context.Context, a *App) (Service, error) {
 	a.shared.policy = svc
 	a.http.check("policy_store", store.Ping)
 	a.http.registry.MustRegister(policy.NewOutboxCollector(store))
-	if err := mountPolicyAPI(a, svc, log); err != nil {
+	web, err := mountPolicyAPI(a, svc, log)
+	if err != nil {
 		return nil, err
 	}
 
@@ -107,7 +108,7 @@ func initPolicy(ctx context.Context, a *App) (Service, error) {
 	} else {
 		elector = leader.NewAlways(ldeps)
 	}
-	m := &policyModule{elector: elector, duties: duties}
+	m := &policyModule{elector: elector, duties: duties, console: web}
 	if cfg.AgentReports.On() {
 		if m.reports, err = policy.NewAgentReports(svc, kc, cfg.AgentReports, log.With("part", "agent_reports"), a.http.registry); err != nil {
 			return nil, err
@@ -124,12 +125,12 @@ func initPolicy(ctx context.Context, a *App) (Service, error) {
 // client builds it from a query endpoint: auditpipe request report).
 // The web console (package console) is mounted beside it under
 // /console/, signing visitors in with the process's authenticator.
-func mountPolicyAPI(a *App, svc *policy.Service, log *slog.Logger) error {
+func mountPolicyAPI(a *App, svc *policy.Service, log *slog.Logger) (*console.Console, error) {
 	opts := api.Options{Log: log.With("part", "api"), Registry: a.http.registry}
 	if emb, ok := a.shared.engine.(*clickhouse.Embedded); ok {
 		qs, err := emb.OpenQuerySession()
 		if err != nil {
-			return fmt.Errorf("policy: the audit log reports' session: %w", err)
+			return nil, fmt.Errorf("policy: the audit log reports' session: %w", err)
 		}
 		a.OnClose(qs.Close)
 		// The API has checked that the caller may see the request.
@@ -138,10 +139,11 @@ func mountPolicyAPI(a *App, svc *policy.Service, log *slog.Logger) error {
 	}
 	h, err := api.New(svc, opts)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	a.http.handle("/v1/", h, auth.Roles()...)
-	return a.http.handleSigned(console.Prefix+"/", func(authn *auth.Authenticator) (http.Handler, error) {
+	var web *console.Console
+	err = a.http.handleSigned(console.Prefix+"/", func(authn *auth.Authenticator) (http.Handler, error) {
 		d := console.Deps{Service: svc, API: h, Auth: authn, Log: log.With("part", "console")}
 		switch eng := a.shared.engine.(type) {
 		case *clickhouse.Embedded:
@@ -156,8 +158,10 @@ func mountPolicyAPI(a *App, svc *policy.Service, log *slog.Logger) error {
 		case clickhouse.Engine:
 			d.Store = eng
 		}
-		return console.New(d, console.Options{Secure: a.http.tls != nil})
+		web, err = console.New(d, console.Options{Secure: a.http.tls != nil})
+		return web, err
 	})
+	return web, err
 }
 
 // policySigner loads the key that signs what the service publishes; the
@@ -194,6 +198,7 @@ type policyModule struct {
 	elector leader.Elector
 	duties  *policy.Duties
 	reports *policy.AgentReports // nil when off
+	console *console.Console     // nil without the server module
 }
 
 // Run implements Service: it returns when ctx ends, or with the first
@@ -219,6 +224,11 @@ func (m *policyModule) Run(ctx context.Context) error {
 	run("duties", func(ctx context.Context) error { return m.elector.Run(ctx, m.duties.Run) })
 	if m.reports != nil {
 		run("agent reports", m.reports.Run)
+	}
+	if m.console != nil {
+		// Ends the console's streams before the server shuts down
+		// (the server module stops after this one).
+		run("console", m.console.Run)
 	}
 	wg.Wait()
 	return errors.Join(errs...)
