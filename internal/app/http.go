@@ -60,6 +60,22 @@ func (h *httpState) handle(pattern string, handler http.Handler, roles ...string
 	h.mux.Handle(pattern, h.auth.Require(handler, roles...))
 }
 
+// handleSigned serves pattern with a handler that authenticates its
+// visitors itself, with the process's authenticator, through a session it
+// started by it (the web console's cookie). Like handle, nothing is served
+// without the server module's authenticator.
+func (h *httpState) handleSigned(pattern string, handler func(*auth.Authenticator) (http.Handler, error)) error {
+	if h.auth == nil {
+		return nil
+	}
+	hh, err := handler(h.auth)
+	if err != nil {
+		return err
+	}
+	h.mux.Handle(pattern, hh)
+	return nil
+}
+
 // check adds a readiness check: /-/ready answers 200 only when every check
 // passes.
 func (h *httpState) check(name string, f func(context.Context) error) {

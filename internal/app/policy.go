@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/auditpipe/auditpipe/clickhouse"
+	"github.com/auditpipe/auditpipe/console"
 	"github.com/auditpipe/auditpipe/internal/auth"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/leader"
@@ -69,7 +70,8 @@ func initPolicy(ctx context.Context, a *App) (Service, error) {
 		}
 		a.shared.scheduler = sched
 	}
-	if err := mountPolicyAPI(a, svc, log); err != nil {
+	web, err := mountPolicyAPI(a, svc, log)
+	if err != nil {
 		return nil, err
 	}
 
@@ -117,7 +119,7 @@ func initPolicy(ctx context.Context, a *App) (Service, error) {
 	} else {
 		elector = leader.NewAlways(ldeps)
 	}
-	m := &policyModule{elector: elector, duties: duties}
+	m := &policyModule{elector: elector, duties: duties, console: web}
 	if cfg.AgentReports.On() {
 		if m.reports, err = policy.NewAgentReports(svc, kc, cfg.AgentReports, log.With("part", "agent_reports"), a.http.registry); err != nil {
 			return nil, err
@@ -132,12 +134,14 @@ func initPolicy(ctx context.Context, a *App) (Service, error) {
 // API serves the access requests' audit log reports from it, on a chDB
 // session of their own; elsewhere the report route answers 501 (the
 // client builds it from a query endpoint: auditpipe request report).
-func mountPolicyAPI(a *App, svc *policy.Service, log *slog.Logger) error {
+// The web console (package console) is mounted beside it under
+// /console/, signing visitors in with the process's authenticator.
+func mountPolicyAPI(a *App, svc *policy.Service, log *slog.Logger) (*console.Console, error) {
 	opts := api.Options{Log: log.With("part", "api"), Registry: a.http.registry, Scheduler: a.shared.scheduler}
 	if emb, ok := a.shared.engine.(*clickhouse.Embedded); ok {
 		qs, err := emb.OpenQuerySession()
 		if err != nil {
-			return fmt.Errorf("policy: the audit log reports' session: %w", err)
+			return nil, fmt.Errorf("policy: the audit log reports' session: %w", err)
 		}
 		a.OnClose(qs.Close)
 		// The API has checked that the caller may see the request.
@@ -146,10 +150,29 @@ func mountPolicyAPI(a *App, svc *policy.Service, log *slog.Logger) error {
 	}
 	h, err := api.New(svc, opts)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	a.http.handle("/v1/", h, auth.Roles()...)
-	return nil
+	var web *console.Console
+	err = a.http.handleSigned(console.Prefix+"/", func(authn *auth.Authenticator) (http.Handler, error) {
+		d := console.Deps{Service: svc, API: h, Auth: authn, Log: log.With("part", "console")}
+		switch eng := a.shared.engine.(type) {
+		case *clickhouse.Embedded:
+			// A chDB session of the console's own (the live trail
+			// polls while reports run).
+			qs, err := eng.OpenQuerySession()
+			if err != nil {
+				return nil, fmt.Errorf("policy: the console's session: %w", err)
+			}
+			a.OnClose(qs.Close)
+			d.Store = qs
+		case clickhouse.Engine:
+			d.Store = eng
+		}
+		web, err = console.New(d, console.Options{Secure: a.http.tls != nil})
+		return web, err
+	})
+	return web, err
 }
 
 // policySigner loads the key that signs what the service publishes; the
@@ -186,6 +209,7 @@ type policyModule struct {
 	elector leader.Elector
 	duties  *policy.Duties
 	reports *policy.AgentReports // nil when off
+	console *console.Console     // nil without the server module
 }
 
 // Run implements Service: it returns when ctx ends, or with the first
@@ -196,6 +220,11 @@ func (m *policyModule) Run(ctx context.Context) error {
 	}
 	if m.reports != nil {
 		parts["agent reports"] = m.reports.Run
+	}
+	if m.console != nil {
+		// Ends the console's streams before the server shuts down
+		// (the server module stops after this one).
+		parts["console"] = m.console.Run
 	}
 	return runParts(ctx, parts)
 }

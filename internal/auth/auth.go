@@ -185,7 +185,19 @@ func (a *Authenticator) Authenticate(r *http.Request) (Identity, error) {
 			return Identity{Name: cn, Role: c.Role, Method: "certificate", Groups: slices.Clone(c.Groups)}, nil
 		}
 	}
-	tok := bearer(r)
+	return a.token(bearer(r))
+}
+
+// AuthenticateToken returns the identity of a bearer token (the web
+// console's sign-in form sends the token once, then carries a session).
+func (a *Authenticator) AuthenticateToken(tok string) (Identity, error) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.token(strings.TrimSpace(tok))
+}
+
+// token looks tok up; the caller holds a.mu.
+func (a *Authenticator) token(tok string) (Identity, error) {
 	if tok == "" {
 		return Identity{}, ErrUnauthenticated
 	}

@@ -26,7 +26,7 @@ const EnvRequire = "AUDITPIPE_REQUIRE"
 type Dep string
 
 // The dependencies. `make deps` installs chdb, rsyslog, kafka, syslog-ng,
-// python-venv, postgres, the host tools and sshd; the tests run as root on
+// python-venv, postgres, the host tools, sshd and chromium; the tests run as root on
 // the build machines.
 const (
 	// CHDB is libchdb.so (scripts/deps.d/10-chdb.sh).
@@ -80,12 +80,15 @@ const (
 	// Lintian is Debian's package checker, run on the .deb of scripts/deb.sh
 	// (scripts/deps.d/66-lintian.sh).
 	Lintian Dep = "lintian"
+	// Chromium is Debian's chromium, driven headless by the web console's
+	// browser tests (scripts/deps.d/60-chromium.sh).
+	Chromium Dep = "chromium"
 )
 
 // All returns the dependencies AUDITPIPE_REQUIRE=all requires: every one
 // the build machines provide.
 func All() []Dep {
-	return []Dep{CHDB, Rsyslog, SyslogNG, PythonVenv, Postgres, Kafka, Java, KernelAudit, Root, HostTools, SSHD, Apt, Ausearch, Systemd, Prometheus, Lintian}
+	return []Dep{CHDB, Rsyslog, SyslogNG, PythonVenv, Postgres, Kafka, Java, KernelAudit, Root, HostTools, SSHD, Apt, Ausearch, Systemd, Prometheus, Lintian, Chromium}
 }
 
 // known returns every dependency name a list may hold.

@@ -64,19 +64,7 @@ func (a *API) mayRead(ctx context.Context, who auth.Identity, r *policy.AccessRe
 // visibleRequest reads the request of the path, or 404 when who may not
 // see it.
 func (a *API) visibleRequest(r *http.Request, who auth.Identity) (policy.AccessRequest, error) {
-	id := r.PathValue(pRequest)
-	req, err := a.svc.GetRequest(r.Context(), id)
-	if err != nil {
-		return req, err
-	}
-	ok, err := a.mayRead(r.Context(), who, &req)
-	if err != nil {
-		return req, err
-	}
-	if !ok {
-		return req, notFound(policy.ObjectAccessRequest, id)
-	}
-	return req, nil
+	return a.VisibleRequest(r.Context(), who, r.PathValue(pRequest))
 }
 
 func (a *API) createRequest(w http.ResponseWriter, r *http.Request, who auth.Identity) error {
@@ -121,21 +109,7 @@ func (a *API) listRequests(w http.ResponseWriter, r *http.Request, who auth.Iden
 	if err := q.err(); err != nil {
 		return err
 	}
-	switch who.Role {
-	case auth.RoleOperator:
-		// An operator's list is their own requests, whatever they ask.
-		if f.RequestorID != "" && f.RequestorID != who.Name {
-			return writeList[policy.AccessRequest](w, r, nil, "")
-		}
-		f.RequestorID = who.Name
-	case auth.RoleApprover:
-		ids, err := a.approverControls(r.Context(), who)
-		if err != nil {
-			return err
-		}
-		f.OperatorControlIDs = ids
-	}
-	items, next, err := a.svc.ListRequests(r.Context(), f)
+	items, next, err := a.VisibleRequests(r.Context(), who, f)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,433 @@
+package console
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/auditpipe/auditpipe/clickhouse/clickhousetest"
+	"github.com/auditpipe/auditpipe/internal/config"
+	"github.com/auditpipe/auditpipe/policy"
+	"github.com/auditpipe/auditpipe/policy/client"
+	"github.com/auditpipe/auditpipe/schemas"
+)
+
+// TestApproverFlow: an approver signs in, approves a pending request from
+// the inbox (with keystroke audit), watches the operator's commands
+// arrive on the request page while the test writes them into the store,
+// reads the process tree, revokes, and sees REVOKED.
+func TestApproverFlow(t *testing.T) {
+	h := newHarness(t)
+	b := newBrowser(t)
+	req := h.request(idOperator, "INFRA_UPDATE_RESTART")
+	if req.LifecycleState != policy.StateApprovalWaiting {
+		t.Fatalf("the request is %s, want APPROVALWAITING", req.LifecycleState)
+	}
+	b.signIn(h, idApprover)
+	row := fmt.Sprintf(`li.request[data-id="%s"]`, req.ID)
+	b.run(chromedp.WaitVisible(chromedp.CSS(row)))
+	b.check("inbox")
+	b.shot("inbox")
+	b.run(chromedp.EmulateViewport(390, 844))
+	b.check("inbox at phone width")
+	b.shot("inbox-phone")
+	b.run(chromedp.EmulateViewport(1200, 900))
+
+	b.run(chromedp.SetValue(chromedp.CSS(row+` select[name="audit_type"]`), schemas.AuditCommandKeystroke),
+		chromedp.Click(chromedp.CSS(row+` form.approve button`)),
+		chromedp.WaitVisible(chromedp.CSS(`p.empty`))) // back in the inbox: nothing waits any more
+	b.check("inbox after approving")
+	got, err := h.svc.GetRequest(h.ctx, req.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.LifecycleState != policy.StateApproved || got.AuditType != schemas.AuditCommandKeystroke || got.UserID == "" {
+		t.Fatalf("after approving: state %s, audit type %s, login %q; want APPROVED, %s, a login user", got.LifecycleState, got.AuditType, got.UserID, schemas.AuditCommandKeystroke)
+	}
+
+	b.run(chromedp.Navigate(h.srv.URL+Prefix+"/requests/"+req.ID), chromedp.WaitVisible(chromedp.CSS(`#trail`)))
+	if s := b.text(`#state`); s != string(policy.StateApproved) {
+		t.Fatalf("the page shows state %q, want APPROVED", s)
+	}
+	if n := b.count(`#trail li`); n != 0 {
+		t.Fatalf("the trail has %d events before any was written", n)
+	}
+	b.check("request, approved")
+	// The operator works: the test writes their events while the page is
+	// open; the page is not reloaded.
+	base := time.Now().UTC().Truncate(time.Second)
+	evs := events(got, base, []string{"ls", "-l", "/var/log"}, []string{"sudo", "systemctl", "restart", "cellsrv"}, []string{"/usr/bin/systemctl", "restart", "cellsrv"})
+	clickhousetest.InsertEvents(t, h.store, evs[:2], 0)
+	b.run(chromedp.WaitVisible(chromedp.Search(`//ol[@id="trail"]/li[contains(., "ls -l /var/log")]`)))
+	clickhousetest.InsertEvents(t, h.store, evs[2:], 0)
+	b.run(chromedp.WaitVisible(chromedp.Search(`//ol[@id="trail"]/li[contains(., "sudo systemctl restart cellsrv")]`)))
+	b.run(chromedp.WaitVisible(chromedp.Search(`//ol[@id="trail"]/li[contains(., "/usr/bin/systemctl restart cellsrv")]`)))
+	if n := b.count(`#trail li`); n != 3 {
+		t.Errorf("the trail shows %d events, want the 3 commands once each", n)
+	}
+	b.check("request, live trail")
+	b.shot("request-live")
+
+	b.run(chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`#tree`)))
+	tree := b.text(`#tree`)
+	for _, want := range []string{"ls -l /var/log", "sudo systemctl restart cellsrv [sudo: " + got.UserID + " → root]", "   └─ ", "/usr/bin/systemctl restart cellsrv (/usr/bin/systemctl in /root, uid " + got.UserID + " euid root", "login user " + got.UserID} {
+		if !strings.Contains(tree, want) {
+			t.Errorf("the process tree lacks %q:\n%s", want, tree)
+		}
+	}
+	b.check("request, process tree")
+
+	b.run(chromedp.Click(chromedp.CSS(`#revoke-confirm`)), chromedp.SendKeys(chromedp.CSS(`#revoke-comment`), "maintenance done"),
+		chromedp.Click(chromedp.CSS(`form.revoke button`)),
+		chromedp.WaitVisible(chromedp.Search(`//dd[@id="state"][normalize-space(.)="REVOKED"]`)))
+	if s := h.state(req.ID); s != policy.StateRevoked {
+		t.Fatalf("after revoking, the store says %s", s)
+	}
+	if n := b.count(`form.revoke`); n != 0 {
+		t.Errorf("a revoked request still offers revoke")
+	}
+	b.check("request, revoked")
+	b.shot("request-revoked")
+}
+
+// TestRevokeNeedsConfirmation: the revoke form without its confirmation
+// changes nothing.
+func TestRevokeNeedsConfirmation(t *testing.T) {
+	h := newHarness(t)
+	req := h.request(idOperator, "INFRA_DIAG") // pre-approved
+	c, csrf := h.client(idApprover)
+	resp, err := c.PostForm(h.srv.URL+Prefix+"/requests/"+req.ID+"/revoke", url.Values{"csrf": {csrf}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || h.state(req.ID) != policy.StatePreApproved {
+		t.Fatalf("revoke without confirm: %s, state %s; want 400 and PREAPPROVED", resp.Status, h.state(req.ID))
+	}
+}
+
+// TestOperatorSeesOnlyOwn: an operator sees their own requests, never
+// another operator's (404, as the API answers), and no approve button.
+func TestOperatorSeesOnlyOwn(t *testing.T) {
+	h := newHarness(t)
+	b := newBrowser(t)
+	own := h.request(idOperator, "INFRA_UPDATE_RESTART")
+	other := h.request(idOperator2, "INFRA_UPDATE_RESTART")
+	b.signIn(h, idOperator)
+	b.run(chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`li.request[data-id="%s"]`, own.ID))))
+	if n := b.count(fmt.Sprintf(`li.request[data-id="%s"]`, other.ID)); n != 0 {
+		t.Errorf("the operator's inbox lists another operator's request")
+	}
+	if n := b.count(`form[action$="/approve"], form[action$="/reject"], form[action$="/revoke"]`); n != 0 {
+		t.Errorf("the operator's inbox has %d approve/reject/revoke forms", n)
+	}
+	b.check("operator inbox")
+	b.run(chromedp.Navigate(h.srv.URL+Prefix+"/requests/"+own.ID), chromedp.WaitVisible(chromedp.CSS(`#state`)))
+	if n := b.count(`form[action$="/approve"], form[action$="/reject"], form[action$="/revoke"]`); n != 0 {
+		t.Errorf("the operator's own request page has %d approve/reject/revoke forms", n)
+	}
+	b.check("operator's own request")
+	b.shot("request-operator")
+
+	b.run(chromedp.Navigate(h.srv.URL+Prefix+"/requests/"+other.ID), chromedp.WaitVisible(chromedp.CSS(`.error-message`)))
+	if msg := b.text(`.error-message`); !strings.Contains(msg, "does not exist or you are not authorized") {
+		t.Errorf("another operator's request shows %q", msg)
+	}
+	if strings.Contains(b.text(`main`), other.Reason) {
+		t.Errorf("the error page shows the other request's reason")
+	}
+	// The one error the browser reports is the 404 itself.
+	for _, e := range b.errors() {
+		if !strings.Contains(e, "404") {
+			t.Errorf("another operator's request: the browser reported %s", e)
+		}
+	}
+	b.check("not found")
+	// And through a form, straight at the action: refused, nothing moves.
+	c, csrf := h.client(idOperator)
+	for _, action := range []string{"approve", "reject", "revoke", "answer"} {
+		resp, err := c.PostForm(h.srv.URL+Prefix+"/requests/"+other.ID+"/"+action, url.Values{"csrf": {csrf}, "comment": {"x"}, "confirm": {"yes"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden && resp.StatusCode != http.StatusNotFound {
+			t.Errorf("operator %s on another's request: %s, want 403 or 404", action, resp.Status)
+		}
+	}
+	if s := h.state(other.ID); s != policy.StateApprovalWaiting {
+		t.Errorf("the other request moved to %s", s)
+	}
+}
+
+// TestCrossSiteFormRefused: a form another site posts is refused and
+// changes nothing, whether the browser sends the cookie (it does not:
+// SameSite=Strict) or a client forges every header but the CSRF token.
+func TestCrossSiteFormRefused(t *testing.T) {
+	h := newHarness(t)
+	req := h.request(idOperator, "INFRA_UPDATE_RESTART")
+	target := h.srv.URL + Prefix + "/requests/" + req.ID + "/approve"
+
+	c, csrf := h.client(idApprover)
+	tests := []struct {
+		name    string
+		form    url.Values
+		headers map[string]string
+	}{
+		{name: "no token", form: url.Values{}},
+		{name: "wrong token", form: url.Values{"csrf": {"AAAA" + csrf[4:]}}},
+		{name: "other origin", form: url.Values{"csrf": {csrf}}, headers: map[string]string{"Origin": "http://evil.example"}},
+		{name: "cross-site fetch", form: url.Values{"csrf": {csrf}}, headers: map[string]string{"Sec-Fetch-Site": "cross-site"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := http.NewRequest(http.MethodPost, target, strings.NewReader(tt.form.Encode()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			for k, v := range tt.headers {
+				r.Header.Set(k, v)
+			}
+			resp, err := c.Do(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusForbidden {
+				t.Errorf("%s: %s, want 403", tt.name, resp.Status)
+			}
+			if s := h.state(req.ID); s != policy.StateApprovalWaiting {
+				t.Fatalf("%s: the request moved to %s", tt.name, s)
+			}
+		})
+	}
+
+	// In the browser: signed in to the console, the approver visits a
+	// page of another site (localhost is another site than 127.0.0.1)
+	// that posts the approve form.
+	b := newBrowser(t)
+	b.signIn(h, idApprover)
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `<!doctype html><title>prize</title><form id="f" method="post" action="%s"><input name="csrf" value="guess"></form><script>document.getElementById("f").submit()</script>`, target)
+	}))
+	defer evil.Close()
+	evilURL := strings.Replace(evil.URL, "127.0.0.1", "localhost", 1)
+	b.run(chromedp.Navigate(evilURL), chromedp.WaitVisible(chromedp.CSS(`.error-message`)))
+	if msg := b.text(`.error-message`); !strings.Contains(msg, "not signed in") {
+		t.Errorf("the forged post got %q, want the console's refusal without a session (SameSite=Strict)", msg)
+	}
+	b.errors()
+	if s := h.state(req.ID); s != policy.StateApprovalWaiting {
+		t.Fatalf("the forged post moved the request to %s", s)
+	}
+}
+
+// TestConsoleAndCLIRequestsAreTheSame: a request made in the console and
+// one made with the CLI's client are the same in the API and the store.
+func TestConsoleAndCLIRequestsAreTheSame(t *testing.T) {
+	h := newHarness(t)
+	b := newBrowser(t)
+	b.signIn(h, idOperator)
+	b.run(chromedp.Navigate(h.srv.URL+Prefix+"/requests/new?resource="+url.QueryEscape(cellID)),
+		chromedp.WaitVisible(chromedp.CSS(`#act-INFRA_DIAG`)))
+	if s := b.text(`label[for="act-INFRA_DIAG"]`); !strings.Contains(s, "pre-approved") {
+		t.Errorf("INFRA_DIAG is not shown pre-approved: %q", s)
+	}
+	if s := b.text(`label[for="act-INFRA_UPDATE_RESTART"]`); !strings.Contains(s, "needs approval") {
+		t.Errorf("INFRA_UPDATE_RESTART is not shown as needing approval: %q", s)
+	}
+	b.check("new request")
+	b.shot("new-request")
+	const reason = "Cell disk latency alerts on cell01 (SR 3-1234567890)"
+	b.run(chromedp.Click(chromedp.CSS(`#act-INFRA_UPDATE_RESTART`)), chromedp.SendKeys(chromedp.CSS(`#reason`), reason),
+		chromedp.SetValue(chromedp.CSS(`#severity`), "S2"), chromedp.SendKeys(chromedp.CSS(`#duration`), "8"),
+		chromedp.Submit(chromedp.CSS(`#reason`)), chromedp.WaitVisible(chromedp.CSS(`#state`)))
+	loc := value(b, chromedp.Location())
+	webID, err := url.PathUnescape(loc[strings.LastIndex(loc, "/")+1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.check("request made in the console")
+
+	cli := &client.Client{BaseURL: h.srv.URL, Token: config.Secret(h.tokens[idOperator.Name])}
+	made, err := cli.CreateRequest(h.ctx, policy.RequestInput{ResourceID: cellID, ActionRequests: []string{"INFRA_UPDATE_RESTART"},
+		Reason: reason, Severity: "S2", DurationHours: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromAPI := func(id string) map[string]any {
+		r, err := cli.GetRequest(h.ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return comparable(t, r)
+	}
+	fromStore := func(id string) map[string]any {
+		r, err := h.svc.GetRequest(h.ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return comparable(t, r)
+	}
+	for name, get := range map[string]func(string) map[string]any{"API": fromAPI, "store": fromStore} {
+		web, cl := get(webID), get(made.ID)
+		wj, _ := json.Marshal(web)
+		cj, _ := json.Marshal(cl)
+		if string(wj) != string(cj) {
+			t.Errorf("%s: the console's request\n%s\ndiffers from the CLI's\n%s", name, wj, cj)
+		}
+	}
+	hw, err := h.svc.History(h.ctx, policy.ObjectAccessRequest, webID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc, err := h.svc.History(h.ctx, policy.ObjectAccessRequest, made.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hw) != len(hc) {
+		t.Fatalf("history: console %d entries, CLI %d", len(hw), len(hc))
+	}
+	for i := range hw {
+		if hw[i].Actor != hc[i].Actor || hw[i].Action != hc[i].Action || hw[i].From != hc[i].From || hw[i].To != hc[i].To {
+			t.Errorf("history[%d]: console %+v, CLI %+v", i, hw[i], hc[i])
+		}
+	}
+}
+
+// comparable is a request without what differs between two requests
+// made alike: the id and the times.
+func comparable(t *testing.T, r policy.AccessRequest) map[string]any {
+	t.Helper()
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"id", "time_of_creation", "time_of_modification", "time_of_expiry", "time_of_user_creation", "user_id"} {
+		delete(m, k)
+	}
+	return m
+}
+
+// TestChecksCatchProblems: the page checks are not vacuous: axe reports
+// an unlabelled field and poor contrast, and a script error reaches the
+// error list.
+func TestChecksCatchProblems(t *testing.T) {
+	b := newBrowser(t)
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `<!doctype html><html><head><title>bad</title></head><body><main><p style="color:#ccc;background:#fff">faint</p><input name="x"><script>undefinedFunction()</script></main></body></html>`)
+	}))
+	defer bad.Close()
+	b.run(chromedp.Navigate(bad.URL), chromedp.WaitVisible(chromedp.CSS(`input`)))
+	v := strings.Join(b.axe(), "\n")
+	for _, want := range []string{"label", "color-contrast"} {
+		if !strings.Contains(v, want) {
+			t.Errorf("axe did not report %s on a page that has it; it reported:\n%s", want, v)
+		}
+	}
+	b.run(chromedp.WaitVisible(chromedp.CSS(`main`))) // the console messages arrive beside the page
+	deadline := time.Now().Add(actionTimeout)
+	for {
+		b.mu.Lock()
+		n := len(b.errs)
+		b.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the script error never reached the error list")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if e := strings.Join(b.errors(), "\n"); !strings.Contains(e, "undefinedFunction") {
+		t.Errorf("errors: %s, want the ReferenceError", e)
+	}
+}
+
+// TestAuditorSearch: an auditor finds events by request, operator, host
+// and text, pages through them, and exports them as JSON lines and CSV;
+// the controls page shows the seed's control and assignment.
+func TestAuditorSearch(t *testing.T) {
+	h := newHarness(t)
+	req := h.request(idOperator, "INFRA_DIAG") // pre-approved: granted at once
+	other := h.request(idOperator2, "INFRA_DIAG")
+	base := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+	cmds := [][]string{{"ls", "/"}, {"cat", "/etc/hosts"}}
+	for i := range 60 {
+		cmds = append(cmds, []string{"echo", fmt.Sprint("line", i)})
+	}
+	clickhousetest.InsertEvents(t, h.store, events(req, base, cmds...), 0)
+	clickhousetest.InsertEvents(t, h.store, events(other, base.Add(10*time.Minute), []string{"uptime"}), 0)
+
+	c, _ := h.client(idAuditor)
+	tests := []struct {
+		name  string
+		query url.Values
+		want  []string // substrings of the page
+		not   []string
+	}{
+		{name: "by text", query: url.Values{"text": {"/etc/hosts"}}, want: []string{"cat /etc/hosts"}, not: []string{"uptime", "ls /"}},
+		{name: "by operator", query: url.Values{"operator": {idOperator2.Name}}, want: []string{"uptime"}, not: []string{"cat /etc/hosts"}},
+		{name: "by request", query: url.Values{"request": {other.ID}}, want: []string{"uptime"}, not: []string{"cat /etc/hosts"}},
+		{name: "by host, no match", query: url.Values{"host": {"elsewhere"}}, want: []string{"No events."}},
+		{name: "first page", query: url.Values{"request": {req.ID}}, want: []string{"line59", "Next page"}, not: []string{"Previous page", "ls /"}},
+		{name: "second page", query: url.Values{"request": {req.ID}, "page": {"1"}}, want: []string{"ls /", "Previous page"}, not: []string{"Next page", "line59"}},
+		{name: "time range", query: url.Values{"from": {base.Add(5 * time.Minute).Format("2006-01-02T15:04")}}, want: []string{"uptime"}, not: []string{"cat /etc/hosts"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := h.get(c, Prefix+"/search?"+tt.query.Encode(), http.StatusOK)
+			for _, w := range tt.want {
+				if !strings.Contains(body, w) {
+					t.Errorf("the page lacks %q", w)
+				}
+			}
+			for _, n := range tt.not {
+				if strings.Contains(body, n) {
+					t.Errorf("the page has %q", n)
+				}
+			}
+		})
+	}
+	jl := h.get(c, Prefix+"/search?format=jsonl&request="+url.QueryEscape(req.ID), http.StatusOK)
+	lines := strings.Split(strings.TrimSpace(jl), "\n")
+	if len(lines) != 63 { // the login and 62 commands
+		t.Fatalf("JSON lines export: %d lines, want 63", len(lines))
+	}
+	var first searchRow
+	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil || first.ReqAuthID != req.ID || first.RawData == "" {
+		t.Errorf("JSON lines export: first line %s (%v)", lines[0], err)
+	}
+	csvBody := h.get(c, Prefix+"/search?format=csv&text=hosts", http.StatusOK)
+	rows, err := csv.NewReader(strings.NewReader(csvBody)).ReadAll()
+	if err != nil || len(rows) != 2 || rows[0][0] != "ts" || rows[1][6] != "cat /etc/hosts" || !strings.HasSuffix(rows[1][8], " \n") {
+		t.Errorf("CSV export (%v):\n%s", err, csvBody)
+	}
+	h.get(c, Prefix+"/search?format=xml", http.StatusBadRequest)
+	h.get(c, Prefix+"/search?from=yesterday", http.StatusBadRequest)
+	// Operators do not search the trail.
+	oc, _ := h.client(idOperator)
+	h.get(oc, Prefix+"/search?text=hosts", http.StatusForbidden)
+
+	b := newBrowser(t)
+	b.signIn(h, idAuditor)
+	b.run(chromedp.Navigate(h.srv.URL+Prefix+"/search?text=etc"), chromedp.WaitVisible(chromedp.CSS(`ol.events li`)))
+	b.check("search")
+	b.shot("search")
+	b.run(chromedp.Navigate(h.srv.URL+Prefix+"/controls"), chromedp.WaitVisible(chromedp.Search(`//td[normalize-space(.)="cell_maint"]`)))
+	b.check("controls")
+	b.shot("controls")
+}
