@@ -111,6 +111,7 @@ done
 cat >"$agentdir/tracker.json" <<'EOF'
 {"openssl": {"CVE-2024-9143": {"releases": {"bookworm": {"status": "resolved", "fixed_version": "3.0.15-1"}}}}}
 EOF
+echo "== cell01's private apt root, for its host agent (auditpipe agent prepare-root):"
 "$bin" agent prepare-root --root "$agentdir/pkgroot" --source "deb [trusted=yes] file:$repo ./" --install openssl=3.0.14-1
 compartment=ocid1.compartment.oc1..sample
 cat >"$agentdir/agent.yaml" <<EOF
@@ -160,6 +161,10 @@ for _ in $(seq 1 60); do
 	fi
 	sleep 0.5
 done
+if ! comp 2>/dev/null | grep -q CVE-2024-9143; then
+	echo "timed out: cell01's inventory is not in the compliance report; logs in $data/agent.log and $data/all-in-one.log" >&2
+	exit 1
+fi
 echo "== The host agent of cell01 (auditpipe agent --config $data/agent/agent.yaml) reported its inventory; the compliance report (auditpipe report compliance --details):"
 comp
 echo

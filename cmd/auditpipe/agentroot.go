@@ -60,6 +60,6 @@ func runAgentPrepareRoot(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("agent prepare-root: read the packages: %w", err)
 	}
-	fmt.Fprintf(e.stdout, "prepared %s: %d packages installed, %d updates available\n", *root, len(inv.Installed), len(inv.Updates))
+	fmt.Fprintf(e.stdout, "prepared %s: installed %d, updates available %d\n", *root, len(inv.Installed), len(inv.Updates))
 	return nil
 }

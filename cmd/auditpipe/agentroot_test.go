@@ -24,7 +24,7 @@ func TestAgentPrepareRoot(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("run %d: exit %d: %s", i+1, code, errOut)
 		}
-		if want := "prepared " + root + ": 1 packages installed, 1 updates available\n"; out != want {
+		if want := "prepared " + root + ": installed 1, updates available 1\n"; out != want {
 			t.Errorf("run %d: stdout %q, want %q", i+1, out, want)
 		}
 	}
