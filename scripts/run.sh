@@ -5,13 +5,17 @@
 # request the sample's first operator worked under, its audit log report,
 # its revocation, its history and its lifecycle events; then the
 # scheduler's: a recurring security-update job, its upcoming executions, a
-# run-now and its work request.
+# run-now and its work request, run by a real host agent (auditpipe agent,
+# agent.live off) for the sample's instance cell01 over a private apt root
+# in the data directory, with the compliance report before and after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${AUDITPIPE_CACHE:=$HOME/.cache/auditpipe}"
 bin=bin/auditpipe
 data=data/run
 port=${AUDITPIPE_HTTP_PORT:-9464}
+kport=${AUDITPIPE_KAFKA_PORT:-9466}
+aport=${AUDITPIPE_AGENT_HTTP_PORT:-9467}
 url="http://127.0.0.1:$port/"
 rm -rf "$data"
 mkdir -p "$data"
@@ -29,9 +33,10 @@ cp deploy/sample/audit.log "$data/audit.log"
 	--passwd deploy/sample/passwd --group deploy/sample/group \
 	--policy-seed deploy/sample/policy.yaml \
 	--grant 5f1c0e9d2a7b4c3e8d6f0a1b2c3d4e5f=ocid1.opctlaccessrequest.oc1..req2 \
-	--retention-days 0 --http "127.0.0.1:$port" 2>"$data/all-in-one.log" &
+	--retention-days 0 --http "127.0.0.1:$port" --kafka-listen "127.0.0.1:$kport" 2>"$data/all-in-one.log" &
 pid=$!
-trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
+apid=
+trap 'for p in $apid $pid; do kill -TERM $p 2>/dev/null || true; wait $p 2>/dev/null || true; done' EXIT
 
 q() { "$bin" query --server "$url" --token-file "$data/admin.token" "$@"; }
 
@@ -81,15 +86,88 @@ api history "$req"
 echo
 q "$lifecycle"
 echo
-# The scheduler (auditpipe job|workrequest|instance): a recurring
-# security-update job on the all-in-one's host. The all-in-one runs no
-# host agent (target host does), so nothing answers its work requests:
-# they are dispatched (IN_PROGRESS, the signed RUN on opctl.dispatch.v1)
-# and wait for the agent's report until their timeout (--timeout 5:
-# FAILED with code TIMEOUT five minutes after the dispatch).
-sched() { "$bin" "$@" --server "${url%/}" --token-file "$data/admin.token"; }
+# The scheduler (auditpipe job|workrequest|instance) and a host agent.
+# The all-in-one runs no host agent, so run.sh starts one beside it: the
+# sample's instance cell01 (auditpipe agent --config $data/agent.yaml),
+# on the embedded broker as the agent principal (its password file and
+# the broker's CA from the data directory), agent.live off: grants are
+# rendered under $data/agent/plan and packages change only in a private
+# apt root, $data/agent/pkgroot. Its repository is built here with
+# dpkg-deb and dpkg-scanpackages: openssl 3.0.14-1, installed, and
+# 3.0.15-1, which fixes CVE-2024-9143 by the security-tracker JSON
+# written beside it.
+agentdir=$PWD/$data/agent
+repo=$agentdir/repo
+mkdir -p "$repo"
+for v in 3.0.14-1 3.0.15-1; do
+	tree=$agentdir/build/openssl-$v
+	mkdir -p "$tree/DEBIAN" "$tree/usr/share/openssl"
+	chmod 0755 "$tree/DEBIAN"
+	echo "$v" >"$tree/usr/share/openssl/VERSION"
+	printf 'Package: openssl\nVersion: %s\nArchitecture: all\nMaintainer: auditpipe sample <sample@example.com>\nDescription: auditpipe sample package openssl\n' "$v" >"$tree/DEBIAN/control"
+	dpkg-deb --root-owner-group --build "$tree" "$repo" >/dev/null
+done
+(cd "$repo" && dpkg-scanpackages --multiversion . /dev/null >Packages 2>/dev/null)
+cat >"$agentdir/tracker.json" <<'EOF'
+{"openssl": {"CVE-2024-9143": {"releases": {"bookworm": {"status": "resolved", "fixed_version": "3.0.15-1"}}}}}
+EOF
+echo "== cell01's private apt root, for its host agent (auditpipe agent prepare-root):"
+"$bin" agent prepare-root --root "$agentdir/pkgroot" --source "deb [trusted=yes] file:$repo ./" --install openssl=3.0.14-1
 compartment=ocid1.compartment.oc1..sample
+cat >"$agentdir/agent.yaml" <<EOF
+target: agent
+server:
+  http_addr: 127.0.0.1:$aport
+  auth:
+    open_metrics: true
+kafka:
+  brokers: [127.0.0.1:$kport]
+  tls:
+    enabled: true
+    ca_file: $PWD/$data/kafka-tls/ca.crt
+  sasl:
+    mechanism: SCRAM-SHA-512
+    username: agent
+    password_file: $PWD/$data/kafka-credentials/agent.password
+  topics:
+    create: false
+agent:
+  live: false
+  host: cell01.example.com
+  root: $agentdir/plan
+  grant_keys: [$PWD/$data/grants.pub]
+  instance:
+    id: cell01
+    compartment_path: [$compartment]
+  work:
+    state_dir: $agentdir/work
+    package_root: $agentdir/pkgroot
+    release: bookworm
+    security_tracker: $agentdir/tracker.json
+    progress_interval: 500ms
+EOF
+"$bin" agent --config "$agentdir/agent.yaml" 2>"$data/agent.log" &
+apid=$!
+
+sched() { "$bin" "$@" --server "${url%/}" --token-file "$data/admin.token"; }
 sched instance create --id cell01 --host cell01.example.com --compartment "$compartment" >/dev/null
+comp() { "$bin" report compliance --compartment "$compartment" --details --server "$url" --token-file "$data/admin.token"; }
+for _ in $(seq 1 60); do
+	comp 2>/dev/null | grep -q CVE-2024-9143 && break
+	if ! kill -0 $apid 2>/dev/null; then
+		echo "the agent stopped; its log:" >&2
+		cat "$data/agent.log" >&2
+		exit 1
+	fi
+	sleep 0.5
+done
+if ! comp 2>/dev/null | grep -q CVE-2024-9143; then
+	echo "timed out: cell01's inventory is not in the compliance report; logs in $data/agent.log and $data/all-in-one.log" >&2
+	exit 1
+fi
+echo "== The host agent of cell01 (auditpipe agent --config $data/agent/agent.yaml) reported its inventory; the compliance report (auditpipe report compliance --details):"
+comp
+echo
 first=$(date -u -d 'tomorrow 02:00' +%Y-%m-%dT%H:%M:%SZ)
 job=$(sched job create --name "nightly security updates" --compartment "$compartment" --first "$first" \
 	--every 1 --unit DAY --operation UPDATEALL --update-type SECURITY --instance cell01 \
@@ -99,18 +177,36 @@ sched job list
 echo
 sched job upcoming "$job" --count 3
 echo
-echo "== Run now (auditpipe job run-now): its work request, dispatched to cell01's agent (auditpipe workrequest list, logs):"
+echo "== Run now (auditpipe job run-now): its work request, dispatched to cell01's agent, which runs apt-get in its private root (auditpipe workrequest list):"
 sched job run-now "$job" | grep -E '^(id|trigger|targets|state)\b' || true
-sched workrequest list --job "$job"
-wr=$(sched workrequest list --job "$job" --output json | sed -n 's/^    "id": "\(.*\)",$/\1/p' | head -n 1)
+wr=
+for _ in $(seq 1 120); do
+	list=$(sched workrequest list --job "$job" 2>/dev/null || true)
+	if echo "$list" | grep -qE 'SUCCEEDED|FAILED'; then
+		wr=$(sched workrequest list --job "$job" --output json | sed -n 's/^    "id": "\(.*\)",$/\1/p' | head -n 1)
+		break
+	fi
+	sleep 0.5
+done
+echo "$list"
+if [ -z "$wr" ]; then
+	echo "timed out: the work request did not finish; logs in $data/agent.log and $data/all-in-one.log" >&2
+	exit 1
+fi
 echo
+echo "== Its logs, as the agent reported them (auditpipe workrequest logs):"
 sched workrequest logs "$wr"
 echo
-echo "(no host agent in the all-in-one: the work request stays IN_PROGRESS until its timeout, then FAILED/TIMEOUT;"
-echo " 'auditpipe workrequest cancel $wr' sends a signed CANCEL)"
+for _ in $(seq 1 60); do
+	comp 2>/dev/null | grep -q "None is missing" && break
+	sleep 0.5
+done
+echo "== The compliance report after the run:"
+comp
+echo
 wrsql="SELECT time, kind, state_from, state_to FROM lifecycle_events WHERE object_type = 'work_request' ORDER BY kafka_offset"
 for _ in $(seq 1 30); do
-	q --output csv "$wrsql" 2>/dev/null | grep -q work_request.dispatched && break
+	q --output csv "$wrsql" 2>/dev/null | grep -qE 'work_request\.(succeeded|failed)' && break
 	sleep 0.5
 done
 echo "== The work request's lifecycle events, as the pipeline delivered them to ClickHouse:"

@@ -93,7 +93,7 @@ func TestUsage(t *testing.T) {
 func TestHelpAndBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"parse"}, {"collector"}, {"all-in-one"}, {"forward"}, {"forwarder"}, {"forwarder", "check"},
-		{"index"}, {"indexer"}, {"query"}, {"grant", "publish"}, {"grant", "revoke"}, {"grant", "keygen"},
+		{"index"}, {"indexer"}, {"query"}, {"grant", "publish"}, {"grant", "revoke"}, {"grant", "keygen"}, {"agent", "prepare-root"},
 	} {
 		name := strings.Join(args, " ")
 		if code, _, errOut := runCmd(t, "", append(args, "-h")...); code != 0 || !strings.Contains(errOut, "usage: auditpipe "+args[0]) {
