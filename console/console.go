@@ -150,6 +150,7 @@ func New(d Deps, o Options) (*Console, error) {
 	c.mux.Handle("GET "+Prefix+"/controls", c.page(c.controlsPage))
 	c.mux.Handle("GET "+Prefix+"/search", c.page(c.searchPage))
 	c.mux.Handle("GET "+Prefix+"/jobs", c.page(c.jobsPage))
+	c.mux.Handle("GET "+Prefix+"/compliance", c.page(c.compliancePage))
 	c.mux.Handle("GET "+Prefix+"/jobs/{id}", c.page(c.jobPage))
 	c.mux.Handle("POST "+Prefix+"/jobs/{id}/{action}", c.form(c.jobAction))
 	c.mux.Handle("GET "+Prefix+"/workrequests/{id}", c.page(c.workRequestPage))
@@ -288,6 +289,9 @@ func (c *Console) nav(who auth.Identity) []navItem {
 	if c.deps.Scheduler != nil && c.deps.API.Allowed("ListScheduledJobs", who) {
 		items = append(items, navItem{Prefix + "/jobs", "Jobs"})
 	}
+	if c.deps.Store != nil && c.deps.API.Allowed("ListManagedInstances", who) {
+		items = append(items, navItem{Prefix + "/compliance", "Compliance"})
+	}
 	if c.deps.Store != nil && (who.Role == auth.RoleAuditor || who.Role == auth.RoleAdmin) {
 		items = append(items, navItem{Prefix + "/search", "Search"})
 	}
@@ -296,7 +300,7 @@ func (c *Console) nav(who auth.Identity) []navItem {
 
 var titles = map[string]string{
 	"inbox": "Access requests", "request": "Access request", "new": "New access request", "controls": "Controls and assignments",
-	"search": "Audit search", "jobs": "Scheduled jobs", "job": "Scheduled job", "workrequest": "Work request", "error": "Error", "signin": "Sign in",
+	"search": "Audit search", "jobs": "Scheduled jobs", "job": "Scheduled job", "workrequest": "Work request", "compliance": "Patch compliance", "error": "Error", "signin": "Sign in",
 }
 
 // render writes template name in the layout.
