@@ -82,13 +82,34 @@ func TestAdminRunsJobNow(t *testing.T) {
 	if err != nil || len(wrs) != 1 {
 		t.Fatalf("after run now: work requests %v, %v; want one", wrs, err)
 	}
-	if got := b.text(`table.work td.status`); got != string(wrs[0].Status) {
-		t.Errorf("the job page shows status %q, the store %q", got, wrs[0].Status)
+	// The agent reports: 40 %, a log line and an error, each with its time.
+	at := time.Date(2026, 12, 2, 7, 30, 15, 0, time.UTC)
+	wr, err := h.sched.ReportProgress(h.ctx, auth.Identity{Name: "agents", Role: auth.RoleAgent}, schemas.WorkProgress{
+		WorkRequestID: wrs[0].ID, Host: wrs[0].Host, Seq: 1, Status: schemas.WorkInProgress, PercentComplete: 40, Time: at,
+		Logs:   []schemas.LogLine{{Time: at, Message: "Reading package lists"}},
+		Errors: []schemas.LogLine{{Time: at.Add(time.Second), Code: "MIRROR_SLOW", Message: "deb.debian.org answered slowly"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.run(chromedp.Reload(), chromedp.WaitVisible(chromedp.Search(`//table[@class="work"]//td[normalize-space(.)="40 %"]`)))
+	if got := b.text(`table.work td.status`); got != string(wr.Status) {
+		t.Errorf("the job page shows status %q, the store %q", got, wr.Status)
 	}
 	b.check("job, run")
 	b.shot("job")
 
 	b.run(chromedp.Click(chromedp.CSS(`table.work td a`)), chromedp.WaitVisible(chromedp.CSS(`#logs`)))
+	for sel, want := range map[string]string{
+		`#logs li time[datetime="2026-12-02T07:30:15Z"]`:  "Reading package lists",
+		`#errors li time[datetime="2026-12-02T07:30:16Z"]`: "MIRROR_SLOW",
+	} {
+		if n := b.count(sel); n != 1 {
+			t.Errorf("%s (%s): %d, want 1", sel, want, n)
+		}
+	}
+	if logs, errs := b.text(`#logs`), b.text(`#errors`); !strings.Contains(logs, "Reading package lists") || !strings.Contains(errs, "MIRROR_SLOW deb.debian.org answered slowly") {
+		t.Errorf("the work request page shows log %q and errors %q", logs, errs)
+	}
 	b.check("work request")
 	b.shot("workrequest")
 	b.run(chromedp.Click(chromedp.Search(`//button[normalize-space(.)="Cancel"]`)),
