@@ -100,7 +100,7 @@ func TestAdminRunsJobNow(t *testing.T) {
 
 	b.run(chromedp.Click(chromedp.CSS(`table.work td a`)), chromedp.WaitVisible(chromedp.CSS(`#logs`)))
 	for sel, want := range map[string]string{
-		`#logs li time[datetime="2026-12-02T07:30:15Z"]`:  "Reading package lists",
+		`#logs li time[datetime="2026-12-02T07:30:15Z"]`:   "Reading package lists",
 		`#errors li time[datetime="2026-12-02T07:30:16Z"]`: "MIRROR_SLOW",
 	} {
 		if n := b.count(sel); n != 1 {
