@@ -132,6 +132,18 @@ func TestAdminRunsJobNow(t *testing.T) {
 func TestJobsByRole(t *testing.T) {
 	h := newHarness(t)
 	j := h.job("weekly updates")
+	e, err := h.sched.RunNow(h.ctx, idAdmin, j.ID, j.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j, err = h.sched.GetJob(h.ctx, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	wrs, _, err := h.sched.ListWorkRequests(h.ctx, scheduler.WorkRequestFilter{ExecutionID: e.ID})
+	if err != nil || len(wrs) != 1 {
+		t.Fatalf("work requests of run now: %v, %v", wrs, err)
+	}
+	wr := wrs[0]
 	for _, who := range []auth.Identity{idOperator, idAuditor, idApprover} {
 		c, csrf := h.client(who)
 		home := h.get(c, Prefix+"/", http.StatusOK)
@@ -151,6 +163,12 @@ func TestJobsByRole(t *testing.T) {
 		if strings.Contains(page, "/run") {
 			t.Errorf("%s: the Jobs page offers run now", who.Role)
 		}
+		if wp := h.get(c, Prefix+"/workrequests/"+wr.ID, want); strings.Contains(wp, "/cancel") {
+			t.Errorf("%s: the work request page offers cancel", who.Role)
+		}
+		if status, _ := h.post(c, Prefix+"/workrequests/"+wr.ID+"/cancel", url.Values{"csrf": {csrf}}); status != http.StatusNotFound && status != http.StatusForbidden {
+			t.Errorf("%s: cancel: %d, want 403 or 404", who.Role, status)
+		}
 		for _, action := range []string{"run", "skip", "delete"} {
 			status, _ := h.post(c, Prefix+"/jobs/"+j.ID+"/"+action, url.Values{"csrf": {csrf}, "version": {fmt.Sprint(j.Version)}, "confirm": {"yes"}})
 			if status != http.StatusNotFound && status != http.StatusForbidden {
@@ -160,6 +178,9 @@ func TestJobsByRole(t *testing.T) {
 	}
 	if got, err := h.sched.GetJob(h.ctx, j.ID); err != nil || got.Version != j.Version {
 		t.Fatalf("the job changed: %+v, %v", got, err)
+	}
+	if got, err := h.sched.GetWorkRequest(h.ctx, wr.ID); err != nil || got.Status != wr.Status || got.Version != wr.Version {
+		t.Fatalf("the work request changed: %s (was %s), %v", got.Status, wr.Status, err)
 	}
 }
 
