@@ -49,13 +49,23 @@ func (c *Console) jobsPage(w http.ResponseWriter, r *http.Request, s *session) e
 		return err
 	}
 	ctx := r.Context()
-	jobs, _, err := sch.ListJobs(ctx, scheduler.JobFilter{Page: policy.Page{Limit: 1000}, State: scheduler.JobActive})
+	// ?all=1 lists the deleted jobs too (OCI keeps them, DELETED).
+	all := r.URL.Query().Get("all") == "1"
+	f := scheduler.JobFilter{Page: policy.Page{Limit: 1000}, State: scheduler.JobActive}
+	if all {
+		f.State = ""
+	}
+	jobs, _, err := sch.ListJobs(ctx, f)
 	if err != nil {
 		return err
 	}
 	rows := make([]jobRow, 0, len(jobs))
 	for _, j := range jobs {
 		row := jobRow{Job: j}
+		if j.LifecycleState != scheduler.JobActive {
+			rows = append(rows, row)
+			continue
+		}
 		if up, err := sch.Upcoming(ctx, j.ID, upcomingShown); err != nil {
 			row.UpcomingError = c.deps.API.ErrorOf(err, r).Message
 		} else {
@@ -63,7 +73,7 @@ func (c *Console) jobsPage(w http.ResponseWriter, r *http.Request, s *session) e
 		}
 		rows = append(rows, row)
 	}
-	c.render(w, r, s, http.StatusOK, "jobs", map[string]any{"Jobs": rows, "Can": c.jobPermissions(s)})
+	c.render(w, r, s, http.StatusOK, "jobs", map[string]any{"Jobs": rows, "All": all, "Can": c.jobPermissions(s)})
 	return nil
 }
 

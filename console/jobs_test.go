@@ -74,6 +74,9 @@ func TestAdminRunsJobNow(t *testing.T) {
 	}
 	b.check("jobs")
 	b.shot("jobs")
+	b.run(chromedp.EmulateViewport(390, 844))
+	b.check("jobs at phone width")
+	b.run(chromedp.EmulateViewport(1200, 900))
 
 	b.run(chromedp.Click(chromedp.CSS(row+` a`)), chromedp.WaitVisible(chromedp.CSS(`#run-now`)))
 	b.check("job")
@@ -235,5 +238,9 @@ func TestJobActionsChecked(t *testing.T) {
 	}
 	if page := h.get(c, Prefix+"/jobs", http.StatusOK); strings.Contains(page, "monthly kernel") {
 		t.Errorf("the Jobs page still lists the deleted job")
+	}
+	all := h.get(c, Prefix+"/jobs?all=1", http.StatusOK)
+	if !strings.Contains(all, "monthly kernel") || !strings.Contains(all, "DELETED") || strings.Contains(all, "/jobs/"+j.ID+"/run") {
+		t.Errorf("with ?all=1 the deleted job is not listed as DELETED without actions:\n%s", all)
 	}
 }
