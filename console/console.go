@@ -17,6 +17,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/auth"
 	"github.com/auditpipe/auditpipe/policy"
 	"github.com/auditpipe/auditpipe/policy/api"
+	"github.com/auditpipe/auditpipe/policy/scheduler"
 )
 
 // Prefix is the path the console is served under.
@@ -66,6 +67,9 @@ type Deps struct {
 	// Store is where the audit events are (ClickHouse, either engine);
 	// nil leaves out the live trail, the process tree and the search.
 	Store clickhouse.ParamQuerier
+	// Scheduler is the job scheduler (targets scheduler and all); nil
+	// leaves out the Jobs pages.
+	Scheduler *scheduler.Service
 	// Log defaults to discard.
 	Log *slog.Logger
 }
@@ -145,6 +149,12 @@ func New(d Deps, o Options) (*Console, error) {
 	c.mux.Handle("POST "+Prefix+"/requests/{id}/{action}", c.form(c.requestAction))
 	c.mux.Handle("GET "+Prefix+"/controls", c.page(c.controlsPage))
 	c.mux.Handle("GET "+Prefix+"/search", c.page(c.searchPage))
+	c.mux.Handle("GET "+Prefix+"/jobs", c.page(c.jobsPage))
+	c.mux.Handle("GET "+Prefix+"/compliance", c.page(c.compliancePage))
+	c.mux.Handle("GET "+Prefix+"/jobs/{id}", c.page(c.jobPage))
+	c.mux.Handle("POST "+Prefix+"/jobs/{id}/{action}", c.form(c.jobAction))
+	c.mux.Handle("GET "+Prefix+"/workrequests/{id}", c.page(c.workRequestPage))
+	c.mux.Handle("POST "+Prefix+"/workrequests/{id}/cancel", c.form(c.cancelWorkRequest))
 	c.mux.Handle(Prefix+"/", c.page(func(w http.ResponseWriter, r *http.Request, s *session) error {
 		return &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: "no such page: " + r.URL.Path}
 	}))
@@ -276,6 +286,12 @@ func (c *Console) nav(who auth.Identity) []navItem {
 	if c.deps.API.Allowed("ListOperatorControls", who) {
 		items = append(items, navItem{Prefix + "/controls", "Controls"})
 	}
+	if c.deps.Scheduler != nil && c.deps.API.Allowed("ListScheduledJobs", who) {
+		items = append(items, navItem{Prefix + "/jobs", "Jobs"})
+	}
+	if c.deps.Store != nil && c.deps.API.Allowed("ListManagedInstances", who) {
+		items = append(items, navItem{Prefix + "/compliance", "Compliance"})
+	}
 	if c.deps.Store != nil && (who.Role == auth.RoleAuditor || who.Role == auth.RoleAdmin) {
 		items = append(items, navItem{Prefix + "/search", "Search"})
 	}
@@ -284,7 +300,7 @@ func (c *Console) nav(who auth.Identity) []navItem {
 
 var titles = map[string]string{
 	"inbox": "Access requests", "request": "Access request", "new": "New access request", "controls": "Controls and assignments",
-	"search": "Audit search", "error": "Error", "signin": "Sign in",
+	"search": "Audit search", "jobs": "Scheduled jobs", "job": "Scheduled job", "workrequest": "Work request", "compliance": "Patch compliance", "error": "Error", "signin": "Sign in",
 }
 
 // render writes template name in the layout.

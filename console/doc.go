@@ -1,7 +1,9 @@
 // Package console is auditpipe's web console: the pages on which
 // approvers answer access requests, operators make and follow their own,
-// auditors search the trail and admins read the controls, served by the
-// policy module on the process's one mux under /console/.
+// auditors search the trail and admins read the controls, run the
+// scheduled jobs and follow their work requests, and the patch compliance
+// report is read; served by the policy module on the process's one mux
+// under /console/.
 //
 // It is server-rendered HTML (html/template, assets embedded), with one
 // small script of our own for the live trail (server-sent events); every
@@ -17,6 +19,6 @@
 // The console decides nothing itself: what a page shows and which
 // actions it offers come from the policy API's own authorization
 // (api.API.Allowed, VisibleRequest, VisibleRequests), and every action is
-// the policy.Service call the API makes, so the console and the API
-// cannot disagree.
+// the policy.Service (or scheduler.Service) call the API makes, so the
+// console and the API cannot disagree.
 package console

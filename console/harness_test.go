@@ -31,6 +31,7 @@ import (
 	"github.com/auditpipe/auditpipe/policy"
 	"github.com/auditpipe/auditpipe/policy/api"
 	"github.com/auditpipe/auditpipe/policy/auditreport"
+	"github.com/auditpipe/auditpipe/policy/scheduler"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -42,6 +43,7 @@ var (
 	idOperator  = auth.Identity{Name: "oracle-op-1", Role: auth.RoleOperator}
 	idOperator2 = auth.Identity{Name: "oracle-op-2", Role: auth.RoleOperator}
 	idAuditor   = auth.Identity{Name: "audrey", Role: auth.RoleAuditor}
+	idAdmin     = auth.Identity{Name: "root-admin", Role: auth.RoleAdmin}
 )
 
 const cellID = "ocid1.exadatainfrastructure.oc1..cell01"
@@ -53,6 +55,7 @@ type harness struct {
 	t      *testing.T
 	ctx    context.Context
 	svc    *policy.Service
+	sched  *scheduler.Service
 	store  *clickhouse.Embedded
 	srv    *httptest.Server
 	tokens map[string]string
@@ -91,9 +94,13 @@ func newHarness(t *testing.T) *harness {
 	if _, err := policy.ApplySeed(ctx, svc, seed); err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, ctx: ctx, svc: svc, store: eng, tokens: map[string]string{}}
+	sched, err := scheduler.New(svc, signer, scheduler.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, ctx: ctx, svc: svc, sched: sched, store: eng, tokens: map[string]string{}}
 	var toks []auth.Token
-	for _, id := range []auth.Identity{idApprover, idOperator, idOperator2, idAuditor} {
+	for _, id := range []auth.Identity{idApprover, idOperator, idOperator2, idAuditor, idAdmin} {
 		tok, entry, err := auth.NewToken(id.Name, id.Role)
 		if err != nil {
 			t.Fatal(err)
@@ -107,11 +114,11 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	allow := func(*http.Request, string) error { return nil }
-	a, err := api.New(svc, api.Options{Report: auditreport.NewHandler(eng, allow, nil, auditreport.Options{})})
+	a, err := api.New(svc, api.Options{Scheduler: sched, Report: auditreport.NewHandler(eng, allow, nil, auditreport.Options{})})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := New(Deps{Service: svc, API: a, Auth: authn, Store: eng}, Options{TrailPoll: 200 * time.Millisecond})
+	c, err := New(Deps{Service: svc, API: a, Auth: authn, Store: eng, Scheduler: sched}, Options{TrailPoll: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 )
 
 // pages are the templates beside the layout, one per page.
-var pages = []string{"signin", "inbox", "request", "new", "controls", "search", "error"}
+var pages = []string{"signin", "inbox", "request", "new", "controls", "search", "jobs", "job", "workrequest", "compliance", "error"}
 
 func (c *Console) parseTemplates() error {
 	funcs := template.FuncMap{
@@ -38,7 +38,7 @@ func (c *Console) parseTemplates() error {
 	}
 	c.tmpl = map[string]*template.Template{}
 	for _, p := range pages {
-		t, err := template.New(p).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/decide.html", "templates/"+p+".html")
+		t, err := template.New(p).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/decide.html", "templates/jobparts.html", "templates/"+p+".html")
 		if err != nil {
 			return fmt.Errorf("console: template %s: %w", p, err)
 		}

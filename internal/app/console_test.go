@@ -64,6 +64,15 @@ func TestAllInOneConsole(t *testing.T) {
 			t.Errorf("the request page lacks %q", want)
 		}
 	}
+	// The scheduler reaches the console as it reaches the API: the admin
+	// has the Jobs pages and the compliance report.
+	if home := consoleGet(t, c, base+"/console/"); !strings.Contains(home, `href="/console/jobs"`) || !strings.Contains(home, `href="/console/compliance"`) {
+		t.Errorf("the admin's menu lacks Jobs or Compliance")
+	}
+	if jobs := consoleGet(t, c, base+"/console/jobs"); !strings.Contains(jobs, "Active jobs") {
+		t.Errorf("the Jobs page:\n%s", jobs)
+	}
+	consoleGet(t, c, base+"/console/compliance")
 
 	// The live trail: open the stream, then let the operator go on.
 	ctx, cancel := context.WithCancel(context.Background())

@@ -155,7 +155,7 @@ func mountPolicyAPI(a *App, svc *policy.Service, log *slog.Logger) (*console.Con
 	a.http.handle("/v1/", h, auth.Roles()...)
 	var web *console.Console
 	err = a.http.handleSigned(console.Prefix+"/", func(authn *auth.Authenticator) (http.Handler, error) {
-		d := console.Deps{Service: svc, API: h, Auth: authn, Log: log.With("part", "console")}
+		d := console.Deps{Service: svc, API: h, Auth: authn, Scheduler: a.shared.scheduler, Log: log.With("part", "console")}
 		switch eng := a.shared.engine.(type) {
 		case *clickhouse.Embedded:
 			// A chDB session of the console's own (the live trail
