@@ -33,11 +33,13 @@ type LiveHost struct {
 	paths   Paths
 	cmd     Commands
 	sudoers sudoersDir
+	// runs are the agent's package runs, spared by EndSessions.
+	runs *runGroups
 }
 
 // NewLiveHost returns the live host.
 func NewLiveHost(paths Paths, cmd Commands) *LiveHost {
-	return &LiveHost{paths: paths, cmd: cmd, sudoers: sudoersDir{dir: paths.SudoersDir, visudo: cmd.Visudo, run: runCommand}}
+	return &LiveHost{paths: paths, cmd: cmd, sudoers: sudoersDir{dir: paths.SudoersDir, visudo: cmd.Visudo, run: runCommand}, runs: &runGroups{}}
 }
 
 // runCommand runs name with args; a failure carries the command's
@@ -169,5 +171,5 @@ func (h *LiveHost) SetTTYAudit(users []string) error { return pamFile(h.paths.PA
 
 // EndSessions implements Host.
 func (h *LiveHost) EndSessions(ctx context.Context, uid int, grace time.Duration) (int, error) {
-	return endSessions(ctx, "/proc", uid, grace)
+	return endSessions(ctx, "/proc", uid, grace, h.runs.has)
 }

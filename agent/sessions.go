@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -22,11 +23,17 @@ import (
 // up, sshd's session ends), after grace SIGKILL, repeated until none is
 // left (a process forked meanwhile is found by the next scan). Zombies
 // are dead already and not waited for. It gives up when ctx ends.
-func endSessions(ctx context.Context, proc string, uid int, grace time.Duration) (int, error) {
+//
+// Processes of a group spare reports (the agent's own package runs,
+// which carry the grant login's loginuid so that their records are tied
+// to the request) are left alone: ending a grant must not kill dpkg
+// halfway through; the run's deadline and cancel bound it. spare may be
+// nil.
+func endSessions(ctx context.Context, proc string, uid int, grace time.Duration, spare func(pgid int) bool) (int, error) {
 	signalled := map[int]bool{}
 	deadline := time.Now().Add(grace)
 	for {
-		pids, err := sessionPids(proc, uid)
+		pids, err := sessionPids(proc, uid, spare)
 		if err != nil {
 			return len(signalled), err
 		}
@@ -54,8 +61,9 @@ func endSessions(ctx context.Context, proc string, uid int, grace time.Duration)
 	}
 }
 
-// sessionPids lists the live (not zombie) processes of uid's sessions.
-func sessionPids(proc string, uid int) ([]int, error) {
+// sessionPids lists the live (not zombie) processes of uid's sessions,
+// but those of a process group spare reports.
+func sessionPids(proc string, uid int, spare func(pgid int) bool) ([]int, error) {
 	ents, err := os.ReadDir(proc)
 	if err != nil {
 		return nil, fmt.Errorf("sessions: %w", err)
@@ -67,7 +75,7 @@ func sessionPids(proc string, uid int) ([]int, error) {
 		if err != nil || pid == self {
 			continue
 		}
-		if ofSession(proc, pid, uid) {
+		if ofSession(proc, pid, uid) && (spare == nil || !spare(processGroup(proc, pid))) {
 			pids = append(pids, pid)
 		}
 	}
@@ -124,4 +132,57 @@ func signalPid(proc string, pid, uid int, sigs []syscall.Signal) bool {
 		}
 	}
 	return sent
+}
+
+// processGroup is pid's process group from /proc/PID/stat (the third
+// field after the command), -1 when unknown.
+func processGroup(proc string, pid int) int {
+	stat, err := os.ReadFile(filepath.Join(proc, strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return -1
+	}
+	i := strings.LastIndexByte(string(stat), ')')
+	if i < 0 {
+		return -1
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 3 {
+		return -1
+	}
+	g, err := strconv.Atoi(f[2])
+	if err != nil {
+		return -1
+	}
+	return g
+}
+
+// runGroups are the process groups of the agent's package runs under
+// way, which endSessions spares.
+type runGroups struct {
+	mu sync.Mutex
+	m  map[int]int
+}
+
+// add records pgid until the returned func is called.
+func (g *runGroups) add(pgid int) (ended func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.m == nil {
+		g.m = map[int]int{}
+	}
+	g.m[pgid]++
+	return func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.m[pgid]--; g.m[pgid] <= 0 {
+			delete(g.m, pgid)
+		}
+	}
+}
+
+// has reports whether pgid is a package run's.
+func (g *runGroups) has(pgid int) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.m[pgid] > 0
 }

@@ -559,8 +559,12 @@ func (w *worker) manager(wrapper []string, on func(pkgmgr.Event)) (pkgmgr.Manage
 			return nil, fmt.Errorf("agent.work.security_tracker: %w", err)
 		}
 	}
-	return pkgmgr.NewApt(pkgmgr.AptConfig{Root: w.cfg.Work.PackageRoot, Release: w.release(), Tracker: tr,
-		Timeout: w.cfg.Work.MaxRunTime, OnEvent: on, Wrapper: wrapper})
+	ac := pkgmgr.AptConfig{Root: w.cfg.Work.PackageRoot, Release: w.release(), Tracker: tr,
+		Timeout: w.cfg.Work.MaxRunTime, OnEvent: on, Wrapper: wrapper}
+	if lh, ok := w.host.(*LiveHost); ok {
+		ac.OnStart = lh.runs.add // its EndSessions spares the run
+	}
+	return pkgmgr.NewApt(ac)
 }
 
 // release is agent.work.release, or the os-release's VERSION_CODENAME.

@@ -50,6 +50,11 @@ type AptConfig struct {
 	// it, and it must exec them in its own process (the host agent's
 	// sets the kernel loginuid, then execs apt-get).
 	Wrapper []string
+	// OnStart, when set, is told the process group of each package run
+	// (apt-get, dpkg and the maintainer scripts) once it started; the
+	// func it returns is called when the run has ended. The host agent
+	// spares these groups when it ends a login's sessions.
+	OnStart func(pgid int) (ended func())
 }
 
 // Apt is the apt-get/dpkg implementation of Manager. Debian's archive
@@ -324,6 +329,9 @@ func (a *Apt) run(ctx context.Context, args []string) Result {
 	if startErr != nil {
 		wg.Wait()
 		return fail(fmt.Sprintf("pkgmgr: start apt-get: %v", startErr))
+	}
+	if a.cfg.OnStart != nil {
+		defer a.cfg.OnStart(cmd.Process.Pid)()
 	}
 	waitErr := cmd.Wait()
 	wg.Wait()
