@@ -315,8 +315,9 @@ func (d *Dnf) run(ctx context.Context, args []string) Result {
 	return res
 }
 
-// dnfError is the first line dnf marked as an error ("Error: …"), with
-// the line after it when the mark stands alone.
+// dnfError is the first line dnf marked as an error ("Error: …", with
+// the line after it when the mark stands alone) or, failing that, one a
+// wrapper marked apt's way ("E: …").
 func dnfError(log []LogLine) string {
 	for i, l := range log {
 		if t, ok := strings.CutPrefix(l.Text, "Error:"); ok {
@@ -324,6 +325,11 @@ func dnfError(log []LogLine) string {
 			if t == "" && i+1 < len(log) {
 				t = strings.TrimSpace(log[i+1].Text)
 			}
+			return t
+		}
+	}
+	for _, l := range log {
+		if t, ok := strings.CutPrefix(l.Text, "E: "); ok {
 			return t
 		}
 	}
