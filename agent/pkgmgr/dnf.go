@@ -508,7 +508,7 @@ func ParseUpdateinfoList(out string) ([]Advisory, error) {
 			return nil, fmt.Errorf("pkgmgr: updateinfo line %d %q: unknown advisory type %q", i+1, line, kind)
 		}
 		nevr, arch, ok := cutLast(f[2], ".")
-		if !ok {
+		if !ok || arch == "" {
 			return nil, fmt.Errorf("pkgmgr: updateinfo line %d %q: package %q has no architecture", i+1, line, f[2])
 		}
 		name, evr, err := splitNEVRA(nevr)

@@ -338,6 +338,7 @@ func TestParseUpdateinfoList(t *testing.T) {
 		{name: "header line", in: "Last metadata expiration check: 0:00:01 ago\n", wantErr: "want ID TYPE PACKAGE"},
 		{name: "unknown type", in: "X-1 weird a-1-1.noarch\n", wantErr: `unknown advisory type "weird"`},
 		{name: "no arch", in: "X-1 bugfix a-1-1\n", wantErr: "has no architecture"},
+		{name: "empty arch", in: "0 Sec. 0-0-000000.\n", wantErr: "has no architecture"},
 		{name: "no version", in: "X-1 bugfix a-1.noarch\n", wantErr: "no name-version-release"},
 		{name: "no release", in: "X-1 bugfix a.noarch\n", wantErr: "has no release"},
 	}
