@@ -65,8 +65,40 @@ func dnfInstalled(t *testing.T, d *Dnf, name string) string {
 	return ""
 }
 
+// hostDnfState is what a dnf run on the host would change: the entries of
+// its rpm database and dnf cache and its logs. No test may change it.
+func hostDnfState(t *testing.T) string {
+	t.Helper()
+	var b strings.Builder
+	for _, dir := range []string{"/var/lib/rpm", "/var/cache/dnf", "/var/lib/dnf"} {
+		entries, err := os.ReadDir(dir)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			fi, err := e.Info()
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&b, "%s/%s %d %v\n", dir, e.Name(), fi.Size(), fi.ModTime())
+		}
+	}
+	for _, f := range []string{"/var/log/dnf.log", "/var/log/dnf.rpm.log", "/var/log/hawkey.log", "/var/log/dnf.librepo.log"} {
+		if fi, err := os.Stat(f); err == nil {
+			fmt.Fprintf(&b, "%s %d %v\n", f, fi.Size(), fi.ModTime())
+		}
+	}
+	return b.String()
+}
+
 func TestDnfRuns(t *testing.T) {
 	repo := buildRPMRepo(t)
+	before := hostDnfState(t)
+	defer func() {
+		if after := hostDnfState(t); after != before {
+			t.Errorf("the host's rpm database, dnf cache or logs changed:\nbefore\n%s\nafter\n%s", before, after)
+		}
+	}()
 	type step func(ctx context.Context, d *Dnf) (Result, error)
 	install := func(p ...string) step {
 		return func(ctx context.Context, d *Dnf) (Result, error) { return d.Install(ctx, p) }
