@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -70,7 +71,15 @@ func dnfInstalled(t *testing.T, d *Dnf, name string) string {
 func hostDnfState(t *testing.T) string {
 	t.Helper()
 	var b strings.Builder
-	for _, dir := range []string{"/var/lib/rpm", "/var/cache/dnf", "/var/lib/dnf"} {
+	// Debian's rpm keeps its database in $HOME/.rpmdb, not /var/lib/rpm.
+	dbpath, err := exec.Command("rpm", "--eval", "%_dbpath").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{strings.TrimSpace(string(dbpath)), "/var/lib/rpm", "/var/cache/dnf", "/var/lib/dnf"} {
+		if _, err := os.Stat(dir); err == nil {
+			fmt.Fprintf(&b, "%s exists\n", dir)
+		}
 		entries, err := os.ReadDir(dir)
 		if err != nil && !os.IsNotExist(err) {
 			t.Fatal(err)
@@ -92,8 +101,9 @@ func hostDnfState(t *testing.T) string {
 }
 
 func TestDnfRuns(t *testing.T) {
-	repo := buildRPMRepo(t)
+	pkgmgrtest.RequireDnf(t)
 	before := hostDnfState(t)
+	repo := buildRPMRepo(t)
 	defer func() {
 		if after := hostDnfState(t); after != before {
 			t.Errorf("the host's rpm database, dnf cache or logs changed:\nbefore\n%s\nafter\n%s", before, after)

@@ -56,7 +56,11 @@ func BuildRPMRepo(t testing.TB, pkgs []RPMPackage, updateinfo string) string {
 		spec += "\n%files\n"
 		path := filepath.Join(dir, p.Name+"-"+p.Version+".spec")
 		Write(t, path, spec, 0o644)
+		// _dbpath: rpmbuild opens an rpm database (creating it, Debian's
+		// rpm keeps it in $HOME/.rpmdb); the test's own keeps the host's
+		// untouched.
 		Run(t, dir, "rpmbuild", "--quiet", "--define", "_topdir "+top, "--define", "_rpmdir "+repo,
+			"--define", "_dbpath "+filepath.Join(dir, "rpmdb"),
 			"--define", "_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm", "-bb", path)
 	}
 	Run(t, dir, "createrepo_c", "--quiet", repo)
