@@ -113,11 +113,17 @@ type WorkConfig struct {
 	// start. It holds a lock: one agent per state directory. Default
 	// /var/lib/auditpipe/agent/work.
 	StateDir string `yaml:"state_dir"`
+	// PackageManager is the adapter runs and inventories use: "apt"
+	// (apt-get/dpkg, pkgmgr.Apt) or "dnf" (dnf/rpm, pkgmgr.Dnf). Default
+	// apt.
+	PackageManager string `yaml:"package_manager"`
 	// PackageRoot is the root directory packages are installed under:
 	// "" is the host; any other directory is a private root (tests,
-	// images; see pkgmgr.AptConfig.Root).
+	// images; see pkgmgr.AptConfig.Root, and pkgmgr.DnfConfig.Root, the
+	// --installroot, for dnf).
 	PackageRoot string `yaml:"package_root"`
-	// Release is the distribution release the security feed is read for.
+	// Release is the distribution release the security feed is read for
+	// (apt); with dnf, when set, it is dnf's --releasever.
 	// Default: VERSION_CODENAME of PackageRoot's etc/os-release, else the
 	// host's.
 	Release string `yaml:"release"`
@@ -159,6 +165,7 @@ func DefaultConfig() Config {
 		SuPath:            "/usr/bin/su",
 		Work: WorkConfig{
 			DispatchTopic:     schemas.TopicDispatch,
+			PackageManager:    "apt",
 			StateDir:          "/var/lib/auditpipe/agent/work",
 			MaxRunTime:        2 * time.Hour,
 			ProgressInterval:  2 * time.Second,
@@ -244,6 +251,9 @@ func (w WorkConfig) validate(errs *config.Errors) {
 	}
 	if !filepath.IsAbs(w.StateDir) {
 		errs.Addf("agent.work.state_dir", "%q is not an absolute path", w.StateDir)
+	}
+	if w.PackageManager != "apt" && w.PackageManager != "dnf" {
+		errs.Addf("agent.work.package_manager", "%q: want apt or dnf", w.PackageManager)
 	}
 	if w.PackageRoot != "" && !filepath.IsAbs(w.PackageRoot) {
 		errs.Addf("agent.work.package_root", "%q is not an absolute path", w.PackageRoot)

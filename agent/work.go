@@ -546,7 +546,15 @@ func (w *worker) setsLoginUID() bool { return w.cfg.Live && w.cfg.Work.loginUID(
 
 // manager returns the package manager of a run (wrapper, on) or of an
 // inventory (nil, nil), with the security feed read afresh.
+//
+// agent.work.package_manager picks the adapter: dnf reads update types
+// and CVEs from its repositories' updateinfo, so the security feed is
+// apt's only.
 func (w *worker) manager(wrapper []string, on func(pkgmgr.Event)) (pkgmgr.Manager, error) {
+	if w.cfg.Work.PackageManager == "dnf" {
+		return pkgmgr.NewDnf(pkgmgr.DnfConfig{Root: w.cfg.Work.PackageRoot, Releasever: w.cfg.Work.Release,
+			Timeout: w.cfg.Work.MaxRunTime, OnEvent: on, Wrapper: wrapper})
+	}
 	var tr pkgmgr.Tracker
 	if path := w.cfg.Work.SecurityTracker; path != "" {
 		f, err := os.Open(path)

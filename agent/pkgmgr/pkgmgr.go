@@ -5,6 +5,8 @@
 // CVEs), behind one interface. Apt is the apt/dpkg implementation; it can
 // run against a private root directory, which is how its tests drive the
 // real apt-get and dpkg without touching the host's package database.
+// Dnf is the dnf/rpm implementation, over a private --installroot the
+// same way, with update types and CVEs from the repositories' updateinfo.
 //
 // A run never returns a failure as an error: the error return is for a
 // request that cannot be run at all (no package named, an unknown update

@@ -67,6 +67,10 @@ const (
 	// by the package-manager adapter's tests against a private root
 	// (scripts/deps.d/55-apt.sh).
 	Apt Dep = "apt"
+	// Dnf is dnf, rpm (rpmbuild) and createrepo-c (createrepo_c,
+	// modifyrepo_c), Debian's packages, run by the dnf adapter's tests
+	// against a private --installroot as root (scripts/deps.d/56-dnf.sh).
+	Dnf Dep = "dnf"
 	// Ausearch is auditd's ausearch (Debian's auditd 3.0.9, installed by
 	// scripts/deps.d/50-host-agent.sh), the reference for raw_data.
 	Ausearch Dep = "ausearch"
@@ -88,7 +92,7 @@ const (
 // All returns the dependencies AUDITPIPE_REQUIRE=all requires: every one
 // the build machines provide.
 func All() []Dep {
-	return []Dep{CHDB, Rsyslog, SyslogNG, PythonVenv, Postgres, Kafka, Java, KernelAudit, Root, HostTools, SSHD, Apt, Ausearch, Systemd, Prometheus, Lintian, Chromium}
+	return []Dep{CHDB, Rsyslog, SyslogNG, PythonVenv, Postgres, Kafka, Java, KernelAudit, Root, HostTools, SSHD, Apt, Dnf, Ausearch, Systemd, Prometheus, Lintian, Chromium}
 }
 
 // known returns every dependency name a list may hold.

@@ -1,7 +1,10 @@
-// Package pkgmgrtest builds local Debian package repositories for tests
+// Package pkgmgrtest builds local package repositories for tests
 // of the package-manager adapter and its users: real .deb files made with
 // dpkg-deb (with maintainer scripts) and indexed with dpkg-scanpackages,
-// for apt-get to install from in a private root (pkgmgr.PrepareRoot).
+// for apt-get to install from in a private root (pkgmgr.PrepareRoot);
+// and real .rpm files made with rpmbuild, indexed with createrepo_c, with
+// an updateinfo added by modifyrepo_c, for dnf to install from in a
+// private --installroot (pkgmgr.PrepareDnfRoot).
 package pkgmgrtest
 
 import (
