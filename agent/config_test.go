@@ -43,6 +43,7 @@ func TestWorkConfigValidate(t *testing.T) {
 		{"agent.work.max_run_time", func(c *Config) { c.Work.MaxRunTime = 0 }},
 		{"agent.work.progress_interval", func(c *Config) { c.Work.ProgressInterval = -1 }},
 		{"agent.work.inventory_interval", func(c *Config) { c.Work.InventoryInterval = 0 }},
+		{"agent.work.package_manager", func(c *Config) { c.Work.PackageManager = "yum" }},
 		{"agent.instance.compartment_path[1]", func(c *Config) { c.Instance.CompartmentPath = []string{"root", ""} }},
 		{"agent.instance.group_ids[0]", func(c *Config) { c.Instance.GroupIDs = []string{""} }},
 	}

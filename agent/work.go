@@ -489,7 +489,7 @@ func (w *worker) finishRun(ctx context.Context, res pkgmgr.Result) {
 	default:
 		code := CodePackageManager
 		switch {
-		case strings.Contains(res.Reason, errDeadline.Error()+" "), strings.HasPrefix(res.Reason, "apt-get timed out"):
+		case strings.Contains(res.Reason, errDeadline.Error()+" "), strings.HasPrefix(res.Reason, "apt-get timed out"), strings.HasPrefix(res.Reason, "dnf timed out"):
 			code = CodeTimedOut
 		case strings.HasPrefix(res.Reason, "refused: "):
 			code = CodeInvalidWork
@@ -551,9 +551,13 @@ func (w *worker) setsLoginUID() bool { return w.cfg.Live && w.cfg.Work.loginUID(
 // and CVEs from its repositories' updateinfo, so the security feed is
 // apt's only.
 func (w *worker) manager(wrapper []string, on func(pkgmgr.Event)) (pkgmgr.Manager, error) {
+	var onStart func(int) func()
+	if lh, ok := w.host.(*LiveHost); ok {
+		onStart = lh.runs.add // its EndSessions spares the run
+	}
 	if w.cfg.Work.PackageManager == "dnf" {
 		return pkgmgr.NewDnf(pkgmgr.DnfConfig{Root: w.cfg.Work.PackageRoot, Releasever: w.cfg.Work.Release,
-			Timeout: w.cfg.Work.MaxRunTime, OnEvent: on, Wrapper: wrapper})
+			Timeout: w.cfg.Work.MaxRunTime, OnEvent: on, Wrapper: wrapper, OnStart: onStart})
 	}
 	var tr pkgmgr.Tracker
 	if path := w.cfg.Work.SecurityTracker; path != "" {
@@ -568,10 +572,7 @@ func (w *worker) manager(wrapper []string, on func(pkgmgr.Event)) (pkgmgr.Manage
 		}
 	}
 	ac := pkgmgr.AptConfig{Root: w.cfg.Work.PackageRoot, Release: w.release(), Tracker: tr,
-		Timeout: w.cfg.Work.MaxRunTime, OnEvent: on, Wrapper: wrapper}
-	if lh, ok := w.host.(*LiveHost); ok {
-		ac.OnStart = lh.runs.add // its EndSessions spares the run
-	}
+		Timeout: w.cfg.Work.MaxRunTime, OnEvent: on, Wrapper: wrapper, OnStart: onStart}
 	return pkgmgr.NewApt(ac)
 }
 

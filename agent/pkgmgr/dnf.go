@@ -41,6 +41,9 @@ type DnfConfig struct {
 	// Wrapper, when set, is the command that runs dnf for a package run
 	// (not the inventory's queries); as AptConfig.Wrapper.
 	Wrapper []string
+	// OnStart is told each package run's process group; as
+	// AptConfig.OnStart.
+	OnStart func(pgid int) (ended func())
 }
 
 // Dnf is the dnf/rpm implementation of Manager. Update types and CVEs come
@@ -291,6 +294,9 @@ func (d *Dnf) run(ctx context.Context, args []string) Result {
 		mu.Lock()
 		defer mu.Unlock()
 		return Result{Status: Failed, Reason: fmt.Sprintf("pkgmgr: start dnf: %v", startErr), Log: log}
+	}
+	if d.cfg.OnStart != nil {
+		defer d.cfg.OnStart(cmd.Process.Pid)()
 	}
 	waitErr := cmd.Wait()
 	wg.Wait()
