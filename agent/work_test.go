@@ -475,6 +475,24 @@ func TestWorkStateLocked(t *testing.T) {
 	}
 }
 
+// TestWorkStateNarrowed: a state directory made before with a mode
+// others can read is narrowed to the agent's own (its files name
+// requests, logins and packages).
+func TestWorkStateNarrowed(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "work")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s, err := openWorkState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("state dir mode %v (%v), want 0700", fi.Mode().Perm(), err)
+	}
+}
+
 // TestDispatchForgeries: dispatches keyed by this instance that are
 // unsigned, signed by an unknown key, tampered with, signed for another
 // instance or naming another host are refused, counted by reason,

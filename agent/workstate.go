@@ -55,9 +55,14 @@ type workState struct {
 	lock *os.File
 }
 
-// openWorkState makes dir (0700) and takes its lock.
+// openWorkState makes dir (0700; one made before with a wider mode is
+// narrowed: its files name requests, logins and packages) and takes its
+// lock.
 func openWorkState(dir string) (*workState, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("agent.work.state_dir: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("agent.work.state_dir: %w", err)
 	}
 	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)

@@ -80,6 +80,12 @@ func NewApt(cfg AptConfig) (*Apt, error) {
 		if !filepath.IsAbs(cfg.Root) {
 			return nil, fmt.Errorf("pkgmgr: root %q: must be an absolute path", cfg.Root)
 		}
+		// The root is written into apt's configuration syntax (and into
+		// dpkg's --root= there): a quote, a semicolon or a brace would add
+		// options of its own (DPkg::Pre-Invoke runs a command as root).
+		if strings.ContainsAny(cfg.Root, "\"';{}\n\r\\") {
+			return nil, fmt.Errorf("pkgmgr: root %q: must not hold a quote, ';', a brace, a backslash or a line break", cfg.Root)
+		}
 		if _, err := os.Stat(filepath.Join(cfg.Root, "var/lib/dpkg/status")); err != nil {
 			return nil, fmt.Errorf("pkgmgr: root %q has no dpkg status file (see PrepareRoot): %w", cfg.Root, err)
 		}

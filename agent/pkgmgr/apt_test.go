@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -377,5 +378,29 @@ func TestAptWrapper(t *testing.T) {
 	}
 	if log := logText(res); !strings.Contains(log, "wrapped: AUDITPIPE_WRAPPED=yes") {
 		t.Errorf("the postinst did not run under the wrapper:\n%s", log)
+	}
+}
+
+// TestAptRefusesRootsThatInjectConfig: a private root is written into
+// apt's configuration syntax; one whose name would add an option there
+// (DPkg::Pre-Invoke runs a command as root) is refused before anything
+// runs. A plain one with the dpkg skeleton is taken.
+func TestAptRefusesRootsThatInjectConfig(t *testing.T) {
+	base := t.TempDir()
+	for _, name := range []string{`r"; DPkg::Pre-Invoke {"touch /tmp/pwned";}; x "`, "r;x", "r{x}", "r'x", "r\\x", "r\nx"} {
+		root := filepath.Join(base, name)
+		if err := PrepareRoot(root, "deb [trusted=yes] file:/nonexistent ./\n"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := NewApt(AptConfig{Root: root}); err == nil || !strings.Contains(err.Error(), "must not hold") {
+			t.Errorf("root %q: %v, want refused", name, err)
+		}
+	}
+	root := filepath.Join(base, "plain root")
+	if err := PrepareRoot(root, "deb [trusted=yes] file:/nonexistent ./\n"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewApt(AptConfig{Root: root}); err != nil {
+		t.Errorf("a plain root: %v", err)
 	}
 }
