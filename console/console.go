@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -194,12 +195,19 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request, s *session) error
 func (c *Console) current(w http.ResponseWriter, r *http.Request) (*session, bool) {
 	if ck, err := r.Cookie(sessionCookie); err == nil {
 		if s, ok := c.sessions.get(ck.Value); ok {
-			return s, true
+			if s.recheck == nil {
+				return s, true
+			}
+			if who, err := s.recheck(r); err == nil && sameIdentity(who, s.who) {
+				return s, true
+			}
+			c.sessions.end(s.id)
+			c.log.Info("console session ended: its credential no longer signs in as it did", "who", s.who.Name, "role", s.who.Role)
 		}
 	}
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
 		if who, err := c.deps.Auth.Authenticate(r); err == nil && who.Method == "certificate" {
-			s := c.sessions.create(who)
+			s := c.sessions.create(who, c.deps.Auth.Authenticate)
 			http.SetCookie(w, c.cookie(sessionCookie, s.id, 0))
 			c.log.Info("console sign-in", "who", who.Name, "role", who.Role, "method", who.Method)
 			return s, true
@@ -318,4 +326,10 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, s *session, sta
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
+}
+
+// sameIdentity reports whether a fresh authentication is still the
+// session's identity: the same name, role, method and groups.
+func sameIdentity(a, b auth.Identity) bool {
+	return a.Name == b.Name && a.Role == b.Role && a.Method == b.Method && slices.Equal(a.Groups, b.Groups)
 }

@@ -3,9 +3,12 @@ package console
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/auditpipe/auditpipe/internal/auth"
 )
 
 // TestSecurityHeadersAndCookies: every answer has the CSP without inline
@@ -134,14 +137,14 @@ func TestSessionLifetime(t *testing.T) {
 		{"used 29 minutes later again", 29 * time.Minute, true},
 		{"idle 31 minutes", 31 * time.Minute, false},
 	}
-	ss := s.create(idApprover)
+	ss := s.create(idApprover, nil)
 	for _, tt := range tests {
 		now = now.Add(tt.advance)
 		if _, ok := s.get(ss.id); ok != tt.alive {
 			t.Errorf("%s: alive %v, want %v", tt.name, ok, tt.alive)
 		}
 	}
-	ss = s.create(idApprover)
+	ss = s.create(idApprover, nil)
 	for range 17 { // used every 29 minutes: 8h13m
 		now = now.Add(29 * time.Minute)
 		s.get(ss.id)
@@ -152,4 +155,41 @@ func TestSessionLifetime(t *testing.T) {
 	if _, ok := s.get("no such session"); ok {
 		t.Error("an unknown id is a session")
 	}
+}
+
+// TestSessionEndsWithItsToken: a token removed from the tokens file, or
+// given another role, ends the console sessions signed in with it at
+// their next request, not hours later (the API refuses it at once).
+func TestSessionEndsWithItsToken(t *testing.T) {
+	h := newHarness(t)
+	c, _ := h.client(idAuditor)
+	h.get(c, Prefix+"/search", http.StatusOK)
+	var kept []auth.Token
+	for _, tok := range h.toks {
+		if tok.Name != idAuditor.Name {
+			kept = append(kept, tok)
+		}
+	}
+	if err := h.authn.Set(kept, nil); err != nil {
+		t.Fatal(err)
+	}
+	h.get(c, Prefix+"/search", http.StatusSeeOther) // to the sign-in page
+	if err := h.authn.Set(h.toks, nil); err != nil {
+		t.Fatal(err)
+	}
+	h.get(c, Prefix+"/search", http.StatusSeeOther) // the session stays ended
+
+	// A role lowered: the approver's token now names an operator.
+	a, _ := h.client(idApprover)
+	h.get(a, Prefix+"/", http.StatusOK)
+	changed := slices.Clone(h.toks)
+	for i := range changed {
+		if changed[i].Name == idApprover.Name {
+			changed[i].Role = auth.RoleOperator
+		}
+	}
+	if err := h.authn.Set(changed, nil); err != nil {
+		t.Fatal(err)
+	}
+	h.get(a, Prefix+"/", http.StatusSeeOther)
 }

@@ -59,6 +59,8 @@ type harness struct {
 	store  *clickhouse.Embedded
 	srv    *httptest.Server
 	tokens map[string]string
+	authn  *auth.Authenticator
+	toks   []auth.Token // what authn was made with
 }
 
 func newHarness(t *testing.T) *harness {
@@ -113,6 +115,7 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.authn, h.toks = authn, toks
 	allow := func(*http.Request, string) error { return nil }
 	a, err := api.New(svc, api.Options{Scheduler: sched, Report: auditreport.NewHandler(eng, allow, nil, auditreport.Options{})})
 	if err != nil {

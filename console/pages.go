@@ -55,17 +55,18 @@ func (c *Console) signin(w http.ResponseWriter, r *http.Request) {
 		c.refuse(w, r, nil, http.StatusForbidden, "the sign-in form was not sent from this console's page: open the sign-in page and try again")
 		return
 	}
-	who, err := c.deps.Auth.AuthenticateToken(r.PostFormValue("token"))
+	tok := r.PostFormValue("token")
+	who, err := c.deps.Auth.AuthenticateToken(tok)
 	if err != nil {
 		c.log.Info("console sign-in refused", "remote", r.RemoteAddr)
 		c.renderSignin(w, r, http.StatusUnauthorized, "That token is not known. Paste the whole token, as the tokens file's owner gave it to you.")
 		return
 	}
-	c.startSession(w, r, who)
+	c.startSession(w, r, who, func(*http.Request) (auth.Identity, error) { return c.deps.Auth.AuthenticateToken(tok) })
 }
 
-func (c *Console) startSession(w http.ResponseWriter, r *http.Request, who auth.Identity) {
-	s := c.sessions.create(who)
+func (c *Console) startSession(w http.ResponseWriter, r *http.Request, who auth.Identity, recheck func(*http.Request) (auth.Identity, error)) {
+	s := c.sessions.create(who, recheck)
 	http.SetCookie(w, c.cookie(sessionCookie, s.id, 0))
 	http.SetCookie(w, c.cookie(preCookie, "", -1))
 	c.log.Info("console sign-in", "who", who.Name, "role", who.Role, "method", who.Method)
@@ -79,7 +80,7 @@ func (c *Console) externalCallback(x ExternalSignIn) http.HandlerFunc {
 			c.renderSignin(w, r, http.StatusUnauthorized, x.Name()+" did not sign you in: "+err.Error())
 			return
 		}
-		c.startSession(w, r, who)
+		c.startSession(w, r, who, nil)
 	}
 }
 

@@ -29,6 +29,11 @@ type session struct {
 	csrf    string
 	expires time.Time
 	idle    time.Time
+	// recheck authenticates the visitor again at every request (the
+	// token they signed in with, or the request's client certificate),
+	// so a token removed from the tokens file, or a role changed, ends
+	// the session at once; nil for an external sign-in.
+	recheck func(*http.Request) (auth.Identity, error)
 }
 
 // sessions is the server-side session store (in memory: a restart signs
@@ -53,9 +58,9 @@ func randomToken() string {
 }
 
 // create starts a session for who.
-func (s *sessions) create(who auth.Identity) *session {
+func (s *sessions) create(who auth.Identity, recheck func(*http.Request) (auth.Identity, error)) *session {
 	now := s.now()
-	ss := &session{id: randomToken(), who: who, csrf: randomToken(), expires: now.Add(s.ttl), idle: now.Add(s.idleTTL)}
+	ss := &session{id: randomToken(), who: who, csrf: randomToken(), expires: now.Add(s.ttl), idle: now.Add(s.idleTTL), recheck: recheck}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, x := range s.byID { // sweep the ended ones
