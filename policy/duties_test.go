@@ -51,6 +51,12 @@ func TestDutiesExpireAndPublish(t *testing.T) {
 	if s := must[AccessRequest](t)(f.svc.GetRequest(f.ctx, r.ID)).LifecycleState; s != StateExpired {
 		t.Errorf("request %s, want EXPIRED", s)
 	}
+	// The tick counts its changes after it returns, which may be after
+	// the relay published them.
+	deadline := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(d.m.changes.WithLabelValues(tickExpired)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if n := testutil.ToFloat64(d.m.changes.WithLabelValues(tickExpired)); n != 1 {
 		t.Errorf("auditpipe_policy_tick_changes_total{change=expired} = %v, want 1", n)
 	}
