@@ -454,7 +454,12 @@ func (r *GroupReader) read(ctx context.Context, conn *kafkago.Conn, g *Generatio
 			if ctx.Err() != nil {
 				return offset, nil
 			}
-			cur = fetch(spare[:0])
+			// cur's buffer (its batch was empty) becomes the spare one:
+			// the next fetch ahead must not fill the buffer of the batch
+			// being handled.
+			buf := spare[:0]
+			spare = cur.recs[:0]
+			cur = fetch(buf)
 			continue
 		}
 		// ctx's end closes conn (see readPartition): the fetch ahead

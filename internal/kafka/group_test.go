@@ -369,3 +369,61 @@ func TestGroupReaderLag(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestGroupReaderKeepsTheHandledBatch: the batch a handler works on is
+// never the buffer the fetch ahead fills, also after an empty fetch (the
+// reader then fetched into its spare buffer and kept it as the spare:
+// the next fetch ahead overwrote the records being handled; found by
+// the race detector in the forwarder's TestRestartMidStream).
+func TestGroupReaderKeepsTheHandledBatch(t *testing.T) {
+	cfg, _ := kafkatest.Start(t, 1)
+	write(t, cfg, 0, 10)
+	r, err := cfg.NewGroupReader(kafka.GroupReaderConfig{Group: "g", Topics: []string{topic}, MaxWait: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	seen := 0
+	var bad []string
+	err = r.Run(ctx, func(_ context.Context, b kafka.Batch) error {
+		before := make([]string, len(b.Records))
+		for i, rec := range b.Records {
+			before[i] = string(rec.Value)
+		}
+		seen += len(b.Records)
+		switch {
+		case seen == 10:
+			// Past the first batch: let empty fetches happen, then the
+			// second batch arrives.
+			go func() {
+				time.Sleep(300 * time.Millisecond)
+				write(t, cfg, 10, 20)
+			}()
+		case before[0] == "v10":
+			// While the second batch is handled, a third arrives for the
+			// fetch ahead.
+			write(t, cfg, 20, 30)
+			time.Sleep(300 * time.Millisecond)
+		}
+		for i, rec := range b.Records {
+			if string(rec.Value) != before[i] {
+				bad = append(bad, fmt.Sprintf("record %d became %q while handled (was %q)", i, rec.Value, before[i]))
+			}
+		}
+		if seen >= 30 {
+			cancel()
+		}
+		return nil
+	})
+	if err != nil && ctx.Err() == nil {
+		t.Fatal(err)
+	}
+	if len(bad) > 0 {
+		t.Fatalf("the fetch ahead overwrote a batch being handled: %v", bad)
+	}
+	if seen < 30 {
+		t.Fatalf("%d records handled, want 30", seen)
+	}
+}
