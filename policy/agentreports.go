@@ -83,48 +83,8 @@ func NewAgentReports(svc *Service, kc kafka.Config, cfg AgentReportsConfig, log 
 // Run consumes until ctx ends; it returns nil then, or the consumer
 // group's permanent failure (not authorized).
 func (a *AgentReports) Run(ctx context.Context) error {
-	reader, err := a.kafka.NewGroupReader(kafka.GroupReaderConfig{Group: a.cfg.Group, Topics: []string{a.cfg.Topic}, Log: a.log})
-	if err != nil {
-		return fmt.Errorf("agent reports: %w", err)
-	}
-	dead, err := deadletter.Open(a.kafka, a.cfg.DeadLetterTopic, "policy", a.log)
-	if err != nil {
-		_ = reader.Close()
-		return fmt.Errorf("agent reports: %w", err)
-	}
-	defer func() {
-		if err := dead.Close(); err != nil {
-			a.log.Debug("closing the dead-letter writer", "err", err)
-		}
-	}()
-	outage := backoff.NewOutage(a.log, "applying agent reports to the policy store")
-	err = reader.Run(ctx, func(ctx context.Context, b kafka.Batch) error {
-		for i := range b.Records {
-			if err := a.apply(ctx, &b.Records[i], dead, outage); err != nil {
-				if ctx.Err() != nil {
-					return nil // stopping or rebalanced: the rest is read again
-				}
-				return err
-			}
-		}
-		if len(b.Records) == 0 {
-			return nil
-		}
-		next := b.Records[len(b.Records)-1].Offset + 1
-		if err := b.Generation.Commit(map[string]map[int]int64{b.Topic: {b.Partition: next}}); err != nil {
-			// The generation ended: the partition's next owner reads
-			// these reports again, which records the same states.
-			a.log.Debug("agent reports: commit after the generation ended", "err", err)
-		}
-		return nil
-	})
-	if cerr := reader.Close(); cerr != nil {
-		a.log.Debug("closing the agent reports reader", "err", cerr)
-	}
-	if err != nil {
-		return fmt.Errorf("agent reports: %w", err)
-	}
-	return nil
+	return RecordConsumer{Name: "agent reports", Component: "policy", Group: a.cfg.Group, Topic: a.cfg.Topic,
+		DeadLetterTopic: a.cfg.DeadLetterTopic, Outage: "applying agent reports to the policy store", Log: a.log, Apply: a.apply}.Run(ctx, a.kafka)
 }
 
 // apply applies one record, retrying while the store is away; it returns

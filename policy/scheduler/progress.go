@@ -81,48 +81,8 @@ func NewProgress(svc *Service, kc kafka.Config, cfg ProgressConfig, log *slog.Lo
 // Run consumes until ctx ends; it returns nil then, or the consumer
 // group's permanent failure (not authorized).
 func (p *Progress) Run(ctx context.Context) error {
-	reader, err := p.kafka.NewGroupReader(kafka.GroupReaderConfig{Group: p.cfg.Group, Topics: []string{p.cfg.Topic}, Log: p.log})
-	if err != nil {
-		return fmt.Errorf("work progress: %w", err)
-	}
-	dead, err := deadletter.Open(p.kafka, p.cfg.DeadLetterTopic, "scheduler", p.log)
-	if err != nil {
-		_ = reader.Close()
-		return fmt.Errorf("work progress: %w", err)
-	}
-	defer func() {
-		if err := dead.Close(); err != nil {
-			p.log.Debug("closing the dead-letter writer", "err", err)
-		}
-	}()
-	outage := backoff.NewOutage(p.log, "applying work progress reports to the policy store")
-	err = reader.Run(ctx, func(ctx context.Context, b kafka.Batch) error {
-		for i := range b.Records {
-			if err := p.apply(ctx, &b.Records[i], dead, outage); err != nil {
-				if ctx.Err() != nil {
-					return nil // stopping or rebalanced: the rest is read again
-				}
-				return err
-			}
-		}
-		if len(b.Records) == 0 {
-			return nil
-		}
-		next := b.Records[len(b.Records)-1].Offset + 1
-		if err := b.Generation.Commit(map[string]map[int]int64{b.Topic: {b.Partition: next}}); err != nil {
-			// The partition's next owner reads these again: their seq
-			// numbers make the second application a no-op.
-			p.log.Debug("work progress: commit after the generation ended", "err", err)
-		}
-		return nil
-	})
-	if cerr := reader.Close(); cerr != nil {
-		p.log.Debug("closing the work progress reader", "err", cerr)
-	}
-	if err != nil {
-		return fmt.Errorf("work progress: %w", err)
-	}
-	return nil
+	return policy.RecordConsumer{Name: "work progress", Component: "scheduler", Group: p.cfg.Group, Topic: p.cfg.Topic,
+		DeadLetterTopic: p.cfg.DeadLetterTopic, Outage: "applying work progress reports to the policy store", Log: p.log, Apply: p.apply}.Run(ctx, p.kafka)
 }
 
 // apply applies one record, retrying while the store is away; it returns
