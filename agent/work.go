@@ -555,9 +555,9 @@ func (w *worker) manager(wrapper []string, on func(pkgmgr.Event)) (pkgmgr.Manage
 	if lh, ok := w.host.(*LiveHost); ok {
 		onStart = lh.runs.add // its EndSessions spares the run
 	}
+	runs := pkgmgr.RunConfig{Timeout: w.cfg.Work.MaxRunTime, OnEvent: on, Wrapper: wrapper, OnStart: onStart}
 	if w.cfg.Work.PackageManager == "dnf" {
-		return pkgmgr.NewDnf(pkgmgr.DnfConfig{Root: w.cfg.Work.PackageRoot, Releasever: w.cfg.Work.Release,
-			Timeout: w.cfg.Work.MaxRunTime, OnEvent: on, Wrapper: wrapper, OnStart: onStart})
+		return pkgmgr.NewDnf(pkgmgr.DnfConfig{Root: w.cfg.Work.PackageRoot, Releasever: w.cfg.Work.Release, RunConfig: runs})
 	}
 	var tr pkgmgr.Tracker
 	if path := w.cfg.Work.SecurityTracker; path != "" {
@@ -571,9 +571,7 @@ func (w *worker) manager(wrapper []string, on func(pkgmgr.Event)) (pkgmgr.Manage
 			return nil, fmt.Errorf("agent.work.security_tracker: %w", err)
 		}
 	}
-	ac := pkgmgr.AptConfig{Root: w.cfg.Work.PackageRoot, Release: w.release(), Tracker: tr,
-		Timeout: w.cfg.Work.MaxRunTime, OnEvent: on, Wrapper: wrapper, OnStart: onStart}
-	return pkgmgr.NewApt(ac)
+	return pkgmgr.NewApt(pkgmgr.AptConfig{Root: w.cfg.Work.PackageRoot, Release: w.release(), Tracker: tr, RunConfig: runs})
 }
 
 // release is agent.work.release, or the os-release's VERSION_CODENAME.

@@ -1,7 +1,6 @@
 package pkgmgr
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -11,13 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 )
-
-// DefaultTimeout bounds an apt run when AptConfig.Timeout is zero.
-const DefaultTimeout = 30 * time.Minute
 
 // lockTimeoutSeconds is how long a run waits for dpkg's lock.
 const lockTimeoutSeconds = 300
@@ -40,21 +34,8 @@ type AptConfig struct {
 	// Tracker is the security feed that classifies updates; nil classifies
 	// every update as OTHER.
 	Tracker Tracker
-	// Timeout bounds each run (DefaultTimeout when zero).
-	Timeout time.Duration
-	// OnEvent, when set, receives each log line and progress step as it
-	// happens, from one goroutine at a time.
-	OnEvent func(Event)
-	// Wrapper, when set, is the command that runs apt-get for a package
-	// run (not the inventory's queries): apt-get and its arguments follow
-	// it, and it must exec them in its own process (the host agent's
-	// sets the kernel loginuid, then execs apt-get).
-	Wrapper []string
-	// OnStart, when set, is told the process group of each package run
-	// (apt-get, dpkg and the maintainer scripts) once it started; the
-	// func it returns is called when the run has ended. The host agent
-	// spares these groups when it ends a login's sessions.
-	OnStart func(pgid int) (ended func())
+	// RunConfig bounds and observes each package run.
+	RunConfig
 }
 
 // Apt is the apt-get/dpkg implementation of Manager. Debian's archive
@@ -70,11 +51,8 @@ var _ Manager = (*Apt)(nil)
 
 // NewApt returns the adapter cfg describes.
 func NewApt(cfg AptConfig) (*Apt, error) {
-	if cfg.Timeout < 0 {
-		return nil, fmt.Errorf("pkgmgr: timeout %v: must not be negative", cfg.Timeout)
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultTimeout
+	if err := cfg.RunConfig.check(); err != nil {
+		return nil, err
 	}
 	if cfg.Root != "" && cfg.Root != "/" {
 		if !filepath.IsAbs(cfg.Root) {
@@ -191,7 +169,7 @@ func (a *Apt) UpdateAll(ctx context.Context, t UpdateType) (Result, error) {
 	inv, err := a.Inventory(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
-			return stopped(ctx, nil), nil
+			return stopped(ctx, "apt-get", nil), nil
 		}
 		return Result{Status: Failed, Reason: err.Error()}, nil
 	}
@@ -215,153 +193,41 @@ func (a *Apt) emit(ev Event) {
 	}
 }
 
-var errTimeout = errors.New("timed out")
-
-// withTimeout bounds ctx by the adapter's timeout, with errTimeout as the
-// cause when it passes.
+// withTimeout bounds ctx by the adapter's timeout.
 func (a *Apt) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeoutCause(ctx, a.cfg.Timeout, fmt.Errorf("%w after %v", errTimeout, a.cfg.Timeout))
-}
-
-// stopped is the result of a run whose context ended: FAILED on the
-// adapter's timeout (or the caller's deadline), CANCELED when the caller
-// canceled it.
-func stopped(ctx context.Context, log []LogLine) Result {
-	cause := context.Cause(ctx)
-	switch {
-	case errors.Is(cause, errTimeout):
-		return Result{Status: Failed, Reason: "apt-get " + cause.Error(), Log: log}
-	case errors.Is(ctx.Err(), context.Canceled):
-		return Result{Status: Canceled, Reason: "canceled: " + cause.Error(), Log: log}
-	}
-	return Result{Status: Failed, Reason: "apt-get stopped: " + cause.Error(), Log: log}
+	return withTimeout(ctx, a.cfg.Timeout)
 }
 
 // run runs apt-get -y args under the adapter's timeout. Its output is
 // the run's log; its status descriptor (APT::Status-Fd, fd 3) gives the
-// progress.
+// progress, and dpkg's error there the reason of a failed run (it names
+// the package and the script; apt-get's own "E:" line only says that
+// dpkg failed).
 func (a *Apt) run(ctx context.Context, args []string) Result {
-	ctx, cancel := a.withTimeout(ctx)
-	defer cancel()
-	if ctx.Err() != nil {
-		return stopped(ctx, nil)
-	}
-	var (
-		mu     sync.Mutex
-		log    []LogLine
-		reason string
-	)
-	add := func(ev Event) {
-		mu.Lock()
-		defer mu.Unlock()
-		if ev.Percent < 0 {
-			log = append(log, LogLine{Time: ev.Time, Text: ev.Line})
-		}
-		a.emit(ev)
-	}
-	fail := func(r string) Result {
-		mu.Lock()
-		defer mu.Unlock()
-		return Result{Status: Failed, Reason: r, Log: log}
-	}
 	env, cleanup, err := a.env()
 	if err != nil {
-		return fail(err.Error())
+		return Result{Status: Failed, Reason: err.Error()}
 	}
 	defer cleanup()
-
 	// DPkg::Lock::Timeout: on the host, wait for dpkg's lock held by
 	// another package manager (unattended-upgrades, an apt-get left by an
 	// agent that crashed) rather than fail at once.
 	full := append([]string{"-y", "-q", "-o", "APT::Status-Fd=3", "-o", "Dpkg::Use-Pty=0", "-o", "DPkg::Lock::Timeout=" + strconv.Itoa(lockTimeoutSeconds),
 		"-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"}, args...)
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return fail(fmt.Sprintf("pkgmgr: pipe: %v", err))
-	}
-	stR, stW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		return fail(fmt.Sprintf("pkgmgr: pipe: %v", err))
-	}
-	argv := append(slices.Clone(a.cfg.Wrapper), "apt-get")
-	argv = append(argv, full...)
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = outW, outW
-	cmd.ExtraFiles = []*os.File{stW}
-	// apt-get, dpkg and the maintainer scripts share one process group, so
-	// a timeout or a cancellation ends them all.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	add(Event{Time: time.Now(), Percent: -1, Line: "$ apt-get " + strings.Join(full, " ")})
-	startErr := cmd.Start()
-	outW.Close()
-	stW.Close()
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		defer outR.Close()
-		sc := bufio.NewScanner(outR)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			add(Event{Time: time.Now(), Percent: -1, Line: sc.Text()})
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		defer stR.Close()
-		sc := bufio.NewScanner(stR)
-		for sc.Scan() {
-			kind, pct, msg, ok := parseStatus(sc.Text())
-			if !ok {
-				continue
+	return process{
+		prog: "apt-get", args: full, env: env, RunConfig: a.cfg.RunConfig,
+		status: func(text string, now time.Time) (Event, bool, string) {
+			kind, pct, msg, ok := parseStatus(text)
+			switch {
+			case !ok:
+				return Event{}, false, ""
+			case kind == "pmerror":
+				return Event{Time: now, Percent: -1, Line: "error: " + msg}, true, msg
 			}
-			if kind == "pmerror" {
-				mu.Lock()
-				if reason == "" {
-					reason = msg
-				}
-				mu.Unlock()
-				add(Event{Time: time.Now(), Percent: -1, Line: "error: " + msg})
-				continue
-			}
-			add(Event{Time: time.Now(), Percent: pct, Line: msg})
-		}
-	}()
-	if startErr != nil {
-		wg.Wait()
-		return fail(fmt.Sprintf("pkgmgr: start apt-get: %v", startErr))
-	}
-	if a.cfg.OnStart != nil {
-		defer a.cfg.OnStart(cmd.Process.Pid)()
-	}
-	waitErr := cmd.Wait()
-	wg.Wait()
-	if waitErr == nil && ctx.Err() == nil {
-		add(Event{Time: time.Now(), Percent: 100, Line: "done"})
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if ctx.Err() != nil {
-		return stopped(ctx, log)
-	}
-	if waitErr == nil {
-		return Result{Status: Succeeded, Log: log}
-	}
-	// dpkg's error names the package and the script; apt-get's own "E:"
-	// line only says that dpkg failed.
-	res := Result{Status: Failed, Reason: reason, Log: log}
-	if res.Reason == "" {
-		res.Reason = lastError(log)
-	}
-	if res.Reason == "" {
-		res.Reason = fmt.Sprintf("apt-get: %v", waitErr)
-	}
-	return res
+			return Event{Time: now, Percent: pct, Line: msg}, true, ""
+		},
+		lastError: lastError,
+	}.run(ctx)
 }
 
 // parseStatus parses an APT::Status-Fd line of dpkg's phase,

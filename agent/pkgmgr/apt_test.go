@@ -92,7 +92,7 @@ func newRoot(t *testing.T, repo string, timeout time.Duration, rec *recorder) (*
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := NewApt(AptConfig{Root: root, Release: "bookworm", Tracker: tr, Timeout: timeout, OnEvent: rec.add})
+	a, err := NewApt(AptConfig{Root: root, Release: "bookworm", Tracker: tr, RunConfig: RunConfig{Timeout: timeout, OnEvent: rec.add}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,145 +144,65 @@ func TestAptRuns(t *testing.T) {
 	repo := buildRepo(t, testPackages)
 	beforeFI, before := hostStatus(t)
 
-	type step func(ctx context.Context, a *Apt) (Result, error)
-	install := func(p ...string) step {
-		return func(ctx context.Context, a *Apt) (Result, error) { return a.Install(ctx, p) }
-	}
-	tests := []struct {
-		name    string
-		setup   []string // installed first
-		timeout time.Duration
-		// cancelOn cancels the run when a log line contains it.
-		cancelOn   string
-		do         step
-		wantStatus Status
-		wantReason string
-		wantLog    []string
-		wantVer    map[string]string // package → version after ("" = not installed)
-	}{
+	tests := []runCase{
 		{
-			name: "install", do: install("hello=1.0"), wantStatus: Succeeded,
+			name: "install", do: installRun("hello=1.0"), wantStatus: Succeeded,
 			wantLog: []string{"Unpacking hello (1.0)", "Setting up hello (1.0)", "hello 1.0 configured"},
 			wantVer: map[string]string{"hello": "1.0"},
 		},
 		{
 			name: "update to a newer version", setup: []string{"hello=1.0"},
-			do:         func(ctx context.Context, a *Apt) (Result, error) { return a.Update(ctx, []string{"hello"}) },
+			do:         func(ctx context.Context, m Manager) (Result, error) { return m.Update(ctx, []string{"hello"}) },
 			wantStatus: Succeeded,
 			wantLog:    []string{"Unpacking hello (2.0) over (1.0)", "hello 2.0 configured"},
 			wantVer:    map[string]string{"hello": "2.0"},
 		},
 		{
 			name: "remove", setup: []string{"hello=1.0", "tool=1.0"},
-			do:         func(ctx context.Context, a *Apt) (Result, error) { return a.Remove(ctx, []string{"hello"}) },
+			do:         func(ctx context.Context, m Manager) (Result, error) { return m.Remove(ctx, []string{"hello"}) },
 			wantStatus: Succeeded,
 			wantLog:    []string{"Removing hello (1.0)"},
 			wantVer:    map[string]string{"hello": "", "tool": "1.0"},
 		},
 		{
 			name: "update all security updates", setup: []string{"hello=1.0", "tool=1.0"},
-			do:         func(ctx context.Context, a *Apt) (Result, error) { return a.UpdateAll(ctx, Security) },
+			do:         func(ctx context.Context, m Manager) (Result, error) { return m.UpdateAll(ctx, Security) },
 			wantStatus: Succeeded,
 			wantLog:    []string{"hello 2.0 configured"},
 			wantVer:    map[string]string{"hello": "2.0", "tool": "1.0"},
 		},
 		{
-			name: "update all bugfix updates finds none", setup: []string{"hello=1.0"},
-			do:         func(ctx context.Context, a *Apt) (Result, error) { return a.UpdateAll(ctx, Bugfix) },
+			name: "update all bugfix updates finds none", noProgress: true, setup: []string{"hello=1.0"},
+			do:         func(ctx context.Context, m Manager) (Result, error) { return m.UpdateAll(ctx, Bugfix) },
 			wantStatus: Succeeded,
 			wantLog:    []string{"no BUGFIX updates available"},
 			wantVer:    map[string]string{"hello": "1.0"},
 		},
 		{
-			name: "failing postinst", do: install("broken"), wantStatus: Failed,
+			name: "failing postinst", do: installRun("broken"), wantStatus: Failed,
 			wantReason: "broken",
 			wantLog:    []string{"broken: cannot configure", "installed broken package post-installation script subprocess returned error exit status 1"},
 		},
 		{
 			// The postinst sleeps 120s: whatever apt-get took to reach it,
 			// the run times out, so no log line before it is required.
-			name: "timeout", do: install("slow"), timeout: 3 * time.Second, wantStatus: Failed,
+			name: "timeout", do: installRun("slow"), timeout: 3 * time.Second, wantStatus: Failed,
 			wantReason: "apt-get timed out after 3s",
 		},
 		{
-			name: "cancel", do: install("slow"), cancelOn: "slow: configuring", wantStatus: Canceled,
+			name: "cancel", do: installRun("slow"), cancelOn: "slow: configuring", wantStatus: Canceled,
 			wantReason: "canceled",
 			wantLog:    []string{"Setting up slow (1.0)", "slow: configuring"},
 		},
 		{
-			name: "unknown package", do: install("nosuchpkg"), wantStatus: Failed,
+			name: "unknown package", do: installRun("nosuchpkg"), wantStatus: Failed,
 			wantReason: "Unable to locate package nosuchpkg",
 		},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			timeout := tc.timeout
-			if timeout == 0 {
-				timeout = 5 * time.Minute
-			}
-			rec := &recorder{}
-			a, _ := newRoot(t, repo, timeout, rec)
-			if len(tc.setup) > 0 {
-				res, err := a.Install(context.Background(), tc.setup)
-				if err != nil || res.Status != Succeeded {
-					t.Fatalf("setup: %v %+v\n%s", err, res, logText(res))
-				}
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			if tc.cancelOn != "" {
-				rec.mu.Lock()
-				rec.on = func(ev Event) {
-					if strings.Contains(ev.Line, tc.cancelOn) {
-						cancel()
-					}
-				}
-				rec.mu.Unlock()
-			}
-			rec.mu.Lock()
-			rec.events = nil
-			rec.mu.Unlock()
-			res, err := tc.do(ctx, a)
-			if err != nil {
-				t.Fatal(err)
-			}
-			log := logText(res)
-			if res.Status != tc.wantStatus || !strings.Contains(res.Reason, tc.wantReason) {
-				t.Fatalf("status %s reason %q, want %s with %q\n%s", res.Status, res.Reason, tc.wantStatus, tc.wantReason, log)
-			}
-			if tc.wantStatus == Succeeded && res.Reason != "" {
-				t.Errorf("reason %q on success", res.Reason)
-			}
-			for _, w := range tc.wantLog {
-				if !strings.Contains(log, w) {
-					t.Errorf("log lacks %q:\n%s", w, log)
-				}
-			}
-			// Every log line came through the callback too.
-			rec.mu.Lock()
-			var lines int
-			for _, ev := range rec.events {
-				if ev.Percent < 0 {
-					lines++
-				}
-			}
-			rec.mu.Unlock()
-			if lines != len(res.Log) {
-				t.Errorf("callback saw %d log lines, the result holds %d", lines, len(res.Log))
-			}
-			if tc.wantStatus == Succeeded && tc.name != "update all bugfix updates finds none" {
-				p := rec.percents()
-				if len(p) == 0 || !slices.IsSorted(p) {
-					t.Errorf("progress %v: want a rising sequence", p)
-				}
-			}
-			for name, want := range tc.wantVer {
-				if got := installedVersion(t, a, name); got != want {
-					t.Errorf("%s installed at %q, want %q", name, got, want)
-				}
-			}
-		})
-	}
+	runCases(t, tests, func(t *testing.T, timeout time.Duration, rec *recorder) Manager {
+		a, _ := newRoot(t, repo, timeout, rec)
+		return a
+	}, func(t *testing.T, m Manager, name string) string { return installedVersion(t, m.(*Apt), name) })
 	afterFI, after := hostStatus(t)
 	if string(before) != string(after) || !afterFI.ModTime().Equal(beforeFI.ModTime()) {
 		t.Fatal("the host's /var/lib/dpkg/status changed")

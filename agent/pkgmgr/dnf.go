@@ -1,19 +1,15 @@
 package pkgmgr
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 )
 
@@ -33,17 +29,8 @@ type DnfConfig struct {
 	// NoGPGCheck adds --nogpgcheck: only for a test's local, unsigned
 	// repository.
 	NoGPGCheck bool
-	// Timeout bounds each run (DefaultTimeout when zero).
-	Timeout time.Duration
-	// OnEvent, when set, receives each log line and progress step as it
-	// happens, from one goroutine at a time.
-	OnEvent func(Event)
-	// Wrapper, when set, is the command that runs dnf for a package run
-	// (not the inventory's queries); as AptConfig.Wrapper.
-	Wrapper []string
-	// OnStart is told each package run's process group; as
-	// AptConfig.OnStart.
-	OnStart func(pgid int) (ended func())
+	// RunConfig bounds and observes each package run.
+	RunConfig
 }
 
 // Dnf is the dnf/rpm implementation of Manager. Update types and CVEs come
@@ -65,11 +52,8 @@ var _ Manager = (*Dnf)(nil)
 
 // NewDnf returns the adapter cfg describes.
 func NewDnf(cfg DnfConfig) (*Dnf, error) {
-	if cfg.Timeout < 0 {
-		return nil, fmt.Errorf("pkgmgr: timeout %v: must not be negative", cfg.Timeout)
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultTimeout
+	if err := cfg.RunConfig.check(); err != nil {
+		return nil, err
 	}
 	if cfg.Root != "" && cfg.Root != "/" {
 		if !filepath.IsAbs(cfg.Root) {
@@ -174,7 +158,7 @@ func (d *Dnf) UpdateAll(ctx context.Context, t UpdateType) (Result, error) {
 	inv, err := d.Inventory(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
-			return stoppedAs(ctx, "dnf", nil), nil
+			return stopped(ctx, "dnf", nil), nil
 		}
 		return Result{Status: Failed, Reason: err.Error()}, nil
 	}
@@ -198,17 +182,6 @@ func (d *Dnf) emit(ev Event) {
 	}
 }
 
-func withTimeout(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeoutCause(ctx, timeout, fmt.Errorf("%w after %v", errTimeout, timeout))
-}
-
-// stoppedAs is stopped with the program named in the reason.
-func stoppedAs(ctx context.Context, prog string, log []LogLine) Result {
-	r := stopped(ctx, log)
-	r.Reason = strings.Replace(r.Reason, "apt-get", prog, 1)
-	return r
-}
-
 var (
 	// scriptletErr is rpm's line for a failed scriptlet.
 	scriptletErr = regexp.MustCompile(`^Error in (\S+) scriptlet in rpm package (\S+)`)
@@ -218,107 +191,29 @@ var (
 )
 
 // run runs dnf args under the adapter's timeout, dnf and rpm's scriptlets
-// in one process group.
+// in one process group. The transaction's steps are the progress; a
+// failed scriptlet fails the run even though dnf exits 0.
 func (d *Dnf) run(ctx context.Context, args []string) Result {
-	ctx, cancel := withTimeout(ctx, d.cfg.Timeout)
-	defer cancel()
-	if ctx.Err() != nil {
-		return stoppedAs(ctx, "dnf", nil)
-	}
-	var (
-		mu     sync.Mutex
-		log    []LogLine
-		reason string
-		last   = -1
-	)
-	add := func(ev Event) {
-		mu.Lock()
-		defer mu.Unlock()
-		if ev.Percent < 0 {
-			log = append(log, LogLine{Time: ev.Time, Text: ev.Line})
-		} else {
-			// A transaction counts its steps once per phase (install,
-			// scriptlets, cleanup): report only progress forward.
-			if ev.Percent <= last {
-				return
+	return process{
+		prog: "dnf", args: append(d.base(), args...), env: d.env(), RunConfig: d.cfg.RunConfig,
+		line: func(text string, now time.Time) (Event, bool, string) {
+			var why string
+			if m := scriptletErr.FindStringSubmatch(text); m != nil {
+				why = fmt.Sprintf("%s scriptlet of %s failed", m[1], m[2])
 			}
-			last = ev.Percent
-		}
-		d.emit(ev)
-	}
-	full := append(d.base(), args...)
-	argv := append(slices.Clone(d.cfg.Wrapper), "dnf")
-	argv = append(argv, full...)
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return Result{Status: Failed, Reason: fmt.Sprintf("pkgmgr: pipe: %v", err)}
-	}
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = d.env()
-	cmd.Stdout, cmd.Stderr = outW, outW
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	add(Event{Time: time.Now(), Percent: -1, Line: "$ dnf " + strings.Join(full, " ")})
-	startErr := cmd.Start()
-	outW.Close()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer outR.Close()
-		sc := bufio.NewScanner(outR)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			now := time.Now()
-			add(Event{Time: now, Percent: -1, Line: line})
-			if m := scriptletErr.FindStringSubmatch(line); m != nil {
-				mu.Lock()
-				if reason == "" {
-					reason = fmt.Sprintf("%s scriptlet of %s failed", m[1], m[2])
-				}
-				mu.Unlock()
-			}
-			if m := stepLine.FindStringSubmatch(line); m != nil && !strings.Contains(line, "Verifying") {
+			if m := stepLine.FindStringSubmatch(text); m != nil && !strings.Contains(text, "Verifying") {
 				n, _ := strconv.Atoi(m[1])
 				total, _ := strconv.Atoi(m[2])
 				if total > 0 && n <= total {
-					add(Event{Time: now, Percent: n * 99 / total, Line: strings.TrimSpace(line)})
+					return Event{Time: now, Percent: n * 99 / total, Line: strings.TrimSpace(text)}, true, why
 				}
 			}
-		}
-	}()
-	if startErr != nil {
-		wg.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		return Result{Status: Failed, Reason: fmt.Sprintf("pkgmgr: start dnf: %v", startErr), Log: log}
-	}
-	if d.cfg.OnStart != nil {
-		defer d.cfg.OnStart(cmd.Process.Pid)()
-	}
-	waitErr := cmd.Wait()
-	wg.Wait()
-	if waitErr == nil && ctx.Err() == nil && reason == "" {
-		add(Event{Time: time.Now(), Percent: 100, Line: "done"})
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if ctx.Err() != nil {
-		return stoppedAs(ctx, "dnf", log)
-	}
-	if reason != "" {
-		return Result{Status: Failed, Reason: reason, Log: log}
-	}
-	if waitErr == nil {
-		return Result{Status: Succeeded, Log: log}
-	}
-	res := Result{Status: Failed, Reason: dnfError(log), Log: log}
-	if res.Reason == "" {
-		res.Reason = fmt.Sprintf("dnf: %v", waitErr)
-	}
-	return res
+			return Event{}, false, why
+		},
+		forwardOnly: true,
+		reasonFails: true,
+		lastError:   dnfError,
+	}.run(ctx)
 }
 
 // dnfError is the first line dnf marked as an error ("Error: …", with

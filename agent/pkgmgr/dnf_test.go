@@ -45,7 +45,7 @@ func newDnfRoot(t *testing.T, repo string, timeout time.Duration, rec *recorder)
 	if err := PrepareDnfRoot(root, "[test]\nname=test\nbaseurl=file://"+repo+"\ngpgcheck=0\n"); err != nil {
 		t.Fatal(err)
 	}
-	d, err := NewDnf(DnfConfig{Root: root, NoGPGCheck: true, Timeout: timeout, OnEvent: rec.add})
+	d, err := NewDnf(DnfConfig{Root: root, NoGPGCheck: true, RunConfig: RunConfig{Timeout: timeout, OnEvent: rec.add}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,145 +109,68 @@ func TestDnfRuns(t *testing.T) {
 			t.Errorf("the host's rpm database, dnf cache or logs changed:\nbefore\n%s\nafter\n%s", before, after)
 		}
 	}()
-	type step func(ctx context.Context, d *Dnf) (Result, error)
-	install := func(p ...string) step {
-		return func(ctx context.Context, d *Dnf) (Result, error) { return d.Install(ctx, p) }
-	}
-	tests := []struct {
-		name       string
-		setup      []string
-		timeout    time.Duration
-		cancelOn   string
-		do         step
-		wantStatus Status
-		wantReason string
-		wantLog    []string
-		wantVer    map[string]string
-	}{
+	tests := []runCase{
 		{
-			name: "install", do: install("hello=1.0"), wantStatus: Succeeded,
+			name: "install", do: installRun("hello=1.0"), wantStatus: Succeeded,
 			wantLog: []string{"Installing       : hello-1.0-1.noarch", "hello 1.0 configured"},
 			wantVer: map[string]string{"hello": "1.0-1"},
 		},
 		{
 			name: "update to a newer version", setup: []string{"hello=1.0"},
-			do:         func(ctx context.Context, d *Dnf) (Result, error) { return d.Update(ctx, []string{"hello"}) },
+			do:         func(ctx context.Context, m Manager) (Result, error) { return m.Update(ctx, []string{"hello"}) },
 			wantStatus: Succeeded,
 			wantLog:    []string{"Upgrading        : hello-2.0-1.noarch", "hello 2.0 configured"},
 			wantVer:    map[string]string{"hello": "2.0-1"},
 		},
 		{
 			name: "remove", setup: []string{"hello=1.0", "tool=1.0"},
-			do:         func(ctx context.Context, d *Dnf) (Result, error) { return d.Remove(ctx, []string{"hello"}) },
+			do:         func(ctx context.Context, m Manager) (Result, error) { return m.Remove(ctx, []string{"hello"}) },
 			wantStatus: Succeeded,
 			wantLog:    []string{"Erasing          : hello-1.0-1.noarch"},
 			wantVer:    map[string]string{"hello": "", "tool": "1.0-1"},
 		},
 		{
 			name: "update all security updates", setup: []string{"hello=1.0", "tool=1.0"},
-			do:         func(ctx context.Context, d *Dnf) (Result, error) { return d.UpdateAll(ctx, Security) },
+			do:         func(ctx context.Context, m Manager) (Result, error) { return m.UpdateAll(ctx, Security) },
 			wantStatus: Succeeded,
 			wantLog:    []string{"hello 2.0 configured"},
 			wantVer:    map[string]string{"hello": "2.0-1", "tool": "1.0-1"},
 		},
 		{
 			name: "update all bugfix updates", setup: []string{"hello=1.0", "tool=1.0"},
-			do:         func(ctx context.Context, d *Dnf) (Result, error) { return d.UpdateAll(ctx, Bugfix) },
+			do:         func(ctx context.Context, m Manager) (Result, error) { return m.UpdateAll(ctx, Bugfix) },
 			wantStatus: Succeeded,
 			wantVer:    map[string]string{"hello": "1.0-1", "tool": "1.1-1"},
 		},
 		{
-			name: "update all other updates finds none", setup: []string{"hello=1.0", "tool=1.0"},
-			do:         func(ctx context.Context, d *Dnf) (Result, error) { return d.UpdateAll(ctx, Other) },
+			name: "update all other updates finds none", noProgress: true, setup: []string{"hello=1.0", "tool=1.0"},
+			do:         func(ctx context.Context, m Manager) (Result, error) { return m.UpdateAll(ctx, Other) },
 			wantStatus: Succeeded,
 			wantLog:    []string{"no OTHER updates available"},
 			wantVer:    map[string]string{"hello": "1.0-1", "tool": "1.0-1"},
 		},
 		{
-			name: "failing post scriptlet", do: install("broken"), wantStatus: Failed,
+			name: "failing post scriptlet", do: installRun("broken"), wantStatus: Failed,
 			wantReason: "POSTIN scriptlet of broken failed",
 			wantLog:    []string{"broken: cannot configure", "Error in POSTIN scriptlet in rpm package broken"},
 		},
 		{
-			name: "timeout", do: install("slow"), timeout: 5 * time.Second, wantStatus: Failed,
+			name: "timeout", do: installRun("slow"), timeout: 5 * time.Second, wantStatus: Failed,
 			wantReason: "dnf timed out after 5s",
 		},
 		{
-			name: "cancel", do: install("slow"), cancelOn: "slow: configuring", wantStatus: Canceled,
+			name: "cancel", do: installRun("slow"), cancelOn: "slow: configuring", wantStatus: Canceled,
 			wantReason: "canceled",
 			wantLog:    []string{"Running scriptlet: slow-1.0-1.noarch", "slow: configuring"},
 		},
 		{
-			name: "unknown package", do: install("nosuchpkg"), wantStatus: Failed,
+			name: "unknown package", do: installRun("nosuchpkg"), wantStatus: Failed,
 			wantReason: "Unable to find a match: nosuchpkg",
 		},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			timeout := tc.timeout
-			if timeout == 0 {
-				timeout = 5 * time.Minute
-			}
-			rec := &recorder{}
-			d := newDnfRoot(t, repo, timeout, rec)
-			if len(tc.setup) > 0 {
-				res, err := d.Install(context.Background(), tc.setup)
-				if err != nil || res.Status != Succeeded {
-					t.Fatalf("setup: %v %+v\n%s", err, res, logText(res))
-				}
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			rec.mu.Lock()
-			rec.events = nil
-			if tc.cancelOn != "" {
-				rec.on = func(ev Event) {
-					if strings.Contains(ev.Line, tc.cancelOn) {
-						cancel()
-					}
-				}
-			}
-			rec.mu.Unlock()
-			res, err := tc.do(ctx, d)
-			if err != nil {
-				t.Fatal(err)
-			}
-			log := logText(res)
-			if res.Status != tc.wantStatus || !strings.Contains(res.Reason, tc.wantReason) {
-				t.Fatalf("status %s reason %q, want %s with %q\n%s", res.Status, res.Reason, tc.wantStatus, tc.wantReason, log)
-			}
-			if tc.wantStatus == Succeeded && res.Reason != "" {
-				t.Errorf("reason %q on success", res.Reason)
-			}
-			for _, w := range tc.wantLog {
-				if !strings.Contains(log, w) {
-					t.Errorf("log lacks %q:\n%s", w, log)
-				}
-			}
-			rec.mu.Lock()
-			var lines int
-			for _, ev := range rec.events {
-				if ev.Percent < 0 {
-					lines++
-				}
-			}
-			rec.mu.Unlock()
-			if lines != len(res.Log) {
-				t.Errorf("callback saw %d log lines, the result holds %d", lines, len(res.Log))
-			}
-			if tc.wantStatus == Succeeded && tc.name != "update all other updates finds none" {
-				p := rec.percents()
-				if len(p) == 0 || p[len(p)-1] != 100 || !slices.IsSorted(p) {
-					t.Errorf("progress %v: want a rising sequence ending at 100", p)
-				}
-			}
-			for name, want := range tc.wantVer {
-				if got := dnfInstalled(t, d, name); got != want {
-					t.Errorf("%s installed at %q, want %q", name, got, want)
-				}
-			}
-		})
-	}
+	runCases(t, tests, func(t *testing.T, timeout time.Duration, rec *recorder) Manager {
+		return newDnfRoot(t, repo, timeout, rec)
+	}, func(t *testing.T, m Manager, name string) string { return dnfInstalled(t, m.(*Dnf), name) })
 }
 
 func TestDnfInventory(t *testing.T) {
