@@ -14,6 +14,7 @@ import (
 	"github.com/auditpipe/auditpipe/collector/assemble"
 	"github.com/auditpipe/auditpipe/collector/auditlog"
 	"github.com/auditpipe/auditpipe/collector/builder"
+	"github.com/auditpipe/auditpipe/internal/golden"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -67,7 +68,7 @@ func seedConfig(t *testing.T) builder.Config {
 }
 
 // checkGolden compares got (JSON lines) with the golden file, indented.
-func checkGolden(t *testing.T, golden string, got [][]byte) {
+func checkGolden(t *testing.T, path string, got [][]byte) {
 	t.Helper()
 	var buf bytes.Buffer
 	for _, e := range got {
@@ -76,18 +77,7 @@ func checkGolden(t *testing.T, golden string, got [][]byte) {
 		}
 		buf.WriteByte('\n')
 	}
-	if *update {
-		if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(buf.Bytes(), want) {
-		t.Errorf("%s differs:\n--- got\n%s\n--- want\n%s", golden, buf.Bytes(), want)
-	}
+	golden.Check(t, path, buf.Bytes(), *update)
 }
 
 // TestSeedExamples turns the seed's examples 1-2, 1-3 and 1-4, written as

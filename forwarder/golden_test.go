@@ -3,9 +3,10 @@ package forwarder
 import (
 	"flag"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
+
+	"github.com/auditpipe/auditpipe/internal/golden"
 )
 
 var updateGolden = flag.Bool("update", false, "rewrite golden files")
@@ -50,17 +51,5 @@ func TestWireGolden(t *testing.T) {
 			fmt.Fprintf(&got, "%s #%d: %q\n", tc.name, i, fr)
 		}
 	}
-	const golden = "testdata/wire.golden"
-	if *updateGolden {
-		if err := os.WriteFile(golden, []byte(got.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (go test -run TestWireGolden -update writes it)", err)
-	}
-	if got.String() != string(want) {
-		t.Errorf("wire form differs from %s (go test -update rewrites it):\n got %s\nwant %s", golden, got.String(), want)
-	}
+	golden.Check(t, "testdata/wire.golden", []byte(got.String()), *updateGolden)
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"github.com/auditpipe/auditpipe/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -33,23 +35,6 @@ var appliedChecksums = map[uint32]string{
 	7: "79206cfa870d15996e0a727659e2234766a47316e7181b093a26fa1d64a53cd9",
 	8: "ed4b9a1727e5a05cf827b838a87d2302c554e740a39ba1a8e5dfa6a3ba7beab1",
 	9: "66198ad934894f99d00883376b6fdbb628a731f9fd6510d88491281b2f913b12",
-}
-
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the rendering (go test -update rewrites it):\n%s", path, got)
-	}
 }
 
 // TestSingleServerUnchanged: the single-server rendering of every file is
@@ -77,7 +62,7 @@ func TestSingleServerUnchanged(t *testing.T) {
 		if err := (&renderer{l: Layout{}.withDefaults(), sharded: map[string]bool{}}).exec(name, string(b), &stmtState{}, &out); err != nil {
 			t.Fatal(err)
 		}
-		golden(t, filepath.Join("testdata", "single", name), out.Bytes())
+		golden.Check(t, filepath.Join("testdata", "single", name), out.Bytes(), *update)
 		sum := sha256.Sum256(out.Bytes())
 		if got := hex.EncodeToString(sum[:]); got != ms[i].Checksum {
 			t.Errorf("%s: checksum %s, Migrations says %s", name, got, ms[i].Checksum)
@@ -109,7 +94,7 @@ func TestClusterGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range ms {
-		golden(t, filepath.Join("testdata", "cluster", fmt.Sprintf("%04d_%s.sql", m.Version, m.Name)), goldenCluster(m))
+		golden.Check(t, filepath.Join("testdata", "cluster", fmt.Sprintf("%04d_%s.sql", m.Version, m.Name)), goldenCluster(m), *update)
 		for _, s := range m.Statements {
 			if !strings.Contains(s, " ON CLUSTER `audit`") {
 				t.Errorf("%04d_%s: a statement without ON CLUSTER:\n%s", m.Version, m.Name, s)
