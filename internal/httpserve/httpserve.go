@@ -23,9 +23,17 @@ func MetricsHandler(reg *prometheus.Registry) *http.ServeMux {
 	return mux
 }
 
+// streamGrace is how long a shutdown lets the requests in flight finish
+// before it cancels their contexts: long-lived responses (server-sent
+// events, a slow query) end then, instead of holding the shutdown until
+// its deadline.
+const streamGrace = time.Second
+
 // Run listens on addr and serves h until ctx is cancelled, then shuts down
-// gracefully. ready, when not nil, receives the bound address (useful with
-// port 0).
+// gracefully: requests in flight get streamGrace to finish, then their
+// contexts are cancelled. ready, when not nil, receives the bound address
+// (useful with port 0) and is the caller's to log; without it Run logs
+// the address.
 func Run(ctx context.Context, addr string, h http.Handler, log *slog.Logger, ready func(net.Addr)) error {
 	return RunTLS(ctx, addr, nil, h, log, ready)
 }
@@ -42,10 +50,13 @@ func RunTLS(ctx context.Context, addr string, tc *tls.Config, h http.Handler, lo
 	if ready != nil {
 		ready(ln.Addr())
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	base, cancelBase := context.WithCancel(context.Background())
+	defer cancelBase()
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return base }}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	if log != nil {
+	if log != nil && ready == nil {
 		log.Info("http listening", "addr", ln.Addr().String())
 	}
 	select {
@@ -53,6 +64,8 @@ func RunTLS(ctx context.Context, addr string, tc *tls.Config, h http.Handler, lo
 		return fmt.Errorf("http: serve: %w", err)
 	case <-ctx.Done():
 	}
+	stop := time.AfterFunc(streamGrace, cancelBase)
+	defer stop.Stop()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
