@@ -17,6 +17,19 @@ port=${AUDITPIPE_HTTP_PORT:-9464}
 kport=${AUDITPIPE_KAFKA_PORT:-9466}
 aport=${AUDITPIPE_AGENT_HTTP_PORT:-9467}
 url="http://127.0.0.1:$port/"
+# A lock held for the run's life, and by the processes it starts (they
+# inherit fd 9): an interrupted run whose all-in-one is still stopping
+# holds it, and removing the data directory under that process would
+# leave it stuck. Wait for it instead.
+mkdir -p data
+exec 9>data/run.lock
+if ! flock -n 9; then
+	echo "run: an earlier make run is still running or stopping; waiting for it (up to 60 s)" >&2
+	if ! flock -w 60 9; then
+		echo "run: it still holds data/run.lock; stop it (fuser -v data/run.lock shows it) and try again" >&2
+		exit 1
+	fi
+fi
 rm -rf "$data"
 mkdir -p "$data"
 cp deploy/sample/audit.log "$data/audit.log"
