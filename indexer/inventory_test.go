@@ -1,9 +1,7 @@
 package indexer
 
 import (
-	"bytes"
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"os"
 	"testing"
@@ -17,6 +15,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
 	"github.com/auditpipe/auditpipe/internal/sign"
+	"github.com/auditpipe/auditpipe/internal/sign/signtest"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -53,7 +52,7 @@ func TestDecodeInventory(t *testing.T) {
 			t.Errorf("%s: %v (reason %q), want %s", tt.name, err, RejectReason(err), tt.reason)
 		}
 	}
-	env, err := enrolledHost(t, t.TempDir(), "h", 1).Sign(raw).Marshal()
+	env, err := signtest.EnrolledHost(t, t.TempDir(), "h", 1).Sign(raw).Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,8 +84,8 @@ func TestInventoryIndexed(t *testing.T) {
 	bad, _ := json.Marshal(broken)
 	host := []byte("exa-main-db01")
 	keysDir := t.TempDir()
-	db01, other := enrolledHost(t, keysDir, string(host), 1), enrolledHost(t, keysDir, "exa-main-db02", 2)
-	stranger := enrolledHost(t, t.TempDir(), "exa-main-db03", 3)
+	db01, other := signtest.EnrolledHost(t, keysDir, string(host), 1), signtest.EnrolledHost(t, keysDir, "exa-main-db02", 2)
+	stranger := signtest.EnrolledHost(t, t.TempDir(), "exa-main-db03", 3)
 	signed := func(s *sign.Signer, payload []byte) []byte {
 		b, err := s.Sign(payload).Marshal()
 		if err != nil {
@@ -156,17 +155,4 @@ func TestInventoryIndexed(t *testing.T) {
 	if dead[0].Raw != string(signed(db01, bad)) || dead[0].Host != string(host) || dead[1].Raw != string(hidden) {
 		t.Errorf("dead letters %+v", dead[:2])
 	}
-}
-
-// enrolledHost returns a key of host (from seed) enrolled in dir.
-func enrolledHost(t *testing.T, dir, host string, seed byte) *sign.Signer {
-	t.Helper()
-	s, err := sign.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sign.Enroll(dir, host, s.PublicKey()); err != nil {
-		t.Fatal(err)
-	}
-	return s
 }

@@ -3,7 +3,6 @@ package policy
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -18,6 +17,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
 	"github.com/auditpipe/auditpipe/internal/sign"
+	"github.com/auditpipe/auditpipe/internal/sign/signtest"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -41,9 +41,9 @@ func TestAgentReportsMoveRequests(t *testing.T) {
 	keysDir := t.TempDir()
 	hostKeys := map[string]*sign.Signer{}
 	for i, h := range append(slices.Clone(g.Hosts), "elsewhere") {
-		hostKeys[h] = enrolledHost(t, keysDir, h, byte(i+1))
+		hostKeys[h] = signtest.EnrolledHost(t, keysDir, h, byte(i+1))
 	}
-	hostKeys["stranger"] = enrolledHost(t, t.TempDir(), "stranger", 99)
+	hostKeys["stranger"] = signtest.EnrolledHost(t, t.TempDir(), "stranger", 99)
 	agentReport := func(host, login, req string, state RequestState) schemas.AgentReport {
 		return schemas.AgentReport{Host: host, LoginID: login, ReqAuthID: req, State: string(state), Reason: "agent says " + string(state), Time: f.clock.Now()}
 	}
@@ -199,17 +199,4 @@ func reportedState(t *testing.T, r kafka.Record) string {
 		t.Fatal(err)
 	}
 	return string(rep.State)
-}
-
-// enrolledHost returns a key of host (from seed) enrolled in dir.
-func enrolledHost(t *testing.T, dir, host string, seed byte) *sign.Signer {
-	t.Helper()
-	s, err := sign.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sign.Enroll(dir, host, s.PublicKey()); err != nil {
-		t.Fatal(err)
-	}
-	return s
 }

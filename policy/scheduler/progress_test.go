@@ -1,9 +1,7 @@
 package scheduler
 
 import (
-	"bytes"
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"testing"
@@ -16,6 +14,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
 	"github.com/auditpipe/auditpipe/internal/sign"
+	"github.com/auditpipe/auditpipe/internal/sign/signtest"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -35,8 +34,8 @@ func TestProgressConsumer(t *testing.T) {
 	}
 	at := f.clock.Now()
 	keysDir := t.TempDir()
-	h01, h02 := enrolledHost(t, keysDir, "h01", 1), enrolledHost(t, keysDir, "h02", 2)
-	stranger := enrolledHost(t, t.TempDir(), "h03", 3)
+	h01, h02 := signtest.EnrolledHost(t, keysDir, "h01", 1), signtest.EnrolledHost(t, keysDir, "h02", 2)
+	stranger := signtest.EnrolledHost(t, t.TempDir(), "h03", 3)
 	signed := func(s *sign.Signer, p schemas.WorkProgress) kafka.Record {
 		rec, err := grants.AgentRecord(s, p.Host, p)
 		if err != nil {
@@ -151,19 +150,6 @@ func TestProgressConsumer(t *testing.T) {
 	if other := must[WorkRequest](t)(f.svc.GetWorkRequest(f.ctx, ds[1].WorkRequestID)); other.Status != InProgress {
 		t.Errorf("the forbidden report moved %s to %s", other.ID, other.Status)
 	}
-}
-
-// enrolledHost returns a key of host (from seed) enrolled in dir.
-func enrolledHost(t *testing.T, dir, host string, seed byte) *sign.Signer {
-	t.Helper()
-	s, err := sign.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sign.Enroll(dir, host, s.PublicKey()); err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 // waitUntil polls cond until it holds, failing after 30 s.
