@@ -39,9 +39,12 @@ type Agent struct {
 	// dispatchKeys verify the dispatch (agent.work.dispatch_keys, else
 	// the grant keys).
 	dispatchKeys *sign.Keyring
-	log          *slog.Logger
-	m            *metrics
-	now          func() time.Time
+	// signer is the host's own key (agent.key_file): it signs every
+	// message the agent writes on opctl.agent.v1.
+	signer *sign.Signer
+	log    *slog.Logger
+	m      *metrics
+	now    func() time.Time
 
 	updates chan update
 
@@ -132,7 +135,11 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Agent{cfg: cfg, host: host, keys: keys, dispatchKeys: dispatchKeys, log: log, m: newMetrics(deps.Registry), now: now,
+	signer, err := hostKey(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	return &Agent{cfg: cfg, host: host, keys: keys, signer: signer, dispatchKeys: dispatchKeys, log: log, m: newMetrics(deps.Registry), now: now,
 		updates: make(chan update, 64),
 		grants:  map[string]schemas.Grant{}, revoked: map[string]time.Time{}, applied: map[string]applied{},
 		failed: map[string]failure{}, pending: map[string]removal{}}, nil
@@ -152,7 +159,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	defer w.Close()
-	rep := newReporter(w, a.m, a.log)
+	rep := newReporter(w, a.signer, a.m, a.log)
 	f, err := grants.NewFollower(grants.FollowConfig{
 		Kafka: a.cfg.Kafka, Keys: a.keys, DeadLetterTopic: a.cfg.DeadLetterTopic,
 		Component: "agent", Host: a.cfg.Host,

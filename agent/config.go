@@ -37,6 +37,16 @@ type Config struct {
 	// OwnGrantKey is the all-in-one's public key, set by the composition
 	// root, never in a file.
 	OwnGrantKey string `yaml:"-"`
+	// KeyFile is this host's own signing key (Ed25519, PEM, 0600): every
+	// report, work progress and inventory the agent writes on
+	// opctl.agent.v1 is signed with it, and the control plane accepts
+	// only what the key enrolled for the host it names signed. Created at
+	// the first start when missing, its public half beside it
+	// (KeyFile+".pub"), which an administrator enrolls: `auditpipe agent
+	// enroll --host HOST --key KEYFILE.pub` (see README, "Security
+	// model"). Default /var/lib/auditpipe/agent/agent.key; the
+	// all-in-one's agent: embedded.data_dir/agent.key, enrolled by it.
+	KeyFile string `yaml:"key_file"`
 	// Kafka is the broker connection: the file's top-level kafka
 	// section, set by the composition root.
 	Kafka kafka.Config `yaml:"-"`
@@ -152,6 +162,7 @@ type WorkConfig struct {
 func DefaultConfig() Config {
 	return Config{
 		Root:              "/var/lib/auditpipe/agent/plan",
+		KeyFile:           "/var/lib/auditpipe/agent/agent.key",
 		Kafka:             kafka.Config{Brokers: []string{"localhost:9092"}}.WithDefaults(),
 		ReportTopic:       schemas.TopicAgent,
 		DeadLetterTopic:   schemas.TopicDeadLetter,
@@ -196,6 +207,9 @@ func (c Config) Validate() error {
 		if _, err := sign.LoadPublicKey(path); err != nil {
 			errs.Add(config.IndexPath("agent.grant_keys", i), err)
 		}
+	}
+	if !filepath.IsAbs(c.KeyFile) {
+		errs.Addf("agent.key_file", "%q is not an absolute path (the host's signing key, created at the first start)", c.KeyFile)
 	}
 	for i, r := range c.Resources {
 		if r == "" {

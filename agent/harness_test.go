@@ -59,12 +59,30 @@ func newHarness(t *testing.T) *harness {
 	cfg.Host = testHost
 	cfg.GrantKeys = []string{pub}
 	cfg.Root = filepath.Join(t.TempDir(), "plan")
+	// The host's key, made as the agent makes it at its first start, and
+	// enrolled: every message of the topic must verify against it.
+	cfg.KeyFile = filepath.Join(t.TempDir(), "agent.key")
+	hostKey, _, err := sign.EnsureKeyPair(cfg.KeyFile, cfg.KeyFile+".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	enrolled := t.TempDir()
+	if _, err := sign.Enroll(enrolled, testHost, hostKey.PublicKey()); err != nil {
+		t.Fatal(err)
+	}
+	hosts := sign.NewKeyDir(enrolled)
 	h := &harness{t: t, kcfg: kcfg, signer: s, cfg: cfg,
 		reports: make(chan schemas.AgentReport, 256), dead: make(chan kafka.Record, 256),
 		progress: make(chan schemas.WorkProgress, 4096), inventories: make(chan schemas.Inventory, 256)}
 	h.follow(schemas.TopicAgent, func(r kafka.Record) {
-		// Every message of the topic decodes strictly as exactly one of
-		// its types.
+		// Every message of the topic is signed by the host's enrolled
+		// key and decodes strictly as exactly one of its types.
+		m, err := grants.DecodeAgent(r.Key, r.Value, hosts)
+		if err != nil {
+			t.Errorf("message on %s refused: %v: %s", schemas.TopicAgent, err, r.Value)
+			return
+		}
+		r.Value = m.Payload
 		rep, err := schemas.DecodeAgentReport(r.Value)
 		if err == nil {
 			if string(r.Key) != rep.Host {

@@ -2,12 +2,13 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/auditpipe/auditpipe/grants"
 	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -19,9 +20,10 @@ const maxQueuedReports = 10000
 // reports, work progress, inventories) wait in a bounded queue
 // meanwhile, in order.
 type reporter struct {
-	w   *kafka.Writer
-	m   *metrics
-	log *slog.Logger
+	w    *kafka.Writer
+	m    *metrics
+	log  *slog.Logger
+	sign *sign.Signer // the host's key: every message is signed with it
 
 	mu    sync.Mutex
 	queue []queued
@@ -37,8 +39,8 @@ type queued struct {
 	about      string
 }
 
-func newReporter(w *kafka.Writer, m *metrics, log *slog.Logger) *reporter {
-	return &reporter{w: w, m: m, log: log, wake: make(chan struct{}, 1)}
+func newReporter(w *kafka.Writer, s *sign.Signer, m *metrics, log *slog.Logger) *reporter {
+	return &reporter{w: w, sign: s, m: m, log: log, wake: make(chan struct{}, 1)}
 }
 
 // add queues a grant report.
@@ -46,9 +48,10 @@ func (r *reporter) add(rep schemas.AgentReport) {
 	r.addMessage(rep.Host, rep.State, rep.LoginID, rep)
 }
 
-// addMessage queues v, keyed by host; label and about are queued's.
+// addMessage queues v signed by the host's key (grants.AgentRecord),
+// keyed by host; label and about are queued's.
 func (r *reporter) addMessage(host, label, about string, v any) {
-	b, err := json.Marshal(v)
+	rec, err := grants.AgentRecord(r.sign, host, v)
 	if err != nil {
 		r.log.Error("report not encoded: dropped", "label", label, "about", about, "err", err) // not reached: plain strings, numbers and times
 		return
@@ -59,7 +62,7 @@ func (r *reporter) addMessage(host, label, about string, v any) {
 		r.queue = r.queue[1:]
 		r.m.reportsDropped.Inc()
 	}
-	r.queue = append(r.queue, queued{key: []byte(host), value: b, label: label, about: about})
+	r.queue = append(r.queue, queued{key: rec.Key, value: rec.Value, label: label, about: about})
 	r.m.reportQueue.Set(float64(len(r.queue)))
 	r.mu.Unlock()
 	select {

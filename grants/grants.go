@@ -116,16 +116,7 @@ func seal(s *sign.Signer, what, key string, v any) (kafka.Record, error) {
 func open(key, value []byte, kr *sign.Keyring, v any, check func() (string, error)) (string, error) {
 	payload, keyID, err := sign.Open(value, kr)
 	if err != nil {
-		reason := ReasonMalformed
-		switch {
-		case errors.Is(err, sign.ErrUnsigned):
-			reason = ReasonUnsigned
-		case errors.Is(err, sign.ErrUnknownKey):
-			reason = ReasonUnknownKey
-		case errors.Is(err, sign.ErrBadSignature):
-			reason = ReasonBadSignature
-		}
-		return "", &RefusedError{Reason: reason, Err: err}
+		return "", refusal(err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.DisallowUnknownFields()

@@ -16,6 +16,11 @@ type Config struct {
 	// Kafka is the broker to consume from: the configuration file's
 	// top-level kafka section, set by the composition root.
 	Kafka kafka.Config `yaml:"-"`
+	// HostKeysDir holds the host agents' enrolled keys (sign.KeyDir): an
+	// inventory on opctl.agent.v1 is stored only when signed by the key
+	// of the host it names. The top-level host_keys.dir, set by the
+	// composition root.
+	HostKeysDir string `yaml:"-"`
 	// Group is the consumer group. Default "auditpipe-indexer".
 	Group string `yaml:"group"`
 	// Topics are consumed. Audit events (opctl.audit.v1) go to audit_events,

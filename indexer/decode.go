@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/auditpipe/auditpipe/clickhouse"
+	"github.com/auditpipe/auditpipe/grants"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -31,9 +32,23 @@ const (
 	ReasonInvalidInventory = "invalid_inventory"
 )
 
+// ReasonInventoryRefused prefixes the reason of an inventory whose
+// signature is refused (grants.AgentReasons: inventory_unsigned,
+// inventory_unknown_host, inventory_unknown_key, …): not signed by the
+// key enrolled for the host it names.
+const ReasonInventoryRefused = "inventory_"
+
 // Reasons lists the dead-letter reasons, for metrics.
-var Reasons = []string{ReasonOversize, ReasonInvalidJSON, ReasonSchemaMismatch, ReasonInvalidEvent, ReasonInvalidUTF8, ReasonInsertRejected,
-	ReasonInvalidLifecycle, ReasonLifecycleConflict, ReasonInvalidInventory}
+var Reasons = append([]string{ReasonOversize, ReasonInvalidJSON, ReasonSchemaMismatch, ReasonInvalidEvent, ReasonInvalidUTF8, ReasonInsertRejected,
+	ReasonInvalidLifecycle, ReasonLifecycleConflict, ReasonInvalidInventory}, inventoryRefusals()...)
+
+func inventoryRefusals() []string {
+	var out []string
+	for _, r := range grants.AgentReasons() {
+		out = append(out, ReasonInventoryRefused+r)
+	}
+	return out
+}
 
 // rejectError is why a message cannot be indexed.
 type rejectError struct {

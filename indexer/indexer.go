@@ -42,6 +42,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/backoff"
 	"github.com/auditpipe/auditpipe/internal/deadletter"
 	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -60,9 +61,11 @@ type Deps struct {
 type Indexer struct {
 	cfg Config
 	eng clickhouse.Engine
-	log *slog.Logger
-	m   *metrics
-	now func() time.Time
+	// hosts are the enrolled host keys inventories are verified against.
+	hosts *sign.KeyDir
+	log   *slog.Logger
+	m     *metrics
+	now   func() time.Time
 	// storeFull reports the pauses while the store's disk is full.
 	storeFull *backoff.Outage
 
@@ -83,7 +86,7 @@ func New(cfg Config, d Deps) (*Indexer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	ix := &Indexer{cfg: cfg, eng: d.Engine, log: log, m: newMetrics(d.Registry), now: time.Now}
+	ix := &Indexer{cfg: cfg, eng: d.Engine, hosts: sign.NewKeyDir(cfg.HostKeysDir), log: log, m: newMetrics(d.Registry), now: time.Now}
 	ix.storeFull = backoff.NewOutage(log, "inserting into ClickHouse (store disk full: the batch is held, fetching paused, nothing committed)",
 		"reason", pauseStoreDiskFull)
 	return ix, nil
@@ -276,7 +279,12 @@ func (ix *Indexer) decode(m kafka.Record) item {
 		return it
 	}
 	if m.Topic == schemas.TopicAgent && isInventory(m.Value) {
-		rows, err := DecodeInventory(m.Value, ix.cfg.MaxRowBytes)
+		payload, err := openInventory(m.Key, m.Value, ix.hosts)
+		if err != nil {
+			it.dl = ix.deadLetter(RejectReason(err), err, m.Value, string(m.Key), src)
+			return it
+		}
+		rows, err := DecodeInventory(payload, ix.cfg.MaxRowBytes)
 		if err != nil {
 			it.dl = ix.deadLetter(RejectReason(err), err, m.Value, string(m.Key), src)
 			return it

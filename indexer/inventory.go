@@ -9,6 +9,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/auditpipe/auditpipe/clickhouse"
+	"github.com/auditpipe/auditpipe/grants"
+	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -32,9 +34,21 @@ type inventoryReport struct {
 }
 
 // isInventory reports whether an opctl.agent.v1 message is an inventory:
-// a JSON object with an "inventory" member.
+// a JSON object with an "inventory" member, in a signed envelope or not
+// (grants.AgentKind; an unsigned one is refused).
 func isInventory(value []byte) bool {
-	return schemas.AgentMessageKind(value) == schemas.AgentKindInventory
+	return grants.AgentKind(value) == schemas.AgentKindInventory
+}
+
+// openInventory verifies an inventory message against the key enrolled
+// for the host it names and returns its payload; a refusal carries the
+// dead-letter reason inventory_<grants reason>.
+func openInventory(key, value []byte, hosts *sign.KeyDir) ([]byte, error) {
+	m, err := grants.DecodeAgent(key, value, hosts)
+	if err != nil {
+		return nil, &rejectError{ReasonInventoryRefused + grants.Reason(err), err}
+	}
+	return m.Payload, nil
 }
 
 // DecodeInventory decodes one inventory message into its rows of

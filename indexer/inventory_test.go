@@ -11,8 +11,11 @@ import (
 
 	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/clickhouse/clickhousetest"
+	"github.com/auditpipe/auditpipe/grants"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
+	"github.com/auditpipe/auditpipe/internal/sign"
+	"github.com/auditpipe/auditpipe/internal/sign/signtest"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -49,15 +52,21 @@ func TestDecodeInventory(t *testing.T) {
 			t.Errorf("%s: %v (reason %q), want %s", tt.name, err, RejectReason(err), tt.reason)
 		}
 	}
-	if isInventory([]byte(`{"work_request_id":"w","inventoryx":1}`)) || !isInventory(raw) {
+	env, err := signtest.EnrolledHost(t, t.TempDir(), "h", 1).Sign(raw).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if isInventory([]byte(`{"work_request_id":"w","inventoryx":1}`)) || !isInventory(raw) || !isInventory(env) {
 		t.Error("isInventory tells an inventory from the topic's other messages wrongly")
 	}
 }
 
 // TestInventoryIndexed: the agents' topic through the indexer: an
-// inventory becomes its rows in instance_inventory (once, though it is
-// delivered twice), the topic's other messages (work progress) go to
-// pipeline_messages, and a broken inventory is a dead letter.
+// inventory signed by its host's enrolled key becomes its rows in
+// instance_inventory (once, though it is delivered twice), the topic's
+// other messages (work progress) go to pipeline_messages, and a broken
+// inventory is a dead letter, as is a forged one (unsigned, another
+// host's key, a host not enrolled), which changes no row.
 func TestInventoryIndexed(t *testing.T) {
 	eng := clickhousetest.OpenEmbedded(t, "")
 	kc, _ := kafkatest.Start(t, 1)
@@ -74,8 +83,31 @@ func TestInventoryIndexed(t *testing.T) {
 	delete(broken, "instance_id")
 	bad, _ := json.Marshal(broken)
 	host := []byte("exa-main-db01")
-	produce(t, kc, schemas.TopicAgent, []kafka.Record{{Key: host, Value: raw}, {Key: host, Value: progress}, {Key: host, Value: bad}, {Key: host, Value: raw}})
+	keysDir := t.TempDir()
+	db01, other := signtest.EnrolledHost(t, keysDir, string(host), 1), signtest.EnrolledHost(t, keysDir, "exa-main-db02", 2)
+	stranger := signtest.EnrolledHost(t, t.TempDir(), "exa-main-db03", 3)
+	signed := func(s *sign.Signer, payload []byte) []byte {
+		b, err := s.Sign(payload).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	// Issue 9: a forged inventory that hides db01's security update,
+	// later than the real one (so that it would replace it in FINAL),
+	// unsigned, signed by another host's key, or by a host not enrolled.
+	var forged map[string]any
+	_ = json.Unmarshal(raw, &forged)
+	forged["time"] = "2026-03-09T08:00:00Z"
+	forged["packages"] = []map[string]string{{"name": "libssl3", "version": "3.0.15-1~deb12u1"}}
+	hidden, _ := json.Marshal(forged)
+	forged["host"] = "exa-main-db03"
+	unknown, _ := json.Marshal(forged)
+	produce(t, kc, schemas.TopicAgent, []kafka.Record{{Key: host, Value: signed(db01, raw)}, {Key: host, Value: signed(db01, progress)},
+		{Key: host, Value: signed(db01, bad)}, {Key: host, Value: signed(db01, raw)},
+		{Key: host, Value: hidden}, {Key: host, Value: signed(other, hidden)}, {Key: []byte("exa-main-db03"), Value: signed(stranger, unknown)}})
 	cfg := testConfig(kc, "inventory")
+	cfg.HostKeysDir = keysDir
 	ix, err := New(cfg, Deps{Engine: eng})
 	if err != nil {
 		t.Fatal(err)
@@ -84,6 +116,9 @@ func TestInventoryIndexed(t *testing.T) {
 	waitFor(t, "the inventory stored and the bad one dead-lettered", 30*time.Second, func() bool {
 		return countOr(eng, "SELECT count() FROM instance_inventory") == 4 &&
 			testutil.ToFloat64(ix.m.deadLetters.WithLabelValues(ReasonInvalidInventory)) == 1 &&
+			testutil.ToFloat64(ix.m.deadLetters.WithLabelValues(ReasonInventoryRefused+grants.ReasonUnsigned)) == 1 &&
+			testutil.ToFloat64(ix.m.deadLetters.WithLabelValues(ReasonInventoryRefused+grants.ReasonUnknownKey)) == 1 &&
+			testutil.ToFloat64(ix.m.deadLetters.WithLabelValues(ReasonInventoryRefused+grants.ReasonUnknownHost)) == 1 &&
 			countOr(eng, "SELECT count() FROM pipeline_messages") == 1
 	})
 	if err := stop(); err != nil {
@@ -111,8 +146,13 @@ func TestInventoryIndexed(t *testing.T) {
 			}
 		}
 	}
-	dead := readDeadLetters(t, kc, 1)
-	if dead[0].Reason != ReasonInvalidInventory || dead[0].Raw != string(bad) || dead[0].Host != string(host) {
-		t.Errorf("dead letter %+v", dead[0])
+	dead := readDeadLetters(t, kc, 4)
+	for i, want := range []string{ReasonInvalidInventory, "inventory_unsigned", "inventory_unknown_key", "inventory_unknown_host"} {
+		if dead[i].Reason != want {
+			t.Errorf("dead letter %d: %s, want %s", i, dead[i].Reason, want)
+		}
+	}
+	if dead[0].Raw != string(signed(db01, bad)) || dead[0].Host != string(host) || dead[1].Raw != string(hidden) {
+		t.Errorf("dead letters %+v", dead[:2])
 	}
 }

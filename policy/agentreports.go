@@ -10,10 +10,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/auditpipe/auditpipe/grants"
 	"github.com/auditpipe/auditpipe/internal/auth"
 	"github.com/auditpipe/auditpipe/internal/backoff"
 	"github.com/auditpipe/auditpipe/internal/deadletter"
 	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -52,6 +54,7 @@ type AgentReports struct {
 	svc   *Service
 	kafka kafka.Config
 	cfg   AgentReportsConfig
+	hosts *sign.KeyDir // the enrolled host keys (cfg.HostKeysDir)
 	log   *slog.Logger
 	m     *prometheus.CounterVec
 }
@@ -72,12 +75,12 @@ func NewAgentReports(svc *Service, kc kafka.Config, cfg AgentReportsConfig, log 
 		reg = prometheus.NewRegistry()
 	}
 	m := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditpipe_policy_agent_reports_total",
-		Help: "Host agents' deployment reports read from opctl.agent.v1, by result (applied, work_progress: the scheduler's, passed over, or why it was dead-lettered)."}, []string{"result"})
-	for _, r := range []string{ReportApplied, ReportWorkProgress, ReportInventory, ReportMalformed, ReportUnknownLogin, ReportMismatch, ReportForbidden, ReportRefused, ReportInvalid} {
+		Help: "Host agents' deployment reports read from opctl.agent.v1, by result (applied; work_progress, inventory: the scheduler's and the indexer's, passed over; or why it was dead-lettered: unsigned, unknown_host, unknown_key, bad_signature, … for a report not signed by the key enrolled for its host)."}, []string{"result"})
+	for _, r := range append([]string{ReportApplied, ReportWorkProgress, ReportInventory, ReportMalformed, ReportUnknownLogin, ReportMismatch, ReportForbidden, ReportRefused, ReportInvalid}, grants.AgentReasons()...) {
 		m.WithLabelValues(r)
 	}
 	reg.MustRegister(m)
-	return &AgentReports{svc: svc, kafka: kc, cfg: cfg, log: log, m: m}, nil
+	return &AgentReports{svc: svc, kafka: kc, cfg: cfg, hosts: sign.NewKeyDir(cfg.HostKeysDir), log: log, m: m}, nil
 }
 
 // Run consumes until ctx ends; it returns nil then, or the consumer
@@ -90,7 +93,7 @@ func (a *AgentReports) Run(ctx context.Context) error {
 // apply applies one record, retrying while the store is away; it returns
 // an error only when ctx ended or a dead letter could not be written.
 func (a *AgentReports) apply(ctx context.Context, r *kafka.Record, dead *deadletter.Writer, outage *backoff.Outage) error {
-	switch schemas.AgentMessageKind(r.Value) {
+	switch grants.AgentKind(r.Value) {
 	case schemas.AgentKindWorkProgress:
 		a.m.WithLabelValues(ReportWorkProgress).Inc()
 		return nil
@@ -98,7 +101,13 @@ func (a *AgentReports) apply(ctx context.Context, r *kafka.Record, dead *deadlet
 		a.m.WithLabelValues(ReportInventory).Inc()
 		return nil
 	}
-	rep, err := schemas.DecodeAgentReport(r.Value)
+	m, err := grants.DecodeAgent(r.Key, r.Value, a.hosts)
+	if err != nil {
+		// Not signed by the key enrolled for the host it names: another
+		// host's agent (or anyone with the agent credential) forging it.
+		return a.refuse(ctx, dead, r, string(r.Key), grants.Reason(err), err)
+	}
+	rep, err := schemas.DecodeAgentReport(m.Payload)
 	if err != nil {
 		return a.refuse(ctx, dead, r, "", ReportMalformed, err)
 	}

@@ -1,9 +1,11 @@
 package policy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,8 +13,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/auditpipe/auditpipe/grants"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
+	"github.com/auditpipe/auditpipe/internal/sign"
+	"github.com/auditpipe/auditpipe/internal/sign/signtest"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -31,12 +36,43 @@ func TestAgentReportsMoveRequests(t *testing.T) {
 	if len(g.Hosts) < 2 {
 		t.Fatalf("grant hosts %v: the test needs two", g.Hosts)
 	}
+	// Every host of the grant, and "elsewhere" (a host the grant does
+	// not name), has its own enrolled key; "stranger" has none.
+	keysDir := t.TempDir()
+	hostKeys := map[string]*sign.Signer{}
+	for i, h := range append(slices.Clone(g.Hosts), "elsewhere") {
+		hostKeys[h] = signtest.EnrolledHost(t, keysDir, h, byte(i+1))
+	}
+	hostKeys["stranger"] = signtest.EnrolledHost(t, t.TempDir(), "stranger", 99)
+	agentReport := func(host, login, req string, state RequestState) schemas.AgentReport {
+		return schemas.AgentReport{Host: host, LoginID: login, ReqAuthID: req, State: string(state), Reason: "agent says " + string(state), Time: f.clock.Now()}
+	}
+	signedBy := func(s *sign.Signer, key string, rep schemas.AgentReport) kafka.Record {
+		rec, err := grants.AgentRecord(s, rep.Host, rep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec.Key = []byte(key)
+		return rec
+	}
 	report := func(host, login, req string, state RequestState) kafka.Record {
-		b, err := json.Marshal(schemas.AgentReport{Host: host, LoginID: login, ReqAuthID: req, State: string(state), Reason: "agent says " + string(state), Time: f.clock.Now()})
+		return signedBy(hostKeys[host], host, agentReport(host, login, req, state))
+	}
+	plain := func(host, login, req string, state RequestState) kafka.Record {
+		b, err := json.Marshal(agentReport(host, login, req, state))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return kafka.Record{Key: []byte(host), Value: b}
+	}
+	tampered := func(rec kafka.Record) kafka.Record {
+		e, err := sign.Decode(rec.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Payload = bytes.Replace(e.Payload, []byte(`"DEPLOYFAILED"`), []byte(`"UNDEPLOYED"`), 1)
+		rec.Value, _ = e.Marshal()
+		return rec
 	}
 	type step struct {
 		rec    kafka.Record
@@ -60,6 +96,14 @@ func TestAgentReportsMoveRequests(t *testing.T) {
 		step{rec: report(last, "0123456789abcdef0123456789abcdef", r.ID, StateDeployed), reason: "agent_report_unknown_login", state: StatePreApproved},
 		step{rec: report(last, r.UserID, "ocid1.accessrequest.other", StateDeployed), reason: "agent_report_mismatch", state: StatePreApproved},
 		step{rec: report("elsewhere", r.UserID, r.ID, StateDeployed), reason: "agent_report_forbidden", state: StatePreApproved},
+		// Issue 9's forgeries: whoever holds the agent (or host) Kafka
+		// credential writes for every host. Refused, counted,
+		// dead-lettered, and the request does not move.
+		step{rec: plain(last, r.UserID, r.ID, StateDeployed), reason: "agent_report_unsigned", state: StatePreApproved},
+		step{rec: signedBy(hostKeys[g.Hosts[0]], last, agentReport(last, r.UserID, r.ID, StateDeployed)), reason: "agent_report_unknown_key", state: StatePreApproved},
+		step{rec: signedBy(hostKeys["stranger"], "stranger", agentReport("stranger", r.UserID, r.ID, StateDeployed)), reason: "agent_report_unknown_host", state: StatePreApproved},
+		step{rec: tampered(report(last, r.UserID, r.ID, StateDeployFailed)), reason: "agent_report_bad_signature", state: StatePreApproved},
+		step{rec: signedBy(hostKeys[last], g.Hosts[0], agentReport(last, r.UserID, r.ID, StateDeployed)), reason: "agent_report_key_mismatch", state: StatePreApproved},
 		step{rec: report(last, r.UserID, r.ID, StateDeployed), state: StateDeployed, host: last},
 		step{rec: report(last, r.UserID, r.ID, StateUndeployed), state: StateUndeployed, host: last},
 		// After the revocation the agent may no longer know the request.
@@ -69,6 +113,7 @@ func TestAgentReportsMoveRequests(t *testing.T) {
 	)
 	reg := prometheus.NewRegistry()
 	cfg := DefaultConfig().AgentReports
+	cfg.HostKeysDir = keysDir
 	ar, err := NewAgentReports(f.svc, kc, cfg, nil, reg)
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +173,8 @@ func TestAgentReportsMoveRequests(t *testing.T) {
 			t.Fatalf("step %d: request %s is %s, want %s", i, r.ID, got.LifecycleState, s.state)
 		}
 	}
-	for result, want := range map[string]float64{ReportApplied: float64(len(g.Hosts) + 2), ReportMalformed: 1, ReportUnknownLogin: 1, ReportMismatch: 1, ReportForbidden: 1, ReportRefused: 0, ReportWorkProgress: 1, ReportInventory: 1} {
+	for result, want := range map[string]float64{ReportApplied: float64(len(g.Hosts) + 2), ReportMalformed: 1, ReportUnknownLogin: 1, ReportMismatch: 1, ReportForbidden: 1, ReportRefused: 0, ReportWorkProgress: 1, ReportInventory: 1,
+		grants.ReasonUnsigned: 1, grants.ReasonUnknownKey: 1, grants.ReasonUnknownHost: 1, grants.ReasonBadSignature: 1, grants.ReasonKeyMismatch: 1} {
 		if got := testutil.ToFloat64(ar.m.WithLabelValues(result)); got != want {
 			t.Errorf("auditpipe_policy_agent_reports_total{result=%q} = %v, want %v", result, got, want)
 		}
@@ -144,7 +190,11 @@ func TestAgentReportsMoveRequests(t *testing.T) {
 
 func reportedState(t *testing.T, r kafka.Record) string {
 	t.Helper()
-	rep, err := schemas.DecodeAgentReport(r.Value)
+	e, err := sign.Decode(r.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := schemas.DecodeAgentReport(e.Payload)
 	if err != nil {
 		t.Fatal(err)
 	}

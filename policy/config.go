@@ -74,6 +74,10 @@ type AgentReportsConfig struct {
 	// an unknown login, a host the grant does not name). Default
 	// opctl.deadletter.v1.
 	DeadLetterTopic string `yaml:"dead_letter_topic"`
+	// HostKeysDir holds the host agents' enrolled keys (sign.KeyDir): a
+	// report is applied only when signed by the key of the host it
+	// names. The top-level host_keys.dir, set by the composition root.
+	HostKeysDir string `yaml:"-"`
 }
 
 // On reports whether the consumer runs.

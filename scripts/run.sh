@@ -149,6 +149,10 @@ agent:
   host: cell01.example.com
   root: $agentdir/plan
   grant_keys: [$PWD/$data/grants.pub]
+  # The host's signing key: the all-in-one made it and enrolled it for
+  # cell01.example.com in $data/host-keys at its first start (another
+  # host's agent makes its own; auditpipe agent enroll).
+  key_file: $PWD/$data/agent.key
   instance:
     id: cell01
     compartment_path: [$compartment]

@@ -14,6 +14,9 @@ func runAgent(ctx context.Context, e env) error {
 	if len(e.args) > 0 && e.args[0] == "prepare-root" {
 		return runAgentPrepareRoot(ctx, e, e.args[1:])
 	}
+	if len(e.args) > 0 && e.args[0] == "enroll" {
+		return runAgentEnroll(e, e.args[1:])
+	}
 	return targetCommand(app.TargetAgent)(ctx, e)
 }
 

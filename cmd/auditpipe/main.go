@@ -42,7 +42,7 @@ func commands() map[string]command {
 		// Long-running targets (internal/app wires them).
 		"run":        {"run a target: --target collector|agent|host|indexer|forwarder|policy|all [--config FILE]", targetCommand("")},
 		"collector":  {"run --target collector: audit log → Kafka", targetCommand(app.TargetCollector)},
-		"agent":      {"run --target agent: the host agent, grants enforced on this host (rendered under agent.root unless agent.live); 'agent prepare-root' makes a private package root for agent.work.package_root", runAgent},
+		"agent":      {"run --target agent: the host agent, grants enforced on this host (rendered under agent.root unless agent.live); 'agent prepare-root' makes a private package root for agent.work.package_root; 'agent enroll' enrolls a host agent's key (host_keys.dir)", runAgent},
 		"host":       {"run --target host: the collector and the host agent, the normal host process", targetCommand(app.TargetHost)},
 		"indexer":    {"run --target indexer: Kafka → ClickHouse or embedded chDB, query endpoint", targetCommand(app.TargetIndexer)},
 		"forwarder":  {"run --target forwarder: Kafka → SIEMs; 'forwarder check' tests a SIEM connection", runForwarder},

@@ -75,6 +75,22 @@ func TestAgentInventoryCompliance(t *testing.T) {
 	ag.Agent.Work.PackageRoot = root
 	ag.Agent.Work.Release = "bookworm"
 	ag.Agent.Work.SecurityTracker = tracker
+	// The agent's key, made at its first start, enrolled by an
+	// administrator (auditpipe agent enroll) in the indexer's
+	// host_keys.dir; made here first, so that its first inventory is
+	// already accepted.
+	ag.Agent.KeyFile = filepath.Join(dir, "agent", "agent.key")
+	if err := os.MkdirAll(filepath.Dir(ag.Agent.KeyFile), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	hostKey, _, err := sign.EnsureKeyPair(ag.Agent.KeyFile, ag.Agent.KeyFile+".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostKeys := filepath.Join(dir, "host-keys")
+	if _, err := sign.Enroll(hostKeys, ag.Agent.Host, hostKey.PublicKey()); err != nil {
+		t.Fatal(err)
+	}
 	startTarget(t, ag)
 
 	tokens, tok := writeTokens(t, dir, auth.RoleAuditor)
@@ -85,6 +101,7 @@ func TestAgentInventoryCompliance(t *testing.T) {
 	ix.Kafka.Brokers = kcfg.Brokers
 	ix.ClickHouse.Embedded.Dir = filepath.Join(dir, "chdb")
 	ix.Indexer.Batch.MaxWait = 100 * time.Millisecond
+	ix.HostKeys.Dir = hostKeys
 	r := startTarget(t, ix)
 
 	now := time.Now().UTC().Truncate(time.Millisecond)

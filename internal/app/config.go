@@ -43,6 +43,11 @@ type Config struct {
 	// Kafka is the broker connection every component shares. Brokers are
 	// required unless the target is all (the embedded broker).
 	Kafka kafka.Config `yaml:"kafka"`
+	// HostKeys are the host agents' enrolled public keys, which every
+	// consumer of opctl.agent.v1 in the process (the policy service's
+	// agent reports, the scheduler's work progress, the indexer's
+	// inventories) verifies each message against.
+	HostKeys HostKeysConfig `yaml:"host_keys"`
 	// ClickHouse is the store the indexer writes and the query endpoint
 	// reads: a server when clickhouse.clickhouse.addr is set, else chDB.
 	ClickHouse clickhouse.StoreConfig `yaml:"clickhouse"`
@@ -59,6 +64,21 @@ type Config struct {
 	// of the policy service, in its store, signing with its key.
 	Scheduler scheduler.Config `yaml:"scheduler"`
 }
+
+// HostKeysConfig is where the host agents' keys are enrolled.
+type HostKeysConfig struct {
+	// Dir holds one public key per host, DIR/<host>.pub (`auditpipe agent
+	// enroll`; removing the file revokes the host's key). A message
+	// on opctl.agent.v1 is applied only when the key enrolled for the
+	// host it names signed it. Read at each message: an enrollment
+	// takes effect without a restart. Default /etc/auditpipe/host-keys;
+	// target all: embedded.data_dir/host-keys, where the all-in-one
+	// enrolls its own agent's key (agent.key) at the first start.
+	Dir string `yaml:"dir"`
+}
+
+// DefaultHostKeysDir is host_keys.dir by default.
+const DefaultHostKeysDir = "/etc/auditpipe/host-keys"
 
 // LogConfig is the log output.
 type LogConfig struct {
@@ -187,6 +207,7 @@ func DefaultConfig() Config {
 		DrainTimeout: 30 * time.Second,
 		Embedded:     EmbeddedConfig{DataDir: "data", Partitions: 1, KafkaListen: DefaultKafkaListen},
 		Kafka:        kafka.Config{}.WithDefaults(),
+		HostKeys:     HostKeysConfig{Dir: DefaultHostKeysDir},
 		ClickHouse:   ix.Store,
 		Collector:    col,
 		Indexer:      ix,
@@ -232,6 +253,13 @@ func (c Config) resolved() Config {
 		// The same key signs the assignments the forwarder follows.
 		c.Forwarder.OwnAssignmentKey = c.Collector.OwnGrantKey
 		c.ClickHouse.Embedded.Dir = filepath.Join(c.Embedded.DataDir, "chdb")
+		if c.HostKeys.Dir == "" || c.HostKeys.Dir == DefaultHostKeysDir {
+			c.HostKeys.Dir = filepath.Join(c.Embedded.DataDir, HostKeysDirName)
+		}
+		if c.Agent.KeyFile == "" || c.Agent.KeyFile == agent.DefaultConfig().KeyFile {
+			// Created and enrolled at the first start (ensureAgentKey).
+			c.Agent.KeyFile = filepath.Join(c.Embedded.DataDir, AgentKeyName)
+		}
 		if c.Policy.Store.Path == "" {
 			c.Policy.Store.Path = filepath.Join(c.Embedded.DataDir, policyDBName)
 		}
@@ -258,6 +286,9 @@ func (c Config) resolved() Config {
 	c.Forwarder.Kafka = c.Kafka
 	c.Forwarder = c.Forwarder.WithDefaults()
 	c.Agent.Kafka = c.Kafka
+	c.Policy.AgentReports.HostKeysDir = c.HostKeys.Dir
+	c.Scheduler.Progress.HostKeysDir = c.HostKeys.Dir
+	c.Indexer.HostKeysDir = c.HostKeys.Dir
 	return c
 }
 
@@ -311,6 +342,9 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, r.Server.validate(c.Target))
+	if (has("policy") || has("scheduler") || has("indexer")) && r.HostKeys.Dir == "" {
+		errs = append(errs, errors.New("host_keys.dir: required: the host agents' enrolled keys, which every message of opctl.agent.v1 is verified against"))
+	}
 	if has("collector") {
 		errs = append(errs, r.Collector.Validate())
 	}

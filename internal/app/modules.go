@@ -448,6 +448,9 @@ func initCollector(_ context.Context, a *App) (Service, error) {
 	cfg := rc.Collector
 	cfg.Kafka = a.kafkaFor(kafka.RoleCollector)
 	if rc.Target == TargetAll {
+		if err := ensureAgentKey(a); err != nil {
+			return nil, err
+		}
 		// The all-in-one signs its chain checkpoints with a key of its own,
 		// made at the first start (0600; the public key beside it).
 		_, created, err := sign.EnsureKeyPair(cfg.ChainKeyFile, cfg.ChainKeyFile+".pub")
@@ -476,6 +479,11 @@ func initAgent(_ context.Context, a *App) (Service, error) {
 	// Against the embedded broker the agent's own principal (its role's
 	// ACLs), not the broker's superuser.
 	cfg.Kafka = a.kafkaFor(kafka.RoleAgent)
+	if a.Config.Target == TargetAll {
+		if err := ensureAgentKey(a); err != nil {
+			return nil, err
+		}
+	}
 	ag, err := agent.New(cfg, agent.Deps{Log: a.Log, Registry: a.http.registry})
 	if err != nil {
 		return nil, err
@@ -501,6 +509,51 @@ func ensureGrantKey(a *App) (*sign.Signer, error) {
 			"key", filepath.Join(dir, GrantsKeyName), "key_id", s.KeyID())
 	}
 	return s, nil
+}
+
+// The all-in-one's host agent key and the directory of enrolled host
+// keys, in its data directory.
+const (
+	AgentKeyName    = "agent.key"
+	HostKeysDirName = "host-keys"
+)
+
+// ensureAgentKey makes the all-in-one's agent key (agent.key_file,
+// DATA/agent.key, 0600, its public half beside it) on the first start
+// and enrolls it in host_keys.dir (DATA/host-keys) for the agent's host:
+// agent.host, else the collector's host (--host), else the hostname. An
+// agent of that host beside the all-in-one (make run's, a test's) signs
+// with it; an agent of another host has its own key, enrolled by an
+// administrator (`auditpipe agent enroll`). Later starts keep both; a
+// host already enrolled with another key is left as it is (logged).
+func ensureAgentKey(a *App) error {
+	rc := a.resolvedConfig()
+	if err := privfile.Dir(a.Config.Embedded.DataDir); err != nil {
+		return fmt.Errorf("embedded.data_dir: %w", err)
+	}
+	s, created, err := sign.EnsureKeyPair(rc.Agent.KeyFile, rc.Agent.KeyFile+".pub")
+	if err != nil {
+		return fmt.Errorf("the all-in-one's agent key: %w", err)
+	}
+	host := rc.Agent.Host
+	if host == "" {
+		host = rc.Collector.Host
+	}
+	if host == "" {
+		if host, err = os.Hostname(); err != nil {
+			return fmt.Errorf("the all-in-one's agent key: the host to enroll it for: %w", err)
+		}
+	}
+	path, err := sign.Enroll(rc.HostKeys.Dir, host, s.PublicKey())
+	if err != nil {
+		a.Log.Warn("the all-in-one's agent key is not enrolled: its agent's reports are refused until the host's enrolled key is its", "host", host, "err", err)
+		return nil
+	}
+	if created {
+		a.Log.Info("first start: the agent key was created and enrolled for its host (other hosts: auditpipe agent enroll)",
+			"key", rc.Agent.KeyFile, "key_id", s.KeyID(), "host", host, "enrolled", path)
+	}
+	return nil
 }
 
 // collectorService is the collector with its static grants reloadable.

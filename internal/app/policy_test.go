@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -266,6 +267,13 @@ func TestPolicyFollowsTheAgent(t *testing.T) {
 	cfg.Agent.GrantKeys = []string{filepath.Join(cfg.Embedded.DataDir, GrantsPublicKeyName)}
 	a, stop := startWith(t, cfg, "server", "broker", "policy", "agent")
 	defer stop()
+	// The all-in-one made its agent's key (0600) and enrolled it for the
+	// agent's host, with no manual step: its reports are accepted below.
+	for _, f := range []string{filepath.Join(cfg.Embedded.DataDir, AgentKeyName), filepath.Join(cfg.Embedded.DataDir, HostKeysDirName, "cell01.pub")} {
+		if st, err := os.Stat(f); err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v, %v; want a 0600 file", f, st, err)
+		}
+	}
 	svc := a.shared.policy
 	resource := cellResource(t, svc, "cell01")
 	r := diagRequest(t, svc, resource)

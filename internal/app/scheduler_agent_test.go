@@ -85,6 +85,9 @@ func TestSchedulerJobOnAgent(t *testing.T) {
 	ac.Work.Release = "bookworm"
 	ac.Work.SecurityTracker = tracker
 	ac.Work.ProgressInterval = 100 * time.Millisecond
+	// The all-in-one's agent key, made and enrolled for its host
+	// (cell01) at its first start, as make run's agent uses it.
+	ac.KeyFile = r.app.resolvedConfig().Agent.KeyFile
 	ag, err := agent.New(ac, agent.Deps{Registry: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)

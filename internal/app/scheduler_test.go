@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"path/filepath"
 	"testing"
 	"time"
@@ -86,14 +85,24 @@ func TestSchedulerAllInOne(t *testing.T) {
 	}
 	defer w.Close()
 	now := time.Now().UTC()
-	b, err := json.Marshal(schemas.WorkProgress{WorkRequestID: d.WorkRequestID, Host: d.Host, Seq: 1, Status: schemas.WorkSucceeded, PercentComplete: 100,
+	// Signed with the all-in-one's agent key, made and enrolled for its
+	// host (cell01) at its first start.
+	key, err := sign.LoadPrivateKey(r.app.resolvedConfig().Agent.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostKey, err := sign.NewSigner(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := grants.AgentRecord(hostKey, d.Host, schemas.WorkProgress{WorkRequestID: d.WorkRequestID, Host: d.Host, Seq: 1, Status: schemas.WorkSucceeded, PercentComplete: 100,
 		Logs: []schemas.LogLine{{Time: now, Message: "openssl 3.0.15-1 installed"}}, Time: now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := w.Write(wctx, kafka.Record{Key: []byte(d.Host), Value: b}); err != nil {
+	if err := w.Write(wctx, rec); err != nil {
 		t.Fatal(err)
 	}
 	until(t, "the work request SUCCEEDED", 30*time.Second, func() bool {

@@ -40,6 +40,10 @@ type ProgressConfig struct {
 	// an unknown work request, a host other than the work request's).
 	// Default opctl.deadletter.v1.
 	DeadLetterTopic string `yaml:"dead_letter_topic"`
+	// HostKeysDir holds the host agents' enrolled keys (sign.KeyDir): a
+	// report is applied only when signed by the key of the host it
+	// names. The top-level host_keys.dir, set by the composition root.
+	HostKeysDir string `yaml:"-"`
 }
 
 // DefaultConfig returns the defaults.

@@ -9,10 +9,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/auditpipe/auditpipe/grants"
 	"github.com/auditpipe/auditpipe/internal/auth"
 	"github.com/auditpipe/auditpipe/internal/backoff"
 	"github.com/auditpipe/auditpipe/internal/deadletter"
 	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/policy"
 	"github.com/auditpipe/auditpipe/schemas"
 )
@@ -48,6 +50,7 @@ type Progress struct {
 	svc   *Service
 	kafka kafka.Config
 	cfg   ProgressConfig
+	hosts *sign.KeyDir // the enrolled host keys (cfg.HostKeysDir)
 	log   *slog.Logger
 	m     *prometheus.CounterVec
 }
@@ -68,14 +71,14 @@ func NewProgress(svc *Service, kc kafka.Config, cfg ProgressConfig, log *slog.Lo
 		reg = prometheus.NewRegistry()
 	}
 	m := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditpipe_scheduler_progress_reports_total",
-		Help: "Messages read from opctl.agent.v1 by the scheduler, by result (applied; agent_report, inventory: the policy service's and the indexer's, passed over; or why it was dead-lettered)."}, []string{"result"})
-	for _, r := range []string{ProgressApplied, ProgressAgentReport, ProgressInventory, ProgressMalformed, ProgressUnknown, ProgressForbidden, ProgressRefused, ProgressInvalid} {
+		Help: "Messages read from opctl.agent.v1 by the scheduler, by result (applied; agent_report, inventory: the policy service's and the indexer's, passed over; or why it was dead-lettered: unsigned, unknown_host, unknown_key, bad_signature, … for a report not signed by the key enrolled for its host)."}, []string{"result"})
+	for _, r := range append([]string{ProgressApplied, ProgressAgentReport, ProgressInventory, ProgressMalformed, ProgressUnknown, ProgressForbidden, ProgressRefused, ProgressInvalid}, grants.AgentReasons()...) {
 		m.WithLabelValues(r)
 	}
 	if err := reg.Register(m); err != nil {
 		return nil, fmt.Errorf("scheduler: progress metrics: %w", err)
 	}
-	return &Progress{svc: svc, kafka: kc, cfg: cfg, log: log, m: m}, nil
+	return &Progress{svc: svc, kafka: kc, cfg: cfg, hosts: sign.NewKeyDir(cfg.HostKeysDir), log: log, m: m}, nil
 }
 
 // Run consumes until ctx ends; it returns nil then, or the consumer
@@ -88,11 +91,16 @@ func (p *Progress) Run(ctx context.Context) error {
 // apply applies one record, retrying while the store is away; it returns
 // an error only when ctx ended or a dead letter could not be written.
 func (p *Progress) apply(ctx context.Context, r *kafka.Record, dead *deadletter.Writer, outage *backoff.Outage) error {
-	if kind := schemas.AgentMessageKind(r.Value); kind != schemas.AgentKindWorkProgress {
+	if kind := grants.AgentKind(r.Value); kind != schemas.AgentKindWorkProgress {
 		p.m.WithLabelValues(kind).Inc()
 		return nil
 	}
-	rep, err := schemas.DecodeWorkProgress(r.Value)
+	m, err := grants.DecodeAgent(r.Key, r.Value, p.hosts)
+	if err != nil {
+		// Not signed by the key enrolled for the host it names.
+		return p.refuse(ctx, dead, r, string(r.Key), grants.Reason(err), err)
+	}
+	rep, err := schemas.DecodeWorkProgress(m.Payload)
 	if err != nil {
 		return p.refuse(ctx, dead, r, string(r.Key), ProgressMalformed, err)
 	}

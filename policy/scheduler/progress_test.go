@@ -10,8 +10,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/auditpipe/auditpipe/grants"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
+	"github.com/auditpipe/auditpipe/internal/sign"
+	"github.com/auditpipe/auditpipe/internal/sign/signtest"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -30,7 +33,20 @@ func TestProgressConsumer(t *testing.T) {
 		t.Fatalf("dispatched %+v", ds)
 	}
 	at := f.clock.Now()
+	keysDir := t.TempDir()
+	h01, h02 := signtest.EnrolledHost(t, keysDir, "h01", 1), signtest.EnrolledHost(t, keysDir, "h02", 2)
+	stranger := signtest.EnrolledHost(t, t.TempDir(), "h03", 3)
+	signed := func(s *sign.Signer, p schemas.WorkProgress) kafka.Record {
+		rec, err := grants.AgentRecord(s, p.Host, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec
+	}
 	progress := func(p schemas.WorkProgress) kafka.Record {
+		return signed(map[string]*sign.Signer{"h01": h01, "h02": h02}[p.Host], p)
+	}
+	plain := func(p schemas.WorkProgress) kafka.Record {
 		b, err := json.Marshal(p)
 		if err != nil {
 			t.Fatal(err)
@@ -39,6 +55,7 @@ func TestProgressConsumer(t *testing.T) {
 	}
 	done := schemas.WorkProgress{WorkRequestID: ds[0].WorkRequestID, Host: ds[0].Host, Seq: 1, Status: schemas.WorkSucceeded, PercentComplete: 100,
 		Logs: []schemas.LogLine{{Time: at, Message: "0 upgraded, 0 newly installed"}}, Time: at}
+	other := schemas.WorkProgress{WorkRequestID: ds[1].WorkRequestID, Host: ds[1].Host, Seq: 1, Status: schemas.WorkSucceeded, PercentComplete: 100, Time: at}
 	grantReport, err := json.Marshal(schemas.AgentReport{Host: "h01", LoginID: "0123456789abcdef0123456789abcdef", State: schemas.AgentDeployed, Time: at})
 	if err != nil {
 		t.Fatal(err)
@@ -50,14 +67,29 @@ func TestProgressConsumer(t *testing.T) {
 	}{
 		{"grant report", kafka.Record{Key: []byte("h01"), Value: grantReport}, ProgressAgentReport},
 		{"inventory", kafka.Record{Key: []byte("h01"), Value: []byte(`{"inventory":{},"work_request_id":"wr-1"}`)}, ProgressInventory},
-		{"malformed", kafka.Record{Key: []byte("h01"), Value: []byte(`{"work_request_id":"x","seq":0}`)}, ProgressMalformed},
+		{"malformed", func() kafka.Record {
+			rec, err := grants.AgentRecord(h01, "h01", map[string]any{"work_request_id": "x", "host": "h01", "seq": 0})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return rec
+		}(), ProgressMalformed},
 		{"unknown", progress(schemas.WorkProgress{WorkRequestID: "wr-nonesuch", Host: "h01", Seq: 1, Status: schemas.WorkInProgress, Time: at}), ProgressUnknown},
 		{"other host", progress(schemas.WorkProgress{WorkRequestID: ds[1].WorkRequestID, Host: "h01", Seq: 1, Status: schemas.WorkInProgress, Time: at}), ProgressForbidden},
+		// Issue 9: the agent credential of h01 forging h02's work
+		// request's end, unsigned or signed by h01's own key, or by a
+		// host nobody enrolled. Refused; h02's work request stays
+		// IN_PROGRESS (checked below).
+		{"unsigned", plain(other), grants.ReasonUnsigned},
+		{"h02's progress signed by h01", signed(h01, other), grants.ReasonUnknownKey},
+		{"not enrolled", signed(stranger, schemas.WorkProgress{WorkRequestID: ds[1].WorkRequestID, Host: "h03", Seq: 1, Status: schemas.WorkSucceeded, PercentComplete: 100, Time: at}), grants.ReasonUnknownHost},
 		{"succeeded", progress(done), ProgressApplied},
 		{"redelivered", progress(done), ProgressApplied},
 	}
 	reg := prometheus.NewRegistry()
-	p, err := NewProgress(f.svc, kc, DefaultConfig().Progress, nil, reg)
+	cfg := DefaultConfig().Progress
+	cfg.HostKeysDir = keysDir
+	p, err := NewProgress(f.svc, kc, cfg, nil, reg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,114 @@
+package grants
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/auditpipe/auditpipe/internal/sign"
+	"github.com/auditpipe/auditpipe/schemas"
+)
+
+// TestDecodeAgent: a message of opctl.agent.v1 is accepted only when
+// signed by the key enrolled for the host it names (issue 9: one agent
+// credential forged WorkProgress, AgentReport and Inventory for every
+// host); removing a host's key file revokes it at the next message.
+func TestDecodeAgent(t *testing.T) {
+	dir := t.TempDir()
+	db01, db02, stranger := signer(t, 1), signer(t, 2), signer(t, 3)
+	for host, s := range map[string]*sign.Signer{"db01": db01, "db02": db02} {
+		if _, err := sign.Enroll(dir, host, s.PublicKey()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hosts := sign.NewKeyDir(dir)
+	rep := schemas.AgentReport{Host: "db01", LoginID: "op", State: schemas.AgentDeployed, Time: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	good, err := AgentRecord(db01, "db01", rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := json.Marshal(rep)
+	byOtherHost, _ := AgentRecord(db02, "db01", rep)
+	byStranger, _ := AgentRecord(stranger, "db01", rep)
+	unenrolled := rep
+	unenrolled.Host = "db03"
+	forUnenrolled, _ := AgentRecord(stranger, "db03", unenrolled)
+	tampered := func() []byte {
+		e, _ := sign.Decode(good.Value)
+		e.Payload = bytes.Replace(e.Payload, []byte("DEPLOYED"), []byte("UNDEPLOYED"), 1)
+		b, _ := e.Marshal()
+		return b
+	}()
+	traversal, _ := AgentRecord(db01, "../db01", map[string]string{"host": "../db01"})
+	tests := []struct {
+		name   string
+		key    string
+		value  []byte
+		reason string
+	}{
+		{"signed by its host", "db01", good.Value, ""},
+		{"unsigned", "db01", plain, ReasonUnsigned},
+		{"bare tombstone", "db01", nil, ReasonUnsigned},
+		{"another host's key", "db01", byOtherHost.Value, ReasonUnknownKey},
+		{"a stranger's key", "db01", byStranger.Value, ReasonUnknownKey},
+		{"host not enrolled", "db03", forUnenrolled.Value, ReasonUnknownHost},
+		{"a path for a host", "../db01", traversal.Value, ReasonUnknownHost},
+		{"tampered", "db01", tampered, ReasonBadSignature},
+		{"keyed by another host", "db02", good.Value, ReasonKeyMismatch},
+		{"no host in the payload", "db01", envelope(t, db01, `{"loginid":"op"}`), ReasonInvalidPayload},
+		{"not an envelope", "db01", []byte(`{"key_id":1}`), ReasonMalformed},
+	}
+	seen := map[string]bool{}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := DecodeAgent([]byte(tt.key), tt.value, hosts)
+			if tt.reason == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if m.Host != "db01" || m.Kind != schemas.AgentKindReport || m.KeyID != db01.KeyID() {
+					t.Errorf("got %+v", m)
+				}
+				if _, err := schemas.DecodeAgentReport(m.Payload); err != nil {
+					t.Error(err)
+				}
+				return
+			}
+			var re *RefusedError
+			if !errors.As(err, &re) || re.Reason != tt.reason {
+				t.Fatalf("error %v, want reason %s", err, tt.reason)
+			}
+			seen[re.Reason] = true
+		})
+	}
+	for _, r := range AgentReasons() {
+		if !seen[r] {
+			t.Errorf("reason %s is never tested", r)
+		}
+	}
+	if k := AgentKind(good.Value); k != schemas.AgentKindReport {
+		t.Errorf("kind of a signed report: %s", k)
+	}
+	inv, _ := AgentRecord(db01, "db01", map[string]string{"inventory": "SCHEDULED", "host": "db01"})
+	if k := AgentKind(inv.Value); k != schemas.AgentKindInventory {
+		t.Errorf("kind of a signed inventory: %s", k)
+	}
+	// Revoking the host's key: remove its file. The next message is refused.
+	if err := os.Remove(filepath.Join(dir, "db01.pub")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := DecodeAgent([]byte("db01"), good.Value, hosts); Reason(err) != ReasonUnknownHost {
+		t.Errorf("after the key was removed: %v, want %s", err, ReasonUnknownHost)
+	}
+	// Another key for an enrolled host is refused; the same key again is not.
+	if _, err := sign.Enroll(dir, "db02", stranger.PublicKey()); err == nil {
+		t.Error("enrolled a second key for db02")
+	}
+	if _, err := sign.Enroll(dir, "db02", db02.PublicKey()); err != nil {
+		t.Errorf("enrolling db02's key again: %v", err)
+	}
+}

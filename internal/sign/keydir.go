@@ -1,0 +1,124 @@
+package sign
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"time"
+)
+
+// ErrNotEnrolled: a KeyDir holds no key for the name asked.
+var ErrNotEnrolled = errors.New("not enrolled")
+
+// keyNameRe is what a KeyDir name may be: a host name as collectors and
+// agents report it (no slash, no leading dot: never a path outside the
+// directory).
+var keyNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
+
+// KeyDir is a directory of enrolled public keys, one file per name:
+// DIR/<name>.pub (PEM or base64, as LoadPublicKey reads). It is how the
+// control plane knows each host agent's key: an administrator enrolls a
+// host by putting its public key there (Enroll, `auditpipe agent enroll`)
+// and revokes it by removing the file, as a Salt master accepts its
+// minions' keys into a directory named by minion id. Lookups read the
+// directory as it is now (a file's key is cached while its size and
+// modification time stay), so an enrollment or a removal takes effect at
+// the next message, without a restart. It is safe for concurrent use.
+type KeyDir struct {
+	dir string
+
+	mu    sync.Mutex
+	cache map[string]keyDirEntry
+}
+
+type keyDirEntry struct {
+	size int64
+	mod  time.Time
+	pub  ed25519.PublicKey
+}
+
+// NewKeyDir returns the key directory at dir (which need not exist yet:
+// then every name is not enrolled).
+func NewKeyDir(dir string) *KeyDir {
+	return &KeyDir{dir: dir, cache: map[string]keyDirEntry{}}
+}
+
+// Dir returns the directory.
+func (d *KeyDir) Dir() string { return d.dir }
+
+// KeyPath returns the file of name's key in dir, or an error when name
+// cannot be a key's name.
+func KeyPath(dir, name string) (string, error) {
+	if !keyNameRe.MatchString(name) {
+		return "", fmt.Errorf("sign: %q is not a host name (letters, digits and ._-, at most 253)", name)
+	}
+	return filepath.Join(dir, name+".pub"), nil
+}
+
+// Key returns the key enrolled for name. The error wraps ErrNotEnrolled
+// when there is none (or name cannot be one).
+func (d *KeyDir) Key(name string) (ed25519.PublicKey, error) {
+	if d == nil || d.dir == "" {
+		return nil, fmt.Errorf("host %q: no directory of enrolled host keys configured: %w", name, ErrNotEnrolled)
+	}
+	path, err := KeyPath(d.dir, name)
+	if err != nil {
+		return nil, fmt.Errorf("%v: %w", err, ErrNotEnrolled)
+	}
+	st, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		d.mu.Lock()
+		delete(d.cache, name)
+		d.mu.Unlock()
+		return nil, fmt.Errorf("host %q: no key in %s: %w", name, d.dir, ErrNotEnrolled)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sign: enrolled key of %s: %w", name, err)
+	}
+	d.mu.Lock()
+	e, ok := d.cache[name]
+	d.mu.Unlock()
+	if ok && e.size == st.Size() && e.mod.Equal(st.ModTime()) {
+		return e.pub, nil
+	}
+	pub, err := LoadPublicKey(path)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	d.cache[name] = keyDirEntry{size: st.Size(), mod: st.ModTime(), pub: pub}
+	d.mu.Unlock()
+	return pub, nil
+}
+
+// Enroll writes pub as name's key in dir (created 0700 when missing; the
+// file 0600). Enrolling the key already enrolled changes nothing; another
+// key for an enrolled name is refused: remove the file first (that is
+// revoking the old key).
+func Enroll(dir, name string, pub ed25519.PublicKey) (path string, err error) {
+	path, err = KeyPath(dir, name)
+	if err != nil {
+		return "", err
+	}
+	if len(pub) != ed25519.PublicKeySize {
+		return "", fmt.Errorf("sign: enroll %s: a public key of %d bytes", name, len(pub))
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("sign: enroll %s: %w", name, err)
+	}
+	if old, err := LoadPublicKey(path); err == nil {
+		if bytes.Equal(old, pub) {
+			return path, nil
+		}
+		return "", fmt.Errorf("sign: %s is enrolled with another key (%s, not %s): remove %s first to replace it", name, KeyID(old), KeyID(pub), path)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	return path, SavePublicKey(path, pub)
+}
