@@ -9,8 +9,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"go.yaml.in/yaml/v3"
 )
 
 // composeService is kitcheck's summary of a compose service.
@@ -212,20 +210,5 @@ func TestComposeCheckRefuses(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want an error naming %q", tc.new, err, tc.want)
 		}
-	}
-}
-
-// readYAMLStrict decodes a YAML file refusing keys v does not have.
-func readYAMLStrict(t *testing.T, path string, v any) {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	dec := yaml.NewDecoder(f)
-	dec.KnownFields(true)
-	if err := dec.Decode(v); err != nil {
-		t.Fatalf("%s: %v", path, err)
 	}
 }

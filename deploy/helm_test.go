@@ -17,20 +17,7 @@ import (
 // PATH), or skips the test.
 func helmBin(t *testing.T) string {
 	t.Helper()
-	cache := os.Getenv("AUDITPIPE_CACHE")
-	if cache == "" {
-		home, _ := os.UserHomeDir()
-		cache = filepath.Join(home, ".cache", "auditpipe")
-	}
-	p := filepath.Join(cache, "helm", "bin", "helm")
-	if _, err := os.Stat(p); err == nil {
-		return p
-	}
-	if p, err := exec.LookPath("helm"); err == nil {
-		return p
-	}
-	testenv.SkipOrFail(t, testenv.Helm, "helm not at %s nor on PATH (scripts/deps.d/67-helm.sh): run `make deps`", p)
-	return ""
+	return cachedTool(t, testenv.Helm, "helm/bin/helm", "scripts/deps.d/67-helm.sh")
 }
 
 // kitcheckBuilt is deploy/kitcheck, built once per test binary.

@@ -33,6 +33,21 @@ var notInAllInOne = map[string]string{
 	"auditpipe_forwarder_assignments_refused_total": "forwarder.assignments.follow (destinations from signed assignments)",
 }
 
+// readyAt returns a check that addr's /-/ready answers 200.
+func readyAt(addr string) func() error {
+	return func() error {
+		resp, err := http.Get("http://" + addr + "/-/ready")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/-/ready: %s", resp.Status)
+		}
+		return nil
+	}
+}
+
 // promAPI GETs a Prometheus API path and decodes its data.
 func promAPI(base, path string, v any) error {
 	resp, err := http.Get(base + path)
@@ -107,17 +122,7 @@ func TestPrometheusScrapesAllInOne(t *testing.T) {
 		"--passwd", "sample/passwd", "--group", "sample/group", "--policy-seed", "sample/policy.yaml",
 		"--retention-days", "0", "--http", httpAddr, "--siem", siem.Addr, "--siem-ca", ca.CertPEM, "--kafka-listen", "127.0.0.1:"+strconv.Itoa(ports[1]))
 	ap.Stdout, ap.Stderr = apOut, apOut
-	proctest.Start(t, "all-in-one", ap, func() error {
-		resp, err := http.Get("http://" + httpAddr + "/-/ready")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/-/ready: %s", resp.Status)
-		}
-		return nil
-	}, 120*time.Second, apLog)
+	proctest.Start(t, "all-in-one", ap, readyAt(httpAddr), 120*time.Second, apLog)
 
 	// A host agent on the embedded broker as the agent principal, as
 	// scripts/run.sh starts one; its metrics open (no token) on its port.
@@ -145,17 +150,7 @@ agent:
 	agOut := proctest.LogFile(t, agLog, "agent")
 	ag := exec.Command("nice", "-n", "10", bin, "agent", "--config", agentCfg)
 	ag.Stdout, ag.Stderr = agOut, agOut
-	proctest.Start(t, "agent", ag, func() error {
-		resp, err := http.Get("http://" + agentAddr + "/-/ready")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/-/ready: %s", resp.Status)
-		}
-		return nil
-	}, 60*time.Second, agLog)
+	proctest.Start(t, "agent", ag, readyAt(agentAddr), 60*time.Second, agLog)
 
 	// The scrape configuration's job, pointed at the all-in-one with its
 	// admin token (the file the all-in-one made), and the rules as shipped.
