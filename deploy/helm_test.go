@@ -223,7 +223,8 @@ func TestHelmChart(t *testing.T) {
 
 // TestHelmChartVariants: an existing Secret instead of one from values,
 // and components switched off, render and check too; a missing credential
-// is refused by helm with the value's name; and kitcheck refuses a
+// and a drain_timeout not in seconds are refused by helm with the value's
+// name; and kitcheck refuses a
 // manifest with a field the Kubernetes API does not have (a check that
 // cannot fail checks nothing).
 func TestHelmChartVariants(t *testing.T) {
@@ -252,6 +253,11 @@ func TestHelmChartVariants(t *testing.T) {
 	cmd := exec.Command(helm, "template", "ap", chartDir(t), "--set", "secrets.tokens=x")
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "secrets.kafkaCA is required") {
 		t.Errorf("helm template without the credentials: %v\n%s", err, out)
+	}
+
+	cmd = exec.Command(helm, append([]string{"template", "ap", chartDir(t), "--set", "common.drain_timeout=1m"}, chartSecrets(t, dir)...)...)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "common.drain_timeout") {
+		t.Errorf("helm template with drain_timeout 1m: %v\n%s", err, out)
 	}
 
 	bad := filepath.Join(dir, "bad.yaml")
