@@ -129,7 +129,13 @@ func TestComposeFile(t *testing.T) {
 			t.Errorf("%s: %s is not for target %s", s.Name, cfgPath, tgt)
 		}
 		local := filepath.Join(dir, s.Name+".yaml")
-		b = []byte(strings.NewReplacer("/etc/auditpipe/secrets/", secrets+"/", "/var/lib/auditpipe/", dir+"/state/").Replace(string(b)))
+		// The container's paths as the host has them: its bind mounts,
+		// the secrets volume, the state volumes.
+		pairs := []string{"/etc/auditpipe/secrets/", secrets + "/", "/var/lib/auditpipe/", dir + "/state/"}
+		for target, src := range s.Binds {
+			pairs = append(pairs, target, src)
+		}
+		b = []byte(strings.NewReplacer(pairs...).Replace(string(b)))
 		if err := os.WriteFile(local, b, 0o600); err != nil {
 			t.Fatal(err)
 		}

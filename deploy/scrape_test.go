@@ -281,12 +281,25 @@ scrape_configs:
 	if err != nil {
 		t.Fatal(err)
 	}
-	exprs = append(exprs, dashboardExprs(ds)...)
+	// And so does each selector in them: a query with a fallback
+	// (`or vector(0)`) returns series whatever its metric.
+	for _, q := range dashboardExprs(ds) {
+		exprs = append(exprs, q)
+		for _, sel := range vectorSelector.FindAllString(q.expr, -1) {
+			exprs = append(exprs, panelExpr{where: q.where + " selector", expr: sel})
+		}
+	}
 	empty := evalUntilSeries(t, base, exprs, 60*time.Second)
 	for _, e := range empty {
 		t.Errorf("%s returns no series: %s", e.where, e.expr)
 	}
-	t.Logf("%d alert selectors and %d dashboard queries evaluated by Prometheus; %d returned no series", nAlert, len(exprs)-nAlert, len(empty))
+	t.Logf("%d alert selectors and %d dashboard queries and selectors evaluated by Prometheus; %d returned no series", nAlert, len(exprs)-nAlert, len(empty))
+
+	// The check can fail: a misspelt metric returns nothing.
+	control := []panelExpr{{where: "control", expr: `sum(rate(auditpipe_collector_records_red_total[5m]))`}}
+	if got := evalUntilSeries(t, base, control, 2*time.Second); len(got) != 1 {
+		t.Errorf("a query of a metric nobody exports returned series")
+	}
 }
 
 // vectorSelector finds a metric's selector with its label matchers in a
