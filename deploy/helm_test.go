@@ -202,6 +202,16 @@ func TestHelmChart(t *testing.T) {
 			t.Errorf("%s: auditpipe config validate refused the ConfigMap's file: %v\n%s\n%s", o.Name, err, out, cfg)
 		}
 	}
+	var pdbs []string
+	for _, o := range objs {
+		if o.Kind == "PodDisruptionBudget" {
+			pdbs = append(pdbs, o.Name)
+		}
+	}
+	slices.Sort(pdbs)
+	if want := []string{"ap-auditpipe-forwarder", "ap-auditpipe-indexer", "ap-auditpipe-policy"}; !slices.Equal(pdbs, want) {
+		t.Errorf("PodDisruptionBudgets %v, want %v (the components of more than one replica)", pdbs, want)
+	}
 	for _, want := range []string{"indexer", "forwarder", "policy", "scheduler"} {
 		if !targets[want] {
 			t.Errorf("no Deployment for target %s (got %v)", want, targets)
@@ -265,6 +275,7 @@ func TestHelmChartVariants(t *testing.T) {
 		{"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndatas: {a: b}\n", `unknown field "datas"`},
 		{"apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {selector: {app: x}, ports: [{port: 80}]}\n", "matches no Deployment"},
 		{"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Not_A_Name}\n", "name:"},
+		{"apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: a}\nspec: {maxUnavailable: 1, selector: {matchLabels: {app: x}}}\n", "matches no Deployment"},
 		{"apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: a}\n", "not one the chart may render"},
 	} {
 		if err := os.WriteFile(bad, []byte(tc.doc), 0o600); err != nil {

@@ -144,6 +144,22 @@ func checkManifests(src []byte) ([]Object, error) {
 		summary = append(summary, so)
 	}
 	for _, o := range objs {
+		pdb, ok := o.(*policyv1.PodDisruptionBudget)
+		if !ok {
+			continue
+		}
+		if pdb.Spec.Selector == nil || len(pdb.Spec.Selector.MatchLabels) == 0 {
+			fail("PodDisruptionBudget %q: no selector", pdb.Name)
+			continue
+		}
+		if (pdb.Spec.MinAvailable == nil) == (pdb.Spec.MaxUnavailable == nil) {
+			fail("PodDisruptionBudget %q: exactly one of minAvailable and maxUnavailable", pdb.Name)
+		}
+		if !selectsAny(pdb.Spec.Selector.MatchLabels, podLabels) {
+			fail("PodDisruptionBudget %q: selector %v matches no Deployment's pods", pdb.Name, pdb.Spec.Selector.MatchLabels)
+		}
+	}
+	for _, o := range objs {
 		svc, ok := o.(*corev1.Service)
 		if !ok {
 			continue
@@ -152,14 +168,7 @@ func checkManifests(src []byte) ([]Object, error) {
 			fail("Service %q: no selector", svc.Name)
 			continue
 		}
-		sel := labels.SelectorFromSet(svc.Spec.Selector)
-		matched := false
-		for _, pl := range podLabels {
-			if sel.Matches(labels.Set(pl)) {
-				matched = true
-			}
-		}
-		if !matched {
+		if !selectsAny(svc.Spec.Selector, podLabels) {
 			fail("Service %q: selector %v matches no Deployment's pods", svc.Name, svc.Spec.Selector)
 		}
 		for _, p := range svc.Spec.Ports {
@@ -172,6 +181,17 @@ func checkManifests(src []byte) ([]Object, error) {
 		return nil, errors.Join(errs...)
 	}
 	return summary, nil
+}
+
+// selectsAny tells whether the selector matches the labels of any pods.
+func selectsAny(selector map[string]string, pods []map[string]string) bool {
+	sel := labels.SelectorFromSet(selector)
+	for _, pl := range pods {
+		if sel.Matches(labels.Set(pl)) {
+			return true
+		}
+	}
+	return false
 }
 
 // checkDeployment checks one Deployment: its selector selects its pods,
