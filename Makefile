@@ -19,6 +19,7 @@ run: deps build ## the main job on the bundled sample
 
 test: deps ## the whole test suite, then the race detector on the unit packages
 	$(GO) vet ./...
+	cd deploy/kitcheck && $(GO) vet .
 	$(GO) test -shuffle=on -timeout 20m -count=1 ./...
 	$(MAKE) test-race
 
@@ -54,6 +55,7 @@ deb: build
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
+	cd deploy/kitcheck && $(GO) vet .
 
 clean:
 	rm -rf bin dist

@@ -18,6 +18,14 @@ var checkedBy = map[string]string{
 	"prometheus/*.yml":       "TestPrometheusFiles, TestRulesUseExportedMetrics, TestPrometheusScrapesAllInOne",
 	"deb/*":                  "TestDebInstallsIntoPrivateRoot",
 	"sample/*":               "TestPrometheusScrapesAllInOne, internal/app TestAllInOnePolicySample, make run",
+	"grafana/*.json":         "TestGrafanaDashboards, TestPrometheusScrapesAllInOne (every query returns series)",
+	"helm/auditpipe/*":       "TestHelmChart (helm lint, helm template, kitcheck k8s, auditpipe config validate)",
+	"helm/auditpipe/*/*":     "TestHelmChart, TestHelmChartVariants",
+	"compose/*.yaml":         "TestComposeFile (compose-go), TestComposeCheckRefuses",
+	"compose/prometheus.yml": "TestComposeFile (promtool check config)",
+	"compose/auditpipe/*":    "TestComposeFile (init.sh run, auditpipe config validate)",
+	"compose/grafana/*/*":    "TestComposeFile (decoded strictly)",
+	"kitcheck/*":             "built and run by TestHelmChart, TestComposeFile; refusals in TestHelmChartVariants, TestComposeCheckRefuses",
 	"*.go":                   "the tests themselves",
 }
 

@@ -23,19 +23,27 @@ import (
 // unpacked (or one on PATH), or skips the test.
 func promtool(t *testing.T) string {
 	t.Helper()
+	return cachedTool(t, testenv.Prometheus, "prometheus/usr/bin/promtool", "scripts/deps.d/65-prometheus.sh")
+}
+
+// cachedTool returns the tool an installer of scripts/deps.d put at rel
+// under $AUDITPIPE_CACHE (default ~/.cache/auditpipe), or the one of its
+// name on PATH; else the test skips (fails under AUDITPIPE_REQUIRE).
+func cachedTool(t *testing.T, dep testenv.Dep, rel, installer string) string {
+	t.Helper()
 	cache := os.Getenv("AUDITPIPE_CACHE")
 	if cache == "" {
 		home, _ := os.UserHomeDir()
 		cache = filepath.Join(home, ".cache", "auditpipe")
 	}
-	p := filepath.Join(cache, "prometheus", "usr", "bin", "promtool")
+	p := filepath.Join(cache, rel)
 	if _, err := os.Stat(p); err == nil {
 		return p
 	}
-	if p, err := exec.LookPath("promtool"); err == nil {
+	if p, err := exec.LookPath(filepath.Base(rel)); err == nil {
 		return p
 	}
-	testenv.SkipOrFail(t, testenv.Prometheus, "promtool not at %s nor on PATH (scripts/deps.d/65-prometheus.sh): run `make deps`", p)
+	testenv.SkipOrFail(t, dep, "%s not at %s nor on PATH (%s): run `make deps`", filepath.Base(rel), p, installer)
 	return ""
 }
 
@@ -212,11 +220,24 @@ func TestExportedMetrics(t *testing.T) {
 
 func readYAML(t *testing.T, path string, v any) {
 	t.Helper()
+	decodeYAMLFile(t, path, v, false)
+}
+
+// readYAMLStrict decodes a YAML file refusing keys v does not have.
+func readYAMLStrict(t *testing.T, path string, v any) {
+	t.Helper()
+	decodeYAMLFile(t, path, v, true)
+}
+
+func decodeYAMLFile(t *testing.T, path string, v any, strict bool) {
+	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := yaml.Unmarshal(b, v); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(strict)
+	if err := dec.Decode(v); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
 }

@@ -87,12 +87,15 @@ const (
 	// Chromium is Debian's chromium, driven headless by the web console's
 	// browser tests (scripts/deps.d/60-chromium.sh).
 	Chromium Dep = "chromium"
+	// Helm is helm v3 built from the Go module proxy into the cache by
+	// scripts/deps.d/67-helm.sh; it lints and renders deploy/helm.
+	Helm Dep = "helm"
 )
 
 // All returns the dependencies AUDITPIPE_REQUIRE=all requires: every one
 // the build machines provide.
 func All() []Dep {
-	return []Dep{CHDB, Rsyslog, SyslogNG, PythonVenv, Postgres, Kafka, Java, KernelAudit, Root, HostTools, SSHD, Apt, Dnf, Ausearch, Systemd, Prometheus, Lintian, Chromium}
+	return []Dep{CHDB, Rsyslog, SyslogNG, PythonVenv, Postgres, Kafka, Java, KernelAudit, Root, HostTools, SSHD, Apt, Dnf, Ausearch, Systemd, Prometheus, Lintian, Chromium, Helm}
 }
 
 // known returns every dependency name a list may hold.

@@ -1,0 +1,220 @@
+package deploy
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// composeService is kitcheck's summary of a compose service.
+type composeService struct {
+	Name        string            `json:"name"`
+	Image       string            `json:"image"`
+	Command     []string          `json:"command"`
+	Binds       map[string]string `json:"binds"`
+	DependsOn   []string          `json:"dependsOn"`
+	Healthcheck []string          `json:"healthcheck"`
+}
+
+func loadCompose(t *testing.T, kc, file string) ([]composeService, error) {
+	t.Helper()
+	cmd := exec.Command(kc, "compose", file)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	b, err := cmd.Output()
+	if err != nil {
+		return nil, &toolError{err: err, out: stderr.String()}
+	}
+	var svcs []composeService
+	if err := json.Unmarshal(b, &svcs); err != nil {
+		t.Fatal(err)
+	}
+	return svcs, nil
+}
+
+type toolError struct {
+	err error
+	out string
+}
+
+func (e *toolError) Error() string { return e.err.Error() + ": " + e.out }
+
+// TestComposeFile: `docker compose config` cannot run here (the docker
+// CLI on these machines has no compose plugin, and no engine runs), so
+// compose-go, the loader of docker compose, loads deploy/compose/compose.yaml
+// with schema validation, interpolation and consistency checks. The file has
+// Kafka, ClickHouse >= 25.8, Prometheus, Grafana and auditpipe; every file
+// it mounts from the repository exists; the tokens and key come from
+// auditpipe-init's script, which the test runs; each auditpipe service's
+// mounted configuration is accepted by `auditpipe config validate` with
+// those secrets; Prometheus' file passes `promtool check config`; Grafana's
+// provisioning files name the dashboards' directory and a Prometheus.
+func TestComposeFile(t *testing.T) {
+	kc := kitcheck(t)
+	bin := auditpipeBinary(t)
+	svcs, err := loadCompose(t, kc, "compose/compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]composeService{}
+	for _, s := range svcs {
+		byName[s.Name] = s
+	}
+	for name, image := range map[string]string{"kafka": "apache/kafka:4", "clickhouse": "clickhouse/clickhouse-server:25.8",
+		"prometheus": "prom/prometheus:", "grafana": "grafana/grafana-oss:"} {
+		if !strings.HasPrefix(byName[name].Image, image) {
+			t.Errorf("service %s: image %q, want %s…", name, byName[name].Image, image)
+		}
+	}
+	repo, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	secrets := filepath.Join(dir, "secrets")
+	init := byName["auditpipe-init"]
+	if init.Binds["/init.sh"] == "" {
+		t.Fatalf("auditpipe-init mounts no /init.sh: %+v", init)
+	}
+	initSh := func() ([]byte, error) {
+		cmd := exec.Command("bash", init.Binds["/init.sh"], secrets)
+		cmd.Env = append(os.Environ(), "AUDITPIPE="+bin)
+		return cmd.CombinedOutput()
+	}
+	if out, err := initSh(); err != nil {
+		t.Fatalf("init.sh: %v\n%s", err, out)
+	}
+	before, _ := os.ReadFile(filepath.Join(secrets, "tokens.yaml"))
+	if out, err := initSh(); err != nil { // again: keeps what it made
+		t.Fatalf("init.sh again: %v\n%s", err, out)
+	}
+	if after, _ := os.ReadFile(filepath.Join(secrets, "tokens.yaml")); !bytes.Equal(before, after) || !bytes.Contains(after, []byte("role: metrics")) {
+		t.Errorf("tokens.yaml changed on the second run or lacks the metrics token:\n%s\n%s", before, after)
+	}
+
+	auditpipes := 0
+	for _, s := range svcs {
+		for target, src := range s.Binds {
+			if target == "/usr/bin/auditpipe" {
+				if src != filepath.Join(repo, "bin", "auditpipe") {
+					t.Errorf("%s: auditpipe from %s, want the repository's bin/auditpipe", s.Name, src)
+				}
+				continue // made by make build
+			}
+			if !strings.HasPrefix(src, repo+"/") {
+				t.Errorf("%s: mounts %s from outside the repository", s.Name, src)
+			} else if _, err := os.Stat(src); err != nil {
+				t.Errorf("%s: mounts %s: %v", s.Name, src, err)
+			}
+		}
+		i := slices.Index(s.Command, "--config")
+		if len(s.Command) == 0 || s.Command[0] != "/usr/bin/auditpipe" || i < 0 || i+1 >= len(s.Command) {
+			continue
+		}
+		auditpipes++
+		if !slices.Contains(s.DependsOn, "auditpipe-init") || len(s.Healthcheck) == 0 {
+			t.Errorf("%s: waits for %v, health check %v", s.Name, s.DependsOn, s.Healthcheck)
+		}
+		cfgPath := s.Binds[s.Command[i+1]]
+		b, err := os.ReadFile(cfgPath)
+		if err != nil {
+			t.Fatalf("%s: its configuration %s is not mounted from the repository: %v", s.Name, s.Command[i+1], err)
+		}
+		if tgt := s.Command[slices.Index(s.Command, "--target")+1]; !strings.Contains(string(b), "target: "+tgt+"\n") {
+			t.Errorf("%s: %s is not for target %s", s.Name, cfgPath, tgt)
+		}
+		local := filepath.Join(dir, s.Name+".yaml")
+		// The container's paths as the host has them: its bind mounts,
+		// the secrets volume, the state volumes.
+		pairs := []string{"/etc/auditpipe/secrets/", secrets + "/", "/var/lib/auditpipe/", dir + "/state/"}
+		for target, src := range s.Binds {
+			pairs = append(pairs, target, src)
+		}
+		b = []byte(strings.NewReplacer(pairs...).Replace(string(b)))
+		if err := os.WriteFile(local, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		v := exec.Command(bin, "config", "validate", local)
+		v.Env = append(os.Environ(), "CLICKHOUSE_PASSWORD=x")
+		if out, err := v.CombinedOutput(); err != nil {
+			t.Errorf("%s: auditpipe config validate %s: %v\n%s", s.Name, cfgPath, err, out)
+		}
+	}
+	if auditpipes < 3 {
+		t.Errorf("%d auditpipe services, want collector, indexer and policy", auditpipes)
+	}
+
+	// Prometheus' configuration, with the rules and the token where the
+	// container has them.
+	pt := promtool(t)
+	prom, err := os.ReadFile(byName["prometheus"].Binds["/etc/prometheus/prometheus.yml"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := byName["prometheus"].Binds["/etc/prometheus/auditpipe-rules.yml"]
+	prom = []byte(strings.NewReplacer("/etc/prometheus/auditpipe-rules.yml", rules, "/etc/auditpipe/secrets/", secrets+"/").Replace(string(prom)))
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), prom, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runTool(t, dir, pt, "check", "config", "prometheus.yml")
+
+	// Grafana's provisioning: the dashboards' path is where deploy/grafana
+	// is mounted, the data source is the Prometheus service.
+	g := byName["grafana"]
+	var dsFile struct {
+		APIVersion  int `yaml:"apiVersion"`
+		Datasources []struct {
+			Name, UID, Type, Access, URL string
+			IsDefault                    bool `yaml:"isDefault"`
+			Editable                     bool
+		}
+	}
+	readYAMLStrict(t, filepath.Join(g.Binds["/etc/grafana/provisioning/datasources"], "prometheus.yaml"), &dsFile)
+	if len(dsFile.Datasources) != 1 || dsFile.Datasources[0].Type != "prometheus" || dsFile.Datasources[0].URL != "http://prometheus:9090" {
+		t.Errorf("grafana data sources: %+v", dsFile)
+	}
+	var dbFile struct {
+		APIVersion int `yaml:"apiVersion"`
+		Providers  []struct {
+			Name, Folder, Type string
+			DisableDeletion    bool `yaml:"disableDeletion"`
+			AllowUIUpdates     bool `yaml:"allowUiUpdates"`
+			Options            struct{ Path string }
+		}
+	}
+	readYAMLStrict(t, filepath.Join(g.Binds["/etc/grafana/provisioning/dashboards"], "auditpipe.yaml"), &dbFile)
+	if len(dbFile.Providers) != 1 || g.Binds[dbFile.Providers[0].Options.Path] != filepath.Join(repo, "deploy", "grafana") {
+		t.Errorf("grafana dashboards provider %+v: its path is not where deploy/grafana is mounted (%v)", dbFile, g.Binds)
+	}
+}
+
+// TestComposeCheckRefuses: compose-go refuses what docker compose would
+// (a key the specification does not have, a dependency on no service).
+func TestComposeCheckRefuses(t *testing.T) {
+	kc := kitcheck(t)
+	src, err := os.ReadFile("compose/compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ old, new, want string }{
+		{"    restart: unless-stopped\n    environment:\n      KAFKA_NODE_ID", "    restart: unless-stopped\n    restrat: always\n    environment:\n      KAFKA_NODE_ID", "restrat"},
+		{"depends_on: [prometheus]", "depends_on: [promethues]", "promethues"},
+	} {
+		if !bytes.Contains(src, []byte(tc.old)) {
+			t.Fatalf("compose.yaml lacks %q", tc.old)
+		}
+		bad := filepath.Join(t.TempDir(), "compose.yaml")
+		if err := os.WriteFile(bad, bytes.Replace(src, []byte(tc.old), []byte(tc.new), 1), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := loadCompose(t, kc, bad)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want an error naming %q", tc.new, err, tc.want)
+		}
+	}
+}
