@@ -12,6 +12,16 @@ func rotateTo(t *testing.T, path string, lines string) {
 	appendFile(t, path, lines)
 }
 
+// expectDrained asserts that f has nothing more to read and reported no
+// loss.
+func expectDrained(t *testing.T, f *Follower, g *gapLog) {
+	t.Helper()
+	expectNothing(t, f)
+	if g.len() != 0 {
+		t.Fatalf("gaps: %+v", g.gaps)
+	}
+}
+
 // TestRotationsBetweenPolls rotates the followed file once or more between
 // two reads of the follower, deterministically: every line arrives once, in
 // order, and nothing is reported lost.
@@ -53,9 +63,7 @@ func TestRotationsBetweenPolls(t *testing.T) {
 			expectNothing(t, f)
 			appendFile(t, path, "last\n")
 			equal(t, mustRead(t, f, 1), []string{"last"})
-			if g.len() != 0 {
-				t.Fatalf("gaps: %+v", g.gaps)
-			}
+			expectDrained(t, f, g)
 		})
 	}
 }
@@ -142,10 +150,7 @@ func TestRotationWhileSwitching(t *testing.T) {
 				tt.afterB(t, path)
 			}
 			equal(t, mustRead(t, f, len(tt.want)), tt.want)
-			expectNothing(t, f)
-			if g.len() != 0 {
-				t.Fatalf("gaps: %+v", g.gaps)
-			}
+			expectDrained(t, f, g)
 		})
 	}
 }
@@ -170,10 +175,7 @@ func TestRestartPathMissingThenRotated(t *testing.T) {
 	appendFile(t, path, "c1\n")
 	rotateTo(t, path, "d1\n")
 	equal(t, mustRead(t, f, 2), []string{"c1", "d1"})
-	expectNothing(t, f)
-	if g.len() != 0 {
-		t.Fatalf("gaps: %+v", g.gaps)
-	}
+	expectDrained(t, f, g)
 }
 
 // TestRestartAfterEachLine checks, after two rotations between polls, that
@@ -197,10 +199,7 @@ func TestRestartAfterEachLine(t *testing.T) {
 		t.Run("after "+want[i], func(t *testing.T) {
 			f, g := open(t, path, end, Options{})
 			equal(t, mustRead(t, f, len(want)-i-1), want[i+1:])
-			expectNothing(t, f)
-			if g.len() != 0 {
-				t.Fatalf("gaps: %+v", g.gaps)
-			}
+			expectDrained(t, f, g)
 		})
 	}
 }
