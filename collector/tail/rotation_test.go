@@ -1,6 +1,7 @@
 package tail
 
 import (
+	"os"
 	"testing"
 )
 
@@ -199,6 +200,57 @@ func TestRestartAfterEachLine(t *testing.T) {
 		t.Run("after "+want[i], func(t *testing.T) {
 			f, g := open(t, path, end, Options{})
 			equal(t, mustRead(t, f, len(want)-i-1), want[i+1:])
+			expectDrained(t, f, g)
+		})
+	}
+}
+
+// copyTruncate does what logrotate's copytruncate does: copy the file to
+// NAME.1, then truncate it in place.
+func copyTruncate(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path+".1", b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCopyTruncate: the lines of a file that copytruncate truncated before
+// the follower read them are read from the copy (they were reported lost),
+// then the truncated file from its start; also after a restart from a
+// checkpoint taken before the truncation.
+func TestCopyTruncate(t *testing.T) {
+	tests := []struct {
+		name    string
+		restart bool
+	}{
+		{"while following", false},
+		{"while stopped", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := t.TempDir() + "/audit.log"
+			appendFile(t, path, "a1 the first line, long enough for a full fingerprint of its file\na2\n")
+			f, g := open(t, path, Position{}, Options{})
+			_, pos := readN(t, f, 2)
+			appendFile(t, path, "a3 begun") // a partial line, held
+			expectNothing(t, f)
+			if tt.restart {
+				f.Close()
+			}
+			appendFile(t, path, " and ended\na4\n")
+			copyTruncate(t, path)
+			appendFile(t, path, "b1\n")
+			if tt.restart {
+				f, g = open(t, path, pos, Options{})
+			}
+			equal(t, mustRead(t, f, 3), []string{"a3 begun and ended", "a4", "b1"})
 			expectDrained(t, f, g)
 		})
 	}

@@ -1,6 +1,9 @@
 // Package tail follows a log file by name, line by line, the way auditd
 // writes it: across rotation (the file is renamed to NAME.1 and a new NAME
-// is created) and across copytruncate-style truncation.
+// is created), any number of times between two polls and also while the
+// follower switches from one file to the next, and across copytruncate-style
+// truncation (the lines not read yet are read from the copy, when a rotated
+// file begins as the truncated one did).
 //
 // A file is identified by device and inode plus a fingerprint of its first
 // 64 bytes, so a checkpointed Position finds its file again after the file
@@ -234,8 +237,8 @@ func (f *Follower) start(from Position) error {
 			live.off = f.checkOffset(live, from)
 			return f.switchTo(live)
 		}
-		f.gap(Gap{At: from, Bytes: -1, Reason: "inode reused or file rewritten since checkpoint; reading from its start"})
-		return f.switchTo(live)
+		// Rewritten or truncated since: its content may be in a copy
+		// (copytruncate), looked for below.
 	}
 
 	var rotated []source
@@ -276,8 +279,18 @@ func (f *Follower) start(from Position) error {
 		}
 	}
 	if found < 0 {
+		found = copyOf(rotated, from.Fingerprint, from.Offset, live.id)
+		if found >= 0 {
+			f.log.Info("checkpointed file truncated or gone; resuming in its copy (copytruncate)", "copy", rotated[found].name)
+		}
+	}
+	if found < 0 {
 		closeSources(rotated)
-		f.gap(Gap{At: from, Bytes: -1, Reason: "checkpointed file not found; starting at the beginning of the current file"})
+		reason := "checkpointed file not found; starting at the beginning of the current file"
+		if live.f != nil && live.id == want {
+			reason = "inode reused or file rewritten since checkpoint; reading from its start"
+		}
+		f.gap(Gap{At: from, Bytes: -1, Reason: reason})
 		if live.f != nil {
 			return f.switchTo(live)
 		}
@@ -766,6 +779,18 @@ func (f *Follower) checkTruncated() (Line, error, bool, error) {
 	if !truncated {
 		return Line{}, nil, false, nil
 	}
+	// Copytruncate: the lines not read yet may be in the copy.
+	from := f.base + int64(f.r)
+	if f.skipping {
+		from = f.skipStart.Offset
+	}
+	switched, err := f.readCopy(from)
+	if err != nil {
+		return Line{}, nil, false, err
+	}
+	if switched {
+		return Line{}, nil, false, nil
+	}
 	f.gap(Gap{At: f.pos(end), Bytes: -1, Reason: fmt.Sprintf("file truncated to %d bytes; reading from its start", fi.Size())})
 	line, lerr, ok := f.takeLeftover()
 	f.base, f.r, f.w = 0, 0, 0
@@ -774,6 +799,64 @@ func (f *Follower) checkTruncated() (Line, error, bool, error) {
 		return Line{}, nil, false, err
 	}
 	return line, lerr, ok, nil
+}
+
+// readCopy looks among the rotated files for a copy of the current file,
+// truncated (copytruncate), that holds at least from bytes, and if there
+// is one switches to it at from: the rest of the lines read from the copy,
+// and then the current file from its start (queued again, its descriptor
+// kept). Lines written between the copy and the truncation are in neither
+// file: copytruncate loses them, and nothing can tell.
+func (f *Follower) readCopy(from int64) (bool, error) {
+	if f.fp == "" {
+		return false, nil
+	}
+	rotated, _, err := f.rotatedFiles()
+	if err != nil {
+		return false, err
+	}
+	i := copyOf(rotated, f.fp, from, f.cur.id)
+	if i < 0 {
+		closeSources(rotated)
+		return false, nil
+	}
+	cp := rotated[i]
+	rotated[i].f = nil
+	closeSources(rotated)
+	cp.off = from
+	f.log.Info("file truncated (copytruncate); reading the rest of its lines from the copy", "file", f.cur.name, "copy", cp.name, "offset", from)
+	again := f.cur
+	again.off = 0
+	f.cur.f = nil // not closed: queued again
+	f.queue = append([]source{again}, f.queue...)
+	if err := f.switchTo(cp); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// copyOf returns the index in rotated of the newest readable file, other
+// than the file not, whose first bytes hash to fingerprint fp and that holds
+// at least size bytes: a copy of that content. -1 when there is none, or
+// when fp is empty (it would match any file).
+func copyOf(rotated []source, fp string, size int64, not fileID) int {
+	if fp == "" {
+		return -1
+	}
+	for i := len(rotated) - 1; i >= 0; i-- {
+		s := rotated[i]
+		if s.f == nil || s.id == not {
+			continue
+		}
+		fi, err := s.f.Stat()
+		if err != nil || fi.Size() < size {
+			continue
+		}
+		if ok, err := matchFingerprint(s.f, fp); err == nil && ok {
+			return i
+		}
+	}
+	return -1
 }
 
 // rotated reports whether the path now names another file than the
