@@ -46,9 +46,10 @@ const (
 	UnattributedGraceOver = "grace_over"
 	// UnattributedInputEnd: the input ended first (Flush).
 	UnattributedInputEnd = "input_end"
-	// UnattributedOutsideGrant: the grant that came does not cover the
-	// event's own time (it starts after it, or expired before it): most
-	// likely the grant of another user given the same uid.
+	// UnattributedOutsideGrant: the event's uid did not resolve when it
+	// was held, and the grant of the name it resolves to later does not
+	// cover the event's own time (it starts after it, or expired before
+	// it): most likely the grant of another user given the same uid.
 	UnattributedOutsideGrant = "outside_grant"
 	// UnattributedLoginCap: the login had maxHeldPerLogin events held.
 	UnattributedLoginCap = "login_cap"
@@ -357,16 +358,21 @@ func (d *Decoder) retryHeld(final bool) {
 	}
 	keep := d.held[:0]
 	for _, h := range d.held {
-		login := h.login
+		// A uid that did not resolve when held is resolved now; the
+		// name it has by then may be another user's, given the uid
+		// since: its grant must cover the event's time. (A login
+		// resolved when held is the event's own: a grant's login user
+		// is new for each grant.)
+		login, late := h.login, false
 		if uid, ok := unknownUID(login); ok {
 			if name, ok := d.names.User(uid); ok {
-				login = name
+				login, late = name, true
 			}
 		}
 		g, granted := d.lookup(login)
 		reason := ""
 		switch {
-		case granted && !covers(g, h.at):
+		case granted && late && !covers(g, h.at):
 			reason = UnattributedOutsideGrant
 		case granted:
 		case final:

@@ -256,6 +256,20 @@ func TestGrantGraceIdentity(t *testing.T) {
 			want: []string{"login " + loginA + " req-A", "logout " + loginA + " req-A"},
 		},
 		{
+			// A grant's login user is new for each grant: no other
+			// user's grant can come under its name, and a policy
+			// service's clock running ahead must not drop the events.
+			name: "a login resolved when held: the grant's window is not checked",
+			run: func(h *graceHost) {
+				h.session("USER_LOGIN", 1001, 7, 0)
+				g := grantA
+				g.Start = graceT0.Add(2 * time.Second)
+				h.grants[loginA] = g
+				h.tick(time.Second)
+			},
+			want: []string{"login " + loginA + " req-A"},
+		},
+		{
 			name:  "unresolved uid, the grant that comes starts after the event",
 			users: map[int]string{},
 			run: func(h *graceHost) {
