@@ -2,6 +2,7 @@ package collector
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,7 +34,31 @@ type DecoderStats struct {
 	Rejects  map[string]uint64
 	Events   map[schemas.Kind]uint64
 	Outcomes map[builder.Outcome]uint64
+	// Unattributed counts the events held for a grant (SetGrantGrace) and
+	// released without one, by reason (Unattributed*); each is counted in
+	// Outcomes as no_grant too.
+	Unattributed map[string]uint64
 }
+
+// Reasons a held event was released without a grant.
+const (
+	// UnattributedGraceOver: no grant came within the grace.
+	UnattributedGraceOver = "grace_over"
+	// UnattributedInputEnd: the input ended first (Flush).
+	UnattributedInputEnd = "input_end"
+	// UnattributedOutsideGrant: the event's uid did not resolve when it
+	// was held, and the grant of the name it resolves to later does not
+	// cover the event's own time (it starts after it, or expired before
+	// it): most likely the grant of another user given the same uid.
+	UnattributedOutsideGrant = "outside_grant"
+	// UnattributedLoginCap: the login had maxHeldPerLogin events held.
+	UnattributedLoginCap = "login_cap"
+	// UnattributedTotalCap: maxHeld events were held.
+	UnattributedTotalCap = "total_cap"
+)
+
+// unattributedReasons lists the Unattributed* reasons.
+var unattributedReasons = []string{UnattributedGraceOver, UnattributedInputEnd, UnattributedOutsideGrant, UnattributedLoginCap, UnattributedTotalCap}
 
 // Decoder chains parsing, assembly and building. It is not safe for
 // concurrent use.
@@ -51,22 +76,52 @@ type Decoder struct {
 	heads     map[string]string
 	canonical []byte
 	// grace holds events of a user with no grant yet (see SetGrantGrace);
-	// held are those events, oldest first, now the time of the last line
-	// or tick.
-	grace time.Duration
-	held  []heldEvent
-	now   time.Time
+	// held are those events, oldest first, heldBy counts them per login,
+	// now is the time of the last line or tick.
+	grace  time.Duration
+	held   []heldEvent
+	heldBy map[string]int
+	now    time.Time
+	// maxHeld and maxHeldPerLogin bound the held events (fields, so that
+	// tests can make them small).
+	maxHeld, maxHeldPerLogin int
+	// grants and names are the builder's, for the held events.
+	grants builder.Grants
+	names  *builder.Names
+	// sessions remembers the login user of the last maxSessions audit
+	// sessions whose login event resolved it by name, so that the events
+	// of a session whose user is gone already (unknown(UID)) are still
+	// its user's, and never those of a user given the same uid later.
+	sessions     map[sessionKey]string
+	sessionOrder []sessionKey
 }
 
 // heldEvent is an assembled event waiting for its user's grant until.
+// It is built when held, with the names of that moment, and login is its
+// login user as resolved then (from the session when its user is gone):
+// a later change of the host's names (a uid freed and given to another
+// user) does not make it another user's.
 type heldEvent struct {
 	ev    *assemble.Event
+	out   schemas.Event
+	login string
+	at    time.Time // the event's own time
 	until time.Time
 }
 
-// maxHeld bounds the events held for a grant: beyond it, an event of a
-// user without a grant is skipped at once (no_grant).
-const maxHeld = 4096
+// Bounds of the held events: beyond maxHeldPerLogin for one login, or
+// maxHeld in all, an event of a user without a grant is skipped at once
+// (no_grant, counted in Unattributed), so that one busy login cannot fill
+// the hold for the others.
+const (
+	maxHeld         = 4096
+	maxHeldPerLogin = 1024
+)
+
+// maxSessions bounds the sessions remembered (the oldest is forgotten).
+const maxSessions = 4096
+
+type sessionKey struct{ host, ses string }
 
 // NewDecoder returns a Decoder. onEvent receives every emitted event: the
 // contract event and the assembled records it came from, both valid only
@@ -80,15 +135,22 @@ func NewDecoder(cfg builder.Config, opts assemble.Options, onEvent func(*schemas
 // which a fuzz target that makes a decoder per input cannot spend.
 func newDecoder(types *auditlog.Types, cfg builder.Config, opts assemble.Options, onEvent func(*schemas.Event, *assemble.Event), onReject func(Reject)) *Decoder {
 	d := &Decoder{
-		types:    types,
-		bld:      builder.New(cfg),
-		onEvent:  onEvent,
-		onReject: onReject,
-		heads:    map[string]string{},
+		types:           types,
+		bld:             builder.New(cfg),
+		onEvent:         onEvent,
+		onReject:        onReject,
+		heads:           map[string]string{},
+		heldBy:          map[string]int{},
+		maxHeld:         maxHeld,
+		maxHeldPerLogin: maxHeldPerLogin,
+		grants:          cfg.Grants,
+		names:           cfg.Names,
+		sessions:        map[sessionKey]string{},
 		stats: DecoderStats{
-			Rejects:  map[string]uint64{},
-			Events:   map[schemas.Kind]uint64{},
-			Outcomes: map[builder.Outcome]uint64{},
+			Rejects:      map[string]uint64{},
+			Events:       map[schemas.Kind]uint64{},
+			Outcomes:     map[builder.Outcome]uint64{},
+			Unattributed: map[string]uint64{},
 		},
 	}
 	d.asm = assemble.New(opts, d.assembled)
@@ -103,6 +165,12 @@ func newDecoder(types *auditlog.Types, cfg builder.Config, opts assemble.Options
 // emitted then (later than the events around it: its seq is the next
 // one), one whose grace ran out is skipped as no_grant. Held events keep
 // the checkpoint before their first line. 0 (the default) holds nothing.
+//
+// A held event's login user is resolved once, when it is held; a uid not
+// resolved then is looked up again at each tick, and a grant found for it
+// must cover the event's own time (Start, Expires). At most 1024 events
+// are held per login and 4096 in all; what is released without a grant is
+// counted by reason in DecoderStats.Unattributed.
 func (d *Decoder) SetGrantGrace(grace time.Duration) { d.grace = grace }
 
 // Held returns the number of events held for a grant.
@@ -141,11 +209,13 @@ func (d *Decoder) reject(r Reject) {
 	}
 }
 
-// Tick flushes events that waited longer than the assembly timeout, and
-// builds the held events again.
+// Tick flushes events that waited longer than the assembly timeout, reads
+// the host's names again if they changed, and looks up the grants of the
+// held events again.
 func (d *Decoder) Tick(now time.Time) {
 	d.now = now
 	d.asm.Maintain(now)
+	d.bld.RefreshNames()
 	d.retryHeld(false)
 }
 
@@ -211,31 +281,184 @@ func (d *Decoder) SetSeq(m map[string]uint64) { d.bld.SetSeq(m) }
 
 func (d *Decoder) assembled(ev *assemble.Event) {
 	o := d.bld.Build(ev, &d.ev)
-	if o == builder.NoGrant && d.grace > 0 && len(d.held) < maxHeld && mayGetGrant(d.ev.LoginID) {
-		// Kept, not released: its records stay valid while held.
-		d.held = append(d.held, heldEvent{ev: ev, until: d.now.Add(d.grace)})
+	if o == builder.NotAudited || o == builder.Emitted || o == builder.KeysNotAsked {
+		d.learnSession()
+		d.finish(ev, o)
+		return
+	}
+	// NoGrant or Replayed: Build stopped before it set the event's
+	// strings (ses among them). Logins (whose session is learnt) and
+	// events of an unresolved uid (whose session may name the user) are
+	// built again in full; they are few.
+	_, unknown := unknownUID(d.ev.LoginID)
+	if d.ev.Event == schemas.KindLogin || unknown {
+		d.buildUngranted(ev, &d.ev)
+		d.learnSession()
+	}
+	if o == builder.Replayed {
+		d.finish(ev, o)
+		return
+	}
+	login := d.ev.LoginID
+	if name, ok := d.sessionLogin(); ok {
+		// The session's user is gone from the host's names: the event is
+		// still that user's, attributed to its grant if it has one.
+		login = name
+		if g, ok := d.lookup(login); ok {
+			d.ev.LoginID = login
+			d.finish(ev, d.bld.Grant(&d.ev, g))
+			return
+		}
+	}
+	if d.grace > 0 && mayGetGrant(login) {
+		d.hold(ev, login)
 		return
 	}
 	d.finish(ev, o)
 }
 
-// retryHeld builds the held events again: those whose grant came are
-// emitted, those past their grace (all of them when final) skipped.
+// hold keeps ev, of login, for its grant, within the bounds.
+func (d *Decoder) hold(ev *assemble.Event, login string) {
+	switch {
+	case len(d.held) >= d.maxHeld:
+		d.release(ev, UnattributedTotalCap)
+		return
+	case d.heldBy[login] >= d.maxHeldPerLogin:
+		d.release(ev, UnattributedLoginCap)
+		return
+	}
+	// Kept, not released: its records stay valid while held.
+	d.held = append(d.held, heldEvent{ev: ev, login: login, at: time.Unix(ev.Sec, int64(ev.Msec)*int64(time.Millisecond)), until: d.now.Add(d.grace)})
+	h := &d.held[len(d.held)-1]
+	d.buildUngranted(ev, &h.out)
+	h.out.LoginID = login
+	d.heldBy[login]++
+}
+
+// buildUngranted builds ev, which Build already saw (NoGrant), again in
+// full without a grant; its missing arguments were counted then.
+func (d *Decoder) buildUngranted(ev *assemble.Event, out *schemas.Event) {
+	missing := d.bld.MissingArgs
+	d.bld.BuildUngranted(ev, out)
+	d.bld.MissingArgs = missing
+}
+
+// release skips ev, held or about to be, as no_grant for reason.
+func (d *Decoder) release(ev *assemble.Event, reason string) {
+	d.stats.Unattributed[reason]++
+	d.finish(ev, builder.NoGrant)
+}
+
+// retryHeld looks up the grants of the held events again: those whose
+// grant came are emitted, those past their grace (all of them when final)
+// skipped.
 func (d *Decoder) retryHeld(final bool) {
 	if len(d.held) == 0 {
 		return
 	}
 	keep := d.held[:0]
 	for _, h := range d.held {
-		o := d.bld.Build(h.ev, &d.ev)
-		if o == builder.NoGrant && !final && d.now.Before(h.until) {
+		// A uid that did not resolve when held is resolved now; the
+		// name it has by then may be another user's, given the uid
+		// since: its grant must cover the event's time. (A login
+		// resolved when held is the event's own: a grant's login user
+		// is new for each grant.)
+		login, late := h.login, false
+		if uid, ok := unknownUID(login); ok {
+			if name, ok := d.names.User(uid); ok {
+				login, late = name, true
+			}
+		}
+		g, granted := d.lookup(login)
+		reason := ""
+		switch {
+		case granted && late && !covers(g, h.at):
+			reason = UnattributedOutsideGrant
+		case granted:
+		case final:
+			reason = UnattributedInputEnd
+		case !d.now.Before(h.until):
+			reason = UnattributedGraceOver
+		default:
 			keep = append(keep, h)
 			continue
 		}
-		d.finish(h.ev, o)
+		if d.heldBy[h.login]--; d.heldBy[h.login] <= 0 {
+			delete(d.heldBy, h.login)
+		}
+		if reason != "" {
+			d.release(h.ev, reason)
+			continue
+		}
+		d.ev = h.out
+		d.ev.LoginID = login
+		d.finish(h.ev, d.bld.Grant(&d.ev, g))
 	}
 	clear(d.held[len(keep):])
 	d.held = keep
+}
+
+// lookup finds the grant of login.
+func (d *Decoder) lookup(login string) (schemas.Grant, bool) {
+	if d.grants == nil || login == "" {
+		return schemas.Grant{}, false
+	}
+	return d.grants.Lookup(login)
+}
+
+// covers reports whether g's validity window holds t: not before its
+// Start (to the millisecond, the precision of audit times), not after its
+// Expires; a zero bound is no bound.
+func covers(g schemas.Grant, t time.Time) bool {
+	return (g.Start.IsZero() || !t.Before(g.Start.Truncate(time.Millisecond))) &&
+		(g.Expires.IsZero() || !t.After(g.Expires))
+}
+
+// learnSession remembers the login user of a login event (d.ev) that
+// resolved it by name.
+func (d *Decoder) learnSession() {
+	e := &d.ev
+	if e.Event != schemas.KindLogin || e.LoginID == "" || e.Ses == "" || e.Ses == "unset" || e.Ses == "4294967295" {
+		return
+	}
+	if _, ok := unknownUID(e.LoginID); ok {
+		return
+	}
+	k := sessionKey{e.Host, e.Ses}
+	if _, ok := d.sessions[k]; !ok {
+		if len(d.sessionOrder) >= maxSessions {
+			delete(d.sessions, d.sessionOrder[0])
+			d.sessionOrder = d.sessionOrder[1:]
+		}
+		d.sessionOrder = append(d.sessionOrder, k)
+	}
+	d.sessions[k] = e.LoginID
+}
+
+// sessionLogin returns the login user of d.ev's session when d.ev's own
+// uid did not resolve (unknown(UID)) and the session's login event named
+// the user.
+func (d *Decoder) sessionLogin() (string, bool) {
+	if _, ok := unknownUID(d.ev.LoginID); !ok || d.ev.Ses == "" {
+		return "", false
+	}
+	name, ok := d.sessions[sessionKey{d.ev.Host, d.ev.Ses}]
+	return name, ok
+}
+
+// unknownUID returns N of a login "unknown(N)" (an id the names did not
+// resolve).
+func unknownUID(login string) (uint64, bool) {
+	rest, ok := strings.CutPrefix(login, "unknown(")
+	if !ok {
+		return 0, false
+	}
+	n, ok := strings.CutSuffix(rest, ")")
+	if !ok {
+		return 0, false
+	}
+	uid, err := strconv.ParseUint(n, 10, 32)
+	return uid, err == nil
 }
 
 // mayGetGrant reports whether a login without a grant may be one whose

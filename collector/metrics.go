@@ -21,6 +21,7 @@ type metrics struct {
 	inputGaps      prometheus.Counter
 	openEvents     prometheus.Gauge
 	heldEvents     prometheus.Gauge
+	unattributed   *prometheus.CounterVec
 	queueDepth     prometheus.Gauge
 	batchEvents    prometheus.Histogram
 	produceSeconds prometheus.Histogram
@@ -40,12 +41,13 @@ type metrics struct {
 
 	// last values seen from the decoder, to turn its counts into increments
 	last struct {
-		records     uint64
-		asm         assemble.Stats
-		missingArgs uint64
-		events      map[schemas.Kind]uint64
-		rejects     map[string]uint64
-		outcomes    map[builder.Outcome]uint64
+		records      uint64
+		asm          assemble.Stats
+		missingArgs  uint64
+		events       map[schemas.Kind]uint64
+		rejects      map[string]uint64
+		outcomes     map[builder.Outcome]uint64
+		unattributed map[string]uint64
 	}
 }
 
@@ -71,6 +73,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Events being assembled."}),
 		heldEvents: prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditpipe_collector_held_events",
 			Help: "Events held for a grant that has not arrived yet (grant_grace)."}),
+		unattributed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditpipe_collector_held_unattributed_total",
+			Help: "Events held for a grant (grant_grace), or about to be, released without one (skipped as no_grant), by reason: grace_over, input_end, outside_grant, login_cap, total_cap."}, []string{"reason"}),
 		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditpipe_collector_batch_queue_events",
 			Help: "Events waiting in the current batch."}),
 		batchEvents: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "auditpipe_collector_batch_size_events",
@@ -116,15 +120,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, o := range []builder.Outcome{builder.NotAudited, builder.NoGrant, builder.KeysNotAsked, builder.Replayed} {
 		m.skipped.WithLabelValues(o.String())
 	}
+	for _, r := range unattributedReasons {
+		m.unattributed.WithLabelValues(r)
+	}
 	if reg != nil {
 		reg.MustRegister(m.records, m.events, m.rejects, m.skipped, m.gaps, m.incomplete, m.missingArgs, m.inputGaps,
-			m.openEvents, m.heldEvents, m.queueDepth, m.batchEvents, m.produceSeconds, m.produceErrors, m.produced, m.deadLetters,
+			m.openEvents, m.heldEvents, m.unattributed, m.queueDepth, m.batchEvents, m.produceSeconds, m.produceErrors, m.produced, m.deadLetters,
 			m.spoolBytes, m.spoolEntries, m.spoolExpired, m.spoolFull, m.spoolCorrupt, m.grants, m.grantsRefused,
 			m.paused, m.faultErrors, m.rejectLogs)
 	}
 	m.last.events = map[schemas.Kind]uint64{}
 	m.last.rejects = map[string]uint64{}
 	m.last.outcomes = map[builder.Outcome]uint64{}
+	m.last.unattributed = map[string]uint64{}
 	return m
 }
 
@@ -146,6 +154,10 @@ func (m *metrics) sync(d *Decoder) {
 			m.skipped.WithLabelValues(o.String()).Add(float64(v - m.last.outcomes[o]))
 		}
 		m.last.outcomes[o] = v
+	}
+	for r, v := range st.Unattributed {
+		m.unattributed.WithLabelValues(r).Add(float64(v - m.last.unattributed[r]))
+		m.last.unattributed[r] = v
 	}
 	a := d.AssemblyStats()
 	m.gaps.Add(float64(a.Gaps - m.last.asm.Gaps))

@@ -128,9 +128,57 @@ func (b *Builder) SetSkip(eventIDs []string) {
 	}
 }
 
+// RefreshNames reads the passwd and group files again if they changed
+// (Names.Refresh), and then forgets the ids it resolved lately, so that a
+// uid freed and given to another user resolves to the new user's name.
+func (b *Builder) RefreshNames() {
+	if b.names.Refresh() {
+		b.uidCache, b.gidCache = idCache{}, idCache{}
+	}
+}
+
 // Build fills out from ev when it is an audited event of a covered user.
 // out is overwritten either way.
 func (b *Builder) Build(ev *assemble.Event, out *schemas.Event) Outcome {
+	return b.build(ev, out, false)
+}
+
+// BuildUngranted fills out from ev as Build does for a covered user, but
+// looks up no grant: req_auth_id and seq are left empty, for Grant to fill
+// in once the grant of out.LoginID is known. The names in out (raw_data's,
+// the login user's) are those of the moment. It reports NotAudited as
+// Build does, and Emitted otherwise.
+func (b *Builder) BuildUngranted(ev *assemble.Event, out *schemas.Event) Outcome {
+	return b.build(ev, out, true)
+}
+
+// Grant completes out, made by BuildUngranted, with grant, as Build would
+// have: it reports KeysNotAsked for keystrokes of a grant that did not ask
+// for them, Replayed for an event named by SetSkip, and otherwise gives out
+// the next sequence number of its host and reports Emitted.
+func (b *Builder) Grant(out *schemas.Event, grant schemas.Grant) Outcome {
+	out.ReqAuthID = grant.ReqAuthID
+	if out.Event == schemas.KindKeys && !grant.Keystrokes() {
+		return KeysNotAsked
+	}
+	if b.replayed(out.EventID) {
+		return Replayed
+	}
+	b.seq[out.Host]++
+	out.Seq = b.seq[out.Host]
+	return Emitted
+}
+
+// replayed reports, once, whether id is an event named by SetSkip.
+func (b *Builder) replayed(id string) bool {
+	if _, ok := b.skip[id]; ok {
+		delete(b.skip, id)
+		return true
+	}
+	return false
+}
+
+func (b *Builder) build(ev *assemble.Event, out *schemas.Event, ungranted bool) Outcome {
 	*out = schemas.Event{}
 	var sys, login, keys *auditlog.Record
 	var proctitle, cwd, refused *auditlog.Record
@@ -190,23 +238,25 @@ func (b *Builder) Build(ev *assemble.Event, out *schemas.Event) Outcome {
 		b.fillKeys(keys, out)
 	}
 
-	var grant schemas.Grant
-	var ok bool
-	if b.cfg.Grants != nil && out.LoginID != "" {
-		grant, ok = b.cfg.Grants.Lookup(out.LoginID)
-	}
-	switch {
-	case ok:
-		out.ReqAuthID = grant.ReqAuthID
-		if kind == schemas.KindKeys && !grant.Keystrokes() {
-			return KeysNotAsked
+	if !ungranted {
+		var grant schemas.Grant
+		var ok bool
+		if b.cfg.Grants != nil && out.LoginID != "" {
+			grant, ok = b.cfg.Grants.Lookup(out.LoginID)
 		}
-	case !b.cfg.AllUsers:
-		return NoGrant
+		switch {
+		case ok:
+			out.ReqAuthID = grant.ReqAuthID
+			if kind == schemas.KindKeys && !grant.Keystrokes() {
+				return KeysNotAsked
+			}
+		case !b.cfg.AllUsers:
+			return NoGrant
+		}
 	}
 
 	b.idBuf = schemas.AppendEventID(b.idBuf[:0], out.Host, ev.Sec, ev.Msec, ev.Serial)
-	if len(b.skip) > 0 {
+	if !ungranted && len(b.skip) > 0 {
 		if _, ok := b.skip[string(b.idBuf)]; ok {
 			delete(b.skip, string(b.idBuf))
 			return Replayed
@@ -234,8 +284,10 @@ func (b *Builder) Build(ev *assemble.Event, out *schemas.Event) Outcome {
 	t.set(&out.EventID, b.idBuf)
 	t.commit()
 
-	b.seq[out.Host]++
-	out.Seq = b.seq[out.Host]
+	if !ungranted {
+		b.seq[out.Host]++
+		out.Seq = b.seq[out.Host]
+	}
 	escapeInvalid(out)
 	return Emitted
 }

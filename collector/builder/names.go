@@ -70,6 +70,35 @@ func (n *Names) Group(gid uint64) (string, bool) {
 	return n.groups.lookup(gid)
 }
 
+// Refresh reads the files again that changed since they were read (their
+// inode, size or modification time), and reports whether it read any. A
+// lookup reads a file again only for an id it does not hold, so without
+// Refresh a user deleted from the file keeps its name, and a user given
+// its uid afterwards would be found under that name. The collector calls
+// it at each tick (once a second).
+func (n *Names) Refresh() bool {
+	if n == nil {
+		return false
+	}
+	u := n.users.refresh()
+	g := n.groups.refresh()
+	return u || g
+}
+
+// refresh reads the file again if it changed; a file that became
+// unreadable keeps the names last read.
+func (f *idFile) refresh() bool {
+	m := f.cur.Load()
+	if m == nil || f.path == "" {
+		return false
+	}
+	fi, err := os.Stat(f.path)
+	if err != nil || sameFile(m, fi) {
+		return false
+	}
+	return f.load() == nil
+}
+
 // lookup finds id; not found, it reads the file again if it changed. A
 // file that became unreadable keeps the names last read.
 func (f *idFile) lookup(id uint64) (string, bool) {

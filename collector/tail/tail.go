@@ -1,6 +1,9 @@
 // Package tail follows a log file by name, line by line, the way auditd
 // writes it: across rotation (the file is renamed to NAME.1 and a new NAME
-// is created) and across copytruncate-style truncation.
+// is created), any number of times between two polls and also while the
+// follower switches from one file to the next, and across copytruncate-style
+// truncation (the lines not read yet are read from the copy, when a rotated
+// file begins as the truncated one did).
 //
 // A file is identified by device and inode plus a fingerprint of its first
 // 64 bytes, so a checkpointed Position finds its file again after the file
@@ -114,6 +117,8 @@ type source struct {
 	// err, when set, says why a rotated file that exists could not be
 	// opened (permissions); f is nil then.
 	err error
+	// mtime is a rotated file's modification time when it was listed.
+	mtime time.Time
 }
 
 // unreadable returns an error for the first of ss that could not be
@@ -142,6 +147,9 @@ type Follower struct {
 	path string
 	opts Options
 	log  *slog.Logger
+	// hook, set by tests only, runs at the named points of a switch of
+	// file, to rotate the file at exactly that moment.
+	hook func(hookPoint)
 
 	cur   source // cur.f == nil while waiting for the path to appear
 	queue []source
@@ -161,9 +169,13 @@ type Follower struct {
 
 	out     []byte // holds a partial line returned across a switch of file
 	waiting bool   // logged that the path is missing
-	// deletedLogged is set once the deletion of the current file is logged.
-	deletedLogged bool
-	closed        bool
+	// unstable counts the polls in a row whose listing of the rotated
+	// files was not consistent (see queueNewer).
+	unstable int
+	// deletedLogged is set once the deletion of the current file is logged,
+	// strayLogged once it is logged that it was moved out of the directory.
+	deletedLogged, strayLogged bool
+	closed                     bool
 }
 
 // Open starts following the file at path from position from. The zero
@@ -225,16 +237,27 @@ func (f *Follower) start(from Position) error {
 			live.off = f.checkOffset(live, from)
 			return f.switchTo(live)
 		}
-		f.gap(Gap{At: from, Bytes: -1, Reason: "inode reused or file rewritten since checkpoint; reading from its start"})
-		return f.switchTo(live)
+		// Rewritten or truncated since: its content may be in a copy
+		// (copytruncate), looked for below.
 	}
 
-	rotated, err := f.rotatedFiles(live)
-	if err != nil {
-		if live.f != nil {
-			live.f.Close()
+	var rotated []source
+	for try := 0; ; try++ {
+		var stable bool
+		rotated, stable, err = f.rotatedFiles()
+		if err != nil {
+			closeSources([]source{live})
+			return err
 		}
-		return err
+		if stable {
+			break
+		}
+		if try == maxUnstablePolls {
+			f.log.Warn("rotated files kept changing while listed; going on with an inconsistent listing", "polls", try)
+			break
+		}
+		closeSources(rotated)
+		time.Sleep(f.opts.PollInterval)
 	}
 	found := -1
 	for i, s := range rotated {
@@ -256,25 +279,37 @@ func (f *Follower) start(from Position) error {
 		}
 	}
 	if found < 0 {
+		found = copyOf(rotated, from.Fingerprint, from.Offset, live.id)
+		if found >= 0 {
+			f.log.Info("checkpointed file truncated or gone; resuming in its copy (copytruncate)", "copy", rotated[found].name)
+		}
+	}
+	if found < 0 {
 		closeSources(rotated)
-		f.gap(Gap{At: from, Bytes: -1, Reason: "checkpointed file not found; starting at the beginning of the current file"})
+		reason := "checkpointed file not found; starting at the beginning of the current file"
+		if live.f != nil && live.id == want {
+			reason = "inode reused or file rewritten since checkpoint; reading from its start"
+		}
+		f.gap(Gap{At: from, Bytes: -1, Reason: reason})
 		if live.f != nil {
 			return f.switchTo(live)
 		}
 		return nil
 	}
-	if err := unreadable(rotated[found+1:]); err != nil {
-		closeSources(rotated)
-		closeSources([]source{live})
+	first := rotated[found]
+	rotated[found].f = nil // not closed by successors
+	newer := successors(rotated, found, live)
+	if err := unreadable(newer); err != nil {
+		closeSources(newer)
+		closeSources([]source{first})
 		return err
 	}
-	closeSources(rotated[:found])
-	first := rotated[found]
-	first.off = f.checkOffset(first, from)
-	f.queue = append(f.queue, rotated[found+1:]...)
-	if live.f != nil {
-		f.queue = append(f.queue, live)
+	if len(newer) == 0 {
+		// The path is missing: the checkpointed file is the newest.
+		first.live = true
 	}
+	first.off = f.checkOffset(first, from)
+	f.queue = append(f.queue, newer...)
 	f.log.Info("resuming in rotated file", "file", first.name, "offset", first.off, "newer_files", len(f.queue))
 	return f.switchTo(first)
 }
@@ -372,15 +407,16 @@ func openSource(name string) (source, error) {
 // name, except compressed ones and the live file itself. Names that are
 // base.N (auditd) are ordered by N, highest (oldest) first; other names by
 // modification time. The listing is retried until it is consistent, as a
-// rotation may rename files while they are being listed.
-func (f *Follower) rotatedFiles(live source) ([]source, error) {
+// rotation may rename files while they are being listed; stable is false
+// when it never was, in 10 tries (the files returned may then miss some,
+// or name one twice).
+func (f *Follower) rotatedFiles() (_ []source, stable bool, _ error) {
 	var (
 		cands []candidate
 		err   error
 	)
 	for try := range 10 {
-		var stable bool
-		cands, stable, err = f.listRotated(live)
+		cands, stable, err = f.listRotated()
 		if err != nil || stable || try == 9 {
 			break
 		}
@@ -390,7 +426,7 @@ func (f *Follower) rotatedFiles(live source) ([]source, error) {
 		cands = nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	numeric := true
 	for _, c := range cands {
@@ -408,8 +444,9 @@ func (f *Follower) rotatedFiles(live source) ([]source, error) {
 	out := make([]source, len(cands))
 	for i, c := range cands {
 		out[i] = c.source
+		out[i].mtime = c.mtime
 	}
-	return out, nil
+	return out, stable, nil
 }
 
 type candidate struct {
@@ -419,23 +456,43 @@ type candidate struct {
 	numbered bool
 }
 
-// listRotated opens the rotated files once. stable reports that every name
-// still named the same file after all were opened.
-func (f *Follower) listRotated(live source) (cands []candidate, stable bool, err error) {
+// rotatedNames lists the names of the rotated siblings of the followed
+// path, sorted.
+func (f *Follower) rotatedNames() (dir string, names []string, err error) {
 	dir, base := filepath.Split(f.path)
 	if dir == "" {
 		dir = "."
 	}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, false, fmt.Errorf("tail: listing rotated files: %w", err)
+		return "", nil, fmt.Errorf("tail: listing rotated files: %w", err)
 	}
-	stable = true
 	for _, e := range ents {
 		name := e.Name()
 		if name == base || !strings.HasPrefix(name, base) || !e.Type().IsRegular() || compressed(name) {
 			continue
 		}
+		names = append(names, name)
+	}
+	return dir, names, nil
+}
+
+// listRotated opens the rotated files once. stable reports that the
+// listing is a snapshot of the directory: every name still named the same
+// file after all were opened, and the directory held the same names after
+// as before. (Names opened after a rotation that followed the listing name
+// the files the rotation moved there; the oldest files, moved to names
+// the first listing did not hold, would be missed. TestConcurrentWriterRotating
+// lost a file so while the follower lagged several rotations behind.)
+func (f *Follower) listRotated() (cands []candidate, stable bool, err error) {
+	dir, names, err := f.rotatedNames()
+	if err != nil {
+		return nil, false, err
+	}
+	f.runHook(hookListed)
+	_, base := filepath.Split(f.path)
+	stable = true
+	for _, name := range names {
 		s, err := openSource(filepath.Join(dir, name))
 		if errors.Is(err, fs.ErrPermission) {
 			// Kept, so that the caller can tell whether it is needed.
@@ -457,10 +514,6 @@ func (f *Follower) listRotated(live source) (cands []candidate, stable bool, err
 			stable = false // vanished or not a regular file: renamed under us?
 			continue
 		}
-		if live.f != nil && s.id == live.id {
-			s.f.Close()
-			continue
-		}
 		fi, err := s.f.Stat()
 		if err != nil {
 			s.f.Close()
@@ -480,7 +533,23 @@ func (f *Follower) listRotated(live source) (cands []candidate, stable bool, err
 			break
 		}
 	}
+	if stable {
+		_, again, err := f.rotatedNames()
+		if err != nil {
+			closeSources(candSources(cands))
+			return nil, false, err
+		}
+		stable = slices.Equal(names, again)
+	}
 	return cands, stable, nil
+}
+
+func candSources(cands []candidate) []source {
+	out := make([]source, len(cands))
+	for i, c := range cands {
+		out[i] = c.source
+	}
+	return out
 }
 
 func compressed(name string) bool {
@@ -558,10 +627,17 @@ func (f *Follower) Next(ctx context.Context) (Line, error) {
 			if n > 0 {
 				continue
 			}
-			f.log.Info("file rotated", "file", f.cur.name, "offset", f.base+int64(f.w))
-			if err := f.queueNewer(); err != nil {
+			queued, err := f.queueNewer()
+			if err != nil {
 				return Line{}, err
 			}
+			if !queued {
+				if err := f.sleep(ctx); err != nil {
+					return Line{}, err
+				}
+				continue
+			}
+			f.log.Info("file rotated", "file", f.cur.name, "offset", f.base+int64(f.w))
 			line, err, ok := f.takeLeftover()
 			f.closeCur()
 			if ok {
@@ -703,6 +779,18 @@ func (f *Follower) checkTruncated() (Line, error, bool, error) {
 	if !truncated {
 		return Line{}, nil, false, nil
 	}
+	// Copytruncate: the lines not read yet may be in the copy.
+	from := f.base + int64(f.r)
+	if f.skipping {
+		from = f.skipStart.Offset
+	}
+	switched, err := f.readCopy(from)
+	if err != nil {
+		return Line{}, nil, false, err
+	}
+	if switched {
+		return Line{}, nil, false, nil
+	}
 	f.gap(Gap{At: f.pos(end), Bytes: -1, Reason: fmt.Sprintf("file truncated to %d bytes; reading from its start", fi.Size())})
 	line, lerr, ok := f.takeLeftover()
 	f.base, f.r, f.w = 0, 0, 0
@@ -713,14 +801,72 @@ func (f *Follower) checkTruncated() (Line, error, bool, error) {
 	return line, lerr, ok, nil
 }
 
+// readCopy looks among the rotated files for a copy of the current file,
+// truncated (copytruncate), that holds at least from bytes, and if there
+// is one switches to it at from: the rest of the lines read from the copy,
+// and then the current file from its start (queued again, its descriptor
+// kept). Lines written between the copy and the truncation are in neither
+// file: copytruncate loses them, and nothing can tell.
+func (f *Follower) readCopy(from int64) (bool, error) {
+	if f.fp == "" {
+		return false, nil
+	}
+	rotated, _, err := f.rotatedFiles()
+	if err != nil {
+		return false, err
+	}
+	i := copyOf(rotated, f.fp, from, f.cur.id)
+	if i < 0 {
+		closeSources(rotated)
+		return false, nil
+	}
+	cp := rotated[i]
+	rotated[i].f = nil
+	closeSources(rotated)
+	cp.off = from
+	f.log.Info("file truncated (copytruncate); reading the rest of its lines from the copy", "file", f.cur.name, "copy", cp.name, "offset", from)
+	again := f.cur
+	again.off = 0
+	f.cur.f = nil // not closed: queued again
+	f.queue = append([]source{again}, f.queue...)
+	if err := f.switchTo(cp); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// copyOf returns the index in rotated of the newest readable file, other
+// than the file not, whose first bytes hash to fingerprint fp and that holds
+// at least size bytes: a copy of that content. -1 when there is none, or
+// when fp is empty (it would match any file).
+func copyOf(rotated []source, fp string, size int64, not fileID) int {
+	if fp == "" {
+		return -1
+	}
+	for i := len(rotated) - 1; i >= 0; i-- {
+		s := rotated[i]
+		if s.f == nil || s.id == not {
+			continue
+		}
+		fi, err := s.f.Stat()
+		if err != nil || fi.Size() < size {
+			continue
+		}
+		if ok, err := matchFingerprint(s.f, fp); err == nil && ok {
+			return i
+		}
+	}
+	return -1
+}
+
 // rotated reports whether the path now names another file than the
-// current one. A missing path (between rename and create) is not rotation
-// yet.
+// current one, or names none while the current file was renamed (between
+// auditd's rename and create): the rotated files newer than it, if any,
+// are then read without waiting for the path (see queueNewer).
 func (f *Follower) rotated() (bool, error) {
 	fi, err := os.Stat(f.path)
 	if errors.Is(err, fs.ErrNotExist) {
-		f.checkDeleted()
-		return false, nil
+		return !f.checkDeleted(), nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("tail: %w", err)
@@ -729,77 +875,152 @@ func (f *Follower) rotated() (bool, error) {
 	return ok && id != f.cur.id, nil
 }
 
-// checkDeleted logs, once, that the current file was deleted (not renamed
-// by a rotation) while it was followed. Reading goes on from the open
-// file, which its writer may still hold, until a new file appears at the
-// path.
-func (f *Follower) checkDeleted() {
-	if f.deletedLogged {
-		return
-	}
+// checkDeleted reports whether the current file was deleted (not renamed
+// by a rotation) while it was followed, and logs it once. Reading goes on
+// from the open file, which its writer may still hold, until a new file
+// appears at the path. A file that cannot be checked counts as deleted:
+// there is nothing to look for beside it.
+func (f *Follower) checkDeleted() bool {
 	fi, err := f.cur.f.Stat()
 	if err != nil {
-		return
+		return true
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink == 0 {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || st.Nlink > 0 {
+		return !ok
+	}
+	if !f.deletedLogged {
 		f.deletedLogged = true
 		f.log.Warn("followed file deleted; reading on from the open file until a new file appears at the path", "file", f.cur.name, "offset", f.base+int64(f.w))
 	}
+	return true
 }
 
 // queueNewer queues the files to read after the current one, which was
 // rotated away: the rotated files newer than it (the path may have rotated
 // more than once since the last poll), oldest first, then the file now at
-// the path.
-func (f *Follower) queueNewer() error {
+// the path. It reports false, queueing nothing, when there is nothing newer
+// to read yet (the path vanished again, between a rename and a create): the
+// caller stays on the current file and looks again at the next poll.
+func (f *Follower) queueNewer() (bool, error) {
+	f.runHook(hookBeforeLive)
 	live, err := openSource(f.path)
 	if err != nil {
-		return err
+		return false, err
 	}
 	live.live = true
-	rotated, err := f.rotatedFiles(live)
+	f.runHook(hookAfterLive)
+	rotated, stable, err := f.rotatedFiles()
 	if err != nil {
-		if live.f != nil {
-			live.f.Close()
-		}
-		return err
+		closeSources([]source{live})
+		return false, err
 	}
+	if !stable {
+		// Files are being renamed still: look again at the next poll,
+		// for a while; then go on with the listing had.
+		if f.unstable < maxUnstablePolls {
+			f.unstable++
+			closeSources(rotated)
+			closeSources([]source{live})
+			return false, nil
+		}
+		f.log.Warn("rotated files kept changing while listed; going on with an inconsistent listing", "polls", f.unstable)
+	}
+	f.unstable = 0
 	idx := slices.IndexFunc(rotated, func(s source) bool { return s.id == f.cur.id })
-	var curTime time.Time
 	if idx < 0 {
 		// Deleted already (more rotations than kept files while we
 		// lagged) or moved away: every rotated file not older than it is
 		// newer. Files in between may have been deleted too: unknowable.
-		f.log.Warn("rotated file no longer beside the path; reading the newer rotated files", "file", f.cur.name)
-		if fi, err := f.cur.f.Stat(); err == nil {
-			curTime = fi.ModTime()
+		if !f.strayLogged {
+			f.strayLogged = true
+			f.log.Warn("rotated file no longer beside the path; reading the newer rotated files", "file", f.cur.name)
 		}
+		rotated = notOlder(rotated, f.cur.f)
 	}
-	var newer []source
-	for i, s := range rotated {
-		keep := i > idx
-		if idx < 0 {
-			fi, err := os.Stat(s.name)
-			keep = err == nil && !fi.ModTime().Before(curTime)
-		}
-		if !keep {
-			closeSources([]source{s})
-			continue
-		}
-		newer = append(newer, s)
-	}
+	newer := successors(rotated, idx, live)
 	if err := unreadable(newer); err != nil {
 		// Nothing is queued: the caller may retry, from the current
 		// file's end, once the file can be read.
 		closeSources(newer)
-		closeSources([]source{live})
-		return err
+		return false, err
+	}
+	if len(newer) == 0 {
+		return false, nil
 	}
 	f.queue = append(f.queue, newer...)
+	return true, nil
+}
+
+// successors returns what follows rotated[after] (after may be -1): the
+// newer rotated files, oldest first, then live when it is open, and closes
+// the other files of rotated. The last file returned is marked live: it is
+// the newest known, whose end is where to look for rotation again.
+//
+// live was opened before the directory was listed, so the path may have
+// rotated in between: then live is among rotated, and the files listed
+// after it are newer than live. They are not returned (they would be read
+// before live): live finds them itself when it turns out to be rotated.
+// When the path was missing (between a rename and a create), the newest
+// rotated file stands for it, so that what is written at the path while
+// the older files are read is found from that file, and not skipped by
+// opening whatever the path holds by then.
+func successors(rotated []source, after int, live source) []source {
+	end := len(rotated)
 	if live.f != nil {
-		f.queue = append(f.queue, live)
+		if i := slices.IndexFunc(rotated, func(s source) bool { return s.id == live.id }); i >= 0 {
+			end = max(i, after+1)
+		}
 	}
-	return nil
+	closeSources(rotated[:after+1])
+	closeSources(rotated[end:])
+	out := slices.Clone(rotated[after+1 : end])
+	if live.f != nil {
+		out = append(out, live)
+	}
+	if len(out) > 0 {
+		out[len(out)-1].live = true
+	}
+	return out
+}
+
+// notOlder returns the files of rotated last modified no earlier than ref,
+// and closes the others. The times are those read from the open files when
+// they were listed, not by name again: a rotation may be renaming them.
+func notOlder(rotated []source, ref *os.File) []source {
+	var refTime time.Time
+	if fi, err := ref.Stat(); err == nil {
+		refTime = fi.ModTime()
+	}
+	var out []source
+	for _, s := range rotated {
+		if s.mtime.Before(refTime) {
+			closeSources([]source{s})
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// maxUnstablePolls is how many polls in a row a switch of file waits for
+// a consistent listing of the rotated files before it goes on with one
+// that is not.
+const maxUnstablePolls = 20
+
+// hookPoint names a point where Follower.hook runs.
+type hookPoint int
+
+const (
+	hookBeforeLive hookPoint = iota // queueNewer, before it opens the path
+	hookAfterLive                   // queueNewer, after it opened the path, before it lists the rotated files
+	hookListed                      // listRotated, after it read the directory, before it opens the files
+)
+
+func (f *Follower) runHook(p hookPoint) {
+	if f.hook != nil {
+		f.hook(p)
+	}
 }
 
 // advance switches to the next queued file; false if none.
@@ -849,7 +1070,7 @@ func (f *Follower) closeCur() {
 		f.cur.f.Close()
 	}
 	f.cur = source{}
-	f.deletedLogged = false
+	f.deletedLogged, f.strayLogged = false, false
 	f.base, f.r, f.w = 0, 0, 0
 	f.atEOF = false
 	f.fpLen, f.fp = 0, ""
