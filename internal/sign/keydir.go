@@ -5,12 +5,12 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sync"
-	"time"
 )
 
 // ErrNotEnrolled: a KeyDir holds no key for the name asked.
@@ -27,9 +27,9 @@ var keyNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
 // host by putting its public key there (Enroll, `auditpipe agent enroll`)
 // and revokes it by removing the file, as a Salt master accepts its
 // minions' keys into a directory named by minion id. Lookups read the
-// directory as it is now (a file's key is cached while its size and
-// modification time stay), so an enrollment or a removal takes effect at
-// the next message, without a restart. It is safe for concurrent use.
+// file as it is now (its parsed key is cached while its bytes stay the
+// same), so an enrollment, a replacement or a removal takes effect at the
+// next message, without a restart. It is safe for concurrent use.
 type KeyDir struct {
 	dir string
 
@@ -38,10 +38,13 @@ type KeyDir struct {
 }
 
 type keyDirEntry struct {
-	size int64
-	mod  time.Time
-	pub  ed25519.PublicKey
+	raw []byte
+	pub ed25519.PublicKey
 }
+
+// maxKeyFileBytes bounds what a lookup reads of a key file: a PEM public
+// key is 113 bytes.
+const maxKeyFileBytes = 4 << 10
 
 // NewKeyDir returns the key directory at dir (which need not exist yet:
 // then every name is not enrolled).
@@ -63,6 +66,11 @@ func KeyPath(dir, name string) (string, error) {
 
 // Key returns the key enrolled for name. The error wraps ErrNotEnrolled
 // when there is none (or name cannot be one).
+//
+// The file is read at every lookup, not trusted by its size and
+// modification time: a replaced key of the same size (every PEM Ed25519
+// key is) with the old file's mtime (cp -p, rsync -a, a filesystem of
+// one-second times) would otherwise stay trusted.
 func (d *KeyDir) Key(name string) (ed25519.PublicKey, error) {
 	if d == nil || d.dir == "" {
 		return nil, fmt.Errorf("host %q: no directory of enrolled host keys configured: %w", name, ErrNotEnrolled)
@@ -71,7 +79,7 @@ func (d *KeyDir) Key(name string) (ed25519.PublicKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%v: %w", err, ErrNotEnrolled)
 	}
-	st, err := os.Stat(path)
+	raw, err := readKeyFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		d.mu.Lock()
 		delete(d.cache, name)
@@ -84,17 +92,34 @@ func (d *KeyDir) Key(name string) (ed25519.PublicKey, error) {
 	d.mu.Lock()
 	e, ok := d.cache[name]
 	d.mu.Unlock()
-	if ok && e.size == st.Size() && e.mod.Equal(st.ModTime()) {
+	if ok && bytes.Equal(e.raw, raw) {
 		return e.pub, nil
 	}
-	pub, err := LoadPublicKey(path)
+	pub, err := ParsePublicKey(raw)
+	if err != nil {
+		return nil, fmt.Errorf("sign: public key %s: %w", path, err)
+	}
+	d.mu.Lock()
+	d.cache[name] = keyDirEntry{raw: raw, pub: pub}
+	d.mu.Unlock()
+	return pub, nil
+}
+
+// readKeyFile reads an enrolled key file, at most maxKeyFileBytes.
+func readKeyFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	d.mu.Lock()
-	d.cache[name] = keyDirEntry{size: st.Size(), mod: st.ModTime(), pub: pub}
-	d.mu.Unlock()
-	return pub, nil
+	defer f.Close()
+	raw, err := io.ReadAll(io.LimitReader(f, maxKeyFileBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) > maxKeyFileBytes {
+		return nil, fmt.Errorf("%s: more than %d bytes: not a public key", path, maxKeyFileBytes)
+	}
+	return raw, nil
 }
 
 // Enroll writes pub as name's key in dir (created 0700 when missing; the
