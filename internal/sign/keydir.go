@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sync"
+	"syscall"
 )
 
 // ErrNotEnrolled: a KeyDir holds no key for the name asked.
@@ -79,12 +80,16 @@ func (d *KeyDir) Key(name string) (ed25519.PublicKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%v: %w", err, ErrNotEnrolled)
 	}
-	raw, err := readKeyFile(path)
+	raw, err := readKeyFile(d.dir, path)
 	if errors.Is(err, fs.ErrNotExist) {
 		d.mu.Lock()
 		delete(d.cache, name)
 		d.mu.Unlock()
 		return nil, fmt.Errorf("host %q: no key in %s: %w", name, d.dir, ErrNotEnrolled)
+	}
+	var distrust *untrustedError
+	if errors.As(err, &distrust) {
+		return nil, fmt.Errorf("host %q: %w: %w", name, err, ErrNotEnrolled)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sign: enrolled key of %s: %w", name, err)
@@ -105,13 +110,27 @@ func (d *KeyDir) Key(name string) (ed25519.PublicKey, error) {
 	return pub, nil
 }
 
-// readKeyFile reads an enrolled key file, at most maxKeyFileBytes.
-func readKeyFile(path string) ([]byte, error) {
+// readKeyFile reads an enrolled key file, at most maxKeyFileBytes, and
+// checks that neither it nor its directory may be changed by others than
+// root or this process's user (an *untrustedError).
+func readKeyFile(dir, path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	// The file opened (a symlink followed: a Kubernetes Secret's files
+	// are), not the name, so that what is checked is what is read.
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if why := untrusted(fi, uint32(os.Geteuid())); why != "" {
+		return nil, &untrustedError{path: path, why: why}
+	}
+	if err := checkKeyDir(dir); err != nil {
+		return nil, err
+	}
 	raw, err := io.ReadAll(io.LimitReader(f, maxKeyFileBytes+1))
 	if err != nil {
 		return nil, err
@@ -122,8 +141,54 @@ func readKeyFile(path string) ([]byte, error) {
 	return raw, nil
 }
 
-// Enroll writes pub as name's key in dir (created 0700 when missing; the
-// file 0600). Enrolling the key already enrolled changes nothing; another
+// untrustedError: a key file or directory others may change.
+type untrustedError struct{ path, why string }
+
+func (e *untrustedError) Error() string {
+	return fmt.Sprintf("%s is %s: its keys are not trusted (chmod go-w it; chown it to root)", e.path, e.why)
+}
+
+// checkKeyDir checks that others than root or this process's user cannot
+// add, replace or remove keys in dir: its mode and owner, unless it is on
+// a read-only mount (a Kubernetes Secret volume's directory is 1777).
+func checkKeyDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	why := untrusted(fi, uint32(os.Geteuid()))
+	if why == "" {
+		return nil
+	}
+	var sfs syscall.Statfs_t
+	if err := syscall.Statfs(dir, &sfs); err == nil && sfs.Flags&stRDOnly != 0 {
+		return nil
+	}
+	return &untrustedError{path: dir, why: why}
+}
+
+// stRDOnly is statfs(2)'s ST_RDONLY: a read-only mount.
+const stRDOnly = 0x1
+
+// untrusted says why fi (a key file or its directory) may be changed by
+// others than its owner, root or the user euid, or "" when it may not:
+// it is writable by its group or others (a sticky directory too: another
+// user can still add a key of a host not enrolled yet), or owned by
+// another user.
+func untrusted(fi fs.FileInfo, euid uint32) string {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && st.Uid != euid {
+		return fmt.Sprintf("owned by uid %d, not root or this process's user", st.Uid)
+	}
+	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+		return fmt.Sprintf("mode %v: writable by its group or others", perm)
+	}
+	return ""
+}
+
+// Enroll writes pub as name's key in dir (created 0755 when missing; the
+// file 0644: a public key, which the policy, scheduler and indexer
+// services read as their own user while an administrator enrolls it as
+// root). It refuses a directory that KeyDir would not trust. Enrolling the key already enrolled changes nothing; another
 // key for an enrolled name is refused: remove the file first (that is
 // revoking the old key).
 func Enroll(dir, name string, pub ed25519.PublicKey) (path string, err error) {
@@ -134,7 +199,10 @@ func Enroll(dir, name string, pub ed25519.PublicKey) (path string, err error) {
 	if len(pub) != ed25519.PublicKeySize {
 		return "", fmt.Errorf("sign: enroll %s: a public key of %d bytes", name, len(pub))
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("sign: enroll %s: %w", name, err)
+	}
+	if err := checkKeyDir(dir); err != nil {
 		return "", fmt.Errorf("sign: enroll %s: %w", name, err)
 	}
 	if old, err := LoadPublicKey(path); err == nil {
@@ -145,5 +213,9 @@ func Enroll(dir, name string, pub ed25519.PublicKey) (path string, err error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return "", err
 	}
-	return path, SavePublicKey(path, pub)
+	b, err := encodePublicKey(pub)
+	if err != nil {
+		return "", err
+	}
+	return path, writeNew(path, b, 0o644)
 }
