@@ -17,6 +17,7 @@ type composeService struct {
 	Image       string            `json:"image"`
 	Command     []string          `json:"command"`
 	Binds       map[string]string `json:"binds"`
+	Volumes     map[string]string `json:"volumes"`
 	DependsOn   []string          `json:"dependsOn"`
 	Healthcheck []string          `json:"healthcheck"`
 }
@@ -78,21 +79,9 @@ func TestComposeFile(t *testing.T) {
 	dir := t.TempDir()
 	secrets := filepath.Join(dir, "secrets")
 	init := byName["auditpipe-init"]
-	if init.Binds["/init.sh"] == "" {
-		t.Fatalf("auditpipe-init mounts no /init.sh: %+v", init)
-	}
-	initSh := func() ([]byte, error) {
-		cmd := exec.Command("bash", init.Binds["/init.sh"], secrets)
-		cmd.Env = append(os.Environ(), "AUDITPIPE="+bin)
-		return cmd.CombinedOutput()
-	}
-	if out, err := initSh(); err != nil {
-		t.Fatalf("init.sh: %v\n%s", err, out)
-	}
+	runComposeInit(t, init, bin, dir)
 	before, _ := os.ReadFile(filepath.Join(secrets, "tokens.yaml"))
-	if out, err := initSh(); err != nil { // again: keeps what it made
-		t.Fatalf("init.sh again: %v\n%s", err, out)
-	}
+	runComposeInit(t, init, bin, dir) // again: keeps what it made
 	if after, _ := os.ReadFile(filepath.Join(secrets, "tokens.yaml")); !bytes.Equal(before, after) || !bytes.Contains(after, []byte("role: metrics")) {
 		t.Errorf("tokens.yaml changed on the second run or lacks the metrics token:\n%s\n%s", before, after)
 	}
@@ -129,9 +118,9 @@ func TestComposeFile(t *testing.T) {
 			t.Errorf("%s: %s is not for target %s", s.Name, cfgPath, tgt)
 		}
 		local := filepath.Join(dir, s.Name+".yaml")
-		// The container's paths as the host has them: its bind mounts,
-		// the secrets volume, the state volumes.
-		pairs := []string{"/etc/auditpipe/secrets/", secrets + "/", "/var/lib/auditpipe/", dir + "/state/"}
+		// The container's paths as the host has them: its bind mounts
+		// and named volumes (the secrets, the state).
+		pairs := volumePairs(s, dir)
 		for target, src := range s.Binds {
 			pairs = append(pairs, target, src)
 		}
@@ -215,6 +204,89 @@ func TestComposeCheckRefuses(t *testing.T) {
 		_, err := loadCompose(t, kc, bad)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want an error naming %q", tc.new, err, tc.want)
+		}
+	}
+}
+
+// runComposeInit runs auditpipe-init's command (init.sh) as the container
+// would, each named volume it mounts the directory dir/VOLUME.
+func runComposeInit(t *testing.T, init composeService, bin, dir string) {
+	t.Helper()
+	if init.Binds["/init.sh"] == "" || len(init.Command) < 2 || init.Command[1] != "/init.sh" {
+		t.Fatalf("auditpipe-init runs no /init.sh: %+v", init)
+	}
+	args := []string{init.Binds["/init.sh"]}
+	for _, a := range init.Command[2:] {
+		vol, ok := init.Volumes[a]
+		if !ok {
+			t.Fatalf("auditpipe-init: argument %s is not a volume it mounts (%v)", a, init.Volumes)
+		}
+		args = append(args, filepath.Join(dir, vol))
+	}
+	cmd := exec.Command("bash", args...)
+	cmd.Env = append(os.Environ(), "AUDITPIPE="+bin)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("init.sh: %v\n%s", err, out)
+	}
+}
+
+// volumePairs maps s's named volumes' container paths to their
+// directories under dir (as runComposeInit makes them), for
+// strings.NewReplacer.
+func volumePairs(s composeService, dir string) []string {
+	var pairs []string
+	for target, vol := range s.Volumes {
+		pairs = append(pairs, target+"/", filepath.Join(dir, vol)+"/")
+	}
+	return pairs
+}
+
+// TestComposeSecretsPerService: a container reads only the secrets its
+// service uses. The policy service's signing key (whoever holds it signs
+// grants every collector and agent trusts: a login on any host) and the
+// admin token are the policy container's; the collector (which parses
+// what operators typed), the indexer and Prometheus see the tokens file,
+// the grants' public key and the metrics token, not them.
+func TestComposeSecretsPerService(t *testing.T) {
+	kc := kitcheck(t)
+	bin := auditpipeBinary(t)
+	svcs, err := loadCompose(t, kc, "compose/compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, s := range svcs {
+		if s.Name == "auditpipe-init" {
+			runComposeInit(t, s, bin, dir)
+		}
+	}
+	private := map[string]string{"policy.key": "policy", "admin.token": "policy"}
+	seen := map[string]bool{}
+	for _, s := range svcs {
+		if s.Name == "auditpipe-init" {
+			continue
+		}
+		for target, vol := range s.Volumes {
+			entries, err := os.ReadDir(filepath.Join(dir, vol))
+			if err != nil {
+				continue // not a volume init.sh writes
+			}
+			for _, e := range entries {
+				owner, ok := private[e.Name()]
+				if !ok {
+					continue
+				}
+				if s.Name != owner {
+					t.Errorf("service %s reads %s/%s: it is the %s service's only", s.Name, target, e.Name(), owner)
+				} else {
+					seen[e.Name()] = true
+				}
+			}
+		}
+	}
+	for name, owner := range private {
+		if !seen[name] {
+			t.Errorf("%s is not in a volume of the %s service", name, owner)
 		}
 	}
 }

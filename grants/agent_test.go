@@ -112,3 +112,51 @@ func TestDecodeAgent(t *testing.T) {
 		t.Errorf("enrolling db02's key again: %v", err)
 	}
 }
+
+// FuzzDecodeAgent: whatever payload a host's own key signs (db01's: the
+// root of db01 holds it), a message DecodeAgent accepts speaks for db01
+// only: each consumer's strict decoder that accepts the payload reads the
+// host db01 from it (no duplicate member, other case, escape or invalid
+// UTF-8 makes a decoder see db02 where DecodeAgent checked db01).
+func FuzzDecodeAgent(f *testing.F) {
+	dir := f.TempDir()
+	db01, db02 := signer(f, 1), signer(f, 2)
+	for host, s := range map[string]*sign.Signer{"db01": db01, "db02": db02} {
+		if _, err := sign.Enroll(dir, host, s.PublicKey()); err != nil {
+			f.Fatal(err)
+		}
+	}
+	hosts := sign.NewKeyDir(dir)
+	for _, seed := range []string{
+		`{"host":"db01","loginid":"op","state":"DEPLOYED","time":"2026-01-01T00:00:00Z"}`,
+		`{"host":"db01","Host":"db02","loginid":"op","state":"DEPLOYED","time":"2026-01-01T00:00:00Z"}`,
+		`{"host":"db02","host":"db01","loginid":"op","state":"DEPLOYED","time":"2026-01-01T00:00:00Z"}`,
+		`{"host":"db01","work_request_id":"wr1","seq":1,"status":"SUCCEEDED","percent_complete":100,"time":"2026-01-01T00:00:00Z"}`,
+		`{"inventory":"SCHEDULED","host":"db01","instance_id":"i1","os_family":"debian","packages":[],"time":"2026-01-01T00:00:00Z"}`,
+		`{"host":"db\u00301","HOST":"db02"}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		value, err := db01.Sign(payload).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := DecodeAgent([]byte("db01"), value, hosts)
+		if err != nil {
+			return
+		}
+		if m.Host != "db01" || m.KeyID != db01.KeyID() {
+			t.Fatalf("accepted as %s by %s", m.Host, m.KeyID)
+		}
+		if r, err := schemas.DecodeAgentReport(m.Payload); err == nil && r.Host != "db01" {
+			t.Fatalf("a report of %s accepted with db01's key", r.Host)
+		}
+		if p, err := schemas.DecodeWorkProgress(m.Payload); err == nil && p.Host != "db01" {
+			t.Fatalf("work progress of %s accepted with db01's key", p.Host)
+		}
+		if inv, err := schemas.DecodeInventory(m.Payload); err == nil && inv.Host != "db01" {
+			t.Fatalf("an inventory of %s accepted with db01's key", inv.Host)
+		}
+	})
+}

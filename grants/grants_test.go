@@ -12,7 +12,7 @@ import (
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
-func signer(t *testing.T, seed byte) *sign.Signer {
+func signer(t testing.TB, seed byte) *sign.Signer {
 	t.Helper()
 	s, err := sign.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize)))
 	if err != nil {

@@ -19,6 +19,8 @@ type Service struct {
 	Command []string `json:"command,omitempty"`
 	// Binds maps a mount's target to its absolute source on the host.
 	Binds map[string]string `json:"binds,omitempty"`
+	// Volumes maps a named volume's mount target to the volume's name.
+	Volumes map[string]string `json:"volumes,omitempty"`
 	// DependsOn names the services it waits for.
 	DependsOn []string `json:"dependsOn,omitempty"`
 	// Healthcheck is the health check's test command.
@@ -49,10 +51,13 @@ func checkCompose(ctx context.Context, file string) ([]Service, error) {
 	}
 	var out []Service
 	for name, s := range p.Services {
-		o := Service{Name: name, Image: s.Image, Command: s.Command, Binds: map[string]string{}}
+		o := Service{Name: name, Image: s.Image, Command: s.Command, Binds: map[string]string{}, Volumes: map[string]string{}}
 		for _, v := range s.Volumes {
-			if v.Type == "bind" {
+			switch v.Type {
+			case "bind":
 				o.Binds[v.Target] = v.Source
+			case "volume":
+				o.Volumes[v.Target] = v.Source
 			}
 		}
 		for d := range s.DependsOn {

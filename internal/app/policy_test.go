@@ -268,10 +268,11 @@ func TestPolicyFollowsTheAgent(t *testing.T) {
 	a, stop := startWith(t, cfg, "server", "broker", "policy", "agent")
 	defer stop()
 	// The all-in-one made its agent's key (0600) and enrolled it for the
-	// agent's host, with no manual step: its reports are accepted below.
-	for _, f := range []string{filepath.Join(cfg.Embedded.DataDir, AgentKeyName), filepath.Join(cfg.Embedded.DataDir, HostKeysDirName, "cell01.pub")} {
-		if st, err := os.Stat(f); err != nil || st.Mode().Perm() != 0o600 {
-			t.Fatalf("%s: %v, %v; want a 0600 file", f, st, err)
+	// agent's host (a public key, 0644, that only its owner may change),
+	// with no manual step: its reports are accepted below.
+	for f, want := range map[string]os.FileMode{filepath.Join(cfg.Embedded.DataDir, AgentKeyName): 0o600, filepath.Join(cfg.Embedded.DataDir, HostKeysDirName, "cell01.pub"): 0o644} {
+		if st, err := os.Stat(f); err != nil || st.Mode().Perm() != want {
+			t.Fatalf("%s: %v, %v; want a %v file", f, st, err, want)
 		}
 	}
 	svc := a.shared.policy

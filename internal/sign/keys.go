@@ -29,18 +29,27 @@ func SavePrivateKey(path string, key ed25519.PrivateKey) error {
 	if err != nil {
 		return fmt.Errorf("sign: private key %s: %w", path, err)
 	}
-	return writeNew(path, pem.EncodeToMemory(&pem.Block{Type: pemPrivate, Bytes: der}))
+	return writeNew(path, pem.EncodeToMemory(&pem.Block{Type: pemPrivate, Bytes: der}), 0o600)
 }
 
 // SavePublicKey writes pub to path (PEM, mode 0600 like every file of a
 // data directory; copy it where it is trusted), atomically; it refuses to
 // replace a file that exists.
 func SavePublicKey(path string, pub ed25519.PublicKey) error {
-	der, err := x509.MarshalPKIXPublicKey(pub)
+	b, err := encodePublicKey(pub)
 	if err != nil {
 		return fmt.Errorf("sign: public key %s: %w", path, err)
 	}
-	return writeNew(path, pem.EncodeToMemory(&pem.Block{Type: pemPublic, Bytes: der}))
+	return writeNew(path, b, 0o600)
+}
+
+// encodePublicKey is pub's PEM "PUBLIC KEY" (PKIX).
+func encodePublicKey(pub ed25519.PublicKey) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("sign: public key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: pemPublic, Bytes: der}), nil
 }
 
 // LoadPrivateKey reads a private key file. It refuses a file that its
@@ -189,17 +198,17 @@ func EnsureKeyPair(privPath, pubPath string) (s *Signer, created bool, err error
 	return s, created, err
 }
 
-// writeNew writes b to a new file at path, mode 0600, atomically: a
+// writeNew writes b to a new file at path, of mode perm, atomically: a
 // temporary file in the same directory, synced, then linked in place, so
 // that an existing file is never replaced.
-func writeNew(path string, b []byte) error {
+func writeNew(path string, b []byte, perm os.FileMode) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return fmt.Errorf("sign: write %s: %w", path, err)
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp)
-	err = f.Chmod(0o600)
+	err = f.Chmod(perm)
 	if err == nil {
 		_, err = f.Write(b)
 	}

@@ -1,30 +1,41 @@
 #!/usr/bin/env bash
-# Makes the compose deployment's secrets in DIR, once (an existing file is
-# kept): admin.token and metrics.token (random bearer tokens), tokens.yaml
-# (their SHA-256 with roles admin and metrics: the tokens file every
-# auditpipe service reads), policy.key and grants.pub (the policy service's
-# signing key; the collector trusts grants signed with it). Files are 0640
-# but the private key, 0600 (auditpipe refuses a key others may read); the
+# Makes the compose deployment's secrets, once (an existing file is kept).
+# In DIR, which every auditpipe service and Prometheus mount: tokens.yaml
+# (the SHA-256 of the admin and metrics tokens with their roles: the
+# tokens file every auditpipe service reads), metrics.token (Prometheus'
+# bearer token) and grants.pub (the collector trusts grants signed with
+# its key). In PRIVATE, which only the policy service mounts: admin.token
+# and policy.key, the policy service's signing key (whoever reads it signs
+# grants that every collector and agent trusts). Files are 0640 but the
+# private key, 0600 (auditpipe refuses a key others may read); the
 # services run as root in their containers, as this does.
 set -euo pipefail
-dir=${1:?usage: init.sh DIR}
+dir=${1:?usage: init.sh DIR PRIVATE}
+private=${2:?usage: init.sh DIR PRIVATE}
 bin=${AUDITPIPE:-auditpipe}
-mkdir -p "$dir"
+mkdir -p "$dir" "$private"
 umask 027
+# A deployment made before they were apart: move the private ones.
+for f in admin.token policy.key; do
+	if [ -e "$dir/$f" ] && [ ! -e "$private/$f" ]; then mv "$dir/$f" "$private/$f"; fi
+done
 for name in admin metrics; do
-	[ -s "$dir/$name.token" ] || od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$dir/$name.token"
+	d=$dir
+	[ "$name" = admin ] && d=$private
+	[ -s "$d/$name.token" ] || od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$d/$name.token"
 done
 if [ ! -s "$dir/tokens.yaml" ]; then
 	{
 		echo "tokens:"
-		for name in admin metrics; do
+		for tok in "admin:$private" "metrics:$dir"; do
+			name=${tok%%:*}
 			printf '  - name: compose-%s\n    role: %s\n    sha256: %s\n' "$name" "$name" \
-				"$(tr -d '\n' <"$dir/$name.token" | sha256sum | cut -d' ' -f1)"
+				"$(tr -d '\n' <"${tok#*:}/$name.token" | sha256sum | cut -d' ' -f1)"
 		done
 	} >"$dir/tokens.yaml.new"
 	mv "$dir/tokens.yaml.new" "$dir/tokens.yaml"
 fi
-[ -s "$dir/policy.key" ] || "$bin" grant keygen --key "$dir/policy.key" --pub "$dir/grants.pub"
-chmod 0640 "$dir"/*
-chmod 0600 "$dir/policy.key"
-echo "auditpipe-init: secrets in $dir"
+[ -s "$private/policy.key" ] || "$bin" grant keygen --key "$private/policy.key" --pub "$dir/grants.pub"
+chmod 0640 "$dir"/* "$private"/*
+chmod 0600 "$private/policy.key"
+echo "auditpipe-init: secrets in $dir, the policy service's in $private"
