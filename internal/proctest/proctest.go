@@ -151,3 +151,14 @@ func FreePorts(t testing.TB, n int) []int {
 
 // Pid is the daemon's process id.
 func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
+// ExitCode is the daemon's exit status once it has exited (after Stop):
+// -1 while it runs, or when a signal ended it.
+func (p *Proc) ExitCode() int {
+	select {
+	case <-p.done:
+		return p.cmd.ProcessState.ExitCode()
+	default:
+		return -1
+	}
+}
