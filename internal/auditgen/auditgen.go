@@ -37,10 +37,15 @@ type Config struct {
 	// Nodes are node= prefixes, as an aggregating auditd (audisp-remote)
 	// writes them; each session runs on one of them. Empty: no prefix.
 	Nodes []string
-	// Operators is the number of operator login users, each with a grant
-	// (every second one COMMAND_AUDIT, so its keystrokes are not
-	// emitted). Default 8.
+	// Operators is the number of operator login users, each with a grant.
+	// Default 8.
 	Operators int
+	// CommandAuditEvery gives one operator in CommandAuditEvery a
+	// COMMAND_AUDIT grant (its keystrokes are not emitted), the others
+	// COMMAND_KEYSTROKE_AUDIT. Default 2; negative: none, as the
+	// collector's static grants (collector.grants, --grant), which have no
+	// audit type, audit keystrokes.
+	CommandAuditEvery int
 	// Enriched writes auditd's ENRICHED format (log_format = ENRICHED: the
 	// record's ids resolved after a 0x1d separator).
 	Enriched bool
@@ -160,6 +165,9 @@ func New(cfg Config) *Generator {
 	if cfg.Operators <= 0 {
 		cfg.Operators = 8
 	}
+	if cfg.CommandAuditEvery == 0 {
+		cfg.CommandAuditEvery = 2
+	}
 	if cfg.SplitEvery == 0 {
 		cfg.SplitEvery = 500
 	}
@@ -176,7 +184,8 @@ func New(cfg Config) *Generator {
 		for j := range id {
 			id[j] = byte(g.rng.Uint32())
 		}
-		op := &operator{login: hex.EncodeToString(id[:]), uid: uint64(uidFirstOp + i), keys: i%2 == 0,
+		op := &operator{login: hex.EncodeToString(id[:]), uid: uint64(uidFirstOp + i),
+			keys: cfg.CommandAuditEvery < 0 || i%cfg.CommandAuditEvery != cfg.CommandAuditEvery-1,
 			addr: "10.20." + strconv.Itoa(30+i/250) + "." + strconv.Itoa(1+i%250), tty: i % 64}
 		if len(cfg.Nodes) > 0 {
 			op.node = cfg.Nodes[i%len(cfg.Nodes)]

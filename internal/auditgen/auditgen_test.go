@@ -87,6 +87,8 @@ func TestCollectorEmitsWhatGeneratorCounts(t *testing.T) {
 		{"nodes", auditgen.Config{Seed: 3, Nodes: []string{"cell01", "cell02", "db01"}}},
 		{"enriched nodes, many operators, more splits", auditgen.Config{Seed: 4, Enriched: true, Nodes: []string{"cell01", "cell02"}, Operators: 40, SplitEvery: 50}},
 		{"no noise", auditgen.Config{Seed: 5, NoisePercent: -1, SplitEvery: -1}},
+		{"every grant audits keystrokes", auditgen.Config{Seed: 6, CommandAuditEvery: -1}},
+		{"one grant in three commands only", auditgen.Config{Seed: 7, CommandAuditEvery: 3}},
 	}
 	const events = 20000
 	for _, tt := range tests {
@@ -146,8 +148,8 @@ func TestCollectorEmitsWhatGeneratorCounts(t *testing.T) {
 			if not := got.stats.Outcomes[builder.NoGrant]; tt.cfg.NoisePercent >= 0 && not == 0 {
 				t.Errorf("no event of an unaudited user (no_grant outcomes: %d)", not)
 			}
-			if keysNot := got.stats.Outcomes[builder.KeysNotAsked]; keysNot == 0 {
-				t.Errorf("no keystrokes of a COMMAND_AUDIT grant")
+			if keysNot := got.stats.Outcomes[builder.KeysNotAsked]; (keysNot > 0) != (tt.cfg.CommandAuditEvery >= 0) {
+				t.Errorf("%d keystroke events of COMMAND_AUDIT grants (CommandAuditEvery %d)", keysNot, tt.cfg.CommandAuditEvery)
 			}
 			if tt.cfg.SplitEvery >= 0 && got.longArg == 0 {
 				t.Errorf("no split argument restored")
