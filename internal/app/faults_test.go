@@ -3,14 +3,12 @@
 package app
 
 import (
-	"bufio"
 	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -22,11 +20,9 @@ import (
 	"time"
 
 	"github.com/auditpipe/auditpipe/clickhouse/chdb"
-	"github.com/auditpipe/auditpipe/collector"
-	"github.com/auditpipe/auditpipe/collector/assemble"
-	"github.com/auditpipe/auditpipe/collector/builder"
 	"github.com/auditpipe/auditpipe/collector/spool"
 	"github.com/auditpipe/auditpipe/forwarder"
+	"github.com/auditpipe/auditpipe/internal/auditgen"
 	"github.com/auditpipe/auditpipe/internal/auth"
 	"github.com/auditpipe/auditpipe/internal/config"
 	"github.com/auditpipe/auditpipe/internal/kafka"
@@ -89,14 +85,6 @@ func faultParamsFromEnv(t *testing.T) faultParams {
 	return p
 }
 
-// faultTraffic writes the suite's load: at least n audited events as
-// auditd writes them into the audit log at path, at about rate events a
-// second, rotating the log as auditd does (path.1, path.2, …), until done
-// or ctx ends. The expected events are not its word: the suite decodes
-// what was written with the collector's own decoder, the run without
-// faults.
-type faultTraffic func(ctx context.Context, path string, n int, rate float64) error
-
 // TestFaultSuite is issue 17's fault suite (make test-faults): the three
 // split targets as processes of the built binary, each its own principal
 // on a real Apache Kafka secured as in production, an rsyslog over TLS as
@@ -115,18 +103,10 @@ func TestFaultSuite(t *testing.T) {
 	p := faultParamsFromEnv(t)
 	t.Logf("fault suite: %d events over %s, %d kills of each target, rsyslog down %s, seed %d (AUDITPIPE_FAULT_SEED=%d repeats the faults' moments)",
 		p.events, p.window, p.kills, p.siemDown, p.seed, p.seed)
-	runFaultSuite(t, p, sampleTraffic(t))
-}
-
-func runFaultSuite(t *testing.T, p faultParams, traffic faultTraffic) {
 	began := time.Now()
 	bin := auditpipeBinary(t)
 	_, a := kafkatest.StartApache(t, 1)
 	dir := t.TempDir()
-	sample, err := filepath.Abs("../../deploy/sample")
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	// The indexer: embedded chDB, its query endpoint for the suite's counts
 	// and for verify.
@@ -164,10 +144,28 @@ func runFaultSuite(t *testing.T, p faultParams, traffic faultTraffic) {
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	col := sampleConfig(dir, logPath)
+	// The traffic (internal/auditgen): operator sessions on two nodes of an
+	// aggregating auditd, ENRICHED, with noise; the collector is given the
+	// generator's users and grants (static grants audit keystrokes: so do
+	// the generator's grants with CommandAuditEvery -1).
+	gcfg := auditgen.Config{Seed: p.seed, Host: "cell00", Nodes: []string{"cell01", "cell02"}, Enriched: true, CommandAuditEvery: -1}
+	gen := auditgen.New(gcfg)
+	col := DefaultConfig()
 	col.Target = TargetCollector
-	col.Collector.Passwd = filepath.Join(sample, "passwd")
-	col.Collector.Group = filepath.Join(sample, "group")
+	col.Server.HTTPAddr = "127.0.0.1:0"
+	col.Collector.Host = gcfg.Host
+	col.Collector.Input.Path = logPath
+	col.Collector.Passwd = filepath.Join(dir, "passwd")
+	col.Collector.Group = filepath.Join(dir, "group")
+	for path, b := range map[string][]byte{col.Collector.Passwd: gen.Passwd(), col.Collector.Group: gen.Group()} {
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	col.Collector.Grants = map[string]string{}
+	for _, g := range gen.Grants() {
+		col.Collector.Grants[g.LoginID] = g.ReqAuthID
+	}
 	col.Server.Auth.OpenMetrics = true
 	col.Kafka = a.Client(kafka.RoleCollector)
 	col.Collector.StateDir = state
@@ -186,14 +184,32 @@ func runFaultSuite(t *testing.T, p faultParams, traffic faultTraffic) {
 	}
 	t.Logf("fault suite: broker, rsyslog and the three targets up after %s", time.Since(began).Round(time.Millisecond))
 
-	// The traffic, in the background, over the window.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	// The traffic, in the background, over the window, until at least
+	// p.events audited events are written. Every rotated file is kept: the
+	// collector may be down over rotations, and what auditd's num_logs
+	// drops unread is not the fault under test.
+	ctx := t.Context()
+	wctx, stopWriting := context.WithCancel(ctx)
+	defer stopWriting()
+	want := map[string]bool{}
+	perHost := map[string]int{}
+	w := &auditgen.Writer{Path: logPath, Gen: gen, Rate: auditRate(gcfg, p), MaxBytes: 32 << 20, NumLogs: 10_000,
+		OnWrite: func(evs []auditgen.Event, _ time.Time) {
+			for _, ev := range evs {
+				if ev.Expected() { // all of the last write's too: they are in the log
+					want[ev.ID()] = true
+					perHost[ev.Host]++
+				}
+			}
+			if len(want) >= p.events {
+				stopWriting()
+			}
+		}}
 	written := make(chan error, 1)
 	trafficStart := time.Now()
 	writtenIn := make(chan time.Duration, 1)
 	go func() {
-		err := traffic(ctx, logPath, p.events, float64(p.events)/p.window.Seconds())
+		err := w.Run(wctx)
 		writtenIn <- time.Since(trafficStart)
 		written <- err
 	}()
@@ -228,15 +244,11 @@ func runFaultSuite(t *testing.T, p faultParams, traffic faultTraffic) {
 	}
 	t.Logf("fault suite: traffic written in %s", (<-writtenIn).Round(time.Millisecond))
 
-	// What was written, decoded as the collector decodes it.
-	want, err := expectedEvents(logPath, col)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := w.Stats()
+	t.Logf("fault suite: %d audited events written (%d audit events, %d records, %d bytes, %d rotations)", len(want), st.Events, st.Records, st.Bytes, st.Rotations)
 	if len(want) < p.events {
-		t.Fatalf("the traffic holds %d audited events, want at least %d", len(want), p.events)
+		t.Fatalf("the traffic holds %d audited events, want %d", len(want), p.events)
 	}
-	t.Logf("fault suite: %d audited events written", len(want))
 
 	// Everything delivered: every event in ClickHouse, every one at rsyslog.
 	q := &queryapi.HTTPClient{URL: indexer.url, Token: config.Secret(tok[auth.RoleAuditor])}
@@ -245,6 +257,7 @@ func runFaultSuite(t *testing.T, p faultParams, traffic faultTraffic) {
 	siem := newSIEMCount(rs)
 	deadline := time.Now().Add(p.settle)
 	var rows, uniq, sum uint64
+	var err error
 	for {
 		rows, uniq, sum, err = storeCounts(ctx, q, counts)
 		siem.read(t)
@@ -285,9 +298,13 @@ func runFaultSuite(t *testing.T, p faultParams, traffic faultTraffic) {
 	if err != nil {
 		t.Errorf("auditpipe verify: %v", err)
 	}
-	wantHost := fmt.Sprintf("host %s: %d events, seq 1..%d;", col.Collector.Host, len(want), len(want))
-	if !strings.Contains(string(out), wantHost) || !strings.Contains(string(out), "verify: 1 hosts, 1 intact, 0 with findings") || !strings.Contains(string(out), " 0 invalid, 0 unsigned, 0 unverified") {
-		t.Errorf("auditpipe verify: want %q, every checkpoint signed and the one host intact", wantHost)
+	for host, n := range perHost {
+		if line := fmt.Sprintf("host %s: %d events, seq 1..%d;", host, n, n); !strings.Contains(string(out), line) {
+			t.Errorf("auditpipe verify: no %q", line)
+		}
+	}
+	if sum := fmt.Sprintf("verify: %d hosts, %d intact, 0 with findings", len(perHost), len(perHost)); !strings.Contains(string(out), sum) || strings.Count(string(out), " 0 invalid, 0 unsigned, 0 unverified;") != len(perHost) {
+		t.Errorf("auditpipe verify: want %q and every checkpoint signed", sum)
 	}
 
 	// The spool is empty: the collector says so, and so does its
@@ -313,14 +330,14 @@ func runFaultSuite(t *testing.T, p faultParams, traffic faultTraffic) {
 }
 
 // faultStep is one step of a fault: at its moment (from the start of the
-// plan), what happens (a key of the test's actions). then is the step
-// that undoes it, down after this one actually ran: a step that runs late
-// (a restart that took long) does not shorten the next outage.
+// plan), what happens (a key of the test's actions) to part. then is the
+// step that undoes it, due down after this one actually ran: a step that
+// runs late (a restart that took long) does not shorten the outage.
 type faultStep struct {
-	at   time.Duration
-	what string
-	then *faultStep
-	down time.Duration
+	at         time.Duration
+	part, what string
+	then       *faultStep
+	down       time.Duration
 }
 
 // faultPlan draws the faults' moments from the seed over the window: each
@@ -332,25 +349,27 @@ func faultPlan(p faultParams) []*faultStep {
 	rng := rand.New(rand.NewPCG(p.seed, p.seed^0x9e3779b97f4a7c15))
 	between := func(lo, hi time.Duration) time.Duration { return lo + time.Duration(rng.Int64N(int64(hi-lo)+1)) }
 	var plan []*faultStep
-	add := func(at, down time.Duration, stop, start string) {
-		plan = append(plan, &faultStep{at: at, what: stop, down: down, then: &faultStep{at: at + down, what: start}})
+	add := func(part string, at, down time.Duration, stop, start string) {
+		plan = append(plan, &faultStep{at: at, part: part, what: stop + " " + part, down: down,
+			then: &faultStep{at: at + down, part: part, what: start + " " + part}})
 	}
 	slot := p.window / time.Duration(p.kills)
 	for _, c := range []string{"collector", "indexer", "forwarder"} {
 		for i := range p.kills {
-			add(time.Duration(i)*slot+between(0, slot/2), between(500*time.Millisecond, 3*time.Second), "kill "+c, "start "+c)
+			add(c, time.Duration(i)*slot+between(0, slot/2), between(500*time.Millisecond, 3*time.Second), "kill", "start")
 		}
 	}
-	add(between(0, p.window), between(2*time.Second, 8*time.Second), "kill broker", "start broker")
-	add(between(0, max(p.window-p.siemDown, 0)), p.siemDown, "stop rsyslog", "start rsyslog")
-	add(between(0, p.window), between(5*time.Second, 10*time.Second), "fill disk", "free disk")
+	add("broker", between(0, p.window), between(2*time.Second, 8*time.Second), "kill", "start")
+	add("rsyslog", between(0, max(p.window-p.siemDown, 0)), p.siemDown, "stop", "start")
+	add("disk", between(0, p.window), between(5*time.Second, 10*time.Second), "fill", "free")
 	return plan
 }
 
 // runFaultPlan runs the steps in the order of their moments, each when its
 // moment came (run is passed the step and the time since the start), and
-// returns the number of steps run. A step's then is due down after the step
-// ran.
+// returns the number of steps run. A step's then is due down after the
+// step ran; until it ran, the part's next fault waits (a part is not
+// killed twice).
 func runFaultPlan(plan []*faultStep, run func(f faultStep, at time.Duration)) int {
 	start := time.Now()
 	due := map[*faultStep]time.Duration{}
@@ -358,69 +377,27 @@ func runFaultPlan(plan []*faultStep, run func(f faultStep, at time.Duration)) in
 	for _, f := range plan {
 		due[f] = f.at
 	}
+	undo := map[*faultStep]bool{}
+	down := map[string]bool{}
 	n := 0
 	for len(pending) > 0 {
 		slices.SortStableFunc(pending, func(a, b *faultStep) int { return cmp.Compare(due[a], due[b]) })
-		f := pending[0]
-		pending = pending[1:]
+		i := slices.IndexFunc(pending, func(f *faultStep) bool { return undo[f] || !down[f.part] })
+		f := pending[i]
+		pending = slices.Delete(pending, i, i+1)
 		if d := time.Until(start.Add(due[f])); d > 0 {
 			time.Sleep(d)
 		}
-		at := time.Since(start)
-		run(*f, at)
+		run(*f, time.Since(start))
 		n++
+		down[f.part] = !undo[f]
 		if f.then != nil {
 			due[f.then] = time.Since(start) + f.down
+			undo[f.then] = true
 			pending = append(pending, f.then)
 		}
 	}
 	return n
-}
-
-// expectedEvents decodes the audit log at path and its rotated files
-// (oldest first), as the collector configured by cfg does, and returns
-// the event ids of the audited events.
-func expectedEvents(path string, cfg Config) (map[string]bool, error) {
-	names, err := builder.LoadNames(cfg.Collector.Passwd, cfg.Collector.Group)
-	if err != nil {
-		return nil, err
-	}
-	// The collector's static grants, as it takes them (keystrokes audited).
-	grants := builder.StaticGrants{}
-	for login, id := range cfg.Collector.Grants {
-		grants[login] = schemas.Grant{LoginID: login, ReqAuthID: id, AuditType: schemas.AuditCommandKeystroke}
-	}
-	ids := map[string]bool{}
-	d := collector.NewDecoder(builder.Config{
-		Layer: cfg.Collector.Layer, Host: cfg.Collector.Host, AllUsers: cfg.Collector.AllUsers, Names: names, Grants: grants,
-	}, assemble.Options{}, func(ev *schemas.Event, _ *assemble.Event) { ids[ev.EventID] = true }, func(collector.Reject) {})
-	files := []string{path}
-	for i := 1; ; i++ {
-		if _, err := os.Stat(fmt.Sprintf("%s.%d", path, i)); err != nil {
-			break
-		}
-		files = append(files, fmt.Sprintf("%s.%d", path, i))
-	}
-	slices.Reverse(files)
-	for _, name := range files {
-		f, err := os.Open(name)
-		if err != nil {
-			return nil, err
-		}
-		err = collector.ReadLines(f, collector.DefaultMaxLineBytes, func(line []byte, err error) error {
-			if err != nil {
-				return err
-			}
-			d.Line(line, 0, time.Now())
-			return nil
-		})
-		f.Close()
-		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("decoding %s: %w", name, err)
-		}
-	}
-	d.Flush()
-	return ids, nil
 }
 
 // idChecksum is what the suite's query sums over the stored ids: the
@@ -513,86 +490,74 @@ func (s *siemCount) duplicates() int {
 	return n
 }
 
-// sampleTraffic is the bundled sample (18 audited events) repeated with
-// shifted serials and times: a stand-in for the load generator of branch
-// loadgen until it is merged.
-func sampleTraffic(t *testing.T) faultTraffic {
-	first, second := sampleHalves(t)
-	lines := strings.SplitAfter(first+second, "\n")
-	return func(ctx context.Context, path string, n int, rate float64) error {
-		const perCopy = 18
-		copies := (n + perCopy - 1) / perCopy
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-		if err != nil {
-			return err
+// auditRate is the writer's rate in audit events a second (noise and PAM
+// records included) that writes p.events audited events over the window:
+// the generator's share of audited events, measured on a copy of it.
+func auditRate(cfg auditgen.Config, p faultParams) float64 {
+	g := auditgen.New(cfg)
+	const probe = 5000
+	var buf []byte
+	audited := 0
+	for range probe {
+		var ev auditgen.Event
+		buf, ev = g.Append(buf[:0], time.Now())
+		if ev.Expected() {
+			audited++
 		}
-		w := bufio.NewWriterSize(f, 1<<20)
-		var size int64
-		start := time.Now()
-		for k := range copies {
-			for _, l := range lines {
-				l = shiftSample(l, k)
-				w.WriteString(l)
-				size += int64(len(l))
-			}
-			if due := start.Add(time.Duration(float64((k+1)*perCopy) / rate * float64(time.Second))); time.Until(due) > 0 {
-				if err := w.Flush(); err != nil {
-					return err
-				}
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-time.After(time.Until(due)):
-				}
-			}
-			if size > 16<<20 { // rotate as auditd does
-				if err := w.Flush(); err != nil {
-					return err
-				}
-				f.Close()
-				if err := rotate(path); err != nil {
-					return err
-				}
-				if f, err = os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
-					return err
-				}
-				w.Reset(f)
-				size = 0
-			}
+	}
+	return float64(p.events) / p.window.Seconds() * probe / float64(max(audited, 1))
+}
+
+// The plan is the seed's: the same seed, the same moments; every part
+// has its faults, each undone, at moments within the window (a restart
+// may end after it).
+func TestFaultPlan(t *testing.T) {
+	p := faultParams{seed: 7, window: 2 * time.Minute, siemDown: time.Minute, kills: 3}
+	moments := func(plan []*faultStep) []string {
+		var out []string
+		for _, f := range plan {
+			out = append(out, fmt.Sprintf("%s@%s+%s", f.what, f.at, f.down))
 		}
-		if err := w.Flush(); err != nil {
-			return err
+		return out
+	}
+	a, b := faultPlan(p), faultPlan(p)
+	if !slices.Equal(moments(a), moments(b)) {
+		t.Fatalf("one seed, two plans:\n%v\n%v", moments(a), moments(b))
+	}
+	p.seed = 8
+	if slices.Equal(moments(a), moments(faultPlan(p))) {
+		t.Fatal("another seed, the same plan")
+	}
+	count := map[string]int{}
+	for _, f := range a {
+		count[f.what]++
+		if f.then == nil || f.then.part != f.part {
+			t.Errorf("%s is not undone", f.what)
 		}
-		return f.Close()
+		if f.at < 0 || f.at > p.window {
+			t.Errorf("%s at %s, outside the window", f.what, f.at)
+		}
+	}
+	want := map[string]int{"kill collector": 3, "kill indexer": 3, "kill forwarder": 3, "kill broker": 1, "stop rsyslog": 1, "fill disk": 1}
+	if !maps.Equal(count, want) {
+		t.Errorf("plan %v, want %v", count, want)
 	}
 }
 
-// shiftSample moves a sample line's audit(SEC.MS:SERIAL) by copy k.
-func shiftSample(l string, k int) string {
-	i := strings.Index(l, "msg=audit(")
-	if i < 0 {
-		return l
+// A part's next fault waits until its last one is undone, however late
+// the undo runs: a target is never killed twice, nor started twice.
+func TestRunFaultPlanOrder(t *testing.T) {
+	ms := time.Millisecond
+	step := func(part string, at, down time.Duration) *faultStep {
+		return &faultStep{at: at, part: part, what: "kill " + part, down: down, then: &faultStep{part: part, what: "start " + part}}
 	}
-	j := strings.IndexByte(l[i:], ')')
-	stamp := l[i+len("msg=audit(") : i+j]
-	dot, colon := strings.IndexByte(stamp, '.'), strings.IndexByte(stamp, ':')
-	sec, _ := strconv.ParseInt(stamp[:dot], 10, 64)
-	serial, _ := strconv.ParseUint(stamp[colon+1:], 10, 64)
-	return fmt.Sprintf("%smsg=audit(%d.%s:%d)%s", l[:i], sec+int64(k)*200, stamp[dot+1:colon], serial+uint64(k)*100, l[i+j+1:])
-}
-
-// rotate renames path to path.1, path.1 to path.2, and so on.
-func rotate(path string) error {
-	n := 1
-	for ; ; n++ {
-		if _, err := os.Stat(fmt.Sprintf("%s.%d", path, n)); err != nil {
-			break
-		}
+	// The first kill of x is undone 30ms after it; its second kill is due
+	// before that and must wait. y runs between them.
+	plan := []*faultStep{step("x", 0, 30*ms), step("x", 10*ms, 5*ms), step("y", 15*ms, 5*ms)}
+	var got []string
+	n := runFaultPlan(plan, func(f faultStep, _ time.Duration) { got = append(got, f.what) })
+	want := []string{"kill x", "kill y", "start y", "start x", "kill x", "start x"}
+	if n != 6 || !slices.Equal(got, want) {
+		t.Errorf("ran %d steps %v, want %v", n, got, want)
 	}
-	for ; n > 1; n-- {
-		if err := os.Rename(fmt.Sprintf("%s.%d", path, n-1), fmt.Sprintf("%s.%d", path, n)); err != nil {
-			return err
-		}
-	}
-	return os.Rename(path, path+".1")
 }
