@@ -14,7 +14,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,33 +23,6 @@ import (
 	"github.com/auditpipe/auditpipe/internal/config"
 	"github.com/auditpipe/auditpipe/internal/proctest"
 )
-
-// builtBinary is the auditpipe binary the fault suite builds once.
-var builtBinary struct {
-	once      sync.Once
-	path, dir string
-	out       []byte
-	err       error
-}
-
-// auditpipeBinary builds cmd/auditpipe (niced) once per test binary and
-// returns its path; it is removed when the test ends.
-func auditpipeBinary(t *testing.T) string {
-	t.Helper()
-	builtBinary.once.Do(func() {
-		builtBinary.dir, builtBinary.err = os.MkdirTemp("", "auditpipe-faults-")
-		if builtBinary.err != nil {
-			return
-		}
-		builtBinary.path = filepath.Join(builtBinary.dir, "auditpipe")
-		builtBinary.out, builtBinary.err = exec.Command("nice", "-n", "10", "go", "build", "-o", builtBinary.path, "../../cmd/auditpipe").CombinedOutput()
-	})
-	if builtBinary.err != nil {
-		t.Fatalf("go build ../../cmd/auditpipe: %v\n%s", builtBinary.err, builtBinary.out)
-	}
-	t.Cleanup(func() { os.RemoveAll(builtBinary.dir) })
-	return builtBinary.path
-}
 
 // writeConfigFile writes cfg as the YAML file a process reads, with the
 // Kafka password moved into a password file (a Secret marshals as its

@@ -21,12 +21,12 @@ import (
 
 	"github.com/auditpipe/auditpipe/clickhouse/chdb"
 	"github.com/auditpipe/auditpipe/collector/spool"
-	"github.com/auditpipe/auditpipe/forwarder"
 	"github.com/auditpipe/auditpipe/internal/auditgen"
 	"github.com/auditpipe/auditpipe/internal/auth"
 	"github.com/auditpipe/auditpipe/internal/config"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
+	"github.com/auditpipe/auditpipe/internal/proctest"
 	"github.com/auditpipe/auditpipe/internal/siemtest"
 	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/internal/testenv"
@@ -104,37 +104,21 @@ func TestFaultSuite(t *testing.T) {
 	t.Logf("fault suite: %d events over %s, %d kills of each target, rsyslog down %s, seed %d (AUDITPIPE_FAULT_SEED=%d repeats the faults' moments)",
 		p.events, p.window, p.kills, p.siemDown, p.seed, p.seed)
 	began := time.Now()
-	bin := auditpipeBinary(t)
+	bin := proctest.Build(t, "../../cmd/auditpipe")
 	_, a := kafkatest.StartApache(t, 1)
 	dir := t.TempDir()
 
 	// The indexer: embedded chDB, its query endpoint for the suite's counts
 	// and for verify.
-	tokens, tok := writeTokens(t, dir, auth.RoleAuditor)
+	ix, tok := securedIndexerConfig(t, a, dir)
 	tokenFile := filepath.Join(dir, "auditor.token")
 	if err := os.WriteFile(tokenFile, []byte(tok[auth.RoleAuditor]+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ix := DefaultConfig()
-	ix.Target = TargetIndexer
-	ix.Server.HTTPAddr = "127.0.0.1:0"
-	ix.Server.Auth.TokensFile = tokens
-	ix.Kafka = a.Client(kafka.RoleIndexer)
-	ix.ClickHouse.Embedded.Dir = filepath.Join(dir, "chdb")
-	ix.ClickHouse.RetentionDays = 0
-	ix.Indexer.Batch.MaxWait = 200 * time.Millisecond
 	ix.Indexer.RetryBackoffMax = 2 * time.Second
 	indexer := newTargetProc(t, dir, "indexer", bin, ix)
 
-	ca := siemtest.NewCA(t, dir, "siem-ca")
-	cert, key := ca.Issue(t, dir, "siem", siemtest.CertOptions{})
-	rs := siemtest.StartRsyslog(t, siemtest.RsyslogOptions{CA: ca, CertFile: cert, KeyFile: key})
-	fw := DefaultConfig()
-	fw.Target = TargetForwarder
-	fw.Server.HTTPAddr = "127.0.0.1:0"
-	fw.Server.Auth.OpenMetrics = true
-	fw.Kafka = a.Client(kafka.RoleForwarder)
-	fw.Forwarder.Destinations = []forwarder.Destination{{Name: "siem", Address: rs.Addr, TLS: forwarder.TLS{CAFile: ca.CertPEM}}}
+	fw, rs := securedForwarderConfig(t, a, dir)
 	fwGroup := fw.Forwarder.Destinations[0].WithDefaults().Group
 	fwd := newTargetProc(t, dir, "forwarder", bin, fw)
 

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -161,4 +162,18 @@ func (p *Proc) ExitCode() int {
 	default:
 		return -1
 	}
+}
+
+// Build builds the Go package pkg (an import path, or a directory
+// relative to the test's) with `go build`, niced so the tests running
+// beside it keep their CPU, into a temporary directory of the test, and
+// returns the binary's path: a test that runs the binary as its own
+// process, as an operator does.
+func Build(t testing.TB, pkg string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	if out, err := exec.Command("nice", "-n", "10", "go", "build", "-o", path, pkg).CombinedOutput(); err != nil {
+		t.Fatalf("proctest: go build %s: %v\n%s", pkg, err, out)
+	}
+	return path
 }
