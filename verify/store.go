@@ -24,9 +24,18 @@ const storeColumns = "event, layer, host, req_auth_id, loginid, event_id, seq, s
 	"euid, exe, cwd, title, args, keys, time, raw_data, escaped, prev_hash, content_hash, chain_first, chain_last, chain_count, " +
 	"chain_head, key_id, sig, toUnixTimestamp64Milli(ts), kafka_partition, kafka_offset"
 
+// StorePageSeqs is how many seq values of one host LoadStore reads in one
+// query.
+const StorePageSeqs = 20_000
+
 // LoadStore reads every stored row of audit_events (without FINAL: each
 // copy) and the event_conflicts that f selects.
 func LoadStore(ctx context.Context, q clickhouse.Querier, f Filter) ([]Record, []Conflict, error) {
+	return loadStore(ctx, q, f, StorePageSeqs)
+}
+
+// loadStore is LoadStore reading page seq values of a host a query.
+func loadStore(ctx context.Context, q clickhouse.Querier, f Filter, page uint64) ([]Record, []Conflict, error) {
 	var where []string
 	if f.Host != "" {
 		where = append(where, "host = "+clickhouse.QuoteString(f.Host))
@@ -42,22 +51,47 @@ func LoadStore(ctx context.Context, q clickhouse.Querier, f Filter) ([]Record, [
 	if !f.To.IsZero() {
 		evCond = append(evCond, fmt.Sprintf("ts < fromUnixTimestamp64Milli(%d)", f.To.UnixMilli()))
 	}
-	sql := "SELECT " + storeColumns + " FROM audit_events"
-	if len(evCond) > 0 {
-		sql += " WHERE " + strings.Join(evCond, " AND ")
+	// Host by host, StorePageSeqs seq values at a time: one query of the
+	// whole table (every row's raw_data, sorted) outgrew the query
+	// endpoint's memory limit (1 GiB) at 200 000 events.
+	base := strings.Join(evCond, " AND ")
+	if base == "" {
+		base = "1"
 	}
-	sql += " ORDER BY host, seq, inserted_at SETTINGS final = 0"
-	res, err := q.Query(ctx, sql)
+	spans, err := q.Query(ctx, "SELECT host, min(seq), max(seq) FROM audit_events WHERE "+base+" GROUP BY host ORDER BY host SETTINGS final = 0")
 	if err != nil {
 		return nil, nil, fmt.Errorf("verify: read audit_events: %w", err)
 	}
-	recs := make([]Record, 0, len(res.Rows))
-	for i, row := range res.Rows {
-		r, err := recordFromRow(row)
-		if err != nil {
-			return nil, nil, fmt.Errorf("verify: audit_events row %d: %w", i, err)
+	var recs []Record
+	for _, span := range spans.Rows {
+		if len(span) != 3 {
+			return nil, nil, fmt.Errorf("verify: audit_events hosts: %d columns, want 3", len(span))
 		}
-		recs = append(recs, r)
+		host := str(span[0])
+		lo, err1 := strconv.ParseUint(clickhouse.ValueString(span[1]), 10, 64)
+		hi, err2 := strconv.ParseUint(clickhouse.ValueString(span[2]), 10, 64)
+		if err1 != nil || err2 != nil {
+			return nil, nil, fmt.Errorf("verify: audit_events seq range of host %q: %v %v", host, span[1], span[2])
+		}
+		for from := lo; from <= hi; from += page {
+			to := min(from+page-1, hi) // from+page cannot wrap: hi is a seq, page small
+			sql := fmt.Sprintf("SELECT %s FROM audit_events WHERE %s AND host = %s AND seq BETWEEN %d AND %d ORDER BY seq, inserted_at SETTINGS final = 0",
+				storeColumns, base, clickhouse.QuoteString(host), from, to)
+			res, err := q.Query(ctx, sql)
+			if err != nil {
+				return nil, nil, fmt.Errorf("verify: read audit_events: %w", err)
+			}
+			for i, row := range res.Rows {
+				r, err := recordFromRow(row)
+				if err != nil {
+					return nil, nil, fmt.Errorf("verify: audit_events row %d of host %q from seq %d: %w", i, host, from, err)
+				}
+				recs = append(recs, r)
+			}
+			if to == hi {
+				break
+			}
+		}
 	}
 	csql := "SELECT event_id, host, seq, first_hash, conflict_hash, kafka_partition, kafka_offset FROM event_conflicts"
 	if cond != "" {

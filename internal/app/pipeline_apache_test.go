@@ -34,26 +34,9 @@ func TestPipelineOverSecuredApacheKafka(t *testing.T) {
 	_, a := kafkatest.StartApache(t, 1)
 	dir := t.TempDir()
 
-	tokens, tok := writeTokens(t, dir, auth.RoleAuditor)
-	ix := DefaultConfig()
-	ix.Target = TargetIndexer
-	ix.Server.HTTPAddr = "127.0.0.1:0"
-	ix.Server.Auth.TokensFile = tokens
-	ix.Kafka = a.Client(kafka.RoleIndexer)
-	ix.ClickHouse.Embedded.Dir = filepath.Join(dir, "chdb")
-	ix.ClickHouse.RetentionDays = 0
-	ix.Indexer.Batch.MaxWait = 100 * time.Millisecond
+	ix, tok := securedIndexerConfig(t, a, dir)
 	indexer := startTarget(t, ix)
-
-	ca := siemtest.NewCA(t, dir, "siem-ca")
-	cert, key := ca.Issue(t, dir, "siem", siemtest.CertOptions{})
-	rs := siemtest.StartRsyslog(t, siemtest.RsyslogOptions{CA: ca, CertFile: cert, KeyFile: key})
-	fw := DefaultConfig()
-	fw.Target = TargetForwarder
-	fw.Server.HTTPAddr = "127.0.0.1:0"
-	fw.Server.Auth.OpenMetrics = true
-	fw.Kafka = a.Client(kafka.RoleForwarder)
-	fw.Forwarder.Destinations = []forwarder.Destination{{Name: "siem", Address: rs.Addr, TLS: forwarder.TLS{CAFile: ca.CertPEM}}}
+	fw, rs := securedForwarderConfig(t, a, dir)
 	fwd := startTarget(t, fw)
 
 	logPath := filepath.Join(dir, "audit.log")
@@ -89,6 +72,40 @@ func TestPipelineOverSecuredApacheKafka(t *testing.T) {
 			t.Errorf("%s: %d authorization or authentication failures: %s", name, len(n), n[0])
 		}
 	}
+}
+
+// securedIndexerConfig is the indexer target on a, as its own principal:
+// embedded chDB under dir, its query endpoint on a free port for the
+// auditor whose token it returns.
+func securedIndexerConfig(t *testing.T, a *kafkatest.Apache, dir string) (Config, map[string]string) {
+	t.Helper()
+	tokens, tok := writeTokens(t, dir, auth.RoleAuditor)
+	ix := DefaultConfig()
+	ix.Target = TargetIndexer
+	ix.Server.HTTPAddr = "127.0.0.1:0"
+	ix.Server.Auth.TokensFile = tokens
+	ix.Kafka = a.Client(kafka.RoleIndexer)
+	ix.ClickHouse.Embedded.Dir = filepath.Join(dir, "chdb")
+	ix.ClickHouse.RetentionDays = 0
+	ix.Indexer.Batch.MaxWait = 100 * time.Millisecond
+	return ix, tok
+}
+
+// securedForwarderConfig starts an rsyslog receiving over TLS (a CA made
+// for the test, under dir) and returns it and the forwarder target on a,
+// as its own principal, sending to it; its metrics are open.
+func securedForwarderConfig(t *testing.T, a *kafkatest.Apache, dir string) (Config, *siemtest.Rsyslog) {
+	t.Helper()
+	ca := siemtest.NewCA(t, dir, "siem-ca")
+	cert, key := ca.Issue(t, dir, "siem", siemtest.CertOptions{})
+	rs := siemtest.StartRsyslog(t, siemtest.RsyslogOptions{CA: ca, CertFile: cert, KeyFile: key})
+	fw := DefaultConfig()
+	fw.Target = TargetForwarder
+	fw.Server.HTTPAddr = "127.0.0.1:0"
+	fw.Server.Auth.OpenMetrics = true
+	fw.Kafka = a.Client(kafka.RoleForwarder)
+	fw.Forwarder.Destinations = []forwarder.Destination{{Name: "siem", Address: rs.Addr, TLS: forwarder.TLS{CAFile: ca.CertPEM}}}
+	return fw, rs
 }
 
 // authFailure is a log line of a refused principal.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -151,3 +152,28 @@ func FreePorts(t testing.TB, n int) []int {
 
 // Pid is the daemon's process id.
 func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
+// ExitCode is the daemon's exit status once it has exited (after Stop):
+// -1 while it runs, or when a signal ended it.
+func (p *Proc) ExitCode() int {
+	select {
+	case <-p.done:
+		return p.cmd.ProcessState.ExitCode()
+	default:
+		return -1
+	}
+}
+
+// Build builds the Go package pkg (an import path, or a directory
+// relative to the test's) with `go build`, niced so the tests running
+// beside it keep their CPU, into a temporary directory of the test, and
+// returns the binary's path: a test that runs the binary as its own
+// process, as an operator does.
+func Build(t testing.TB, pkg string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	if out, err := exec.Command("nice", "-n", "10", "go", "build", "-o", path, pkg).CombinedOutput(); err != nil {
+		t.Fatalf("proctest: go build %s: %v\n%s", pkg, err, out)
+	}
+	return path
+}
