@@ -6,7 +6,7 @@ BIN := bin/auditpipe
 CACHE ?= $(HOME)/.cache/auditpipe
 export AUDITPIPE_CACHE := $(CACHE)
 
-.PHONY: deps build run test test-race bench fuzz mutate lint clean deb
+.PHONY: deps build run test test-race bench bench-pipeline fuzz mutate lint clean deb
 
 deps: ## install everything the project needs (idempotent)
 	@bash scripts/deps.sh
@@ -35,6 +35,11 @@ test-race: deps ## go test -race on the unit packages
 
 bench: deps ## benchmarks against their baselines (see bench/README.md)
 	@bash scripts/bench.sh
+
+# The whole pipeline under load (scripts/bench.d/pipeline.sh, bench/README.md
+# "Pipeline"): minutes, not part of make test.
+bench-pipeline: deps ## the all-in-one on generated traffic: events/s, latency, RSS, CPU
+	@BENCH_PIPELINE="$(BENCH_PIPELINE)" bash scripts/bench.d/pipeline.sh
 
 FUZZTIME ?= 30s
 fuzz: ## run every fuzz target for FUZZTIME
