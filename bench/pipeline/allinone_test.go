@@ -42,7 +42,14 @@ type probes struct {
 	last time.Time
 }
 
-const probeEvery = 100 * time.Millisecond
+// The harness's own queries share the store with the indexer's inserts,
+// so they are few and cheap: a probe every probeEvery of writing, looked
+// up (final = 0: the event_id bloom filter, no merge on read) every
+// probePoll; the completion count from part metadata every second.
+const (
+	probeEvery = 200 * time.Millisecond
+	probePoll  = 500 * time.Millisecond
+)
 
 func (p *probes) offer(evs []auditgen.Event, at time.Time) {
 	if at.Sub(p.last) < probeEvery {
@@ -104,7 +111,7 @@ var sdEventID = regexp.MustCompile(`event_id=\\"([0-9a-f]{32})\\"`)
 // and at rsyslog (at least once, copies counted); latency percentiles
 // (line written → row inserted for every row, from ClickHouse's own
 // inserted_at; → row queryable and → received by rsyslog for a probe
-// every 100 ms); peak RSS and CPU of the all-in-one (by thread group:
+// every 200 ms); peak RSS and CPU of the all-in-one (by thread group:
 // chDB's native threads are named, Go's are not), of rsyslog and of this
 // process (the generator); the load average. Run it with -benchtime=1x
 // (scripts/bench.d/pipeline.sh); settings in loadSettings.
@@ -123,75 +130,79 @@ func BenchmarkAllInOne(b *testing.B) {
 	}
 }
 
-func runAllInOne(b *testing.B, s settings) {
-	rep := &report{b: b}
-	defer rep.write(s.out)
-	bin := buildAuditpipe(b)
-	dir := b.TempDir()
+// traffic is a run's generated load: the generator, its writer, the ids
+// the pipeline must deliver and the latency probes.
+type traffic struct {
+	s        settings
+	dir      string
+	gen      *auditgen.Generator
+	w        *auditgen.Writer
+	want     *expectedIDs
+	pr       *probes
+	log      string // the audit log
+	pw, gr   string // passwd, group
+	drain    bool
+	bin      string
+	siem     *siemtest.Rsyslog
+	siemCA   string
+	siemAddr string
+}
+
+// newTraffic prepares the load (in drain mode: writes it) and, when asked,
+// starts rsyslog.
+func newTraffic(b *testing.B, s settings) *traffic {
+	t := &traffic{s: s, dir: b.TempDir(), want: &expectedIDs{}, pr: &probes{byID: map[string]*probe{}}, drain: s.rate == 0}
+	t.bin = buildAuditpipe(b)
 	share := expectedShare(s.gen)
-	g := auditgen.New(s.gen)
-	pw, gr := filepath.Join(dir, "passwd"), filepath.Join(dir, "group")
-	if err := os.WriteFile(pw, g.Passwd(), 0o644); err != nil {
+	t.gen = auditgen.New(s.gen)
+	t.pw, t.gr, t.log = filepath.Join(t.dir, "passwd"), filepath.Join(t.dir, "group"), filepath.Join(t.dir, "audit.log")
+	if err := os.WriteFile(t.pw, t.gen.Passwd(), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	if err := os.WriteFile(gr, g.Group(), 0o644); err != nil {
+	if err := os.WriteFile(t.gr, t.gen.Group(), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	auditLog := filepath.Join(dir, "audit.log")
-	want := &expectedIDs{}
-	pr := &probes{byID: map[string]*probe{}}
-	w := &auditgen.Writer{Path: auditLog, Gen: g, MaxBytes: s.maxBytes, NumLogs: s.numLogs,
+	t.w = &auditgen.Writer{Path: t.log, Gen: t.gen, MaxBytes: s.maxBytes, NumLogs: s.numLogs,
 		OnWrite: func(evs []auditgen.Event, at time.Time) {
 			for _, e := range evs {
 				if e.Expected() {
-					want.add(e.ID())
+					t.want.add(e.ID())
 				}
 			}
-			pr.offer(evs, at)
+			if !t.drain {
+				t.pr.offer(evs, at)
+			}
 		}}
-	drain := s.rate == 0
-	if drain {
+	if t.drain {
 		// Pre-written, not rotated: the whole log is there at start.
-		w.MaxBytes, w.Limit, w.OnWrite = 1<<40, uint64(float64(s.events)/share), func(evs []auditgen.Event, _ time.Time) {
-			for _, e := range evs {
-				if e.Expected() {
-					want.add(e.ID())
-				}
-			}
-		}
-		if err := w.Run(context.Background()); err != nil {
+		t.w.MaxBytes, t.w.Limit = 1<<40, uint64(float64(s.events)/share)
+		if err := t.w.Run(context.Background()); err != nil {
 			b.Fatal(err)
 		}
 	} else {
-		w.Rate = s.rate / share
-		w.Limit = uint64(w.Rate * s.duration.Seconds())
-		if err := os.WriteFile(auditLog, nil, 0o600); err != nil {
+		t.w.Rate = s.rate / share
+		t.w.Limit = uint64(t.w.Rate * s.duration.Seconds())
+		if err := os.WriteFile(t.log, nil, 0o600); err != nil {
 			b.Fatal(err)
 		}
 	}
-
-	var rs *siemtest.Rsyslog
-	args := []string{"all-in-one", "--data", filepath.Join(dir, "data"), "--audit-log", auditLog,
-		"--flush-interval", s.flush.String(), "--layer", "CELL", "--host", "loadgen", "--passwd", pw, "--group", gr,
-		"--retention-days", "0"}
-	for _, gt := range g.Grants() {
-		args = append(args, "--grant", gt.LoginID+"="+gt.ReqAuthID)
-	}
 	if s.siem {
-		ca := siemtest.NewCA(b, dir, "siem-ca")
-		cert, key := ca.Issue(b, dir, "siem", siemtest.CertOptions{})
-		rs = siemtest.StartRsyslog(b, siemtest.RsyslogOptions{CA: ca, CertFile: cert, KeyFile: key})
-		args = append(args, "--siem", rs.Addr, "--siem-ca", ca.CertPEM)
+		ca := siemtest.NewCA(b, t.dir, "siem-ca")
+		cert, key := ca.Issue(b, t.dir, "siem", siemtest.CertOptions{})
+		t.siem = siemtest.StartRsyslog(b, siemtest.RsyslogOptions{CA: ca, CertFile: cert, KeyFile: key})
+		t.siemCA, t.siemAddr = ca.CertPEM, t.siem.Addr
 	}
-	ports := proctest.FreePorts(b, 2)
-	httpAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
-	args = append(args, "--http", httpAddr, "--kafka-listen", "127.0.0.1:"+strconv.Itoa(ports[1]))
-	logPath := filepath.Join(dir, "all-in-one.log")
-	apOut := proctest.LogFile(b, logPath, "all-in-one")
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = apOut, apOut
-	started := time.Now()
-	ap := proctest.Start(b, "all-in-one", cmd, func() error {
+	return t
+}
+
+// startProc starts one auditpipe process and waits until its /-/ready
+// answers; it is stopped with SIGTERM when the benchmark ends.
+func startProc(b *testing.B, t *traffic, name, httpAddr string, args ...string) int {
+	logPath := filepath.Join(t.dir, name+".log")
+	out := proctest.LogFile(b, logPath, name)
+	cmd := exec.Command(t.bin, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	p := proctest.Start(b, name, cmd, func() error {
 		resp, err := http.Get("http://" + httpAddr + "/-/ready")
 		if err != nil {
 			return err
@@ -202,20 +213,58 @@ func runAllInOne(b *testing.B, s settings) {
 		}
 		return nil
 	}, 3*time.Minute, logPath)
+	b.Cleanup(func() { p.Stop(syscall.SIGTERM, time.Minute) })
+	return p.Pid()
+}
+
+// component is a process whose CPU and memory the report gives.
+type component struct {
+	name    string
+	pid     int
+	metrics string // its /metrics address, or ""
+	threads bool   // CPU by thread group too
+}
+
+func runAllInOne(b *testing.B, s settings) {
+	t := newTraffic(b, s)
+	args := []string{"all-in-one", "--data", filepath.Join(t.dir, "data"), "--audit-log", t.log,
+		"--flush-interval", s.flush.String(), "--layer", "CELL", "--host", "loadgen", "--passwd", t.pw, "--group", t.gr,
+		"--retention-days", "0"}
+	for _, gt := range t.gen.Grants() {
+		args = append(args, "--grant", gt.LoginID+"="+gt.ReqAuthID)
+	}
+	if t.siem != nil {
+		args = append(args, "--siem", t.siemAddr, "--siem-ca", t.siemCA)
+	}
+	ports := proctest.FreePorts(b, 2)
+	httpAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
+	args = append(args, "--http", httpAddr, "--kafka-listen", "127.0.0.1:"+strconv.Itoa(ports[1]))
+	started := time.Now()
+	pid := startProc(b, t, "all-in-one", httpAddr, args...)
 	ready := time.Now()
-	b.Cleanup(func() { ap.Stop(syscall.SIGTERM, time.Minute) })
-	token, err := os.ReadFile(filepath.Join(dir, "data", "admin.token"))
+	token, err := os.ReadFile(filepath.Join(t.dir, "data", "admin.token"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	q := &querier{base: "http://" + httpAddr + "/", token: strings.TrimSpace(string(token)), client: &http.Client{Timeout: time.Minute}}
-	pid := ap.Pid()
+	drive(b, t, q, []component{{name: "all-in-one", pid: pid, metrics: httpAddr, threads: true}}, started, ready)
+}
 
+// drive writes the load (rate mode), waits until ClickHouse and rsyslog
+// hold every expected event, checks them, and reports.
+func drive(b *testing.B, t *traffic, q *querier, comps []component, started, ready time.Time) {
+	s, w, want, pr, rs, drain := t.s, t.w, t.want, t.pr, t.siem, t.drain
+	rep := &report{b: b}
+	defer rep.write(s.out)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
-	// Peak RSS (VmHWM covers between the samples) and CPU.
-	cpu0, _ := readProc(pid, false)
+	cpu0 := map[string]time.Duration{}
+	for _, c := range comps {
+		if ps, err := readProc(c.pid, false); err == nil {
+			cpu0[c.name] = ps.cpu
+		}
+	}
 	self0 := selfCPU()
 	var rs0 time.Duration
 	if rs != nil {
@@ -226,8 +275,8 @@ func runAllInOne(b *testing.B, s settings) {
 	go func() {
 		defer wg.Done()
 		for ctx.Err() == nil {
-			time.Sleep(250 * time.Millisecond)
-			pend := pr.pendingRows(200)
+			time.Sleep(probePoll)
+			pend := pr.pendingRows(50)
 			if len(pend) == 0 {
 				continue
 			}
@@ -235,7 +284,7 @@ func runAllInOne(b *testing.B, s settings) {
 			for i, p := range pend {
 				ids[i] = "'" + p.id + "'"
 			}
-			out, err := q.query(ctx, "SELECT event_id FROM audit_events WHERE event_id IN ("+strings.Join(ids, ",")+") FORMAT TSV")
+			out, err := q.query(ctx, "SELECT event_id FROM audit_events WHERE event_id IN ("+strings.Join(ids, ",")+") SETTINGS final = 0 FORMAT TSV")
 			now := time.Now()
 			if err != nil {
 				if ctx.Err() == nil {
@@ -279,8 +328,7 @@ func runAllInOne(b *testing.B, s settings) {
 			pr.mu.Unlock()
 		}
 	}
-	siemDone := make(chan struct{})
-	var siemStop = make(chan struct{})
+	siemDone, siemStop := make(chan struct{}), make(chan struct{})
 	if rs != nil {
 		go func() {
 			defer close(siemDone)
@@ -297,26 +345,31 @@ func runAllInOne(b *testing.B, s settings) {
 	} else {
 		close(siemDone)
 	}
-	// RSS and CPU samples while the load runs.
-	var peakRSS int64
-	var samplesMu sync.Mutex
+	// Peak RSS: VmHWM, sampled (it covers the time between samples).
+	var peakMu sync.Mutex
+	peak := map[string]int64{}
+	sample := func() {
+		for _, c := range comps {
+			if ps, err := readProc(c.pid, false); err == nil {
+				peakMu.Lock()
+				peak[c.name] = max(peak[c.name], ps.hwm)
+				peakMu.Unlock()
+			}
+		}
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		for ctx.Err() == nil {
 			time.Sleep(500 * time.Millisecond)
-			if ps, err := readProc(pid, false); err == nil {
-				samplesMu.Lock()
-				peakRSS = max(peakRSS, ps.hwm)
-				samplesMu.Unlock()
-			}
+			sample()
 		}
 	}()
 	load0 := loadavg()
 	writeStart := time.Now()
 	if !drain {
 		if s.perf {
-			go perfRecord(b, pid, dir, s.duration/3, s.duration/3)
+			go perfRecord(b, comps, t.dir, s.duration/3, s.duration/3)
 		}
 		if err := w.Run(ctx); err != nil {
 			b.Fatal(err)
@@ -326,34 +379,38 @@ func runAllInOne(b *testing.B, s settings) {
 	wst := w.Stats()
 	load1 := loadavg()
 	total := int(wst.Expected)
-	if !drain && len(want.ids) != total {
+	if len(want.ids) != total {
 		b.Fatalf("writer counted %d expected events, %d ids reported", total, len(want.ids))
-	}
-	if drain {
-		total = len(want.ids)
 	}
 	slices.Sort(want.ids)
 
 	// Wait until ClickHouse holds them all (no progress for a minute:
 	// give up and report what is there).
+	// The count of all rows (chain checkpoints included, copies not
+	// folded) comes from the parts' metadata; once it reaches the total,
+	// the exact count of events, every 2 s.
 	var rows int
 	lastProgress := time.Now()
 	for {
-		out, err := q.query(ctx, "SELECT count() FROM audit_events WHERE event != 'chain'")
+		out, err := q.query(ctx, "SELECT count() FROM audit_events SETTINGS final = 0")
 		if err == nil {
 			n, _ := strconv.Atoi(out)
 			if n > rows {
 				rows, lastProgress = n, time.Now()
 			}
 			if n >= total {
-				break
+				out, err := q.query(ctx, "SELECT count() FROM audit_events WHERE event != 'chain' SETTINGS final = 0")
+				if m, _ := strconv.Atoi(out); err == nil && m >= total {
+					break
+				}
+				time.Sleep(time.Second)
 			}
 		}
 		if time.Since(lastProgress) > time.Minute {
-			b.Errorf("ClickHouse holds %d of %d events after a minute without progress", rows, total)
+			b.Errorf("ClickHouse holds %d rows (chain checkpoints included) for %d events after a minute without progress", rows, total)
 			break
 		}
-		time.Sleep(250 * time.Millisecond)
+		time.Sleep(time.Second)
 	}
 	allRows := time.Now()
 	if rs != nil {
@@ -374,14 +431,25 @@ func runAllInOne(b *testing.B, s settings) {
 		close(siemStop)
 		<-siemDone
 	}
-	end, _ := readProc(pid, true)
-	metrics := scrape(q, httpAddr)
+	sample()
+	end := map[string]procSample{}
+	for _, c := range comps {
+		ps, _ := readProc(c.pid, c.threads)
+		end[c.name] = ps
+	}
+	var metrics []string
+	for _, c := range comps {
+		if c.metrics != "" {
+			for _, m := range scrape(q, c.metrics) {
+				metrics = append(metrics, c.name+": "+m)
+			}
+		}
+	}
 	self1 := selfCPU()
 	var rs1 time.Duration
 	if rs != nil {
 		rs1, _ = rs.CPU()
 	}
-	peakRSS = max(peakRSS, end.hwm)
 	cancel()
 	wg.Wait()
 
@@ -421,11 +489,15 @@ func runAllInOne(b *testing.B, s settings) {
 	}
 	last := time.UnixMilli(lastIns)
 	rate := float64(total) / last.Sub(start).Seconds()
-	rep.printf("machine: %d CPUs; load average %s at the start, %s at the end of the load", runtime.NumCPU(), load0, load1)
+	names := make([]string, len(comps))
+	for i, c := range comps {
+		names[i] = c.name
+	}
+	rep.printf("run: %s; machine: %d CPUs; load average %s at the start, %s at the end of the load", strings.Join(names, ", "), runtime.NumCPU(), load0, load1)
 	if drain {
 		rep.printf("mode: drain a pre-written log of %d audit events (%d contract events, %.0f MB), flush interval %v, siem %v",
 			wst.Events, total, float64(wst.Bytes)/1e6, s.flush, s.siem)
-		rep.printf("sustained: %.0f events/s from the all-in-one's start to the last row (%v; ready after %v); %.0f events/s from the first row inserted to the last",
+		rep.printf("sustained: %.0f events/s from the start of the processes to the last row (%v; ready after %v); %.0f events/s from the first row inserted to the last",
 			rate, last.Sub(start).Round(time.Millisecond), ready.Sub(started).Round(time.Millisecond), float64(total)/time.UnixMilli(lastIns).Sub(time.UnixMilli(firstIns)).Seconds())
 	} else {
 		rep.printf("mode: offered %.0f contract events/s (%.0f audit events/s, %.0f lines/s) for %v into an audit log rotated at %d MiB × %d; flush interval %v; siem %v",
@@ -437,7 +509,7 @@ func runAllInOne(b *testing.B, s settings) {
 		rep.printf("latency line → row inserted (every row, inserted_at − ts, ms): p50 %s p90 %s p99 %s p99.9 %s max %s", qs(f[5], 0), qs(f[5], 1), qs(f[5], 2), qs(f[5], 3), f[6])
 		rowLat, rowMiss := pr.latencies(false)
 		p := percentiles(rowLat, 0.5, 0.9, 0.99, 1)
-		rep.printf("latency line → row queryable (%d probes, polled every 250 ms; %d not seen): p50 %v p90 %v p99 %v max %v", len(rowLat), rowMiss, ms(p[0]), ms(p[1]), ms(p[2]), ms(p[3]))
+		rep.printf("latency line → row queryable (%d probes, polled every 500 ms; %d not seen): p50 %v p90 %v p99 %v max %v", len(rowLat), rowMiss, ms(p[0]), ms(p[1]), ms(p[2]), ms(p[3]))
 		if rs != nil {
 			sl, sm := pr.latencies(true)
 			p := percentiles(sl, 0.5, 0.9, 0.99, 1)
@@ -449,19 +521,28 @@ func runAllInOne(b *testing.B, s settings) {
 		rep.printf("zero loss: rsyslog received %d messages of expected events (%d other: chain, lifecycle), %d expected events missing, %d copies",
 			len(siemIDs), siemOther, siemMissing, siemDups)
 	}
-	span := end.cpu - cpu0.cpu
 	wall := allRows.Sub(start)
-	rep.printf("all-in-one: peak RSS %.0f MiB; CPU %.1f s over %.1f s (%.2f CPUs), %.1f µs per contract event", mib(peakRSS), span.Seconds(), wall.Seconds(), span.Seconds()/wall.Seconds(), float64(span.Microseconds())/float64(total))
-	rep.printf("all-in-one CPU by thread group (whole process life, live threads): %s", threadSummary(end.thread, end.cpu))
+	for _, c := range comps {
+		span := end[c.name].cpu - cpu0[c.name]
+		rep.printf("%s: peak RSS %.0f MiB; CPU %.1f s over %.1f s (%.2f CPUs), %.1f µs per contract event", c.name, mib(peak[c.name]), span.Seconds(), wall.Seconds(), span.Seconds()/wall.Seconds(), float64(span.Microseconds())/float64(total))
+		if c.threads {
+			rep.printf("%s CPU by thread group (whole process life, live threads): %s", c.name, threadSummary(end[c.name].thread, end[c.name].cpu))
+		}
+	}
 	if rs != nil {
 		rep.printf("rsyslog: CPU %.1f s (%.1f µs per event)", (rs1 - rs0).Seconds(), float64((rs1-rs0).Microseconds())/float64(total))
 	}
 	rep.printf("harness (generator, pollers): CPU %.1f s (%.1f µs per audit event written)", (self1 - self0).Seconds(), float64((self1-self0).Microseconds())/float64(max(wst.Events, 1)))
+	if !drain {
+		target(rep, "≥ 50 000 events/s with zero loss", rate >= 50000 && lossOK, "%.0f events/s", rate)
+		rowLat, _ := pr.latencies(false)
+		p99 := percentiles(rowLat, 0.99)[0]
+		target(rep, "p99 line → row queryable ≤ flush interval + 1 s ("+(s.flush+time.Second).String()+")", p99 <= s.flush+time.Second, "%.0f ms", float64(p99.Milliseconds()))
+	}
 	for _, m := range metrics {
 		rep.printf("metric %s", m)
 	}
 	b.ReportMetric(rate, "events/s")
-	b.ReportMetric(mib(peakRSS), "peak-RSS-MiB")
 }
 
 // multisetDiff compares sorted want (distinct) with sorted got: the wanted
@@ -524,16 +605,20 @@ func threadSummary(m map[string]time.Duration, total time.Duration) string {
 // waiting for after, and writes perf's report by shared object and symbol
 // beside the run's data (where the time goes). Best effort: a machine
 // without perf or without the permission logs why.
-func perfRecord(b *testing.B, pid int, dir string, after, d time.Duration) {
+func perfRecord(b *testing.B, comps []component, dir string, after, d time.Duration) {
 	time.Sleep(after)
 	data := filepath.Join(dir, "perf.data")
-	rec := exec.Command("perf", "record", "-F", "199", "-g", "-p", strconv.Itoa(pid), "-o", data, "--", "sleep", strconv.Itoa(int(d.Seconds())))
+	pids := make([]string, len(comps))
+	for i, c := range comps {
+		pids[i] = strconv.Itoa(c.pid)
+	}
+	rec := exec.Command("perf", "record", "-F", "199", "-g", "-p", strings.Join(pids, ","), "-o", data, "--", "sleep", strconv.Itoa(int(d.Seconds())))
 	if out, err := rec.CombinedOutput(); err != nil {
 		b.Logf("perf record: %v\n%s", err, out)
 		return
 	}
 	for _, sort := range []string{"dso", "dso,sym"} {
-		out, err := exec.Command("perf", "report", "-i", data, "--no-children", "--sort", sort, "--stdio", "--percent-limit", "0.7", "-g", "none").Output()
+		out, err := exec.Command("perf", "report", "-i", data, "--no-children", "--sort", "pid,"+sort, "--stdio", "--percent-limit", "0.7", "-g", "none").Output()
 		if err != nil {
 			b.Logf("perf report: %v", err)
 			return

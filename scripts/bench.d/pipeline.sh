@@ -8,11 +8,13 @@
 #              forwarder to rsyslog (AUDITPIPE_BENCH_SIEM=none: without)
 #   drain      the all-in-one draining a pre-written log of
 #              AUDITPIPE_BENCH_EVENTS contract events (330000)
+#   split      the rate run with the collector, indexer and forwarder
+#              targets as processes against a real Apache Kafka
 #   collector  `auditpipe parse` as a process against go-libaudit's stock
 #              path on the same corpus
 #
-# BENCH_PIPELINE="rate drain collector" chooses (default: all three, in
-# that order). AUDITPIPE_BENCH_PERF=1 adds a perf profile of the
+# BENCH_PIPELINE="rate drain split collector" chooses (default: all four,
+# in that order). AUDITPIPE_BENCH_PERF=1 adds a perf profile of the
 # all-in-one (written to AUDITPIPE_BENCH_PERF_DIR, default bench/out).
 # The script fails when an event is lost (a correctness failure); a
 # missed speed target is printed, and fails the script only with
@@ -21,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 : "${AUDITPIPE_CACHE:=$HOME/.cache/auditpipe}"
 export AUDITPIPE_CACHE
-runs=${BENCH_PIPELINE:-rate drain collector}
+runs=${BENCH_PIPELINE:-rate drain split collector}
 outdir=${AUDITPIPE_BENCH_PERF_DIR:-bench/out}
 mkdir -p "$outdir"
 export AUDITPIPE_BENCH_PERF_DIR="$outdir"
@@ -35,6 +37,7 @@ for run in $runs; do
 	case $run in
 	rate) bench='^BenchmarkAllInOne$' ;;
 	drain) bench='^BenchmarkAllInOne$'; export AUDITPIPE_BENCH_RATE=0 ;;
+	split) bench='^BenchmarkSplit$' ;;
 	collector) bench='^BenchmarkCollectorProcess$' ;;
 	*) echo "unknown run $run" >&2; exit 2 ;;
 	esac
