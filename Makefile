@@ -6,7 +6,7 @@ BIN := bin/auditpipe
 CACHE ?= $(HOME)/.cache/auditpipe
 export AUDITPIPE_CACHE := $(CACHE)
 
-.PHONY: deps build run test test-race bench bench-pipeline fuzz mutate lint clean deb
+.PHONY: deps build run test test-race bench fuzz mutate lint clean deb
 
 deps: ## install everything the project needs (idempotent)
 	@bash scripts/deps.sh
@@ -38,6 +38,7 @@ bench: deps ## benchmarks against their baselines (see bench/README.md)
 
 # The whole pipeline under load (scripts/bench.d/pipeline.sh, bench/README.md
 # "Pipeline"): minutes, not part of make test.
+.PHONY: bench-pipeline
 bench-pipeline: deps ## the all-in-one on generated traffic: events/s, latency, RSS, CPU
 	@BENCH_PIPELINE="$(BENCH_PIPELINE)" bash scripts/bench.d/pipeline.sh
 

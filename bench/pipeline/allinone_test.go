@@ -367,10 +367,14 @@ func drive(b *testing.B, t *traffic, q *querier, comps []component, started, rea
 	}()
 	load0 := loadavg()
 	writeStart := time.Now()
-	if !drain {
-		if s.perf {
-			go perfRecord(b, comps, t.dir, s.duration/3, s.duration/3)
+	if s.perf {
+		after, d := s.duration/3, s.duration/3
+		if drain {
+			after, d = 5*time.Second, 20*time.Second
 		}
+		go perfRecord(b, comps, t.dir, after, d)
+	}
+	if !drain {
 		if err := w.Run(ctx); err != nil {
 			b.Fatal(err)
 		}

@@ -3,7 +3,6 @@ package pipeline_test
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,10 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elastic/go-libaudit/v2"
-	"github.com/elastic/go-libaudit/v2/aucoalesce"
-	"github.com/elastic/go-libaudit/v2/auparse"
-
+	"github.com/auditpipe/auditpipe/collector/stockpath"
 	"github.com/auditpipe/auditpipe/internal/auditgen"
 )
 
@@ -123,37 +119,14 @@ func sizeOf(path string) int64 {
 	return st.Size()
 }
 
-type stockStream struct{ events int }
-
-func (s *stockStream) ReassemblyComplete(msgs []*auparse.AuditMessage) {
-	ev, err := aucoalesce.CoalesceMessages(msgs)
-	if err != nil {
-		return
-	}
-	if _, err := json.Marshal(ev); err == nil {
-		s.events++
-	}
-}
-
-func (s *stockStream) EventsLost(int) {}
-
 // stockPass runs go-libaudit's stock path over lines and returns the
 // events it emitted.
 func stockPass(b *testing.B, lines []string) int {
-	st := &stockStream{}
-	r, err := libaudit.NewReassembler(1024, 2*time.Second, st)
+	n, err := stockpath.Pass(lines)
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, s := range lines {
-		msg, err := auparse.ParseLogLine(s)
-		if err != nil {
-			continue
-		}
-		r.PushMessage(msg)
-	}
-	r.Close()
-	return st.events
+	return n
 }
 
 func median(v []float64) float64 {
