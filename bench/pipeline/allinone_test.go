@@ -605,40 +605,111 @@ func threadSummary(m map[string]time.Duration, total time.Duration) string {
 	return strings.Join(parts, ", ")
 }
 
-// perfRecord samples the all-in-one with perf (call graphs) for d after
-// waiting for after, and writes perf's report by shared object and symbol
-// beside the run's data (where the time goes). Best effort: a machine
-// without perf or without the permission logs why.
+// perfRecord samples each component with perf (call graphs off, 999 Hz)
+// for d after waiting for after, and writes, per component, perf's report
+// by shared object and symbol and the same summed by Go package (chDB,
+// the kernel and the JVM as one group each): where the time goes. Best
+// effort: a machine without perf, or without the permission, logs why.
 func perfRecord(b *testing.B, comps []component, dir string, after, d time.Duration) {
 	time.Sleep(after)
-	data := filepath.Join(dir, "perf.data")
-	pids := make([]string, len(comps))
-	for i, c := range comps {
-		pids[i] = strconv.Itoa(c.pid)
+	outDir := os.Getenv("AUDITPIPE_BENCH_PERF_DIR")
+	if outDir == "" {
+		outDir = dir
 	}
-	rec := exec.Command("perf", "record", "-F", "199", "-g", "-p", strings.Join(pids, ","), "-o", data, "--", "sleep", strconv.Itoa(int(d.Seconds())))
-	if out, err := rec.CombinedOutput(); err != nil {
-		b.Logf("perf record: %v\n%s", err, out)
-		return
+	var wg sync.WaitGroup
+	for _, c := range comps {
+		if c.metrics == "" {
+			continue // the broker's JVM: perf cannot name its JIT frames
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := strings.ReplaceAll(c.name, " ", "-")
+			data := filepath.Join(dir, "perf-"+name+".data")
+			rec := exec.Command("perf", "record", "-F", "999", "-p", strconv.Itoa(c.pid), "-o", data, "--", "sleep", strconv.Itoa(int(d.Seconds())))
+			if out, err := rec.CombinedOutput(); err != nil {
+				b.Logf("perf record %s: %v\n%s", c.name, err, out)
+				return
+			}
+			out, err := exec.Command("perf", "report", "-i", data, "--no-children", "--sort", "dso,sym", "--stdio", "--percent-limit", "0").Output()
+			if err != nil {
+				b.Logf("perf report %s: %v", c.name, err)
+				return
+			}
+			sym := filepath.Join(outDir, "perf-"+name+"-sym.txt")
+			pkg := filepath.Join(outDir, "perf-"+name+"-pkg.txt")
+			if err := os.WriteFile(sym, out, 0o644); err != nil {
+				b.Log(err)
+			}
+			if err := os.WriteFile(pkg, []byte(perfByPackage(string(out))), 0o644); err != nil {
+				b.Log(err)
+			}
+			b.Logf("perf of %s: %s, %s", c.name, pkg, sym)
+		}()
 	}
-	for _, sort := range []string{"dso", "dso,sym"} {
-		out, err := exec.Command("perf", "report", "-i", data, "--no-children", "--sort", "pid,"+sort, "--stdio", "--percent-limit", "0.7", "-g", "none").Output()
-		if err != nil {
-			b.Logf("perf report: %v", err)
-			return
-		}
-		name := "perf-" + strings.ReplaceAll(sort, ",", "-") + ".txt"
-		dst := filepath.Join(os.Getenv("AUDITPIPE_BENCH_PERF_DIR"), name)
-		if os.Getenv("AUDITPIPE_BENCH_PERF_DIR") == "" {
-			dst = filepath.Join(dir, name)
-		}
-		if err := os.WriteFile(dst, out, 0o644); err != nil {
-			b.Log(err)
-		}
-		b.Logf("perf report (%s) in %s", sort, dst)
-	}
+	wg.Wait()
 }
 
+// perfByPackage sums a perf report's "percent dso [.] symbol" lines by
+// Go package (module prefix dropped), or by shared object otherwise.
+func perfByPackage(report string) string {
+	sums := map[string]float64{}
+	for line := range strings.Lines(report) {
+		f := strings.Fields(line)
+		if len(f) < 4 || !strings.HasSuffix(f[0], "%") || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		pct, err := strconv.ParseFloat(strings.TrimSuffix(f[0], "%"), 64)
+		if err != nil {
+			continue
+		}
+		dso, sym := f[1], strings.Join(f[3:], " ")
+		group := dso
+		switch {
+		case dso == "[kernel.kallsyms]":
+			group = "kernel"
+		case strings.HasPrefix(dso, "libchdb"):
+			group = "chDB (libchdb.so)"
+		case dso == "auditpipe":
+			group = goPackage(sym)
+		}
+		sums[group] += pct
+	}
+	type kv struct {
+		k string
+		v float64
+	}
+	var all []kv
+	for k, v := range sums {
+		all = append(all, kv{k, v})
+	}
+	slices.SortFunc(all, func(a, b kv) int {
+		switch {
+		case a.v > b.v:
+			return -1
+		case a.v < b.v:
+			return 1
+		}
+		return strings.Compare(a.k, b.k)
+	})
+	var sb strings.Builder
+	for _, e := range all {
+		fmt.Fprintf(&sb, "%6.2f%%  %s\n", e.v, e.k)
+	}
+	return sb.String()
+}
+
+// goPackage is the package of a Go symbol, without this module's prefix:
+// "github.com/auditpipe/auditpipe/collector/builder.(*Builder).Build" is
+// collector/builder, "runtime.mallocgc" runtime.
+func goPackage(sym string) string {
+	sym = strings.TrimPrefix(sym, "github.com/auditpipe/auditpipe/")
+	slash := strings.LastIndexByte(sym, '/')
+	if i := strings.IndexByte(sym[slash+1:], '.'); i >= 0 {
+		return sym[:slash+1+i]
+	}
+	return sym
+}
 // scrapedMetrics are the /metrics series the report quotes: where the
 // stages spent their time and what they counted.
 var scrapedMetrics = []string{

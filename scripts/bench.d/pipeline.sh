@@ -24,12 +24,12 @@ cd "$(dirname "$0")/../.."
 : "${AUDITPIPE_CACHE:=$HOME/.cache/auditpipe}"
 export AUDITPIPE_CACHE
 runs=${BENCH_PIPELINE:-rate drain split collector}
-outdir=${AUDITPIPE_BENCH_PERF_DIR:-bench/out}
+outdir=$(realpath -m "${AUDITPIPE_BENCH_PERF_DIR:-bench/out}")
 mkdir -p "$outdir"
 export AUDITPIPE_BENCH_PERF_DIR="$outdir"
 echo "== pipeline: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/^Mem/ {print $2}') GiB; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 go build -o "$outdir/auditpipe" ./cmd/auditpipe
-export AUDITPIPE_BIN="$PWD/$outdir/auditpipe"
+export AUDITPIPE_BIN="$outdir/auditpipe"
 status=0
 for run in $runs; do
 	out="$outdir/pipeline-$run.txt"
