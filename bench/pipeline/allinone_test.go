@@ -306,7 +306,7 @@ func drive(b *testing.B, t *traffic, q *querier, comps []component, started, rea
 	var siemOff int64
 	var siemMu sync.Mutex
 	var siemIDs []uint64
-	var siemOther int
+	var siemOther, siemParts int
 	tailSIEM := func() {
 		lines, off := rs.LinesFrom(b, siemOff)
 		siemOff = off
@@ -317,6 +317,10 @@ func drive(b *testing.B, t *traffic, q *querier, comps []component, started, rea
 			m := sdEventID.FindStringSubmatch(l)
 			if m == nil || strings.Contains(l, `event=\"chain\"`) {
 				siemOther++ // chain checkpoints, lifecycle events
+				continue
+			}
+			if strings.Contains(l, ` part=\"`) && !strings.Contains(l, ` part=\"1\"`) {
+				siemParts++ // the second and later parts of an event split for the SIEM's size limit
 				continue
 			}
 			k, _ := idKey(m[1])
@@ -522,8 +526,8 @@ func drive(b *testing.B, t *traffic, q *querier, comps []component, started, rea
 	}
 	rep.printf("zero loss: ClickHouse %d rows, %d distinct event_ids of %d expected, id sum matches: %v", chRows, chUniq, total, chSum == want.sum)
 	if rs != nil {
-		rep.printf("zero loss: rsyslog received %d messages of expected events (%d other: chain, lifecycle), %d expected events missing, %d copies",
-			len(siemIDs), siemOther, siemMissing, siemDups)
+		rep.printf("zero loss: rsyslog received %d messages of expected events (besides %d further parts of split events, %d others: chain, lifecycle), %d expected events missing, %d copies",
+			len(siemIDs), siemParts, siemOther, siemMissing, siemDups)
 	}
 	wall := allRows.Sub(start)
 	for _, c := range comps {
@@ -542,6 +546,26 @@ func drive(b *testing.B, t *traffic, q *querier, comps []component, started, rea
 		rowLat, _ := pr.latencies(false)
 		p99 := percentiles(rowLat, 0.99)[0]
 		target(rep, "p99 line → row queryable ≤ flush interval + 1 s ("+(s.flush+time.Second).String()+")", p99 <= s.flush+time.Second, "%.0f ms", float64(p99.Milliseconds()))
+	}
+	// The collector must have assembled every event whole: an event
+	// emitted without its EOE (assembly timeout) and the records that came
+	// after it (rejected as late, dead-lettered) reach ClickHouse with
+	// part of their records, which the id checks above cannot see.
+	var incomplete, rejects float64
+	for _, m := range metrics {
+		_, series, _ := strings.Cut(m, ": ")
+		name, val, _ := strings.Cut(series, " ")
+		v, _ := strconv.ParseFloat(val, 64)
+		switch {
+		case name == "auditpipe_collector_incomplete_events_total":
+			incomplete += v
+		case strings.HasPrefix(name, "auditpipe_collector_rejects_total"):
+			rejects += v
+		}
+	}
+	rep.printf("integrity: collector emitted %.0f events incomplete (no EOE within the assembly timeout) and rejected %.0f records", incomplete, rejects)
+	if incomplete > 0 || rejects > 0 {
+		b.Errorf("the collector emitted %.0f incomplete events and rejected %.0f records of well-formed traffic", incomplete, rejects)
 	}
 	for _, m := range metrics {
 		rep.printf("metric %s", m)
