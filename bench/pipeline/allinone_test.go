@@ -734,6 +734,7 @@ func goPackage(sym string) string {
 	}
 	return sym
 }
+
 // scrapedMetrics are the /metrics series the report quotes: where the
 // stages spent their time and what they counted.
 var scrapedMetrics = []string{
