@@ -52,6 +52,12 @@ test-faults: deps ## the fault suite: kills and outages during a FAULT_EVENTS-ev
 bench: deps ## benchmarks against their baselines (see bench/README.md)
 	@bash scripts/bench.sh
 
+# The whole pipeline under load (scripts/bench.d/pipeline.sh, bench/README.md
+# "Pipeline"): minutes, not part of make test.
+.PHONY: bench-pipeline
+bench-pipeline: deps ## the all-in-one on generated traffic: events/s, latency, RSS, CPU
+	@BENCH_PIPELINE="$(BENCH_PIPELINE)" bash scripts/bench.d/pipeline.sh
+
 FUZZTIME ?= 30s
 fuzz: ## run every fuzz target for FUZZTIME
 	@bash scripts/fuzz.sh $(FUZZTIME)

@@ -3,7 +3,6 @@ package collector
 import (
 	"bytes"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"os"
 	"runtime"
@@ -13,12 +12,9 @@ import (
 	"testing"
 	"time"
 
-	libaudit "github.com/elastic/go-libaudit/v2"
-	"github.com/elastic/go-libaudit/v2/aucoalesce"
-	"github.com/elastic/go-libaudit/v2/auparse"
-
 	"github.com/auditpipe/auditpipe/collector/assemble"
 	"github.com/auditpipe/auditpipe/collector/builder"
+	"github.com/auditpipe/auditpipe/collector/stockpath"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -120,20 +116,6 @@ func BenchmarkStockLibaudit(b *testing.B) {
 	}
 	reportRates(b, records, emitted, m1-m0)
 }
-
-type stockStream struct{ events int }
-
-func (s *stockStream) ReassemblyComplete(msgs []*auparse.AuditMessage) {
-	ev, err := aucoalesce.CoalesceMessages(msgs)
-	if err != nil {
-		return
-	}
-	if _, err := json.Marshal(ev); err == nil {
-		s.events++
-	}
-}
-
-func (s *stockStream) EventsLost(int) {}
 
 // reportRates adds records/s, events/s and allocs/event; mallocs is the
 // number of allocations during the timed loop.
@@ -243,20 +225,11 @@ func (bd *benchDecoder) pass(lines [][]byte) int {
 // stockPass runs go-libaudit's stock path over strs and returns the events
 // it emitted.
 func stockPass(b *testing.B, strs []string) int {
-	st := &stockStream{}
-	r, err := libaudit.NewReassembler(1024, 2*time.Second, st)
+	n, err := stockpath.Pass(strs)
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, s := range strs {
-		msg, err := auparse.ParseLogLine(s)
-		if err != nil {
-			continue
-		}
-		r.PushMessage(msg)
-	}
-	r.Close()
-	return st.events
+	return n
 }
 
 func median(v []float64) float64 {

@@ -337,3 +337,12 @@ func (a *Apache) Kill(t testing.TB) {
 	a.proc.Stop(syscall.SIGKILL, time.Minute)
 	a.proc = nil
 }
+
+// Pid is the running broker's process id (the JVM), 0 when it is not
+// running: the load harness reads its CPU and memory.
+func (a *Apache) Pid() int {
+	if a.proc == nil {
+		return 0
+	}
+	return a.proc.Pid()
+}
