@@ -249,23 +249,61 @@ var axeSource = sync.OnceValues(func() ([]byte, error) { return os.ReadFile(file
 // actionTimeout bounds one step of a test in the browser.
 const actionTimeout = 90 * time.Second
 
+// chromium is the test binary's one Chromium process (started by the
+// first browser test, stopped by TestMain); each test gets a browser
+// context of its own in it (its own cookies and storage: an incognito
+// window), so tests share the start-up cost and nothing else.
+var chromium struct {
+	once   sync.Once
+	ctx    context.Context // the first tab's: its cancellation stops the process
+	cancel func()
+	err    error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if chromium.cancel != nil {
+		chromium.cancel()
+	}
+	os.Exit(code)
+}
+
+// startChromium starts the shared browser.
+func startChromium(path, userData string) {
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(userData), chromedp.WindowSize(1200, 900),
+	}
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelB := chromedp.NewContext(actx)
+	chromium.ctx = ctx
+	chromium.cancel = func() { cancelB(); cancelA(); _ = os.RemoveAll(userData) }
+	chromium.err = chromedp.Do(ctx) // starts the browser
+}
+
 func newBrowser(t *testing.T) *browser {
 	t.Helper()
 	path, err := exec.LookPath("chromium")
 	if err != nil {
 		testenv.SkipOrFail(t, testenv.Chromium, "no chromium on PATH (make deps installs Debian's): %v", err)
 	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(path), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1200, 900),
+	chromium.once.Do(func() {
+		dir, err := os.MkdirTemp("", "console-chromium-")
+		if err != nil {
+			chromium.err = err
+			return
+		}
+		startChromium(path, dir)
+	})
+	if chromium.err != nil {
+		t.Fatalf("starting chromium: %v", chromium.err)
 	}
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelB := chromedp.NewContext(actx)
+	ctx, cancel := chromedp.NewContext(chromium.ctx, chromedp.WithNewBrowserContext())
 	var wg sync.WaitGroup
-	t.Cleanup(func() { cancelB(); cancelA(); wg.Wait() })
-	if err := chromedp.Do(ctx); err != nil { // starts the browser
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1200, 900)); err != nil { // opens the tab
 		t.Fatal(err)
 	}
 	b := &browser{t: t, ctx: ctx}
