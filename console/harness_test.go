@@ -25,7 +25,9 @@ import (
 
 	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/clickhouse/clickhousetest"
+	"github.com/auditpipe/auditpipe/indexer"
 	"github.com/auditpipe/auditpipe/internal/auth"
+	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
 	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/internal/testenv"
 	"github.com/auditpipe/auditpipe/policy"
@@ -55,6 +57,7 @@ type harness struct {
 	t      *testing.T
 	ctx    context.Context
 	svc    *policy.Service
+	pstore *policy.Store
 	sched  *scheduler.Service
 	store  *clickhouse.Embedded
 	srv    *httptest.Server
@@ -100,7 +103,7 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, ctx: ctx, svc: svc, sched: sched, store: eng, tokens: map[string]string{}}
+	h := &harness{t: t, ctx: ctx, svc: svc, pstore: st, sched: sched, store: eng, tokens: map[string]string{}}
 	var toks []auth.Token
 	for _, id := range []auth.Identity{idApprover, idOperator, idOperator2, idAuditor, idAdmin} {
 		tok, entry, err := auth.NewToken(id.Name, id.Role)
@@ -421,4 +424,73 @@ func (b *browser) count(sel string) int {
 func (b *browser) text(sel string) string {
 	b.t.Helper()
 	return value(b, chromedp.Text(chromedp.CSS(sel)))
+}
+
+// pipeline runs what carries the policy's changes into ClickHouse, as
+// the all-in-one does: an in-process Kafka broker, and the indexer
+// reading opctl.lifecycle.v1 into the harness's chDB. It returns the
+// outbox relay, whose Flush publishes the changes made so far.
+func (h *harness) pipeline() *policy.Relay {
+	h.t.Helper()
+	kc, _ := kafkatest.Start(h.t, 1)
+	relay, err := policy.NewRelay(h.pstore, kc, policy.DefaultConfig().Relay, policy.RelayDeps{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	cfg := indexer.DefaultConfig()
+	cfg.Kafka, cfg.Group, cfg.Topics = kc, "console-test", []string{schemas.TopicLifecycle}
+	cfg.Batch.MaxWait = 100 * time.Millisecond
+	cfg.Store.RetentionDays = 0 // as the harness migrated it
+	ix, err := indexer.New(cfg, indexer.Deps{Engine: h.store})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(h.ctx)
+	done := make(chan error, 1)
+	go func() { done <- ix.Run(ctx) }()
+	h.t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			h.t.Errorf("indexer: %v", err)
+		}
+	})
+	return relay
+}
+
+// auditpipe is the auditpipe binary, built once per test binary.
+var auditpipe = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "console-auditpipe-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "auditpipe")
+	if out, err := exec.Command("nice", "go", "build", "-o", bin, "github.com/auditpipe/auditpipe/cmd/auditpipe").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// cli runs the built auditpipe binary as who against the harness's API
+// and returns its standard output.
+func (h *harness) cli(who auth.Identity, args ...string) []byte {
+	h.t.Helper()
+	bin, err := auditpipe()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	tok := filepath.Join(h.t.TempDir(), "token")
+	if err := os.WriteFile(tok, []byte(h.tokens[who.Name]+"\n"), 0o600); err != nil {
+		h.t.Fatal(err)
+	}
+	// The policy subcommands take --server and --token-file after the
+	// subcommand's name.
+	args = append(args, "--server", h.srv.URL, "--token-file", tok)
+	cmd := exec.Command(bin, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		h.t.Fatalf("auditpipe %s: %v\n%s", strings.Join(args, " "), err, stderr.Bytes())
+	}
+	return out
 }
