@@ -51,9 +51,15 @@ type controlForm struct {
 	Edit bool
 }
 
-func (c *Console) newControlForm(in policy.ControlInput) controlForm {
+// newControlForm is the form of in. A saved control's resource type does
+// not change: its form offers only the actions of that type (fixed), a
+// new control's every action, each marked with its types.
+func (c *Console) newControlForm(in policy.ControlInput, fixed bool) controlForm {
 	f := controlForm{In: in, Types: policy.ResourceTypes()}
 	for _, a := range c.deps.Service.Catalog().Actions() {
+		if fixed && !slices.Contains(a.ResourceTypes, in.ResourceType) {
+			continue
+		}
 		mode := modeNone
 		switch {
 		case slices.Contains(in.PreApprovedOpActions, a.Name):
@@ -133,7 +139,7 @@ func (c *Console) newControlPage(w http.ResponseWriter, r *http.Request, s *sess
 	if err := c.allowedTo(s, "CreateOperatorControl", "create controls"); err != nil {
 		return err
 	}
-	f := c.newControlForm(policy.ControlInput{NumberOfApprovers: 1, MaxDurationHours: policy.DefaultMaxDurationHours})
+	f := c.newControlForm(policy.ControlInput{NumberOfApprovers: 1, MaxDurationHours: policy.DefaultMaxDurationHours}, false)
 	f.Edit = true
 	c.render(w, r, s, http.StatusOK, "control", f)
 	return nil
@@ -160,7 +166,7 @@ func (c *Console) formOf(s *session, ctl policy.Control) controlForm {
 		IsFullyPreApproved: ctl.IsFullyPreApproved, NumberOfApprovers: ctl.NumberOfApprovers, EmailIDList: ctl.EmailIDList,
 		SystemMessage: ctl.SystemMessage, IsDefaultOperatorControl: ctl.IsDefaultOperatorControl,
 		MaxDurationHours: ctl.MaxDurationHours, MaxExtensionHours: ctl.MaxExtensionHours}
-	f := c.newControlForm(in)
+	f := c.newControlForm(in, true)
 	f.ID, f.Version, f.State = ctl.ID, ctl.Version, ctl.LifecycleState
 	f.Edit = ctl.LifecycleState != policy.ControlDeleted && c.deps.API.Allowed("UpdateOperatorControl", s.who)
 	return f
@@ -214,7 +220,7 @@ func (c *Console) refusedControl(w http.ResponseWriter, r *http.Request, s *sess
 	if e.Status != http.StatusBadRequest && e.Status != http.StatusConflict && e.Status != http.StatusPreconditionFailed {
 		return err
 	}
-	f := c.newControlForm(in)
+	f := c.newControlForm(in, at.ID != "")
 	f.ID, f.Version, f.Edit, f.Error = at.ID, at.Version, true, e.Message
 	if at.ID != "" {
 		if cur, gerr := c.deps.Service.GetControl(r.Context(), at.ID); gerr == nil {

@@ -1,16 +1,10 @@
 package console
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -19,26 +13,19 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/auditpipe/auditpipe/internal/auth"
+	"github.com/auditpipe/auditpipe/internal/siemtest"
 	"github.com/auditpipe/auditpipe/policy"
 )
 
-const consoleCompartment = "ocid1.compartment.oc1..console"
-
-// caPEM is a self-signed CA certificate, as a SIEM's CA file holds.
+// caPEM is a CA certificate (siemtest's), as a SIEM's CA file holds it.
 func caPEM(t *testing.T) string {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca := siemtest.NewCA(t, t.TempDir(), "SIEM test CA")
+	b, err := os.ReadFile(ca.CertPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "SIEM test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	return string(b)
 }
 
 // controlNamed returns the control called name from the store.
@@ -85,7 +72,7 @@ func TestAdminEditsControls(t *testing.T) {
 	b.run(chromedp.EmulateViewport(1200, 900))
 
 	b.run(chromedp.SendKeys(chromedp.CSS(`#c-name`), "cell_patch"), chromedp.SendKeys(chromedp.CSS(`#c-description`), "Patching needs two approvers"),
-		chromedp.SendKeys(chromedp.CSS(`#c-compartment`), consoleCompartment),
+		chromedp.SendKeys(chromedp.CSS(`#c-compartment`), jobsCompartment),
 		chromedp.SetValue(chromedp.CSS(`#c-type`), policy.ResourceExadataInfra),
 		chromedp.SetValue(chromedp.CSS(`#c-groups`), "PATCHERS\nEXPLICIT_APPROVED_POLICY_USERS"),
 		chromedp.SendKeys(chromedp.CSS(`#c-approvers`), "bob"),
@@ -98,7 +85,7 @@ func TestAdminEditsControls(t *testing.T) {
 	if !ok {
 		t.Fatal("the control made in the console is not in the store")
 	}
-	want := policy.Control{OperatorControlName: "cell_patch", Description: "Patching needs two approvers", CompartmentID: consoleCompartment,
+	want := policy.Control{OperatorControlName: "cell_patch", Description: "Patching needs two approvers", CompartmentID: jobsCompartment,
 		ResourceType: policy.ResourceExadataInfra, ApproverGroupsList: []string{"EXPLICIT_APPROVED_POLICY_USERS", "PATCHERS"},
 		ApproversList: []string{"bob"}, NumberOfApprovers: 2, PreApprovedOpActions: []string{"INFRA_DIAG"},
 		ApprovalRequiredOpActions: []string{"INFRA_UPDATE_RESTART"}, EmailIDList: []string{"dba@example.com", "oncall@example.com"},
@@ -202,7 +189,7 @@ func controlDiff(got, want policy.Control) string {
 // path, for the seed's control and assignment.
 func controlForms(h *harness, ctl policy.Control, asg policy.Assignment) map[string]url.Values {
 	return map[string]url.Values{
-		Prefix + "/controls": {"name": {"forged"}, "compartment": {consoleCompartment}, "resource_type": {policy.ResourceExadataInfra},
+		Prefix + "/controls": {"name": {"forged"}, "compartment": {jobsCompartment}, "resource_type": {policy.ResourceExadataInfra},
 			"approver_groups": {"EVIL"}, "action_INFRA_FULL": {"pre"}},
 		Prefix + "/controls/" + ctl.ID: {"version": {fmt.Sprint(ctl.Version)}, "name": {ctl.OperatorControlName}, "fully_pre_approved": {"yes"},
 			"approver_groups": {"EVIL"}, "resource_type": {ctl.ResourceType}},
@@ -345,7 +332,7 @@ func TestControlFormsChecked(t *testing.T) {
 		{"control without version", Prefix + "/controls/" + ctl.ID, url.Values{"name": {"renamed"}}, http.StatusBadRequest, []string{"carries no version"}},
 		{"too many approvers", Prefix + "/controls/" + ctl.ID, url.Values{"version": {fmt.Sprint(ctl.Version)}, "name": {"renamed"}, "number_of_approvers": {"11"}, "resource_type": {ctl.ResourceType}},
 			http.StatusBadRequest, []string{"number_of_approvers", `value="renamed"`, `id="control-form"`}},
-		{"action of another type", Prefix + "/controls", url.Values{"name": {"avm"}, "compartment": {consoleCompartment}, "resource_type": {policy.ResourceExadataInfra}, "action_AVM_FULL": {"pre"}},
+		{"action of another type", Prefix + "/controls", url.Values{"name": {"avm"}, "compartment": {jobsCompartment}, "resource_type": {policy.ResourceExadataInfra}, "action_AVM_FULL": {"pre"}},
 			http.StatusBadRequest, []string{"AVM_FULL does not apply to resource type", `value="avm"`}},
 		{"second control on the cell", Prefix + "/assignments", url.Values{"control": {ctl.ID}, "resource": {cellID}, "enforced": {"always"}},
 			http.StatusConflict, []string{"one control per resource at a time", `id="assignment-form"`}},

@@ -51,8 +51,8 @@ func TestAdminCreatesJob(t *testing.T) {
 	h.instance("web02.example.com")
 	b := newBrowser(t)
 	b.signIn(h, idAdmin)
-	b.run(chromedp.Click(chromedp.Search(`//nav/a[normalize-space(.)="Jobs"]`)), chromedp.WaitVisible(chromedp.CSS(`#new-job`)),
-		chromedp.Click(chromedp.CSS(`#new-job`)), chromedp.WaitVisible(chromedp.CSS(`#j-name`)))
+	b.run(chromedp.Click(chromedp.Search(`//nav/a[normalize-space(.)="Jobs"]`)), chromedp.WaitVisible(chromedp.CSS(`#new-job`)))
+	b.run(chromedp.Click(chromedp.CSS(`#new-job`)), chromedp.WaitVisible(chromedp.CSS(`#j-name`)))
 	b.check("new job")
 	b.run(chromedp.EmulateViewport(390, 844))
 	b.check("new job at phone width")
