@@ -18,6 +18,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -268,6 +269,11 @@ func TestMain(m *testing.M) {
 	if chromium.cancel != nil {
 		chromium.cancel()
 	}
+	if built.Load() {
+		if bin, err := auditpipe(); err == nil {
+			_ = os.RemoveAll(filepath.Dir(bin))
+		}
+	}
 	os.Exit(code)
 }
 
@@ -457,8 +463,14 @@ func (h *harness) pipeline() *policy.Relay {
 	return relay
 }
 
-// auditpipe is the auditpipe binary, built once per test binary.
+// built says whether a test built the binary (TestMain does not build it
+// to remove it).
+var built atomic.Bool
+
+// auditpipe is the auditpipe binary, built once per test binary (by the
+// first test that runs it; TestMain removes it).
 var auditpipe = sync.OnceValues(func() (string, error) {
+	built.Store(true)
 	dir, err := os.MkdirTemp("", "console-auditpipe-")
 	if err != nil {
 		return "", err
