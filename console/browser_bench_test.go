@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"testing"
 
@@ -42,16 +41,8 @@ func BenchmarkBrowser(b *testing.B) {
 		}
 	})
 	b.Run("context", func(b *testing.B) {
-		chromium.once.Do(func() {
-			dir, err := os.MkdirTemp("", "console-chromium-")
-			if err != nil {
-				chromium.err = err
-				return
-			}
-			startChromium(path, dir)
-		})
-		if chromium.err != nil {
-			b.Fatal(chromium.err)
+		if err := sharedChromium(path); err != nil {
+			b.Fatal(err)
 		}
 		for b.Loop() {
 			ctx, cancel := chromedp.NewContext(chromium.ctx, chromedp.WithNewBrowserContext())

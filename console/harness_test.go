@@ -292,12 +292,9 @@ func startChromium(path, userData string) {
 	chromium.err = chromedp.Do(ctx) // starts the browser
 }
 
-func newBrowser(t *testing.T) *browser {
-	t.Helper()
-	path, err := exec.LookPath("chromium")
-	if err != nil {
-		testenv.SkipOrFail(t, testenv.Chromium, "no chromium on PATH (make deps installs Debian's): %v", err)
-	}
+// sharedChromium starts the shared browser once, in a temporary profile
+// directory, and says whether it runs.
+func sharedChromium(path string) error {
 	chromium.once.Do(func() {
 		dir, err := os.MkdirTemp("", "console-chromium-")
 		if err != nil {
@@ -306,8 +303,17 @@ func newBrowser(t *testing.T) *browser {
 		}
 		startChromium(path, dir)
 	})
-	if chromium.err != nil {
-		t.Fatalf("starting chromium: %v", chromium.err)
+	return chromium.err
+}
+
+func newBrowser(t *testing.T) *browser {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		testenv.SkipOrFail(t, testenv.Chromium, "no chromium on PATH (make deps installs Debian's): %v", err)
+	}
+	if err := sharedChromium(path); err != nil {
+		t.Fatalf("starting chromium: %v", err)
 	}
 	ctx, cancel := chromedp.NewContext(chromium.ctx, chromedp.WithNewBrowserContext())
 	var wg sync.WaitGroup
