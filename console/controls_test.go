@@ -156,6 +156,8 @@ func TestAdminEditsControls(t *testing.T) {
 	}
 	b.check("assignment, forwarded")
 	b.shot("assignment")
+	b.run(chromedp.EmulateViewport(390, 844))
+	b.check("assignment at phone width")
 }
 
 // controlDiff names the fields of got that differ from want (the form's
@@ -263,6 +265,20 @@ func TestControlsByRole(t *testing.T) {
 			}
 			unchanged(t)
 		})
+	}
+	// In the browser, an approver's read-only pages pass the same checks
+	// as every page.
+	b := newBrowser(t)
+	b.signIn(h, idApprover)
+	for name, path := range map[string]string{"controls": "/controls", "control": "/controls/" + ctl.ID, "assignment": "/assignments/" + asg.ID} {
+		b.run(chromedp.Navigate(h.srv.URL+Prefix+path), chromedp.WaitVisible(chromedp.CSS(`main h1`)))
+		if n := b.count(`main form`); n != 0 {
+			t.Errorf("the approver's %s page has %d forms", name, n)
+		}
+		b.check(name + ", approver")
+		b.run(chromedp.EmulateViewport(390, 844))
+		b.check(name + ", approver, at phone width")
+		b.run(chromedp.EmulateViewport(1200, 900))
 	}
 	t.Run("admin, forged", func(t *testing.T) {
 		c, csrf := h.client(idAdmin)
