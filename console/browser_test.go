@@ -1,9 +1,11 @@
 package console
 
 import (
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/clickhouse/clickhousetest"
 	"github.com/auditpipe/auditpipe/internal/config"
 	"github.com/auditpipe/auditpipe/policy"
@@ -231,10 +234,15 @@ func TestCrossSiteFormRefused(t *testing.T) {
 	}
 }
 
-// TestConsoleAndCLIRequestsAreTheSame: a request made in the console and
-// one made with the CLI's client are the same in the API and the store.
+// TestConsoleAndCLIRequestsAreTheSame: a request made in the console's
+// form and one made with the CLI (the built auditpipe binary, `auditpipe
+// request create`) are the same thing in the API, in the store (the
+// request and its history) and in ClickHouse (their lifecycle events,
+// carried by the outbox relay, Kafka and the indexer as in the
+// all-in-one), field by field but for ids and times.
 func TestConsoleAndCLIRequestsAreTheSame(t *testing.T) {
 	h := newHarness(t)
+	relay := h.pipeline()
 	b := newBrowser(t)
 	b.signIn(h, idOperator)
 	b.run(chromedp.Navigate(h.srv.URL+Prefix+"/requests/new?resource="+url.QueryEscape(cellID)),
@@ -258,12 +266,13 @@ func TestConsoleAndCLIRequestsAreTheSame(t *testing.T) {
 	}
 	b.check("request made in the console")
 
-	cli := &client.Client{BaseURL: h.srv.URL, Token: config.Secret(h.tokens[idOperator.Name])}
-	made, err := cli.CreateRequest(h.ctx, policy.RequestInput{ResourceID: cellID, ActionRequests: []string{"INFRA_UPDATE_RESTART"},
-		Reason: reason, Severity: "S2", DurationHours: 8})
-	if err != nil {
-		t.Fatal(err)
+	var made policy.AccessRequest
+	out := h.cli(idOperator, "request", "create", "--resource", cellID, "--action", "INFRA_UPDATE_RESTART", "--reason", reason,
+		"--severity", "S2", "--duration", "8", "--output", "json")
+	if err := json.Unmarshal(out, &made); err != nil || made.ID == "" || made.ID == webID {
+		t.Fatalf("auditpipe request create printed %s (%v)", out, err)
 	}
+	cli := &client.Client{BaseURL: h.srv.URL, Token: config.Secret(h.tokens[idOperator.Name])}
 	fromAPI := func(id string) map[string]any {
 		r, err := cli.GetRequest(h.ctx, id)
 		if err != nil {
@@ -294,13 +303,89 @@ func TestConsoleAndCLIRequestsAreTheSame(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(hw) != len(hc) {
+	if len(hw) != len(hc) || len(hw) == 0 {
 		t.Fatalf("history: console %d entries, CLI %d", len(hw), len(hc))
 	}
 	for i := range hw {
-		if hw[i].Actor != hc[i].Actor || hw[i].Action != hc[i].Action || hw[i].From != hc[i].From || hw[i].To != hc[i].To {
+		if hw[i].Actor != hc[i].Actor || hw[i].Action != hc[i].Action || hw[i].From != hc[i].From || hw[i].To != hc[i].To || hw[i].Comment != hc[i].Comment {
 			t.Errorf("history[%d]: console %+v, CLI %+v", i, hw[i], hc[i])
 		}
+	}
+
+	// ClickHouse: the lifecycle events of each, as the indexer stored them.
+	ctx, cancel := context.WithTimeout(h.ctx, actionTimeout)
+	defer cancel()
+	if err := relay.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	web, cl := h.lifecycle(webID, len(hw)), h.lifecycle(made.ID, len(hc))
+	for i := range web {
+		if web[i] != cl[i] {
+			t.Errorf("lifecycle event %d in ClickHouse: the console's request's\n%s\ndiffers from the CLI's\n%s", i, web[i], cl[i])
+		}
+	}
+}
+
+// lifecycle waits until ClickHouse holds n lifecycle events of object id
+// and returns them in order, each as JSON of every column and of the
+// stored payload but for what differs between two requests made alike
+// (event id, time, content hash, Kafka offset; the object's id itself is
+// replaced by "ID").
+func (h *harness) lifecycle(id string, n int) []string {
+	h.t.Helper()
+	q := fmt.Sprintf("SELECT kind, object_type, object_id, resource_id, compartment_id, state_from, state_to, actor, toJSONString(details), payload "+
+		"FROM lifecycle_events WHERE object_id = %s ORDER BY time, kafka_offset", clickhouse.QuoteString(id))
+	deadline := time.Now().Add(actionTimeout)
+	for {
+		res, err := h.store.Query(h.ctx, q)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if len(res.Rows) >= n {
+			if len(res.Rows) > n {
+				h.t.Fatalf("%d lifecycle events of %s in ClickHouse, want %d (one per history entry)", len(res.Rows), id, n)
+			}
+			out := make([]string, len(res.Rows))
+			for i, row := range res.Rows {
+				m := map[string]any{}
+				for j, col := range res.Columns[:len(res.Columns)-2] {
+					m[col] = row[j]
+				}
+				var details map[string]string
+				var payload schemas.Lifecycle
+				if err := json.Unmarshal([]byte(fmt.Sprint(row[len(row)-2])), &details); err != nil {
+					h.t.Fatalf("details of a lifecycle event of %s: %v", id, err)
+				}
+				if err := json.Unmarshal([]byte(fmt.Sprint(row[len(row)-1])), &payload); err != nil || payload.EventID == "" || payload.Time.IsZero() {
+					h.t.Fatalf("payload of a lifecycle event of %s: %+v, %v", id, payload, err)
+				}
+				if !maps.Equal(details, payload.Details) {
+					h.t.Errorf("lifecycle event of %s: the details column %v is not the payload's %v", id, details, payload.Details)
+				}
+				// Times in the details (time_of_expiry) differ as the
+				// requests' creation times do.
+				for k, v := range details {
+					if strings.HasPrefix(k, "time_") {
+						if _, err := time.Parse(time.RFC3339, v); err != nil {
+							h.t.Errorf("lifecycle event of %s: %s = %q is not a time", id, k, v)
+						}
+						delete(details, k)
+					}
+				}
+				payload.EventID, payload.Time, payload.Details = "", time.Time{}, nil
+				m["details"], m["payload"] = details, payload
+				b, err := json.Marshal(m)
+				if err != nil {
+					h.t.Fatal(err)
+				}
+				out[i] = strings.ReplaceAll(string(b), id, "ID")
+			}
+			return out
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("%d lifecycle events of %s in ClickHouse after %s, want %d", len(res.Rows), id, actionTimeout, n)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -149,8 +149,19 @@ func New(d Deps, o Options) (*Console, error) {
 	c.mux.Handle("GET "+Prefix+"/requests/{id}/trail", c.page(c.trail))
 	c.mux.Handle("POST "+Prefix+"/requests/{id}/{action}", c.form(c.requestAction))
 	c.mux.Handle("GET "+Prefix+"/controls", c.page(c.controlsPage))
+	c.mux.Handle("GET "+Prefix+"/controls/new", c.page(c.newControlPage))
+	c.mux.Handle("POST "+Prefix+"/controls", c.form(c.createControl))
+	c.mux.Handle("GET "+Prefix+"/controls/{id}", c.page(c.controlPage))
+	c.mux.Handle("POST "+Prefix+"/controls/{id}", c.form(c.updateControl))
+	c.mux.Handle("GET "+Prefix+"/assignments/new", c.page(c.newAssignmentPage))
+	c.mux.Handle("POST "+Prefix+"/assignments", c.form(c.createAssignment))
+	c.mux.Handle("GET "+Prefix+"/assignments/{id}", c.page(c.assignmentPage))
+	c.mux.Handle("POST "+Prefix+"/assignments/{id}", c.form(c.updateAssignment))
+	c.mux.Handle("POST "+Prefix+"/assignments/{id}/unassign", c.form(c.unassign))
 	c.mux.Handle("GET "+Prefix+"/search", c.page(c.searchPage))
 	c.mux.Handle("GET "+Prefix+"/jobs", c.page(c.jobsPage))
+	c.mux.Handle("GET "+Prefix+"/jobs/new", c.page(c.newJobPage))
+	c.mux.Handle("POST "+Prefix+"/jobs", c.form(c.createJob))
 	c.mux.Handle("GET "+Prefix+"/compliance", c.page(c.compliancePage))
 	c.mux.Handle("GET "+Prefix+"/jobs/{id}", c.page(c.jobPage))
 	c.mux.Handle("POST "+Prefix+"/jobs/{id}/{action}", c.form(c.jobAction))
@@ -307,7 +318,7 @@ func (c *Console) nav(who auth.Identity) []navItem {
 }
 
 var titles = map[string]string{
-	"inbox": "Access requests", "request": "Access request", "new": "New access request", "controls": "Controls and assignments",
+	"inbox": "Access requests", "request": "Access request", "new": "New access request", "controls": "Controls and assignments", "control": "Operator control", "assignment": "Assignment", "newjob": "New scheduled job",
 	"search": "Audit search", "jobs": "Scheduled jobs", "job": "Scheduled job", "workrequest": "Work request", "compliance": "Patch compliance", "error": "Error", "signin": "Sign in",
 }
 

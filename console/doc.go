@@ -1,8 +1,8 @@
 // Package console is auditpipe's web console: the pages on which
 // approvers answer access requests, operators make and follow their own,
-// auditors search the trail and admins read the controls, run the
-// scheduled jobs and follow their work requests, and the patch compliance
-// report is read; served by the policy module on the process's one mux
+// auditors search the trail and admins create and change the operator
+// controls and their assignments, create and run the scheduled jobs and
+// follow their work requests, and the patch compliance report is read; served by the policy module on the process's one mux
 // under /console/.
 //
 // It is server-rendered HTML (html/template, assets embedded), with one

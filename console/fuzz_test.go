@@ -41,3 +41,47 @@ func FuzzFormInt(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSplitList: a list field (approver groups, emails, packages) is its
+// items: none empty, none with a separator or surrounding space, and the
+// items joined by commas read back the same.
+func FuzzSplitList(f *testing.F) {
+	for _, s := range []string{"", "a", "a,b", "PATCHERS\r\nEXPLICIT_APPROVED_POLICY_USERS", " a , ,b\n\n", ",,,", "é,\u00a0x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		items := splitList(s)
+		for _, it := range items {
+			if it == "" || it != strings.TrimSpace(it) || strings.ContainsAny(it, ",\r\n") {
+				t.Fatalf("splitList(%q) has item %q", s, it)
+			}
+		}
+		if again := splitList(strings.Join(items, ",")); strings.Join(again, "\x00") != strings.Join(items, "\x00") {
+			t.Fatalf("splitList(%q) = %q, but its items joined read back as %q", s, items, again)
+		}
+	})
+}
+
+// FuzzAssignmentWindow: whatever the assignment form holds, its window is
+// read or refused with a 400 naming the field, never a panic; an
+// always-enforced one has no times.
+func FuzzAssignmentWindow(f *testing.F) {
+	for _, s := range [][3]string{{"window", "2026-12-02T10:00", "2026-12-02T12:00"}, {"always", "", ""}, {"window", "yesterday", ""}, {"", "2026-13-40T25:61", "x"}} {
+		f.Add(s[0], s[1], s[2])
+	}
+	f.Fuzz(func(t *testing.T, enforced, from, to string) {
+		body := url.Values{"enforced": {enforced}, "from": {from}, "to": {to}, "forwarded": {"yes"}, "port": {from}}.Encode()
+		r, _ := http.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		w, err := assignmentWindow(r)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "InvalidParameter: ") {
+				t.Fatalf("assignmentWindow: %v", err)
+			}
+			return
+		}
+		if w.IsEnforcedAlways && (!w.TimeAssignmentFrom.IsZero() || !w.TimeAssignmentTo.IsZero()) {
+			t.Fatalf("an always-enforced window with times: %+v", w)
+		}
+	})
+}

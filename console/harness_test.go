@@ -18,6 +18,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,7 +26,9 @@ import (
 
 	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/clickhouse/clickhousetest"
+	"github.com/auditpipe/auditpipe/indexer"
 	"github.com/auditpipe/auditpipe/internal/auth"
+	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
 	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/internal/testenv"
 	"github.com/auditpipe/auditpipe/policy"
@@ -55,6 +58,7 @@ type harness struct {
 	t      *testing.T
 	ctx    context.Context
 	svc    *policy.Service
+	pstore *policy.Store
 	sched  *scheduler.Service
 	store  *clickhouse.Embedded
 	srv    *httptest.Server
@@ -100,7 +104,7 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, ctx: ctx, svc: svc, sched: sched, store: eng, tokens: map[string]string{}}
+	h := &harness{t: t, ctx: ctx, svc: svc, pstore: st, sched: sched, store: eng, tokens: map[string]string{}}
 	var toks []auth.Token
 	for _, id := range []auth.Identity{idApprover, idOperator, idOperator2, idAuditor, idAdmin} {
 		tok, entry, err := auth.NewToken(id.Name, id.Role)
@@ -249,23 +253,72 @@ var axeSource = sync.OnceValues(func() ([]byte, error) { return os.ReadFile(file
 // actionTimeout bounds one step of a test in the browser.
 const actionTimeout = 90 * time.Second
 
+// chromium is the test binary's one Chromium process (started by the
+// first browser test, stopped by TestMain); each test gets a browser
+// context of its own in it (its own cookies and storage: an incognito
+// window), so tests share the start-up cost and nothing else.
+var chromium struct {
+	once   sync.Once
+	ctx    context.Context // the first tab's: its cancellation stops the process
+	cancel func()
+	err    error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if chromium.cancel != nil {
+		chromium.cancel()
+	}
+	if built.Load() {
+		if bin, err := auditpipe(); err == nil {
+			_ = os.RemoveAll(filepath.Dir(bin))
+		}
+	}
+	os.Exit(code)
+}
+
+// startChromium starts the shared browser.
+func startChromium(path, userData string) {
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(userData), chromedp.WindowSize(1200, 900),
+	}
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelB := chromedp.NewContext(actx)
+	chromium.ctx = ctx
+	chromium.cancel = func() { cancelB(); cancelA(); _ = os.RemoveAll(userData) }
+	chromium.err = chromedp.Do(ctx) // starts the browser
+}
+
+// sharedChromium starts the shared browser once, in a temporary profile
+// directory, and says whether it runs.
+func sharedChromium(path string) error {
+	chromium.once.Do(func() {
+		dir, err := os.MkdirTemp("", "console-chromium-")
+		if err != nil {
+			chromium.err = err
+			return
+		}
+		startChromium(path, dir)
+	})
+	return chromium.err
+}
+
 func newBrowser(t *testing.T) *browser {
 	t.Helper()
 	path, err := exec.LookPath("chromium")
 	if err != nil {
 		testenv.SkipOrFail(t, testenv.Chromium, "no chromium on PATH (make deps installs Debian's): %v", err)
 	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(path), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1200, 900),
+	if err := sharedChromium(path); err != nil {
+		t.Fatalf("starting chromium: %v", err)
 	}
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelB := chromedp.NewContext(actx)
+	ctx, cancel := chromedp.NewContext(chromium.ctx, chromedp.WithNewBrowserContext())
 	var wg sync.WaitGroup
-	t.Cleanup(func() { cancelB(); cancelA(); wg.Wait() })
-	if err := chromedp.Do(ctx); err != nil { // starts the browser
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1200, 900)); err != nil { // opens the tab
 		t.Fatal(err)
 	}
 	b := &browser{t: t, ctx: ctx}
@@ -383,4 +436,79 @@ func (b *browser) count(sel string) int {
 func (b *browser) text(sel string) string {
 	b.t.Helper()
 	return value(b, chromedp.Text(chromedp.CSS(sel)))
+}
+
+// pipeline runs what carries the policy's changes into ClickHouse, as
+// the all-in-one does: an in-process Kafka broker, and the indexer
+// reading opctl.lifecycle.v1 into the harness's chDB. It returns the
+// outbox relay, whose Flush publishes the changes made so far.
+func (h *harness) pipeline() *policy.Relay {
+	h.t.Helper()
+	kc, _ := kafkatest.Start(h.t, 1)
+	relay, err := policy.NewRelay(h.pstore, kc, policy.DefaultConfig().Relay, policy.RelayDeps{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	cfg := indexer.DefaultConfig()
+	cfg.Kafka, cfg.Group, cfg.Topics = kc, "console-test", []string{schemas.TopicLifecycle}
+	cfg.Batch.MaxWait = 100 * time.Millisecond
+	cfg.Store.RetentionDays = 0 // as the harness migrated it
+	ix, err := indexer.New(cfg, indexer.Deps{Engine: h.store})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(h.ctx)
+	done := make(chan error, 1)
+	go func() { done <- ix.Run(ctx) }()
+	h.t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			h.t.Errorf("indexer: %v", err)
+		}
+	})
+	return relay
+}
+
+// built says whether a test built the binary (TestMain does not build it
+// to remove it).
+var built atomic.Bool
+
+// auditpipe is the auditpipe binary, built once per test binary (by the
+// first test that runs it; TestMain removes it).
+var auditpipe = sync.OnceValues(func() (string, error) {
+	built.Store(true)
+	dir, err := os.MkdirTemp("", "console-auditpipe-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "auditpipe")
+	if out, err := exec.Command("nice", "go", "build", "-o", bin, "github.com/auditpipe/auditpipe/cmd/auditpipe").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// cli runs the built auditpipe binary as who against the harness's API
+// and returns its standard output.
+func (h *harness) cli(who auth.Identity, args ...string) []byte {
+	h.t.Helper()
+	bin, err := auditpipe()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	tok := filepath.Join(h.t.TempDir(), "token")
+	if err := os.WriteFile(tok, []byte(h.tokens[who.Name]+"\n"), 0o600); err != nil {
+		h.t.Fatal(err)
+	}
+	// The policy subcommands take --server and --token-file after the
+	// subcommand's name.
+	args = append(args, "--server", h.srv.URL, "--token-file", tok)
+	cmd := exec.Command(bin, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		h.t.Fatalf("auditpipe %s: %v\n%s", strings.Join(args, " "), err, stderr.Bytes())
+	}
+	return out
 }

@@ -5,10 +5,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/auditpipe/auditpipe/policy"
 	"github.com/auditpipe/auditpipe/policy/api"
 	"github.com/auditpipe/auditpipe/policy/scheduler"
+	"github.com/auditpipe/auditpipe/schemas"
 )
 
 // upcomingShown is how many next executions the Jobs page shows per job.
@@ -79,7 +83,7 @@ func (c *Console) jobsPage(w http.ResponseWriter, r *http.Request, s *session) e
 
 // jobPermissions are the job actions who may take, by form action.
 func (c *Console) jobPermissions(s *session) map[string]bool {
-	can := map[string]bool{"cancel": c.deps.API.Allowed("CancelWorkRequest", s.who)}
+	can := map[string]bool{"cancel": c.deps.API.Allowed("CancelWorkRequest", s.who), "create": c.deps.API.Allowed("CreateScheduledJob", s.who)}
 	for a, op := range jobActions {
 		can[a] = c.deps.API.Allowed(op, s.who)
 	}
@@ -194,18 +198,18 @@ func (c *Console) jobAction(w http.ResponseWriter, r *http.Request, s *session) 
 	switch action {
 	case "run":
 		if _, err := sch.RunNow(ctx, s.who, id, v); err != nil {
-			return stale(err)
+			return stale(err, "job")
 		}
 	case "skip":
 		if _, err := sch.SkipNext(ctx, s.who, id, v); err != nil {
-			return stale(err)
+			return stale(err, "job")
 		}
 	case "delete":
 		if r.PostFormValue("confirm") != "yes" {
 			return &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidParameter, Message: "confirm: tick the box to confirm deleting the job"}
 		}
 		if _, err := sch.DeleteJob(ctx, s.who, id, v); err != nil {
-			return stale(err)
+			return stale(err, "job")
 		}
 		back = Prefix + "/jobs"
 	}
@@ -235,12 +239,135 @@ func (c *Console) cancelWorkRequest(w http.ResponseWriter, r *http.Request, s *s
 }
 
 // stale turns the service's version conflict into what the visitor
-// should do about it: the job changed since the page showed it.
-func stale(err error) error {
+// should do about it: the object (a job, a control…) changed since the
+// page showed it.
+func stale(err error, object string) error {
 	var ve *policy.VersionError
 	if errors.As(err, &ve) {
 		return &api.Error{Status: http.StatusPreconditionFailed, Code: api.CodePreconditionFailed,
-			Message: fmt.Sprintf("the job changed since this page showed it (version %d, now %d): nothing was done; open the job again and check it before acting", ve.Expected, ve.Actual)}
+			Message: fmt.Sprintf("the %s changed since this page showed it (version %d, now %d): nothing was done; open the %s again and check it before acting", object, ve.Expected, ve.Actual, object)}
 	}
 	return err
+}
+
+// jobForm is what the new job's form shows: the fields as sent (empty
+// at first), the instances and groups to target, and a refusal.
+type jobForm struct {
+	In        scheduler.JobInput
+	First     string // the first execution as typed (datetime-local, in In.TimeZone)
+	Packages  string
+	Instances []scheduler.Instance
+	Groups    []scheduler.Group
+	Error     string
+	// The choices of the selects.
+	Intervals  []scheduler.IntervalType
+	Operations []string
+	Updates    []string
+}
+
+func (f jobForm) Targets(id string) bool {
+	return slices.Contains(f.In.ManagedInstances, id) || slices.Contains(f.In.ManagedInstanceGroups, id)
+}
+
+// newJobPage is the form that creates a scheduled job (who may:
+// CreateScheduledJob's roles).
+func (c *Console) newJobPage(w http.ResponseWriter, r *http.Request, s *session) error {
+	if _, err := c.scheduled(s, r); err != nil {
+		return err
+	}
+	if err := c.allowedTo(s, "CreateScheduledJob", "create scheduled jobs"); err != nil {
+		return err
+	}
+	in := scheduler.JobInput{ScheduleType: scheduler.Recurring, IntervalType: scheduler.Day, IntervalValue: 1, TimeZone: "UTC",
+		OperationType: schemas.OperationUpdateAll, UpdateType: schemas.UpdateSecurity, CompartmentID: r.URL.Query().Get("compartment")}
+	return c.renderJobForm(w, r, s, http.StatusOK, jobForm{In: in})
+}
+
+func (c *Console) renderJobForm(w http.ResponseWriter, r *http.Request, s *session, status int, f jobForm) error {
+	ctx := r.Context()
+	var err error
+	if f.Instances, _, err = c.deps.Scheduler.ListInstances(ctx, scheduler.InstanceFilter{Page: policy.Page{Limit: 1000}}); err != nil {
+		return err
+	}
+	if f.Groups, _, err = c.deps.Scheduler.ListGroups(ctx, scheduler.GroupFilter{Page: policy.Page{Limit: 1000}}); err != nil {
+		return err
+	}
+	f.Intervals = []scheduler.IntervalType{scheduler.Hour, scheduler.Day, scheduler.Week, scheduler.Month}
+	f.Operations, f.Updates = schemas.Operations(), schemas.UpdateTypes()
+	c.render(w, r, s, status, "newjob", f)
+	return nil
+}
+
+// createJob creates the form's job through the scheduler service, as the
+// API's CreateScheduledJob does. The first execution is read in the
+// job's time zone, as its schedule is.
+func (c *Console) createJob(w http.ResponseWriter, r *http.Request, s *session) error {
+	sch, err := c.scheduled(s, r)
+	if err != nil {
+		return err
+	}
+	if err := c.allowedTo(s, "CreateScheduledJob", "create scheduled jobs"); err != nil {
+		return err
+	}
+	f := jobForm{First: strings.TrimSpace(r.PostFormValue("first")), Packages: r.PostFormValue("packages")}
+	in := scheduler.JobInput{DisplayName: strings.TrimSpace(r.PostFormValue("name")), Description: strings.TrimSpace(r.PostFormValue("description")),
+		CompartmentID: strings.TrimSpace(r.PostFormValue("compartment")), ScheduleType: scheduler.ScheduleType(r.PostFormValue("schedule")),
+		TimeZone: strings.TrimSpace(r.PostFormValue("time_zone")), OperationType: r.PostFormValue("operation"),
+		MaxConcurrency: strings.TrimSpace(r.PostFormValue("max_concurrency")), MaxErrors: strings.TrimSpace(r.PostFormValue("max_errors"))}
+	if in.TimeZone == "" {
+		in.TimeZone = "UTC"
+	}
+	if in.ScheduleType == scheduler.Recurring {
+		in.IntervalType = scheduler.IntervalType(r.PostFormValue("interval_type"))
+		if in.IntervalValue, err = formInt(r, "interval_value"); err != nil {
+			return err
+		}
+	}
+	if in.OperationType == schemas.OperationUpdateAll {
+		in.UpdateType = r.PostFormValue("update_type")
+	} else {
+		in.PackageNames = splitList(f.Packages)
+	}
+	for _, t := range r.PostForm["target"] {
+		kind, id, _ := strings.Cut(t, ":")
+		switch kind {
+		case "instance":
+			in.ManagedInstances = append(in.ManagedInstances, id)
+		case "group":
+			in.ManagedInstanceGroups = append(in.ManagedInstanceGroups, id)
+		}
+	}
+	for name, dst := range map[string]*int{"cutoff_minutes": &in.CutoffMinutes, "timeout_minutes": &in.TimeoutMinutes} {
+		if *dst, err = formInt(r, name); err != nil {
+			return err
+		}
+	}
+	f.In = in
+	loc, lerr := time.LoadLocation(in.TimeZone)
+	var first time.Time
+	switch {
+	case lerr != nil:
+		f.Error = "time zone: " + in.TimeZone + " is not an IANA time zone (Europe/Berlin, UTC)"
+	case f.First == "":
+		f.Error = "first execution: required"
+	default:
+		if first, err = time.ParseInLocation(formTimeLayout, f.First, loc); err != nil {
+			f.Error = "first execution: not a date and time: " + f.First
+		}
+	}
+	if f.Error != "" {
+		return c.renderJobForm(w, r, s, http.StatusBadRequest, f)
+	}
+	in.TimeNextExecution = first
+	j, err := sch.CreateJob(r.Context(), s.who, in)
+	if err != nil {
+		e := c.deps.API.ErrorOf(err, r)
+		if e.Status != http.StatusBadRequest && e.Status != http.StatusConflict {
+			return err
+		}
+		f.Error = e.Message
+		return c.renderJobForm(w, r, s, e.Status, f)
+	}
+	http.Redirect(w, r, Prefix+"/jobs/"+url.PathEscape(j.ID), http.StatusSeeOther)
+	return nil
 }

@@ -378,24 +378,5 @@ func (c *Console) createRequest(w http.ResponseWriter, r *http.Request, s *sessi
 	return nil
 }
 
-// controlsPage lists the controls and assignments (who configures,
-// audits and approves reads them).
-func (c *Console) controlsPage(w http.ResponseWriter, r *http.Request, s *session) error {
-	if !c.deps.API.Allowed("ListOperatorControls", s.who) {
-		return &api.Error{Status: http.StatusForbidden, Code: api.CodeNotAuthorized, Message: "your role may not read controls"}
-	}
-	ctx := r.Context()
-	ctls, _, err := c.deps.Service.ListControls(ctx, policy.ControlFilter{Page: policy.Page{Limit: 1000}})
-	if err != nil {
-		return err
-	}
-	asg, _, err := c.deps.Service.ListAssignments(ctx, policy.AssignmentFilter{Page: policy.Page{Limit: 1000}})
-	if err != nil {
-		return err
-	}
-	c.render(w, r, s, http.StatusOK, "controls", map[string]any{"Controls": ctls, "Assignments": asg})
-	return nil
-}
-
 // ctxDone reports whether ctx ended.
 func ctxDone(ctx context.Context) bool { return ctx.Err() != nil }

@@ -8,7 +8,7 @@ import (
 )
 
 // pages are the templates beside the layout, one per page.
-var pages = []string{"signin", "inbox", "request", "new", "controls", "search", "jobs", "job", "workrequest", "compliance", "error"}
+var pages = []string{"signin", "inbox", "request", "new", "controls", "control", "assignment", "newjob", "search", "jobs", "job", "workrequest", "compliance", "error"}
 
 func (c *Console) parseTemplates() error {
 	funcs := template.FuncMap{
