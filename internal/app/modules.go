@@ -549,6 +549,11 @@ func ensureAgentKey(a *App) error {
 		a.Log.Warn("the all-in-one's agent key is not enrolled: its agent's reports are refused until the host's enrolled key is its", "host", host, "err", err)
 		return nil
 	}
+	// The all-in-one reads its enrolled keys as the user that wrote them,
+	// and every file under --data is private (0600).
+	if err := os.Chmod(path, 0o600); err != nil {
+		return fmt.Errorf("the all-in-one's agent key: %w", err)
+	}
 	if created {
 		a.Log.Info("first start: the agent key was created and enrolled for its host (other hosts: auditpipe agent enroll)",
 			"key", rc.Agent.KeyFile, "key_id", s.KeyID(), "host", host, "enrolled", path)
