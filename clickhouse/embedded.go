@@ -221,18 +221,36 @@ func (e *Embedded) QueryParams(ctx context.Context, sql string, params []Param) 
 	return DecodeJSONCompact(b)
 }
 
-// InsertEvents implements Engine: the rows in RowBinary (see
-// appendEventsRowBinary), built from the decoded events, as a query
-// parameter.
+const eventsInsertHead = "INSERT INTO audit_events SETTINGS insert_deduplication_token = %s, " +
+	"date_time_input_format = 'best_effort', input_format_skip_unknown_fields = 0 FORMAT JSONEachRow\n"
+
+// InsertEvents implements Engine: the events' own JSON goes to chDB as it
+// came, with the Kafka position spliced in, so no re-encoding is needed.
 func (e *Embedded) InsertEvents(_ context.Context, token string, rows []EventRow) error {
-	rb, err := appendEventsRowBinary(make([]byte, 0, rowBinarySize(rows)), rows)
-	if err != nil {
-		return err
+	n := len(eventsInsertHead) + 64
+	for i := range rows {
+		n += len(rows[i].JSON) + 48
 	}
-	// Most bytes need no escape; NULs (empty strings, small integers) do.
-	v := appendEscaped(make([]byte, 0, len(rb)+len(rb)/4), rb)
-	q := eventsRowBinaryInsert + QuoteString(token) + eventsRowBinarySelect
-	_, err = e.sess.QueryParams(q, "", []Param{{Name: "rows", Value: string(v)}})
+	b := fmt.Appendf(make([]byte, 0, n), eventsInsertHead, QuoteString(token))
+	for i := range rows {
+		r := &rows[i]
+		j := bytes.TrimSpace(r.JSON)
+		b = append(b, j[:len(j)-1]...)
+		if r.Partition >= 0 {
+			b = append(b, `,"kafka_partition":`...)
+			b = strconv.AppendInt(b, int64(r.Partition), 10)
+			b = append(b, `,"kafka_offset":`...)
+			b = strconv.AppendInt(b, r.Offset, 10)
+		}
+		if r.ContentHash != "" {
+			b = append(b, `,"content_hash":"`...)
+			b = append(b, r.ContentHash...)
+			b = append(b, '"')
+		}
+		b = append(b, '}', '\n')
+	}
+	b = append(b, 0)
+	_, err := e.sess.QueryBytes(b, "")
 	return err
 }
 

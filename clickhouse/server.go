@@ -80,7 +80,7 @@ func (s *Server) Exec(ctx context.Context, sql string) error {
 	return s.conn.Exec(ctx, sql)
 }
 
-const eventColumns = "ts, event, layer, host, req_auth_id, loginid, event_id, seq, srchost, desthost, res, " +
+var eventColumns = "ts, event, layer, host, req_auth_id, loginid, event_id, seq, srchost, desthost, res, " +
 	"pid, ppid, ses, rec_id, tty, euid, exe, cwd, title, args, keys, time, raw_data, kafka_partition, kafka_offset, " +
 	"escaped, prev_hash, content_hash, chain_first, chain_last, chain_count, chain_head, key_id, sig"
 
