@@ -18,7 +18,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,6 +28,7 @@ import (
 	"github.com/auditpipe/auditpipe/indexer"
 	"github.com/auditpipe/auditpipe/internal/auth"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
+	"github.com/auditpipe/auditpipe/internal/proctest"
 	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/internal/testenv"
 	"github.com/auditpipe/auditpipe/policy"
@@ -269,11 +269,7 @@ func TestMain(m *testing.M) {
 	if chromium.cancel != nil {
 		chromium.cancel()
 	}
-	if built.Load() {
-		if bin, err := auditpipe(); err == nil {
-			_ = os.RemoveAll(filepath.Dir(bin))
-		}
-	}
+	auditpipe.Remove()
 	os.Exit(code)
 }
 
@@ -469,33 +465,15 @@ func (h *harness) pipeline() *policy.Relay {
 	return relay
 }
 
-// built says whether a test built the binary (TestMain does not build it
-// to remove it).
-var built atomic.Bool
-
 // auditpipe is the auditpipe binary, built once per test binary (by the
 // first test that runs it; TestMain removes it).
-var auditpipe = sync.OnceValues(func() (string, error) {
-	built.Store(true)
-	dir, err := os.MkdirTemp("", "console-auditpipe-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "auditpipe")
-	if out, err := exec.Command("nice", "go", "build", "-o", bin, "github.com/auditpipe/auditpipe/cmd/auditpipe").CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
+var auditpipe = proctest.Binary{Pkg: "github.com/auditpipe/auditpipe/cmd/auditpipe"}
 
 // cli runs the built auditpipe binary as who against the harness's API
 // and returns its standard output.
 func (h *harness) cli(who auth.Identity, args ...string) []byte {
 	h.t.Helper()
-	bin, err := auditpipe()
-	if err != nil {
-		h.t.Fatal(err)
-	}
+	bin := auditpipe.Path(h.t)
 	tok := filepath.Join(h.t.TempDir(), "token")
 	if err := os.WriteFile(tok, []byte(h.tokens[who.Name]+"\n"), 0o600); err != nil {
 		h.t.Fatal(err)

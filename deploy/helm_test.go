@@ -7,9 +7,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/auditpipe/auditpipe/internal/proctest"
 	"github.com/auditpipe/auditpipe/internal/testenv"
 )
 
@@ -20,34 +20,16 @@ func helmBin(t *testing.T) string {
 	return cachedTool(t, testenv.Helm, "helm/bin/helm", "scripts/deps.d/67-helm.sh")
 }
 
-// kitcheckBuilt is deploy/kitcheck, built once per test binary.
-var kitcheckBuilt struct {
-	once sync.Once
-	path string
-	err  error
-	out  []byte
-}
-
-// kitcheck builds deploy/kitcheck (a module of its own: k8s.io/api and
+// kitcheckBinary is deploy/kitcheck (a module of its own: k8s.io/api and
 // compose-go stay out of auditpipe's go.mod; scripts/deps.d/68-kitcheck.sh
-// downloads its modules and warms the build cache) and returns its path.
+// downloads its modules and warms the build cache), built once per test
+// binary.
+var kitcheckBinary = proctest.Binary{Pkg: ".", Dir: "kitcheck"}
+
+// kitcheck builds deploy/kitcheck and returns its path.
 func kitcheck(t *testing.T) string {
 	t.Helper()
-	kitcheckBuilt.once.Do(func() {
-		dir, err := os.MkdirTemp("", "kitcheck-")
-		if err != nil {
-			kitcheckBuilt.err = err
-			return
-		}
-		kitcheckBuilt.path = filepath.Join(dir, "kitcheck")
-		cmd := exec.Command("nice", "-n", "10", "go", "build", "-o", kitcheckBuilt.path, ".")
-		cmd.Dir = "kitcheck"
-		kitcheckBuilt.out, kitcheckBuilt.err = cmd.CombinedOutput()
-	})
-	if kitcheckBuilt.err != nil {
-		t.Fatalf("go build deploy/kitcheck: %v\n%s", kitcheckBuilt.err, kitcheckBuilt.out)
-	}
-	return kitcheckBuilt.path
+	return kitcheckBinary.Path(t)
 }
 
 // k8sObject is kitcheck's summary of a rendered object.

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/auditpipe/auditpipe/internal/auditgen"
+	"github.com/auditpipe/auditpipe/internal/proctest"
 )
 
 // settings are the harness's knobs, from the environment (see
@@ -91,11 +91,7 @@ func buildAuditpipe(b *testing.B) string {
 	if p := os.Getenv("AUDITPIPE_BIN"); p != "" {
 		return p
 	}
-	path := filepath.Join(b.TempDir(), "auditpipe")
-	if out, err := exec.Command("go", "build", "-o", path, "github.com/auditpipe/auditpipe/cmd/auditpipe").CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
-	}
-	return path
+	return proctest.Build(b, "github.com/auditpipe/auditpipe/cmd/auditpipe")
 }
 
 // expectedIDs are the event ids the pipeline must deliver, as the first 8

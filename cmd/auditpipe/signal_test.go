@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/auditpipe/auditpipe/internal/proctest"
 )
 
 // TestSIGHUPReloadsAndSIGTERMStops runs the binary as an operator does:
@@ -116,27 +118,11 @@ func TestSIGHUPReloadsAndSIGTERMStops(t *testing.T) {
 	}
 }
 
-var built struct {
-	once sync.Once
-	dir  string
-	path string
-	err  error
-	out  []byte
-}
+// auditpipe is the binary of this package, built once for its tests.
+var auditpipe = proctest.Binary{Pkg: "."}
 
 // buildBinary builds the auditpipe binary once for the package's tests.
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	built.once.Do(func() {
-		built.dir, built.err = os.MkdirTemp("", "auditpipe-bin-")
-		if built.err != nil {
-			return
-		}
-		built.path = filepath.Join(built.dir, "auditpipe")
-		built.out, built.err = exec.Command("go", "build", "-o", built.path, ".").CombinedOutput()
-	})
-	if built.err != nil {
-		t.Fatalf("go build: %v\n%s", built.err, built.out)
-	}
-	return built.path
+	return auditpipe.Path(t)
 }

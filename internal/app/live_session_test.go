@@ -21,6 +21,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/audittest"
 	"github.com/auditpipe/auditpipe/internal/auth"
 	"github.com/auditpipe/auditpipe/internal/config"
+	"github.com/auditpipe/auditpipe/internal/proctest"
 	"github.com/auditpipe/auditpipe/internal/siemtest"
 	"github.com/auditpipe/auditpipe/internal/sshdtest"
 	"github.com/auditpipe/auditpipe/internal/testenv"
@@ -316,10 +317,7 @@ func TestLiveOperatorSession(t *testing.T) {
 // and returns what it printed.
 func requestReport(t *testing.T, r *running, id string) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "auditpipe")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/auditpipe/auditpipe/cmd/auditpipe").CombinedOutput(); err != nil {
-		t.Fatalf("building auditpipe: %v: %s", err, out)
-	}
+	bin := proctest.Build(t, "github.com/auditpipe/auditpipe/cmd/auditpipe")
 	var out []byte
 	var err error
 	// The report reads ClickHouse, where the last events may still be

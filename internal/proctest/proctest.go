@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 )
@@ -171,9 +172,73 @@ func (p *Proc) ExitCode() int {
 // process, as an operator does.
 func Build(t testing.TB, pkg string) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), filepath.Base(pkg))
-	if out, err := exec.Command("nice", "-n", "10", "go", "build", "-o", path, pkg).CombinedOutput(); err != nil {
+	path := filepath.Join(t.TempDir(), binaryName("", pkg))
+	if out, err := goBuild(path, "", pkg); err != nil {
 		t.Fatalf("proctest: go build %s: %v\n%s", pkg, err, out)
 	}
 	return path
+}
+
+// Binary is a Go program built once per test binary, for the tests of a
+// package that run it as its own process: the first Path builds it, and
+// the package's TestMain calls Remove after m.Run.
+type Binary struct {
+	// Pkg is what go build builds (an import path, or a directory
+	// relative to Dir).
+	Pkg string
+	// Dir is where go build runs: "" for the test's own directory; a
+	// module of its own is built from its directory.
+	Dir string
+
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+// Path builds b the first time it is called (as Build does) and returns
+// the binary's path; a failed build fails every test that asks.
+func (b *Binary) Path(t testing.TB) string {
+	t.Helper()
+	b.once.Do(func() {
+		if b.dir, b.err = os.MkdirTemp("", "proctest-bin-"); b.err != nil {
+			return
+		}
+		b.path = filepath.Join(b.dir, binaryName(b.Dir, b.Pkg))
+		var out []byte
+		if out, b.err = goBuild(b.path, b.Dir, b.Pkg); b.err != nil {
+			b.err = fmt.Errorf("%w\n%s", b.err, out)
+		}
+	})
+	if b.err != nil {
+		t.Fatalf("proctest: go build %s: %v", b.Pkg, b.err)
+	}
+	return b.path
+}
+
+// Remove deletes the built binary, if a test built it.
+func (b *Binary) Remove() {
+	if b.dir != "" {
+		os.RemoveAll(b.dir)
+	}
+}
+
+// binaryName is the name go build gives pkg's program when run in dir:
+// the last element of its path ("." is dir's own name).
+func binaryName(dir, pkg string) string {
+	if name := filepath.Base(pkg); name != "." {
+		return name
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "program"
+	}
+	return filepath.Base(abs)
+}
+
+// goBuild builds pkg into path, niced, from dir ("" for the current one).
+func goBuild(path, dir, pkg string) ([]byte, error) {
+	cmd := exec.Command("nice", "-n", "10", "go", "build", "-o", path, pkg)
+	cmd.Dir = dir
+	return cmd.CombinedOutput()
 }
