@@ -17,10 +17,13 @@ port=${AUDITPIPE_HTTP_PORT:-9464}
 kport=${AUDITPIPE_KAFKA_PORT:-9466}
 aport=${AUDITPIPE_AGENT_HTTP_PORT:-9467}
 url="http://127.0.0.1:$port/"
-# A lock held for the run's life, and by the processes it starts (they
-# inherit fd 9): an interrupted run whose all-in-one is still stopping
-# holds it, and removing the data directory under that process would
-# leave it stuck. Wait for it instead.
+# A lock held for the run's life, and by the all-in-one (it inherits fd 9):
+# an interrupted run whose all-in-one is still stopping holds it, and
+# removing the data directory under that process would leave it stuck.
+# Wait for it instead. The host agent and prepare-root run apt and dpkg,
+# whose maintainer scripts may leave daemons behind: they get no fd 9
+# (9>&-), or such a daemon would hold the lock for ever; the exit trap
+# waits for the agent.
 mkdir -p data
 exec 9>data/run.lock
 if ! flock -n 9; then
@@ -125,7 +128,7 @@ cat >"$agentdir/tracker.json" <<'EOF'
 {"openssl": {"CVE-2024-9143": {"releases": {"bookworm": {"status": "resolved", "fixed_version": "3.0.15-1"}}}}}
 EOF
 echo "== cell01's private apt root, for its host agent (auditpipe agent prepare-root):"
-"$bin" agent prepare-root --root "$agentdir/pkgroot" --source "deb [trusted=yes] file:$repo ./" --install openssl=3.0.14-1
+"$bin" agent prepare-root --root "$agentdir/pkgroot" --source "deb [trusted=yes] file:$repo ./" --install openssl=3.0.14-1 9>&-
 compartment=ocid1.compartment.oc1..sample
 cat >"$agentdir/agent.yaml" <<EOF
 target: agent
@@ -163,7 +166,7 @@ agent:
     security_tracker: $agentdir/tracker.json
     progress_interval: 500ms
 EOF
-"$bin" agent --config "$agentdir/agent.yaml" 2>"$data/agent.log" &
+"$bin" agent --config "$agentdir/agent.yaml" 2>"$data/agent.log" 9>&- &
 apid=$!
 
 sched() { "$bin" "$@" --server "${url%/}" --token-file "$data/admin.token"; }

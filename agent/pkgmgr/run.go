@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"slices"
@@ -166,33 +167,30 @@ func (p process) run(ctx context.Context) Result {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		defer outR.Close()
-		sc := bufio.NewScanner(outR)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
+		eachLine(outR, func(text string) {
 			now := time.Now()
-			add(Event{Time: now, Percent: -1, Line: sc.Text()})
+			add(Event{Time: now, Percent: -1, Line: text})
 			if p.line == nil {
-				continue
+				return
 			}
-			step, ok, why := p.line(sc.Text(), now)
+			step, ok, why := p.line(text, now)
 			note(why)
 			if ok {
 				add(step)
 			}
-		}
+		})
 	})
 	if stW != nil {
 		stW.Close()
 		wg.Go(func() {
 			defer stR.Close()
-			sc := bufio.NewScanner(stR)
-			for sc.Scan() {
-				ev, ok, why := p.status(sc.Text(), time.Now())
+			eachLine(stR, func(text string) {
+				ev, ok, why := p.status(text, time.Now())
 				note(why)
 				if ok {
 					add(ev)
 				}
-			}
+			})
 		})
 	}
 	if startErr != nil {
@@ -226,4 +224,47 @@ func (p process) run(ctx context.Context) Result {
 		res.Reason = fmt.Sprintf("%s: %v", p.prog, waitErr)
 	}
 	return res
+}
+
+// maxLine is the longest output line kept whole; the rest of a longer
+// line is dropped and the line marked truncated.
+const maxLine = 1 << 20
+
+// truncatedMark ends a line cut at maxLine.
+const truncatedMark = " [line truncated]"
+
+// eachLine calls fn with each line of r (without its newline) until r
+// ends. A line longer than maxLine is cut there and marked, and the rest
+// of it is read and dropped: the reader never stops before the program's
+// output ends (a bufio.Scanner stops at its limit, and the program then
+// dies of SIGPIPE).
+func eachLine(r io.Reader, fn func(string)) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var (
+		line []byte
+		cut  bool
+	)
+	for {
+		chunk, err := br.ReadSlice('\n')
+		full := err == nil
+		if full {
+			chunk = chunk[:len(chunk)-1]
+		}
+		if room := maxLine - len(line); len(chunk) > room {
+			line, cut = append(line, chunk[:room]...), true
+		} else if !cut {
+			line = append(line, chunk...)
+		}
+		if full || (err != bufio.ErrBufferFull && len(line) > 0) {
+			text := strings.TrimSuffix(string(line), "\r")
+			if cut {
+				text += truncatedMark
+			}
+			fn(text)
+			line, cut = line[:0], false
+		}
+		if err != nil && err != bufio.ErrBufferFull {
+			return
+		}
+	}
 }
