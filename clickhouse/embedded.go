@@ -98,9 +98,9 @@ type QueryStats struct {
 }
 
 // query runs sql on e's session, with params when params is not nil. On a
-// query session with a cancellable ctx, the statement is tagged with a
-// leading comment and killed by that tag (through e.ctl) when ctx is done
-// before it ends; the error then wraps ctx's.
+// query session the statement is tagged with a leading comment, and
+// killed by that tag (through e.ctl) when ctx is done before it ends (the
+// error then wraps ctx's) or when the session is closed.
 func (e *Embedded) query(ctx context.Context, sql, format string, params []Param) (chdb.Result, error) {
 	do := func(sql string) (chdb.Result, error) {
 		if params != nil {
@@ -108,13 +108,17 @@ func (e *Embedded) query(ctx context.Context, sql, format string, params []Param
 		}
 		return e.sess.Query(sql, format)
 	}
-	if e.ctl == nil || ctx.Done() == nil {
+	if e.ctl == nil {
 		return do(sql)
+	}
+	// Tagged even when ctx cannot end, so that Close can kill it.
+	tag := e.tag + randomHex(8)
+	if ctx.Done() == nil {
+		return do("/* " + tag + " */ " + sql)
 	}
 	if err := ctx.Err(); err != nil {
 		return chdb.Result{}, fmt.Errorf("clickhouse: query not started: %w", err)
 	}
-	tag := e.tag + randomHex(8)
 	done := make(chan struct{})
 	killed := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {

@@ -59,6 +59,25 @@ func allowedTable(name string) bool {
 	return false
 }
 
+// inFunctions are the functions (lower-cased) the IN operators parse to,
+// whose second argument may be a table.
+var inFunctions = map[string]bool{
+	"in": true, "notin": true, "globalin": true, "globalnotin": true,
+	"nullin": true, "notnullin": true, "globalnullin": true, "globalnotnullin": true,
+}
+
+// allowedINOperand is allowedTable for an identifier on the right of IN:
+// one qualified by a name other than a database's (a table's alias, e.host)
+// is a column, not a table.
+func allowedINOperand(name string) bool {
+	db, _, ok := strings.Cut(name, ".")
+	switch strings.ToLower(db) {
+	case "system", "information_schema", "default":
+		return allowedTable(name)
+	}
+	return ok || allowedTable(name)
+}
+
 // astNode is one line of EXPLAIN AST output.
 type astNode struct {
 	depth      int
@@ -98,7 +117,11 @@ func checkAST(out string) error {
 	if !astRoots[root.kind] {
 		return fmt.Errorf("%w: statement %s is not allowed here", errRefused, root.kind)
 	}
-	var parents []string // parents[d] is the kind of the last node at depth d
+	var (
+		parents []string // parents[d] is the kind of the last node at depth d
+		names   []string // names[d] is the name of the last node at depth d
+		index   []int    // index[d] is the last node at depth d's place among its siblings
+	)
 	for i, n := range nodes {
 		if i > 0 && n.depth == 0 {
 			if n.kind != "Identifier" && n.kind != "Literal" && n.kind != "Set" {
@@ -108,10 +131,23 @@ func checkAST(out string) error {
 		if n.depth > len(parents) {
 			return fmt.Errorf("%w: cannot read the parser's answer", errRefused)
 		}
+		idx := 0
+		if n.depth < len(index) {
+			idx = index[n.depth] + 1
+		}
 		parents = append(parents[:n.depth], n.kind)
+		names = append(names[:n.depth], n.name)
+		index = append(index[:n.depth], idx)
 		parent := ""
 		if n.depth > 0 {
 			parent = parents[n.depth-1]
+		}
+		// The right operand of IN may name a table with a bare identifier
+		// (x IN system.users): the parser prints it as an Identifier, not
+		// a TableIdentifier, so it is checked here.
+		if n.kind == "Identifier" && idx == 1 && n.depth >= 2 && parent == "ExpressionList" &&
+			parents[n.depth-2] == "Function" && inFunctions[strings.ToLower(names[n.depth-2])] && !allowedINOperand(n.name) {
+			return fmt.Errorf("%w: table %s is not allowed here", errRefused, n.name)
 		}
 		if root.kind == "Explain" && n.depth == 1 && n.kind != "SelectWithUnionQuery" && n.kind != "Set" {
 			return fmt.Errorf("%w: EXPLAIN of %s is not allowed here", errRefused, n.kind)

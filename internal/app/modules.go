@@ -346,9 +346,11 @@ func initStore(ctx context.Context, a *App) (Service, error) {
 // initQuery serves SQL and the named queries on "/", in the shape of
 // ClickHouse's HTTP interface, when the store can answer in ClickHouse's
 // formats (embedded chDB; a server has an HTTP interface of its own).
-// An embedded store's queries run on a chDB connection of their own
-// (beside the indexer's, killed when the client goes), closed when the
-// module stops, which kills a query still running.
+// An embedded store's queries run on a pool of chDB connections of their
+// own (beside the indexer's, so ingestion goes on; several, so one slow
+// reader does not hold up the next; each query killed when its client
+// goes), closed when the module stops, which kills the queries still
+// running.
 func initQuery(_ context.Context, a *App) (Service, error) {
 	fq, ok := a.shared.engine.(queryapi.FormatQuerier)
 	if !ok {
@@ -359,12 +361,12 @@ func initQuery(_ context.Context, a *App) (Service, error) {
 		queryapi.QueryLogOptions{Registry: a.http.registry})
 	closeReaders := func() error { return nil }
 	if emb, ok := fq.(*clickhouse.Embedded); ok {
-		qs, err := emb.OpenQuerySession()
+		pool, err := emb.OpenQueryPool(clickhouse.DefaultQuerySessions)
 		if err != nil {
 			return nil, fmt.Errorf("query: %w", err)
 		}
-		fq = qs
-		closeReaders = qs.Close
+		fq = pool
+		closeReaders = pool.Close
 	}
 	opt := queryapi.QueryHandlerOptions{Limits: queryapi.DefaultLimits(), Registry: a.http.registry, QueryLog: qlog}
 	a.http.handle("/", queryapi.NewQueryHandler(fq, a.Log.With("component", "query"), opt), auth.RoleAuditor)
