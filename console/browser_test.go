@@ -239,7 +239,12 @@ func TestCrossSiteFormRefused(t *testing.T) {
 // request create`) are the same thing in the API, in the store (the
 // request and its history) and in ClickHouse (their lifecycle events,
 // carried by the outbox relay, Kafka and the indexer as in the
-// all-in-one), field by field but for ids and times.
+// all-in-one), field by field but for ids and times. Then one is approved
+// in the console's inbox and the other with `auditpipe request approve`,
+// with the same audit type and shorter duration, and they are the same
+// again: the approved requests, their grants (login user, hosts,
+// privileges, audit type, length), their histories and their lifecycle
+// events, normalising only the ids (request, login user) and the times.
 func TestConsoleAndCLIRequestsAreTheSame(t *testing.T) {
 	h := newHarness(t)
 	relay := h.pipeline()
@@ -272,43 +277,128 @@ func TestConsoleAndCLIRequestsAreTheSame(t *testing.T) {
 	if err := json.Unmarshal(out, &made); err != nil || made.ID == "" || made.ID == webID {
 		t.Fatalf("auditpipe request create printed %s (%v)", out, err)
 	}
-	cli := &client.Client{BaseURL: h.srv.URL, Token: config.Secret(h.tokens[idOperator.Name])}
-	fromAPI := func(id string) map[string]any {
-		r, err := cli.GetRequest(h.ctx, id)
+	h.sameRequests(relay, "created", webID, made.ID)
+
+	// Approved: in the approver's inbox for one (keystroke audit, 4 of
+	// the 8 hours), with the CLI for the other, alike.
+	const approvedHours = 4
+	ab := newBrowser(t)
+	ab.signIn(h, idApprover)
+	row := fmt.Sprintf(`li.request[data-id="%s"]`, webID)
+	ab.run(chromedp.WaitVisible(chromedp.CSS(row)),
+		chromedp.SetValue(chromedp.CSS(row+` select[name="audit_type"]`), schemas.AuditCommandKeystroke),
+		chromedp.SendKeys(chromedp.CSS(row+` input[name="duration"]`), fmt.Sprint(approvedHours)),
+		chromedp.Click(chromedp.CSS(row+` form.approve button`)),
+		chromedp.WaitNotPresent(chromedp.CSS(row)), // approved: not waiting on the approver any more
+		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`li.request[data-id="%s"]`, made.ID))))
+	ab.check("inbox after approving in the console")
+	out = h.cli(idApprover, "request", "approve", made.ID, "--audit-type", schemas.AuditCommandKeystroke,
+		"--duration", fmt.Sprint(approvedHours), "--output", "json")
+	var approved policy.AccessRequest
+	if err := json.Unmarshal(out, &approved); err != nil || approved.ID != made.ID {
+		t.Fatalf("auditpipe request approve printed %s (%v)", out, err)
+	}
+	// Not the same by both being unchanged: the console's approval took.
+	web, err := h.svc.GetRequest(h.ctx, webID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if web.LifecycleState != policy.StateApproved || web.AuditType != schemas.AuditCommandKeystroke || web.UserID == "" ||
+		len(web.ApproverDetails) != 1 || web.ApproverDetails[0].ApproverID != idApprover.Name || web.ApproverDetails[0].DurationHours != approvedHours {
+		t.Fatalf("the console's approval: state %s, audit type %s, login %q, approvals %+v; want APPROVED, %s, a login user, %s's of %d hours",
+			web.LifecycleState, web.AuditType, web.UserID, web.ApproverDetails, schemas.AuditCommandKeystroke, idApprover.Name, approvedHours)
+	}
+	h.sameRequests(relay, "approved", webID, made.ID)
+}
+
+// sameRequests checks that two requests made alike, web (in the console)
+// and cli, are the same thing but for their ids and times: as the API
+// and the store return them, their histories (store and API), their
+// grants once they have a login user (store and API), and their
+// lifecycle events in ClickHouse (after flushing the outbox relay).
+func (h *harness) sameRequests(relay *policy.Relay, when, web, cli string) {
+	t := h.t
+	t.Helper()
+	operator := &client.Client{BaseURL: h.srv.URL, Token: config.Secret(h.tokens[idOperator.Name])}
+	auditor := &client.Client{BaseURL: h.srv.URL, Token: config.Secret(h.tokens[idAuditor.Name])}
+	same := func(what string, a, b any) {
+		t.Helper()
+		aj, _ := json.Marshal(a)
+		bj, _ := json.Marshal(b)
+		if string(aj) != string(bj) {
+			t.Errorf("%s, %s: the console's\n%s\ndiffers from the CLI's\n%s", when, what, aj, bj)
+		}
+	}
+	fromAPI := func(id string) policy.AccessRequest {
+		r, err := operator.GetRequest(h.ctx, id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return comparable(t, r)
+		return r
 	}
-	fromStore := func(id string) map[string]any {
+	fromStore := func(id string) policy.AccessRequest {
 		r, err := h.svc.GetRequest(h.ctx, id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return comparable(t, r)
+		return r
 	}
-	for name, get := range map[string]func(string) map[string]any{"API": fromAPI, "store": fromStore} {
-		web, cl := get(webID), get(made.ID)
-		wj, _ := json.Marshal(web)
-		cj, _ := json.Marshal(cl)
-		if string(wj) != string(cj) {
-			t.Errorf("%s: the console's request\n%s\ndiffers from the CLI's\n%s", name, wj, cj)
+	same("request in the API", comparable(t, fromAPI(web)), comparable(t, fromAPI(cli)))
+	rw, rc := fromStore(web), fromStore(cli)
+	same("request in the store", comparable(t, rw), comparable(t, rc))
+
+	hw, err := h.svc.History(h.ctx, policy.ObjectAccessRequest, web)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc, err := h.svc.History(h.ctx, policy.ObjectAccessRequest, cli)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hw) == 0 {
+		t.Fatalf("%s: no history", when)
+	}
+	history := func(es []policy.HistoryEntry) []string {
+		var out []string
+		for _, e := range es {
+			out = append(out, strings.Join([]string{e.ObjectType, e.Actor, e.Action, e.From, e.To, e.Comment}, " | "))
 		}
+		return out
 	}
-	hw, err := h.svc.History(h.ctx, policy.ObjectAccessRequest, webID)
+	same("history in the store", history(hw), history(hc))
+	aw, err := operator.History(h.ctx, web)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hc, err := h.svc.History(h.ctx, policy.ObjectAccessRequest, made.ID)
+	ac, err := operator.History(h.ctx, cli)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(hw) != len(hc) || len(hw) == 0 {
-		t.Fatalf("history: console %d entries, CLI %d", len(hw), len(hc))
+	same("history in the API", history(aw), history(ac))
+	same("history in the API and the store (the console's)", history(aw), history(hw))
+
+	aliases := func(r policy.AccessRequest) []string { return []string{r.ID, "ID"} }
+	if (rw.UserID == "") != (rc.UserID == "") {
+		t.Fatalf("%s: login user %q (console) and %q (CLI)", when, rw.UserID, rc.UserID)
 	}
-	for i := range hw {
-		if hw[i].Actor != hc[i].Actor || hw[i].Action != hc[i].Action || hw[i].From != hc[i].From || hw[i].To != hc[i].To || hw[i].Comment != hc[i].Comment {
-			t.Errorf("history[%d]: console %+v, CLI %+v", i, hw[i], hc[i])
+	if rw.UserID != "" {
+		aliases = func(r policy.AccessRequest) []string { return []string{r.ID, "ID", r.UserID, "LOGIN"} }
+		for name, get := range map[string]func(string) (policy.Grant, error){
+			"store": func(l string) (policy.Grant, error) { return h.svc.GetGrant(h.ctx, l) },
+			"API":   func(l string) (policy.Grant, error) { return auditor.Grant(h.ctx, l) },
+		} {
+			gw, err := get(rw.UserID)
+			if err != nil {
+				t.Fatalf("%s: the console's request's grant in the %s: %v", when, name, err)
+			}
+			gc, err := get(rc.UserID)
+			if err != nil {
+				t.Fatalf("%s: the CLI's request's grant in the %s: %v", when, name, err)
+			}
+			if gw.RequestID != web || gc.RequestID != cli {
+				t.Errorf("%s: grants in the %s of requests %s and %s, want %s and %s", when, name, gw.RequestID, gc.RequestID, web, cli)
+			}
+			same("grant in the "+name, comparableGrant(t, gw), comparableGrant(t, gc))
 		}
 	}
 
@@ -318,20 +408,33 @@ func TestConsoleAndCLIRequestsAreTheSame(t *testing.T) {
 	if err := relay.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	web, cl := h.lifecycle(webID, len(hw)), h.lifecycle(made.ID, len(hc))
-	for i := range web {
-		if web[i] != cl[i] {
-			t.Errorf("lifecycle event %d in ClickHouse: the console's request's\n%s\ndiffers from the CLI's\n%s", i, web[i], cl[i])
-		}
+	lw, lc := h.lifecycle(web, len(hw), aliases(rw)...), h.lifecycle(cli, len(hc), aliases(rc)...)
+	same("lifecycle events in ClickHouse", lw, lc)
+}
+
+// comparableGrant is a grant without what differs between two grants of
+// requests made alike: the login user, the request and the times, of
+// which the length stays.
+func comparableGrant(t *testing.T, g policy.Grant) map[string]any {
+	t.Helper()
+	if g.Start.IsZero() || !g.Expires.After(g.Start) {
+		t.Errorf("grant %s: start %v, expires %v", g.LoginID, g.Start, g.Expires)
 	}
+	length := g.Expires.Sub(g.Start)
+	m := toMap(t, g)
+	for _, k := range []string{"loginid", "req_auth_id", "start", "expires"} {
+		delete(m, k)
+	}
+	m["length"] = length.String()
+	return m
 }
 
 // lifecycle waits until ClickHouse holds n lifecycle events of object id
 // and returns them in order, each as JSON of every column and of the
 // stored payload but for what differs between two requests made alike
-// (event id, time, content hash, Kafka offset; the object's id itself is
-// replaced by "ID").
-func (h *harness) lifecycle(id string, n int) []string {
+// (event id, time, content hash, Kafka offset; aliases are pairs of an
+// id and what it is written as, the object's id "ID" by default).
+func (h *harness) lifecycle(id string, n int, aliases ...string) []string {
 	h.t.Helper()
 	q := fmt.Sprintf("SELECT kind, object_type, object_id, resource_id, compartment_id, state_from, state_to, actor, toJSONString(details), payload "+
 		"FROM lifecycle_events WHERE object_id = %s ORDER BY time, kafka_offset", clickhouse.QuoteString(id))
@@ -378,7 +481,10 @@ func (h *harness) lifecycle(id string, n int) []string {
 				if err != nil {
 					h.t.Fatal(err)
 				}
-				out[i] = strings.ReplaceAll(string(b), id, "ID")
+				if len(aliases) == 0 {
+					aliases = []string{id, "ID"}
+				}
+				out[i] = strings.NewReplacer(aliases...).Replace(string(b))
 			}
 			return out
 		}
@@ -390,19 +496,46 @@ func (h *harness) lifecycle(id string, n int) []string {
 }
 
 // comparable is a request without what differs between two requests
-// made alike: the id and the times.
+// made alike: the id, the login user and the times (every time_ field, the
+// approvals' too).
 func comparable(t *testing.T, r policy.AccessRequest) map[string]any {
 	t.Helper()
-	b, err := json.Marshal(r)
+	m := toMap(t, r)
+	for _, k := range []string{"id", "user_id"} {
+		delete(m, k)
+	}
+	dropTimes(m)
+	return m
+}
+
+// dropTimes deletes every time_ key of m and of the objects in it.
+func dropTimes(v any) {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if strings.HasPrefix(k, "time_") {
+				delete(v, k)
+				continue
+			}
+			dropTimes(x)
+		}
+	case []any:
+		for _, x := range v {
+			dropTimes(x)
+		}
+	}
+}
+
+// toMap is v as its JSON object.
+func toMap(t *testing.T, v any) map[string]any {
+	t.Helper()
+	b, err := json.Marshal(v)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var m map[string]any
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
-	}
-	for _, k := range []string{"id", "time_of_creation", "time_of_modification", "time_of_expiry", "time_of_user_creation", "user_id"} {
-		delete(m, k)
 	}
 	return m
 }

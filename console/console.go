@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -47,15 +48,34 @@ type Authenticator interface {
 }
 
 // ExternalSignIn is the seam for an identity provider the console sends
-// visitors to (OIDC's authorization code flow): Start redirects to the
-// provider, Callback (served at /console/signin/NAME/callback) returns the
-// identity it vouched for. None is built in yet.
+// visitors to: what an OIDC authenticator (the authorization code flow)
+// implements. The sign-in page links to /console/signin/NAME, served by
+// Start, which redirects to the provider; the provider sends the browser
+// back to /console/signin/NAME/callback, where Callback returns the
+// identity it vouched for, and the console starts a session of it as it
+// does for a token (the same cookie, CSRF token and lifetimes). None is
+// built in yet; Options.External offers them.
 type ExternalSignIn interface {
-	// Name is the path segment and the button's label.
+	// Name is the path segment and the link's label: lower-case letters,
+	// digits and '-', at most 32 (New refuses others).
 	Name() string
+	// Start sends the visitor to the provider. It binds what it sends
+	// (OIDC's state and nonce, a PKCE verifier) to this browser, for
+	// example in a cookie of its own, for Callback to check.
 	Start(w http.ResponseWriter, r *http.Request)
+	// Callback checks the provider's answer (the state Start bound to
+	// this browser, against login CSRF; the code exchanged and the ID
+	// token verified) and returns who signed in, with a role of
+	// auth.Roles() mapped from the provider's claims; an error is shown
+	// on the sign-in page and starts no session. The console does not
+	// ask the provider again during the session, which lasts
+	// Options.SessionTTL at most (a token's session is checked against
+	// the tokens file at every request).
 	Callback(r *http.Request) (auth.Identity, error)
 }
+
+// externalNameRe is what an ExternalSignIn's Name may be.
+var externalNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
 
 // Deps are what the console reads and acts through.
 type Deps struct {
@@ -112,6 +132,13 @@ func New(d Deps, o Options) (*Console, error) {
 	}
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
+	}
+	seen := map[string]bool{}
+	for _, x := range o.External {
+		if n := x.Name(); !externalNameRe.MatchString(n) || seen[n] {
+			return nil, fmt.Errorf("console: external sign-in %q: a name of lower-case letters, digits and '-', at most 32, and one per provider", n)
+		}
+		seen[x.Name()] = true
 	}
 	if o.SessionTTL <= 0 {
 		o.SessionTTL = 8 * time.Hour

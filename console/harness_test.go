@@ -65,6 +65,7 @@ type harness struct {
 	tokens map[string]string
 	authn  *auth.Authenticator
 	toks   []auth.Token // what authn was made with
+	api    *api.API
 }
 
 func newHarness(t *testing.T) *harness {
@@ -125,6 +126,7 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.api = a
 	c, err := New(Deps{Service: svc, API: a, Auth: authn, Store: eng, Scheduler: sched}, Options{TrailPoll: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

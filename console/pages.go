@@ -76,7 +76,11 @@ func (c *Console) startSession(w http.ResponseWriter, r *http.Request, who auth.
 func (c *Console) externalCallback(x ExternalSignIn) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		who, err := x.Callback(r)
+		if err == nil && (who.Name == "" || !slices.Contains(auth.Roles(), who.Role)) {
+			err = fmt.Errorf("it named no user or a role auditpipe does not have (%q)", who.Role)
+		}
 		if err != nil {
+			c.log.Info("console external sign-in refused", "provider", x.Name(), "remote", r.RemoteAddr, "err", err)
 			c.renderSignin(w, r, http.StatusUnauthorized, x.Name()+" did not sign you in: "+err.Error())
 			return
 		}

@@ -3,12 +3,16 @@ package deploy
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/auditpipe/auditpipe/internal/testenv"
 )
 
 // composeService is kitcheck's summary of a compose service.
@@ -20,6 +24,8 @@ type composeService struct {
 	Volumes     map[string]string `json:"volumes"`
 	DependsOn   []string          `json:"dependsOn"`
 	Healthcheck []string          `json:"healthcheck"`
+	User        string            `json:"user"`
+	Environment map[string]string `json:"environment"`
 }
 
 func loadCompose(t *testing.T, kc, file string) ([]composeService, error) {
@@ -209,9 +215,11 @@ func TestComposeCheckRefuses(t *testing.T) {
 }
 
 // runComposeInit runs auditpipe-init's command (init.sh) as the container
-// would, each named volume it mounts the directory dir/VOLUME.
+// would (as root, with its environment), each named volume it mounts the
+// directory dir/VOLUME.
 func runComposeInit(t *testing.T, init composeService, bin, dir string) {
 	t.Helper()
+	testenv.RequireRoot(t, "init.sh chowns the metrics token to Prometheus' user, as root in its container")
 	if init.Binds["/init.sh"] == "" || len(init.Command) < 2 || init.Command[1] != "/init.sh" {
 		t.Fatalf("auditpipe-init runs no /init.sh: %+v", init)
 	}
@@ -225,8 +233,78 @@ func runComposeInit(t *testing.T, init composeService, bin, dir string) {
 	}
 	cmd := exec.Command("bash", args...)
 	cmd.Env = append(os.Environ(), "AUDITPIPE="+bin)
+	for k, v := range init.Environment {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("init.sh: %v\n%s", err, out)
+	}
+}
+
+// TestComposeMetricsTokenReadable: Prometheus' container reads the
+// metrics token its scrape configuration names (regression: init.sh made
+// it 0640 root's while prom/prometheus runs as nobody, 65534, so every
+// scrape went without it and got 401). The token is read as the user the
+// prometheus service runs as, through the directories as the volume has
+// them (0755), and another unprivileged user cannot read it.
+func TestComposeMetricsTokenReadable(t *testing.T) {
+	kc := kitcheck(t)
+	bin := auditpipeBinary(t)
+	svcs, err := loadCompose(t, kc, "compose/compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]composeService{}
+	for _, s := range svcs {
+		byName[s.Name] = s
+	}
+	prom := byName["prometheus"]
+	var uid, gid uint32
+	if _, err := fmt.Sscanf(prom.User, "%d:%d", &uid, &gid); err != nil || uid == 0 {
+		t.Fatalf("prometheus: user %q, want the image's non-root uid:gid said in the file", prom.User)
+	}
+	dir := t.TempDir()
+	// The named volumes' directories are 0755 in Docker; t.TempDir's are
+	// 0700, which no other user could pass.
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runComposeInit(t, byName["auditpipe-init"], bin, dir)
+
+	var cfg struct {
+		ScrapeConfigs []struct {
+			Authorization struct {
+				CredentialsFile string `yaml:"credentials_file"`
+			} `yaml:"authorization"`
+		} `yaml:"scrape_configs"`
+	}
+	readYAML(t, prom.Binds["/etc/prometheus/prometheus.yml"], &cfg)
+	if len(cfg.ScrapeConfigs) == 0 || cfg.ScrapeConfigs[0].Authorization.CredentialsFile == "" {
+		t.Fatalf("prometheus.yml: no credentials_file: %+v", cfg)
+	}
+	// The container's path as the host has it.
+	token := strings.NewReplacer(volumePairs(prom, dir)...).Replace(cfg.ScrapeConfigs[0].Authorization.CredentialsFile)
+	if token == cfg.ScrapeConfigs[0].Authorization.CredentialsFile {
+		t.Fatalf("%s is in no volume of the prometheus service (%v)", token, prom.Volumes)
+	}
+	for _, tc := range []struct {
+		uid, gid uint32
+		readable bool
+	}{
+		{uid, gid, true},
+		{uid - 1, gid - 1, false}, // another unprivileged user
+	} {
+		cmd := exec.Command("cat", token)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: tc.uid, Gid: tc.gid}}
+		out, err := cmd.CombinedOutput()
+		switch {
+		case tc.readable && (err != nil || len(bytes.TrimSpace(out)) != 64):
+			t.Errorf("uid %d:%d (prometheus) reading %s: %v %q, want the 64-hex-digit token", tc.uid, tc.gid, token, err, out)
+		case !tc.readable && err == nil:
+			t.Errorf("uid %d:%d read the metrics token %s", tc.uid, tc.gid, token)
+		}
 	}
 }
 

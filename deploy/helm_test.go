@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/auditpipe/auditpipe/internal/proctest"
+	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/internal/testenv"
 )
 
@@ -45,6 +46,8 @@ type k8sObject struct {
 		Readiness string            `json:"readiness"`
 		Mounts    map[string]string `json:"mounts"`
 		Env       []string          `json:"env"`
+		ReadOnly  []string          `json:"readOnly"`
+		Modes     map[string]int32  `json:"modes"`
 	} `json:"containers"`
 }
 
@@ -110,14 +113,24 @@ func chartDir(t *testing.T) string {
 // cross-check (kitcheck); one Deployment per target with probes on
 // /-/healthy and /-/ready, and each target's ConfigMap is a configuration
 // auditpipe accepts (config validate) with the mounted secrets in place.
+// An enrolled host key (hostKeys) is mounted read-only at host_keys.dir in
+// the indexer, policy and scheduler pods, with a mode KeyDir trusts: the
+// ConfigMap's files, written with that mode, give the key back.
 func TestHelmChart(t *testing.T) {
 	helm := helmBin(t)
 	kc := kitcheck(t)
 	bin := auditpipeBinary(t)
 	dir := t.TempDir()
-	sec := chartSecrets(t, dir)
-	runTool(t, dir, append([]string{helm, "lint", "--strict", chartDir(t)}, sec...)...)
-	objs, _ := helmTemplate(t, helm, kc, dir, false, sec...)
+	// An agent's key pair, as agent.key_file and its .pub.
+	agentKey := filepath.Join(dir, "agent.key")
+	runTool(t, dir, bin, "grant", "keygen", "--key", agentKey, "--pub", agentKey+".pub")
+	agentPub, err := sign.LoadPublicKey(agentKey + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := append(chartSecrets(t, dir), "--set-file", "hostKeys.dbhost01="+agentKey+".pub")
+	runTool(t, dir, append([]string{helm, "lint", "--strict", chartDir(t)}, args...)...)
+	objs, _ := helmTemplate(t, helm, kc, dir, false, args...)
 
 	// The mounted secrets, as files auditpipe's validation opens: a real
 	// signing key and CA, since it parses them.
@@ -138,13 +151,19 @@ func TestHelmChart(t *testing.T) {
 	targets := map[string]bool{}
 	configs := map[string]string{}
 	var secretKeys []string
+	var hostKeys map[string]string
 	for _, o := range objs {
-		switch o.Kind {
-		case "ConfigMap":
+		switch {
+		case o.Kind == "ConfigMap" && o.Name == "ap-auditpipe-host-keys":
+			hostKeys = o.Data
+		case o.Kind == "ConfigMap":
 			configs[o.Name] = o.Data["auditpipe.yaml"]
-		case "Secret":
+		case o.Kind == "Secret":
 			secretKeys = o.SecretKeys
 		}
+	}
+	if len(hostKeys) != 1 || hostKeys["dbhost01.pub"] == "" {
+		t.Fatalf("host keys ConfigMap data %v, want dbhost01.pub", hostKeys)
 	}
 	for _, o := range objs {
 		if o.Kind != "Deployment" {
@@ -172,10 +191,33 @@ func TestHelmChart(t *testing.T) {
 		if !strings.Contains(cfg, "target: "+c.Name+"\n") {
 			t.Errorf("%s: its configuration is not for target %s:\n%s", o.Name, c.Name, cfg)
 		}
+		const hostKeysDir = "/etc/auditpipe/host-keys"
+		hk := filepath.Join(dir, c.Name+"-host-keys")
+		if verifiesHosts := c.Name != "forwarder"; verifiesHosts {
+			if !strings.Contains(cfg, "host_keys:\n  dir: "+hostKeysDir+"\n") {
+				t.Errorf("%s: host_keys.dir is not %s:\n%s", o.Name, hostKeysDir, cfg)
+			}
+			mode, ok := c.Modes[hostKeysDir]
+			if c.Mounts[hostKeysDir] != "configMap/ap-auditpipe-host-keys" || !ok || !slices.Contains(c.ReadOnly, hostKeysDir) {
+				t.Fatalf("%s: the host keys are not mounted read-only at %s: mounts %v, read-only %v", o.Name, hostKeysDir, c.Mounts, c.ReadOnly)
+			}
+			// The pod's view: the ConfigMap's files with the volume's
+			// mode (the kubelet's are root's; here this process's, which
+			// KeyDir trusts alike), and the key they give back.
+			writeFiles(t, hk, hostKeys, os.FileMode(mode))
+			got, err := sign.NewKeyDir(hk).Key("dbhost01")
+			if err != nil {
+				t.Errorf("%s: the mounted host keys (mode %#o): %v", o.Name, mode, err)
+			} else if !got.Equal(agentPub) {
+				t.Errorf("%s: host dbhost01's key %s, want %s", o.Name, sign.KeyID(got), sign.KeyID(agentPub))
+			}
+		} else if _, ok := c.Mounts[hostKeysDir]; ok || strings.Contains(cfg, "host_keys") {
+			t.Errorf("%s: mounts or configures host keys it does not verify with", o.Name)
+		}
 		// auditpipe's own validation of the ConfigMap's file, with the
 		// Secret's files where the pod mounts them and its environment.
 		path := filepath.Join(dir, c.Name+".yaml")
-		if err := os.WriteFile(path, []byte(strings.NewReplacer("/etc/auditpipe/secrets/", secrets+"/", "/run/auditpipe/", secrets+"/").Replace(cfg)), 0o600); err != nil {
+		if err := os.WriteFile(path, []byte(strings.NewReplacer("/etc/auditpipe/secrets/", secrets+"/", "/run/auditpipe/", secrets+"/", hostKeysDir, hk).Replace(cfg)), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		cmd := exec.Command(bin, "config", "validate", path)
@@ -213,6 +255,23 @@ func TestHelmChart(t *testing.T) {
 	}))
 }
 
+// writeFiles writes files into dir (made 0755) with mode.
+func writeFiles(t *testing.T, dir string, files map[string]string, mode os.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil { // past the umask
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestHelmChartVariants: an existing Secret instead of one from values,
 // and components switched off, render and check too; a missing credential
 // and a drain_timeout not in seconds are refused by helm with the value's
@@ -224,7 +283,8 @@ func TestHelmChartVariants(t *testing.T) {
 	kc := kitcheck(t)
 	dir := t.TempDir()
 	objs, _ := helmTemplate(t, helm, kc, dir, false, "--set", "secrets.create=false", "--set", "secrets.existingSecret=ops-auditpipe",
-		"--set", "components.scheduler.enabled=false", "--set", "components.forwarder.enabled=false")
+		"--set", "components.scheduler.enabled=false", "--set", "components.forwarder.enabled=false",
+		"--set", "components.indexer.config.host_keys.dir=/srv/host-keys")
 	var deployments []string
 	for _, o := range objs {
 		if o.Kind == "Secret" {
@@ -234,6 +294,11 @@ func TestHelmChartVariants(t *testing.T) {
 			deployments = append(deployments, o.Containers[0].Name)
 			if o.Containers[0].Mounts["/etc/auditpipe/secrets"] != "secret/ops-auditpipe" {
 				t.Errorf("%s: secrets from %v, want ops-auditpipe", o.Name, o.Containers[0].Mounts)
+			}
+			// A component's own host_keys.dir is where its keys are mounted.
+			want := map[string]string{"indexer": "/srv/host-keys", "policy": "/etc/auditpipe/host-keys"}[o.Containers[0].Name]
+			if o.Containers[0].Mounts[want] != "configMap/ap-auditpipe-host-keys" {
+				t.Errorf("%s: host keys not mounted at %s: %v", o.Name, want, o.Containers[0].Mounts)
 			}
 		}
 	}
@@ -247,9 +312,19 @@ func TestHelmChartVariants(t *testing.T) {
 		t.Errorf("helm template without the credentials: %v\n%s", err, out)
 	}
 
-	cmd = exec.Command(helm, append([]string{"template", "ap", chartDir(t), "--set", "common.drain_timeout=1m"}, chartSecrets(t, dir)...)...)
-	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "common.drain_timeout") {
-		t.Errorf("helm template with drain_timeout 1m: %v\n%s", err, out)
+	for _, tc := range []struct {
+		set  []string
+		want string
+	}{
+		{[]string{"--set", "common.drain_timeout=1m"}, "common.drain_timeout"},
+		{[]string{"--set", "hostKeys._x=MCowBQYDK2VwAyEAupv+EtLkm/uaq2vz9pX9B7b1f+FUZdJ1dQScTb8vnPM="}, "is not a host name"},
+		{[]string{"--set", "hostKeys.dbhost01=/home/me/agent.key.pub"}, "hostKeys.dbhost01: not a public key"},
+		{[]string{"--set", "components.policy.config.host_keys.dir=keys"}, "components.policy.config.host_keys.dir"},
+	} {
+		cmd = exec.Command(helm, append(append([]string{"template", "ap", chartDir(t)}, tc.set...), chartSecrets(t, dir)...)...)
+		if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), tc.want) {
+			t.Errorf("helm template %q: %v\n%s", tc.set, err, out)
+		}
 	}
 
 	bad := filepath.Join(dir, "bad.yaml")

@@ -25,6 +25,10 @@ type Service struct {
 	DependsOn []string `json:"dependsOn,omitempty"`
 	// Healthcheck is the health check's test command.
 	Healthcheck []string `json:"healthcheck,omitempty"`
+	// User is the user the container runs as ("" when the image's).
+	User string `json:"user,omitempty"`
+	// Environment is the container's environment (after interpolation).
+	Environment map[string]string `json:"environment,omitempty"`
 }
 
 // checkCompose loads a compose file as `docker compose config` does:
@@ -51,7 +55,15 @@ func checkCompose(ctx context.Context, file string) ([]Service, error) {
 	}
 	var out []Service
 	for name, s := range p.Services {
-		o := Service{Name: name, Image: s.Image, Command: s.Command, Binds: map[string]string{}, Volumes: map[string]string{}}
+		o := Service{Name: name, Image: s.Image, Command: s.Command, Binds: map[string]string{}, Volumes: map[string]string{}, User: s.User}
+		for k, v := range s.Environment {
+			if v != nil {
+				if o.Environment == nil {
+					o.Environment = map[string]string{}
+				}
+				o.Environment[k] = *v
+			}
+		}
 		for _, v := range s.Volumes {
 			switch v.Type {
 			case "bind":

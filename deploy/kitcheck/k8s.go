@@ -37,6 +37,12 @@ type Container struct {
 	Readiness string            `json:"readiness"` // HTTP path
 	Mounts    map[string]string `json:"mounts"`    // mount path -> volume source ("configMap/NAME", "secret/NAME")
 	Env       []string          `json:"env"`       // names
+	// ReadOnly are the mount paths mounted read-only.
+	ReadOnly []string `json:"readOnly,omitempty"`
+	// Modes are the file modes of the ConfigMap and Secret volumes'
+	// files, by mount path (their defaultMode; 0644 when unset, as the
+	// API server defaults it).
+	Modes map[string]int32 `json:"modes,omitempty"`
 }
 
 // kinds maps apiVersion/kind to a new object of its type.
@@ -116,6 +122,11 @@ func checkManifests(src []byte) ([]Object, error) {
 		switch o := o.(type) {
 		case *corev1.ConfigMap:
 			configMaps[name] = o
+			for k := range o.Data {
+				for _, e := range validation.IsConfigMapKey(k) {
+					fail("ConfigMap %q: key %q: %s", name, k, e)
+				}
+			}
 		case *corev1.Secret:
 			secrets[name] = o
 		}
@@ -210,15 +221,18 @@ func checkDeployment(d *appsv1.Deployment, cms map[string]*corev1.ConfigMap, sec
 	}
 	pod := d.Spec.Template.Spec
 	volumes := map[string]string{}
+	modes := map[string]int32{}
 	for _, v := range pod.Volumes {
 		switch {
 		case v.ConfigMap != nil:
 			volumes[v.Name] = "configMap/" + v.ConfigMap.Name
+			modes[v.Name] = defaultMode(v.ConfigMap.DefaultMode)
 			if cms[v.ConfigMap.Name] == nil && (v.ConfigMap.Optional == nil || !*v.ConfigMap.Optional) {
 				fail("volume %q: ConfigMap %q is not rendered", v.Name, v.ConfigMap.Name)
 			}
 		case v.Secret != nil:
 			volumes[v.Name] = "secret/" + v.Secret.SecretName
+			modes[v.Name] = defaultMode(v.Secret.DefaultMode)
 		case v.EmptyDir != nil:
 			volumes[v.Name] = "emptyDir"
 		case v.PersistentVolumeClaim != nil:
@@ -272,6 +286,15 @@ func checkDeployment(d *appsv1.Deployment, cms map[string]*corev1.ConfigMap, sec
 				fail("container %q: mount %q of no volume", c.Name, m.Name)
 			}
 			sc.Mounts[m.MountPath] = src
+			if m.ReadOnly {
+				sc.ReadOnly = append(sc.ReadOnly, m.MountPath)
+			}
+			if mode, ok := modes[m.Name]; ok {
+				if sc.Modes == nil {
+					sc.Modes = map[string]int32{}
+				}
+				sc.Modes[m.MountPath] = mode
+			}
 		}
 		for _, e := range c.Env {
 			sc.Env = append(sc.Env, e.Name)
@@ -293,6 +316,14 @@ func checkDeployment(d *appsv1.Deployment, cms map[string]*corev1.ConfigMap, sec
 		out = append(out, sc)
 	}
 	return out, errs
+}
+
+// defaultMode is a volume's defaultMode as the API server defaults it.
+func defaultMode(m *int32) int32 {
+	if m == nil {
+		return corev1.ConfigMapVolumeSourceDefaultMode
+	}
+	return *m
 }
 
 func meta(o any) (kind, name string, lbls map[string]string) {

@@ -6,7 +6,11 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/auditpipe/auditpipe/internal/config"
 	"github.com/auditpipe/auditpipe/internal/sign"
@@ -88,5 +92,57 @@ func TestExampleConfigsValidate(t *testing.T) {
 		if err := cfg.Validate(); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
+		for _, field := range explicitFields(t, cfg.Target) {
+			if !setIn(t, b, field) {
+				t.Errorf("%s: target %s needs %s: the example does not say where it is", f, cfg.Target, field)
+			}
+		}
 	}
+}
+
+// explicitFields are the fields an example of target must set rather than
+// leave to their defaults, because an operator has to act on them: the
+// agent's key_file (its public half is enrolled), the control plane's
+// host_keys.dir (where it is enrolled). Target all keeps both in its data
+// directory and enrolls its own agent.
+func explicitFields(t *testing.T, target string) []string {
+	t.Helper()
+	if target == TargetAll {
+		return nil
+	}
+	mods, err := Modules(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fields []string
+	if slices.Contains(mods, "agent") {
+		fields = append(fields, "agent.key_file")
+	}
+	if slices.Contains(mods, "policy") || slices.Contains(mods, "scheduler") || slices.Contains(mods, "indexer") {
+		fields = append(fields, "host_keys.dir")
+	}
+	return fields
+}
+
+// setIn tells whether the YAML document src sets the dotted field.
+func setIn(t *testing.T, src []byte, field string) bool {
+	t.Helper()
+	var doc map[string]any
+	if err := yaml.Unmarshal(src, &doc); err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(field, ".")
+	for i, p := range parts {
+		v, ok := doc[p]
+		if !ok {
+			return false
+		}
+		if i == len(parts)-1 {
+			return v != nil && v != ""
+		}
+		if doc, ok = v.(map[string]any); !ok {
+			return false
+		}
+	}
+	return false
 }

@@ -8,11 +8,14 @@
 # and policy.key, the policy service's signing key (whoever reads it signs
 # grants that every collector and agent trusts). Files are 0640 but the
 # private key, 0600 (auditpipe refuses a key others may read); the
-# services run as root in their containers, as this does.
+# auditpipe services run as root in their containers, as this does.
+# Prometheus runs as its image's user (nobody, 65534): metrics.token is
+# that user's, 0400 (METRICS_TOKEN_OWNER, uid:gid, default 65534:65534).
 set -euo pipefail
 dir=${1:?usage: init.sh DIR PRIVATE}
 private=${2:?usage: init.sh DIR PRIVATE}
 bin=${AUDITPIPE:-auditpipe}
+metrics_owner=${METRICS_TOKEN_OWNER:-65534:65534}
 mkdir -p "$dir" "$private"
 umask 027
 # A deployment made before they were apart: move the private ones.
@@ -38,4 +41,6 @@ fi
 [ -s "$private/policy.key" ] || "$bin" grant keygen --key "$private/policy.key" --pub "$dir/grants.pub"
 chmod 0640 "$dir"/* "$private"/*
 chmod 0600 "$private/policy.key"
+chown "$metrics_owner" "$dir/metrics.token"
+chmod 0400 "$dir/metrics.token"
 echo "auditpipe-init: secrets in $dir, the policy service's in $private"

@@ -59,6 +59,9 @@ component's own config (each later one wins).
 {{- $_ := set $kafka "tls" (dict "ca_file" "/etc/auditpipe/secrets/kafka-ca.pem") -}}
 {{- end -}}
 {{- $base := dict "target" $name "server" (dict "http_addr" (printf "0.0.0.0:%v" $c.port) "auth" (dict "tokens_file" "/etc/auditpipe/secrets/tokens.yaml")) "kafka" $kafka -}}
+{{- if include "auditpipe.verifiesHosts" $name -}}
+{{- $_ := set $base "host_keys" (dict "dir" "/etc/auditpipe/host-keys") -}}
+{{- end -}}
 {{- $cfg := mustMergeOverwrite (deepCopy $root.Values.common) $base (deepCopy $c.config) -}}
 {{- toYaml $cfg -}}
 {{- end -}}
@@ -75,4 +78,18 @@ The Secret's keys one component mounts; call with (list $ NAME COMPONENT).
 {{- if eq $name "forwarder" -}}{{- $keys = append $keys "siem-ca.pem" -}}{{- end -}}
 {{- if or (eq $name "policy") (eq $name "scheduler") -}}{{- $keys = append $keys "policy.key" -}}{{- end -}}
 {{- toJson $keys -}}
+{{- end -}}
+
+
+{{/* The ConfigMap of the enrolled host keys. */}}
+{{- define "auditpipe.hostKeysName" -}}
+{{- printf "%s-host-keys" (include "auditpipe.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+"true" when the component verifies the host agents' messages against
+their enrolled keys (host_keys.dir), else empty; call with its NAME.
+*/}}
+{{- define "auditpipe.verifiesHosts" -}}
+{{- if has . (list "indexer" "policy" "scheduler") -}}true{{- end -}}
 {{- end -}}
