@@ -118,7 +118,7 @@ func splitList(s string) []string {
 // create and change them for who may.
 func (c *Console) controlsPage(w http.ResponseWriter, r *http.Request, s *session) error {
 	if !c.deps.API.Allowed("ListOperatorControls", s.who) {
-		return &api.Error{Status: http.StatusForbidden, Code: api.CodeNotAuthorized, Message: "your role may not read controls"}
+		return notAuthorized("your role may not read controls")
 	}
 	ctx := r.Context()
 	ctls, _, err := c.deps.Service.ListControls(ctx, policy.ControlFilter{Page: policy.Page{Limit: 1000}})

@@ -164,9 +164,15 @@ func (c *Console) workRequestPage(w http.ResponseWriter, r *http.Request, s *ses
 // allowedTo refuses who an operation the API's roles do not give them.
 func (c *Console) allowedTo(s *session, op, what string) error {
 	if !c.deps.API.Allowed(op, s.who) {
-		return &api.Error{Status: http.StatusForbidden, Code: api.CodeNotAuthorized, Message: s.who.Name + " (role " + s.who.Role + ") may not " + what}
+		return notAuthorized(s.who.Name + " (role " + s.who.Role + ") may not " + what)
 	}
 	return nil
+}
+
+// notAuthorized is the API's 403 error with msg: what the signed-in
+// visitor may not do.
+func notAuthorized(msg string) *api.Error {
+	return &api.Error{Status: http.StatusForbidden, Code: api.CodeNotAuthorized, Message: msg}
 }
 
 // jobAction runs, skips or deletes a job, as the API's routes do: the

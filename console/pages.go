@@ -248,8 +248,8 @@ func (c *Console) requestAction(w http.ResponseWriter, r *http.Request, s *sessi
 	if !ok {
 		return &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: "no such action: " + action}
 	}
-	if !c.deps.API.Allowed(op, s.who) {
-		return &api.Error{Status: http.StatusForbidden, Code: api.CodeNotAuthorized, Message: fmt.Sprintf("%s (role %s) may not %s", s.who.Name, s.who.Role, action)}
+	if err := c.allowedTo(s, op, action); err != nil {
+		return err
 	}
 	ctx := r.Context()
 	if _, err := c.deps.API.VisibleRequest(ctx, s.who, id); err != nil {
@@ -322,7 +322,7 @@ type catalogChoice struct {
 // actions of its control in force, marked pre-approved or not.
 func (c *Console) newRequestPage(w http.ResponseWriter, r *http.Request, s *session) error {
 	if !c.deps.API.Allowed("CreateAccessRequest", s.who) {
-		return &api.Error{Status: http.StatusForbidden, Code: api.CodeNotAuthorized, Message: "your role may not make access requests"}
+		return notAuthorized("your role may not make access requests")
 	}
 	ctx := r.Context()
 	resources, _, err := c.deps.Service.ListResources(ctx, policy.ResourceFilter{Page: policy.Page{Limit: 1000}})
@@ -359,7 +359,7 @@ func (c *Console) newRequestPage(w http.ResponseWriter, r *http.Request, s *sess
 // call as the API's CreateAccessRequest.
 func (c *Console) createRequest(w http.ResponseWriter, r *http.Request, s *session) error {
 	if !c.deps.API.Allowed("CreateAccessRequest", s.who) {
-		return &api.Error{Status: http.StatusForbidden, Code: api.CodeNotAuthorized, Message: "your role may not make access requests"}
+		return notAuthorized("your role may not make access requests")
 	}
 	hours, err := formInt(r, "duration")
 	if err != nil {

@@ -52,7 +52,7 @@ SETTINGS final = 1, max_execution_time = 30, max_memory_usage = 2000000000, max_
 // JSON lines (?format=jsonl) or CSV (?format=csv).
 func (c *Console) searchPage(w http.ResponseWriter, r *http.Request, s *session) error {
 	if c.deps.Store == nil || (s.who.Role != auth.RoleAuditor && s.who.Role != auth.RoleAdmin) {
-		return &api.Error{Status: http.StatusForbidden, Code: api.CodeNotAuthorized, Message: "the search is for auditors, on a process that holds the audit store"}
+		return notAuthorized("the search is for auditors, on a process that holds the audit store")
 	}
 	ctx := r.Context()
 	q := r.URL.Query()
