@@ -2,9 +2,18 @@
 // event share node, timestamp and serial; multi-record kernel events end
 // with an EOE record; user-space and standalone records are events on
 // their own. An event that never sees its EOE is flushed, marked
-// incomplete, when it is older than the timeout or when more than
+// incomplete, when it timed out (see Maintain) or when more than
 // MaxInFlight events are open. Gaps in the serial numbers are counted as
 // lost events.
+//
+// The timeout is measured by the input's progress, not by the reader's
+// speed: an open event times out once records at least Timeout newer (in
+// the records' own time) than the input had reached when it opened have
+// been read, or once the input has been idle (Idle: nothing left to read)
+// for Timeout; and in either case only Timeout of wall-clock time after it
+// opened. A reader starved of CPU, reading a backlog, or waiting at a
+// rotation therefore does not split an event whose records are all in its
+// input.
 package assemble
 
 import (
@@ -34,10 +43,13 @@ type Event struct {
 	// record (the collector uses line numbers, for its checkpoint).
 	FirstTag, LastTag uint64
 
-	opened time.Time
-	done   bool
-	id     uint64 // distinguishes reuses of this Event in the order queue
-	buf    []byte // the records' lines, back to back
+	opened time.Time // wall-clock time of the first record
+	// openedAt is the input's progress (Assembler.progress) when the
+	// event's first record was pushed.
+	openedAt int64
+	done     bool
+	id       uint64 // distinguishes reuses of this Event in the order queue
+	buf      []byte // the records' lines, back to back
 }
 
 func (e *Event) key() key { return key{e.Node, e.Serial, e.Sec, e.Msec} }
@@ -57,7 +69,8 @@ func (e *Event) addRecord(rec *auditlog.Record) {
 type Options struct {
 	// MaxInFlight bounds the open events; the oldest is flushed beyond it. Default 512.
 	MaxInFlight int
-	// Timeout flushes an event this long after its first record. Default 3s.
+	// Timeout flushes an event without its EOE this long after its first
+	// record, measured by the input's progress (see Maintain). Default 3s.
 	Timeout time.Duration
 	// RecentKeys is how many emitted (node, serial) keys are remembered to
 	// recognise records that arrive after their event was flushed. Default 4096.
@@ -107,6 +120,12 @@ type Assembler struct {
 	free    []*Event
 	last    *Event // the open event of the last record, see lookup
 	lastKey key
+	// progress is the input's clock: the latest record time read so far,
+	// in milliseconds since the epoch. idle is set by Idle (the input had
+	// nothing more to read at idleSince) until the next Push.
+	progress  int64
+	idle      bool
+	idleSince time.Time
 }
 
 // New returns an assembler that hands complete events to emit. emit owns
@@ -148,6 +167,10 @@ var ErrLate error = lateError{}
 func (a *Assembler) Push(rec *auditlog.Record, tag uint64, now time.Time) error {
 	node := a.nodeString(rec.Node())
 	k := key{node, rec.Serial, rec.Sec, rec.Msec}
+	a.idle = false
+	if ms := rec.Sec*1000 + int64(rec.Msec); ms > a.progress {
+		a.progress = ms
+	}
 	a.countGap(node, rec.Serial)
 	if rec.TypeNum == typeEOE {
 		if ev, ok := a.lookup(k); ok {
@@ -167,7 +190,7 @@ func (a *Assembler) Push(rec *auditlog.Record, tag uint64, now time.Time) error 
 			return ErrLate
 		}
 		ev = a.newEvent()
-		ev.Node, ev.Sec, ev.Msec, ev.Serial, ev.FirstTag, ev.opened = node, rec.Sec, rec.Msec, rec.Serial, tag, now
+		ev.Node, ev.Sec, ev.Msec, ev.Serial, ev.FirstTag, ev.opened, ev.openedAt = node, rec.Sec, rec.Msec, rec.Serial, tag, now, a.progress
 		if standalone {
 			ev.addRecord(rec)
 			ev.LastTag = tag
@@ -201,11 +224,31 @@ func (a *Assembler) lookup(k key) (*Event, bool) {
 	return ev, ok
 }
 
-// Maintain flushes events older than the timeout.
+// Idle tells the assembler that the input had nothing more to read at now
+// (a follower at the end of its file, a quiet netlink socket): from then
+// on, wall-clock time counts for the timeout, until the next Push. Calls
+// while already idle keep the first time.
+func (a *Assembler) Idle(now time.Time) {
+	if !a.idle {
+		a.idle, a.idleSince = true, now
+	}
+}
+
+// Maintain flushes, incomplete, the open events that timed out at now: at
+// least Timeout of wall-clock time since their first record, and either
+// the input's progress (the latest record time read) at least Timeout past
+// what it was when they opened, or the input idle (Idle) for at least
+// Timeout. Records of one kernel event are written together, at the end
+// of its syscall: when records Timeout newer than anything read before the
+// event opened have been read, or the input has been idle that long, the
+// missing records are not coming. The wall-clock condition keeps a forward
+// step of the host's clock from cutting the events open at that moment.
 func (a *Assembler) Maintain(now time.Time) {
+	timeout := a.opts.Timeout
+	idle := a.idle && now.Sub(a.idleSince) >= timeout
 	for {
 		ev := a.front()
-		if ev == nil || now.Sub(ev.opened) < a.opts.Timeout {
+		if ev == nil || now.Sub(ev.opened) < timeout || !idle && a.progress-ev.openedAt < timeout.Milliseconds() {
 			return
 		}
 		a.finish(ev.key(), ev)
