@@ -49,10 +49,11 @@ type Event struct {
 	openedAt int64
 	done     bool
 	id       uint64 // distinguishes reuses of this Event in the order queue
+	nodeID   uint32 // Node's number (Assembler.nodeOf)
 	buf      []byte // the records' lines, back to back
 }
 
-func (e *Event) key() key { return key{e.Node, e.Serial, e.Sec, e.Msec} }
+func (e *Event) key() key { return key{e.nodeID, int32(e.Msec), e.Serial, e.Sec} }
 
 // addRecord appends a copy of rec whose Line lives in the event's buffer.
 // When the buffer grows, earlier records keep pointing into the old array,
@@ -95,12 +96,20 @@ func (o orderEntry) stale() bool { return o.ev.done || o.ev.id != o.id }
 
 // key identifies an event: the kernel gives all records of one event the
 // same timestamp and serial. The timestamp is part of the key because the
-// serial starts again at each boot.
+// serial starts again at each boot. The node is its number (nodeOf): a key
+// without a string hashes and compares as plain memory, and the maps and
+// the ring of keys hold no pointers for the garbage collector to scan.
 type key struct {
-	node   string
+	node   uint32
+	msec   int32
 	serial uint64
 	sec    int64
-	msec   int
+}
+
+// serialMark is the highest serial seen of a node, for countGap.
+type serialMark struct {
+	last uint64
+	seen bool
 }
 
 // Assembler is not safe for concurrent use.
@@ -113,13 +122,17 @@ type Assembler struct {
 	recent  map[key]struct{}
 	ring    []key
 	ringPos int
-	maxSer  map[string]uint64
-	node    []byte
-	nodeStr string
-	stats   Stats
-	free    []*Event
-	last    *Event // the open event of the last record, see lookup
-	lastKey key
+	// Nodes by number: nodeIDs maps a node name to its number, an index
+	// of nodeNames and maxSer; node and nodeID are the last one looked up.
+	nodeIDs   map[string]uint32
+	nodeNames []string
+	maxSer    []serialMark
+	node      []byte
+	nodeID    uint32
+	stats     Stats
+	free      []*Event
+	last      *Event // the open event of the last record, see lookup
+	lastKey   key
 	// progress is the input's clock: the latest record time read so far,
 	// in milliseconds since the epoch. idle is set by Idle (the input had
 	// nothing more to read at idleSince) until the next Push.
@@ -146,7 +159,10 @@ func New(opts Options, emit func(*Event)) *Assembler {
 		open:   make(map[key]*Event),
 		recent: make(map[key]struct{}, opts.RecentKeys),
 		ring:   make([]key, opts.RecentKeys),
-		maxSer: make(map[string]uint64),
+		// Node 0 is the empty node (no node= prefix).
+		nodeIDs:   map[string]uint32{"": 0},
+		nodeNames: []string{""},
+		maxSer:    make([]serialMark, 1),
 	}
 }
 
@@ -165,13 +181,13 @@ var ErrLate error = lateError{}
 // the record's position. now is the arrival time. It returns ErrLate when
 // the record's event was already emitted.
 func (a *Assembler) Push(rec *auditlog.Record, tag uint64, now time.Time) error {
-	node := a.nodeString(rec.Node())
-	k := key{node, rec.Serial, rec.Sec, rec.Msec}
+	node, nodeID := a.nodeOf(rec.Node())
+	k := key{nodeID, int32(rec.Msec), rec.Serial, rec.Sec}
 	a.idle = false
 	if ms := rec.Sec*1000 + int64(rec.Msec); ms > a.progress {
 		a.progress = ms
 	}
-	a.countGap(node, rec.Serial)
+	a.countGap(nodeID, rec.Serial)
 	if rec.TypeNum == typeEOE {
 		if ev, ok := a.lookup(k); ok {
 			ev.Complete = true
@@ -191,6 +207,7 @@ func (a *Assembler) Push(rec *auditlog.Record, tag uint64, now time.Time) error 
 		}
 		ev = a.newEvent()
 		ev.Node, ev.Sec, ev.Msec, ev.Serial, ev.FirstTag, ev.opened, ev.openedAt = node, rec.Sec, rec.Msec, rec.Serial, tag, now, a.progress
+		ev.nodeID = nodeID
 		if standalone {
 			ev.addRecord(rec)
 			ev.LastTag = tag
@@ -314,28 +331,38 @@ func (a *Assembler) finish(k key, ev *Event) {
 	a.emit(ev)
 }
 
-func (a *Assembler) countGap(node string, serial uint64) {
-	last, ok := a.maxSer[node]
+func (a *Assembler) countGap(node uint32, serial uint64) {
+	m := &a.maxSer[node]
 	switch {
-	case !ok:
-		a.maxSer[node] = serial
-	case serial > last:
-		if serial-last > 1 && serial-last < 1<<20 {
-			a.stats.Gaps += serial - last - 1
+	case !m.seen:
+		m.last, m.seen = serial, true
+	case serial > m.last:
+		if serial-m.last > 1 && serial-m.last < 1<<20 {
+			a.stats.Gaps += serial - m.last - 1
 		}
-		a.maxSer[node] = serial
-	case last-serial > 1<<20:
+		m.last = serial
+	case m.last-serial > 1<<20:
 		// The kernel's counter started again (reboot): follow it.
-		a.maxSer[node] = serial
+		m.last = serial
 	}
 }
 
-func (a *Assembler) nodeString(b []byte) string {
+// nodeOf returns the node name b as a string and its number, numbering
+// a name seen for the first time.
+func (a *Assembler) nodeOf(b []byte) (string, uint32) {
 	if !bytes.Equal(b, a.node) {
 		a.node = append(a.node[:0], b...)
-		a.nodeStr = string(b)
+		id, ok := a.nodeIDs[string(b)]
+		if !ok {
+			name := string(b)
+			id = uint32(len(a.nodeNames))
+			a.nodeIDs[name] = id
+			a.nodeNames = append(a.nodeNames, name)
+			a.maxSer = append(a.maxSer, serialMark{})
+		}
+		a.nodeID = id
 	}
-	return a.nodeStr
+	return a.nodeNames[a.nodeID], a.nodeID
 }
 
 // Release hands an emitted event back for reuse; the caller must not use
