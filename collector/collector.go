@@ -379,6 +379,23 @@ func (c *Collector) waitGrants(ctx context.Context) error {
 	}
 }
 
+// beforeRead calls before ahead of each read of r; when before returns
+// false, Read returns errInputStopped.
+type beforeRead struct {
+	r      io.Reader
+	before func() bool
+}
+
+// errInputStopped ends reading stdin when nobody takes lines any more.
+var errInputStopped = errors.New("collector: input stopped")
+
+func (b *beforeRead) Read(p []byte) (int, error) {
+	if !b.before() {
+		return 0, errInputStopped
+	}
+	return b.r.Read(p)
+}
+
 // errPollSkip is how a line source tells readInput's poll loop that it met
 // a loss it has already counted and logged, and that reading goes on.
 var errPollSkip = errors.New("collector: input loss counted, reading on")
@@ -457,7 +474,11 @@ func (c *Collector) readInput(ctx context.Context, from tail.Position, out chan<
 	case InputFile:
 		return c.followFile(ctx, from, poll)
 	case InputStdin:
-		err := ReadLines(c.stdin, c.cfg.Input.MaxLineBytes.Bytes(), func(line []byte, err error) error {
+		// What was read is handed over whenever the reader needs more
+		// input, not only in full chunks: the next read may wait on a
+		// quiet pipe (lines used to wait there until 512 had come).
+		in := &beforeRead{r: c.stdin, before: send}
+		err := ReadLines(in, c.cfg.Input.MaxLineBytes.Bytes(), func(line []byte, err error) error {
 			var tl *LineTooLongError
 			if errors.As(err, &tl) {
 				chunk = append(chunk, inLine{tooLong: &tail.LineTooLongError{Len: int64(tl.Len), Limit: tl.Limit, Prefix: bytes.Clone(tl.Prefix)}})
@@ -470,7 +491,7 @@ func (c *Collector) readInput(ctx context.Context, from tail.Position, out chan<
 			return nil
 		})
 		send()
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || errors.Is(err, errInputStopped) {
 			return nil
 		}
 		return err
