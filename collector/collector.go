@@ -150,12 +150,14 @@ type spoolMeta struct {
 	DeadLetters int `json:"dead_letters"` // the last N messages go to the dead-letter topic
 }
 
-// inLine is one input line handed from the reader goroutine.
+// inLine is one input line handed from the reader goroutine, or, when idle
+// is set, the mark that the input had nothing more to read then.
 type inLine struct {
 	data    []byte
 	start   tail.Position
 	end     tail.Position
 	tooLong *tail.LineTooLongError
+	idle    time.Time
 }
 
 // emitted is an event handed over, with the tag of its last line: a
@@ -182,10 +184,14 @@ type run struct {
 	lastEnd    tail.Position
 	delivered  []emitted // delivered events that a restart from the checkpoint would re-read
 	pending    []emitted // events in the current batch
-	source     string
-	ehost      string
-	st         state
-	dirty      bool
+	// source is the file position of the line being decoded (file input),
+	// formatted only for a reject or dead letter (see sourceName).
+	source    tail.Position
+	hasSource bool
+	lastLine  time.Time // when the last line was handed to the decoder
+	ehost     string
+	st        state
+	dirty     bool
 	// spoolFault and ckptFault pause input while the spool or the
 	// checkpoint cannot be written.
 	spoolFault, ckptFault *fault
@@ -320,8 +326,9 @@ func (c *Collector) Run(ctx context.Context) error {
 				}
 				return ferr
 			}
+			now := time.Now()
 			for i := range chunk {
-				r.line(&chunk[i])
+				r.line(&chunk[i], now)
 				if len(r.pending) >= cfg.BatchMaxEvents || r.batchBytes >= cfg.BatchMaxBytes.Bytes() {
 					r.pruneStarts()
 					if err := r.flush(ctx, false); err != nil {
@@ -334,6 +341,11 @@ func (c *Collector) Run(ctx context.Context) error {
 			c.m.queueDepth.Set(float64(len(r.pending)))
 		case now := <-tick.C:
 			r.rejectLog.roll(now)
+			if cfg.Input.Type == InputStdin && now.Sub(r.lastLine) >= time.Second {
+				// A pipe tells no idleness apart from a slow reader:
+				// a second without a line counts as idle.
+				r.dec.Idle(r.lastLine)
+			}
 			r.dec.Tick(now)
 			c.m.sync(r.dec)
 			c.m.grants.Set(float64(c.grants.Len()))
@@ -367,6 +379,23 @@ func (c *Collector) waitGrants(ctx context.Context) error {
 	}
 }
 
+// beforeRead calls before ahead of each read of r; when before returns
+// false, Read returns errInputStopped.
+type beforeRead struct {
+	r      io.Reader
+	before func() bool
+}
+
+// errInputStopped ends reading stdin when nobody takes lines any more.
+var errInputStopped = errors.New("collector: input stopped")
+
+func (b *beforeRead) Read(p []byte) (int, error) {
+	if !b.before() {
+		return 0, errInputStopped
+	}
+	return b.r.Read(p)
+}
+
 // errPollSkip is how a line source tells readInput's poll loop that it met
 // a loss it has already counted and logged, and that reading goes on.
 var errPollSkip = errors.New("collector: input loss counted, reading on")
@@ -390,18 +419,40 @@ func (c *Collector) readInput(ctx context.Context, from tail.Position, out chan<
 		}
 	}
 	// poll reads lines with next until ctx ends, handing them over when a
-	// chunk is full and whenever the source has been idle for idle.
-	// next returns errPollSkip for a loss it has counted and logged.
+	// chunk is full and whenever the source has been idle for idle, with
+	// the mark that it was (once per idle spell: the decoder's assembly
+	// timeout counts wall-clock time only from then on). next returns
+	// errPollSkip for a loss it has counted and logged.
+	//
+	// One deadline serves every line read within idle of its start (a
+	// context per line cost more than reading the line): a deadline that
+	// passes while lines flow is replaced and the wait starts again, so
+	// only a whole idle period without a line counts as idle.
 	poll := func(idle time.Duration, next func(context.Context) (inLine, error)) error {
+		var lctx context.Context
+		stop := func() {}
+		defer func() { stop() }()
+		fresh, marked := false, false
 		for {
-			lctx, cancel := context.WithTimeout(ctx, idle)
+			if lctx == nil || !fresh && lctx.Err() != nil {
+				stop()
+				var cancel context.CancelFunc
+				lctx, cancel = context.WithTimeout(ctx, idle)
+				stop, fresh = cancel, true
+			}
 			l, err := next(lctx)
-			cancel()
 			switch {
 			case err != nil && ctx.Err() != nil:
 				send()
 				return nil
+			case errors.Is(err, context.DeadlineExceeded) && !fresh:
+				continue // the deadline of an earlier wait: wait anew
 			case errors.Is(err, context.DeadlineExceeded):
+				lctx = nil
+				if !marked {
+					chunk = append(chunk, inLine{idle: time.Now()})
+					marked = true
+				}
 				if !send() {
 					return nil
 				}
@@ -412,6 +463,7 @@ func (c *Collector) readInput(ctx context.Context, from tail.Position, out chan<
 				send()
 				return err
 			}
+			fresh, marked = false, false
 			chunk = append(chunk, l)
 			if len(chunk) >= chunkLines && !send() {
 				return nil
@@ -422,7 +474,11 @@ func (c *Collector) readInput(ctx context.Context, from tail.Position, out chan<
 	case InputFile:
 		return c.followFile(ctx, from, poll)
 	case InputStdin:
-		err := ReadLines(c.stdin, c.cfg.Input.MaxLineBytes.Bytes(), func(line []byte, err error) error {
+		// What was read is handed over whenever the reader needs more
+		// input, not only in full chunks: the next read may wait on a
+		// quiet pipe (lines used to wait there until 512 had come).
+		in := &beforeRead{r: c.stdin, before: send}
+		err := ReadLines(in, c.cfg.Input.MaxLineBytes.Bytes(), func(line []byte, err error) error {
 			var tl *LineTooLongError
 			if errors.As(err, &tl) {
 				chunk = append(chunk, inLine{tooLong: &tail.LineTooLongError{Len: int64(tl.Len), Limit: tl.Limit, Prefix: bytes.Clone(tl.Prefix)}})
@@ -435,7 +491,7 @@ func (c *Collector) readInput(ctx context.Context, from tail.Position, out chan<
 			return nil
 		})
 		send()
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || errors.Is(err, errInputStopped) {
 			return nil
 		}
 		return err
@@ -511,21 +567,36 @@ func (c *Collector) followFile(ctx context.Context, from tail.Position, poll fun
 	return err
 }
 
-// line feeds one input line to the decoder.
-func (r *run) line(l *inLine) {
+// line feeds one input line, read by now, to the decoder; an idle mark
+// tells the decoder that the input had nothing more to read.
+func (r *run) line(l *inLine, now time.Time) {
+	if !l.idle.IsZero() {
+		r.dec.Idle(l.idle)
+		return
+	}
 	tag := r.nextTag
 	r.nextTag++
 	r.dirty = true
+	r.lastLine = now
 	if r.c.cfg.Input.Type == InputFile {
 		r.starts = append(r.starts, tagPos{tag, l.start})
-		r.source = l.start.String()
+		r.source, r.hasSource = l.start, true
 	}
 	if l.tooLong != nil {
 		r.dec.RejectLine(auditlog.ReasonTooLong, l.tooLong, l.tooLong.Prefix, tag)
 	} else {
-		r.dec.Line(l.data, tag, time.Now())
+		r.dec.Line(l.data, tag, now)
 	}
 	r.lastEnd = l.end
+}
+
+// sourceName is the position of the line being decoded, for rejects and
+// dead letters ("" for other inputs).
+func (r *run) sourceName() string {
+	if !r.hasSource {
+		return ""
+	}
+	return r.source.String()
 }
 
 func (r *run) onEvent(e *schemas.Event, ev *assemble.Event) {
@@ -543,13 +614,13 @@ func (r *run) onEvent(e *schemas.Event, ev *assemble.Event) {
 }
 
 func (r *run) onReject(rej Reject) {
-	r.rejectLog.reject(time.Now(), rej, r.source)
+	r.rejectLog.reject(time.Now(), rej, r.sourceName())
 	r.deadLetter(rej.Reason, rej.Err, rej.Line, r.c.cfg.Host)
 }
 
 // deadLetter queues a dead letter with the current batch.
 func (r *run) deadLetter(reason string, cause error, raw []byte, host string) {
-	rec, err := deadletter.Record(r.dead.Letter(reason, cause, raw, host, r.source))
+	rec, err := deadletter.Record(r.dead.Letter(reason, cause, raw, host, r.sourceName()))
 	if err != nil {
 		r.c.log.Error("dead letter: encode", "err", err)
 		return

@@ -82,7 +82,9 @@ type Config struct {
 	// collector stops reading (the audit log itself buffers); it never drops.
 	SpoolMaxBytes config.Size   `yaml:"spool_max_bytes"`
 	SpoolMaxAge   time.Duration `yaml:"spool_max_age"`
-	// AssemblyTimeout flushes an event that never saw its EOE. Default 3s.
+	// AssemblyTimeout flushes an event that never saw its EOE once the
+	// input moved on by this much (in the records' time) or was idle this
+	// long (see assemble.Assembler.Maintain). Default 3s.
 	AssemblyTimeout time.Duration `yaml:"assembly_timeout"`
 	// GrantGrace holds the events of a user that looks like a grant's
 	// login user (32 hex digits, or a uid not resolved yet) but has no

@@ -209,7 +209,14 @@ func (d *Decoder) reject(r Reject) {
 	}
 }
 
-// Tick flushes events that waited longer than the assembly timeout, reads
+// Idle tells the decoder that its input had nothing more to read at now:
+// from then until the next line, wall-clock time counts for the assembly
+// timeout (see assemble.Assembler.Maintain). Without it, an event missing
+// its EOE times out only when the input moved on by the timeout, in the
+// records' own time: a slow reader never splits an event.
+func (d *Decoder) Idle(now time.Time) { d.asm.Idle(now) }
+
+// Tick flushes events that timed out (see Idle), reads
 // the host's names again if they changed, and looks up the grants of the
 // held events again.
 func (d *Decoder) Tick(now time.Time) {

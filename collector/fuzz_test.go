@@ -17,7 +17,10 @@ import (
 // FuzzDecoder feeds arbitrary input through parsing, assembly and building.
 // It must never panic; every line is counted; every event it emits is
 // valid JSON that decodes strictly into the contract type; every reject
-// carries a reason. It runs thousands of inputs a second: the type table
+// carries a reason; the canonical bytes the decoder hashed (which parse and
+// the collector write as the event) are the event's AppendJSON. Empty lines
+// mark the input idle, and the decoder ticks every 8 lines (the assembly
+// timeout). It runs thousands of inputs a second: the type table
 // is built once (formerly a decoder per input built it, milliseconds each,
 // and the target managed 14 inputs in 30 s), and the assembler remembers
 // few keys.
@@ -38,8 +41,12 @@ func FuzzDecoder(f *testing.F) {
 	types := auditlog.NewTypes()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var bad []string
-		d := newDecoder(types, builder.Config{Host: "h", AllUsers: true, Names: names}, assemble.Options{MaxInFlight: 4, RecentKeys: 16}, func(e *schemas.Event, _ *assemble.Event) {
+		var d *Decoder
+		d = newDecoder(types, builder.Config{Host: "h", AllUsers: true, Names: names}, assemble.Options{MaxInFlight: 4, RecentKeys: 16}, func(e *schemas.Event, _ *assemble.Event) {
 			b := e.AppendJSON(nil)
+			if !bytes.Equal(b, d.Canonical()) {
+				bad = append(bad, "canonical bytes differ from AppendJSON: "+string(d.Canonical()))
+			}
 			var back schemas.Event
 			if err := json.Unmarshal(b, &back); err != nil {
 				bad = append(bad, err.Error()+": "+string(b))
@@ -53,7 +60,14 @@ func FuzzDecoder(f *testing.F) {
 		})
 		lines := bytes.Split(data, []byte("\n"))
 		for i, l := range lines {
-			d.Line(l, uint64(i), time.Unix(int64(i), 0))
+			now := time.Unix(int64(i), 0)
+			if len(l) == 0 {
+				d.Idle(now)
+			}
+			d.Line(l, uint64(i), now)
+			if i%8 == 7 {
+				d.Tick(now)
+			}
 		}
 		d.Flush()
 		if got := d.Stats().Records; got != uint64(len(lines)) {

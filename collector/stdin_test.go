@@ -91,3 +91,37 @@ func TestStdinInput(t *testing.T) {
 		})
 	}
 }
+
+// TestStdinQuietPipe: regression test for stdin input holding lines back:
+// the reader handed lines over only in chunks of 512 (or at the end of the
+// stream), so on a quiet host, auditd's plugin pipe open, the events of
+// the last lines waited for more traffic, for ever. Three events written to
+// a pipe that stays open reach the topic.
+func TestStdinQuietPipe(t *testing.T) {
+	kcfg, _ := kafkatest.Start(t, 1)
+	cfg := testConfig(t, kcfg, t.TempDir())
+	cfg.Input.Type, cfg.Input.Path = InputStdin, ""
+	pr, pw := io.Pipe()
+	cons := newConsumer(t, kcfg, schemas.TopicAudit, 1)
+	c, err := New(cfg, Deps{Registry: prometheus.NewRegistry(), Stdin: pr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Run(t.Context()) }()
+	if _, err := io.WriteString(pw, sessionLines(1, 3)); err != nil {
+		t.Fatal(err)
+	}
+	cons.waitFor(t, "the events of a pipe left open", 20*time.Second, atLeast(3))
+	pw.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run returned %v at the end of its input", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return at the end of its input")
+	}
+	cons.drain(t)
+	checkExactlyOnce(t, decodeAll(t, cons.msgs), 3)
+}

@@ -2,9 +2,18 @@
 // event share node, timestamp and serial; multi-record kernel events end
 // with an EOE record; user-space and standalone records are events on
 // their own. An event that never sees its EOE is flushed, marked
-// incomplete, when it is older than the timeout or when more than
+// incomplete, when it timed out (see Maintain) or when more than
 // MaxInFlight events are open. Gaps in the serial numbers are counted as
 // lost events.
+//
+// The timeout is measured by the input's progress, not by the reader's
+// speed: an open event times out once records at least Timeout newer (in
+// the records' own time) than the input had reached when it opened have
+// been read, or once the input has been idle (Idle: nothing left to read)
+// for Timeout; and in either case only Timeout of wall-clock time after it
+// opened. A reader starved of CPU, reading a backlog, or waiting at a
+// rotation therefore does not split an event whose records are all in its
+// input.
 package assemble
 
 import (
@@ -34,13 +43,17 @@ type Event struct {
 	// record (the collector uses line numbers, for its checkpoint).
 	FirstTag, LastTag uint64
 
-	opened time.Time
-	done   bool
-	id     uint64 // distinguishes reuses of this Event in the order queue
-	buf    []byte // the records' lines, back to back
+	opened time.Time // wall-clock time of the first record
+	// openedAt is the input's progress (Assembler.progress) when the
+	// event's first record was pushed.
+	openedAt int64
+	done     bool
+	id       uint64 // distinguishes reuses of this Event in the order queue
+	nodeID   uint32 // Node's number (Assembler.nodeOf)
+	buf      []byte // the records' lines, back to back
 }
 
-func (e *Event) key() key { return key{e.Node, e.Serial, e.Sec, e.Msec} }
+func (e *Event) key() key { return key{e.nodeID, int32(e.Msec), e.Serial, e.Sec} }
 
 // addRecord appends a copy of rec whose Line lives in the event's buffer.
 // When the buffer grows, earlier records keep pointing into the old array,
@@ -57,7 +70,8 @@ func (e *Event) addRecord(rec *auditlog.Record) {
 type Options struct {
 	// MaxInFlight bounds the open events; the oldest is flushed beyond it. Default 512.
 	MaxInFlight int
-	// Timeout flushes an event this long after its first record. Default 3s.
+	// Timeout flushes an event without its EOE this long after its first
+	// record, measured by the input's progress (see Maintain). Default 3s.
 	Timeout time.Duration
 	// RecentKeys is how many emitted (node, serial) keys are remembered to
 	// recognise records that arrive after their event was flushed. Default 4096.
@@ -82,12 +96,20 @@ func (o orderEntry) stale() bool { return o.ev.done || o.ev.id != o.id }
 
 // key identifies an event: the kernel gives all records of one event the
 // same timestamp and serial. The timestamp is part of the key because the
-// serial starts again at each boot.
+// serial starts again at each boot. The node is its number (nodeOf): a key
+// without a string hashes and compares as plain memory, and the maps and
+// the ring of keys hold no pointers for the garbage collector to scan.
 type key struct {
-	node   string
+	node   uint32
+	msec   int32
 	serial uint64
 	sec    int64
-	msec   int
+}
+
+// serialMark is the highest serial seen of a node, for countGap.
+type serialMark struct {
+	last uint64
+	seen bool
 }
 
 // Assembler is not safe for concurrent use.
@@ -100,13 +122,23 @@ type Assembler struct {
 	recent  map[key]struct{}
 	ring    []key
 	ringPos int
-	maxSer  map[string]uint64
-	node    []byte
-	nodeStr string
-	stats   Stats
-	free    []*Event
-	last    *Event // the open event of the last record, see lookup
-	lastKey key
+	// Nodes by number: nodeIDs maps a node name to its number, an index
+	// of nodeNames and maxSer; node and nodeID are the last one looked up.
+	nodeIDs   map[string]uint32
+	nodeNames []string
+	maxSer    []serialMark
+	node      []byte
+	nodeID    uint32
+	stats     Stats
+	free      []*Event
+	last      *Event // the open event of the last record, see lookup
+	lastKey   key
+	// progress is the input's clock: the latest record time read so far,
+	// in milliseconds since the epoch. idle is set by Idle (the input had
+	// nothing more to read at idleSince) until the next Push.
+	progress  int64
+	idle      bool
+	idleSince time.Time
 }
 
 // New returns an assembler that hands complete events to emit. emit owns
@@ -127,7 +159,10 @@ func New(opts Options, emit func(*Event)) *Assembler {
 		open:   make(map[key]*Event),
 		recent: make(map[key]struct{}, opts.RecentKeys),
 		ring:   make([]key, opts.RecentKeys),
-		maxSer: make(map[string]uint64),
+		// Node 0 is the empty node (no node= prefix).
+		nodeIDs:   map[string]uint32{"": 0},
+		nodeNames: []string{""},
+		maxSer:    make([]serialMark, 1),
 	}
 }
 
@@ -146,9 +181,13 @@ var ErrLate error = lateError{}
 // the record's position. now is the arrival time. It returns ErrLate when
 // the record's event was already emitted.
 func (a *Assembler) Push(rec *auditlog.Record, tag uint64, now time.Time) error {
-	node := a.nodeString(rec.Node())
-	k := key{node, rec.Serial, rec.Sec, rec.Msec}
-	a.countGap(node, rec.Serial)
+	node, nodeID := a.nodeOf(rec.Node())
+	k := key{nodeID, int32(rec.Msec), rec.Serial, rec.Sec}
+	a.idle = false
+	if ms := rec.Sec*1000 + int64(rec.Msec); ms > a.progress {
+		a.progress = ms
+	}
+	a.countGap(nodeID, rec.Serial)
 	if rec.TypeNum == typeEOE {
 		if ev, ok := a.lookup(k); ok {
 			ev.Complete = true
@@ -167,7 +206,8 @@ func (a *Assembler) Push(rec *auditlog.Record, tag uint64, now time.Time) error 
 			return ErrLate
 		}
 		ev = a.newEvent()
-		ev.Node, ev.Sec, ev.Msec, ev.Serial, ev.FirstTag, ev.opened = node, rec.Sec, rec.Msec, rec.Serial, tag, now
+		ev.Node, ev.Sec, ev.Msec, ev.Serial, ev.FirstTag, ev.opened, ev.openedAt = node, rec.Sec, rec.Msec, rec.Serial, tag, now, a.progress
+		ev.nodeID = nodeID
 		if standalone {
 			ev.addRecord(rec)
 			ev.LastTag = tag
@@ -201,11 +241,31 @@ func (a *Assembler) lookup(k key) (*Event, bool) {
 	return ev, ok
 }
 
-// Maintain flushes events older than the timeout.
+// Idle tells the assembler that the input had nothing more to read at now
+// (a follower at the end of its file, a quiet netlink socket): from then
+// on, wall-clock time counts for the timeout, until the next Push. Calls
+// while already idle keep the first time.
+func (a *Assembler) Idle(now time.Time) {
+	if !a.idle {
+		a.idle, a.idleSince = true, now
+	}
+}
+
+// Maintain flushes, incomplete, the open events that timed out at now: at
+// least Timeout of wall-clock time since their first record, and either
+// the input's progress (the latest record time read) at least Timeout past
+// what it was when they opened, or the input idle (Idle) for at least
+// Timeout. Records of one kernel event are written together, at the end
+// of its syscall: when records Timeout newer than anything read before the
+// event opened have been read, or the input has been idle that long, the
+// missing records are not coming. The wall-clock condition keeps a forward
+// step of the host's clock from cutting the events open at that moment.
 func (a *Assembler) Maintain(now time.Time) {
+	timeout := a.opts.Timeout
+	idle := a.idle && now.Sub(a.idleSince) >= timeout
 	for {
 		ev := a.front()
-		if ev == nil || now.Sub(ev.opened) < a.opts.Timeout {
+		if ev == nil || now.Sub(ev.opened) < timeout || !idle && a.progress-ev.openedAt < timeout.Milliseconds() {
 			return
 		}
 		a.finish(ev.key(), ev)
@@ -271,28 +331,38 @@ func (a *Assembler) finish(k key, ev *Event) {
 	a.emit(ev)
 }
 
-func (a *Assembler) countGap(node string, serial uint64) {
-	last, ok := a.maxSer[node]
+func (a *Assembler) countGap(node uint32, serial uint64) {
+	m := &a.maxSer[node]
 	switch {
-	case !ok:
-		a.maxSer[node] = serial
-	case serial > last:
-		if serial-last > 1 && serial-last < 1<<20 {
-			a.stats.Gaps += serial - last - 1
+	case !m.seen:
+		m.last, m.seen = serial, true
+	case serial > m.last:
+		if serial-m.last > 1 && serial-m.last < 1<<20 {
+			a.stats.Gaps += serial - m.last - 1
 		}
-		a.maxSer[node] = serial
-	case last-serial > 1<<20:
+		m.last = serial
+	case m.last-serial > 1<<20:
 		// The kernel's counter started again (reboot): follow it.
-		a.maxSer[node] = serial
+		m.last = serial
 	}
 }
 
-func (a *Assembler) nodeString(b []byte) string {
+// nodeOf returns the node name b as a string and its number, numbering
+// a name seen for the first time.
+func (a *Assembler) nodeOf(b []byte) (string, uint32) {
 	if !bytes.Equal(b, a.node) {
 		a.node = append(a.node[:0], b...)
-		a.nodeStr = string(b)
+		id, ok := a.nodeIDs[string(b)]
+		if !ok {
+			name := string(b)
+			id = uint32(len(a.nodeNames))
+			a.nodeIDs[name] = id
+			a.nodeNames = append(a.nodeNames, name)
+			a.maxSer = append(a.maxSer, serialMark{})
+		}
+		a.nodeID = id
 	}
-	return a.nodeStr
+	return a.nodeNames[a.nodeID], a.nodeID
 }
 
 // Release hands an emitted event back for reuse; the caller must not use

@@ -33,6 +33,12 @@ func run(t *testing.T, opts Options, lines []string, tick time.Duration) ([]resu
 	})
 	now := time.Unix(0, 0)
 	for i, l := range lines {
+		if l == idle {
+			a.Idle(now)
+			now = now.Add(tick)
+			a.Maintain(now)
+			continue
+		}
 		var r auditlog.Record
 		if err := types.Parse([]byte(l), &r); err != nil {
 			t.Fatalf("line %d: %v", i, err)
@@ -47,8 +53,16 @@ func run(t *testing.T, opts Options, lines []string, tick time.Duration) ([]resu
 	return out, a, errs
 }
 
+// idle in a test's lines stands for Idle: the input had nothing to read.
+const idle = "idle"
+
 func rec(typ string, serial int, node string) string {
-	s := fmt.Sprintf("type=%s msg=audit(1.000:%d): x=1", typ, serial)
+	return recAt(typ, 1, serial, node)
+}
+
+// recAt is a record of time sec (seconds since the epoch).
+func recAt(typ string, sec, serial int, node string) string {
+	s := fmt.Sprintf("type=%s msg=audit(%d.000:%d): x=1", typ, sec, serial)
 	if node != "" {
 		s = "node=" + node + " " + s
 	}
@@ -98,13 +112,66 @@ func TestAssembler(t *testing.T) {
 			stats: Stats{Events: 3, Incomplete: 1},
 		},
 		{
-			name:  "timeout flushes; a straggler is late",
+			name:  "timeout flushes once the input is idle that long; a straggler is late",
 			opts:  Options{Timeout: time.Second},
 			tick:  600 * time.Millisecond,
-			lines: []string{rec("SYSCALL", 1, ""), rec("PATH", 1, ""), rec("PATH", 1, "")},
+			lines: []string{rec("SYSCALL", 1, ""), rec("PATH", 1, ""), idle, idle, rec("PATH", 1, "")},
 			want:  []result{{1, "", "SYSCALL,PATH", false}},
 			stats: Stats{Events: 1, Incomplete: 1, Late: 1},
 			nLate: 1,
+		},
+		{
+			// Regression test for the bench's split events: the timeout
+			// was wall-clock time since the first record, so a reader
+			// starved of CPU (here 10 s between two records of one event,
+			// the input never idle) gave the event up as incomplete and
+			// rejected the rest as late_record.
+			name: "a starved reader does not split an event",
+			opts: Options{Timeout: time.Second},
+			tick: 10 * time.Second,
+			lines: []string{recAt("SYSCALL", 100, 1, ""), recAt("EXECVE", 100, 1, ""), recAt("CWD", 100, 1, ""),
+				recAt("PATH", 100, 1, ""), recAt("EOE", 100, 1, "")},
+			want:  []result{{1, "", "SYSCALL,EXECVE,CWD,PATH", true}},
+			stats: Stats{Events: 1},
+		},
+		{
+			name:  "idle for less than the timeout does not flush",
+			opts:  Options{Timeout: time.Second},
+			tick:  400 * time.Millisecond,
+			lines: []string{recAt("SYSCALL", 100, 1, ""), idle, idle, recAt("PATH", 100, 1, ""), idle, recAt("EOE", 100, 1, "")},
+			want:  []result{{1, "", "SYSCALL,PATH", true}},
+			stats: Stats{Events: 1},
+		},
+		{
+			name: "the input's progress by the timeout flushes an event without EOE",
+			opts: Options{Timeout: 3 * time.Second},
+			tick: 2 * time.Second,
+			lines: []string{recAt("SYSCALL", 100, 1, ""), recAt("SYSCALL", 102, 2, ""), recAt("EOE", 102, 2, ""),
+				recAt("SYSCALL", 103, 3, ""), recAt("EOE", 103, 3, ""), recAt("PATH", 100, 1, "")},
+			want:  []result{{2, "", "SYSCALL", true}, {1, "", "SYSCALL", false}, {3, "", "SYSCALL", true}},
+			stats: Stats{Events: 3, Incomplete: 1, Late: 1},
+			nLate: 1,
+		},
+		{
+			// A syscall's records carry its entry time and are written
+			// at its exit: a long one opens behind newer events.
+			name: "progress counts from the event's opening, not from its own time",
+			opts: Options{Timeout: 3 * time.Second},
+			tick: 5 * time.Second,
+			lines: []string{recAt("SYSCALL", 110, 2, ""), recAt("EOE", 110, 2, ""),
+				recAt("SYSCALL", 100, 1, ""), recAt("PATH", 100, 1, ""), recAt("EOE", 100, 1, "")},
+			want:  []result{{2, "", "SYSCALL", true}, {1, "", "SYSCALL,PATH", true}},
+			stats: Stats{Events: 2},
+		},
+		{
+			// A forward step of the host's clock: the event open at that
+			// moment gets its records read within the timeout.
+			name:  "progress without the wall-clock time does not flush",
+			opts:  Options{Timeout: 3 * time.Second},
+			tick:  time.Millisecond,
+			lines: []string{recAt("SYSCALL", 100, 1, ""), recAt("USER_LOGIN", 4000, 2, ""), recAt("PATH", 100, 1, ""), recAt("EOE", 100, 1, "")},
+			want:  []result{{2, "", "USER_LOGIN", true}, {1, "", "SYSCALL,PATH", true}},
+			stats: Stats{Events: 2},
 		},
 		{
 			name:  "orphan EOE",
