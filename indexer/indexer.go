@@ -296,12 +296,15 @@ func (ix *Indexer) decode(ctx context.Context, m kafka.Record) item {
 		return it
 	}
 	if m.Topic == schemas.TopicAgent && isInventory(m.Value) {
-		am, err := openInventory(m.Key, m.Value, ix.hosts, ix.invSeqs)
+		am, err := openInventory(m.Key, m.Value, ix.hosts)
 		if err != nil {
 			it.dl = ix.deadLetter(RejectReason(err), err, m.Value, string(m.Key), src)
 			return it
 		}
 		rows, err := DecodeInventory(am.Payload, ix.cfg.MaxRowBytes)
+		if err == nil {
+			err = admitInventory(am, ix.invSeqs)
+		}
 		if err == nil {
 			err = ix.bindInstance(ctx, am.Host, rows[0].InstanceID)
 		}

@@ -43,18 +43,24 @@ func isInventory(value []byte) bool {
 }
 
 // openInventory verifies an inventory message against the key enrolled
-// for the host it names, and against seqs (an inventory written again is
-// refused: replayed), and returns it; a refusal carries the dead-letter
+// for the host it names and returns it; a refusal carries the dead-letter
 // reason inventory_<grants reason>.
-func openInventory(key, value []byte, hosts *sign.KeyDir, seqs *grants.Seqs) (grants.AgentMessage, error) {
+func openInventory(key, value []byte, hosts *sign.KeyDir) (grants.AgentMessage, error) {
 	m, err := grants.DecodeAgent(key, value, hosts)
-	if err == nil {
-		err = seqs.Admit(m.Host, m.Seq, m.Payload)
-	}
 	if err != nil {
 		return grants.AgentMessage{}, &rejectError{ReasonInventoryRefused + grants.Reason(err), err}
 	}
 	return m, nil
+}
+
+// admitInventory refuses a valid inventory written again (seqs, by host:
+// a publish_seq below the last stored for the host, or the last with
+// another payload, or none) as inventory_replayed.
+func admitInventory(m grants.AgentMessage, seqs *grants.Seqs) error {
+	if err := seqs.Admit(m.Host, m.Seq, m.Payload); err != nil {
+		return &rejectError{ReasonInventoryRefused + grants.Reason(err), err}
+	}
+	return nil
 }
 
 // InstanceHosts is what the policy knows of the managed instances: which
