@@ -20,8 +20,6 @@ import (
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/internal/testenv"
-	"github.com/auditpipe/auditpipe/policy"
-	"github.com/auditpipe/auditpipe/policy/scheduler"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -85,14 +83,6 @@ func TestLiveGovernedPatchRun(t *testing.T) {
 	cfg.Agent.Work.PackageRoot = root
 	cfg.Agent.Work.Release = "bookworm"
 	r := startLive(t, cfg)
-	// The policy knows the instance as this host's: the agent's inventory
-	// is bound to it (an unknown instance's would be refused).
-	if _, err := r.app.shared.policy.CreateCompartment(context.Background(), policyAdmin, policy.CompartmentInput{ID: "ocid1.compartment.root", Name: "root"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.app.shared.scheduler.CreateInstance(context.Background(), policyAdmin, scheduler.InstanceInput{ID: "ocid1.instance.livehost", DisplayName: host, Host: host, CompartmentID: "ocid1.compartment.root"}); err != nil {
-		t.Fatal(err)
-	}
 
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	g := schemas.Grant{
