@@ -172,6 +172,9 @@ func TestForgedGrantsChangeNoAttribution(t *testing.T) {
 	if !c.Grants().Revoked("USERNAME") {
 		t.Error("a replayed signed grant un-revoked USERNAME")
 	}
+	if g, ok := c.Grants().Lookup("USERNAME"); !ok || g.ReqAuthID != valid.ReqAuthID || g.AuditType != valid.AuditType {
+		t.Errorf("USERNAME's attribution after the replay: %+v %v, want %+v", g, ok, valid)
+	}
 	dead.waitFor(t, "the replay's dead letter", 20*time.Second, atLeast(deadBefore+1))
 	var d schemas.DeadLetter
 	if err := json.Unmarshal(dead.msgs[deadBefore].Value, &d); err != nil || d.Reason != "grant_"+grants.ReasonReplayed {
