@@ -198,7 +198,9 @@ func TestRenderRefusesForgedGrants(t *testing.T) {
 	plain, _ := json.Marshal(diagGrant(forged))
 	h.publish(kafka.Record{Key: []byte(forged), Value: plain})
 	stranger := newHarness(t).signer
-	r, err := grants.Record(stranger, diagGrant(forged))
+	g := diagGrant(forged)
+	g.PublishSeq = 1
+	r, err := grants.Record(stranger, g)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -166,8 +166,13 @@ func (h *harness) publish(recs ...kafka.Record) {
 	}
 }
 
+// grant publishes g signed by the policy's key; unnumbered, it is
+// numbered by the clock (later calls, higher numbers).
 func (h *harness) grant(g schemas.Grant) {
 	h.t.Helper()
+	if g.PublishSeq == 0 {
+		g.PublishSeq = time.Now().UnixNano()
+	}
 	r, err := grants.Record(h.signer, g)
 	if err != nil {
 		h.t.Fatal(err)
@@ -177,7 +182,7 @@ func (h *harness) grant(g schemas.Grant) {
 
 func (h *harness) revoke(login string) time.Time {
 	h.t.Helper()
-	r, err := grants.Revocation(h.signer, login)
+	r, err := grants.Revocation(h.signer, login, time.Now().UnixNano())
 	if err != nil {
 		h.t.Fatal(err)
 	}

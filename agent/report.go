@@ -25,9 +25,10 @@ type reporter struct {
 	log  *slog.Logger
 	sign *sign.Signer // the host's key: every message is signed with it
 
-	mu    sync.Mutex
-	queue []queued
-	wake  chan struct{}
+	mu      sync.Mutex
+	queue   []queued
+	lastSeq int64 // the publish_seq of the last message queued
+	wake    chan struct{}
 }
 
 // queued is one encoded report, with the label the reports metric counts
@@ -48,15 +49,38 @@ func (r *reporter) add(rep schemas.AgentReport) {
 	r.addMessage(rep.Host, rep.State, rep.LoginID, rep)
 }
 
-// addMessage queues v signed by the host's key (grants.AgentRecord),
+// addMessage numbers v (a schemas.AgentReport, WorkProgress or
+// Inventory) and queues it signed by the host's key (grants.AgentRecord),
 // keyed by host; label and about are queued's.
+//
+// The number, publish_seq, is the host's messages' on the topic, all
+// kinds together, which every consumer checks against the last it applied
+// for the host (grants.CheckSeq): one above the last queued, and at
+// least the time in microseconds since 1970, so that it still grows
+// across a restart of the agent (or a state directory lost) without a
+// file to keep it in, as long as the host's clock does not step back by
+// more than the time between the restart and the last message before it.
 func (r *reporter) addMessage(host, label, about string, v any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seq := max(r.lastSeq+1, time.Now().UnixMicro())
+	switch m := v.(type) {
+	case schemas.AgentReport:
+		m.PublishSeq = seq
+		v = m
+	case schemas.WorkProgress:
+		m.PublishSeq = seq
+		v = m
+	case schemas.Inventory:
+		m.PublishSeq = seq
+		v = m
+	}
 	rec, err := grants.AgentRecord(r.sign, host, v)
 	if err != nil {
 		r.log.Error("report not encoded: dropped", "label", label, "about", about, "err", err) // not reached: plain strings, numbers and times
 		return
 	}
-	r.mu.Lock()
+	r.lastSeq = seq
 	if len(r.queue) >= maxQueuedReports {
 		r.log.Error("report queue full: the oldest report is dropped", "dropped", r.queue[0].about, "state", r.queue[0].label)
 		r.queue = r.queue[1:]
@@ -64,7 +88,6 @@ func (r *reporter) addMessage(host, label, about string, v any) {
 	}
 	r.queue = append(r.queue, queued{key: rec.Key, value: rec.Value, label: label, about: about})
 	r.m.reportQueue.Set(float64(len(r.queue)))
-	r.mu.Unlock()
 	select {
 	case r.wake <- struct{}{}:
 	default:

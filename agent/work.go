@@ -66,7 +66,10 @@ type worker struct {
 	now   func() time.Time
 
 	refusals *grants.RefusalLog
-	in       chan schemas.Dispatch
+	// seqs refuses a dispatch record written again (grants.Seqs, by
+	// instance): rebuilt from the topic at each start.
+	seqs *grants.Seqs
+	in   chan schemas.Dispatch
 
 	// owned by run's loop
 	queue      []workRecord
@@ -130,6 +133,7 @@ func newWorker(cfg Config, log *slog.Logger, m *metrics, keys *sign.Keyring, hos
 	log = log.With("instance_id", cfg.Instance.ID)
 	return &worker{cfg: cfg, log: log, m: m, keys: keys, host: host, now: now,
 		refusals: grants.NewRefusalLog(log, "dispatch", "auditpipe_agent_dispatches_refused_total"),
+		seqs:     grants.NewSeqs("instance"),
 		in:       make(chan schemas.Dispatch, 64), waitLogged: map[string]bool{}}
 }
 
@@ -270,6 +274,9 @@ func (w *worker) receive(ctx context.Context, dead *deadletter.Writer, r kafka.R
 	if err == nil && m.Dispatch.Host != w.cfg.Host {
 		err = &grants.RefusedError{Reason: ReasonOtherHost, Err: fmt.Errorf("dispatch %s of instance %s names host %q, not this host %q",
 			m.Dispatch.WorkRequestID, m.Dispatch.InstanceID, m.Dispatch.Host, w.cfg.Host)}
+	}
+	if err == nil {
+		err = w.seqs.Admit(m.Dispatch.InstanceID, m.Dispatch.PublishSeq, m.Payload)
 	}
 	if err != nil {
 		reason := grants.Reason(err)

@@ -92,6 +92,9 @@ func cancelOf(id string) schemas.Dispatch {
 
 func signedDispatch(t *testing.T, s *sign.Signer, d schemas.Dispatch) kafka.Record {
 	t.Helper()
+	if d.PublishSeq == 0 {
+		d.PublishSeq = time.Now().UnixNano()
+	}
 	r, err := grants.DispatchRecord(s, d)
 	if err != nil {
 		t.Fatal(err)
@@ -513,6 +516,8 @@ func TestDispatchForgeries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Signed before wr-good's dispatch (a lower publish_seq), written after.
+	replayed := signedDispatch(t, h.signer, runOf("wr-replayed", schemas.OperationInstall, "hello"))
 	plain, _ := json.Marshal(runOf("wr-unsigned", schemas.OperationInstall, "hello"))
 	tampered := signedDispatch(t, h.signer, runOf("wr-tampered", schemas.OperationInstall, "hello"))
 	env, err := sign.Decode(tampered.Value)
@@ -548,6 +553,15 @@ func TestDispatchForgeries(t *testing.T) {
 	if reps := h.waitFinal("wr-good"); reps[len(reps)-1].Status != schemas.WorkSucceeded {
 		t.Fatalf("the signed dispatch: %s", h.dump())
 	}
+	// Regression (issue 9): a validly signed dispatch written again later
+	// was taken as new. One numbered below wr-good's is refused as
+	// replayed and never runs.
+	h.publishDispatch(replayed)
+	for deadline := time.Now().Add(30 * time.Second); testutil.ToFloat64(a.m.dispatchRefused.WithLabelValues(grants.ReasonReplayed)) != 1; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the replayed dispatch was not refused")
+		}
+	}
 	for _, p := range h.seen {
 		if p.WorkRequestID != "wr-good" {
 			t.Errorf("a refused dispatch ran: %+v", p)
@@ -561,6 +575,10 @@ func TestDispatchForgeries(t *testing.T) {
 			t.Errorf("refused for %s: %v, want 1", tc.reason, got)
 		}
 	}
+	tests = append(tests, struct {
+		reason string
+		rec    kafka.Record
+	}{grants.ReasonReplayed, replayed})
 	var letters []string
 	for len(letters) < len(tests) {
 		select {

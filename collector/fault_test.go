@@ -473,9 +473,13 @@ func spoolBatch(t *testing.T, stateDir string, e schemas.Event) {
 	}
 }
 
-// publishGrant writes g, signed by s, to the grants topic.
+// publishGrant writes g, signed by s, to the grants topic; unnumbered, it
+// is numbered by the clock (as `auditpipe grant publish` does).
 func publishGrant(t *testing.T, kcfg kafka.Config, s *sign.Signer, g schemas.Grant) {
 	t.Helper()
+	if g.PublishSeq == 0 {
+		g.PublishSeq = time.Now().UnixMicro()
+	}
 	rec, err := grants.Record(s, g)
 	if err != nil {
 		t.Fatal(err)

@@ -38,8 +38,8 @@ func TestForgedGrantsChangeNoAttribution(t *testing.T) {
 	dir := t.TempDir()
 	policy, pub := grantKey(t, dir)
 	attacker, _ := grantKey(t, t.TempDir())
-	valid := schemas.Grant{LoginID: "USERNAME", ReqAuthID: "ocid1.req.42", AuditType: schemas.AuditCommandKeystroke}
-	forged := schemas.Grant{LoginID: "USERNAME", ReqAuthID: "ocid1.req.evil", AuditType: schemas.AuditCommand}
+	valid := schemas.Grant{LoginID: "USERNAME", ReqAuthID: "ocid1.req.42", AuditType: schemas.AuditCommandKeystroke, PublishSeq: 1}
+	forged := schemas.Grant{LoginID: "USERNAME", ReqAuthID: "ocid1.req.evil", AuditType: schemas.AuditCommand, PublishSeq: 2}
 	sealed := func(s *sign.Signer, g schemas.Grant) kafka.Record {
 		r, err := grants.Record(s, g)
 		if err != nil {
@@ -76,7 +76,7 @@ func TestForgedGrantsChangeNoAttribution(t *testing.T) {
 			*e = policy.Sign([]byte(`{"loginid":"USERNAME","req_auth_id":"ocid1.req.evil","audit_type":"NONE"}`))
 		}), grants.ReasonInvalidPayload},
 		{"signed grant of another login under this key", func() kafka.Record {
-			r := sealed(policy, schemas.Grant{LoginID: "celladmin", ReqAuthID: "ocid1.req.evil", AuditType: schemas.AuditCommand})
+			r := sealed(policy, schemas.Grant{LoginID: "celladmin", ReqAuthID: "ocid1.req.evil", AuditType: schemas.AuditCommand, PublishSeq: 1})
 			r.Key = []byte("USERNAME")
 			return r
 		}(), grants.ReasonKeyMismatch},
@@ -89,7 +89,7 @@ func TestForgedGrantsChangeNoAttribution(t *testing.T) {
 		want[f.reason]++
 	}
 	// After the forgeries, from the trusted key: a grant of another login.
-	other := schemas.Grant{LoginID: "celladmin", ReqAuthID: "ocid1.req.7", AuditType: schemas.AuditCommand}
+	other := schemas.Grant{LoginID: "celladmin", ReqAuthID: "ocid1.req.7", AuditType: schemas.AuditCommand, PublishSeq: 1}
 	recs = append(recs, sealed(policy, other))
 	publishRecords(t, kcfg, recs...)
 
@@ -147,7 +147,7 @@ func TestForgedGrantsChangeNoAttribution(t *testing.T) {
 	// A signed revocation applies: the grant is revoked, stays known for
 	// attribution, and nothing is refused.
 	refused := metricSum(t, reg, "auditpipe_collector_grants_refused_total")
-	rev, err := grants.Revocation(policy, "USERNAME")
+	rev, err := grants.Revocation(policy, "USERNAME", 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,10 +172,43 @@ func TestForgedGrantsChangeNoAttribution(t *testing.T) {
 	if !c.Grants().Revoked("USERNAME") {
 		t.Error("a replayed signed grant un-revoked USERNAME")
 	}
+	if g, ok := c.Grants().Lookup("USERNAME"); !ok || g.ReqAuthID != valid.ReqAuthID || g.AuditType != valid.AuditType {
+		t.Errorf("USERNAME's attribution after the replay: %+v %v, want %+v", g, ok, valid)
+	}
 	dead.waitFor(t, "the replay's dead letter", 20*time.Second, atLeast(deadBefore+1))
 	var d schemas.DeadLetter
 	if err := json.Unmarshal(dead.msgs[deadBefore].Value, &d); err != nil || d.Reason != "grant_"+grants.ReasonReplayed {
 		t.Errorf("replay's dead letter: %+v %v", d, err)
+	}
+
+	// Regression (issue 9): an older signed grant of a login written after
+	// a newer one (publish_seq 1 after 2: what the policy replaced) was
+	// applied; it is refused as replayed and the newer grant stays.
+	newer := schemas.Grant{LoginID: "celladmin", ReqAuthID: "ocid1.req.8", AuditType: schemas.AuditCommandKeystroke, PublishSeq: 2}
+	publishRecords(t, kcfg, sealed(policy, newer), sealed(policy, other))
+	waitUntil(t, "the older grant refused", 20*time.Second, func() bool {
+		return metricValue(t, reg, "auditpipe_collector_grants_refused_total", "reason", grants.ReasonReplayed) == 2
+	})
+	if g, ok := c.Grants().Lookup("celladmin"); !ok || g.ReqAuthID != newer.ReqAuthID || g.AuditType != newer.AuditType {
+		t.Errorf("celladmin's grant after the replay of its older one: %+v %v, want %+v", g, ok, newer)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A restarted collector reads the topic from its start: the current
+	// record of each login is accepted again (the last one applied, read
+	// again, is no replay), the replays are refused again.
+	reg = prometheus.NewRegistry()
+	c, stop = startCollectorWith(t, cfg, reg)
+	waitUntil(t, "the restarted collector caught up", 20*time.Second, func() bool {
+		return metricValue(t, reg, "auditpipe_collector_grants_refused_total", "reason", grants.ReasonReplayed) == 2
+	})
+	if !c.Grants().Revoked("USERNAME") {
+		t.Error("after a restart: USERNAME not revoked")
+	}
+	if g, ok := c.Grants().Lookup("celladmin"); !ok || g.ReqAuthID != newer.ReqAuthID {
+		t.Errorf("after a restart: celladmin's grant %+v %v, want %+v", g, ok, newer)
 	}
 	if err := stop(); err != nil {
 		t.Fatal(err)

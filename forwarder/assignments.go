@@ -46,6 +46,9 @@ type AssignmentSource struct {
 	deadLetter string // topic
 	log        *slog.Logger
 	m          *assignmentMetrics
+	// seqs refuses an assignment record written again (by resource;
+	// rebuilt from the topic at each start).
+	seqs *grants.Seqs
 
 	mu      sync.Mutex
 	current map[string]schemas.Assignment
@@ -101,7 +104,7 @@ func NewAssignmentSource(cfg Config, log *slog.Logger, reg prometheus.Registerer
 	}
 	return &AssignmentSource{kafka: cfg.Kafka, topic: topic, template: cfg.Assignments.Template, keys: keys,
 		deadLetter: cfg.DeadLetterTopic, log: log, m: newAssignmentMetrics(reg),
-		current: map[string]schemas.Assignment{}, changed: make(chan struct{}, 1)}, nil
+		current: map[string]schemas.Assignment{}, changed: make(chan struct{}, 1), seqs: grants.NewSeqs("resource")}, nil
 }
 
 // apply verifies one record of the topic and applies it, or refuses it.
@@ -109,6 +112,10 @@ func NewAssignmentSource(cfg Config, log *slog.Logger, reg prometheus.Registerer
 // ended).
 func (s *AssignmentSource) apply(ctx context.Context, r kafka.Record, dead *deadletter.Writer, refusals *grants.RefusalLog) error {
 	m, err := grants.DecodeAssignment(r.Key, r.Value, s.keys)
+	if err == nil {
+		// An old assignment (or removal) written again: refused.
+		err = s.seqs.Admit(m.Assignment.ResourceID, m.Assignment.PublishSeq, m.Payload)
+	}
 	if err != nil {
 		reason := grants.Reason(err)
 		err = fmt.Errorf("record key %q: %w", r.Key, err)

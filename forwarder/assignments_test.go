@@ -52,9 +52,13 @@ func assignmentTo(t *testing.T, resource string, s *siem, hosts ...string) schem
 		RemoteSyslogServerAddress: host, RemoteSyslogServerPort: p, RemoteSyslogServerCACert: string(ca), Hosts: hosts, LifecycleState: "APPLIED"}
 }
 
-// sealed is a as signed by s.
+// sealed is a as signed by s; unnumbered, it is numbered by the clock
+// (later calls, higher numbers).
 func sealed(t *testing.T, s *sign.Signer, a schemas.Assignment) kafka.Record {
 	t.Helper()
+	if a.PublishSeq == 0 {
+		a.PublishSeq = time.Now().UnixNano()
+	}
 	r, err := grants.AssignmentRecord(s, a)
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +134,7 @@ func TestAssignmentSource(t *testing.T) {
 
 	// r-a is removed (the signed removal record): its sender stops; what
 	// comes later for host0 goes nowhere, host1's still to b.
-	rm, err := grants.AssignmentRemoval(policy, "r-a")
+	rm, err := grants.AssignmentRemoval(policy, "r-a", time.Now().UnixNano())
 	if err != nil {
 		t.Fatal(err)
 	}

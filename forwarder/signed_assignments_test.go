@@ -72,7 +72,7 @@ func TestForgedAssignmentsSendNothingElsewhere(t *testing.T) {
 		return r
 	}
 	plain, _ := json.Marshal(forged)
-	removalOfOther, err := grants.AssignmentRemoval(policy, "r-other")
+	removalOfOther, err := grants.AssignmentRemoval(policy, "r-other", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +175,7 @@ func TestForgedAssignmentsSendNothingElsewhere(t *testing.T) {
 	}
 
 	// The signed removal of r-a ends its forwarding; r-b's goes on.
-	rm, err := grants.AssignmentRemoval(policy, "r-a")
+	rm, err := grants.AssignmentRemoval(policy, "r-a", time.Now().UnixNano())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,6 +183,19 @@ func TestForgedAssignmentsSendNothingElsewhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, func() bool { return len(f.Groups()) == 1 })
+	// Regression (issue 9): r-a's signed assignment, written again after
+	// its removal, was applied again (its forwarding restarted). It is
+	// refused as replayed (a publish_seq below the removal's): host0's
+	// events below still go nowhere.
+	if err := w.Write(ctx, recs[0]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool {
+		return metricValue(t, reg, "auditpipe_forwarder_assignments_refused_total", "reason", grants.ReasonReplayed) == 1
+	})
+	if n := len(f.Groups()); n != 1 {
+		t.Errorf("%d destinations after the replayed assignment, want 1", n)
+	}
 	more := testEvents(60, 30)
 	produce(t, ctx, kcfg, more)
 	var host1 []*schemas.Event
@@ -200,8 +213,8 @@ func TestForgedAssignmentsSendNothingElsewhere(t *testing.T) {
 	if msgs := evil.rs.Messages(t); len(msgs) != 0 {
 		t.Errorf("the attacker's syslog received %d messages, want none", len(msgs))
 	}
-	if got := metricSum(t, reg, "auditpipe_forwarder_assignments_refused_total"); got != float64(len(forgeries)) {
-		t.Errorf("%v records refused, want %d (the removal is not one)", got, len(forgeries))
+	if got := metricSum(t, reg, "auditpipe_forwarder_assignments_refused_total"); got != float64(len(forgeries)+1) {
+		t.Errorf("%v records refused, want %d (the forgeries and the replay; the removal is not one)", got, len(forgeries)+1)
 	}
 }
 

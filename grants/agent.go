@@ -18,7 +18,7 @@ const ReasonUnknownHost = "unknown_host"
 // ReasonUnknownKey there is a message signed by another key than the one
 // enrolled for the host it names: another host's, or a stranger's.
 func AgentReasons() []string {
-	return []string{ReasonUnsigned, ReasonMalformed, ReasonUnknownHost, ReasonUnknownKey, ReasonBadSignature, ReasonInvalidPayload, ReasonKeyMismatch}
+	return []string{ReasonUnsigned, ReasonMalformed, ReasonUnknownHost, ReasonUnknownKey, ReasonBadSignature, ReasonInvalidPayload, ReasonKeyMismatch, ReasonReplayed}
 }
 
 // AgentMessage is a verified message of opctl.agent.v1.
@@ -31,16 +31,31 @@ type AgentMessage struct {
 	// Host is the host the payload names, whose enrolled key signed it.
 	Host  string
 	KeyID string
+	// Seq is the payload's publish_seq (0 when it has none), for the
+	// consumer's replay check (Seqs, CheckSeq).
+	Seq int64
 }
 
 // AgentRecord returns v (a schemas.AgentReport, WorkProgress or
 // Inventory naming host) as a record of opctl.agent.v1 signed by the
 // host's own key s: key = host, value = a sign.Envelope over v's JSON.
+// v's publish_seq (the agent's number of its host's messages) is
+// required.
 func AgentRecord(s *sign.Signer, host string, v any) (kafka.Record, error) {
 	if host == "" {
 		return kafka.Record{}, errors.New("agent message: no host")
 	}
-	return seal(s, "agent message", host, v)
+	payload, err := json.Marshal(v)
+	if err != nil {
+		return kafka.Record{}, fmt.Errorf("agent message %s: encode: %w", host, err)
+	}
+	var numbered struct {
+		PublishSeq int64 `json:"publish_seq"`
+	}
+	if err := json.Unmarshal(payload, &numbered); err != nil || numbered.PublishSeq < 1 {
+		return kafka.Record{}, fmt.Errorf("agent message %s: publish_seq %d: a signed message needs its number (from 1)", host, numbered.PublishSeq)
+	}
+	return sealPayload(s, "agent message", host, payload)
 }
 
 // AgentKind returns the kind (schemas.AgentMessageKind) of a message of
@@ -70,7 +85,8 @@ func DecodeAgent(key, value []byte, hosts *sign.KeyDir) (AgentMessage, error) {
 		return AgentMessage{}, refusal(err)
 	}
 	var named struct {
-		Host string `json:"host"`
+		Host       string `json:"host"`
+		PublishSeq int64  `json:"publish_seq"`
 	}
 	if err := json.Unmarshal(e.Payload, &named); err != nil || named.Host == "" {
 		return AgentMessage{}, &RefusedError{Reason: ReasonInvalidPayload, Err: errors.New("agent message: the payload names no host")}
@@ -90,7 +106,7 @@ func DecodeAgent(key, value []byte, hosts *sign.KeyDir) (AgentMessage, error) {
 	if string(key) != named.Host {
 		return AgentMessage{}, &RefusedError{Reason: ReasonKeyMismatch, Err: fmt.Errorf("signed by %s: record key %q, payload's host %q", keyID, key, named.Host)}
 	}
-	return AgentMessage{Kind: schemas.AgentMessageKind(payload), Payload: payload, Host: named.Host, KeyID: keyID}, nil
+	return AgentMessage{Kind: schemas.AgentMessageKind(payload), Payload: payload, Host: named.Host, KeyID: keyID, Seq: named.PublishSeq}, nil
 }
 
 // refusal is the *RefusedError of an envelope error of package sign.

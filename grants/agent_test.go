@@ -26,7 +26,7 @@ func TestDecodeAgent(t *testing.T) {
 		}
 	}
 	hosts := sign.NewKeyDir(dir)
-	rep := schemas.AgentReport{Host: "db01", LoginID: "op", State: schemas.AgentDeployed, Time: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	rep := schemas.AgentReport{Host: "db01", LoginID: "op", State: schemas.AgentDeployed, Time: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), PublishSeq: 7}
 	good, err := AgentRecord(db01, "db01", rep)
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +43,7 @@ func TestDecodeAgent(t *testing.T) {
 		b, _ := e.Marshal()
 		return b
 	}()
-	traversal, _ := AgentRecord(db01, "../db01", map[string]string{"host": "../db01"})
+	traversal, _ := AgentRecord(db01, "../db01", map[string]any{"host": "../db01", "publish_seq": 1})
 	tests := []struct {
 		name   string
 		key    string
@@ -70,7 +70,7 @@ func TestDecodeAgent(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if m.Host != "db01" || m.Kind != schemas.AgentKindReport || m.KeyID != db01.KeyID() {
+				if m.Host != "db01" || m.Kind != schemas.AgentKindReport || m.KeyID != db01.KeyID() || m.Seq != 7 {
 					t.Errorf("got %+v", m)
 				}
 				if _, err := schemas.DecodeAgentReport(m.Payload); err != nil {
@@ -86,14 +86,15 @@ func TestDecodeAgent(t *testing.T) {
 		})
 	}
 	for _, r := range AgentReasons() {
-		if !seen[r] {
+		// Replayed is the consumer's refusal (Seqs, CheckSeq): TestSeqs.
+		if !seen[r] && r != ReasonReplayed {
 			t.Errorf("reason %s is never tested", r)
 		}
 	}
 	if k := AgentKind(good.Value); k != schemas.AgentKindReport {
 		t.Errorf("kind of a signed report: %s", k)
 	}
-	inv, _ := AgentRecord(db01, "db01", map[string]string{"inventory": "SCHEDULED", "host": "db01"})
+	inv, _ := AgentRecord(db01, "db01", map[string]any{"inventory": "SCHEDULED", "host": "db01", "publish_seq": 1})
 	if k := AgentKind(inv.Value); k != schemas.AgentKindInventory {
 		t.Errorf("kind of a signed inventory: %s", k)
 	}

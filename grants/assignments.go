@@ -16,21 +16,22 @@ type AssignmentMessage struct {
 	// Assignment.LifecycleState AssignmentRemoved: a removal.
 	Assignment schemas.Assignment
 	KeyID      string // the key that signed it
+	Payload    []byte // the signed payload, whose digest Seqs keeps
 }
 
 // AssignmentRecord returns a as a signed record of the assignments topic
-// (key = resource id), signed like a grant.
+// (key = resource id), signed like a grant; a.PublishSeq is required.
 func AssignmentRecord(s *sign.Signer, a schemas.Assignment) (kafka.Record, error) {
 	if err := a.Validate(); err != nil {
 		return kafka.Record{}, err
 	}
-	return seal(s, "assignment", a.ResourceID, a)
+	return seal(s, "assignment", a.ResourceID, a.PublishSeq, a)
 }
 
 // AssignmentRemoval returns the signed record that removes resource's
-// assignment: no control, no forwarding.
-func AssignmentRemoval(s *sign.Signer, resource string) (kafka.Record, error) {
-	return AssignmentRecord(s, schemas.Assignment{ResourceID: resource, LifecycleState: AssignmentRemoved})
+// assignment: no control, no forwarding; numbered seq.
+func AssignmentRemoval(s *sign.Signer, resource string, seq int64) (kafka.Record, error) {
+	return AssignmentRecord(s, schemas.Assignment{ResourceID: resource, LifecycleState: AssignmentRemoved, PublishSeq: seq})
 }
 
 // DecodeAssignment verifies a record of the assignments topic against kr
@@ -39,7 +40,7 @@ func AssignmentRemoval(s *sign.Signer, resource string) (kafka.Record, error) {
 // Every refusal is a *RefusedError naming its reason.
 func DecodeAssignment(key, value []byte, kr *sign.Keyring) (AssignmentMessage, error) {
 	var a schemas.Assignment
-	keyID, err := open(key, value, kr, &a, func() (string, error) {
+	payload, keyID, err := open(key, value, kr, &a, func() (string, error) {
 		if err := a.Validate(); err != nil {
 			return "", err
 		}
@@ -48,5 +49,5 @@ func DecodeAssignment(key, value []byte, kr *sign.Keyring) (AssignmentMessage, e
 	if err != nil {
 		return AssignmentMessage{}, err
 	}
-	return AssignmentMessage{Assignment: a, KeyID: keyID}, nil
+	return AssignmentMessage{Assignment: a, KeyID: keyID, Payload: payload}, nil
 }

@@ -10,16 +10,17 @@ import (
 type DispatchMessage struct {
 	Dispatch schemas.Dispatch
 	KeyID    string // the key that signed it
+	Payload  []byte // the signed payload, whose digest Seqs keeps
 }
 
 // DispatchRecord returns d as a signed record of the dispatch topic (key
 // = instance id), signed like a grant: the scheduler writes it through
-// the policy outbox.
+// the policy outbox. d.PublishSeq is required.
 func DispatchRecord(s *sign.Signer, d schemas.Dispatch) (kafka.Record, error) {
 	if err := d.Validate(); err != nil {
 		return kafka.Record{}, err
 	}
-	return seal(s, "dispatch", d.InstanceID, d)
+	return seal(s, "dispatch", d.InstanceID, d.PublishSeq, d)
 }
 
 // DecodeDispatch verifies a record of the dispatch topic against kr and
@@ -28,7 +29,7 @@ func DispatchRecord(s *sign.Signer, d schemas.Dispatch) (kafka.Record, error) {
 // Every refusal is a *RefusedError naming its reason.
 func DecodeDispatch(key, value []byte, kr *sign.Keyring) (DispatchMessage, error) {
 	var d schemas.Dispatch
-	keyID, err := open(key, value, kr, &d, func() (string, error) {
+	payload, keyID, err := open(key, value, kr, &d, func() (string, error) {
 		if err := d.Validate(); err != nil {
 			return "", err
 		}
@@ -37,5 +38,5 @@ func DecodeDispatch(key, value []byte, kr *sign.Keyring) (DispatchMessage, error
 	if err != nil {
 		return DispatchMessage{}, err
 	}
-	return DispatchMessage{Dispatch: d, KeyID: keyID}, nil
+	return DispatchMessage{Dispatch: d, KeyID: keyID, Payload: payload}, nil
 }

@@ -19,7 +19,7 @@ func TestDispatch(t *testing.T) {
 	kr := sign.NewKeyring(policy.PublicKey())
 	at := time.Date(2026, 3, 8, 8, 0, 0, 0, time.UTC)
 	d := schemas.Dispatch{WorkRequestID: "wr1", Action: schemas.DispatchRun, JobID: "job1", ExecutionID: "ex1", InstanceID: "db01", Host: "db01.example",
-		OperationType: schemas.OperationInstall, PackageNames: []string{"openssl=3.0.15-1~deb12u1"}, NotAfter: at.Add(4 * time.Hour), Deadline: at.Add(2 * time.Hour), Time: at}
+		OperationType: schemas.OperationInstall, PackageNames: []string{"openssl=3.0.15-1~deb12u1"}, NotAfter: at.Add(4 * time.Hour), Deadline: at.Add(2 * time.Hour), Time: at, PublishSeq: 1}
 	good, err := DispatchRecord(policy, d)
 	if err != nil {
 		t.Fatal(err)
@@ -27,7 +27,7 @@ func TestDispatch(t *testing.T) {
 	if string(good.Key) != "db01" {
 		t.Fatalf("key %q", good.Key)
 	}
-	cancel := schemas.Dispatch{WorkRequestID: "wr1", Action: schemas.DispatchCancel, JobID: "job1", ExecutionID: "ex1", InstanceID: "db01", Host: "db01.example", Time: at}
+	cancel := schemas.Dispatch{WorkRequestID: "wr1", Action: schemas.DispatchCancel, JobID: "job1", ExecutionID: "ex1", InstanceID: "db01", Host: "db01.example", Time: at, PublishSeq: 2}
 	canceled, err := DispatchRecord(policy, cancel)
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +70,7 @@ func TestDispatch(t *testing.T) {
 			}
 		})
 	}
-	if _, err := DispatchRecord(policy, schemas.Dispatch{WorkRequestID: "w", Action: schemas.DispatchRun}); err == nil {
+	if _, err := DispatchRecord(policy, schemas.Dispatch{WorkRequestID: "w", Action: schemas.DispatchRun, PublishSeq: 1}); err == nil {
 		t.Error("signed a dispatch without an instance")
 	}
 }

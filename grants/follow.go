@@ -52,9 +52,11 @@ type FollowConfig struct {
 // retried while the broker is away), verifies each record with the
 // configured keys and hands the verified ones to Apply. Any other record
 // is refused: counted by reason, logged at a bounded rate, dead-lettered,
-// and never applied. A revocation is final: a signed grant for a login
-// whose revocation was followed is a replay of an old grant (the policy
-// service never reuses a login), refused with ReasonReplayed. The
+// and never applied. A record written again later is refused with
+// ReasonReplayed (Seqs: a publish_seq below the last applied for its
+// login, or the last with another payload, or none); so is a grant for a
+// login whose revocation was followed, whatever its number (the policy
+// service never reuses a login). The
 // collector (attribution) and the host agent (enforcement) both follow
 // the grants with it.
 type Follower struct {
@@ -67,6 +69,7 @@ type Follower struct {
 	ctx  context.Context
 	dead *deadletter.Writer
 
+	seqs    *Seqs
 	mu      sync.Mutex
 	revoked map[string]bool
 }
@@ -85,7 +88,7 @@ func NewFollower(cfg FollowConfig) (*Follower, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	fl := &Follower{cfg: cfg, refusals: NewRefusalLog(cfg.Log, "grant", "auditpipe_"+cfg.Component+"_grants_refused_total"), revoked: map[string]bool{}}
+	fl := &Follower{cfg: cfg, refusals: NewRefusalLog(cfg.Log, "grant", "auditpipe_"+cfg.Component+"_grants_refused_total"), revoked: map[string]bool{}, seqs: NewSeqs("login")}
 	f, err := cfg.Kafka.NewFollower(kafka.FollowerConfig{Topic: cfg.Topic, Apply: fl.apply, Log: cfg.Log})
 	if err != nil {
 		return nil, fmt.Errorf("grants: %w", err)
@@ -136,18 +139,20 @@ func (fl *Follower) apply(r kafka.Record) error {
 	return nil
 }
 
-// checkReplay records a revocation, and refuses a grant for a login
-// already revoked.
+// checkReplay refuses a record written again (Seqs) and a grant for a
+// login already revoked, and records a revocation.
 func (fl *Follower) checkReplay(m Message) error {
 	fl.mu.Lock()
 	defer fl.mu.Unlock()
 	login := m.Grant.LoginID
+	if !m.Grant.Revoked && fl.revoked[login] {
+		return &RefusedError{Reason: ReasonReplayed, Err: fmt.Errorf("login %s was revoked (signed by key %s)", login, m.KeyID)}
+	}
+	if err := fl.seqs.Admit(login, m.Grant.PublishSeq, m.Payload); err != nil {
+		return fmt.Errorf("signed by key %s: %w", m.KeyID, err)
+	}
 	if m.Grant.Revoked {
 		fl.revoked[login] = true
-		return nil
-	}
-	if fl.revoked[login] {
-		return &RefusedError{Reason: ReasonReplayed, Err: fmt.Errorf("login %s was revoked (signed by key %s)", login, m.KeyID)}
 	}
 	return nil
 }

@@ -39,9 +39,10 @@ const (
 	ReasonBadSignature   = "bad_signature"   // does not verify (tampered, or another key than it names)
 	ReasonInvalidPayload = "invalid_payload" // signed, but not a valid grant
 	ReasonKeyMismatch    = "key_mismatch"    // signed, but the record's key is not its login
-	// ReasonReplayed: a validly signed grant for a login whose revocation
-	// was already followed. Logins are never reused (each approval makes a
-	// new one), so this is an old grant written again.
+	// ReasonReplayed: a validly signed record written again later: its
+	// publish_seq is missing, below the last applied for its key, or the
+	// last with another payload (CheckSeq); or a grant for a login whose
+	// revocation was already followed (logins are never reused).
 	ReasonReplayed = "replayed"
 )
 
@@ -64,26 +65,30 @@ func (e *RefusedError) Unwrap() error { return e.Err }
 type Message struct {
 	Grant schemas.Grant // Grant.Revoked: a revocation
 	KeyID string        // the key that signed it
+	// Payload is the signed payload, whose digest Seqs keeps.
+	Payload []byte
 }
 
-// Record returns g as a signed record of the grants topic.
+// Record returns g as a signed record of the grants topic; g.PublishSeq
+// (the number of the login's records, from 1) is required.
 func Record(s *sign.Signer, g schemas.Grant) (kafka.Record, error) {
 	if err := g.Validate(); err != nil {
 		return kafka.Record{}, err
 	}
-	return seal(s, "grant", g.LoginID, g)
+	return seal(s, "grant", g.LoginID, g.PublishSeq, g)
 }
 
-// Revocation returns the signed tombstone of login's grant.
-func Revocation(s *sign.Signer, login string) (kafka.Record, error) {
-	return Record(s, schemas.Grant{LoginID: login, Revoked: true})
+// Revocation returns the signed tombstone of login's grant, numbered seq
+// (above the grant's).
+func Revocation(s *sign.Signer, login string, seq int64) (kafka.Record, error) {
+	return Record(s, schemas.Grant{LoginID: login, Revoked: true, PublishSeq: seq})
 }
 
 // Decode verifies a record of the grants topic against kr and returns its
 // grant. Every refusal is a *RefusedError naming its reason.
 func Decode(key, value []byte, kr *sign.Keyring) (Message, error) {
 	var g schemas.Grant
-	keyID, err := open(key, value, kr, &g, func() (string, error) {
+	payload, keyID, err := open(key, value, kr, &g, func() (string, error) {
 		if err := g.Validate(); err != nil {
 			return "", err
 		}
@@ -92,16 +97,25 @@ func Decode(key, value []byte, kr *sign.Keyring) (Message, error) {
 	if err != nil {
 		return Message{}, err
 	}
-	return Message{Grant: g, KeyID: keyID}, nil
+	return Message{Grant: g, KeyID: keyID, Payload: payload}, nil
 }
 
 // seal signs v's JSON and returns it as a record keyed by key; what names
-// the message in errors.
-func seal(s *sign.Signer, what, key string, v any) (kafka.Record, error) {
+// the message in errors. seq is v's publish_seq: a record without one
+// would be refused by every consumer as a replay, so it is not made.
+func seal(s *sign.Signer, what, key string, seq int64, v any) (kafka.Record, error) {
+	if seq < 1 {
+		return kafka.Record{}, fmt.Errorf("%s %s: publish_seq %d: a signed record needs its number (from 1)", what, key, seq)
+	}
 	payload, err := json.Marshal(v)
 	if err != nil {
 		return kafka.Record{}, fmt.Errorf("%s %s: encode: %w", what, key, err)
 	}
+	return sealPayload(s, what, key, payload)
+}
+
+// sealPayload signs payload and returns it as a record keyed by key.
+func sealPayload(s *sign.Signer, what, key string, payload []byte) (kafka.Record, error) {
 	b, err := s.Sign(payload).Marshal()
 	if err != nil {
 		return kafka.Record{}, fmt.Errorf("%s %s: %w", what, key, err)
@@ -112,28 +126,29 @@ func seal(s *sign.Signer, what, key string, v any) (kafka.Record, error) {
 // open verifies value against kr, decodes its payload strictly into v
 // (unknown fields and trailing data refused), then calls check, which
 // validates v and returns the key it must be published under. It returns
-// the signing key's id; every refusal is a *RefusedError.
-func open(key, value []byte, kr *sign.Keyring, v any, check func() (string, error)) (string, error) {
+// the signed payload and the signing key's id; every refusal is a
+// *RefusedError.
+func open(key, value []byte, kr *sign.Keyring, v any, check func() (string, error)) ([]byte, string, error) {
 	payload, keyID, err := sign.Open(value, kr)
 	if err != nil {
-		return "", refusal(err)
+		return nil, "", refusal(err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return "", &RefusedError{Reason: ReasonInvalidPayload, Err: fmt.Errorf("signed by %s: payload: %w", keyID, err)}
+		return nil, "", &RefusedError{Reason: ReasonInvalidPayload, Err: fmt.Errorf("signed by %s: payload: %w", keyID, err)}
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return "", &RefusedError{Reason: ReasonInvalidPayload, Err: fmt.Errorf("signed by %s: payload: data after the message", keyID)}
+		return nil, "", &RefusedError{Reason: ReasonInvalidPayload, Err: fmt.Errorf("signed by %s: payload: data after the message", keyID)}
 	}
 	want, err := check()
 	if err != nil {
-		return "", &RefusedError{Reason: ReasonInvalidPayload, Err: fmt.Errorf("signed by %s: %w", keyID, err)}
+		return nil, "", &RefusedError{Reason: ReasonInvalidPayload, Err: fmt.Errorf("signed by %s: %w", keyID, err)}
 	}
 	if string(key) != want {
-		return "", &RefusedError{Reason: ReasonKeyMismatch, Err: fmt.Errorf("signed by %s: record key %q, payload's %q", keyID, key, want)}
+		return nil, "", &RefusedError{Reason: ReasonKeyMismatch, Err: fmt.Errorf("signed by %s: record key %q, payload's %q", keyID, key, want)}
 	}
-	return keyID, nil
+	return payload, keyID, nil
 }
 
 // Publish writes recs to the grants topic of kc, retrying a broker that

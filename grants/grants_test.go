@@ -38,17 +38,17 @@ func envelope(t *testing.T, s *sign.Signer, payload string) []byte {
 func TestDecode(t *testing.T) {
 	policy, stranger := signer(t, 1), signer(t, 2)
 	kr := sign.NewKeyring(policy.PublicKey())
-	g := schemas.Grant{LoginID: "op", ReqAuthID: "req1", Resource: "cell01", AuditType: schemas.AuditCommandKeystroke, Expires: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	g := schemas.Grant{LoginID: "op", ReqAuthID: "req1", Resource: "cell01", AuditType: schemas.AuditCommandKeystroke, Expires: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), PublishSeq: 1}
 	good, err := Record(policy, g)
 	if err != nil {
 		t.Fatal(err)
 	}
-	revoke, err := Revocation(policy, "op")
+	revoke, err := Revocation(policy, "op", 2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	plain, _ := json.Marshal(schemas.Grant{LoginID: "op", ReqAuthID: "evil", AuditType: schemas.AuditCommand})
-	byStranger, err := Record(stranger, schemas.Grant{LoginID: "op", ReqAuthID: "evil", AuditType: schemas.AuditCommand})
+	byStranger, err := Record(stranger, schemas.Grant{LoginID: "op", ReqAuthID: "evil", AuditType: schemas.AuditCommand, PublishSeq: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestDecode(t *testing.T) {
 		want   schemas.Grant
 	}{
 		{"a signed grant", "op", good.Value, "", g},
-		{"a signed revocation", "op", revoke.Value, "", schemas.Grant{LoginID: "op", Revoked: true}},
+		{"a signed revocation", "op", revoke.Value, "", schemas.Grant{LoginID: "op", Revoked: true, PublishSeq: 2}},
 		{"an unsigned grant", "op", plain, ReasonUnsigned, schemas.Grant{}},
 		{"a bare tombstone", "op", nil, ReasonUnsigned, schemas.Grant{}},
 		{"signed by an unknown key", "op", byStranger.Value, ReasonUnknownKey, schemas.Grant{}},
@@ -142,12 +142,14 @@ func TestDecode(t *testing.T) {
 // would refuse.
 func TestRecordRefusesInvalid(t *testing.T) {
 	s := signer(t, 1)
-	for _, g := range []schemas.Grant{{ReqAuthID: "r"}, {LoginID: "op"}, {LoginID: "op", ReqAuthID: "r", AuditType: "SOME"}} {
+	for _, g := range []schemas.Grant{{ReqAuthID: "r", PublishSeq: 1}, {LoginID: "op", PublishSeq: 1}, {LoginID: "op", ReqAuthID: "r", AuditType: "SOME", PublishSeq: 1},
+		{LoginID: "op", ReqAuthID: "r"}, // unnumbered: every consumer would refuse it as a replay
+	} {
 		if _, err := Record(s, g); err == nil {
 			t.Errorf("signed %+v", g)
 		}
 	}
-	if _, err := Revocation(s, ""); err == nil {
+	if _, err := Revocation(s, "", 1); err == nil {
 		t.Error("signed the revocation of an empty login")
 	}
 }
@@ -158,7 +160,7 @@ func TestAssignments(t *testing.T) {
 	policy, stranger := signer(t, 1), signer(t, 2)
 	kr := sign.NewKeyring(policy.PublicKey())
 	a := schemas.Assignment{ID: "asg1", OperatorControlID: "oc1", ResourceID: "exacc1", IsEnforcedAlways: true,
-		IsLogForwarded: true, RemoteSyslogServerAddress: "siem.example", RemoteSyslogServerPort: 6514, Hosts: []string{"cps01"}, LifecycleState: "APPLIED"}
+		IsLogForwarded: true, RemoteSyslogServerAddress: "siem.example", RemoteSyslogServerPort: 6514, Hosts: []string{"cps01"}, LifecycleState: "APPLIED", PublishSeq: 1}
 	good, err := AssignmentRecord(policy, a)
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +168,7 @@ func TestAssignments(t *testing.T) {
 	if string(good.Key) != "exacc1" {
 		t.Fatalf("key %q", good.Key)
 	}
-	removal, err := AssignmentRemoval(policy, "exacc1")
+	removal, err := AssignmentRemoval(policy, "exacc1", 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +182,7 @@ func TestAssignments(t *testing.T) {
 		want   schemas.Assignment
 	}{
 		{"signed", "exacc1", good.Value, "", a},
-		{"signed removal", "exacc1", removal.Value, "", schemas.Assignment{ResourceID: "exacc1", LifecycleState: AssignmentRemoved}},
+		{"signed removal", "exacc1", removal.Value, "", schemas.Assignment{ResourceID: "exacc1", LifecycleState: AssignmentRemoved, PublishSeq: 2}},
 		{"unsigned (what the forwarder reads today)", "exacc1", plain, ReasonUnsigned, schemas.Assignment{}},
 		{"bare tombstone", "exacc1", nil, ReasonUnsigned, schemas.Assignment{}},
 		{"unknown key", "exacc1", byStranger.Value, ReasonUnknownKey, schemas.Assignment{}},
@@ -208,7 +210,7 @@ func TestAssignments(t *testing.T) {
 			}
 		})
 	}
-	if _, err := AssignmentRecord(policy, schemas.Assignment{}); err == nil {
+	if _, err := AssignmentRecord(policy, schemas.Assignment{PublishSeq: 1}); err == nil {
 		t.Error("signed an assignment without a resource")
 	}
 }

@@ -44,7 +44,7 @@ var Reasons = append([]string{ReasonOversize, ReasonInvalidJSON, ReasonSchemaMis
 
 func inventoryRefusals() []string {
 	var out []string
-	for _, r := range grants.AgentReasons() {
+	for _, r := range append(grants.AgentReasons(), ReasonInstanceMismatch, ReasonUnknownInstance) {
 		out = append(out, ReasonInventoryRefused+r)
 	}
 	return out

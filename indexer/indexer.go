@@ -39,6 +39,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/auditpipe/auditpipe/clickhouse"
+	"github.com/auditpipe/auditpipe/grants"
 	"github.com/auditpipe/auditpipe/internal/backoff"
 	"github.com/auditpipe/auditpipe/internal/deadletter"
 	"github.com/auditpipe/auditpipe/internal/kafka"
@@ -54,6 +55,11 @@ type Deps struct {
 	Log *slog.Logger
 	// Registry receives the indexer's metrics; nil registers nothing.
 	Registry prometheus.Registerer
+	// Instances, when set, binds each inventory to its host: an inventory
+	// whose instance the policy knows as another host's, or does not know,
+	// is refused (inventory_instance_mismatch, inventory_unknown_instance).
+	// Nil: inventories are stored as their signed host names them.
+	Instances InstanceHosts
 }
 
 // Indexer is a consumer group member that indexes Kafka topics into
@@ -63,9 +69,13 @@ type Indexer struct {
 	eng clickhouse.Engine
 	// hosts are the enrolled host keys inventories are verified against.
 	hosts *sign.KeyDir
-	log   *slog.Logger
-	m     *metrics
-	now   func() time.Time
+	// instances binds inventories to hosts (Deps.Instances); nil: unbound.
+	instances InstanceHosts
+	// invSeqs refuses an inventory written again (grants.Seqs, by host).
+	invSeqs *grants.Seqs
+	log     *slog.Logger
+	m       *metrics
+	now     func() time.Time
 	// storeFull reports the pauses while the store's disk is full.
 	storeFull *backoff.Outage
 
@@ -86,7 +96,11 @@ func New(cfg Config, d Deps) (*Indexer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	ix := &Indexer{cfg: cfg, eng: d.Engine, hosts: sign.NewKeyDir(cfg.HostKeysDir), log: log, m: newMetrics(d.Registry), now: time.Now}
+	ix := &Indexer{cfg: cfg, eng: d.Engine, hosts: sign.NewKeyDir(cfg.HostKeysDir), instances: d.Instances, invSeqs: grants.NewSeqs("host"),
+		log: log, m: newMetrics(d.Registry), now: time.Now}
+	if d.Instances == nil {
+		log.Info("inventories are not bound to the policy's instances in this process (no scheduler store): each is stored as its signed host names it")
+	}
 	ix.storeFull = backoff.NewOutage(log, "inserting into ClickHouse (store disk full: the batch is held, fetching paused, nothing committed)",
 		"reason", pauseStoreDiskFull)
 	return ix, nil
@@ -243,7 +257,10 @@ func (ix *Indexer) fetch(ctx context.Context, r *kafka.GroupReader, out chan<- i
 		last := b.Records[len(b.Records)-1]
 		ix.m.lag.WithLabelValues(b.Topic, strconv.Itoa(b.Partition)).Set(float64(max(b.HighWaterMark-last.Offset-1, 0)))
 		for i := range b.Records {
-			it := ix.decode(b.Records[i])
+			it := ix.decode(ctx, b.Records[i])
+			if ctx.Err() != nil {
+				return nil // stopped while the policy store was away: not handed on, not committed
+			}
 			it.gen = b.Generation
 			select {
 			case out <- it:
@@ -255,7 +272,7 @@ func (ix *Indexer) fetch(ctx context.Context, r *kafka.GroupReader, out chan<- i
 	})
 }
 
-func (ix *Indexer) decode(m kafka.Record) item {
+func (ix *Indexer) decode(ctx context.Context, m kafka.Record) item {
 	it := item{msg: m}
 	src := m.Source()
 	if m.Topic == schemas.TopicAudit {
@@ -279,12 +296,18 @@ func (ix *Indexer) decode(m kafka.Record) item {
 		return it
 	}
 	if m.Topic == schemas.TopicAgent && isInventory(m.Value) {
-		payload, err := openInventory(m.Key, m.Value, ix.hosts)
+		am, err := openInventory(m.Key, m.Value, ix.hosts)
 		if err != nil {
 			it.dl = ix.deadLetter(RejectReason(err), err, m.Value, string(m.Key), src)
 			return it
 		}
-		rows, err := DecodeInventory(payload, ix.cfg.MaxRowBytes)
+		rows, err := DecodeInventory(am.Payload, ix.cfg.MaxRowBytes)
+		if err == nil {
+			err = admitInventory(am, ix.invSeqs)
+		}
+		if err == nil {
+			err = ix.bindInstance(ctx, am.Host, rows[0].InstanceID)
+		}
 		if err != nil {
 			it.dl = ix.deadLetter(RejectReason(err), err, m.Value, string(m.Key), src)
 			return it

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 	"unicode/utf8"
 
 	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/grants"
+	"github.com/auditpipe/auditpipe/internal/backoff"
 	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/schemas"
 )
@@ -41,14 +43,71 @@ func isInventory(value []byte) bool {
 }
 
 // openInventory verifies an inventory message against the key enrolled
-// for the host it names and returns its payload; a refusal carries the
-// dead-letter reason inventory_<grants reason>.
-func openInventory(key, value []byte, hosts *sign.KeyDir) ([]byte, error) {
+// for the host it names and returns it; a refusal carries the dead-letter
+// reason inventory_<grants reason>.
+func openInventory(key, value []byte, hosts *sign.KeyDir) (grants.AgentMessage, error) {
 	m, err := grants.DecodeAgent(key, value, hosts)
 	if err != nil {
-		return nil, &rejectError{ReasonInventoryRefused + grants.Reason(err), err}
+		return grants.AgentMessage{}, &rejectError{ReasonInventoryRefused + grants.Reason(err), err}
 	}
-	return m.Payload, nil
+	return m, nil
+}
+
+// admitInventory refuses a valid inventory written again (seqs, by host:
+// a publish_seq below the last stored for the host, or the last with
+// another payload, or none) as inventory_replayed.
+func admitInventory(m grants.AgentMessage, seqs *grants.Seqs) error {
+	if err := seqs.Admit(m.Host, m.Seq, m.Payload); err != nil {
+		return &rejectError{ReasonInventoryRefused + grants.Reason(err), err}
+	}
+	return nil
+}
+
+// InstanceHosts is what the policy knows of the managed instances: which
+// host each is (policy/scheduler's Service).
+type InstanceHosts interface {
+	// InstanceHost returns the host of instance id; ok is false when the
+	// policy knows no such instance.
+	InstanceHost(ctx context.Context, id string) (host string, ok bool, err error)
+}
+
+// Why an inventory is refused when the policy's instances bind it
+// (Deps.Instances), after the inventory_ prefix.
+const (
+	// ReasonInstanceMismatch: the instance is another host's: the signed
+	// host's agent wrote over another instance's inventory.
+	ReasonInstanceMismatch = "instance_mismatch"
+	// ReasonUnknownInstance: the policy knows no such instance.
+	ReasonUnknownInstance = "unknown_instance"
+)
+
+// bindInstance refuses an inventory of instance signed by host when the
+// policy knows the instance as another host's, or not at all; with no
+// InstanceHosts it accepts every one. While the policy store is away it
+// retries until ctx ends (the batch waits, as for a ClickHouse outage).
+func (ix *Indexer) bindInstance(ctx context.Context, host, instance string) error {
+	if ix.instances == nil {
+		return nil
+	}
+	for attempt := 0; ; attempt++ {
+		owner, ok, err := ix.instances.InstanceHost(ctx, instance)
+		switch {
+		case err == nil && !ok:
+			return &rejectError{ReasonInventoryRefused + ReasonUnknownInstance, fmt.Errorf("inventory of instance %s signed by host %s: the policy knows no such instance", instance, host)}
+		case err == nil && owner != host:
+			return &rejectError{ReasonInventoryRefused + ReasonInstanceMismatch, fmt.Errorf("inventory of instance %s signed by host %s: the instance is host %s", instance, host, owner)}
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		}
+		if attempt == 0 {
+			ix.log.Warn("reading the policy's instances failed: the inventory waits", "instance", instance, "err", err)
+		}
+		if !backoff.Sleep(ctx, backoff.Delay(attempt, 100*time.Millisecond, 5*time.Second)) {
+			return ctx.Err()
+		}
+	}
 }
 
 // DecodeInventory decodes one inventory message into its rows of

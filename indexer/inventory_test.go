@@ -156,3 +156,98 @@ func TestInventoryIndexed(t *testing.T) {
 		t.Errorf("dead letters %+v", dead[:2])
 	}
 }
+
+// instanceMap is the policy's instances for the tests: instance id → host.
+type instanceMap map[string]string
+
+func (m instanceMap) InstanceHost(_ context.Context, id string) (string, bool, error) {
+	h, ok := m[id]
+	return h, ok, nil
+}
+
+// TestInventoryBoundToInstance: review finding (issue 9): an agent could
+// overwrite another instance's inventory, since the inventory's
+// instance_id was not bound to the host whose key signed it. With the
+// policy's instances (Deps.Instances) db02's inventory naming db01's
+// instance is refused (instance_mismatch), as is one naming an instance
+// the policy does not know (unknown_instance); and db01's own older
+// inventory written again is refused as replayed. None changes a row.
+func TestInventoryBoundToInstance(t *testing.T) {
+	eng := clickhousetest.OpenEmbedded(t, "")
+	kc, _ := kafkatest.Start(t, 1)
+	raw, err := os.ReadFile(goldenInventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keysDir := t.TempDir()
+	db01, db02 := signtest.EnrolledHost(t, keysDir, "exa-main-db01", 1), signtest.EnrolledHost(t, keysDir, "exa-main-db02", 2)
+	// edit returns the golden inventory with fields changed, signed by s.
+	edit := func(s *sign.Signer, fields map[string]any) []byte {
+		var v map[string]any
+		if err := json.Unmarshal(raw, &v); err != nil {
+			t.Fatal(err)
+		}
+		for k, x := range fields {
+			v[k] = x
+		}
+		payload, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := s.Sign(payload).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	var golden map[string]any
+	_ = json.Unmarshal(raw, &golden)
+	seq := int64(golden["publish_seq"].(float64))
+	// Later than db01's, without its security update: it would replace
+	// db01's in FINAL.
+	hiding := map[string]any{"host": "exa-main-db02", "time": "2026-03-09T08:00:00Z", "publish_seq": seq + 1,
+		"packages": []map[string]string{{"name": "libssl3", "version": "3.0.15-1~deb12u1"}}}
+	unknown := map[string]any{"host": "exa-main-db02", "instance_id": "ocid1.instance.nonesuch", "publish_seq": seq + 2}
+	older := map[string]any{"time": "2026-03-01T08:00:00Z", "publish_seq": seq - 1, "packages": []map[string]string{{"name": "libssl3", "version": "3.0.0"}}}
+	db01Key, db02Key := []byte("exa-main-db01"), []byte("exa-main-db02")
+	produce(t, kc, schemas.TopicAgent, []kafka.Record{
+		{Key: db01Key, Value: edit(db01, nil)},
+		{Key: db02Key, Value: edit(db02, hiding)},
+		{Key: db02Key, Value: edit(db02, unknown)},
+		{Key: db01Key, Value: edit(db01, older)},
+	})
+	cfg := testConfig(kc, "inventory-bound")
+	cfg.HostKeysDir = keysDir
+	ix, err := New(cfg, Deps{Engine: eng, Instances: instanceMap{"ocid1.instance.db01": "exa-main-db01", "ocid1.instance.db02": "exa-main-db02"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := startIndexer(t, ix)
+	reasons := []string{ReasonInventoryRefused + ReasonInstanceMismatch, ReasonInventoryRefused + ReasonUnknownInstance, ReasonInventoryRefused + grants.ReasonReplayed}
+	waitFor(t, "db01's inventory stored and the three refused", 30*time.Second, func() bool {
+		if countOr(eng, "SELECT count() FROM instance_inventory") != 4 {
+			return false
+		}
+		for _, r := range reasons {
+			if testutil.ToFloat64(ix.m.deadLetters.WithLabelValues(r)) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := countOr(eng, "SELECT count() FROM instance_inventory FINAL WHERE instance_id = 'ocid1.instance.db01' AND package = 'libssl3' AND update_type = 'SECURITY' AND formatDateTime(time, '%Y-%m-%dT%H:%i:%SZ') = '2026-03-08T08:01:14Z'"); got != 1 {
+		t.Errorf("db01's security update: %d rows, want 1 (db01's own inventory)", got)
+	}
+	if got := countOr(eng, "SELECT count() FROM instance_inventory"); got != 4 {
+		t.Errorf("%d rows, want db01's 4", got)
+	}
+	dead := readDeadLetters(t, kc, 3)
+	for i, want := range reasons {
+		if dead[i].Reason != want {
+			t.Errorf("dead letter %d: %s, want %s", i, dead[i].Reason, want)
+		}
+	}
+}

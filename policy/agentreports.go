@@ -39,6 +39,12 @@ const (
 	ReportInventory = "inventory"
 )
 
+// The consumers of applied_seqs (Store.AdmitSeq).
+const (
+	SeqConsumerAgentReports = "agent_reports"
+	SeqConsumerWorkProgress = "work_progress"
+)
+
 // AgentReports consumes the host agents' reports (schemas.AgentReport,
 // decoded strictly; the work progress reports on the same topic are the
 // scheduler's, told apart by schemas.AgentMessageKind and passed over) and moves the requests through the service
@@ -111,8 +117,14 @@ func (a *AgentReports) apply(ctx context.Context, r *kafka.Record, dead *deadlet
 	if err != nil {
 		return a.refuse(ctx, dead, r, "", ReportMalformed, err)
 	}
+	digest := grants.PayloadDigest(m.Payload)
 	for attempt := 0; ; attempt++ {
-		err := a.report(ctx, rep)
+		// An old report written again (publish_seq at or below the last
+		// applied for the host, applied_seqs) is refused as replayed.
+		err := a.svc.store.AdmitSeq(ctx, SeqConsumerAgentReports, m.Host, m.Seq, digest, a.svc.clock().UnixMilli())
+		if err == nil {
+			err = a.report(ctx, rep)
+		}
 		reason := reportRefusal(err)
 		switch {
 		case err == nil:
@@ -167,6 +179,8 @@ func reportRefusal(err error) string {
 		return ""
 	case errors.As(err, new(*mismatchError)):
 		return ReportMismatch
+	case errors.As(err, new(*grants.RefusedError)):
+		return grants.Reason(err)
 	case errors.Is(err, ErrNotFound):
 		return ReportUnknownLogin
 	case errors.Is(err, ErrForbidden):

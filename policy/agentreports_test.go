@@ -47,7 +47,10 @@ func TestAgentReportsMoveRequests(t *testing.T) {
 	agentReport := func(host, login, req string, state RequestState) schemas.AgentReport {
 		return schemas.AgentReport{Host: host, LoginID: login, ReqAuthID: req, State: string(state), Reason: "agent says " + string(state), Time: f.clock.Now()}
 	}
+	// Numbered by the clock, as the agent numbers them: built in the order
+	// they are written.
 	signedBy := func(s *sign.Signer, key string, rep schemas.AgentReport) kafka.Record {
+		rep.PublishSeq = time.Now().UnixNano()
 		rec, err := grants.AgentRecord(s, rep.Host, rep)
 		if err != nil {
 			t.Fatal(err)
@@ -104,8 +107,16 @@ func TestAgentReportsMoveRequests(t *testing.T) {
 		step{rec: signedBy(hostKeys["stranger"], "stranger", agentReport("stranger", r.UserID, r.ID, StateDeployed)), reason: "agent_report_unknown_host", state: StatePreApproved},
 		step{rec: tampered(report(last, r.UserID, r.ID, StateDeployFailed)), reason: "agent_report_bad_signature", state: StatePreApproved},
 		step{rec: signedBy(hostKeys[last], g.Hosts[0], agentReport(last, r.UserID, r.ID, StateDeployed)), reason: "agent_report_key_mismatch", state: StatePreApproved},
-		step{rec: report(last, r.UserID, r.ID, StateDeployed), state: StateDeployed, host: last},
+	)
+	deployed := report(last, r.UserID, r.ID, StateDeployed)
+	steps = append(steps,
+		step{rec: deployed, state: StateDeployed, host: last},
 		step{rec: report(last, r.UserID, r.ID, StateUndeployed), state: StateUndeployed, host: last},
+		// Regression (issue 9): the host's old DEPLOYED report, written
+		// again after its UNDEPLOYED, was applied again. Refused as
+		// replayed (its publish_seq is below the last applied for the
+		// host): the request stays UNDEPLOYED.
+		step{rec: deployed, reason: "agent_report_replayed", state: StateUndeployed},
 		// After the revocation the agent may no longer know the request.
 		step{rec: report(last, r.UserID, "", StateUndeployed), state: StateRevoked, host: last, before: func() {
 			must[AccessRequest](t)(f.svc.Revoke(f.ctx, explicit, r.ID, "done", 0))
@@ -174,7 +185,7 @@ func TestAgentReportsMoveRequests(t *testing.T) {
 		}
 	}
 	for result, want := range map[string]float64{ReportApplied: float64(len(g.Hosts) + 2), ReportMalformed: 1, ReportUnknownLogin: 1, ReportMismatch: 1, ReportForbidden: 1, ReportRefused: 0, ReportWorkProgress: 1, ReportInventory: 1,
-		grants.ReasonUnsigned: 1, grants.ReasonUnknownKey: 1, grants.ReasonUnknownHost: 1, grants.ReasonBadSignature: 1, grants.ReasonKeyMismatch: 1} {
+		grants.ReasonUnsigned: 1, grants.ReasonUnknownKey: 1, grants.ReasonUnknownHost: 1, grants.ReasonBadSignature: 1, grants.ReasonKeyMismatch: 1, grants.ReasonReplayed: 1} {
 		if got := testutil.ToFloat64(ar.m.WithLabelValues(result)); got != want {
 			t.Errorf("auditpipe_policy_agent_reports_total{result=%q} = %v, want %v", result, got, want)
 		}

@@ -477,7 +477,11 @@ func saveAssignment(tx *txn, a *Assignment, insert bool) error {
 
 // publishAssignment puts a's signed record in the outbox.
 func (s *Service) publishAssignment(tx *txn, a *Assignment, r *Resource, now time.Time) error {
-	rec, err := grants.AssignmentRecord(s.signer, schemas.Assignment{
+	seq, err := tx.nextSeq(kafka.TopicAssignments, a.ResourceID)
+	if err != nil {
+		return err
+	}
+	rec, err := grants.AssignmentRecord(s.signer, schemas.Assignment{PublishSeq: seq,
 		ID: a.ID, OperatorControlID: a.OperatorControlID, ResourceID: a.ResourceID, ResourceType: a.ResourceType,
 		IsEnforcedAlways: a.IsEnforcedAlways, IsLogForwarded: a.IsLogForwarded,
 		RemoteSyslogServerAddress: a.RemoteSyslogServerAddress, RemoteSyslogServerPort: a.RemoteSyslogServerPort,
@@ -490,7 +494,11 @@ func (s *Service) publishAssignment(tx *txn, a *Assignment, r *Resource, now tim
 }
 
 func (s *Service) publishRemoval(tx *txn, resourceID string, now time.Time) error {
-	rec, err := grants.AssignmentRemoval(s.signer, resourceID)
+	seq, err := tx.nextSeq(kafka.TopicAssignments, resourceID)
+	if err != nil {
+		return err
+	}
+	rec, err := grants.AssignmentRemoval(s.signer, resourceID, seq)
 	if err != nil {
 		return fmt.Errorf("policy: assignment removal %s: %w", resourceID, err)
 	}

@@ -782,14 +782,20 @@ func (s *Service) saveGrant(tx *txn, g *Grant, insert bool, now time.Time) error
 	if err != nil {
 		return fmt.Errorf("policy store: grant %s: %w", g.LoginID, err)
 	}
+	seq, err := tx.nextSeq(schemas.TopicGrants, g.LoginID)
+	if err != nil {
+		return err
+	}
 	if !g.Revoked.IsZero() {
-		r, err := grants.Revocation(s.signer, g.LoginID)
+		r, err := grants.Revocation(s.signer, g.LoginID, seq)
 		if err != nil {
 			return err
 		}
 		return tx.outbox(schemas.TopicGrants, r, now)
 	}
-	r, err := grants.Record(s.signer, g.Schema())
+	sg := g.Schema()
+	sg.PublishSeq = seq
+	r, err := grants.Record(s.signer, sg)
 	if err != nil {
 		return fmt.Errorf("policy: grant %s: %w", g.LoginID, err)
 	}

@@ -37,6 +37,11 @@ type AgentReport struct {
 	Reason string `json:"reason,omitempty"`
 	// Time is when the agent finished, UTC.
 	Time time.Time `json:"time"`
+	// PublishSeq numbers the agent's messages of its host on
+	// opctl.agent.v1 (all kinds together; inside the signed payload): each
+	// consumer refuses a message whose number is below the last it applied
+	// for the host, or equal to it with other content, as a replay.
+	PublishSeq int64 `json:"publish_seq,omitempty"`
 }
 
 // Validate checks what consumers rely on.

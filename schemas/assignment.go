@@ -28,6 +28,12 @@ type Assignment struct {
 	// Hosts are the resource's hosts: the events forwarded for it.
 	Hosts          []string `json:"hosts,omitempty"`
 	LifecycleState string   `json:"lifecycle_state,omitempty"`
+	// PublishSeq numbers the policy service's records of this key on
+	// this topic (policy's publish_seqs table, inside the signed payload):
+	// a consumer refuses a record whose number is below the last it
+	// applied for the key, or equal to it with other content, as a replay
+	// (grants.Seqs).
+	PublishSeq int64 `json:"publish_seq,omitempty"`
 }
 
 // Validate checks what a forwarder relies on.

@@ -95,6 +95,12 @@ type Dispatch struct {
 	Deadline time.Time `json:"deadline,omitzero"`
 	// Time is when the scheduler dispatched it, UTC.
 	Time time.Time `json:"time"`
+	// PublishSeq numbers the policy service's records of this key on
+	// this topic (policy's publish_seqs table, inside the signed payload):
+	// a consumer refuses a record whose number is below the last it
+	// applied for the key, or equal to it with other content, as a replay
+	// (grants.Seqs).
+	PublishSeq int64 `json:"publish_seq,omitempty"`
 }
 
 // Validate checks what agents rely on.
@@ -184,6 +190,11 @@ type WorkProgress struct {
 	Errors          []LogLine `json:"errors,omitempty"`
 	// Time is when the agent sent it, UTC.
 	Time time.Time `json:"time"`
+	// PublishSeq numbers the agent's messages of its host on
+	// opctl.agent.v1 (all kinds together; inside the signed payload): each
+	// consumer refuses a message whose number is below the last it applied
+	// for the host, or equal to it with other content, as a replay.
+	PublishSeq int64 `json:"publish_seq,omitempty"`
 }
 
 // Validate checks what the scheduler relies on.

@@ -44,6 +44,12 @@ type Grant struct {
 	// Revoked makes the message the grant's revocation (the signed
 	// tombstone of its key).
 	Revoked bool `json:"revoked,omitempty"`
+	// PublishSeq numbers the policy service's records of this key on
+	// this topic (policy's publish_seqs table, inside the signed payload):
+	// a consumer refuses a record whose number is below the last it
+	// applied for the key, or equal to it with other content, as a replay
+	// (grants.Seqs).
+	PublishSeq int64 `json:"publish_seq,omitempty"`
 }
 
 // Validate checks the fields a consumer relies on.

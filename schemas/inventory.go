@@ -50,6 +50,11 @@ type Inventory struct {
 	Packages      []InventoryPackage `json:"packages"`
 	// Time is when the inventory was taken, UTC.
 	Time time.Time `json:"time"`
+	// PublishSeq numbers the agent's messages of its host on
+	// opctl.agent.v1 (all kinds together; inside the signed payload): each
+	// consumer refuses a message whose number is below the last it applied
+	// for the host, or equal to it with other content, as a replay.
+	PublishSeq int64 `json:"publish_seq,omitempty"`
 }
 
 // InventoryPackage is one installed package, with its available update.

@@ -166,11 +166,14 @@ agent:
     security_tracker: $agentdir/tracker.json
     progress_interval: 500ms
 EOF
+# The instance first: the indexer binds each inventory to the host the
+# policy knows its instance is (an inventory of an unknown instance is
+# refused, inventory_unknown_instance).
+sched() { "$bin" "$@" --server "${url%/}" --token-file "$data/admin.token"; }
+sched instance create --id cell01 --host cell01.example.com --compartment "$compartment" >/dev/null
 "$bin" agent --config "$agentdir/agent.yaml" 2>"$data/agent.log" 9>&- &
 apid=$!
 
-sched() { "$bin" "$@" --server "${url%/}" --token-file "$data/admin.token"; }
-sched instance create --id cell01 --host cell01.example.com --compartment "$compartment" >/dev/null
 comp() { "$bin" report compliance --compartment "$compartment" --details --server "$url" --token-file "$data/admin.token"; }
 for _ in $(seq 1 60); do
 	comp 2>/dev/null | grep -q CVE-2024-9143 && break

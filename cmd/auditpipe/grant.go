@@ -52,6 +52,7 @@ func grantPublish(ctx context.Context, e env, revoke bool) error {
 	keyFile := fs.String("key", "", "private signing key `FILE` (PEM or base64, mode 0600; the all-in-one's is DATA/"+app.GrantsKeyName+")")
 	login := fs.String("login", "", "the login user the grant is for")
 	timeout := fs.Duration("timeout", time.Minute, "give up after `D` while the brokers are away")
+	seq := fs.Int64("seq", 0, "the record's publish_seq, above every earlier record of the login (default: the time in microseconds since 1970, so that a later publish of the login outnumbers an earlier one)")
 	var reqAuthID, auditType, resource, expires *string
 	var actions listFlag
 	if !revoke {
@@ -76,11 +77,14 @@ func grantPublish(ctx context.Context, e env, revoke bool) error {
 	if err != nil {
 		return err
 	}
+	if *seq == 0 {
+		*seq = time.Now().UnixMicro()
+	}
 	var rec kafka.Record
 	if revoke {
-		rec, err = grants.Revocation(signer, *login)
+		rec, err = grants.Revocation(signer, *login, *seq)
 	} else {
-		g := schemas.Grant{LoginID: *login, ReqAuthID: *reqAuthID, AuditType: *auditType, Resource: *resource, Actions: actions}
+		g := schemas.Grant{LoginID: *login, ReqAuthID: *reqAuthID, AuditType: *auditType, Resource: *resource, Actions: actions, PublishSeq: *seq}
 		if g.Expires, err = parseExpires(*expires, time.Now()); err != nil {
 			return fmt.Errorf("--expires: %w", err)
 		}
@@ -107,7 +111,7 @@ func grantPublish(ctx context.Context, e env, revoke bool) error {
 	if revoke {
 		what = "revocation"
 	}
-	fmt.Fprintf(e.stdout, "published the %s of %s on %s, signed by key %s\n", what, *login, schemas.TopicGrants, signer.KeyID())
+	fmt.Fprintf(e.stdout, "published the %s of %s on %s (publish_seq %d), signed by key %s\n", what, *login, schemas.TopicGrants, *seq, signer.KeyID())
 	return nil
 }
 

@@ -68,6 +68,18 @@ func TestGrantPublish(t *testing.T) {
 	if err != nil || !r.Grant.Revoked || r.Grant.LoginID != "op" {
 		t.Errorf("revocation %+v, %v", r.Grant, err)
 	}
+	// Numbered by the clock: the revocation outnumbers the grant, so that
+	// a consumer refuses the grant written again after it.
+	if g.Grant.PublishSeq < 1 || r.Grant.PublishSeq <= g.Grant.PublishSeq {
+		t.Errorf("publish_seq of the grant %d, of its revocation %d: want increasing from 1", g.Grant.PublishSeq, r.Grant.PublishSeq)
+	}
+	if code, out, errOut = runCmd(t, "", "grant", "revoke", "--config", cfgFile, "--key", keyFile, "--login", "op2", "--seq", "7"); code != 0 || !strings.Contains(out, "publish_seq 7") {
+		t.Fatalf("revoke --seq 7: exit %d, %q %q", code, out, errOut)
+	}
+	third := readGrants(t, kcfg, 3)[2]
+	if m, err := grants.Decode(third.Key, third.Value, kr); err != nil || m.Grant.PublishSeq != 7 {
+		t.Errorf("revoke --seq 7 published %+v, %v", m.Grant, err)
+	}
 	other, err := sign.GenerateKey()
 	if err != nil {
 		t.Fatal(err)

@@ -107,7 +107,7 @@ func TestAgentInventoryCompliance(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	rec, err := grants.DispatchRecord(s, schemas.Dispatch{WorkRequestID: "wr-1", Action: schemas.DispatchRun, JobID: "job-1", ExecutionID: "ex-1",
 		InstanceID: "ocid1.instance.db01", Host: "db01", OperationType: schemas.OperationInstall, PackageNames: []string{"openssl=3.0.14-1", "tzdata"},
-		NotAfter: now.Add(time.Hour), Deadline: now.Add(time.Hour), Time: now})
+		NotAfter: now.Add(time.Hour), Deadline: now.Add(time.Hour), Time: now, PublishSeq: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,7 +46,7 @@ func TestAgentTargetRenders(t *testing.T) {
 
 	const login = "830916abb78e4157b9e45b641e34fcf6"
 	rec, err := grants.Record(s, schemas.Grant{LoginID: login, ReqAuthID: "ocid1.req.1", Hosts: []string{"dbhost01"},
-		Expires: time.Now().Add(time.Hour), Privileges: &schemas.Privileges{Layers: []string{"HOST"}, SudoCommands: []string{"/usr/bin/id"}}})
+		Expires: time.Now().Add(time.Hour), Privileges: &schemas.Privileges{Layers: []string{"HOST"}, SudoCommands: []string{"/usr/bin/id"}}, PublishSeq: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,7 +89,7 @@ func TestLiveGovernedPatchRun(t *testing.T) {
 		LoginID: login, ReqAuthID: "ocid1.accessrequest.patch" + login[:8], Resource: "exacc-main",
 		Actions: []string{"INFRA_UPDATE_RESTART"}, AuditType: schemas.AuditCommand,
 		Hosts: []string{host}, Start: now.Add(-time.Minute), Expires: now.Add(time.Hour),
-		Privileges: &schemas.Privileges{Layers: []string{"HOST"}},
+		Privileges: &schemas.Privileges{Layers: []string{"HOST"}}, PublishSeq: 1,
 	}
 	rec, err := grants.Record(signer, g)
 	if err != nil {
@@ -102,7 +102,7 @@ func TestLiveGovernedPatchRun(t *testing.T) {
 	d, err := grants.DispatchRecord(signer, schemas.Dispatch{WorkRequestID: "ocid1.workrequest.live1", Action: schemas.DispatchRun,
 		JobID: "ocid1.job.live", ExecutionID: "ex-1", InstanceID: "ocid1.instance.livehost", Host: host,
 		OperationType: schemas.OperationInstall, PackageNames: []string{"patchme"}, ReqAuthID: g.ReqAuthID, LoginID: login,
-		NotAfter: now.Add(time.Hour), Deadline: now.Add(time.Hour), Time: now})
+		NotAfter: now.Add(time.Hour), Deadline: now.Add(time.Hour), Time: now, PublishSeq: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestLiveGovernedPatchRun(t *testing.T) {
 	}
 	t.Logf("commands of the run: %s", count(t, r, fmt.Sprintf("SELECT groupArray(args[1]) FROM audit_events WHERE req_auth_id = '%s' AND event = 'command'", g.ReqAuthID)))
 
-	rev, err := grants.Revocation(signer, login)
+	rev, err := grants.Revocation(signer, login, 2)
 	if err != nil {
 		t.Fatal(err)
 	}

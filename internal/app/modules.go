@@ -379,7 +379,14 @@ func initQuery(_ context.Context, a *App) (Service, error) {
 func initIndexer(_ context.Context, a *App) (Service, error) {
 	cfg := a.resolvedConfig().Indexer
 	cfg.Kafka = a.kafkaFor(kafka.RoleIndexer)
-	ix, err := indexer.New(cfg, indexer.Deps{Engine: a.shared.engine, Log: a.Log.With("component", "indexer"), Registry: a.http.registry})
+	deps := indexer.Deps{Engine: a.shared.engine, Log: a.Log.With("component", "indexer"), Registry: a.http.registry}
+	if a.Has("scheduler") {
+		// The scheduler's store knows which host each instance is: it
+		// binds the agents' inventories (made by the policy module, which
+		// starts after the indexer: looked up when an inventory comes).
+		deps.Instances = instanceHosts{a}
+	}
+	ix, err := indexer.New(cfg, deps)
 	if err != nil {
 		return nil, err
 	}
@@ -387,6 +394,18 @@ func initIndexer(_ context.Context, a *App) (Service, error) {
 		return ix, nil
 	}
 	return &drained{Service: ix, kafka: cfg.Kafka, groups: func() []string { return []string{cfg.Group} }, log: a.Log.Info}, nil
+}
+
+// instanceHosts is the scheduler's InstanceHost for the indexer, read
+// at each call: the scheduler is made after the indexer.
+type instanceHosts struct{ a *App }
+
+func (h instanceHosts) InstanceHost(ctx context.Context, id string) (string, bool, error) {
+	s := h.a.shared.scheduler
+	if s == nil {
+		return "", false, errors.New("the scheduler's store is not open yet")
+	}
+	return s.InstanceHost(ctx, id)
 }
 
 func initForwarder(_ context.Context, a *App) (Service, error) {

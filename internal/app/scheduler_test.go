@@ -96,7 +96,7 @@ func TestSchedulerAllInOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec, err := grants.AgentRecord(hostKey, d.Host, schemas.WorkProgress{WorkRequestID: d.WorkRequestID, Host: d.Host, Seq: 1, Status: schemas.WorkSucceeded, PercentComplete: 100,
-		Logs: []schemas.LogLine{{Time: now, Message: "openssl 3.0.15-1 installed"}}, Time: now})
+		Logs: []schemas.LogLine{{Time: now, Message: "openssl 3.0.15-1 installed"}}, Time: now, PublishSeq: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,7 +39,7 @@ func TestAllInOneTrustsItsOwnAssignmentKey(t *testing.T) {
 	// A SIEM that is not there: its destination retries, which is enough
 	// to count it.
 	signed, err := grants.AssignmentRecord(signer, schemas.Assignment{ResourceID: "exacc-main", IsEnforcedAlways: true, IsLogForwarded: true,
-		RemoteSyslogServerAddress: "127.0.0.1", RemoteSyslogServerPort: 9, Hosts: []string{"cell01"}})
+		RemoteSyslogServerAddress: "127.0.0.1", RemoteSyslogServerPort: 9, Hosts: []string{"cell01"}, PublishSeq: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

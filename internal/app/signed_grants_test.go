@@ -58,7 +58,7 @@ func TestAllInOneTrustsItsOwnGrantKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	const op1, op2 = "830916abb78e4157b9e45b641e34fcf6", "5f1c0e9d2a7b4c3e8d6f0a1b2c3d4e5f"
-	signed, err := grants.Record(signer, schemas.Grant{LoginID: op1, ReqAuthID: "req-signed", AuditType: schemas.AuditCommandKeystroke})
+	signed, err := grants.Record(signer, schemas.Grant{LoginID: op1, ReqAuthID: "req-signed", AuditType: schemas.AuditCommandKeystroke, PublishSeq: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

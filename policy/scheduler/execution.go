@@ -375,6 +375,11 @@ func (s *Service) dispatch(tx *policy.Tx, e *Execution, w *WorkRequest, login st
 		d.ReqAuthID = w.AccessRequestID
 		d.LoginID = login
 	}
+	seq, err := tx.NextSeq(schemas.TopicDispatch, w.InstanceID)
+	if err != nil {
+		return err
+	}
+	d.PublishSeq = seq
 	rec, err := grants.DispatchRecord(s.signer, d)
 	if err != nil {
 		return fmt.Errorf("scheduler: dispatch %s: %w", w.ID, err)
@@ -399,8 +404,12 @@ func (s *Service) dispatch(tx *policy.Tx, e *Execution, w *WorkRequest, login st
 
 // sendCancel puts a signed CANCEL for w in the outbox.
 func (s *Service) sendCancel(tx *policy.Tx, w *WorkRequest, now time.Time) error {
+	seq, err := tx.NextSeq(schemas.TopicDispatch, w.InstanceID)
+	if err != nil {
+		return err
+	}
 	rec, err := grants.DispatchRecord(s.signer, schemas.Dispatch{WorkRequestID: w.ID, Action: schemas.DispatchCancel, JobID: w.JobID,
-		ExecutionID: w.ExecutionID, InstanceID: w.InstanceID, Host: w.Host, Time: now})
+		ExecutionID: w.ExecutionID, InstanceID: w.InstanceID, Host: w.Host, Time: now, PublishSeq: seq})
 	if err != nil {
 		return fmt.Errorf("scheduler: cancel %s: %w", w.ID, err)
 	}

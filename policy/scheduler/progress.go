@@ -105,8 +105,14 @@ func (p *Progress) apply(ctx context.Context, r *kafka.Record, dead *deadletter.
 		return p.refuse(ctx, dead, r, string(r.Key), ProgressMalformed, err)
 	}
 	who := auth.Identity{Name: "agent@" + rep.Host, Role: auth.RoleAgent}
+	digest := grants.PayloadDigest(m.Payload)
 	for attempt := 0; ; attempt++ {
-		_, err := p.svc.ReportProgress(ctx, who, rep)
+		// An old report written again (publish_seq at or below the last
+		// applied for the host, applied_seqs) is refused as replayed.
+		err := p.svc.store.AdmitSeq(ctx, policy.SeqConsumerWorkProgress, m.Host, m.Seq, digest, p.svc.now().UnixMilli())
+		if err == nil {
+			_, err = p.svc.ReportProgress(ctx, who, rep)
+		}
 		reason := progressRefusal(err)
 		switch {
 		case err == nil:
@@ -132,6 +138,8 @@ func progressRefusal(err error) string {
 	switch {
 	case err == nil:
 		return ""
+	case errors.As(err, new(*grants.RefusedError)):
+		return grants.Reason(err)
 	case errors.Is(err, policy.ErrNotFound):
 		return ProgressUnknown
 	case errors.Is(err, policy.ErrForbidden):

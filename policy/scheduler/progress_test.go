@@ -36,7 +36,10 @@ func TestProgressConsumer(t *testing.T) {
 	keysDir := t.TempDir()
 	h01, h02 := signtest.EnrolledHost(t, keysDir, "h01", 1), signtest.EnrolledHost(t, keysDir, "h02", 2)
 	stranger := signtest.EnrolledHost(t, t.TempDir(), "h03", 3)
+	// Numbered by the clock, as the agent numbers them: built in the order
+	// they are written.
 	signed := func(s *sign.Signer, p schemas.WorkProgress) kafka.Record {
+		p.PublishSeq = time.Now().UnixNano()
 		rec, err := grants.AgentRecord(s, p.Host, p)
 		if err != nil {
 			t.Fatal(err)
@@ -60,6 +63,7 @@ func TestProgressConsumer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	unknown := progress(schemas.WorkProgress{WorkRequestID: "wr-nonesuch", Host: "h01", Seq: 1, Status: schemas.WorkInProgress, Time: at})
 	steps := []struct {
 		name   string
 		rec    kafka.Record
@@ -68,13 +72,13 @@ func TestProgressConsumer(t *testing.T) {
 		{"grant report", kafka.Record{Key: []byte("h01"), Value: grantReport}, ProgressAgentReport},
 		{"inventory", kafka.Record{Key: []byte("h01"), Value: []byte(`{"inventory":{},"work_request_id":"wr-1"}`)}, ProgressInventory},
 		{"malformed", func() kafka.Record {
-			rec, err := grants.AgentRecord(h01, "h01", map[string]any{"work_request_id": "x", "host": "h01", "seq": 0})
+			rec, err := grants.AgentRecord(h01, "h01", map[string]any{"work_request_id": "x", "host": "h01", "seq": 0, "publish_seq": 1})
 			if err != nil {
 				t.Fatal(err)
 			}
 			return rec
 		}(), ProgressMalformed},
-		{"unknown", progress(schemas.WorkProgress{WorkRequestID: "wr-nonesuch", Host: "h01", Seq: 1, Status: schemas.WorkInProgress, Time: at}), ProgressUnknown},
+		{"unknown", unknown, ProgressUnknown},
 		{"other host", progress(schemas.WorkProgress{WorkRequestID: ds[1].WorkRequestID, Host: "h01", Seq: 1, Status: schemas.WorkInProgress, Time: at}), ProgressForbidden},
 		// Issue 9: the agent credential of h01 forging h02's work
 		// request's end, unsigned or signed by h01's own key, or by a
@@ -85,6 +89,10 @@ func TestProgressConsumer(t *testing.T) {
 		{"not enrolled", signed(stranger, schemas.WorkProgress{WorkRequestID: ds[1].WorkRequestID, Host: "h03", Seq: 1, Status: schemas.WorkSucceeded, PercentComplete: 100, Time: at}), grants.ReasonUnknownHost},
 		{"succeeded", progress(done), ProgressApplied},
 		{"redelivered", progress(done), ProgressApplied},
+		// Regression (issue 9): an agent's old report written again was
+		// read as new. h01's report numbered below the last applied for
+		// h01 is refused as replayed.
+		{"replayed", unknown, grants.ReasonReplayed},
 	}
 	reg := prometheus.NewRegistry()
 	cfg := DefaultConfig().Progress

@@ -476,3 +476,17 @@ func (s *Service) DeleteGroup(ctx context.Context, who auth.Identity, id string,
 		return s.history(tx, ObjectGroup, id, who.Name, "ACTIVE", "DELETED", "deleted", "", now)
 	})
 }
+
+// InstanceHost returns the host of managed instance id (ok false when
+// there is none): what binds an agent's inventory to the instance it
+// names (indexer.InstanceHosts).
+func (s *Service) InstanceHost(ctx context.Context, id string) (string, bool, error) {
+	i, err := s.GetInstance(ctx, id)
+	if errors.Is(err, policy.ErrNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	return i.Host, true, nil
+}
