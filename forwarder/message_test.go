@@ -314,7 +314,7 @@ func FuzzFrames(f *testing.F) {
 
 // BenchmarkFrames renders the seed's login event: "alone" as frames does
 // (its own allocations), "arena" as the pipeline does (frames taken from
-// an arena, appended to a reused slice).
+// an arena, appended to a reused slice), "value/..." from its JSON.
 func BenchmarkFrames(b *testing.B) {
 	fm, err := newFormatter(testFormat())
 	if err != nil {
@@ -337,11 +337,41 @@ func BenchmarkFrames(b *testing.B) {
 			if len(dst) == cap(dst) {
 				dst = dst[:0]
 			}
-			if dst, err = fm.appendFrames(dst, &a, ev); err != nil {
+			if dst, err = fm.appendFrames(dst, &a, ev, canonJSON{}); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
+	// From the Kafka value, decoded, as the pipeline renders: the event
+	// encoded again for its hash and json parameter ("reference"), or the
+	// value taken as it is ("canonical", DecodeJSONCanonical).
+	value := ev.AppendJSON(nil)
+	for _, fast := range []bool{false, true} {
+		name := "value/reference"
+		if fast {
+			name = "value/canonical"
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			var rd renderer
+			for b.Loop() {
+				var e schemas.Event
+				var cj canonJSON
+				if fast {
+					c, err := e.DecodeJSONCanonical(value)
+					if err != nil || !c.OK {
+						b.Fatal(c, err)
+					}
+					cj = canonOf(value, c)
+				} else if err := e.DecodeJSON(value); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := rd.frames(fm, &e, cj); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
 
 // slowTimestamp is appendTimestamp without its fast path.
