@@ -391,9 +391,23 @@ func isHexOrEmpty(s string) bool {
 }
 
 // appendJSONParamValue is appendParamValue for JSON that AppendJSON wrote
-// (valid UTF-8, so only the escapes are needed). The next byte to escape
-// is found 8 bytes at a time: the lowest byte jsonSpecial8 marks is exact.
+// (valid UTF-8, so only the escapes are needed). Canonical JSON has an
+// escape every few bytes (each key's quotes), so when b has room for the
+// worst case every byte is copied without a branch, a backslash written
+// before it and kept only when paramEscape says so; otherwise the next
+// byte to escape is found 8 bytes at a time.
 func appendJSONParamValue(b, j []byte) []byte {
+	n := len(b)
+	if cap(b)-n >= 2*len(j) {
+		out := b[:n+2*len(j)]
+		for _, c := range j {
+			out[n] = '\\'
+			n += int(paramEscape[c])
+			out[n] = c
+			n++
+		}
+		return out[:n]
+	}
 	start, i := 0, 0
 	for {
 		for i+8 <= len(j) {
@@ -403,7 +417,7 @@ func appendJSONParamValue(b, j []byte) []byte {
 			}
 			i += 8
 		}
-		for i < len(j) && j[i] != '"' && j[i] != '\\' && j[i] != ']' {
+		for i < len(j) && paramEscape[j[i]] == 0 {
 			i++
 		}
 		if i >= len(j) {
@@ -415,6 +429,10 @@ func appendJSONParamValue(b, j []byte) []byte {
 		start = i
 	}
 }
+
+// paramEscape is 1 for the bytes an SD-PARAM value escapes with a
+// backslash: '"', '\\' and ']'.
+var paramEscape = [256]uint8{'"': 1, '\\': 1, ']': 1}
 
 // jsonSpecial8 is not zero when one of the 8 bytes of x is '"', '\\' or
 // ']': the high bit of each such byte (and possibly of bytes above the

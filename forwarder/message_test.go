@@ -430,3 +430,26 @@ func TestParamValueEscaping(t *testing.T) {
 		}
 	}
 }
+
+// TestJSONParamValueEscaping compares both paths of appendJSONParamValue
+// (a buffer with room for every byte escaped, and one without) with the
+// plain escaping rule, around 8-byte edges.
+func TestJSONParamValueEscaping(t *testing.T) {
+	plain := strings.NewReplacer(`"`, `\"`, `\`, `\\`, `]`, `\]`)
+	for _, special := range []string{`"`, `\`, `]`, `""`, `\]"`, "é", "[", "!", "#", "\x00", "\xff"} {
+		for n := 0; n < 20; n++ {
+			for at := 0; at <= n; at++ {
+				v := strings.Repeat("a", at) + special + strings.Repeat(`b"`, (n-at)/2) + strings.Repeat("c", (n-at)%2)
+				want := "pre" + plain.Replace(v)
+				roomy := append(make([]byte, 0, 3+2*len(v)), "pre"...)
+				tight := append(make([]byte, 0, 3), "pre"...)
+				if got := string(appendJSONParamValue(roomy, []byte(v))); got != want {
+					t.Fatalf("%q, with room: %q, want %q", v, got, want)
+				}
+				if got := string(appendJSONParamValue(tight, []byte(v))); got != want {
+					t.Fatalf("%q, without room: %q, want %q", v, got, want)
+				}
+			}
+		}
+	}
+}
