@@ -228,13 +228,14 @@ func (rd *renderer) newEntry() *entry {
 	return e
 }
 
-// frames renders ev with fm into the renderer's chunks.
-func (rd *renderer) frames(fm *formatter, ev *schemas.Event) ([][]byte, error) {
+// frames renders ev with fm into the renderer's chunks; cj is ev's
+// canonical JSON when it is known (see appendFrames).
+func (rd *renderer) frames(fm *formatter, ev *schemas.Event, cj canonJSON) ([][]byte, error) {
 	if cap(rd.slots)-len(rd.slots) < 1 {
 		rd.slots = make([][]byte, 0, slotChunk)
 	}
 	first := len(rd.slots)
-	slots, err := fm.appendFrames(rd.slots, &rd.arena, ev)
+	slots, err := fm.appendFrames(rd.slots, &rd.arena, ev, cj)
 	if err != nil {
 		return nil, err
 	}
@@ -306,9 +307,11 @@ func (p *pipeline) render(ctx context.Context, rd *renderer, gen *kafka.Generati
 		return e, p.renderLifecycle(ctx, rd, e, msg)
 	}
 	var ev schemas.Event
-	// DecodeJSON directly: json.Unmarshal would scan the input once more
-	// before calling it, and decoding is the pipeline's hot spot.
-	if err := ev.DecodeJSON(msg.Value); err != nil {
+	// Decoded directly: json.Unmarshal would scan the input once more
+	// before. The collector writes each event's canonical bytes, which
+	// are then hashed and quoted as they are (DecodeJSONCanonical).
+	canon, err := ev.DecodeJSONCanonical(msg.Value)
+	if err != nil {
 		return e, p.deadLetter(ctx, msg, reasonDecode, err, "")
 	}
 	if err := ev.Validate(); err != nil {
@@ -318,7 +321,7 @@ func (p *pipeline) render(ctx context.Context, rd *renderer, gen *kafka.Generati
 		p.m.filtered.Inc()
 		return e, nil
 	}
-	frames, err := rd.frames(p.fm, &ev)
+	frames, err := rd.frames(p.fm, &ev, canonOf(msg.Value, canon))
 	if err != nil {
 		reason := reasonRendering
 		if errors.Is(err, ErrHeaderTooLarge) {

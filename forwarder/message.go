@@ -1,11 +1,14 @@
 package forwarder
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strconv"
 	"strings"
 	"time"
@@ -119,7 +122,24 @@ func newFormatter(f Format) (*formatter, error) {
 // frames renders ev as one framed message, or as numbered parts when the
 // message would exceed the maximum size. Each frame is "LEN SP MSG".
 func (f *formatter) frames(ev *schemas.Event) ([][]byte, error) {
-	return f.appendFrames(nil, nil, ev)
+	return f.appendFrames(nil, nil, ev, canonJSON{})
+}
+
+// canonJSON is an event's canonical JSON as it came (a Kafka value, an
+// input line), when schemas.Event.DecodeJSONCanonical found it canonical:
+// b[rawStart:rawEnd] is raw_data's value in it. The zero value: not known.
+type canonJSON struct {
+	b                []byte
+	rawStart, rawEnd int
+}
+
+// canonOf returns b as the canonical JSON of the event it decoded to, when
+// c says it is.
+func canonOf(b []byte, c schemas.Canonical) canonJSON {
+	if !c.OK {
+		return canonJSON{}
+	}
+	return canonJSON{b: b, rawStart: c.RawStart, rawEnd: c.RawEnd}
 }
 
 // appendFrames is frames appending to dst, with the bytes of an unsplit
@@ -131,7 +151,11 @@ func (f *formatter) frames(ev *schemas.Event) ([][]byte, error) {
 // and raw_data without the line-end bytes (LF, CR, NUL) it ends with, which
 // receivers strip; the eol parameter names them when they are not the
 // usual single LF. A message that would exceed the maximum size is split.
-func (f *formatter) appendFrames(dst [][]byte, a *arena, ev *schemas.Event) ([][]byte, error) {
+//
+// cj, when set, is ev's canonical JSON as it came: it is hashed and quoted
+// as it is instead of encoding ev again (the same bytes, see
+// DecodeJSONCanonical).
+func (f *formatter) appendFrames(dst [][]byte, a *arena, ev *schemas.Event, cj canonJSON) ([][]byte, error) {
 	msg := ev.RawData
 	if !utf8.ValidString(msg) {
 		msg = toValidUTF8(msg)
@@ -141,12 +165,20 @@ func (f *formatter) appendFrames(dst [][]byte, a *arena, ev *schemas.Event) ([][
 		c := *ev
 		c.PrevHash = "invalid" // Validate refuses it; never sent unescaped
 		ev = &c
+		cj = canonJSON{} // not the bytes of this event any more
 	}
-	// The event's canonical bytes, encoded once: their hash is the hash
-	// parameter, and without raw_data's value they are the json one.
-	var jbuf [2048]byte
-	canon, rawStart, rawEnd := ev.AppendJSONRawSpan(jbuf[:0])
-	x := sdExtra{eol: eol, hash: schemas.HashBytes(canon), canon: canon, rawStart: rawStart, rawEnd: rawEnd}
+	// The event's canonical bytes, as they came or encoded once: their
+	// hash is the hash parameter, and without raw_data's value they are
+	// the json one.
+	canon, rawStart, rawEnd := cj.b, cj.rawStart, cj.rawEnd
+	if canon == nil {
+		var jbuf [2048]byte
+		canon, rawStart, rawEnd = ev.AppendJSONRawSpan(jbuf[:0])
+	}
+	var hbuf [2 * sha256.Size]byte
+	sum := sha256.Sum256(canon)
+	hex.Encode(hbuf[:], sum[:])
+	x := sdExtra{eol: eol, hash: hbuf[:], canon: canon, rawStart: rawStart, rawEnd: rawEnd}
 	var scratch [2048]byte
 	base := f.header(scratch[:0], ev)
 	// With the json parameter when the message fits whole with it, else
@@ -171,7 +203,7 @@ func (f *formatter) appendFrames(dst [][]byte, a *arena, ev *schemas.Event) ([][
 	}
 	// New variables for the closure, so that scratch stays on the stack.
 	e, partBase := ev, f.header(make([]byte, 0, 256), ev)
-	parts, err := f.split(ev.EventID, msg, body, sdExtra{hash: x.hash, eol: eol}, func(x sdExtra) []byte { return f.appendSD(partBase, e, x) })
+	parts, err := f.split(ev.EventID, msg, body, sdExtra{hash: bytes.Clone(x.hash), eol: eol}, func(x sdExtra) []byte { return f.appendSD(partBase, e, x) })
 	if err != nil {
 		return dst, err
 	}
@@ -222,7 +254,7 @@ func cutEOL(s string) (body, eol string) {
 // sdExtra is what a message's structured data carries beyond the event's
 // fields: the eol parameter, and for a part of a split event its place.
 type sdExtra struct {
-	hash string // the hash parameter: the event's hash (schemas.Event.Hash)
+	hash []byte // the hash parameter: the event's hash (schemas.Event.Hash), hex
 	json bool   // write the json parameter
 	// canon is the event's canonical JSON and canon[rawStart:rawEnd]
 	// raw_data's value in it: the json parameter is canon with that value
@@ -359,17 +391,56 @@ func isHexOrEmpty(s string) bool {
 }
 
 // appendJSONParamValue is appendParamValue for JSON that AppendJSON wrote
-// (valid UTF-8, so only the escapes are needed).
+// (valid UTF-8, so only the escapes are needed). Canonical JSON has an
+// escape every few bytes (each key's quotes), so when b has room for the
+// worst case every byte is copied without a branch, a backslash written
+// before it and kept only when paramEscape says so; otherwise the next
+// byte to escape is found 8 bytes at a time.
 func appendJSONParamValue(b, j []byte) []byte {
-	start := 0
-	for i, c := range j {
-		if c == '"' || c == '\\' || c == ']' {
-			b = append(b, j[start:i]...)
-			b = append(b, '\\', c)
-			start = i + 1
+	n := len(b)
+	if cap(b)-n >= 2*len(j) {
+		out := b[:n+2*len(j)]
+		for _, c := range j {
+			out[n] = '\\'
+			n += int(paramEscape[c])
+			out[n] = c
+			n++
 		}
+		return out[:n]
 	}
-	return append(b, j[start:]...)
+	start, i := 0, 0
+	for {
+		for i+8 <= len(j) {
+			if m := jsonSpecial8(binary.LittleEndian.Uint64(j[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				break
+			}
+			i += 8
+		}
+		for i < len(j) && paramEscape[j[i]] == 0 {
+			i++
+		}
+		if i >= len(j) {
+			return append(b, j[start:]...)
+		}
+		b = append(b, j[start:i]...)
+		b = append(b, '\\', j[i])
+		i++
+		start = i
+	}
+}
+
+// paramEscape is 1 for the bytes an SD-PARAM value escapes with a
+// backslash: '"', '\\' and ']'.
+var paramEscape = [256]uint8{'"': 1, '\\': 1, ']': 1}
+
+// jsonSpecial8 is not zero when one of the 8 bytes of x is '"', '\\' or
+// ']': the high bit of each such byte (and possibly of bytes above the
+// first such one, after a borrow) is set.
+func jsonSpecial8(x uint64) uint64 {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	q, bs, br := x^(lo*'"'), x^(lo*'\\'), x^(lo*']')
+	return ((q-lo)&^q | (bs-lo)&^bs | (br-lo)&^br) & hi
 }
 
 // appendSD appends the structured-data element: SD-ID, then req_auth_id,

@@ -314,7 +314,7 @@ func FuzzFrames(f *testing.F) {
 
 // BenchmarkFrames renders the seed's login event: "alone" as frames does
 // (its own allocations), "arena" as the pipeline does (frames taken from
-// an arena, appended to a reused slice).
+// an arena, appended to a reused slice), "value/..." from its JSON.
 func BenchmarkFrames(b *testing.B) {
 	fm, err := newFormatter(testFormat())
 	if err != nil {
@@ -337,11 +337,41 @@ func BenchmarkFrames(b *testing.B) {
 			if len(dst) == cap(dst) {
 				dst = dst[:0]
 			}
-			if dst, err = fm.appendFrames(dst, &a, ev); err != nil {
+			if dst, err = fm.appendFrames(dst, &a, ev, canonJSON{}); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
+	// From the Kafka value, decoded, as the pipeline renders: the event
+	// encoded again for its hash and json parameter ("reference"), or the
+	// value taken as it is ("canonical", DecodeJSONCanonical).
+	value := ev.AppendJSON(nil)
+	for _, fast := range []bool{false, true} {
+		name := "value/reference"
+		if fast {
+			name = "value/canonical"
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			var rd renderer
+			for b.Loop() {
+				var e schemas.Event
+				var cj canonJSON
+				if fast {
+					c, err := e.DecodeJSONCanonical(value)
+					if err != nil || !c.OK {
+						b.Fatal(c, err)
+					}
+					cj = canonOf(value, c)
+				} else if err := e.DecodeJSON(value); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := rd.frames(fm, &e, cj); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
 
 // slowTimestamp is appendTimestamp without its fast path.
@@ -395,6 +425,29 @@ func TestParamValueEscaping(t *testing.T) {
 				v := strings.Repeat("a", at) + special + strings.Repeat("b", n-at)
 				if got, want := string(appendParamValue(nil, v)), plain(v); got != want {
 					t.Fatalf("%q: %q, want %q", v, got, want)
+				}
+			}
+		}
+	}
+}
+
+// TestJSONParamValueEscaping compares both paths of appendJSONParamValue
+// (a buffer with room for every byte escaped, and one without) with the
+// plain escaping rule, around 8-byte edges.
+func TestJSONParamValueEscaping(t *testing.T) {
+	plain := strings.NewReplacer(`"`, `\"`, `\`, `\\`, `]`, `\]`)
+	for _, special := range []string{`"`, `\`, `]`, `""`, `\]"`, "é", "[", "!", "#", "\x00", "\xff"} {
+		for n := 0; n < 20; n++ {
+			for at := 0; at <= n; at++ {
+				v := strings.Repeat("a", at) + special + strings.Repeat(`b"`, (n-at)/2) + strings.Repeat("c", (n-at)%2)
+				want := "pre" + plain.Replace(v)
+				roomy := append(make([]byte, 0, 3+2*len(v)), "pre"...)
+				tight := append(make([]byte, 0, 3), "pre"...)
+				if got := string(appendJSONParamValue(roomy, []byte(v))); got != want {
+					t.Fatalf("%q, with room: %q, want %q", v, got, want)
+				}
+				if got := string(appendJSONParamValue(tight, []byte(v))); got != want {
+					t.Fatalf("%q, without room: %q, want %q", v, got, want)
 				}
 			}
 		}

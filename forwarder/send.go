@@ -87,13 +87,13 @@ func Send(ctx context.Context, d Destination, r io.Reader, opts SendOptions) (Se
 		}
 		if b = bytes.TrimSpace(b); len(b) > 0 {
 			var ev schemas.Event
-			err := ev.DecodeJSON(b)
+			canon, err := ev.DecodeJSONCanonical(b)
 			if err == nil {
 				err = ev.Validate()
 			}
 			var frames [][]byte
 			if err == nil && d.Filter.Match(&ev) {
-				frames, err = rd.frames(fm, &ev)
+				frames, err = rd.frames(fm, &ev, canonOf(b, canon))
 			}
 			if err != nil {
 				st.Rejected++

@@ -401,8 +401,15 @@ func (d *decoder) decode(e *Event) error {
 		return err
 	}
 
+	*e = d.event()
+	return nil
+}
+
+// event returns the decoded event: its strings are substrings of one
+// string, a copy of d.buf.
+func (d *decoder) event() Event {
 	s := string(d.buf)
-	*e = Event{
+	return Event{
 		Layer:     sub(s, d.strs[fLayer]),
 		ReqAuthID: sub(s, d.strs[fReqAuthID]),
 		Event:     Kind(sub(s, d.strs[fEvent])),
@@ -437,7 +444,6 @@ func (d *decoder) decode(e *Event) error {
 		KeyID:      sub(s, d.strs[fKeyID]),
 		Sig:        sub(s, d.strs[fSig]),
 	}
-	return nil
 }
 
 // next skips whitespace and returns the byte at d.off, or 0 at the end of
