@@ -486,7 +486,7 @@ func (ix *Indexer) firstWriteWins(ctx context.Context, rows []clickhouse.EventRo
 		conflicts []conflict[clickhouse.EventRow]
 	)
 	if err := backoff.Retry(ctx, ix.retryPolicy("looking up stored events"), func(ctx context.Context) (err error) {
-		fresh, dups, conflicts, err = splitStored(ctx, ix.eng, "audit_events", rows, eventKey)
+		fresh, dups, conflicts, err = splitStored(ctx, ix.eng, "audit_events", rows, eventKey, inEventIDs)
 		if err != nil {
 			ix.m.insertErrors.Inc()
 			return backoff.Retryable(err)
