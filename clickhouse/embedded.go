@@ -240,7 +240,7 @@ func (e *Embedded) InsertEvents(_ context.Context, token string, rows []EventRow
 		}
 		ids = strconv.AppendUint(ids, k, 10)
 		ids = append(ids, '\t')
-		ids = rows[i].TS.UTC().AppendFormat(ids, time.DateTime)
+		ids = strconv.AppendInt(ids, rows[i].TS.Unix(), 10) // a DateTime as Unix seconds: cheaper than formatting it
 		ids = append(ids, '\n')
 	}
 	if _, err := e.sess.QueryBytes(append(ids, 0), ""); err != nil {

@@ -153,4 +153,14 @@ func TestEventIDsBackfill(t *testing.T) {
 	if n := clickhousetest.QueryInt(t, e, "SELECT count() FROM event_ids WHERE ts = toDateTime('2025-01-01 00:00:00', 'UTC')"); n != len(evs) {
 		t.Errorf("%d rows of event_ids at the events' second, want %d", n, len(evs))
 	}
+	// The engine's own insert writes the same keys and seconds.
+	later := clickhousetest.ManyEvents(10, time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC))
+	clickhousetest.InsertEvents(t, e, later, 0)
+	k, _ := clickhouse.EventIDKey(later[3].EventID)
+	if n := clickhousetest.QueryInt(t, e, "SELECT count() FROM event_ids WHERE ts = toDateTime('2025-02-01 00:00:00', 'UTC') AND id IN (SELECT reinterpretAsUInt64(reverse(unhex(substring(event_id, 1, 16)))) FROM audit_events WHERE ts >= '2025-02-01')"); n != len(later) {
+		t.Errorf("%d rows of event_ids from InsertEvents match their events' keys and second, want %d", n, len(later))
+	}
+	if n := clickhousetest.QueryInt(t, e, "SELECT count() FROM event_ids WHERE id = "+strconv.FormatUint(k, 10)); n != 1 {
+		t.Errorf("EventIDKey's key of an inserted event: %d rows, want 1", n)
+	}
 }

@@ -325,9 +325,16 @@ type batch struct {
 	messages  []clickhouse.MessageRow
 	inventory []inventoryReport
 	dead      []*schemas.DeadLetter
-	last      map[string]item // last record per topic/partition
+	last      map[topicPartition]item // last record per topic/partition
 	n         int
 	bytes     int
+}
+
+// topicPartition is a key of batch.last (a struct, not a string built
+// for every record).
+type topicPartition struct {
+	topic     string
+	partition int
 }
 
 func (b *batch) len() int { return b.n }
@@ -346,9 +353,9 @@ func (b *batch) add(it item) {
 		b.dead = append(b.dead, it.dl)
 	}
 	if b.last == nil {
-		b.last = make(map[string]item)
+		b.last = make(map[topicPartition]item)
 	}
-	k := it.msg.Topic + "/" + strconv.Itoa(it.msg.Partition)
+	k := topicPartition{it.msg.Topic, it.msg.Partition}
 	if prev, ok := b.last[k]; !ok || it.gen != prev.gen || it.msg.Offset > prev.msg.Offset {
 		b.last[k] = item{msg: kafka.Record{Topic: it.msg.Topic, Partition: it.msg.Partition, Offset: it.msg.Offset}, gen: it.gen}
 	}
