@@ -99,7 +99,7 @@ const idsChunk = 10000
 // prunes well for a few ids, where a lookup of a whole batch scans its
 // event_id column (see the migration).
 func inEventIDs(ctx context.Context, q clickhouse.Querier, ids []string) ([]string, error) {
-	keys := make(map[uint64]bool, len(ids))
+	var keys map[uint64]bool // of the chunk's keys found; most batches find none
 	var maybe []string
 	var list []byte
 	for start := 0; start < len(ids); start += idsChunk {
@@ -134,6 +134,7 @@ func inEventIDs(ctx context.Context, q clickhouse.Querier, ids []string) ([]stri
 				found = append(found, k)
 			}
 		} else {
+			// A literal, as lookupHashes sends the server engine.
 			res, err := q.Query(ctx, sel+string(list))
 			if err != nil {
 				return nil, fmt.Errorf("look up stored event ids in event_ids: %w", err)
@@ -151,6 +152,9 @@ func inEventIDs(ctx context.Context, q clickhouse.Querier, ids []string) ([]stri
 		}
 		if len(found) == 0 {
 			continue
+		}
+		if keys == nil {
+			keys = make(map[uint64]bool, len(found))
 		}
 		clear(keys)
 		for _, k := range found {

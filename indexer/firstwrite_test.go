@@ -213,3 +213,44 @@ func TestIDWithoutItsEventIsNotADuplicate(t *testing.T) {
 		t.Errorf("%d rows in audit_events, want %d", n, len(evs))
 	}
 }
+
+// queryOnly is a Querier without parameters (the server engine's path of
+// the lookup: the keys as a literal).
+type queryOnly struct{ q clickhouse.Querier }
+
+func (o queryOnly) Query(ctx context.Context, sql string) (*clickhouse.Result, error) {
+	return o.q.Query(ctx, sql)
+}
+
+// The keys go in as a literal where the engine does not bind parameters,
+// and the answer is the same: the stored ids, in more than one chunk.
+func TestEventIDsLookupAsLiteral(t *testing.T) {
+	eng := clickhousetest.OpenEmbedded(t, "")
+	ctx := context.Background()
+	if _, err := clickhouse.Migrate(ctx, eng, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	base := time.Date(2024, 3, 3, 0, 0, 0, 0, time.UTC)
+	stored := clickhousetest.ManyEvents(30, base)
+	clickhousetest.InsertEvents(t, eng, stored, 0)
+	newer := clickhousetest.ManyEvents(idsChunk+5, base.Add(time.Hour))
+	var ids []string
+	for i := range newer {
+		ids = append(ids, newer[i].EventID)
+	}
+	ids = append(ids, stored[0].EventID, stored[29].EventID)
+	for _, tc := range []struct {
+		name string
+		q    clickhouse.Querier
+	}{{"bound parameter", eng}, {"literal", queryOnly{eng}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := inEventIDs(ctx, tc.q, ids)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := []string{stored[0].EventID, stored[29].EventID}; fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("found %v, want %v", got, want)
+			}
+		})
+	}
+}
