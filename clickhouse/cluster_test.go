@@ -109,8 +109,8 @@ func TestMigrateClusterStatements(t *testing.T) {
 			records++
 		}
 	}
-	if ttl != 3 || records != len(ms) {
-		t.Errorf("%d TTL statements (want 3), %d migration records (want %d)", ttl, records, len(ms))
+	if ttl != 4 || records != len(ms) {
+		t.Errorf("%d TTL statements (want 4), %d migration records (want %d)", ttl, records, len(ms))
 	}
 }
 

@@ -19,8 +19,8 @@ type StoreConfig struct {
 	ClickHouse ServerConfig `yaml:"server"`
 	// Embedded is chDB; used when no server is configured.
 	Embedded EmbeddedConfig `yaml:"embedded"`
-	// RetentionDays is the TTL of audit_events, lifecycle_events and
-	// pipeline_messages; 0 keeps rows forever. Default 365.
+	// RetentionDays is the TTL of audit_events, lifecycle_events,
+	// pipeline_messages and event_ids; 0 keeps rows forever. Default 365.
 	RetentionDays int `yaml:"retention_days"`
 	// Cluster, when its name is set, lays the schema out for a replicated,
 	// sharded ClickHouse cluster (the server engine only). Default none:

@@ -228,14 +228,33 @@ func (e *Embedded) QueryParams(ctx context.Context, sql string, params []Param) 
 const eventsInsertHead = "INSERT INTO audit_events SETTINGS insert_deduplication_token = %s, " +
 	"date_time_input_format = 'best_effort', input_format_skip_unknown_fields = 0 FORMAT JSONEachRow\n"
 
-// InsertEvents implements Engine: the events' own JSON goes to chDB as it
-// came, with the Kafka position spliced in, so no re-encoding is needed.
+const eventIDsInsertHead = "INSERT INTO event_ids SETTINGS insert_deduplication_token = %s FORMAT TSV\n"
+
+// InsertEvents implements Engine: the events' ids go to event_ids first
+// (see migration 0010), then the events' own JSON goes to chDB as it came,
+// with the Kafka position spliced in, so no re-encoding is needed. Both
+// inserts carry token.
 func (e *Embedded) InsertEvents(_ context.Context, token string, rows []EventRow) error {
+	qt := QuoteString(token)
+	ids := fmt.Appendf(make([]byte, 0, len(eventIDsInsertHead)+len(qt)+len(rows)*42), eventIDsInsertHead, qt)
+	for i := range rows {
+		k, ok := EventIDKey(rows[i].Event.EventID)
+		if !ok {
+			return fmt.Errorf("row %d (event_id %q): %w: event_id does not start with 16 hex digits", i, rows[i].Event.EventID, errRowAppend)
+		}
+		ids = strconv.AppendUint(ids, k, 10)
+		ids = append(ids, '\t')
+		ids = strconv.AppendInt(ids, rows[i].TS.Unix(), 10) // a DateTime as Unix seconds: cheaper than formatting it
+		ids = append(ids, '\n')
+	}
+	if _, err := e.sess.QueryBytes(append(ids, 0), ""); err != nil {
+		return fmt.Errorf("insert into event_ids: %w", err)
+	}
 	n := len(eventsInsertHead) + 64
 	for i := range rows {
 		n += len(rows[i].JSON) + 48
 	}
-	b := fmt.Appendf(make([]byte, 0, n), eventsInsertHead, QuoteString(token))
+	b := fmt.Appendf(make([]byte, 0, n), eventsInsertHead, qt)
 	for i := range rows {
 		r := &rows[i]
 		j := bytes.TrimSpace(r.JSON)

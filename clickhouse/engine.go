@@ -128,6 +128,33 @@ func EventsToken(rows []EventRow) string {
 	return "ev-" + hex.EncodeToString(h.Sum(nil)[:16])
 }
 
+// EventIDKey returns the key under which event_ids (migration 0010) keeps
+// an event id: its first 16 hex digits as an unsigned big-endian number,
+// what the migration's backfill computes in SQL as
+// reinterpretAsUInt64(reverse(unhex(substring(event_id, 1, 16)))). ok is
+// false when eventID does not start with 16 hex digits.
+func EventIDKey(eventID string) (key uint64, ok bool) {
+	if len(eventID) < 16 {
+		return 0, false
+	}
+	for i := 0; i < 16; i++ {
+		c := eventID[i]
+		var d byte
+		switch {
+		case '0' <= c && c <= '9':
+			d = c - '0'
+		case 'a' <= c && c <= 'f':
+			d = c - 'a' + 10
+		case 'A' <= c && c <= 'F':
+			d = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		key = key<<4 | uint64(d)
+	}
+	return key, true
+}
+
 // MessagesToken is the deduplication token of an insert of messages: a
 // digest of their topic, partition and offset, so the same messages
 // retried give the same token.

@@ -81,7 +81,7 @@ func MigrateLayout(ctx context.Context, eng Engine, layout chschema.Layout, rete
 // ttlTables are the tables whose TTL follows the configured retention,
 // each with the time column it is counted from.
 var ttlTables = []struct{ name, column string }{
-	{"audit_events", "ts"}, {"pipeline_messages", "ts"}, {"lifecycle_events", "time"},
+	{"audit_events", "ts"}, {"pipeline_messages", "ts"}, {"lifecycle_events", "time"}, {"event_ids", "ts"},
 }
 
 func setRetention(ctx context.Context, eng Engine, layout chschema.Layout, days int, log *slog.Logger) error {

@@ -87,6 +87,9 @@ var eventColumns = "ts, event, layer, host, req_auth_id, loginid, event_id, seq,
 // InsertEvents implements Engine with a typed batch.
 func (s *Server) InsertEvents(ctx context.Context, token string, rows []EventRow) error {
 	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplication_token": token}))
+	if err := s.insertEventIDs(ctx, rows); err != nil {
+		return err
+	}
 	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO audit_events ("+eventColumns+")")
 	if err != nil {
 		return err
@@ -107,6 +110,29 @@ func (s *Server) InsertEvents(ctx context.Context, token string, rows []EventRow
 		}
 	}
 	return b.Send()
+}
+
+// insertEventIDs inserts the ids of rows into event_ids, before the rows
+// themselves (see migration 0010), with ctx's deduplication token.
+func (s *Server) insertEventIDs(ctx context.Context, rows []EventRow) error {
+	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO event_ids (id, ts)")
+	if err != nil {
+		return fmt.Errorf("insert into event_ids: %w", err)
+	}
+	defer func() { _ = b.Abort() }()
+	for i := range rows {
+		k, ok := EventIDKey(rows[i].Event.EventID)
+		if !ok {
+			return fmt.Errorf("row %d (event_id %q): %w: event_id does not start with 16 hex digits", i, rows[i].Event.EventID, errRowAppend)
+		}
+		if err := b.Append(k, rows[i].TS.UTC().Truncate(time.Second)); err != nil {
+			return fmt.Errorf("row %d (event_id %s): %w: %w", i, rows[i].Event.EventID, errRowAppend, err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("insert into event_ids: %w", err)
+	}
+	return nil
 }
 
 // InsertMessages implements Engine.

@@ -30,7 +30,10 @@ import (
 // (scripts/bench.d/indexer.sh, which checks the ratio against its target);
 // AUDITPIPE_BENCH_ROWS sets the rows per round (default 100000),
 // AUDITPIPE_BENCH_ROUNDS the rounds (default 5); AUDITPIPE_BENCH_KAFKA=secure
-// reads from a broker secured as the all-in-one's is.
+// reads from a broker secured as the all-in-one's is;
+// AUDITPIPE_BENCH_STORED=N stores N other events in audit_events first (as
+// a backfill would, out of every clock), for the indexer's lookups against
+// a store of some size (default 0).
 func TestThroughputIndexerVsChDB(t *testing.T) {
 	if os.Getenv("AUDITPIPE_BENCH") != "1" {
 		t.Skip("skipping: a benchmark; set AUDITPIPE_BENCH=1 (make bench)")
@@ -45,6 +48,12 @@ func TestThroughputIndexerVsChDB(t *testing.T) {
 	}
 	if err := eng.Exec(ctx, "CREATE TABLE baseline AS audit_events"); err != nil {
 		t.Fatal(err)
+	}
+	stored := benchEnv("AUDITPIPE_BENCH_STORED", 0)
+	for i := 0; i < stored; i += 50000 {
+		// Months before the rounds' events, in chunks (each its own ids).
+		evs := clickhousetest.ManyEvents(min(50000, stored-i), time.Now().Add(-time.Duration(60+i/50000)*24*time.Hour))
+		clickhousetest.InsertEvents(t, eng, evs, 0)
 	}
 	// Warm chDB's insert path up (the first insert of a process is slow)
 	// out of every round's clock, into a table of its own.
@@ -106,7 +115,7 @@ func TestThroughputIndexerVsChDB(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := (round + 1) * n
+		want := stored + (round+1)*n
 		start, cpu0 = time.Now(), processCPU(t)
 		stop := startIndexer(t, ix)
 		waitFor(t, "the round's rows indexed", 10*time.Minute, func() bool {
@@ -123,7 +132,7 @@ func TestThroughputIndexerVsChDB(t *testing.T) {
 		if got := countOr(eng, "SELECT uniqExact(event_id) FROM audit_events SETTINGS final = 0"); got != want {
 			t.Fatalf("round %d: %d event ids in audit_events, want %d", round+1, got, want)
 		}
-		if got := countOr(eng, "SELECT count() FROM baseline"); got != want {
+		if got := countOr(eng, "SELECT count() FROM baseline"); got != want-stored {
 			t.Fatalf("round %d: %d rows in baseline, want %d", round+1, got, want)
 		}
 		baseRate, idxRate := float64(n)/base.Seconds(), float64(n)/idx.Seconds()
@@ -134,7 +143,7 @@ func TestThroughputIndexerVsChDB(t *testing.T) {
 		fmt.Fprintf(&report, "round %d: chdb_insert_jsoneachrow %.0f rows/s (%.2fs, cpu %.2fs), indexer_kafka_to_chdb %.0f rows/s (%.2fs, cpu %.2fs): %.0f%%\n",
 			round+1, baseRate, base.Seconds(), baseCPU.Seconds(), idxRate, idx.Seconds(), idxCPU.Seconds(), ratios[round])
 	}
-	fmt.Fprintf(&report, "kafka=%s rows_per_round=%d rounds=%d avg_row_bytes=%d batch_rows=%d\n", kafkaMode, n, rounds, bytes/n, batchRows)
+	fmt.Fprintf(&report, "kafka=%s rows_per_round=%d rounds=%d avg_row_bytes=%d batch_rows=%d stored_before=%d\n", kafkaMode, n, rounds, bytes/n, batchRows, stored)
 	if len(cpuRatios) > 0 {
 		// The process's CPU (chDB's threads, the in-process broker, the
 		// polling of the row count included): what the work cost,

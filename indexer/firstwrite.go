@@ -37,8 +37,9 @@ func eventKey(r *clickhouse.EventRow) (string, string) { return r.Event.EventID,
 
 // splitStored returns the rows of batch to insert (each id once, none
 // already stored in table), the number of identical duplicates dropped
-// and the conflicting copies. It queries q for the stored content hashes.
-func splitStored[R any](ctx context.Context, q clickhouse.Querier, table string, batch []R, key storedRow[R]) (fresh []R, dups int, conflicts []conflict[R], err error) {
+// and the conflicting copies. It queries q for the stored content hashes,
+// of the ids that filter (when not nil) says may be stored.
+func splitStored[R any](ctx context.Context, q clickhouse.Querier, table string, batch []R, key storedRow[R], filter idFilter) (fresh []R, dups int, conflicts []conflict[R], err error) {
 	first := make(map[string]string, len(batch)) // event_id → content hash of its first copy
 	ids := make([]string, 0, len(batch))
 	for i := range batch {
@@ -46,6 +47,11 @@ func splitStored[R any](ctx context.Context, q clickhouse.Querier, table string,
 		if _, ok := first[id]; !ok {
 			first[id] = hash
 			ids = append(ids, id)
+		}
+	}
+	if filter != nil {
+		if ids, err = filter(ctx, q, ids); err != nil {
+			return nil, 0, nil, err
 		}
 	}
 	stored := make(map[string]string)
@@ -76,6 +82,91 @@ func splitStored[R any](ctx context.Context, q clickhouse.Querier, table string,
 		}
 	}
 	return fresh, dups, conflicts, nil
+}
+
+// idFilter returns those of ids that may be stored: every one that is,
+// and perhaps others.
+type idFilter func(ctx context.Context, q clickhouse.Querier, ids []string) ([]string, error)
+
+// idsChunk bounds the keys of one query of event_ids: 20 digits and a
+// comma each, under max_query_size (256 KiB) should they go in as a literal.
+const idsChunk = 10000
+
+// inEventIDs is audit_events' idFilter: the ids whose key is in event_ids,
+// where every writer puts an event's id before the event (migration 0010).
+// An id that is not there was never stored, and most of a batch's ids are
+// new: only the few left are looked up in audit_events, whose bloom filter
+// prunes well for a few ids, where a lookup of a whole batch scans its
+// event_id column (see the migration).
+func inEventIDs(ctx context.Context, q clickhouse.Querier, ids []string) ([]string, error) {
+	var keys map[uint64]bool // of the chunk's keys found; most batches find none
+	var maybe []string
+	var list []byte
+	for start := 0; start < len(ids); start += idsChunk {
+		chunk := ids[start:min(start+idsChunk, len(ids))]
+		list = append(list[:0], '[')
+		for i, id := range chunk {
+			k, ok := clickhouse.EventIDKey(id)
+			if !ok {
+				return nil, fmt.Errorf("look up stored event ids: event_id %q: want 32 hex digits", id)
+			}
+			if i > 0 {
+				list = append(list, ',')
+			}
+			list = strconv.AppendUint(list, k, 10)
+		}
+		list = append(list, ']')
+		const sel = "SELECT DISTINCT id FROM event_ids WHERE id IN "
+		var found []uint64
+		if pq, ok := q.(paramQuerier); ok {
+			out, err := pq.QueryFormatParams(ctx, sel+"{ids:Array(UInt64)}", "TSV", []clickhouse.Param{{Name: "ids", Value: string(list)}})
+			if err != nil {
+				return nil, fmt.Errorf("look up stored event ids in event_ids: %w", err)
+			}
+			for line := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
+				if line == "" {
+					continue
+				}
+				k, err := strconv.ParseUint(line, 10, 64)
+				if err != nil {
+					return nil, fmt.Errorf("look up stored event ids in event_ids: %q: %w", line, err)
+				}
+				found = append(found, k)
+			}
+		} else {
+			// A literal, as lookupHashes sends the server engine.
+			res, err := q.Query(ctx, sel+string(list))
+			if err != nil {
+				return nil, fmt.Errorf("look up stored event ids in event_ids: %w", err)
+			}
+			for _, row := range res.Rows {
+				if len(row) != 1 {
+					return nil, fmt.Errorf("look up stored event ids in event_ids: %d columns, want 1", len(row))
+				}
+				k, err := strconv.ParseUint(clickhouse.ValueString(row[0]), 10, 64)
+				if err != nil {
+					return nil, fmt.Errorf("look up stored event ids in event_ids: %w", err)
+				}
+				found = append(found, k)
+			}
+		}
+		if len(found) == 0 {
+			continue
+		}
+		if keys == nil {
+			keys = make(map[uint64]bool, len(found))
+		}
+		clear(keys)
+		for _, k := range found {
+			keys[k] = true
+		}
+		for _, id := range chunk {
+			if k, _ := clickhouse.EventIDKey(id); keys[k] {
+				maybe = append(maybe, id)
+			}
+		}
+	}
+	return maybe, nil
 }
 
 // paramQuerier is an engine that binds query parameters (embedded chDB).

@@ -348,9 +348,16 @@ type batch struct {
 	messages  []clickhouse.MessageRow
 	inventory []inventoryReport
 	dead      []*schemas.DeadLetter
-	last      map[string]item // last record per topic/partition
+	last      map[topicPartition]item // last record per topic/partition
 	n         int
 	bytes     int
+}
+
+// topicPartition is a key of batch.last (a struct, not a string built
+// for every record).
+type topicPartition struct {
+	topic     string
+	partition int
 }
 
 func (b *batch) len() int { return b.n }
@@ -369,9 +376,9 @@ func (b *batch) add(it item) {
 		b.dead = append(b.dead, it.dl)
 	}
 	if b.last == nil {
-		b.last = make(map[string]item)
+		b.last = make(map[topicPartition]item)
 	}
-	k := it.msg.Topic + "/" + strconv.Itoa(it.msg.Partition)
+	k := topicPartition{it.msg.Topic, it.msg.Partition}
 	if prev, ok := b.last[k]; !ok || it.gen != prev.gen || it.msg.Offset > prev.msg.Offset {
 		b.last[k] = item{msg: kafka.Record{Topic: it.msg.Topic, Partition: it.msg.Partition, Offset: it.msg.Offset}, gen: it.gen}
 	}
@@ -509,7 +516,7 @@ func (ix *Indexer) firstWriteWins(ctx context.Context, rows []clickhouse.EventRo
 		conflicts []conflict[clickhouse.EventRow]
 	)
 	if err := backoff.Retry(ctx, ix.retryPolicy("looking up stored events"), func(ctx context.Context) (err error) {
-		fresh, dups, conflicts, err = splitStored(ctx, ix.eng, "audit_events", rows, eventKey)
+		fresh, dups, conflicts, err = splitStored(ctx, ix.eng, "audit_events", rows, eventKey, inEventIDs)
 		if err != nil {
 			ix.m.insertErrors.Inc()
 			return backoff.Retryable(err)

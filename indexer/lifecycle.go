@@ -81,7 +81,7 @@ func (ix *Indexer) firstWriteWinsLifecycle(ctx context.Context, rows []clickhous
 		conflicts []conflict[clickhouse.LifecycleRow]
 	)
 	if err := backoff.Retry(ctx, ix.retryPolicy("looking up stored lifecycle events"), func(ctx context.Context) (err error) {
-		fresh, dups, conflicts, err = splitStored(ctx, ix.eng, "lifecycle_events", rows, lifecycleKey)
+		fresh, dups, conflicts, err = splitStored(ctx, ix.eng, "lifecycle_events", rows, lifecycleKey, nil)
 		if err != nil {
 			ix.m.insertErrors.Inc()
 			return backoff.Retryable(err)

@@ -64,7 +64,7 @@ func Load(ctx context.Context, eng clickhouse.Engine, in io.Reader, opt LoadOpti
 			return nil
 		}
 		all := rows
-		fresh, dups, conflicts, err := splitStored(ctx, eng, "audit_events", rows, eventKey)
+		fresh, dups, conflicts, err := splitStored(ctx, eng, "audit_events", rows, eventKey, inEventIDs)
 		if err != nil {
 			return fmt.Errorf("indexer: load: %w", err)
 		}
