@@ -254,3 +254,88 @@ func TestEventIDsLookupAsLiteral(t *testing.T) {
 		})
 	}
 }
+
+// Mutants of lookupHashes' choice among several stored rows of one id
+// (issue 15: gremlins found them living, firstwrite.go's "a later row of
+// the same id"): the row inserted first (the earliest inserted_at) is the
+// reference, whatever order ClickHouse returns the rows in and however
+// many digits their inserted_at has in milliseconds. Rows of one id with other contents can
+// be in the store from before first-write-wins, or from two indexers
+// racing. Each id here has its stored row plus copies with other hashes,
+// written after it with an inserted_at earlier or later, some before
+// 2001-09-09 (12 digits of milliseconds).
+func TestLookupTakesTheFirstInsertedRow(t *testing.T) {
+	eng := clickhousetest.OpenEmbedded(t, "")
+	ctx := context.Background()
+	if _, err := clickhouse.Migrate(ctx, eng, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	// No merge may fold the copies while the test runs.
+	if err := eng.Exec(ctx, "SYSTEM STOP MERGES audit_events"); err != nil {
+		t.Fatal(err)
+	}
+	evs := clickhousetest.ManyEvents(4, time.Date(2024, 3, 4, 0, 0, 0, 0, time.UTC))
+	clickhousetest.InsertEvents(t, eng, evs, 0) // inserted now: 13 digits
+	// copy inserts another row of ev with hash and inserted_at (ms).
+	copyRow := func(ev schemas.Event, hash string, ms int64) {
+		t.Helper()
+		sql := fmt.Sprintf("INSERT INTO audit_events SELECT * REPLACE (%s AS content_hash, fromUnixTimestamp64Milli(toInt64(%d), 'UTC') AS inserted_at) "+
+			"FROM audit_events WHERE event_id = %s LIMIT 1 SETTINGS final = 0", clickhouse.QuoteString(hash), ms, clickhouse.QuoteString(ev.EventID))
+		if err := eng.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hashOf := func(ev schemas.Event) string {
+		t.Helper()
+		r, err := eng.Query(ctx, "SELECT content_hash FROM audit_events WHERE event_id = "+
+			clickhouse.QuoteString(ev.EventID)+" ORDER BY inserted_at LIMIT 1 SETTINGS final = 0")
+		if err != nil || len(r.Rows) != 1 {
+			t.Fatalf("%s: %v", ev.EventID, err)
+		}
+		return clickhouse.ValueString(r.Rows[0][0])
+	}
+	now := time.Now().UnixMilli()
+	const day = 24 * 3600 * 1000
+	want := map[string]string{}
+	// 0: a copy dated a day earlier (same number of digits): it is first.
+	copyRow(evs[0], "earlier", now-day)
+	want[evs[0].EventID] = "earlier"
+	// 1: a copy dated a day later: the stored row stays first.
+	copyRow(evs[1], "later", now+day)
+	want[evs[1].EventID] = hashOf(evs[1])
+	// 2: a copy of 12 digits (2001) after one a day earlier: the 2001 one.
+	copyRow(evs[2], "earlier", now-day)
+	copyRow(evs[2], "2001", 999_999_999_000)
+	want[evs[2].EventID] = "2001"
+	// 3: a 12-digit copy, then one between it and now, then a later one.
+	copyRow(evs[3], "2001", 999_999_999_000)
+	copyRow(evs[3], "2010", 1_262_304_000_000)
+	copyRow(evs[3], "later", now+day)
+	want[evs[3].EventID] = "2001"
+	for id, h := range want {
+		if got := hashOf(schemas.Event{EventID: id}); got != h {
+			t.Fatalf("setup: %s's first row has hash %q, want %q", id, got, h)
+		}
+	}
+	var ids []string
+	for i := range evs {
+		ids = append(ids, evs[i].EventID)
+	}
+	// Every order of asking: ClickHouse's order of the rows follows its
+	// parts, and each id's rows are in parts of their own.
+	for _, order := range [][]int{{0, 1, 2, 3}, {3, 2, 1, 0}} {
+		var ask []string
+		for _, i := range order {
+			ask = append(ask, ids[i])
+		}
+		stored := map[string]string{}
+		if err := lookupHashes(ctx, eng, "audit_events", ask, stored); err != nil {
+			t.Fatal(err)
+		}
+		for id, h := range want {
+			if stored[id] != h {
+				t.Errorf("%s: stored hash %q, want the first inserted row's %q", id, stored[id], h)
+			}
+		}
+	}
+}
