@@ -49,7 +49,9 @@ var senderNames = [numSenders]string{"raw", "forward", "forwarder"}
 // delivered the same messages, byte for byte as the receiver wrote them,
 // and that the forwarder wrote exactly the raw writer's bytes with nothing
 // resent. It reports, per receiver, the median over the rounds of each
-// round's forward/raw and forwarder/raw ratio (RECEIVER_SENDER_%_of_raw):
+// round's forward/raw and forwarder/raw ratio (RECEIVER_SENDER_%_of_raw),
+// and the forwarder's flushes of its send buffer (RECEIVER_forwarder_flushes,
+// to tell batching from the receiver's pace):
 // scripts/bench.d/forwarder.sh fails when one is below its target.
 //
 // Unbound by default: sender and receiver share the machine's CPUs.
@@ -148,15 +150,17 @@ func BenchmarkSIEMThroughput(b *testing.B) {
 						if int(sent) != bytesTotal || resent != 0 {
 							b.Fatalf("forwarder wrote %.0f bytes (%.0f messages resent), the raw writer %d", sent, resent, bytesTotal)
 						}
+						r.flushes = metricSamples(b, reg, "auditpipe_forwarder_write_duration_seconds")
 					}
 				}
 				b.StopTimer()
 				rc.sameMessages(b, n)
 				b.StartTimer()
-				b.Logf("round %d, %s: raw %.0f msgs/s, forward %.0f (%.0f %%), forwarder %.0f (%.0f %%); sender CPU µs/msg raw %.2f, forward %.2f, forwarder %.2f; %s CPU µs/msg %.2f, %.2f, %.2f",
+				b.Logf("round %d, %s: raw %.0f msgs/s, forward %.0f (%.0f %%), forwarder %.0f (%.0f %%); sender CPU µs/msg raw %.2f, forward %.2f, forwarder %.2f; %s CPU µs/msg %.2f, %.2f, %.2f; forwarder flushes %.0f (%.0f bytes each)",
 					round+1, rc.name, r.rate[senderRaw], r.rate[senderForward], r.ratio(senderForward), r.rate[senderForwarder], r.ratio(senderForwarder),
 					perMsg(r.cpu[senderRaw], n), perMsg(r.cpu[senderForward], n), perMsg(r.cpu[senderForwarder], n),
-					rc.name, perMsg(r.rcvCPU[senderRaw], n), perMsg(r.rcvCPU[senderForward], n), perMsg(r.rcvCPU[senderForwarder], n))
+					rc.name, perMsg(r.rcvCPU[senderRaw], n), perMsg(r.rcvCPU[senderForward], n), perMsg(r.rcvCPU[senderForwarder], n),
+					r.flushes, float64(bytesTotal)/r.flushes)
 				rc.rounds = append(rc.rounds, r)
 			}
 		}
@@ -171,6 +175,9 @@ func BenchmarkSIEMThroughput(b *testing.B) {
 			// in-process broker): steadier than rates on a shared machine.
 			b.ReportMetric(rs.median(func(r benchRound) float64 { return perMsg(r.cpu[s], n) }), rc.name+"_"+senderNames[s]+"_cpu_µs/msg")
 		}
+		// Flushes of the forwarder's buffer: each writes what the send
+		// loop gathered (Go's TLS writes it one 16 KiB record per call).
+		b.ReportMetric(rs.median(func(r benchRound) float64 { return r.flushes }), rc.name+"_forwarder_flushes")
 	}
 }
 
@@ -180,6 +187,7 @@ func BenchmarkSIEMThroughput(b *testing.B) {
 type benchRound struct {
 	rate        [numSenders]float64
 	cpu, rcvCPU [numSenders]time.Duration
+	flushes     float64 // the forwarder's flushes to the SIEM connection
 }
 
 func (r benchRound) ratio(s int) float64 { return 100 * r.rate[s] / r.rate[senderRaw] }
@@ -361,4 +369,24 @@ func envInt(name string, def int) int {
 		return v
 	}
 	return def
+}
+
+// metricSamples returns the number of observations of the histogram name,
+// summed over its labels.
+func metricSamples(t testing.TB, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			n += m.GetHistogram().GetSampleCount()
+		}
+	}
+	return float64(n)
 }
