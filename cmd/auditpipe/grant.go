@@ -77,8 +77,15 @@ func grantPublish(ctx context.Context, e env, revoke bool) error {
 	if err != nil {
 		return err
 	}
+	now := time.Now().UnixMicro()
 	if *seq == 0 {
-		*seq = time.Now().UnixMicro()
+		*seq = now
+	}
+	// A number above the clock's freezes the login: every later publish,
+	// numbered by the clock, is refused as replayed by every consumer
+	// (policy's applied_seqs keeps it for good), the revocation included.
+	if maxSeq := now + seqAheadMax.Microseconds(); *seq < 0 || *seq > maxSeq {
+		return fmt.Errorf("--seq %d: want from 1 to %d (the clock in microseconds, plus %s): a larger number would refuse every later publish of %s", *seq, maxSeq, seqAheadMax, *login)
 	}
 	var rec kafka.Record
 	if revoke {
@@ -168,3 +175,7 @@ func (l *listFlag) Set(s string) error {
 	*l = append(*l, s)
 	return nil
 }
+
+// seqAheadMax is how far above the clock (in microseconds) grant publish
+// and revoke let --seq number a record.
+const seqAheadMax = 24 * time.Hour

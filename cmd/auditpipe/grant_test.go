@@ -120,6 +120,11 @@ func TestGrantPublishRefuses(t *testing.T) {
 		{"a key others may read", append(base, "--key", loose, "--login", "op", "--req-auth-id", "r"), 1, "chmod 600"},
 		{"an unknown audit type", append(base, "--key", keyFile, "--login", "op", "--req-auth-id", "r", "--audit-type", "NONE"), 1, "unknown audit_type"},
 		{"a bad expiry", append(base, "--key", keyFile, "--login", "op", "--req-auth-id", "r", "--expires", "soon"), 1, "--expires"},
+		// Regression (review): --seq took any number, and one above the
+		// clock froze the login: its later grants and revocation, numbered
+		// by the clock, were refused as replayed.
+		{"a publish_seq far above the clock", append(base, "--key", keyFile, "--login", "op", "--req-auth-id", "r", "--seq", "9223372036854775807"), 1, "--seq 9223372036854775807"},
+		{"a negative publish_seq", append(base, "--key", keyFile, "--login", "op", "--req-auth-id", "r", "--seq", "-5"), 1, "--seq -5"},
 		{"no subcommand", []string{"grant"}, 2, "usage: auditpipe grant publish|revoke|keygen"},
 	}
 	for _, tt := range tests {
