@@ -5,7 +5,16 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sync"
+	"time"
 )
+
+// MaxSeqAhead is how far above the clock, in microseconds, a publish_seq
+// may be. Publishers number by a counter (the policy service: 1, 2, …) or
+// by the clock (agents, auditpipe grant publish); a number beyond this
+// would make every later record of its key look old (a signer's typo, a
+// host clock far ahead, a compromised signer freezing a key), so it is
+// refused instead of applied.
+const MaxSeqAhead = 24 * time.Hour
 
 // Replay protection. Every signed record carries, inside its signed
 // payload, publish_seq: its publisher's number of the records of its key
@@ -18,7 +27,8 @@ import (
 //     replay of such a record;
 //   - a number below the last applied: an old record written again;
 //   - the last number with another payload: not what was applied under
-//     that number (a publisher never signs two payloads with one number).
+//     that number (a publisher never signs two payloads with one number);
+//   - a number above the clock in microseconds plus MaxSeqAhead.
 //
 // The last number with the same payload is the record applied already,
 // read again (a follower reading the compacted topic from its start at a
@@ -43,6 +53,8 @@ func CheckSeq(what, key string, last int64, lastDigest string, seq int64, digest
 	switch {
 	case seq < 1:
 		return &RefusedError{Reason: ReasonReplayed, Err: fmt.Errorf("%s %s: the record carries no publish_seq (older than replay protection, or a replay of such a record)", what, key)}
+	case seq > time.Now().UnixMicro()+MaxSeqAhead.Microseconds():
+		return &RefusedError{Reason: ReasonReplayed, Err: fmt.Errorf("%s %s: publish_seq %d is more than %s above the clock: applied, it would refuse every later record of the %s", what, key, seq, MaxSeqAhead, what)}
 	case seq < last:
 		return &RefusedError{Reason: ReasonReplayed, Err: fmt.Errorf("%s %s: publish_seq %d is below %d, the last applied: an old record written again", what, key, seq, last)}
 	case seq == last && digest != lastDigest:

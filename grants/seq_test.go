@@ -1,6 +1,7 @@
 package grants
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -33,6 +34,12 @@ func TestSeqs(t *testing.T) {
 		{"keys apart", []step{{"a", 5, "a5", false}, {"b", 1, "b1", false}, {"a", 1, "a1", true}}},
 		{"a refusal changes nothing", []step{{"a", 2, "g2", false}, {"a", 1, "g1", true}, {"a", 2, "g2", false}}},
 		{"first seen after a restart: the current record", []step{{"a", 9, "current", false}, {"a", 8, "older", true}}},
+		// Review finding: any number was applied, so one far above the
+		// clock (a typo, a host clock far ahead, a compromised signer)
+		// froze its key: every later record was refused as older.
+		{"far above the clock", []step{{"a", math.MaxInt64, "frozen", true}, {"a", 2, "g2", false}}},
+		{"just within the clock's margin", []step{{"a", time.Now().Add(MaxSeqAhead - time.Hour).UnixMicro(), "ahead", false}}},
+		{"beyond the clock's margin", []step{{"a", time.Now().Add(MaxSeqAhead + time.Hour).UnixMicro(), "ahead", true}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -84,8 +84,8 @@ func grantPublish(ctx context.Context, e env, revoke bool) error {
 	// A number above the clock's freezes the login: every later publish,
 	// numbered by the clock, is refused as replayed by every consumer
 	// (policy's applied_seqs keeps it for good), the revocation included.
-	if maxSeq := now + seqAheadMax.Microseconds(); *seq < 0 || *seq > maxSeq {
-		return fmt.Errorf("--seq %d: want from 1 to %d (the clock in microseconds, plus %s): a larger number would refuse every later publish of %s", *seq, maxSeq, seqAheadMax, *login)
+	if maxSeq := now + grants.MaxSeqAhead.Microseconds(); *seq < 0 || *seq > maxSeq {
+		return fmt.Errorf("--seq %d: want from 1 to %d (the clock in microseconds, plus %s): a larger number would refuse every later publish of %s", *seq, maxSeq, grants.MaxSeqAhead, *login)
 	}
 	var rec kafka.Record
 	if revoke {
@@ -175,7 +175,3 @@ func (l *listFlag) Set(s string) error {
 	*l = append(*l, s)
 	return nil
 }
-
-// seqAheadMax is how far above the clock (in microseconds) grant publish
-// and revoke let --seq number a record.
-const seqAheadMax = 24 * time.Hour
