@@ -19,6 +19,11 @@ import (
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
+// testSeqs numbers the test's records by the clock in microseconds, as
+// agents and grant publish do (a consumer refuses a number more than
+// grants.MaxSeqAhead above its clock), strictly increasing.
+var testSeqs grants.ClockSeq
+
 // harness is an agent against the in-process broker: grants signed by a
 // trusted key are published, the reports read back.
 type harness struct {
@@ -171,7 +176,7 @@ func (h *harness) publish(recs ...kafka.Record) {
 func (h *harness) grant(g schemas.Grant) {
 	h.t.Helper()
 	if g.PublishSeq == 0 {
-		g.PublishSeq = time.Now().UnixNano()
+		g.PublishSeq = testSeqs.Next()
 	}
 	r, err := grants.Record(h.signer, g)
 	if err != nil {
@@ -182,7 +187,7 @@ func (h *harness) grant(g schemas.Grant) {
 
 func (h *harness) revoke(login string) time.Time {
 	h.t.Helper()
-	r, err := grants.Revocation(h.signer, login, time.Now().UnixNano())
+	r, err := grants.Revocation(h.signer, login, testSeqs.Next())
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -25,10 +25,10 @@ type reporter struct {
 	log  *slog.Logger
 	sign *sign.Signer // the host's key: every message is signed with it
 
-	mu      sync.Mutex
-	queue   []queued
-	lastSeq int64 // the publish_seq of the last message queued
-	wake    chan struct{}
+	mu    sync.Mutex
+	queue []queued
+	seqs  grants.ClockSeq // numbers the messages (publish_seq)
+	wake  chan struct{}
 }
 
 // queued is one encoded report, with the label the reports metric counts
@@ -63,7 +63,7 @@ func (r *reporter) add(rep schemas.AgentReport) {
 func (r *reporter) addMessage(host, label, about string, v any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	seq := max(r.lastSeq+1, time.Now().UnixMicro())
+	seq := r.seqs.Next()
 	switch m := v.(type) {
 	case schemas.AgentReport:
 		m.PublishSeq = seq
@@ -80,7 +80,6 @@ func (r *reporter) addMessage(host, label, about string, v any) {
 		r.log.Error("report not encoded: dropped", "label", label, "about", about, "err", err) // not reached: plain strings, numbers and times
 		return
 	}
-	r.lastSeq = seq
 	if len(r.queue) >= maxQueuedReports {
 		r.log.Error("report queue full: the oldest report is dropped", "dropped", r.queue[0].about, "state", r.queue[0].label)
 		r.queue = r.queue[1:]

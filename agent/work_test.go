@@ -93,7 +93,7 @@ func cancelOf(id string) schemas.Dispatch {
 func signedDispatch(t *testing.T, s *sign.Signer, d schemas.Dispatch) kafka.Record {
 	t.Helper()
 	if d.PublishSeq == 0 {
-		d.PublishSeq = time.Now().UnixNano()
+		d.PublishSeq = testSeqs.Next()
 	}
 	r, err := grants.DispatchRecord(s, d)
 	if err != nil {

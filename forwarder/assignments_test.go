@@ -21,6 +21,11 @@ import (
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
+// testSeqs numbers the test's records by the clock in microseconds, as
+// agents and grant publish do (a consumer refuses a number more than
+// grants.MaxSeqAhead above its clock), strictly increasing.
+var testSeqs grants.ClockSeq
+
 // assignmentKey makes a signing key and writes its public half in dir.
 func assignmentKey(t *testing.T, dir string) (*sign.Signer, string) {
 	t.Helper()
@@ -57,7 +62,7 @@ func assignmentTo(t *testing.T, resource string, s *siem, hosts ...string) schem
 func sealed(t *testing.T, s *sign.Signer, a schemas.Assignment) kafka.Record {
 	t.Helper()
 	if a.PublishSeq == 0 {
-		a.PublishSeq = time.Now().UnixNano()
+		a.PublishSeq = testSeqs.Next()
 	}
 	r, err := grants.AssignmentRecord(s, a)
 	if err != nil {
@@ -134,7 +139,7 @@ func TestAssignmentSource(t *testing.T) {
 
 	// r-a is removed (the signed removal record): its sender stops; what
 	// comes later for host0 goes nowhere, host1's still to b.
-	rm, err := grants.AssignmentRemoval(policy, "r-a", time.Now().UnixNano())
+	rm, err := grants.AssignmentRemoval(policy, "r-a", testSeqs.Next())
 	if err != nil {
 		t.Fatal(err)
 	}

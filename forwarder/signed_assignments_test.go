@@ -175,7 +175,7 @@ func TestForgedAssignmentsSendNothingElsewhere(t *testing.T) {
 	}
 
 	// The signed removal of r-a ends its forwarding; r-b's goes on.
-	rm, err := grants.AssignmentRemoval(policy, "r-a", time.Now().UnixNano())
+	rm, err := grants.AssignmentRemoval(policy, "r-a", testSeqs.Next())
 	if err != nil {
 		t.Fatal(err)
 	}

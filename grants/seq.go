@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -107,4 +108,23 @@ func (s *Seqs) Last(key string) int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.last[key].seq
+}
+
+// ClockSeq numbers records by the clock, as a host agent numbers its
+// host's messages: each Next is the time in microseconds since 1970, or
+// one above the last number when the clock has not moved on (or stepped
+// back), so numbers strictly increase and keep growing across a restart
+// as long as the clock does. The zero value is ready to use; it is safe
+// for concurrent use.
+type ClockSeq struct{ last atomic.Int64 }
+
+// Next returns the next number.
+func (c *ClockSeq) Next() int64 {
+	for {
+		last := c.last.Load()
+		n := max(last+1, time.Now().UnixMicro())
+		if c.last.CompareAndSwap(last, n) {
+			return n
+		}
+	}
 }

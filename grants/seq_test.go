@@ -98,3 +98,29 @@ func TestRecordsNeedTheirNumber(t *testing.T) {
 		})
 	}
 }
+
+// ClockSeq: strictly increasing, from the clock, under concurrent use.
+func TestClockSeq(t *testing.T) {
+	var c ClockSeq
+	before := time.Now().UnixMicro()
+	const workers, each = 4, 1000
+	got := make(chan int64, workers*each)
+	for range workers {
+		go func() {
+			for range each {
+				got <- c.Next()
+			}
+		}()
+	}
+	seen := map[int64]bool{}
+	for range workers * each {
+		n := <-got
+		if n < before || seen[n] {
+			t.Fatalf("number %d: below the clock (%d) or given twice", n, before)
+		}
+		seen[n] = true
+	}
+	if n := c.Next(); !(n > before && n <= time.Now().UnixMicro()+workers*each) {
+		t.Errorf("next %d, want about the clock", n)
+	}
+}

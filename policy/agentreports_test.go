@@ -21,6 +21,11 @@ import (
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
+// testSeqs numbers the test's records by the clock in microseconds, as
+// agents and grant publish do (a consumer refuses a number more than
+// grants.MaxSeqAhead above its clock), strictly increasing.
+var testSeqs grants.ClockSeq
+
 // TestAgentReportsMoveRequests: the agents' reports on opctl.agent.v1
 // move the request through the service (DEPLOYED once every host of the
 // grant reported it, then UNDEPLOYED); reports that cannot be applied
@@ -50,7 +55,7 @@ func TestAgentReportsMoveRequests(t *testing.T) {
 	// Numbered by the clock, as the agent numbers them: built in the order
 	// they are written.
 	signedBy := func(s *sign.Signer, key string, rep schemas.AgentReport) kafka.Record {
-		rep.PublishSeq = time.Now().UnixNano()
+		rep.PublishSeq = testSeqs.Next()
 		rec, err := grants.AgentRecord(s, rep.Host, rep)
 		if err != nil {
 			t.Fatal(err)

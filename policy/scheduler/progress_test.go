@@ -18,6 +18,11 @@ import (
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
+// testSeqs numbers the test's records by the clock in microseconds, as
+// agents and grant publish do (a consumer refuses a number more than
+// grants.MaxSeqAhead above its clock), strictly increasing.
+var testSeqs grants.ClockSeq
+
 // TestProgressConsumer: the consumer of opctl.agent.v1 applies work
 // progress reports (a redelivery is recognised by its seq), passes over
 // the policy service's grant reports, and dead-letters what it cannot
@@ -39,7 +44,7 @@ func TestProgressConsumer(t *testing.T) {
 	// Numbered by the clock, as the agent numbers them: built in the order
 	// they are written.
 	signed := func(s *sign.Signer, p schemas.WorkProgress) kafka.Record {
-		p.PublishSeq = time.Now().UnixNano()
+		p.PublishSeq = testSeqs.Next()
 		rec, err := grants.AgentRecord(s, p.Host, p)
 		if err != nil {
 			t.Fatal(err)
