@@ -67,21 +67,39 @@ var inFunctions = map[string]bool{
 }
 
 // allowedINOperand is allowedTable for an identifier on the right of IN:
-// one qualified by a name other than a database's (a table's alias, e.host)
-// is a column, not a table.
-func allowedINOperand(name string) bool {
-	db, _, ok := strings.Cut(name, ".")
-	switch strings.ToLower(db) {
-	case "system", "information_schema", "default":
-		return allowedTable(name)
+// one qualified by a table or an alias of the statement (e.host, where
+// audit_events AS e) is a column; any other qualifier is a database,
+// checked as allowedTable checks it (so a database the store may hold
+// one day is not readable through IN).
+func allowedINOperand(name string, qualifiers map[string]bool) bool {
+	if q, _, ok := strings.Cut(name, "."); ok && qualifiers[q] {
+		return true
 	}
-	return ok || allowedTable(name)
+	return allowedTable(name)
+}
+
+// statementQualifiers returns what may qualify a column in the statement
+// of nodes: its tables' names (db.table and table) and every alias.
+func statementQualifiers(nodes []astNode) map[string]bool {
+	q := map[string]bool{}
+	for _, n := range nodes {
+		if n.alias != "" {
+			q[n.alias] = true
+		}
+		if n.kind == "TableIdentifier" && n.name != "" {
+			q[n.name] = true
+			if _, table, ok := strings.Cut(n.name, "."); ok {
+				q[table] = true
+			}
+		}
+	}
+	return q
 }
 
 // astNode is one line of EXPLAIN AST output.
 type astNode struct {
-	depth      int
-	kind, name string
+	depth             int
+	kind, name, alias string
 }
 
 // parseAST reads the output of EXPLAIN AST: one node a line, indented by
@@ -97,6 +115,11 @@ func parseAST(out string) []astNode {
 		n := astNode{depth: len(line) - len(trimmed), kind: f[0]}
 		if len(f) > 1 && !strings.HasPrefix(f[1], "(") {
 			n.name = f[1]
+		}
+		for i := 1; i+1 < len(f); i++ {
+			if f[i] == "(alias" {
+				n.alias = strings.TrimSuffix(f[i+1], ")")
+			}
 		}
 		nodes = append(nodes, n)
 	}
@@ -118,6 +141,7 @@ func checkAST(out string) error {
 		return fmt.Errorf("%w: statement %s is not allowed here", errRefused, root.kind)
 	}
 	var (
+		quals   = statementQualifiers(nodes)
 		parents []string // parents[d] is the kind of the last node at depth d
 		names   []string // names[d] is the name of the last node at depth d
 		index   []int    // index[d] is the last node at depth d's place among its siblings
@@ -146,7 +170,7 @@ func checkAST(out string) error {
 		// (x IN system.users): the parser prints it as an Identifier, not
 		// a TableIdentifier, so it is checked here.
 		if n.kind == "Identifier" && idx == 1 && n.depth >= 2 && parent == "ExpressionList" &&
-			parents[n.depth-2] == "Function" && inFunctions[strings.ToLower(names[n.depth-2])] && !allowedINOperand(n.name) {
+			parents[n.depth-2] == "Function" && inFunctions[strings.ToLower(names[n.depth-2])] && !allowedINOperand(n.name, quals) {
 			return fmt.Errorf("%w: table %s is not allowed here", errRefused, n.name)
 		}
 		if root.kind == "Explain" && n.depth == 1 && n.kind != "SelectWithUnionQuery" && n.kind != "Set" {
