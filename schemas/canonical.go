@@ -1,9 +1,7 @@
 package schemas
 
 import (
-	"encoding/binary"
 	"math"
-	"math/bits"
 	"unicode/utf8"
 )
 
@@ -207,19 +205,7 @@ func (d *decoder) canonStr() bool {
 	i := d.off + 1
 	start := i // bytes since start are plain and not yet in buf
 	for {
-		for {
-			if i+8 > len(data) {
-				for i < len(data) && plain[data[i]] {
-					i++
-				}
-				break
-			}
-			if m := special8(binary.LittleEndian.Uint64(data[i:])); m != 0 {
-				i += bits.TrailingZeros64(m) >> 3
-				break
-			}
-			i += 8
-		}
+		i = skipPlain(data, i)
 		if i >= len(data) {
 			return false
 		}

@@ -730,6 +730,21 @@ const (
 	msb = 0x8080808080808080
 )
 
+// skipPlain returns the index of the first byte of data from i on that is
+// not plain (len(data) when there is none), 8 bytes at a time: the lowest
+// byte that special8 marks is exact.
+func skipPlain(data []byte, i int) int {
+	for ; i+8 <= len(data); i += 8 {
+		if m := special8(binary.LittleEndian.Uint64(data[i:])); m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
+	}
+	for i < len(data) && plain[data[i]] {
+		i++
+	}
+	return i
+}
+
 // special8 is not zero when one of the 8 bytes of x (at least) is not plain.
 // It is exact when no byte has its high bit set: then neither subtraction
 // borrows across bytes.
@@ -748,21 +763,7 @@ func (d *decoder) str() error {
 	i := d.off + 1
 	start := i // bytes since start are plain and not yet in buf
 	for {
-		// The next byte that is not plain, 8 bytes at a time: the lowest
-		// byte that special8 marks is exact.
-		for {
-			if i+8 > len(data) {
-				for i < len(data) && plain[data[i]] {
-					i++
-				}
-				break
-			}
-			if m := special8(binary.LittleEndian.Uint64(data[i:])); m != 0 {
-				i += bits.TrailingZeros64(m) >> 3
-				break
-			}
-			i += 8
-		}
+		i = skipPlain(data, i)
 		if i >= len(data) {
 			return d.eof()
 		}
