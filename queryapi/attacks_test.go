@@ -152,6 +152,11 @@ func TestAttackTableAsINOperand(t *testing.T) {
 		{"SELECT 'default' IN (system.users)", false},
 		{"SELECT count() FROM audit_events WHERE host GLOBAL NOT IN system.processes", false},
 		{"SELECT (1, 'default') IN SYSTEM.users", false},
+		// The review's forms: system in any case, quoted, or with a
+		// column after the table.
+		{"SELECT count() FROM audit_events WHERE host IN system.users.name", false},
+		{"SELECT count() FROM audit_events WHERE host IN SYSTEM.users", false},
+		{"SELECT count() FROM audit_events WHERE host IN `system`.`users`", false},
 		{"SELECT joinGet('system.users', 'name', 1)", false},
 		{"SELECT 1 IN (1, 2)", true},
 		{"SELECT 0 IN system.one", true},
