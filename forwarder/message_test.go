@@ -279,14 +279,9 @@ func FuzzFrames(f *testing.F) {
 	f.Add("h o s t", `"]\`, strings.Repeat("日本", 3000), "2021-04-12T07:38:05Z", 600)
 	f.Add("", "", "", "", 480)
 	f.Fuzz(func(t *testing.T, host, login, raw, ts string, max int) {
-		if max < MinMessageSize || max > 1<<16 {
+		fm := fuzzFormatter(t, max)
+		if fm == nil {
 			return
-		}
-		fo := testFormat()
-		fo.MaxSize = max
-		fm, err := newFormatter(fo)
-		if err != nil {
-			t.Fatal(err)
 		}
 		ev := loginEvent()
 		ev.Host, ev.LoginID, ev.RawData, ev.TS = host, login, raw, ts
@@ -452,4 +447,20 @@ func TestJSONParamValueEscaping(t *testing.T) {
 			}
 		}
 	}
+}
+
+// fuzzFormatter is testFormat's formatter with a MaxSize of max, for the
+// fuzz targets; nil when max is outside MinMessageSize to 64 KiB.
+func fuzzFormatter(t *testing.T, max int) *formatter {
+	t.Helper()
+	if max < MinMessageSize || max > 1<<16 {
+		return nil
+	}
+	fo := testFormat()
+	fo.MaxSize = max
+	fm, err := newFormatter(fo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fm
 }

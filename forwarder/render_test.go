@@ -102,14 +102,9 @@ func FuzzRender(f *testing.F) {
 	}
 	f.Add([]byte(`{"layer":"a","event":"login","host":"h","ts":"x","event_id":"0123456789abcdef0123456789abcdef"}`), 600)
 	f.Fuzz(func(t *testing.T, value []byte, max int) {
-		if max < MinMessageSize || max > 1<<16 {
+		fm := fuzzFormatter(t, max)
+		if fm == nil {
 			return
-		}
-		fo := testFormat()
-		fo.MaxSize = max
-		fm, err := newFormatter(fo)
-		if err != nil {
-			t.Fatal(err)
 		}
 		checkRenderFast(t, fm, value)
 		ev := loginEvent()
