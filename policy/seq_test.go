@@ -40,11 +40,7 @@ func TestPublishSeqSurvivesRestart(t *testing.T) {
 			if err := f.store.Close(); err != nil {
 				t.Fatal(err)
 			}
-			st, err := OpenStore(f.ctx, f.cfg, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
+			st := f.openStore()
 			svc, err := NewService(st, f.svc.catalog, f.signer, Options{Now: f.clock.Now})
 			if err != nil {
 				t.Fatal(err)
@@ -68,11 +64,7 @@ func TestPublishSeqConcurrentProcesses(t *testing.T) {
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
 			f := newFixture(t, b)
-			other, err := OpenStore(f.ctx, f.cfg, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { other.Close() })
+			other := f.openStore()
 			const perProcess = 20
 			var (
 				mu   sync.Mutex
@@ -135,11 +127,7 @@ func TestPublishSeqLeaderChange(t *testing.T) {
 	must[Assignment](t)(f.svc.CreateAssignment(f.ctx, admin, AssignmentInput{OperatorControlID: c.ID, ResourceID: "exa-w",
 		AssignmentWindow: AssignmentWindow{TimeAssignmentFrom: t0.Add(time.Hour), TimeAssignmentTo: t0.Add(2 * time.Hour)}}))
 
-	bStore, err := OpenStore(f.ctx, f.cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bStore.Close() })
+	bStore := f.openStore()
 	bSvc, err := NewService(bStore, f.svc.catalog, f.signer, Options{Now: f.clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -223,11 +211,7 @@ func TestAdmitSeq(t *testing.T) {
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
 			f := newFixture(t, b)
-			other, err := OpenStore(f.ctx, f.cfg, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { other.Close() })
+			other := f.openStore()
 			steps := []struct {
 				st      *Store
 				seq     int64
@@ -257,4 +241,16 @@ func TestAdmitSeq(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openStore opens another Store on f's database (a second process, or
+// the same one after a restart), closed at the test's end.
+func (f *fixture) openStore() *Store {
+	f.t.Helper()
+	st, err := OpenStore(f.ctx, f.cfg, nil)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { st.Close() })
+	return st
 }
