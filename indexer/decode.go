@@ -72,7 +72,8 @@ func DecodeEvent(value []byte, maxRowBytes int) (clickhouse.EventRow, error) {
 	if len(v) < 2 || v[0] != '{' || v[len(v)-1] != '}' {
 		return r, &rejectError{ReasonInvalidJSON, errors.New("not a JSON object")}
 	}
-	if err := r.Event.DecodeJSON(v); err != nil {
+	canon, err := r.Event.DecodeJSONCanonical(v)
+	if err != nil {
 		if errors.Is(err, schemas.ErrSyntax) || !json.Valid(v) {
 			return r, &rejectError{ReasonInvalidJSON, err}
 		}
@@ -98,7 +99,13 @@ func DecodeEvent(value []byte, maxRowBytes int) (clickhouse.EventRow, error) {
 		v = c.Bytes()
 	}
 	r.JSON = v
-	r.ContentHash = r.Event.Hash()
+	if canon.OK {
+		// v is the event's canonical bytes, as the collector wrote them:
+		// hashed as they are, not encoded again.
+		r.ContentHash = schemas.HashBytes(v)
+	} else {
+		r.ContentHash = r.Event.Hash()
+	}
 	return r, nil
 }
 
