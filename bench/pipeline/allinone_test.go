@@ -236,6 +236,9 @@ func runAllInOne(b *testing.B, s settings) {
 	if t.siem != nil {
 		args = append(args, "--siem", t.siemAddr, "--siem-ca", t.siemCA)
 	}
+	if s.config != "" {
+		args = append(args, "--config", s.config)
+	}
 	ports := proctest.FreePorts(b, 2)
 	httpAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
 	args = append(args, "--http", httpAddr, "--kafka-listen", "127.0.0.1:"+strconv.Itoa(ports[1]))

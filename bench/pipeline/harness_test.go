@@ -37,6 +37,7 @@ type settings struct {
 	maxBytes int64 // audit log rotation (auditd's max_log_file)
 	numLogs  int
 	out      string // summary file
+	config   string // a configuration file for the all-in-one (--config), or ""
 }
 
 func loadSettings() settings {
@@ -50,6 +51,7 @@ func loadSettings() settings {
 		maxBytes: int64(envFloat("AUDITPIPE_BENCH_LOG_MB", 64)) << 20,
 		numLogs:  int(envFloat("AUDITPIPE_BENCH_NUM_LOGS", 5)),
 		out:      os.Getenv("AUDITPIPE_BENCH_OUT"),
+		config:   os.Getenv("AUDITPIPE_BENCH_CONFIG"),
 		// The all-in-one's grants are static (--grant): no audit type,
 		// so every grant audits keystrokes.
 		gen: auditgen.Config{Seed: 1, CommandAuditEvery: -1, Enriched: os.Getenv("AUDITPIPE_BENCH_ENRICHED") == "1",
