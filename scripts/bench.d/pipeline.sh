@@ -16,6 +16,8 @@
 # BENCH_PIPELINE="rate drain split collector" chooses (default: all four,
 # in that order). AUDITPIPE_BENCH_PERF=1 adds a perf profile of the
 # all-in-one (written to AUDITPIPE_BENCH_PERF_DIR, default bench/out).
+# AUDITPIPE_BENCH_CONFIG=FILE passes --config FILE to the all-in-one (for
+# example other indexer batch sizes).
 # The script fails when an event is lost (a correctness failure); a
 # missed speed target is printed, and fails the script only with
 # BENCH_STRICT=1 (the machine is shared: see the load averages).
