@@ -5,15 +5,56 @@ package privfile
 import (
 	"fmt"
 	"os"
+	"syscall"
 )
 
 // Dir makes dir and its missing parents, and makes dir 0700 (also when it
-// existed with a wider mode).
+// existed with a wider mode). It refuses a dir that is owned by another
+// user than this process's (effective) one, and a dir that is a symbolic
+// link owned by neither root nor this process's user: that user could
+// read what is put in it, or point it elsewhere. A local user could
+// otherwise pre-create the data directory (/tmp/ap) and read every
+// credential, key and event written there.
 func Dir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
+	if err := checkOwner(dir); err != nil {
+		return err
+	}
 	return os.Chmod(dir, 0o700)
+}
+
+// checkOwner returns an error when dir, or the symbolic link that dir is,
+// belongs to someone Dir must not trust (see Dir).
+func checkOwner(dir string) error {
+	euid := uint32(os.Geteuid())
+	li, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("private directory %s: %w", dir, err)
+	}
+	if li.Mode()&os.ModeSymlink != 0 {
+		if uid, ok := ownerOf(li); ok && uid != 0 && uid != euid {
+			return fmt.Errorf("private directory %s is a symbolic link owned by uid %d, not root or this process's user (uid %d): refusing it", dir, uid, euid)
+		}
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("private directory %s: %w", dir, err)
+	}
+	if uid, ok := ownerOf(fi); ok && uid != euid {
+		return fmt.Errorf("private directory %s is owned by uid %d, not this process's user (uid %d): refusing it, since its owner could read what is kept there (remove it, or chown it)", dir, uid, euid)
+	}
+	return nil
+}
+
+// ownerOf returns fi's owner, ok false where the system does not say.
+func ownerOf(fi os.FileInfo) (uid uint32, ok bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	return st.Uid, true
 }
 
 // Write writes b to path, mode 0600, atomically: a temporary file beside
