@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -320,4 +321,63 @@ func escapeRsyslog(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// TestForgedCheckpointRange catches a finding of the issue 9 review: a
+// forged chain checkpoint claiming seq 1..2^64-1 made Check hang, since it
+// counted the checkpoint's coverage by walking every seq of the claimed
+// range (and listed each missing one). Coverage is counted from the seqs
+// present; the forged checkpoint is reported with how many it lacks. Check
+// runs in a goroutine so that a hang fails the test instead of blocking it.
+func TestForgedCheckpointRange(t *testing.T) {
+	pub, key, _ := ed25519.GenerateKey(rand.Reader)
+	keys := map[string]ed25519.PublicKey{schemas.ChainKeyID(pub): pub}
+	const n = 30
+	tests := []struct {
+		name                string
+		first, last, count  uint64
+		wantSeq             uint64
+		wantDetail, wantNot string
+	}{
+		{name: "1..2^64-1", first: 1, last: math.MaxUint64, count: math.MaxUint64, wantSeq: n + 1,
+			wantDetail: "checkpoint 1..18446744073709551615 covers 18446744073709551615 events, 30 present, missing seq 31..18446744073709551615 (18446744073709551585 of them)"},
+		{name: "0..2^64-1", first: 0, last: math.MaxUint64, count: 7, wantSeq: 0,
+			wantDetail: "missing seq 0..18446744073709551615 ("},
+		{name: "a few missing", first: 29, last: 33, count: 5, wantSeq: n + 1,
+			wantDetail: "covers 5 events, 2 present, missing seq [31 32 33]"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var recs []Record
+			for _, e := range clickhousetest.ChainedEvents(t, "web01", n, 10, key) {
+				recs = append(recs, Record{Event: e, Hash: e.Hash(), ContentChecked: true})
+			}
+			cp := recs[len(recs)-1].Event // the checkpoint of seq 21..30
+			cp.ChainFirst, cp.ChainLast, cp.ChainCount = tc.first, tc.last, tc.count
+			cp.EventID = schemas.NewChainEventID(cp.Host, cp.ChainFirst, cp.ChainLast)
+			cp.SignChain(key)
+			recs = append(recs, Record{Event: cp, Hash: cp.Hash(), ContentChecked: true, Where: "forged"})
+			done := make(chan *Report, 1)
+			go func() { done <- Check(recs, nil, Options{Keys: keys}) }()
+			var rep *Report
+			select {
+			case rep = <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("Check did not return in 5 s: it walks the forged checkpoint's range")
+			}
+			h := rep.Hosts[0]
+			var found []Finding
+			for _, f := range h.Findings {
+				if f.Kind == FindCheckpointEvent {
+					found = append(found, f)
+				}
+			}
+			if len(found) != 1 || found[0].Seq != tc.wantSeq || !strings.Contains(found[0].Detail, tc.wantDetail) {
+				t.Fatalf("checkpoint_event findings %v, want one at seq %d with %q", found, tc.wantSeq, tc.wantDetail)
+			}
+			if h.Events != n || h.Checkpoints != 4 || h.HeadsMatching != 3 {
+				t.Errorf("report %+v, want %d events, 4 checkpoints, 3 matching", h, n)
+			}
+		})
+	}
 }
