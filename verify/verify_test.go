@@ -381,3 +381,62 @@ func TestForgedCheckpointRange(t *testing.T) {
 		})
 	}
 }
+
+// countingQuerier counts the queries it passes to q and refuses those past
+// limit, so that a loop of queries fails a test instead of running for
+// hours.
+type countingQuerier struct {
+	q     clickhouse.Querier
+	n     int
+	limit int
+}
+
+func (c *countingQuerier) Query(ctx context.Context, sql string) (*clickhouse.Result, error) {
+	c.n++
+	if c.n > c.limit {
+		return nil, fmt.Errorf("query %d: more than %d queries", c.n, c.limit)
+	}
+	return c.q.Query(ctx, sql)
+}
+
+// TestForgedSeqFarAhead catches a finding of the issue 9 review: one event
+// with seq 2^40 made LoadStore hang, since its pages walked the host's seq
+// range (2^40 / 20 000 = 55 million queries, nearly all empty). A page
+// ends at the page-th seq present, so the queries are as many as the pages
+// of seqs present, whatever their values.
+func TestForgedSeqFarAhead(t *testing.T) {
+	eng := clickhousetest.OpenEmbedded(t, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := clickhouse.Migrate(ctx, eng, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	const n = 30
+	evs := clickhousetest.ChainedEvents(t, "web01", n, 10, nil)
+	far := evs[0]
+	far.Seq = 1 << 40
+	far.EventID = schemas.NewEventID(far.Host, 99, 0, far.Seq)
+	evs = append(evs, far)
+	load(t, eng, evs)
+	for _, tc := range []struct {
+		page        uint64
+		wantQueries int // the hosts, the pages, the conflicts
+	}{
+		{page: 7, wantQueries: 1 + 5 + 1}, // seq 0 (the checkpoints), 1..30 and 2^40: 32 seqs
+		{page: StorePageSeqs, wantQueries: 1 + 1 + 1},
+	} {
+		t.Run(fmt.Sprint(tc.page), func(t *testing.T) {
+			q := &countingQuerier{q: eng, limit: 100}
+			recs, _, err := loadStore(ctx, q, Filter{}, tc.page)
+			if err != nil {
+				t.Fatalf("loadStore: %v", err)
+			}
+			if len(recs) != len(evs) || recs[len(recs)-1].Event.Seq != far.Seq {
+				t.Fatalf("%d records, want %d, the last of seq %d", len(recs), len(evs), far.Seq)
+			}
+			if q.n != tc.wantQueries {
+				t.Errorf("%d queries, want %d", q.n, tc.wantQueries)
+			}
+		})
+	}
+}
