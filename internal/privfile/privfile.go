@@ -3,6 +3,7 @@
 package privfile
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"syscall"
@@ -85,4 +86,39 @@ func Write(path string, b []byte) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// Create opens path for writing, mode 0600, emptied: a new file, or one of
+// this process's user made 0600 again. It refuses a symbolic link at path
+// (a local user who planted one would have us write over its target) and a
+// file another user owns (who could read what is written there). A device
+// or a pipe of root's or ours (/dev/null) is opened as it is: neither its
+// mode nor its content is a file's.
+func Create(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|syscall.O_NOFOLLOW, 0o600)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("create %s: it is a symbolic link: refusing to write through it", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", path, err)
+	}
+	fi, err := f.Stat()
+	regular := err == nil && fi.Mode().IsRegular()
+	if err == nil {
+		euid := uint32(os.Geteuid())
+		if uid, ok := ownerOf(fi); ok && uid != euid && (regular || uid != 0) {
+			err = fmt.Errorf("it is owned by uid %d, not this process's user (uid %d): refusing to write to it", uid, euid)
+		}
+	}
+	if err == nil && regular {
+		err = f.Chmod(0o600) // an older file may have a wider mode
+	}
+	if err == nil && regular {
+		err = f.Truncate(0)
+	}
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("create %s: %w", path, err)
+	}
+	return f, nil
 }
