@@ -1,10 +1,12 @@
 package verify
 
 import (
+	"bufio"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
+	"io"
 	"math"
 	"reflect"
 	"strings"
@@ -198,23 +200,7 @@ func TestVerifyStore(t *testing.T) {
 func TestVerifySyslog(t *testing.T) {
 	pub, key, _ := ed25519.GenerateKey(rand.Reader)
 	keys := map[string]ed25519.PublicKey{schemas.ChainKeyID(pub): pub}
-	format := forwarder.Format{AppName: "opctl", SDName: "opctl", EnterpriseID: 32473, Facility: 10, MaxSize: 8192}
-	lines := func(t *testing.T, evs []schemas.Event, maxSize int) []string {
-		f := format
-		f.MaxSize = maxSize
-		var out []string
-		for i := range evs {
-			frames, err := forwarder.Frames(f, &evs[i])
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, fr := range frames {
-				_, msg, _ := strings.Cut(string(fr), " ")
-				out = append(out, escapeRsyslog(msg))
-			}
-		}
-		return out
-	}
+	format := syslogFormat
 	const n = 30
 	tests := []struct {
 		name      string
@@ -246,7 +232,9 @@ func TestVerifySyslog(t *testing.T) {
 			if size == 0 {
 				size = 8192
 			}
-			l := lines(t, evs, size)
+			f := format
+			f.MaxSize = size
+			l := syslogLines(t, f, evs)
 			if tc.tamper != nil {
 				l = tc.tamper(l)
 			}
@@ -283,6 +271,79 @@ func TestVerifySyslog(t *testing.T) {
 			// signatures are not.
 			if tc.want == "" && (h.Events != n || tc.maxSize == 0 && (h.Valid != 3 || h.Unchecked != 0) || tc.maxSize != 0 && h.Unchecked != n+3) {
 				t.Errorf("clean: %+v", h)
+			}
+		})
+	}
+}
+
+// syslogFormat is the forwarder's format of the SIEM files of these tests.
+var syslogFormat = forwarder.Format{AppName: "opctl", SDName: "opctl", EnterpriseID: 32473, Facility: 10, MaxSize: 8192}
+
+// syslogLines are the lines of evs as rsyslog writes them at its defaults:
+// the forwarder's frames, one message a line, control characters as #ooo.
+func syslogLines(t *testing.T, f forwarder.Format, evs []schemas.Event) []string {
+	t.Helper()
+	var out []string
+	for i := range evs {
+		frames, err := forwarder.Frames(f, &evs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, fr := range frames {
+			_, msg, _ := strings.Cut(string(fr), " ")
+			out = append(out, escapeRsyslog(msg))
+		}
+	}
+	return out
+}
+
+// TestSyslogLineOverLimit catches a finding of the issue 9 review: a line
+// over 16 MiB in the SIEM's file (anyone who can send to the SIEM can
+// write one) ended LoadSyslog with "token too long", so verify
+// --from-syslog checked nothing at all. The line is skipped and its number
+// reported; the events around it are checked, and one whose message the
+// long line replaced shows as a gap.
+func TestSyslogLineOverLimit(t *testing.T) {
+	pub, key, _ := ed25519.GenerateKey(rand.Reader)
+	keys := map[string]ed25519.PublicKey{schemas.ChainKeyID(pub): pub}
+	long := "<14>1 2026-03-02T09:00:00Z web01 other - - - " + strings.Repeat("x", MaxSyslogLine)
+	const n = 30
+	for _, tc := range []struct {
+		name string
+		at   int  // the line that the long one is put before
+		over bool // it replaces that line
+		want string
+	}{
+		{name: "between two events", at: 5, want: ""},
+		{name: "instead of an event", at: 4, over: true, want: "5:gap 5:checkpoint_event"},
+		{name: "last, without a newline", at: -1, want: ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := syslogLines(t, syslogFormat, clickhousetest.ChainedEvents(t, "web01", n, 10, key))
+			at := tc.at
+			if at < 0 {
+				at = len(l)
+			}
+			rest := l[at:]
+			if tc.over {
+				rest = rest[1:]
+			}
+			l = append(append(append([]string(nil), l[:at]...), long), rest...)
+			file := strings.Join(l, "\n")
+			if tc.at >= 0 {
+				file += "\n"
+			}
+			recs, finds, st, err := LoadSyslog(strings.NewReader(file))
+			if err != nil {
+				t.Fatalf("LoadSyslog: %v", err)
+			}
+			if !reflect.DeepEqual(st.Overlong, []int{at + 1}) || st.Lines != len(l) {
+				t.Errorf("stats %+v, want %d lines, line %d over the limit", st, len(l), at+1)
+			}
+			rep := Check(recs, nil, Options{Keys: keys, FileOrder: true})
+			rep.AddFindings(finds)
+			if got := kinds(rep.Hosts[0]); len(rep.Hosts) != 1 || got != tc.want {
+				t.Errorf("findings %q, want %q", got, tc.want)
 			}
 		})
 	}
@@ -436,6 +497,48 @@ func TestForgedSeqFarAhead(t *testing.T) {
 			}
 			if q.n != tc.wantQueries {
 				t.Errorf("%d queries, want %d", q.n, tc.wantQueries)
+			}
+		})
+	}
+}
+
+// TestReadLine: readLine's lines at the limit and past it, across the
+// reader's buffer (16 bytes), with and without a last newline.
+func TestReadLine(t *testing.T) {
+	const max = 20
+	at := strings.Repeat("a", max)
+	over := strings.Repeat("b", max+1)
+	type line struct {
+		text string
+		long bool
+	}
+	for _, tc := range []struct {
+		name, in string
+		want     []line
+	}{
+		{"empty input", "", nil},
+		{"short lines", "x\n\ny\n", []line{{"x", false}, {"", false}, {"y", false}}},
+		{"at the limit", at + "\n" + at, []line{{at, false}, {at, false}}},
+		{"over the limit", over + "\nz\n" + over, []line{{"", true}, {"z", false}, {"", true}}},
+		{"much longer", strings.Repeat("c", 100) + "\nz", []line{{"", true}, {"z", false}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			br := bufio.NewReaderSize(strings.NewReader(tc.in), 16)
+			var got []line
+			var buf []byte
+			for {
+				l, long, err := readLine(br, buf[:0], max)
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, line{string(l), long})
+				buf = l
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("lines %+v, want %+v", got, tc.want)
 			}
 		})
 	}
