@@ -339,3 +339,55 @@ func TestLookupTakesTheFirstInsertedRow(t *testing.T) {
 		}
 	}
 }
+
+// TestEventIDNotLowercaseHexRejected catches a finding of the issue 9
+// review: Validate checked only an event_id's length, so the upper-case
+// spelling of a stored id (the same id to a reader) was stored as a new
+// row beside it instead of being a duplicate or a conflict: a second,
+// different copy of an event that first write wins never compared. The
+// contract (schemas/jsonschema: ^[0-9a-f]{32}$, as NewEventID makes them)
+// is now checked at decode, so such a line is rejected as a dead letter.
+func TestEventIDNotLowercaseHexRejected(t *testing.T) {
+	eng := clickhousetest.OpenEmbedded(t, "")
+	ctx := context.Background()
+	if _, err := clickhouse.Migrate(ctx, eng, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	ev := clickhousetest.ManyEvents(1, time.Date(2024, 7, 1, 0, 0, 0, 0, time.UTC))[0]
+	load := func(t *testing.T, e schemas.Event) (LoadStats, string) {
+		t.Helper()
+		var rejects strings.Builder
+		st, err := Load(ctx, eng, strings.NewReader(string(e.AppendJSON(nil))+"\n"), LoadOptions{Rejects: &rejects})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st, rejects.String()
+	}
+	if st, rej := load(t, ev); st.Inserted != 1 {
+		t.Fatalf("the event itself: %+v %s", st, rej)
+	}
+	i := strings.IndexAny(ev.EventID, "abcdef")
+	if i < 0 {
+		t.Fatalf("event_id %s has no letter to write in upper case", ev.EventID)
+	}
+	for _, tc := range []struct{ name, id string }{
+		{"upper case", strings.ToUpper(ev.EventID)},
+		{"one letter upper case", ev.EventID[:i] + strings.ToUpper(ev.EventID[i:i+1]) + ev.EventID[i+1:]},
+		{"not hex", strings.Repeat("g", 32)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.id == ev.EventID {
+				t.Fatalf("id %s is the stored one: the case tests nothing", tc.id)
+			}
+			forged := ev
+			forged.EventID, forged.Title = tc.id, "true"
+			st, rej := load(t, forged)
+			if st.Rejected != 1 || st.Inserted != 0 || !strings.Contains(rej, "event_id") {
+				t.Errorf("stats %+v, rejects %s; want the line rejected for its event_id", st, rej)
+			}
+		})
+	}
+	if got := clickhousetest.QueryInt(t, eng, "SELECT count() FROM audit_events SETTINGS final = 0"); got != 1 {
+		t.Errorf("%d rows stored, want the first one only", got)
+	}
+}

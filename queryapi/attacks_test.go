@@ -352,3 +352,39 @@ func FuzzASTCheck(f *testing.F) {
 		}
 	})
 }
+
+// Attack (issue 9 review, noticed): getServerSetting('path') answered the
+// store's data directory (and any other server setting: ports, paths of
+// the user files and of the logs) to every reader. Refused by name, in any
+// form the guard reads a call; getSetting (the query's own settings) is
+// not.
+func TestAttackServerSetting(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "datadir-of-the-store")
+	eng := clickhousetest.OpenEmbedded(t, dir)
+	srv := httptest.NewServer(NewQueryHandler(eng, nil, QueryHandlerOptions{}))
+	defer srv.Close()
+	for _, tc := range []struct {
+		query string
+		ok    bool
+	}{
+		{"SELECT getServerSetting('path')", false},
+		{"SELECT `getServerSetting`('path')", false},
+		{"SELECT getServerSetting /* c */ ('path')", false},
+		{"SELECT * FROM (SELECT getServerSetting('path') AS p)", false},
+		{"SELECT arrayMap(x -> getServerSetting(x), ['path'])", false},
+		{"SELECT 1 WHERE getServerSetting('path') LIKE '%datadir%'", false},
+		{"SELECT getSetting('max_threads')", true},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			status, code, body := get(t, srv, "GET", url.Values{"query": {tc.query}}, "")
+			switch {
+			case strings.Contains(body, "datadir-of-the-store"):
+				t.Errorf("status %d body %q: the data directory leaked", status, body)
+			case tc.ok && status != http.StatusOK:
+				t.Errorf("status %d code %q body %q; want it answered", status, code, body)
+			case !tc.ok && (status != http.StatusForbidden || code != "164"):
+				t.Errorf("status %d code %q body %q; want 403, code 164", status, code, body)
+			}
+		})
+	}
+}

@@ -163,9 +163,9 @@ var readOnlyFirstWords = map[string]bool{
 // blockedExact and blockedPrefixes name, lower-cased, the functions (table
 // or scalar) that reach outside the store: files, URLs, object stores, other
 // servers and databases, message brokers, programs, dictionaries (whose
-// sources can be any of those) and models loaded from files. A name is
-// refused when it equals one of blockedExact or starts with one of
-// blockedPrefixes.
+// sources can be any of those), models loaded from files, and the server's
+// own configuration. A name is refused when it equals one of blockedExact
+// or starts with one of blockedPrefixes.
 var (
 	blockedExact = map[string]bool{
 		"url": true, "urlcluster": true, "input": true, "oss": true, "osscluster": true,
@@ -174,6 +174,10 @@ var (
 		// eval() runs SQL built from a string at run time: text this guard
 		// never reads as SQL.
 		"eval": true,
+		// getServerSetting reads the server's configuration: the store's
+		// data directory ('path'), the paths of its user files and logs,
+		// its ports.
+		"getserversetting": true,
 	}
 	blockedPrefixes = []string{
 		"file", // file, fileCluster, and filesystem* (harmless, refused with them)

@@ -95,8 +95,11 @@ func (e *Event) Validate() error {
 	if !e.Event.Valid() {
 		return fmt.Errorf("event: unknown kind %q", e.Event)
 	}
-	if len(e.EventID) != 32 {
-		return fmt.Errorf("event: event_id %q: want 32 hex digits", e.EventID)
+	// Lower case only, as NewEventID makes them and the JSON schemas say:
+	// an id in upper case is another string to ClickHouse and to first
+	// write wins, so a second copy of an event would be stored beside it.
+	if !isHex(e.EventID, 32) {
+		return fmt.Errorf("event: event_id %q: want 32 lowercase hex digits", e.EventID)
 	}
 	if e.Host == "" {
 		return fmt.Errorf("event: host is empty")

@@ -58,38 +58,57 @@ func loadStore(ctx context.Context, q clickhouse.Querier, f Filter, page uint64)
 	if base == "" {
 		base = "1"
 	}
-	spans, err := q.Query(ctx, "SELECT host, min(seq), max(seq) FROM audit_events WHERE "+base+" GROUP BY host ORDER BY host SETTINGS final = 0")
+	// Each host's pages start at every page-th seq present, so that the
+	// queries are as many as the pages of seqs stored, whatever their
+	// values: pages of a width of seq space made one forged event of seq
+	// 2^40 cost 55 million queries.
+	res, err := q.Query(ctx, fmt.Sprintf("SELECT host, seq FROM "+
+		"(SELECT host, seq, row_number() OVER (PARTITION BY host ORDER BY seq) AS n FROM (SELECT DISTINCT host, seq FROM audit_events WHERE %s)) "+
+		"WHERE (n - 1) %% %d = 0 ORDER BY host, seq SETTINGS final = 0", base, page))
 	if err != nil {
 		return nil, nil, fmt.Errorf("verify: read audit_events: %w", err)
 	}
+	type hostPages struct {
+		host   string
+		starts []uint64 // the first seq of each page, ascending
+	}
+	var hosts []hostPages
+	for _, row := range res.Rows {
+		if len(row) != 2 {
+			return nil, nil, fmt.Errorf("verify: audit_events pages: %d columns, want 2", len(row))
+		}
+		host := str(row[0])
+		seq, err := uint64Of(row[1])
+		if err != nil {
+			return nil, nil, fmt.Errorf("verify: audit_events pages of host %q: %w", host, err)
+		}
+		if len(hosts) == 0 || hosts[len(hosts)-1].host != host {
+			hosts = append(hosts, hostPages{host: host})
+		}
+		hosts[len(hosts)-1].starts = append(hosts[len(hosts)-1].starts, seq)
+	}
 	var recs []Record
-	for _, span := range spans.Rows {
-		if len(span) != 3 {
-			return nil, nil, fmt.Errorf("verify: audit_events hosts: %d columns, want 3", len(span))
-		}
-		host := str(span[0])
-		lo, err1 := strconv.ParseUint(clickhouse.ValueString(span[1]), 10, 64)
-		hi, err2 := strconv.ParseUint(clickhouse.ValueString(span[2]), 10, 64)
-		if err1 != nil || err2 != nil {
-			return nil, nil, fmt.Errorf("verify: audit_events seq range of host %q: %v %v", host, span[1], span[2])
-		}
-		for from := lo; from <= hi; from += page {
-			to := min(from+page-1, hi) // from+page cannot wrap: hi is a seq, page small
-			sql := fmt.Sprintf("SELECT %s FROM audit_events WHERE %s AND host = %s AND seq BETWEEN %d AND %d ORDER BY seq, inserted_at SETTINGS final = 0",
-				storeColumns, base, clickhouse.QuoteString(host), from, to)
+	for _, hp := range hosts {
+		for i, from := range hp.starts {
+			// The order is total (rows of one seq and insert time, the
+			// checkpoints' seq 0 among them, by event_id and offset), so
+			// that pages of any size read the same records in the same order.
+			upTo := "" // the last page: to the host's last seq
+			if i+1 < len(hp.starts) {
+				upTo = fmt.Sprintf(" AND seq < %d", hp.starts[i+1])
+			}
+			sql := fmt.Sprintf("SELECT %s FROM audit_events WHERE %s AND host = %s AND seq >= %d%s ORDER BY seq, inserted_at, event_id, kafka_partition, kafka_offset SETTINGS final = 0",
+				storeColumns, base, clickhouse.QuoteString(hp.host), from, upTo)
 			res, err := q.Query(ctx, sql)
 			if err != nil {
 				return nil, nil, fmt.Errorf("verify: read audit_events: %w", err)
 			}
-			for i, row := range res.Rows {
+			for j, row := range res.Rows {
 				r, err := recordFromRow(row)
 				if err != nil {
-					return nil, nil, fmt.Errorf("verify: audit_events row %d of host %q from seq %d: %w", i, host, from, err)
+					return nil, nil, fmt.Errorf("verify: audit_events row %d of host %q from seq %d: %w", j, hp.host, from, err)
 				}
 				recs = append(recs, r)
-			}
-			if to == hi {
-				break
 			}
 		}
 	}

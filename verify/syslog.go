@@ -2,6 +2,7 @@ package verify
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -23,7 +24,16 @@ type SyslogStats struct {
 	// are not checked.
 	Lifecycle int
 	Skipped   int // other lines: not RFC 5424, or not from auditpipe
+	// Overlong are the numbers of the lines longer than MaxSyslogLine,
+	// skipped: no auditpipe message is that long, and were one, its seq
+	// would show as a gap.
+	Overlong []int
 }
+
+// MaxSyslogLine is the longest line LoadSyslog reads (without its newline);
+// the forwarder's messages are at most its max_message_size (8 KiB by
+// default), four times that with rsyslog's #ooo escapes.
+const MaxSyslogLine = 16 << 20
 
 // SyslogMessage is one line of a SIEM's file that ParseSyslogLine read.
 type SyslogMessage struct {
@@ -122,11 +132,26 @@ func LoadSyslog(r io.Reader) ([]Record, []Finding, SyslogStats, error) {
 		line  int
 	}
 	open := map[string]*pending{} // split events being collected, by event_id
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	for sc.Scan() {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var line []byte
+	for {
+		var long bool
+		var err error
+		line, long, err = readLine(br, line[:0], MaxSyslogLine)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, nil, st, fmt.Errorf("verify: read syslog file: line %d: %w", st.Lines+1, err)
+		}
 		st.Lines++
-		m, ok := ParseSyslogLine(sc.Text())
+		if long {
+			// One line too long used to end the reading, so that a line
+			// anyone could send to the SIEM stopped every check after it.
+			st.Overlong = append(st.Overlong, st.Lines)
+			continue
+		}
+		m, ok := ParseSyslogLine(string(line))
 		if !ok {
 			st.Skipped++
 			continue
@@ -161,15 +186,38 @@ func LoadSyslog(r io.Reader) ([]Record, []Finding, SyslogStats, error) {
 			delete(open, id)
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return nil, nil, st, fmt.Errorf("verify: read syslog file: line %d: %w", st.Lines+1, err)
-	}
 	for id, p := range open {
 		seq, _ := strconv.ParseUint(p.parts[0].Params["seq"], 10, 64)
 		finds = append(finds, Finding{Host: p.parts[0].Params["host"], Seq: seq, Kind: FindAltered,
 			Detail: fmt.Sprintf("event %s from line %d: %d parts of %s, the rest never came", id, p.line, len(p.parts), p.parts[0].Params["parts"])})
 	}
 	return recs, finds, st, nil
+}
+
+// readLine reads the next line of br into buf, without its "\n". A line
+// longer than max bytes is read to its end but not kept: long is then true
+// and line empty. It returns io.EOF when no line is left.
+func readLine(br *bufio.Reader, buf []byte, max int) (line []byte, long bool, err error) {
+	read := false
+	for {
+		chunk, err := br.ReadSlice('\n')
+		read = read || len(chunk) > 0
+		if !long {
+			buf = append(buf, chunk...)
+			if len(bytes.TrimSuffix(buf, []byte("\n"))) > max {
+				long, buf = true, buf[:0]
+			}
+		}
+		switch {
+		case err == bufio.ErrBufferFull:
+			continue
+		case err == io.EOF && !read:
+			return buf, false, io.EOF
+		case err != nil && err != io.EOF:
+			return buf, false, err
+		}
+		return bytes.TrimSuffix(buf, []byte("\n")), long, nil
+	}
 }
 
 func appendResult(recs []Record, finds []Finding, rec *Record, f *Finding) ([]Record, []Finding) {

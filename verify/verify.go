@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sort"
 
 	"github.com/auditpipe/auditpipe/schemas"
@@ -229,19 +230,11 @@ func checkHost(host string, recs []*Record, conflicts []Conflict, opt Options) *
 			h.Valid++
 		}
 		anchored = max(anchored, e.ChainLast)
-		var missing []uint64
-		var present uint64
-		for s := e.ChainFirst; s <= e.ChainLast; s++ {
-			if bySeq[s] == nil {
-				missing = append(missing, s)
-			} else {
-				present++
-			}
-		}
+		present, missing := coverage(seqs, e.ChainFirst, e.ChainLast)
 		ok := true
-		if len(missing) > 0 && present != e.ChainCount {
+		if missing.n > 0 && present != e.ChainCount {
 			ok = false
-			add(missing[0], FindCheckpointEvent, "checkpoint %d..%d covers %d events, %d present, missing seq %s", e.ChainFirst, e.ChainLast, e.ChainCount, present, seqList(missing))
+			add(missing.first, FindCheckpointEvent, "checkpoint %d..%d covers %d events, %d present, missing seq %s", e.ChainFirst, e.ChainLast, e.ChainCount, present, missing)
 		}
 		if last := bySeq[e.ChainLast]; last != nil && last.Hash != e.ChainHead {
 			ok = false
@@ -251,7 +244,7 @@ func checkHost(host string, recs []*Record, conflicts []Conflict, opt Options) *
 			ok = false
 			add(e.ChainFirst, FindCheckpointHead, "checkpoint %d..%d: link %s, but seq %d links to %s", e.ChainFirst, e.ChainLast, short(e.PrevHash), e.ChainFirst, short(first.Event.PrevHash))
 		}
-		if len(missing) == 0 && present != e.ChainCount {
+		if missing.n == 0 && present != e.ChainCount {
 			ok = false
 			add(e.ChainFirst, FindCheckpointHead, "checkpoint %d..%d counts %d events, %d present", e.ChainFirst, e.ChainLast, e.ChainCount, present)
 		}
@@ -284,11 +277,62 @@ func short(h string) string {
 	return h
 }
 
-func seqList(s []uint64) string {
-	if len(s) > 8 {
-		return fmt.Sprintf("%d..%d (%d of them)", s[0], s[len(s)-1], len(s))
+// missingSeqs describes the seqs missing from a checkpoint's range.
+type missingSeqs struct {
+	n           uint64   // how many (at most 2^64-1: a range 0..2^64-1 with none present says one fewer)
+	first, last uint64   // the lowest and highest, when n > 0
+	some        []uint64 // the lowest ones, at most listMissing+1
+}
+
+// listMissing is how many missing seqs a finding lists one by one; more
+// are given as a range and a count.
+const listMissing = 8
+
+func (m missingSeqs) String() string {
+	if m.n > listMissing {
+		return fmt.Sprintf("%d..%d (%d of them)", m.first, m.last, m.n)
 	}
-	return fmt.Sprint(s)
+	return fmt.Sprint(m.some)
+}
+
+// add records the missing seqs a..b (a <= b).
+func (m *missingSeqs) add(a, b uint64) {
+	if m.n == 0 {
+		m.first = a
+	}
+	m.last = b
+	if w := b - a; m.n+w < m.n || m.n+w == math.MaxUint64 {
+		m.n = math.MaxUint64
+	} else {
+		m.n += w + 1
+	}
+	for k := uint64(0); k <= b-a && len(m.some) <= listMissing; k++ {
+		m.some = append(m.some, a+k)
+	}
+}
+
+// coverage counts the seqs of the sorted seqs present in first..last and
+// the ones missing there. It walks the seqs present, never the range: a
+// forged checkpoint may claim 1..2^64-1.
+func coverage(seqs []uint64, first, last uint64) (present uint64, missing missingSeqs) {
+	if first > last {
+		return 0, missingSeqs{}
+	}
+	next := first // the lowest seq of the range not yet accounted for
+	i := sort.Search(len(seqs), func(i int) bool { return seqs[i] >= first })
+	for ; i < len(seqs) && seqs[i] <= last; i++ {
+		s := seqs[i]
+		if s > next {
+			missing.add(next, s-1)
+		}
+		present++
+		if s == last {
+			return present, missing
+		}
+		next = s + 1
+	}
+	missing.add(next, last)
+	return present, missing
 }
 
 // AddFindings adds findings made outside Check (LoadSyslog's) to their

@@ -1,10 +1,13 @@
 package verify
 
 import (
+	"bufio"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
+	"io"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -197,23 +200,7 @@ func TestVerifyStore(t *testing.T) {
 func TestVerifySyslog(t *testing.T) {
 	pub, key, _ := ed25519.GenerateKey(rand.Reader)
 	keys := map[string]ed25519.PublicKey{schemas.ChainKeyID(pub): pub}
-	format := forwarder.Format{AppName: "opctl", SDName: "opctl", EnterpriseID: 32473, Facility: 10, MaxSize: 8192}
-	lines := func(t *testing.T, evs []schemas.Event, maxSize int) []string {
-		f := format
-		f.MaxSize = maxSize
-		var out []string
-		for i := range evs {
-			frames, err := forwarder.Frames(f, &evs[i])
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, fr := range frames {
-				_, msg, _ := strings.Cut(string(fr), " ")
-				out = append(out, escapeRsyslog(msg))
-			}
-		}
-		return out
-	}
+	format := syslogFormat
 	const n = 30
 	tests := []struct {
 		name      string
@@ -245,7 +232,9 @@ func TestVerifySyslog(t *testing.T) {
 			if size == 0 {
 				size = 8192
 			}
-			l := lines(t, evs, size)
+			f := format
+			f.MaxSize = size
+			l := syslogLines(t, f, evs)
 			if tc.tamper != nil {
 				l = tc.tamper(l)
 			}
@@ -287,6 +276,79 @@ func TestVerifySyslog(t *testing.T) {
 	}
 }
 
+// syslogFormat is the forwarder's format of the SIEM files of these tests.
+var syslogFormat = forwarder.Format{AppName: "opctl", SDName: "opctl", EnterpriseID: 32473, Facility: 10, MaxSize: 8192}
+
+// syslogLines are the lines of evs as rsyslog writes them at its defaults:
+// the forwarder's frames, one message a line, control characters as #ooo.
+func syslogLines(t *testing.T, f forwarder.Format, evs []schemas.Event) []string {
+	t.Helper()
+	var out []string
+	for i := range evs {
+		frames, err := forwarder.Frames(f, &evs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, fr := range frames {
+			_, msg, _ := strings.Cut(string(fr), " ")
+			out = append(out, escapeRsyslog(msg))
+		}
+	}
+	return out
+}
+
+// TestSyslogLineOverLimit catches a finding of the issue 9 review: a line
+// over 16 MiB in the SIEM's file (anyone who can send to the SIEM can
+// write one) ended LoadSyslog with "token too long", so verify
+// --from-syslog checked nothing at all. The line is skipped and its number
+// reported; the events around it are checked, and one whose message the
+// long line replaced shows as a gap.
+func TestSyslogLineOverLimit(t *testing.T) {
+	pub, key, _ := ed25519.GenerateKey(rand.Reader)
+	keys := map[string]ed25519.PublicKey{schemas.ChainKeyID(pub): pub}
+	long := "<14>1 2026-03-02T09:00:00Z web01 other - - - " + strings.Repeat("x", MaxSyslogLine)
+	const n = 30
+	for _, tc := range []struct {
+		name string
+		at   int  // the line that the long one is put before
+		over bool // it replaces that line
+		want string
+	}{
+		{name: "between two events", at: 5, want: ""},
+		{name: "instead of an event", at: 4, over: true, want: "5:gap 5:checkpoint_event"},
+		{name: "last, without a newline", at: -1, want: ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := syslogLines(t, syslogFormat, clickhousetest.ChainedEvents(t, "web01", n, 10, key))
+			at := tc.at
+			if at < 0 {
+				at = len(l)
+			}
+			rest := l[at:]
+			if tc.over {
+				rest = rest[1:]
+			}
+			l = append(append(append([]string(nil), l[:at]...), long), rest...)
+			file := strings.Join(l, "\n")
+			if tc.at >= 0 {
+				file += "\n"
+			}
+			recs, finds, st, err := LoadSyslog(strings.NewReader(file))
+			if err != nil {
+				t.Fatalf("LoadSyslog: %v", err)
+			}
+			if !reflect.DeepEqual(st.Overlong, []int{at + 1}) || st.Lines != len(l) {
+				t.Errorf("stats %+v, want %d lines, line %d over the limit", st, len(l), at+1)
+			}
+			rep := Check(recs, nil, Options{Keys: keys, FileOrder: true})
+			rep.AddFindings(finds)
+			if got := kinds(rep.Hosts[0]); len(rep.Hosts) != 1 || got != tc.want {
+				t.Errorf("findings %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
 // lifecycleLines are the lines of a lifecycle event i as rsyslog writes
 // them at maxSize; every fourth one has a comment long enough to be split
 // at 600 bytes.
@@ -320,4 +382,164 @@ func escapeRsyslog(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// TestForgedCheckpointRange catches a finding of the issue 9 review: a
+// forged chain checkpoint claiming seq 1..2^64-1 made Check hang, since it
+// counted the checkpoint's coverage by walking every seq of the claimed
+// range (and listed each missing one). Coverage is counted from the seqs
+// present; the forged checkpoint is reported with how many it lacks. Check
+// runs in a goroutine so that a hang fails the test instead of blocking it.
+func TestForgedCheckpointRange(t *testing.T) {
+	pub, key, _ := ed25519.GenerateKey(rand.Reader)
+	keys := map[string]ed25519.PublicKey{schemas.ChainKeyID(pub): pub}
+	const n = 30
+	tests := []struct {
+		name                string
+		first, last, count  uint64
+		wantSeq             uint64
+		wantDetail, wantNot string
+	}{
+		{name: "1..2^64-1", first: 1, last: math.MaxUint64, count: math.MaxUint64, wantSeq: n + 1,
+			wantDetail: "checkpoint 1..18446744073709551615 covers 18446744073709551615 events, 30 present, missing seq 31..18446744073709551615 (18446744073709551585 of them)"},
+		{name: "0..2^64-1", first: 0, last: math.MaxUint64, count: 7, wantSeq: 0,
+			wantDetail: "missing seq 0..18446744073709551615 ("},
+		{name: "a few missing", first: 29, last: 33, count: 5, wantSeq: n + 1,
+			wantDetail: "covers 5 events, 2 present, missing seq [31 32 33]"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var recs []Record
+			for _, e := range clickhousetest.ChainedEvents(t, "web01", n, 10, key) {
+				recs = append(recs, Record{Event: e, Hash: e.Hash(), ContentChecked: true})
+			}
+			cp := recs[len(recs)-1].Event // the checkpoint of seq 21..30
+			cp.ChainFirst, cp.ChainLast, cp.ChainCount = tc.first, tc.last, tc.count
+			cp.EventID = schemas.NewChainEventID(cp.Host, cp.ChainFirst, cp.ChainLast)
+			cp.SignChain(key)
+			recs = append(recs, Record{Event: cp, Hash: cp.Hash(), ContentChecked: true, Where: "forged"})
+			done := make(chan *Report, 1)
+			go func() { done <- Check(recs, nil, Options{Keys: keys}) }()
+			var rep *Report
+			select {
+			case rep = <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("Check did not return in 5 s: it walks the forged checkpoint's range")
+			}
+			h := rep.Hosts[0]
+			var found []Finding
+			for _, f := range h.Findings {
+				if f.Kind == FindCheckpointEvent {
+					found = append(found, f)
+				}
+			}
+			if len(found) != 1 || found[0].Seq != tc.wantSeq || !strings.Contains(found[0].Detail, tc.wantDetail) {
+				t.Fatalf("checkpoint_event findings %v, want one at seq %d with %q", found, tc.wantSeq, tc.wantDetail)
+			}
+			if h.Events != n || h.Checkpoints != 4 || h.HeadsMatching != 3 {
+				t.Errorf("report %+v, want %d events, 4 checkpoints, 3 matching", h, n)
+			}
+		})
+	}
+}
+
+// countingQuerier counts the queries it passes to q and refuses those past
+// limit, so that a loop of queries fails a test instead of running for
+// hours.
+type countingQuerier struct {
+	q     clickhouse.Querier
+	n     int
+	limit int
+}
+
+func (c *countingQuerier) Query(ctx context.Context, sql string) (*clickhouse.Result, error) {
+	c.n++
+	if c.n > c.limit {
+		return nil, fmt.Errorf("query %d: more than %d queries", c.n, c.limit)
+	}
+	return c.q.Query(ctx, sql)
+}
+
+// TestForgedSeqFarAhead catches a finding of the issue 9 review: one event
+// with seq 2^40 made LoadStore hang, since its pages walked the host's seq
+// range (2^40 / 20 000 = 55 million queries, nearly all empty). A page
+// ends at the page-th seq present, so the queries are as many as the pages
+// of seqs present, whatever their values.
+func TestForgedSeqFarAhead(t *testing.T) {
+	eng := clickhousetest.OpenEmbedded(t, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := clickhouse.Migrate(ctx, eng, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	const n = 30
+	evs := clickhousetest.ChainedEvents(t, "web01", n, 10, nil)
+	far := evs[0]
+	far.Seq = 1 << 40
+	far.EventID = schemas.NewEventID(far.Host, 99, 0, far.Seq)
+	evs = append(evs, far)
+	load(t, eng, evs)
+	for _, tc := range []struct {
+		page        uint64
+		wantQueries int // the hosts, the pages, the conflicts
+	}{
+		{page: 7, wantQueries: 1 + 5 + 1}, // seq 0 (the checkpoints), 1..30 and 2^40: 32 seqs
+		{page: StorePageSeqs, wantQueries: 1 + 1 + 1},
+	} {
+		t.Run(fmt.Sprint(tc.page), func(t *testing.T) {
+			q := &countingQuerier{q: eng, limit: 100}
+			recs, _, err := loadStore(ctx, q, Filter{}, tc.page)
+			if err != nil {
+				t.Fatalf("loadStore: %v", err)
+			}
+			if len(recs) != len(evs) || recs[len(recs)-1].Event.Seq != far.Seq {
+				t.Fatalf("%d records, want %d, the last of seq %d", len(recs), len(evs), far.Seq)
+			}
+			if q.n != tc.wantQueries {
+				t.Errorf("%d queries, want %d", q.n, tc.wantQueries)
+			}
+		})
+	}
+}
+
+// TestReadLine: readLine's lines at the limit and past it, across the
+// reader's buffer (16 bytes), with and without a last newline.
+func TestReadLine(t *testing.T) {
+	const max = 20
+	at := strings.Repeat("a", max)
+	over := strings.Repeat("b", max+1)
+	type line struct {
+		text string
+		long bool
+	}
+	for _, tc := range []struct {
+		name, in string
+		want     []line
+	}{
+		{"empty input", "", nil},
+		{"short lines", "x\n\ny\n", []line{{"x", false}, {"", false}, {"y", false}}},
+		{"at the limit", at + "\n" + at, []line{{at, false}, {at, false}}},
+		{"over the limit", over + "\nz\n" + over, []line{{"", true}, {"z", false}, {"", true}}},
+		{"much longer", strings.Repeat("c", 100) + "\nz", []line{{"", true}, {"z", false}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			br := bufio.NewReaderSize(strings.NewReader(tc.in), 16)
+			var got []line
+			var buf []byte
+			for {
+				l, long, err := readLine(br, buf[:0], max)
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, line{string(l), long})
+				buf = l
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("lines %+v, want %+v", got, tc.want)
+			}
+		})
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/indexer"
 	"github.com/auditpipe/auditpipe/internal/config"
+	"github.com/auditpipe/auditpipe/internal/privfile"
 )
 
 // storeFlags are the flags that choose a ClickHouse: --embedded DIR or
@@ -69,7 +70,7 @@ func runIndex(ctx context.Context, e env) error {
 	var sf storeFlags
 	sf.register(fs)
 	batch := fs.Int("batch", 10000, "rows per insert")
-	rejects := fs.String("rejects", "", "write rejected lines as dead letters (JSON lines) to this file (default: stderr)")
+	rejects := fs.String("rejects", "", "write rejected lines as dead letters (JSON lines) to this file, made 0600; a symbolic link or another user's file is refused (default: stderr)")
 	fs.Usage = func() {
 		fmt.Fprintln(e.stderr, "usage: auditpipe index [--embedded DIR | --clickhouse ADDR] [flags] [FILE|-]")
 		fs.PrintDefaults()
@@ -100,7 +101,9 @@ func runIndex(ctx context.Context, e env) error {
 	}
 	var rw io.Writer = e.stderr
 	if *rejects != "" {
-		f, err := os.Create(*rejects)
+		// The rejected lines are events (commands, keystrokes): 0600,
+		// never through a link planted at the path.
+		f, err := privfile.Create(*rejects)
 		if err != nil {
 			return err
 		}

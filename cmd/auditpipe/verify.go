@@ -5,7 +5,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/auditpipe/auditpipe/internal/sign"
@@ -66,7 +69,7 @@ func runVerify(ctx context.Context, e env) error {
 		if rf.store.embedded != "" || rf.store.clickhouse != "" || rf.server != "" {
 			return errors.New("--from-syslog excludes --embedded, --clickhouse and --server")
 		}
-		r, err := verifySyslog(*syslogFile, f, opt)
+		r, err := verifySyslog(*syslogFile, f, opt, e.stderr)
 		if err != nil {
 			return err
 		}
@@ -92,15 +95,21 @@ func runVerify(ctx context.Context, e env) error {
 	return nil
 }
 
-func verifySyslog(path string, f verify.Filter, opt verify.Options) (*verify.Report, error) {
+// verifySyslog checks a SIEM's file; the lines it had to skip as too long
+// are named on stderr.
+func verifySyslog(path string, f verify.Filter, opt verify.Options, stderr io.Writer) (*verify.Report, error) {
 	file, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer file.Close()
-	recs, finds, _, err := verify.LoadSyslog(file)
+	recs, finds, st, err := verify.LoadSyslog(file)
 	if err != nil {
 		return nil, err
+	}
+	if n := len(st.Overlong); n > 0 {
+		fmt.Fprintf(stderr, "verify: %s: %d line(s) over %d MiB skipped (no auditpipe message is that long; were one, its seq shows as a gap): line %s\n",
+			path, n, verify.MaxSyslogLine>>20, lineList(st.Overlong))
 	}
 	kept := recs[:0]
 	for _, r := range recs {
@@ -116,4 +125,20 @@ func verifySyslog(path string, f verify.Filter, opt verify.Options) (*verify.Rep
 	rep := verify.Check(kept, nil, opt)
 	rep.AddFindings(finds)
 	return rep, nil
+}
+
+// lineList is the first line numbers of ls, and how many more.
+func lineList(ls []int) string {
+	const shown = 10
+	var b strings.Builder
+	for i, l := range ls[:min(len(ls), shown)] {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(strconv.Itoa(l))
+	}
+	if len(ls) > shown {
+		fmt.Fprintf(&b, " and %d more", len(ls)-shown)
+	}
+	return b.String()
 }

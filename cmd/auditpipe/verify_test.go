@@ -14,6 +14,7 @@ import (
 	"github.com/auditpipe/auditpipe/indexer"
 	"github.com/auditpipe/auditpipe/internal/auth"
 	"github.com/auditpipe/auditpipe/queryapi"
+	"github.com/auditpipe/auditpipe/verify"
 )
 
 // Regression: `auditpipe verify --server URL` sent no credentials, so
@@ -71,5 +72,20 @@ func TestVerifyServer(t *testing.T) {
 	}
 	if code != 1 || !strings.Contains(out, "seq 7") || !strings.Contains(out, "1 with findings") {
 		t.Errorf("changed row: exit %d, stdout %q, stderr %q; want the finding at seq 7", code, out, errOut)
+	}
+}
+
+// TestVerifySyslogOverlongLine: a line of the SIEM's file over 16 MiB
+// (which ended verify --from-syslog with "token too long", issue 9
+// review) is skipped, and its number is named on stderr.
+func TestVerifySyslogOverlongLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "siem.log")
+	long := "<14>1 2026-03-02T09:00:00Z web01 other - - - " + strings.Repeat("x", verify.MaxSyslogLine)
+	if err := os.WriteFile(path, []byte("not syslog\n"+long+"\nnot syslog\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCmd(t, "", "verify", "--from-syslog", path)
+	if code != 0 || !strings.Contains(out, "verify: 0 hosts") || !strings.Contains(errOut, "1 line(s) over 16 MiB skipped") || !strings.Contains(errOut, "line 2") {
+		t.Errorf("exit %d, stdout %q, stderr %q; want 0, line 2 named as skipped", code, out, errOut)
 	}
 }

@@ -3,17 +3,59 @@
 package privfile
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"syscall"
 )
 
 // Dir makes dir and its missing parents, and makes dir 0700 (also when it
-// existed with a wider mode).
+// existed with a wider mode). It refuses a dir that is owned by another
+// user than this process's (effective) one, and a dir that is a symbolic
+// link owned by neither root nor this process's user: that user could
+// read what is put in it, or point it elsewhere. A local user could
+// otherwise pre-create the data directory (/tmp/ap) and read every
+// credential, key and event written there.
 func Dir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
+	if err := checkOwner(dir); err != nil {
+		return err
+	}
 	return os.Chmod(dir, 0o700)
+}
+
+// checkOwner returns an error when dir, or the symbolic link that dir is,
+// belongs to someone Dir must not trust (see Dir).
+func checkOwner(dir string) error {
+	euid := uint32(os.Geteuid())
+	li, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("private directory %s: %w", dir, err)
+	}
+	if li.Mode()&os.ModeSymlink != 0 {
+		if uid, ok := ownerOf(li); ok && uid != 0 && uid != euid {
+			return fmt.Errorf("private directory %s is a symbolic link owned by uid %d, not root or this process's user (uid %d): refusing it", dir, uid, euid)
+		}
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("private directory %s: %w", dir, err)
+	}
+	if uid, ok := ownerOf(fi); ok && uid != euid {
+		return fmt.Errorf("private directory %s is owned by uid %d, not this process's user (uid %d): refusing it, since its owner could read what is kept there (remove it, or chown it)", dir, uid, euid)
+	}
+	return nil
+}
+
+// ownerOf returns fi's owner, ok false where the system does not say.
+func ownerOf(fi os.FileInfo) (uid uint32, ok bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	return st.Uid, true
 }
 
 // Write writes b to path, mode 0600, atomically: a temporary file beside
@@ -44,4 +86,39 @@ func Write(path string, b []byte) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// Create opens path for writing, mode 0600, emptied: a new file, or one of
+// this process's user made 0600 again. It refuses a symbolic link at path
+// (a local user who planted one would have us write over its target) and a
+// file another user owns (who could read what is written there). A device
+// or a pipe of root's or ours (/dev/null) is opened as it is: neither its
+// mode nor its content is a file's.
+func Create(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|syscall.O_NOFOLLOW, 0o600)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("create %s: it is a symbolic link: refusing to write through it", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", path, err)
+	}
+	fi, err := f.Stat()
+	regular := err == nil && fi.Mode().IsRegular()
+	if err == nil {
+		euid := uint32(os.Geteuid())
+		if uid, ok := ownerOf(fi); ok && uid != euid && (regular || uid != 0) {
+			err = fmt.Errorf("it is owned by uid %d, not this process's user (uid %d): refusing to write to it", uid, euid)
+		}
+	}
+	if err == nil && regular {
+		err = f.Chmod(0o600) // an older file may have a wider mode
+	}
+	if err == nil && regular {
+		err = f.Truncate(0)
+	}
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("create %s: %w", path, err)
+	}
+	return f, nil
 }

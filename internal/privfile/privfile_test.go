@@ -3,7 +3,10 @@ package privfile
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/auditpipe/auditpipe/internal/testenv"
 )
 
 // TestWriteAndDir: a directory that existed 0755 becomes 0700; a file is
@@ -39,5 +42,75 @@ func TestWriteAndDir(t *testing.T) {
 	}
 	if err := Write(filepath.Join(dir, "missing", "x"), nil); err == nil {
 		t.Error("wrote into a missing directory")
+	}
+}
+
+// TestDirRefusesAnotherUsersDirectory catches the review's first finding
+// (issue 9): Dir took a data directory that already existed and was owned
+// by another user, and a symbolic link that another user owned, and made
+// its target 0700 as it was, so a local user who pre-created /tmp/ap (or
+// linked it to a directory of theirs) could read every credential, key
+// and event put in it. Both must be refused, with an error naming the
+// owner; a directory or a link of our own is still taken. As root (the
+// tests run as root here) it can chown to nobody.
+func TestDirRefusesAnotherUsersDirectory(t *testing.T) {
+	testenv.RequireRoot(t, "chown to another user needs root")
+	const nobody = 65534
+	tmp := t.TempDir()
+	mkdir := func(name string, uid int) string {
+		p := filepath.Join(tmp, name)
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, uid, uid); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	symlink := func(name, target string, uid int) string {
+		p := filepath.Join(tmp, name)
+		if err := os.Symlink(target, p); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Lchown(p, uid, uid); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ours := mkdir("ours", 0)
+	theirs := mkdir("theirs", nobody)
+	tests := []struct {
+		name string
+		dir  string
+		want string // in the error; "" for no error
+	}{
+		{"our directory", ours, ""},
+		{"missing, made", filepath.Join(tmp, "new", "data"), ""},
+		{"another user's directory", theirs, "owned by uid 65534"},
+		{"our link to our directory", symlink("ourlink", ours, 0), ""},
+		{"another user's link to our directory", symlink("theirlink", ours, nobody), "symbolic link owned by uid 65534"},
+		{"our link to another user's directory", symlink("ourlink-theirs", theirs, 0), "owned by uid 65534"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Dir(tc.dir)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("Dir: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("Dir: %v, want an error with %q", err, tc.want)
+			}
+			fi, err := os.Stat(tc.dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := os.FileMode(0o700); tc.want == "" && fi.Mode().Perm() != want {
+				t.Errorf("mode %v, want %v", fi.Mode().Perm(), want)
+			}
+		})
+	}
+	// What was refused was left as it was: Dir changed nothing there.
+	if fi, err := os.Stat(theirs); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Errorf("another user's directory: %v %v, want it left 0755", fi.Mode().Perm(), err)
 	}
 }
