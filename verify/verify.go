@@ -215,28 +215,43 @@ func checkHost(host string, recs []*Record, conflicts []Conflict, opt Options) *
 	for _, r := range chain {
 		e := &r.Event
 		h.Checkpoints++
+		// Only a checkpoint that may be the collector's anchors the events
+		// before its end: not one whose signature is wrong, nor an
+		// unsigned one when keys are given (a forged checkpoint of
+		// 1..2^64-1 would otherwise anchor every event).
+		trusted := true
 		switch err := e.VerifyChainSig(opt.Keys); {
 		case errors.Is(err, schemas.ErrUnsigned):
 			h.Unsigned++
 			if len(opt.Keys) > 0 {
+				trusted = false
 				add(e.ChainLast, FindUnsigned, "checkpoint %d..%d is not signed", e.ChainFirst, e.ChainLast)
 			}
 		case len(opt.Keys) == 0:
 			h.Unverified++
 		case err != nil:
 			h.Invalid++
+			trusted = false
 			add(e.ChainLast, FindBadSignature, "checkpoint %d..%d: %v", e.ChainFirst, e.ChainLast, err)
 		default:
 			h.Valid++
 		}
-		anchored = max(anchored, e.ChainLast)
+		if trusted {
+			anchored = max(anchored, e.ChainLast)
+		}
 		present, missing := coverage(seqs, e.ChainFirst, e.ChainLast)
 		ok := true
 		if missing.n > 0 && present != e.ChainCount {
 			ok = false
 			add(missing.first, FindCheckpointEvent, "checkpoint %d..%d covers %d events, %d present, missing seq %s", e.ChainFirst, e.ChainLast, e.ChainCount, present, missing)
 		}
-		if last := bySeq[e.ChainLast]; last != nil && last.Hash != e.ChainHead {
+		switch last := bySeq[e.ChainLast]; {
+		case last == nil && ok:
+			// Its count matches the events present, but its head is not
+			// one of them: nothing it claims can be compared.
+			ok = false
+			add(e.ChainLast, FindCheckpointHead, "checkpoint %d..%d: its head, seq %d, is not present", e.ChainFirst, e.ChainLast, e.ChainLast)
+		case last != nil && last.Hash != e.ChainHead:
 			ok = false
 			add(e.ChainLast, FindCheckpointHead, "checkpoint %d..%d: head %s, but seq %d hashes to %s", e.ChainFirst, e.ChainLast, short(e.ChainHead), e.ChainLast, short(last.Hash))
 		}

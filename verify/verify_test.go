@@ -443,6 +443,89 @@ func TestForgedCheckpointRange(t *testing.T) {
 	}
 }
 
+// TestForgedCheckpointDoesNotAnchor catches a finding of the issue 9 review
+// (noticed after TestForgedCheckpointRange's fix): the count of events after
+// the last checkpoint (Unanchored) took every checkpoint's end, even a
+// forged one's, so a checkpoint of 21..2^64-1 signed by another key, whose
+// count matched the events present, anchored events that no real checkpoint
+// covers; and since its head is not present, nothing was compared and it
+// counted as a matching head. Now only a checkpoint that may be the
+// collector's anchors, and a checkpoint whose head is absent is reported.
+func TestForgedCheckpointDoesNotAnchor(t *testing.T) {
+	pub, key, _ := ed25519.GenerateKey(rand.Reader)
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	keys := map[string]ed25519.PublicKey{schemas.ChainKeyID(pub): pub}
+	const n = 30
+	for _, tc := range []struct {
+		name                      string
+		keys                      map[string]ed25519.PublicKey
+		signer                    ed25519.PrivateKey
+		wantUnanchored            int
+		wantBadSig, wantUnsigned  int
+		wantMatching, wantHeadNot int
+	}{
+		// The real checkpoint of 21..30 is gone; the forged one would
+		// anchor seqs 21..30.
+		{name: "signed by another key", keys: keys, signer: other, wantUnanchored: 10, wantBadSig: 1, wantMatching: 2, wantHeadNot: 1},
+		{name: "unsigned, keys given", keys: keys, wantUnanchored: 10, wantUnsigned: 1, wantMatching: 2, wantHeadNot: 1},
+		// Without keys nothing tells a forged checkpoint from the
+		// collector's: it anchors, but its absent head is still reported.
+		{name: "no keys", signer: other, wantUnanchored: 0, wantMatching: 2, wantHeadNot: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var recs []Record
+			var real schemas.Event
+			for _, e := range clickhousetest.ChainedEvents(t, "web01", n, 10, key) {
+				if e.Event == schemas.KindChain && e.ChainLast == n {
+					real = e // dropped: as if deleted with its batch's end
+					continue
+				}
+				recs = append(recs, Record{Event: e, Hash: e.Hash(), ContentChecked: true})
+			}
+			cp := real
+			cp.ChainLast = math.MaxUint64 // ChainFirst 21, ChainCount 10, PrevHash as the real one's
+			cp.ChainHead = strings.Repeat("ab", 32)
+			cp.EventID = schemas.NewChainEventID(cp.Host, cp.ChainFirst, cp.ChainLast)
+			cp.Sig, cp.KeyID = "", ""
+			if tc.signer != nil {
+				cp.SignChain(tc.signer)
+			}
+			recs = append(recs, Record{Event: cp, Hash: cp.Hash(), ContentChecked: true, Where: "forged"})
+			h := Check(recs, nil, Options{Keys: tc.keys}).Hosts[0]
+			count := func(kind string) int {
+				c := 0
+				for _, f := range h.Findings {
+					if f.Kind == kind {
+						c++
+					}
+				}
+				return c
+			}
+			if h.Unanchored != tc.wantUnanchored || h.HeadsMatching != tc.wantMatching {
+				t.Errorf("unanchored %d, heads matching %d; want %d, %d", h.Unanchored, h.HeadsMatching, tc.wantUnanchored, tc.wantMatching)
+			}
+			if got := count(FindBadSignature); got != tc.wantBadSig {
+				t.Errorf("%d bad_signature findings, want %d", got, tc.wantBadSig)
+			}
+			if got := count(FindUnsigned); got != tc.wantUnsigned {
+				t.Errorf("%d unsigned findings, want %d", got, tc.wantUnsigned)
+			}
+			var absent int
+			for _, f := range h.Findings {
+				if f.Kind == FindCheckpointHead && strings.Contains(f.Detail, "is not present") && f.Seq == math.MaxUint64 {
+					absent++
+				}
+			}
+			if absent != tc.wantHeadNot {
+				t.Errorf("findings %v: want %d checkpoint_head finding of the absent head", h.Findings, tc.wantHeadNot)
+			}
+			if count(FindCheckpointEvent) != 0 {
+				t.Errorf("findings %v: the forged count matches the events present, want no checkpoint_event finding", h.Findings)
+			}
+		})
+	}
+}
+
 // countingQuerier counts the queries it passes to q and refuses those past
 // limit, so that a loop of queries fails a test instead of running for
 // hours.
