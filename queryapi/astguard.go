@@ -41,6 +41,30 @@ var allowedSystemTables = map[string]bool{
 	"table_engines": true, "parts": true, "build_options": true,
 }
 
+// pathColumns are the columns of the allow-listed system tables that show
+// where the store keeps its files (system.tables: data_paths,
+// metadata_path; system.databases: data_path, metadata_path;
+// system.parts: path). A statement that reads one of those tables may not
+// name such a column, nor take every column (*, t.*, COLUMNS(…), whose
+// matchers the guard cannot expand): count(*) is the one use of * left.
+var pathColumns = map[string]bool{"data_paths": true, "data_path": true, "metadata_path": true, "path": true}
+
+// pathTables are the allow-listed system tables with pathColumns.
+var pathTables = map[string]bool{"tables": true, "databases": true, "parts": true}
+
+// readsPathTable reports whether nodes read one of pathTables.
+func readsPathTable(nodes []astNode) bool {
+	for _, n := range nodes {
+		if n.kind != "TableIdentifier" {
+			continue
+		}
+		if db, table, ok := strings.Cut(n.name, "."); ok && strings.EqualFold(db, "system") && pathTables[table] {
+			return true
+		}
+	}
+	return false
+}
+
 // allowedTable reports whether a reader may read the table named as
 // EXPLAIN AST prints it: db.table or table (the store's own database).
 func allowedTable(name string) bool {
@@ -142,6 +166,7 @@ func checkAST(out string) error {
 	}
 	var (
 		quals   = statementQualifiers(nodes)
+		paths   = readsPathTable(nodes)
 		parents []string // parents[d] is the kind of the last node at depth d
 		names   []string // names[d] is the name of the last node at depth d
 		index   []int    // index[d] is the last node at depth d's place among its siblings
@@ -175,6 +200,20 @@ func checkAST(out string) error {
 		}
 		if root.kind == "Explain" && n.depth == 1 && n.kind != "SelectWithUnionQuery" && n.kind != "Set" {
 			return fmt.Errorf("%w: EXPLAIN of %s is not allowed here", errRefused, n.kind)
+		}
+		if paths {
+			switch n.kind {
+			case "Identifier":
+				if pathColumns[n.name[strings.LastIndexByte(n.name, '.')+1:]] {
+					return fmt.Errorf("%w: column %s shows where the store keeps its files", errRefused, n.name)
+				}
+			case "Asterisk":
+				if n.depth < 2 || parent != "ExpressionList" || parents[n.depth-2] != "Function" || !strings.EqualFold(names[n.depth-2], "count") {
+					return fmt.Errorf("%w: * of system.tables, databases or parts (name the columns: some show where the store keeps its files)", errRefused)
+				}
+			case "QualifiedAsterisk", "ColumnsRegexpMatcher", "ColumnsListMatcher", "QualifiedColumnsRegexpMatcher", "QualifiedColumnsListMatcher":
+				return fmt.Errorf("%w: %s of system.tables, databases or parts (name the columns: some show where the store keeps its files)", errRefused, n.kind)
+			}
 		}
 		switch n.kind {
 		case "Function":

@@ -388,3 +388,69 @@ func TestAttackServerSetting(t *testing.T) {
 		})
 	}
 }
+
+// TestAttackDataPathColumns catches what the issue 9 review noticed after
+// getServerSetting was refused: the allow-listed system.tables
+// (data_paths, metadata_path), system.databases (data_path,
+// metadata_path) and system.parts (path) showed every reader where the
+// store keeps its files. A statement reading one of them may not name
+// those columns nor take all of them (*, t.*, COLUMNS, * EXCEPT: the guard
+// does not expand matchers), count(*) aside.
+func TestAttackDataPathColumns(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "datadir-of-the-store")
+	eng := clickhousetest.OpenEmbedded(t, dir)
+	if err := eng.Exec(context.Background(), "CREATE TABLE audit_events (x UInt8) ENGINE = MergeTree ORDER BY x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Exec(context.Background(), "INSERT INTO audit_events VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(NewQueryHandler(eng, nil, QueryHandlerOptions{}))
+	defer srv.Close()
+	for _, tc := range []struct {
+		query string
+		ok    bool
+	}{
+		{"SELECT data_paths FROM system.tables", false},
+		{"SELECT `metadata_path` FROM system.tables", false},
+		{"SELECT t.data_paths FROM system.tables AS t", false},
+		{"SELECT system.tables.data_paths FROM system.tables", false},
+		{"SELECT data_path FROM system.databases", false},
+		{"SELECT path FROM system.parts", false},
+		{"SELECT * FROM system.tables", false},
+		{"SELECT * FROM system.databases", false},
+		{"SELECT * FROM system.parts", false},
+		{"SELECT t.* FROM system.parts AS t", false},
+		{"SELECT * EXCEPT (data_paths, metadata_path) FROM system.tables", false}, // refused too: the guard does not expand *
+		{"SELECT COLUMNS('path') FROM system.parts", false},
+		{"SELECT t.COLUMNS('path') FROM system.parts AS t", false},
+		{"SELECT COLUMNS(path, name) FROM system.parts", false},
+		{"SELECT concat(*) FROM system.databases", false},
+		{"SELECT (*,) FROM system.parts", false},
+		{"SELECT name FROM (SELECT * FROM system.tables)", false},
+		{"WITH t AS (SELECT * FROM system.databases) SELECT name FROM t", false},
+		{"SELECT name FROM system.tables WHERE has(data_paths, '') = 0", false},
+		{"SELECT x FROM system.tables ARRAY JOIN data_paths AS x", false},
+		{"SELECT 1 FROM system.parts WHERE path LIKE '%datadir%'", false},
+		// What clients read at connect and to list the store stays open.
+		{"SELECT name, engine FROM system.tables WHERE database = currentDatabase()", true},
+		{"SELECT name, engine FROM system.databases", true},
+		{"SELECT count(*) FROM system.parts", true},
+		{"SELECT table, sum(rows) FROM system.parts WHERE active GROUP BY table", true},
+		{"SELECT * FROM audit_events", true},
+		{"SHOW TABLES", true},
+		{"SHOW DATABASES", true},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			status, code, body := get(t, srv, "GET", url.Values{"query": {tc.query}}, "")
+			switch {
+			case strings.Contains(body, "datadir-of-the-store"):
+				t.Errorf("status %d body %q: the data directory leaked", status, body)
+			case tc.ok && status != http.StatusOK:
+				t.Errorf("status %d code %q body %q; want it answered", status, code, body)
+			case !tc.ok && (status != http.StatusForbidden || code != "164"):
+				t.Errorf("status %d code %q body %q; want 403, code 164", status, code, body)
+			}
+		})
+	}
+}
