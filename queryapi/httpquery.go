@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -73,7 +74,18 @@ type QueryHandlerOptions struct {
 	// QueryLog, when set, also gets every statement's log as a row of the
 	// store's query_log table.
 	QueryLog *QueryLogWriter
+	// MaxQueriesPerReader is how many statements of one reader (its
+	// authenticated name, or its remote host without one) run at once;
+	// one more is answered 429 with code 202 (TOO_MANY_SIMULTANEOUS_QUERIES)
+	// at once, not queued. Default DefaultMaxQueriesPerReader: half of
+	// the pool's sessions (clickhouse.DefaultQuerySessions), so that one
+	// reader's slow queries never hold every session.
+	MaxQueriesPerReader int
 }
+
+// DefaultMaxQueriesPerReader is QueryHandlerOptions.MaxQueriesPerReader's
+// default.
+const DefaultMaxQueriesPerReader = 2
 
 // DefaultLimits are the limits of a reader's statement unless
 // QueryHandlerOptions.Limits says otherwise: 30 s, 1 GiB of memory, a
@@ -149,7 +161,10 @@ func NewQueryHandler(q FormatQuerier, log *slog.Logger, opt QueryHandlerOptions)
 	if opt.Limits.MaxThreads <= 0 {
 		opt.Limits.MaxThreads = d.MaxThreads
 	}
-	h := &queryHandler{q: q, log: log, opt: opt, metrics: newQueryMetrics(opt.Registry)}
+	if opt.MaxQueriesPerReader <= 0 {
+		opt.MaxQueriesPerReader = DefaultMaxQueriesPerReader
+	}
+	h := &queryHandler{q: q, log: log, opt: opt, metrics: newQueryMetrics(opt.Registry), running: map[string]int{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ping", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "Ok.\n") })
 	mux.Handle("/", h)
@@ -161,6 +176,43 @@ type queryHandler struct {
 	log     *slog.Logger
 	opt     QueryHandlerOptions
 	metrics *queryMetrics
+
+	mu      sync.Mutex
+	running map[string]int // statements running per reader (readerKey)
+}
+
+// readerKey names the reader of rec for MaxQueriesPerReader: its
+// authenticated name, else the host it connects from.
+func readerKey(rec *queryRecord) string {
+	if rec.who != "" {
+		return "id:" + rec.who
+	}
+	host, _, err := net.SplitHostPort(rec.remote)
+	if err != nil {
+		host = rec.remote
+	}
+	return "addr:" + host
+}
+
+// admit counts one more running statement of reader, or reports false
+// when reader already runs MaxQueriesPerReader of them; release undoes
+// an admit.
+func (h *queryHandler) admit(reader string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.running[reader] >= h.opt.MaxQueriesPerReader {
+		return false
+	}
+	h.running[reader]++
+	return true
+}
+
+func (h *queryHandler) release(reader string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.running[reader]--; h.running[reader] <= 0 {
+		delete(h.running, reader)
+	}
 }
 
 // transportParams are URL parameters of ClickHouse's HTTP interface that are
@@ -256,6 +308,14 @@ func (h *queryHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(err)
 		return
 	}
+	reader := readerKey(rec)
+	if !h.admit(reader) {
+		rec.result, rec.code = resultError, 202
+		rec.err = fmt.Errorf("too many simultaneous queries: this reader already runs %d statements, the endpoint's limit per reader; wait for one to end (TOO_MANY_SIMULTANEOUS_QUERIES)", h.opt.MaxQueriesPerReader)
+		exception(w, http.StatusTooManyRequests, 202, rec.err.Error())
+		return
+	}
+	defer h.release(reader)
 	if writer == "" {
 		// The parser's own reading of the statement (EXPLAIN AST: parses,
 		// runs nothing), of text the lexical guard has just accepted.

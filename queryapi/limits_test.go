@@ -253,3 +253,70 @@ func counterValue(t *testing.T, reg *prometheus.Registry, result string) float64
 	t.Fatalf("no auditpipe_query_requests_total{result=%q}", result)
 	return 0
 }
+
+// TestReaderShare catches a gap the issue 9 work left open ("a per-reader
+// share of the query endpoint's sessions"): one reader's slow queries
+// could take every session of the pool, and the next reader waited up to
+// max_execution_time. Now a reader runs at most MaxQueriesPerReader
+// statements at once: one more is refused at once with 429 and code 202,
+// while another reader is answered from the sessions left.
+func TestReaderShare(t *testing.T) {
+	eng := clickhousetest.OpenEmbedded(t, "")
+	pool, err := eng.OpenQueryPool(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	h := NewQueryHandler(pool, nil, QueryHandlerOptions{Limits: Limits{MaxExecutionTime: 60 * time.Second}, MaxQueriesPerReader: 2})
+	serve := func(ctx context.Context, who, query string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("GET", "/?"+url.Values{"query": {query}}.Encode(), nil)
+		req = req.WithContext(auth.WithIdentity(ctx, auth.Identity{Name: who, Role: auth.RoleAuditor, Method: "token"}))
+		rw := httptest.NewRecorder()
+		h.ServeHTTP(rw, req)
+		return rw
+	}
+	const slow = "SELECT count() FROM numbers(1e12)"
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() { defer wg.Done(); serve(ctx, "alice", slow) }()
+	}
+	defer func() { cancel(); wg.Wait() }()
+	// Until both run: chDB lists them in system.processes.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r, err := eng.Query(context.Background(), "SELECT count() FROM system.processes WHERE query LIKE '%numbers(1e12)%' AND query NOT LIKE '%system.processes%'")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if clickhouse.ValueString(r.Rows[0][0]) == "2" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("alice's two slow queries are not running after 30 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// A third of alice's: refused at once (on the code before, it took the
+	// pool's last session and ran until its client gave up).
+	third, stop := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stop()
+	start := time.Now()
+	rw := serve(third, "alice", slow)
+	if rw.Code != http.StatusTooManyRequests || rw.Header().Get("X-ClickHouse-Exception-Code") != "202" ||
+		!strings.Contains(rw.Body.String(), "TOO_MANY_SIMULTANEOUS_QUERIES") {
+		t.Errorf("alice's third query: %d %q, code %q after %s; want 429, code 202 at once",
+			rw.Code, rw.Body, rw.Header().Get("X-ClickHouse-Exception-Code"), time.Since(start))
+	}
+	// Bob is answered meanwhile.
+	if rw := serve(context.Background(), "bob", "SELECT 1"); rw.Code != http.StatusOK || strings.TrimSpace(rw.Body.String()) != "1" {
+		t.Errorf("bob's query while alice's run: %d %q", rw.Code, rw.Body)
+	}
+	// Once alice's end, she may query again.
+	cancel()
+	wg.Wait()
+	if rw := serve(context.Background(), "alice", "SELECT 2"); rw.Code != http.StatusOK || strings.TrimSpace(rw.Body.String()) != "2" {
+		t.Errorf("alice's query after hers ended: %d %q", rw.Code, rw.Body)
+	}
+}
