@@ -27,12 +27,18 @@ var (
 // Classify marks err for backoff.Retry: an authorization or
 // authentication failure is permanent (backoff.PermanentError); a failure
 // about the request itself (a record too large, an invalid topic name) is
-// returned as it is, not retryable; the end of ctx is returned as it is;
+// returned as it is, not retryable; a cancellation is returned as it is;
 // anything else — the broker away or restarting, a leader election
 // (NotLeaderForPartition), a topic not created yet, a timeout — is
 // retryable (backoff.RetryableError). nil stays nil.
+//
+// A context.DeadlineExceeded is a timeout like any other: kafka-go's
+// dialer and requests run under deadlines of their own ("failed to dial:
+// context deadline exceeded" while the broker restarts), which must not end
+// the caller; when it is the caller's context that ended, backoff.Retry
+// stops on it anyway.
 func Classify(err error) error {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if err == nil || errors.Is(err, context.Canceled) {
 		return err
 	}
 	if backoff.IsRetryable(err) || errors.As(err, new(*backoff.PermanentError)) {
