@@ -87,6 +87,9 @@ type Builder struct {
 	scratch            []byte
 	argBufs            [][]byte
 	present            []bool
+	argc               int
+	sysRaw             []byte    // a command's SYSCALL record, rendered
+	cmd                cmdFields // what a command's records said
 	times              timeCache
 	memo               lookupMemo
 	uidCache, gidCache idCache
@@ -218,6 +221,9 @@ func (b *Builder) build(ev *assemble.Event, out *schemas.Event, ungranted bool) 
 		return NotAudited
 	}
 	b.tab.reset()
+	// command: a command event read from its records (see command.go),
+	// not sudo's refusal.
+	command := kind == schemas.KindCommand && refused == nil
 	out.Event = kind
 	out.Layer = b.cfg.Layer
 	out.Host = ev.Node
@@ -232,7 +238,7 @@ func (b *Builder) build(ev *assemble.Event, out *schemas.Event, ungranted bool) 
 		if refused != nil {
 			b.fillRefused(refused, out)
 		} else {
-			b.fillCommand(ev, sys, proctitle, cwd, out)
+			b.beginCommand(sys, out)
 		}
 	case schemas.KindKeys:
 		b.fillKeys(keys, out)
@@ -251,7 +257,7 @@ func (b *Builder) build(ev *assemble.Event, out *schemas.Event, ungranted bool) 
 				return KeysNotAsked
 			}
 		case !b.cfg.AllUsers:
-			return NoGrant
+			return b.unbuilt(command, ev, out, NoGrant)
 		}
 	}
 
@@ -259,7 +265,7 @@ func (b *Builder) build(ev *assemble.Event, out *schemas.Event, ungranted bool) 
 	if !ungranted && len(b.skip) > 0 {
 		if _, ok := b.skip[string(b.idBuf)]; ok {
 			delete(b.skip, string(b.idBuf))
-			return Replayed
+			return b.unbuilt(command, ev, out, Replayed)
 		}
 	}
 
@@ -270,10 +276,17 @@ func (b *Builder) build(ev *assemble.Event, out *schemas.Event, ungranted bool) 
 
 	// raw_data: the records in ausearch's order (last record first).
 	m = t.mark()
-	for i := len(ev.Records) - 1; i >= 0; i-- {
-		t.buf = b.appendRecord(t.buf, &ev.Records[i])
+	if command {
+		t.buf = b.appendCommandRecords(t.buf, ev, sys, proctitle, cwd)
+	} else {
+		for i := len(ev.Records) - 1; i >= 0; i-- {
+			t.buf = b.appendRecord(t.buf, &ev.Records[i], roleNone)
+		}
 	}
 	t.setFrom(&out.RawData, m)
+	if command {
+		b.finishCommand(out)
+	}
 
 	b.times.set(ev.Sec)
 	t.set(&out.Time, b.times.ctime)
@@ -290,6 +303,17 @@ func (b *Builder) build(ev *assemble.Event, out *schemas.Event, ungranted bool) 
 	}
 	escapeInvalid(out)
 	return Emitted
+}
+
+// unbuilt returns o for an event Build leaves unbuilt. A command's
+// arguments are counted all the same (MissingArgs), as when they were read
+// before the grant was looked up.
+func (b *Builder) unbuilt(command bool, ev *assemble.Event, out *schemas.Event, o Outcome) Outcome {
+	if command {
+		out.Args = b.args(ev)
+		b.cmd.reset(nil)
+	}
+	return o
 }
 
 // timeCache keeps the formatted forms of the last second seen: events
@@ -444,128 +468,6 @@ func (b *Builder) fillRefused(r *auditlog.Record, out *schemas.Event) {
 			}
 		}
 	}
-}
-
-// fillCommand reads SYSCALL, EXECVE (all of them: long arguments are split
-// over several), PROCTITLE and CWD records.
-func (b *Builder) fillCommand(ev *assemble.Event, sys, proctitle, cwd *auditlog.Record, out *schemas.Event) {
-	t := &b.tab
-	if sys != nil {
-		st := recState{enriched: sys.Enriched()}
-		body := sys.Body()
-		for f := range auditlog.Fields(body) {
-			switch string(f.Key) {
-			case "pid":
-				t.set(&out.PID, f.Value)
-			case "ppid":
-				t.set(&out.PPID, f.Value)
-			case "ses":
-				t.set(&out.Ses, f.Value)
-			case "tty":
-				t.set(&out.TTY, f.Value)
-			case "success":
-				out.Res = resWord(f.Value)
-			case "exe":
-				m := t.mark()
-				t.buf = decodeValue(t.buf, f)
-				t.setFrom(&out.Exe, m)
-			case "auid":
-				b.scratch = b.appendID(b.scratch[:0], f, &st, true)
-				setLoginID(out, b.scratch)
-			case "euid":
-				m := t.mark()
-				t.buf = b.appendID(t.buf, f, &st, true)
-				t.setFrom(&out.EUID, m)
-			}
-		}
-	}
-	if cwd != nil {
-		if f, ok := auditlog.Lookup(cwd.Body(), "cwd"); ok {
-			m := t.mark()
-			t.buf = decodeValue(t.buf, f)
-			t.setFrom(&out.Cwd, m)
-		}
-	}
-	out.Args = b.args(ev)
-	hasTitle := false
-	if proctitle != nil {
-		if f, ok := auditlog.Lookup(proctitle.Body(), "proctitle"); ok {
-			m := t.mark()
-			t.buf = decodeValue(t.buf, f)
-			for len(t.buf) > m && t.buf[len(t.buf)-1] == 0 {
-				t.buf = t.buf[:len(t.buf)-1]
-			}
-			t.setFrom(&out.Title, m)
-			hasTitle = len(t.buf) > m
-		}
-	}
-	if !hasTitle && len(out.Args) > 0 {
-		m := t.mark()
-		for i := range out.Args {
-			if i > 0 {
-				t.buf = append(t.buf, 0)
-			}
-			if i < len(b.argBufs) && b.present[i] {
-				t.buf = append(t.buf, b.argBufs[i]...)
-			}
-		}
-		t.setFrom(&out.Title, m)
-	}
-}
-
-// args collects argv from every EXECVE record of the event: aN=VALUE, or
-// aN_len=L with aN[0]=…, aN[1]=… chunks. Arguments that argc announces but
-// no record carries become empty strings and are counted in MissingArgs.
-func (b *Builder) args(ev *assemble.Event) []string {
-	argc := -1
-	bufs := b.argBufs[:0]
-	present := b.present[:0]
-	for i := range ev.Records {
-		r := &ev.Records[i]
-		if string(r.Type()) != "EXECVE" {
-			continue
-		}
-		body := r.Body()
-		for f := range auditlog.Fields(body) {
-			if string(f.Key) == "argc" {
-				if n, err := strconv.Atoi(string(f.Value)); err == nil && n >= 0 && n < maxArgs {
-					argc = n
-				}
-				continue
-			}
-			idx, chunked, ok := argIndex(f.Key)
-			if !ok || idx >= maxArgs {
-				continue
-			}
-			for len(bufs) <= idx {
-				if len(bufs) < cap(bufs) {
-					bufs = bufs[:len(bufs)+1]
-					bufs[len(bufs)-1] = bufs[len(bufs)-1][:0]
-				} else {
-					bufs = append(bufs, nil)
-				}
-				present = append(present, false)
-			}
-			if present[idx] && !chunked {
-				continue // a repeated aN: keep the first
-			}
-			present[idx] = true
-			bufs[idx] = decodeValue(bufs[idx], f)
-		}
-	}
-	b.argBufs, b.present = bufs, present
-	n := max(argc, len(bufs))
-	args := make([]string, n)
-	missing := 0
-	for i := range n {
-		if i < len(bufs) && present[i] {
-			b.tab.set(&args[i], bufs[i])
-		} else {
-			missing++
-		}
-	}
-	b.MissingArgs += uint64(missing)
-	return args
 }
 
 // maxArgs bounds argc and argument indexes (the kernel's own limit on
