@@ -47,6 +47,14 @@ type Config struct {
 	Names *Names
 	// Grants ties login users to access requests; nil means none.
 	Grants Grants
+	// RawDataInBuffer leaves raw_data out of the events built: it is
+	// rendered into the builder's buffer, which Builder.RawData returns
+	// until the next build, and Event.RawData stays empty (unless the
+	// rendering is not valid UTF-8: then it is escaped into RawData as
+	// always). For a consumer that encodes each event at once
+	// (schemas.Event.AppendJSONWithRawData), as the collector's decoder
+	// does: no string of raw_data is made per event. Default false.
+	RawDataInBuffer bool
 }
 
 // Outcome says what Build did with an event.
@@ -90,6 +98,8 @@ type Builder struct {
 	argc               int
 	sysRaw             []byte    // a command's SYSCALL record, rendered
 	cmd                cmdFields // what a command's records said
+	raw                []byte    // raw_data, with Config.RawDataInBuffer
+	rawOut             bool      // raw holds the last event's raw_data
 	times              timeCache
 	memo               lookupMemo
 	uidCache, gidCache idCache
@@ -181,8 +191,17 @@ func (b *Builder) replayed(id string) bool {
 	return false
 }
 
+// RawData returns the raw_data of the event the last Build or
+// BuildUngranted built, when Config.RawDataInBuffer left it out of the
+// event; it is valid until the next build. ok is false when the event
+// holds its raw_data (or none was built).
+func (b *Builder) RawData() (raw []byte, ok bool) {
+	return b.raw, b.rawOut
+}
+
 func (b *Builder) build(ev *assemble.Event, out *schemas.Event, ungranted bool) Outcome {
 	*out = schemas.Event{}
+	b.rawOut = false
 	var sys, login, keys *auditlog.Record
 	var proctitle, cwd, refused *auditlog.Record
 	hasExecve := false
@@ -275,15 +294,14 @@ func (b *Builder) build(ev *assemble.Event, out *schemas.Event, ungranted bool) 
 	t.setFrom(&out.RecID, m)
 
 	// raw_data: the records in ausearch's order (last record first).
-	m = t.mark()
-	if command {
-		t.buf = b.appendCommandRecords(t.buf, ev, sys, proctitle, cwd)
+	if b.cfg.RawDataInBuffer {
+		b.raw = b.appendRawData(b.raw[:0], ev, command, sys, proctitle, cwd)
+		b.rawOut = true
 	} else {
-		for i := len(ev.Records) - 1; i >= 0; i-- {
-			t.buf = b.appendRecord(t.buf, &ev.Records[i], roleNone)
-		}
+		m = t.mark()
+		t.buf = b.appendRawData(t.buf, ev, command, sys, proctitle, cwd)
+		t.setFrom(&out.RawData, m)
 	}
-	t.setFrom(&out.RawData, m)
 	if command {
 		b.finishCommand(out)
 	}
@@ -301,8 +319,25 @@ func (b *Builder) build(ev *assemble.Event, out *schemas.Event, ungranted bool) 
 		b.seq[out.Host]++
 		out.Seq = b.seq[out.Host]
 	}
+	if b.rawOut && !utf8.Valid(b.raw) {
+		// Escaped into the event, as without RawDataInBuffer.
+		out.RawData = string(b.raw)
+		b.rawOut = false
+	}
 	escapeInvalid(out)
 	return Emitted
+}
+
+// appendRawData appends the records of ev in interpreted form, in
+// ausearch's order (last record first): raw_data.
+func (b *Builder) appendRawData(dst []byte, ev *assemble.Event, command bool, sys, proctitle, cwd *auditlog.Record) []byte {
+	if command {
+		return b.appendCommandRecords(dst, ev, sys, proctitle, cwd)
+	}
+	for i := len(ev.Records) - 1; i >= 0; i-- {
+		dst = b.appendRecord(dst, &ev.Records[i], roleNone)
+	}
+	return dst
 }
 
 // unbuilt returns o for an event Build leaves unbuilt. A command's
