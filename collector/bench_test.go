@@ -203,7 +203,8 @@ type benchDecoder struct {
 func newBenchDecoder() *benchDecoder {
 	names := builder.NewNames(map[uint64]string{0: "root", 1001: "op1"}, map[uint64]string{0: "root"})
 	cfg := builder.Config{Layer: "CPS", Host: "bench", Names: names,
-		Grants: builder.StaticGrants{"op1": {LoginID: "op1", ReqAuthID: "1"}}}
+		Grants:          builder.StaticGrants{"op1": {LoginID: "op1", ReqAuthID: "1"}},
+		RawDataInBuffer: true} // as the collector and parse, which write the canonical bytes
 	bd := &benchDecoder{}
 	bd.d = NewDecoder(cfg, assemble.Options{}, func(*schemas.Event, *assemble.Event) {
 		// The event's JSON is the canonical bytes the decoder encoded

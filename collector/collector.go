@@ -261,6 +261,7 @@ func (c *Collector) Run(ctx context.Context) error {
 
 	r.dec = NewDecoder(builder.Config{
 		Layer: cfg.Layer, Host: cfg.Host, AllUsers: cfg.AllUsers, LogoutFromSessionClose: cfg.LogoutFromSessionClose, Names: names, Grants: c.grants,
+		RawDataInBuffer: true, // onEvent sends the canonical bytes only
 	}, assemble.Options{Timeout: cfg.AssemblyTimeout}, r.onEvent, r.onReject)
 	r.dec.SetGrantGrace(cfg.GrantGrace)
 	r.dec.SetSeq(r.st.Seq)

@@ -104,6 +104,7 @@ type Decoder struct {
 type heldEvent struct {
 	ev    *assemble.Event
 	out   schemas.Event
+	raw   rawData // out's raw_data, when the builder left it out of out
 	login string
 	at    time.Time // the event's own time
 	until time.Time
@@ -118,6 +119,14 @@ const (
 	maxHeldPerLogin = 1024
 )
 
+// rawData is an event's raw_data that the builder rendered into its buffer
+// (builder.Config.RawDataInBuffer) instead of the event: ok says whether
+// there is one.
+type rawData struct {
+	b  []byte
+	ok bool
+}
+
 // maxSessions bounds the sessions remembered (the oldest is forgotten).
 const maxSessions = 4096
 
@@ -125,7 +134,9 @@ type sessionKey struct{ host, ses string }
 
 // NewDecoder returns a Decoder. onEvent receives every emitted event: the
 // contract event and the assembled records it came from, both valid only
-// during the call (they are reused); onReject every rejected line.
+// during the call (they are reused); onReject every rejected line. With
+// cfg.RawDataInBuffer the event's RawData is empty: raw_data is in
+// Canonical's bytes only.
 func NewDecoder(cfg builder.Config, opts assemble.Options, onEvent func(*schemas.Event, *assemble.Event), onReject func(Reject)) *Decoder {
 	return newDecoder(auditlog.NewTypes(), cfg, opts, onEvent, onReject)
 }
@@ -279,7 +290,10 @@ func (d *Decoder) SetHeads(m map[string]string) {
 func (d *Decoder) Head(host string) string { return d.heads[host] }
 
 // Canonical returns the canonical bytes (schemas.Event.CanonicalJSON) of
-// the event being handed to onEvent; valid only during the call.
+// the event being handed to onEvent; valid only during the call. With
+// builder.Config.RawDataInBuffer, the event's RawData is empty and its
+// raw_data is only in these bytes (they are CanonicalJSON of the event
+// with RawData set).
 func (d *Decoder) Canonical() []byte { return d.canonical }
 
 // Seq and SetSeq save and restore the per-host sequence numbers.
@@ -290,7 +304,7 @@ func (d *Decoder) assembled(ev *assemble.Event) {
 	o := d.bld.Build(ev, &d.ev)
 	if o == builder.NotAudited || o == builder.Emitted || o == builder.KeysNotAsked {
 		d.learnSession()
-		d.finish(ev, o)
+		d.finish(ev, o, d.builtRaw())
 		return
 	}
 	// NoGrant or Replayed: Build stopped before it set the event's
@@ -303,7 +317,7 @@ func (d *Decoder) assembled(ev *assemble.Event) {
 		d.learnSession()
 	}
 	if o == builder.Replayed {
-		d.finish(ev, o)
+		d.finish(ev, o, rawData{})
 		return
 	}
 	login := d.ev.LoginID
@@ -313,7 +327,8 @@ func (d *Decoder) assembled(ev *assemble.Event) {
 		login = name
 		if g, ok := d.lookup(login); ok {
 			d.ev.LoginID = login
-			d.finish(ev, d.bld.Grant(&d.ev, g))
+			// d.ev is buildUngranted's (its uid is unknown).
+			d.finish(ev, d.bld.Grant(&d.ev, g), d.builtRaw())
 			return
 		}
 	}
@@ -321,7 +336,14 @@ func (d *Decoder) assembled(ev *assemble.Event) {
 		d.hold(ev, login)
 		return
 	}
-	d.finish(ev, o)
+	d.finish(ev, o, rawData{})
+}
+
+// builtRaw is the raw_data the builder left out of the event it built
+// last, valid until its next build.
+func (d *Decoder) builtRaw() rawData {
+	b, ok := d.bld.RawData()
+	return rawData{b, ok}
 }
 
 // hold keeps ev, of login, for its grant, within the bounds.
@@ -338,6 +360,9 @@ func (d *Decoder) hold(ev *assemble.Event, login string) {
 	d.held = append(d.held, heldEvent{ev: ev, login: login, at: time.Unix(ev.Sec, int64(ev.Msec)*int64(time.Millisecond)), until: d.now.Add(d.grace)})
 	h := &d.held[len(d.held)-1]
 	d.buildUngranted(ev, &h.out)
+	if raw := d.builtRaw(); raw.ok {
+		h.raw = rawData{append([]byte(nil), raw.b...), true}
+	}
 	h.out.LoginID = login
 	d.heldBy[login]++
 }
@@ -353,7 +378,7 @@ func (d *Decoder) buildUngranted(ev *assemble.Event, out *schemas.Event) {
 // release skips ev, held or about to be, as no_grant for reason.
 func (d *Decoder) release(ev *assemble.Event, reason string) {
 	d.stats.Unattributed[reason]++
-	d.finish(ev, builder.NoGrant)
+	d.finish(ev, builder.NoGrant, rawData{})
 }
 
 // retryHeld looks up the grants of the held events again: those whose
@@ -399,7 +424,7 @@ func (d *Decoder) retryHeld(final bool) {
 		}
 		d.ev = h.out
 		d.ev.LoginID = login
-		d.finish(h.ev, d.bld.Grant(&d.ev, g))
+		d.finish(h.ev, d.bld.Grant(&d.ev, g), h.raw)
 	}
 	clear(d.held[len(keep):])
 	d.held = keep
@@ -487,8 +512,9 @@ func mayGetGrant(login string) bool {
 }
 
 // finish counts the outcome o of ev, built into d.ev, and emits it when it
-// is Emitted; then ev is released.
-func (d *Decoder) finish(ev *assemble.Event, o builder.Outcome) {
+// is Emitted; then ev is released. raw is d.ev's raw_data when the builder
+// left it out of d.ev.
+func (d *Decoder) finish(ev *assemble.Event, o builder.Outcome, raw rawData) {
 	defer d.asm.Release(ev)
 	d.stats.Outcomes[o]++
 	if o != builder.Emitted {
@@ -499,7 +525,11 @@ func (d *Decoder) finish(ev *assemble.Event, o builder.Outcome) {
 	// becomes the head. Every event given a seq is chained, also one that
 	// the collector dead-letters afterwards (it shows as a gap).
 	d.ev.PrevHash = d.heads[d.ev.Host]
-	d.canonical = d.ev.CanonicalJSON(d.canonical[:0])
+	if raw.ok {
+		d.canonical = d.ev.AppendJSONWithRawData(d.canonical[:0], raw.b)
+	} else {
+		d.canonical = d.ev.CanonicalJSON(d.canonical[:0])
+	}
 	d.heads[d.ev.Host] = schemas.HashBytes(d.canonical)
 	if d.onEvent != nil {
 		d.onEvent(&d.ev, ev)

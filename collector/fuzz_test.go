@@ -3,6 +3,7 @@ package collector
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -42,11 +43,13 @@ func FuzzDecoder(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var bad []string
 		var d *Decoder
+		var canon [][]byte
 		d = newDecoder(types, builder.Config{Host: "h", AllUsers: true, Names: names}, assemble.Options{MaxInFlight: 4, RecentKeys: 16}, func(e *schemas.Event, _ *assemble.Event) {
 			b := e.AppendJSON(nil)
 			if !bytes.Equal(b, d.Canonical()) {
 				bad = append(bad, "canonical bytes differ from AppendJSON: "+string(d.Canonical()))
 			}
+			canon = append(canon, b)
 			var back schemas.Event
 			if err := json.Unmarshal(b, &back); err != nil {
 				bad = append(bad, err.Error()+": "+string(b))
@@ -58,18 +61,36 @@ func FuzzDecoder(f *testing.F) {
 				bad = append(bad, "reject without reason")
 			}
 		})
+		// The same input through a decoder whose builder keeps raw_data
+		// out of the events (as parse and the collector): the same
+		// canonical bytes, event for event.
+		var lean *Decoder
+		var leanCanon [][]byte
+		lean = newDecoder(types, builder.Config{Host: "h", AllUsers: true, Names: names, RawDataInBuffer: true}, assemble.Options{MaxInFlight: 4, RecentKeys: 16}, func(e *schemas.Event, _ *assemble.Event) {
+			leanCanon = append(leanCanon, bytes.Clone(lean.Canonical()))
+		}, nil)
 		lines := bytes.Split(data, []byte("\n"))
-		for i, l := range lines {
-			now := time.Unix(int64(i), 0)
-			if len(l) == 0 {
-				d.Idle(now)
+		for _, dec := range []*Decoder{d, lean} {
+			for i, l := range lines {
+				now := time.Unix(int64(i), 0)
+				if len(l) == 0 {
+					dec.Idle(now)
+				}
+				dec.Line(l, uint64(i), now)
+				if i%8 == 7 {
+					dec.Tick(now)
+				}
 			}
-			d.Line(l, uint64(i), now)
-			if i%8 == 7 {
-				d.Tick(now)
+			dec.Flush()
+		}
+		if len(leanCanon) != len(canon) {
+			bad = append(bad, fmt.Sprintf("%d events with RawDataInBuffer, %d without", len(leanCanon), len(canon)))
+		}
+		for i := range min(len(canon), len(leanCanon)) {
+			if !bytes.Equal(canon[i], leanCanon[i]) {
+				bad = append(bad, "canonical bytes with RawDataInBuffer differ:\n"+string(leanCanon[i])+"\n"+string(canon[i]))
 			}
 		}
-		d.Flush()
 		if got := d.Stats().Records; got != uint64(len(lines)) {
 			t.Fatalf("counted %d records, fed %d lines", got, len(lines))
 		}

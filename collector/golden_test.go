@@ -50,7 +50,44 @@ func decodeFile(t *testing.T, path string, cfg builder.Config) (events [][]byte,
 		t.Fatal(err)
 	}
 	d.Flush()
+	checkRawDataInBuffer(t, path, cfg, events)
 	return events, rejects, d
+}
+
+// checkRawDataInBuffer decodes path again with cfg.RawDataInBuffer, as
+// parse and the collector do, and wants the same canonical bytes as events.
+func checkRawDataInBuffer(t *testing.T, path string, cfg builder.Config, events [][]byte) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RawDataInBuffer = true
+	var got [][]byte
+	var d *Decoder
+	d = NewDecoder(cfg, assemble.Options{}, func(*schemas.Event, *assemble.Event) {
+		got = append(got, bytes.Clone(d.Canonical()))
+	}, nil)
+	tag := uint64(0)
+	err = ReadLines(bytes.NewReader(data), DefaultMaxLineBytes, func(line []byte, err error) error {
+		tag++
+		if err == nil {
+			d.Line(line, tag, time.Unix(0, 0))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Flush()
+	if len(got) != len(events) {
+		t.Fatalf("%s: %d events with RawDataInBuffer, %d without", path, len(got), len(events))
+	}
+	for i := range got {
+		if !bytes.Equal(got[i], events[i]) {
+			t.Errorf("%s: event %d with RawDataInBuffer:\n%s\nwithout:\n%s", path, i, got[i], events[i])
+		}
+	}
 }
 
 func seedConfig(t *testing.T) builder.Config {

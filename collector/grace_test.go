@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -375,5 +376,48 @@ func TestGrantGraceCaps(t *testing.T) {
 	st = h.d.Stats()
 	if h.d.Held() != 3 || st.Unattributed[UnattributedLoginCap] != 1 || st.Unattributed[UnattributedTotalCap] != 1 {
 		t.Errorf("held %d, unattributed %v; want 3 held, one login_cap, one total_cap", h.d.Held(), st.Unattributed)
+	}
+}
+
+// TestHeldEventRawDataInBuffer: with builder.Config.RawDataInBuffer the
+// builder renders raw_data into a buffer that its next build overwrites; an
+// event held for its grant keeps a copy, so that when it is emitted later
+// its canonical bytes carry its own records, exactly as without the option.
+func TestHeldEventRawDataInBuffer(t *testing.T) {
+	const login = "830916abb78e4157b9e45b641e34fcf6"
+	names := builder.NewNames(map[uint64]string{0: "root", 1001: login, 1002: "other"}, map[uint64]string{0: "root"})
+	t0 := time.Date(2026, 12, 2, 6, 0, 0, 0, time.UTC)
+	lines := [][]byte{
+		// Held: the grant is not there yet.
+		[]byte(`type=USER_LOGIN msg=audit(1700000000.100:100): pid=900 uid=0 auid=1001 ses=7 msg='op=login id=1001 exe="/usr/sbin/sshd" hostname=10.0.0.5 addr=10.0.0.5 terminal=/dev/pts/0 res=success'`),
+		// Built after it (with AllUsers off it is no grant's, and skipped).
+		[]byte(`type=USER_LOGIN msg=audit(1700000000.200:101): pid=901 uid=0 auid=1002 ses=8 msg='op=login id=1002 exe="/usr/sbin/sshd" hostname=10.0.0.6 addr=10.0.0.6 terminal=/dev/pts/1 res=success'`),
+	}
+	run := func(inBuffer bool) [][]byte {
+		grants := builder.StaticGrants{}
+		var out [][]byte
+		var d *Decoder
+		d = NewDecoder(builder.Config{Layer: "HOST", Host: "h", Names: names, Grants: grants, RawDataInBuffer: inBuffer}, assemble.Options{Timeout: time.Second},
+			func(e *schemas.Event, _ *assemble.Event) { out = append(out, bytes.Clone(d.Canonical())) }, func(r Reject) { t.Errorf("reject %v", r.Err) })
+		d.SetGrantGrace(10 * time.Second)
+		for i, l := range lines {
+			d.Line(l, uint64(i+1), t0)
+		}
+		if d.Held() != 1 {
+			t.Fatalf("held %d events, want 1", d.Held())
+		}
+		grants[login] = schemas.Grant{LoginID: login, ReqAuthID: "req-1"}
+		d.Tick(t0.Add(time.Second))
+		return out
+	}
+	want, got := run(false), run(true)
+	if len(got) != 1 || len(want) != 1 {
+		t.Fatalf("emitted %d events with RawDataInBuffer, %d without; want 1", len(got), len(want))
+	}
+	if !bytes.Equal(got[0], want[0]) {
+		t.Errorf("canonical bytes with RawDataInBuffer\n%s\nwithout\n%s", got[0], want[0])
+	}
+	if !bytes.Contains(got[0], []byte("msg=audit(11/14/2023 22:13:20.100:100)")) || bytes.Contains(got[0], []byte(":101)")) {
+		t.Errorf("the held event's raw_data is not its own: %s", got[0])
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/grants"
 	"github.com/auditpipe/auditpipe/internal/auth"
+	"github.com/auditpipe/auditpipe/internal/ident"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/schemas"
 )
@@ -381,7 +382,7 @@ func (w *AssignmentWindow) check(p *problems, now time.Time, creating bool) {
 	if !w.IsEnforcedAlways {
 		p.add("is_log_forwarded", "log forwarding needs an always-enforced assignment (is_enforced_always)")
 	}
-	if a := w.RemoteSyslogServerAddress; net.ParseIP(a) == nil && !hostRe.MatchString(a) {
+	if a := w.RemoteSyslogServerAddress; net.ParseIP(a) == nil && !ident.IsHost(a) {
 		p.add("remote_syslog_server_address", "%q is not a host name or IP address", a)
 	}
 	if w.RemoteSyslogServerPort < 1 || w.RemoteSyslogServerPort > 65535 {

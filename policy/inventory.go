@@ -3,19 +3,13 @@ package policy
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 
 	"github.com/auditpipe/auditpipe/internal/auth"
+	"github.com/auditpipe/auditpipe/internal/ident"
 	"github.com/auditpipe/auditpipe/schemas"
 )
-
-// idRe is what a caller-chosen id (compartment, resource) may be.
-var idRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,254}$`)
-
-// hostRe is a host name as a collector reports it.
-var hostRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
 
 const maxNameLen = 255
 
@@ -53,7 +47,7 @@ func (s *Service) CreateCompartment(ctx context.Context, who auth.Identity, in C
 		c.ID = newID("compartment")
 	}
 	p := problems{object: ObjectCompartment}
-	if !idRe.MatchString(c.ID) {
+	if !ident.IsID(c.ID) {
 		p.add("id", "%q is not letters, digits and ._:- (at most 255)", c.ID)
 	}
 	checkName(&p, "name", c.Name)
@@ -279,7 +273,7 @@ func checkHosts(p *problems, hosts []Host) {
 	seen := map[string]bool{}
 	for i, h := range hosts {
 		f := fmt.Sprintf("hosts[%d]", i)
-		if !hostRe.MatchString(h.Name) {
+		if !ident.IsHost(h.Name) {
 			p.add(f+".name", "%q is not a host name", h.Name)
 		}
 		if seen[h.Name] {
@@ -298,7 +292,7 @@ func (s *Service) CreateResource(ctx context.Context, who auth.Identity, in Reso
 	r := Resource{ID: in.ID, Name: in.Name, ResourceType: in.ResourceType, CompartmentID: in.CompartmentID,
 		Hosts: slices.Clone(in.Hosts), TimeOfCreation: now, TimeOfModification: now, Version: 1}
 	p := problems{object: ObjectResource}
-	if !idRe.MatchString(r.ID) {
+	if !ident.IsID(r.ID) {
 		p.add("id", "%q is not letters, digits and ._:- (at most 255)", r.ID)
 	}
 	checkName(&p, "name", r.Name)

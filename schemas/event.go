@@ -157,12 +157,28 @@ func (e *Event) AppendJSON(dst []byte) []byte {
 	return dst
 }
 
+// AppendJSONWithRawData is AppendJSON with raw as raw_data's value instead
+// of e.RawData (which it ignores): the bytes are those AppendJSON writes for
+// an event whose RawData is string(raw). It is for a producer that renders
+// raw_data into a buffer of its own and encodes the event at once (the
+// collector's decoder), so that no string of it is made per event.
+func (e *Event) AppendJSONWithRawData(dst, raw []byte) []byte {
+	dst, _, _ = e.appendJSON(dst, raw, true)
+	return dst
+}
+
 // AppendJSONRawSpan is AppendJSON, also returning where in the returned
 // slice raw_data's value is (from its opening quote to after its closing
 // one): so that a consumer that needs both the event's canonical bytes and
 // those bytes with raw_data left out (the forwarder's hash and json
 // parameters) encodes the event once.
 func (e *Event) AppendJSONRawSpan(dst []byte) (out []byte, rawStart, rawEnd int) {
+	return e.appendJSON(dst, nil, false)
+}
+
+// appendJSON is AppendJSONRawSpan, with raw as raw_data's value when
+// useRaw.
+func (e *Event) appendJSON(dst, raw []byte, useRaw bool) (out []byte, rawStart, rawEnd int) {
 	dst = append(dst, '{')
 	dst = appendField(dst, "layer", e.Layer, true)
 	dst = appendField(dst, "req_auth_id", e.ReqAuthID, false)
@@ -199,7 +215,11 @@ func (e *Event) AppendJSONRawSpan(dst []byte) (out []byte, rawStart, rawEnd int)
 	dst = appendField(dst, "time", e.Time, false)
 	dst = append(dst, `,"raw_data":`...)
 	rawStart = len(dst)
-	dst = appendString(dst, e.RawData)
+	if useRaw {
+		dst = appendString(dst, raw)
+	} else {
+		dst = appendString(dst, e.RawData)
+	}
 	rawEnd = len(dst)
 	dst = appendField(dst, "loginid", e.LoginID, false)
 	if e.Ses != "" {
@@ -256,7 +276,7 @@ func appendField(dst []byte, name, value string, first bool) []byte {
 const hexDigits = "0123456789abcdef"
 
 // load64 reads 8 bytes little-endian; the compiler makes it one load.
-func load64(b string) uint64 {
+func load64[S string | []byte](b S) uint64 {
 	_ = b[7]
 	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
 		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
@@ -276,7 +296,7 @@ func plain8(x uint64) bool {
 
 // appendString appends s as a JSON string, escaping as encoding/json does
 // except that HTML characters are left alone.
-func appendString(dst []byte, s string) []byte {
+func appendString[S string | []byte](dst []byte, s S) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
@@ -310,7 +330,8 @@ func appendString(dst []byte, s string) []byte {
 			start = i
 			continue
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
+		// At most 4 bytes: the conversion of a []byte s is on the stack.
+		r, size := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))]))
 		if r == utf8.RuneError && size == 1 {
 			dst = append(dst, s[start:i]...)
 			dst = append(dst, `\ufffd`...)

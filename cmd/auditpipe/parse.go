@@ -55,6 +55,7 @@ func cmdParse(ctx context.Context, e env) error {
 	var d *collector.Decoder
 	d = collector.NewDecoder(builder.Config{
 		Layer: *layer, Host: *host, AllUsers: *allUsers, Names: names, Grants: builder.StaticGrants(grants),
+		RawDataInBuffer: true, // written from the canonical bytes only
 	}, assemble.Options{}, func(*schemas.Event, *assemble.Event) {
 		// The canonical bytes the decoder hashed into the chain are the
 		// event's JSON (schemas.Event.AppendJSON): written as they are,

@@ -47,6 +47,14 @@ type Config struct {
 	Names *Names
 	// Grants ties login users to access requests; nil means none.
 	Grants Grants
+	// RawDataInBuffer leaves raw_data out of the events built: it is
+	// rendered into the builder's buffer, which Builder.RawData returns
+	// until the next build, and Event.RawData stays empty (unless the
+	// rendering is not valid UTF-8: then it is escaped into RawData as
+	// always). For a consumer that encodes each event at once
+	// (schemas.Event.AppendJSONWithRawData), as the collector's decoder
+	// does: no string of raw_data is made per event. Default false.
+	RawDataInBuffer bool
 }
 
 // Outcome says what Build did with an event.
@@ -87,6 +95,11 @@ type Builder struct {
 	scratch            []byte
 	argBufs            [][]byte
 	present            []bool
+	argc               int
+	sysRaw             []byte    // a command's SYSCALL record, rendered
+	cmd                cmdFields // what a command's records said
+	raw                []byte    // raw_data, with Config.RawDataInBuffer
+	rawOut             bool      // raw holds the last event's raw_data
 	times              timeCache
 	memo               lookupMemo
 	uidCache, gidCache idCache
@@ -178,8 +191,17 @@ func (b *Builder) replayed(id string) bool {
 	return false
 }
 
+// RawData returns the raw_data of the event the last Build or
+// BuildUngranted built, when Config.RawDataInBuffer left it out of the
+// event; it is valid until the next build. ok is false when the event
+// holds its raw_data (or none was built).
+func (b *Builder) RawData() (raw []byte, ok bool) {
+	return b.raw, b.rawOut
+}
+
 func (b *Builder) build(ev *assemble.Event, out *schemas.Event, ungranted bool) Outcome {
 	*out = schemas.Event{}
+	b.rawOut = false
 	var sys, login, keys *auditlog.Record
 	var proctitle, cwd, refused *auditlog.Record
 	hasExecve := false
@@ -218,6 +240,9 @@ func (b *Builder) build(ev *assemble.Event, out *schemas.Event, ungranted bool) 
 		return NotAudited
 	}
 	b.tab.reset()
+	// command: a command event read from its records (see command.go),
+	// not sudo's refusal.
+	command := kind == schemas.KindCommand && refused == nil
 	out.Event = kind
 	out.Layer = b.cfg.Layer
 	out.Host = ev.Node
@@ -232,7 +257,7 @@ func (b *Builder) build(ev *assemble.Event, out *schemas.Event, ungranted bool) 
 		if refused != nil {
 			b.fillRefused(refused, out)
 		} else {
-			b.fillCommand(ev, sys, proctitle, cwd, out)
+			b.beginCommand(sys, out)
 		}
 	case schemas.KindKeys:
 		b.fillKeys(keys, out)
@@ -251,7 +276,7 @@ func (b *Builder) build(ev *assemble.Event, out *schemas.Event, ungranted bool) 
 				return KeysNotAsked
 			}
 		case !b.cfg.AllUsers:
-			return NoGrant
+			return b.unbuilt(command, ev, out, NoGrant)
 		}
 	}
 
@@ -259,7 +284,7 @@ func (b *Builder) build(ev *assemble.Event, out *schemas.Event, ungranted bool) 
 	if !ungranted && len(b.skip) > 0 {
 		if _, ok := b.skip[string(b.idBuf)]; ok {
 			delete(b.skip, string(b.idBuf))
-			return Replayed
+			return b.unbuilt(command, ev, out, Replayed)
 		}
 	}
 
@@ -269,11 +294,17 @@ func (b *Builder) build(ev *assemble.Event, out *schemas.Event, ungranted bool) 
 	t.setFrom(&out.RecID, m)
 
 	// raw_data: the records in ausearch's order (last record first).
-	m = t.mark()
-	for i := len(ev.Records) - 1; i >= 0; i-- {
-		t.buf = b.appendRecord(t.buf, &ev.Records[i])
+	if b.cfg.RawDataInBuffer {
+		b.raw = b.appendRawData(b.raw[:0], ev, command, sys, proctitle, cwd)
+		b.rawOut = true
+	} else {
+		m = t.mark()
+		t.buf = b.appendRawData(t.buf, ev, command, sys, proctitle, cwd)
+		t.setFrom(&out.RawData, m)
 	}
-	t.setFrom(&out.RawData, m)
+	if command {
+		b.finishCommand(out)
+	}
 
 	b.times.set(ev.Sec)
 	t.set(&out.Time, b.times.ctime)
@@ -288,8 +319,36 @@ func (b *Builder) build(ev *assemble.Event, out *schemas.Event, ungranted bool) 
 		b.seq[out.Host]++
 		out.Seq = b.seq[out.Host]
 	}
+	if b.rawOut && !utf8.Valid(b.raw) {
+		// Escaped into the event, as without RawDataInBuffer.
+		out.RawData = string(b.raw)
+		b.rawOut = false
+	}
 	escapeInvalid(out)
 	return Emitted
+}
+
+// appendRawData appends the records of ev in interpreted form, in
+// ausearch's order (last record first): raw_data.
+func (b *Builder) appendRawData(dst []byte, ev *assemble.Event, command bool, sys, proctitle, cwd *auditlog.Record) []byte {
+	if command {
+		return b.appendCommandRecords(dst, ev, sys, proctitle, cwd)
+	}
+	for i := len(ev.Records) - 1; i >= 0; i-- {
+		dst = b.appendRecord(dst, &ev.Records[i], roleNone)
+	}
+	return dst
+}
+
+// unbuilt returns o for an event Build leaves unbuilt. A command's
+// arguments are counted all the same (MissingArgs), as when they were read
+// before the grant was looked up.
+func (b *Builder) unbuilt(command bool, ev *assemble.Event, out *schemas.Event, o Outcome) Outcome {
+	if command {
+		out.Args = b.args(ev)
+		b.cmd.reset(nil)
+	}
+	return o
 }
 
 // timeCache keeps the formatted forms of the last second seen: events
@@ -444,128 +503,6 @@ func (b *Builder) fillRefused(r *auditlog.Record, out *schemas.Event) {
 			}
 		}
 	}
-}
-
-// fillCommand reads SYSCALL, EXECVE (all of them: long arguments are split
-// over several), PROCTITLE and CWD records.
-func (b *Builder) fillCommand(ev *assemble.Event, sys, proctitle, cwd *auditlog.Record, out *schemas.Event) {
-	t := &b.tab
-	if sys != nil {
-		st := recState{enriched: sys.Enriched()}
-		body := sys.Body()
-		for f := range auditlog.Fields(body) {
-			switch string(f.Key) {
-			case "pid":
-				t.set(&out.PID, f.Value)
-			case "ppid":
-				t.set(&out.PPID, f.Value)
-			case "ses":
-				t.set(&out.Ses, f.Value)
-			case "tty":
-				t.set(&out.TTY, f.Value)
-			case "success":
-				out.Res = resWord(f.Value)
-			case "exe":
-				m := t.mark()
-				t.buf = decodeValue(t.buf, f)
-				t.setFrom(&out.Exe, m)
-			case "auid":
-				b.scratch = b.appendID(b.scratch[:0], f, &st, true)
-				setLoginID(out, b.scratch)
-			case "euid":
-				m := t.mark()
-				t.buf = b.appendID(t.buf, f, &st, true)
-				t.setFrom(&out.EUID, m)
-			}
-		}
-	}
-	if cwd != nil {
-		if f, ok := auditlog.Lookup(cwd.Body(), "cwd"); ok {
-			m := t.mark()
-			t.buf = decodeValue(t.buf, f)
-			t.setFrom(&out.Cwd, m)
-		}
-	}
-	out.Args = b.args(ev)
-	hasTitle := false
-	if proctitle != nil {
-		if f, ok := auditlog.Lookup(proctitle.Body(), "proctitle"); ok {
-			m := t.mark()
-			t.buf = decodeValue(t.buf, f)
-			for len(t.buf) > m && t.buf[len(t.buf)-1] == 0 {
-				t.buf = t.buf[:len(t.buf)-1]
-			}
-			t.setFrom(&out.Title, m)
-			hasTitle = len(t.buf) > m
-		}
-	}
-	if !hasTitle && len(out.Args) > 0 {
-		m := t.mark()
-		for i := range out.Args {
-			if i > 0 {
-				t.buf = append(t.buf, 0)
-			}
-			if i < len(b.argBufs) && b.present[i] {
-				t.buf = append(t.buf, b.argBufs[i]...)
-			}
-		}
-		t.setFrom(&out.Title, m)
-	}
-}
-
-// args collects argv from every EXECVE record of the event: aN=VALUE, or
-// aN_len=L with aN[0]=…, aN[1]=… chunks. Arguments that argc announces but
-// no record carries become empty strings and are counted in MissingArgs.
-func (b *Builder) args(ev *assemble.Event) []string {
-	argc := -1
-	bufs := b.argBufs[:0]
-	present := b.present[:0]
-	for i := range ev.Records {
-		r := &ev.Records[i]
-		if string(r.Type()) != "EXECVE" {
-			continue
-		}
-		body := r.Body()
-		for f := range auditlog.Fields(body) {
-			if string(f.Key) == "argc" {
-				if n, err := strconv.Atoi(string(f.Value)); err == nil && n >= 0 && n < maxArgs {
-					argc = n
-				}
-				continue
-			}
-			idx, chunked, ok := argIndex(f.Key)
-			if !ok || idx >= maxArgs {
-				continue
-			}
-			for len(bufs) <= idx {
-				if len(bufs) < cap(bufs) {
-					bufs = bufs[:len(bufs)+1]
-					bufs[len(bufs)-1] = bufs[len(bufs)-1][:0]
-				} else {
-					bufs = append(bufs, nil)
-				}
-				present = append(present, false)
-			}
-			if present[idx] && !chunked {
-				continue // a repeated aN: keep the first
-			}
-			present[idx] = true
-			bufs[idx] = decodeValue(bufs[idx], f)
-		}
-	}
-	b.argBufs, b.present = bufs, present
-	n := max(argc, len(bufs))
-	args := make([]string, n)
-	missing := 0
-	for i := range n {
-		if i < len(bufs) && present[i] {
-			b.tab.set(&args[i], bufs[i])
-		} else {
-			missing++
-		}
-	}
-	b.MissingArgs += uint64(missing)
-	return args
 }
 
 // maxArgs bounds argc and argument indexes (the kernel's own limit on

@@ -126,8 +126,9 @@ type recState struct {
 	enriched []byte
 }
 
-// appendRecord appends rec in interpreted form, ending in " \n".
-func (b *Builder) appendRecord(dst []byte, rec *auditlog.Record) []byte {
+// appendRecord appends rec in interpreted form, ending in " \n". Each of
+// its top-level fields is also handed to b.see for role (see recRole).
+func (b *Builder) appendRecord(dst []byte, rec *auditlog.Record, role recRole) []byte {
 	if n := rec.Node(); len(n) > 0 {
 		dst = append(dst, "node="...)
 		dst = append(dst, n...)
@@ -143,11 +144,14 @@ func (b *Builder) appendRecord(dst []byte, rec *auditlog.Record) []byte {
 	dst = strconv.AppendUint(dst, rec.Serial, 10)
 	dst = append(dst, ") : "...)
 	st := recState{enriched: rec.Enriched()}
-	dst = b.appendFields(dst, rec.Body(), rec.Type(), &st)
+	dst = b.appendFields(dst, rec.Body(), rec.Type(), &st, role)
 	return append(dst, " \n"...)
 }
 
-func (b *Builder) appendFields(dst, body, recType []byte, st *recState) []byte {
+// appendFields appends the fields of body in interpreted form. Unless role
+// is roleNone, each field is handed to b.see with its rendered value (not
+// those nested in msg='…', which the builder never reads).
+func (b *Builder) appendFields(dst, body, recType []byte, st *recState, role recRole) []byte {
 	first := true
 	for f := range auditlog.Fields(body) {
 		if !first {
@@ -156,10 +160,17 @@ func (b *Builder) appendFields(dst, body, recType []byte, st *recState) []byte {
 		first = false
 		dst = append(dst, f.Key...)
 		if f.Bare {
+			if role != roleNone {
+				b.see(role, f, st, nil)
+			}
 			continue
 		}
 		dst = append(dst, '=')
+		start := len(dst)
 		dst = b.appendValue(dst, f, recType, st)
+		if role != roleNone {
+			b.see(role, f, st, dst[start:])
+		}
 	}
 	return dst
 }
@@ -220,7 +231,7 @@ func (b *Builder) appendValue(dst []byte, f auditlog.Field, recType []byte, st *
 	case kindNested:
 		if f.Quote == '\'' {
 			dst = append(dst, '\'')
-			dst = b.appendFields(dst, f.Value, recType, st)
+			dst = b.appendFields(dst, f.Value, recType, st, roleNone)
 			return append(dst, '\'')
 		}
 	}

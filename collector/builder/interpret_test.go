@@ -48,7 +48,7 @@ func TestInterpretValues(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st := recState{}
-			got := string(b.appendFields(nil, []byte(tt.body), []byte(tt.recType), &st))
+			got := string(b.appendFields(nil, []byte(tt.body), []byte(tt.recType), &st, roleNone))
 			if got != tt.want {
 				t.Errorf("got  %q\nwant %q", got, tt.want)
 			}
@@ -63,7 +63,7 @@ func TestEnrichedNamesWin(t *testing.T) {
 	if err := types.Parse([]byte("type=SYSCALL msg=audit(1.000:1): auid=1001 uid=1001\x1dAUID=\"from-record\""), &r); err != nil {
 		t.Fatal(err)
 	}
-	got := string(b.appendRecord(nil, &r))
+	got := string(b.appendRecord(nil, &r, roleNone))
 	want := "type=SYSCALL msg=audit(01/01/1970 00:00:01.000:1) : auid=from-record uid=from-passwd \n"
 	if got != want {
 		t.Fatalf("got  %q\nwant %q", got, want)

@@ -9,18 +9,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sync"
 	"syscall"
+
+	"github.com/auditpipe/auditpipe/internal/ident"
 )
 
 // ErrNotEnrolled: a KeyDir holds no key for the name asked.
 var ErrNotEnrolled = errors.New("not enrolled")
-
-// keyNameRe is what a KeyDir name may be: a host name as collectors and
-// agents report it (no slash, no leading dot: never a path outside the
-// directory).
-var keyNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
 
 // KeyDir is a directory of enrolled public keys, one file per name:
 // DIR/<name>.pub (PEM or base64, as LoadPublicKey reads). It is how the
@@ -59,7 +55,7 @@ func (d *KeyDir) Dir() string { return d.dir }
 // KeyPath returns the file of name's key in dir, or an error when name
 // cannot be a key's name.
 func KeyPath(dir, name string) (string, error) {
-	if !keyNameRe.MatchString(name) {
+	if !ident.IsHost(name) {
 		return "", fmt.Errorf("sign: %q is not a host name (letters, digits and ._-, at most 253)", name)
 	}
 	return filepath.Join(dir, name+".pub"), nil

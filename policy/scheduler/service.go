@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/auditpipe/auditpipe/internal/auth"
+	"github.com/auditpipe/auditpipe/internal/ident"
 	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/policy"
 )
@@ -85,12 +85,6 @@ func New(p *policy.Service, signer *sign.Signer, opts Options) (*Service, error)
 
 // clock returns now in UTC to the millisecond, the store's precision.
 func (s *Service) clock() time.Time { return s.now().UTC().Truncate(time.Millisecond) }
-
-// idRe is what a caller-chosen id may be (as policy's resources).
-var idRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,254}$`)
-
-// hostRe is a host name as an agent reports it (as policy's hosts).
-var hostRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
 
 const maxNameLen = 255
 
@@ -198,11 +192,11 @@ func (s *Service) CreateInstance(ctx context.Context, who auth.Identity, in Inst
 		i.ID = policy.NewID("managedinstance")
 	}
 	p := problems{object: ObjectInstance}
-	if !idRe.MatchString(i.ID) {
+	if !ident.IsID(i.ID) {
 		p.add("id", "%q is not letters, digits and ._:- (at most 255)", i.ID)
 	}
 	p.name("display_name", i.DisplayName)
-	if !hostRe.MatchString(i.Host) {
+	if !ident.IsHost(i.Host) {
 		p.add("host", "%q is not a host name", i.Host)
 	}
 	if i.CompartmentID == "" {
@@ -333,7 +327,7 @@ func (s *Service) CreateGroup(ctx context.Context, who auth.Identity, in GroupIn
 		g.ID = policy.NewID("managedinstancegroup")
 	}
 	p := problems{object: ObjectGroup}
-	if !idRe.MatchString(g.ID) {
+	if !ident.IsID(g.ID) {
 		p.add("id", "%q is not letters, digits and ._:- (at most 255)", g.ID)
 	}
 	p.name("display_name", g.DisplayName)
