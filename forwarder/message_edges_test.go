@@ -499,3 +499,35 @@ func TestFrameExactSize(t *testing.T) {
 		}
 	}
 }
+
+// Mutation testing (issue 15) of message.go: the arena's edges. A frame
+// of arenaMax bytes still comes from a chunk, a larger one has its own
+// allocation, and a chunk is filled to its last byte before the next is
+// made (16 frames of arenaMax make one chunk). Only memory depends on it,
+// which is what the arena is for.
+// Mutants killed: message.go:686:19, 689:27 (CONDITIONALS_BOUNDARY).
+func TestArenaAlloc(t *testing.T) {
+	var nilArena *arena
+	if b := nilArena.alloc(10); len(b) != 0 || cap(b) != 10 {
+		t.Errorf("nil arena: len %d cap %d, want 0 and 10", len(b), cap(b))
+	}
+	var a arena
+	var first []byte
+	for i := range arenaChunk / arenaMax {
+		b := a.alloc(arenaMax)
+		if len(b) != 0 || cap(b) != arenaMax {
+			t.Fatalf("frame %d: len %d cap %d, want 0 and %d", i, len(b), cap(b), arenaMax)
+		}
+		if i == 0 {
+			first = b[:1]
+		}
+	}
+	if full := len(a.buf) == arenaChunk && cap(a.buf) == arenaChunk && &a.buf[0] == &first[0]; !full {
+		t.Errorf("after %d frames of %d bytes: chunk len %d cap %d, want the first chunk, full (%d)",
+			arenaChunk/arenaMax, arenaMax, len(a.buf), cap(a.buf), arenaChunk)
+	}
+	big := a.alloc(arenaMax + 1)
+	if cap(big) != arenaMax+1 || len(a.buf) != arenaChunk {
+		t.Errorf("a frame over arenaMax: cap %d, chunk len %d; want its own allocation", cap(big), len(a.buf))
+	}
+}
