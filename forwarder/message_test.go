@@ -179,6 +179,28 @@ func TestFormatterConfig(t *testing.T) {
 		{name: "unknown class", edit: func(f *Format) { f.Severities = map[Class]int{"sudo": 4} }, wantErr: "not an event class"},
 		{name: "size", edit: func(f *Format) { f.MaxSize = 479 }, wantErr: "max_message_size"},
 		{name: "enterprise", edit: func(f *Format) { f.EnterpriseID = 0 }, wantErr: "enterprise_id"},
+		// Mutation testing (issue 15): each bound of newFormatter accepts
+		// its edge value and refuses the next one, with its own message
+		// (go-syslog's builder refuses an SD-ID over 32 characters as
+		// well, with the less helpful "not a valid SD-NAME"). Mutants
+		// killed: message.go:80:16, 80:34, 89:8, 89:17, 100:19
+		// (CONDITIONALS_BOUNDARY), 100:30, 100:32 (ARITHMETIC_BASE).
+		{name: "facility 0", edit: func(f *Format) { f.Facility = 0 }},
+		{name: "facility 23", edit: func(f *Format) { f.Facility = 23 }},
+		{name: "facility -1", edit: func(f *Format) { f.Facility = -1 }, wantErr: "facility -1"},
+		{name: "severity 0", edit: func(f *Format) { f.Severities = map[Class]int{ClassLogin: 0} }},
+		{name: "severity 7", edit: func(f *Format) { f.Severities = map[Class]int{ClassLogin: 7} }},
+		{name: "severity 8", edit: func(f *Format) { f.Severities = map[Class]int{ClassLogin: 8} }, wantErr: "severities.login 8"},
+		{name: "size 480", edit: func(f *Format) { f.MaxSize = 480 }},
+		{name: "enterprise 1", edit: func(f *Format) { f.EnterpriseID = 1 }},
+		{name: "enterprise -1", edit: func(f *Format) { f.EnterpriseID = -1 }, wantErr: "enterprise_id"},
+		// SD-ID "<sd_name>@32473": 26 + 6 = 32 characters, RFC 5424's limit.
+		{name: "sd name 26", edit: func(f *Format) { f.SDName = strings.Repeat("s", 26) }},
+		{name: "sd name 27", edit: func(f *Format) { f.SDName = strings.Repeat("s", 27) }, wantErr: "is longer than 32 characters"},
+		{name: "sd name 27 with a shorter enterprise number", edit: func(f *Format) { f.SDName, f.EnterpriseID = strings.Repeat("s", 27), 9999 }},
+		{name: "sd name 28 with a shorter enterprise number", edit: func(f *Format) { f.SDName, f.EnterpriseID = strings.Repeat("s", 28), 9999 }, wantErr: "is longer than 32 characters"},
+		{name: "empty sd name", edit: func(f *Format) { f.SDName = "" }, wantErr: "sd_name"},
+		{name: "empty app name", edit: func(f *Format) { f.AppName = "" }, wantErr: "app_name"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
