@@ -75,7 +75,11 @@ for pkg in $pkgs; do
 	start=$SECONDS
 	# gremlins mutates the files under the path (subdirectories included).
 	status=0
-	TMPDIR="$tmp" GOFLAGS="$goflags" "$gremlins" "${args[@]}" "./$pkg" >"$log" 2>&1 || status=$?
+	# A mutant can make a loop append for ever (forwarder/message.go's
+	# split): the run's virtual memory is bounded (MUTATE_VMEM_KB, default
+	# 6 GB; the JVM of the Kafka tests fits), so such a mutant dies of it
+	# instead of taking the machine's memory.
+	( ulimit -v "${MUTATE_VMEM_KB:-6000000}" && TMPDIR="$tmp" GOFLAGS="$goflags" exec "$gremlins" "${args[@]}" "./$pkg" ) >"$log" 2>&1 || status=$?
 	unmount_under "$tmp"
 	# Likewise the daemons such a test started (rsyslogd, a Kafka broker):
 	# their command lines name files under our temporary directory.
