@@ -300,7 +300,7 @@ func (c Config) Validate() error {
 		groups[d.Group] = i
 	}
 	if c.DeadLetterTopic == "" {
-		errs.Addf("dead_letter_topic", "required")
+		errs.Addf("forwarder.dead_letter_topic", "required")
 	}
 	return errs.Err()
 }

@@ -218,7 +218,7 @@ func TestConfigValidateAcrossDestinations(t *testing.T) {
 			"forwarder.destinations[0].group", "forwarder.destinations[0].name",
 			"forwarder.destinations[1].group", "forwarder.destinations[1].name",
 		}},
-		{name: "no dead-letter topic", edit: func(c *Config) { c.DeadLetterTopic = "" }, want: []string{"dead_letter_topic"}},
+		{name: "no dead-letter topic", edit: func(c *Config) { c.DeadLetterTopic = "" }, want: []string{"forwarder.dead_letter_topic"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
