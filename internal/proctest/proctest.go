@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -61,13 +62,17 @@ func Launch(cmd *exec.Cmd, ready func() error, timeout time.Duration) (*Proc, er
 
 // Start is Launch, failing the test when the daemon cannot start, exits
 // first (with the last 4 KiB of logFile, where cmd writes its output), or
-// is not ready within timeout.
+// is not ready within timeout. The daemon is stopped when the test ends
+// (SIGTERM, then SIGKILL after 10 s), before the cleanups registered
+// earlier (LogFile's): the deploy tests, which drop the Proc, left their
+// rsyslogd, syslog-ng and Prometheus running after every make test.
 func Start(t testing.TB, name string, cmd *exec.Cmd, ready func() error, timeout time.Duration, logFile string) *Proc {
 	t.Helper()
 	p, err := Launch(cmd, ready, timeout)
 	if err != nil {
 		t.Fatalf("proctest: %s: %v\n%s", name, err, Tail(logFile))
 	}
+	t.Cleanup(func() { p.Stop(syscall.SIGTERM, 10*time.Second) })
 	return p
 }
 
