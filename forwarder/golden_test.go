@@ -17,12 +17,7 @@ var updateGolden = flag.Bool("update", false, "rewrite golden files")
 // parameters (seq, prev_hash, hash, and json when the message fits whole
 // with it). The frames are in testdata/wire.golden.
 func TestWireGolden(t *testing.T) {
-	f := testFormat()
-	f.MaxSize = 600
-	fm, err := newFormatter(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fm := sizedFormatter(t, 600)
 	ev := loginEvent()
 	ev.RawData = "type=USER_LOGIN msg=audit(04/12/2021 07:38:05.752:1742859) : res=success \n"
 	short := ev

@@ -23,21 +23,11 @@ import (
 func TestFitsAtTheLimit(t *testing.T) {
 	ev := loginEvent()
 	ev.RawData = strings.Repeat("a\tb c", 120) + "end \n" // 120 tabs, 240 spaces
-	formatter := func(max int) *formatter {
-		t.Helper()
-		f := testFormat()
-		f.MaxSize = max
-		fm, err := newFormatter(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return fm
-	}
 	// escaped renders ev with the limit max and returns its frames'
 	// lengths once escaped, and whether the first has the json parameter.
 	escaped := func(max int) (lens []int, json bool) {
 		t.Helper()
-		frames, err := formatter(max).frames(ev)
+		frames, err := sizedFormatter(t, max).frames(ev)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -303,12 +293,7 @@ func TestFrameDigits(t *testing.T) {
 // counted as a control character), 353:24 (ARITHMETIC_BASE).
 func TestSplitPartsAreFull(t *testing.T) {
 	const max = 600
-	f := testFormat()
-	f.MaxSize = max
-	fm, err := newFormatter(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fm := sizedFormatter(t, max)
 	tests := []struct {
 		name, raw string
 		base64    bool
@@ -352,17 +337,13 @@ func TestSplitPartsAreFull(t *testing.T) {
 // header one byte at a time.
 // Mutants killed: message.go:298:12 (CONDITIONALS_BOUNDARY).
 func TestSplitMinChunk(t *testing.T) {
-	f := testFormat()
-	f.MaxSize = 700
-	fm, err := newFormatter(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	const max = 700
+	fm := sizedFormatter(t, max)
 	ev := loginEvent()
 	ev.RawData = strings.Repeat("x", 300)
 	last := -1 // the longest login id that is split, and its first part's MSG
 	var lastMSG string
-	for n := 0; n < f.MaxSize; n++ {
+	for n := 0; n < max; n++ {
 		ev.LoginID = strings.Repeat("l", n)
 		frames, err := fm.frames(ev)
 		if errors.Is(err, ErrHeaderTooLarge) {
@@ -388,12 +369,7 @@ func TestSplitMinChunk(t *testing.T) {
 // Mutants killed: message.go:296:23 (ARITHMETIC_BASE).
 func TestSplitCountsHeaderControls(t *testing.T) {
 	const max = 1024
-	f := testFormat()
-	f.MaxSize = max
-	fm, err := newFormatter(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fm := sizedFormatter(t, max)
 	ev := loginEvent()
 	ev.LoginID = strings.Repeat("\x01", 20)
 	ev.RawData = strings.Repeat("x", 3000)
@@ -420,12 +396,7 @@ func TestSplitCountsHeaderControls(t *testing.T) {
 // Mutants killed: message.go:354:11, 354:28 (CONDITIONALS_NEGATION).
 func TestSplitBase64EndsOnARune(t *testing.T) {
 	const max = 600
-	f := testFormat()
-	f.MaxSize = max
-	fm, err := newFormatter(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fm := sizedFormatter(t, max)
 	ev := loginEvent()
 	cutInRune := 0
 	for pad := 0; pad < 12; pad++ {

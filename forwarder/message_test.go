@@ -253,12 +253,7 @@ func TestSplit(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f := testFormat()
-			f.MaxSize = tc.max
-			fm, err := newFormatter(f)
-			if err != nil {
-				t.Fatal(err)
-			}
+			fm := sizedFormatter(t, tc.max)
 			ev := loginEvent()
 			ev.RawData = tc.raw
 			frames, err := fm.frames(ev)
@@ -280,12 +275,7 @@ func TestSplit(t *testing.T) {
 }
 
 func TestSplitHeaderTooLarge(t *testing.T) {
-	f := testFormat()
-	f.MaxSize = 480
-	fm, err := newFormatter(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fm := sizedFormatter(t, 480)
 	ev := loginEvent()
 	ev.LoginID = strings.Repeat("l", 500)
 	if _, err := fm.frames(ev); err == nil || !strings.Contains(err.Error(), ErrHeaderTooLarge.Error()) {
@@ -471,16 +461,22 @@ func TestJSONParamValueEscaping(t *testing.T) {
 	}
 }
 
-// fuzzFormatter is testFormat's formatter with a MaxSize of max, for the
-// fuzz targets; nil when max is outside MinMessageSize to 64 KiB.
+// fuzzFormatter is sizedFormatter for the fuzz targets: nil when max is
+// outside MinMessageSize to 64 KiB.
 func fuzzFormatter(t *testing.T, max int) *formatter {
 	t.Helper()
 	if max < MinMessageSize || max > 1<<16 {
 		return nil
 	}
-	fo := testFormat()
-	fo.MaxSize = max
-	fm, err := newFormatter(fo)
+	return sizedFormatter(t, max)
+}
+
+// sizedFormatter is testFormat's formatter with a MaxSize of max.
+func sizedFormatter(t testing.TB, max int) *formatter {
+	t.Helper()
+	f := testFormat()
+	f.MaxSize = max
+	fm, err := newFormatter(f)
 	if err != nil {
 		t.Fatal(err)
 	}

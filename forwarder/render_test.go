@@ -67,12 +67,7 @@ func checkRenderFast(t *testing.T, fm *formatter, value []byte) bool {
 // byte, and a value that is not canonical takes the reference path.
 func TestRenderFastEqualsReference(t *testing.T) {
 	for _, max := range []int{MinMessageSize, 8192} {
-		f := testFormat()
-		f.MaxSize = max
-		fm, err := newFormatter(f)
-		if err != nil {
-			t.Fatal(err)
-		}
+		fm := sizedFormatter(t, max)
 		for name, ev := range renderEvents() {
 			canon := ev.AppendJSON(nil)
 			for _, tc := range []struct {

@@ -73,12 +73,8 @@ func TestCutEveryByte(t *testing.T) {
 		"long run":      "x" + strings.Repeat("\n", 700) + "y" + strings.Repeat("\r\n", 300) + "z",
 		"only newlines": strings.Repeat("\n", 900),
 	}
-	f := testFormat()
-	f.MaxSize = 600 // parts of about 170 bytes of MSG
-	fm, err := newFormatter(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	const max = 600 // parts of about 170 bytes of MSG
+	fm := sizedFormatter(t, max)
 	for name, body := range bodies {
 		t.Run(name, func(t *testing.T) {
 			ev := loginEvent()
@@ -96,8 +92,8 @@ func TestCutEveryByte(t *testing.T) {
 				for _, rc := range receivers {
 					msgs := make([]Received, len(frames))
 					for i, fr := range frames {
-						if n := len(siemtest.EscapeRsyslog(string(unframe(t, fr)))); n > f.MaxSize {
-							t.Fatalf("pad %d: part %d is %d bytes once rsyslog escaped it, over %d", pad, i+1, n, f.MaxSize)
+						if n := len(siemtest.EscapeRsyslog(string(unframe(t, fr)))); n > max {
+							t.Fatalf("pad %d: part %d is %d bytes once rsyslog escaped it, over %d", pad, i+1, n, max)
 						}
 						msgs[i] = received(t, unframe(t, fr))
 						if m := msgs[i].MSG; m != "" && isEOL(m[len(m)-1]) {
