@@ -338,15 +338,7 @@ func TestLifecycleSameBatchTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	evs := clickhousetest.ManyLifecycle(40, time.Date(2026, 4, 2, 0, 0, 0, 0, time.UTC))
-	rows := make([]clickhouse.LifecycleRow, len(evs))
-	for i := range evs {
-		v, _ := json.Marshal(&evs[i])
-		if rows[i], err = DecodeLifecycle(v, 0); err != nil {
-			t.Fatal(err)
-		}
-		rows[i].Partition, rows[i].Offset = 0, int64(i)
-	}
+	rows := lifecycleRows(t, 40, time.Date(2026, 4, 2, 0, 0, 0, 0, time.UTC))
 	for range 2 {
 		if dead, err := ix.insertLifecycle(ctx, rows); err != nil || len(dead) > 0 {
 			t.Fatalf("insert: %v, dead letters %v", err, dead)
@@ -355,4 +347,21 @@ func TestLifecycleSameBatchTwice(t *testing.T) {
 	if got := clickhousetest.QueryInt(t, eng, "SELECT count() FROM lifecycle_events SETTINGS final = 0"); got != len(rows) {
 		t.Errorf("%d rows without FINAL after the same batch twice, want %d", got, len(rows))
 	}
+}
+
+// lifecycleRows returns n lifecycle events from ts on, decoded as the
+// indexer decodes them, at offsets 0..n-1 of partition 0.
+func lifecycleRows(t *testing.T, n int, ts time.Time) []clickhouse.LifecycleRow {
+	t.Helper()
+	evs := clickhousetest.ManyLifecycle(n, ts)
+	rows := make([]clickhouse.LifecycleRow, len(evs))
+	for i := range evs {
+		v, _ := json.Marshal(&evs[i])
+		var err error
+		if rows[i], err = DecodeLifecycle(v, 0); err != nil {
+			t.Fatal(err)
+		}
+		rows[i].Partition, rows[i].Offset = 0, int64(i)
+	}
+	return rows
 }

@@ -2,7 +2,6 @@ package indexer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"sync/atomic"
 	"testing"
@@ -185,15 +184,7 @@ func TestFlushLifecycleInsertsOnlyNewRows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	evs := clickhousetest.ManyLifecycle(5, time.Date(2026, 4, 3, 0, 0, 0, 0, time.UTC))
-	rows := make([]clickhouse.LifecycleRow, len(evs))
-	for i := range evs {
-		v, _ := json.Marshal(&evs[i])
-		if rows[i], err = DecodeLifecycle(v, 0); err != nil {
-			t.Fatal(err)
-		}
-		rows[i].Partition, rows[i].Offset = 0, int64(i)
-	}
+	rows := lifecycleRows(t, 5, time.Date(2026, 4, 3, 0, 0, 0, 0, time.UTC))
 	for i, want := range []struct {
 		inserts int64
 		ok      float64
