@@ -502,3 +502,67 @@ func TestArenaAlloc(t *testing.T) {
 		t.Errorf("a frame over arenaMax: cap %d, chunk len %d; want its own allocation", cap(big), len(a.buf))
 	}
 }
+
+// cutPieces promises pieces that are consecutive, cover the body, and each
+// fit max on the wire: a text piece once rsyslog escapes its control
+// characters (four bytes each), ending on a UTF-8 boundary and not on a
+// line-end byte; a base64 piece once encoded. The base64 case arises only
+// where no text end exists (line ends within reach of the start), and its
+// cut moves back to a rune's start. Mutant killed: message.go:355:7
+// (INCREMENT_DECREMENT: the base64 cut moved forward to a rune's start, a
+// piece then up to 4 bytes over max).
+func TestCutPiecesBounds(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		s    string
+		max  int
+	}{
+		{"base64 cut inside a rune", "\n\na\u00e9\u00e9", 8},
+		{"base64 cut inside a 4-byte rune", "\n\n\U0001F600\U0001F600", 8},
+		{"line ends then text", strings.Repeat("\n", 5) + "abc\u00e9def", 8},
+		{"text only", strings.Repeat("ab\u00e9", 20), 7},
+		{"control characters", strings.Repeat("a\tb", 30), 9},
+		{"line ends everywhere", strings.Repeat("x\n\u00e9\r", 25), 12},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pieces := cutPieces(tc.s, tc.max)
+			start, sawBase64 := 0, false
+			for i, p := range pieces {
+				if p.end <= start || p.end > len(tc.s) {
+					t.Fatalf("piece %d ends at %d after %d (len %d)", i, p.end, start, len(tc.s))
+				}
+				text := tc.s[start:p.end]
+				if p.base64 {
+					sawBase64 = true
+					if n := base64.StdEncoding.EncodedLen(len(text)); n > tc.max {
+						t.Errorf("piece %d: %d bytes, %d as base64 > max %d", i, len(text), n, tc.max)
+					}
+					if p.end < len(tc.s) && !utf8.RuneStart(tc.s[p.end]) {
+						t.Errorf("base64 piece %d ends inside a rune (at %d)", i, p.end)
+					}
+				} else {
+					cost := 0
+					for j := 0; j < len(text); j++ {
+						cost++
+						if text[j] < 0x20 {
+							cost += 3
+						}
+					}
+					if cost > tc.max {
+						t.Errorf("piece %d %q: %d bytes escaped > max %d", i, text, cost, tc.max)
+					}
+					if isEOL(text[len(text)-1]) || !utf8.ValidString(text) {
+						t.Errorf("text piece %d %q ends on a line end or inside a rune", i, text)
+					}
+				}
+				start = p.end
+			}
+			if start != len(tc.s) {
+				t.Fatalf("pieces cover %d of %d bytes", start, len(tc.s))
+			}
+			if strings.HasPrefix(tc.s, "\n\n") && !sawBase64 {
+				t.Errorf("no base64 piece for a body starting with line ends beyond a text end's reach")
+			}
+		})
+	}
+}
