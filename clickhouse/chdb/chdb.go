@@ -8,6 +8,11 @@
 // without libchdb whenever a ClickHouse server is configured. It binds the
 // same C API that chdb-go v1.11.0 uses (chdb.h: chdb_connect, chdb_query,
 // chdb_result_*), for libchdb from npm @chdb/lib-linux-x64-gnu@26.7.3-stable.1.
+//
+// libchdb installs ClickHouse's fault signal handlers when it is loaded and
+// connected; Open puts Go's back for those signals (SIGSEGV, SIGBUS, SIGFPE,
+// SIGILL, SIGABRT, SIGTRAP), so that a nil dereference in the process is a
+// Go panic, not a hang.
 package chdb
 
 import (
@@ -86,7 +91,10 @@ func (c *libCache) load(path string) (l *lib, err error) {
 	if l := c.libs[path]; l != nil {
 		return l, nil
 	}
-	h, err := purego.Dlopen(path, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+	var h uintptr
+	if serr := keepGoFaultHandlers(func() { h, err = purego.Dlopen(path, purego.RTLD_NOW|purego.RTLD_GLOBAL) }); serr != nil {
+		return nil, serr
+	}
 	if err != nil {
 		return nil, fmt.Errorf("chdb: dlopen %s: %w", path, err)
 	}
@@ -169,7 +177,15 @@ func OpenWithConfig(libPath, dir, configFile string) (*Session, error) {
 		cargs[i] = append([]byte(a), 0)
 		argv[i] = &cargs[i][0]
 	}
-	conn := l.connect(int32(len(args)), unsafe.Pointer(&argv[0]))
+	// libchdb installs ClickHouse's fault handlers when it connects; Go's
+	// must stay (see keepGoFaultHandlers).
+	var conn unsafe.Pointer
+	if err := keepGoFaultHandlers(func() { conn = l.connect(int32(len(args)), unsafe.Pointer(&argv[0])) }); err != nil {
+		if conn != nil {
+			l.closeConn(conn)
+		}
+		return nil, err
+	}
 	runtime.KeepAlive(cargs)
 	runtime.KeepAlive(argv)
 	if conn == nil || *(*unsafe.Pointer)(conn) == nil {
