@@ -126,6 +126,23 @@ func (c *libCache) load(path string) (l *lib, err error) {
 	return l, nil
 }
 
+// connect calls chdb_connect. libchdb installs ClickHouse's fault handlers
+// when it connects; Go's must stay (see keepGoFaultHandlers). Connections
+// are made one at a time: two at once could each save the other's
+// ClickHouse handlers and put them back.
+func (c *libCache) connect(l *lib, argc int32, argv unsafe.Pointer) (unsafe.Pointer, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var conn unsafe.Pointer
+	if err := keepGoFaultHandlers(func() { conn = l.connect(argc, argv) }); err != nil {
+		if conn != nil {
+			l.closeConn(conn)
+		}
+		return nil, err
+	}
+	return conn, nil
+}
+
 // loaded is the process's set of loaded libraries. A shared library is a
 // process-wide resource by nature, so this one cache is process-wide too.
 var loaded libCache
@@ -177,13 +194,8 @@ func OpenWithConfig(libPath, dir, configFile string) (*Session, error) {
 		cargs[i] = append([]byte(a), 0)
 		argv[i] = &cargs[i][0]
 	}
-	// libchdb installs ClickHouse's fault handlers when it connects; Go's
-	// must stay (see keepGoFaultHandlers).
-	var conn unsafe.Pointer
-	if err := keepGoFaultHandlers(func() { conn = l.connect(int32(len(args)), unsafe.Pointer(&argv[0])) }); err != nil {
-		if conn != nil {
-			l.closeConn(conn)
-		}
+	conn, err := loaded.connect(l, int32(len(args)), unsafe.Pointer(&argv[0]))
+	if err != nil {
 		return nil, err
 	}
 	runtime.KeepAlive(cargs)
