@@ -38,18 +38,28 @@ func sigaction(sig syscall.Signal, set, old *kernelSigaction) error {
 	return nil
 }
 
+// faultHandlers returns the current action of each of faultSignals, in
+// their order.
+func faultHandlers() ([]kernelSigaction, error) {
+	sigs := faultSignals()
+	acts := make([]kernelSigaction, len(sigs))
+	for i, s := range sigs {
+		if err := sigaction(s, nil, &acts[i]); err != nil {
+			return nil, err
+		}
+	}
+	return acts, nil
+}
+
 // keepGoFaultHandlers runs f (a call into libchdb that may install signal
 // handlers) and then puts back the handlers the fault signals had before.
 func keepGoFaultHandlers(f func()) error {
-	sigs := faultSignals()
-	saved := make([]kernelSigaction, len(sigs))
-	for i, s := range sigs {
-		if err := sigaction(s, nil, &saved[i]); err != nil {
-			return err
-		}
+	saved, err := faultHandlers()
+	if err != nil {
+		return err
 	}
 	f()
-	for i, s := range sigs {
+	for i, s := range faultSignals() {
 		if err := sigaction(s, &saved[i], nil); err != nil {
 			return err
 		}
