@@ -74,7 +74,16 @@ func runForwarder(t *testing.T, ctx context.Context, cfg Config, reg prometheus.
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- f.Run(ctx) }()
+	go func() {
+		err := f.Run(ctx)
+		// Run ending before ctx did is a failure the test may otherwise
+		// only see as messages that never arrive, after its wait's timeout:
+		// reported at once (and siemtest's waits stop once the test failed).
+		if ctx.Err() == nil {
+			t.Errorf("forwarder: Run returned before the test stopped it: %v", err)
+		}
+		done <- err
+	}()
 	return func() error {
 		cancel()
 		select {

@@ -273,14 +273,15 @@ func (r *Rsyslog) LinesFrom(t testing.TB, off int64) ([]string, int64) {
 	return linesFrom(t, r.out, off)
 }
 
-// WaitMessages waits until at least n messages were received, or timeout,
-// and returns what was received.
+// WaitMessages waits until at least n messages were received, timeout,
+// or t failed (a test that failed already need not wait), and returns
+// what was received.
 func (r *Rsyslog) WaitMessages(t testing.TB, n int, timeout time.Duration) []string {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		got := r.Messages(t)
-		if len(got) >= n || time.Now().After(deadline) {
+		if len(got) >= n || time.Now().After(deadline) || t.Failed() {
 			return got
 		}
 		time.Sleep(25 * time.Millisecond)

@@ -195,14 +195,14 @@ func (s *SyslogNG) Messages(t testing.TB) []SyslogNGMessage {
 	}
 }
 
-// WaitMessages waits until at least n messages were written, or timeout,
-// and returns what was.
+// WaitMessages waits until at least n messages were written, timeout, or
+// t failed, and returns what was.
 func (s *SyslogNG) WaitMessages(t testing.TB, n int, timeout time.Duration) []SyslogNGMessage {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		got := s.Messages(t)
-		if len(got) >= n || time.Now().After(deadline) {
+		if len(got) >= n || time.Now().After(deadline) || t.Failed() {
 			return got
 		}
 		time.Sleep(25 * time.Millisecond)
