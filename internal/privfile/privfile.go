@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"syscall"
 )
 
@@ -15,7 +16,10 @@ import (
 // link owned by neither root nor this process's user: that user could
 // read what is put in it, or point it elsewhere. A local user could
 // otherwise pre-create the data directory (/tmp/ap) and read every
-// credential, key and event written there.
+// credential, key and event written there. The same holds for every
+// directory above dir (checkAncestors): a user who owns one, or may write
+// in one that is not sticky, could move dir away and put a directory of
+// theirs in its place.
 func Dir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -23,7 +27,64 @@ func Dir(dir string) error {
 	if err := checkOwner(dir); err != nil {
 		return err
 	}
+	if err := checkAncestors(dir); err != nil {
+		return err
+	}
 	return os.Chmod(dir, 0o700)
+}
+
+// checkAncestors returns an error when a directory above dir, on the path
+// as given or on the path its links lead to, could let another user
+// replace dir: a symbolic link or a directory that neither root nor this
+// process's user owns, or a directory that its group or others may write
+// without the sticky bit (in /tmp, 1777, only dir's owner may rename it).
+func checkAncestors(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("private directory %s: %w", dir, err)
+	}
+	real, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return fmt.Errorf("private directory %s: %w", dir, err)
+	}
+	euid := uint32(os.Geteuid())
+	trusted := func(fi os.FileInfo) bool {
+		uid, ok := ownerOf(fi)
+		return !ok || uid == 0 || uid == euid
+	}
+	// The links on the path as given: their owner could point them elsewhere.
+	for p := filepath.Dir(abs); ; p = filepath.Dir(p) {
+		li, err := os.Lstat(p)
+		if err != nil {
+			return fmt.Errorf("private directory %s: %w", dir, err)
+		}
+		if li.Mode()&os.ModeSymlink != 0 && !trusted(li) {
+			uid, _ := ownerOf(li)
+			return fmt.Errorf("private directory %s: %s above it is a symbolic link owned by uid %d, not root or this process's user (uid %d): refusing it, since its owner could point it elsewhere", dir, p, uid, euid)
+		}
+		if p == filepath.Dir(p) {
+			break
+		}
+	}
+	// The directories it leads to: their owner, or anyone who may write in
+	// one that is not sticky, could rename dir and put another in its place.
+	for p := filepath.Dir(real); ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("private directory %s: %w", dir, err)
+		}
+		if !trusted(fi) {
+			uid, _ := ownerOf(fi)
+			return fmt.Errorf("private directory %s: %s above it is owned by uid %d, not root or this process's user (uid %d): refusing it, since its owner could replace the directory (move it under a directory of ours)", dir, p, uid, euid)
+		}
+		if fi.Mode().Perm()&0o022 != 0 && fi.Mode()&os.ModeSticky == 0 {
+			return fmt.Errorf("private directory %s: %s above it is writable by its group or others (mode %v) and not sticky: refusing it, since another user could replace the directory", dir, p, fi.Mode().Perm())
+		}
+		if p == filepath.Dir(p) {
+			break
+		}
+	}
+	return nil
 }
 
 // checkOwner returns an error when dir, or the symbolic link that dir is,

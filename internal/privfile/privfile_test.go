@@ -79,6 +79,23 @@ func TestDirRefusesAnotherUsersDirectory(t *testing.T) {
 	}
 	ours := mkdir("ours", 0)
 	theirs := mkdir("theirs", nobody)
+	// Above the data directory (a later review, issue 9: only the last
+	// component was checked): a parent of another user's, or one that
+	// anyone may write in without the sticky bit, lets that user move the
+	// data directory away and put one of theirs in its place; a link above
+	// it of another user's can be pointed elsewhere. A sticky one that
+	// anyone may write in (as /tmp) is taken.
+	chmod := func(p string, mode os.FileMode) string {
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	mkdir("theirs-parent", nobody)
+	chmod(mkdir("open-parent", 0), 0o777)
+	chmod(mkdir("group-parent", 0), 0o775)
+	chmod(mkdir("sticky-parent", 0), os.ModeSticky|0o777)
+	symlink("their-parent-link", ours, nobody)
 	tests := []struct {
 		name string
 		dir  string
@@ -90,6 +107,11 @@ func TestDirRefusesAnotherUsersDirectory(t *testing.T) {
 		{"our link to our directory", symlink("ourlink", ours, 0), ""},
 		{"another user's link to our directory", symlink("theirlink", ours, nobody), "symbolic link owned by uid 65534"},
 		{"our link to another user's directory", symlink("ourlink-theirs", theirs, 0), "owned by uid 65534"},
+		{"under another user's directory", filepath.Join(tmp, "theirs-parent", "data"), "above it is owned by uid 65534"},
+		{"under a directory anyone may write in", filepath.Join(tmp, "open-parent", "data"), "writable by its group or others (mode -rwxrwxrwx) and not sticky"},
+		{"under a directory its group may write in", filepath.Join(tmp, "group-parent", "a", "data"), "writable by its group or others (mode -rwxrwxr-x)"},
+		{"under a sticky directory anyone may write in", filepath.Join(tmp, "sticky-parent", "data"), ""},
+		{"under another user's link to our directory", filepath.Join(tmp, "their-parent-link", "data"), "above it is a symbolic link owned by uid 65534"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
