@@ -3,6 +3,7 @@ package forwarder
 import (
 	"fmt"
 	"net"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"time"
@@ -66,7 +67,22 @@ type AssignmentsConfig struct {
 	// name, address, CA certificate and hosts, which the assignment
 	// gives (timeouts, sizes, priority, app name). Default: the defaults.
 	Template Destination `yaml:"template"`
+	// StateDir keeps the assignments' replay memory (AssignmentsStateFile:
+	// per resource, the number and digest of the last record applied), so
+	// that a restart refuses an old assignment written again even when
+	// compaction left it as its resource's only record. Default
+	// DefaultStateDir in the configuration file (DATA/forwarder in
+	// target all); "" keeps the memory in memory only, rebuilt from the
+	// topic at each start.
+	StateDir string `yaml:"state_dir"`
 }
+
+// DefaultStateDir is forwarder.assignments.state_dir by default.
+const DefaultStateDir = "/var/lib/auditpipe/forwarder"
+
+// AssignmentsStateFile is the file of forwarder.assignments.state_dir that
+// keeps the assignments' replay memory.
+const AssignmentsStateFile = "assignments-seqs.json"
 
 // Destination is one SIEM and what goes to it. The policy service builds
 // one per resource assignment that forwards logs (the assignment's syslog
@@ -279,6 +295,9 @@ func (c Config) Validate() error {
 	}
 	if c.Assignments.Follow && len(c.AssignmentKeys) == 0 && c.OwnAssignmentKey == "" {
 		errs.Addf("forwarder.assignment_keys", "required while forwarder.assignments.follow is on: the public keys whose assignments are trusted (unsigned assignments are never trusted)")
+	}
+	if d := c.Assignments.StateDir; c.Assignments.Follow && d != "" && !filepath.IsAbs(d) {
+		errs.Addf("forwarder.assignments.state_dir", "%q is not an absolute path", d)
 	}
 	for i, path := range c.AssignmentKeys {
 		if _, err := sign.LoadPublicKey(path); err != nil {

@@ -145,10 +145,12 @@ type AuthConfig struct {
 // EmbeddedConfig configures the all-in-one's embedded parts.
 type EmbeddedConfig struct {
 	// DataDir holds the broker's log (kafka/), the chDB store (chdb/),
-	// the collector's state (collector/), the policy store (policy.db)
-	// and the grant signing key (grants.key); in target all, these
-	// replace collector.state_dir, clickhouse.embedded.dir and the
-	// defaults of policy.store.path and policy.key_file. Default data.
+	// the collector's state (collector/), the forwarder's replay memory
+	// of the assignments (forwarder/), the policy store (policy.db) and
+	// the grant signing key (grants.key); in target all, these replace
+	// collector.state_dir, clickhouse.embedded.dir and the defaults of
+	// forwarder.assignments.state_dir, policy.store.path and
+	// policy.key_file. Default data.
 	DataDir string `yaml:"data_dir"`
 	// Partitions of the audit topic on the embedded broker. Default 1.
 	Partitions int `yaml:"partitions"`
@@ -197,6 +199,8 @@ func DefaultConfig() Config {
 	ix := indexer.DefaultConfig()
 	ag := agent.DefaultConfig()
 	ag.Kafka = kafka.Config{}.WithDefaults()
+	fw := forwarder.Config{}.WithDefaults()
+	fw.Assignments.StateDir = forwarder.DefaultStateDir
 	pol := policy.DefaultConfig()
 	// Resolved by target (resolved): policy.db, or DATA/policy.db in the
 	// all-in-one.
@@ -211,7 +215,7 @@ func DefaultConfig() Config {
 		ClickHouse:   ix.Store,
 		Collector:    col,
 		Indexer:      ix,
-		Forwarder:    forwarder.Config{}.WithDefaults(),
+		Forwarder:    fw,
 		Agent:        ag,
 		Policy:       pol,
 		Scheduler:    scheduler.DefaultConfig(),
@@ -252,6 +256,9 @@ func (c Config) resolved() Config {
 		c.Collector.OwnGrantKey = filepath.Join(c.Embedded.DataDir, GrantsPublicKeyName)
 		// The same key signs the assignments the forwarder follows.
 		c.Forwarder.OwnAssignmentKey = c.Collector.OwnGrantKey
+		if c.Forwarder.Assignments.StateDir == forwarder.DefaultStateDir {
+			c.Forwarder.Assignments.StateDir = filepath.Join(c.Embedded.DataDir, "forwarder")
+		}
 		c.ClickHouse.Embedded.Dir = filepath.Join(c.Embedded.DataDir, "chdb")
 		if c.HostKeys.Dir == "" || c.HostKeys.Dir == DefaultHostKeysDir {
 			c.HostKeys.Dir = filepath.Join(c.Embedded.DataDir, HostKeysDirName)
