@@ -3,7 +3,6 @@ package forwarder
 import (
 	"fmt"
 	"net"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"time"
@@ -295,9 +294,6 @@ func (c Config) Validate() error {
 	}
 	if c.Assignments.Follow && len(c.AssignmentKeys) == 0 && c.OwnAssignmentKey == "" {
 		errs.Addf("forwarder.assignment_keys", "required while forwarder.assignments.follow is on: the public keys whose assignments are trusted (unsigned assignments are never trusted)")
-	}
-	if d := c.Assignments.StateDir; c.Assignments.Follow && d != "" && !filepath.IsAbs(d) {
-		errs.Addf("forwarder.assignments.state_dir", "%q is not an absolute path", d)
 	}
 	for i, path := range c.AssignmentKeys {
 		if _, err := sign.LoadPublicKey(path); err != nil {

@@ -145,12 +145,12 @@ type AuthConfig struct {
 // EmbeddedConfig configures the all-in-one's embedded parts.
 type EmbeddedConfig struct {
 	// DataDir holds the broker's log (kafka/), the chDB store (chdb/),
-	// the collector's state (collector/), the forwarder's replay memory
-	// of the assignments (forwarder/), the policy store (policy.db) and
-	// the grant signing key (grants.key); in target all, these replace
-	// collector.state_dir, clickhouse.embedded.dir and the defaults of
-	// forwarder.assignments.state_dir, policy.store.path and
-	// policy.key_file. Default data.
+	// the collector's state (collector/), the replay memories of the
+	// indexer (indexer/) and the forwarder (forwarder/), the policy store
+	// (policy.db) and the grant signing key (grants.key); in target all,
+	// these replace collector.state_dir, clickhouse.embedded.dir and the
+	// defaults of indexer.state_dir, forwarder.assignments.state_dir,
+	// policy.store.path and policy.key_file. Default data.
 	DataDir string `yaml:"data_dir"`
 	// Partitions of the audit topic on the embedded broker. Default 1.
 	Partitions int `yaml:"partitions"`
@@ -197,6 +197,7 @@ func DefaultConfig() Config {
 	col := collector.DefaultConfig()
 	col.Kafka = kafka.Config{}.WithDefaults()
 	ix := indexer.DefaultConfig()
+	ix.StateDir = indexer.DefaultStateDir
 	ag := agent.DefaultConfig()
 	ag.Kafka = kafka.Config{}.WithDefaults()
 	fw := forwarder.Config{}.WithDefaults()
@@ -256,6 +257,9 @@ func (c Config) resolved() Config {
 		c.Collector.OwnGrantKey = filepath.Join(c.Embedded.DataDir, GrantsPublicKeyName)
 		// The same key signs the assignments the forwarder follows.
 		c.Forwarder.OwnAssignmentKey = c.Collector.OwnGrantKey
+		if c.Indexer.StateDir == indexer.DefaultStateDir {
+			c.Indexer.StateDir = filepath.Join(c.Embedded.DataDir, "indexer")
+		}
 		if c.Forwarder.Assignments.StateDir == forwarder.DefaultStateDir {
 			c.Forwarder.Assignments.StateDir = filepath.Join(c.Embedded.DataDir, "forwarder")
 		}
