@@ -112,6 +112,9 @@ func NewAssignmentSource(cfg Config, log *slog.Logger, reg prometheus.Registerer
 	if state == "" {
 		log.Info("forwarder.assignments.state_dir not set: the assignments' replay memory is rebuilt from the topic at each start")
 	}
+	// Held while Run catches up (no destination is named before), then
+	// written at each change.
+	seqs.Defer()
 	return &AssignmentSource{kafka: cfg.Kafka, topic: topic, template: cfg.Assignments.Template, keys: keys,
 		deadLetter: cfg.DeadLetterTopic, log: log, m: newAssignmentMetrics(reg),
 		current: map[string]schemas.Assignment{}, changed: make(chan struct{}, 1), seqs: seqs}, nil
@@ -257,10 +260,14 @@ func (s *AssignmentSource) Run(ctx context.Context, updates chan<- []Destination
 	}
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer func() { _ = s.seqs.Flush() }()
 	done := make(chan error, 1)
 	go func() { done <- f.Run(fctx) }()
 	select {
 	case <-f.CaughtUp():
+		// What the catch-up applied is written before the first set is
+		// named (a failure is logged; the set is named all the same).
+		_ = s.seqs.Undefer()
 	case <-ctx.Done():
 		cancel()
 		return <-done

@@ -79,8 +79,11 @@ type Follower struct {
 	dead *deadletter.Writer
 
 	// seqs remembers, per login, the last record applied and whether it
-	// was a revocation (final).
-	seqs *Seqs
+	// was a revocation (final). Its changes are held while the follower
+	// catches up (nothing acts on the grants before), and written once
+	// caught up, before caught is closed.
+	seqs   *Seqs
+	caught chan struct{}
 }
 
 // NewFollower returns a follower of cfg.Topic; Run follows it.
@@ -101,7 +104,9 @@ func NewFollower(cfg FollowConfig) (*Follower, error) {
 	if err != nil {
 		return nil, fmt.Errorf("grants: follower: %w", err)
 	}
-	fl := &Follower{cfg: cfg, refusals: NewRefusalLog(cfg.Log, "grant", "auditpipe_"+cfg.Component+"_grants_refused_total"), seqs: seqs}
+	seqs.Defer()
+	fl := &Follower{cfg: cfg, refusals: NewRefusalLog(cfg.Log, "grant", "auditpipe_"+cfg.Component+"_grants_refused_total"), seqs: seqs,
+		caught: make(chan struct{})}
 	f, err := cfg.Kafka.NewFollower(kafka.FollowerConfig{Topic: cfg.Topic, Apply: fl.apply, Log: cfg.Log})
 	if err != nil {
 		return nil, fmt.Errorf("grants: %w", err)
@@ -111,9 +116,11 @@ func NewFollower(cfg FollowConfig) (*Follower, error) {
 }
 
 // CaughtUp is closed once the records that existed when Run started are
-// applied, or at once when the topic does not exist (no policy service
-// yet: nothing to catch up with).
-func (fl *Follower) CaughtUp() <-chan struct{} { return fl.f.CaughtUp() }
+// applied and the replay memory written (StateFile), or at once when the
+// topic does not exist (no policy service yet: nothing to catch up with).
+// The consumer acts on the grants once it is closed: the memory then
+// names every record applied.
+func (fl *Follower) CaughtUp() <-chan struct{} { return fl.caught }
 
 // Run follows the topic until ctx ends; it returns nil then, or a
 // permanent error. Call it once.
@@ -124,8 +131,27 @@ func (fl *Follower) Run(ctx context.Context) error {
 	}
 	defer dead.Close()
 	defer fl.refusals.Summarize()
+	// Whatever was read when Run ends is written (a stop while catching
+	// up: the next start reads it again anyway).
+	defer func() { _ = fl.seqs.Flush() }()
 	fl.ctx, fl.dead = ctx, dead
-	return fl.f.Run(ctx)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	caught := make(chan struct{})
+	go func() {
+		defer close(caught)
+		select {
+		case <-fl.f.CaughtUp():
+			// A failure is logged; the grants apply all the same.
+			_ = fl.seqs.Undefer()
+			close(fl.caught)
+		case <-ctx.Done():
+		}
+	}()
+	err = fl.f.Run(ctx)
+	cancel()
+	<-caught
+	return err
 }
 
 // apply verifies one record and applies it, or refuses it. The error is
