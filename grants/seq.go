@@ -87,11 +87,13 @@ func CheckSeq(what, key string, last int64, lastDigest string, seq int64, digest
 // restarted consumer sees, and is accepted. The file is rewritten
 // (privfile.Write: 0600, atomic, synced with its directory) whenever an
 // admitted record changes the memory, before Admit returns, so before the
-// consumer applies the record: a crash between the two leaves a memory
-// that names a record whose effect is missing, and the record, its key's
-// latest, is read again at the restart (the same number and payload:
-// accepted and applied). The other order would let a crash forget a
-// record whose effect outlives the process (an agent's removed user).
+// consumer applies the record (with Defer: at Flush, which the consumer
+// calls before anything acts on the records): a crash between the two
+// leaves a memory that names a record whose effect is missing, and the
+// record, its key's latest, is read again at the restart (the same number
+// and payload: accepted and applied). The other order would let a crash
+// forget a record whose effect outlives the process (an agent's removed
+// user).
 type Seqs struct {
 	what string
 	path string // "" keeps the memory in memory only
