@@ -82,6 +82,16 @@ type failure struct {
 	reason string
 }
 
+// GrantsStateFile keeps the agent's replay memory of the grants
+// (grants.FollowConfig.StateFile), beside agent.key_file: a revoked
+// login's grant written again, which compaction left as the login's only
+// record, is refused after a restart instead of deploying the user again.
+const GrantsStateFile = "grants-seqs.json"
+
+// DispatchStateFile keeps the replay memory of the dispatches, in
+// agent.work.state_dir.
+const DispatchStateFile = "dispatch-seqs.json"
+
 // New returns the agent of cfg: the live host with the live switch on
 // (which needs root), else the rendering host under cfg.Root.
 func New(cfg Config, deps Deps) (*Agent, error) {
@@ -170,7 +180,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		},
 		Refused: a.m.refused, DeadLetters: a.m.deadLetters,
-		Log: a.log.With("follower", "grants"),
+		Log:       a.log.With("follower", "grants"),
+		StateFile: filepath.Join(filepath.Dir(a.cfg.KeyFile), GrantsStateFile),
 	})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/grants"
 	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
 	"github.com/auditpipe/auditpipe/internal/testenv"
 	"github.com/auditpipe/auditpipe/schemas"
 )
@@ -376,5 +377,67 @@ func TestRenderReconcile(t *testing.T) {
 	}
 	if p := readPlan(t, h.cfg.Root, kept); !strings.Contains(p.passwd, kept) {
 		t.Errorf("user not back:\n%s", p.passwd)
+	}
+}
+
+// TestRenderReplayAfterCompaction: issue 9, replay protection that
+// survives compaction. The agent's memory of the grants it applied
+// (grants.Seqs, and the revoked logins) lived in memory only: a revoked
+// login's grant written again after its revocation, and left by
+// compaction as the login's only record, was the first record of the
+// login a restarted agent saw, and it deployed the user again. The memory
+// is now kept beside agent.key_file (GrantsStateFile): the restarted agent
+// refuses the replay as replayed, dead-letters it, and the user stays
+// removed.
+func TestRenderReplayAfterCompaction(t *testing.T) {
+	h := newHarness(t)
+	login := newLogin(t)
+	g := diagGrant(login)
+	g.PublishSeq = testSeqs.Next()
+	grant, err := grants.Record(h.signer, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, _ := h.startAgent(nil)
+	h.publish(grant)
+	h.waitReport(login, schemas.AgentDeployed)
+	h.revoke(login)
+	h.waitReport(login, schemas.AgentUndeployed)
+	stop()
+
+	// While the agent is stopped: the grant written again, then another
+	// login's grant, and the topic compacted.
+	h.publish(grant)
+	marker := newLogin(t)
+	h.grant(diagGrant(marker))
+	h.broker.Compact()
+	left := kafkatest.ReadAll(t, h.kcfg, schemas.TopicGrants, 20*time.Second)
+	if len(left) != 2 || string(left[0].Value) != string(grant.Value) {
+		t.Fatalf("after compaction %d records, want the replay and the other login's grant", len(left))
+	}
+
+	_, a := h.startAgent(nil)
+	h.waitReport(marker, schemas.AgentDeployed)
+	if got := testutil.ToFloat64(a.m.refused.WithLabelValues(grants.ReasonReplayed)); got != 1 {
+		t.Errorf("refused{replayed} after the restart = %v, want 1", got)
+	}
+	select {
+	case d := <-h.dead:
+		var l schemas.DeadLetter
+		if err := json.Unmarshal(d.Value, &l); err != nil || l.Reason != "grant_"+grants.ReasonReplayed || l.Raw != string(grant.Value) {
+			t.Errorf("dead letter %+v %v, want the replay as grant_%s", l, err, grants.ReasonReplayed)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("no dead letter for the replay")
+	}
+	nothingOf(t, h.cfg.Root, login)
+	deployed := 0
+	for _, r := range h.seen {
+		if r.LoginID == login && r.State == schemas.AgentDeployed {
+			deployed++
+		}
+	}
+	if deployed != 1 {
+		t.Errorf("%s deployed %d times, want once (before its revocation)", login, deployed)
 	}
 }

@@ -29,6 +29,7 @@ var testSeqs grants.ClockSeq
 type harness struct {
 	t       *testing.T
 	kcfg    kafka.Config
+	broker  *kafka.Embedded
 	signer  *sign.Signer
 	cfg     Config
 	reports chan schemas.AgentReport
@@ -46,7 +47,7 @@ const testHost = "dbhost01"
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	kcfg, _ := kafkatest.Start(t, 1)
+	kcfg, broker := kafkatest.Start(t, 1)
 	key, err := sign.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +77,7 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	hosts := sign.NewKeyDir(enrolled)
-	h := &harness{t: t, kcfg: kcfg, signer: s, cfg: cfg,
+	h := &harness{t: t, kcfg: kcfg, broker: broker, signer: s, cfg: cfg,
 		reports: make(chan schemas.AgentReport, 256), dead: make(chan kafka.Record, 256),
 		progress: make(chan schemas.WorkProgress, 4096), inventories: make(chan schemas.Inventory, 256)}
 	h.follow(schemas.TopicAgent, func(r kafka.Record) {

@@ -67,7 +67,8 @@ type worker struct {
 
 	refusals *grants.RefusalLog
 	// seqs refuses a dispatch record written again (grants.Seqs, by
-	// instance): rebuilt from the topic at each start.
+	// instance), kept in the state directory (DispatchStateFile): opened
+	// by run.
 	seqs *grants.Seqs
 	in   chan schemas.Dispatch
 
@@ -133,7 +134,6 @@ func newWorker(cfg Config, log *slog.Logger, m *metrics, keys *sign.Keyring, hos
 	log = log.With("instance_id", cfg.Instance.ID)
 	return &worker{cfg: cfg, log: log, m: m, keys: keys, host: host, now: now,
 		refusals: grants.NewRefusalLog(log, "dispatch", "auditpipe_agent_dispatches_refused_total"),
-		seqs:     grants.NewSeqs("instance"),
 		in:       make(chan schemas.Dispatch, 64), waitLogged: map[string]bool{}}
 }
 
@@ -147,6 +147,9 @@ func (w *worker) run(ctx context.Context, rep *reporter) error {
 	}
 	defer st.close()
 	w.state, w.rep = st, rep
+	if w.seqs, err = grants.OpenSeqs("instance", filepath.Join(w.cfg.Work.StateDir, DispatchStateFile), w.log.With("follower", "dispatch")); err != nil {
+		return fmt.Errorf("agent.work.state_dir: %w", err)
+	}
 	if err := w.recover(); err != nil {
 		return err
 	}
@@ -276,7 +279,11 @@ func (w *worker) receive(ctx context.Context, dead *deadletter.Writer, r kafka.R
 			m.Dispatch.WorkRequestID, m.Dispatch.InstanceID, m.Dispatch.Host, w.cfg.Host)}
 	}
 	if err == nil {
-		err = w.seqs.Admit(m.Dispatch.InstanceID, m.Dispatch.PublishSeq, m.Payload)
+		err = w.seqs.AdmitRecord(grants.Numbered{Key: m.Dispatch.InstanceID, Seq: m.Dispatch.PublishSeq, Payload: m.Payload,
+			Partition: r.Partition, Offset: r.Offset})
+		if errors.Is(err, grants.ErrSuperseded) {
+			return nil // read before the instance's applied dispatch
+		}
 	}
 	if err != nil {
 		reason := grants.Reason(err)

@@ -276,11 +276,16 @@ func (c *Collector) Run(ctx context.Context) error {
 	defer cancel()
 
 	if cfg.FollowGrants == nil || *cfg.FollowGrants {
-		c.log.Info("following grants: only those signed by a trusted key apply", "topic", schemas.TopicGrants, "trusted_keys", c.keys.IDs())
+		f, err := c.grantsFollower(cfg.Kafka, schemas.TopicGrants)
+		if err != nil {
+			return fmt.Errorf("collector: %w", err)
+		}
+		c.log.Info("following grants: only those signed by a trusted key apply", "topic", schemas.TopicGrants, "trusted_keys", c.keys.IDs(),
+			"replay_memory", filepath.Join(cfg.StateDir, GrantsStateFile))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := c.followGrants(ctx, cfg.Kafka, schemas.TopicGrants); err != nil {
+			if err := c.runGrants(ctx, f); err != nil {
 				c.log.Error("grants: follower stopped", "err", err)
 			}
 		}()

@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"sync"
 
 	"github.com/auditpipe/auditpipe/grants"
@@ -15,8 +16,9 @@ import (
 // configuration and the verified ones followed on opctl.grants.v1. A
 // revoked grant (its signed revocation) stays known for attribution while
 // the process runs: what its user did after the revocation is exactly
-// what an auditor wants to see tied to the request. (After compaction and
-// a restart it is gone; the policy service's agent removes the user and
+// what an auditor wants to see tied to the request. (After a restart it
+// is gone: the follower skips the grant, read before its revocation, and
+// compaction removes it; the policy service's agent removes the user and
 // ends its sessions on revoke.) It is safe for concurrent use.
 type GrantTable struct {
 	mu sync.RWMutex
@@ -93,6 +95,10 @@ func (t *GrantTable) apply(m grants.Message) {
 	t.grants[login] = m.Grant
 }
 
+// GrantsStateFile is the file of the collector's state directory that
+// keeps its grants follower's replay memory (grants.FollowConfig.StateFile).
+const GrantsStateFile = "grants-seqs.json"
+
 // followGrants follows the grants topic from its start (grants.Follower:
 // retried while the broker is away, every record verified with c.keys,
 // refusals counted, logged at a bounded rate and dead-lettered) and
@@ -101,16 +107,29 @@ func (t *GrantTable) apply(m grants.Message) {
 // does not exist (no policy service yet: only static grants apply until
 // it appears).
 func (c *Collector) followGrants(ctx context.Context, kcfg kafka.Config, topic string) error {
-	f, err := grants.NewFollower(grants.FollowConfig{
+	f, err := c.grantsFollower(kcfg, topic)
+	if err != nil {
+		return err
+	}
+	return c.runGrants(ctx, f)
+}
+
+// grantsFollower returns the follower of followGrants, its replay memory
+// read from the state directory (GrantsStateFile): an error when that
+// file is damaged.
+func (c *Collector) grantsFollower(kcfg kafka.Config, topic string) (*grants.Follower, error) {
+	return grants.NewFollower(grants.FollowConfig{
 		Kafka: kcfg, Topic: topic, Keys: c.keys, DeadLetterTopic: c.cfg.DeadLetterTopic,
 		Component: "collector", Host: c.cfg.Host,
 		Apply:   c.grants.apply,
 		Refused: c.m.grantsRefused, DeadLetters: c.m.deadLetters,
-		Log: c.log.With("follower", "grants"),
+		Log:       c.log.With("follower", "grants"),
+		StateFile: filepath.Join(c.cfg.StateDir, GrantsStateFile),
 	})
-	if err != nil {
-		return err
-	}
+}
+
+// runGrants runs f until ctx ends, closing c.ready once it caught up.
+func (c *Collector) runGrants(ctx context.Context, f *grants.Follower) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -120,7 +139,7 @@ func (c *Collector) followGrants(ctx context.Context, kcfg kafka.Config, topic s
 		case <-ctx.Done():
 		}
 	}()
-	err = f.Run(ctx)
+	err := f.Run(ctx)
 	<-done
 	return err
 }

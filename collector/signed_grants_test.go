@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -312,4 +314,132 @@ func metricSum(t *testing.T, g prometheus.Gatherer, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// TestReplayAfterCompactionRefused: issue 9, replay protection that
+// survives compaction. The collector's memory of the grants it applied
+// (grants.Seqs) lived in memory only: an old, validly signed record of a
+// login written again after the login's current record, left by
+// compaction as the login's only record, was the first record of the
+// login a restarted collector saw, and it was accepted: the operator's
+// events went to the old request again (or, after a revocation, to the
+// revoked one). The memory is now kept in the state directory
+// (GrantsStateFile): the restarted collector refuses the replay as
+// replayed — counted, dead-lettered — and applies nothing for the login.
+func TestReplayAfterCompactionRefused(t *testing.T) {
+	tests := []struct {
+		name    string
+		current func(policy *sign.Signer) kafka.Record // published after the old grant
+	}{
+		{"an older grant after a newer one", func(policy *sign.Signer) kafka.Record {
+			r, err := grants.Record(policy, schemas.Grant{LoginID: "USERNAME", ReqAuthID: "ocid1.req.43", AuditType: schemas.AuditCommandKeystroke, PublishSeq: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}},
+		{"a grant after its revocation", func(policy *sign.Signer) kafka.Record {
+			r, err := grants.Revocation(policy, "USERNAME", 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			kcfg, broker := kafkatest.Start(t, 1)
+			dir := t.TempDir()
+			policy, pub := grantKey(t, dir)
+			old, err := grants.Record(policy, schemas.Grant{LoginID: "USERNAME", ReqAuthID: "ocid1.req.42", AuditType: schemas.AuditCommand, PublishSeq: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			current := tt.current(policy)
+			// One record a batch: compaction keeps a partition's last
+			// batch whole.
+			publishRecords(t, kcfg, old)
+			publishRecords(t, kcfg, current)
+
+			cfg := testConfig(t, kcfg, dir)
+			cfg.Grants = nil
+			yes := true
+			cfg.FollowGrants = &yes
+			cfg.GrantKeys = []string{pub}
+			reg := prometheus.NewRegistry()
+			c, stop := startCollectorWith(t, cfg, reg)
+			waitUntil(t, "the current record applied", 20*time.Second, func() bool {
+				g, ok := c.Grants().Lookup("USERNAME")
+				return c.Grants().Revoked("USERNAME") || ok && g.ReqAuthID == "ocid1.req.43"
+			})
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+
+			// While the collector is stopped: the old grant written again,
+			// then another login's grant, and the topic compacted.
+			other, err := grants.Record(policy, schemas.Grant{LoginID: "celladmin", ReqAuthID: "ocid1.req.7", AuditType: schemas.AuditCommand, PublishSeq: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			publishRecords(t, kcfg, old)
+			publishRecords(t, kcfg, other)
+			broker.Compact()
+			left := kafkatest.ReadAll(t, kcfg, schemas.TopicGrants, 20*time.Second)
+			if len(left) != 2 || string(left[0].Value) != string(old.Value) {
+				t.Fatalf("after compaction %d records, want the replay and the other login's grant", len(left))
+			}
+
+			dead := newConsumer(t, kcfg, schemas.TopicDeadLetter, 1)
+			reg = prometheus.NewRegistry()
+			c, stop = startCollectorWith(t, cfg, reg)
+			waitUntil(t, "the other login's grant", 20*time.Second, func() bool {
+				_, ok := c.Grants().Lookup("celladmin")
+				return ok
+			})
+			if got := metricValue(t, reg, "auditpipe_collector_grants_refused_total", "reason", grants.ReasonReplayed); got != 1 {
+				t.Errorf("refused as replayed after the restart: %v, want 1", got)
+			}
+			if g, ok := c.Grants().Lookup("USERNAME"); ok {
+				t.Errorf("the replay applied after the restart: USERNAME's grant is %+v", g)
+			}
+			dead.waitFor(t, "the replay's dead letter", 20*time.Second, atLeast(1))
+			var d schemas.DeadLetter
+			if err := json.Unmarshal(dead.msgs[0].Value, &d); err != nil || d.Reason != "grant_"+grants.ReasonReplayed || d.Raw != string(old.Value) {
+				t.Errorf("dead letter %+v %v, want the replay as grant_%s", d, err, grants.ReasonReplayed)
+			}
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestDamagedGrantsMemoryRefusesStart: a replay memory that cannot be
+// read stops the collector at start, naming the file, instead of being
+// forgotten (which would accept the replays it exists to refuse).
+func TestDamagedGrantsMemoryRefusesStart(t *testing.T) {
+	dir := t.TempDir()
+	_, pub := grantKey(t, dir)
+	cfg := testConfig(t, kafka.Config{Brokers: []string{"127.0.0.1:9"}}, dir)
+	cfg.Grants = nil
+	yes := true
+	cfg.FollowGrants = &yes
+	cfg.GrantKeys = []string{pub}
+	path := filepath.Join(cfg.StateDir, GrantsStateFile)
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(`{"version":1,"what":"login","keys":{"USERNAME":{"seq":`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(cfg, Deps{Log: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Run(ctx); err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Run: %v, want an error naming %s", err, path)
+	}
 }

@@ -47,7 +47,8 @@ type AssignmentSource struct {
 	log        *slog.Logger
 	m          *assignmentMetrics
 	// seqs refuses an assignment record written again (by resource;
-	// rebuilt from the topic at each start).
+	// kept in forwarder.assignments.state_dir, else rebuilt from the
+	// topic at each start).
 	seqs *grants.Seqs
 
 	mu      sync.Mutex
@@ -71,9 +72,7 @@ func newAssignmentMetrics(reg prometheus.Registerer) *assignmentMetrics {
 			Help: "Resources whose verified assignment forwards logs: one destination each."}),
 	}
 	for _, r := range grants.Reasons() {
-		if r != grants.ReasonReplayed { // a grant's reason, not an assignment's
-			m.refused.WithLabelValues(r)
-		}
+		m.refused.WithLabelValues(r)
 	}
 	if reg != nil {
 		reg.MustRegister(m.refused, m.forwarded)
@@ -102,9 +101,23 @@ func NewAssignmentSource(cfg Config, log *slog.Logger, reg prometheus.Registerer
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	var state string
+	if cfg.Assignments.StateDir != "" {
+		state = filepath.Join(cfg.Assignments.StateDir, AssignmentsStateFile)
+	}
+	seqs, err := grants.OpenSeqs("resource", state, log.With("follower", "assignments"))
+	if err != nil {
+		return nil, fmt.Errorf("forwarder.assignments.state_dir: %w", err)
+	}
+	if state == "" {
+		log.Info("forwarder.assignments.state_dir not set: the assignments' replay memory is rebuilt from the topic at each start")
+	}
+	// Held while Run catches up (no destination is named before), then
+	// written at each change.
+	seqs.Defer()
 	return &AssignmentSource{kafka: cfg.Kafka, topic: topic, template: cfg.Assignments.Template, keys: keys,
 		deadLetter: cfg.DeadLetterTopic, log: log, m: newAssignmentMetrics(reg),
-		current: map[string]schemas.Assignment{}, changed: make(chan struct{}, 1), seqs: grants.NewSeqs("resource")}, nil
+		current: map[string]schemas.Assignment{}, changed: make(chan struct{}, 1), seqs: seqs}, nil
 }
 
 // apply verifies one record of the topic and applies it, or refuses it.
@@ -113,8 +126,14 @@ func NewAssignmentSource(cfg Config, log *slog.Logger, reg prometheus.Registerer
 func (s *AssignmentSource) apply(ctx context.Context, r kafka.Record, dead *deadletter.Writer, refusals *grants.RefusalLog) error {
 	m, err := grants.DecodeAssignment(r.Key, r.Value, s.keys)
 	if err == nil {
-		// An old assignment (or removal) written again: refused.
-		err = s.seqs.Admit(m.Assignment.ResourceID, m.Assignment.PublishSeq, m.Payload)
+		// An old assignment (or removal) written again: refused; one
+		// read before its resource's applied record (history not
+		// compacted yet, at a restart): skipped.
+		err = s.seqs.AdmitRecord(grants.Numbered{Key: m.Assignment.ResourceID, Seq: m.Assignment.PublishSeq, Payload: m.Payload,
+			Partition: r.Partition, Offset: r.Offset})
+		if errors.Is(err, grants.ErrSuperseded) {
+			return nil
+		}
 	}
 	if err != nil {
 		reason := grants.Reason(err)
@@ -241,10 +260,14 @@ func (s *AssignmentSource) Run(ctx context.Context, updates chan<- []Destination
 	}
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer func() { _ = s.seqs.Flush() }()
 	done := make(chan error, 1)
 	go func() { done <- f.Run(fctx) }()
 	select {
 	case <-f.CaughtUp():
+		// What the catch-up applied is written before the first set is
+		// named (a failure is logged; the set is named all the same).
+		_ = s.seqs.Undefer()
 	case <-ctx.Done():
 		cancel()
 		return <-done

@@ -66,7 +66,22 @@ type AssignmentsConfig struct {
 	// name, address, CA certificate and hosts, which the assignment
 	// gives (timeouts, sizes, priority, app name). Default: the defaults.
 	Template Destination `yaml:"template"`
+	// StateDir keeps the assignments' replay memory (AssignmentsStateFile:
+	// per resource, the number and digest of the last record applied), so
+	// that a restart refuses an old assignment written again even when
+	// compaction left it as its resource's only record. Default
+	// DefaultStateDir in the configuration file (DATA/forwarder in
+	// target all); "" keeps the memory in memory only, rebuilt from the
+	// topic at each start.
+	StateDir string `yaml:"state_dir"`
 }
+
+// DefaultStateDir is forwarder.assignments.state_dir by default.
+const DefaultStateDir = "/var/lib/auditpipe/forwarder"
+
+// AssignmentsStateFile is the file of forwarder.assignments.state_dir that
+// keeps the assignments' replay memory.
+const AssignmentsStateFile = "assignments-seqs.json"
 
 // Destination is one SIEM and what goes to it. The policy service builds
 // one per resource assignment that forwards logs (the assignment's syslog

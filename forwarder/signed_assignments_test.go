@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -284,5 +287,136 @@ func TestAssignmentKeysRequired(t *testing.T) {
 				t.Fatal("NewAssignmentSource accepted what Validate refuses")
 			}
 		})
+	}
+}
+
+// TestAssignmentReplayAfterCompactionRefused: issue 9, replay protection
+// that survives compaction. The forwarder's memory of the assignments it
+// applied (grants.Seqs) lived in memory only: a resource's old, validly
+// signed assignment written again after its current record — after its
+// removal, or after an assignment to another SIEM — and left by
+// compaction as the resource's only record was the first record of the
+// resource a restarted forwarder saw, and it was applied: the resource's
+// commands and keystrokes went to the old SIEM again. The memory is now
+// kept in forwarder.assignments.state_dir: the restarted source refuses
+// the replay as replayed — counted, dead-lettered — and names no
+// destination for the resource.
+func TestAssignmentReplayAfterCompactionRefused(t *testing.T) {
+	old := schemas.Assignment{ResourceID: "r-a", IsEnforcedAlways: true, IsLogForwarded: true, LifecycleState: "APPLIED",
+		RemoteSyslogServerAddress: "old-siem.example", RemoteSyslogServerPort: 6514, Hosts: []string{"host0"}, PublishSeq: 1}
+	tests := []struct {
+		name    string
+		current func(*sign.Signer) kafka.Record
+		want    []string // the destinations' addresses before the restart
+	}{
+		{"the assignment after its removal", func(s *sign.Signer) kafka.Record {
+			r, err := grants.AssignmentRemoval(s, "r-a", 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}, nil},
+		{"an older assignment after one to another SIEM", func(s *sign.Signer) kafka.Record {
+			a := old
+			a.RemoteSyslogServerAddress, a.PublishSeq = "new-siem.example", 2
+			return sealed(t, s, a)
+		}, []string{"new-siem.example:6514"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			kcfg, broker := kafkatest.Start(t, 1)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			policy, pub := assignmentKey(t, t.TempDir())
+			w, err := kcfg.NewWriter(kafka.TopicAssignments)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			write := func(r kafka.Record) {
+				t.Helper()
+				// One record a batch: compaction keeps a partition's last
+				// batch whole.
+				if err := w.Write(ctx, r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			replay := sealed(t, policy, old)
+			write(replay)
+			write(tt.current(policy))
+			cfg := followingConfig(kcfg, Destination{}, pub)
+			cfg.Assignments.StateDir = filepath.Join(t.TempDir(), "forwarder")
+			// first runs a source until its first set of destinations,
+			// and returns their addresses.
+			first := func(reg *prometheus.Registry) []string {
+				t.Helper()
+				src, err := NewAssignmentSource(cfg, slog.New(slog.NewTextHandler(t.Output(), nil)), reg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rctx, stop := context.WithCancel(ctx)
+				updates := make(chan []Destination, 1)
+				done := make(chan error, 1)
+				go func() { done <- src.Run(rctx, updates) }()
+				var ds []Destination
+				select {
+				case ds = <-updates:
+				case <-ctx.Done():
+					t.Fatal("no destinations")
+				}
+				stop()
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+				var addrs []string
+				for _, d := range ds {
+					addrs = append(addrs, d.Address)
+				}
+				return addrs
+			}
+			if got := first(prometheus.NewRegistry()); !slices.Equal(got, tt.want) {
+				t.Fatalf("before the restart: destinations %q, want %q", got, tt.want)
+			}
+
+			// While the forwarder is stopped: the old assignment written
+			// again, then another resource's, and the topic compacted.
+			other := old
+			other.ResourceID, other.RemoteSyslogServerAddress, other.Hosts = "r-b", "b-siem.example", []string{"host1"}
+			write(replay)
+			write(sealed(t, policy, other))
+			broker.Compact()
+			left := kafkatest.ReadAll(t, kcfg, kafka.TopicAssignments, 20*time.Second)
+			if len(left) != 2 || string(left[0].Value) != string(replay.Value) {
+				t.Fatalf("after compaction %d records, want the replay and the other resource's assignment", len(left))
+			}
+
+			reg := prometheus.NewRegistry()
+			if got, want := first(reg), []string{"b-siem.example:6514"}; !slices.Equal(got, want) {
+				t.Errorf("after the restart: destinations %q, want %q (the replay applied)", got, want)
+			}
+			if got := metricValue(t, reg, "auditpipe_forwarder_assignments_refused_total", "reason", grants.ReasonReplayed); got != 1 {
+				t.Errorf("refused as replayed after the restart: %v, want 1", got)
+			}
+			dead := kafkatest.Read(t, kcfg, schemas.TopicDeadLetter, 1, 20*time.Second)
+			var d schemas.DeadLetter
+			if err := json.Unmarshal(dead[0].Value, &d); err != nil || d.Reason != "assignment_"+grants.ReasonReplayed || d.Raw != string(replay.Value) {
+				t.Errorf("dead letter %+v %v, want the replay as assignment_%s", d, err, grants.ReasonReplayed)
+			}
+		})
+	}
+}
+
+// TestDamagedAssignmentsMemoryRefusesStart: a replay memory that cannot be
+// read stops the assignments' source at start, naming the file.
+func TestDamagedAssignmentsMemoryRefusesStart(t *testing.T) {
+	_, pub := assignmentKey(t, t.TempDir())
+	cfg := followingConfig(kafka.Config{Brokers: []string{"127.0.0.1:9"}}, Destination{}, pub)
+	cfg.Assignments.StateDir = t.TempDir()
+	path := filepath.Join(cfg.Assignments.StateDir, AssignmentsStateFile)
+	if err := os.WriteFile(path, []byte("not a memory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewAssignmentSource(cfg, nil, nil); err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("NewAssignmentSource: %v, want an error naming %s", err, path)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,6 +45,13 @@ type FollowConfig struct {
 	// Log receives refusals (at a bounded rate) and the follower's
 	// outages. Default: discard.
 	Log *slog.Logger
+	// StateFile keeps the follower's replay memory across restarts (Seqs:
+	// per login, the last applied record's number and digest, and whether
+	// it was revoked): a file in the consumer's state directory. A damaged
+	// file makes NewFollower fail. Default "": memory only, rebuilt from
+	// the topic at each start (a replay that compaction left as its
+	// login's only record is then accepted).
+	StateFile string
 }
 
 // Follower follows the grants topic from its start (a kafka.Follower:
@@ -56,9 +62,12 @@ type FollowConfig struct {
 // ReasonReplayed (Seqs: a publish_seq below the last applied for its
 // login, or the last with another payload, or none); so is a grant for a
 // login whose revocation was followed, whatever its number (the policy
-// service never reuses a login). The
-// collector (attribution) and the host agent (enforcement) both follow
-// the grants with it.
+// service never reuses a login). With a StateFile that memory outlives
+// the process, so a restart refuses such a replay even when compaction
+// left it as its login's only record; a record read before its login's
+// applied one (history not compacted yet) is skipped, neither applied nor
+// refused. The collector (attribution) and the host agent (enforcement)
+// both follow the grants with it.
 type Follower struct {
 	cfg      FollowConfig
 	f        *kafka.Follower
@@ -69,9 +78,12 @@ type Follower struct {
 	ctx  context.Context
 	dead *deadletter.Writer
 
-	seqs    *Seqs
-	mu      sync.Mutex
-	revoked map[string]bool
+	// seqs remembers, per login, the last record applied and whether it
+	// was a revocation (final). Its changes are held while the follower
+	// catches up (nothing acts on the grants before), and written once
+	// caught up, before caught is closed.
+	seqs   *Seqs
+	caught chan struct{}
 }
 
 // NewFollower returns a follower of cfg.Topic; Run follows it.
@@ -88,7 +100,13 @@ func NewFollower(cfg FollowConfig) (*Follower, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	fl := &Follower{cfg: cfg, refusals: NewRefusalLog(cfg.Log, "grant", "auditpipe_"+cfg.Component+"_grants_refused_total"), revoked: map[string]bool{}, seqs: NewSeqs("login")}
+	seqs, err := OpenSeqs("login", cfg.StateFile, cfg.Log)
+	if err != nil {
+		return nil, fmt.Errorf("grants: follower: %w", err)
+	}
+	seqs.Defer()
+	fl := &Follower{cfg: cfg, refusals: NewRefusalLog(cfg.Log, "grant", "auditpipe_"+cfg.Component+"_grants_refused_total"), seqs: seqs,
+		caught: make(chan struct{})}
 	f, err := cfg.Kafka.NewFollower(kafka.FollowerConfig{Topic: cfg.Topic, Apply: fl.apply, Log: cfg.Log})
 	if err != nil {
 		return nil, fmt.Errorf("grants: %w", err)
@@ -98,9 +116,11 @@ func NewFollower(cfg FollowConfig) (*Follower, error) {
 }
 
 // CaughtUp is closed once the records that existed when Run started are
-// applied, or at once when the topic does not exist (no policy service
-// yet: nothing to catch up with).
-func (fl *Follower) CaughtUp() <-chan struct{} { return fl.f.CaughtUp() }
+// applied and the replay memory written (StateFile), or at once when the
+// topic does not exist (no policy service yet: nothing to catch up with).
+// The consumer acts on the grants once it is closed: the memory then
+// names every record applied.
+func (fl *Follower) CaughtUp() <-chan struct{} { return fl.caught }
 
 // Run follows the topic until ctx ends; it returns nil then, or a
 // permanent error. Call it once.
@@ -111,8 +131,27 @@ func (fl *Follower) Run(ctx context.Context) error {
 	}
 	defer dead.Close()
 	defer fl.refusals.Summarize()
+	// Whatever was read when Run ends is written (a stop while catching
+	// up: the next start reads it again anyway).
+	defer func() { _ = fl.seqs.Flush() }()
 	fl.ctx, fl.dead = ctx, dead
-	return fl.f.Run(ctx)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	caught := make(chan struct{})
+	go func() {
+		defer close(caught)
+		select {
+		case <-fl.f.CaughtUp():
+			// A failure is logged; the grants apply all the same.
+			_ = fl.seqs.Undefer()
+			close(fl.caught)
+		case <-ctx.Done():
+		}
+	}()
+	err = fl.f.Run(ctx)
+	cancel()
+	<-caught
+	return err
 }
 
 // apply verifies one record and applies it, or refuses it. The error is
@@ -120,8 +159,11 @@ func (fl *Follower) Run(ctx context.Context) error {
 func (fl *Follower) apply(r kafka.Record) error {
 	m, err := Decode(r.Key, r.Value, fl.cfg.Keys)
 	if err == nil {
-		if err = fl.checkReplay(m); err == nil {
+		if err = fl.checkReplay(m, r); err == nil {
 			fl.cfg.Apply(m)
+			return nil
+		}
+		if errors.Is(err, ErrSuperseded) {
 			return nil
 		}
 	}
@@ -140,19 +182,14 @@ func (fl *Follower) apply(r kafka.Record) error {
 }
 
 // checkReplay refuses a record written again (Seqs) and a grant for a
-// login already revoked, and records a revocation.
-func (fl *Follower) checkReplay(m Message) error {
-	fl.mu.Lock()
-	defer fl.mu.Unlock()
-	login := m.Grant.LoginID
-	if !m.Grant.Revoked && fl.revoked[login] {
-		return &RefusedError{Reason: ReasonReplayed, Err: fmt.Errorf("login %s was revoked (signed by key %s)", login, m.KeyID)}
-	}
-	if err := fl.seqs.Admit(login, m.Grant.PublishSeq, m.Payload); err != nil {
+// login already revoked (a revocation is its login's final record), and
+// remembers the record otherwise (ErrSuperseded: a record read before the
+// login's applied one, skipped).
+func (fl *Follower) checkReplay(m Message, r kafka.Record) error {
+	err := fl.seqs.AdmitRecord(Numbered{Key: m.Grant.LoginID, Seq: m.Grant.PublishSeq, Payload: m.Payload, Final: m.Grant.Revoked,
+		Partition: r.Partition, Offset: r.Offset})
+	if err != nil {
 		return fmt.Errorf("signed by key %s: %w", m.KeyID, err)
-	}
-	if m.Grant.Revoked {
-		fl.revoked[login] = true
 	}
 	return nil
 }

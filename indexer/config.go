@@ -45,6 +45,15 @@ type Config struct {
 	// ShutdownTimeout bounds the final flush (insert and commit of the last
 	// batch) after the context is cancelled. Default 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// StateDir keeps the inventories' replay memory (InventoryStateFile:
+	// per host, the number and digest of the last inventory stored), so
+	// that a restart refuses an old inventory written again instead of
+	// storing it. Default DefaultStateDir in the configuration file
+	// (DATA/indexer in target all); "" keeps the memory in memory only,
+	// empty at each start. Each indexer of a group keeps its own: after
+	// a rebalance, a partition's new owner compares with what it stored
+	// itself, when it last had the partition.
+	StateDir string `yaml:"state_dir"`
 	// Store is where rows go: a ClickHouse server when Store.ClickHouse.Addr
 	// is set, else embedded chDB.
 	// The configuration file's top-level clickhouse section, set by the
@@ -61,6 +70,13 @@ type BatchConfig struct {
 	// MaxWait from the first message of a batch to its insert. Default 1s.
 	MaxWait time.Duration `yaml:"max_wait"`
 }
+
+// DefaultStateDir is indexer.state_dir by default.
+const DefaultStateDir = "/var/lib/auditpipe/indexer"
+
+// InventoryStateFile is the file of indexer.state_dir that keeps the
+// inventories' replay memory.
+const InventoryStateFile = "inventory-seqs.json"
 
 // DefaultConfig returns the configuration with every default set.
 func DefaultConfig() Config {

@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,7 +72,8 @@ type Indexer struct {
 	hosts *sign.KeyDir
 	// instances binds inventories to hosts (Deps.Instances); nil: unbound.
 	instances InstanceHosts
-	// invSeqs refuses an inventory written again (grants.Seqs, by host).
+	// invSeqs refuses an inventory written again (grants.Seqs, by host;
+	// kept in StateDir when set).
 	invSeqs *grants.Seqs
 	log     *slog.Logger
 	m       *metrics
@@ -96,7 +98,16 @@ func New(cfg Config, d Deps) (*Indexer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	ix := &Indexer{cfg: cfg, eng: d.Engine, hosts: sign.NewKeyDir(cfg.HostKeysDir), instances: d.Instances, invSeqs: grants.NewSeqs("host"),
+	var state string
+	if cfg.StateDir != "" {
+		state = filepath.Join(cfg.StateDir, InventoryStateFile)
+	}
+	invSeqs, err := grants.OpenSeqs("host", state, log)
+	if err != nil {
+		return nil, fmt.Errorf("indexer.state_dir: %w", err)
+	}
+	invSeqs.Defer() // written once a batch, before its commit
+	ix := &Indexer{cfg: cfg, eng: d.Engine, hosts: sign.NewKeyDir(cfg.HostKeysDir), instances: d.Instances, invSeqs: invSeqs,
 		log: log, m: newMetrics(d.Registry), now: time.Now}
 	if d.Instances == nil {
 		log.Info("inventories are not bound to the policy's instances in this process (no scheduler store): each is stored as its signed host names it")
@@ -303,7 +314,7 @@ func (ix *Indexer) decode(ctx context.Context, m kafka.Record) item {
 		}
 		rows, err := DecodeInventory(am.Payload, ix.cfg.MaxRowBytes)
 		if err == nil {
-			err = admitInventory(am, ix.invSeqs)
+			err = admitInventory(am, m.Partition, m.Offset, ix.invSeqs)
 		}
 		if err == nil {
 			err = ix.bindInstance(ctx, am.Host, rows[0].InstanceID)
@@ -467,6 +478,10 @@ func (ix *Indexer) flush(ctx context.Context, dlw *deadletter.Writer, b *batch) 
 			return errCrash
 		}
 	}
+	// The inventories' replay memory is written before their offsets are
+	// committed: once committed they are not read again, and a restart
+	// must compare what comes next with them. (A failure is logged.)
+	_ = ix.invSeqs.Flush()
 	if err := ix.commit(ctx, b); err != nil {
 		return err
 	}

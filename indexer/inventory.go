@@ -55,9 +55,12 @@ func openInventory(key, value []byte, hosts *sign.KeyDir) (grants.AgentMessage, 
 
 // admitInventory refuses a valid inventory written again (seqs, by host:
 // a publish_seq below the last stored for the host, or the last with
-// another payload, or none) as inventory_replayed.
-func admitInventory(m grants.AgentMessage, seqs *grants.Seqs) error {
-	if err := seqs.Admit(m.Host, m.Seq, m.Payload); err != nil {
+// another payload, or none) as inventory_replayed. One read at partition
+// and offset before the host's last stored inventory (read again after
+// a crash before the commit) passes: storing it again changes nothing.
+func admitInventory(m grants.AgentMessage, partition int, offset int64, seqs *grants.Seqs) error {
+	err := seqs.AdmitRecord(grants.Numbered{Key: m.Host, Seq: m.Seq, Payload: m.Payload, Partition: partition, Offset: offset})
+	if err != nil && !errors.Is(err, grants.ErrSuperseded) {
 		return &rejectError{ReasonInventoryRefused + grants.Reason(err), err}
 	}
 	return nil

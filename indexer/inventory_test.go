@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -249,5 +251,96 @@ func TestInventoryBoundToInstance(t *testing.T) {
 		if dead[i].Reason != want {
 			t.Errorf("dead letter %d: %s, want %s", i, dead[i].Reason, want)
 		}
+	}
+}
+
+// TestInventoryReplayAfterRestart: issue 9, replay protection that
+// survives a restart. The indexer's memory of the inventories it stored
+// (grants.Seqs, by host) started empty at each start, so a host's older
+// inventory written again after the indexer restarted was stored as new
+// rows. The memory is now kept in indexer.state_dir
+// (InventoryStateFile): the restarted indexer refuses it as
+// inventory_replayed, dead-letters it and stores nothing.
+func TestInventoryReplayAfterRestart(t *testing.T) {
+	eng := clickhousetest.OpenEmbedded(t, "")
+	kc, _ := kafkatest.Start(t, 1)
+	raw, err := os.ReadFile(goldenInventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keysDir := t.TempDir()
+	db01 := signtest.EnrolledHost(t, keysDir, "exa-main-db01", 1)
+	var v map[string]any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		t.Fatal(err)
+	}
+	seq := int64(v["publish_seq"].(float64))
+	sealed := func(payload []byte) kafka.Record {
+		b, err := db01.Sign(payload).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kafka.Record{Key: []byte("exa-main-db01"), Value: b}
+	}
+	v["time"], v["publish_seq"] = "2026-03-01T08:00:00Z", seq-1
+	older, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replay := sealed(older)
+	produce(t, kc, schemas.TopicAgent, []kafka.Record{replay, sealed(raw)})
+
+	cfg := testConfig(kc, "inventory-replay")
+	cfg.HostKeysDir = keysDir
+	cfg.StateDir = filepath.Join(t.TempDir(), "indexer")
+	run := func() *Indexer {
+		t.Helper()
+		ix, err := New(cfg, Deps{Engine: eng})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ix
+	}
+	ix := run()
+	stop := startIndexer(t, ix)
+	waitFor(t, "both inventories stored", 30*time.Second, func() bool {
+		return countOr(eng, "SELECT count() FROM instance_inventory WHERE formatDateTime(time, '%Y-%m-%d') = '2026-03-01'") > 0 &&
+			countOr(eng, "SELECT count() FROM instance_inventory WHERE formatDateTime(time, '%Y-%m-%d') = '2026-03-08'") > 0
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	rows := countOr(eng, "SELECT count() FROM instance_inventory")
+
+	// While the indexer is stopped, the older inventory is written again.
+	produce(t, kc, schemas.TopicAgent, []kafka.Record{replay})
+	ix = run()
+	stop = startIndexer(t, ix)
+	reason := ReasonInventoryRefused + grants.ReasonReplayed
+	waitFor(t, "the replay refused", 30*time.Second, func() bool {
+		return testutil.ToFloat64(ix.m.deadLetters.WithLabelValues(reason)) == 1
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := countOr(eng, "SELECT count() FROM instance_inventory"); got != rows {
+		t.Errorf("%d rows after the replay, want %d", got, rows)
+	}
+	if dead := readDeadLetters(t, kc, 1); dead[0].Reason != reason {
+		t.Errorf("dead letter %s, want %s", dead[0].Reason, reason)
+	}
+}
+
+// TestDamagedInventoryMemoryRefusesStart: a replay memory that cannot be
+// read stops the indexer at New, naming the file.
+func TestDamagedInventoryMemoryRefusesStart(t *testing.T) {
+	cfg := testConfig(kafka.Config{Brokers: []string{"127.0.0.1:9"}}, "damaged")
+	cfg.StateDir = t.TempDir()
+	path := filepath.Join(cfg.StateDir, InventoryStateFile)
+	if err := os.WriteFile(path, []byte(`{"version":1,"what":"login","keys":{}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(cfg, Deps{Engine: clickhousetest.OpenEmbedded(t, "")}); err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("New: %v, want an error naming %s", err, path)
 	}
 }

@@ -145,10 +145,12 @@ type AuthConfig struct {
 // EmbeddedConfig configures the all-in-one's embedded parts.
 type EmbeddedConfig struct {
 	// DataDir holds the broker's log (kafka/), the chDB store (chdb/),
-	// the collector's state (collector/), the policy store (policy.db)
-	// and the grant signing key (grants.key); in target all, these
-	// replace collector.state_dir, clickhouse.embedded.dir and the
-	// defaults of policy.store.path and policy.key_file. Default data.
+	// the collector's state (collector/), the replay memories of the
+	// indexer (indexer/) and the forwarder (forwarder/), the policy store
+	// (policy.db) and the grant signing key (grants.key); in target all,
+	// these replace collector.state_dir, clickhouse.embedded.dir and the
+	// defaults of indexer.state_dir, forwarder.assignments.state_dir,
+	// policy.store.path and policy.key_file. Default data.
 	DataDir string `yaml:"data_dir"`
 	// Partitions of the audit topic on the embedded broker. Default 1.
 	Partitions int `yaml:"partitions"`
@@ -195,8 +197,11 @@ func DefaultConfig() Config {
 	col := collector.DefaultConfig()
 	col.Kafka = kafka.Config{}.WithDefaults()
 	ix := indexer.DefaultConfig()
+	ix.StateDir = indexer.DefaultStateDir
 	ag := agent.DefaultConfig()
 	ag.Kafka = kafka.Config{}.WithDefaults()
+	fw := forwarder.Config{}.WithDefaults()
+	fw.Assignments.StateDir = forwarder.DefaultStateDir
 	pol := policy.DefaultConfig()
 	// Resolved by target (resolved): policy.db, or DATA/policy.db in the
 	// all-in-one.
@@ -211,7 +216,7 @@ func DefaultConfig() Config {
 		ClickHouse:   ix.Store,
 		Collector:    col,
 		Indexer:      ix,
-		Forwarder:    forwarder.Config{}.WithDefaults(),
+		Forwarder:    fw,
 		Agent:        ag,
 		Policy:       pol,
 		Scheduler:    scheduler.DefaultConfig(),
@@ -252,6 +257,12 @@ func (c Config) resolved() Config {
 		c.Collector.OwnGrantKey = filepath.Join(c.Embedded.DataDir, GrantsPublicKeyName)
 		// The same key signs the assignments the forwarder follows.
 		c.Forwarder.OwnAssignmentKey = c.Collector.OwnGrantKey
+		if c.Indexer.StateDir == indexer.DefaultStateDir {
+			c.Indexer.StateDir = filepath.Join(c.Embedded.DataDir, "indexer")
+		}
+		if c.Forwarder.Assignments.StateDir == forwarder.DefaultStateDir {
+			c.Forwarder.Assignments.StateDir = filepath.Join(c.Embedded.DataDir, "forwarder")
+		}
 		c.ClickHouse.Embedded.Dir = filepath.Join(c.Embedded.DataDir, "chdb")
 		if c.HostKeys.Dir == "" || c.HostKeys.Dir == DefaultHostKeysDir {
 			c.HostKeys.Dir = filepath.Join(c.Embedded.DataDir, HostKeysDirName)

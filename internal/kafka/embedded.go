@@ -234,6 +234,13 @@ func (e *Embedded) CAFile() string { return e.tls.CAFile }
 // Brokers returns the broker's listen addresses.
 func (e *Embedded) Brokers() []string { return e.cluster.ListenAddrs() }
 
+// Compact compacts the compacted topics now, as Kafka's log cleaner
+// does in its time: each key keeps its latest record, at its offset (the
+// last batch of a partition is kept whole, as an active segment is). For
+// tests: a replay written after its key's current record is then the
+// key's only record.
+func (e *Embedded) Compact() { e.cluster.Compact() }
+
 // Close stops the broker.
 func (e *Embedded) Close() { e.cluster.Close() }
 

@@ -121,7 +121,9 @@ func ownerOf(fi os.FileInfo) (uid uint32, ok bool) {
 
 // Write writes b to path, mode 0600, atomically: a temporary file beside
 // it, synced, then renamed over path, so that a reader sees the old
-// content or the new, never a part.
+// content or the new, never a part; the directory is synced after the
+// rename, so that once Write returns the new content survives a crash of
+// the machine (a consumer's replay memory relies on it).
 func Write(path string, b []byte) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
@@ -146,7 +148,23 @@ func Write(path string, b []byte) error {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", path, err)
 	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
 	return nil
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // Create opens path for writing, mode 0600, emptied: a new file, or one of
