@@ -450,3 +450,33 @@ func TestAttackDataPathColumns(t *testing.T) {
 		{"SHOW DATABASES", true},
 	})
 }
+
+// TestAttackNewlineInQuotedName catches the issue 9 review's finding F3:
+// EXPLAIN AST prints aliases and identifiers unescaped, one node a line,
+// and the parser check reads the tree from the lines. A newline in a
+// backquoted alias forged lines of its own: `SELECT 1 AS `a\n  Function
+// count…`, * FROM system.tables` passed as count(*) and returned
+// data_paths, and `('x' AS `x\n     Foo`) IN system.processes` reached a
+// refused table. A control character or a backslash (an escape that
+// ClickHouse turns into one) in a quoted name is refused by the lexical
+// guard; names without them still work.
+func TestAttackNewlineInQuotedName(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "datadir-of-the-store")
+	eng := clickhousetest.OpenEmbedded(t, dir)
+	if err := eng.Exec(context.Background(), "CREATE TABLE audit_events (x UInt8) ENGINE = MergeTree ORDER BY x"); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(NewQueryHandler(eng, nil, QueryHandlerOptions{}))
+	defer srv.Close()
+	forged := "\n  Function count\n   ExpressionList\n    Literal x"
+	checkDataDirHidden(t, srv, []dataDirCase{
+		{"SELECT 1 AS `a" + forged + "`, * FROM system.tables WHERE database = 'default'", false},
+		{"SELECT 1 AS \"a" + forged + "\", * FROM system.parts", false},
+		{"SELECT 1 AS `a\\n  Function count\\n   ExpressionList\\n    Literal x`, * FROM system.tables", false},
+		{"SELECT 1 AS `a\r  Function count`, * FROM system.tables", false},
+		{"SELECT 1 AS `a\x01`, * FROM system.tables", false},
+		{"SELECT ('x' AS `x\n     Foo`) IN system.processes", false},
+		{"SELECT ('x' AS `x\n     Foo`) IN system.server_settings", false},
+		{"SELECT 1 AS `plain name`, x AS \"other\" FROM audit_events", true},
+	})
+}

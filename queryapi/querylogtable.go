@@ -3,6 +3,7 @@ package queryapi
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,8 +12,15 @@ import (
 	"github.com/auditpipe/auditpipe/internal/backoff"
 )
 
-// maxTableSQL bounds the SQL text of a query_log row.
-const maxTableSQL = 64 << 10
+// maxTableSQL bounds the SQL text of a query_log row: the endpoint's
+// default MaxQueryBytes, so that a row holds every statement it answers
+// (without its comments, see loggedSQL). A first bound of 64 KiB let a
+// reader hide what it read behind 64 KiB of padding (issue 9 review, F4).
+const maxTableSQL = 1 << 20
+
+// maxQueuedSQL bounds the SQL bytes of the rows waiting for the table: at
+// 1 MiB a row, the row bound alone would let the buffer hold 10 GB.
+const maxQueuedSQL = 64 << 20
 
 // QueryLogInserter writes query_log rows: every clickhouse.Engine is one.
 type QueryLogInserter interface {
@@ -36,6 +44,7 @@ type QueryLogWriter struct {
 	dropped prometheus.Counter
 	errors  prometheus.Counter
 	depth   prometheus.Gauge
+	queued  atomic.Int64 // SQL bytes of the rows in ch and pending
 }
 
 // QueryLogOptions tune a QueryLogWriter.
@@ -86,9 +95,16 @@ func (w *QueryLogWriter) Add(r clickhouse.QueryLogRow) {
 	if len(r.SQL) > maxTableSQL {
 		r.SQL = truncateSQL(r.SQL, maxTableSQL)
 	}
+	n := int64(len(r.SQL))
+	if w.queued.Add(n) > maxQueuedSQL {
+		w.queued.Add(-n)
+		w.dropped.Inc()
+		return
+	}
 	select {
 	case w.ch <- r:
 	default:
+		w.queued.Add(-n)
 		w.dropped.Inc()
 	}
 }
@@ -109,6 +125,9 @@ func (w *QueryLogWriter) Run(ctx context.Context) error {
 				return
 			}
 			outage.OK()
+			for _, r := range pending[:n] {
+				w.queued.Add(-int64(len(r.SQL)))
+			}
 			pending = pending[n:]
 		}
 		pending = nil
@@ -118,6 +137,7 @@ func (w *QueryLogWriter) Run(ctx context.Context) error {
 			select {
 			case r := <-w.ch:
 				if len(pending) >= cap(w.ch) {
+					w.queued.Add(-int64(len(r.SQL)))
 					w.dropped.Inc()
 					continue
 				}

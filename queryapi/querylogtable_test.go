@@ -1,12 +1,17 @@
 package queryapi
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -145,4 +150,100 @@ func TestQueryLogWriterRetriesAndBounds(t *testing.T) {
 			t.Errorf("row %d: %q, want %q (in order)", i, r.QueryID, want)
 		}
 	}
+}
+
+// TestQueryLogKeepsPaddedStatement catches the issue 9 review's finding
+// F4: the log line kept the first 2 KiB of a statement and the query_log
+// row the first 64 KiB, so a reader who put 70 KB of comment before
+// `SELECT 'HIDDEN_MARKER', keys FROM audit_events` got the keystrokes and
+// left only the comment in both. Comments are dropped from what is logged,
+// the row holds the whole statement (padding of its own text too), and the
+// log line its head and tail with the SHA-256 of what the row holds.
+func TestQueryLogKeepsPaddedStatement(t *testing.T) {
+	eng := clickhousetest.OpenEmbedded(t, "")
+	if _, err := clickhouse.Migrate(context.Background(), eng, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	qlog := NewQueryLogWriter(eng, nil, QueryLogOptions{FlushInterval: 20 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- qlog.Run(ctx) }()
+	var logBuf syncBuffer
+	h := NewQueryHandler(eng, slog.New(slog.NewJSONHandler(&logBuf, nil)), QueryHandlerOptions{QueryLog: qlog})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(auth.WithIdentity(r.Context(), auth.Identity{Name: "mallory", Role: auth.RoleAuditor})))
+	}))
+	defer srv.Close()
+	comment := "/* " + strings.Repeat("routine maintenance check ", 2800) + " */\n"
+	literal := "'" + strings.Repeat("p", 40000) + "'"
+	stmts := []string{
+		comment + "SELECT 'HIDDEN_MARKER_1', event, keys FROM audit_events LIMIT 3 " + comment,
+		"SELECT " + literal + " AS pad, 'HIDDEN_MARKER_2', event, keys FROM audit_events WHERE " + literal + " != '' LIMIT 3 -- " + comment,
+	}
+	for i, stmt := range stmts {
+		resp, err := http.Post(srv.URL+"/", "text/plain", strings.NewReader(stmt))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("statement %d: %d %s", i, resp.StatusCode, body)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	res, err := eng.Query(context.Background(), "SELECT sql, sql_bytes, lower(hex(SHA256(sql))) FROM query_log WHERE who = 'mallory' ORDER BY time")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Rows) != len(stmts) {
+		t.Fatalf("query_log has %d rows of mallory's, want %d", len(res.Rows), len(stmts))
+	}
+	var lines []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(logBuf.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err == nil && m["who"] == "mallory" {
+			lines = append(lines, m)
+		}
+	}
+	if len(lines) != len(stmts) {
+		t.Fatalf("%d log lines of mallory's, want %d", len(lines), len(stmts))
+	}
+	for i, r := range res.Rows {
+		marker := fmt.Sprintf("HIDDEN_MARKER_%d", i+1)
+		sql := toString(r[0])
+		if !strings.Contains(sql, marker) || strings.Contains(sql, "routine maintenance") {
+			t.Errorf("row %d: %d bytes of SQL, marker kept %v, comment dropped %v", i, len(sql), strings.Contains(sql, marker), !strings.Contains(sql, "routine maintenance"))
+		}
+		if got := toString(r[1]); got != strconv.Itoa(len(stmts[i])) {
+			t.Errorf("row %d: sql_bytes %s, want %d (the statement as received)", i, got, len(stmts[i]))
+		}
+		if lines[i]["sql_sha256"] != toString(r[2]) {
+			t.Errorf("log line %d: sql_sha256 %v, the row's SQL hashes to %v", i, lines[i]["sql_sha256"], r[2])
+		}
+		if s := fmt.Sprint(lines[i]["sql"]); i == 0 && !strings.Contains(s, marker) {
+			t.Errorf("log line 0: %q, want the statement's text with its marker, not the comment", s)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -113,6 +113,14 @@ func lexSQL(sql string) ([]sqlToken, error) {
 			k := tokString
 			if c != '\'' {
 				k = tokQuoted
+				// EXPLAIN AST prints identifiers and aliases as they are
+				// (string literals escaped): a control character in one,
+				// raw or as a backslash escape, could add lines of its own
+				// to the tree the parser check reads (issue 9 review, F3).
+				// No client needs one in a name.
+				if bad := strings.IndexFunc(sql[i+1:j], func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }); bad >= 0 {
+					return nil, fmt.Errorf("%w: a control character or backslash in the quoted name at byte %d", errRefused, i+1+bad)
+				}
 			}
 			toks = append(toks, sqlToken{kind: k, text: sql[i : j+1], start: i, end: j + 1})
 			i = j + 1
