@@ -34,7 +34,10 @@ if ! flock -n 9; then
 	fi
 fi
 rm -rf "$data"
-mkdir -p "$data"
+# Private from its creation (the all-in-one makes it 0700 too, but only
+# once started): a local user who opened the log (who queried what) or the
+# sample's audit log before that would read on through the open file.
+(umask 077 && mkdir -p "$data")
 cp deploy/sample/audit.log "$data/audit.log"
 # The sample's dates are fixed: --retention-days 0 so that a TTL never
 # removes them, whatever the date of the run.
