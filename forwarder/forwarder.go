@@ -228,21 +228,34 @@ func (rd *renderer) newEntry() *entry {
 	return e
 }
 
-// frames renders ev with fm into the renderer's chunks; cj is ev's
-// canonical JSON when it is known (see appendFrames).
-func (rd *renderer) frames(fm *formatter, ev *schemas.Event, cj canonJSON) ([][]byte, error) {
+// slotsWithRoom returns the current chunk of frame slices, a new one when
+// it has no room left: a chunk is only appended to, never grown for ever
+// (it would keep every frame rendered since the start alive).
+func (rd *renderer) slotsWithRoom() [][]byte {
 	if cap(rd.slots)-len(rd.slots) < 1 {
 		rd.slots = make([][]byte, 0, slotChunk)
 	}
-	first := len(rd.slots)
-	slots, err := fm.appendFrames(rd.slots, &rd.arena, ev, cj)
+	return rd.slots
+}
+
+// keep makes slots, rd.slotsWithRoom() with an entry's frames appended from
+// first on, the current chunk, and returns the entry's frames: its own part
+// of the chunk (capacity capped), even when a split event made append move
+// to a new array.
+func (rd *renderer) keep(slots [][]byte, first int) [][]byte {
+	rd.slots = slots
+	return slots[first:len(slots):len(slots)]
+}
+
+// frames renders ev with fm into the renderer's chunks; cj is ev's
+// canonical JSON when it is known (see appendFrames).
+func (rd *renderer) frames(fm *formatter, ev *schemas.Event, cj canonJSON) ([][]byte, error) {
+	chunk := rd.slotsWithRoom()
+	slots, err := fm.appendFrames(chunk, &rd.arena, ev, cj)
 	if err != nil {
 		return nil, err
 	}
-	// The entry's frames are its own part of the chunk (capacity capped),
-	// even when a split event made append move to a new array.
-	rd.slots = slots
-	return slots[first:len(slots):len(slots)], nil
+	return rd.keep(slots, len(chunk)), nil
 }
 
 func (p *pipeline) run(ctx context.Context) error {
@@ -353,11 +366,8 @@ func (p *pipeline) renderLifecycle(ctx context.Context, rd *renderer, e *entry, 
 		p.m.filtered.Inc()
 		return nil
 	}
-	if cap(rd.slots)-len(rd.slots) < 1 {
-		rd.slots = make([][]byte, 0, slotChunk)
-	}
-	first := len(rd.slots)
-	slots, err := p.fm.lifecycleFrames(rd.slots, &l)
+	chunk := rd.slotsWithRoom()
+	slots, err := p.fm.lifecycleFrames(chunk, &l)
 	if err != nil {
 		reason := reasonRendering
 		if errors.Is(err, ErrHeaderTooLarge) {
@@ -365,8 +375,7 @@ func (p *pipeline) renderLifecycle(ctx context.Context, rd *renderer, e *entry, 
 		}
 		return p.deadLetter(ctx, msg, reason, err, l.ResourceID)
 	}
-	rd.slots = slots
-	e.frames = slots[first:len(slots):len(slots)]
+	e.frames = rd.keep(slots, len(chunk))
 	if len(e.frames) > 1 {
 		p.m.split.Inc()
 		p.m.parts.Add(float64(len(e.frames)))
