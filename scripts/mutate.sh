@@ -7,7 +7,8 @@
 #   MUTATE_PKGS="collector/checkpoint forwarder" scripts/mutate.sh
 #   MUTATE_PKGS=forwarder MUTATE_EXCLUDE='^(config|source)' MUTATE_RUN='TestSink' scripts/mutate.sh
 #                                     one package, its exclude and run
-#                                     columns replaced (a partial run)
+#                                     columns replaced (a partial run;
+#                                     MUTATE_SKIP replaces the skip column)
 #
 # Each mutant's tests stop at their first failure (-failfast): a killed
 # mutant costs only the tests up to the one that kills it.
@@ -57,6 +58,7 @@ for pkg in $pkgs; do
 	read -r _ threshold exclude run skip <<<"$line"
 	exclude=${MUTATE_EXCLUDE:-$exclude}
 	run=${MUTATE_RUN:-$run}
+	skip=${MUTATE_SKIP:-$skip}
 	args=(unleash --workers 1 --timeout-coefficient "$coefficient" --output "$out/${pkg//\//_}.json")
 	[ "$exclude" != - ] && args+=(--exclude-files "$exclude")
 	goflags="${GOFLAGS:-} -failfast"
