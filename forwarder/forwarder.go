@@ -280,7 +280,7 @@ func (p *pipeline) run(ctx context.Context) error {
 	}
 	wg.Wait()
 	if err == nil && fetchErr != nil {
-		err = fmt.Errorf("destination %s: %w", p.d.Name, fetchErr)
+		err = fetchErr // the destination's name is added by the caller
 	}
 	return err
 }

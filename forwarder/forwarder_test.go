@@ -237,11 +237,11 @@ func testTwoForwardersShareAGroup(t *testing.T, kcfg, fcfg kafka.Config) {
 	}
 }
 
-// TestKafkaBrokerKilledMidStream: a real Apache Kafka broker is killed
+// TestKafkaBrokerKilledMidStreamApache: a real Apache Kafka broker is killed
 // (SIGKILL) while the forwarder reads and comes back with its data: every
 // event_id reaches the SIEM, and once the forwarder has stopped, its group
 // has nothing left to read.
-func TestKafkaBrokerKilledMidStream(t *testing.T) {
+func TestKafkaBrokerKilledMidStreamApache(t *testing.T) {
 	kcfg, broker := kafkatest.StartApache(t, 3)
 	s := startSIEM(t, siemtest.RsyslogOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
