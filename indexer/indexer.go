@@ -314,10 +314,10 @@ func (ix *Indexer) decode(ctx context.Context, m kafka.Record) item {
 		}
 		rows, err := DecodeInventory(am.Payload, ix.cfg.MaxRowBytes)
 		if err == nil {
-			err = admitInventory(am, m.Partition, m.Offset, ix.invSeqs)
-		}
-		if err == nil {
 			err = ix.bindInstance(ctx, am.Host, rows[0].InstanceID)
+		}
+		if err == nil { // last: only an inventory that is stored moves the memory
+			err = admitInventory(am, m.Partition, m.Offset, ix.invSeqs)
 		}
 		if err != nil {
 			it.dl = ix.deadLetter(RejectReason(err), err, m.Value, string(m.Key), src)

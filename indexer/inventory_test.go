@@ -211,12 +211,17 @@ func TestInventoryBoundToInstance(t *testing.T) {
 		"packages": []map[string]string{{"name": "libssl3", "version": "3.0.15-1~deb12u1"}}}
 	unknown := map[string]any{"host": "exa-main-db02", "instance_id": "ocid1.instance.nonesuch", "publish_seq": seq + 2}
 	older := map[string]any{"time": "2026-03-01T08:00:00Z", "publish_seq": seq - 1, "packages": []map[string]string{{"name": "libssl3", "version": "3.0.0"}}}
+	// db02's own, numbered below its two refused ones: a refused inventory
+	// does not move the host's replay memory (the number was checked
+	// before the instance, so db02's own was refused as replayed).
+	own02 := map[string]any{"host": "exa-main-db02", "instance_id": "ocid1.instance.db02", "publish_seq": seq}
 	db01Key, db02Key := []byte("exa-main-db01"), []byte("exa-main-db02")
 	produce(t, kc, schemas.TopicAgent, []kafka.Record{
 		{Key: db01Key, Value: edit(db01, nil)},
 		{Key: db02Key, Value: edit(db02, hiding)},
 		{Key: db02Key, Value: edit(db02, unknown)},
 		{Key: db01Key, Value: edit(db01, older)},
+		{Key: db02Key, Value: edit(db02, own02)},
 	})
 	cfg := testConfig(kc, "inventory-bound")
 	cfg.HostKeysDir = keysDir
@@ -226,8 +231,8 @@ func TestInventoryBoundToInstance(t *testing.T) {
 	}
 	stop := startIndexer(t, ix)
 	reasons := []string{ReasonInventoryRefused + ReasonInstanceMismatch, ReasonInventoryRefused + ReasonUnknownInstance, ReasonInventoryRefused + grants.ReasonReplayed}
-	waitFor(t, "db01's inventory stored and the three refused", 30*time.Second, func() bool {
-		if countOr(eng, "SELECT count() FROM instance_inventory") != 4 {
+	waitFor(t, "db01's and db02's inventories stored and the three refused", 30*time.Second, func() bool {
+		if countOr(eng, "SELECT count() FROM instance_inventory") != 8 {
 			return false
 		}
 		for _, r := range reasons {
@@ -243,8 +248,10 @@ func TestInventoryBoundToInstance(t *testing.T) {
 	if got := countOr(eng, "SELECT count() FROM instance_inventory FINAL WHERE instance_id = 'ocid1.instance.db01' AND package = 'libssl3' AND update_type = 'SECURITY' AND formatDateTime(time, '%Y-%m-%dT%H:%i:%SZ') = '2026-03-08T08:01:14Z'"); got != 1 {
 		t.Errorf("db01's security update: %d rows, want 1 (db01's own inventory)", got)
 	}
-	if got := countOr(eng, "SELECT count() FROM instance_inventory"); got != 4 {
-		t.Errorf("%d rows, want db01's 4", got)
+	for _, inst := range []string{"db01", "db02"} {
+		if got := countOr(eng, "SELECT count() FROM instance_inventory WHERE instance_id = 'ocid1.instance."+inst+"'"); got != 4 {
+			t.Errorf("%d rows of %s, want its own 4", got, inst)
+		}
 	}
 	dead := readDeadLetters(t, kc, 3)
 	for i, want := range reasons {
