@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/auditpipe/auditpipe/internal/audittest"
 	"github.com/auditpipe/auditpipe/internal/testenv"
 )
 
@@ -96,6 +97,10 @@ func TestDebInstallsIntoPrivateRoot(t *testing.T) {
 		}
 		return string(out)
 	}
+	// The host's users are global state that the live agent and session
+	// tests change under the machine-wide lock (their users come and go):
+	// compared without it, this test failed when they ran beside it.
+	audittest.Take(t)
 	hostPasswd, _ := os.ReadFile("/etc/passwd")
 	dpkg("--install", deb)
 
