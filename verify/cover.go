@@ -67,7 +67,7 @@ func uncovered(h *HostReport, seqs []uint64, bySeq map[uint64]*Record, anchors [
 			add(seqs[i], FindUncovered, "unsigned tail: seq %d..%d (%d events) not covered by a signed checkpoint (after the last signed checkpoint's head, or past a broken link before it)",
 				seqs[i], seqs[j], j-i+1)
 		} else {
-			add(seqs[i], FindUncovered, "seq %d..%d (%d events) not covered by a signed checkpoint: the chain from no signed checkpoint's head links back to them",
+			add(seqs[i], FindUncovered, "seq %d..%d (%d events) not covered by a signed checkpoint: the chain from no signed checkpoint's head links back to them (a checkpoint missing, or a link broken after them)",
 				seqs[i], seqs[j], j-i+1)
 		}
 		i = j + 1
