@@ -1,8 +1,10 @@
 // Package verify checks auditpipe's tamper-evident trail: each host's hash
 // chain (prev_hash), its seq gaps, the rows that differ from what was
 // chained, the conflicting copies the indexer kept apart, and the signed
-// chain checkpoints. It reads the events from ClickHouse (LoadStore) or
-// from a SIEM's file (LoadSyslog) and checks them the same way (Check).
+// chain checkpoints, which, with keys given, must cover every event (a
+// host's checkpoints bound to its own key with Options.HostKeys). It reads
+// the events from ClickHouse (LoadStore) or from a SIEM's file
+// (LoadSyslog) and checks them the same way (Check).
 package verify
 
 import (
