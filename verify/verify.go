@@ -1,8 +1,10 @@
 // Package verify checks auditpipe's tamper-evident trail: each host's hash
 // chain (prev_hash), its seq gaps, the rows that differ from what was
 // chained, the conflicting copies the indexer kept apart, and the signed
-// chain checkpoints. It reads the events from ClickHouse (LoadStore) or
-// from a SIEM's file (LoadSyslog) and checks them the same way (Check).
+// chain checkpoints, which, with keys given, must cover every event (a
+// host's checkpoints bound to its own key with Options.HostKeys). It reads
+// the events from ClickHouse (LoadStore) or from a SIEM's file
+// (LoadSyslog) and checks them the same way (Check).
 package verify
 
 import (
@@ -13,6 +15,7 @@ import (
 	"math"
 	"sort"
 
+	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -51,7 +54,28 @@ const (
 	FindUnsigned        = "unsigned"         // a chain checkpoint without signature, keys given
 	FindCheckpointHead  = "checkpoint_head"  // a checkpoint's head, link or count does not match the events
 	FindCheckpointEvent = "checkpoint_event" // events a checkpoint covers are missing
+	FindWrongHostKey    = "wrong_host_key"   // a checkpoint signed by a key not enrolled for its host (Options.HostKeys)
+
+	// Findings of what could not be proven rather than of a change
+	// (Finding.Unproven): a forged event looks exactly like one of these.
+	FindUncovered          = "uncovered"            // events no signed checkpoint covers, keys given
+	FindNoSignedCheckpoint = "no_signed_checkpoint" // a host with events and no signed checkpoint, keys given
+	FindNoHostKey          = "no_host_key"          // a host with no key enrolled in Options.HostKeys
+	FindContentUnverified  = "content_not_verified" // copies whose content could not be recomputed (no json parameter)
 )
+
+// Unproven reports whether f says that something could not be proven (no
+// signed checkpoint covers an event, its content could not be recomputed)
+// rather than that something was changed. A forged event at a host's head
+// or of a host that never had a collector is reported this way: it is not
+// intact either.
+func (f Finding) Unproven() bool {
+	switch f.Kind {
+	case FindUncovered, FindNoSignedCheckpoint, FindNoHostKey, FindContentUnverified:
+		return true
+	}
+	return false
+}
 
 // Finding is one thing wrong, at a host and seq.
 type Finding struct {
@@ -76,20 +100,50 @@ type HostReport struct {
 	HeadsMatching, Checkpoints int
 	// Unanchored counts events after the last checkpoint's range.
 	Unanchored int
+	// Uncovered counts, when keys are given, the events that no signed
+	// checkpoint covers (see Check).
+	Uncovered int
 	// Unchecked counts copies whose content could not be recomputed
 	// (a SIEM message without the json parameter).
 	Unchecked int
 	Findings  []Finding
+	signed    bool // checked with keys: Uncovered is counted
 }
 
-// Intact reports whether nothing was found wrong.
+// Intact reports whether nothing was found wrong and nothing was left
+// unproven.
 func (h *HostReport) Intact() bool { return len(h.Findings) == 0 }
+
+// Changed reports whether a finding says that something was changed (any
+// finding but the Unproven ones).
+func (h *HostReport) Changed() bool {
+	for _, f := range h.Findings {
+		if !f.Unproven() {
+			return true
+		}
+	}
+	return false
+}
 
 // Report is the result of Check, hosts sorted by name.
 type Report struct {
 	Hosts []*HostReport
 	// Request is set when Options.Request is.
 	Request *RequestReport
+	// Signatures says which keys the checkpoints were checked against
+	// (and so what a valid signature proves); Write prints it first.
+	Signatures string
+}
+
+// Changed reports whether a host's findings say that something was changed
+// (Finding.Unproven ones aside).
+func (r *Report) Changed() bool {
+	for _, h := range r.Hosts {
+		if h.Changed() {
+			return true
+		}
+	}
+	return false
 }
 
 // Intact reports whether every host is intact.
@@ -104,9 +158,17 @@ func (r *Report) Intact() bool {
 
 // Options tune Check.
 type Options struct {
-	// Keys verify the checkpoints' signatures; none: signatures are not
-	// checked (reported unverified), and unsigned checkpoints are no finding.
+	// Keys verify the checkpoints' signatures, every host's with any of
+	// them; none (and no HostKeys): signatures are not checked (reported
+	// unverified), unsigned checkpoints are no finding, and events no
+	// checkpoint covers are only counted (HostReport.Unanchored).
 	Keys map[string]ed25519.PublicKey
+	// HostKeys, when set, binds each host's checkpoints to that host's key
+	// enrolled there (DIR/<host>.pub, sign.KeyDir): a checkpoint of host H
+	// verifies only against H's key (FindWrongHostKey otherwise), and a
+	// host with no key enrolled is a finding (FindNoHostKey). Keys is then
+	// not used.
+	HostKeys *sign.KeyDir
 	// Request, when set, also reports the commands of that access request
 	// between its login and logout (RequestReport).
 	Request string
@@ -128,7 +190,7 @@ func Check(records []Record, conflicts []Conflict, opt Options) *Report {
 			byHost[c.Host] = nil
 		}
 	}
-	rep := &Report{}
+	rep := &Report{Signatures: signatures(opt)}
 	for host, recs := range byHost {
 		rep.Hosts = append(rep.Hosts, checkHost(host, recs, conflicts, opt))
 	}
@@ -148,10 +210,17 @@ func checkHost(host string, recs []*Record, conflicts []Conflict, opt Options) *
 	byID := map[string]*Record{}
 	var chain []*Record
 	var maxSeen uint64
+	var uncheckedSeqs []uint64 // of the copies whose content was not recomputed
+	var uncheckedChain int     // checkpoints among them
 	for _, r := range recs {
 		e := &r.Event
 		if !r.ContentChecked {
 			h.Unchecked++
+			if e.Event == schemas.KindChain {
+				uncheckedChain++
+			} else {
+				uncheckedSeqs = append(uncheckedSeqs, e.Seq)
+			}
 		} else if r.Claimed != "" && r.Claimed != r.Hash {
 			add(e.Seq, FindAltered, "%s event %s (%s): its content hashes to %s, but %s was stored for it: the copy was changed after it was written",
 				e.Event, e.EventID, r.Where, short(r.Hash), short(r.Claimed))
@@ -211,7 +280,22 @@ func checkHost(host string, recs []*Record, conflicts []Conflict, opt Options) *
 			add(s, FindBrokenLink, "prev_hash %s is not the hash %s of seq %d: %s", short(r.Event.PrevHash), short(bySeq[seqs[i-1]].Hash), seqs[i-1], why)
 		}
 	}
+	// With keys, a host's checkpoints verify against its own enrolled key
+	// (HostKeys) or against every key given (Keys).
+	keys, signed := opt.Keys, len(opt.Keys) > 0 || opt.HostKeys != nil
+	var noKey error // HostKeys has no key for this host
+	var hostKey string
+	if opt.HostKeys != nil {
+		keys = nil
+		if pub, err := opt.HostKeys.Key(host); err != nil {
+			noKey = err
+		} else {
+			hostKey = schemas.ChainKeyID(pub)
+			keys = map[string]ed25519.PublicKey{hostKey: pub}
+		}
+	}
 	var anchored uint64
+	var anchors []*schemas.Event // checkpoints with a valid signature
 	for _, r := range chain {
 		e := &r.Event
 		h.Checkpoints++
@@ -220,21 +304,32 @@ func checkHost(host string, recs []*Record, conflicts []Conflict, opt Options) *
 		// unsigned one when keys are given (a forged checkpoint of
 		// 1..2^64-1 would otherwise anchor every event).
 		trusted := true
-		switch err := e.VerifyChainSig(opt.Keys); {
+		switch err := e.VerifyChainSig(keys); {
 		case errors.Is(err, schemas.ErrUnsigned):
 			h.Unsigned++
-			if len(opt.Keys) > 0 {
+			if signed {
 				trusted = false
 				add(e.ChainLast, FindUnsigned, "checkpoint %d..%d is not signed", e.ChainFirst, e.ChainLast)
 			}
-		case len(opt.Keys) == 0:
+		case !signed:
 			h.Unverified++
+		case noKey != nil:
+			// Signed, but there is no key of this host to check it
+			// against: FindNoHostKey below.
+			h.Unverified++
+			trusted = false
+		case errors.Is(err, schemas.ErrUnknownKey) && opt.HostKeys != nil:
+			h.Invalid++
+			trusted = false
+			add(e.ChainLast, FindWrongHostKey, "checkpoint %d..%d is signed by key %s, not by %s, the key enrolled for host %s in %s",
+				e.ChainFirst, e.ChainLast, e.KeyID, hostKey, host, opt.HostKeys.Dir())
 		case err != nil:
 			h.Invalid++
 			trusted = false
 			add(e.ChainLast, FindBadSignature, "checkpoint %d..%d: %v", e.ChainFirst, e.ChainLast, err)
 		default:
 			h.Valid++
+			anchors = append(anchors, e)
 		}
 		if trusted {
 			anchored = max(anchored, e.ChainLast)
@@ -271,6 +366,15 @@ func checkHost(host string, recs []*Record, conflicts []Conflict, opt Options) *
 		if s > anchored {
 			h.Unanchored++
 		}
+	}
+	h.signed = signed
+	if signed && len(seqs) > 0 {
+		h.Uncovered = uncovered(h, seqs, bySeq, anchors, noKey, add)
+	}
+	if h.Unchecked > 0 {
+		add(minUnchecked(uncheckedSeqs), FindContentUnverified, "%d copies without the json parameter (%s): their content (MSG, plain parameters) was not recomputed, their hash parameter taken as is; "+
+			"the forwarder leaves json out of a message that would not fit with it, and a copy whose json was removed looks the same",
+			h.Unchecked, seqList(uncheckedSeqs, uncheckedChain))
 	}
 	for _, c := range conflicts {
 		if c.Host == host {
@@ -368,22 +472,33 @@ func (r *Report) AddFindings(fs []Finding) {
 	}
 }
 
-// Write prints the report: a line per host, then each finding.
+// Write prints the report: what the signatures were checked against, a
+// line per host, then each finding.
 func (r *Report) Write(w io.Writer) error {
-	intact := 0
-	for _, h := range r.Hosts {
-		state := "intact"
-		if !h.Intact() {
-			state = fmt.Sprintf("%d findings", len(h.Findings))
-		} else {
-			intact++
-		}
-		if _, err := fmt.Fprintf(w, "host %s: %d events, seq %d..%d; checkpoints %d (signatures: %d valid, %d invalid, %d unsigned, %d unverified; %d heads match); %d events after the last checkpoint; %s\n",
-			h.Host, h.Events, h.First, h.Last, h.Checkpoints, h.Valid, h.Invalid, h.Unsigned, h.Unverified, h.HeadsMatching, h.Unanchored, state); err != nil {
+	if r.Signatures != "" {
+		if _, err := fmt.Fprintln(w, r.Signatures); err != nil {
 			return err
 		}
-		if h.Unchecked > 0 {
-			fmt.Fprintf(w, "  %d copies without the json parameter: content not recomputed, their hash parameter taken as is\n", h.Unchecked)
+	}
+	intact, unproven := 0, 0
+	for _, h := range r.Hosts {
+		state := "intact"
+		switch {
+		case h.Intact():
+			intact++
+		case !h.Changed():
+			unproven++
+			state = fmt.Sprintf("%d findings (nothing found changed, but not everything is proven)", len(h.Findings))
+		default:
+			state = fmt.Sprintf("%d findings", len(h.Findings))
+		}
+		cover := ""
+		if h.signed {
+			cover = fmt.Sprintf("; %d not covered by a signed checkpoint", h.Uncovered)
+		}
+		if _, err := fmt.Fprintf(w, "host %s: %d events, seq %d..%d; checkpoints %d (signatures: %d valid, %d invalid, %d unsigned, %d unverified; %d heads match); %d events after the last checkpoint%s; %s\n",
+			h.Host, h.Events, h.First, h.Last, h.Checkpoints, h.Valid, h.Invalid, h.Unsigned, h.Unverified, h.HeadsMatching, h.Unanchored, cover, state); err != nil {
+			return err
 		}
 		for _, f := range h.Findings {
 			fmt.Fprintf(w, "  %s\n", f)
@@ -392,6 +507,10 @@ func (r *Report) Write(w io.Writer) error {
 	if r.Request != nil {
 		r.Request.write(w)
 	}
-	_, err := fmt.Fprintf(w, "verify: %d hosts, %d intact, %d with findings\n", len(r.Hosts), intact, len(r.Hosts)-intact)
+	only := ""
+	if unproven > 0 {
+		only = fmt.Sprintf(" (%d of them only unproven: nothing found changed)", unproven)
+	}
+	_, err := fmt.Fprintf(w, "verify: %d hosts, %d intact, %d with findings%s\n", len(r.Hosts), intact, len(r.Hosts)-intact, only)
 	return err
 }

@@ -78,15 +78,15 @@ func TestVerifyStore(t *testing.T) {
 		{host: "clean", want: ""},
 		{host: "deleted", tamper: func(h string) {
 			exec(t, eng, "ALTER TABLE audit_events DELETE WHERE host = '"+h+"' AND seq = 5 AND event != 'chain' "+mut)
-		}, want: "5:gap 5:checkpoint_event"},
+		}, want: "1:uncovered 5:gap 5:checkpoint_event"},
 		{host: "changed", tamper: func(h string) {
 			exec(t, eng, "ALTER TABLE audit_events UPDATE title = 'ls', res = 'success' WHERE host = '"+h+"' AND seq = 7 "+mut)
-		}, want: "7:altered 8:broken_link"},
+		}, want: "1:uncovered 7:altered 8:broken_link"},
 		{host: "changed-and-rehashed", tamper: func(h string) {
 			// The attacker fixes content_hash too: the link still breaks,
 			// and the checkpoint's head no longer matches at the end.
 			exec(t, eng, "ALTER TABLE audit_events UPDATE title = 'ls', content_hash = '' WHERE host = '"+h+"' AND seq = 10 "+mut)
-		}, want: "10:checkpoint_head 11:broken_link"},
+		}, want: "1:uncovered 10:checkpoint_head 11:broken_link"},
 		{host: "conflict", load: func(evs []schemas.Event) []schemas.Event {
 			conflictRow = evs[3] // seq 4
 			forged := conflictRow
@@ -105,7 +105,7 @@ func TestVerifyStore(t *testing.T) {
 		}, want: "11:gap"},
 		{host: "reordered", tamper: func(h string) {
 			exec(t, eng, "ALTER TABLE audit_events UPDATE seq = if(seq = 14, 15, 14) WHERE host = '"+h+"' AND seq IN (14, 15) AND event != 'chain' "+mut)
-		}, want: "14:altered 14:broken_link 15:altered 15:broken_link 16:broken_link"},
+		}, want: "11:uncovered 14:altered 14:broken_link 15:altered 15:broken_link 16:broken_link"},
 		{host: "forged-checkpoint", load: func(evs []schemas.Event) []schemas.Event {
 			for i := range evs {
 				if evs[i].Event == schemas.KindChain && evs[i].ChainFirst == 21 {
@@ -113,7 +113,27 @@ func TestVerifyStore(t *testing.T) {
 				}
 			}
 			return evs
-		}, want: "30:bad_signature"},
+		}, want: "21:uncovered 30:bad_signature"},
+		// Issue 9 review, F1: what the collector credential (or anyone who
+		// can write the store) adds without the chain key. The forged
+		// events link (an auditor can compute the head's hash), so only
+		// the signature tells them: none covers them.
+		{host: "forged-head", load: func(evs []schemas.Event) []schemas.Event {
+			return append(evs, forgedNext(evs, "rm -rf /var/log/secure"))
+		}, want: "31:uncovered"},
+		{host: "forged-host", load: func(evs []schemas.Event) []schemas.Event {
+			return withoutCheckpoints(evs)
+		}, want: "1:no_signed_checkpoint"},
+		// A checkpoint removed from the middle leaves its batch uncovered.
+		{host: "checkpoint-deleted", load: func(evs []schemas.Event) []schemas.Event {
+			var out []schemas.Event
+			for _, e := range evs {
+				if e.Event != schemas.KindChain || e.ChainFirst != 11 {
+					out = append(out, e)
+				}
+			}
+			return out
+		}, want: "11:uncovered"},
 	}
 	for _, tc := range tests {
 		evs := clickhousetest.ChainedEvents(t, tc.host, n, batch, key)
@@ -183,13 +203,14 @@ func TestVerifyStore(t *testing.T) {
 	}
 
 	// A request: its commands between login and logout, with the
-	// findings of that range.
+	// findings of that range (the gap, the checkpoint's missing event and
+	// seq 1..4, which no signed checkpoint covers past the gap).
 	recs, conflicts, err = LoadStore(ctx, eng, Filter{Request: "req-a", Host: "deleted"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rep = Check(recs, conflicts, Options{Keys: keys, Request: "req-a"})
-	if rep.Request == nil || len(rep.Request.Hosts) != 1 || len(rep.Request.Hosts[0].Commands) != n-1 || len(rep.Request.Hosts[0].Findings) != 2 {
+	if rep.Request == nil || len(rep.Request.Hosts) != 1 || len(rep.Request.Hosts[0].Commands) != n-1 || len(rep.Request.Hosts[0].Findings) != 3 {
 		t.Errorf("request report %+v", rep.Request)
 	}
 }
@@ -210,16 +231,19 @@ func TestVerifySyslog(t *testing.T) {
 		want      string
 	}{
 		{name: "clean", want: ""},
-		{name: "clean, split events", maxSize: 600, want: ""},
+		// At 600 bytes no message carries json (checkpoints neither): the
+		// links are checked with the hash parameters, contents and
+		// signatures are not, so nothing is proven (issue 9 review, F2).
+		{name: "clean, split events", maxSize: 600, want: splitUnproven},
 		// Lifecycle events forwarded beside the audit events (one of them
 		// split at 600 bytes) are not part of the chain: skipped, counted.
 		{name: "clean, with lifecycle events", lifecycle: true, want: ""},
-		{name: "clean, split events, with lifecycle events", maxSize: 600, lifecycle: true, want: ""},
-		{name: "line deleted", tamper: func(l []string) []string { return append(l[:4:4], l[5:]...) }, want: "5:gap 5:checkpoint_event"},
+		{name: "clean, split events, with lifecycle events", maxSize: 600, lifecycle: true, want: splitUnproven},
+		{name: "line deleted", tamper: func(l []string) []string { return append(l[:4:4], l[5:]...) }, want: "1:uncovered 5:gap 5:checkpoint_event"},
 		{name: "MSG changed", tamper: func(l []string) []string {
 			l[6] = strings.Replace(l[6], "proctitle=ls", "proctitle=id", 1)
 			return l
-		}, want: "7:altered 8:broken_link"},
+		}, want: "1:uncovered 7:altered 8:broken_link"},
 		{name: "reordered", tamper: func(l []string) []string { l[2], l[3] = l[3], l[2]; return l }, want: "3:out_of_order"},
 		// seq 11..20 and their checkpoint (lines 12..22); the newest batch
 		// and its checkpoint came, so the gap shows.
@@ -266,15 +290,19 @@ func TestVerifySyslog(t *testing.T) {
 			if got := kinds(h); got != tc.want {
 				t.Errorf("findings %q, want %q\n%s", got, tc.want, out.String())
 			}
-			// At 600 bytes the messages (checkpoints too) carry no json:
-			// links are checked with the hash parameters, contents and
-			// signatures are not.
-			if tc.want == "" && (h.Events != n || tc.maxSize == 0 && (h.Valid != 3 || h.Unchecked != 0) || tc.maxSize != 0 && h.Unchecked != n+3) {
+			if clean := strings.HasPrefix(tc.name, "clean"); clean && (h.Events != n || tc.maxSize == 0 && (h.Valid != 3 || h.Unchecked != 0) || tc.maxSize != 0 && h.Unchecked != n+3) {
 				t.Errorf("clean: %+v", h)
+			}
+			if h.Changed() != (tc.want != "" && tc.want != splitUnproven) {
+				t.Errorf("Changed() %v for findings %q", h.Changed(), tc.want)
 			}
 		})
 	}
 }
+
+// splitUnproven is what a clean file of messages without json gives:
+// every event unproven, nothing changed.
+const splitUnproven = "1:no_signed_checkpoint 1:content_not_verified"
 
 // syslogFormat is the forwarder's format of the SIEM files of these tests.
 var syslogFormat = forwarder.Format{AppName: "opctl", SDName: "opctl", EnterpriseID: 32473, Facility: 10, MaxSize: 8192}
@@ -315,7 +343,7 @@ func TestSyslogLineOverLimit(t *testing.T) {
 		want string
 	}{
 		{name: "between two events", at: 5, want: ""},
-		{name: "instead of an event", at: 4, over: true, want: "5:gap 5:checkpoint_event"},
+		{name: "instead of an event", at: 4, over: true, want: "1:uncovered 5:gap 5:checkpoint_event"},
 		{name: "last, without a newline", at: -1, want: ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -625,4 +653,32 @@ func TestReadLine(t *testing.T) {
 			}
 		})
 	}
+}
+
+// forgedNext is an event appended at the head of the chain evs by someone
+// without the chain key: seq head+1, linked to the head's hash (which
+// anyone who reads the store can compute), no checkpoint.
+func forgedNext(evs []schemas.Event, title string) schemas.Event {
+	var head schemas.Event
+	for _, e := range evs {
+		if e.Event != schemas.KindChain && e.Seq > head.Seq {
+			head = e
+		}
+	}
+	f := head
+	f.Seq, f.PrevHash, f.Title = head.Seq+1, head.Hash(), title
+	f.EventID = schemas.NewEventID(f.Host, 9999, 0, f.Seq)
+	return f
+}
+
+// withoutCheckpoints is evs without their chain checkpoints: the events of
+// a host that never had a collector, chained by whoever forged them.
+func withoutCheckpoints(evs []schemas.Event) []schemas.Event {
+	var out []schemas.Event
+	for _, e := range evs {
+		if e.Event != schemas.KindChain {
+			out = append(out, e)
+		}
+	}
+	return out
 }

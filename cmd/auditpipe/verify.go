@@ -17,8 +17,13 @@ import (
 
 // runVerify is `auditpipe verify [--embedded DIR | --clickhouse ADDR |
 // --server URL | --from-syslog FILE] [--host H] [--from T --to T]
-// [--request ID] [--pubkey FILE]`: exit 0 when the trail is intact, 1 when
-// anything is wrong (each finding printed with its host and seq).
+// [--request ID] [--pubkey FILE | --pubkey-dir DIR]`: exit 0 when the
+// trail is intact, 1 when a finding says something was changed (or verify
+// failed), 2 for a usage error, 3 (exitUnproven) when
+// nothing was found changed but not everything is proven (events no
+// signed checkpoint covers, copies whose content could not be recomputed:
+// verify.Finding.Unproven; a forged event at a host's head looks so).
+// Each finding is printed with its host and seq.
 func runVerify(ctx context.Context, e env) error {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
@@ -29,9 +34,10 @@ func runVerify(ctx context.Context, e env) error {
 	from := fs.String("from", "", "only events with ts at or after this RFC 3339 time")
 	to := fs.String("to", "", "only events with ts before this RFC 3339 time")
 	request := fs.String("request", "", "also list the commands of this access request (req_auth_id) between its login and logout")
-	pubkey := fs.String("pubkey", "", "PEM `FILE` of the collectors' Ed25519 public keys; checkpoints are then checked and must be signed")
+	pubkey := fs.String("pubkey", "", "PEM `FILE` of the collectors' Ed25519 public key; checkpoints are then checked and must be signed, every host's with this one key")
+	pubkeyDir := fs.String("pubkey-dir", "", "`DIR` of each host's chain public key, DIR/<host>.pub (as `auditpipe agent enroll --dir DIR` writes it); a host's checkpoints must be signed by its own key")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: auditpipe verify [--embedded DIR | --clickhouse ADDR | --server URL [--token-file FILE] | --from-syslog FILE] [--host H] [--from T --to T] [--request ID] [--pubkey FILE]")
+		fmt.Fprintln(e.stderr, "usage: auditpipe verify [--embedded DIR | --clickhouse ADDR | --server URL [--token-file FILE] | --from-syslog FILE] [--host H] [--from T --to T] [--request ID] [--pubkey FILE | --pubkey-dir DIR]")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, e.args); err != nil {
@@ -57,6 +63,15 @@ func runVerify(ctx context.Context, e env) error {
 		*t.dst = v
 	}
 	opt := verify.Options{Request: *request}
+	if *pubkey != "" && *pubkeyDir != "" {
+		return errors.New("--pubkey excludes --pubkey-dir: one key for every host, or each host's own")
+	}
+	if *pubkeyDir != "" {
+		if _, err := os.Stat(*pubkeyDir); err != nil {
+			return fmt.Errorf("--pubkey-dir: %w", err)
+		}
+		opt.HostKeys = sign.NewKeyDir(*pubkeyDir)
+	}
 	if *pubkey != "" {
 		keys, err := sign.LoadKeyring(*pubkey)
 		if err != nil {
@@ -89,11 +104,18 @@ func runVerify(ctx context.Context, e env) error {
 	if err := rep.Write(e.stdout); err != nil {
 		return err
 	}
-	if !rep.Intact() {
+	switch {
+	case rep.Changed():
 		return &exitError{code: 1, err: errors.New("the audit trail is not intact (findings above)")}
+	case !rep.Intact():
+		return &exitError{code: exitUnproven, err: errors.New("the audit trail is not proven intact: nothing was found changed, but some events are not covered by a signed checkpoint or their content was not recomputed (findings above)")}
 	}
 	return nil
 }
+
+// exitUnproven is verify's exit status when nothing was found changed but
+// not everything is proven (1 is a change or a failure, 2 a usage error).
+const exitUnproven = 3
 
 // verifySyslog checks a SIEM's file; the lines it had to skip as too long
 // are named on stderr.
