@@ -2,6 +2,7 @@ package forwarder
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -39,5 +40,47 @@ func TestReaderRefusedEndsRun(t *testing.T) {
 		t.Logf("Run: %v", err)
 	case <-ctx.Done():
 		t.Fatal("Run went on with a destination whose reader was refused")
+	}
+}
+
+// TestSplitEventsCounted: through the pipeline, an event split into parts
+// counts once in auditpipe_forwarder_events_split_total and its parts in
+// auditpipe_forwarder_parts_total; events that fit count in neither. Bug
+// (issue 15, mutants that lived): every event counted as split, or none.
+func TestSplitEventsCounted(t *testing.T) {
+	s := startSIEM(t, siemtest.RsyslogOptions{})
+	kcfg, _ := kafkatest.Start(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	d := s.destination()
+	big := testEvent(3)
+	var b strings.Builder
+	for i := 0; b.Len() < 30000; i++ {
+		fmt.Fprintf(&b, "type=EXECVE msg=audit(1700000000.000:%d): argc=2 a0=\"echo\" a1=\"%d\"\n", i, i)
+	}
+	big.RawData = b.String()
+	fm, err := newFormatter(d.WithDefaults().format())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rd renderer
+	parts, err := rd.frames(fm, big, canonJSON{})
+	if err != nil || len(parts) < 2 {
+		t.Fatalf("the big event renders as %d parts (%v), want several", len(parts), err)
+	}
+	reg := prometheus.NewRegistry()
+	stop := runForwarder(t, ctx, Config{Kafka: kcfg, Destinations: []Destination{d}}, reg)
+	produce(t, ctx, kcfg, append(testEvents(0, 3), big))
+	if got := s.rs.WaitMessages(t, 3+len(parts), 30*time.Second); len(got) != 3+len(parts) {
+		t.Fatalf("rsyslog received %d messages, want %d", len(got), 3+len(parts))
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := metricSum(t, reg, "auditpipe_forwarder_events_split_total"); n != 1 {
+		t.Errorf("events split: %v, want 1", n)
+	}
+	if n := metricSum(t, reg, "auditpipe_forwarder_parts_total"); n != float64(len(parts)) {
+		t.Errorf("parts: %v, want %d", n, len(parts))
 	}
 }

@@ -343,10 +343,7 @@ func (p *pipeline) render(ctx context.Context, rd *renderer, gen *kafka.Generati
 		return e, p.deadLetter(ctx, msg, reason, err, ev.Host)
 	}
 	e.frames = frames
-	if len(e.frames) > 1 {
-		p.m.split.Inc()
-		p.m.parts.Add(float64(len(e.frames)))
-	}
+	p.countSplit(frames)
 	return e, nil
 }
 
@@ -376,11 +373,16 @@ func (p *pipeline) renderLifecycle(ctx context.Context, rd *renderer, e *entry, 
 		return p.deadLetter(ctx, msg, reason, err, l.ResourceID)
 	}
 	e.frames = rd.keep(slots, len(chunk))
-	if len(e.frames) > 1 {
-		p.m.split.Inc()
-		p.m.parts.Add(float64(len(e.frames)))
-	}
+	p.countSplit(e.frames)
 	return nil
+}
+
+// countSplit counts an event or lifecycle record sent as several parts.
+func (p *pipeline) countSplit(frames [][]byte) {
+	if len(frames) > 1 {
+		p.m.split.Inc()
+		p.m.parts.Add(float64(len(frames)))
+	}
 }
 
 // deadLetter writes msg to the dead-letter topic, retrying until it is
