@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/auditpipe/auditpipe/forwarder"
+	"github.com/auditpipe/auditpipe/internal/httpserve"
 	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/policy"
 )
@@ -228,7 +229,7 @@ func TestHealthAndReady(t *testing.T) {
 	addr := make(chan string, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- h.serve(ctx, "127.0.0.1:0", nil, func(a string) { addr <- a }) }()
+	go func() { done <- h.serve(ctx, "127.0.0.1:0", httpserve.Options{}, nil, func(a string) { addr <- a }) }()
 	base := "http://" + <-addr
 	get := func(path string) (int, string) {
 		resp, err := http.Get(base + path)
