@@ -120,9 +120,9 @@ type ServerConfig struct {
 	// client that connects and sends nothing is closed after it.
 	// Default 10s.
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
-	// ReadTimeout bounds the reading of a request's body (not the
-	// answer: query results and the console's event stream may last).
-	// Default 60s.
+	// ReadTimeout bounds the reading of a request, headers and body,
+	// from its first byte; not the answer (query results and the
+	// console's event stream may last longer). Default 60s.
 	ReadTimeout time.Duration `yaml:"read_timeout"`
 	// IdleTimeout closes a keep-alive connection that sends no new
 	// request for this long. Default 60s.

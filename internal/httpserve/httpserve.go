@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -40,11 +39,11 @@ type Options struct {
 	// of a new connection from its accept: a client that connects and
 	// sends nothing is closed after it. Default 10s.
 	ReadHeaderTimeout time.Duration
-	// ReadTimeout bounds the reading of a request's body, from the
-	// handler's start to the body's end. It is not http.Server's
-	// ReadTimeout, which would also cancel a streaming response (a query's
-	// rows, the console's event stream) once it passed: it ends at the
-	// body's end. Default 60s.
+	// ReadTimeout bounds the reading of a request, headers and body,
+	// from its first byte (http.Server.ReadTimeout). It does not bound
+	// the answer: net/http lifts the read deadline once the body has been
+	// read, so a streamed answer (a query's rows, the console's event
+	// stream) may last longer (TestReadTimeout). Default 60s.
 	ReadTimeout time.Duration
 	// IdleTimeout closes a keep-alive connection that sends no new
 	// request for this long. Default 60s.
@@ -125,7 +124,8 @@ func RunTLS(ctx context.Context, addr string, tc *tls.Config, opt Options, h htt
 	base, cancelBase := context.WithCancel(context.Background())
 	defer cancelBase()
 	srv := &http.Server{
-		Handler:           bodyDeadline(h, opt.ReadTimeout),
+		Handler:           h,
+		ReadTimeout:       opt.ReadTimeout,
 		ReadHeaderTimeout: opt.ReadHeaderTimeout,
 		IdleTimeout:       opt.IdleTimeout,
 		MaxHeaderBytes:    opt.MaxHeaderBytes,
@@ -168,36 +168,4 @@ func markEvictable(nc net.Conn, s http.ConnState) {
 	case http.StateIdle:
 		c.SetEvictable(true)
 	}
-}
-
-// bodyDeadline bounds the reading of a request's body to d from the
-// handler's start, and lifts the bound at the body's end: the server's
-// read of the connection that follows (which notices a client that went
-// away, and cancels the request's context) must not time out while the
-// handler streams its answer.
-func bodyDeadline(h http.Handler, d time.Duration) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body != nil && r.Body != http.NoBody {
-			rc := http.NewResponseController(w)
-			if err := rc.SetReadDeadline(time.Now().Add(d)); err == nil {
-				r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
-			}
-		}
-		h.ServeHTTP(w, r)
-	})
-}
-
-type deadlineBody struct {
-	io.ReadCloser
-	rc   *http.ResponseController
-	done bool
-}
-
-func (b *deadlineBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if errors.Is(err, io.EOF) && !b.done {
-		b.done = true
-		_ = b.rc.SetReadDeadline(time.Time{})
-	}
-	return n, err
 }
