@@ -291,6 +291,16 @@ func TestConfigValidate(t *testing.T) {
 			c.Server.Auth.OpenMetrics = true
 		}, []string{"collector.grant_keys: required"}},
 		{"unknown target", func(c *Config) { c.Target = "patcher" }, []string{"target:"}},
+		{"connection bounds are named", func(c *Config) {
+			c.Server.ReadHeaderTimeout = -time.Second
+			c.Server.ReadTimeout = -time.Second
+			c.Server.IdleTimeout = -time.Second
+			c.Server.MaxHeaderBytes = 1 << 30
+			c.Server.MaxConnections = -1
+			c.Embedded.KafkaMaxConnections = -1
+			c.Embedded.KafkaAuthTimeout = -time.Second
+		}, []string{"server.read_header_timeout", "server.read_timeout", "server.idle_timeout", "server.max_header_bytes",
+			"server.max_connections", "embedded.kafka_max_connections", "embedded.kafka_auth_timeout"}},
 		{"policy alone needs a signing key and credentials", func(c *Config) {
 			c.Target = TargetPolicy
 			c.Kafka.Brokers = []string{"k:9092"}
