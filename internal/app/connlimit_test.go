@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,6 +99,15 @@ func TestAllInOneConnectionBounds(t *testing.T) {
 	}
 	if open > 0 {
 		t.Errorf("%d of %d held connections still open, with timeouts of 500ms", open, len(held))
+	}
+	req, _ := http.NewRequest(http.MethodGet, r.url+"metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+string(r.token))
+	_, body := status(t, req)
+	for _, m := range []string{"auditpipe_http_connections_evicted_total", "auditpipe_http_connections_max 8",
+		"auditpipe_kafka_embedded_connections_evicted_total", "auditpipe_kafka_embedded_connections_max 64"} {
+		if !strings.Contains(body, m) {
+			t.Errorf("/metrics has no %s", m)
+		}
 	}
 	r.stop(t)
 }

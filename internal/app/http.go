@@ -132,6 +132,7 @@ func (h *httpState) ready(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *httpState) serve(ctx context.Context, addr string, opt httpserve.Options, log *slog.Logger, ready func(string)) error {
+	opt.Metrics = h.registry
 	return httpserve.RunTLS(ctx, addr, h.tls, opt, h.mux, log, func(a net.Addr) {
 		if ready != nil {
 			ready(a.String())

@@ -215,6 +215,11 @@ func initBroker(ctx context.Context, a *App) (Service, error) {
 	}
 	a.OnClose(func() error { b.Close(); return nil })
 	a.shared.broker = b
+	for _, c := range b.ConnectionCollectors() {
+		if err := a.http.registry.Register(c); err != nil {
+			return nil, fmt.Errorf("embedded: metrics: %w", err)
+		}
+	}
 	kc := a.Config.Kafka
 	adm := b.Admin()
 	kc.Brokers, kc.TLS, kc.SASL = adm.Brokers, adm.TLS, adm.SASL

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 )
 
@@ -176,4 +177,19 @@ func Cap(fileLimit uint64) int {
 		return math.MaxInt32
 	}
 	return int(c)
+}
+
+// Collectors returns the listener's metrics, named prefix_connections_*:
+// _open and _max (gauges), _evicted_total and _refused_total (counters).
+func (l *Listener) Collectors(prefix string) []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: prefix + "_connections_open",
+			Help: "Connections open on the listener."}, func() float64 { return float64(l.Open()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: prefix + "_connections_max",
+			Help: "The most connections the listener keeps open at once."}, func() float64 { return float64(l.max) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: prefix + "_connections_evicted_total",
+			Help: "Idle or unauthenticated connections closed to make room for a newer one."}, func() float64 { return float64(l.Evicted()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: prefix + "_connections_refused_total",
+			Help: "New connections closed at once because every open one was busy."}, func() float64 { return float64(l.Refused()) }),
+	}
 }

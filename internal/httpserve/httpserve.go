@@ -56,6 +56,10 @@ type Options struct {
 	// in a request. Default 1024, and never more than a quarter of the
 	// process's RLIMIT_NOFILE (connlimit.Cap).
 	MaxConnections int
+	// Metrics, when set, receives the listener's
+	// auditpipe_http_connections_{open,max,evicted_total,refused_total}
+	// for as long as it serves.
+	Metrics prometheus.Registerer
 }
 
 // Defaults of Options.
@@ -114,7 +118,18 @@ func RunTLS(ctx context.Context, addr string, tc *tls.Config, opt Options, h htt
 	if err != nil {
 		return fmt.Errorf("http: listen %s: %w", addr, err)
 	}
-	var ln net.Listener = connlimit.New(raw, opt.MaxConnections)
+	lim := connlimit.New(raw, opt.MaxConnections)
+	if opt.Metrics != nil {
+		cs := lim.Collectors("auditpipe_http")
+		for _, c := range cs {
+			if err := opt.Metrics.Register(c); err != nil {
+				raw.Close()
+				return fmt.Errorf("http: metrics: %w", err)
+			}
+			defer opt.Metrics.Unregister(c)
+		}
+	}
+	var ln net.Listener = lim
 	if tc != nil {
 		ln = tls.NewListener(ln, tc)
 	}

@@ -14,8 +14,31 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/auditpipe/auditpipe/internal/tlsconfig"
 )
+
+// metric returns the value of the metric named name in reg (-1 when
+// there is none).
+func metric(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		m := mf.GetMetric()[0]
+		if c := m.GetCounter(); c != nil {
+			return c.GetValue()
+		}
+		return m.GetGauge().GetValue()
+	}
+	return -1
+}
 
 // guarded answers 200 to the bearer token "good" and 401 to anyone else,
 // as the process's authenticator does.
@@ -225,7 +248,8 @@ func TestConnectionLimitRefusesWhenBusy(t *testing.T) {
 		}
 		io.WriteString(w, "ok")
 	})
-	addr := server(t, nil, Options{MaxConnections: limit}, h)
+	reg := prometheus.NewRegistry()
+	addr := server(t, nil, Options{MaxConnections: limit, Metrics: reg}, h)
 	errc := make(chan error, limit)
 	for range limit {
 		go func() {
@@ -245,6 +269,16 @@ func TestConnectionLimitRefusesWhenBusy(t *testing.T) {
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	if !closedBy(c, time.Now().Add(time.Second)) {
 		t.Error("a connection over the limit of busy ones was not closed")
+	}
+	for name, want := range map[string]float64{
+		"auditpipe_http_connections_open":          limit,
+		"auditpipe_http_connections_max":           limit,
+		"auditpipe_http_connections_refused_total": 1,
+		"auditpipe_http_connections_evicted_total": 0,
+	} {
+		if got := metric(t, reg, name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
 	}
 	close(release)
 	for range limit {

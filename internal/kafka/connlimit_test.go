@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/tlsconfig"
 )
@@ -138,6 +141,16 @@ func TestEmbeddedConnectionBounds(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 			if got, max := openFiles(t)-base-n, limit+2; got > max {
 				t.Errorf("%d connections held: the process has %d more files than the clients' %d, want at most %d", n, got+n, n, max)
+			}
+			cs := e.ConnectionCollectors()
+			if got := testutil.ToFloat64(cs[2]); got < n-limit {
+				t.Errorf("auditpipe_kafka_embedded_connections_evicted_total = %v, want at least %d", got, n-limit)
+			}
+			if got := testutil.ToFloat64(cs[0]); got > limit {
+				t.Errorf("auditpipe_kafka_embedded_connections_open = %v, want at most %d", got, limit)
+			}
+			if err := prometheus.NewRegistry().Register(cs[2]); err != nil {
+				t.Errorf("the broker's metrics do not register: %v", err)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()

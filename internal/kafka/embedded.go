@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/auditpipe/auditpipe/internal/config"
@@ -35,6 +36,7 @@ type Embedded struct {
 	cfg     EmbeddedConfig
 	tls     tlsconfig.SelfSigned
 	admin   config.Secret
+	ln      *guardListener // the broker's listener, made by kfake's ListenFn
 }
 
 // EmbeddedConfig is how an embedded broker is started.
@@ -109,8 +111,9 @@ func NewEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 			if err != nil {
 				return nil, err
 			}
-			return &guardListener{Listener: connlimit.New(ln, cfg.MaxConnections), tc: tc,
-				authTimeout: cfg.AuthTimeout, log: cfg.Log}, nil
+			e.ln = &guardListener{Listener: connlimit.New(ln, cfg.MaxConnections), tc: tc,
+				authTimeout: cfg.AuthTimeout, log: cfg.Log}
+			return e.ln, nil
 		}),
 		kfake.DefaultNumPartitions(cfg.Partitions),
 	}
@@ -254,6 +257,12 @@ func (e *Embedded) users() map[Role]string {
 		users[r] = string(r)
 	}
 	return users
+}
+
+// ConnectionCollectors returns the metrics of the broker's listener:
+// auditpipe_kafka_embedded_connections_{open,max,evicted_total,refused_total}.
+func (e *Embedded) ConnectionCollectors() []prometheus.Collector {
+	return e.ln.Collectors("auditpipe_kafka_embedded")
 }
 
 // Secured reports whether the broker authenticates and authorizes.
