@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/auditpipe/auditpipe/forwarder"
+	"github.com/auditpipe/auditpipe/internal/httpserve"
 	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/policy"
 )
@@ -228,7 +229,7 @@ func TestHealthAndReady(t *testing.T) {
 	addr := make(chan string, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- h.serve(ctx, "127.0.0.1:0", nil, func(a string) { addr <- a }) }()
+	go func() { done <- h.serve(ctx, "127.0.0.1:0", httpserve.Options{}, nil, func(a string) { addr <- a }) }()
 	base := "http://" + <-addr
 	get := func(path string) (int, string) {
 		resp, err := http.Get(base + path)
@@ -290,6 +291,16 @@ func TestConfigValidate(t *testing.T) {
 			c.Server.Auth.OpenMetrics = true
 		}, []string{"collector.grant_keys: required"}},
 		{"unknown target", func(c *Config) { c.Target = "patcher" }, []string{"target:"}},
+		{"connection bounds are named", func(c *Config) {
+			c.Server.ReadHeaderTimeout = -time.Second
+			c.Server.ReadTimeout = -time.Second
+			c.Server.IdleTimeout = -time.Second
+			c.Server.MaxHeaderBytes = 1 << 30
+			c.Server.MaxConnections = -1
+			c.Embedded.KafkaMaxConnections = -1
+			c.Embedded.KafkaAuthTimeout = -time.Second
+		}, []string{"server.read_header_timeout", "server.read_timeout", "server.idle_timeout", "server.max_header_bytes",
+			"server.max_connections", "embedded.kafka_max_connections", "embedded.kafka_auth_timeout"}},
 		{"policy alone needs a signing key and credentials", func(c *Config) {
 			c.Target = TargetPolicy
 			c.Kafka.Brokers = []string{"k:9092"}

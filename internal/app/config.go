@@ -16,6 +16,8 @@ import (
 	"github.com/auditpipe/auditpipe/forwarder"
 	"github.com/auditpipe/auditpipe/indexer"
 	"github.com/auditpipe/auditpipe/internal/auth"
+	"github.com/auditpipe/auditpipe/internal/config"
+	"github.com/auditpipe/auditpipe/internal/httpserve"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/policy"
@@ -113,6 +115,39 @@ type ServerConfig struct {
 	TLS ServerTLS `yaml:"tls"`
 	// Auth is who may call the endpoints.
 	Auth AuthConfig `yaml:"auth"`
+	// ReadHeaderTimeout bounds the TLS handshake and a request's
+	// headers, and the wait for a new connection's first request: a
+	// client that connects and sends nothing is closed after it.
+	// Default 10s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// ReadTimeout bounds the reading of a request, headers and body,
+	// from its first byte; not the answer (query results and the
+	// console's event stream may last longer). Default 60s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// IdleTimeout closes a keep-alive connection that sends no new
+	// request for this long. Default 60s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxHeaderBytes bounds a request's header. Default 64KiB.
+	MaxHeaderBytes config.Size `yaml:"max_header_bytes"`
+	// MaxConnections is the most connections the listener keeps open at
+	// once. At the limit a new connection closes the oldest one that is
+	// idle or has not sent a request yet, and is refused only when every
+	// open one is in a request. Default 1024, lowered at start to a
+	// quarter of the process's RLIMIT_NOFILE when that is less (the
+	// process's descriptors are shared with chDB, the broker's log and
+	// the Kafka clients).
+	MaxConnections int `yaml:"max_connections"`
+}
+
+// options are the listener's bounds.
+func (s ServerConfig) options() httpserve.Options {
+	return httpserve.Options{
+		ReadHeaderTimeout: s.ReadHeaderTimeout,
+		ReadTimeout:       s.ReadTimeout,
+		IdleTimeout:       s.IdleTimeout,
+		MaxHeaderBytes:    int(s.MaxHeaderBytes),
+		MaxConnections:    s.MaxConnections,
+	}
 }
 
 // ServerTLS is the listener's certificate and the CA of client
@@ -163,6 +198,17 @@ type EmbeddedConfig struct {
 	// certificate for the listen address made at the first start in
 	// data_dir/kafka-tls (ca.crt is what clients trust).
 	KafkaTLS EmbeddedTLS `yaml:"kafka_tls"`
+	// KafkaMaxConnections is the most connections the embedded broker
+	// keeps open at once. At the limit a new connection closes the
+	// oldest one that has not authenticated yet, and is refused only
+	// when every open one has. Default 512, lowered at start to a
+	// quarter of the process's RLIMIT_NOFILE when that is less.
+	KafkaMaxConnections int `yaml:"kafka_max_connections"`
+	// KafkaAuthTimeout is the time a new connection to the embedded
+	// broker has to finish its TLS handshake and SASL authentication
+	// (up to its first request past them); it is closed otherwise.
+	// Default 10s.
+	KafkaAuthTimeout time.Duration `yaml:"kafka_auth_timeout"`
 }
 
 // EmbeddedTLS is a certificate for the embedded broker from elsewhere.
@@ -210,16 +256,24 @@ func DefaultConfig() Config {
 		Target:       TargetAll,
 		Log:          LogConfig{Level: "info", Format: "logfmt"},
 		DrainTimeout: 30 * time.Second,
-		Embedded:     EmbeddedConfig{DataDir: "data", Partitions: 1, KafkaListen: DefaultKafkaListen},
-		Kafka:        kafka.Config{}.WithDefaults(),
-		HostKeys:     HostKeysConfig{Dir: DefaultHostKeysDir},
-		ClickHouse:   ix.Store,
-		Collector:    col,
-		Indexer:      ix,
-		Forwarder:    fw,
-		Agent:        ag,
-		Policy:       pol,
-		Scheduler:    scheduler.DefaultConfig(),
+		Server: ServerConfig{
+			ReadHeaderTimeout: httpserve.DefaultReadHeaderTimeout,
+			ReadTimeout:       httpserve.DefaultReadTimeout,
+			IdleTimeout:       httpserve.DefaultIdleTimeout,
+			MaxHeaderBytes:    httpserve.DefaultMaxHeaderBytes,
+			MaxConnections:    httpserve.DefaultMaxConnections,
+		},
+		Embedded: EmbeddedConfig{DataDir: "data", Partitions: 1, KafkaListen: DefaultKafkaListen,
+			KafkaMaxConnections: kafka.DefaultEmbeddedMaxConnections, KafkaAuthTimeout: kafka.DefaultEmbeddedAuthTimeout},
+		Kafka:      kafka.Config{}.WithDefaults(),
+		HostKeys:   HostKeysConfig{Dir: DefaultHostKeysDir},
+		ClickHouse: ix.Store,
+		Collector:  col,
+		Indexer:    ix,
+		Forwarder:  fw,
+		Agent:      ag,
+		Policy:     pol,
+		Scheduler:  scheduler.DefaultConfig(),
 	}
 }
 
@@ -346,6 +400,12 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.Embedded.KafkaListen); err != nil {
 			errs = append(errs, fmt.Errorf("embedded.kafka_listen: %q: %w", c.Embedded.KafkaListen, err))
 		}
+		if c.Embedded.KafkaMaxConnections < 0 {
+			errs = append(errs, fmt.Errorf("embedded.kafka_max_connections: %d is negative", c.Embedded.KafkaMaxConnections))
+		}
+		if c.Embedded.KafkaAuthTimeout < 0 {
+			errs = append(errs, fmt.Errorf("embedded.kafka_auth_timeout: %s is negative", c.Embedded.KafkaAuthTimeout))
+		}
 		if t := c.Embedded.KafkaTLS; (t.CertFile == "") != (t.KeyFile == "") {
 			errs = append(errs, errors.New("embedded.kafka_tls: cert_file and key_file go together"))
 		}
@@ -431,6 +491,20 @@ func (s ServerConfig) validate(target string) error {
 	var errs []error
 	if s.HTTPAddr == "off" {
 		return nil
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"read_header_timeout", s.ReadHeaderTimeout}, {"read_timeout", s.ReadTimeout}, {"idle_timeout", s.IdleTimeout}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("server.%s: %s is negative", d.name, d.v))
+		}
+	}
+	if s.MaxHeaderBytes < 0 || s.MaxHeaderBytes > 16<<20 {
+		errs = append(errs, fmt.Errorf("server.max_header_bytes: %s is not between 0 and 16MiB", s.MaxHeaderBytes))
+	}
+	if s.MaxConnections < 0 {
+		errs = append(errs, fmt.Errorf("server.max_connections: %d is negative", s.MaxConnections))
 	}
 	if (s.TLS.CertFile == "") != (s.TLS.KeyFile == "") {
 		errs = append(errs, errors.New("server.tls: cert_file and key_file go together"))

@@ -131,8 +131,9 @@ func (h *httpState) ready(w http.ResponseWriter, r *http.Request) {
 	http.Error(w, "not ready\n"+b.String(), http.StatusServiceUnavailable)
 }
 
-func (h *httpState) serve(ctx context.Context, addr string, log *slog.Logger, ready func(string)) error {
-	return httpserve.RunTLS(ctx, addr, h.tls, h.mux, log, func(a net.Addr) {
+func (h *httpState) serve(ctx context.Context, addr string, opt httpserve.Options, log *slog.Logger, ready func(string)) error {
+	opt.Metrics = h.registry
+	return httpserve.RunTLS(ctx, addr, h.tls, opt, h.mux, log, func(a net.Addr) {
 		if ready != nil {
 			ready(a.String())
 		}

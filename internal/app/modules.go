@@ -166,7 +166,8 @@ func (s *serverService) tokens() ([]auth.Token, error) {
 
 // Run implements Service.
 func (s *serverService) Run(ctx context.Context) error {
-	return s.a.http.serve(ctx, s.a.resolvedConfig().Server.HTTPAddr, s.a.Log, s.a.deps.Ready)
+	srv := s.a.resolvedConfig().Server
+	return s.a.http.serve(ctx, srv.HTTPAddr, srv.options(), s.a.Log, s.a.deps.Ready)
 }
 
 // Reload implements Reloader: tokens added or revoked in the file apply
@@ -205,12 +206,20 @@ func initBroker(ctx context.Context, a *App) (Service, error) {
 		CertFile:       cfg.KafkaTLS.CertFile,
 		KeyFile:        cfg.KafkaTLS.KeyFile,
 		CAFile:         cfg.KafkaTLS.CAFile,
+		MaxConnections: cfg.KafkaMaxConnections,
+		AuthTimeout:    cfg.KafkaAuthTimeout,
+		Log:            a.Log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("embedded: %w", err)
 	}
 	a.OnClose(func() error { b.Close(); return nil })
 	a.shared.broker = b
+	for _, c := range b.ConnectionCollectors() {
+		if err := a.http.registry.Register(c); err != nil {
+			return nil, fmt.Errorf("embedded: metrics: %w", err)
+		}
+	}
 	kc := a.Config.Kafka
 	adm := b.Admin()
 	kc.Brokers, kc.TLS, kc.SASL = adm.Brokers, adm.TLS, adm.SASL

@@ -8,15 +8,18 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/auditpipe/auditpipe/internal/config"
+	"github.com/auditpipe/auditpipe/internal/connlimit"
 	"github.com/auditpipe/auditpipe/internal/privfile"
 	"github.com/auditpipe/auditpipe/internal/tlsconfig"
 )
@@ -33,6 +36,7 @@ type Embedded struct {
 	cfg     EmbeddedConfig
 	tls     tlsconfig.SelfSigned
 	admin   config.Secret
+	ln      *guardListener // the broker's listener, made by kfake's ListenFn
 }
 
 // EmbeddedConfig is how an embedded broker is started.
@@ -58,6 +62,20 @@ type EmbeddedConfig struct {
 	// elsewhere, CAFile what its clients trust (the system's pool when
 	// empty). Default: TLSDir's.
 	CertFile, KeyFile, CAFile string
+	// MaxConnections is the most connections the broker keeps open at
+	// once. At the limit a new connection closes the oldest one that has
+	// not authenticated yet; it is refused (closed at once) only when
+	// every open one has. Default DefaultEmbeddedMaxConnections (512),
+	// and never more than a quarter of the process's RLIMIT_NOFILE
+	// (connlimit.Cap).
+	MaxConnections int
+	// AuthTimeout is the time a new connection has to get through its
+	// TLS handshake and SASL authentication, up to its first request
+	// past them; it is closed otherwise. Default
+	// DefaultEmbeddedAuthTimeout (10s).
+	AuthTimeout time.Duration
+	// Log receives the broker's warnings; nil discards them.
+	Log *slog.Logger
 }
 
 // adminUser is the embedded broker's superuser: used only by the broker's
@@ -79,17 +97,26 @@ func StartEmbedded(port int, dataDir string, partitions int) (*Embedded, error) 
 // TLS and credentials directories private (0700) and its files 0600, and
 // gives every role its ACLs before it returns.
 func NewEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
-	if cfg.Listen == "" {
-		cfg.Listen = "127.0.0.1:0"
-	}
+	cfg = cfg.withDefaults()
 	e := &Embedded{cfg: cfg}
+	secure := cfg.CredentialsDir != ""
+	var tc *tls.Config // set below when secured, before the listener is made
 	listen := cfg.Listen
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
-		kfake.ListenFn(func(network, _ string) (net.Listener, error) { return net.Listen(network, listen) }),
+		// TLS is terminated by the guard, not by kfake, so that the guard
+		// sees when a connection is past SASL.
+		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
+			ln, err := net.Listen(network, listen)
+			if err != nil {
+				return nil, err
+			}
+			e.ln = &guardListener{Listener: connlimit.New(ln, cfg.MaxConnections), tc: tc,
+				authTimeout: cfg.AuthTimeout, log: cfg.Log}
+			return e.ln, nil
+		}),
 		kfake.DefaultNumPartitions(cfg.Partitions),
 	}
-	secure := cfg.CredentialsDir != ""
 	if !secure {
 		// A secured broker creates topics only when asked to by its
 		// setup: a client cannot bring a topic into being with a
@@ -105,6 +132,10 @@ func NewEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		opts = append(opts, kfake.DataDir(cfg.DataDir), kfake.SyncWrites())
 	}
 	if secure {
+		var err error
+		if tc, err = e.serverTLS(); err != nil {
+			return nil, fmt.Errorf("kafka: embedded broker: %w", err)
+		}
 		sec, err := e.security()
 		if err != nil {
 			return nil, fmt.Errorf("kafka: embedded broker: %w", err)
@@ -127,9 +158,34 @@ func NewEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	return e, nil
 }
 
-// security returns the options of a secured broker: TLS, SASL with the
-// superuser and one SCRAM-SHA-512 user per role, ACLs on.
-func (e *Embedded) security() ([]kfake.Opt, error) {
+// withDefaults fills in the listen address and the connection bounds,
+// the limit lowered to connlimit.Cap of the file limit.
+func (cfg EmbeddedConfig) withDefaults() EmbeddedConfig {
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:0"
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = DefaultEmbeddedMaxConnections
+	}
+	if cfg.AuthTimeout <= 0 {
+		cfg.AuthTimeout = DefaultEmbeddedAuthTimeout
+	}
+	if nofile, err := connlimit.FileLimit(); err != nil {
+		cfg.Log.Warn("kafka: embedded broker: cannot read the file limit; the connection limit is not checked against it", "err", err)
+	} else if c := connlimit.Cap(nofile); cfg.MaxConnections > c {
+		cfg.Log.Warn("kafka: embedded broker: connection limit lowered to a quarter of RLIMIT_NOFILE",
+			"configured", cfg.MaxConnections, "limit", c, "rlimit_nofile", nofile)
+		cfg.MaxConnections = c
+	}
+	return cfg
+}
+
+// serverTLS returns the TLS configuration of a secured broker, making
+// its CA and certificate on first start unless they are given.
+func (e *Embedded) serverTLS() (*tls.Config, error) {
 	cfg := e.cfg
 	if cfg.CertFile == "" {
 		if cfg.TLSDir == "" {
@@ -155,6 +211,14 @@ func (e *Embedded) security() ([]kfake.Opt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker certificate: %w", err)
 	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// security returns the options of a secured broker: SASL with the
+// superuser and one SCRAM-SHA-512 user per role, ACLs on (TLS is the
+// listener's, serverTLS).
+func (e *Embedded) security() ([]kfake.Opt, error) {
+	cfg := e.cfg
 	if err := privfile.Dir(cfg.CredentialsDir); err != nil {
 		return nil, err
 	}
@@ -164,7 +228,6 @@ func (e *Embedded) security() ([]kfake.Opt, error) {
 	}
 	e.admin = config.Secret(pw)
 	opts := []kfake.Opt{
-		kfake.TLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}),
 		kfake.EnableSASL(),
 		kfake.EnableACLs(),
 		kfake.Superuser(MechanismSCRAMSHA512, adminUser, pw),
@@ -194,6 +257,12 @@ func (e *Embedded) users() map[Role]string {
 		users[r] = string(r)
 	}
 	return users
+}
+
+// ConnectionCollectors returns the metrics of the broker's listener:
+// auditpipe_kafka_embedded_connections_{open,max,evicted_total,refused_total}.
+func (e *Embedded) ConnectionCollectors() []prometheus.Collector {
+	return e.ln.Collectors("auditpipe_kafka_embedded")
 }
 
 // Secured reports whether the broker authenticates and authorizes.
