@@ -119,7 +119,7 @@ func lexSQL(sql string) ([]sqlToken, error) {
 				// to the tree the parser check reads (issue 9 review, F3).
 				// No client needs one in a name.
 				if bad := strings.IndexFunc(sql[i+1:j], func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }); bad >= 0 {
-					return nil, fmt.Errorf("%w: a control character or backslash in the quoted name at byte %d", errRefused, i+1+bad)
+					return nil, fmt.Errorf("%w: a control character or an escaped character (backslash) in the quoted name at byte %d", errRefused, i+1+bad)
 				}
 			}
 			toks = append(toks, sqlToken{kind: k, text: sql[i : j+1], start: i, end: j + 1})
