@@ -13,6 +13,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
 	"github.com/auditpipe/auditpipe/internal/siemtest"
+	"github.com/auditpipe/auditpipe/schemas"
 )
 
 // TestReaderRefusedEndsRun: a forwarder whose Kafka principal may not read
@@ -83,6 +84,14 @@ func TestSplitEventsCounted(t *testing.T) {
 	}
 	if n := metricSum(t, reg, "auditpipe_forwarder_parts_total"); n != float64(len(parts)) {
 		t.Errorf("parts: %v, want %d", n, len(parts))
+	}
+	// A clean run's commits all succeed (a mutant that took a successful
+	// commit for a failed one counted it here and committed it again).
+	if n := metricSum(t, reg, "auditpipe_forwarder_commit_errors_total"); n != 0 {
+		t.Errorf("commit errors: %v in a clean run, want 0", n)
+	}
+	if lag, err := kcfg.Lag(ctx, d.WithDefaults().Group, schemas.TopicAudit); err != nil || lag != 0 {
+		t.Errorf("group lag after the stop = %d, %v; want 0", lag, err)
 	}
 }
 
