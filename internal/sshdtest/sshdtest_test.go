@@ -24,7 +24,7 @@ func TestLogin(t *testing.T) {
 	}
 	s := Start(t, Options{TTYAuditInclude: tty})
 	// Users are global state: the agent's live tests create and delete
-	// theirs under the machine-wide lock, and a useradd beside them made
+	// theirs under the machine-wide lock, and a useradd beside them can make
 	// their rollback's userdel fail (/etc/passwd locked): a likely cause,
 	// not proven, of TestLiveStepFailures finding a user left once in CI.
 	audittest.Take(t)
