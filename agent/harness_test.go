@@ -219,6 +219,30 @@ func (h *harness) waitReport(login, state string) schemas.AgentReport {
 	}
 }
 
+// waitReports waits until n reports of login in state were seen (by
+// every agent the harness started), failing the test after 30 s.
+func (h *harness) waitReports(login, state string, n int) {
+	h.t.Helper()
+	count := func() int {
+		c := 0
+		for _, r := range h.seen {
+			if r.LoginID == login && r.State == state {
+				c++
+			}
+		}
+		return c
+	}
+	deadline := time.After(30 * time.Second)
+	for count() < n {
+		select {
+		case r := <-h.reports:
+			h.seen = append(h.seen, r)
+		case <-deadline:
+			h.t.Fatalf("%d %s reports on %s within 30s, want %d; reports: %+v", count(), state, login, n, h.seen)
+		}
+	}
+}
+
 // newLogin is a fresh login as the policy service makes them.
 func newLogin(t testing.TB) string {
 	b := make([]byte, 16)
