@@ -174,6 +174,13 @@ func TestIdleBrokenConnectionRepaired(t *testing.T) {
 	if got := s.rs.WaitMessages(t, 2*len(evs), 20*time.Second); len(got) < 2*len(evs) {
 		t.Errorf("rsyslog holds %d messages after the restart, want the %d events twice", len(got), len(evs))
 	}
+	// And the destination goes on after the repair (a mutant stopped its
+	// pipeline once the repair succeeded, Run none the wiser).
+	more := testEvents(len(evs), 5)
+	produce(t, ctx, kcfg, more)
+	if got := s.rs.WaitMessages(t, 2*len(evs)+len(more), 20*time.Second); len(got) < 2*len(evs)+len(more) {
+		t.Errorf("rsyslog holds %d messages, want the %d events after the repair too", len(got), len(more))
+	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
