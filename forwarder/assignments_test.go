@@ -127,9 +127,17 @@ func TestAssignmentSource(t *testing.T) {
 		}
 		return out
 	}
-	a.rs.WaitMessages(t, 20, 30*time.Second)
+	// Each wait fails the test at once when it times out: the checks at
+	// the end would otherwise fail only after every wait's timeout (90 s).
+	wait := func(name string, r *siemtest.Rsyslog, n int) {
+		t.Helper()
+		if got := r.WaitMessages(t, n, 30*time.Second); len(got) < n {
+			t.Fatalf("SIEM %s received %d messages, want %d", name, len(got), n)
+		}
+	}
+	wait("a", a.rs, 20)
 	write(sealed(t, policy, assignmentTo(t, "r-b", b, "host1")))
-	b.rs.WaitMessages(t, 20, 30*time.Second)
+	wait("b", b.rs, 20)
 
 	t.Logf("groups %v", f.Groups())
 	waitFor(t, 10*time.Second, func() bool { return len(f.Groups()) == 2 })
@@ -146,7 +154,7 @@ func TestAssignmentSource(t *testing.T) {
 	write(rm)
 	waitFor(t, 10*time.Second, func() bool { return len(f.Groups()) == 1 })
 	produce(t, ctx, kcfg, evs[60:])
-	b.rs.WaitMessages(t, 30, 30*time.Second)
+	wait("b", b.rs, 30)
 	stop()
 	if err := <-done; err != nil {
 		t.Fatal(err)
