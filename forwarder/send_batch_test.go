@@ -2,11 +2,15 @@ package forwarder
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/auditpipe/auditpipe/internal/siemtest"
 )
 
 // TestSendFlushesWhenInputPauses: Send batches writes while input keeps
@@ -53,5 +57,38 @@ func TestSendFlushesWhenInputPauses(t *testing.T) {
 	pw.Close()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSendRejectsBadLines: `auditpipe forward` sends the valid events of
+// its input and rejects, by line number, a line that is not JSON and one
+// that decodes but is not a valid event (no event_id). Bugs (issue 15,
+// mutants that lived): an event that decoded was never validated, and
+// the line numbers of the rejections counted down.
+func TestSendRejectsBadLines(t *testing.T) {
+	s := startSIEM(t, siemtest.RsyslogOptions{})
+	good := testEvents(0, 2)
+	invalid := *testEvent(2)
+	invalid.EventID = ""
+	var in bytes.Buffer
+	in.Write(good[0].AppendJSON(nil))
+	in.WriteString("\nnot json\n")
+	in.Write(invalid.AppendJSON(nil))
+	in.WriteByte('\n')
+	in.Write(good[1].AppendJSON(nil))
+	in.WriteByte('\n')
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := Send(ctx, s.destination(), &in, SendOptions{})
+	if st.Events != 2 || st.Rejected != 2 {
+		t.Errorf("sent %d events, rejected %d lines; want 2 and 2", st.Events, st.Rejected)
+	}
+	for _, want := range []string{"2 input lines rejected", "line 2:", "line 3:"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Send: %v; want an error with %q", err, want)
+		}
+	}
+	if got := s.rs.WaitMessages(t, 2, 10*time.Second); len(got) != 2 {
+		t.Errorf("rsyslog received %d messages, want the 2 valid events", len(got))
 	}
 }
