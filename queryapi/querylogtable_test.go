@@ -1,9 +1,7 @@
 package queryapi
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -168,8 +166,8 @@ func TestQueryLogKeepsPaddedStatement(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- qlog.Run(ctx) }()
-	var logBuf syncBuffer
-	h := NewQueryHandler(eng, slog.New(slog.NewJSONHandler(&logBuf, nil)), QueryHandlerOptions{QueryLog: qlog})
+	var logs logLines
+	h := NewQueryHandler(eng, slog.New(slog.NewJSONHandler(&logs, nil)), QueryHandlerOptions{QueryLog: qlog})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.ServeHTTP(w, r.WithContext(auth.WithIdentity(r.Context(), auth.Identity{Name: "mallory", Role: auth.RoleAuditor})))
 	}))
@@ -203,9 +201,8 @@ func TestQueryLogKeepsPaddedStatement(t *testing.T) {
 		t.Fatalf("query_log has %d rows of mallory's, want %d", len(res.Rows), len(stmts))
 	}
 	var lines []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(logBuf.String()), "\n") {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(l), &m); err == nil && m["who"] == "mallory" {
+	for _, m := range logs.queries(t) {
+		if m["who"] == "mallory" {
 			lines = append(lines, m)
 		}
 	}
@@ -228,22 +225,4 @@ func TestQueryLogKeepsPaddedStatement(t *testing.T) {
 			t.Errorf("log line 0: %q, want the statement's text with its marker, not the comment", s)
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
