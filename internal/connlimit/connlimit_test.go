@@ -1,24 +1,16 @@
 package connlimit
 
 import (
-	"errors"
 	"net"
-	"os"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/auditpipe/auditpipe/internal/connlimit/connlimittest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// closed reports whether the peer of c closed it within d.
-func closed(c net.Conn, d time.Duration) bool {
-	c.SetReadDeadline(time.Now().Add(d))
-	var b [1]byte
-	_, err := c.Read(b[:])
-	return err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
-}
 
 // TestLimit: past the limit, a new connection closes the oldest
 // evictable one; with none evictable it is closed itself; Accept never
@@ -80,7 +72,7 @@ func TestLimit(t *testing.T) {
 				servers = append(servers, <-accepted)
 			}
 			for i, want := range tc.closedClients {
-				if got := closed(clients[i], 200*time.Millisecond); got != want {
+				if got := connlimittest.ClosedBy(clients[i], time.Now().Add(200*time.Millisecond)); got != want {
 					t.Errorf("client %d closed by the server: %v, want %v", i, got, want)
 				}
 			}

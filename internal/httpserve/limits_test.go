@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/auditpipe/auditpipe/internal/connlimit/connlimittest"
 	"github.com/auditpipe/auditpipe/internal/tlsconfig"
 )
 
@@ -123,24 +124,6 @@ func getUnauthorized(c net.Conn) error {
 	return nil
 }
 
-// closedBy reports whether the server closed c by deadline: a read
-// returns the end of the stream (or a reset) rather than time out.
-func closedBy(c net.Conn, deadline time.Time) bool {
-	c.SetReadDeadline(deadline)
-	var b [1]byte
-	_, err := c.Read(b[:])
-	return err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
-}
-
-func openFiles(t *testing.T) int {
-	t.Helper()
-	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skipf("cannot count open files: %v", err)
-	}
-	return len(fds)
-}
-
 // TestIdleConnectionsAreClosed: regression for review finding F5 (issue
 // 9). Any local user could hold thousands of connections to the
 // listener, idle after a 401 (no IdleTimeout: kept for ever) or never
@@ -171,7 +154,7 @@ func TestIdleConnectionsAreClosed(t *testing.T) {
 				stc, ctc = srvTLS, cliTLS
 			}
 			addr := server(t, stc, opt, guarded)
-			base := openFiles(t)
+			base := connlimittest.OpenFiles(t)
 			held := make([]net.Conn, 0, n)
 			defer func() {
 				for _, c := range held {
@@ -198,7 +181,7 @@ func TestIdleConnectionsAreClosed(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 			// The server's side of the held connections: at most the
 			// limit (n client sockets are the test's own).
-			if got, max := openFiles(t)-base-n, limit+2; got > max {
+			if got, max := connlimittest.OpenFiles(t)-base-n, limit+2; got > max {
 				t.Errorf("%d connections held: the process has %d more files than the clients' %d, want at most %d", n, got+n, n, max)
 			}
 			client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: ctc}}
@@ -225,7 +208,7 @@ func TestIdleConnectionsAreClosed(t *testing.T) {
 			deadline := time.Now().Add(2 * time.Second)
 			open := 0
 			for _, c := range held {
-				if !closedBy(c, deadline) {
+				if !connlimittest.ClosedBy(c, deadline) {
 					open++
 				}
 			}
@@ -267,7 +250,7 @@ func TestConnectionLimitRefusesWhenBusy(t *testing.T) {
 	}
 	defer c.Close()
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	if !closedBy(c, time.Now().Add(time.Second)) {
+	if !connlimittest.ClosedBy(c, time.Now().Add(time.Second)) {
 		t.Error("a connection over the limit of busy ones was not closed")
 	}
 	for name, want := range map[string]float64{

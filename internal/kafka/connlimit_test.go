@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/auditpipe/auditpipe/internal/connlimit/connlimittest"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/tlsconfig"
 )
@@ -74,15 +75,6 @@ func peerClosed(c net.Conn, deadline time.Time) bool {
 	}
 }
 
-func openFiles(t *testing.T) int {
-	t.Helper()
-	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skipf("cannot count open files: %v", err)
-	}
-	return len(fds)
-}
-
 // TestEmbeddedConnectionBounds: regression for review finding F5 (issue
 // 9), through the embedded broker's port. Bare TCP connections (no TLS
 // ClientHello) held to it stayed open for ever (2000 held 45 s: all
@@ -128,7 +120,7 @@ func TestEmbeddedConnectionBounds(t *testing.T) {
 			e := securedBroker(t, limit, authTimeout)
 			addr := e.Brokers()[0]
 			cli := brokerTLS(t, e)
-			base := openFiles(t)
+			base := connlimittest.OpenFiles(t)
 			held := make([]net.Conn, 0, n)
 			defer func() {
 				for _, c := range held {
@@ -139,7 +131,7 @@ func TestEmbeddedConnectionBounds(t *testing.T) {
 				held = append(held, tc.hold(t, addr, cli))
 			}
 			time.Sleep(50 * time.Millisecond)
-			if got, max := openFiles(t)-base-n, limit+2; got > max {
+			if got, max := connlimittest.OpenFiles(t)-base-n, limit+2; got > max {
 				t.Errorf("%d connections held: the process has %d more files than the clients' %d, want at most %d", n, got+n, n, max)
 			}
 			cs := e.ConnectionCollectors()
