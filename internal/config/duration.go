@@ -114,15 +114,23 @@ func scaleDecimal(intPart, frac string, unit uint64) (uint64, bool) {
 		return 0, false
 	}
 	v := n * unit
-	// The fraction: accumulate digit by digit, unit/10 at a time, so that
-	// no intermediate overflows.
-	scale := float64(unit)
-	var f float64
+	// The fraction as time.ParseDuration reads it: its digits as an
+	// integer (those past 2^63 dropped) over their power of ten, times the
+	// unit, so that both round alike (summing digit by digit in floating
+	// point was off by one nanosecond for .1000000000011111h, FuzzParseDuration).
+	var f uint64
+	scale := 1.0
 	for _, c := range frac {
-		scale /= 10
-		f += float64(c-'0') * scale
+		if f > (1<<63-1)/10 {
+			break
+		}
+		y := f*10 + uint64(c-'0')
+		if y > 1<<63 {
+			break
+		}
+		f, scale = y, scale*10
 	}
-	add := uint64(f)
+	add := uint64(float64(f) * (float64(unit) / scale))
 	if v+add < v {
 		return 0, false
 	}
