@@ -44,11 +44,16 @@ const (
 	// last with another payload (CheckSeq); or a grant for a login whose
 	// revocation was already followed (logins are never reused).
 	ReasonReplayed = "replayed"
+	// ReasonNotRemembered: a record that is not final (it would grant,
+	// assign or run something) whose admission could not be written to
+	// the replay memory's file (a full or read-only disk): applied, a
+	// restart could not tell it from a replay, so it is not applied.
+	ReasonNotRemembered = "not_remembered"
 )
 
 // Reasons lists every refusal reason.
 func Reasons() []string {
-	return []string{ReasonUnsigned, ReasonMalformed, ReasonUnknownKey, ReasonBadSignature, ReasonInvalidPayload, ReasonKeyMismatch, ReasonReplayed}
+	return []string{ReasonUnsigned, ReasonMalformed, ReasonUnknownKey, ReasonBadSignature, ReasonInvalidPayload, ReasonKeyMismatch, ReasonReplayed, ReasonNotRemembered}
 }
 
 // RefusedError is why Decode refused a record.

@@ -230,10 +230,12 @@ func (s *Seqs) Admit(key string, seq int64, payload []byte) error {
 // it), or a *RefusedError with ReasonReplayed (CheckSeq, or a record that
 // is not final after a final one), the memory unchanged. A record that
 // changes the memory is written to the file before AdmitRecord returns
-// (unless Defer holds the changes); when that fails, the error is logged
-// and the record admitted (its effect, a revocation say, matters more
-// than the memory of a restart), and the next record admitted writes the
-// file again.
+// (unless Defer holds the changes). When that fails (logged), a final
+// record is admitted all the same (a revocation only takes access away:
+// its effect matters more than the memory of a restart) and any other is
+// refused with ReasonNotRemembered, the memory as it was: what a restart
+// could not tell from a replay is not applied. The next change writes
+// the file again.
 func (s *Seqs) AdmitRecord(n Numbered) error {
 	d := PayloadDigest(n.Payload)
 	s.mu.Lock()
@@ -254,7 +256,14 @@ func (s *Seqs) AdmitRecord(n Numbered) error {
 		s.dirty = true
 	}
 	if s.dirty && !s.deferred {
-		_ = s.save()
+		if err := s.save(); err != nil && !same && !n.Final {
+			if known {
+				s.last[n.Key] = a
+			} else {
+				delete(s.last, n.Key)
+			}
+			return &RefusedError{Reason: ReasonNotRemembered, Err: fmt.Errorf("%s %s: publish_seq %d not applied: %w", s.what, n.Key, n.Seq, err)}
+		}
 	}
 	return nil
 }
@@ -312,7 +321,7 @@ func (s *Seqs) save() error {
 		}
 	}
 	if err != nil {
-		s.log.Error("replay memory not written: what it admitted is applied, but a restart before the next write compares what it reads with an older memory", "file", s.path, "err", err)
+		s.log.Error("replay memory not written: a final record is applied all the same, any other refused; a restart before the next write compares what it reads with an older memory", "file", s.path, "err", err)
 		return fmt.Errorf("replay memory: %w", err)
 	}
 	s.dirty = false

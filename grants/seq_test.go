@@ -207,8 +207,9 @@ func TestSeqsSurviveRestart(t *testing.T) {
 // TestSeqsFile: the memory's file is written 0600 with nothing left
 // beside it; a missing file is a first start; a file that is not such a
 // memory refuses the start with an error naming the file, rather than
-// forgetting what was applied; no file is written without a path; a
-// failed write is logged and the record still admitted.
+// forgetting what was applied; no file is written without a path; when
+// the file cannot be written (logged) a final record is admitted and any
+// other refused (ReasonNotRemembered), the memory unchanged.
 func TestSeqsFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "seqs.json")
@@ -293,11 +294,51 @@ func TestSeqsFile(t *testing.T) {
 		if err := os.WriteFile(state, nil, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if err := m.Admit("op", 2, []byte("revocation")); err != nil {
-			t.Fatalf("a record refused for a failed write: %v", err)
+		// A final record (a revocation) is admitted all the same.
+		if err := m.AdmitRecord(Numbered{Key: "op", Seq: 2, Payload: []byte("revocation"), Final: true, Offset: -1}); err != nil {
+			t.Fatalf("a revocation refused for a failed write: %v", err)
 		}
-		if m.Last("op") != 2 || logged.count("replay memory not written") != 1 {
-			t.Errorf("last %d, the failure logged %d times, want once", m.Last("op"), logged.count("replay memory not written"))
+		if m.Last("op") != 2 || !m.Final("op") || logged.count("replay memory not written") != 1 {
+			t.Errorf("last %d final %v, the failure logged %d times, want 2, true, once", m.Last("op"), m.Final("op"), logged.count("replay memory not written"))
+		}
+		// Any other is refused, the memory as it was: a new key, and a
+		// known key's next record.
+		refused := func(key string, seq int64, payload string, wantLast int64) {
+			t.Helper()
+			err := m.Admit(key, seq, []byte(payload))
+			var re *RefusedError
+			if !errors.As(err, &re) || re.Reason != ReasonNotRemembered || Reason(err) != ReasonNotRemembered {
+				t.Fatalf("%s %d admitted with its memory unwritten: %v", key, seq, err)
+			}
+			if m.Last(key) != wantLast {
+				t.Errorf("%s: last %d after the refusal, want %d", key, m.Last(key), wantLast)
+			}
+		}
+		refused("new", 1, "grant", 0)
+		if err := os.Remove(state); err != nil { // room again
+			t.Fatal(err)
+		}
+		if err := m.Admit("known", 1, []byte("grant 1")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(state); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(state, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		refused("known", 2, "grant 2", 1)
+		// The disk has room again: the refused record is taken when
+		// it comes again, and the file holds it.
+		if err := os.Remove(state); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Admit("known", 2, []byte("grant 2")); err != nil {
+			t.Fatal(err)
+		}
+		r, err := OpenSeqs("login", filepath.Join(state, "seqs.json"), nil)
+		if err != nil || r.Last("known") != 2 || r.Last("new") != 0 || !r.Final("op") {
+			t.Fatalf("reopened: known %d new %d op final %v, %v; want 2, 0, true", r.Last("known"), r.Last("new"), r.Final("op"), err)
 		}
 	})
 }
