@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 : "${AUDITPIPE_CACHE:=$HOME/.cache/auditpipe}"
 export AUDITPIPE_CACHE
 mkdir -p "$AUDITPIPE_CACHE"
+# One installer at a time: two at once (make mutate, which runs deps, beside
+# a make deps) removed each other's half-built helm.
+exec 9>"$AUDITPIPE_CACHE/.deps.lock"
+flock 9
 go mod download
 for f in scripts/deps.d/*.sh; do
 	[ -e "$f" ] || continue

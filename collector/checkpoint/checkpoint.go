@@ -13,7 +13,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
+
+	"github.com/auditpipe/auditpipe/internal/privfile"
 )
 
 // File is a durable JSON state file at a fixed path. It is safe to use from
@@ -53,60 +54,14 @@ func (f *File) Load(v any) (found bool, err error) {
 }
 
 // Save encodes v as JSON and replaces the file with it atomically and
-// durably. The file is created with mode 0600.
-func (f *File) Save(v any) (err error) {
+// durably (privfile.Write). The file is created with mode 0600.
+func (f *File) Save(v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encoding checkpoint %s: %w", f.path, err)
 	}
-	b = append(b, '\n')
-
-	dir, base := filepath.Split(f.path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("saving checkpoint %s: %w", f.path, err)
-	}
-	defer func() {
-		if err != nil {
-			_ = tmp.Close()
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Chmod(0o600); err != nil {
-		return fmt.Errorf("saving checkpoint %s: %w", f.path, err)
-	}
-	if _, err := tmp.Write(b); err != nil {
-		return fmt.Errorf("saving checkpoint %s: writing %s: %w", f.path, tmp.Name(), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("saving checkpoint %s: syncing %s: %w", f.path, tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("saving checkpoint %s: closing %s: %w", f.path, tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), f.path); err != nil {
-		return fmt.Errorf("saving checkpoint %s: %w", f.path, err)
-	}
-	if err := SyncDir(dir); err != nil {
-		// The rename happened; only its durability is in doubt. Report it,
-		// but do not remove the (already renamed) temporary file.
-		return fmt.Errorf("saving checkpoint %s: syncing directory: %w", f.path, err)
+	if err := privfile.Write(f.path, append(b, '\n')); err != nil {
+		return fmt.Errorf("saving checkpoint: %w", err)
 	}
 	return nil
-}
-
-// SyncDir makes a rename or a new file in dir durable.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

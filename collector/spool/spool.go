@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/auditpipe/auditpipe/collector/checkpoint"
+	"github.com/auditpipe/auditpipe/internal/privfile"
 )
 
 // Defaults for Options.
@@ -329,7 +330,7 @@ func (s *Spool) newSegment() error {
 		err = f.Sync()
 	}
 	if err == nil {
-		err = checkpoint.SyncDir(s.dir)
+		err = privfile.SyncDir(s.dir)
 	}
 	if err != nil {
 		f.Close()
