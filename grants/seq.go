@@ -146,7 +146,8 @@ func NewSeqs(what string) *Seqs {
 }
 
 // OpenSeqs returns the memory kept in the file path: what it holds, or
-// empty when it does not exist (a first start). A file that cannot be read
+// empty when it does not exist (a first start; the empty memory is then
+// written, and a file that cannot be written is an error). A file that cannot be read
 // or is not such a memory (another what, damaged) is an error: a consumer
 // refuses to start rather than forget what it applied. path "" is
 // NewSeqs (memory only). log receives the failures to write the file
@@ -162,6 +163,13 @@ func OpenSeqs(what, path string, log *slog.Logger) (*Seqs, error) {
 	s.path = path
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
+		// Written now, empty: a file that cannot be written (a state
+		// directory a non-root process may not create, a read-only
+		// disk) stops the start with the reason, rather than refusing
+		// every grant later (see AdmitRecord).
+		if err := s.save(); err != nil {
+			return nil, fmt.Errorf("%w (set the consumer's state directory to one it may write)", err)
+		}
 		return s, nil
 	}
 	if err != nil {
@@ -322,7 +330,7 @@ func (s *Seqs) save() error {
 	}
 	if err != nil {
 		s.log.Error("replay memory not written: a final record is applied all the same, any other refused; a restart before the next write compares what it reads with an older memory", "file", s.path, "err", err)
-		return fmt.Errorf("replay memory: %w", err)
+		return fmt.Errorf("replay memory %s: %w", s.path, err)
 	}
 	s.dirty = false
 	return nil

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/testlog"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -261,6 +262,15 @@ func TestSeqsFile(t *testing.T) {
 			}
 		})
 	}
+	t.Run("unwritable at a first start", func(t *testing.T) {
+		// A non-root process with the default /var/lib/auditpipe, say: a
+		// clear error at the start, not every grant refused later.
+		// procfs: not there, and nobody, root included, may make it.
+		p := "/proc/self/auditpipe-state/seqs.json"
+		if _, err := OpenSeqs("login", p, nil); err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "state directory") {
+			t.Fatalf("OpenSeqs of a memory it cannot write: %v, want an error naming %s", err, p)
+		}
+	})
 	t.Run("unreadable", func(t *testing.T) {
 		if _, err := OpenSeqs("login", t.TempDir(), nil); err == nil { // a directory
 			t.Fatal("a directory opened as the memory's file")
@@ -283,12 +293,15 @@ func TestSeqsFile(t *testing.T) {
 	})
 
 	t.Run("a failed write", func(t *testing.T) {
-		// The state directory is not there at start (a first start), and
-		// a file stands where it should be made.
+		// The state directory goes after the start (its disk replaced
+		// by a read-only one, say), and a file stands where it was.
 		state := filepath.Join(t.TempDir(), "state")
-		var logged lockedBuffer
+		var logged testlog.Buffer
 		m, err := OpenSeqs("login", filepath.Join(state, "seqs.json"), slog.New(slog.NewTextHandler(&logged, nil)))
 		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(state); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.WriteFile(state, nil, 0o600); err != nil {
@@ -298,8 +311,8 @@ func TestSeqsFile(t *testing.T) {
 		if err := m.AdmitRecord(Numbered{Key: "op", Seq: 2, Payload: []byte("revocation"), Final: true, Offset: -1}); err != nil {
 			t.Fatalf("a revocation refused for a failed write: %v", err)
 		}
-		if m.Last("op") != 2 || !m.Final("op") || logged.count("replay memory not written") != 1 {
-			t.Errorf("last %d final %v, the failure logged %d times, want 2, true, once", m.Last("op"), m.Final("op"), logged.count("replay memory not written"))
+		if m.Last("op") != 2 || !m.Final("op") || logged.Count("replay memory not written") != 1 {
+			t.Errorf("last %d final %v, the failure logged %d times, want 2, true, once", m.Last("op"), m.Final("op"), logged.Count("replay memory not written"))
 		}
 		// Any other is refused, the memory as it was: a new key, and a
 		// known key's next record.
@@ -366,8 +379,8 @@ func TestSeqsDefer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := os.Stat(path); !os.IsNotExist(err) {
-		t.Fatalf("written before Flush: %v", err)
+	if r := reopened(); r.Last("a") != 0 || r.Last("b") != 0 {
+		t.Fatalf("written before Flush: a %d b %d", r.Last("a"), r.Last("b"))
 	}
 	if err := s.Flush(); err != nil {
 		t.Fatal(err)
