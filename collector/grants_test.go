@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/auditpipe/auditpipe/grants"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/sign"
+	"github.com/auditpipe/auditpipe/internal/testlog"
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
@@ -26,7 +26,7 @@ func TestGrantsTopicMissing(t *testing.T) {
 	}
 	defer c.Close()
 	kcfg := kafka.Config{Brokers: c.ListenAddrs()}.WithDefaults()
-	var logs syncBuffer
+	var logs testlog.Buffer
 	col := &Collector{
 		cfg:    DefaultConfig(),
 		m:      newMetrics(nil),
@@ -56,23 +56,6 @@ func TestGrantsTopicMissing(t *testing.T) {
 	if !strings.Contains(logs.String(), "the topic does not exist yet") {
 		t.Fatalf("ready for another reason than the missing topic; log: %s", logs.String())
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestGrantTableReload: a reload (SIGHUP) replaces the static grants; the

@@ -1,39 +1,20 @@
 package grants
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/auditpipe/auditpipe/internal/testlog"
 )
-
-// lockedBuffer is a log written from several goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) count(s string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.buf.String(), s)
-}
 
 // TestRefusalLogIntervals: the burst is logged one by one in each
 // interval, the rest in one summary line when the interval ends or at
 // Summarize, naming the records and the counter that counts them all.
 func TestRefusalLogIntervals(t *testing.T) {
-	var logs lockedBuffer
+	var logs testlog.Buffer
 	l := NewRefusalLog(slog.New(slog.NewTextHandler(&logs, nil)), "assignment", "auditpipe_forwarder_assignments_refused_total")
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	tests := []struct {
@@ -57,12 +38,12 @@ func TestRefusalLogIntervals(t *testing.T) {
 		if tt.summarize {
 			l.Summarize()
 		}
-		one, summ := logs.count("msg=\"assignment record refused"), logs.count("more assignment records refused")
+		one, summ := logs.Count("msg=\"assignment record refused"), logs.Count("more assignment records refused")
 		if one != tt.wantOne || summ != tt.wantSumm {
 			t.Errorf("at %v: %d refusals logged one by one and %d summaries, want %d and %d", tt.at, one, summ, tt.wantOne, tt.wantSumm)
 		}
 	}
-	if n := logs.count("auditpipe_forwarder_assignments_refused_total"); n != 2 {
+	if n := logs.Count("auditpipe_forwarder_assignments_refused_total"); n != 2 {
 		t.Errorf("the summaries name the counter %d times, want 2", n)
 	}
 }

@@ -1,13 +1,11 @@
 package indexer
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,33 +14,9 @@ import (
 	"github.com/auditpipe/auditpipe/clickhouse/clickhousetest"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
 	"github.com/auditpipe/auditpipe/internal/testenv"
+	"github.com/auditpipe/auditpipe/internal/testlog"
 	"github.com/auditpipe/auditpipe/schemas"
 )
-
-// syncBuffer is a log the test reads while the indexer writes it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// count returns how many lines match re.
-func (b *syncBuffer) count(re *regexp.Regexp) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(re.FindAllIndex(b.buf.Bytes(), -1))
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // Regression: a full chDB directory was taken for rows the store refused
 // (any chDB exception was a row error). Each retry bisected the batch down
@@ -59,7 +33,7 @@ func TestStoreDiskFullPausesThenResumes(t *testing.T) {
 	eng := clickhousetest.OpenEmbedded(t, dir)
 	kc, _ := kafkatest.Start(t, 3)
 
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	cfg := testConfig(kc, "diskfull")
 	ix, err := New(cfg, Deps{Engine: eng, Log: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
@@ -142,10 +116,15 @@ func TestStoreDiskFullPausesThenResumes(t *testing.T) {
 	}
 	pauseLine := regexp.MustCompile(`(?m)^.*level=WARN.*store disk full.*failed; retrying with backoff.*reason=store_disk_full.*NOT_ENOUGH_SPACE.*$`)
 	recoveryLine := regexp.MustCompile(`(?m)^.*level=INFO.*store disk full.* recovered.*reason=store_disk_full.*$`)
-	if p, r := logs.count(pauseLine), logs.count(recoveryLine); p != 1 || r != 1 {
+	if p, r := countLines(logs, pauseLine), countLines(logs, recoveryLine); p != 1 || r != 1 {
 		t.Errorf("%d pause and %d recovery lines, want one of each:\n%s", p, r, logs)
 	}
-	if n := logs.count(regexp.MustCompile(`(?m)^.*level=(WARN|ERROR).*$`)); n != 1 {
+	if n := countLines(logs, regexp.MustCompile(`(?m)^.*level=(WARN|ERROR).*$`)); n != 1 {
 		t.Errorf("%d warning or error lines, want only the pause:\n%s", n, logs)
 	}
+}
+
+// countLines returns how many matches of re the log holds.
+func countLines(logs *testlog.Buffer, re *regexp.Regexp) int {
+	return len(re.FindAllStringIndex(logs.String(), -1))
 }

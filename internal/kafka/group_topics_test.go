@@ -1,36 +1,16 @@
 package kafka_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
+	"github.com/auditpipe/auditpipe/internal/testlog"
 )
-
-// lockedBuffer is a log the test reads while the reader writes it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) has(s string) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Contains(b.buf.String(), s)
-}
 
 // Regression: a member that joined its group on Apache Kafka before its
 // topics existed, the topics being created just after the join, held an
@@ -40,7 +20,7 @@ func (b *lockedBuffer) has(s string) bool {
 // rejoins when partitions of its topics are held by no member.
 func TestGroupReaderJoinedBeforeTopicsExist(t *testing.T) {
 	a := kafkatest.NewApache(t, 1)
-	logs := &lockedBuffer{}
+	logs := &testlog.Buffer{}
 	r, err := a.Config.NewGroupReader(kafka.GroupReaderConfig{Group: "g", Topics: []string{topic, "opctl.lifecycle.v1"},
 		MaxWait: 100 * time.Millisecond, Log: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
@@ -52,11 +32,11 @@ func TestGroupReaderJoinedBeforeTopicsExist(t *testing.T) {
 	go func() {
 		done <- r.Run(ctx, func(_ context.Context, b kafka.Batch) error { n.Add(int64(len(b.Records))); return nil })
 	}()
-	waitFor(t, "the join to fail (no broker)", func() bool { return logs.has("joining the consumer group failed") })
+	waitFor(t, "the join to fail (no broker)", func() bool { return logs.Contains("joining the consumer group failed") })
 	a.Start(t)
 	// Joined while the topics did not exist (or were being created by
 	// kafka-go's own metadata request), then the topics are created.
-	waitFor(t, "the join", func() bool { return logs.has("joining the consumer group recovered") })
+	waitFor(t, "the join", func() bool { return logs.Contains("joining the consumer group recovered") })
 	ectx, ecancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer ecancel()
 	if err := a.Config.EnsureTopics(ectx, kafka.PipelineTopics(1)...); err != nil {

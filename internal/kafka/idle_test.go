@@ -1,35 +1,16 @@
 package kafka_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
+	"github.com/auditpipe/auditpipe/internal/testlog"
 )
-
-// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // Regression: an idle partition made the group reader log "reading the
 // partition failed; reconnecting" after every fetch that waited MaxWait
@@ -37,7 +18,7 @@ func (s *syncBuffer) String() string {
 // not an error, and logs nothing.
 func TestGroupReaderIdleLogsNothing(t *testing.T) {
 	cfg, _ := kafkatest.Start(t, 1)
-	var buf syncBuffer
+	var buf testlog.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	r, err := cfg.NewGroupReader(kafka.GroupReaderConfig{Group: "idle", Topics: []string{topic}, MaxWait: 100 * time.Millisecond, Log: log})
 	if err != nil {
