@@ -209,6 +209,10 @@ type EmbeddedConfig struct {
 	// (up to its first request past them); it is closed otherwise.
 	// Default 10s.
 	KafkaAuthTimeout time.Duration `yaml:"kafka_auth_timeout"`
+	// KafkaIdleTimeout closes an authenticated connection to the
+	// embedded broker that sends no request for that long (Kafka's
+	// connections.max.idle.ms; clients reconnect). Default 10m.
+	KafkaIdleTimeout time.Duration `yaml:"kafka_idle_timeout"`
 }
 
 // EmbeddedTLS is a certificate for the embedded broker from elsewhere.
@@ -264,7 +268,8 @@ func DefaultConfig() Config {
 			MaxConnections:    httpserve.DefaultMaxConnections,
 		},
 		Embedded: EmbeddedConfig{DataDir: "data", Partitions: 1, KafkaListen: DefaultKafkaListen,
-			KafkaMaxConnections: kafka.DefaultEmbeddedMaxConnections, KafkaAuthTimeout: kafka.DefaultEmbeddedAuthTimeout},
+			KafkaMaxConnections: kafka.DefaultEmbeddedMaxConnections, KafkaAuthTimeout: kafka.DefaultEmbeddedAuthTimeout,
+			KafkaIdleTimeout: kafka.DefaultEmbeddedIdleTimeout},
 		Kafka:      kafka.Config{}.WithDefaults(),
 		HostKeys:   HostKeysConfig{Dir: DefaultHostKeysDir},
 		ClickHouse: ix.Store,
@@ -405,6 +410,9 @@ func (c Config) Validate() error {
 		}
 		if c.Embedded.KafkaAuthTimeout < 0 {
 			errs = append(errs, fmt.Errorf("embedded.kafka_auth_timeout: %s is negative", c.Embedded.KafkaAuthTimeout))
+		}
+		if c.Embedded.KafkaIdleTimeout < 0 {
+			errs = append(errs, fmt.Errorf("embedded.kafka_idle_timeout: %s is negative", c.Embedded.KafkaIdleTimeout))
 		}
 		if t := c.Embedded.KafkaTLS; (t.CertFile == "") != (t.KeyFile == "") {
 			errs = append(errs, errors.New("embedded.kafka_tls: cert_file and key_file go together"))

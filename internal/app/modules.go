@@ -208,6 +208,7 @@ func initBroker(ctx context.Context, a *App) (Service, error) {
 		CAFile:         cfg.KafkaTLS.CAFile,
 		MaxConnections: cfg.KafkaMaxConnections,
 		AuthTimeout:    cfg.KafkaAuthTimeout,
+		IdleTimeout:    cfg.KafkaIdleTimeout,
 		Log:            a.Log,
 	})
 	if err != nil {

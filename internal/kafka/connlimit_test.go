@@ -23,6 +23,12 @@ import (
 // topics and the connection bounds given.
 func securedBroker(t *testing.T, maxConns int, authTimeout time.Duration) *kafka.Embedded {
 	t.Helper()
+	return securedBrokerIdle(t, maxConns, authTimeout, 0)
+}
+
+// securedBrokerIdle is securedBroker with an idle timeout (0: default).
+func securedBrokerIdle(t *testing.T, maxConns int, authTimeout, idle time.Duration) *kafka.Embedded {
+	t.Helper()
 	dir := t.TempDir()
 	e, err := kafka.NewEmbedded(kafka.EmbeddedConfig{
 		Partitions:     1,
@@ -30,6 +36,7 @@ func securedBroker(t *testing.T, maxConns int, authTimeout time.Duration) *kafka
 		TLSDir:         filepath.Join(dir, "tls"),
 		MaxConnections: maxConns,
 		AuthTimeout:    authTimeout,
+		IdleTimeout:    idle,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -194,5 +201,39 @@ func TestEmbeddedRefusesLargeRequestBeforeAuth(t *testing.T) {
 	}
 	if !peerClosed(c, time.Now().Add(time.Second)) {
 		t.Fatal("a 64 MiB request before authentication: the connection is still open")
+	}
+}
+
+// TestEmbeddedClosesIdleAuthenticatedConnections: review finding (issue
+// 9): a holder of Kafka credentials kept authenticated connections open
+// for ever (no idle timeout after SASL). Now one that sends nothing for
+// the idle timeout is closed, as Kafka's connections.max.idle.ms does,
+// and the client reconnects for its next request.
+func TestEmbeddedClosesIdleAuthenticatedConnections(t *testing.T) {
+	const idle = 500 * time.Millisecond
+	e := securedBrokerIdle(t, 8, 5*time.Second, idle)
+	open := e.ConnectionCollectors()[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	w, err := e.Client(kafka.RoleCollector).NewWriter(kafka.TopicAudit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.Write(ctx, kafka.Record{Value: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.ToFloat64(open); n < 1 {
+		t.Fatalf("%v connections open after a produce, want the producer's", n)
+	}
+	deadline := time.Now().Add(idle + 3*time.Second)
+	for testutil.ToFloat64(open) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%v authenticated connections still open %v after the producer's last request, idle timeout %v", testutil.ToFloat64(open), idle+3*time.Second, idle)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := w.Write(ctx, kafka.Record{Value: []byte("y")}); err != nil {
+		t.Fatalf("produce after the idle connection was closed: %v", err)
 	}
 }

@@ -74,6 +74,10 @@ type EmbeddedConfig struct {
 	// past them; it is closed otherwise. Default
 	// DefaultEmbeddedAuthTimeout (10s).
 	AuthTimeout time.Duration
+	// IdleTimeout closes an authenticated connection that sends no
+	// request for that long (Kafka's connections.max.idle.ms; clients
+	// reconnect). Default DefaultEmbeddedIdleTimeout (10m).
+	IdleTimeout time.Duration
 	// Log receives the broker's warnings; nil discards them.
 	Log *slog.Logger
 }
@@ -112,7 +116,7 @@ func NewEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 				return nil, err
 			}
 			e.ln = &guardListener{Listener: connlimit.New(ln, cfg.MaxConnections), tc: tc,
-				authTimeout: cfg.AuthTimeout, log: cfg.Log}
+				authTimeout: cfg.AuthTimeout, idleTimeout: cfg.IdleTimeout, log: cfg.Log}
 			return e.ln, nil
 		}),
 		kfake.DefaultNumPartitions(cfg.Partitions),
@@ -172,6 +176,9 @@ func (cfg EmbeddedConfig) withDefaults() EmbeddedConfig {
 	}
 	if cfg.AuthTimeout <= 0 {
 		cfg.AuthTimeout = DefaultEmbeddedAuthTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultEmbeddedIdleTimeout
 	}
 	if nofile, err := connlimit.FileLimit(); err != nil {
 		cfg.Log.Warn("kafka: embedded broker: cannot read the file limit; the connection limit is not checked against it", "err", err)

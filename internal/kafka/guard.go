@@ -21,6 +21,9 @@ const (
 	// DefaultEmbeddedAuthTimeout is EmbeddedConfig.AuthTimeout by
 	// default.
 	DefaultEmbeddedAuthTimeout = 10 * time.Second
+	// DefaultEmbeddedIdleTimeout is EmbeddedConfig.IdleTimeout by
+	// default: Kafka's connections.max.idle.ms.
+	DefaultEmbeddedIdleTimeout = 10 * time.Minute
 )
 
 // preAuthMaxFrame bounds a request read before the connection is known
@@ -45,6 +48,7 @@ type guardListener struct {
 	*connlimit.Listener
 	tc          *tls.Config
 	authTimeout time.Duration
+	idleTimeout time.Duration
 	log         *slog.Logger
 }
 
@@ -74,7 +78,7 @@ func (l *guardListener) Accept() (net.Conn, error) {
 		if l.tc != nil {
 			nc = tls.Server(nc, l.tc)
 		}
-		return &authConn{Conn: nc, lc: lc}, nil
+		return &authConn{Conn: nc, lc: lc, idle: l.idleTimeout}, nil
 	}
 }
 
@@ -82,20 +86,35 @@ func (l *guardListener) Accept() (net.Conn, error) {
 // a broker with SASL refuses before authentication (anything but
 // ApiVersions, SaslHandshake and SaslAuthenticate): from then on the
 // connection is authenticated (kfake closes it otherwise), so its
-// deadline is lifted and it is no longer evictable. Read and Write run in
-// different goroutines; only Read touches the parsing state.
+// deadline is lifted and it is no longer evictable; it is closed when it
+// sends nothing for idle (Kafka's connections.max.idle.ms): a holder of
+// credentials cannot keep connections open for ever, and clients
+// reconnect. Read and Write run in different goroutines; only Read
+// touches the parsing state.
 type authConn struct {
 	net.Conn
-	lc *connlimit.Conn
+	lc   *connlimit.Conn
+	idle time.Duration
 
-	authed bool
-	hdr    [6]byte // a request's size (4) and API key (2)
-	hn     int     // bytes of hdr read
-	left   int64   // bytes of the current request after hdr
+	idleSet time.Time // when the idle deadline was last moved
+	authed  bool
+	hdr     [6]byte // a request's size (4) and API key (2)
+	hn      int     // bytes of hdr read
+	left    int64   // bytes of the current request after hdr
 }
 
 // Read implements net.Conn.
 func (c *authConn) Read(p []byte) (int, error) {
+	if c.authed {
+		// Moved at most once an eighth of idle (a second at most): a
+		// busy connection reads often.
+		if now := time.Now(); now.Sub(c.idleSet) >= min(time.Second, c.idle/8) {
+			if err := c.Conn.SetReadDeadline(now.Add(c.idle)); err != nil {
+				return 0, fmt.Errorf("kafka: embedded broker: set idle deadline: %w", err)
+			}
+			c.idleSet = now
+		}
+	}
 	n, err := c.Conn.Read(p)
 	if c.authed || n == 0 {
 		return n, err
