@@ -83,6 +83,11 @@ type QueryHandlerOptions struct {
 	MaxQueriesPerReader int
 }
 
+// codeServerOverloaded is ClickHouse's SERVER_OVERLOADED: the endpoint
+// has no room for the statement now (query log full, result budget
+// taken); answered with 503 and Retry-After.
+const codeServerOverloaded = 745
+
 // DefaultMaxQueriesPerReader is QueryHandlerOptions.MaxQueriesPerReader's
 // default.
 const DefaultMaxQueriesPerReader = 2
@@ -283,6 +288,19 @@ func (h *queryHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rec := newQueryRecord(r.Context(), r.RemoteAddr)
 	rec.writer, rec.queryID, rec.sql = writer, req.queryID, req.stmt
+	if h.opt.QueryLog != nil {
+		// No statement runs unless its query_log row has room (issue 9).
+		slot, err := h.opt.QueryLog.Reserve(r.Context(), len(req.stmt))
+		if err != nil {
+			rec.result, rec.code = resultError, codeServerOverloaded
+			rec.err = fmt.Errorf("statement not run: this endpoint runs a statement only when its query_log row can be kept, and %w; retry later (SERVER_OVERLOADED)", err)
+			w.Header().Set("Retry-After", "1")
+			exception(w, http.StatusServiceUnavailable, codeServerOverloaded, rec.err.Error())
+			h.finish(rec)
+			return
+		}
+		rec.slot = slot
+	}
 	defer h.finish(rec)
 	refuse := func(err error) {
 		rec.result, rec.code, rec.err = resultRefused, 164, err
