@@ -37,10 +37,10 @@ var (
 	ErrQueryLogStopped = errors.New("query log stopped")
 )
 
-// DefaultQueryLogWait is QueryLogOptions.ReserveWait's default: one flush
-// interval and a half, so a reader that comes when the buffer is full gets
-// the room of the next insert.
-const DefaultQueryLogWait = 1500 * time.Millisecond
+// DefaultQueryLogWait is QueryLogOptions.ReserveWait's default: two flush
+// intervals, so a reader that comes when the buffer is full gets the room
+// of the next insert.
+const DefaultQueryLogWait = 2 * time.Second
 
 // QueryLogWriter puts the endpoint's log into the store's query_log table,
 // so who read what is queryable like the trail itself. A statement runs only
