@@ -33,7 +33,7 @@ const rssQuery = "SELECT number AS n, toString(number) AS s, 'padpadpadpad' AS p
 // times a max_output_bytes of 64 MiB): the peak grows by at most twice the
 // budget, and every reader is answered, in turn. Measured (2 CPUs, load
 // 11-17): +64 to +199 MB; with no budget, as on the old code (the six
-// answers built at once), +396 to +689 MB.
+// answers built at once), +363 to +689 MB.
 func TestResultBudgetRSS(t *testing.T) {
 	if v := os.Getenv(envRSSChild); v != "" {
 		budget, err := strconv.ParseInt(v, 10, 64)
