@@ -437,3 +437,81 @@ func TestQueryLogStoppedRefuses(t *testing.T) {
 		t.Errorf("dropped %v, want 1 (the row of a slot added after Run ended)", d)
 	}
 }
+
+// TestQueryLogFloodChDB is TestQueryLogFloodLogsEveryAnswer on chDB, the
+// store's own query_log table and the app's flush interval: 16 readers
+// send 1 500 statements against a buffer of 100 rows; every statement
+// answered 200 is a row of query_log, by its query_id.
+func TestQueryLogFloodChDB(t *testing.T) {
+	eng := clickhousetest.OpenEmbedded(t, "")
+	if _, err := clickhouse.Migrate(context.Background(), eng, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := eng.OpenQueryPool(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	qlog := NewQueryLogWriter(eng, nil, QueryLogOptions{Buffer: 100})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- qlog.Run(ctx) }()
+	h := NewQueryHandler(pool, nil, QueryHandlerOptions{QueryLog: qlog, MaxQueriesPerReader: 100})
+	var (
+		mu       sync.Mutex
+		answered []string
+		refused  int
+		wg       sync.WaitGroup
+	)
+	start := time.Now()
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 1500 / 16 {
+				id := fmt.Sprintf("chdb-flood-%d-%d", g, i)
+				req := httptest.NewRequest("GET", "/?"+url.Values{"query": {"SELECT 1"}, "query_id": {id}}.Encode(), nil)
+				rw := httptest.NewRecorder()
+				h.ServeHTTP(rw, req)
+				mu.Lock()
+				switch rw.Code {
+				case http.StatusOK:
+					answered = append(answered, id)
+				case http.StatusServiceUnavailable:
+					refused++
+				default:
+					t.Errorf("%s: %d %q", id, rw.Code, rw.Body)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	res, err := eng.Query(context.Background(), "SELECT query_id FROM query_log WHERE startsWith(query_id, 'chdb-flood-')")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logged := map[string]bool{}
+	for _, r := range res.Rows {
+		logged[toString(r[0])] = true
+	}
+	missing := 0
+	for _, id := range answered {
+		if !logged[id] {
+			missing++
+		}
+	}
+	t.Logf("%d statements in %s: %d answered, %d refused (503), %d rows in query_log, %d answered without a row",
+		16*(1500/16), took.Round(time.Millisecond), len(answered), refused, len(logged), missing)
+	if missing > 0 {
+		t.Errorf("%d of %d answered statements have no row in query_log", missing, len(answered))
+	}
+	if len(answered) <= 100 {
+		t.Errorf("only %d answered: the buffer of 100 should have been reused", len(answered))
+	}
+}
