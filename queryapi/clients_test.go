@@ -313,3 +313,57 @@ func TestClickHouseConnect(t *testing.T) {
 		t.Errorf("audit_events has %d rows after the clients, want 8", n)
 	}
 }
+
+// TestClickHouseGoSeesBounds: what clickhouse-go/v2 (over HTTP, in Native)
+// reports when a statement meets the endpoint's bounds: an answer over
+// max_output_bytes, and a query log with no room (its store takes no
+// rows). The ClickHouse exception, with its code and sentence, is the
+// client's error, not a garbled answer.
+func TestClickHouseGoSeesBounds(t *testing.T) {
+	eng := clickhousetest.OpenEmbedded(t, "")
+	ins := &slowInserter{gate: make(chan struct{})}
+	qlog := NewQueryLogWriter(ins, nil, QueryLogOptions{Buffer: 4, FlushInterval: 5 * time.Millisecond, ReserveWait: 20 * time.Millisecond})
+	lctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- qlog.Run(lctx) }()
+	defer func() { close(ins.gate); stop(); <-done }()
+	srv := httptest.NewServer(NewQueryHandler(eng, nil, QueryHandlerOptions{QueryLog: qlog, MaxOutputBytes: 64 << 10}))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := ch.Open(&ch.Options{Addr: []string{u.Host}, Protocol: ch.HTTP, Auth: ch.Auth{Database: "default", Username: "default"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var n uint64
+	err = conn.QueryRow(ctx, "SELECT number FROM numbers(100000) ORDER BY number DESC LIMIT 1").Scan(&n)
+	if err != nil || n != 99999 {
+		t.Fatalf("a small answer: %d, %v", n, err)
+	}
+	rows, err := conn.Query(ctx, "SELECT number, toString(number) FROM numbers(100000)")
+	if err == nil {
+		for rows.Next() {
+		}
+		err = rows.Err()
+		rows.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "396") || !strings.Contains(err.Error(), "query.max_output_bytes") {
+		t.Errorf("an answer over max_output_bytes: %v; want code 396 naming query.max_output_bytes", err)
+	}
+	// The log's four slots are taken by now (the store takes no rows).
+	for i := 0; ; i++ {
+		err = conn.QueryRow(ctx, "SELECT 1").Scan(new(uint8))
+		if err != nil {
+			break
+		}
+		if i == 4 {
+			t.Fatal("a fifth statement ran with a query log of four rows that the store does not take")
+		}
+	}
+	t.Logf("clickhouse-go's error with the query log full: %v", err)
+	if !strings.Contains(err.Error(), "745") || !strings.Contains(err.Error(), "query log full") {
+		t.Errorf("with the query log full: %v; want code 745, \"query log full\"", err)
+	}
+}

@@ -81,7 +81,34 @@ type QueryHandlerOptions struct {
 	// the pool's sessions (clickhouse.DefaultQuerySessions), so that one
 	// reader's slow queries never hold every session.
 	MaxQueriesPerReader int
+	// MaxOutputBytes bounds one statement's answer as chDB formats it (in
+	// the requested format; max_result_bytes bounds the result before
+	// formatting only, and JSON of a narrow result is many times larger):
+	// a larger answer is refused with code 396 (TOO_MANY_ROWS_OR_BYTES).
+	// Default DefaultMaxOutputBytes.
+	MaxOutputBytes int64
+	// ResultBudget is the process's budget of formatted answers: each
+	// statement reserves resultHold(MaxOutputBytes) of it before it runs
+	// (three times MaxOutputBytes, four for Native re-encoded), keeps its
+	// answer's size (twice for Native) while the answer is sent, and
+	// frees it once answered; with no room within ResultWait it is
+	// answered 503 with code 745 (SERVER_OVERLOADED) and not run. Give
+	// every handler of a process the same one. Default: a budget of
+	// DefaultResultBudget of this handler's own, without metrics.
+	ResultBudget *ResultBudget
+	// ResultWait is how long a statement waits for room in ResultBudget
+	// (while its request lasts). Default DefaultResultWait.
+	ResultWait time.Duration
 }
+
+// codeServerOverloaded is ClickHouse's SERVER_OVERLOADED: the endpoint
+// has no room for the statement now (query log full, result budget
+// taken); answered with 503 and Retry-After.
+const codeServerOverloaded = 745
+
+// codeTooManyRowsOrBytes is ClickHouse's TOO_MANY_ROWS_OR_BYTES: a result
+// over a limit.
+const codeTooManyRowsOrBytes = 396
 
 // DefaultMaxQueriesPerReader is QueryHandlerOptions.MaxQueriesPerReader's
 // default.
@@ -163,6 +190,15 @@ func NewQueryHandler(q FormatQuerier, log *slog.Logger, opt QueryHandlerOptions)
 	}
 	if opt.MaxQueriesPerReader <= 0 {
 		opt.MaxQueriesPerReader = DefaultMaxQueriesPerReader
+	}
+	if opt.MaxOutputBytes <= 0 {
+		opt.MaxOutputBytes = DefaultMaxOutputBytes
+	}
+	if opt.ResultBudget == nil {
+		opt.ResultBudget = NewResultBudget(DefaultResultBudget, nil)
+	}
+	if opt.ResultWait <= 0 {
+		opt.ResultWait = DefaultResultWait
 	}
 	h := &queryHandler{q: q, log: log, opt: opt, metrics: newQueryMetrics(opt.Registry), running: map[string]int{}}
 	mux := http.NewServeMux()
@@ -283,6 +319,19 @@ func (h *queryHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rec := newQueryRecord(r.Context(), r.RemoteAddr)
 	rec.writer, rec.queryID, rec.sql = writer, req.queryID, req.stmt
+	if h.opt.QueryLog != nil {
+		// No statement runs unless its query_log row has room (issue 9).
+		slot, err := h.opt.QueryLog.Reserve(r.Context(), len(req.stmt))
+		if err != nil {
+			rec.result, rec.code = resultError, codeServerOverloaded
+			rec.err = fmt.Errorf("statement not run: this endpoint runs a statement only when its query_log row can be kept, and %w; retry later (SERVER_OVERLOADED)", err)
+			w.Header().Set("Retry-After", "1")
+			exception(w, http.StatusServiceUnavailable, codeServerOverloaded, rec.err.Error())
+			h.finish(rec)
+			return
+		}
+		rec.slot = slot
+	}
 	defer h.finish(rec)
 	refuse := func(err error) {
 		rec.result, rec.code, rec.err = resultRefused, 164, err
@@ -328,17 +377,37 @@ func (h *queryHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	format := req.format
+	if f := queryFormat(req.stmt); f != "" {
+		format = f
+	}
+	// The answer's room in the process's result budget, before it runs.
+	native := strings.EqualFold(format, "Native") && req.revision > 0
+	held, err := h.opt.ResultBudget.Acquire(r.Context(), resultHold(h.opt.MaxOutputBytes, native), h.opt.ResultWait)
+	if err != nil {
+		rec.result, rec.code = resultError, codeServerOverloaded
+		rec.err = fmt.Errorf("statement not run: %w; retry later (SERVER_OVERLOADED)", err)
+		w.Header().Set("Retry-After", "1")
+		exception(w, http.StatusServiceUnavailable, codeServerOverloaded, rec.err.Error())
+		return
+	}
+	defer held.Release()
 	out, st, err := h.run(r.Context(), run, req)
 	rec.rows, rec.bytes = st.Rows, st.Bytes
 	if err != nil {
 		fail(err)
 		return
 	}
-	rec.result, rec.resultBytes = resultOK, uint64(len(out))
-	format := req.format
-	if f := queryFormat(req.stmt); f != "" {
-		format = f
+	held.Shrink(sentHold(int64(len(out)), native))
+	rec.resultBytes = uint64(len(out))
+	if int64(len(out)) > h.opt.MaxOutputBytes {
+		rec.result, rec.code = resultError, codeTooManyRowsOrBytes
+		rec.err = fmt.Errorf("the answer is %d bytes in format %s, over this endpoint's limit of %d bytes on one formatted answer (query.max_output_bytes; max_result_bytes bounds the result before formatting only): add a LIMIT, select fewer or shorter columns, aggregate, or ask for a more compact format (TOO_MANY_ROWS_OR_BYTES)",
+			len(out), format, h.opt.MaxOutputBytes)
+		exception(w, http.StatusInternalServerError, codeTooManyRowsOrBytes, rec.err.Error())
+		return
 	}
+	rec.result = resultOK
 	if strings.EqualFold(format, "Native") {
 		if out, err = nativeForRevision(out, req.revision); err != nil {
 			exception(w, http.StatusInternalServerError, 1000, err.Error())

@@ -40,7 +40,7 @@ func newQueryMetrics(reg prometheus.Registerer) *queryMetrics {
 	m := &queryMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "auditpipe_query_requests_total",
-			Help: "Statements received by the query endpoint, by result: ok, refused (by the guard), error (by ClickHouse, a limit, or a cancelled request).",
+			Help: "Statements received by the query endpoint, by result: ok, refused (by the guard), error (by ClickHouse, a limit, a cancelled request, or no room in the query log or the result budget).",
 		}, []string{"result"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "auditpipe_query_duration_seconds",
@@ -88,6 +88,8 @@ type queryRecord struct {
 	// the engine says: chDB does), resultBytes the size of the answer as
 	// sent.
 	rows, bytes, resultBytes uint64
+	// slot is the room reserved for the statement's query_log row.
+	slot *QueryLogSlot
 }
 
 func newQueryRecord(ctx context.Context, remote string) *queryRecord {
@@ -130,7 +132,7 @@ func (h *queryHandler) finish(rec *queryRecord) {
 		}
 	}
 	h.log.LogAttrs(context.Background(), level, "query endpoint: query", attrs...)
-	if h.opt.QueryLog != nil {
+	if h.opt.QueryLog != nil && rec.slot != nil {
 		row := clickhouse.QueryLogRow{
 			Time: rec.start, Who: rec.who, Role: rec.role, Remote: rec.remote, QueryID: rec.queryID,
 			SQL: sql, SQLBytes: uint64(len(rec.sql)), Result: rec.result, Code: int32(rec.code),
@@ -139,7 +141,7 @@ func (h *queryHandler) finish(rec *queryRecord) {
 		if rec.err != nil {
 			row.Error = rec.err.Error()
 		}
-		h.opt.QueryLog.Add(row)
+		rec.slot.Add(row) // no slot: refused for want of one, never run
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -67,6 +68,10 @@ type lib struct {
 	query       func(conn unsafe.Pointer, query, format *byte) unsafe.Pointer
 	queryParams func(conn unsafe.Pointer, query *byte, queryLen uintptr, format *byte, formatLen uintptr,
 		names unsafe.Pointer, nameLens unsafe.Pointer, values unsafe.Pointer, valueLens unsafe.Pointer, count uintptr) unsafe.Pointer
+	streamParams func(conn unsafe.Pointer, query *byte, queryLen uintptr, format *byte, formatLen uintptr,
+		names unsafe.Pointer, nameLens unsafe.Pointer, values unsafe.Pointer, valueLens unsafe.Pointer, count uintptr) unsafe.Pointer
+	streamFetch  func(conn unsafe.Pointer, res unsafe.Pointer) unsafe.Pointer
+	streamCancel func(conn unsafe.Pointer, res unsafe.Pointer)
 	destroy      func(res unsafe.Pointer)
 	buffer       func(res unsafe.Pointer) unsafe.Pointer
 	length       func(res unsafe.Pointer) uintptr
@@ -110,6 +115,9 @@ func (c *libCache) load(path string) (l *lib, err error) {
 	purego.RegisterLibFunc(&l.closeConn, h, "chdb_close_conn")
 	purego.RegisterLibFunc(&l.query, h, "chdb_query")
 	purego.RegisterLibFunc(&l.queryParams, h, "chdb_query_with_params_n")
+	purego.RegisterLibFunc(&l.streamParams, h, "chdb_stream_query_with_params_n")
+	purego.RegisterLibFunc(&l.streamFetch, h, "chdb_stream_fetch_result")
+	purego.RegisterLibFunc(&l.streamCancel, h, "chdb_stream_cancel_query")
 	purego.RegisterLibFunc(&l.destroy, h, "chdb_destroy_query_result")
 	purego.RegisterLibFunc(&l.buffer, h, "chdb_result_buffer")
 	purego.RegisterLibFunc(&l.length, h, "chdb_result_length")
@@ -279,6 +287,139 @@ func (s *Session) result(res unsafe.Pointer) (Result, error) {
 // spliced into the SQL text.
 type Param struct {
 	Name, Value string
+}
+
+// cParams are query parameters as the _n entry points take them: C arrays
+// of pointers and lengths (one more element each, so that none is empty),
+// kept alive by bufs.
+type cParams struct {
+	bufs                [][]byte
+	names, values       []*byte
+	nameLens, valueLens []uintptr
+}
+
+func newCParams(params []Param) *cParams {
+	n := len(params)
+	c := &cParams{bufs: make([][]byte, 0, 2*n), names: make([]*byte, n+1), values: make([]*byte, n+1),
+		nameLens: make([]uintptr, n+1), valueLens: make([]uintptr, n+1)}
+	for i, p := range params {
+		nb := append([]byte(p.Name), 0)
+		vb := append([]byte(p.Value), 0)
+		c.bufs = append(c.bufs, nb, vb)
+		c.names[i], c.nameLens[i] = &nb[0], uintptr(len(p.Name))
+		c.values[i], c.valueLens[i] = &vb[0], uintptr(len(p.Value))
+	}
+	return c
+}
+
+func (c *cParams) keepAlive() {
+	runtime.KeepAlive(c.bufs)
+	runtime.KeepAlive(c.names)
+	runtime.KeepAlive(c.values)
+	runtime.KeepAlive(c.nameLens)
+	runtime.KeepAlive(c.valueLens)
+}
+
+// ErrOutputLimit is QueryLimit's error when the output passes its bound.
+var ErrOutputLimit = errors.New("chdb: output over the limit")
+
+// streamedFormats are the formats whose streamed output is the same bytes
+// as the whole answer: chDB 26.7.3 formats each streamed chunk as a
+// document of its own, so a format with a header, a prefix or a suffix
+// (…WithNames, JSON, JSONCompact, XML, Pretty*, Parquet, Arrow, ORC,
+// RowBinaryWithNamesAndTypes, Values, Markdown, Vertical) repeats them per
+// chunk (measured, TestQueryLimitFormats). Lower-case names.
+var streamedFormats = map[string]bool{
+	"tabseparated": true, "tsv": true, "tabseparatedraw": true, "tsvraw": true, "csv": true,
+	"jsoneachrow": true, "ndjson": true, "jsonlines": true, "jsoncompacteachrow": true,
+	"jsonstringseachrow": true, "native": true, "rowbinary": true, "tskv": true,
+}
+
+// Streamable reports whether QueryLimit can answer in format: the
+// streamed chunks of that format concatenate to the whole answer.
+func Streamable(format string) bool { return streamedFormats[strings.ToLower(format)] }
+
+// QueryLimit runs one statement as QueryParams does, but through chDB's
+// streaming entry (chdb_stream_query_with_params_n, then
+// chdb_stream_fetch_result chunk by chunk): the output is copied out one
+// chunk at a time, so chDB never holds the whole formatted answer, and
+// once it passes maxOutput bytes the query is cancelled
+// (chdb_stream_cancel_query) and an error wrapping ErrOutputLimit is
+// returned, having held at most maxOutput bytes and one chunk. maxOutput
+// <= 0 bounds nothing. RowsRead and BytesRead sum the chunks'. Only the
+// formats that Streamable accepts are answered (a FORMAT clause in the
+// query must be one of them too: the caller checks).
+func (s *Session) QueryLimit(query, format string, params []Param, maxOutput int64) (Result, error) {
+	if len(query) == 0 {
+		return Result{}, errors.New("chdb: empty query")
+	}
+	if !Streamable(format) {
+		return Result{}, fmt.Errorf("chdb: format %q is not streamed whole (chDB writes its header or suffix per chunk)", format)
+	}
+	q := []byte(query)
+	f := append([]byte(format), 0)
+	cp := newCParams(params)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil {
+		return Result{}, errors.New("chdb: session closed")
+	}
+	l := s.lib
+	conn := *(*unsafe.Pointer)(s.conn)
+	stream := l.streamParams(conn, &q[0], uintptr(len(q)), &f[0], uintptr(len(format)),
+		unsafe.Pointer(&cp.names[0]), unsafe.Pointer(&cp.nameLens[0]), unsafe.Pointer(&cp.values[0]), unsafe.Pointer(&cp.valueLens[0]), uintptr(len(params)))
+	runtime.KeepAlive(q)
+	runtime.KeepAlive(f)
+	cp.keepAlive()
+	if stream == nil {
+		return Result{}, errors.New("chdb: streaming query returned no handle")
+	}
+	defer l.destroy(stream)
+	if msg := l.resultError(stream); msg != nil {
+		if e := cString(msg); e != "" {
+			return Result{}, &Error{Message: e}
+		}
+	}
+	var r Result
+	for {
+		chunk := l.streamFetch(conn, stream)
+		if chunk == nil {
+			return r, nil
+		}
+		n, err := s.take(&r, chunk)
+		if err != nil {
+			return Result{}, err
+		}
+		if n == 0 {
+			return r, nil
+		}
+		if maxOutput > 0 && int64(len(r.Data)) > maxOutput {
+			l.streamCancel(conn, stream)
+			return Result{}, fmt.Errorf("%w: more than %d bytes of %s", ErrOutputLimit, maxOutput, format)
+		}
+	}
+}
+
+// take appends a streamed chunk's output and counts to r, destroys the
+// chunk, and returns its length; s.mu is held.
+func (s *Session) take(r *Result, chunk unsafe.Pointer) (int, error) {
+	l := s.lib
+	defer l.destroy(chunk)
+	if msg := l.resultError(chunk); msg != nil {
+		if e := cString(msg); e != "" {
+			return 0, &Error{Message: e}
+		}
+	}
+	r.RowsRead += l.rowsRead(chunk)
+	r.BytesRead += l.bytesRead(chunk)
+	r.Elapsed += l.elapsed(chunk)
+	n := int(l.length(chunk))
+	if n > 0 {
+		if buf := l.buffer(chunk); buf != nil {
+			r.Data = append(r.Data, unsafe.Slice((*byte)(buf), n)...)
+		}
+	}
+	return n, nil
 }
 
 // QueryParams runs one SQL statement with query parameters bound by chDB

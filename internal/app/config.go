@@ -22,6 +22,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/sign"
 	"github.com/auditpipe/auditpipe/policy"
 	"github.com/auditpipe/auditpipe/policy/scheduler"
+	"github.com/auditpipe/auditpipe/queryapi"
 )
 
 // Config is the one configuration file of every target: a section per
@@ -53,6 +54,9 @@ type Config struct {
 	// ClickHouse is the store the indexer writes and the query endpoint
 	// reads: a server when clickhouse.clickhouse.addr is set, else chDB.
 	ClickHouse clickhouse.StoreConfig `yaml:"clickhouse"`
+	// Query bounds the query endpoint's statements: formatted answers
+	// and the query_log buffer's wait.
+	Query queryapi.Config `yaml:"query"`
 	// Collector, Indexer and Forwarder are the components' own sections.
 	Collector collector.Config `yaml:"collector"`
 	Indexer   indexer.Config   `yaml:"indexer"`
@@ -273,6 +277,7 @@ func DefaultConfig() Config {
 		Kafka:      kafka.Config{}.WithDefaults(),
 		HostKeys:   HostKeysConfig{Dir: DefaultHostKeysDir},
 		ClickHouse: ix.Store,
+		Query:      queryapi.DefaultConfig(),
 		Collector:  col,
 		Indexer:    ix,
 		Forwarder:  fw,
@@ -359,6 +364,7 @@ func (c Config) resolved() Config {
 	c.Policy.AgentReports.HostKeysDir = c.HostKeys.Dir
 	c.Scheduler.Progress.HostKeysDir = c.HostKeys.Dir
 	c.Indexer.HostKeysDir = c.HostKeys.Dir
+	c.Query = c.Query.WithDefaults()
 	return c
 }
 
@@ -435,6 +441,9 @@ func (c Config) Validate() error {
 	}
 	if has("store") {
 		errs = append(errs, r.ClickHouse.Validate("clickhouse"))
+	}
+	if has("query") {
+		errs = append(errs, r.Query.Validate())
 	}
 	if has("forwarder") && (c.Target == TargetForwarder || len(c.Forwarder.Destinations) > 0 || c.Forwarder.Assignments.Follow) {
 		errs = append(errs, r.Forwarder.Validate())

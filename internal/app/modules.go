@@ -367,8 +367,9 @@ func initQuery(_ context.Context, a *App) (Service, error) {
 		return nil, nil
 	}
 	// The query log goes to the store's write session, never the readers'.
+	qcfg := a.resolvedConfig().Query
 	qlog := queryapi.NewQueryLogWriter(a.shared.engine, a.Log.With("component", "query"),
-		queryapi.QueryLogOptions{Registry: a.http.registry})
+		queryapi.QueryLogOptions{Registry: a.http.registry, ReserveWait: qcfg.LogWait})
 	closeReaders := func() error { return nil }
 	if emb, ok := fq.(*clickhouse.Embedded); ok {
 		pool, err := emb.OpenQueryPool(clickhouse.DefaultQuerySessions)
@@ -378,7 +379,9 @@ func initQuery(_ context.Context, a *App) (Service, error) {
 		fq = pool
 		closeReaders = pool.Close
 	}
-	opt := queryapi.QueryHandlerOptions{Limits: queryapi.DefaultLimits(), Registry: a.http.registry, QueryLog: qlog}
+	opt := queryapi.QueryHandlerOptions{Limits: queryapi.DefaultLimits(), Registry: a.http.registry, QueryLog: qlog,
+		MaxOutputBytes: int64(qcfg.MaxOutputBytes), ResultWait: qcfg.ResultWait,
+		ResultBudget: queryapi.NewResultBudget(int64(qcfg.ResultBudget), a.http.registry)}
 	a.http.handle("/", queryapi.NewQueryHandler(fq, a.Log.With("component", "query"), opt), auth.RoleAuditor)
 	return ServiceFunc(func(ctx context.Context) error {
 		err := qlog.Run(ctx)
