@@ -95,25 +95,7 @@ func TestSplitCarriesJSON(t *testing.T) {
 				if got := mustReassemble(t, msgs...); got != ev.RawData {
 					t.Fatalf("title of %d runes: raw_data %q, want %q", n, got, ev.RawData)
 				}
-				js, ok, err := ReassembleJSON(msgs)
-				if err != nil || !ok {
-					t.Fatalf("title of %d runes (%s, %d parts): json %v, %v", n, layout, len(msgs), ok, err)
-				}
-				noRaw := *ev
-				noRaw.RawData = ""
-				if want := string(noRaw.AppendJSON(nil)); js != want {
-					t.Fatalf("title of %d runes: json\n%s\nwant\n%s", n, js, want)
-				}
-				var got schemas.Event
-				if err := got.DecodeJSON([]byte(js)); err != nil {
-					t.Fatal(err)
-				}
-				got.RawData = mustReassemble(t, msgs...)
-				for i, m := range msgs {
-					if h := got.Hash(); m.Params["hash"] != h || h != ev.Hash() {
-						t.Fatalf("title of %d runes: part %d: hash %s, the reassembled event's %s, want %s", n, i+1, m.Params["hash"], h, ev.Hash())
-					}
-				}
+				checkEventJSON(t, ev, msgs)
 			}
 			for _, w := range tc.want {
 				if !seen[w] {
@@ -333,4 +315,33 @@ func FuzzReassembleJSON(f *testing.F) {
 			t.Fatalf("got %q, %v; want %q", js, ok, b.String())
 		}
 	})
+}
+
+// checkEventJSON checks that the messages of ev, as a receiver stored
+// them, carry its json (whole or in pieces) and that the json, with the
+// reassembled raw_data, gives back ev's hash, the hash parameter of each
+// message: what auditpipe verify --from-syslog recomputes.
+func checkEventJSON(t testing.TB, ev *schemas.Event, msgs []Received) {
+	t.Helper()
+	js, ok, err := ReassembleJSON(msgs)
+	if err != nil || !ok {
+		t.Fatalf("event %s: json %v, %v", ev.EventID, ok, err)
+	}
+	noRaw := *ev
+	noRaw.RawData = ""
+	if want := string(noRaw.AppendJSON(nil)); js != want {
+		t.Fatalf("event %s: json\n%s\nwant\n%s", ev.EventID, js, want)
+	}
+	var back schemas.Event
+	if err := back.DecodeJSON([]byte(js)); err != nil {
+		t.Fatalf("event %s: json: %v", ev.EventID, err)
+	}
+	if back.RawData, err = Reassemble(msgs); err != nil {
+		t.Fatalf("event %s: %v", ev.EventID, err)
+	}
+	for i, m := range msgs {
+		if h := back.Hash(); m.Params["hash"] != h || h != ev.Hash() {
+			t.Fatalf("event %s: message %d: hash parameter %s, the reassembled event's %s, want %s", ev.EventID, i+1, m.Params["hash"], h, ev.Hash())
+		}
+	}
 }
