@@ -49,6 +49,12 @@ func interopEvents() []*schemas.Event {
 		add(kinds[pad%len(kinds)], "success", strings.Repeat("p", pad)+dense+"type=EOE \n")
 	}
 	add(schemas.KindCommand, "failed", strings.Repeat("x\n", 5000)+strings.Repeat("\n", 9000)+"y \n")
+	// A json too long for one part (a long title and argument list, with
+	// '"', '\', ']' and non-ASCII): parts with a json piece and no MSG
+	// come first (issue 9).
+	add(schemas.KindCommand, "success", "type=EXECVE msg=audit(10/29/2020 03:20:29.418:8) : argc=2 a0=echo a1=… \n")
+	long := strings.Repeat(`echo "日本語" \ ] `, 900)
+	evs[len(evs)-1].Title, evs[len(evs)-1].Args = long, []string{"echo", long}
 	return evs
 }
 
