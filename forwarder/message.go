@@ -150,7 +150,9 @@ func canonOf(b []byte, c schemas.Canonical) canonJSON {
 // The wire form of raw_data (see the README's "Wire form"): MSG is the BOM
 // and raw_data without the line-end bytes (LF, CR, NUL) it ends with, which
 // receivers strip; the eol parameter names them when they are not the
-// usual single LF. A message that would exceed the maximum size is split.
+// usual single LF. Every message carries the json parameter: a message
+// that would exceed the maximum size with it is split, and its parts carry
+// the json in pieces (split).
 //
 // cj, when set, is ev's canonical JSON as it came: it is hashed and quoted
 // as it is instead of encoding ev again (the same bytes, see
