@@ -49,13 +49,21 @@ func interopEvents() []*schemas.Event {
 		add(kinds[pad%len(kinds)], "success", strings.Repeat("p", pad)+dense+"type=EOE \n")
 	}
 	add(schemas.KindCommand, "failed", strings.Repeat("x\n", 5000)+strings.Repeat("\n", 9000)+"y \n")
+	// A json too long for one part (a long title and argument list, with
+	// '"', '\', ']' and non-ASCII): parts with a json piece and no MSG
+	// come first (issue 9).
+	add(schemas.KindCommand, "success", "type=EXECVE msg=audit(10/29/2020 03:20:29.418:8) : argc=2 a0=echo a1=… \n")
+	long := strings.Repeat(`echo "日本語" \ ] `, 900)
+	evs[len(evs)-1].Title, evs[len(evs)-1].Args = long, []string{"echo", long}
 	return evs
 }
 
 // TestInteropReceiversAtDefaults sends every kind of event through the
 // forward path to rsyslog and to syslog-ng, both at their defaults (no
 // text-changing option turned off), and reassembles what each wrote: every
-// event must come back equal to its raw_data, with its SD values and PRI.
+// event must come back equal to its raw_data, with its SD values and PRI,
+// and its json (whole, or in pieces across the parts of a split event)
+// with its hash.
 // (Issue 14: split events lost newlines at rsyslog's and syslog-ng's
 // defaults, which the other tests' rsyslog configuration hid.)
 func TestInteropReceiversAtDefaults(t *testing.T) {
@@ -140,6 +148,9 @@ func TestInteropReceiversAtDefaults(t *testing.T) {
 				if raw != ev.RawData {
 					t.Fatalf("event %s: %s kept\n%q\nwant\n%q", ev.EventID, rc.name, raw, ev.RawData)
 				}
+				// Split or not, the json comes through too: with raw_data it
+				// gives back the event's hash (issue 9).
+				checkEventJSON(t, ev, parts)
 				p := parts[0].Params
 				want := map[string]string{
 					"event_id": ev.EventID, "req_auth_id": ev.ReqAuthID, "layer": ev.Layer,

@@ -204,7 +204,7 @@ func (f *formatter) lifecycleFrames(dst [][]byte, l *schemas.Lifecycle) ([][]byt
 			return append(dst, frame(head, body)), nil
 		}
 	}
-	parts, err := f.split(l.EventID, msg, body, sdExtra{eol: eol}, sd)
+	parts, err := f.split(l.EventID, msg, body, "", sdExtra{eol: eol}, sd)
 	if err != nil {
 		return dst, fmt.Errorf("lifecycle %w", err)
 	}

@@ -150,7 +150,9 @@ func canonOf(b []byte, c schemas.Canonical) canonJSON {
 // The wire form of raw_data (see the README's "Wire form"): MSG is the BOM
 // and raw_data without the line-end bytes (LF, CR, NUL) it ends with, which
 // receivers strip; the eol parameter names them when they are not the
-// usual single LF. A message that would exceed the maximum size is split.
+// usual single LF. Every message carries the json parameter: a message
+// that would exceed the maximum size with it is split, and its parts carry
+// the json in pieces (split).
 //
 // cj, when set, is ev's canonical JSON as it came: it is hashed and quoted
 // as it is instead of encoding ev again (the same bytes, see
@@ -181,29 +183,28 @@ func (f *formatter) appendFrames(dst [][]byte, a *arena, ev *schemas.Event, cj c
 	x := sdExtra{eol: eol, hash: hbuf[:], canon: canon, rawStart: rawStart, rawEnd: rawEnd}
 	var scratch [2048]byte
 	base := f.header(scratch[:0], ev)
-	// With the json parameter when the message fits whole with it, else
-	// without it (the hash parameter still links the chain; see the
-	// README's "Wire form").
-	for _, withJSON := range []bool{true, false} {
-		x.json = withJSON
-		head := f.appendSD(base, ev, x)
-		size := len(head)
-		if body != "" {
-			size += 1 + len(bom) + len(body)
-		}
-		// rsyslog, at its defaults, escapes each control character as #ooo
-		// and then cuts the message at its maxMessageSize: the limit is kept
-		// with each control character counted four times.
-		// A message of a quarter of the limit fits however many control
-		// characters it has: they need not be counted.
-		fits := 4*size <= f.maxSize || size+3*(controls(head)+controls(body)) <= f.maxSize
-		if fits && (body == "" || !isEOL(body[len(body)-1])) {
-			return append(dst, appendFrame(a.alloc(size+frameDigits(size)+1), head, body)), nil
-		}
+	// With the json parameter, which every message carries: whole when
+	// the message fits, else in pieces across the parts of a split event
+	// (see the README's "Wire form").
+	x.json = true
+	head := f.appendSD(base, ev, x)
+	size := len(head)
+	if body != "" {
+		size += 1 + len(bom) + len(body)
+	}
+	// rsyslog, at its defaults, escapes each control character as #ooo
+	// and then cuts the message at its maxMessageSize: the limit is kept
+	// with each control character counted four times.
+	// A message of a quarter of the limit fits however many control
+	// characters it has: they need not be counted.
+	fits := 4*size <= f.maxSize || size+3*(controls(head)+controls(body)) <= f.maxSize
+	if fits && (body == "" || !isEOL(body[len(body)-1])) {
+		return append(dst, appendFrame(a.alloc(size+frameDigits(size)+1), head, body)), nil
 	}
 	// New variables for the closure, so that scratch stays on the stack.
 	e, partBase := ev, f.header(make([]byte, 0, 256), ev)
-	parts, err := f.split(ev.EventID, msg, body, sdExtra{hash: bytes.Clone(x.hash), eol: eol}, func(x sdExtra) []byte { return f.appendSD(partBase, e, x) })
+	js := string(canon[:rawStart]) + `""` + string(canon[rawEnd:]) // the json parameter's value
+	parts, err := f.split(ev.EventID, msg, body, js, sdExtra{hash: bytes.Clone(x.hash), eol: eol}, func(x sdExtra) []byte { return f.appendSD(partBase, e, x) })
 	if err != nil {
 		return dst, err
 	}
@@ -268,7 +269,15 @@ type sdExtra struct {
 	length           int    // bytes of raw_data
 	sha256           string // hex SHA-256 of raw_data
 	base64           bool   // the part's MSG is base64
+	// For a part that carries a piece of the json parameter (split): the
+	// piece and its byte offset in the json.
+	jsonPart   bool
+	jsonPiece  string
+	jsonOffset int
 }
+
+// base64Param marks a part whose MSG is base64.
+const base64Param = ` encoding="base64"`
 
 // piece is a part's share of the body: up to end, base64 encoded or not.
 type piece struct {
@@ -276,67 +285,138 @@ type piece struct {
 	base64 bool
 }
 
-// split cuts body (msg without its line end, eol) into the fewest parts
-// whose messages fit maxSize, each with part, parts, offset, length and
-// sha256 in its structured data; sd returns the header and structured
-// data of a message with x (the message's own parameters, as x carries
-// them, plus the part's), valid until its next call. No part's MSG ends
-// with a line-end byte or inside a UTF-8 sequence: the cut moves back
-// until it does not. Where no such cut exists within a part (a run of
-// line-end bytes longer than a part), that part's MSG is its bytes in
-// base64, with encoding="base64". id names the event in errors.
-func (f *formatter) split(id, msg, body string, x sdExtra, sd func(x sdExtra) []byte) ([][]byte, error) {
+// split cuts body (msg without its line end, eol) and js (the json
+// parameter's value, "" for none) into the fewest parts whose messages fit
+// maxSize, each with part, parts, offset, length and sha256 in its
+// structured data; sd returns the header and structured data of a message
+// with x (the message's own parameters, as x carries them, plus the
+// part's), valid until its next call.
+//
+// The json goes first: parts 1, 2, … carry it in pieces (json, with
+// json_offset), each as long as a part's room allows, and
+// the MSG starts beside the last piece when at least minChunk bytes of room
+// are left there, else in the next part. No part's MSG ends with a line-end
+// byte or inside a UTF-8 sequence: the cut moves back until it does not.
+// Where no such cut exists within a part (a run of line-end bytes longer
+// than a part), that part's MSG is its bytes in base64, with
+// encoding="base64". A json piece ends on a UTF-8 boundary. id names the
+// event in errors.
+func (f *formatter) split(id, msg, body, js string, x sdExtra, sd func(x sdExtra) []byte) ([][]byte, error) {
 	sum := sha256.Sum256([]byte(msg))
 	x.json = false
-	x.length, x.sha256, x.offset, x.base64 = len(msg), hex.EncodeToString(sum[:]), len(msg), true
+	x.length, x.sha256 = len(msg), hex.EncodeToString(sum[:])
+	// cost is a message's size once rsyslog has escaped it (see appendFrames).
+	cost := func(b []byte) int { return len(b) + 3*controls(b) }
 	for digits := 1; digits <= 9; digits++ {
-		// The widest part header for n parts of this many digits.
-		x.part, x.parts = pow10(digits)-1, pow10(digits)-1
-		head := sd(x)
-		widest := len(head) + 3*controls(head) + 1 + len(bom)
-		chunk := f.maxSize - widest
-		if chunk < minChunk {
+		// The widest part header for n parts of this many digits, and the
+		// widest with a json piece (those parts come before the MSG, at
+		// offset 0, and the last of them leaves room for encoding="base64"
+		// if the MSG starts beside it).
+		x.part, x.parts, x.offset, x.base64 = pow10(digits)-1, pow10(digits)-1, len(msg), true
+		x.jsonPart, x.jsonPiece, x.jsonOffset = false, "", 0
+		chunk := f.maxSize - (cost(sd(x)) + 1 + len(bom))
+		x.offset, x.base64 = 0, false
+		x.jsonPart, x.jsonOffset = js != "", len(js)
+		chunkJ := f.maxSize - (cost(sd(x)) + 1 + len(bom))
+		if widest := f.maxSize - min(chunk, chunkJ); chunk < minChunk || chunkJ < minChunk {
 			return nil, fmt.Errorf("event %s: %w (%d bytes of %d)", id, ErrHeaderTooLarge, widest, f.maxSize)
 		}
-		pieces := cutPieces(body, chunk)
-		n := len(pieces)
+		jsonEnds, left := cutJSON(js, chunkJ)
+		first := 0 // the MSG starts in a part of its own
+		if left -= len(base64Param); len(jsonEnds) > 0 && left >= minChunk {
+			first = left // the MSG starts beside the last json piece
+		}
+		pieces := cutPieces(body, first, chunk)
+		msgStart := len(jsonEnds) // the part (0-based) of the first MSG piece
+		if first > 0 {
+			msgStart--
+		}
+		n := max(len(jsonEnds), msgStart+len(pieces))
+		if n == 0 {
+			return nil, fmt.Errorf("event %s: nothing to send in parts", id)
+		}
 		if len(strconv.Itoa(n)) > digits {
 			continue
 		}
 		out := make([][]byte, 0, n)
-		start := 0
-		for i, p := range pieces {
-			x.part, x.parts, x.offset, x.base64 = i+1, n, start, p.base64
-			head := sd(x)
-			text := body[start:p.end]
-			if p.base64 {
-				text = base64.StdEncoding.EncodeToString([]byte(text))
+		jstart, start, next := 0, 0, 0
+		for i := range n {
+			x.part, x.parts, x.offset, x.base64 = i+1, n, start, false
+			x.jsonPart = i < len(jsonEnds)
+			x.jsonPiece, x.jsonOffset = "", 0
+			if x.jsonPart {
+				x.jsonPiece, x.jsonOffset = js[jstart:jsonEnds[i]], jstart
+				jstart = jsonEnds[i]
 			}
-			out = append(out, frame(head, text))
-			start = p.end
+			text := ""
+			if i >= msgStart && next < len(pieces) {
+				p := pieces[next]
+				next++
+				text = body[start:p.end]
+				if p.base64 {
+					text = base64.StdEncoding.EncodeToString([]byte(text))
+				}
+				x.base64 = p.base64
+				start = p.end
+			}
+			out = append(out, frame(sd(x), text))
 		}
 		return out, nil
 	}
 	return nil, fmt.Errorf("event %s: MSG of %d bytes needs too many parts", id, len(msg))
 }
 
+// cutJSON returns the ends of consecutive pieces of js, each at most room
+// bytes as an SD-PARAM value on the wire (escaped, and with rsyslog's
+// escaping of control characters) and ending on a UTF-8 boundary, and the
+// room left beside the last piece. room must exceed the widest byte (4).
+func cutJSON(js string, room int) (ends []int, left int) {
+	for start := 0; start < len(js); {
+		end, used := start, 0
+		for end < len(js) {
+			c := js[end]
+			w := 1 + int(paramEscape[c])
+			if c < 0x20 {
+				w += 3
+			}
+			if used+w > room {
+				break
+			}
+			used += w
+			end++
+		}
+		for end < len(js) && end > start && !utf8.RuneStart(js[end]) {
+			used-- // a byte of a multi-byte rune: 1 on the wire
+			end--
+		}
+		ends, left = append(ends, end), room-used
+		start = end
+	}
+	return ends, left
+}
+
 // cutPieces returns consecutive pieces of s, each at most max bytes on the
-// wire after rsyslog's escaping (a control character counts 4), ending on a
-// UTF-8 boundary and not with a line-end byte; a piece for which no such
-// end exists is base64 (max/4*3 bytes or fewer).
-func cutPieces(s string, max int) []piece {
+// wire after rsyslog's escaping (a control character counts 4), the first
+// at most first bytes when first > 0, ending on a UTF-8 boundary and not
+// with a line-end byte; a piece for which no such end exists is base64
+// (max/4*3 bytes or fewer).
+func cutPieces(s string, first, max int) []piece {
 	var out []piece
 	okEnd := func(end int) bool {
 		return !isEOL(s[end-1]) && (end == len(s) || utf8.RuneStart(s[end]))
 	}
 	for start := 0; start < len(s); {
+		lim := max
+		if len(out) == 0 && first > 0 {
+			lim = first
+		}
 		end, cost := start, 0
 		for end < len(s) {
 			w := 1
 			if s[end] < 0x20 {
 				w = 4
 			}
-			if cost+w > max {
+			if cost+w > lim {
 				break
 			}
 			cost += w
@@ -350,7 +430,7 @@ func cutPieces(s string, max int) []piece {
 			start = end
 			continue
 		}
-		end = min(start+max/4*3, len(s))
+		end = min(start+lim/4*3, len(s))
 		for end > start+1 && end < len(s) && !utf8.RuneStart(s[end]) {
 			end--
 		}
@@ -504,7 +584,14 @@ func appendSDTail(b []byte, x sdExtra) []byte {
 		b = append(b, x.sha256...)
 		b = append(b, '"')
 		if x.base64 {
-			b = append(b, ` encoding="base64"`...)
+			b = append(b, base64Param...)
+		}
+		if x.jsonPart {
+			b = append(b, ` json="`...)
+			b = appendParamValue(b, x.jsonPiece)
+			b = append(b, `" json_offset="`...)
+			b = strconv.AppendInt(b, int64(x.jsonOffset), 10)
+			b = append(b, '"')
 		}
 	}
 	return append(b, ']')

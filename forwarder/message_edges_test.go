@@ -13,10 +13,11 @@ import (
 
 // Mutation testing (issue 15) of message.go: a message is sent whole when
 // it fits the limit once rsyslog has escaped its control characters
-// (#ooo, four bytes each), with the json parameter when it fits with it,
-// else without it, else split. At exactly the limit it is sent whole; one
-// byte over, it loses the json parameter, then it is split. The other
-// tests' messages are far from the limit or have no control characters.
+// (#ooo, four bytes each), with the json parameter, else split (issue 9:
+// it used to be sent whole without json first, unproven at the SIEM). At
+// exactly the limit it is sent whole; one byte over, it is split, and its
+// parts carry the json. The other tests' messages are far from the limit
+// or have no control characters.
 // Mutants killed: message.go:199:38, 199:40, 199:56 (ARITHMETIC_BASE),
 // 199:73 (CONDITIONALS_BOUNDARY), 218:11 (CONDITIONALS_BOUNDARY and
 // NEGATION), 219:5 (INCREMENT_DECREMENT).
@@ -31,10 +32,13 @@ func TestFitsAtTheLimit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, fr := range frames {
+		msgs := make([]Received, len(frames))
+		for i, fr := range frames {
 			lens = append(lens, len(siemtest.EscapeRsyslog(string(unframe(t, fr)))))
+			msgs[i] = received(t, unframe(t, fr))
 		}
-		_, json = received(t, unframe(t, frames[0])).Params["json"]
+		_, json = msgs[0].Params["json"]
+		checkEventJSON(t, ev, msgs)
 		return lens, json
 	}
 	lens, json := escaped(1 << 16)
@@ -46,23 +50,12 @@ func TestFitsAtTheLimit(t *testing.T) {
 		t.Errorf("limit %d, the escaped size with json: %d frames (json %v), want 1 with json", withJSON, len(lens), json)
 	}
 	lens, json = escaped(withJSON - 1)
-	if len(lens) != 1 || json {
-		t.Fatalf("limit %d, one byte less than with json: %d frames (json %v), want 1 without json", withJSON-1, len(lens), json)
-	}
-	without := lens[0]
-	if 4*without <= withJSON-1 {
-		t.Fatalf("the message is %d bytes escaped, a quarter of the limit or less: the test needs more", without)
-	}
-	if lens, json := escaped(without); len(lens) != 1 || json {
-		t.Errorf("limit %d, the escaped size without json: %d frames (json %v), want 1 without json", without, len(lens), json)
-	}
-	lens, _ = escaped(without - 1)
-	if len(lens) < 2 {
-		t.Errorf("limit %d, one byte less than without json: %d frames, want it split", without-1, len(lens))
+	if len(lens) < 2 || !json {
+		t.Fatalf("limit %d, one byte less than with json: %d frames (json %v), want it split, with json", withJSON-1, len(lens), json)
 	}
 	for i, n := range lens {
-		if n > without-1 {
-			t.Errorf("limit %d: part %d is %d bytes escaped", without-1, i+1, n)
+		if n > withJSON-1 {
+			t.Errorf("limit %d: part %d is %d bytes escaped", withJSON-1, i+1, n)
 		}
 	}
 }
@@ -317,8 +310,14 @@ func TestSplitPartsAreFull(t *testing.T) {
 			}
 			for i, fr := range frames[:len(frames)-1] {
 				r := received(t, unframe(t, fr))
-				if got := r.Params["encoding"] == "base64"; got != tc.base64 {
+				if got := r.Params["encoding"] == "base64"; r.MSG != "" && got != tc.base64 {
 					t.Fatalf("part %d: base64 %v, want %v", i+1, got, tc.base64)
+				}
+				// The json's last piece is followed by the MSG in the next
+				// part when fewer than minChunk bytes are left beside it.
+				_, next := received(t, unframe(t, frames[i+1])).Params["json"]
+				if _, js := r.Params["json"]; js && !next && r.MSG == "" {
+					continue
 				}
 				if n := len(siemtest.EscapeRsyslog(string(unframe(t, fr)))); n < max-32 || n > max {
 					t.Errorf("part %d of %d: %d bytes once escaped, want %d to %d", i+1, len(frames), n, max-32, max)
@@ -341,8 +340,8 @@ func TestSplitMinChunk(t *testing.T) {
 	fm := sizedFormatter(t, max)
 	ev := loginEvent()
 	ev.RawData = strings.Repeat("x", 300)
-	last := -1 // the longest login id that is split, and its first part's MSG
-	var lastMSG string
+	last := -1 // the longest login id that is split, and the most a part carries of MSG or json
+	var tight int
 	for n := 0; n < max; n++ {
 		ev.LoginID = strings.Repeat("l", n)
 		frames, err := fm.frames(ev)
@@ -352,13 +351,24 @@ func TestSplitMinChunk(t *testing.T) {
 		if err != nil {
 			t.Fatalf("login id of %d bytes: %v", n, err)
 		}
-		last, lastMSG = n, strings.TrimPrefix(received(t, unframe(t, frames[0])).MSG, bom)
+		msg, js := 0, 0 // the largest MSG (without the BOM) and json piece (escaped) of a part
+		for _, fr := range frames {
+			r := received(t, unframe(t, fr))
+			if l := len(strings.TrimPrefix(r.MSG, bom)); l > msg {
+				msg = l
+			}
+			if l := len(appendParamValue(nil, r.Params["json"])); l > js {
+				js = l
+			}
+		}
+		last, tight = n, min(msg, js)
 	}
 	if last < 0 {
 		t.Fatal("never split")
 	}
-	if len(lastMSG) != minChunk {
-		t.Errorf("with the longest login id split (%d bytes) the first part carries %d bytes, want minChunk (%d)", last, len(lastMSG), minChunk)
+	// The json's room binds first (its piece escapes '"' as two bytes).
+	if tight != minChunk && tight != minChunk-1 {
+		t.Errorf("with the longest login id split (%d bytes) a part carries at most %d bytes, want minChunk (%d)", last, tight, minChunk)
 	}
 }
 
@@ -513,36 +523,44 @@ func TestArenaAlloc(t *testing.T) {
 // piece then up to 4 bytes over max).
 func TestCutPiecesBounds(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		s    string
-		max  int
+		name  string
+		s     string
+		first int // the first piece's bound, when > 0 (beside the json's last piece)
+		max   int
 	}{
-		{"base64 cut inside a rune", "\n\na\u00e9\u00e9", 8},
-		{"base64 cut inside a 4-byte rune", "\n\n\U0001F600\U0001F600", 8},
-		{"line ends then text", strings.Repeat("\n", 5) + "abc\u00e9def", 8},
-		{"text only", strings.Repeat("ab\u00e9", 20), 7},
-		{"control characters", strings.Repeat("a\tb", 30), 9},
-		{"line ends everywhere", strings.Repeat("x\n\u00e9\r", 25), 12},
+		{"base64 cut inside a rune", "\n\na\u00e9\u00e9", 0, 8},
+		{"base64 cut inside a 4-byte rune", "\n\n\U0001F600\U0001F600", 0, 8},
+		{"line ends then text", strings.Repeat("\n", 5) + "abc\u00e9def", 0, 8},
+		{"text only", strings.Repeat("ab\u00e9", 20), 0, 7},
+		{"control characters", strings.Repeat("a\tb", 30), 0, 9},
+		{"line ends everywhere", strings.Repeat("x\n\u00e9\r", 25), 0, 12},
+		{"smaller first piece", strings.Repeat("ab\u00e9", 20), 5, 9},
+		{"smaller first piece, base64", "\n\n\n\n\n\n\nabc" + strings.Repeat("d", 30), 6, 12},
+		{"larger first piece", strings.Repeat("a\tb", 30), 20, 9},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			pieces := cutPieces(tc.s, tc.max)
+			pieces := cutPieces(tc.s, tc.first, tc.max)
 			start, sawBase64 := 0, false
 			for i, p := range pieces {
+				lim := tc.max
+				if i == 0 && tc.first > 0 {
+					lim = tc.first
+				}
 				if p.end <= start || p.end > len(tc.s) {
 					t.Fatalf("piece %d ends at %d after %d (len %d)", i, p.end, start, len(tc.s))
 				}
 				text := tc.s[start:p.end]
 				if p.base64 {
 					sawBase64 = true
-					if n := base64.StdEncoding.EncodedLen(len(text)); n > tc.max {
-						t.Errorf("piece %d: %d bytes, %d as base64 > max %d", i, len(text), n, tc.max)
+					if n := base64.StdEncoding.EncodedLen(len(text)); n > lim {
+						t.Errorf("piece %d: %d bytes, %d as base64 > max %d", i, len(text), n, lim)
 					}
 					if p.end < len(tc.s) && !utf8.RuneStart(tc.s[p.end]) {
 						t.Errorf("base64 piece %d ends inside a rune (at %d)", i, p.end)
 					}
 				} else {
-					if cost := len(siemtest.EscapeRsyslog(text)); cost > tc.max {
-						t.Errorf("piece %d %q: %d bytes escaped > max %d", i, text, cost, tc.max)
+					if cost := len(siemtest.EscapeRsyslog(text)); cost > lim {
+						t.Errorf("piece %d %q: %d bytes escaped > max %d", i, text, cost, lim)
 					}
 					if isEOL(text[len(text)-1]) || !utf8.ValidString(text) {
 						t.Errorf("text piece %d %q ends on a line end or inside a rune", i, text)

@@ -316,6 +316,26 @@ func FuzzFrames(f *testing.F) {
 		if want := strings.ToValidUTF8(host, "\uFFFD"); sd["host"] != want {
 			t.Fatalf("host %q, want %q", sd["host"], want)
 		}
+		// Every message carries the json, whole or in pieces: with the
+		// raw_data it gives back the event's hash (issue 9).
+		msgs := make([]Received, len(frames))
+		for i, fr := range frames {
+			msgs[i] = received(t, unframe(t, fr))
+		}
+		js, ok, err := ReassembleJSON(msgs)
+		if err != nil || !ok {
+			t.Fatalf("json: %v, %v", ok, err)
+		}
+		var back schemas.Event
+		if err := back.DecodeJSON([]byte(js)); err != nil {
+			t.Fatalf("json %q: %v", js, err)
+		}
+		back.RawData = msg
+		// (Invalid UTF-8 is written as \ufffd in the canonical bytes, and
+		// decodes to U+FFFD, which they hold as it is: not the same bytes.)
+		if validUTF8(raw, login, host, ts) && back.Hash() != sd["hash"] {
+			t.Fatalf("the reassembled event hashes to %s, want %s", back.Hash(), sd["hash"])
+		}
 	})
 }
 
@@ -481,4 +501,15 @@ func sizedFormatter(t testing.TB, max int) *formatter {
 		t.Fatal(err)
 	}
 	return fm
+}
+
+// validUTF8 reports whether every one of ss is valid UTF-8 (their
+// concatenation may be when one is not).
+func validUTF8(ss ...string) bool {
+	for _, s := range ss {
+		if !utf8.ValidString(s) {
+			return false
+		}
+	}
+	return true
 }

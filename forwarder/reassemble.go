@@ -121,6 +121,50 @@ func Reassemble(msgs []Received) (string, error) {
 	return raw, nil
 }
 
+// ReassembleJSON returns the json parameter of one event from its messages
+// as received, in part order: the whole json of an unsplit message, or the
+// pieces that the parts of a split event carry (json and json_offset)
+// joined. ok is false when no message carries json (a forwarder before
+// split events carried it, or the parameter was removed). For a split
+// event it checks that the pieces follow each other from offset 0 without
+// gap or overlap, so a piece lost or repeated in the middle is detected
+// here; that the json is whole and the one the forwarder sent is what the
+// event's hash, recomputed from it and the reassembled raw_data, proves
+// (auditpipe verify --from-syslog).
+func ReassembleJSON(msgs []Received) (js string, ok bool, err error) {
+	if len(msgs) == 0 {
+		return "", false, fmt.Errorf("%w: no message", ErrReassemble)
+	}
+	if _, split := msgs[0].Params["parts"]; !split {
+		p := msgs[0].Params
+		if _, has := p["json_offset"]; has {
+			return "", false, fmt.Errorf("%w: json_offset without parts", ErrReassemble)
+		}
+		js, ok = p["json"]
+		return js, ok, nil
+	}
+	var b strings.Builder
+	for i, m := range msgs {
+		piece, has := m.Params["json"]
+		if !has {
+			if _, ok := m.Params["json_offset"]; ok {
+				return "", false, fmt.Errorf("%w: part %d: json_offset without json", ErrReassemble, i+1)
+			}
+			continue
+		}
+		off, err := intParam(m.Params, "json_offset")
+		if err != nil {
+			return "", false, fmt.Errorf("%w (part %d)", err, i+1)
+		}
+		if off != b.Len() {
+			return "", false, fmt.Errorf("%w: part %d: json piece at offset %d, want %d", ErrReassemble, i+1, off, b.Len())
+		}
+		b.WriteString(piece)
+		ok = true
+	}
+	return b.String(), ok, nil
+}
+
 // unBOM returns msg without the BOM it must start with, if not empty.
 func unBOM(msg string, part int) (string, error) {
 	if msg == "" {

@@ -152,6 +152,15 @@ func TestOversizeToRsyslog(t *testing.T) {
 	if msg != ev.RawData || id != ev.EventID {
 		t.Fatalf("reassembled %d bytes (event_id %s), want %d bytes (%s)", len(msg), id, len(ev.RawData), ev.EventID)
 	}
+	// The json is whole in part 1, beside the MSG's first piece.
+	msgs := make([]Received, len(got))
+	for i, g := range got {
+		msgs[i] = received(t, []byte(g))
+	}
+	if _, ok := msgs[1].Params["json"]; ok || msgs[0].Params["json_offset"] != "0" || msgs[0].MSG == "" {
+		t.Errorf("json not whole in part 1 beside the MSG: part 1 %v, part 2 %v", msgs[0].Params, msgs[1].Params)
+	}
+	checkEventJSON(t, ev, msgs)
 }
 
 // recordingProxy forwards TCP to target and records what the client sent.

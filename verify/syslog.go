@@ -119,9 +119,10 @@ func unescapeRsyslog(s string) string {
 // events (forwarder.Reassemble) and rebuilds each copy of an audit event
 // (lifecycle events, which the forwarder sends beside them, are counted
 // and skipped): from the json
-// parameter and the MSG when the message carries json (its hash is then
-// recomputed and compared with the hash parameter), else from the chain
-// parameters alone (the hash parameter is taken as is). Records are in
+// parameter and the MSG when the messages carry json, whole or, for a
+// split event, in pieces (its hash is then recomputed and compared with the
+// hash parameter), else from the chain parameters alone (the hash
+// parameter is taken as is). Records are in
 // file order. A reassembly that fails is returned as a finding.
 func LoadSyslog(r io.Reader) ([]Record, []Finding, SyslogStats, error) {
 	var st SyslogStats
@@ -230,7 +231,10 @@ func appendResult(recs []Record, finds []Finding, rec *Record, f *Finding) ([]Re
 	return recs, finds
 }
 
-// syslogRecord rebuilds one copy of an event from its messages.
+// syslogRecord rebuilds one copy of an event from its messages: from the
+// json (forwarder.ReassembleJSON: whole, or in pieces across the parts of
+// a split event) and the reassembled raw_data when the messages carry
+// json, else from the chain parameters alone.
 func syslogRecord(msgs []forwarder.Received, where string) (*Record, *Finding) {
 	p := msgs[0].Params
 	seq, _ := strconv.ParseUint(p["seq"], 10, 64)
@@ -241,20 +245,35 @@ func syslogRecord(msgs []forwarder.Received, where string) (*Record, *Finding) {
 	if err != nil {
 		return bad("%v", err)
 	}
+	js, hasJSON, err := forwarder.ReassembleJSON(msgs)
+	if err != nil {
+		return bad("%v", err)
+	}
 	rec := &Record{Claimed: p["hash"], Where: where}
-	if js, ok := p["json"]; ok {
+	if hasJSON {
 		if err := rec.Event.DecodeJSON([]byte(js)); err != nil {
 			return bad("json parameter: %v", err)
 		}
 		rec.Event.RawData = raw
 		rec.Hash, rec.ContentChecked = rec.Event.Hash(), true
 		e := &rec.Event
-		// The plain parameters are what a SIEM rule reads: they must say
-		// what the chained json says.
-		for k, v := range map[string]string{"req_auth_id": e.ReqAuthID, "layer": e.Layer, "event": string(e.Event), "loginid": e.LoginID,
-			"host": e.Host, "event_id": e.EventID, "seq": strconv.FormatUint(e.Seq, 10), "prev_hash": e.PrevHash} {
-			if p[k] != v {
-				return rec, &Finding{Host: e.Host, Seq: e.Seq, Kind: FindAltered, Detail: fmt.Sprintf("event %s (%s): parameter %s=%q, the chained json says %q", e.EventID, where, k, p[k], v)}
+		// The plain parameters are what a SIEM rule reads: in every part,
+		// they must say what the chained json says, and name one hash.
+		want := map[string]string{"req_auth_id": e.ReqAuthID, "layer": e.Layer, "event": string(e.Event), "loginid": e.LoginID,
+			"host": e.Host, "event_id": e.EventID, "seq": strconv.FormatUint(e.Seq, 10), "prev_hash": e.PrevHash, "hash": p["hash"]}
+		for i, m := range msgs {
+			for _, k := range [...]string{"req_auth_id", "layer", "event", "loginid", "host", "event_id", "seq", "prev_hash", "hash"} {
+				if v := m.Params[k]; v != want[k] {
+					of := ""
+					if len(msgs) > 1 {
+						of = " of part " + strconv.Itoa(i+1)
+					}
+					says := "the chained json says"
+					if k == "hash" {
+						says = "part 1 says"
+					}
+					return rec, &Finding{Host: e.Host, Seq: e.Seq, Kind: FindAltered, Detail: fmt.Sprintf("event %s (%s): parameter %s%s=%q, %s %q", e.EventID, where, k, of, v, says, want[k])}
+				}
 			}
 		}
 		return rec, nil
