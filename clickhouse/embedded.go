@@ -102,7 +102,16 @@ type QueryStats struct {
 // killed by that tag (through e.ctl) when ctx is done before it ends (the
 // error then wraps ctx's) or when the session is closed.
 func (e *Embedded) query(ctx context.Context, sql, format string, params []Param) (chdb.Result, error) {
+	return e.queryLimit(ctx, sql, format, params, 0)
+}
+
+// queryLimit is query with the output bounded by maxOutput bytes (> 0:
+// streamed, see chdb.Session.QueryLimit; format must be Streamable).
+func (e *Embedded) queryLimit(ctx context.Context, sql, format string, params []Param, maxOutput int64) (chdb.Result, error) {
 	do := func(sql string) (chdb.Result, error) {
+		if maxOutput > 0 {
+			return e.sess.QueryLimit(sql, format, params, maxOutput)
+		}
 		if params != nil {
 			return e.sess.QueryParams(sql, format, params)
 		}
@@ -182,6 +191,32 @@ func (e *Embedded) QueryFormatStats(ctx context.Context, sql, format string, par
 		params = []Param{}
 	}
 	r, err := e.query(ctx, sql, format, params)
+	st := QueryStats{Rows: r.RowsRead, Bytes: r.BytesRead, Elapsed: time.Duration(r.Elapsed * float64(time.Second))}
+	if err != nil {
+		return nil, st, err
+	}
+	return r.Data, st, nil
+}
+
+// ErrOutputLimit is QueryFormatStatsLimit's error (wrapped) when the
+// formatted output passes its bound.
+var ErrOutputLimit = chdb.ErrOutputLimit
+
+// Streamable reports whether QueryFormatStatsLimit can answer in format
+// (its streamed chunks concatenate to the whole answer).
+func Streamable(format string) bool { return chdb.Streamable(format) }
+
+// QueryFormatStatsLimit is QueryFormatStats with the formatted output
+// bounded as chDB produces it: streamed chunk by chunk, and cancelled with
+// an error wrapping ErrOutputLimit once it passes maxOutput bytes, so
+// that neither chDB nor the process ever holds more than about maxOutput
+// bytes of it. format, and a FORMAT clause in sql if any, must be
+// Streamable.
+func (e *Embedded) QueryFormatStatsLimit(ctx context.Context, sql, format string, params []Param, maxOutput int64) ([]byte, QueryStats, error) {
+	if maxOutput <= 0 {
+		return e.QueryFormatStats(ctx, sql, format, params)
+	}
+	r, err := e.queryLimit(ctx, sql, format, params, maxOutput)
 	st := QueryStats{Rows: r.RowsRead, Bytes: r.BytesRead, Elapsed: time.Duration(r.Elapsed * float64(time.Second))}
 	if err != nil {
 		return nil, st, err

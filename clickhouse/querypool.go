@@ -92,6 +92,16 @@ func (p *QueryPool) QueryFormatStats(ctx context.Context, sql, format string, pa
 	return b, st, err
 }
 
+// QueryFormatStatsLimit is Embedded.QueryFormatStatsLimit on a free
+// session.
+func (p *QueryPool) QueryFormatStatsLimit(ctx context.Context, sql, format string, params []Param, maxOutput int64) (b []byte, st QueryStats, err error) {
+	err = p.do(ctx, func(s *Embedded) error {
+		b, st, err = s.QueryFormatStatsLimit(ctx, sql, format, params, maxOutput)
+		return err
+	})
+	return b, st, err
+}
+
 // Close closes every session, killing the queries still running; queries
 // waiting for a session return an error.
 func (p *QueryPool) Close() error {

@@ -130,6 +130,16 @@ type StatsQuerier interface {
 	QueryFormatStats(ctx context.Context, sql, format string, params []clickhouse.Param) ([]byte, clickhouse.QueryStats, error)
 }
 
+// LimitQuerier is a StatsQuerier that can bound a statement's formatted
+// output as it is produced (streamed, cancelled once over maxOutput: the
+// error wraps clickhouse.ErrOutputLimit), for the formats that
+// clickhouse.Streamable accepts. *clickhouse.QueryPool is one; without
+// it the endpoint measures the whole answer after the engine built it.
+type LimitQuerier interface {
+	StatsQuerier
+	QueryFormatStatsLimit(ctx context.Context, sql, format string, params []clickhouse.Param, maxOutput int64) ([]byte, clickhouse.QueryStats, error)
+}
+
 // NewQueryHandler serves q in the shape of ClickHouse's HTTP interface, so
 // `auditpipe query --server URL`, curl, clickhouse-go/v2 (HTTP protocol),
 // clickhouse-connect and Grafana's ClickHouse data source can query an
@@ -392,8 +402,18 @@ func (h *queryHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer held.Release()
-	out, st, err := h.run(r.Context(), run, req)
+	out, st, err := h.run(r.Context(), run, req, format, writer == "")
 	rec.rows, rec.bytes = st.Rows, st.Bytes
+	overLimit := func(size string) {
+		rec.result, rec.code = resultError, codeTooManyRowsOrBytes
+		rec.err = fmt.Errorf("the answer is %s bytes in format %s, over this endpoint's limit of %d bytes on one formatted answer (query.max_output_bytes; max_result_bytes bounds the result before formatting only): add a LIMIT, select fewer or shorter columns, aggregate, or ask for a more compact format (TOO_MANY_ROWS_OR_BYTES)",
+			size, format, h.opt.MaxOutputBytes)
+		exception(w, http.StatusInternalServerError, codeTooManyRowsOrBytes, rec.err.Error())
+	}
+	if errors.Is(err, clickhouse.ErrOutputLimit) {
+		overLimit("more than " + strconv.FormatInt(h.opt.MaxOutputBytes, 10)) // stopped as it passed the limit
+		return
+	}
 	if err != nil {
 		fail(err)
 		return
@@ -401,10 +421,7 @@ func (h *queryHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	held.Shrink(sentHold(int64(len(out)), native))
 	rec.resultBytes = uint64(len(out))
 	if int64(len(out)) > h.opt.MaxOutputBytes {
-		rec.result, rec.code = resultError, codeTooManyRowsOrBytes
-		rec.err = fmt.Errorf("the answer is %d bytes in format %s, over this endpoint's limit of %d bytes on one formatted answer (query.max_output_bytes; max_result_bytes bounds the result before formatting only): add a LIMIT, select fewer or shorter columns, aggregate, or ask for a more compact format (TOO_MANY_ROWS_OR_BYTES)",
-			len(out), format, h.opt.MaxOutputBytes)
-		exception(w, http.StatusInternalServerError, codeTooManyRowsOrBytes, rec.err.Error())
+		overLimit(strconv.Itoa(len(out)))
 		return
 	}
 	rec.result = resultOK
@@ -538,8 +555,12 @@ func isInsertWithFormat(stmt string) bool {
 }
 
 // run runs the guarded statement with the request's parameters and data,
-// and returns its output and what it read (when the engine says).
-func (h *queryHandler) run(ctx context.Context, guarded string, req *request) ([]byte, clickhouse.QueryStats, error) {
+// and returns its output and what it read (when the engine says). format
+// is the answer's (the statement's FORMAT clause, else the request's): a
+// reader's SELECT whose answer the engine can bound as it is produced (a
+// Streamable format; chDB streams SELECTs only) is bounded at
+// MaxOutputBytes there.
+func (h *queryHandler) run(ctx context.Context, guarded string, req *request, format string, reader bool) ([]byte, clickhouse.QueryStats, error) {
 	pq, ok := h.q.(ParamQuerier)
 	if !ok {
 		if len(req.params) > 0 || req.data != nil {
@@ -551,6 +572,9 @@ func (h *queryHandler) run(ctx context.Context, guarded string, req *request) ([
 	sql := guarded
 	if req.data != nil {
 		sql += "\n" + string(req.data)
+	}
+	if lq, ok := h.q.(LimitQuerier); ok && reader && req.data == nil && clickhouse.Streamable(format) && isSelect(req.stmt) {
+		return lq.QueryFormatStatsLimit(ctx, sql, format, req.params, h.opt.MaxOutputBytes)
 	}
 	if sq, ok := h.q.(StatsQuerier); ok {
 		return sq.QueryFormatStats(ctx, sql, req.format, req.params)

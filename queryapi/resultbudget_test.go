@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/clickhouse/clickhousetest"
 	"github.com/auditpipe/auditpipe/internal/auth"
 )
@@ -203,6 +204,130 @@ func TestConfigValidate(t *testing.T) {
 		err := tc.c.Validate()
 		if tc.bad == "" && err != nil || tc.bad != "" && (err == nil || !strings.Contains(err.Error(), tc.bad)) {
 			t.Errorf("%s: %v, want an error naming %q", tc.name, err, tc.bad)
+		}
+	}
+}
+
+// limitQuerier records which entry the handler took and answers as a
+// streaming engine would when its output passes the bound.
+type limitQuerier struct {
+	mu      sync.Mutex
+	limited []int64 // the bounds QueryFormatStatsLimit was called with
+	whole   int     // calls of QueryFormatStats
+	over    bool    // QueryFormatStatsLimit answers ErrOutputLimit
+}
+
+func (q *limitQuerier) QueryFormat(_ context.Context, sql, _ string) ([]byte, error) {
+	if strings.HasPrefix(sql, "EXPLAIN AST ") {
+		return []byte("SelectWithUnionQuery (children 1)\n ExpressionList (children 1)\n  SelectQuery (children 1)\n"), nil
+	}
+	return []byte("1\n"), nil
+}
+
+func (q *limitQuerier) QueryFormatParams(ctx context.Context, sql, format string, _ []clickhouse.Param) ([]byte, error) {
+	return q.QueryFormat(ctx, sql, format)
+}
+
+func (q *limitQuerier) QueryFormatStats(ctx context.Context, sql, format string, _ []clickhouse.Param) ([]byte, clickhouse.QueryStats, error) {
+	q.mu.Lock()
+	q.whole++
+	q.mu.Unlock()
+	b, err := q.QueryFormat(ctx, sql, format)
+	return b, clickhouse.QueryStats{}, err
+}
+
+func (q *limitQuerier) QueryFormatStatsLimit(_ context.Context, _, _ string, _ []clickhouse.Param, maxOutput int64) ([]byte, clickhouse.QueryStats, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.limited = append(q.limited, maxOutput)
+	if q.over {
+		return nil, clickhouse.QueryStats{}, fmt.Errorf("%w: more than %d bytes", clickhouse.ErrOutputLimit, maxOutput)
+	}
+	return []byte("1\n"), clickhouse.QueryStats{}, nil
+}
+
+// TestMaxOutputBytesBoundsTheEngine: review finding (issue 9, qbounds'
+// note): the formatted answer was measured only once chDB had built it
+// whole, so one statement still took about three times its answer before
+// it was refused. A reader's statement in a format the engine streams
+// whole is now run bounded at MaxOutputBytes, the engine stopping it
+// there (code 396, as for an answer measured after); a format chDB
+// cannot stream whole (its header repeated per chunk) is measured after,
+// as before.
+func TestMaxOutputBytesBoundsTheEngine(t *testing.T) {
+	const max = 1 << 20
+	for _, tc := range []struct {
+		query   string
+		limited bool
+	}{
+		{"SELECT 1", true}, // the request's default format, TabSeparated
+		{"SELECT 1 FORMAT JSONEachRow", true},
+		{"SELECT 1 FORMAT Native", true},
+		{"SELECT 1 FORMAT JSON", false},
+		{"SELECT 1 FORMAT CSVWithNames", false},
+		{"WITH 1 AS x SELECT x FORMAT TSV", true},
+		{"(SELECT 1) UNION ALL (SELECT 2)", true},
+		{"SHOW TABLES", false}, // chDB streams SELECTs only
+		{"DESCRIBE TABLE audit_events", false},
+		{"EXPLAIN SELECT 1", false},
+	} {
+		for _, over := range []bool{false, true} {
+			q := &limitQuerier{over: over}
+			h := NewQueryHandler(q, nil, QueryHandlerOptions{MaxOutputBytes: max})
+			rw := httptest.NewRecorder()
+			h.ServeHTTP(rw, httptest.NewRequest("GET", "/?"+url.Values{"query": {tc.query}}.Encode(), nil))
+			if got := len(q.limited) == 1 && q.limited[0] == max && q.whole == 0; got != tc.limited {
+				t.Errorf("%s: bounded calls %v, whole %d; want bounded at %d: %v", tc.query, q.limited, q.whole, max, tc.limited)
+			}
+			if !tc.limited || !over {
+				if rw.Code != http.StatusOK {
+					t.Errorf("%s: %d %q", tc.query, rw.Code, rw.Body)
+				}
+				continue
+			}
+			if rw.Code != http.StatusInternalServerError || rw.Header().Get("X-ClickHouse-Exception-Code") != "396" || !strings.Contains(rw.Body.String(), "query.max_output_bytes") {
+				t.Errorf("%s stopped by the engine: %d %v %q; want 500, code 396 naming query.max_output_bytes", tc.query, rw.Code, rw.Header(), rw.Body)
+			}
+		}
+	}
+}
+
+// TestMaxOutputBytesStreamedChDB: through chDB's query pool, an answer of
+// about 1 GB of JSONEachRow (a long alias repeated on each of a million
+// rows: 8 MB of result) is stopped at the bound as chDB streams it, with
+// code 396; a small one in the same format is answered whole.
+func TestMaxOutputBytesStreamedChDB(t *testing.T) {
+	eng := clickhousetest.OpenEmbedded(t, "")
+	pool, err := eng.OpenQueryPool(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	h := NewQueryHandler(pool, nil, QueryHandlerOptions{MaxOutputBytes: 4 << 20})
+	alias := "c" + strings.Repeat("x", 1000)
+	for _, tc := range []struct {
+		query string
+		code  int
+	}{
+		{"SELECT number AS " + alias + " FROM numbers(1000000) FORMAT JSONEachRow", http.StatusInternalServerError},
+		{"SELECT number AS " + alias + " FROM numbers(100) FORMAT JSONEachRow", http.StatusOK},
+		{"WITH 100 AS n SELECT number AS " + alias + " FROM numbers(n) FORMAT JSONEachRow", http.StatusOK},
+		{"(SELECT number AS " + alias + " FROM numbers(50)) UNION ALL (SELECT number FROM numbers(50)) FORMAT JSONEachRow", http.StatusOK},
+	} {
+		rw := httptest.NewRecorder()
+		h.ServeHTTP(rw, httptest.NewRequest("GET", "/?"+url.Values{"query": {tc.query}}.Encode(), nil))
+		if rw.Code != tc.code {
+			t.Errorf("%.60s…: %d (%d bytes), want %d", tc.query, rw.Code, rw.Body.Len(), tc.code)
+			continue
+		}
+		if tc.code == http.StatusOK {
+			if n := strings.Count(rw.Body.String(), "\n"); n != 100 {
+				t.Errorf("small answer: %d lines, want 100", n)
+			}
+			continue
+		}
+		if rw.Header().Get("X-ClickHouse-Exception-Code") != "396" || !strings.Contains(rw.Body.String(), "more than 4194304") {
+			t.Errorf("large answer: %v %q; want code 396, stopped at the bound", rw.Header(), rw.Body)
 		}
 	}
 }

@@ -637,6 +637,22 @@ var settingsEnd = map[string]bool{
 
 func isEquals(t sqlToken) bool { return t.kind == tokPunct && (t.text == "=" || t.text == "==") }
 
+// isSelect reports whether sql is a SELECT (WITH … SELECT, a union, in
+// parentheses or not): the statements chDB can stream.
+func isSelect(sql string) bool {
+	toks, err := lexSQL(sql)
+	if err != nil {
+		return false
+	}
+	for _, t := range toks {
+		if t.kind == tokPunct && t.text == "(" {
+			continue
+		}
+		return t.kind == tokWord && (strings.EqualFold(t.text, "SELECT") || strings.EqualFold(t.text, "WITH"))
+	}
+	return false
+}
+
 // queryFormat returns the name in the statement's top-level FORMAT clause,
 // or "".
 func queryFormat(sql string) string {
