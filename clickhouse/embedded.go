@@ -260,10 +260,14 @@ func (e *Embedded) QueryParams(ctx context.Context, sql string, params []Param) 
 	return DecodeJSONCompact(b)
 }
 
-const eventsInsertHead = "INSERT INTO audit_events SETTINGS insert_deduplication_token = %s, " +
-	"date_time_input_format = 'best_effort', input_format_skip_unknown_fields = 0 FORMAT JSONEachRow\n"
+// The inserts of InsertEvents, around their quoted token.
+const (
+	eventsInsertHead = "INSERT INTO audit_events SETTINGS insert_deduplication_token = "
+	eventsInsertTail = ", date_time_input_format = 'best_effort', input_format_skip_unknown_fields = 0 FORMAT JSONEachRow\n"
 
-const eventIDsInsertHead = "INSERT INTO event_ids SETTINGS insert_deduplication_token = %s FORMAT TSV\n"
+	eventIDsInsertHead = "INSERT INTO event_ids SETTINGS insert_deduplication_token = "
+	eventIDsInsertTail = " FORMAT TSV\n"
+)
 
 // InsertEvents implements Engine: the events' ids go to event_ids first
 // (see migration 0010), then the events' own JSON goes to chDB as it came,
@@ -271,25 +275,60 @@ const eventIDsInsertHead = "INSERT INTO event_ids SETTINGS insert_deduplication_
 // inserts carry token.
 func (e *Embedded) InsertEvents(_ context.Context, token string, rows []EventRow) error {
 	qt := QuoteString(token)
-	ids := fmt.Appendf(make([]byte, 0, len(eventIDsInsertHead)+len(qt)+len(rows)*42), eventIDsInsertHead, qt)
+	ids, err := eventIDsInsert(qt, rows)
+	if err != nil {
+		return err
+	}
+	if _, err := e.sess.QueryBytes(ids, ""); err != nil {
+		return fmt.Errorf("insert into event_ids: %w", err)
+	}
+	_, err = e.sess.QueryBytes(eventsInsert(qt, rows), "")
+	return err
+}
+
+// eventIDsInsert returns the NUL-terminated insert of rows' keys into
+// event_ids, with the quoted token qt.
+func eventIDsInsert(qt string, rows []EventRow) ([]byte, error) {
+	// A key is at most 20 digits and a second 11, with a tab and a newline.
+	ids := make([]byte, 0, len(eventIDsInsertHead)+len(qt)+len(eventIDsInsertTail)+len(rows)*33+1)
+	ids = append(append(append(ids, eventIDsInsertHead...), qt...), eventIDsInsertTail...)
 	for i := range rows {
 		k, ok := EventIDKey(rows[i].Event.EventID)
 		if !ok {
-			return fmt.Errorf("row %d (event_id %q): %w: event_id does not start with 16 hex digits", i, rows[i].Event.EventID, errRowAppend)
+			return nil, fmt.Errorf("row %d (event_id %q): %w: event_id does not start with 16 hex digits", i, rows[i].Event.EventID, errRowAppend)
 		}
 		ids = strconv.AppendUint(ids, k, 10)
 		ids = append(ids, '\t')
 		ids = strconv.AppendInt(ids, rows[i].TS.Unix(), 10) // a DateTime as Unix seconds: cheaper than formatting it
 		ids = append(ids, '\n')
 	}
-	if _, err := e.sess.QueryBytes(append(ids, 0), ""); err != nil {
-		return fmt.Errorf("insert into event_ids: %w", err)
-	}
-	n := len(eventsInsertHead) + 64
+	return append(ids, 0), nil
+}
+
+// What eventsInsert adds to a row's JSON, at most (an Int32 is 11
+// characters, an Int64 20).
+const (
+	positionMax = len(`,"kafka_partition":`) + 11 + len(`,"kafka_offset":`) + 20
+	hashExtra   = len(`,"content_hash":""`)
+)
+
+// eventsInsert returns the NUL-terminated insert of rows into
+// audit_events, with the quoted token qt: each row's JSON with its Kafka
+// position and content hash spliced in. Its buffer is sized for the
+// statement up front: a batch of 10 000 events is about 9 MB, which
+// growing by appends would copy and allocate about twice over.
+func eventsInsert(qt string, rows []EventRow) []byte {
+	n := len(eventsInsertHead) + len(qt) + len(eventsInsertTail) + 1
 	for i := range rows {
-		n += len(rows[i].JSON) + 48
+		n += len(rows[i].JSON) + 1 // the newline
+		if rows[i].Partition >= 0 {
+			n += positionMax
+		}
+		if rows[i].ContentHash != "" {
+			n += hashExtra + len(rows[i].ContentHash)
+		}
 	}
-	b := fmt.Appendf(make([]byte, 0, n), eventsInsertHead, qt)
+	b := append(append(append(make([]byte, 0, n), eventsInsertHead...), qt...), eventsInsertTail...)
 	for i := range rows {
 		r := &rows[i]
 		j := bytes.TrimSpace(r.JSON)
@@ -307,9 +346,7 @@ func (e *Embedded) InsertEvents(_ context.Context, token string, rows []EventRow
 		}
 		b = append(b, '}', '\n')
 	}
-	b = append(b, 0)
-	_, err := e.sess.QueryBytes(b, "")
-	return err
+	return append(b, 0)
 }
 
 // InsertMessages implements Engine.

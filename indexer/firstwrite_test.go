@@ -3,6 +3,7 @@ package indexer
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -389,5 +390,73 @@ func TestEventIDNotLowercaseHexRejected(t *testing.T) {
 	}
 	if got := clickhousetest.QueryInt(t, eng, "SELECT count() FROM audit_events SETTINGS final = 0"); got != 1 {
 		t.Errorf("%d rows stored, want the first one only", got)
+	}
+}
+
+// storedHashes is a Querier that answers the lookup of audit_events
+// (lookupHashes' literal form) from a map of event id → content hash.
+type storedHashes map[string]string
+
+func (s storedHashes) Query(_ context.Context, sql string) (*clickhouse.Result, error) {
+	_, list, ok := strings.Cut(sql, "splitByChar(',', '")
+	if !ok {
+		return nil, fmt.Errorf("not a lookup: %.80s", sql)
+	}
+	list, _, _ = strings.Cut(list, "'")
+	res := &clickhouse.Result{Columns: []string{"event_id", "content_hash", "at"}}
+	for id := range strings.SplitSeq(list, ",") {
+		if h, ok := s[id]; ok {
+			res.Rows = append(res.Rows, []any{id, h, "1"})
+		}
+	}
+	return res, nil
+}
+
+// splitStored keeps the first copy of each id that is not stored, in the
+// batch's order; drops identical copies; returns the differing ones as
+// conflicts with the hash they differ from. A batch whose rows are all
+// new comes back as it is, not copied (a batch of 10 000 events is about
+// 6 MB of rows: the copy was a tenth of the indexer's allocations).
+func TestSplitStored(t *testing.T) {
+	id := func(n int) string { return fmt.Sprintf("%032x", n) }
+	row := func(n int, hash string) clickhouse.EventRow {
+		return clickhouse.EventRow{Event: schemas.Event{EventID: id(n)}, ContentHash: hash}
+	}
+	stored := storedHashes{id(1): "h1", id(2): "h2", id(9): ""}
+	for _, tc := range []struct {
+		name      string
+		batch     []clickhouse.EventRow
+		fresh     []string // event ids, in order
+		dups      int
+		conflicts []string // event id:the stored hash
+		sameRows  bool     // fresh is the batch's own rows
+	}{
+		{"all new", []clickhouse.EventRow{row(3, "a"), row(4, "b"), row(5, "c")}, []string{id(3), id(4), id(5)}, 0, nil, true},
+		{"stored first row", []clickhouse.EventRow{row(1, "h1"), row(4, "b"), row(5, "c")}, []string{id(4), id(5)}, 1, nil, false},
+		{"stored last row, differing", []clickhouse.EventRow{row(4, "b"), row(5, "c"), row(2, "x")}, []string{id(4), id(5)}, 0, []string{id(2) + ":h2"}, false},
+		{"copies in the batch", []clickhouse.EventRow{row(4, "b"), row(4, "b"), row(6, "d"), row(4, "y"), row(7, "e")},
+			[]string{id(4), id(6), id(7)}, 1, []string{id(4) + ":b"}, false},
+		{"stored without a hash", []clickhouse.EventRow{row(9, "z"), row(8, "f")}, []string{id(8)}, 1, nil, false},
+		{"nothing new", []clickhouse.EventRow{row(1, "h1"), row(2, "q")}, nil, 1, []string{id(2) + ":h2"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fresh, dups, conflicts, err := splitStored(context.Background(), stored, "audit_events", tc.batch, eventKey, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got, gotConflicts []string
+			for _, r := range fresh {
+				got = append(got, r.Event.EventID)
+			}
+			for _, c := range conflicts {
+				gotConflicts = append(gotConflicts, c.row.Event.EventID+":"+c.firstHash)
+			}
+			if !slices.Equal(got, tc.fresh) || dups != tc.dups || !slices.Equal(gotConflicts, tc.conflicts) {
+				t.Errorf("fresh %v, %d duplicates, conflicts %v; want %v, %d, %v", got, dups, gotConflicts, tc.fresh, tc.dups, tc.conflicts)
+			}
+			if same := len(fresh) > 0 && &fresh[0] == &tc.batch[0]; same != tc.sameRows {
+				t.Errorf("fresh is the batch's own rows: %v, want %v", same, tc.sameRows)
+			}
+		})
 	}
 }

@@ -285,11 +285,10 @@ func (ix *Indexer) fetch(ctx context.Context, r *kafka.GroupReader, out chan<- i
 
 func (ix *Indexer) decode(ctx context.Context, m kafka.Record) item {
 	it := item{msg: m}
-	src := m.Source()
 	if m.Topic == schemas.TopicAudit {
 		row, err := DecodeEvent(m.Value, ix.cfg.MaxRowBytes)
 		if err != nil {
-			it.dl = ix.deadLetter(RejectReason(err), err, m.Value, string(m.Key), src)
+			it.dl = ix.deadLetter(RejectReason(err), err, m.Value, string(m.Key), m.Source())
 			return it
 		}
 		row.Partition, row.Offset = int32(m.Partition), m.Offset
@@ -299,7 +298,7 @@ func (ix *Indexer) decode(ctx context.Context, m kafka.Record) item {
 	if m.Topic == schemas.TopicLifecycle {
 		row, err := DecodeLifecycle(m.Value, ix.cfg.MaxRowBytes)
 		if err != nil {
-			it.dl = ix.deadLetter(RejectReason(err), err, m.Value, string(m.Key), src)
+			it.dl = ix.deadLetter(RejectReason(err), err, m.Value, string(m.Key), m.Source())
 			return it
 		}
 		row.Partition, row.Offset = int32(m.Partition), m.Offset
@@ -309,7 +308,7 @@ func (ix *Indexer) decode(ctx context.Context, m kafka.Record) item {
 	if m.Topic == schemas.TopicAgent && isInventory(m.Value) {
 		am, err := openInventory(m.Key, m.Value, ix.hosts)
 		if err != nil {
-			it.dl = ix.deadLetter(RejectReason(err), err, m.Value, string(m.Key), src)
+			it.dl = ix.deadLetter(RejectReason(err), err, m.Value, string(m.Key), m.Source())
 			return it
 		}
 		rows, err := DecodeInventory(am.Payload, ix.cfg.MaxRowBytes)
@@ -320,22 +319,22 @@ func (ix *Indexer) decode(ctx context.Context, m kafka.Record) item {
 			err = admitInventory(am, m.Partition, m.Offset, ix.invSeqs)
 		}
 		if err != nil {
-			it.dl = ix.deadLetter(RejectReason(err), err, m.Value, string(m.Key), src)
+			it.dl = ix.deadLetter(RejectReason(err), err, m.Value, string(m.Key), m.Source())
 			return it
 		}
 		for i := range rows {
 			rows[i].Partition, rows[i].Offset = int32(m.Partition), m.Offset
 		}
-		it.inv = &inventoryReport{rows: rows, payload: m.Value, host: string(m.Key), source: src}
+		it.inv = &inventoryReport{rows: rows, payload: m.Value, host: string(m.Key), source: m.Source()}
 		return it
 	}
 	if err := decodeMessage(m.Topic, m.Value, ix.cfg.MaxRowBytes); err != nil {
 		if m.Topic == ix.cfg.DeadLetterTopic {
 			// A dead letter of a dead letter would loop: keep it, lossy.
-			ix.log.Warn("dead-letter message stored with invalid bytes replaced", "source", src, "err", err)
+			ix.log.Warn("dead-letter message stored with invalid bytes replaced", "source", m.Source(), "err", err)
 			m.Value = []byte(strings.ToValidUTF8(string(m.Value), "\uFFFD"))
 		} else {
-			it.dl = ix.deadLetter(RejectReason(err), err, m.Value, string(m.Key), src)
+			it.dl = ix.deadLetter(RejectReason(err), err, m.Value, string(m.Key), m.Source())
 			return it
 		}
 	}
