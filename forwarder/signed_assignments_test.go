@@ -1,7 +1,6 @@
 package forwarder
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,26 +18,9 @@ import (
 	"github.com/auditpipe/auditpipe/internal/kafka/kafkatest"
 	"github.com/auditpipe/auditpipe/internal/siemtest"
 	"github.com/auditpipe/auditpipe/internal/sign"
+	"github.com/auditpipe/auditpipe/internal/testlog"
 	"github.com/auditpipe/auditpipe/schemas"
 )
-
-// logBuffer is a log the test reads while the forwarder writes it.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) count(s string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.buf.String(), s)
-}
 
 // Regression (issue 10): the forwarder took every record of
 // opctl.assignments.v1 as it came, so anyone who could produce to the
@@ -128,7 +109,7 @@ func TestForgedAssignmentsSendNothingElsewhere(t *testing.T) {
 	produce(t, ctx, kcfg, evs)
 	cfg := followingConfig(kcfg, owner.destination(), pub)
 	reg := prometheus.NewRegistry()
-	logs := &logBuffer{}
+	logs := &testlog.Buffer{}
 	src, err := NewAssignmentSource(cfg, slog.New(slog.NewTextHandler(logs, nil)), reg)
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +142,7 @@ func TestForgedAssignmentsSendNothingElsewhere(t *testing.T) {
 			t.Errorf("assignments refused, reason %s: %v, want %v", reason, got, n)
 		}
 	}
-	if n := logs.count("assignment record refused"); n != len(forgeries) {
+	if n := logs.Count("assignment record refused"); n != len(forgeries) {
 		t.Errorf("%d refusals logged, want %d", n, len(forgeries))
 	}
 	dead := kafkatest.Read(t, kcfg, schemas.TopicDeadLetter, len(forgeries), 30*time.Second)
