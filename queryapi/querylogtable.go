@@ -197,6 +197,11 @@ func (w *QueryLogWriter) release(rows int, sqlBytes int64) {
 	defer w.mu.Unlock()
 	w.rows -= rows
 	w.sqlBytes -= sqlBytes
+	w.wake()
+}
+
+// wake wakes the readers waiting for room; w.mu is held.
+func (w *QueryLogWriter) wake() {
 	close(w.room)
 	w.room = make(chan struct{})
 }
@@ -213,15 +218,14 @@ func (s *QueryLogSlot) Add(r clickhouse.QueryLogRow) {
 		r.SQL = truncateSQL(r.SQL, maxTableSQL)
 	}
 	n := int64(len(r.SQL))
-	if n > s.bytes { // not reserved for: make room or go over by this row
-		w.mu.Lock()
-		w.sqlBytes += n - s.bytes
-		w.mu.Unlock()
-	} else {
-		w.release(0, s.bytes-n)
-	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	// The row's own size from now on: room freed when it is shorter than
+	// reserved, or over by this row when longer.
+	w.sqlBytes += n - s.bytes
+	if n < s.bytes {
+		w.wake()
+	}
 	if w.stopped {
 		w.dropped.Inc()
 		w.rows--
