@@ -21,6 +21,19 @@ func records(evs []schemas.Event) []Record {
 	return recs
 }
 
+// checkSyslogLines reads lines as a SIEM's file and checks them with keys,
+// in the file's order, the reading's findings added to the report.
+func checkSyslogLines(t *testing.T, lines []string, keys map[string]ed25519.PublicKey) *Report {
+	t.Helper()
+	recs, finds, _, err := LoadSyslog(strings.NewReader(strings.Join(lines, "\n") + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := Check(recs, nil, Options{Keys: keys, FileOrder: true})
+	rep.AddFindings(finds)
+	return rep
+}
+
 func hostReport(t *testing.T, rep *Report, host string) *HostReport {
 	t.Helper()
 	for _, h := range rep.Hosts {
@@ -130,12 +143,7 @@ func TestSyslogForgedHostIsAFinding(t *testing.T) {
 	forged := withoutCheckpoints(clickhousetest.ChainedEvents(t, "db07", 5, 10, nil))
 	forged = append(forged, forgedNext(evs, "cat /etc/shadow")) // and web01's head+1
 	l := syslogLines(t, syslogFormat, append(evs, forged...))
-	recs, finds, _, err := LoadSyslog(strings.NewReader(strings.Join(l, "\n") + "\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep := Check(recs, nil, Options{Keys: keys, FileOrder: true})
-	rep.AddFindings(finds)
+	rep := checkSyslogLines(t, l, keys)
 	if got := kinds(hostReport(t, rep, "db07")); got != "1:no_signed_checkpoint" {
 		t.Errorf("db07: findings %q, want no signed checkpoint", got)
 	}
@@ -188,12 +196,7 @@ func TestSyslogJSONRemovedIsAFinding(t *testing.T) {
 			if tc.tamper != nil {
 				l[tc.line] = tc.tamper(l[tc.line])
 			}
-			recs, finds, _, err := LoadSyslog(strings.NewReader(strings.Join(l, "\n") + "\n"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			rep := Check(recs, nil, Options{Keys: keys, FileOrder: true})
-			rep.AddFindings(finds)
+			rep := checkSyslogLines(t, l, keys)
 			h := hostReport(t, rep, "web01")
 			var out strings.Builder
 			_ = rep.Write(&out)

@@ -121,12 +121,7 @@ func TestSyslogSplitEventTampered(t *testing.T) {
 				t.Fatalf("seq 7 in %d parts, want the json in two or more", len(p))
 			}
 			l = tc.tamper(t, l)
-			recs, finds, _, err := LoadSyslog(strings.NewReader(strings.Join(l, "\n") + "\n"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			rep := Check(recs, nil, Options{Keys: keys, FileOrder: true})
-			rep.AddFindings(finds)
+			rep := checkSyslogLines(t, l, keys)
 			h := hostReport(t, rep, "web01")
 			var out strings.Builder
 			_ = rep.Write(&out)

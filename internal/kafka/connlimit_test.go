@@ -50,6 +50,18 @@ func securedBrokerIdle(t *testing.T, maxConns int, authTimeout, idle time.Durati
 	return e
 }
 
+// collectorWriter is a writer of the audit topic as the collector,
+// closed when the test ends.
+func collectorWriter(t *testing.T, e *kafka.Embedded) *kafka.Writer {
+	t.Helper()
+	w, err := e.Client(kafka.RoleCollector).NewWriter(kafka.TopicAudit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	return w
+}
+
 // brokerTLS is a client configuration trusting e's CA.
 func brokerTLS(t *testing.T, e *kafka.Embedded) *tls.Config {
 	t.Helper()
@@ -153,11 +165,7 @@ func TestEmbeddedConnectionBounds(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			w, err := e.Client(kafka.RoleCollector).NewWriter(kafka.TopicAudit)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer w.Close()
+			w := collectorWriter(t, e)
 			if err := w.Write(ctx, kafka.Record{Value: []byte("x")}); err != nil {
 				t.Fatalf("produce as the collector with %d unauthenticated connections held: %v", n, err)
 			}
@@ -215,11 +223,7 @@ func TestEmbeddedClosesIdleAuthenticatedConnections(t *testing.T) {
 	open := e.ConnectionCollectors()[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	w, err := e.Client(kafka.RoleCollector).NewWriter(kafka.TopicAudit)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w := collectorWriter(t, e)
 	if err := w.Write(ctx, kafka.Record{Value: []byte("x")}); err != nil {
 		t.Fatal(err)
 	}

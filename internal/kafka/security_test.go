@@ -277,11 +277,7 @@ func TestEmbeddedBrokerWithGivenCertificate(t *testing.T) {
 	if err := e.Admin().EnsureTopics(ctx, kafka.PipelineTopics(1)...); err != nil {
 		t.Fatal(err)
 	}
-	w, err := e.Client(kafka.RoleCollector).NewWriter(kafka.TopicAudit)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w := collectorWriter(t, e)
 	if err := w.Write(ctx, kafka.Record{Value: []byte("x")}); err != nil {
 		t.Fatal(err)
 	}
