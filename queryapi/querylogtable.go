@@ -150,41 +150,34 @@ func reservedSQL(n int) int64 {
 // ErrQueryLogStopped once Run has returned; refusals are counted.
 func (w *QueryLogWriter) Reserve(ctx context.Context, sqlBytes int) (*QueryLogSlot, error) {
 	n := reservedSQL(sqlBytes)
-	var timer <-chan time.Time
-	for {
+	err := waitRoom(ctx, w.wait, func() (<-chan struct{}, error) {
 		w.mu.Lock()
+		defer w.mu.Unlock()
 		if w.stopped {
-			w.mu.Unlock()
-			w.refused.Inc()
 			return nil, ErrQueryLogStopped
 		}
 		if w.rows < cap(w.ch) && (w.sqlBytes+n <= maxQueuedSQL || w.rows == 0) {
 			w.rows++
 			w.sqlBytes += n
-			w.mu.Unlock()
-			return &QueryLogSlot{w: w, bytes: n}, nil
+			return nil, nil
 		}
-		room := w.room
-		w.mu.Unlock()
 		select { // a full buffer is inserted now, not at the next tick
 		case w.kick <- struct{}{}:
 		default:
 		}
-		if timer == nil {
-			t := time.NewTimer(w.wait)
-			defer t.Stop()
-			timer = t.C
-		}
-		select {
-		case <-room:
-		case <-timer:
-			w.refused.Inc()
-			return nil, fmt.Errorf("%w (%d rows or %d MiB of SQL waiting; waited %s)", ErrQueryLogFull, cap(w.ch), maxQueuedSQL>>20, w.wait)
-		case <-ctx.Done():
-			w.refused.Inc()
-			return nil, fmt.Errorf("%w: %w", ErrQueryLogFull, context.Cause(ctx))
-		}
+		return w.room, nil
+	})
+	switch {
+	case err == nil:
+		return &QueryLogSlot{w: w, bytes: n}, nil
+	case errors.Is(err, ErrQueryLogStopped):
+	case errors.Is(err, errNoRoom):
+		err = fmt.Errorf("%w (%d rows or %d MiB of SQL waiting; waited %s)", ErrQueryLogFull, cap(w.ch), maxQueuedSQL>>20, w.wait)
+	default:
+		err = fmt.Errorf("%w: %w", ErrQueryLogFull, err)
 	}
+	w.refused.Inc()
+	return nil, err
 }
 
 // release frees the room of rows rows holding sqlBytes of SQL, and wakes

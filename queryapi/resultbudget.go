@@ -88,17 +88,44 @@ func (b *ResultBudget) Total() int64 { return b.total }
 // while ctx lasts. Release the reservation once the answer is sent.
 func (b *ResultBudget) Acquire(ctx context.Context, n int64, wait time.Duration) (*Reservation, error) {
 	n = min(n, b.total)
+	err := waitRoom(ctx, wait, func() (<-chan struct{}, error) {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if b.used+n > b.total {
+			return b.room, nil
+		}
+		b.used += n
+		b.held.Set(float64(b.used))
+		return nil, nil
+	})
+	switch {
+	case err == nil:
+		return &Reservation{b: b, n: n}, nil
+	case errors.Is(err, errNoRoom):
+		err = fmt.Errorf("%w: the endpoint holds at most %d bytes of formatted results at once (query.result_budget), each running statement reserving %d; waited %s", ErrResultBudget, b.total, n, wait)
+	default:
+		err = fmt.Errorf("%w: %w", ErrResultBudget, err)
+	}
+	b.refused.Inc()
+	return nil, err
+}
+
+// errNoRoom is waitRoom's error when its wait passed without room.
+var errNoRoom = errors.New("no room within the wait")
+
+// waitRoom is the wait of a bounded reservation (the result budget, the
+// query log's buffer): it calls take until take has reserved (nil, nil),
+// waiting between two calls for the channel take returns, which is closed
+// when room is freed, up to wait in all while ctx lasts. It returns
+// take's error at once, errNoRoom once wait has passed, ctx's cause when
+// it ended.
+func waitRoom(ctx context.Context, wait time.Duration, take func() (<-chan struct{}, error)) error {
 	var timer <-chan time.Time
 	for {
-		b.mu.Lock()
-		if b.used+n <= b.total {
-			b.used += n
-			b.held.Set(float64(b.used))
-			b.mu.Unlock()
-			return &Reservation{b: b, n: n}, nil
+		room, err := take()
+		if err != nil || room == nil {
+			return err
 		}
-		room := b.room
-		b.mu.Unlock()
 		if timer == nil {
 			t := time.NewTimer(wait)
 			defer t.Stop()
@@ -107,11 +134,9 @@ func (b *ResultBudget) Acquire(ctx context.Context, n int64, wait time.Duration)
 		select {
 		case <-room:
 		case <-timer:
-			b.refused.Inc()
-			return nil, fmt.Errorf("%w: the endpoint holds at most %d bytes of formatted results at once (query.result_budget), each running statement reserving %d; waited %s", ErrResultBudget, b.total, n, wait)
+			return errNoRoom
 		case <-ctx.Done():
-			b.refused.Inc()
-			return nil, fmt.Errorf("%w: %w", ErrResultBudget, context.Cause(ctx))
+			return context.Cause(ctx)
 		}
 	}
 }
