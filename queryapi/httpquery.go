@@ -329,20 +329,23 @@ func (h *queryHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rec := newQueryRecord(r.Context(), r.RemoteAddr)
 	rec.writer, rec.queryID, rec.sql = writer, req.queryID, req.stmt
+	defer h.finish(rec)
+	// overloaded answers 503: the endpoint has no room for the statement
+	// now, which is not run.
+	overloaded := func(err error) {
+		rec.result, rec.code, rec.err = resultError, codeServerOverloaded, err
+		w.Header().Set("Retry-After", "1")
+		exception(w, http.StatusServiceUnavailable, codeServerOverloaded, err.Error())
+	}
 	if h.opt.QueryLog != nil {
 		// No statement runs unless its query_log row has room (issue 9).
 		slot, err := h.opt.QueryLog.Reserve(r.Context(), len(req.stmt))
 		if err != nil {
-			rec.result, rec.code = resultError, codeServerOverloaded
-			rec.err = fmt.Errorf("statement not run: this endpoint runs a statement only when its query_log row can be kept, and %w; retry later (SERVER_OVERLOADED)", err)
-			w.Header().Set("Retry-After", "1")
-			exception(w, http.StatusServiceUnavailable, codeServerOverloaded, rec.err.Error())
-			h.finish(rec)
+			overloaded(fmt.Errorf("statement not run: this endpoint runs a statement only when its query_log row can be kept, and %w; retry later (SERVER_OVERLOADED)", err))
 			return
 		}
 		rec.slot = slot
 	}
-	defer h.finish(rec)
 	refuse := func(err error) {
 		rec.result, rec.code, rec.err = resultRefused, 164, err
 		exception(w, http.StatusForbidden, 164, err.Error()+" (READONLY)")
@@ -395,10 +398,7 @@ func (h *queryHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	native := strings.EqualFold(format, "Native") && req.revision > 0
 	held, err := h.opt.ResultBudget.Acquire(r.Context(), resultHold(h.opt.MaxOutputBytes, native), h.opt.ResultWait)
 	if err != nil {
-		rec.result, rec.code = resultError, codeServerOverloaded
-		rec.err = fmt.Errorf("statement not run: %w; retry later (SERVER_OVERLOADED)", err)
-		w.Header().Set("Retry-After", "1")
-		exception(w, http.StatusServiceUnavailable, codeServerOverloaded, rec.err.Error())
+		overloaded(fmt.Errorf("statement not run: %w; retry later (SERVER_OVERLOADED)", err))
 		return
 	}
 	defer held.Release()
