@@ -431,20 +431,7 @@ func (s *Session) QueryParams(query, format string, params []Param) (Result, err
 	}
 	q := []byte(query)
 	f := append([]byte(format), 0)
-	n := len(params)
-	// C arrays of pointers and lengths; the strings are kept alive below.
-	bufs := make([][]byte, 0, 2*n)
-	names := make([]*byte, n+1)
-	values := make([]*byte, n+1)
-	nameLens := make([]uintptr, n+1)
-	valueLens := make([]uintptr, n+1)
-	for i, p := range params {
-		nb := append([]byte(p.Name), 0)
-		vb := append([]byte(p.Value), 0)
-		bufs = append(bufs, nb, vb)
-		names[i], nameLens[i] = &nb[0], uintptr(len(p.Name))
-		values[i], valueLens[i] = &vb[0], uintptr(len(p.Value))
-	}
+	cp := newCParams(params)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.conn == nil {
@@ -452,14 +439,10 @@ func (s *Session) QueryParams(query, format string, params []Param) (Result, err
 	}
 	l := s.lib
 	res := l.queryParams(*(*unsafe.Pointer)(s.conn), &q[0], uintptr(len(q)), &f[0], uintptr(len(format)),
-		unsafe.Pointer(&names[0]), unsafe.Pointer(&nameLens[0]), unsafe.Pointer(&values[0]), unsafe.Pointer(&valueLens[0]), uintptr(n))
+		unsafe.Pointer(&cp.names[0]), unsafe.Pointer(&cp.nameLens[0]), unsafe.Pointer(&cp.values[0]), unsafe.Pointer(&cp.valueLens[0]), uintptr(len(params)))
 	runtime.KeepAlive(q)
 	runtime.KeepAlive(f)
-	runtime.KeepAlive(bufs)
-	runtime.KeepAlive(names)
-	runtime.KeepAlive(values)
-	runtime.KeepAlive(nameLens)
-	runtime.KeepAlive(valueLens)
+	cp.keepAlive()
 	return s.result(res)
 }
 
