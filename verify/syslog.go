@@ -259,20 +259,20 @@ func syslogRecord(msgs []forwarder.Received, where string) (*Record, *Finding) {
 		e := &rec.Event
 		// The plain parameters are what a SIEM rule reads: in every part,
 		// they must say what the chained json says, and name one hash.
-		want := map[string]string{"req_auth_id": e.ReqAuthID, "layer": e.Layer, "event": string(e.Event), "loginid": e.LoginID,
-			"host": e.Host, "event_id": e.EventID, "seq": strconv.FormatUint(e.Seq, 10), "prev_hash": e.PrevHash, "hash": p["hash"]}
+		want := [...]struct{ k, v string }{{"req_auth_id", e.ReqAuthID}, {"layer", e.Layer}, {"event", string(e.Event)}, {"loginid", e.LoginID},
+			{"host", e.Host}, {"event_id", e.EventID}, {"seq", strconv.FormatUint(e.Seq, 10)}, {"prev_hash", e.PrevHash}, {"hash", p["hash"]}}
 		for i, m := range msgs {
-			for _, k := range [...]string{"req_auth_id", "layer", "event", "loginid", "host", "event_id", "seq", "prev_hash", "hash"} {
-				if v := m.Params[k]; v != want[k] {
+			for _, w := range want {
+				if v := m.Params[w.k]; v != w.v {
 					of := ""
 					if len(msgs) > 1 {
 						of = " of part " + strconv.Itoa(i+1)
 					}
 					says := "the chained json says"
-					if k == "hash" {
+					if w.k == "hash" {
 						says = "part 1 says"
 					}
-					return rec, &Finding{Host: e.Host, Seq: e.Seq, Kind: FindAltered, Detail: fmt.Sprintf("event %s (%s): parameter %s%s=%q, %s %q", e.EventID, where, k, of, v, says, want[k])}
+					return rec, &Finding{Host: e.Host, Seq: e.Seq, Kind: FindAltered, Detail: fmt.Sprintf("event %s (%s): parameter %s%s=%q, %s %q", e.EventID, where, w.k, of, v, says, w.v)}
 				}
 			}
 		}
