@@ -63,13 +63,11 @@ func FindLibrary(flag string) (string, error) {
 
 // lib holds the functions of a loaded libchdb.
 type lib struct {
-	connect     func(argc int32, argv unsafe.Pointer) unsafe.Pointer
-	closeConn   func(conn unsafe.Pointer)
-	query       func(conn unsafe.Pointer, query, format *byte) unsafe.Pointer
-	queryParams func(conn unsafe.Pointer, query *byte, queryLen uintptr, format *byte, formatLen uintptr,
-		names unsafe.Pointer, nameLens unsafe.Pointer, values unsafe.Pointer, valueLens unsafe.Pointer, count uintptr) unsafe.Pointer
-	streamParams func(conn unsafe.Pointer, query *byte, queryLen uintptr, format *byte, formatLen uintptr,
-		names unsafe.Pointer, nameLens unsafe.Pointer, values unsafe.Pointer, valueLens unsafe.Pointer, count uintptr) unsafe.Pointer
+	connect      func(argc int32, argv unsafe.Pointer) unsafe.Pointer
+	closeConn    func(conn unsafe.Pointer)
+	query        func(conn unsafe.Pointer, query, format *byte) unsafe.Pointer
+	queryParams  paramsEntry
+	streamParams paramsEntry
 	streamFetch  func(conn unsafe.Pointer, res unsafe.Pointer) unsafe.Pointer
 	streamCancel func(conn unsafe.Pointer, res unsafe.Pointer)
 	destroy      func(res unsafe.Pointer)
@@ -82,6 +80,12 @@ type lib struct {
 	storageRows  func(res unsafe.Pointer) uint64
 	storageBytes func(res unsafe.Pointer) uint64
 }
+
+// paramsEntry is the signature of the entry points that take a statement
+// of a given length and its parameters as C arrays
+// (chdb_query_with_params_n, chdb_stream_query_with_params_n).
+type paramsEntry func(conn unsafe.Pointer, query *byte, queryLen uintptr, format *byte, formatLen uintptr,
+	names unsafe.Pointer, nameLens unsafe.Pointer, values unsafe.Pointer, valueLens unsafe.Pointer, count uintptr) unsafe.Pointer
 
 // libs caches loaded libraries by path. dlopen of the same path returns the
 // same handle anyway; the cache only avoids re-registering functions.
@@ -356,21 +360,15 @@ func (s *Session) QueryLimit(query, format string, params []Param, maxOutput int
 	if !Streamable(format) {
 		return Result{}, fmt.Errorf("chdb: format %q is not streamed whole (chDB writes its header or suffix per chunk)", format)
 	}
-	q := []byte(query)
-	f := append([]byte(format), 0)
-	cp := newCParams(params)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.conn == nil {
-		return Result{}, errors.New("chdb: session closed")
-	}
+	return s.callParams(s.lib.streamParams, query, format, params, func(conn, stream unsafe.Pointer) (Result, error) {
+		return s.fetchStream(conn, stream, format, maxOutput)
+	})
+}
+
+// fetchStream reads a streaming query's chunks into one Result, cancelling
+// it once its output passes maxOutput bytes (> 0); s.mu is held.
+func (s *Session) fetchStream(conn, stream unsafe.Pointer, format string, maxOutput int64) (Result, error) {
 	l := s.lib
-	conn := *(*unsafe.Pointer)(s.conn)
-	stream := l.streamParams(conn, &q[0], uintptr(len(q)), &f[0], uintptr(len(format)),
-		unsafe.Pointer(&cp.names[0]), unsafe.Pointer(&cp.nameLens[0]), unsafe.Pointer(&cp.values[0]), unsafe.Pointer(&cp.valueLens[0]), uintptr(len(params)))
-	runtime.KeepAlive(q)
-	runtime.KeepAlive(f)
-	cp.keepAlive()
 	if stream == nil {
 		return Result{}, errors.New("chdb: streaming query returned no handle")
 	}
@@ -429,6 +427,15 @@ func (s *Session) QueryParams(query, format string, params []Param) (Result, err
 	if len(query) == 0 {
 		return Result{}, errors.New("chdb: empty query")
 	}
+	return s.callParams(s.lib.queryParams, query, format, params, func(_, res unsafe.Pointer) (Result, error) {
+		return s.result(res)
+	})
+}
+
+// callParams calls entry (one of s.lib's) with query, format and params as
+// C takes them, then after with the connection and the handle the entry
+// returned, all with s.mu held.
+func (s *Session) callParams(entry paramsEntry, query, format string, params []Param, after func(conn, res unsafe.Pointer) (Result, error)) (Result, error) {
 	q := []byte(query)
 	f := append([]byte(format), 0)
 	cp := newCParams(params)
@@ -437,13 +444,13 @@ func (s *Session) QueryParams(query, format string, params []Param) (Result, err
 	if s.conn == nil {
 		return Result{}, errors.New("chdb: session closed")
 	}
-	l := s.lib
-	res := l.queryParams(*(*unsafe.Pointer)(s.conn), &q[0], uintptr(len(q)), &f[0], uintptr(len(format)),
+	conn := *(*unsafe.Pointer)(s.conn)
+	res := entry(conn, &q[0], uintptr(len(q)), &f[0], uintptr(len(format)),
 		unsafe.Pointer(&cp.names[0]), unsafe.Pointer(&cp.nameLens[0]), unsafe.Pointer(&cp.values[0]), unsafe.Pointer(&cp.valueLens[0]), uintptr(len(params)))
 	runtime.KeepAlive(q)
 	runtime.KeepAlive(f)
 	cp.keepAlive()
-	return s.result(res)
+	return after(conn, res)
 }
 
 // Close closes the session and releases the data directory's lock.
