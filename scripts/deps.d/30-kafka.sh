@@ -3,13 +3,18 @@
 # jar and its runtime dependencies, resolved by Maven from Maven Central,
 # into "$AUDITPIPE_CACHE/kafka/<version>/lib" (about 43 MB). The tests run
 # it in KRaft mode with the machine's Java 17 (internal/kafka/kafkatest).
-# Idempotent: does nothing when that version is already there.
+# With it, the SLF4J binding to the log4j 2 it already depends on (as the
+# Apache distribution ships it): without one, the broker says nothing, not
+# even why it exited at start.
+# Idempotent: does nothing when that set is already there.
 set -euo pipefail
 : "${AUDITPIPE_CACHE:=$HOME/.cache/auditpipe}"
 version="4.4.0"
+log4j="2.25.5" # kafka_2.13 4.4.0's log4j-core
 dest="$AUDITPIPE_CACHE/kafka/$version"
+ready="$version log4j-slf4j-impl $log4j"
 
-if [ -f "$dest/READY" ]; then
+if [ "$(cat "$dest/READY" 2>/dev/null)" = "$ready" ]; then
 	exit 0
 fi
 for tool in mvn java; do
@@ -36,19 +41,28 @@ cat >"$tmp/pom.xml" <<POM
       <artifactId>kafka_2.13</artifactId>
       <version>$version</version>
     </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-slf4j-impl</artifactId>
+      <version>$log4j</version>
+    </dependency>
   </dependencies>
 </project>
 POM
 if ! mvn -q -B -f "$tmp/pom.xml" dependency:copy-dependencies -DoutputDirectory="$tmp/lib" -DincludeScope=runtime >"$tmp/mvn.log" 2>&1; then
 	cat "$tmp/mvn.log" >&2
-	echo "deps: kafka: Maven could not resolve kafka_2.13:$version" >&2
+	echo "deps: kafka: Maven could not resolve kafka_2.13:$version and log4j-slf4j-impl:$log4j" >&2
 	exit 1
 fi
 if [ ! -f "$tmp/lib/kafka_2.13-$version.jar" ]; then
 	echo "deps: kafka: kafka_2.13-$version.jar missing after resolution" >&2
 	exit 1
 fi
+if [ ! -f "$tmp/lib/log4j-slf4j-impl-$log4j.jar" ]; then
+	echo "deps: kafka: log4j-slf4j-impl-$log4j.jar missing after resolution" >&2
+	exit 1
+fi
 rm -rf "$dest/lib"
 mv "$tmp/lib" "$dest/lib"
-echo "$version" >"$dest/READY"
+echo "$ready" >"$dest/READY"
 echo "deps: kafka: installed $dest/lib" >&2

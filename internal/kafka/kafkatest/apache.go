@@ -45,6 +45,7 @@ type Apache struct {
 	passwords             map[kafka.Role]string
 	aclsMade              bool
 	java, lib, props, dir string
+	logProps              string // the broker's log4j 2 configuration
 	addr                  string
 	topics                []string // whose leaders readiness waits for
 	proc                  *proctest.Proc
@@ -150,13 +151,16 @@ func newApache(t testing.TB) *Apache {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	a := &Apache{java: java, lib: lib, dir: dir, props: filepath.Join(dir, "server.properties")}
+	a := &Apache{java: java, lib: lib, dir: dir, props: filepath.Join(dir, "server.properties"), logProps: filepath.Join(dir, "log4j2.properties")}
+	if err := os.WriteFile(a.logProps, []byte(apacheLogConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	a.log = proctest.LogFile(t, filepath.Join(dir, "kafka.log"), "the Kafka broker")
 	t.Cleanup(func() { a.Kill(t) })
 	return a
 }
 
-// launch starts the broker the first time and waits until it is ready.
+// launch starts the broker and waits until it is ready.
 func (a *Apache) launch() error {
 	p, err := proctest.Launch(a.command(), a.ready, 60*time.Second)
 	if err != nil {
@@ -298,9 +302,24 @@ func (a *Apache) EnsureACLs(ctx context.Context) error {
 	return nil
 }
 
+// apacheLogConfig is the broker's log4j 2 configuration: warnings and
+// errors, and the lines saying it started and stopped, to its output (the
+// log file a failed test shows the end of). Without a configuration,
+// log4j shows errors only.
+const apacheLogConfig = `status = warn
+appender.out.type = Console
+appender.out.name = out
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = warn
+rootLogger.appenderRef.out.ref = out
+logger.server.name = kafka.server.KafkaRaftServer
+logger.server.level = info
+`
+
 // command is the broker's command line, its output to the log file.
 func (a *Apache) command() *exec.Cmd {
-	cmd := exec.Command(a.java, "-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-cp", filepath.Join(a.lib, "*"), "kafka.Kafka", a.props)
+	cmd := exec.Command(a.java, "-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-Dlog4j2.configurationFile="+a.logProps, "-cp", filepath.Join(a.lib, "*"), "kafka.Kafka", a.props)
 	cmd.Stdout, cmd.Stderr = a.log, a.log
 	return cmd
 }
@@ -315,10 +334,22 @@ func (a *Apache) ready() error {
 
 // Start starts the broker again, after Kill, on the same ports with its
 // data, and waits until it is ready: every partition of the pipeline's
-// topics has a leader.
+// topics has a leader. A broker that exits at start is started again, up
+// to three times in all, as a service manager would restart it; each
+// failed attempt is logged with the end of the broker's log.
 func (a *Apache) Start(t testing.TB) {
 	t.Helper()
-	a.proc = proctest.Start(t, "the Kafka broker", a.command(), a.ready, 60*time.Second, a.log.Name())
+	for attempt := 1; ; attempt++ {
+		err := a.launch()
+		if err == nil {
+			break
+		}
+		if attempt < 3 && errors.Is(err, proctest.ErrExited) {
+			t.Logf("kafkatest: the Kafka broker exited at start (attempt %d); starting it again: %v\n%s", attempt, err, proctest.Tail(a.log.Name()))
+			continue
+		}
+		t.Fatalf("kafkatest: the Kafka broker: %v\n%s", err, proctest.Tail(a.log.Name()))
+	}
 	if !a.aclsMade {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
