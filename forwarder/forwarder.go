@@ -523,14 +523,14 @@ func (p *pipeline) send(ctx context.Context, items <-chan *entry) error {
 		}
 		select {
 		case <-ctx.Done():
-			return p.stop(ctx, collect, commit)
+			return p.stop(ctx, collect, commit, nil)
 		case e, ok := <-in:
 			if !ok {
-				return p.stop(ctx, collect, commit)
+				return p.stop(ctx, collect, commit, nil)
 			}
 			closed, err := take(e)
 			if err != nil || closed {
-				return p.stop(ctx, collect, commit)
+				return p.stop(ctx, collect, commit, err)
 			}
 			// Linger briefly before flushing so that messages go out in
 			// full TLS records rather than one write per message.
@@ -540,20 +540,20 @@ func (p *pipeline) send(ctx context.Context, items <-chan *entry) error {
 			flushArmed = false
 			closed, err := take(nil)
 			if err != nil || closed {
-				return p.stop(ctx, collect, commit)
+				return p.stop(ctx, collect, commit, err)
 			}
 			if err := p.sink.flush(ctx); err != nil {
-				return p.stop(ctx, collect, commit)
+				return p.stop(ctx, collect, commit, err)
 			}
 		case now := <-tick.C:
 			if err := p.sink.flush(ctx); err != nil {
-				return p.stop(ctx, collect, commit)
+				return p.stop(ctx, collect, commit, err)
 			}
 			collect(p.sink.settled(now))
 			if p.sink.conn == nil && len(p.sink.unsettled) > 0 {
 				// The connection broke while idle: repair it now.
 				if err := p.sink.ensureConn(ctx); err != nil {
-					return p.stop(ctx, collect, commit)
+					return p.stop(ctx, collect, commit, err)
 				}
 			}
 			gauges(now)
@@ -566,9 +566,14 @@ func (p *pipeline) send(ctx context.Context, items <-chan *entry) error {
 
 // stop settles what the SIEM confirms on a graceful close and commits it
 // (the group reader is still a member of the group: the generation lasts).
-func (p *pipeline) stop(ctx context.Context, collect func([]*entry), commit func()) error {
+// It returns cause, the sender's error that stopped it, unless ctx ended:
+// the sink's errors are then ctx's, a stop that was asked for.
+func (p *pipeline) stop(ctx context.Context, collect func([]*entry), commit func(), cause error) error {
 	collect(p.sink.close(ctx))
 	commit()
 	p.m.inFlight.Set(0)
-	return nil
+	if ctx.Err() != nil {
+		return nil
+	}
+	return cause
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -221,5 +222,39 @@ func TestSinkFlushRepairsABrokenConnection(t *testing.T) {
 	}
 	if n := <-got; n != want {
 		t.Fatalf("the new connection carried %d bytes, want the %d of every message", n, want)
+	}
+}
+
+// TestPipelineReturnsTheSinksError: a sink that gives up (max attempts
+// set, the SIEM down) stops the pipeline with its error, not with nil as
+// if the stop had been asked for; a cancelled pipeline returns nil.
+// Bug: stop returned nil whatever stopped the sender, so a destination
+// that gave up ended as though it had been told to.
+func TestPipelineReturnsTheSinksError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // the SIEM is down
+	d := Destination{Name: "x", Address: addr}.WithDefaults()
+	newPipeline := func(maxAttempts int) (*pipeline, chan *entry) {
+		p := &pipeline{d: d, log: slog.New(slog.DiscardHandler), m: newMetrics(nil).forDestination("x"), sink: testSink(addr)}
+		p.sink.cfg.maxAttempts = maxAttempts
+		items := make(chan *entry, 4)
+		for _, e := range testEntries(0, 2) {
+			items <- e
+		}
+		return p, items
+	}
+	p, items := newPipeline(2)
+	if err := p.send(context.Background(), items); err == nil || !strings.Contains(err.Error(), "giving up after 2 attempts") {
+		t.Fatalf("send = %v, want the sink's giving up", err)
+	}
+	p, items = newPipeline(0) // retries until cancelled
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := p.send(ctx, items); err != nil {
+		t.Fatalf("send, cancelled = %v, want nil", err)
 	}
 }
