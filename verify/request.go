@@ -27,20 +27,20 @@ type RequestHost struct {
 	Findings []Finding
 }
 
-func requestReport(records []Record, rep *Report, req string) *RequestReport {
-	rr := &RequestReport{Request: req}
-	byHost := map[string]*RequestHost{}
+// requestHost is what the records of one host, checked in hr, hold of
+// request req: its login and logout, the commands and the findings
+// between them; nil when none of them is the request's.
+func requestHost(recs []*Record, hr *HostReport, req string) *RequestHost {
+	var h *RequestHost
 	seen := map[string]bool{}
-	for i := range records {
-		e := &records[i].Event
+	for _, r := range recs {
+		e := &r.Event
 		if e.ReqAuthID != req || seen[e.EventID] {
 			continue
 		}
 		seen[e.EventID] = true
-		h := byHost[e.Host]
 		if h == nil {
 			h = &RequestHost{Host: e.Host}
-			byHost[e.Host] = h
 		}
 		switch e.Event {
 		case schemas.KindLogin:
@@ -53,22 +53,16 @@ func requestReport(records []Record, rep *Report, req string) *RequestReport {
 			h.Commands = append(h.Commands, *e)
 		}
 	}
-	for _, h := range byHost {
-		sort.Slice(h.Commands, func(i, j int) bool { return h.Commands[i].Seq < h.Commands[j].Seq })
-		for _, hr := range rep.Hosts {
-			if hr.Host != h.Host {
-				continue
-			}
-			for _, f := range hr.Findings {
-				if f.Seq >= h.Login && (h.Logout == 0 || f.Seq <= h.Logout) {
-					h.Findings = append(h.Findings, f)
-				}
-			}
-		}
-		rr.Hosts = append(rr.Hosts, *h)
+	if h == nil {
+		return nil
 	}
-	sort.Slice(rr.Hosts, func(i, j int) bool { return rr.Hosts[i].Host < rr.Hosts[j].Host })
-	return rr
+	sort.Slice(h.Commands, func(i, j int) bool { return h.Commands[i].Seq < h.Commands[j].Seq })
+	for _, f := range hr.Findings {
+		if f.Seq >= h.Login && (h.Logout == 0 || f.Seq <= h.Logout) {
+			h.Findings = append(h.Findings, f)
+		}
+	}
+	return h
 }
 
 func (rr *RequestReport) write(w io.Writer) {

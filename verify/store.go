@@ -11,7 +11,7 @@ import (
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
-// Filter narrows what LoadStore reads.
+// Filter narrows what CheckStore reads.
 type Filter struct {
 	Host     string
 	From, To time.Time // ts range, [From, To); zero: open
@@ -24,18 +24,84 @@ const storeColumns = "event, layer, host, req_auth_id, loginid, event_id, seq, s
 	"euid, exe, cwd, title, args, keys, time, raw_data, escaped, prev_hash, content_hash, chain_first, chain_last, chain_count, " +
 	"chain_head, key_id, sig, toUnixTimestamp64Milli(ts), kafka_partition, kafka_offset"
 
-// StorePageSeqs is how many seq values of one host LoadStore reads in one
+// StorePageSeqs is how many seq values of one host CheckStore reads in one
 // query.
 const StorePageSeqs = 20_000
 
-// LoadStore reads every stored row of audit_events (without FINAL: each
-// copy) and the event_conflicts that f selects.
-func LoadStore(ctx context.Context, q clickhouse.Querier, f Filter) ([]Record, []Conflict, error) {
-	return loadStore(ctx, q, f, StorePageSeqs)
+// CheckStore checks the stored rows of audit_events (without FINAL: each
+// copy) and the event_conflicts that f selects, host by host: one host's
+// records are in memory at a time, and of each event only what the checks
+// read (its raw_data, keys, args and escaped are dropped once it is
+// hashed).
+func CheckStore(ctx context.Context, q clickhouse.Querier, f Filter, opt Options) (*Report, error) {
+	return checkStore(ctx, q, f, opt, StorePageSeqs)
 }
 
-// loadStore is LoadStore reading page seq values of a host a query.
-func loadStore(ctx context.Context, q clickhouse.Querier, f Filter, page uint64) ([]Record, []Conflict, error) {
+// checkStore is CheckStore reading page seq values of a host a query.
+func checkStore(ctx context.Context, q clickhouse.Querier, f Filter, opt Options, page uint64) (*Report, error) {
+	s, err := openStore(ctx, q, f, page)
+	if err != nil {
+		return nil, err
+	}
+	conflicts, err := s.conflicts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rep := newReport(opt)
+	checked := map[string]bool{}
+	var recs []Record
+	var ptrs []*Record
+	for _, hp := range s.hosts {
+		if recs, err = s.host(ctx, hp, recs[:0]); err != nil {
+			return nil, err
+		}
+		ptrs = ptrs[:0]
+		for i := range recs {
+			recs[i].compact()
+			ptrs = append(ptrs, &recs[i])
+		}
+		rep.addHost(hp.host, ptrs, conflicts, opt)
+		checked[hp.host] = true
+	}
+	for _, c := range conflicts { // a host with conflicts and no row left
+		if !checked[c.Host] {
+			rep.addHost(c.Host, nil, conflicts, opt)
+			checked[c.Host] = true
+		}
+	}
+	rep.sort()
+	return rep, nil
+}
+
+// compact drops what the checks never read of an event once it is
+// hashed: its raw_data, keys, args and escaped. A checkpoint is kept
+// whole (its signature covers it).
+func (r *Record) compact() {
+	if r.Event.Event == schemas.KindChain {
+		return
+	}
+	r.Event.RawData, r.Event.Keys = "", ""
+	r.Event.Args, r.Event.Escaped = nil, nil
+}
+
+// store is what CheckStore reads: the conditions f makes, and the pages of
+// each host's rows.
+type store struct {
+	q clickhouse.Querier
+	// rows selects the rows of audit_events, conds those of
+	// event_conflicts (no ts range: a conflict has none).
+	rows, conds string
+	hosts       []hostPages
+}
+
+// hostPages is where the pages of one host's rows start.
+type hostPages struct {
+	host   string
+	starts []uint64 // the first seq of each page, ascending
+}
+
+// openStore reads which hosts f selects and where their pages start.
+func openStore(ctx context.Context, q clickhouse.Querier, f Filter, page uint64) (*store, error) {
 	var where []string
 	if f.Host != "" {
 		where = append(where, "host = "+clickhouse.QuoteString(f.Host))
@@ -43,7 +109,7 @@ func loadStore(ctx context.Context, q clickhouse.Querier, f Filter, page uint64)
 	if f.Request != "" {
 		where = append(where, "host IN (SELECT DISTINCT host FROM audit_events WHERE req_auth_id = "+clickhouse.QuoteString(f.Request)+")")
 	}
-	cond := strings.Join(where, " AND ")
+	s := &store{q: q, conds: strings.Join(where, " AND ")}
 	evCond := where
 	if !f.From.IsZero() {
 		evCond = append(evCond, fmt.Sprintf("ts >= fromUnixTimestamp64Milli(%d)", f.From.UnixMilli()))
@@ -54,9 +120,9 @@ func loadStore(ctx context.Context, q clickhouse.Querier, f Filter, page uint64)
 	// Host by host, StorePageSeqs seq values at a time: one query of the
 	// whole table (every row's raw_data, sorted) outgrew the query
 	// endpoint's memory limit (1 GiB) at 200 000 events.
-	base := strings.Join(evCond, " AND ")
-	if base == "" {
-		base = "1"
+	s.rows = strings.Join(evCond, " AND ")
+	if s.rows == "" {
+		s.rows = "1"
 	}
 	// Each host's pages start at every page-th seq present, so that the
 	// queries are as many as the pages of seqs stored, whatever their
@@ -64,67 +130,69 @@ func loadStore(ctx context.Context, q clickhouse.Querier, f Filter, page uint64)
 	// 2^40 cost 55 million queries.
 	res, err := q.Query(ctx, fmt.Sprintf("SELECT host, seq FROM "+
 		"(SELECT host, seq, row_number() OVER (PARTITION BY host ORDER BY seq) AS n FROM (SELECT DISTINCT host, seq FROM audit_events WHERE %s)) "+
-		"WHERE (n - 1) %% %d = 0 ORDER BY host, seq SETTINGS final = 0", base, page))
+		"WHERE (n - 1) %% %d = 0 ORDER BY host, seq SETTINGS final = 0", s.rows, page))
 	if err != nil {
-		return nil, nil, fmt.Errorf("verify: read audit_events: %w", err)
+		return nil, fmt.Errorf("verify: read audit_events: %w", err)
 	}
-	type hostPages struct {
-		host   string
-		starts []uint64 // the first seq of each page, ascending
-	}
-	var hosts []hostPages
 	for _, row := range res.Rows {
 		if len(row) != 2 {
-			return nil, nil, fmt.Errorf("verify: audit_events pages: %d columns, want 2", len(row))
+			return nil, fmt.Errorf("verify: audit_events pages: %d columns, want 2", len(row))
 		}
 		host := str(row[0])
 		seq, err := uint64Of(row[1])
 		if err != nil {
-			return nil, nil, fmt.Errorf("verify: audit_events pages of host %q: %w", host, err)
+			return nil, fmt.Errorf("verify: audit_events pages of host %q: %w", host, err)
 		}
-		if len(hosts) == 0 || hosts[len(hosts)-1].host != host {
-			hosts = append(hosts, hostPages{host: host})
+		if len(s.hosts) == 0 || s.hosts[len(s.hosts)-1].host != host {
+			s.hosts = append(s.hosts, hostPages{host: host})
 		}
-		hosts[len(hosts)-1].starts = append(hosts[len(hosts)-1].starts, seq)
+		s.hosts[len(s.hosts)-1].starts = append(s.hosts[len(s.hosts)-1].starts, seq)
 	}
-	var recs []Record
-	for _, hp := range hosts {
-		for i, from := range hp.starts {
-			// The order is total (rows of one seq and insert time, the
-			// checkpoints' seq 0 among them, by event_id and offset), so
-			// that pages of any size read the same records in the same order.
-			upTo := "" // the last page: to the host's last seq
-			if i+1 < len(hp.starts) {
-				upTo = fmt.Sprintf(" AND seq < %d", hp.starts[i+1])
-			}
-			sql := fmt.Sprintf("SELECT %s FROM audit_events WHERE %s AND host = %s AND seq >= %d%s ORDER BY seq, inserted_at, event_id, kafka_partition, kafka_offset SETTINGS final = 0",
-				storeColumns, base, clickhouse.QuoteString(hp.host), from, upTo)
-			res, err := q.Query(ctx, sql)
+	return s, nil
+}
+
+// host appends the records of one host's rows to recs, page by page.
+func (s *store) host(ctx context.Context, hp hostPages, recs []Record) ([]Record, error) {
+	for i, from := range hp.starts {
+		// The order is total (rows of one seq and insert time, the
+		// checkpoints' seq 0 among them, by event_id and offset), so
+		// that pages of any size read the same records in the same order.
+		upTo := "" // the last page: to the host's last seq
+		if i+1 < len(hp.starts) {
+			upTo = fmt.Sprintf(" AND seq < %d", hp.starts[i+1])
+		}
+		sql := fmt.Sprintf("SELECT %s FROM audit_events WHERE %s AND host = %s AND seq >= %d%s ORDER BY seq, inserted_at, event_id, kafka_partition, kafka_offset SETTINGS final = 0",
+			storeColumns, s.rows, clickhouse.QuoteString(hp.host), from, upTo)
+		res, err := s.q.Query(ctx, sql)
+		if err != nil {
+			return nil, fmt.Errorf("verify: read audit_events: %w", err)
+		}
+		for j, row := range res.Rows {
+			r, err := recordFromRow(row)
 			if err != nil {
-				return nil, nil, fmt.Errorf("verify: read audit_events: %w", err)
+				return nil, fmt.Errorf("verify: audit_events row %d of host %q from seq %d: %w", j, hp.host, from, err)
 			}
-			for j, row := range res.Rows {
-				r, err := recordFromRow(row)
-				if err != nil {
-					return nil, nil, fmt.Errorf("verify: audit_events row %d of host %q from seq %d: %w", j, hp.host, from, err)
-				}
-				recs = append(recs, r)
-			}
+			recs = append(recs, r)
 		}
 	}
+	return recs, nil
+}
+
+// conflicts reads the event_conflicts rows of the hosts selected.
+func (s *store) conflicts(ctx context.Context) ([]Conflict, error) {
 	csql := "SELECT event_id, host, seq, first_hash, conflict_hash, kafka_partition, kafka_offset FROM event_conflicts"
-	if cond != "" {
-		csql += " WHERE " + cond
+	if s.conds != "" {
+		csql += " WHERE " + s.conds
 	}
 	csql += " ORDER BY host, seq, inserted_at SETTINGS final = 0"
-	cres, err := q.Query(ctx, csql)
+	cres, err := s.q.Query(ctx, csql)
 	if err != nil {
-		return nil, nil, fmt.Errorf("verify: read event_conflicts: %w", err)
+		return nil, fmt.Errorf("verify: read event_conflicts: %w", err)
 	}
 	var cs []Conflict
 	for _, row := range cres.Rows {
 		if len(row) != 7 {
-			return nil, nil, fmt.Errorf("verify: event_conflicts: %d columns, want 7", len(row))
+			return nil, fmt.Errorf("verify: event_conflicts: %d columns, want 7", len(row))
 		}
 		seq, _ := strconv.ParseUint(clickhouse.ValueString(row[2]), 10, 64)
 		cs = append(cs, Conflict{
@@ -132,7 +200,7 @@ func loadStore(ctx context.Context, q clickhouse.Querier, f Filter, page uint64)
 			Where: schemas.TopicAudit + "/" + clickhouse.ValueString(row[5]) + "/" + clickhouse.ValueString(row[6]),
 		})
 	}
-	return recs, cs, nil
+	return cs, nil
 }
 
 func str(v any) string {

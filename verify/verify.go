@@ -3,7 +3,7 @@
 // chained, the conflicting copies the indexer kept apart, and the signed
 // chain checkpoints, which, with keys given, must cover every event (a
 // host's checkpoints bound to its own key with Options.HostKeys). It reads
-// the events from ClickHouse (LoadStore) or from a SIEM's file
+// the events from ClickHouse (CheckStore, host by host) or from a SIEM's file
 // (LoadSyslog) and checks them the same way (Check).
 package verify
 
@@ -190,15 +190,41 @@ func Check(records []Record, conflicts []Conflict, opt Options) *Report {
 			byHost[c.Host] = nil
 		}
 	}
-	rep := &Report{Signatures: signatures(opt)}
+	rep := newReport(opt)
 	for host, recs := range byHost {
-		rep.Hosts = append(rep.Hosts, checkHost(host, recs, conflicts, opt))
+		rep.addHost(host, recs, conflicts, opt)
 	}
-	sort.Slice(rep.Hosts, func(i, j int) bool { return rep.Hosts[i].Host < rep.Hosts[j].Host })
+	rep.sort()
+	return rep
+}
+
+// newReport is the report of a check with opt, no host in it yet.
+func newReport(opt Options) *Report {
+	rep := &Report{Signatures: signatures(opt)}
 	if opt.Request != "" {
-		rep.Request = requestReport(records, rep, opt.Request)
+		rep.Request = &RequestReport{Request: opt.Request}
 	}
 	return rep
+}
+
+// addHost checks the records of one host (conflicts: those of every host)
+// and adds what it found, and for a request the host's commands.
+func (r *Report) addHost(host string, recs []*Record, conflicts []Conflict, opt Options) {
+	h := checkHost(host, recs, conflicts, opt)
+	r.Hosts = append(r.Hosts, h)
+	if r.Request != nil {
+		if rh := requestHost(recs, h, r.Request.Request); rh != nil {
+			r.Request.Hosts = append(r.Request.Hosts, *rh)
+		}
+	}
+}
+
+// sort orders the hosts, and the request's, by name.
+func (r *Report) sort() {
+	sort.Slice(r.Hosts, func(i, j int) bool { return r.Hosts[i].Host < r.Hosts[j].Host })
+	if r.Request != nil {
+		sort.Slice(r.Request.Hosts, func(i, j int) bool { return r.Request.Hosts[i].Host < r.Request.Hosts[j].Host })
+	}
 }
 
 func checkHost(host string, recs []*Record, conflicts []Conflict, opt Options) *HostReport {

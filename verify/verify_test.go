@@ -38,6 +38,41 @@ func load(t testing.TB, eng clickhouse.Engine, evs []schemas.Event) indexer.Load
 	return st
 }
 
+// loadAll reads every stored copy that f selects, whole, and the
+// conflicts: what CheckStore checks host by host.
+func loadAll(t testing.TB, q clickhouse.Querier, f Filter) ([]Record, []Conflict) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := openStore(ctx, q, f, StorePageSeqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []Record
+	for _, hp := range s.hosts {
+		if recs, err = s.host(ctx, hp, recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conflicts, err := s.conflicts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs, conflicts
+}
+
+// written is rep as Write prints it.
+func written(t testing.TB, rep *Report) string {
+	t.Helper()
+	if rep == nil {
+		return "<nil>"
+	}
+	var b strings.Builder
+	if err := rep.Write(&b); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
 func exec(t testing.TB, eng clickhouse.Engine, sql string) {
 	t.Helper()
 	if err := eng.Exec(context.Background(), sql); err != nil {
@@ -148,21 +183,22 @@ func TestVerifyStore(t *testing.T) {
 			tc.tamper(tc.host)
 		}
 	}
-	recs, conflicts, err := LoadStore(ctx, eng, Filter{})
+	rep, err := CheckStore(ctx, eng, Filter{}, Options{Keys: keys})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Read in pages of 7 seqs (LoadStore's are 20 000: the fault suite's
+	// Host by host, each event without what the checks never read: the
+	// same report as every stored copy, whole, checked at once.
+	recs, conflicts := loadAll(t, eng, Filter{})
+	if whole := Check(recs, conflicts, Options{Keys: keys}); !reflect.DeepEqual(rep, whole) {
+		t.Fatalf("checked host by host:\n%s\nall at once:\n%s", written(t, rep), written(t, whole))
+	}
+	// Read in pages of 7 seqs (CheckStore's are 20 000: the fault suite's
 	// 200 000 events in one query outgrew the query endpoint's memory
-	// limit), the same records in the same order.
-	paged, _, err := loadStore(ctx, eng, Filter{}, 7)
-	if err != nil {
-		t.Fatal(err)
+	// limit): the same report.
+	if paged, err := checkStore(ctx, eng, Filter{}, Options{Keys: keys}, 7); err != nil || !reflect.DeepEqual(paged, rep) {
+		t.Fatalf("read in pages of 7 seqs (%v):\n%s\nread at once:\n%s", err, written(t, paged), written(t, rep))
 	}
-	if len(recs) < 3*7 || !reflect.DeepEqual(paged, recs) {
-		t.Fatalf("read in pages of 7 seqs: %d records, read at once: %d; not the same", len(paged), len(recs))
-	}
-	rep := Check(recs, conflicts, Options{Keys: keys})
 	var out strings.Builder
 	if err := rep.Write(&out); err != nil {
 		t.Fatal(err)
@@ -206,11 +242,10 @@ func TestVerifyStore(t *testing.T) {
 	// A request: its commands between login and logout, with the
 	// findings of that range (the gap, the checkpoint's missing event and
 	// seq 1..4, which no signed checkpoint covers past the gap).
-	recs, conflicts, err = LoadStore(ctx, eng, Filter{Request: "req-a", Host: "deleted"})
+	rep, err = CheckStore(ctx, eng, Filter{Request: "req-a", Host: "deleted"}, Options{Keys: keys, Request: "req-a"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep = Check(recs, conflicts, Options{Keys: keys, Request: "req-a"})
 	if rep.Request == nil || len(rep.Request.Hosts) != 1 || len(rep.Request.Hosts[0].Commands) != n-1 || len(rep.Request.Hosts[0].Findings) != 3 {
 		t.Errorf("request report %+v", rep.Request)
 	}
@@ -593,7 +628,7 @@ func (c *countingQuerier) Query(ctx context.Context, sql string) (*clickhouse.Re
 }
 
 // TestForgedSeqFarAhead catches a finding of the issue 9 review: one event
-// with seq 2^40 made LoadStore hang, since its pages walked the host's seq
+// with seq 2^40 made verify's store reader hang, since its pages walked the host's seq
 // range (2^40 / 20 000 = 55 million queries, nearly all empty). A page
 // ends at the page-th seq present, so the queries are as many as the pages
 // of seqs present, whatever their values.
@@ -620,12 +655,12 @@ func TestForgedSeqFarAhead(t *testing.T) {
 	} {
 		t.Run(fmt.Sprint(tc.page), func(t *testing.T) {
 			q := &countingQuerier{q: eng, limit: 100}
-			recs, _, err := loadStore(ctx, q, Filter{}, tc.page)
+			rep, err := checkStore(ctx, q, Filter{}, Options{}, tc.page)
 			if err != nil {
-				t.Fatalf("loadStore: %v", err)
+				t.Fatalf("checkStore: %v", err)
 			}
-			if len(recs) != len(evs) || recs[len(recs)-1].Event.Seq != far.Seq {
-				t.Fatalf("%d records, want %d, the last of seq %d", len(recs), len(evs), far.Seq)
+			if len(rep.Hosts) != 1 || rep.Hosts[0].Events != n+1 || rep.Hosts[0].Last != far.Seq {
+				t.Fatalf("report %+v, want one host of %d events, the last of seq %d", rep.Hosts, n+1, far.Seq)
 			}
 			if q.n != tc.wantQueries {
 				t.Errorf("%d queries, want %d", q.n, tc.wantQueries)

@@ -178,11 +178,24 @@ func ManyLifecycle(n int, base time.Time) []schemas.Lifecycle {
 func ChainedEvents(t testing.TB, host string, n, batch int, key ed25519.PrivateKey) []schemas.Event {
 	t.Helper()
 	evs := ManyEvents(n*7, time.Date(2024, 7, 1, 0, 0, 0, 0, time.UTC))
+	picked := make([]schemas.Event, n)
+	for i := range picked {
+		picked[i] = evs[i*7] // one of ManyEvents' hosts, renamed
+	}
+	return Chain(host, picked, batch, key)
+}
+
+// Chain returns evs as the events 1..len(evs) of host, chained as the
+// collector chains them (seq, event_id, prev_hash; req_auth_id req-a),
+// and a checkpoint per batch of batch events, signed with key unless it is
+// nil.
+func Chain(host string, evs []schemas.Event, batch int, key ed25519.PrivateKey) []schemas.Event {
+	n := len(evs)
 	var out []schemas.Event
 	prev := ""
 	var cp *schemas.Event
 	for i := 0; i < n; i++ {
-		e := evs[i*7] // one of ManyEvents' hosts, renamed
+		e := evs[i]
 		e.Host, e.Seq, e.PrevHash = host, uint64(i+1), prev
 		e.EventID = schemas.NewEventID(host, int64(i), 0, uint64(i+1))
 		e.ReqAuthID = "req-a"

@@ -95,11 +95,9 @@ func runVerify(ctx context.Context, e env) error {
 			return err
 		}
 		defer closeReader()
-		recs, conflicts, err := verify.LoadStore(ctx, q, f)
-		if err != nil {
+		if rep, err = verify.CheckStore(ctx, q, f, opt); err != nil {
 			return err
 		}
-		rep = verify.Check(recs, conflicts, opt)
 	}
 	if err := rep.Write(e.stdout); err != nil {
 		return err
