@@ -110,7 +110,7 @@ func NewQueryLogWriter(ins QueryLogInserter, log *slog.Logger, opt QueryLogOptio
 		wait: opt.ReserveWait, room: make(chan struct{}), kick: make(chan struct{}, 1),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "auditpipe_query_log_dropped_total",
-			Help: "Query log rows not written to the query_log table: added without a reserved slot to a full buffer, or left when the writer stopped (the log line was still written).",
+			Help: "Query log rows not written to the query_log table: left when the writer stopped, or added after it stopped (the log line was still written).",
 		}),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "auditpipe_query_log_refused_total",
@@ -236,25 +236,6 @@ func (s *QueryLogSlot) Release() {
 	}
 	s.done = true
 	s.w.release(1, s.bytes)
-}
-
-// Add queues one row without a reserved slot: it never blocks, and drops
-// (and counts) the row when the buffer is full. The endpoint reserves
-// first (Reserve), so that it never answers a statement it cannot log.
-func (w *QueryLogWriter) Add(r clickhouse.QueryLogRow) {
-	n := len(r.SQL)
-	w.mu.Lock()
-	ok := !w.stopped && w.rows < cap(w.ch) && w.sqlBytes+reservedSQL(n) <= maxQueuedSQL
-	if ok {
-		w.rows++
-		w.sqlBytes += reservedSQL(n)
-	}
-	w.mu.Unlock()
-	if !ok {
-		w.dropped.Inc()
-		return
-	}
-	(&QueryLogSlot{w: w, bytes: reservedSQL(n)}).Add(r)
 }
 
 // Run inserts queued rows until ctx ends, then inserts what is left (for

@@ -111,16 +111,27 @@ func (f *flakyInserter) InsertQueryLog(_ context.Context, rows []clickhouse.Quer
 }
 
 // A store that is away keeps the rows for the next try; a full buffer
-// counts what it drops and never blocks the query that logs.
+// refuses a reservation (counted) once ReserveWait has passed, rather than
+// hold the statement that would log.
 func TestQueryLogWriterRetriesAndBounds(t *testing.T) {
 	ins := &flakyInserter{fails: 3}
 	reg := prometheus.NewRegistry()
-	w := NewQueryLogWriter(ins, nil, QueryLogOptions{Buffer: 4, FlushInterval: 5 * time.Millisecond, Registry: reg})
+	w := NewQueryLogWriter(ins, nil, QueryLogOptions{Buffer: 4, FlushInterval: 5 * time.Millisecond, ReserveWait: 20 * time.Millisecond, Registry: reg})
 	for i := range 6 {
-		w.Add(clickhouse.QueryLogRow{QueryID: string(rune('a' + i))})
+		slot, err := w.Reserve(context.Background(), 8)
+		if i >= 4 {
+			if !errors.Is(err, ErrQueryLogFull) {
+				t.Fatalf("reservation %d of a buffer of 4: %v, want ErrQueryLogFull", i+1, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		slot.Add(clickhouse.QueryLogRow{QueryID: string(rune('a' + i))})
 	}
-	if d := testutil.ToFloat64(w.dropped); d != 2 {
-		t.Fatalf("dropped %v, want 2 (buffer of 4, 6 added)", d)
+	if r := testutil.ToFloat64(w.refused); r != 2 {
+		t.Fatalf("refused %v, want 2 (buffer of 4, 6 reserved)", r)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
