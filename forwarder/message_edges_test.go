@@ -11,6 +11,13 @@ import (
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
+// The mutants these tests name ("Mutants killed: message.go:L:C") are at
+// the positions gremlins gave them in message.go as it was at commit
+// dbc3e4c (the run of 2026-12-03); the json pieces (ceac3b1) moved most of
+// them since: `git show dbc3e4c:forwarder/message.go` is the code they
+// name. The positions of the equivalent ones are kept up to date in
+// scripts/mutate.d/equivalent.
+
 // Mutation testing (issue 15) of message.go: a message is sent whole when
 // it fits the limit once rsyslog has escaped its control characters
 // (#ooo, four bytes each), with the json parameter, else split (issue 9:
