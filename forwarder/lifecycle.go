@@ -180,9 +180,11 @@ func (f *formatter) appendLifecycleSD(b []byte, l *schemas.Lifecycle, js string,
 }
 
 // lifecycleFrames renders l as one framed message, with the json
-// parameter when it fits whole with it, else without it; a message that
-// does not fit even so is split into parts (whose MSGs, reassembled, are
-// the readable line and a LF), as appendFrames does with an audit event.
+// parameter, when it fits whole with it; else it is split into parts
+// (whose MSGs, reassembled, are the readable line and a LF) that carry the
+// json in pieces across the first of them, as appendFrames does with an
+// audit event: every lifecycle message a SIEM receives carries the event's
+// json, whole or in pieces (ReassembleJSON).
 func (f *formatter) lifecycleFrames(dst [][]byte, l *schemas.Lifecycle) ([][]byte, error) {
 	// The line ends in LF, the usual end, which the wire form leaves out
 	// without an eol parameter: Reassemble gives it back.
@@ -194,17 +196,15 @@ func (f *formatter) lifecycleFrames(dst [][]byte, l *schemas.Lifecycle) ([][]byt
 	js := lifecycleJSON(l)
 	base := f.lifecycleHeader(make([]byte, 0, 128), l)
 	sd := func(x sdExtra) []byte { return f.appendLifecycleSD(base, l, js, x) }
-	for _, withJSON := range []bool{true, false} {
-		head := sd(sdExtra{eol: eol, json: withJSON})
-		size := len(head)
-		if body != "" {
-			size += 1 + len(bom) + len(body)
-		}
-		if size+3*(controls(head)+controls(body)) <= f.maxSize && (body == "" || !isEOL(body[len(body)-1])) {
-			return append(dst, frame(head, body)), nil
-		}
+	head := sd(sdExtra{eol: eol, json: true})
+	size := len(head)
+	if body != "" {
+		size += 1 + len(bom) + len(body)
 	}
-	parts, err := f.split(l.EventID, msg, body, "", sdExtra{eol: eol}, sd)
+	if size+3*(controls(head)+controls(body)) <= f.maxSize && (body == "" || !isEOL(body[len(body)-1])) {
+		return append(dst, frame(head, body)), nil
+	}
+	parts, err := f.split(l.EventID, msg, body, js, sdExtra{eol: eol}, sd)
 	if err != nil {
 		return dst, fmt.Errorf("lifecycle %w", err)
 	}
