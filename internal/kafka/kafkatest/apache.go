@@ -303,7 +303,7 @@ func (a *Apache) EnsureACLs(ctx context.Context) error {
 }
 
 // apacheLogConfig is the broker's log4j 2 configuration: warnings and
-// errors, and the lines saying it started and stopped, to its output (the
+// errors, and the line saying it started, to its output (the
 // log file a failed test shows the end of). Without a configuration,
 // log4j shows errors only.
 const apacheLogConfig = `status = warn
