@@ -2,6 +2,7 @@ package forwarder
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -183,8 +184,9 @@ func (f *formatter) appendLifecycleSD(b []byte, l *schemas.Lifecycle, js string,
 // parameter, when it fits whole with it; else it is split into parts
 // (whose MSGs, reassembled, are the readable line and a LF) that carry the
 // json in pieces across the first of them, as appendFrames does with an
-// audit event: every lifecycle message a SIEM receives carries the event's
-// json, whole or in pieces (ReassembleJSON).
+// audit event (ReassembleJSON). Only when max_message_size leaves no room
+// for the json pieces' parameters does it go without json, as before:
+// whole when it fits so, else split.
 func (f *formatter) lifecycleFrames(dst [][]byte, l *schemas.Lifecycle) ([][]byte, error) {
 	// The line ends in LF, the usual end, which the wire form leaves out
 	// without an eol parameter: Reassemble gives it back.
@@ -196,15 +198,27 @@ func (f *formatter) lifecycleFrames(dst [][]byte, l *schemas.Lifecycle) ([][]byt
 	js := lifecycleJSON(l)
 	base := f.lifecycleHeader(make([]byte, 0, 128), l)
 	sd := func(x sdExtra) []byte { return f.appendLifecycleSD(base, l, js, x) }
-	head := sd(sdExtra{eol: eol, json: true})
-	size := len(head)
-	if body != "" {
-		size += 1 + len(bom) + len(body)
+	whole := func(withJSON bool) []byte {
+		head := sd(sdExtra{eol: eol, json: withJSON})
+		size := len(head)
+		if body != "" {
+			size += 1 + len(bom) + len(body)
+		}
+		if size+3*(controls(head)+controls(body)) <= f.maxSize && (body == "" || !isEOL(body[len(body)-1])) {
+			return frame(head, body)
+		}
+		return nil
 	}
-	if size+3*(controls(head)+controls(body)) <= f.maxSize && (body == "" || !isEOL(body[len(body)-1])) {
-		return append(dst, frame(head, body)), nil
+	if fr := whole(true); fr != nil {
+		return append(dst, fr), nil
 	}
 	parts, err := f.split(l.EventID, msg, body, js, sdExtra{eol: eol}, sd)
+	if errors.Is(err, ErrHeaderTooLarge) { // no room for the json pieces
+		if fr := whole(false); fr != nil {
+			return append(dst, fr), nil
+		}
+		parts, err = f.split(l.EventID, msg, body, "", sdExtra{eol: eol}, sd)
+	}
 	if err != nil {
 		return dst, fmt.Errorf("lifecycle %w", err)
 	}

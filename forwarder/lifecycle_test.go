@@ -161,6 +161,39 @@ func TestLifecycleOversize(t *testing.T) {
 			}
 		})
 	}
+	// At the smallest max_message_size there is no room for the json
+	// pieces' parameters beside the header: the event goes without json,
+	// whole when it fits so, else split, as before, not to dead letters
+	// (the issue 9 review of the change that split it with json found
+	// events that fit whole without json refused at 480 to 568 bytes).
+	for _, size := range []int{480, 568} {
+		l := g
+		l.Details = nil
+		small := testFormat()
+		small.MaxSize = size
+		frames, err := LifecycleFrames(small, &l)
+		if err != nil || len(frames) != 1 {
+			t.Fatalf("max_message_size %d, no details: %d frames, %v; want 1", size, len(frames), err)
+		}
+		r := received(t, unframe(t, frames[0]))
+		if got, want := mustReassemble(t, r), lifecycleLine(&l)+"\n"; got != want {
+			t.Errorf("max_message_size %d: reassembled %q, want %q", size, got, want)
+		}
+		if size < 568 {
+			continue // the parts' own parameters do not fit beside the header either
+		}
+		l.Details = map[string]string{"comment": strings.Repeat("c", 600)}
+		if frames, err = LifecycleFrames(small, &l); err != nil || len(frames) < 2 {
+			t.Fatalf("max_message_size %d, a long comment: %d frames, %v; want parts", size, len(frames), err)
+		}
+		var rs []Received
+		for _, fr := range frames {
+			rs = append(rs, received(t, unframe(t, fr)))
+		}
+		if got, want := mustReassemble(t, rs...), lifecycleLine(&l)+"\n"; got != want {
+			t.Errorf("max_message_size %d: parts reassembled to %d bytes, want %d", size, len(got), len(want))
+		}
+	}
 	l := g
 	l.ObjectID = strings.Repeat("o", 2000)
 	if _, err := LifecycleFrames(f, &l); err == nil || !strings.Contains(err.Error(), ErrHeaderTooLarge.Error()) {
