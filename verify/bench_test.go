@@ -18,15 +18,21 @@ import (
 	"github.com/auditpipe/auditpipe/schemas"
 )
 
-// BenchmarkCheckStore: verify's memory over a store of benchHosts hosts of
-// benchEvents command events each (raw_data of about 1.3 KB, as a command's
-// SYSCALL, EXECVE, CWD, PATH and PROCTITLE records are), against the
-// baseline in the same run: every copy read whole, then checked at once,
-// as verify did before CheckStore. peak-heap-MB is the most heap (live
-// and not yet collected) seen while one verification ran, sampled every
-// millisecond.
+// BenchmarkCheckStore: verify's memory over a store of hosts × events
+// command events (raw_data of about 1.3 KB, as a command's SYSCALL,
+// EXECVE, CWD, PATH and PROCTITLE records are), against the baseline in
+// the same run: every copy read whole, then checked at once, as verify did
+// before CheckStore. peak-heap-MB is the most heap (live and not yet
+// collected) seen while one verification ran, sampled every millisecond.
 func BenchmarkCheckStore(b *testing.B) {
-	const benchHosts, benchEvents = 8, 5000
+	for _, st := range []struct{ hosts, events int }{{8, 5000}, {1, 40_000}} {
+		b.Run(fmt.Sprintf("%dx%d", st.hosts, st.events), func(b *testing.B) {
+			benchCheckStore(b, st.hosts, st.events)
+		})
+	}
+}
+
+func benchCheckStore(b *testing.B, hosts, events int) {
 	eng := clickhousetest.OpenEmbedded(b, "")
 	ctx := context.Background()
 	if _, err := clickhouse.Migrate(ctx, eng, 0, nil); err != nil {
@@ -35,9 +41,9 @@ func BenchmarkCheckStore(b *testing.B) {
 	pub, key, _ := ed25519.GenerateKey(rand.Reader)
 	opt := Options{Keys: map[string]ed25519.PublicKey{schemas.ChainKeyID(pub): pub}}
 	pad := strings.Repeat("type=PATH msg=audit(1720000000.000:1) : item=0 name=/usr/bin/ls inode=1 dev=fd:00 mode=file,755 ouid=root ogid=root \n", 9)
-	var in strings.Builder
-	for h := range benchHosts {
-		picked := clickhousetest.ManyEvents(benchEvents, time.Date(2024, 7, 1, 0, 0, 0, 0, time.UTC))
+	for h := range hosts {
+		var in strings.Builder
+		picked := clickhousetest.ManyEvents(events, time.Date(2024, 7, 1, 0, 0, 0, 0, time.UTC))
 		for i := range picked {
 			picked[i].RawData += pad
 		}
@@ -45,20 +51,19 @@ func BenchmarkCheckStore(b *testing.B) {
 			in.Write(e.AppendJSON(nil))
 			in.WriteByte('\n')
 		}
+		if st, err := indexer.Load(ctx, eng, strings.NewReader(in.String()), indexer.LoadOptions{BatchRows: 10_000}); err != nil || st.Rejected > 0 {
+			b.Fatalf("load: %+v %v", st, err)
+		}
 	}
-	if st, err := indexer.Load(ctx, eng, strings.NewReader(in.String()), indexer.LoadOptions{BatchRows: 10_000}); err != nil || st.Rejected > 0 {
-		b.Fatalf("load: %+v %v", st, err)
-	}
-	in = strings.Builder{}
 	for _, tc := range []struct {
 		name  string
-		check func() *Report
+		check func(b *testing.B) *Report
 	}{
-		{"whole", func() *Report { // the baseline
+		{"whole", func(b *testing.B) *Report { // the baseline
 			recs, conflicts := loadAll(b, eng, Filter{})
 			return Check(recs, conflicts, opt)
 		}},
-		{"host_by_host", func() *Report {
+		{"host_by_host", func(b *testing.B) *Report {
 			rep, err := CheckStore(ctx, eng, Filter{}, opt)
 			if err != nil {
 				b.Fatal(err)
@@ -71,9 +76,9 @@ func BenchmarkCheckStore(b *testing.B) {
 			for b.Loop() {
 				runtime.GC()
 				stop := sampleHeap(&peak)
-				rep := tc.check()
+				rep := tc.check(b)
 				stop()
-				if len(rep.Hosts) != benchHosts || !rep.Intact() {
+				if len(rep.Hosts) != hosts || !rep.Intact() {
 					b.Fatalf("report:\n%s", written(b, rep))
 				}
 			}

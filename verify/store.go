@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -31,8 +32,8 @@ const StorePageSeqs = 20_000
 // CheckStore checks the stored rows of audit_events (without FINAL: each
 // copy) and the event_conflicts that f selects, host by host: one host's
 // records are in memory at a time, and of each event only what the checks
-// read (its raw_data, keys, args and escaped are dropped once it is
-// hashed).
+// read (its raw_data, keys, args and escaped are dropped as soon as it is
+// read and hashed, but for the commands of Options.Request).
 func CheckStore(ctx context.Context, q clickhouse.Querier, f Filter, opt Options) (*Report, error) {
 	return checkStore(ctx, q, f, opt, StorePageSeqs)
 }
@@ -49,15 +50,26 @@ func checkStore(ctx context.Context, q clickhouse.Querier, f Filter, opt Options
 	}
 	rep := newReport(opt)
 	checked := map[string]bool{}
+	// Each record is compacted as it is read (the commands of the request
+	// asked for are kept whole: its report lists them).
+	compact := func(r *Record) {
+		if opt.Request == "" || r.Event.ReqAuthID != opt.Request || r.Event.Event != schemas.KindCommand {
+			r.compact()
+		}
+	}
 	var recs []Record
 	var ptrs []*Record
 	for _, hp := range s.hosts {
-		if recs, err = s.host(ctx, hp, recs[:0]); err != nil {
+		if recs, err = s.host(ctx, hp, recs[:0], compact); err != nil {
 			return nil, err
+		}
+		if len(recs) == 0 {
+			// Its pages listed seqs, and reading them found no row: the
+			// rows cannot be checked (removed meanwhile?). Not intact.
+			return nil, fmt.Errorf("verify: host %q: its seqs are listed, but no row of them could be read", hp.host)
 		}
 		ptrs = ptrs[:0]
 		for i := range recs {
-			recs[i].compact()
 			ptrs = append(ptrs, &recs[i])
 		}
 		rep.addHost(hp.host, ptrs, conflicts, opt)
@@ -96,7 +108,7 @@ type store struct {
 
 // hostPages is where the pages of one host's rows start.
 type hostPages struct {
-	host   string
+	host   string   // its bytes as stored (read in hex: not valid UTF-8, maybe)
 	starts []uint64 // the first seq of each page, ascending
 }
 
@@ -128,7 +140,10 @@ func openStore(ctx context.Context, q clickhouse.Querier, f Filter, page uint64)
 	// queries are as many as the pages of seqs stored, whatever their
 	// values: pages of a width of seq space made one forged event of seq
 	// 2^40 cost 55 million queries.
-	res, err := q.Query(ctx, fmt.Sprintf("SELECT host, seq FROM "+
+	// The host is read in hex: a name that is not valid UTF-8 would come
+	// back from JSON with U+FFFD in place of its bytes, match no row, and
+	// leave its rows unread (issue 9 review of the host-by-host check).
+	res, err := q.Query(ctx, fmt.Sprintf("SELECT hex(host), seq FROM "+
 		"(SELECT host, seq, row_number() OVER (PARTITION BY host ORDER BY seq) AS n FROM (SELECT DISTINCT host, seq FROM audit_events WHERE %s)) "+
 		"WHERE (n - 1) %% %d = 0 ORDER BY host, seq SETTINGS final = 0", s.rows, page))
 	if err != nil {
@@ -138,7 +153,10 @@ func openStore(ctx context.Context, q clickhouse.Querier, f Filter, page uint64)
 		if len(row) != 2 {
 			return nil, fmt.Errorf("verify: audit_events pages: %d columns, want 2", len(row))
 		}
-		host := str(row[0])
+		host, err := unhex(row[0])
+		if err != nil {
+			return nil, fmt.Errorf("verify: audit_events pages: %w", err)
+		}
 		seq, err := uint64Of(row[1])
 		if err != nil {
 			return nil, fmt.Errorf("verify: audit_events pages of host %q: %w", host, err)
@@ -151,8 +169,9 @@ func openStore(ctx context.Context, q clickhouse.Querier, f Filter, page uint64)
 	return s, nil
 }
 
-// host appends the records of one host's rows to recs, page by page.
-func (s *store) host(ctx context.Context, hp hostPages, recs []Record) ([]Record, error) {
+// host appends the records of one host's rows to recs, page by page,
+// each passed to each (when not nil) as it is read.
+func (s *store) host(ctx context.Context, hp hostPages, recs []Record, each func(*Record)) ([]Record, error) {
 	for i, from := range hp.starts {
 		// The order is total (rows of one seq and insert time, the
 		// checkpoints' seq 0 among them, by event_id and offset), so
@@ -161,8 +180,8 @@ func (s *store) host(ctx context.Context, hp hostPages, recs []Record) ([]Record
 		if i+1 < len(hp.starts) {
 			upTo = fmt.Sprintf(" AND seq < %d", hp.starts[i+1])
 		}
-		sql := fmt.Sprintf("SELECT %s FROM audit_events WHERE %s AND host = %s AND seq >= %d%s ORDER BY seq, inserted_at, event_id, kafka_partition, kafka_offset SETTINGS final = 0",
-			storeColumns, s.rows, clickhouse.QuoteString(hp.host), from, upTo)
+		sql := fmt.Sprintf("SELECT %s FROM audit_events WHERE %s AND host = unhex('%s') AND seq >= %d%s ORDER BY seq, inserted_at, event_id, kafka_partition, kafka_offset SETTINGS final = 0",
+			storeColumns, s.rows, hex.EncodeToString([]byte(hp.host)), from, upTo)
 		res, err := s.q.Query(ctx, sql)
 		if err != nil {
 			return nil, fmt.Errorf("verify: read audit_events: %w", err)
@@ -172,6 +191,9 @@ func (s *store) host(ctx context.Context, hp hostPages, recs []Record) ([]Record
 			if err != nil {
 				return nil, fmt.Errorf("verify: audit_events row %d of host %q from seq %d: %w", j, hp.host, from, err)
 			}
+			if each != nil {
+				each(&r)
+			}
 			recs = append(recs, r)
 		}
 	}
@@ -180,7 +202,7 @@ func (s *store) host(ctx context.Context, hp hostPages, recs []Record) ([]Record
 
 // conflicts reads the event_conflicts rows of the hosts selected.
 func (s *store) conflicts(ctx context.Context) ([]Conflict, error) {
-	csql := "SELECT event_id, host, seq, first_hash, conflict_hash, kafka_partition, kafka_offset FROM event_conflicts"
+	csql := "SELECT event_id, hex(host), seq, first_hash, conflict_hash, kafka_partition, kafka_offset FROM event_conflicts"
 	if s.conds != "" {
 		csql += " WHERE " + s.conds
 	}
@@ -194,13 +216,26 @@ func (s *store) conflicts(ctx context.Context) ([]Conflict, error) {
 		if len(row) != 7 {
 			return nil, fmt.Errorf("verify: event_conflicts: %d columns, want 7", len(row))
 		}
+		host, err := unhex(row[1])
+		if err != nil {
+			return nil, fmt.Errorf("verify: event_conflicts: %w", err)
+		}
 		seq, _ := strconv.ParseUint(clickhouse.ValueString(row[2]), 10, 64)
 		cs = append(cs, Conflict{
-			EventID: str(row[0]), Host: str(row[1]), Seq: seq, FirstHash: str(row[3]), ConflictHash: str(row[4]),
+			EventID: str(row[0]), Host: host, Seq: seq, FirstHash: str(row[3]), ConflictHash: str(row[4]),
 			Where: schemas.TopicAudit + "/" + clickhouse.ValueString(row[5]) + "/" + clickhouse.ValueString(row[6]),
 		})
 	}
 	return cs, nil
+}
+
+// unhex decodes a host read as hex(host).
+func unhex(v any) (string, error) {
+	b, err := hex.DecodeString(str(v))
+	if err != nil {
+		return "", fmt.Errorf("host %q: not hex: %w", str(v), err)
+	}
+	return string(b), nil
 }
 
 func str(v any) string {

@@ -49,7 +49,7 @@ func loadAll(t testing.TB, q clickhouse.Querier, f Filter) ([]Record, []Conflict
 	}
 	var recs []Record
 	for _, hp := range s.hosts {
-		if recs, err = s.host(ctx, hp, recs); err != nil {
+		if recs, err = s.host(ctx, hp, recs, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -192,6 +192,20 @@ func TestVerifyStore(t *testing.T) {
 	recs, conflicts := loadAll(t, eng, Filter{})
 	if whole := Check(recs, conflicts, Options{Keys: keys}); !reflect.DeepEqual(rep, whole) {
 		t.Fatalf("checked host by host:\n%s\nall at once:\n%s", written(t, rep), written(t, whole))
+	}
+	// The same for a request, which every host's events are part of: its
+	// commands are listed whole (the review of the host-by-host check
+	// found their args dropped), the same on each host as checked at once.
+	withReq := Options{Keys: keys, Request: "req-a"}
+	reqRep, err := CheckStore(ctx, eng, Filter{}, withReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if whole := Check(recs, conflicts, withReq); !reflect.DeepEqual(reqRep, whole) {
+		t.Fatalf("request checked host by host:\n%s\nall at once:\n%s", written(t, reqRep), written(t, whole))
+	}
+	if len(reqRep.Request.Hosts) < 3 || len(reqRep.Request.Hosts[0].Commands) == 0 || len(reqRep.Request.Hosts[0].Commands[0].Args) == 0 {
+		t.Fatalf("request report: %d hosts, want every host with its commands whole", len(reqRep.Request.Hosts))
 	}
 	// Read in pages of 7 seqs (CheckStore's are 20 000: the fault suite's
 	// 200 000 events in one query outgrew the query endpoint's memory
@@ -666,6 +680,42 @@ func TestForgedSeqFarAhead(t *testing.T) {
 				t.Errorf("%d queries, want %d", q.n, tc.wantQueries)
 			}
 		})
+	}
+}
+
+// TestVerifyHostNotUTF8 catches a finding of the review of the
+// host-by-host check: a host name that is not valid UTF-8 came back from
+// the page query (JSON) with U+FFFD in place of its bytes, so reading its
+// rows by that name found none, and verify reported the host intact with
+// 0 events (before, it left the host out): forged rows hidden from verify
+// by their host name. The host is now read by its bytes: its rows are
+// checked, and forged ones are found.
+func TestVerifyHostNotUTF8(t *testing.T) {
+	eng := clickhousetest.OpenEmbedded(t, "")
+	ctx := context.Background()
+	if _, err := clickhouse.Migrate(ctx, eng, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	pub, key, _ := ed25519.GenerateKey(rand.Reader)
+	keys := map[string]ed25519.PublicKey{schemas.ChainKeyID(pub): pub}
+	load(t, eng, clickhousetest.ChainedEvents(t, "web", 10, 10, key))
+	// Copies of web's events under the host "web\xff", unsigned.
+	exec(t, eng, "INSERT INTO audit_events SELECT * REPLACE (unhex('776562FF') AS host) FROM audit_events WHERE event != 'chain' SETTINGS final = 0") // web's only: no other host is stored
+	rep, err := CheckStore(ctx, eng, Filter{}, Options{Keys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bad *HostReport
+	for _, h := range rep.Hosts {
+		if h.Host == "web\xff" {
+			bad = h
+		}
+	}
+	if bad == nil || bad.Events != 10 || bad.Intact() {
+		t.Fatalf("the host web\\xff: %+v, want its 10 events read and findings\n%s", bad, written(t, rep))
+	}
+	if rep.Intact() {
+		t.Fatalf("a store with forged rows reported intact:\n%s", written(t, rep))
 	}
 }
 
