@@ -207,7 +207,7 @@ func TestVerifyStore(t *testing.T) {
 	if len(reqRep.Request.Hosts) < 3 || len(reqRep.Request.Hosts[0].Commands) == 0 || len(reqRep.Request.Hosts[0].Commands[0].Args) == 0 {
 		t.Fatalf("request report: %d hosts, want every host with its commands whole", len(reqRep.Request.Hosts))
 	}
-	// Read in pages of 7 seqs (CheckStore's are 20 000: the fault suite's
+	// Read in pages of 7 seqs (CheckStore's are 5000: the fault suite's
 	// 200 000 events in one query outgrew the query endpoint's memory
 	// limit): the same report.
 	if paged, err := checkStore(ctx, eng, Filter{}, Options{Keys: keys}, 7); err != nil || !reflect.DeepEqual(paged, rep) {
@@ -643,7 +643,7 @@ func (c *countingQuerier) Query(ctx context.Context, sql string) (*clickhouse.Re
 
 // TestForgedSeqFarAhead catches a finding of the issue 9 review: one event
 // with seq 2^40 made verify's store reader hang, since its pages walked the host's seq
-// range (2^40 / 20 000 = 55 million queries, nearly all empty). A page
+// range (2^40 / 20 000 = 55 million queries at the pages of then, nearly all empty). A page
 // ends at the page-th seq present, so the queries are as many as the pages
 // of seqs present, whatever their values.
 func TestForgedSeqFarAhead(t *testing.T) {
