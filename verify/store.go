@@ -28,7 +28,7 @@ const storeColumns = "event, layer, host, req_auth_id, loginid, event_id, seq, s
 // StorePageSeqs is how many seq values of one host CheckStore reads in one
 // query. A page's decoded answer (raw_data included) is most of verify's
 // memory: 5000 seqs hold a host of 40 000 events to 130 MB of heap, where
-// 20 000 took 320 to 340 MB, for 15 % more time (BenchmarkCheckStore).
+// 20 000 took 320 to 340 MB, for 15 to 25 % more time (BenchmarkCheckStore).
 const StorePageSeqs = 5000
 
 // CheckStore checks the stored rows of audit_events (without FINAL: each
