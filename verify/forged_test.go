@@ -263,3 +263,26 @@ func TestCheckpointSignedByAnotherHostsKey(t *testing.T) {
 		})
 	}
 }
+
+// TestRequestCommandsNotHiddenByAnotherHost: a row on another host that
+// carries the event_id of one of the request's commands (anyone who can
+// write the store can add one) does not take the command out of the
+// request's report. Before the report was built host by host, the first
+// copy of an event_id seen on any host was the only one counted, so a
+// forged row of host "b" read before "a" hid a's command.
+func TestRequestCommandsNotHiddenByAnotherHost(t *testing.T) {
+	a := clickhousetest.ChainedEvents(t, "a", 5, 5, nil)
+	forged := a[2] // a command of the request, seq 3
+	forged.Host, forged.Event, forged.Title = "b", schemas.KindLogin, "x"
+	recs := append(records([]schemas.Event{forged}), records(a)...) // b's row first
+	rep := Check(recs, nil, Options{Request: "req-a"})
+	var hostA *RequestHost
+	for i := range rep.Request.Hosts {
+		if rep.Request.Hosts[i].Host == "a" {
+			hostA = &rep.Request.Hosts[i]
+		}
+	}
+	if hostA == nil || len(hostA.Commands) != 5 {
+		t.Fatalf("request report %+v, want host a with its 5 commands", rep.Request.Hosts)
+	}
+}
