@@ -71,12 +71,7 @@ func TestSinkUnflushedEntriesNeverSettle(t *testing.T) {
 // Bug (mutant): a batch of skipped entries only made the sink connect,
 // and with the SIEM down it failed.
 func TestSinkSkippedEntriesNeedNoConnection(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // the SIEM is down
+	addr := downAddr(t)
 	s := testSink(addr)
 	s.cfg.maxAttempts = 1
 	if err := s.add(context.Background(), testEntries(0, 5, 0, 1, 2, 3, 4)...); err != nil {
@@ -146,12 +141,7 @@ func TestSinkSkippedFirstOnAFreshConnection(t *testing.T) {
 // Bug (mutants): the sink gave up after the first attempt, or after two
 // more than asked.
 func TestSinkGivesUpAfterMaxAttempts(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // the SIEM is down
+	addr := downAddr(t)
 	for _, max := range []int{1, 3} {
 		s := testSink(addr)
 		s.cfg.maxAttempts = max
@@ -231,12 +221,7 @@ func TestSinkFlushRepairsABrokenConnection(t *testing.T) {
 // Bug: stop returned nil whatever stopped the sender, so a destination
 // that gave up ended as though it had been told to.
 func TestPipelineReturnsTheSinksError(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // the SIEM is down
+	addr := downAddr(t)
 	d := Destination{Name: "x", Address: addr}.WithDefaults()
 	newPipeline := func(maxAttempts int) (*pipeline, chan *entry) {
 		p := &pipeline{d: d, log: slog.New(slog.DiscardHandler), m: newMetrics(nil).forDestination("x"), sink: testSink(addr)}
@@ -257,4 +242,16 @@ func TestPipelineReturnsTheSinksError(t *testing.T) {
 	if err := p.send(ctx, items); err != nil {
 		t.Fatalf("send, cancelled = %v, want nil", err)
 	}
+}
+
+// downAddr is a loopback address where no SIEM listens: a port that was
+// free a moment ago, its listener closed.
+func downAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
