@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/auditpipe/auditpipe/clickhouse"
 	"github.com/auditpipe/auditpipe/clickhouse/clickhousetest"
 	"github.com/auditpipe/auditpipe/indexer"
 	"github.com/auditpipe/auditpipe/schemas"
@@ -33,11 +32,8 @@ func BenchmarkCheckStore(b *testing.B) {
 }
 
 func benchCheckStore(b *testing.B, hosts, events int) {
-	eng := clickhousetest.OpenEmbedded(b, "")
+	eng := clickhousetest.OpenMigrated(b)
 	ctx := context.Background()
-	if _, err := clickhouse.Migrate(ctx, eng, 0, nil); err != nil {
-		b.Fatal(err)
-	}
 	pub, key, _ := ed25519.GenerateKey(rand.Reader)
 	opt := Options{Keys: map[string]ed25519.PublicKey{schemas.ChainKeyID(pub): pub}}
 	pad := strings.Repeat("type=PATH msg=audit(1720000000.000:1) : item=0 name=/usr/bin/ls inode=1 dev=fd:00 mode=file,755 ouid=root ogid=root \n", 9)

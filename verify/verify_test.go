@@ -94,11 +94,8 @@ func kinds(h *HostReport) string {
 // reordered, a checkpoint forged) with the host and seq. Each case is a
 // host of its own in one store.
 func TestVerifyStore(t *testing.T) {
-	eng := clickhousetest.OpenEmbedded(t, "")
+	eng := clickhousetest.OpenMigrated(t)
 	ctx := context.Background()
-	if _, err := clickhouse.Migrate(ctx, eng, 0, nil); err != nil {
-		t.Fatal(err)
-	}
 	pub, key, _ := ed25519.GenerateKey(rand.Reader)
 	_, otherKey, _ := ed25519.GenerateKey(rand.Reader)
 	keys := map[string]ed25519.PublicKey{schemas.ChainKeyID(pub): pub}
@@ -691,11 +688,8 @@ func TestForgedSeqFarAhead(t *testing.T) {
 // by their host name. The host is now read by its bytes: its rows are
 // checked, and forged ones are found.
 func TestVerifyHostNotUTF8(t *testing.T) {
-	eng := clickhousetest.OpenEmbedded(t, "")
+	eng := clickhousetest.OpenMigrated(t)
 	ctx := context.Background()
-	if _, err := clickhouse.Migrate(ctx, eng, 0, nil); err != nil {
-		t.Fatal(err)
-	}
 	pub, key, _ := ed25519.GenerateKey(rand.Reader)
 	keys := map[string]ed25519.PublicKey{schemas.ChainKeyID(pub): pub}
 	load(t, eng, clickhousetest.ChainedEvents(t, "web", 10, 10, key))

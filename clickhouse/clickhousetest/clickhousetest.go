@@ -35,6 +35,17 @@ func OpenEmbedded(t testing.TB, dir string) *clickhouse.Embedded {
 	return e
 }
 
+// OpenMigrated is OpenEmbedded in a new temporary directory with every
+// migration applied: the store the pipeline's tables are in.
+func OpenMigrated(t testing.TB) *clickhouse.Embedded {
+	t.Helper()
+	e := OpenEmbedded(t, "")
+	if _, err := clickhouse.Migrate(context.Background(), e, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
 // InsertEvents inserts evs into eng's audit_events in batches of
 // batchRows (all at once when batchRows <= 0), each with the deduplication
 // token of its rows, as a backfill does (no Kafka position).
